@@ -1,0 +1,83 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+let package = Package(
+    name: "dexa",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "dexad", targets: ["dexad"]),
+        .executable(name: "dexa", targets: ["dexa"]),
+        .executable(name: "dexa-sim", targets: ["dexa-sim"]),
+        .executable(name: "dexa-bench", targets: ["dexa-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        // Data path: bytes -> frames -> lines.
+        .target(name: "DXProtocol"),
+        .target(name: "DXTransport", dependencies: [
+            "DXProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ]),
+        .target(name: "DXDevice", dependencies: [
+            "DXProtocol", "DXTransport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "DXAcquisition", dependencies: [
+            "DXProtocol", "DXTransport", "DXDevice",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Control path: socket -> sequencer -> device.
+        .target(name: "DXControl", dependencies: [
+            "DXProtocol",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .target(name: "DXDaemon", dependencies: [
+            "DXProtocol", "DXTransport", "DXDevice", "DXAcquisition", "DXControl", "DXSimulator",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .target(name: "DXCommandLine", dependencies: [
+            "DXProtocol", "DXControl",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+        ]),
+        .executableTarget(name: "dexad", dependencies: [
+            "DXDaemon",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "dexa", dependencies: ["DXCommandLine"]),
+        .executableTarget(name: "dexa-bench", dependencies: ["DXProtocol"]),
+
+        // The DX-1 as far as the host can tell.
+        .target(name: "DXSimulator", dependencies: [
+            "DXProtocol", "DXTransport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+        ], path: "Simulator/DXSimulator"),
+        .executableTarget(name: "dexa-sim", dependencies: [
+            "DXSimulator",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], path: "Simulator/dexa-sim"),
+
+        .target(name: "DXTestSupport", dependencies: [
+            "DXProtocol", "DXTransport", "DXControl", "DXSimulator",
+        ]),
+
+        .testTarget(name: "DXProtocolTests", dependencies: ["DXProtocol"]),
+        .testTarget(name: "DXDeviceTests", dependencies: ["DXDevice", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
+        .testTarget(name: "DXSimulatorTests", dependencies: ["DXSimulator", "DXTestSupport"]),
+        .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXDaemon", "DXTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["DXControl", "DXProtocol", "DXTestSupport"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

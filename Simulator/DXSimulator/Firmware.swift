@@ -1,0 +1,651 @@
+import DXProtocol
+import DXTransport
+
+/// The device's side of a link: where the firmware's frames go.
+public protocol DeviceSideLink: Sendable {
+    @discardableResult func emit(_ endpoint: Endpoint, _ bytes: [UInt8]) -> Bool
+    func disconnect(reason: String)
+    func reconnect()
+}
+
+extension InMemoryLink.DeviceEnd: DeviceSideLink {}
+
+/// How the simulated unit is built.
+public struct SimulatorConfiguration: Sendable {
+    public var info: DeviceInfo
+    public var seed: UInt64
+    /// Time from power-on (or RESET) to IDLE.
+    public var bootTime: Duration = .milliseconds(300)
+    /// How long the device is gone from the bus after RESET (ICD: back within 3 s).
+    public var resetAbsence: Duration = .milliseconds(1200)
+    /// Air kerma rate at the table per mA of tube current, for the DAP figure.
+    public var kermaRateMGyPerSecondPerMA: Double = 0.05
+    /// Thickness of the fan along y at the table.
+    public var fanThicknessCm: Double = 0.1
+
+    public static let standardInfo = DeviceInfo(
+        model: "DX-1", serial: "DX1-000123", fwMajor: 1, fwMinor: 4, fwPatch: 2,
+        channels: 144, pitchUm: 1000, energyLowKeV: 40, energyHighKeV: 70,
+        maxLineRateHz: 100, travelXUm: 400_000, travelYUm: 2_000_000, airZoneYUm: 1_900_000,
+        watchdogMs: 1000)
+
+    public init(info: DeviceInfo = SimulatorConfiguration.standardInfo, seed: UInt64 = 1) {
+        self.info = info
+        self.seed = seed
+    }
+}
+
+/// What the simulator reports about itself for tests and `dexa-sim status`: the facts a
+/// safety test needs (when X-rays went on and off, when the host last spoke).
+public struct SimulatorSnapshot: Sendable, Codable, Equatable {
+    public var state: DeviceState
+    public var xrayOn: Bool
+    public var interlocks: UInt16
+    public var fault: UInt16
+    public var xUm: Int32
+    public var yUm: Int32
+    public var armAngle: Int16
+    public var activeScanID: UInt32
+    public var dataFramesSent: UInt32
+    public var eventsSent: UInt32
+    public var commandsReceived: Int
+    public var frameErrors: Int
+    public var lastHostFrameMs: Double?
+    public var lastXrayOnMs: Double?
+    public var lastXrayOffMs: Double?
+    public var watchdogExpiries: [WatchdogExpiry]
+    public var commandLog: [String]
+    public var uptimeMs: Double
+    public var frozen: Bool
+    public var plugged: Bool
+
+    public struct WatchdogExpiry: Sendable, Codable, Equatable {
+        /// Device time of the last host frame before the expiry, and of X-rays off.
+        public var lastHostFrameMs: Double
+        public var xrayOffMs: Double
+    }
+}
+
+/// The DX-1 firmware as ICD §3–§6 describe it: states, commands, motion, scans, interlocks,
+/// watchdog and faults, on an injected clock. One actor is one unit.
+public actor DX1Firmware {
+    public let configuration: SimulatorConfiguration
+    private let clock: any Clock<Duration>
+    private var uptime: Stopwatch
+    private var link: (any DeviceSideLink)?
+    public var scene: any Scene
+
+    // Device state (ICD §3).
+    private var state: DeviceState = .boot
+    private var interlocks: Interlocks = .allClosed
+    private var xrayOn = false
+    private var x: Int32 = 0, y: Int32 = 0, arm: Int16 = 0
+    private var fault: FaultCode = .none
+    private var configured: ScanConfiguration?
+    private var activeScan: ScanConfiguration?
+    private var generation = 0
+    private var scanTask: Task<Void, Never>?
+    private var motionTask: Task<Void, Never>?
+    private var watchdogTask: Task<Void, Never>?
+    private var bootTask: Task<Void, Never>?
+
+    // Link.
+    private var decoder = FrameDecoder()
+    private var eventSeq: UInt32 = 0
+    private var dataSeq: UInt32 = 0
+    private var lastHostFrame: Duration = .zero
+    private var plugged = true
+
+    // Sensors and records.
+    private var detector: Detector
+    private var tubeTemp = 320.0  // tenths of °C
+    private var timeOffsetUs: Int64 = 0
+    private var log = FirmwareLog()
+    private var droppedLines: UInt32 = 0
+    private var commandsReceived = 0
+    private var commandLog: [String] = []
+    private var lastXrayOn: Duration?
+    private var lastXrayOff: Duration?
+    private var expiries: [SimulatorSnapshot.WatchdogExpiry] = []
+
+    // Injected faults.
+    private var frozen = false
+    private var stallUntil: Duration?
+    private var dropData = 0
+    private var corrupt: [Endpoint: Int] = [:]
+    private var garbage: [Endpoint: Int] = [:]
+    private var lineRateFactor = 1.0
+    private var failedSelfTest: Set<SelfTestComponent> = []
+    private var rng: SplitMix64
+
+    public init(configuration: SimulatorConfiguration = .init(), clock: any Clock<Duration>, scene: any Scene = EmptyTable()) {
+        self.configuration = configuration
+        self.clock = clock
+        self.uptime = Stopwatch(clock)
+        self.scene = scene
+        self.detector = Detector(channels: Int(configuration.info.channels), pitchUm: Int(configuration.info.pitchUm), seed: configuration.seed)
+        self.rng = SplitMix64(seed: configuration.seed &+ 77)
+    }
+
+    // MARK: - Power and link
+
+    /// Connects the firmware to a link and powers it on: BOOT, then IDLE after the boot time.
+    public func powerOn(link: any DeviceSideLink) {
+        self.link = link
+        reboot()
+    }
+
+    private func reboot() {
+        for t in [scanTask, motionTask, watchdogTask, bootTask] { t?.cancel() }
+        scanTask = nil; motionTask = nil; watchdogTask = nil
+        setXray(false)
+        uptime = Stopwatch(clock)
+        lastXrayOn = nil; lastXrayOff = nil; expiries = []
+        eventSeq = 0
+        dataSeq = 0
+        decoder = FrameDecoder()
+        configured = nil
+        activeScan = nil
+        state = .boot
+        fault = .none
+        log.append(at: uptime.elapsed, "boot: \(configuration.info.model) \(configuration.info.serial) fw \(configuration.info.firmware)")
+        let bootTime = configuration.bootTime
+        bootTask = Task { [weak self, clock] in
+            do { try await clock.sleep(for: bootTime) } catch { return }
+            await self?.finishBoot()
+        }
+    }
+
+    private func finishBoot() {
+        guard state == .boot else { return }
+        setState(interlocks == .allClosed ? .idle : .safe)
+    }
+
+    /// Bytes from the host on EP 0x01, as they arrive.
+    public func receive(_ bytes: [UInt8]) {
+        guard !frozen, plugged else { return }
+        decoder.append(bytes)
+        while let frame = decoder.next() {
+            guard frame.kind == .command else { continue }
+            lastHostFrame = uptime.elapsed
+            handle(frame)
+        }
+    }
+
+    // MARK: - Commands
+
+    private func handle(_ frame: Frame) {
+        commandsReceived += 1
+        let opcodeEcho = Command.opcodeField(of: frame.payload) ?? 0
+        let command: Command
+        do {
+            command = try Command(payload: frame.payload)
+        } catch {
+            record("seq \(frame.seq) op 0x\(String(opcodeEcho, radix: 16)) -> \(error.status)")
+            respond(frame.seq, opcodeEcho, error.status)
+            return
+        }
+        if command != .heartbeat { record("seq \(frame.seq) \(command.opcode)") }
+        let (status, result) = execute(command)
+        if status != .ok { record("seq \(frame.seq) \(command.opcode) -> \(status)") }
+        respond(frame.seq, command.opcode.rawValue, status, result)
+        if status == .ok { afterResponse(command) }
+    }
+
+    private func record(_ line: String) {
+        commandLog.append(line)
+        if commandLog.count > 200 { commandLog.removeFirst(commandLog.count - 200) }
+    }
+
+    /// The status for a command that is not allowed in the current state.
+    private var refusal: CommandStatus {
+        switch state {
+        case .fault: .faultActive
+        case .safe: .interlockOpen
+        case .moving, .scanning, .boot: .busy
+        default: .badState
+        }
+    }
+
+    private func execute(_ command: Command) -> (CommandStatus, [UInt8]) {
+        let info = configuration.info
+        switch command {
+        case .getInfo:
+            return (.ok, info.encoded)
+        case .getStatus:
+            return (.ok, status.encoded)
+        case .heartbeat:
+            return (.ok, [])
+        case .home:
+            guard state == .idle else { return (refusal, []) }
+            startMotion(to: (0, 0, 0))
+            return (.ok, [])
+        case let .move(tx, ty, ta):
+            guard state == .idle else { return (refusal, []) }
+            guard tx >= 0, Int64(tx) <= Int64(info.travelXUm), ty >= 0, Int64(ty) <= Int64(info.travelYUm),
+                  (0...900).contains(ta) else { return (.badParams, []) }
+            startMotion(to: (tx, ty, ta))
+            return (.ok, [])
+        case let .configureScan(c):
+            guard state == .idle else { return (refusal, []) }
+            if let why = c.violation(for: info) {
+                log.append(at: uptime.elapsed, "CONFIGURE_SCAN refused: \(why)")
+                return (.badParams, [])
+            }
+            configured = c
+            setState(.ready)
+            return (.ok, [])
+        case let .startScan(id):
+            if state == .safe || interlocks != .allClosed { return (.interlockOpen, []) }
+            guard state == .ready, let c = configured else { return (refusal, []) }
+            guard c.scanID == id else { return (.badParams, []) }
+            beginScan(c)
+            return (.ok, [])
+        case let .abortScan(id):
+            guard state == .ready || state == .scanning else { return (refusal, []) }
+            let current = activeScan?.scanID ?? configured?.scanID
+            guard current == id else { return (.badParams, []) }
+            if state == .ready {
+                configured = nil
+                setState(.idle)
+            } else {
+                endScan(aborted: .host)
+            }
+            return (.ok, [])
+        case .xrayOff:
+            if state == .scanning { endScan(aborted: .xrayOff) } else { setXray(false) }
+            return (.ok, [])
+        case .selfTest:
+            guard state == .idle else { return (refusal, []) }
+            return (.ok, selfTest().encoded)
+        case .readSensors:
+            return (.ok, sensors.encoded)
+        case let .getLog(offset, maxBytes):
+            return (.ok, log.chunk(from: offset, max: Int(maxBytes)).encoded)
+        case let .setTime(t):
+            timeOffsetUs = Int64(clamping: t) - Int64(clamping: uptime.elapsed.microseconds)
+            log.append(at: uptime.elapsed, "time set to \(t) µs since 1970")
+            return (.ok, [])
+        case .reset:
+            guard [.idle, .fault, .safe].contains(state) else { return (refusal, []) }
+            return (.ok, [])
+        case .clearFault:
+            guard state == .fault else { return (refusal, []) }
+            return (.ok, [])
+        }
+    }
+
+    /// Work that follows the response on the wire (events after OK, ICD §3).
+    private func afterResponse(_ command: Command) {
+        switch command {
+        case .reset:
+            log.append(at: uptime.elapsed, "RESET requested by host")
+            let absence = configuration.resetAbsence
+            link?.disconnect(reason: "device reset")
+            reboot()
+            plugged = false
+            Task { [weak self, clock] in
+                try? await clock.sleep(for: absence)
+                await self?.replugAfterReset()
+            }
+        case .clearFault:
+            let code = fault
+            fault = .none
+            log.append(at: uptime.elapsed, "fault \(code.rawValue) cleared")
+            send(.faultCleared(code: code))
+            setState(interlocks == .allClosed ? .idle : .safe)
+        case .startScan:
+            guard let c = activeScan else { return }
+            send(.scanStarted(scanID: c.scanID, deviceTimeUs: deviceTimeUs(uptime.elapsed)))
+        default:
+            break
+        }
+    }
+
+    private func replugAfterReset() {
+        plugged = true
+        link?.reconnect()
+    }
+
+    private var status: DeviceStatus {
+        DeviceStatus(
+            state: state, interlocks: interlocks, xrayOn: xrayOn,
+            tubeTempX10: Int16(tubeTemp.rounded()), detectorTempX10: 251,
+            kvX10: xrayOn ? 1000 : 0, tubeCurrentUA: xrayOn ? (activeScan?.tubeCurrentUA ?? 0) : 0,
+            armAngleX10: arm, xUm: x, yUm: y, fault: fault, activeScanID: activeScan?.scanID ?? 0)
+    }
+
+    private var sensors: SensorReadings {
+        SensorReadings(
+            tubeTempX10: Int16(tubeTemp.rounded()), detectorTempX10: 251, generatorTempX10: 356,
+            kvX10: xrayOn ? 1000 : 0, tubeCurrentUA: xrayOn ? (activeScan?.tubeCurrentUA ?? 0) : 0,
+            supplyMv: 24_050, darkMean: UInt16(detector.meanDark.rounded()),
+            uptimeS: UInt32(clamping: uptime.elapsed.components.seconds),
+            droppedLines: droppedLines, usbErrors: UInt32(clamping: decoder.errors.resyncs))
+    }
+
+    private func selfTest() -> SelfTestReport {
+        let checks: [(UInt8, Int32)] = [
+            (1, 1000), (2, Int32(tubeTemp)), (3, Int32(detector.meanDark)), (4, Int32(x)), (5, Int32(y)),
+            (6, Int32(arm)), (7, Int32(interlocks.rawValue)), (8, 0), (9, 0),
+        ]
+        let items = checks.map { (c, v) -> SelfTestItem in
+            let comp = SelfTestComponent(rawValue: c)
+            if failedSelfTest.contains(comp) { return SelfTestItem(component: comp, result: .fail, value: v, code: 0x100 + UInt16(c)) }
+            if c == 7 && interlocks != .allClosed {
+                return SelfTestItem(component: comp, result: .warn, value: v, code: UInt16(~interlocks.rawValue & 0x1F))
+            }
+            return SelfTestItem(component: comp, result: .pass, value: v, code: 0)
+        }
+        log.append(at: uptime.elapsed, "self-test: \(items.filter { $0.result != .pass }.count) items not passed")
+        return SelfTestReport(items: items)
+    }
+
+    // MARK: - Motion (ICD §3: 50 mm/s per axis, 90° in 5 s)
+
+    private func startMotion(to target: (Int32, Int32, Int16)) {
+        let dx = abs(Double(target.0) - Double(x)) / 50_000
+        let dy = abs(Double(target.1) - Double(y)) / 50_000
+        let da = abs(Double(target.2) - Double(arm)) / 180
+        let seconds = max(dx, dy, da, 0.001)
+        setState(.moving)
+        let gen = generation
+        motionTask = Task { [weak self, clock] in
+            do { try await clock.sleep(for: .nanoseconds(Int64(seconds * 1e9))) } catch { return }
+            await self?.finishMotion(target, generation: gen)
+        }
+    }
+
+    private func finishMotion(_ target: (Int32, Int32, Int16), generation gen: Int) {
+        guard state == .moving, gen == generation else { return }
+        (x, y, arm) = target
+        send(.motionDone(xUm: x, yUm: y, armAngle: arm))
+        setState(.idle)
+    }
+
+    // MARK: - Scans
+
+    private func beginScan(_ c: ScanConfiguration) {
+        configured = nil
+        activeScan = c
+        generation += 1
+        setState(.scanning)
+        if c.mode != .dark { setXray(true) }
+        let gen = generation
+        let start = uptime.elapsed
+        scanTask = Task { [weak self] in await self?.runScan(c, generation: gen, start: start) }
+    }
+
+    private func runScan(_ c: ScanConfiguration, generation gen: Int, start: Duration) async {
+        let period = Duration.microseconds(Int64(c.linePeriodUs))
+        var timebase = start       // moves forward with stalls
+        var line = 0
+        let total = Int(c.lineCount)
+        var exposure = Duration.zero
+        while line < total {
+            let k = min(Int(c.linesPerFrame), total - line)
+            let linePeriod = period.scaled(by: lineRateFactor)
+            let frameEnd = timebase + linePeriod * k
+            do {
+                try await clock.sleep(untilElapsed: frameEnd, on: uptime)
+                while let until = stallUntil, until > uptime.elapsed {
+                    try await clock.sleep(untilElapsed: until, on: uptime)
+                }
+            } catch { return }
+            guard gen == generation, state == .scanning, activeScan?.scanID == c.scanID else { return }
+            if frozen { timebase = uptime.elapsed; continue }
+            if let until = stallUntil {
+                // The lines resume after the stall: shift the timebase by it.
+                if until > frameEnd { timebase = until - linePeriod * k }
+                stallUntil = nil
+                continue
+            }
+            var lines: [ScanLine] = []
+            lines.reserveCapacity(k)
+            for j in 0..<k {
+                let i = line + j
+                let mid = timebase + linePeriod * j + linePeriod / 2
+                let yy = Int32(clamping: c.yUm(ofLine: Int64(i)))
+                let read = detector.readLine(mode: c.mode, xUm: c.xUm, yUm: yy, periodUs: c.linePeriodUs,
+                                             currentUA: c.tubeCurrentUA, outputFactor: 1, scene: scene)
+                var flags: LineFlags = xrayOn ? [.xrayOn] : []
+                if read.saturated { flags.insert(.saturated) }
+                lines.append(ScanLine(index: UInt32(i), yUm: yy, xUm: c.xUm, tUs: deviceTimeUs(mid), flags: flags, samples: read.samples))
+            }
+            y = lines.last?.yUm ?? y
+            x = c.xUm
+            sendData(DataFrame(scanID: c.scanID, firstLine: UInt32(line), channels: configuration.info.channels, lines: lines))
+            if xrayOn { exposure += linePeriod * k; tubeTemp = min(tubeTemp + 0.02 * Double(k), 650) }
+            line += k
+            timebase = frameEnd
+        }
+        guard gen == generation, state == .scanning else { return }
+        let exposureMs = c.mode == .dark ? 0 : UInt32(clamping: Int64(exposure.milliseconds.rounded()))
+        let dap = dapX1000(currentUA: c.tubeCurrentUA, exposureMs: exposureMs)
+        setXray(false)
+        activeScan = nil
+        log.append(at: uptime.elapsed, "scan \(c.scanID) complete: \(total) lines, \(exposureMs) ms")
+        send(.scanComplete(scanID: c.scanID, lines: UInt32(total), exposureMs: exposureMs, dapX1000: dap))
+        setState(.idle)
+    }
+
+    private func dapX1000(currentUA: UInt32, exposureMs: UInt32) -> UInt32 {
+        let widthCm = Double(configuration.info.channels) * Double(configuration.info.pitchUm) / 10_000
+        let mGyCm2 = configuration.kermaRateMGyPerSecondPerMA * Double(currentUA) / 1000
+            * Double(exposureMs) / 1000 * widthCm * configuration.fanThicknessCm
+        return UInt32(clamping: Int64((mGyCm2 * 1000).rounded()))
+    }
+
+    /// Ends the running scan early: X-rays off at once, then the events.
+    private func endScan(aborted reason: AbortReason, next: DeviceState = .idle) {
+        guard let c = activeScan else { setXray(false); return }
+        setXray(false)
+        generation += 1
+        scanTask?.cancel()
+        scanTask = nil
+        activeScan = nil
+        let linesSent = UInt32(clamping: max(0, Int(dataSeqLinesSent)))
+        log.append(at: uptime.elapsed, "scan \(c.scanID) aborted: \(reason)")
+        send(.scanAborted(scanID: c.scanID, reason: reason, linesSent: linesSent))
+        setState(next)
+    }
+
+    /// Lines sent in the current scan (tracked as data frames go out).
+    private var dataSeqLinesSent: Int = 0
+
+    private func setXray(_ on: Bool) {
+        guard on != xrayOn else { return }
+        xrayOn = on
+        let now = uptime.elapsed
+        if on {
+            lastXrayOn = now
+            dataSeqLinesSent = 0
+            watchdogTask?.cancel()
+            watchdogTask = Task { [weak self] in await self?.watchdog() }
+        } else {
+            lastXrayOff = now
+            watchdogTask?.cancel()
+            watchdogTask = nil
+        }
+        log.append(at: now, on ? "X-ray ON" : "X-ray OFF")
+    }
+
+    /// ICD §4: while X-rays are on, more than watchdog_ms without a host frame turns them off.
+    private func watchdog() async {
+        let limit = Duration.milliseconds(Int64(configuration.info.watchdogMs))
+        while xrayOn {
+            let deadline = lastHostFrame + limit + .microseconds(500)
+            do { try await clock.sleep(untilElapsed: deadline, on: uptime) } catch { return }
+            guard xrayOn else { return }
+            if uptime.elapsed - lastHostFrame > limit {
+                let last = lastHostFrame
+                if state == .scanning { endScan(aborted: .watchdog) } else { setXray(false) }
+                expiries.append(.init(lastHostFrameMs: last.milliseconds, xrayOffMs: (lastXrayOff ?? uptime.elapsed).milliseconds))
+                log.append(at: uptime.elapsed, "WATCHDOG expired: last host frame \(Int(last.milliseconds)) ms")
+                send(.watchdogExpired)
+                return
+            }
+        }
+    }
+
+    // MARK: - Output
+
+    private func setState(_ new: DeviceState) {
+        guard new != state else { return }
+        let old = state
+        state = new
+        send(.stateChanged(old: old, new: new))
+    }
+
+    private func deviceTimeUs(_ t: Duration) -> UInt64 { t.microseconds }
+
+    private func respond(_ seq: UInt32, _ opcode: UInt16, _ status: CommandStatus, _ result: [UInt8] = []) {
+        emit(.responseIn, Frame(kind: .response, seq: seq, payload: Response(opcode: opcode, status: status, result: result).payload))
+    }
+
+    private func send(_ event: Event) {
+        eventSeq &+= 1
+        emit(.responseIn, Frame(kind: .event, seq: eventSeq, payload: event.payload))
+    }
+
+    private func sendData(_ frame: DataFrame) {
+        dataSeq &+= 1
+        dataSeqLinesSent += frame.lines.count
+        if dropData > 0 {
+            dropData -= 1
+            droppedLines &+= UInt32(frame.lines.count)
+            return
+        }
+        emit(.dataIn, Frame(kind: .data, seq: dataSeq, payload: frame.payload))
+    }
+
+    private func emit(_ endpoint: Endpoint, _ frame: Frame) {
+        guard !frozen, plugged, var bytes = try? frame.encoded() else { return }
+        if let n = garbage[endpoint], n > 0 {
+            garbage[endpoint] = 0
+            let junk = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+            bytes = junk + bytes
+        }
+        if let n = corrupt[endpoint], n > 0 {
+            corrupt[endpoint] = n - 1
+            let i = Int(rng.next() % UInt64(bytes.count))
+            bytes[i] ^= UInt8(1 << (rng.next() % 8))
+        }
+        link?.emit(endpoint, bytes)
+    }
+
+    // MARK: - Fault injection
+
+    public func inject(_ f: InjectedFault) {
+        log.append(at: uptime.elapsed, "injected: \(f)")
+        switch f {
+        case let .interlock(which, closed):
+            let before = interlocks
+            if closed { interlocks.insert(which) } else { interlocks.remove(which) }
+            guard interlocks != before else { return }
+            if !closed {
+                // Hardware path: X-rays off first, then tell the host.
+                setXray(false)
+                send(.interlocksChanged(interlocks))
+                if state == .scanning { endScan(aborted: .interlock, next: .safe) }
+                else if state == .moving {
+                    generation += 1
+                    motionTask?.cancel()
+                    setState(.safe)
+                } else if [.idle, .ready].contains(state) {
+                    configured = nil
+                    setState(.safe)
+                }
+            } else {
+                send(.interlocksChanged(interlocks))
+                if state == .safe && interlocks == .allClosed { setState(.idle) }
+            }
+        case let .trip(code, message):
+            setXray(false)
+            fault = code
+            if state == .scanning { endScan(aborted: .fault, next: .fault) }
+            else {
+                generation += 1
+                motionTask?.cancel()
+                configured = nil
+            }
+            send(.fault(code: code, message: message))
+            setState(.fault)
+        case let .stallData(d):
+            stallUntil = uptime.elapsed + d
+        case let .dropDataFrames(n):
+            dropData += n
+        case let .corruptFrames(ep, n):
+            corrupt[ep, default: 0] += n
+        case let .garbage(ep, n):
+            garbage[ep, default: 0] += n
+        case .freeze:
+            frozen = true
+        case .thaw:
+            frozen = false
+        case .unplug:
+            plugged = false
+            link?.disconnect(reason: "cable unplugged")
+        case .plug:
+            plugged = true
+            link?.reconnect()
+        case let .lineRateFactor(f):
+            lineRateFactor = f
+        case let .failSelfTest(c):
+            failedSelfTest.insert(c)
+        case .clearInjected:
+            frozen = false
+            stallUntil = nil
+            lineRateFactor = 1
+            failedSelfTest = []
+            dropData = 0
+            corrupt = [:]
+            garbage = [:]
+        }
+    }
+
+    public func setScene(_ s: any Scene) { scene = s }
+
+    public var snapshot: SimulatorSnapshot {
+        SimulatorSnapshot(
+            state: state, xrayOn: xrayOn, interlocks: interlocks.rawValue, fault: fault.rawValue,
+            xUm: x, yUm: y, armAngle: arm, activeScanID: activeScan?.scanID ?? 0,
+            dataFramesSent: dataSeq, eventsSent: eventSeq, commandsReceived: commandsReceived,
+            frameErrors: decoder.errors.resyncs,
+            lastHostFrameMs: commandsReceived > 0 ? lastHostFrame.milliseconds : nil,
+            lastXrayOnMs: lastXrayOn?.milliseconds, lastXrayOffMs: lastXrayOff?.milliseconds,
+            watchdogExpiries: expiries, commandLog: commandLog, uptimeMs: uptime.elapsed.milliseconds,
+            frozen: frozen, plugged: plugged)
+    }
+}
+
+/// The firmware's text log, read by GET_LOG with byte offsets. Old text is dropped past
+/// 64 KiB; offsets stay absolute so a reader can tell it missed some.
+struct FirmwareLog: Sendable {
+    private var text: [UInt8] = []
+    private var base: UInt32 = 0
+    private let capacity = 65_536
+
+    mutating func append(at t: Duration, _ line: String) {
+        let ms = Int(t.milliseconds)
+        let safe = line.unicodeScalars.map { $0.isASCII ? Character($0) : "?" }
+        text.append(contentsOf: Array("[\(ms / 1000).\(String(format3(ms % 1000)))] \(String(safe))\n".utf8))
+        if text.count > capacity {
+            let cut = text.count - capacity
+            text.removeFirst(cut)
+            base &+= UInt32(cut)
+        }
+    }
+
+    func chunk(from offset: UInt32, max: Int) -> LogChunk {
+        let start = offset < base ? 0 : Int(offset - base)
+        guard start < text.count else { return LogChunk(nextOffset: base &+ UInt32(text.count), text: "") }
+        let end = min(text.count, start + max)
+        return LogChunk(nextOffset: base &+ UInt32(end), text: String(decoding: text[start..<end], as: UTF8.self))
+    }
+
+    private func format3(_ v: Int) -> String {
+        let s = String(v)
+        return String(repeating: "0", count: max(0, 3 - s.count)) + s
+    }
+}

@@ -1,0 +1,91 @@
+import ArgumentParser
+import DXProtocol
+import DXSimulator
+import Foundation
+
+/// `dexa-sim`: a simulated DX-1 on a Unix socket, with a fault-injection control socket
+/// and the same commands on standard input.
+@main
+struct DexaSim: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dexa-sim",
+        abstract: "A simulated DX-1 densitometer for dexad (--device sim:PATH).",
+        discussion: "Fault commands (control socket or stdin, one per line):\n" + FaultCommand.help)
+
+    @Option(name: .long, help: "Device socket the daemon connects to.")
+    var socket: String = "/tmp/dexa-sim.sock"
+
+    @Option(name: .long, help: "Fault-injection control socket (text commands, one per line).")
+    var control: String?
+
+    @Option(name: .long, help: "Time runs this many times faster than real time.")
+    var speed: Double = 1
+
+    @Option(name: .long, help: "Serial number the unit reports.")
+    var serial: String = "DX1-000123"
+
+    @Option(name: .long, help: "Detector channels.")
+    var channels: UInt16 = 144
+
+    @Option(name: .long, help: "Noise seed.")
+    var seed: UInt64 = 1
+
+    @Flag(name: .long, help: "Read fault commands from standard input.")
+    var stdin = false
+
+    func validate() throws {
+        guard speed.isFinite, speed >= 0.01, speed <= 10_000 else { throw ValidationError("--speed must be 0.01 to 10000") }
+        guard (1...4096).contains(Int(channels)) else { throw ValidationError("--channels must be 1 to 4096") }
+    }
+
+    func run() async throws {
+        var info = SimulatorConfiguration.standardInfo
+        info.serial = serial
+        info.channels = channels
+        let sim = SocketSimulator(devicePath: socket, controlPath: control,
+                                  configuration: SimulatorConfiguration(info: info, seed: seed),
+                                  clock: ScaledClock(speed: speed))
+        let firmware = sim.firmware
+        if stdin {
+            Thread {
+                while let line = readLine() {
+                    let sem = DispatchSemaphore(value: 0)
+                    Task {
+                        let reply = await SimulatorControl.reply(to: line, firmware: firmware)
+                        if !reply.isEmpty { print(reply) }
+                        sem.signal()
+                    }
+                    sem.wait()
+                }
+            }.start()
+        }
+        FileHandle.standardError.write(Data("dexa-sim: \(info.model) \(info.serial) on \(socket)\(control.map { ", control \($0)" } ?? ""), speed \(speed)x\n".utf8))
+        let signals = SignalStop()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await sim.run() }
+            group.addTask { await signals.wait() }
+            _ = try await group.next()
+            group.cancelAll()
+        }
+        sim.stop()
+    }
+}
+
+/// Ends the simulator on SIGTERM or SIGINT.
+struct SignalStop: Sendable {
+    func wait() async {
+        let (stream, cont) = AsyncStream<Void>.makeStream()
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGTERM, SIGINT] {
+            signal(sig, SIG_IGN)
+            let s = DispatchSource.makeSignalSource(signal: sig)
+            s.setEventHandler { cont.yield() }
+            s.resume()
+            sources.append(s)
+        }
+        for await _ in stream { break }
+        withExtendedLifetime(sources) {}
+    }
+}
+
+

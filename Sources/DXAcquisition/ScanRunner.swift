@@ -1,0 +1,311 @@
+import DXDevice
+import DXProtocol
+import DXTransport
+import Foundation
+import Logging
+
+/// One acquisition to make: the geometry and timing of CONFIGURE_SCAN (less the id, which
+/// the runner assigns) and what the scan is for (capture header, ICD §7).
+public struct ScanPlan: Sendable, Equatable {
+    public var mode: ScanMode
+    public var xUm: Int32
+    public var yStartUm: Int32
+    public var lineCount: UInt32
+    public var lineStepUm: Int32
+    public var linePeriodUs: UInt32
+    public var tubeCurrentUA: UInt32
+    public var linesPerFrame: UInt16
+    public var role: CaptureScan.Role
+    public var region: CaptureScan.Region?
+    public var phantom: Phantom?
+
+    public init(mode: ScanMode, xUm: Int32, yStartUm: Int32, lineCount: UInt32, lineStepUm: Int32, linePeriodUs: UInt32,
+                tubeCurrentUA: UInt32, linesPerFrame: UInt16, role: CaptureScan.Role, region: CaptureScan.Region? = nil,
+                phantom: Phantom? = nil) {
+        self.mode = mode; self.xUm = xUm; self.yStartUm = yStartUm; self.lineCount = lineCount
+        self.lineStepUm = lineStepUm; self.linePeriodUs = linePeriodUs; self.tubeCurrentUA = tubeCurrentUA
+        self.linesPerFrame = linesPerFrame; self.role = role; self.region = region; self.phantom = phantom
+    }
+
+    public func configuration(id: UInt32) -> ScanConfiguration {
+        ScanConfiguration(scanID: id, mode: mode, xUm: xUm, yStartUm: yStartUm, lineCount: lineCount,
+                          lineStepUm: lineStepUm, linePeriodUs: linePeriodUs, tubeCurrentUA: tubeCurrentUA,
+                          linesPerFrame: linesPerFrame)
+    }
+}
+
+/// How a scan ended, with the figures a technologist and a service engineer need.
+public struct ScanOutcome: Sendable, Equatable, Codable {
+    public enum Result: String, Sendable, Codable {
+        case completed
+        /// The device aborted it (host request, interlock, watchdog, fault, XRAY_OFF).
+        case aborted
+        /// The link to the device was lost: the device's watchdog ends the exposure.
+        case interrupted
+    }
+    public var scanID: UInt32
+    public var mode: ScanMode
+    public var result: Result
+    public var reason: String?
+    public var plannedLines: UInt32
+    public var lines: Int
+    /// Lines the device says it sent (SCAN_COMPLETE / SCAN_ABORTED).
+    public var linesReported: UInt32?
+    public var gaps: Int
+    public var missingFrames: UInt64
+    public var outOfOrderLines: Int
+    public var exposureMs: UInt32
+    public var dapMGyCm2: Double
+    public var capture: String?
+    /// The device reported X-rays off after the scan (GET_STATUS).
+    public var xrayOffVerified: Bool
+    /// Device time between the first and the last line (µs), for cadence checks.
+    public var deviceSpanUs: UInt64
+
+    public var summary: String {
+        var s = "scan \(scanID) \(result.rawValue)"
+        if let reason { s += ": \(reason)" }
+        s += "; \(lines) of \(plannedLines) lines"
+        return s
+    }
+}
+
+/// Progress of a running scan.
+public struct ScanProgress: Sendable, Equatable, Codable {
+    public var scanID: UInt32
+    public var lines: Int
+    public var plannedLines: UInt32
+    public var gaps: Int
+    /// Lines per second of device time, over the scan so far.
+    public var linesPerSecond: Double
+    public var etaSeconds: Double
+}
+
+/// Why a scan could not be run or did not complete.
+public enum ScanError: Error, Sendable, CustomStringConvertible {
+    case busy(UInt32)
+    case deviceNotReady(DeviceState, String)
+    case interlockOpen([String])
+    case rejected(String)
+    case ended(ScanOutcome)
+
+    public var description: String {
+        switch self {
+        case .busy(let id): "scan \(id) is already running"
+        case let .deviceNotReady(s, detail): "the DX-1 is \(s), not IDLE\(detail.isEmpty ? "" : ": \(detail)")"
+        case .interlockOpen(let open): "interlock open: \(open.joined(separator: ", ")); close it and try again"
+        case .rejected(let why): why
+        case .ended(let o): o.summary
+        }
+    }
+
+    public var outcome: ScanOutcome? {
+        if case .ended(let o) = self { return o }
+        return nil
+    }
+}
+
+/// Runs one scan on a device session: configure, start, collect every line with the
+/// heartbeat going, and end with X-rays verified off whatever happens — including
+/// cancellation of the calling task (a client that went away, a daemon shutting down).
+public actor ScanRunner {
+    public let session: DeviceSession
+    private let clock: any Clock<Duration>
+    private let logger: Logger
+    private let recorder: RecordingTransport?
+    private let captureDirectory: String?
+    private var current: UInt32?
+    private var nextID: UInt32
+
+    public init(session: DeviceSession, clock: any Clock<Duration>, recorder: RecordingTransport? = nil,
+                captureDirectory: String? = nil, logger: Logger = Logger(label: "dexa.scan")) {
+        self.session = session
+        self.clock = clock
+        self.recorder = recorder
+        self.captureDirectory = captureDirectory
+        self.logger = logger
+        // Scan ids only need to differ between scans of one device session; start from the
+        // wall clock so that captures of different daemon runs do not collide.
+        nextID = UInt32(truncatingIfNeeded: UInt64(Date().timeIntervalSince1970) % 1_000_000_000) | 1
+    }
+
+    public var runningScan: UInt32? { current }
+
+    public func run(_ plan: ScanPlan, progress: (@Sendable (ScanProgress) -> Void)? = nil) async throws -> ScanOutcome {
+        if let current { throw ScanError.busy(current) }
+        let status = try await session.refreshStatus()
+        switch status.state {
+        case .idle: break
+        case .safe: throw ScanError.interlockOpen(status.interlocks.open)
+        case .fault: throw ScanError.deviceNotReady(.fault, "fault \(status.fault.rawValue) (\(status.fault)); clear it first")
+        default: throw ScanError.deviceNotReady(status.state, "")
+        }
+        guard let info = await session.info else { throw DeviceError.notConnected }
+        let id = nextID
+        nextID = nextID &+ 1 == 0 ? 1 : nextID &+ 1
+        let config = plan.configuration(id: id)
+        if let why = config.violation(for: info) { throw ScanError.rejected("scan parameters rejected: \(why)") }
+        current = id
+        defer { current = nil }
+
+        let feed = await session.openScanFeed(id: id)
+        let writer = openCapture(plan: plan, id: id, info: info)
+        defer {
+            recorder?.detach()
+            writer?.close()
+        }
+        do {
+            _ = try await session.execute(.configureScan(config))
+            await session.startHeartbeat()
+            _ = try await session.execute(.startScan(scanID: id))
+        } catch {
+            await session.stopHeartbeat()
+            await safeStop(id)
+            await session.closeScanFeed(id: id)
+            throw error
+        }
+        logger.info("scan started", metadata: ["scan": "\(id)", "mode": "\(plan.mode)", "lines": "\(plan.lineCount)"])
+
+        var outcome = ScanOutcome(
+            scanID: id, mode: plan.mode, result: .interrupted, reason: nil, plannedLines: plan.lineCount, lines: 0,
+            linesReported: nil, gaps: 0, missingFrames: 0, outOfOrderLines: 0, exposureMs: 0, dapMGyCm2: 0,
+            capture: writer?.path, xrayOffVerified: false, deviceSpanUs: 0)
+        let watch = Stopwatch(any: clock)
+        var nextLine: UInt32 = 0
+        var firstT: UInt64?
+        var lastT: UInt64 = 0
+        var lastProgress = Duration.zero
+        var ended = false
+        let grace = max(Duration.seconds(1), Duration.microseconds(Int64(plan.linePeriodUs)) * 10)
+
+        for await item in feed {
+            switch item {
+            case .lines(let frame):
+                for l in frame.lines {
+                    if l.index != nextLine { outcome.outOfOrderLines += 1 }
+                    nextLine = l.index &+ 1
+                    if firstT == nil { firstT = l.tUs }
+                    lastT = l.tUs
+                }
+                outcome.lines += frame.lines.count
+                let now = watch.elapsed
+                if let progress, now - lastProgress >= .milliseconds(100) || outcome.lines >= Int(plan.lineCount) {
+                    lastProgress = now
+                    let span = Double(lastT - (firstT ?? lastT)) / 1e6
+                    let rate = span > 0 ? Double(outcome.lines - 1) / span : 0
+                    let left = Double(Int(plan.lineCount) - outcome.lines)
+                    progress(ScanProgress(scanID: id, lines: outcome.lines, plannedLines: plan.lineCount, gaps: outcome.gaps,
+                                          linesPerSecond: rate, etaSeconds: rate > 0 ? left / rate : 0))
+                }
+                if let reported = outcome.linesReported, outcome.lines >= Int(reported) {
+                    await session.closeScanFeed(id: id)
+                }
+            case .gap(let missing):
+                outcome.gaps += 1
+                outcome.missingFrames += missing
+            case .started:
+                break
+            case let .completed(lines, exposureMs, dap):
+                ended = true
+                outcome.result = .completed
+                outcome.linesReported = lines
+                outcome.exposureMs = exposureMs
+                outcome.dapMGyCm2 = Double(dap) / 1000
+                await finishFeed(id: id, when: outcome.lines >= Int(lines), grace: grace)
+            case let .aborted(reason, sent):
+                ended = true
+                outcome.result = .aborted
+                outcome.linesReported = sent
+                outcome.reason = (outcome.reason.map { $0 + "; " } ?? "") + reason.description
+                if reason == .interlock, let open = await session.interlocks?.open, !open.isEmpty {
+                    outcome.reason! += " (open: \(open.joined(separator: ", ")))"
+                }
+                await finishFeed(id: id, when: outcome.lines >= Int(sent), grace: grace)
+            case .interlocks(let i):
+                if i != .allClosed { logger.warning("interlock opened during scan", metadata: ["scan": "\(id)", "open": "\(i.open)"]) }
+            case let .fault(code, message):
+                outcome.reason = "fault \(code.rawValue) (\(code)): \(message)"
+            case .watchdogExpired:
+                outcome.reason = "device watchdog expired"
+            case .linkLost(let why):
+                ended = true
+                outcome.result = .interrupted
+                outcome.reason = "link lost: \(why)"
+                await session.closeScanFeed(id: id)
+            }
+        }
+        await session.stopHeartbeat()
+        await session.closeScanFeed(id: id)
+        if !ended {
+            // The feed ended without an end event: this task was cancelled.
+            outcome.result = .aborted
+            outcome.reason = "aborted by host"
+            await safeStop(id)
+        }
+        outcome.deviceSpanUs = firstT.map { lastT - $0 } ?? 0
+        writer?.sync()
+        outcome.xrayOffVerified = await verifyXrayOff()
+        logger.info("scan ended", metadata: ["scan": "\(id)", "result": "\(outcome.result)", "lines": "\(outcome.lines)"])
+        if outcome.result != .completed { throw ScanError.ended(outcome) }
+        return outcome
+    }
+
+    /// Asks the device to abort the running scan (another client's `scan.abort`).
+    public func abort() async throws -> UInt32? {
+        guard let id = current else { return nil }
+        await safeStop(id)
+        return id
+    }
+
+    private func finishFeed(id: UInt32, when complete: Bool, grace: Duration) async {
+        if complete {
+            await session.closeScanFeed(id: id)
+            return
+        }
+        // Events and data travel on different endpoints: give the data in flight time to land.
+        Task { [session, clock] in
+            try? await clock.sleep(for: grace)
+            await session.closeScanFeed(id: id)
+        }
+    }
+
+    /// ABORT_SCAN then XRAY_OFF, in a task of its own so that a cancelled caller cannot
+    /// stop them from going out.
+    private func safeStop(_ id: UInt32) async {
+        let session = self.session
+        let logger = self.logger
+        await Task {
+            do { _ = try await session.send(.abortScan(scanID: id), timeout: .milliseconds(500)) } catch {
+                logger.warning("ABORT_SCAN failed", metadata: ["error": "\(error)"])
+            }
+            do { try await session.xrayOff() } catch {
+                logger.error("XRAY_OFF failed", metadata: ["error": "\(error)"])
+            }
+        }.value
+    }
+
+    private func verifyXrayOff() async -> Bool {
+        let session = self.session
+        return await Task {
+            if let s = try? await session.refreshStatus(), !s.xrayOn { return true }
+            try? await session.xrayOff()
+            return (try? await session.refreshStatus().xrayOn == false) ?? false
+        }.value
+    }
+
+    private func openCapture(plan: ScanPlan, id: UInt32, info: DeviceInfo) -> CaptureWriter? {
+        guard let dir = captureDirectory, let recorder else { return nil }
+        let stamp = Date().formatted(.iso8601).replacingOccurrences(of: ":", with: "")
+        let path = "\(dir)/\(stamp)-scan\(id)-\(plan.role.rawValue).dxcap"
+        let header = CaptureHeader(device: info, scans: [CaptureScan(scanID: id, role: plan.role, region: plan.region)], phantom: plan.phantom)
+        do {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+            let w = try CaptureWriter(path: path, header: header, clock: ContinuousClock())
+            recorder.attach(w)
+            return w
+        } catch {
+            logger.error("cannot record capture", metadata: ["path": "\(path)", "error": "\(error)"])
+            return nil
+        }
+    }
+}

@@ -1,0 +1,125 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// Why the client could not talk to the daemon.
+public enum ControlClientError: Error, Sendable, CustomStringConvertible {
+    case unreachable(path: String, reason: String)
+    case connectionClosed
+    case badReply(String)
+
+    public var description: String {
+        switch self {
+        case let .unreachable(path, reason): "cannot reach dexad at \(path): \(reason) (is the daemon running? see 'systemctl status dexad')"
+        case .connectionClosed: "dexad closed the connection"
+        case .badReply(let s): "dexad sent an unreadable reply: \(s)"
+        }
+    }
+}
+
+/// A connection to the daemon's control socket (used by `dexa` and the integration tests).
+public final class ControlConnection: Sendable {
+    private let outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    private let router = Router()
+    private let ids = Mutex(0)
+    /// Notifications from the daemon (progress, events), in order.
+    public let notifications: AsyncStream<(method: String, params: JSONValue?)>
+    fileprivate let notificationSink: AsyncStream<(method: String, params: JSONValue?)>.Continuation
+
+    fileprivate init(outbound: NIOAsyncChannelOutboundWriter<ByteBuffer>) {
+        self.outbound = outbound
+        (notifications, notificationSink) = AsyncStream.makeStream(bufferingPolicy: .bufferingNewest(4096))
+    }
+
+    /// Calls `method` and waits for its result; a JSON-RPC error is thrown as `RPCError`.
+    public func call(_ method: String, _ params: JSONValue? = nil) async throws -> JSONValue {
+        let id = ids.withLock { $0 += 1; return $0 }
+        let request = RPCRequest(id: .number(id), method: method, params: params)
+        return try await withCheckedThrowingContinuation { c in
+            Task {
+                guard await router.register(id, c) else { return }
+                do { try await outbound.write(ByteBuffer(bytes: request.encoded())) } catch {
+                    await router.resolve(id, .failure(ControlClientError.connectionClosed))
+                }
+            }
+        }
+    }
+
+    /// Sends raw bytes (tests use this to send garbage).
+    public func sendRaw(_ bytes: [UInt8]) async throws { try await outbound.write(ByteBuffer(bytes: bytes)) }
+
+    fileprivate func deliver(_ line: [UInt8]) async {
+        guard let message = RPCMessage.parse(line) else { return }
+        switch message {
+        case let .notification(method, params):
+            notificationSink.yield((method, params))
+        case let .response(id, result):
+            guard case .number(let n)? = id else { return }
+            await router.resolve(n, result.mapError { $0 as any Error })
+        }
+    }
+
+    fileprivate func closed() async {
+        notificationSink.finish()
+        await router.closeAll()
+    }
+
+    actor Router {
+        private var waiting: [Int: CheckedContinuation<JSONValue, any Error>] = [:]
+        private var isClosed = false
+
+        func register(_ id: Int, _ c: CheckedContinuation<JSONValue, any Error>) -> Bool {
+            if isClosed { c.resume(throwing: ControlClientError.connectionClosed); return false }
+            waiting[id] = c
+            return true
+        }
+        func resolve(_ id: Int, _ r: Result<JSONValue, any Error>) { waiting.removeValue(forKey: id)?.resume(with: r) }
+        func closeAll() {
+            isClosed = true
+            for (_, c) in waiting { c.resume(throwing: ControlClientError.connectionClosed) }
+            waiting = [:]
+        }
+    }
+
+    /// Connects, runs `body`, and closes.
+    public static func with<R: Sendable>(socketPath path: String, _ body: @escaping @Sendable (ControlConnection) async throws -> R) async throws -> R {
+        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        do {
+            channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .connect(unixDomainSocketPath: path) { ch in
+                    ch.eventLoop.makeCompletedFuture {
+                        try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder(maxLength: 64 << 20)))
+                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: ch)
+                    }
+                }
+        } catch {
+            throw ControlClientError.unreachable(path: path, reason: reason(error))
+        }
+        return try await channel.executeThenClose { inbound, outbound in
+            let connection = ControlConnection(outbound: outbound)
+            return try await withThrowingTaskGroup(of: R?.self) { group in
+                group.addTask {
+                    do { for try await line in inbound { await connection.deliver(Array(line.readableBytesView)) } } catch {}
+                    await connection.closed()
+                    return nil
+                }
+                group.addTask { try await body(connection) }
+                while let next = try await group.next() {
+                    if let r = next {
+                        group.cancelAll()
+                        return r
+                    }
+                }
+                throw ControlClientError.connectionClosed
+            }
+        }
+    }
+
+    private static func reason(_ error: any Error) -> String {
+        let s = String(describing: error)
+        if s.contains("No such file") || s.contains("errno: 2") { return "no such socket" }
+        if s.contains("Connection refused") || s.contains("errno: 111") { return "connection refused" }
+        if s.contains("Permission denied") || s.contains("errno: 13") { return "permission denied" }
+        return s
+    }
+}

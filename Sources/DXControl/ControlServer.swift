@@ -1,0 +1,175 @@
+import Logging
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// What a request handler can do besides answering: send notifications on its connection,
+/// and keep a stream going (an `events.subscribe`) for as long as the client stays.
+public struct ControlContext: Sendable {
+    public let connectionID: Int
+    let sendLine: @Sendable ([UInt8]) -> Void
+    let addStream: @Sendable (@escaping @Sendable () async -> Void) -> Void
+
+    public func notify(_ method: String, _ params: JSONValue) { sendLine(RPCLine.notification(method, params)) }
+
+    /// Runs `body` until the client goes away (it is cancelled then).
+    public func keepStreaming(_ body: @escaping @Sendable () async -> Void) { addStream(body) }
+}
+
+/// The daemon's side: one method call at a time per task.
+public protocol ControlHandler: Sendable {
+    func handle(_ request: RPCRequest, context: ControlContext) async throws -> JSONValue
+}
+
+/// JSON-RPC 2.0 over a Unix stream socket, one JSON object per line (docs/control-protocol.md).
+/// Each connection is served by its own task; a bad line gets an error on that
+/// connection alone; a client that goes away has its requests cancelled.
+public final class ControlServer: Sendable {
+    public let path: String
+    private let handler: any ControlHandler
+    private let logger: Logger
+    private let maxInFlight: Int
+    private let ready = Mutex<[CheckedContinuation<Void, Never>]>([])
+    private let isReady = Mutex(false)
+    private let connectionCounter = Mutex(0)
+
+    public init(path: String, handler: any ControlHandler, logger: Logger = Logger(label: "dexa.control"), maxInFlight: Int = 16) {
+        self.path = path
+        self.handler = handler
+        self.logger = logger
+        self.maxInFlight = maxInFlight
+    }
+
+    /// Returns once the socket is bound and accepting.
+    public func waitUntilReady() async {
+        await withCheckedContinuation { c in
+            let now = isReady.withLock { r in r }
+            if now { c.resume() } else {
+                ready.withLock { $0.append(c) }
+                if isReady.withLock({ $0 }) { resumeWaiters() }
+            }
+        }
+    }
+
+    private func resumeWaiters() {
+        let waiters = ready.withLock { w in defer { w = [] }; return w }
+        for w in waiters { w.resume() }
+    }
+
+    /// Binds the socket and serves until the calling task is cancelled.
+    public func run() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 128)
+            .childChannelOption(.allowRemoteHalfClosure, value: true)
+            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder(maxLength: RPCLine.maxLength)))
+                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        logger.info("control socket listening", metadata: ["path": "\(path)"])
+        isReady.withLock { $0 = true }
+        resumeWaiters()
+        try await withThrowingDiscardingTaskGroup { group in
+            try await server.executeThenClose { inbound in
+                for try await connection in inbound {
+                    let id = connectionCounter.withLock { $0 += 1; return $0 }
+                    group.addTask { await self.serve(connection, id: id) }
+                }
+            }
+        }
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, id: Int) async {
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                let requests = TaskSet()
+                let streams = TaskSet()
+                let (writes, writer) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingOldest(8192))
+                let context = ControlContext(
+                    connectionID: id,
+                    sendLine: { writer.yield($0) },
+                    addStream: { body in streams.add(Task { await body() }) })
+
+                async let writing: Void = {
+                    for await line in writes {
+                        do { try await outbound.write(ByteBuffer(bytes: line)) } catch {
+                            // The client is gone: whatever it asked for stops (a scan aborts).
+                            requests.cancelAll()
+                            streams.cancelAll()
+                            break
+                        }
+                    }
+                }()
+
+                do {
+                    for try await line in inbound {
+                        let bytes = Array(line.readableBytesView)
+                        if bytes.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+                        switch RPCRequest.parse(bytes) {
+                        case .failure(let f):
+                            writer.yield(RPCLine.error(id: f.id, f.error))
+                        case .success(let request):
+                            if requests.count >= maxInFlight {
+                                writer.yield(RPCLine.error(id: request.id, RPCError(code: RPCError.busyCode, message: "too many requests in flight on this connection (\(maxInFlight))")))
+                                continue
+                            }
+                            let handler = self.handler
+                            requests.add(Task {
+                                let reply: [UInt8]
+                                do {
+                                    let result = try await handler.handle(request, context: context)
+                                    reply = RPCLine.response(id: request.id, result: result)
+                                } catch let e as RPCError {
+                                    reply = RPCLine.error(id: request.id, e)
+                                } catch {
+                                    reply = RPCLine.error(id: request.id, RPCError(code: RPCError.internalErrorCode, message: String(describing: error)))
+                                }
+                                if request.id != nil { writer.yield(reply) }
+                            })
+                        }
+                    }
+                    // End of input (the client closed or half-closed): finish what was asked.
+                    streams.cancelAll()
+                    await requests.waitAll()
+                } catch is LineDecoder.LineTooLong {
+                    writer.yield(RPCLine.error(id: nil, .invalidRequest("line longer than \(RPCLine.maxLength) bytes; closing the connection")))
+                    requests.cancelAll()
+                    streams.cancelAll()
+                } catch {
+                    requests.cancelAll()
+                    streams.cancelAll()
+                }
+                await streams.waitAll()
+                await requests.waitAll()
+                writer.finish()
+                await writing
+            }
+        } catch {
+            logger.debug("control connection ended", metadata: ["connection": "\(id)", "error": "\(error)"])
+        }
+    }
+}
+
+/// Tasks of one connection, so they can be cancelled or awaited together.
+final class TaskSet: Sendable {
+    private let tasks = Mutex<[Int: Task<Void, Never>]>([:])
+    private let counter = Mutex(0)
+
+    var count: Int { tasks.withLock { t in t.values.filter { !$0.isCancelled }.count } }
+
+    func add(_ task: Task<Void, Never>) {
+        let key = counter.withLock { $0 += 1; return $0 }
+        tasks.withLock { $0[key] = task }
+        Task {
+            await task.value
+            _ = self.tasks.withLock { $0.removeValue(forKey: key) }
+        }
+    }
+
+    func cancelAll() { for t in tasks.withLock({ Array($0.values) }) { t.cancel() } }
+
+    func waitAll() async {
+        for t in tasks.withLock({ Array($0.values) }) { await t.value }
+    }
+}

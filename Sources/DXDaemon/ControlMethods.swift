@@ -1,0 +1,234 @@
+import DXAcquisition
+import DXControl
+import DXDevice
+import DXProtocol
+import Foundation
+import Logging
+
+/// The daemon's answers to control-socket methods (docs/control-protocol.md).
+public struct DaemonControlHandler: ControlHandler {
+    let device: DeviceService
+    let deviceName: String
+    let logger: Logger
+
+    public init(device: DeviceService, deviceName: String, logger: Logger) {
+        self.device = device
+        self.deviceName = deviceName
+        self.logger = logger
+    }
+
+    public func handle(_ request: RPCRequest, context: ControlContext) async throws -> JSONValue {
+        guard let method = ControlMethod(rawValue: request.method) else { throw RPCError.methodNotFound(request.method) }
+        do {
+            return try await dispatch(method, request.params, context)
+        } catch let e as RPCError {
+            throw e
+        } catch let e as DeviceError {
+            throw Self.rpcError(e)
+        } catch let e as ScanError {
+            throw Self.rpcError(e)
+        } catch is CancellationError {
+            throw RPCError(code: RPCError.deviceErrorCode, message: "request cancelled")
+        }
+    }
+
+    private func dispatch(_ method: ControlMethod, _ params: JSONValue?, _ context: ControlContext) async throws -> JSONValue {
+        let session = device.session
+        switch method {
+        case .deviceInfo:
+            guard let info = await session.info, await session.connected else { throw DeviceError.notConnected }
+            return .object(["device": try JSONValue(encoding: info), "transport": .string(deviceName), "connected": .bool(true)])
+        case .deviceStatus:
+            let s = try await session.refreshStatus()
+            return try Self.statusJSON(s, counters: await session.counters)
+        case .deviceHome:
+            return try await move(.home)
+        case .deviceMove:
+            let p: MoveParams = try Self.params(params)
+            return try await move(.move(xUm: p.xUm, yUm: p.yUm, armAngle: p.armAngle ?? 0))
+        case .scanRun:
+            let p: ScanRunParams = try Self.params(params ?? .object([:]))
+            let plan = try await plan(from: p)
+            let outcome = try await device.runner.run(plan) { progress in
+                let notice = ScanProgressNotice(scanID: progress.scanID, lines: progress.lines, plannedLines: progress.plannedLines,
+                                                gaps: progress.gaps, linesPerSecond: progress.linesPerSecond, etaSeconds: progress.etaSeconds)
+                if let v = try? JSONValue(encoding: notice) { context.notify("scan.progress", v) }
+            }
+            return try JSONValue(encoding: Self.report(outcome))
+        case .scanAbort:
+            let id = try await device.runner.abort()
+            return .object(["aborted": id.map { .number(Double($0)) } ?? .null])
+        case .eventsSubscribe:
+            let notices = await session.notices()
+            context.keepStreaming {
+                for await n in notices {
+                    context.notify("event", Self.noticeJSON(n))
+                }
+            }
+            return .object(["subscribed": .bool(true)])
+        case .serviceSelftest:
+            let r = try SelfTestReport(decoding: await session.execute(.selfTest, timeout: .seconds(10)))
+            return .object(["items": .array(r.items.map { i in
+                .object(["component": .string(i.component.description), "component_id": .number(Double(i.component.rawValue)),
+                         "result": .string(i.result.description.lowercased()), "value": .number(Double(i.value)),
+                         "code": .number(Double(i.code))])
+            })])
+        case .serviceSensors:
+            let r = try SensorReadings(decoding: await session.execute(.readSensors))
+            return .object([
+                "tube_temp_c": .number(Double(r.tubeTempX10) / 10), "detector_temp_c": .number(Double(r.detectorTempX10) / 10),
+                "generator_temp_c": .number(Double(r.generatorTempX10) / 10), "kv": .number(Double(r.kvX10) / 10),
+                "tube_current_ua": .number(Double(r.tubeCurrentUA)), "supply_v": .number(Double(r.supplyMv) / 1000),
+                "dark_mean": .number(Double(r.darkMean)), "uptime_s": .number(Double(r.uptimeS)),
+                "dropped_lines": .number(Double(r.droppedLines)), "usb_errors": .number(Double(r.usbErrors)),
+            ])
+        case .serviceLog:
+            let p: LogParams = try Self.params(params ?? .object([:]))
+            let r = try LogChunk(decoding: await session.execute(.getLog(offset: p.offset ?? 0, maxBytes: p.maxBytes ?? 4096)))
+            return .object(["next_offset": .number(Double(r.nextOffset)), "text": .string(r.text)])
+        }
+    }
+
+    /// HOME or MOVE, waiting for MOTION_DONE (or the move being cut short).
+    private func move(_ command: Command) async throws -> JSONValue {
+        let session = device.session
+        let notices = await session.notices()
+        _ = try await session.execute(command)
+        let limit = Duration.seconds(60)
+        let outcome: JSONValue? = await withTaskGroup(of: JSONValue?.self) { group in
+            group.addTask {
+                for await n in notices {
+                    switch n {
+                    case let .event(.motionDone(x, y, a)):
+                        return .object(["x_um": .number(Double(x)), "y_um": .number(Double(y)), "arm_angle": .number(Double(a))])
+                    case let .event(.stateChanged(_, new)) where new == .safe || new == .fault:
+                        return .object(["error": .string("motion stopped: device is \(new)")])
+                    case .linkLost(let why):
+                        return .object(["error": .string("link lost: \(why)")])
+                    default: continue
+                    }
+                }
+                return nil
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        guard let outcome else { throw RPCError(code: RPCError.deviceErrorCode, message: "motion did not finish within 60 s") }
+        if let e = outcome["error"]?.stringValue { throw RPCError(code: RPCError.deviceErrorCode, message: e) }
+        return outcome
+    }
+
+    private func plan(from p: ScanRunParams) async throws -> ScanPlan {
+        guard let info = await device.session.info else { throw DeviceError.notConnected }
+        let modeName = p.mode ?? "dual"
+        guard let mode = ScanMode(name: modeName) else { throw RPCError.invalidParams("mode must be dark, dual or single") }
+        let minPeriod = info.maxLineRateHz > 0 ? UInt32((1_000_000 + Int(info.maxLineRateHz) - 1) / Int(info.maxLineRateHz)) : 10_000
+        let yStart = p.yStartUm ?? 500_000
+        var role: CaptureScan.Role
+        if let r = p.role {
+            guard let parsed = CaptureScan.Role(rawValue: r) else {
+                throw RPCError.invalidParams("role must be one of \(CaptureScan.Role.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            role = parsed
+        } else {
+            role = mode == .dark ? .dark : (yStart >= Int32(clamping: info.airZoneYUm) ? .air : .qc)
+        }
+        var region: CaptureScan.Region?
+        if let r = p.region {
+            guard let parsed = CaptureScan.Region(rawValue: r) else { throw RPCError.invalidParams("unknown region \(r)") }
+            region = parsed
+        }
+        if role == .patient { throw RPCError.invalidParams("patient scans are made through an exam, not scan.run") }
+        return ScanPlan(
+            mode: mode, xUm: p.xUm ?? Int32(info.travelXUm / 2), yStartUm: yStart, lineCount: p.lines ?? 200,
+            lineStepUm: p.lineStepUm ?? 1000, linePeriodUs: p.linePeriodUs ?? minPeriod, tubeCurrentUA: p.tubeCurrentUA ?? 1000,
+            linesPerFrame: p.linesPerFrame ?? 16, role: role, region: region)
+    }
+
+    static func report(_ o: ScanOutcome) -> ScanReport {
+        ScanReport(scanID: o.scanID, result: o.result.rawValue, reason: o.reason, mode: o.mode.description, plannedLines: o.plannedLines,
+                   lines: o.lines, gaps: o.gaps, missingFrames: o.missingFrames, exposureMs: o.exposureMs,
+                   dapMGyCm2: o.dapMGyCm2, capture: o.capture, xrayOff: o.xrayOffVerified)
+    }
+
+    static func params<T: Decodable>(_ v: JSONValue?) throws -> T {
+        guard let v else { throw RPCError.invalidParams("params are required") }
+        do { return try v.decode(T.self) } catch let e as DecodingError {
+            throw RPCError.invalidParams(Self.describe(e))
+        }
+    }
+
+    static func describe(_ e: DecodingError) -> String {
+        func path(_ c: DecodingError.Context) -> String {
+            let p = c.codingPath.map(\.stringValue).joined(separator: ".")
+            return p.isEmpty ? "" : "'\(p)': "
+        }
+        switch e {
+        case let .typeMismatch(t, c): return "\(path(c))expected \(t)"
+        case let .valueNotFound(t, c): return "\(path(c))expected \(t), got null"
+        case let .keyNotFound(k, _): return "missing '\(k.stringValue)'"
+        case let .dataCorrupted(c): return "\(path(c))\(c.debugDescription)"
+        @unknown default: return "\(e)"
+        }
+    }
+
+    static func rpcError(_ e: DeviceError) -> RPCError {
+        switch e {
+        case .notConnected, .linkLost: RPCError(code: RPCError.notConnectedCode, message: e.description)
+        case .refused(_, .interlockOpen, _): RPCError(code: RPCError.interlockCode, message: e.description)
+        case .refused(_, .busy, _): RPCError(code: RPCError.busyCode, message: e.description)
+        default: RPCError(code: RPCError.deviceErrorCode, message: e.description)
+        }
+    }
+
+    static func rpcError(_ e: ScanError) -> RPCError {
+        switch e {
+        case .busy: return RPCError(code: RPCError.busyCode, message: e.description)
+        case .interlockOpen: return RPCError(code: RPCError.interlockCode, message: e.description)
+        case .deviceNotReady, .rejected: return RPCError(code: RPCError.deviceErrorCode, message: e.description)
+        case .ended(let o):
+            return RPCError(code: RPCError.scanFailedCode, message: o.summary, data: try? JSONValue(encoding: report(o)))
+        }
+    }
+
+    static func statusJSON(_ s: DeviceStatus, counters: LinkCounters) throws -> JSONValue {
+        .object([
+            "state": .string(s.state.description), "interlocks": .number(Double(s.interlocks.rawValue)),
+            "interlocks_open": .array(s.interlocks.open.map { .string($0) }), "xray_on": .bool(s.xrayOn),
+            "tube_temp_c": .number(Double(s.tubeTempX10) / 10), "detector_temp_c": .number(Double(s.detectorTempX10) / 10),
+            "kv": .number(Double(s.kvX10) / 10), "tube_current_ua": .number(Double(s.tubeCurrentUA)),
+            "arm_angle_deg": .number(Double(s.armAngleX10) / 10), "x_um": .number(Double(s.xUm)), "y_um": .number(Double(s.yUm)),
+            "fault": .number(Double(s.fault.rawValue)), "fault_text": .string(s.fault.description),
+            "active_scan_id": .number(Double(s.activeScanID)), "link": try JSONValue(encoding: counters),
+        ])
+    }
+
+    static func noticeJSON(_ n: DeviceNotice) -> JSONValue {
+        switch n {
+        case .connected(let info): return .object(["type": .string("connected"), "serial": .string(info.serial)])
+        case .linkLost(let why): return .object(["type": .string("link_lost"), "reason": .string(why)])
+        case let .dataGap(missing, seq): return .object(["type": .string("data_gap"), "missing": .number(Double(missing)), "seq": .number(Double(seq))])
+        case .event(let e):
+            switch e {
+            case let .stateChanged(old, new): return .object(["type": .string("state"), "old": .string(old.description), "new": .string(new.description)])
+            case let .motionDone(x, y, a): return .object(["type": .string("motion_done"), "x_um": .number(Double(x)), "y_um": .number(Double(y)), "arm_angle": .number(Double(a))])
+            case let .scanStarted(id, t): return .object(["type": .string("scan_started"), "scan_id": .number(Double(id)), "device_time_us": .number(Double(t))])
+            case let .scanComplete(id, l, ms, dap):
+                return .object(["type": .string("scan_complete"), "scan_id": .number(Double(id)), "lines": .number(Double(l)),
+                                "exposure_ms": .number(Double(ms)), "dap_mgy_cm2": .number(Double(dap) / 1000)])
+            case let .scanAborted(id, r, l):
+                return .object(["type": .string("scan_aborted"), "scan_id": .number(Double(id)), "reason": .string(r.description), "lines_sent": .number(Double(l))])
+            case let .interlocksChanged(i):
+                return .object(["type": .string("interlocks"), "interlocks": .number(Double(i.rawValue)), "open": .array(i.open.map { .string($0) })])
+            case let .fault(c, m): return .object(["type": .string("fault"), "code": .number(Double(c.rawValue)), "fault": .string(c.description), "message": .string(m)])
+            case .watchdogExpired: return .object(["type": .string("watchdog_expired")])
+            case let .faultCleared(c): return .object(["type": .string("fault_cleared"), "code": .number(Double(c.rawValue))])
+            }
+        }
+    }
+}

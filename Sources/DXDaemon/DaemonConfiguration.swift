@@ -1,0 +1,122 @@
+import DXProtocol
+import Foundation
+
+/// Where the daemon finds its DX-1.
+public enum DeviceSpec: Sendable, Equatable, CustomStringConvertible {
+    /// The simulator in the daemon's own process (`--simulator`).
+    case embeddedSimulator
+    /// A `dexa-sim` process serving its device socket at this path (`sim:PATH`).
+    case simulatorSocket(String)
+
+    public init(parsing s: String) throws(ConfigurationError) {
+        if s == "simulator" || s == "sim" || s == "embedded" { self = .embeddedSimulator; return }
+        if s.hasPrefix("sim:") {
+            let path = String(s.dropFirst(4))
+            guard !path.isEmpty else { throw .invalid("device", "sim: needs a socket path, e.g. sim:/run/dexa-sim/device.sock") }
+            self = .simulatorSocket(path)
+            return
+        }
+        if s == "usb" || s.hasPrefix("usb:") {
+            throw .invalid("device", "USB devices are not supported by this build yet (use --simulator or sim:PATH)")
+        }
+        throw .invalid("device", "'\(s)' is not a device (simulator, sim:PATH)")
+    }
+
+    public var description: String {
+        switch self {
+        case .embeddedSimulator: "simulator"
+        case .simulatorSocket(let p): "sim:\(p)"
+        }
+    }
+}
+
+public enum ConfigurationError: Error, Equatable, CustomStringConvertible {
+    case unreadable(String, String)
+    case invalid(String, String)
+    case syntax(line: Int, String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(path, why): "cannot read config \(path): \(why)"
+        case let .invalid(key, why): "config '\(key)': \(why)"
+        case let .syntax(line, why): "config line \(line): \(why)"
+        }
+    }
+}
+
+/// The daemon's settings. The file (default `/etc/dexa/dexad.conf`) holds `key = value`
+/// lines, `#` starts a comment; flags override the file. Keys: see docs/configuration.md.
+public struct DaemonConfiguration: Sendable, Equatable {
+    public var socketPath = "/run/dexa/control.sock"
+    public var device: DeviceSpec = .embeddedSimulator
+    public var stateDirectory = "/var/lib/dexa"
+    /// Record every scan as a capture under `<state>/captures`.
+    public var recordCaptures = true
+    /// Time runs this many times faster (simulator use only; 1 on a real unit).
+    public var timeScale = 1.0
+    public var simulatorSeed: UInt64 = 1
+    public var commandTimeoutMs = 2000
+    public var logLevel = "info"
+
+    public init() {}
+
+    public var captureDirectory: String { stateDirectory + "/captures" }
+
+    public static let keys = ["socket", "device", "state_directory", "record_captures", "time_scale",
+                              "simulator_seed", "command_timeout_ms", "log_level"]
+
+    /// Applies one `key = value` setting.
+    public mutating func set(_ key: String, _ value: String) throws(ConfigurationError) {
+        switch key {
+        case "socket":
+            guard !value.isEmpty else { throw .invalid(key, "must not be empty") }
+            socketPath = value
+        case "device": device = try DeviceSpec(parsing: value)
+        case "state_directory":
+            guard value.hasPrefix("/") || value.hasPrefix(".") else { throw .invalid(key, "must be a path") }
+            stateDirectory = value
+        case "record_captures":
+            guard let b = ["true": true, "yes": true, "1": true, "false": false, "no": false, "0": false][value.lowercased()] else {
+                throw .invalid(key, "expected true or false")
+            }
+            recordCaptures = b
+        case "time_scale":
+            guard let v = Double(value), v.isFinite, v >= 1, v <= 10_000 else { throw .invalid(key, "expected a number from 1 to 10000") }
+            timeScale = v
+        case "simulator_seed":
+            guard let v = UInt64(value) else { throw .invalid(key, "expected a non-negative integer") }
+            simulatorSeed = v
+        case "command_timeout_ms":
+            guard let v = Int(value), (50...60_000).contains(v) else { throw .invalid(key, "expected 50 to 60000") }
+            commandTimeoutMs = v
+        case "log_level":
+            guard ["trace", "debug", "info", "notice", "warning", "error", "critical"].contains(value) else {
+                throw .invalid(key, "expected trace, debug, info, notice, warning, error or critical")
+            }
+            logLevel = value
+        default:
+            throw .invalid(key, "unknown key (known: \(DaemonConfiguration.keys.joined(separator: ", ")))")
+        }
+    }
+
+    /// Reads a config file's text over these settings.
+    public mutating func apply(fileText text: String) throws(ConfigurationError) {
+        for (n, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = raw.split(separator: "#", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+            let trimmed = line.trimmingCharacters(in: .whitespaces)
+            if trimmed.isEmpty { continue }
+            guard let eq = trimmed.firstIndex(of: "=") else { throw .syntax(line: n + 1, "expected key = value") }
+            let key = trimmed[..<eq].trimmingCharacters(in: .whitespaces)
+            let value = trimmed[trimmed.index(after: eq)...].trimmingCharacters(in: .whitespaces)
+            do { try set(key, value) } catch { throw .syntax(line: n + 1, error.description) }
+        }
+    }
+
+    public mutating func apply(file path: String) throws(ConfigurationError) {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw .unreadable(path, (error as NSError).localizedDescription)
+        }
+        try apply(fileText: text)
+    }
+}

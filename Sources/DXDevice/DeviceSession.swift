@@ -1,0 +1,394 @@
+import DXProtocol
+import DXTransport
+import Logging
+
+/// What the session tells its listeners besides responses.
+public enum DeviceNotice: Sendable, Equatable {
+    case event(Event)
+    /// Data frames went missing (a gap in the data seq).
+    case dataGap(missing: UInt64, atSeq: UInt32)
+    case linkLost(String)
+    case connected(DeviceInfo)
+}
+
+/// What reaches a running scan: its lines, and the events that end or disturb it.
+public enum ScanFeed: Sendable {
+    case lines(DataFrame)
+    case gap(missingFrames: UInt64)
+    case started(deviceTimeUs: UInt64)
+    case completed(lines: UInt32, exposureMs: UInt32, dapX1000: UInt32)
+    case aborted(reason: AbortReason, linesSent: UInt32)
+    case interlocks(Interlocks)
+    case fault(FaultCode, String)
+    case watchdogExpired
+    case linkLost(String)
+}
+
+/// The link's counters, for status and metrics.
+public struct LinkCounters: Sendable, Equatable, Codable {
+    public var commandsSent = 0
+    public var responses = 0
+    public var timeouts = 0
+    public var events = 0
+    public var eventGaps = 0
+    public var dataFrames = 0
+    public var dataGaps = 0
+    public var missingDataFrames: UInt64 = 0
+    public var linesReceived = 0
+    public var linesDropped = 0
+    public var unreadableFrames = 0
+    public var unmatchedResponses = 0
+    public var heartbeatsSent = 0
+    public var heartbeatFailures = 0
+    public var responseErrors = FrameErrorCounts()
+    public var dataErrors = FrameErrorCounts()
+    public init() {}
+}
+
+/// One DX-1 on one transport: numbers commands and matches their responses by seq, with
+/// timeouts; reads events and data frames; keeps the heartbeat going while a scan runs
+/// (ICD §4); tracks state and interlocks; counts frame errors and gaps.
+public actor DeviceSession {
+    public let transport: any DeviceTransport
+    private let clock: any Clock<Duration>
+    private let logger: Logger
+    public let commandTimeout: Duration
+    public let heartbeatInterval: Duration
+
+    private var seq: UInt32 = 0
+    private var pending: [UInt32: CheckedContinuation<Response, any Error>] = [:]
+    private var pendingOpcode: [UInt32: Opcode] = [:]
+    private var readerTask: Task<Void, Never>?
+    private var writerTask: Task<Void, Never>?
+    /// Frames go out through one writer, in the order they were numbered.
+    private var outbound: AsyncStream<(UInt32, [UInt8])>.Continuation?
+    private var heartbeatTask: Task<Void, Never>?
+    private var responseDecoder = FrameDecoder()
+    private var dataDecoder = FrameDecoder()
+    private var eventSeq = SequenceTracker()
+    private var dataSeq = SequenceTracker()
+    private var subscribers: [Int: AsyncStream<DeviceNotice>.Continuation] = [:]
+    private var nextSubscriber = 0
+    private var scanFeed: (id: UInt32, continuation: AsyncStream<ScanFeed>.Continuation)?
+
+    public private(set) var info: DeviceInfo?
+    public private(set) var lastStatus: DeviceStatus?
+    public private(set) var state: DeviceState?
+    public private(set) var interlocks: Interlocks?
+    public private(set) var connected = false
+    public private(set) var counters = LinkCounters()
+    /// Time of the last frame the host sent (for heartbeat-gap checks), on the session clock.
+    private let stopwatch: Stopwatch
+    public private(set) var lastSent: Duration = .zero
+    public private(set) var longestSendGap: Duration = .zero
+
+    public init(transport: any DeviceTransport, clock: any Clock<Duration>, logger: Logger = Logger(label: "dexa.device"),
+                commandTimeout: Duration = .seconds(2), heartbeatInterval: Duration = .milliseconds(250)) {
+        self.transport = transport
+        self.clock = clock
+        self.logger = logger
+        self.commandTimeout = commandTimeout
+        self.heartbeatInterval = heartbeatInterval
+        self.stopwatch = Stopwatch(clock)
+    }
+
+    // MARK: - Link
+
+    /// Opens the link and reads the unit's identity and status (ICD: before accepting work).
+    @discardableResult
+    public func connect() async throws -> DeviceInfo {
+        if connected { await disconnect(reason: "reconnecting") }
+        let stream = try await transport.open()
+        responseDecoder = FrameDecoder()
+        dataDecoder = FrameDecoder()
+        eventSeq.reset()
+        dataSeq.reset()
+        connected = true
+        let (out, outCont) = AsyncStream<(UInt32, [UInt8])>.makeStream()
+        outbound = outCont
+        writerTask = Task { [weak self, transport] in
+            for await (seq, bytes) in out {
+                do { try await transport.send(bytes) } catch {
+                    await self?.fail(seq, with: DeviceError.linkLost(String(describing: error)))
+                }
+            }
+        }
+        readerTask = Task { [weak self] in
+            do {
+                for try await chunk in stream {
+                    guard let self else { return }
+                    await self.ingest(chunk)
+                }
+                await self?.linkEnded("device closed the link")
+            } catch {
+                await self?.linkEnded(String(describing: error))
+            }
+        }
+        do {
+            let info = try await DeviceInfo(decoding: execute(.getInfo))
+            self.info = info
+            _ = try await refreshStatus()
+            logger.info("connected", metadata: ["device": "\(transport.name)", "serial": "\(info.serial)", "fw": "\(info.firmware)"])
+            broadcast(.connected(info))
+            return info
+        } catch let e as WireError {
+            await disconnect(reason: "unreadable GET_INFO")
+            throw DeviceError.badResponse(.getInfo, e.description)
+        } catch {
+            await disconnect(reason: "handshake failed")
+            throw error
+        }
+    }
+
+    public func disconnect(reason: String = "closed by host") async {
+        readerTask?.cancel()
+        readerTask = nil
+        outbound?.finish()
+        outbound = nil
+        writerTask = nil
+        await transport.close()
+        linkEnded(reason)
+    }
+
+    private func linkEnded(_ why: String) {
+        guard connected else { return }
+        connected = false
+        outbound?.finish()
+        outbound = nil
+        heartbeatTask?.cancel()
+        heartbeatTask = nil
+        logger.warning("device link lost", metadata: ["reason": "\(why)"])
+        let waiting = pending
+        pending = [:]
+        pendingOpcode = [:]
+        for (_, c) in waiting { c.resume(throwing: DeviceError.linkLost(why)) }
+        scanFeed?.continuation.yield(.linkLost(why))
+        broadcast(.linkLost(why))
+    }
+
+    // MARK: - Commands
+
+    /// Sends a command and waits for its response (any status).
+    public func send(_ command: Command, timeout: Duration? = nil) async throws -> Response {
+        guard connected else { throw DeviceError.notConnected }
+        seq &+= 1
+        if seq == 0 { seq = 1 }
+        let mySeq = seq
+        let frame = Frame(kind: .command, seq: mySeq, payload: command.payload)
+        let bytes = try frame.encoded()
+        let limit = timeout ?? commandTimeout
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (c: CheckedContinuation<Response, any Error>) in
+                pending[mySeq] = c
+                pendingOpcode[mySeq] = command.opcode
+                counters.commandsSent += 1
+                if command == .heartbeat { counters.heartbeatsSent += 1 }
+                let now = stopwatch.elapsed
+                if lastSent > .zero { longestSendGap = max(longestSendGap, now - lastSent) }
+                lastSent = now
+                outbound?.yield((mySeq, bytes))
+                Task { [weak self, clock] in
+                    do { try await clock.sleep(for: limit) } catch { return }
+                    await self?.fail(mySeq, with: DeviceError.timeout(command.opcode, milliseconds: Int(limit.milliseconds)))
+                }
+            }
+        } onCancel: {
+            Task { await self.fail(mySeq, with: CancellationError()) }
+        }
+    }
+
+    private func fail(_ seq: UInt32, with error: any Error) {
+        guard let c = pending.removeValue(forKey: seq) else { return }
+        pendingOpcode.removeValue(forKey: seq)
+        if case DeviceError.timeout = error { counters.timeouts += 1 }
+        c.resume(throwing: error)
+    }
+
+    /// Sends a command that must succeed; returns its result bytes.
+    public func execute(_ command: Command, timeout: Duration? = nil) async throws -> [UInt8] {
+        let r = try await send(command, timeout: timeout)
+        guard r.status == .ok else {
+            var context = ""
+            if r.status == .interlockOpen, let i = try? await refreshStatus().interlocks { context = i.description }
+            if r.status == .badState || r.status == .busy || r.status == .faultActive, let s = state { context = "device is \(s)" }
+            throw DeviceError.refused(command.opcode, r.status, context: context)
+        }
+        return r.result
+    }
+
+    @discardableResult
+    public func refreshStatus() async throws -> DeviceStatus {
+        let bytes = try await execute(.getStatus)
+        do {
+            let s = try DeviceStatus(decoding: bytes)
+            lastStatus = s
+            state = s.state
+            interlocks = s.interlocks
+            return s
+        } catch {
+            throw DeviceError.badResponse(.getStatus, error.description)
+        }
+    }
+
+    /// Stops any exposure: XRAY_OFF, which the device always obeys (ICD §3).
+    public func xrayOff() async throws {
+        _ = try await execute(.xrayOff, timeout: .milliseconds(500))
+    }
+
+    // MARK: - Heartbeat (ICD §4: at least every 250 ms while scanning)
+
+    public func startHeartbeat() {
+        guard heartbeatTask == nil else { return }
+        heartbeatTask = Task { [weak self, clock, heartbeatInterval] in
+            while !Task.isCancelled {
+                do { try await clock.sleep(for: heartbeatInterval) } catch { return }
+                guard let self else { return }
+                await self.beat()
+            }
+        }
+    }
+
+    private func beat() {
+        // Fire and forget: a late answer must not delay the next beat.
+        Task { [weak self] in
+            guard let self else { return }
+            do { _ = try await self.send(.heartbeat, timeout: .seconds(1)) } catch { await self.heartbeatFailed() }
+        }
+    }
+
+    private func heartbeatFailed() { counters.heartbeatFailures += 1 }
+
+    public func stopHeartbeat() {
+        heartbeatTask?.cancel()
+        heartbeatTask = nil
+    }
+
+    public var heartbeatRunning: Bool { heartbeatTask != nil }
+
+    // MARK: - Scans
+
+    /// Opens the feed for scan `id`: its data lines and the events that concern it. The
+    /// buffer is bounded; lines that do not fit are counted as dropped.
+    public func openScanFeed(id: UInt32, capacity: Int = 8192) -> AsyncStream<ScanFeed> {
+        scanFeed?.continuation.finish()
+        let (stream, c) = AsyncStream<ScanFeed>.makeStream(bufferingPolicy: .bufferingOldest(capacity))
+        scanFeed = (id, c)
+        if !connected { c.yield(.linkLost("not connected")) }
+        return stream
+    }
+
+    public func closeScanFeed(id: UInt32) {
+        guard scanFeed?.id == id else { return }
+        scanFeed?.continuation.finish()
+        scanFeed = nil
+    }
+
+    // MARK: - Notices
+
+    public func notices(capacity: Int = 1024) -> AsyncStream<DeviceNotice> {
+        let (stream, c) = AsyncStream<DeviceNotice>.makeStream(bufferingPolicy: .bufferingNewest(capacity))
+        let key = nextSubscriber
+        nextSubscriber += 1
+        subscribers[key] = c
+        c.onTermination = { _ in Task { await self.unsubscribe(key) } }
+        return stream
+    }
+
+    private func unsubscribe(_ key: Int) { subscribers.removeValue(forKey: key) }
+
+    private func broadcast(_ n: DeviceNotice) {
+        for c in subscribers.values { c.yield(n) }
+    }
+
+    // MARK: - Incoming
+
+    private func ingest(_ chunk: TransportChunk) {
+        switch chunk.endpoint {
+        case .responseIn:
+            responseDecoder.append(chunk.bytes)
+            while let f = responseDecoder.next() { handleControlFrame(f) }
+            counters.responseErrors = responseDecoder.errors
+        case .dataIn:
+            dataDecoder.append(chunk.bytes)
+            while let f = dataDecoder.next() { handleDataFrame(f) }
+            counters.dataErrors = dataDecoder.errors
+        case .commandOut:
+            break
+        }
+    }
+
+    private func handleControlFrame(_ f: Frame) {
+        switch f.kind {
+        case .response:
+            counters.responses += 1
+            guard let c = pending.removeValue(forKey: f.seq) else { counters.unmatchedResponses += 1; return }
+            let op = pendingOpcode.removeValue(forKey: f.seq)
+            do {
+                let r = try Response(payload: f.payload)
+                guard r.opcode == op?.rawValue else {
+                    c.resume(throwing: DeviceError.badResponse(op ?? .getInfo, "response echoes opcode 0x\(String(r.opcode, radix: 16))"))
+                    return
+                }
+                c.resume(returning: r)
+            } catch {
+                counters.unreadableFrames += 1
+                c.resume(throwing: DeviceError.badResponse(op ?? .getInfo, error.description))
+            }
+        case .event:
+            counters.events += 1
+            if eventSeq.observe(f.seq) > 0 { counters.eventGaps += 1 }
+            guard let e = try? Event(payload: f.payload) else { counters.unreadableFrames += 1; return }
+            apply(e)
+        case .data, .command:
+            counters.unreadableFrames += 1
+        }
+    }
+
+    private func apply(_ e: Event) {
+        switch e {
+        case let .stateChanged(_, new):
+            state = new
+            if new != .scanning { stopHeartbeat() }
+        case let .interlocksChanged(i):
+            interlocks = i
+            feed(.interlocks(i))
+        case let .scanStarted(id, t):
+            if scanFeed?.id == id { feed(.started(deviceTimeUs: t)) }
+        case let .scanComplete(id, lines, exp, dap):
+            stopHeartbeat()
+            if scanFeed?.id == id { feed(.completed(lines: lines, exposureMs: exp, dapX1000: dap)) }
+        case let .scanAborted(id, reason, sent):
+            stopHeartbeat()
+            if scanFeed?.id == id { feed(.aborted(reason: reason, linesSent: sent)) }
+        case let .fault(code, message):
+            feed(.fault(code, message))
+        case .watchdogExpired:
+            feed(.watchdogExpired)
+        case .motionDone, .faultCleared:
+            break
+        }
+        broadcast(.event(e))
+    }
+
+    private func feed(_ item: ScanFeed) {
+        guard let s = scanFeed else { return }
+        if case .dropped = s.continuation.yield(item), case .lines(let f) = item {
+            counters.linesDropped += f.lines.count
+        }
+    }
+
+    private func handleDataFrame(_ f: Frame) {
+        guard f.kind == .data else { counters.unreadableFrames += 1; return }
+        counters.dataFrames += 1
+        let missing = dataSeq.observe(f.seq)
+        if missing > 0 {
+            counters.dataGaps += 1
+            counters.missingDataFrames += missing
+            feed(.gap(missingFrames: missing))
+            broadcast(.dataGap(missing: missing, atSeq: f.seq))
+        }
+        guard let d = try? DataFrame(payload: f.payload) else { counters.unreadableFrames += 1; return }
+        counters.linesReceived += d.lines.count
+        if scanFeed?.id == d.scanID { feed(.lines(d)) }
+    }
+}

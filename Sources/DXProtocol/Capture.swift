@@ -1,0 +1,168 @@
+import Foundation
+
+/// What a capture header says about one scan, ICD §7.
+public struct CaptureScan: Sendable, Equatable, Codable {
+    public enum Role: String, Sendable, Codable, CaseIterable {
+        case dark, air, calibration, qc, patient
+    }
+    public enum Region: String, Sendable, Codable, CaseIterable {
+        case apSpine = "ap_spine", leftHip = "left_hip", rightHip = "right_hip", lateralSpine = "lateral_spine"
+    }
+
+    public var scanID: UInt32
+    public var role: Role
+    public var region: Region?
+
+    public enum CodingKeys: String, CodingKey {
+        case scanID = "scan_id", role, region
+    }
+
+    public init(scanID: UInt32, role: Role, region: Region? = nil) {
+        self.scanID = scanID; self.role = role; self.region = region
+    }
+}
+
+/// A phantom on the table, ICD §8.
+public struct Phantom: Sendable, Equatable, Codable {
+    public struct Cell: Sendable, Equatable, Codable {
+        public var xUm: [Int32]
+        public var yUm: [Int32]
+        public var hydroxyapatite: Double
+        public var lean: Double
+        public var fat: Double
+        public enum CodingKeys: String, CodingKey {
+            case xUm = "x_um", yUm = "y_um"
+            case hydroxyapatite = "hydroxyapatite_g_cm2", lean = "lean_g_cm2", fat = "fat_g_cm2"
+        }
+        public init(xUm: [Int32], yUm: [Int32], hydroxyapatite: Double, lean: Double, fat: Double) {
+            self.xUm = xUm; self.yUm = yUm; self.hydroxyapatite = hydroxyapatite; self.lean = lean; self.fat = fat
+        }
+    }
+    public struct ROI: Sendable, Equatable, Codable {
+        public var name: String
+        public var xUm: [Int32]
+        public var yUm: [Int32]
+        public enum CodingKeys: String, CodingKey { case name, xUm = "x_um", yUm = "y_um" }
+        public init(name: String, xUm: [Int32], yUm: [Int32]) { self.name = name; self.xUm = xUm; self.yUm = yUm }
+    }
+    public var name: String
+    public var cells: [Cell]?
+    public var rois: [ROI]?
+
+    public init(name: String, cells: [Cell]? = nil, rois: [ROI]? = nil) {
+        self.name = name; self.cells = cells; self.rois = rois
+    }
+}
+
+/// The JSON header of a capture, ICD §7. Unknown keys are ignored on reading.
+public struct CaptureHeader: Sendable, Equatable, Codable {
+    public var device: DeviceInfo
+    public var created: String
+    public var scans: [CaptureScan]
+    public var phantom: Phantom?
+
+    public init(device: DeviceInfo, created: Date = Date(), scans: [CaptureScan], phantom: Phantom? = nil) {
+        self.device = device
+        self.created = created.formatted(.iso8601)
+        self.scans = scans
+        self.phantom = phantom
+    }
+}
+
+/// One record of a capture: bytes that crossed one endpoint, and when.
+public struct CaptureRecord: Sendable, Equatable {
+    public var tUs: UInt64
+    public var endpoint: Endpoint
+    public var bytes: [UInt8]
+
+    public init(tUs: UInt64, endpoint: Endpoint, bytes: [UInt8]) {
+        self.tUs = tUs; self.endpoint = endpoint; self.bytes = bytes
+    }
+
+    public static let headerSize = 14
+
+    public var encoded: [UInt8] {
+        var w = WireWriter(capacity: CaptureRecord.headerSize + bytes.count)
+        w.u64(tUs); w.u8(endpoint.rawValue); w.u8(0); w.u32(UInt32(bytes.count)); w.raw(bytes)
+        return w.bytes
+    }
+}
+
+/// Why a capture could not be read.
+public enum CaptureError: Error, Equatable, Sendable, CustomStringConvertible {
+    case notACapture
+    case unsupportedVersion(UInt16)
+    case truncatedHeader
+    case badHeader(String)
+    case badRecord(offset: Int, String)
+
+    public var description: String {
+        switch self {
+        case .notACapture: "not a DX-1 capture (bad magic)"
+        case .unsupportedVersion(let v): "capture version \(v) is not supported (this reader knows version 1)"
+        case .truncatedHeader: "capture header is truncated"
+        case .badHeader(let why): "capture header is not valid: \(why)"
+        case .badRecord(let offset, let why): "capture record at byte \(offset) is not valid: \(why)"
+        }
+    }
+}
+
+/// The `.dxcap` file format, ICD §7, as pure encode and decode functions.
+public enum CaptureFormat {
+    public static let magic: [UInt8] = [0x44, 0x58, 0x43, 0x41, 0x50, 0x00]  // "DXCAP\0"
+    public static let version: UInt16 = 1
+    /// A header longer than this is treated as corrupt rather than allocated.
+    public static let maxHeaderBytes = 16 << 20
+    /// Records are what one transfer carried; anything larger is corrupt.
+    public static let maxRecordBytes = 64 << 20
+
+    /// Magic, version and header: everything before the first record.
+    public static func preamble(_ header: CaptureHeader) throws -> [UInt8] {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let json = try encoder.encode(header)
+        var w = WireWriter(capacity: 12 + json.count)
+        w.raw(magic)
+        w.u16(version)
+        w.u32(UInt32(json.count))
+        w.raw(json)
+        return w.bytes
+    }
+
+    /// A capture read from bytes.
+    public struct Contents: Sendable {
+        public var header: CaptureHeader
+        public var records: [CaptureRecord]
+        /// True when the file ended inside a record (a crash while writing); that record is ignored.
+        public var truncatedTail: Bool
+    }
+
+    public static func parse(_ bytes: [UInt8]) throws(CaptureError) -> Contents {
+        var r = WireReader(bytes)
+        guard let m = try? r.raw(6), Array(m) == magic else { throw .notACapture }
+        guard let v = try? r.u16() else { throw .truncatedHeader }
+        guard v == version else { throw .unsupportedVersion(v) }
+        guard let n = try? r.u32() else { throw .truncatedHeader }
+        guard Int(n) <= maxHeaderBytes else { throw .badHeader("length \(n) is implausible") }
+        guard let json = try? r.raw(Int(n)) else { throw .truncatedHeader }
+        let header: CaptureHeader
+        do {
+            header = try JSONDecoder().decode(CaptureHeader.self, from: Data(json))
+        } catch {
+            throw .badHeader(String(describing: error).prefix(200).description)
+        }
+        var records: [CaptureRecord] = []
+        var truncated = false
+        while r.remaining > 0 {
+            let at = r.offset
+            guard r.remaining >= CaptureRecord.headerSize,
+                  let t = try? r.u64(), let ep = try? r.u8(), (try? r.u8()) != nil, let len = try? r.u32()
+            else { truncated = true; break }
+            guard let endpoint = Endpoint(rawValue: ep) else { throw .badRecord(offset: at, "endpoint 0x\(String(ep, radix: 16))") }
+            guard Int(len) <= maxRecordBytes else { throw .badRecord(offset: at, "length \(len) is implausible") }
+            guard let body = try? r.raw(Int(len)) else { truncated = true; break }
+            records.append(CaptureRecord(tUs: t, endpoint: endpoint, bytes: Array(body)))
+        }
+        return Contents(header: header, records: records, truncatedTail: truncated)
+    }
+}

@@ -1,0 +1,87 @@
+/// A clock that runs `speed` times faster than real time, from the moment it was made.
+///
+/// The daemon and the simulator take their time from an injected `Clock`; in production
+/// that is real time (speed 1), in tests a scan of minutes passes in a fraction of a second.
+/// Two processes that agree on the speed agree on durations (the origins differ, which no
+/// part of the protocol depends on: the device's own timestamps travel in the frames).
+public struct ScaledClock: Clock, Sendable {
+    public struct Instant: InstantProtocol, Sendable {
+        /// Scaled time since the clock's origin.
+        public var offset: Duration
+        public init(offset: Duration) { self.offset = offset }
+        public func advanced(by duration: Duration) -> Instant { Instant(offset: offset + duration) }
+        public func duration(to other: Instant) -> Duration { other.offset - offset }
+        public static func < (a: Instant, b: Instant) -> Bool { a.offset < b.offset }
+    }
+
+    public let speed: Double
+    private let origin: ContinuousClock.Instant
+    private let base = ContinuousClock()
+
+    /// `speed` must be positive and finite; anything else falls back to real time.
+    public init(speed: Double = 1) {
+        self.speed = (speed.isFinite && speed > 0) ? speed : 1
+        self.origin = ContinuousClock.now
+    }
+
+    public var now: Instant { Instant(offset: (base.now - origin).scaled(by: speed)) }
+
+    public var minimumResolution: Duration { base.minimumResolution.scaled(by: speed) }
+
+    public func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
+        let remaining = now.duration(to: deadline)
+        if remaining <= .zero {
+            try Task.checkCancellation()
+            return
+        }
+        try await base.sleep(for: remaining.scaled(by: 1 / speed), tolerance: tolerance?.scaled(by: 1 / speed))
+    }
+
+    /// Microseconds since the origin, the unit the device's line timestamps use.
+    public var microseconds: UInt64 { now.offset.microseconds }
+}
+
+extension Duration {
+    public func scaled(by factor: Double) -> Duration {
+        if factor == 1 { return self }
+        let (s, atto) = components
+        let seconds = (Double(s) + Double(atto) * 1e-18) * factor
+        return .nanoseconds(Int64((seconds * 1e9).rounded()))
+    }
+
+    /// Whole microseconds (negative durations give 0).
+    public var microseconds: UInt64 {
+        let (s, atto) = components
+        if s < 0 { return 0 }
+        return UInt64(s) * 1_000_000 + UInt64(atto / 1_000_000_000_000)
+    }
+
+    public var milliseconds: Double {
+        let (s, atto) = components
+        return Double(s) * 1000 + Double(atto) * 1e-15
+    }
+}
+
+/// Elapsed time on an injected clock since the stopwatch was made, readable from anywhere.
+public struct Stopwatch: Sendable {
+    private let read: @Sendable () -> Duration
+
+    public init<C: Clock>(_ clock: C) where C.Duration == Duration {
+        let start = clock.now
+        read = { start.duration(to: clock.now) }
+    }
+
+    public init(any clock: any Clock<Duration>) {
+        self.init(clock)
+    }
+
+    public var elapsed: Duration { read() }
+}
+
+extension Clock where Duration == Swift.Duration {
+    /// Sleeps until `stopwatch` reads `target` (returns at once if it already does).
+    public func sleep(untilElapsed target: Duration, on stopwatch: Stopwatch) async throws {
+        let remaining = target - stopwatch.elapsed
+        if remaining > .zero { try await sleep(for: remaining) } else { try Task.checkCancellation() }
+    }
+}

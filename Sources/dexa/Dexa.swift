@@ -1,0 +1,6 @@
+import DXCommandLine
+
+@main
+struct Main {
+    static func main() async { await DexaCommand.main() }
+}
