@@ -178,6 +178,10 @@ public struct FrameDecoder: Sendable {
     private mutating func hiddenFrameInside(claimedEnd: Int) -> Bool {
         var j = max(lookahead, start + 1)
         let limit = min(claimedEnd, buffer.count - 1)
+        // A candidate that itself waits for more bytes must not stop the search (it may be
+        // random payload bytes that look like a header); the scan resumes from the first
+        // such candidate next time, since it may complete then.
+        var firstUndecided: Int?
         while j < limit {
             if buffer[j] == Frame.magic.0 && buffer[j + 1] == Frame.magic.1 {
                 switch examine(at: j) {
@@ -185,16 +189,14 @@ public struct FrameDecoder: Sendable {
                     lookahead = j
                     return true
                 case .needMore:
-                    // Cannot judge this candidate yet; look again from here next time.
-                    lookahead = j
-                    return false
+                    if firstUndecided == nil { firstUndecided = j }
                 case .bad:
                     break
                 }
             }
             j += 1
         }
-        lookahead = max(j, start + 1)
+        lookahead = firstUndecided ?? max(j, start + 1)
         return false
     }
 }

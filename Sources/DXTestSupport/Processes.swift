@@ -1,0 +1,182 @@
+import DXControl
+import DXTransport
+import Foundation
+
+/// Where the package's built executables are: beside the test bundle.
+public enum BuiltProducts {
+    public static var directory: URL {
+        if let env = ProcessInfo.processInfo.environment["DEXA_BIN_DIR"] { return URL(fileURLWithPath: env) }
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        var dir = exe.deletingLastPathComponent()
+        // swift-testing on Linux runs the .xctest binary itself; it sits in the products folder.
+        while !FileManager.default.fileExists(atPath: dir.appendingPathComponent("dexad").path) && dir.path != "/" {
+            dir = dir.deletingLastPathComponent()
+        }
+        return dir
+    }
+
+    public static func path(_ name: String) -> String { directory.appendingPathComponent(name).path }
+}
+
+/// A short-lived folder under /tmp (Unix socket paths must stay under 108 bytes).
+public final class TemporaryDirectory: Sendable {
+    public let path: String
+
+    public init(_ prefix: String = "dxt") {
+        let template = "/tmp/\(prefix)-XXXXXX"
+        var bytes = Array(template.utf8CString)
+        let made = bytes.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        path = made.map { String(cString: $0) } ?? "/tmp/\(prefix)-\(UUID().uuidString.prefix(8))"
+        try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+    }
+
+    public func file(_ name: String) -> String { path + "/" + name }
+
+    deinit { try? FileManager.default.removeItem(atPath: path) }
+}
+
+/// A child process of the test: started with arguments, its standard error kept in a file.
+public final class ChildProcess: Sendable {
+    public let process: Process
+    public let logPath: String
+
+    public init(executable: String, arguments: [String], logPath: String) throws {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        p.standardError = log
+        p.standardOutput = log
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        self.process = p
+        self.logPath = logPath
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+
+    public func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+
+    /// Waits for the process to end (up to `seconds`); returns its exit status, nil on time-out.
+    public func waitForExit(seconds: Double = 10) async -> Int32? {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        return process.isRunning ? nil : process.terminationStatus
+    }
+
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    public func stop() {
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    }
+
+    deinit { stop() }
+}
+
+public struct TestTimeout: Error, CustomStringConvertible {
+    public let description: String
+    public init(_ d: String) { description = d }
+}
+
+/// Waits until `condition` holds, polling (tests only).
+public func eventually(_ what: String, seconds: Double = 10, _ condition: () async -> Bool) async throws {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if await condition() { return }
+        try await Task.sleep(for: .milliseconds(20))
+    }
+    throw TestTimeout("timed out waiting for \(what)")
+}
+
+/// A `dexa-sim` process with its device and control sockets.
+public final class SimulatorProcess: Sendable {
+    public let child: ChildProcess
+    public let devicePath: String
+    public let controlPath: String
+
+    public init(in dir: TemporaryDirectory, speed: Double = 1, extra: [String] = []) async throws {
+        devicePath = dir.file("sim.sock")
+        controlPath = dir.file("sim-control.sock")
+        child = try ChildProcess(executable: BuiltProducts.path("dexa-sim"),
+                                 arguments: ["--socket", devicePath, "--control", controlPath, "--speed", String(speed)] + extra,
+                                 logPath: dir.file("sim.log"))
+        try await eventually("dexa-sim control socket") { FileManager.default.fileExists(atPath: controlPath) }
+    }
+
+    /// Sends one control line and returns the reply line.
+    public func control(_ line: String) throws -> String {
+        let s = try UnixSocket.connect(path: controlPath)
+        defer { s.close() }
+        try s.writeAll(Array((line + "\n").utf8))
+        var reply: [UInt8] = []
+        while !reply.contains(0x0A) {
+            let b = try s.read()
+            if b.isEmpty { break }
+            reply += b
+        }
+        return String(decoding: reply, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The simulator's own account of itself (`status`).
+    public func status() throws -> JSONValue {
+        let text = try control("status")
+        return try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+    }
+}
+
+/// A `dexad` process on a control socket of its own.
+public final class DaemonProcess: Sendable {
+    public let child: ChildProcess
+    public let socketPath: String
+    public let stateDirectory: String
+
+    public init(in dir: TemporaryDirectory, device: String, timeScale: Double = 1, extra: [String] = []) async throws {
+        socketPath = dir.file("control.sock")
+        stateDirectory = dir.file("state")
+        let config = dir.file("dexad.conf")
+        FileManager.default.createFile(atPath: config, contents: Data("# test daemon: flags set everything\n".utf8))
+        child = try ChildProcess(
+            executable: BuiltProducts.path("dexad"),
+            arguments: ["--config", config, "--socket", socketPath, "--device", device, "--state-directory", stateDirectory,
+                        "--time-scale", String(timeScale), "--log-level", "debug"] + extra,
+            logPath: dir.file("dexad.log"))
+        let child = self.child
+        try await eventually("dexad control socket") { FileManager.default.fileExists(atPath: self.socketPath) || !child.isRunning }
+        guard child.isRunning else { throw TestTimeout("dexad exited: \(child.log)") }
+    }
+
+    /// Waits until the daemon has connected to its device and the device is IDLE.
+    public func waitForDevice(seconds: Double = 10) async throws {
+        try await eventually("dexad connected to an IDLE device", seconds: seconds) {
+            (try? await self.call("device.status"))?["state"]?.stringValue == "IDLE"
+        }
+    }
+
+    public func call(_ method: String, _ params: JSONValue? = nil) async throws -> JSONValue {
+        try await ControlConnection.with(socketPath: socketPath) { try await $0.call(method, params) }
+    }
+
+    /// Runs the `dexa` CLI against this daemon; returns (exit status, stdout, stderr).
+    public func cli(_ arguments: [String]) async throws -> (status: Int32, out: String, err: String) {
+        try await runCLI(arguments + ["--socket", socketPath])
+    }
+}
+
+/// Runs `dexa` with arguments; returns (exit status, stdout, stderr).
+public func runCLI(_ arguments: [String]) async throws -> (status: Int32, out: String, err: String) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: BuiltProducts.path("dexa"))
+    p.arguments = arguments
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    async let o = Task.detached { out.fileHandleForReading.readDataToEndOfFile() }.value
+    async let e = Task.detached { err.fileHandleForReading.readDataToEndOfFile() }.value
+    let (od, ed) = await (o, e)
+    while p.isRunning { try await Task.sleep(for: .milliseconds(10)) }
+    return (p.terminationStatus, String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
+}
