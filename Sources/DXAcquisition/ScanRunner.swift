@@ -53,6 +53,9 @@ public struct ScanOutcome: Sendable, Equatable, Codable {
     public var linesReported: UInt32?
     public var gaps: Int
     public var missingFrames: UInt64
+    /// Lines whose index never arrived (found from the line numbers, so a loss at the very
+    /// start of a session, where the data seq has no predecessor, is still seen).
+    public var missingLines: Int
     public var outOfOrderLines: Int
     public var exposureMs: UInt32
     public var dapMGyCm2: Double
@@ -168,7 +171,7 @@ public actor ScanRunner {
 
         var outcome = ScanOutcome(
             scanID: id, mode: plan.mode, result: .interrupted, reason: nil, plannedLines: plan.lineCount, lines: 0,
-            linesReported: nil, gaps: 0, missingFrames: 0, outOfOrderLines: 0, exposureMs: 0, dapMGyCm2: 0,
+            linesReported: nil, gaps: 0, missingFrames: 0, missingLines: 0, outOfOrderLines: 0, exposureMs: 0, dapMGyCm2: 0,
             capture: writer?.path, xrayOffVerified: false, deviceSpanUs: 0)
         let watch = Stopwatch(any: clock)
         var nextLine: UInt32 = 0
@@ -176,13 +179,20 @@ public actor ScanRunner {
         var lastT: UInt64 = 0
         var lastProgress = Duration.zero
         var ended = false
+        var seqGapPending = false
         let grace = max(Duration.seconds(1), Duration.microseconds(Int64(plan.linePeriodUs)) * 10)
 
         for await item in feed {
             switch item {
             case .lines(let frame):
                 for l in frame.lines {
-                    if l.index != nextLine { outcome.outOfOrderLines += 1 }
+                    if l.index > nextLine {
+                        outcome.missingLines += Int(l.index - nextLine)
+                        if !seqGapPending { outcome.gaps += 1 }
+                    } else if l.index < nextLine {
+                        outcome.outOfOrderLines += 1
+                    }
+                    seqGapPending = false
                     nextLine = l.index &+ 1
                     if firstT == nil { firstT = l.tUs }
                     lastT = l.tUs
@@ -202,6 +212,7 @@ public actor ScanRunner {
                 }
             case .gap(let missing):
                 outcome.gaps += 1
+                seqGapPending = true
                 outcome.missingFrames += missing
             case .started:
                 break
@@ -241,6 +252,11 @@ public actor ScanRunner {
             outcome.result = .aborted
             outcome.reason = "aborted by host"
             await safeStop(id)
+        }
+        if let reported = outcome.linesReported, Int(reported) > Int(nextLine) {
+            // Lines lost after the last one that arrived.
+            outcome.missingLines += Int(reported) - Int(nextLine)
+            if !seqGapPending { outcome.gaps += 1 }
         }
         outcome.deviceSpanUs = firstT.map { lastT - $0 } ?? 0
         writer?.sync()

@@ -39,6 +39,7 @@ public struct ScanReport: Sendable, Equatable, Codable {
     public var lines: Int
     public var gaps: Int
     public var missingFrames: UInt64
+    public var missingLines: Int
     public var exposureMs: UInt32
     public var dapMGyCm2: Double
     public var capture: String?
@@ -46,14 +47,14 @@ public struct ScanReport: Sendable, Equatable, Codable {
 
     public enum CodingKeys: String, CodingKey {
         case result, reason, mode, lines, gaps, capture
-        case scanID = "scan_id", plannedLines = "planned_lines", missingFrames = "missing_frames"
+        case scanID = "scan_id", plannedLines = "planned_lines", missingFrames = "missing_frames", missingLines = "missing_lines"
         case exposureMs = "exposure_ms", dapMGyCm2 = "dap_mgy_cm2", xrayOff = "xray_off"
     }
 
     public init(scanID: UInt32, result: String, reason: String?, mode: String, plannedLines: UInt32, lines: Int, gaps: Int,
-                missingFrames: UInt64, exposureMs: UInt32, dapMGyCm2: Double, capture: String?, xrayOff: Bool) {
+                missingFrames: UInt64, missingLines: Int, exposureMs: UInt32, dapMGyCm2: Double, capture: String?, xrayOff: Bool) {
         self.scanID = scanID; self.result = result; self.reason = reason; self.mode = mode; self.plannedLines = plannedLines
-        self.lines = lines; self.gaps = gaps; self.missingFrames = missingFrames; self.exposureMs = exposureMs
+        self.lines = lines; self.gaps = gaps; self.missingFrames = missingFrames; self.missingLines = missingLines; self.exposureMs = exposureMs
         self.dapMGyCm2 = dapMGyCm2; self.capture = capture; self.xrayOff = xrayOff
     }
 }

@@ -152,7 +152,7 @@ public struct DaemonControlHandler: ControlHandler {
 
     static func report(_ o: ScanOutcome) -> ScanReport {
         ScanReport(scanID: o.scanID, result: o.result.rawValue, reason: o.reason, mode: o.mode.description, plannedLines: o.plannedLines,
-                   lines: o.lines, gaps: o.gaps, missingFrames: o.missingFrames, exposureMs: o.exposureMs,
+                   lines: o.lines, gaps: o.gaps, missingFrames: o.missingFrames, missingLines: o.missingLines, exposureMs: o.exposureMs,
                    dapMGyCm2: o.dapMGyCm2, capture: o.capture, xrayOff: o.xrayOffVerified)
     }
 

@@ -1,1 +1,62 @@
-print("todo")
+import DXProtocol
+import Foundation
+
+/// `dexa-bench`: throughput of the host's hot paths, measured in a release build.
+///   dexa-bench decode [--seconds S]   frame decoding (reassembly, CRC, data payload to lines)
+/// Prints readable figures, then one JSON line for scripts.
+let args = CommandLine.arguments.dropFirst()
+guard let what = args.first, what == "decode" else {
+    FileHandle.standardError.write(Data("usage: dexa-bench decode [--seconds S]\n".utf8))
+    exit(2)
+}
+var seconds = 3.0
+if let i = args.firstIndex(of: "--seconds"), args.index(after: i) < args.endIndex, let s = Double(args[args.index(after: i)]), s > 0 { seconds = s }
+
+// ICD data frames of 144 channels × 16 lines, as the DX-1 sends them, with realistic counts.
+let channels = 144, linesPerFrame = 16, framesInStream = 512
+struct XorShift { var s: UInt64; mutating func next() -> UInt64 { s ^= s << 13; s ^= s >> 7; s ^= s << 17; return s } }
+var rng = XorShift(s: 12345)
+var stream: [UInt8] = []
+for f in 0..<framesInStream {
+    var lines: [ScanLine] = []
+    for i in 0..<linesPerFrame {
+        var samples: [UInt16] = []
+        for _ in 0..<(2 * channels) { samples.append(UInt16(truncatingIfNeeded: 20_000 + rng.next() % 20_000)) }
+        lines.append(ScanLine(index: UInt32(f * linesPerFrame + i), yUm: Int32(i * 1000), xUm: 200_000, tUs: UInt64(i) * 10_000,
+                              flags: [.xrayOn], samples: samples))
+    }
+    let payload = DataFrame(scanID: 1, firstLine: UInt32(f * linesPerFrame), channels: UInt16(channels), lines: lines).payload
+    stream += try Frame(kind: .data, seq: UInt32(f + 1), payload: payload).encoded()
+}
+let transfer = 16_384
+
+func run(parse: Bool, stream: [UInt8], seconds: Double) -> (mbPerS: Double, framesPerS: Double, linesPerS: Double) {
+    var bytes = 0, frames = 0, lines = 0
+    let clock = ContinuousClock()
+    let start = clock.now
+    var elapsed = 0.0
+    repeat {
+        var decoder = FrameDecoder()
+        var offset = 0
+        while offset < stream.count {
+            let end = min(stream.count, offset + transfer)
+            stream.withUnsafeBytes { decoder.append(UnsafeRawBufferPointer(rebasing: $0[offset..<end])) }
+            while let f = decoder.next() {
+                frames += 1
+                if parse, let d = try? DataFrame(payload: f.payload) { lines += d.lines.count }
+            }
+            offset = end
+        }
+        bytes += stream.count
+        let d = clock.now - start
+        elapsed = Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
+    } while elapsed < seconds
+    return (Double(bytes) / elapsed / 1e6, Double(frames) / elapsed, Double(lines) / elapsed)
+}
+
+let crcOnly = run(parse: false, stream: stream, seconds: seconds)
+let full = run(parse: true, stream: stream, seconds: seconds)
+print("frame stream: \(stream.count) bytes, \(framesInStream) data frames of \(channels) channels × \(linesPerFrame) lines, fed in \(transfer)-byte transfers")
+print(String(format: "reassembly + CRC:            %8.1f MB/s  %9.0f frames/s", crcOnly.mbPerS, crcOnly.framesPerS))
+print(String(format: "reassembly + CRC + lines:    %8.1f MB/s  %9.0f frames/s  %10.0f lines/s", full.mbPerS, full.framesPerS, full.linesPerS))
+print("{\"decode_mb_s\": \(String(format: "%.1f", full.mbPerS)), \"frame_only_mb_s\": \(String(format: "%.1f", crcOnly.mbPerS)), \"lines_per_s\": \(Int(full.linesPerS))}")

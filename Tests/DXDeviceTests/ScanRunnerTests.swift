@@ -1,0 +1,136 @@
+import DXAcquisition
+import DXDevice
+import DXProtocol
+import DXSimulator
+import DXTransport
+import Logging
+import Testing
+
+/// A device session and scan runner on an embedded simulator.
+struct Bench {
+    let sim: EmbeddedSimulator
+    let session: DeviceSession
+    let runner: ScanRunner
+    let run: Task<Void, Never>
+
+    init(speed: Double = 20) async throws {
+        let clock = ScaledClock(speed: speed)
+        sim = EmbeddedSimulator(clock: clock)
+        let s = sim
+        run = Task { await s.run() }
+        session = DeviceSession(transport: sim.transport, clock: clock)
+        runner = ScanRunner(session: session, clock: clock)
+        try await session.connect()
+        for _ in 0..<200 where try await session.refreshStatus().state != .idle { try await Task.sleep(for: .milliseconds(5)) }
+    }
+
+    func stop() { sim.shutdown(); run.cancel() }
+
+    static func plan(lines: UInt32 = 400, perFrame: UInt16 = 8) -> ScanPlan {
+        ScanPlan(mode: .dual, xUm: 200_000, yStartUm: 0, lineCount: lines, lineStepUm: 1000, linePeriodUs: 10_000,
+                 tubeCurrentUA: 1000, linesPerFrame: perFrame, role: .qc)
+    }
+}
+
+@Suite("Device session and scan runner on the simulator")
+struct ScanRunnerTests {
+    @Test func heartbeatsKeepALongScanAlive() async throws {
+        let b = try await Bench(speed: 20)
+        defer { b.stop() }
+        // 400 lines × 10 ms = 4 s of device time: four watchdog periods.
+        let o = try await b.runner.run(Bench.plan())
+        #expect(o.result == .completed)
+        #expect(o.lines == 400)
+        #expect(o.exposureMs == 4000)
+        #expect(o.xrayOffVerified)
+        let c = await b.session.counters
+        #expect(c.heartbeatsSent >= 12)
+        #expect(await !b.session.heartbeatRunning)
+        #expect(await b.sim.firmware.snapshot.watchdogExpiries.isEmpty)
+    }
+
+    @Test func droppedDataFramesAreCountedAsGaps() async throws {
+        let b = try await Bench()
+        defer { b.stop() }
+        await b.sim.inject(.dropDataFrames(3))
+        let o = try await b.runner.run(Bench.plan(lines: 80))
+        // The first three frames of the session: no seq precedes them, the line numbers tell.
+        #expect(o.gaps == 1)
+        #expect(o.missingLines == 3 * 8)
+        #expect(o.lines == 80 - 3 * 8)
+        // A loss later in the session is also seen by the data seq.
+        await b.sim.inject(.dropDataFrames(0))
+        let second = Task { try await b.runner.run(Bench.plan(lines: 80)) }
+        try await Task.sleep(for: .milliseconds(5))
+        await b.sim.inject(.dropDataFrames(2))
+        let o2 = try await second.value
+        #expect(o2.gaps >= 1)
+        #expect(o2.lines + o2.missingLines == 80)
+        #expect(await b.session.counters.dataGaps >= 1)
+    }
+
+    @Test func corruptedFramesResyncAndTheScanGoesOn() async throws {
+        let b = try await Bench()
+        defer { b.stop() }
+        await b.sim.inject(.corruptFrames(.dataIn, 2))
+        await b.sim.inject(.garbage(.responseIn, 50))
+        let o = try await b.runner.run(Bench.plan(lines: 80))
+        #expect(o.result == .completed)
+        #expect(o.lines == 80 - 2 * 8)
+        let c = await b.session.counters
+        #expect(c.dataErrors.resyncs >= 1)
+        #expect(c.dataErrors.crcErrors >= 1)
+        #expect(o.missingLines == 2 * 8)
+    }
+
+    @Test func unplugMidScanIsReportedInterrupted() async throws {
+        let b = try await Bench(speed: 5)
+        defer { b.stop() }
+        let scan = Task { try await b.runner.run(Bench.plan(lines: 1000)) }
+        try await Task.sleep(for: .milliseconds(100))
+        await b.sim.inject(.unplug)
+        do {
+            _ = try await scan.value
+            Issue.record("an unplugged scan cannot complete")
+        } catch let ScanError.ended(o) {
+            #expect(o.result == .interrupted)
+            #expect(o.lines > 0 && o.lines < 1000)
+        }
+        // The device's own watchdog ends the exposure.
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(await !b.sim.firmware.snapshot.xrayOn)
+    }
+
+    @Test func cancellingTheCallerAbortsTheScan() async throws {
+        let b = try await Bench(speed: 5)
+        defer { b.stop() }
+        let scan = Task { try await b.runner.run(Bench.plan(lines: 1000)) }
+        try await Task.sleep(for: .milliseconds(100))
+        scan.cancel()
+        do {
+            _ = try await scan.value
+            Issue.record("a cancelled scan cannot complete")
+        } catch let ScanError.ended(o) {
+            #expect(o.result == .aborted)
+            #expect(o.xrayOffVerified)
+        }
+        #expect(await !b.sim.firmware.snapshot.xrayOn)
+        #expect(await b.sim.firmware.snapshot.commandLog.contains { $0.hasSuffix("ABORT_SCAN") })
+    }
+
+    @Test func aFaultAbortsWithItsCode() async throws {
+        let b = try await Bench(speed: 5)
+        defer { b.stop() }
+        let scan = Task { try await b.runner.run(Bench.plan(lines: 1000)) }
+        try await Task.sleep(for: .milliseconds(100))
+        await b.sim.inject(.trip(.tubeArc, message: "arc detected"))
+        do {
+            _ = try await scan.value
+            Issue.record("a faulted scan cannot complete")
+        } catch let ScanError.ended(o) {
+            #expect(o.result == .aborted)
+            #expect(o.reason?.contains("tube arc") == true)
+        }
+        await #expect(throws: ScanError.self) { try await b.runner.run(Bench.plan(lines: 10)) }
+    }
+}
