@@ -20,7 +20,12 @@ struct CodecTests {
                 for _ in 0..<8 { c = (c & 1) != 0 ? (0xEDB8_8320 ^ (c >> 1)) : (c >> 1) }
             }
             #expect(CRC32.checksum(Array(bytes.prefix(n))) == ~c)
+            #expect(Array(bytes.prefix(n)).withUnsafeBytes { CRC32.reference($0) } == ~c)
         }
+        let long = (0..<100_003).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }
+        #expect(CRC32.checksum(long) == long.withUnsafeBytes { CRC32.reference($0) })
+        let half = CRC32.checksum(Array(long.prefix(5000)))
+        #expect(CRC32.checksum(Array(long.dropFirst(5000)), continuing: half) == CRC32.checksum(long))
     }
 
     static let commands: [Command] = [
