@@ -400,18 +400,14 @@ public actor DX1Firmware {
                 stallUntil = nil
                 continue
             }
-            var lines: [ScanLine] = []
-            lines.reserveCapacity(k)
-            for j in 0..<k {
-                let i = line + j
-                let mid = timebase + linePeriod * j + linePeriod / 2
-                let yy = Int32(clamping: c.yUm(ofLine: Int64(i)))
-                let read = detector.readLine(mode: c.mode, xUm: c.xUm, yUm: yy, periodUs: c.linePeriodUs,
-                                             currentUA: c.tubeCurrentUA, outputFactor: 1, scene: scene)
-                var flags: LineFlags = xrayOn ? [.xrayOn] : []
-                if read.saturated { flags.insert(.saturated) }
-                lines.append(ScanLine(index: UInt32(i), yUm: yy, xUm: c.xUm, tUs: deviceTimeUs(mid), flags: flags, samples: read.samples))
-            }
+            // Reading out the detector is the heavy part: do it off the actor, the way the
+            // real unit's readout runs beside its command processor, so host frames (and the
+            // watchdog's view of them) are never held up behind it.
+            let batch = LineBatch(mode: c.mode, xUm: c.xUm, firstLine: line, count: k, timebase: timebase, linePeriod: linePeriod,
+                                  config: c, xrayOn: xrayOn)
+            let (lines, readout) = await Self.readOut(batch, detector: detector, scene: scene, time: deviceTimeUs)
+            detector = readout
+            guard gen == generation, state == .scanning, activeScan?.scanID == c.scanID else { return }
             y = lines.last?.yUm ?? y
             x = c.xUm
             sendData(DataFrame(scanID: c.scanID, firstLine: UInt32(line), channels: configuration.info.channels, lines: lines))
@@ -427,6 +423,36 @@ public actor DX1Firmware {
         log.append(at: uptime.elapsed, "scan \(c.scanID) complete: \(total) lines, \(exposureMs) ms")
         send(.scanComplete(scanID: c.scanID, lines: UInt32(total), exposureMs: exposureMs, dapX1000: dap))
         setState(.idle)
+    }
+
+    struct LineBatch: Sendable {
+        var mode: ScanMode
+        var xUm: Int32
+        var firstLine: Int
+        var count: Int
+        var timebase: Duration
+        var linePeriod: Duration
+        var config: ScanConfiguration
+        var xrayOn: Bool
+    }
+
+    @concurrent
+    private static func readOut(_ b: LineBatch, detector: Detector, scene: any Scene,
+                                time: @Sendable (Duration) -> UInt64) async -> ([ScanLine], Detector) {
+        var detector = detector
+        var lines: [ScanLine] = []
+        lines.reserveCapacity(b.count)
+        for j in 0..<b.count {
+            let i = b.firstLine + j
+            let mid = b.timebase + b.linePeriod * j + b.linePeriod / 2
+            let yy = Int32(clamping: b.config.yUm(ofLine: Int64(i)))
+            let read = detector.readLine(mode: b.mode, xUm: b.xUm, yUm: yy, periodUs: b.config.linePeriodUs,
+                                         currentUA: b.config.tubeCurrentUA, outputFactor: 1, scene: scene)
+            var flags: LineFlags = b.xrayOn ? [.xrayOn] : []
+            if read.saturated { flags.insert(.saturated) }
+            lines.append(ScanLine(index: UInt32(i), yUm: yy, xUm: b.xUm, tUs: time(mid), flags: flags, samples: read.samples))
+        }
+        return (lines, detector)
     }
 
     private func dapX1000(currentUA: UInt32, exposureMs: UInt32) -> UInt32 {
@@ -497,7 +523,7 @@ public actor DX1Firmware {
         send(.stateChanged(old: old, new: new))
     }
 
-    private func deviceTimeUs(_ t: Duration) -> UInt64 { t.microseconds }
+    private nonisolated func deviceTimeUs(_ t: Duration) -> UInt64 { t.microseconds }
 
     private func respond(_ seq: UInt32, _ opcode: UInt16, _ status: CommandStatus, _ result: [UInt8] = []) {
         emit(.responseIn, Frame(kind: .response, seq: seq, payload: Response(opcode: opcode, status: status, result: result).payload))

@@ -58,6 +58,7 @@ public actor DeviceSession {
     private var seq: UInt32 = 0
     private var pending: [UInt32: CheckedContinuation<Response, any Error>] = [:]
     private var pendingOpcode: [UInt32: Opcode] = [:]
+    private var timeouts: [UInt32: Task<Void, Never>] = [:]
     private var readerTask: Task<Void, Never>?
     private var writerTask: Task<Void, Never>?
     /// Frames go out through one writer, in the order they were numbered.
@@ -160,6 +161,8 @@ public actor DeviceSession {
         logger.warning("device link lost", metadata: ["reason": "\(why)"])
         let waiting = pending
         pending = [:]
+        for t in timeouts.values { t.cancel() }
+        timeouts = [:]
         pendingOpcode = [:]
         for (_, c) in waiting { c.resume(throwing: DeviceError.linkLost(why)) }
         scanFeed?.continuation.yield(.linkLost(why))
@@ -187,7 +190,7 @@ public actor DeviceSession {
                 if lastSent > .zero { longestSendGap = max(longestSendGap, now - lastSent) }
                 lastSent = now
                 outbound?.yield((mySeq, bytes))
-                Task { [weak self, clock] in
+                timeouts[mySeq] = Task { [weak self, clock] in
                     do { try await clock.sleep(for: limit) } catch { return }
                     await self?.fail(mySeq, with: DeviceError.timeout(command.opcode, milliseconds: Int(limit.milliseconds)))
                 }
@@ -198,6 +201,7 @@ public actor DeviceSession {
     }
 
     private func fail(_ seq: UInt32, with error: any Error) {
+        timeouts.removeValue(forKey: seq)?.cancel()
         guard let c = pending.removeValue(forKey: seq) else { return }
         pendingOpcode.removeValue(forKey: seq)
         if case DeviceError.timeout = error { counters.timeouts += 1 }
@@ -321,6 +325,7 @@ public actor DeviceSession {
         switch f.kind {
         case .response:
             counters.responses += 1
+            timeouts.removeValue(forKey: f.seq)?.cancel()
             guard let c = pending.removeValue(forKey: f.seq) else { counters.unmatchedResponses += 1; return }
             let op = pendingOpcode.removeValue(forKey: f.seq)
             do {

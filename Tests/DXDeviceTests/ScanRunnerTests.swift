@@ -18,7 +18,9 @@ struct Bench {
         sim = EmbeddedSimulator(clock: clock)
         let s = sim
         run = Task { await s.run() }
-        session = DeviceSession(transport: sim.transport, clock: clock)
+        // Command timeouts are device time; keep them at least 100 ms of wall time however fast
+        // the clock runs.
+        session = DeviceSession(transport: sim.transport, clock: clock, commandTimeout: .milliseconds(Int64(max(2000, 100 * speed))))
         runner = ScanRunner(session: session, clock: clock)
         try await session.connect()
         for _ in 0..<200 where try await session.refreshStatus().state != .idle { try await Task.sleep(for: .milliseconds(5)) }
@@ -47,6 +49,41 @@ struct ScanRunnerTests {
         #expect(c.heartbeatsSent >= 12)
         #expect(await !b.session.heartbeatRunning)
         #expect(await b.sim.firmware.snapshot.watchdogExpiries.isEmpty)
+    }
+
+    @Test func aFiveMinuteDarkScanInUnderASecond() async throws {
+        // A spine-length scan as the protocol makes it: 1,500 lines × 200 ms = 300 s of device
+        // time, at 1000× speed. A dark scan has X-rays off, so no heartbeat has to keep pace
+        // with a clock this fast.
+        let b = try await Bench(speed: 1000)
+        defer { b.stop() }
+        let wall = ContinuousClock.now
+        let plan = ScanPlan(mode: .dark, xUm: 200_000, yStartUm: 0, lineCount: 1_500, lineStepUm: 150, linePeriodUs: 200_000,
+                            tubeCurrentUA: 0, linesPerFrame: 16, role: .dark)
+        let o = try await b.runner.run(plan)
+        let took = ContinuousClock.now - wall
+        #expect(o.result == .completed)
+        #expect(o.lines == 1_500)
+        #expect(o.gaps == 0)
+        #expect(o.exposureMs == 0)
+        #expect(o.deviceSpanUs == 1_499 * 200_000)
+        #expect(took < .seconds(1), "took \(took)")
+        print("5-minute dark scan: \(took) wall")
+    }
+
+    @Test func aThreeMinuteExposureWithHeartbeatsAt50x() async throws {
+        // 18,000 lines × 10 ms = 180 s of exposure, 720 heartbeats, in about 3.6 s.
+        let b = try await Bench(speed: 50)
+        defer { b.stop() }
+        let plan = ScanPlan(mode: .dual, xUm: 200_000, yStartUm: 0, lineCount: 18_000, lineStepUm: 100, linePeriodUs: 10_000,
+                            tubeCurrentUA: 1000, linesPerFrame: 64, role: .qc)
+        let o = try await b.runner.run(plan)
+        #expect(o.result == .completed)
+        #expect(o.lines == 18_000)
+        #expect(o.exposureMs == 180_000)
+        let gap = await b.session.longestSendGap
+        #expect(gap < .milliseconds(1000), "longest gap between host frames: \(gap)")
+        print("3-minute exposure at 50x: longest host-frame gap \(gap) device time")
     }
 
     @Test func droppedDataFramesAreCountedAsGaps() async throws {
