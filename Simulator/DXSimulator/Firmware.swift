@@ -587,15 +587,17 @@ public actor DX1Firmware {
                 if state == .safe && interlocks == .allClosed { setState(.idle) }
             }
         case let .trip(code, message):
+            // X-rays off first, then say why, then end the scan: the host learns the cause
+            // before the abort it explains.
             setXray(false)
             fault = code
+            send(.fault(code: code, message: message))
             if state == .scanning { endScan(aborted: .fault, next: .fault) }
             else {
                 generation += 1
                 motionTask?.cancel()
                 configured = nil
             }
-            send(.fault(code: code, message: message))
             setState(.fault)
         case let .stallData(d):
             stallUntil = uptime.elapsed + d

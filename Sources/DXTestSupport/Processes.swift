@@ -106,8 +106,13 @@ public final class SimulatorProcess: Sendable {
     }
 
     /// Sends one control line and returns the reply line.
-    public func control(_ line: String) throws -> String {
-        let s = try UnixSocket.connect(path: controlPath)
+    public func control(_ line: String) async throws -> String {
+        let path = controlPath
+        return try await offPool { try SimulatorProcess.roundTrip(path, line) }
+    }
+
+    static func roundTrip(_ path: String, _ line: String) throws -> String {
+        let s = try UnixSocket.connect(path: path)
         defer { s.close() }
         try s.writeAll(Array((line + "\n").utf8))
         var reply: [UInt8] = []
@@ -120,8 +125,8 @@ public final class SimulatorProcess: Sendable {
     }
 
     /// The simulator's own account of itself (`status`).
-    public func status() throws -> JSONValue {
-        let text = try control("status")
+    public func status() async throws -> JSONValue {
+        let text = try await control("status")
         return try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
     }
 }
@@ -174,9 +179,28 @@ public func runCLI(_ arguments: [String]) async throws -> (status: Int32, out: S
     p.standardError = err
     p.standardInput = FileHandle.nullDevice
     try p.run()
-    async let o = Task.detached { out.fileHandleForReading.readDataToEndOfFile() }.value
-    async let e = Task.detached { err.fileHandleForReading.readDataToEndOfFile() }.value
+    // Blocking reads get threads of their own: on the cooperative pool (2 threads on a
+    // 2-core machine) they would stall every task in the test process until dexa exits.
+    async let o = readToEnd(out.fileHandleForReading)
+    async let e = readToEnd(err.fileHandleForReading)
     let (od, ed) = await (o, e)
     while p.isRunning { try await Task.sleep(for: .milliseconds(10)) }
     return (p.terminationStatus, String(decoding: od, as: UTF8.self), String(decoding: ed, as: UTF8.self))
+}
+
+/// Reads a file handle to its end on a dedicated thread.
+func readToEnd(_ handle: FileHandle) async -> Data {
+    await withCheckedContinuation { c in
+        let t = Thread { c.resume(returning: handle.readDataToEndOfFile()) }
+        t.name = "dexa-test-pipe"
+        t.start()
+    }
+}
+
+/// Runs blocking work (socket round trips) on a dedicated thread.
+func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { c in
+        let t = Thread { c.resume(with: Result { try body() }) }
+        t.start()
+    }
 }

@@ -35,7 +35,7 @@ struct DaemonSimulatorTests {
         #expect((r["dap_mgy_cm2"]?.numberValue ?? 0) > 0)
         #expect(r["xray_off"] == .bool(true))
 
-        let status = try sim.status()
+        let status = try await sim.status()
         #expect(status["xrayOn"] == .bool(false))
         let framesSent = (lines + perFrame - 1) / perFrame
         #expect(status["dataFramesSent"]?.intValue == framesSent)
@@ -65,15 +65,15 @@ struct DaemonSimulatorTests {
         let (dir, sim, daemon) = try await Self.start(speed: 1)
         defer { withExtendedLifetime(dir) {} }
         let scan = Task { try? await daemon.call("scan.run", .object(["lines": .number(1500), "y_start_um": .number(0), "line_period_us": .number(10_000)])) }
-        try await eventually("X-rays on") { (try? sim.status()["xrayOn"]) == .bool(true) }
+        try await eventually("X-rays on") { (try? await sim.status())?["xrayOn"] == .bool(true) }
         try await Task.sleep(for: .milliseconds(600))
         daemon.child.signal(SIGKILL)
         _ = await daemon.child.waitForExit()
         try await eventually("watchdog expiry", seconds: 5) {
-            if case .array(let a)? = (try? sim.status())?["watchdogExpiries"] { return !a.isEmpty }
+            if case .array(let a)? = (try? await sim.status())?["watchdogExpiries"] { return !a.isEmpty }
             return false
         }
-        let status = try sim.status()
+        let status = try await sim.status()
         #expect(status["xrayOn"] == .bool(false))
         guard case .array(let expiries)? = status["watchdogExpiries"], let e = expiries.first,
               let last = e["lastHostFrameMs"]?.numberValue, let off = e["xrayOffMs"]?.numberValue else {
@@ -94,8 +94,8 @@ struct DaemonSimulatorTests {
         async let result: Result<JSONValue, any Error> = {
             do { return .success(try await daemon.call("scan.run", .object(["lines": .number(1500), "y_start_um": .number(0)]))) } catch { return .failure(error) }
         }()
-        try await eventually("X-rays on") { (try? sim.status()["xrayOn"]) == .bool(true) }
-        #expect(try sim.control("interlock door open") == "ok")
+        try await eventually("X-rays on") { (try? await sim.status())?["xrayOn"] == .bool(true) }
+        #expect(try await sim.control("interlock door open") == "ok")
         let outcome = await result
         guard case .failure(let error) = outcome, let rpc = error as? RPCError else {
             Issue.record("scan.run should fail, got \(outcome)")
@@ -105,7 +105,7 @@ struct DaemonSimulatorTests {
         #expect(rpc.message.contains("interlock"))
         #expect(rpc.message.contains("room door"))
         #expect(rpc.data?["xray_off"] == .bool(true))
-        let status = try sim.status()
+        let status = try await sim.status()
         #expect(status["state"]?.intValue == Int(DeviceState.safe.rawValue))
         #expect(status["xrayOn"] == .bool(false))
         // A new scan is refused while the door is open, with the interlock named.
@@ -114,8 +114,8 @@ struct DaemonSimulatorTests {
             #expect(e.code == RPCError.interlockCode)
             #expect(e.message.contains("room door"))
         }
-        #expect(try sim.control("interlock door close") == "ok")
-        try await eventually("IDLE again") { (try? sim.status()["state"]?.intValue) == Int(DeviceState.idle.rawValue) }
+        #expect(try await sim.control("interlock door close") == "ok")
+        try await eventually("IDLE again") { (try? await sim.status())?["state"]?.intValue == Int(DeviceState.idle.rawValue) }
         let again = try await daemon.call("scan.run", .object(["lines": .number(20)]))
         #expect(again["result"]?.stringValue == "completed")
     }
@@ -124,11 +124,11 @@ struct DaemonSimulatorTests {
         let (dir, sim, daemon) = try await Self.start(speed: 10)
         defer { withExtendedLifetime(dir) {} }
         let scan = Task { try? await daemon.call("scan.run", .object(["lines": .number(1500), "y_start_um": .number(0)])) }
-        try await eventually("X-rays on") { (try? sim.status()["xrayOn"]) == .bool(true) }
+        try await eventually("X-rays on") { (try? await sim.status())?["xrayOn"] == .bool(true) }
         daemon.child.signal(SIGTERM)
         let exit = await daemon.child.waitForExit(seconds: 10)
         #expect(exit == 0, "dexad exit status \(String(describing: exit)); log:\n\(daemon.child.log)")
-        let status = try sim.status()
+        let status = try await sim.status()
         #expect(status["xrayOn"] == .bool(false))
         guard case .array(let log)? = status["commandLog"] else { Issue.record("no command log"); return }
         let commands = log.compactMap(\.stringValue)
