@@ -29,8 +29,6 @@ public final class ControlServer: Sendable {
     private let handler: any ControlHandler
     private let logger: Logger
     private let maxInFlight: Int
-    private let ready = Mutex<[CheckedContinuation<Void, Never>]>([])
-    private let isReady = Mutex(false)
     private let connectionCounter = Mutex(0)
 
     public init(path: String, handler: any ControlHandler, logger: Logger = Logger(label: "dexa.control"), maxInFlight: Int = 16) {
@@ -38,22 +36,6 @@ public final class ControlServer: Sendable {
         self.handler = handler
         self.logger = logger
         self.maxInFlight = maxInFlight
-    }
-
-    /// Returns once the socket is bound and accepting.
-    public func waitUntilReady() async {
-        await withCheckedContinuation { c in
-            let now = isReady.withLock { r in r }
-            if now { c.resume() } else {
-                ready.withLock { $0.append(c) }
-                if isReady.withLock({ $0 }) { resumeWaiters() }
-            }
-        }
-    }
-
-    private func resumeWaiters() {
-        let waiters = ready.withLock { w in defer { w = [] }; return w }
-        for w in waiters { w.resume() }
     }
 
     /// Binds the socket and serves until the calling task is cancelled.
@@ -68,8 +50,6 @@ public final class ControlServer: Sendable {
                 }
             }
         logger.info("control socket listening", metadata: ["path": "\(path)"])
-        isReady.withLock { $0 = true }
-        resumeWaiters()
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { inbound in
                 for try await connection in inbound {

@@ -115,8 +115,6 @@ public final class InMemoryLink: Sendable {
             }
         }
 
-        public var isHostOpen: Bool { state.withLock { $0.hostOpen } }
-
         /// Ends the host-to-device stream (the link is being torn down for good).
         public func shutdown() {
             disconnect(reason: "link shut down")
