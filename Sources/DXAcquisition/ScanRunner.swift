@@ -325,3 +325,8 @@ public actor ScanRunner {
         }
     }
 }
+
+extension ScanRunner {
+    /// Returns as soon as the actor runs it: a liveness probe for the service watchdog.
+    public func liveness() {}
+}

@@ -54,6 +54,7 @@ enum Output {
     static func flush() { fflush(nil) }
 
     static var stderrIsTerminal: Bool { isatty(2) == 1 }
+    static var stdoutIsTerminal: Bool { isatty(1) == 1 }
 
     static func number(_ v: JSONValue?) -> String {
         guard let n = v?.numberValue else { return v?.stringValue ?? "-" }

@@ -8,7 +8,7 @@ public struct DexaCommand: AsyncParsableCommand {
         commandName: "dexa",
         abstract: "Drive the DX-1 densitometer through dexad.",
         subcommands: [Info.self, Status.self, Home.self, Move.self, Scan.self, Abort.self, Watch.self,
-                      SelfTest.self, Sensors.self, Log.self])
+                      ServiceCommands.self, SelfTest.self, Sensors.self, Log.self])
 
     public init() {}
 
@@ -199,12 +199,83 @@ struct SelfTest: AsyncParsableCommand {
 }
 
 struct Sensors: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Read the device's sensors.")
+    static let configuration = CommandConfiguration(abstract: "Read the device's sensors (--watch refreshes like top).")
     @OptionGroup var options: ConnectionOptions
+    @Flag(help: "Refresh until interrupted.") var watch = false
+    @Option(help: "Seconds between refreshes with --watch.") var interval: Double = 2
+    @Option(help: "Stop after this many refreshes.") var count: Int?
+
+    func validate() throws {
+        guard interval >= 0.1, interval <= 3600 else { throw ValidationError("--interval must be 0.1 to 3600 seconds") }
+    }
 
     func run() async throws {
-        let r = try await options.call(.serviceSensors)
-        if options.json { Output.json(r) } else { Output.table(r) }
+        var shown = 0
+        repeat {
+            let r = try await options.call(.serviceSensors)
+            if options.json { Output.json(r) } else {
+                if watch && Output.stdoutIsTerminal { print("\u{1B}[H\u{1B}[2J", terminator: "") }
+                if watch { print("DX-1 sensors at \(Date().formatted(date: .omitted, time: .standard)) (every \(interval) s, Ctrl-C to stop)") }
+                Output.table(r)
+            }
+            Output.flush()
+            shown += 1
+            if let count, shown >= count { break }
+            if watch { try await Task.sleep(for: .milliseconds(Int(interval * 1000))) }
+        } while watch
+    }
+}
+
+/// `dexa service …`: the service engineer's tools.
+struct ServiceCommands: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "service", abstract: "Service engineer's tools (members of dexa-service).",
+        subcommands: [SelfTest.self, Sensors.self, Log.self, Report.self, Metrics.self])
+}
+
+struct Report: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Write one tarball for a service ticket: versions, config, logs, sensors, self-test, calibration, metrics, recent captures.")
+    @OptionGroup var options: ConnectionOptions
+    @Option(help: "How many recent captures to include.") var captures: Int = 5
+    @Option(name: .shortAndLong, help: "Where to write it (default: the name the daemon gives, in this folder).") var output: String?
+
+    func run() async throws {
+        let r = try await options.call(.serviceReport, .object(["captures": .number(Double(captures))]))
+        guard let b64 = r["tar_gz_base64"]?.stringValue, let data = Data(base64Encoded: b64) else {
+            throw CLIError(message: "the daemon's report was not readable")
+        }
+        let path = output ?? (r["name"]?.stringValue ?? "dexa-report.tar.gz")
+        do { try data.write(to: URL(fileURLWithPath: path)) } catch {
+            throw CLIError(message: "cannot write \(path): \(error.localizedDescription)")
+        }
+        if options.json {
+            Output.json(.object(["path": .string(path), "size": .number(Double(data.count)), "contents": r["contents"] ?? .array([])]))
+        } else {
+            print("wrote \(path) (\(data.count) bytes, \(Output.strings(r["contents"]).count) files)")
+        }
+    }
+}
+
+struct Metrics: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The daemon's counters: frames, CRC errors, gaps, drops, reconnects, scans, exposure, DAP.")
+    @OptionGroup var options: ConnectionOptions
+    @Flag(help: "Prometheus text format.") var prometheus = false
+
+    func run() async throws {
+        if prometheus {
+            let r = try await options.call(.serviceMetrics, .object(["format": .string("prometheus")]))
+            print(r["text"]?.stringValue ?? "", terminator: "")
+            return
+        }
+        let r = try await options.call(.serviceMetrics)
+        if options.json { Output.json(r); return }
+        var flat = r
+        if case .object(var o) = r, case .object(let link)? = o["link"] {
+            o.removeValue(forKey: "link")
+            for (k, v) in link { o["link." + k] = v }
+            flat = .object(o)
+        }
+        Output.table(flat)
     }
 }
 

@@ -7,6 +7,9 @@ import Synchronization
 /// and keep a stream going (an `events.subscribe`) for as long as the client stays.
 public struct ControlContext: Sendable {
     public let connectionID: Int
+    /// The caller, from the kernel; nil where the platform cannot say.
+    public let peer: PeerCredentials?
+    public let role: Role
     let sendLine: @Sendable ([UInt8]) -> Void
     let addStream: @Sendable (@escaping @Sendable () async -> Void) -> Void
 
@@ -25,14 +28,42 @@ public protocol ControlHandler: Sendable {
 /// Each connection is served by its own task; a bad line gets an error on that
 /// connection alone; a client that goes away has its requests cancelled.
 public final class ControlServer: Sendable {
-    public let path: String
+    /// Where the server listens.
+    public enum Listener: Sendable, CustomStringConvertible {
+        /// Bind this path (a stale socket file left by a crash is replaced).
+        case path(String)
+        /// A listening socket inherited from systemd (socket activation).
+        case inherited(Int32)
+
+        public var description: String {
+            switch self {
+            case .path(let p): p
+            case .inherited(let fd): "inherited fd \(fd)"
+            }
+        }
+    }
+
+    public let listener: Listener
+    private let onListening: @Sendable () -> Void
+    private let admit: @Sendable (PeerCredentials?) -> Admission
     private let handler: any ControlHandler
     private let logger: Logger
     private let maxInFlight: Int
     private let connectionCounter = Mutex(0)
 
-    public init(path: String, handler: any ControlHandler, logger: Logger = Logger(label: "dexa.control"), maxInFlight: Int = 16) {
-        self.path = path
+    public convenience init(path: String, handler: any ControlHandler, logger: Logger = Logger(label: "dexa.control"), maxInFlight: Int = 16) {
+        self.init(listener: .path(path), handler: handler, logger: logger, maxInFlight: maxInFlight,
+                  admit: { _ in .admit(.service) }, onListening: {})
+    }
+
+    /// - Parameters:
+    ///   - admit: decides on each connection from its peer's credentials, before reading.
+    ///   - onListening: called once the socket accepts connections.
+    public init(listener: Listener, handler: any ControlHandler, logger: Logger = Logger(label: "dexa.control"), maxInFlight: Int = 16,
+                admit: @escaping @Sendable (PeerCredentials?) -> Admission, onListening: @escaping @Sendable () -> Void) {
+        self.listener = listener
+        self.admit = admit
+        self.onListening = onListening
         self.handler = handler
         self.logger = logger
         self.maxInFlight = maxInFlight
@@ -40,27 +71,63 @@ public final class ControlServer: Sendable {
 
     /// Binds the socket and serves until the calling task is cancelled.
     public func run() async throws {
-        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        let bootstrap = ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 128)
             .childChannelOption(.allowRemoteHalfClosure, value: true)
-            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder(maxLength: RPCLine.maxLength)))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
-                }
+        let initializer: @Sendable (Channel) -> EventLoopFuture<Connection> = { channel in
+            Self.peerCredentials(of: channel).flatMapThrowing { peer in
+                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(LineDecoder(maxLength: RPCLine.maxLength)))
+                return Connection(channel: try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel), peer: peer)
             }
-        logger.info("control socket listening", metadata: ["path": "\(path)"])
+        }
+        let server: NIOAsyncChannel<Connection, Never>
+        switch listener {
+        case .path(let path):
+            server = try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true, childChannelInitializer: initializer)
+        case .inherited(let fd):
+            server = try await bootstrap.bind(fd, childChannelInitializer: initializer)
+        }
+        logger.info("control socket listening", metadata: ["socket": "\(listener)"])
+        onListening()
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { inbound in
                 for try await connection in inbound {
                     let id = connectionCounter.withLock { $0 += 1; return $0 }
-                    group.addTask { await self.serve(connection, id: id) }
+                    group.addTask { await self.serve(connection.channel, peer: connection.peer, id: id) }
                 }
             }
         }
     }
 
-    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, id: Int) async {
+    struct Connection: Sendable {
+        let channel: NIOAsyncChannel<ByteBuffer, ByteBuffer>
+        let peer: PeerCredentials?
+    }
+
+    /// SO_PEERCRED of a Unix-socket channel; nil where it cannot be had.
+    static func peerCredentials(of channel: Channel) -> EventLoopFuture<PeerCredentials?> {
+        #if os(Linux)
+        guard let provider = channel as? any SocketOptionProvider else { return channel.eventLoop.makeSucceededFuture(nil) }
+        let future: EventLoopFuture<KernelUCred> = provider.unsafeGetSocketOption(
+            level: SocketOptionLevel(SOL_SOCKET), name: SocketOptionName(17 /* SO_PEERCRED */))
+        return future.map { c -> PeerCredentials? in PeerCredentials(pid: c.pid, uid: c.uid, gid: c.gid) }
+            .recover { _ -> PeerCredentials? in nil }
+        #else
+        return channel.eventLoop.makeSucceededFuture(nil)
+        #endif
+    }
+
+    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>, peer: PeerCredentials?, id: Int) async {
+        let role: Role
+        switch admit(peer) {
+        case .admit(let r): role = r
+        case .refuse(let why):
+            // Refused before anything is read: one error line, then the connection closes.
+            try? await connection.executeThenClose { _, outbound in
+                try await outbound.write(ByteBuffer(bytes: RPCLine.error(id: nil, RPCError(code: RPCError.forbiddenCode, message: why))))
+            }
+            return
+        }
         do {
             try await connection.executeThenClose { inbound, outbound in
                 let requests = TaskSet()
@@ -68,6 +135,8 @@ public final class ControlServer: Sendable {
                 let (writes, writer) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingOldest(8192))
                 let context = ControlContext(
                     connectionID: id,
+                    peer: peer,
+                    role: role,
                     sendLine: { writer.yield($0) },
                     addStream: { body in streams.add(Task { await body() }) })
 
@@ -152,4 +221,11 @@ final class TaskSet: Sendable {
     func waitAll() async {
         for t in tasks.withLock({ Array($0.values) }) { await t.value }
     }
+}
+
+/// Linux's `struct ucred` (pid, uid, gid), which Glibc's Swift overlay does not export.
+struct KernelUCred: Sendable {
+    var pid: Int32 = 0
+    var uid: UInt32 = 0
+    var gid: UInt32 = 0
 }

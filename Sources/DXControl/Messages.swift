@@ -108,4 +108,6 @@ public enum ControlMethod: String, CaseIterable, Sendable {
     case serviceSelftest = "service.selftest"
     case serviceSensors = "service.sensors"
     case serviceLog = "service.log"
+    case serviceReport = "service.report"
+    case serviceMetrics = "service.metrics"
 }

@@ -9,16 +9,29 @@ import Logging
 public struct DaemonControlHandler: ControlHandler {
     let device: DeviceService
     let deviceName: String
+    let audit: AuditLog
+    let configuration: DaemonConfiguration
     let logger: Logger
 
-    public init(device: DeviceService, deviceName: String, logger: Logger) {
+    public init(device: DeviceService, deviceName: String, audit: AuditLog, configuration: DaemonConfiguration, logger: Logger) {
         self.device = device
         self.deviceName = deviceName
+        self.audit = audit
+        self.configuration = configuration
         self.logger = logger
     }
 
     public func handle(_ request: RPCRequest, context: ControlContext) async throws -> JSONValue {
         guard let method = ControlMethod(rawValue: request.method) else { throw RPCError.methodNotFound(request.method) }
+        let needed = AccessPolicy.requiredRole(method)
+        guard context.role >= needed else {
+            let why = "permission denied: \(method.rawValue) needs the \(configuration.serviceGroup) group"
+            audit.record(peer: context.peer, role: context.role, method: method.rawValue, decision: "refused", detail: why)
+            throw RPCError(code: RPCError.forbiddenCode, message: why)
+        }
+        if AccessPolicy.canExpose(method) {
+            audit.record(peer: context.peer, role: context.role, method: method.rawValue, decision: "allowed", params: request.params)
+        }
         do {
             return try await dispatch(method, request.params, context)
         } catch let e as RPCError {
@@ -49,7 +62,7 @@ public struct DaemonControlHandler: ControlHandler {
         case .scanRun:
             let p: ScanRunParams = try Self.params(params ?? .object([:]))
             let plan = try await plan(from: p)
-            let outcome = try await device.runner.run(plan) { progress in
+            let outcome = try await device.run(plan) { progress in
                 let notice = ScanProgressNotice(scanID: progress.scanID, lines: progress.lines, plannedLines: progress.plannedLines,
                                                 gaps: progress.gaps, linesPerSecond: progress.linesPerSecond, etaSeconds: progress.etaSeconds)
                 if let v = try? JSONValue(encoding: notice) { context.notify("scan.progress", v) }
@@ -82,6 +95,14 @@ public struct DaemonControlHandler: ControlHandler {
                 "dark_mean": .number(Double(r.darkMean)), "uptime_s": .number(Double(r.uptimeS)),
                 "dropped_lines": .number(Double(r.droppedLines)), "usb_errors": .number(Double(r.usbErrors)),
             ])
+        case .serviceMetrics:
+            let m = await device.metrics()
+            if params?["format"]?.stringValue == "prometheus" { return .object(["text": .string(m.prometheus)]) }
+            return try JSONValue(encoding: m)
+        case .serviceReport:
+            let n = params?["captures"]?.intValue ?? 5
+            guard (0...100).contains(n) else { throw RPCError.invalidParams("captures must be 0 to 100") }
+            return try await ServiceReport(device: device, configuration: configuration, deviceName: deviceName).build(captures: n)
         case .serviceLog:
             let p: LogParams = try Self.params(params ?? .object([:]))
             let r = try LogChunk(decoding: await session.execute(.getLog(offset: p.offset ?? 0, maxBytes: p.maxBytes ?? 4096)))

@@ -5,6 +5,9 @@ import DXTransport
 import Foundation
 import Logging
 import ServiceLifecycle
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The whole daemon, assembled from its configuration: device link, optional embedded
 /// simulator and the control socket, as services that start in order and stop in reverse
@@ -41,15 +44,53 @@ public struct Daemon: Sendable {
         }
         let device = DeviceService(transport: transport, configuration: configuration, clock: clock, logger: logger)
         services.append(device)
-        let handler = DaemonControlHandler(device: device, deviceName: transport.name, logger: logger)
-        let server = ControlServer(path: configuration.socketPath, handler: handler, logger: logger)
+        let notifier = SystemdNotifier.fromEnvironment()
+        let audit = AuditLog(path: configuration.auditLogPath, logger: logger)
+        let policy = AccessPolicy(technologistGroup: configuration.technologistGroup, serviceGroup: configuration.serviceGroup)
+        let handler = DaemonControlHandler(device: device, deviceName: transport.name, audit: audit, configuration: configuration, logger: logger)
+        let inherited = SocketActivation.inheritedListener()
+        let listener: ControlServer.Listener = inherited.map { .inherited($0) } ?? .path(configuration.socketPath)
+        let configuration = self.configuration
+        let logger = self.logger
+        let server = ControlServer(listener: listener, handler: handler, logger: logger, admit: { peer in
+            let decision = policy.admission(for: peer)
+            if case .refuse(let why) = decision { audit.record(peer: peer, role: nil, method: "(connect)", decision: "refused", detail: why) }
+            return decision
+        }, onListening: {
+            if inherited == nil { Self.setSocketPermissions(configuration, logger: logger) }
+            // The socket is bound; the device may still be on its way (STATUS says so).
+            Task { notifier.notify("READY=1\nSTATUS=" + (await device.statusLine)) }
+        })
         services.append(ControlService(server: server))
+        device.onLinkChange = { line in notifier.notify("STATUS=" + line) }
+        services.append(SystemdService(notifier: notifier, device: device, logger: logger))
+        if let ms = ProcessInfo.processInfo.environment["DEXAD_TEST_WEDGE_SESSION_AFTER_MS"].flatMap({ Int($0) }) {
+            // Test hook (see DeviceSession.wedgeForTesting): wedge the device session.
+            logger.warning("test hook: the device session will be wedged", metadata: ["after_ms": "\(ms)"])
+            Task {
+                try? await Task.sleep(for: .milliseconds(ms))
+                await device.session.wedgeForTesting(seconds: 3600)
+            }
+        }
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0) },
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
         logger.notice("dexad stopped")
+    }
+}
+
+extension Daemon {
+    /// Without systemd the daemon creates the socket itself: give it the configured mode and
+    /// group, as the socket unit would (`SocketMode=0660`, `SocketGroup=dexa`).
+    static func setSocketPermissions(_ c: DaemonConfiguration, logger: Logger) {
+        if chmod(c.socketPath, mode_t(c.socketMode)) != 0 {
+            logger.warning("cannot set the control socket's mode", metadata: ["path": "\(c.socketPath)"])
+        }
+        if let g = c.socketGroup, let gid = AccessPolicy.groupID(g), chown(c.socketPath, uid_t.max, gid) != 0 {
+            logger.warning("cannot give the control socket to its group", metadata: ["group": "\(g)"])
+        }
     }
 }
 

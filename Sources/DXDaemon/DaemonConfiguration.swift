@@ -57,13 +57,23 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var simulatorSeed: UInt64 = 1
     public var commandTimeoutMs = 2000
     public var logLevel = "info"
+    public var technologistGroup = "dexa"
+    public var serviceGroup = "dexa-service"
+    /// Where the audit trail goes (default: `/var/log/dexa/audit.log`).
+    public var auditLog: String?
+    /// The control socket's mode and group when the daemon creates it (no socket activation).
+    public var socketMode = 0o660
+    public var socketGroup: String? = "dexa"
 
     public init() {}
+
+    public var auditLogPath: String { auditLog ?? "/var/log/dexa/audit.log" }
 
     public var captureDirectory: String { stateDirectory + "/captures" }
 
     public static let keys = ["socket", "device", "state_directory", "record_captures", "time_scale",
-                              "simulator_seed", "command_timeout_ms", "log_level"]
+                              "simulator_seed", "command_timeout_ms", "log_level", "technologist_group", "service_group",
+                              "audit_log", "socket_mode", "socket_group"]
 
     /// Applies one `key = value` setting.
     public mutating func set(_ key: String, _ value: String) throws(ConfigurationError) {
@@ -94,6 +104,19 @@ public struct DaemonConfiguration: Sendable, Equatable {
                 throw .invalid(key, "expected trace, debug, info, notice, warning, error or critical")
             }
             logLevel = value
+        case "technologist_group", "service_group":
+            guard !value.isEmpty, value.allSatisfy({ $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }) else {
+                throw .invalid(key, "expected a group name")
+            }
+            if key == "technologist_group" { technologistGroup = value } else { serviceGroup = value }
+        case "audit_log":
+            guard value.hasPrefix("/") else { throw .invalid(key, "must be an absolute path") }
+            auditLog = value
+        case "socket_mode":
+            guard let v = Int(value, radix: 8), (0...0o777).contains(v) else { throw .invalid(key, "expected an octal mode such as 0660") }
+            socketMode = v
+        case "socket_group":
+            socketGroup = value.isEmpty || value == "none" ? nil : value
         default:
             throw .invalid(key, "unknown key (known: \(DaemonConfiguration.keys.joined(separator: ", ")))")
         }

@@ -2,16 +2,69 @@ import DXAcquisition
 import DXDevice
 import DXProtocol
 import DXTransport
+import Foundation
 import Logging
 import ServiceLifecycle
+import Synchronization
 
 /// Owns the link to the DX-1: connects (and reconnects after a loss), and on shutdown
 /// turns X-rays off before anything else stops.
-public final class DeviceService: Service {
+public final class DeviceService: Service, Sendable {
     public let session: DeviceSession
     public let runner: ScanRunner
     private let logger: Logger
     private let clock: any Clock<Duration>
+    private let linkChange = Mutex<(@Sendable (String) -> Void)?>(nil)
+    private let counters = Mutex(DaemonMetrics())
+    private let started = ContinuousClock.now
+    private let sensorHistory = Mutex<[(Date, SensorReadings)]>([])
+
+    /// Runs a scan and counts its outcome.
+    public func run(_ plan: ScanPlan, progress: (@Sendable (ScanProgress) -> Void)? = nil) async throws -> ScanOutcome {
+        do {
+            let o = try await runner.run(plan, progress: progress)
+            counters.withLock { $0.count(o) }
+            return o
+        } catch let e as ScanError {
+            if let o = e.outcome { counters.withLock { $0.count(o) } }
+            throw e
+        }
+    }
+
+    public func metrics() async -> DaemonMetrics {
+        var m = counters.withLock { $0 }
+        m.link = await session.counters
+        let up = ContinuousClock.now - started
+        m.uptimeSeconds = Double(up.components.seconds) + Double(up.components.attoseconds) * 1e-18
+        return m
+    }
+
+    /// Sensor readings sampled every minute (device time), newest last, for service reports.
+    public var sensorSamples: [(Date, SensorReadings)] { sensorHistory.withLock { $0 } }
+
+    private func sampleSensors() async {
+        guard let bytes = try? await session.execute(.readSensors), let r = try? SensorReadings(decoding: bytes) else { return }
+        sensorHistory.withLock { h in
+            h.append((Date(), r))
+            if h.count > 1440 { h.removeFirst(h.count - 1440) }
+        }
+    }
+
+    /// Told (with a status line) whenever the device connects or the link is lost.
+    public var onLinkChange: (@Sendable (String) -> Void)? {
+        get { linkChange.withLock { $0 } }
+        set { linkChange.withLock { $0 = newValue } }
+    }
+
+    /// One line for systemd's STATUS= and for logs.
+    public var statusLine: String {
+        get async {
+            if await session.connected, let info = await session.info {
+                return "Connected to \(info.model) \(info.serial) (firmware \(info.firmware))"
+            }
+            return "Waiting for the DX-1"
+        }
+    }
 
     public init(transport: any DeviceTransport, configuration: DaemonConfiguration, clock: any Clock<Duration>, logger: Logger) {
         let recorder = RecordingTransport(transport)
@@ -36,8 +89,21 @@ public final class DeviceService: Service {
                 let notices = await session.notices()
                 try await session.connect()
                 attempt = 0
+                counters.withLock { $0.reconnects += 1 }
+                onLinkChange?(await statusLine)
+                await sampleSensors()
+                let sampler = Task { [clock] in
+                    while !Task.isCancelled {
+                        do { try await clock.sleep(for: .seconds(60)) } catch { return }
+                        await self.sampleSensors()
+                    }
+                }
+                defer { sampler.cancel() }
                 for await n in notices {
-                    if case .linkLost = n { break }
+                    if case .linkLost(let why) = n {
+                        onLinkChange?("Waiting for the DX-1 (link lost: \(why))")
+                        break
+                    }
                     if Task.isShuttingDownGracefully { return }
                 }
             } catch {

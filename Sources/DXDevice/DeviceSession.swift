@@ -1,4 +1,5 @@
 import DXProtocol
+import Foundation
 import DXTransport
 import Logging
 
@@ -395,5 +396,17 @@ public actor DeviceSession {
         guard let d = try? DataFrame(payload: f.payload) else { counters.unreadableFrames += 1; return }
         counters.linesReceived += d.lines.count
         if scanFeed?.id == d.scanID { feed(.lines(d)) }
+    }
+}
+
+extension DeviceSession {
+    /// Returns as soon as the actor runs it: a liveness probe for the service watchdog.
+    public func liveness() {}
+
+    /// Test hook: blocks this actor's executor for `seconds` so that tests can prove a wedged
+    /// session stops the systemd watchdog pings. Reachable only through the daemon's
+    /// `DEXAD_TEST_WEDGE_SESSION_AFTER_MS` environment variable.
+    public func wedgeForTesting(seconds: Double) {
+        Thread.sleep(forTimeInterval: seconds)
     }
 }

@@ -40,15 +40,19 @@ public final class ChildProcess: Sendable {
     public let process: Process
     public let logPath: String
 
-    public init(executable: String, arguments: [String], logPath: String) throws {
+    public init(executable: String, arguments: [String], logPath: String, environment: [String: String] = [:],
+                standardInput: FileHandle? = nil) throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: executable)
         p.arguments = arguments
+        if !environment.isEmpty {
+            p.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         FileManager.default.createFile(atPath: logPath, contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
         p.standardError = log
         p.standardOutput = log
-        p.standardInput = FileHandle.nullDevice
+        p.standardInput = standardInput ?? FileHandle.nullDevice
         try p.run()
         self.process = p
         self.logPath = logPath
@@ -137,18 +141,26 @@ public final class DaemonProcess: Sendable {
     public let socketPath: String
     public let stateDirectory: String
 
-    public init(in dir: TemporaryDirectory, device: String, timeScale: Double = 1, extra: [String] = []) async throws {
+    public let auditLogPath: String
+
+    /// Starts `dexad`. `config` lines are added to its config file; `environment` to its
+    /// environment; `launcher` (e.g. a shell that hands it an inherited socket) runs it.
+    public init(in dir: TemporaryDirectory, device: String, timeScale: Double = 1, extra: [String] = [], config extraConfig: [String] = [],
+                environment: [String: String] = [:], waitForSocket: String? = nil) async throws {
         socketPath = dir.file("control.sock")
         stateDirectory = dir.file("state")
+        auditLogPath = dir.file("audit.log")
         let config = dir.file("dexad.conf")
-        FileManager.default.createFile(atPath: config, contents: Data("# test daemon: flags set everything\n".utf8))
+        let text = (["# test daemon", "audit_log = \(auditLogPath)", "socket_group = none"] + extraConfig).joined(separator: "\n") + "\n"
+        FileManager.default.createFile(atPath: config, contents: Data(text.utf8))
         child = try ChildProcess(
             executable: BuiltProducts.path("dexad"),
             arguments: ["--config", config, "--socket", socketPath, "--device", device, "--state-directory", stateDirectory,
                         "--time-scale", String(timeScale), "--log-level", "debug"] + extra,
-            logPath: dir.file("dexad.log"))
+            logPath: dir.file("dexad.log"), environment: environment)
         let child = self.child
-        try await eventually("dexad control socket") { FileManager.default.fileExists(atPath: self.socketPath) || !child.isRunning }
+        let socket = waitForSocket ?? socketPath
+        try await eventually("dexad control socket") { FileManager.default.fileExists(atPath: socket) || !child.isRunning }
         guard child.isRunning else { throw TestTimeout("dexad exited: \(child.log)") }
     }
 
@@ -163,17 +175,32 @@ public final class DaemonProcess: Sendable {
         try await ControlConnection.with(socketPath: socketPath) { try await $0.call(method, params) }
     }
 
+    /// The audit log's entries.
+    public var auditEntries: [JSONValue] {
+        let text = (try? String(contentsOfFile: auditLogPath, encoding: .utf8)) ?? ""
+        return text.split(separator: "\n").compactMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+    }
+
     /// Runs the `dexa` CLI against this daemon; returns (exit status, stdout, stderr).
     public func cli(_ arguments: [String]) async throws -> (status: Int32, out: String, err: String) {
         try await runCLI(arguments + ["--socket", socketPath])
     }
 }
 
-/// Runs `dexa` with arguments; returns (exit status, stdout, stderr).
-public func runCLI(_ arguments: [String]) async throws -> (status: Int32, out: String, err: String) {
+/// Runs `dexa` with arguments, optionally as another user (`setpriv`, root only); returns
+/// (exit status, stdout, stderr).
+public func runCLI(_ arguments: [String], asUser user: String? = nil, in directory: String? = nil) async throws -> (status: Int32, out: String, err: String) {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: BuiltProducts.path("dexa"))
-    p.arguments = arguments
+    if let user {
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/setpriv")
+        guard let pw = getpwnam(user) else { throw TestTimeout("no such user \(user)") }
+        p.arguments = ["--reuid=\(pw.pointee.pw_uid)", "--regid=\(pw.pointee.pw_gid)", "--init-groups", "--reset-env",
+                       BuiltProducts.path("dexa")] + arguments
+    } else {
+        p.executableURL = URL(fileURLWithPath: BuiltProducts.path("dexa"))
+        p.arguments = arguments
+    }
+    if let directory { p.currentDirectoryURL = URL(fileURLWithPath: directory) }
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err

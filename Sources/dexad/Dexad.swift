@@ -57,7 +57,7 @@ struct Dexad: AsyncParsableCommand {
         LoggingSystem.bootstrap { label in
             var h = StreamLogHandler.standardError(label: label)
             h.logLevel = level
-            return h
+            return MultiplexLogHandler([h, LogRing.shared.handler(label: label, level: level)])
         }
         let logger = Logger(label: "dexad")
         logger.notice("dexad starting", metadata: ["device": "\(c.device)", "socket": "\(c.socketPath)"])

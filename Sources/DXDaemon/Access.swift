@@ -1,0 +1,119 @@
+import DXControl
+import Foundation
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Who may use the control socket, from the caller's kernel credentials: root and members of
+/// the service group may call everything; members of the technologist group may run exams
+/// and read status; anyone else is refused before the request is read.
+public struct AccessPolicy: Sendable {
+    public var technologistGroup: String
+    public var serviceGroup: String
+    /// The daemon's own user (a test or a developer running it by hand) is trusted as service.
+    public var ownUID: UInt32 = getuid()
+
+    public init(technologistGroup: String = "dexa", serviceGroup: String = "dexa-service") {
+        self.technologistGroup = technologistGroup
+        self.serviceGroup = serviceGroup
+    }
+
+    public func admission(for peer: PeerCredentials?) -> Admission {
+        guard let peer else { return .refuse("permission denied: the caller's credentials cannot be read") }
+        if peer.uid == 0 || peer.uid == ownUID { return .admit(.service) }
+        let groups = Self.groupNames(uid: peer.uid, primaryGID: peer.gid)
+        if groups.contains(serviceGroup) { return .admit(.service) }
+        if groups.contains(technologistGroup) { return .admit(.technologist) }
+        return .refuse("permission denied: uid \(peer.uid) is in neither \(technologistGroup) nor \(serviceGroup)")
+    }
+
+    /// The names of every group `uid` belongs to (primary and supplementary).
+    static func groupNames(uid: UInt32, primaryGID: UInt32) -> Set<String> {
+        var names = Set<String>()
+        if let g = groupName(primaryGID) { names.insert(g) }
+        var pwd = passwd()
+        var result: UnsafeMutablePointer<passwd>?
+        var buffer = [CChar](repeating: 0, count: 16_384)
+        guard getpwuid_r(uid, &pwd, &buffer, buffer.count, &result) == 0, result != nil, let name = pwd.pw_name else { return names }
+        var count: Int32 = 256
+        var gids = [gid_t](repeating: 0, count: Int(count))
+        if getgrouplist(name, pwd.pw_gid, &gids, &count) < 0 {
+            gids = [gid_t](repeating: 0, count: Int(count))
+            _ = getgrouplist(name, pwd.pw_gid, &gids, &count)
+        }
+        for gid in gids.prefix(Int(max(0, count))) { if let g = groupName(gid) { names.insert(g) } }
+        return names
+    }
+
+    static func groupName(_ gid: UInt32) -> String? {
+        var grp = group()
+        var result: UnsafeMutablePointer<group>?
+        var buffer = [CChar](repeating: 0, count: 16_384)
+        guard getgrgid_r(gid, &grp, &buffer, buffer.count, &result) == 0, result != nil, let n = grp.gr_name else { return nil }
+        return String(cString: n)
+    }
+
+    static func groupID(_ name: String) -> UInt32? {
+        var grp = group()
+        var result: UnsafeMutablePointer<group>?
+        var buffer = [CChar](repeating: 0, count: 16_384)
+        guard getgrnam_r(name, &grp, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
+        return grp.gr_gid
+    }
+
+    /// The role a method needs.
+    public static func requiredRole(_ method: ControlMethod) -> Role {
+        switch method {
+        case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .scanAbort, .eventsSubscribe:
+            .technologist
+        case .scanRun, .serviceSelftest, .serviceSensors, .serviceLog, .serviceReport, .serviceMetrics:
+            .service
+        }
+    }
+
+    /// Methods that can make X-rays: always audited.
+    public static func canExpose(_ method: ControlMethod) -> Bool { method == .scanRun }
+}
+
+/// The audit trail: one JSON object per line, appended and flushed as it happens, for every
+/// call that can cause an exposure and every refusal.
+public final class AuditLog: Sendable {
+    public let path: String
+    private let handle: Mutex<FileHandle?>
+    private let logger: Logger
+
+    public init(path: String, logger: Logger) {
+        self.path = path
+        self.logger = logger
+        let url = URL(fileURLWithPath: path)
+        try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        if !FileManager.default.fileExists(atPath: path) {
+            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o640])
+        }
+        let h = try? FileHandle(forWritingTo: url)
+        _ = try? h?.seekToEnd()
+        if h == nil { logger.error("cannot open the audit log; audit entries go to the daemon log", metadata: ["path": "\(path)"]) }
+        handle = Mutex(h)
+    }
+
+    public func record(peer: PeerCredentials?, role: Role?, method: String, decision: String, detail: String? = nil, params: JSONValue? = nil) {
+        var o: [String: JSONValue] = [
+            "time": .string(Date().formatted(.iso8601)), "method": .string(method), "decision": .string(decision),
+        ]
+        if let peer {
+            o["uid"] = .number(Double(peer.uid)); o["pid"] = .number(Double(peer.pid)); o["gid"] = .number(Double(peer.gid))
+        }
+        if let role { o["role"] = .string(role.rawValue) }
+        if let detail { o["detail"] = .string(detail) }
+        if let params { o["params"] = params }
+        let line = RPCLine.encode(.object(o))
+        let written = handle.withLock { h -> Bool in
+            guard let h else { return false }
+            do { try h.write(contentsOf: line); return true } catch { return false }
+        }
+        if !written { logger.notice("audit", metadata: ["entry": "\(String(decoding: line.dropLast(), as: UTF8.self))"]) }
+    }
+}

@@ -1,0 +1,177 @@
+import DXControl
+import DXProtocol
+import Foundation
+import Logging
+import Synchronization
+
+/// The daemon's recent log lines, kept in memory for service reports (the journal keeps the
+/// full log on a console; a report must not need root to read it).
+public final class LogRing: Sendable {
+    public static let shared = LogRing(capacity: 5000)
+    private let lines = Mutex<[String]>([])
+    private let capacity: Int
+
+    public init(capacity: Int) { self.capacity = capacity }
+
+    public func append(_ line: String) {
+        lines.withLock { l in
+            l.append(line)
+            if l.count > capacity { l.removeFirst(l.count - capacity) }
+        }
+    }
+
+    public var text: String { lines.withLock { $0.joined(separator: "\n") + "\n" } }
+
+    /// A swift-log handler that writes into this ring.
+    public func handler(label: String, level: Logger.Level) -> some LogHandler { RingLogHandler(ring: self, label: label, logLevel: level) }
+}
+
+struct RingLogHandler: LogHandler {
+    let ring: LogRing
+    let label: String
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let all = metadata.merging(event.metadata ?? [:]) { $1 }
+        let meta = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        ring.append("\(Date().formatted(.iso8601)) \(event.level) \(label):\(meta) \(event.message)")
+    }
+}
+
+/// `service.report`: one tarball for a service ticket — versions, configuration, the
+/// daemon's and the firmware's logs, sensor history, a self-test, the calibration in use,
+/// metrics and the last N captures. Built in a temporary folder with `tar`, returned
+/// base64-encoded so that the engineer's `dexa` (which cannot read the daemon's state
+/// directory) can write it out.
+struct ServiceReport {
+    let device: DeviceService
+    let configuration: DaemonConfiguration
+    let deviceName: String
+
+    static let version = "0.1.0"
+
+    func build(captures: Int) async throws -> JSONValue {
+        let fm = FileManager.default
+        let stamp = Date().formatted(.iso8601).replacingOccurrences(of: ":", with: "")
+        let serial = await device.session.info?.serial ?? "no-device"
+        let name = "dexa-report-\(serial)-\(stamp)"
+        let work = fm.temporaryDirectory.appendingPathComponent("dexa-report-\(UUID().uuidString)")
+        let dir = work.appendingPathComponent(name)
+        try fm.createDirectory(at: dir.appendingPathComponent("captures"), withIntermediateDirectories: true)
+        defer { try? fm.removeItem(at: work) }
+        func write(_ file: String, _ text: String) throws {
+            try Data(text.utf8).write(to: dir.appendingPathComponent(file))
+        }
+        var contents: [String] = []
+
+        let info = await device.session.info
+        try write("versions.txt", """
+            dexad \(Self.version)
+            device link \(deviceName)
+            model \(info?.model ?? "-") serial \(info?.serial ?? "-") firmware \(info?.firmware ?? "-")
+            report created \(Date().formatted(.iso8601))
+
+            """)
+        contents.append("versions.txt")
+        try write("config.txt", configurationText)
+        contents.append("config.txt")
+        try write("daemon.log", LogRing.shared.text)
+        contents.append("daemon.log")
+        try write("firmware.log", await firmwareLog())
+        contents.append("firmware.log")
+        try write("sensors.csv", sensorCSV)
+        contents.append("sensors.csv")
+        try write("selftest.txt", await selfTest())
+        contents.append("selftest.txt")
+        try write("calibration.txt", "no calibration in use: this build has no decomposition yet (issue 4)\n")
+        contents.append("calibration.txt")
+        let metrics = await device.metrics()
+        try write("metrics.prom", metrics.prometheus)
+        contents.append("metrics.prom")
+        if let status = try? await device.session.refreshStatus() {
+            try write("status.json", (try? JSONValue(encoding: status).description) ?? "{}")
+            contents.append("status.json")
+        }
+        for c in latestCaptures(captures) {
+            let target = dir.appendingPathComponent("captures").appendingPathComponent(c.lastPathComponent)
+            try? fm.copyItem(at: c, to: target)
+            contents.append("captures/" + c.lastPathComponent)
+        }
+
+        let tarball = work.appendingPathComponent(name + ".tar.gz")
+        let tar = Process()
+        tar.executableURL = URL(fileURLWithPath: "/bin/tar")
+        tar.arguments = ["-czf", tarball.path, "-C", work.path, name]
+        try tar.run()
+        tar.waitUntilExit()
+        guard tar.terminationStatus == 0 else { throw RPCError(code: RPCError.internalErrorCode, message: "tar failed (\(tar.terminationStatus))") }
+        let data = try Data(contentsOf: tarball)
+        return .object([
+            "name": .string(name + ".tar.gz"), "size": .number(Double(data.count)),
+            "contents": .array(contents.map { .string(name + "/" + $0) }), "tar_gz_base64": .string(data.base64EncodedString()),
+        ])
+    }
+
+    private var configurationText: String {
+        let c = configuration
+        return """
+            socket = \(c.socketPath)
+            device = \(c.device)
+            state_directory = \(c.stateDirectory)
+            record_captures = \(c.recordCaptures)
+            time_scale = \(c.timeScale)
+            command_timeout_ms = \(c.commandTimeoutMs)
+            log_level = \(c.logLevel)
+            technologist_group = \(c.technologistGroup)
+            service_group = \(c.serviceGroup)
+            audit_log = \(c.auditLogPath)
+
+            """
+    }
+
+    private func firmwareLog() async -> String {
+        var text = "", offset: UInt32 = 0
+        for _ in 0..<64 {
+            guard let bytes = try? await device.session.execute(.getLog(offset: offset, maxBytes: 4096)),
+                  let chunk = try? LogChunk(decoding: bytes) else { return text + "\n(firmware log unavailable)\n" }
+            text += chunk.text
+            if chunk.text.isEmpty || chunk.nextOffset == offset { break }
+            offset = chunk.nextOffset
+        }
+        return text
+    }
+
+    private func selfTest() async -> String {
+        do {
+            let r = try SelfTestReport(decoding: await device.session.execute(.selfTest, timeout: .seconds(10)))
+            return r.items.map { "\($0.component)\t\($0.result)\tvalue \($0.value)\tcode \($0.code)" }.joined(separator: "\n") + "\n"
+        } catch {
+            return "self-test not run: \(error)\n"
+        }
+    }
+
+    private var sensorCSV: String {
+        var out = "time,tube_temp_c,detector_temp_c,generator_temp_c,kv,tube_current_ua,supply_v,dark_mean,uptime_s,dropped_lines,usb_errors\n"
+        for (t, r) in device.sensorSamples {
+            out += "\(t.formatted(.iso8601)),\(Double(r.tubeTempX10) / 10),\(Double(r.detectorTempX10) / 10),\(Double(r.generatorTempX10) / 10),"
+            out += "\(Double(r.kvX10) / 10),\(r.tubeCurrentUA),\(Double(r.supplyMv) / 1000),\(r.darkMean),\(r.uptimeS),\(r.droppedLines),\(r.usbErrors)\n"
+        }
+        return out
+    }
+
+    private func latestCaptures(_ n: Int) -> [URL] {
+        guard n > 0 else { return [] }
+        let dir = URL(fileURLWithPath: configuration.captureDirectory)
+        let files = (try? FileManager.default.contentsOfDirectory(at: dir, includingPropertiesForKeys: [.contentModificationDateKey])) ?? []
+        let dated = files.filter { $0.pathExtension == "dxcap" }.map { url -> (URL, Date) in
+            (url, (try? url.resourceValues(forKeys: [.contentModificationDateKey]).contentModificationDate) ?? .distantPast)
+        }
+        return dated.sorted { $0.1 > $1.1 }.prefix(n).map(\.0)
+    }
+}
