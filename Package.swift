@@ -26,6 +26,14 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
         ]),
+        // The real USB path: libusb for transfers, libudev for discovery and hotplug. Nothing
+        // but DXUSB imports these two.
+        .systemLibrary(name: "CLibUSB", pkgConfig: "libusb-1.0", providers: [.apt(["libusb-1.0-0-dev"])]),
+        .systemLibrary(name: "CLibUDev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
+        .target(name: "DXUSB", dependencies: [
+            "CLibUSB", "CLibUDev", "DXProtocol", "DXTransport",
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "DXDevice", dependencies: [
             "DXProtocol", "DXTransport",
             .product(name: "Logging", package: "swift-log"),
@@ -42,12 +50,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "DXDaemon", dependencies: [
-            "DXProtocol", "DXTransport", "DXDevice", "DXAcquisition", "DXControl", "DXSimulator",
+            "DXProtocol", "DXTransport", "DXUSB", "DXDevice", "DXAcquisition", "DXControl", "DXSimulator",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "DXCommandLine", dependencies: [
-            "DXProtocol", "DXControl",
+            "DXProtocol", "DXControl", "DXUSB",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dexad", dependencies: [

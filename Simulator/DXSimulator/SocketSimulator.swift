@@ -46,26 +46,44 @@ public final class SocketSimulator: Sendable {
         func reconnect() { owner.plug() }
     }
 
+    /// The cable is out: the device socket stops listening (a host's connect fails, as a
+    /// USB open of a missing device does) and the connected host is dropped.
     func unplug() {
         unplugged.withLock { $0 = true }
+        deviceListener.withLock { l in
+            l?.shutdown()
+            l?.close()
+            l = nil
+        }
+        unlink(devicePath)
         current.withLock { c in
             c?.socket.shutdown()
             c = nil
         }
     }
 
-    func plug() { unplugged.withLock { $0 = false } }
+    /// The cable is back: listen again.
+    func plug() {
+        let wasOut = unplugged.withLock { u in defer { u = false }; return u }
+        if wasOut { try? startListening() }
+    }
 
-    /// Serves until the task is cancelled.
-    public func run() async throws {
-        let deviceListener = try UnixSocket.listen(path: devicePath)
-        let controlListener = try controlPath.map { p throws(TransportError) in try UnixSocket.listen(path: p) }
-        listeners.withLock { $0 = [deviceListener] + (controlListener.map { [$0] } ?? []) }
-        await firmware.powerOn(link: CurrentLink(owner: self))
+    private let deviceListener = Mutex<UnixSocket?>(nil)
+    private let hostBytes = HostByteStream()
 
-        let (hostBytes, hostCont) = AsyncStream<[UInt8]>.makeStream()
+    /// Host bytes from whichever connection is current, in order, to the firmware.
+    final class HostByteStream: Sendable {
+        let stream: AsyncStream<[UInt8]>
+        let continuation: AsyncStream<[UInt8]>.Continuation
+        init() { (stream, continuation) = AsyncStream.makeStream() }
+    }
+
+    private func startListening() throws {
+        let listener = try UnixSocket.listen(path: devicePath)
+        deviceListener.withLock { $0 = listener }
+        let hostCont = hostBytes.continuation
         startThread("dexa-sim-accept") { [self] in
-            while let conn = deviceListener.accept() {
+            while let conn = listener.accept() {
                 if unplugged.withLock({ $0 }) { conn.close(); continue }
                 let host = HostConnection(socket: conn, owner: self)
                 current.withLock { old in
@@ -90,6 +108,14 @@ public final class SocketSimulator: Sendable {
                 }
             }
         }
+    }
+
+    /// Serves until the task is cancelled.
+    public func run() async throws {
+        let controlListener = try controlPath.map { p throws(TransportError) in try UnixSocket.listen(path: p) }
+        listeners.withLock { $0 = controlListener.map { [$0] } ?? [] }
+        try startListening()
+        await firmware.powerOn(link: CurrentLink(owner: self))
         if let controlListener {
             startThread("dexa-sim-control") { [self] in
                 while let conn = controlListener.accept() {
@@ -97,8 +123,9 @@ public final class SocketSimulator: Sendable {
                 }
             }
         }
+        let hostCont = hostBytes.continuation
         await withTaskCancellationHandler {
-            for await bytes in hostBytes { await firmware.receive(bytes) }
+            for await bytes in hostBytes.stream { await firmware.receive(bytes) }
         } onCancel: {
             hostCont.finish()
         }
@@ -106,6 +133,7 @@ public final class SocketSimulator: Sendable {
     }
 
     public func stop() {
+        deviceListener.withLock { l in l?.shutdown(); l?.close(); l = nil }
         for l in listeners.withLock({ $0 }) { l.shutdown(); l.close() }
         unlink(devicePath)
         if let controlPath { unlink(controlPath) }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DXControl
+import DXUSB
 import Foundation
 
 /// `dexa`: the technologist's and service engineer's command line.
@@ -7,7 +8,7 @@ public struct DexaCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "dexa",
         abstract: "Drive the DX-1 densitometer through dexad.",
-        subcommands: [Info.self, Status.self, Home.self, Move.self, Scan.self, Abort.self, Watch.self,
+        subcommands: [Info.self, Status.self, Home.self, Move.self, Scan.self, Abort.self, Watch.self, Devices.self,
                       ServiceCommands.self, SelfTest.self, Sensors.self, Log.self])
 
     public init() {}
@@ -230,7 +231,44 @@ struct Sensors: AsyncParsableCommand {
 struct ServiceCommands: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "service", abstract: "Service engineer's tools (members of dexa-service).",
-        subcommands: [SelfTest.self, Sensors.self, Log.self, Report.self, Metrics.self])
+        subcommands: [SelfTest.self, Sensors.self, Log.self, Report.self, Metrics.self, Reset.self])
+}
+
+struct Reset: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Reset the unit (it leaves the bus and comes back); waits until it is back.")
+    @OptionGroup var options: ConnectionOptions
+
+    func run() async throws {
+        let r = try await options.call(.serviceReset)
+        if options.json { Output.json(r) } else {
+            print("\(r["serial"]?.stringValue ?? "?") back after \(Output.number(r["after_ms"])) ms, \(r["state"]?.stringValue ?? "?")")
+        }
+    }
+}
+
+struct Devices: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the DX-1 units attached to this machine's USB (bus, address, serial, firmware).")
+    @Flag(help: "Print JSON for scripts.") var json = false
+    @Option(help: "USB vendor id (hex).") var vendor: String = "1209"
+    @Option(help: "USB product id (hex).") var product: String = "de8a"
+
+    func run() async throws {
+        guard let v = UInt16(vendor, radix: 16), let p = UInt16(product, radix: 16) else { throw ValidationError("ids are 4 hex digits") }
+        let found = UdevDiscovery.enumerate(USBDeviceMatch(vendorID: v, productID: p))
+        if json {
+            Output.json((try? JSONValue(encoding: found)) ?? .array([]))
+            return
+        }
+        if found.isEmpty {
+            print("no DX-1 attached (\(vendor):\(product))")
+            return
+        }
+        print("BUS ADDR SERIAL          FIRMWARE  NODE")
+        for d in found {
+            print(String(format: "%03d %03d  ", d.busnum, d.devnum) + (d.serial ?? "-").padding(toLength: 15, withPad: " ", startingAt: 0)
+                  + " " + (d.firmware ?? "-").padding(toLength: 9, withPad: " ", startingAt: 0) + " " + (d.devnode ?? "-"))
+        }
+    }
 }
 
 struct Report: AsyncParsableCommand {

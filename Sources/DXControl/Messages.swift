@@ -110,4 +110,5 @@ public enum ControlMethod: String, CaseIterable, Sendable {
     case serviceLog = "service.log"
     case serviceReport = "service.report"
     case serviceMetrics = "service.metrics"
+    case serviceReset = "service.reset"
 }

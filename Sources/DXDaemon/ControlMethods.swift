@@ -103,11 +103,54 @@ public struct DaemonControlHandler: ControlHandler {
             let n = params?["captures"]?.intValue ?? 5
             guard (0...100).contains(n) else { throw RPCError.invalidParams("captures must be 0 to 100") }
             return try await ServiceReport(device: device, configuration: configuration, deviceName: deviceName).build(captures: n)
+        case .serviceReset:
+            return try await reset()
         case .serviceLog:
             let p: LogParams = try Self.params(params ?? .object([:]))
             let r = try LogChunk(decoding: await session.execute(.getLog(offset: p.offset ?? 0, maxBytes: p.maxBytes ?? 4096)))
             return .object(["next_offset": .number(Double(r.nextOffset)), "text": .string(r.text)])
         }
+    }
+
+    /// RESET (ICD §3): the unit leaves the bus and comes back within 3 s with the same
+    /// serial; the device service reconnects and re-reads GET_INFO and GET_STATUS. Returns
+    /// once the unit is IDLE again.
+    private func reset() async throws -> JSONValue {
+        let session = device.session
+        guard let before = await session.info else { throw DeviceError.notConnected }
+        let notices = await session.notices()
+        let started = ContinuousClock.now
+        _ = try await session.execute(.reset)
+        let back: DeviceInfo? = await withTaskGroup(of: DeviceInfo?.self) { group in
+            group.addTask {
+                var left = false
+                for await n in notices {
+                    if case .linkLost = n { left = true }
+                    if case .connected(let info) = n, left { return info }
+                }
+                return nil
+            }
+            group.addTask {
+                try? await Task.sleep(for: .seconds(10))
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        guard let back else {
+            throw RPCError(code: RPCError.deviceErrorCode, message: "the DX-1 did not come back within 10 s of RESET")
+        }
+        guard back.serial == before.serial else {
+            throw RPCError(code: RPCError.deviceErrorCode, message: "a different unit came back after RESET (\(back.serial), expected \(before.serial))")
+        }
+        for _ in 0..<100 {
+            if let s = try? await session.refreshStatus(), s.state != .boot { break }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        let ms = (ContinuousClock.now - started).milliseconds
+        return .object(["reconnected": .bool(true), "serial": .string(back.serial), "after_ms": .number(ms.rounded()),
+                        "state": .string(await session.state?.description ?? "?")])
     }
 
     /// HOME or MOVE, waiting for MOTION_DONE (or the move being cut short).

@@ -2,6 +2,7 @@ import DXControl
 import DXProtocol
 import DXSimulator
 import DXTransport
+import DXUSB
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -26,6 +27,11 @@ public struct Daemon: Sendable {
         let clock = ScaledClock(speed: configuration.timeScale)
         if configuration.timeScale != 1 {
             logger.notice("time runs \(configuration.timeScale)× faster than real time (simulator use only)")
+            if case .usb = configuration.device {
+                // Only a simulator behind USB emulation runs fast; a real unit keeps real time.
+                // Heartbeats then come more often and timeouts sooner: never less safe.
+                logger.warning("time_scale with a USB device: only for a simulated DX-1 behind USB emulation")
+            }
         }
         if configuration.recordCaptures {
             do { try FileManager.default.createDirectory(atPath: configuration.captureDirectory, withIntermediateDirectories: true) } catch {
@@ -41,6 +47,9 @@ public struct Daemon: Sendable {
             services.append(EmbeddedSimulatorService(run: { await sim.run() }, stop: { sim.shutdown() }))
         case .simulatorSocket(let path):
             transport = SimLinkTransport(path: path)
+        case .usb(let serial):
+            transport = USBTransport(match: USBDeviceMatch(vendorID: configuration.usbVendorID, productID: configuration.usbProductID, serial: serial),
+                                     logger: logger)
         }
         let device = DeviceService(transport: transport, configuration: configuration, clock: clock, logger: logger)
         services.append(device)

@@ -7,6 +7,8 @@ public enum DeviceSpec: Sendable, Equatable, CustomStringConvertible {
     case embeddedSimulator
     /// A `dexa-sim` process serving its device socket at this path (`sim:PATH`).
     case simulatorSocket(String)
+    /// A DX-1 on USB (`usb`, or `usb:SERIAL` to pick one unit).
+    case usb(serial: String?)
 
     public init(parsing s: String) throws(ConfigurationError) {
         if s == "simulator" || s == "sim" || s == "embedded" { self = .embeddedSimulator; return }
@@ -16,16 +18,23 @@ public enum DeviceSpec: Sendable, Equatable, CustomStringConvertible {
             self = .simulatorSocket(path)
             return
         }
-        if s == "usb" || s.hasPrefix("usb:") {
-            throw .invalid("device", "USB devices are not supported by this build yet (use --simulator or sim:PATH)")
+        if s == "usb" { self = .usb(serial: nil); return }
+        if s.hasPrefix("usb:") {
+            let serial = String(s.dropFirst(4))
+            guard !serial.isEmpty, serial.count <= 126, serial.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+                throw .invalid("device", "usb: needs a serial number, e.g. usb:DX1-000123")
+            }
+            self = .usb(serial: serial)
+            return
         }
-        throw .invalid("device", "'\(s)' is not a device (simulator, sim:PATH)")
+        throw .invalid("device", "'\(s)' is not a device (usb, usb:SERIAL, simulator, sim:PATH)")
     }
 
     public var description: String {
         switch self {
         case .embeddedSimulator: "simulator"
         case .simulatorSocket(let p): "sim:\(p)"
+        case .usb(let serial): "usb" + (serial.map { ":" + $0 } ?? "")
         }
     }
 }
@@ -48,7 +57,7 @@ public enum ConfigurationError: Error, Equatable, CustomStringConvertible {
 /// lines, `#` starts a comment; flags override the file. Keys: see docs/configuration.md.
 public struct DaemonConfiguration: Sendable, Equatable {
     public var socketPath = "/run/dexa/control.sock"
-    public var device: DeviceSpec = .embeddedSimulator
+    public var device: DeviceSpec = .usb(serial: nil)
     public var stateDirectory = "/var/lib/dexa"
     /// Record every scan as a capture under `<state>/captures`.
     public var recordCaptures = true
@@ -61,6 +70,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var serviceGroup = "dexa-service"
     /// Where the audit trail goes (default: `/var/log/dexa/audit.log`).
     public var auditLog: String?
+    /// The DX-1's USB ids (ICD §1: configurable in the host).
+    public var usbVendorID: UInt16 = 0x1209
+    public var usbProductID: UInt16 = 0xDE8A
     /// The control socket's mode and group when the daemon creates it (no socket activation).
     public var socketMode = 0o660
     public var socketGroup: String? = "dexa"
@@ -73,7 +85,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
 
     public static let keys = ["socket", "device", "state_directory", "record_captures", "time_scale",
                               "simulator_seed", "command_timeout_ms", "log_level", "technologist_group", "service_group",
-                              "audit_log", "socket_mode", "socket_group"]
+                              "audit_log", "socket_mode", "socket_group", "usb_vendor_id", "usb_product_id"]
 
     /// Applies one `key = value` setting.
     public mutating func set(_ key: String, _ value: String) throws(ConfigurationError) {
@@ -115,6 +127,10 @@ public struct DaemonConfiguration: Sendable, Equatable {
         case "socket_mode":
             guard let v = Int(value, radix: 8), (0...0o777).contains(v) else { throw .invalid(key, "expected an octal mode such as 0660") }
             socketMode = v
+        case "usb_vendor_id", "usb_product_id":
+            let digits = value.lowercased().hasPrefix("0x") ? String(value.dropFirst(2)) : value
+            guard let v = UInt16(digits, radix: 16) else { throw .invalid(key, "expected a 16-bit hex id such as 0x1209") }
+            if key == "usb_vendor_id" { usbVendorID = v } else { usbProductID = v }
         case "socket_group":
             socketGroup = value.isEmpty || value == "none" ? nil : value
         default:

@@ -2,6 +2,7 @@ import DXAcquisition
 import DXDevice
 import DXProtocol
 import DXTransport
+import DXUSB
 import Foundation
 import Logging
 import ServiceLifecycle
@@ -66,7 +67,10 @@ public final class DeviceService: Service, Sendable {
         }
     }
 
+    let transport: any DeviceTransport
+
     public init(transport: any DeviceTransport, configuration: DaemonConfiguration, clock: any Clock<Duration>, logger: Logger) {
+        self.transport = transport
         let recorder = RecordingTransport(transport)
         self.session = DeviceSession(transport: recorder, clock: clock, logger: logger,
                                      commandTimeout: .milliseconds(configuration.commandTimeoutMs))
@@ -112,7 +116,13 @@ public final class DeviceService: Service, Sendable {
                     logger.warning("DX-1 not available; retrying", metadata: ["error": "\(error)"])
                 }
             }
-            do { try await clock.sleep(for: .seconds(1)) } catch { return }
+            if let usb = transport as? USBTransport {
+                // Wake at once when udev reports the unit (ICD: back within 3 s after RESET).
+                await usb.waitForArrival(timeout: .seconds(1))
+                if Task.isCancelled { return }
+            } else {
+                do { try await clock.sleep(for: .seconds(1)) } catch { return }
+            }
         }
     }
 

@@ -16,7 +16,8 @@ public enum DeviceError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .notConnected: "the DX-1 is not connected"
         case .linkLost(let why): "lost the link to the DX-1: \(why)"
-        case let .timeout(op, ms): "the DX-1 did not answer \(op) within \(ms) ms"
+        case let .timeout(op, ms):
+            ms > 0 ? "the DX-1 did not answer \(op) within \(ms) ms" : "the USB transfer carrying \(op) timed out"
         case let .refused(op, status, context):
             context.isEmpty ? "the DX-1 refused \(op): \(status)" : "the DX-1 refused \(op): \(status) (\(context))"
         case let .badResponse(op, why): "unreadable answer to \(op): \(why)"

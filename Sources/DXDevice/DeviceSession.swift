@@ -111,7 +111,7 @@ public actor DeviceSession {
         writerTask = Task { [weak self, transport] in
             for await (seq, bytes) in out {
                 do { try await transport.send(bytes) } catch {
-                    await self?.fail(seq, with: DeviceError.linkLost(String(describing: error)))
+                    await self?.sendFailed(seq, error)
                 }
             }
         }
@@ -198,6 +198,20 @@ public actor DeviceSession {
             }
         } onCancel: {
             Task { await self.fail(mySeq, with: CancellationError()) }
+        }
+    }
+
+    /// A frame could not be written: a timed-out or stalled transfer fails that command
+    /// alone; anything else means the link is gone.
+    private func sendFailed(_ seq: UInt32, _ error: any Error) {
+        let op = pendingOpcode[seq] ?? .getStatus
+        switch error {
+        case TransportError.timeout:
+            fail(seq, with: DeviceError.timeout(op, milliseconds: 0))
+        case TransportError.stall:
+            fail(seq, with: DeviceError.badResponse(op, "the command endpoint stalled; the halt was cleared"))
+        default:
+            fail(seq, with: DeviceError.linkLost(String(describing: error)))
         }
     }
 
