@@ -1,18 +1,16 @@
 import DXProtocol
 import Foundation
 
-/// What lies on the table: how much of the beam gets through at a point, per energy window.
-/// The physics issue replaces the empty table with phantoms and patients; the firmware
-/// only asks this question.
+/// What lies on the table: the areal densities the beam crosses at a point. The scene knows
+/// its truth; the physics (`DualEnergyBeam`) turns it into transmission per window.
 public protocol Scene: Sendable {
-    /// Fraction of the unattenuated beam that reaches channel (x, y), per window, 0…1.
-    func transmission(xUm: Int32, yUm: Int32) -> (low: Double, high: Double)
+    func composition(xUm: Int32, yUm: Int32) -> Composition
 }
 
 /// Nothing on the table: air everywhere.
 public struct EmptyTable: Scene {
     public init() {}
-    public func transmission(xUm: Int32, yUm: Int32) -> (low: Double, high: Double) { (1, 1) }
+    public func composition(xUm: Int32, yUm: Int32) -> Composition { .air }
 }
 
 /// A deterministic, fast random source (SplitMix64) so that a seeded simulator repeats
@@ -47,10 +45,12 @@ public struct Detector: Sendable {
     public let pitchUm: Int
     public var darkOffset: [Double]
     public var gain: [Double]
-    /// Unattenuated counts per line period of 1 ms at 1000 µA, per window.
-    public var airCountsLow: Double = 9_000
-    public var airCountsHigh: Double = 6_000
+    /// Unattenuated counts per line period of 1 ms at 1000 µA, per window: a 10 ms line at
+    /// 1 mA reads about 35,000 and 30,000 in air, below the 16-bit ceiling.
+    public var airCountsLow: Double = 3_500
+    public var airCountsHigh: Double = 3_000
     private var rng: SplitMix64
+    private var transmissions = TransmissionCache(beam: DualEnergyBeam())
 
     public init(channels: Int, pitchUm: Int, seed: UInt64) {
         self.channels = channels
@@ -78,7 +78,7 @@ public struct Detector: Sendable {
         for c in 0..<channels {
             var low = 0.0, high = 0.0
             if mode != .dark {
-                let t = scene.transmission(xUm: channelX(c, carriageX: xUm), yUm: yUm)
+                let t = transmissions.transmission(scene.composition(xUm: channelX(c, carriageX: xUm), yUm: yUm))
                 low = mode == .dual ? airCountsLow * exposure * t.low * gain[c] : 0
                 high = airCountsHigh * exposure * t.high * gain[c]
             }
@@ -91,8 +91,18 @@ public struct Detector: Sendable {
         return (out, saturated)
     }
 
+    /// Poisson counts: exact (Knuth) for small means, normal approximation above 30.
     private mutating func noisy(_ mean: Double) -> Double {
         guard mean > 0 else { return 0 }
+        if mean < 30 {
+            let limit = Foundation.exp(-mean)
+            var k = 0.0, p = 1.0
+            repeat {
+                k += 1
+                p *= Double(rng.next() >> 11) * 0x1p-53
+            } while p > limit
+            return k - 1
+        }
         let v = mean + mean.squareRoot() * rng.gaussian()
         return max(0, v.rounded())
     }

@@ -45,6 +45,7 @@ public enum FaultCommand {
         unplug | plug               pull / reinsert the USB cable
         rate FACTOR                 lines come FACTOR times slower
         selftest-fail COMPONENT     make the self-test fail that component (1-9)
+        phantom NAME|FILE           put a phantom on the table: empty, calibration, esp, or ICD JSON
         clear                       remove persisting injected faults
         status                      the simulator's state as JSON
         """

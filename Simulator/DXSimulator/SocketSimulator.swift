@@ -187,6 +187,14 @@ public enum SimulatorControl {
         switch trimmed.lowercased() {
         case "": return ""
         case "help": return FaultCommand.help.replacingOccurrences(of: "\n", with: "\n# ")
+        case let t where t.hasPrefix("phantom "):
+            let name = String(trimmed.dropFirst("phantom ".count)).trimmingCharacters(in: .whitespaces)
+            do {
+                await firmware.setScene(try StandardPhantoms.scene(named: name))
+                return "ok"
+            } catch {
+                return "error: \(error)"
+            }
         case "status":
             let snap = await firmware.snapshot
             let encoder = JSONEncoder()

@@ -30,6 +30,9 @@ struct DexaSim: AsyncParsableCommand {
     @Option(name: .long, help: "Noise seed.")
     var seed: UInt64 = 1
 
+    @Option(name: .long, help: "What lies on the table: empty, calibration, esp, or an ICD §8 phantom JSON file.")
+    var phantom: String = "empty"
+
     @Flag(name: .long, help: "Read fault commands from standard input.")
     var stdin = false
 
@@ -42,9 +45,11 @@ struct DexaSim: AsyncParsableCommand {
         var info = SimulatorConfiguration.standardInfo
         info.serial = serial
         info.channels = channels
+        let scene: any Scene
+        do { scene = try StandardPhantoms.scene(named: phantom) } catch { throw ValidationError("\(error)") }
         let sim = SocketSimulator(devicePath: socket, controlPath: control,
                                   configuration: SimulatorConfiguration(info: info, seed: seed),
-                                  clock: ScaledClock(speed: speed))
+                                  clock: ScaledClock(speed: speed), scene: scene)
         let firmware = sim.firmware
         if stdin {
             Thread {

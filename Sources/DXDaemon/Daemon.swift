@@ -42,7 +42,11 @@ public struct Daemon: Sendable {
         let transport: any DeviceTransport
         switch configuration.device {
         case .embeddedSimulator:
-            let sim = EmbeddedSimulator(configuration: SimulatorConfiguration(seed: configuration.simulatorSeed), clock: clock)
+            let scene: any Scene
+            do { scene = try StandardPhantoms.scene(named: configuration.simulatorPhantom) } catch {
+                throw ConfigurationError.invalid("simulator_phantom", "\(error)")
+            }
+            let sim = EmbeddedSimulator(configuration: SimulatorConfiguration(seed: configuration.simulatorSeed), clock: clock, scene: scene)
             transport = sim.transport
             services.append(EmbeddedSimulatorService(run: { await sim.run() }, stop: { sim.shutdown() }))
         case .simulatorSocket(let path):

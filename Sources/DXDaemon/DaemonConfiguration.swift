@@ -64,6 +64,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Time runs this many times faster (simulator use only; 1 on a real unit).
     public var timeScale = 1.0
     public var simulatorSeed: UInt64 = 1
+    /// What lies on the embedded simulator's table: empty, calibration, esp, or a phantom JSON file.
+    public var simulatorPhantom = "empty"
     public var commandTimeoutMs = 2000
     public var logLevel = "info"
     public var technologistGroup = "dexa"
@@ -84,7 +86,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var captureDirectory: String { stateDirectory + "/captures" }
 
     public static let keys = ["socket", "device", "state_directory", "record_captures", "time_scale",
-                              "simulator_seed", "command_timeout_ms", "log_level", "technologist_group", "service_group",
+                              "simulator_seed", "simulator_phantom", "command_timeout_ms", "log_level", "technologist_group", "service_group",
                               "audit_log", "socket_mode", "socket_group", "usb_vendor_id", "usb_product_id"]
 
     /// Applies one `key = value` setting.
@@ -108,6 +110,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
         case "simulator_seed":
             guard let v = UInt64(value) else { throw .invalid(key, "expected a non-negative integer") }
             simulatorSeed = v
+        case "simulator_phantom":
+            guard !value.isEmpty else { throw .invalid(key, "expected empty, calibration, esp or a phantom JSON file") }
+            simulatorPhantom = value
         case "command_timeout_ms":
             guard let v = Int(value), (50...60_000).contains(v) else { throw .invalid(key, "expected 50 to 60000") }
             commandTimeoutMs = v
