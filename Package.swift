@@ -38,6 +38,8 @@ let package = Package(
             "DXProtocol", "DXTransport",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The real-time core: references, attenuation, calibration, decomposition. Pure values.
+        .target(name: "DXDecomposition", dependencies: ["DXProtocol"]),
         .target(name: "DXAcquisition", dependencies: [
             "DXProtocol", "DXTransport", "DXDevice",
             .product(name: "Logging", package: "swift-log"),
@@ -84,6 +86,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "DXProtocolTests", dependencies: ["DXProtocol"]),
+        .testTarget(name: "DXDecompositionTests", dependencies: ["DXDecomposition", "DXSimulator"]),
         .testTarget(name: "DXDeviceTests", dependencies: ["DXDevice", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXSimulatorTests", dependencies: ["DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXDaemon", "DXTestSupport"]),

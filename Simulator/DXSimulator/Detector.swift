@@ -82,8 +82,10 @@ public struct Detector: Sendable {
                 low = mode == .dual ? airCountsLow * exposure * t.low * gain[c] : 0
                 high = airCountsHigh * exposure * t.high * gain[c]
             }
-            let l = mode == .single ? 0 : noisy(low + darkOffset[c])
-            let h = noisy(high + darkOffset[c])
+            // Photon counts are Poisson; the channel's offset is a pedestal with about one
+            // count of electronic noise.
+            let l = mode == .single ? 0 : max(0, (noisy(low) + darkOffset[c] + rng.gaussian()).rounded())
+            let h = max(0, (noisy(high) + darkOffset[c] + rng.gaussian()).rounded())
             if l >= 65535 || h >= 65535 { saturated = true }
             out[2 * c] = UInt16(min(l, 65535))
             out[2 * c + 1] = UInt16(min(h, 65535))

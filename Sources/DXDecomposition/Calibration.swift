@@ -1,0 +1,192 @@
+import DXProtocol
+import Foundation
+
+/// Mean log attenuations over one calibration cell, with the cell's known composition.
+public struct CalibrationPoint: Sendable, Equatable, Codable {
+    public var lLow: Double
+    public var lHigh: Double
+    /// The soft-tissue ratio L_low/L_high of the same lean and fat without bone, measured
+    /// in the same scan.
+    public var softRatio: Double
+    public var hydroxyapatite: Double
+    public var lean: Double
+    public var fat: Double
+    public var pixels: Int
+}
+
+/// A least-squares fit of one quantity as a linear combination of fixed terms, with the
+/// terms standardised for conditioning.
+public struct LinearModel: Sendable, Equatable, Codable {
+    public var coefficients: [Double]
+    public var means: [Double]
+    public var scales: [Double]
+
+    public static func fit(_ rows: [[Double]], _ targets: [Double], weights: [Double]? = nil) throws(DecompositionError) -> LinearModel {
+        guard let width = rows.first?.count, rows.count >= width else {
+            throw .tooFewCalibrationPoints(rows.count, needed: rows.first?.count ?? 1)
+        }
+        // Standardise every term but the constant (term 0).
+        var means = [Double](repeating: 0, count: width), scales = [Double](repeating: 1, count: width)
+        for j in 1..<width {
+            let col = rows.map { $0[j] }
+            let m = col.reduce(0, +) / Double(col.count)
+            let sd = (col.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(col.count)).squareRoot()
+            means[j] = m
+            scales[j] = sd > 1e-12 ? sd : 1
+        }
+        let x = rows.map { r in (0..<width).map { j in j == 0 ? r[0] : (r[j] - means[j]) / scales[j] } }
+        // Normal equations, solved by Gaussian elimination with partial pivoting.
+        var a = [[Double]](repeating: [Double](repeating: 0, count: width + 1), count: width)
+        for (k, (r, t)) in zip(x, targets).enumerated() {
+            let w = weights?[k] ?? 1
+            for i in 0..<width {
+                for j in 0..<width { a[i][j] += w * r[i] * r[j] }
+                a[i][width] += w * r[i] * t
+            }
+        }
+        for i in 0..<width { a[i][i] += 1e-12 }
+        for col in 0..<width {
+            guard let pivot = (col..<width).max(by: { abs(a[$0][col]) < abs(a[$1][col]) }), abs(a[pivot][col]) > 1e-14 else {
+                throw .singularFit("term \(col) is not determined by the calibration cells")
+            }
+            a.swapAt(col, pivot)
+            for r in 0..<width where r != col {
+                let f = a[r][col] / a[col][col]
+                if f != 0 { for k in col...width { a[r][k] -= f * a[col][k] } }
+            }
+        }
+        let coefficients = (0..<width).map { a[$0][width] / a[$0][$0] }
+        return LinearModel(coefficients: coefficients, means: means, scales: scales)
+    }
+
+    @inline(__always)
+    public func evaluate(_ terms: [Double]) -> Double {
+        var s = coefficients[0] * terms[0]
+        for j in 1..<coefficients.count { s += coefficients[j] * (terms[j] - means[j]) / scales[j] }
+        return s
+    }
+}
+
+/// The calibration: how the two attenuations and the surrounding soft tissue's ratio map to
+/// bone mineral and soft-tissue mass, fitted from a calibration-phantom scan. Versioned,
+/// and it names the capture it came from (`source`).
+public struct Calibration: Sendable, Equatable, Codable {
+    public static let formatVersion = 1
+    public var version = Calibration.formatVersion
+    public var source: String
+    public var created: String
+    public var hydroxyapatite: LinearModel
+    public var softTissue: LinearModel
+    public var fatFraction: LinearModel
+    public var points: [CalibrationPoint]
+    /// Root-mean-square residuals over the calibration cells (g/cm², g/cm², fraction).
+    public var residualHydroxyapatite: Double
+    public var residualSoftTissue: Double
+    public var residualFatFraction: Double
+
+    /// Terms of the bone model: monoenergetically BMD = (L_low − R·L_high)/(μ_b,low − R·μ_b,high),
+    /// linear in the attenuations with coefficients that depend on R; the squares carry the
+    /// polychromatic beam's hardening.
+    static func boneTerms(_ u: Double, _ v: Double, _ r: Double) -> [Double] {
+        [1, r, u, u * r, u * r * r, v, v * r, v * r * r, u * u, v * v, u * v, u * u * r, v * v * r, u * v * r]
+    }
+
+    static func fatTerms(_ r: Double, _ v: Double) -> [Double] { [1, r, v, r * r, r * v, v * v] }
+
+    /// Fits from measured cells. The cells must span the ICD's ranges.
+    public static func fit(points: [CalibrationPoint], source: String) throws(DecompositionError) -> Calibration {
+        let usable = points.filter { $0.pixels >= 10 && $0.lLow.isFinite && $0.lHigh.isFinite && $0.softRatio.isFinite }
+        let needed = 20
+        guard usable.count >= needed else { throw .tooFewCalibrationPoints(usable.count, needed: needed) }
+        let ha = usable.map(\.hydroxyapatite), lean = usable.map(\.lean), fat = usable.map(\.fat)
+        guard (ha.min() ?? 1) <= 0.05, (ha.max() ?? 0) >= 1.95 else { throw .calibrationRangeMissing("hydroxyapatite 0 to 2.0 g/cm²") }
+        guard (lean.min() ?? 99) <= 5.5, (lean.max() ?? 0) >= 24.5 else { throw .calibrationRangeMissing("lean 5 to 25 g/cm²") }
+        guard (fat.min() ?? 99) <= 0.05, (fat.max() ?? 0) >= 5.95 else { throw .calibrationRangeMissing("fat 0 to 6 g/cm²") }
+
+        let boneRows = usable.map { boneTerms($0.lLow, $0.lHigh, $0.softRatio) }
+        // Weight each cell by the photons behind its measurement (pixels × low-window
+        // transmission): photon-starved thick cells must not pull the fit where data is good.
+        let weights = usable.map { Double($0.pixels) * Foundation.exp(-$0.lLow) }
+        let haModel = try LinearModel.fit(boneRows, ha, weights: weights)
+        let softModel = try LinearModel.fit(boneRows, usable.map { $0.lean + $0.fat }, weights: weights)
+        let softOnly = usable.filter { $0.hydroxyapatite == 0 }
+        let fatRows = softOnly.map { fatTerms($0.lLow / $0.lHigh, $0.lHigh) }
+        let fatModel = try LinearModel.fit(fatRows, softOnly.map { $0.fat / max($0.lean + $0.fat, 1e-9) })
+
+        func rms(_ m: LinearModel, _ rows: [[Double]], _ t: [Double]) -> Double {
+            (zip(rows, t).map { let d = m.evaluate($0) - $1; return d * d }.reduce(0, +) / Double(t.count)).squareRoot()
+        }
+        return Calibration(
+            source: source, created: Date().formatted(.iso8601), hydroxyapatite: haModel, softTissue: softModel, fatFraction: fatModel,
+            points: usable,
+            residualHydroxyapatite: rms(haModel, boneRows, ha),
+            residualSoftTissue: rms(softModel, boneRows, usable.map { $0.lean + $0.fat }),
+            residualFatFraction: rms(fatModel, fatRows, softOnly.map { $0.fat / max($0.lean + $0.fat, 1e-9) }))
+    }
+
+    /// Bone mineral (g/cm²) of a pixel with attenuations (u, v) under soft tissue of ratio r.
+    public func hydroxyapatite(lLow u: Double, lHigh v: Double, softRatio r: Double) -> Double {
+        hydroxyapatite.evaluate(Self.boneTerms(u, v, r))
+    }
+
+    public func softTissue(lLow u: Double, lHigh v: Double, softRatio r: Double) -> Double {
+        softTissue.evaluate(Self.boneTerms(u, v, r))
+    }
+
+    /// Fat fraction of a bone-free pixel.
+    public func fatFraction(lLow u: Double, lHigh v: Double) -> Double {
+        fatFraction.evaluate(Self.fatTerms(u / v, v))
+    }
+}
+
+/// Where each pixel of a line lies (ICD §6 geometry).
+public struct ScanGeometry: Sendable, Equatable {
+    public var channels: Int
+    public var pitchUm: Int
+
+    public init(channels: Int, pitchUm: Int) { self.channels = channels; self.pitchUm = pitchUm }
+
+    public func x(ofChannel c: Int, carriageX: Int32) -> Double {
+        Double(carriageX) + (Double(c) - Double(channels - 1) / 2) * Double(pitchUm)
+    }
+}
+
+/// Measures a calibration phantom's cells in a scan: mean attenuations over each cell's
+/// interior (a margin away from its edges), and each cell's soft-tissue ratio from the cell
+/// of the same lean and fat without bone.
+public enum CalibrationMeasurement {
+    public static func points(lines: [AttenuationLine], geometry: ScanGeometry, phantom: Phantom,
+                              marginUm: Double = 1_500) throws(DecompositionError) -> [CalibrationPoint] {
+        guard let cells = phantom.cells, !cells.isEmpty else { throw .calibrationRangeMissing("any cells (the phantom lists none)") }
+        var sums = [(u: Double, v: Double, n: Int)](repeating: (0, 0, 0), count: cells.count)
+        for line in lines {
+            let y = Double(line.yUm)
+            for (k, cell) in cells.enumerated() where cell.yUm.count == 2 && cell.xUm.count == 2 {
+                let y0 = Double(min(cell.yUm[0], cell.yUm[1])) + marginUm, y1 = Double(max(cell.yUm[0], cell.yUm[1])) - marginUm
+                guard y >= y0 && y < y1 else { continue }
+                let x0 = Double(min(cell.xUm[0], cell.xUm[1])) + marginUm, x1 = Double(max(cell.xUm[0], cell.xUm[1])) - marginUm
+                // Average transmissions (photon-starved pixels included), then take the log.
+                for c in 0..<line.channels where !line.flags[c].contains(.saturated) && !line.flags[c].contains(.noBeam) {
+                    let x = geometry.x(ofChannel: c, carriageX: line.xUm)
+                    if x >= x0 && x < x1 && line.transmissionLow[c].isFinite && line.transmissionHigh[c].isFinite {
+                        sums[k].u += line.transmissionLow[c]; sums[k].v += line.transmissionHigh[c]; sums[k].n += 1
+                    }
+                }
+            }
+        }
+        func logs(_ k: Int) -> (Double, Double)? {
+            let n = Double(sums[k].n)
+            guard n > 0, sums[k].u > 0, sums[k].v > 0 else { return nil }
+            return (-Foundation.log(sums[k].u / n), -Foundation.log(sums[k].v / n))
+        }
+        var softRatio: [String: Double] = [:]
+        for (k, cell) in cells.enumerated() where cell.hydroxyapatite == 0 {
+            if let (u, v) = logs(k), v > 0 { softRatio["\(cell.lean)/\(cell.fat)"] = u / v }
+        }
+        return cells.enumerated().compactMap { k, cell in
+            guard let (u, v) = logs(k), let r = softRatio["\(cell.lean)/\(cell.fat)"] else { return nil }
+            return CalibrationPoint(lLow: u, lHigh: v, softRatio: r, hydroxyapatite: cell.hydroxyapatite,
+                                    lean: cell.lean, fat: cell.fat, pixels: sums[k].n)
+        }
+    }
+}
