@@ -52,12 +52,12 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "DXDaemon", dependencies: [
-            "DXProtocol", "DXTransport", "DXUSB", "DXDevice", "DXAcquisition", "DXControl", "DXSimulator",
+            "DXProtocol", "DXTransport", "DXUSB", "DXDevice", "DXDecomposition", "DXAcquisition", "DXControl", "DXSimulator",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "DXCommandLine", dependencies: [
-            "DXProtocol", "DXControl", "DXUSB",
+            "DXProtocol", "DXControl", "DXUSB", "DXDecomposition",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dexad", dependencies: [

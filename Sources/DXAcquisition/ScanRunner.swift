@@ -136,6 +136,44 @@ public actor ScanRunner {
 
     public func run(_ plan: ScanPlan, progress: (@Sendable (ScanProgress) -> Void)? = nil) async throws -> ScanOutcome {
         if let current { throw ScanError.busy(current) }
+        let id = allocateID()
+        guard let info = await session.info else { throw DeviceError.notConnected }
+        let writer = openCapture(scans: [(id, plan)], phantom: plan.phantom, info: info)
+        defer {
+            recorder?.detach()
+            writer?.close()
+        }
+        return try await runOne(plan, id: id, capture: writer, progress: progress)
+    }
+
+    /// Several scans into one capture (a calibration: dark, air, phantom), in order; stops at
+    /// the first that does not complete.
+    public func runSequence(_ plans: [ScanPlan], phantom: Phantom?, progress: (@Sendable (ScanProgress) -> Void)? = nil)
+        async throws -> (outcomes: [ScanOutcome], capture: String?) {
+        if let current { throw ScanError.busy(current) }
+        guard let info = await session.info else { throw DeviceError.notConnected }
+        let ids = plans.map { _ in allocateID() }
+        let writer = openCapture(scans: Array(zip(ids, plans)), phantom: phantom, info: info)
+        defer {
+            recorder?.detach()
+            writer?.close()
+        }
+        var outcomes: [ScanOutcome] = []
+        for (id, plan) in zip(ids, plans) {
+            outcomes.append(try await runOne(plan, id: id, capture: writer, progress: progress))
+        }
+        return (outcomes, writer?.path)
+    }
+
+    private func allocateID() -> UInt32 {
+        let id = nextID
+        nextID = nextID &+ 1 == 0 ? 1 : nextID &+ 1
+        return id
+    }
+
+    private func runOne(_ plan: ScanPlan, id: UInt32, capture writer: CaptureWriter?,
+                        progress: (@Sendable (ScanProgress) -> Void)?) async throws -> ScanOutcome {
+        if let current { throw ScanError.busy(current) }
         let status = try await session.refreshStatus()
         switch status.state {
         case .idle: break
@@ -144,19 +182,12 @@ public actor ScanRunner {
         default: throw ScanError.deviceNotReady(status.state, "")
         }
         guard let info = await session.info else { throw DeviceError.notConnected }
-        let id = nextID
-        nextID = nextID &+ 1 == 0 ? 1 : nextID &+ 1
         let config = plan.configuration(id: id)
         if let why = config.violation(for: info) { throw ScanError.rejected("scan parameters rejected: \(why)") }
         current = id
         defer { current = nil }
 
         let feed = await session.openScanFeed(id: id)
-        let writer = openCapture(plan: plan, id: id, info: info)
-        defer {
-            recorder?.detach()
-            writer?.close()
-        }
         do {
             _ = try await session.execute(.configureScan(config))
             await session.startHeartbeat()
@@ -309,11 +340,12 @@ public actor ScanRunner {
         }.value
     }
 
-    private func openCapture(plan: ScanPlan, id: UInt32, info: DeviceInfo) -> CaptureWriter? {
-        guard let dir = captureDirectory, let recorder else { return nil }
+    private func openCapture(scans: [(UInt32, ScanPlan)], phantom: Phantom?, info: DeviceInfo) -> CaptureWriter? {
+        guard let dir = captureDirectory, let recorder, let (id, plan) = scans.last else { return nil }
         let stamp = Date().formatted(.iso8601).replacingOccurrences(of: ":", with: "")
         let path = "\(dir)/\(stamp)-scan\(id)-\(plan.role.rawValue).dxcap"
-        let header = CaptureHeader(device: info, scans: [CaptureScan(scanID: id, role: plan.role, region: plan.region)], phantom: plan.phantom)
+        let header = CaptureHeader(device: info, scans: scans.map { CaptureScan(scanID: $0.0, role: $0.1.role, region: $0.1.region) },
+                                   phantom: phantom)
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             let w = try CaptureWriter(path: path, header: header, clock: ContinuousClock())

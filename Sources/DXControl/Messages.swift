@@ -13,9 +13,14 @@ public struct ScanRunParams: Sendable, Equatable, Codable {
     public var linesPerFrame: UInt16?
     public var role: String?
     public var region: String?
+    /// Path of the ICD §8 JSON of the phantom on the table (its ROIs go into the capture header).
+    public var phantom: String?
+    /// Take a dark and an air scan first, into the same capture (what `dexa analyze` needs).
+    public var withReferences: Bool?
 
     public enum CodingKeys: String, CodingKey {
-        case mode, lines, role, region
+        case mode, lines, role, region, phantom
+        case withReferences = "with_references"
         case xUm = "x_um", yStartUm = "y_start_um", lineStepUm = "line_step_um", linePeriodUs = "line_period_us"
         case tubeCurrentUA = "tube_current_ua", linesPerFrame = "lines_per_frame"
     }
@@ -111,4 +116,5 @@ public enum ControlMethod: String, CaseIterable, Sendable {
     case serviceReport = "service.report"
     case serviceMetrics = "service.metrics"
     case serviceReset = "service.reset"
+    case serviceCalibrate = "service.calibrate"
 }

@@ -69,13 +69,13 @@ public struct AccessPolicy: Sendable {
         switch method {
         case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .scanAbort, .eventsSubscribe:
             .technologist
-        case .scanRun, .serviceSelftest, .serviceSensors, .serviceLog, .serviceReport, .serviceMetrics, .serviceReset:
+        case .scanRun, .serviceSelftest, .serviceSensors, .serviceLog, .serviceReport, .serviceMetrics, .serviceReset, .serviceCalibrate:
             .service
         }
     }
 
     /// Methods that can make X-rays: always audited.
-    public static func canExpose(_ method: ControlMethod) -> Bool { method == .scanRun }
+    public static func canExpose(_ method: ControlMethod) -> Bool { method == .scanRun || method == .serviceCalibrate }
 }
 
 /// The audit trail: one JSON object per line, appended and flushed as it happens, for every

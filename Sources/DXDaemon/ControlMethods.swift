@@ -1,5 +1,6 @@
 import DXAcquisition
 import DXControl
+import DXDecomposition
 import DXDevice
 import DXProtocol
 import Foundation
@@ -62,11 +63,18 @@ public struct DaemonControlHandler: ControlHandler {
         case .scanRun:
             let p: ScanRunParams = try Self.params(params ?? .object([:]))
             let plan = try await plan(from: p)
-            let outcome = try await device.run(plan) { progress in
+            let progress: @Sendable (ScanProgress) -> Void = { progress in
                 let notice = ScanProgressNotice(scanID: progress.scanID, lines: progress.lines, plannedLines: progress.plannedLines,
                                                 gaps: progress.gaps, linesPerSecond: progress.linesPerSecond, etaSeconds: progress.etaSeconds)
                 if let v = try? JSONValue(encoding: notice) { context.notify("scan.progress", v) }
             }
+            if p.withReferences == true {
+                let refs = try await referencePlans(x: plan.xUm)
+                let (outcomes, _) = try await device.runner.runSequence(refs + [plan], phantom: plan.phantom, progress: progress)
+                guard let last = outcomes.last else { throw RPCError(code: RPCError.scanFailedCode, message: "no scan ran") }
+                return try JSONValue(encoding: Self.report(last))
+            }
+            let outcome = try await device.run(plan, progress: progress)
             return try JSONValue(encoding: Self.report(outcome))
         case .scanAbort:
             let id = try await device.runner.abort()
@@ -105,6 +113,8 @@ public struct DaemonControlHandler: ControlHandler {
             return try await ServiceReport(device: device, configuration: configuration, deviceName: deviceName).build(captures: n)
         case .serviceReset:
             return try await reset()
+        case .serviceCalibrate:
+            return try await calibrate(params)
         case .serviceLog:
             let p: LogParams = try Self.params(params ?? .object([:]))
             let r = try LogChunk(decoding: await session.execute(.getLog(offset: p.offset ?? 0, maxBytes: p.maxBytes ?? 4096)))
@@ -208,10 +218,74 @@ public struct DaemonControlHandler: ControlHandler {
             region = parsed
         }
         if role == .patient { throw RPCError.invalidParams("patient scans are made through an exam, not scan.run") }
+        let phantom = try p.phantom.map { try Self.loadPhantom($0) }
         return ScanPlan(
             mode: mode, xUm: p.xUm ?? Int32(info.travelXUm / 2), yStartUm: yStart, lineCount: p.lines ?? 200,
             lineStepUm: p.lineStepUm ?? 1000, linePeriodUs: p.linePeriodUs ?? minPeriod, tubeCurrentUA: p.tubeCurrentUA ?? 1000,
-            linesPerFrame: p.linesPerFrame ?? 16, role: role, region: region)
+            linesPerFrame: p.linesPerFrame ?? 16, role: role, region: region, phantom: phantom)
+    }
+
+    static func loadPhantom(_ path: String) throws -> Phantom {
+        guard let data = FileManager.default.contents(atPath: path) else { throw RPCError.invalidParams("cannot read the phantom file \(path)") }
+        do { return try JSONDecoder().decode(Phantom.self, from: data) } catch {
+            throw RPCError.invalidParams("\(path) is not an ICD §8 phantom: \(error)")
+        }
+    }
+
+    /// A dark and an air scan in the air zone (ICD §6), the references every analysis needs.
+    private func referencePlans(x: Int32) async throws -> [ScanPlan] {
+        guard let info = await device.session.info else { throw DeviceError.notConnected }
+        let airY = Int32(clamping: Int(info.airZoneYUm) + 10_000)
+        return [
+            ScanPlan(mode: .dark, xUm: x, yStartUm: airY, lineCount: 50, lineStepUm: 1000, linePeriodUs: 10_000,
+                     tubeCurrentUA: 0, linesPerFrame: 16, role: .dark),
+            ScanPlan(mode: .dual, xUm: x, yStartUm: airY, lineCount: 50, lineStepUm: 1000, linePeriodUs: 10_000,
+                     tubeCurrentUA: 1000, linesPerFrame: 16, role: .air),
+        ]
+    }
+
+    /// `service.calibrate`: dark and air scans in the air zone, then the calibration phantom,
+    /// into one capture; the fit is stored as the daemon's calibration, naming the capture.
+    private func calibrate(_ params: JSONValue?) async throws -> JSONValue {
+        guard let path = params?["phantom"]?.stringValue else { throw RPCError.invalidParams("phantom (the calibration phantom's JSON file) is required") }
+        let phantom = try Self.loadPhantom(path)
+        guard let cells = phantom.cells, !cells.isEmpty else { throw RPCError.invalidParams("\(path) has no cells") }
+        guard let info = await device.session.info else { throw DeviceError.notConnected }
+        let ys = cells.flatMap(\.yUm), xs = cells.flatMap(\.xUm)
+        guard let y0 = ys.min(), let y1 = ys.max(), let x0 = xs.min(), let x1 = xs.max() else { throw RPCError.invalidParams("\(path): cells without extent") }
+        let period = UInt32(params?["line_period_us"]?.intValue ?? 50_000)
+        let current = UInt32(params?["tube_current_ua"]?.intValue ?? 1000)
+        let step: Int32 = Int32(params?["line_step_um"]?.intValue ?? 100)
+        let lines = UInt32(max(1, Int(y1 - y0) / Int(step)))
+        let centreX = Int32((Int(x0) + Int(x1)) / 2)
+        let plans = try await referencePlans(x: centreX) + [
+            ScanPlan(mode: .dual, xUm: centreX, yStartUm: y0, lineCount: lines, lineStepUm: step, linePeriodUs: period,
+                     tubeCurrentUA: current, linesPerFrame: 16, role: .calibration),
+        ]
+        let (_, capture) = try await device.runner.runSequence(plans, phantom: phantom)
+        guard let capture else { throw RPCError(code: RPCError.deviceErrorCode, message: "captures are disabled; a calibration needs one") }
+        let contents: CaptureFormat.Contents
+        do { contents = try CaptureFormat.parse(Array(try Data(contentsOf: URL(fileURLWithPath: capture)))) } catch {
+            throw RPCError(code: RPCError.deviceErrorCode, message: "cannot read back \(capture): \(error)")
+        }
+        let scans = CaptureReader.scans(in: contents)
+        do {
+            let geometry = ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm))
+            let calibration = try CaptureAnalysis.calibration(from: scans, phantom: phantom, geometry: geometry, source: capture)
+            let file = configuration.stateDirectory + "/calibration.json"
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(calibration).write(to: URL(fileURLWithPath: file), options: .atomic)
+            return .object([
+                "calibration": .string(file), "capture": .string(capture), "version": .number(Double(calibration.version)),
+                "cells": .number(Double(calibration.points.count)),
+                "residual_hydroxyapatite_g_cm2": .number(calibration.residualHydroxyapatite),
+                "residual_soft_tissue_g_cm2": .number(calibration.residualSoftTissue),
+                "residual_fat_fraction": .number(calibration.residualFatFraction),
+            ])
+        } catch let e as AnalysisError {
+            throw RPCError(code: RPCError.deviceErrorCode, message: "calibration failed: \(e.description)")
+        }
     }
 
     static func report(_ o: ScanOutcome) -> ScanReport {

@@ -45,6 +45,13 @@ public enum StandardPhantoms {
         return Phantom(name: "DX-1 calibration phantom", cells: cells, rois: nil)
     }
 
+    /// The service bench: the calibration phantom and the ESP-like phantom on the table at
+    /// once (they lie at different y), so a test can calibrate and measure without anyone
+    /// changing phantoms.
+    public static var bench: Phantom {
+        Phantom(name: "service bench", cells: (calibration.cells ?? []) + (esp.cells ?? []), rois: esp.rois)
+    }
+
     /// An ESP-like spine phantom: three vertebral bodies of 0.5, 1.0 and 1.5 g/cm²
     /// hydroxyapatite in a block of soft tissue (lean 15, fat 3 g/cm²), with an ROI in each.
     public static var esp: Phantom {
@@ -67,6 +74,7 @@ extension StandardPhantoms {
         case "", "empty", "air": return EmptyTable()
         case "calibration": return PhantomScene(calibration)
         case "esp": return PhantomScene(esp)
+        case "bench": return PhantomScene(bench)
         default:
             guard let data = FileManager.default.contents(atPath: spec) else { throw PhantomError(message: "no phantom named \(spec) (empty, calibration, esp or a JSON file)") }
             do { return PhantomScene(try JSONDecoder().decode(Phantom.self, from: data)) } catch {

@@ -1,0 +1,128 @@
+import DXProtocol
+import Foundation
+
+/// One scan as a capture holds it: what it was for, how it was configured (from the
+/// CONFIGURE_SCAN frame the host sent) and its lines (from the data frames).
+public struct CapturedScan: Sendable {
+    public var scan: CaptureScan
+    public var configuration: ScanConfiguration?
+    public var lines: [ScanLine]
+}
+
+/// Why a capture cannot be analysed: one line for the user, exit status 2 in `dexa analyze`.
+public enum AnalysisError: Error, Equatable, Sendable, CustomStringConvertible {
+    case unreadable(String, String)
+    case missingScan(String, role: String)
+    case noConfiguration(String, scanID: UInt32)
+    case noPhantom(String, String)
+    case decomposition(String)
+
+    public var description: String {
+        switch self {
+        case let .unreadable(path, why): "\(path): \(why)"
+        case let .missingScan(path, role): "\(path) holds no \(role) scan"
+        case let .noConfiguration(path, id): "\(path): no CONFIGURE_SCAN for scan \(id) in the capture"
+        case let .noPhantom(path, what): "\(path): the header's phantom has no \(what)"
+        case .decomposition(let why): why
+        }
+    }
+}
+
+/// Reads captures (ICD §7) back into scans, through the same frame decoder as live data.
+public enum CaptureReader {
+    public static func scans(in contents: CaptureFormat.Contents) -> [CapturedScan] {
+        var commands = FrameDecoder(), data = FrameDecoder()
+        var configs: [UInt32: ScanConfiguration] = [:]
+        var lines: [UInt32: [ScanLine]] = [:]
+        for record in contents.records {
+            switch record.endpoint {
+            case .commandOut:
+                commands.append(record.bytes)
+                while let f = commands.next() {
+                    if f.kind == .command, case .configureScan(let c)? = try? Command(payload: f.payload) { configs[c.scanID] = c }
+                }
+            case .dataIn:
+                data.append(record.bytes)
+                while let f = data.next() {
+                    if f.kind == .data, let d = try? DataFrame(payload: f.payload) { lines[d.scanID, default: []] += d.lines }
+                }
+            case .responseIn:
+                break
+            }
+        }
+        return contents.header.scans.map { CapturedScan(scan: $0, configuration: configs[$0.scanID], lines: lines[$0.scanID] ?? []) }
+    }
+
+    public static func read(path: String) throws(AnalysisError) -> (CaptureHeader, [CapturedScan]) {
+        guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path, "cannot read the file") }
+        let contents: CaptureFormat.Contents
+        do { contents = try CaptureFormat.parse(Array(data)) } catch { throw .unreadable(path, error.description) }
+        return (contents.header, scans(in: contents))
+    }
+}
+
+/// `dexa analyze`: a calibration capture (dark, air, calibration-phantom scans) and a
+/// capture to measure (dark, air and the scan), through the same stages as live data.
+public struct CaptureAnalysis: Sendable {
+    public var calibration: Calibration
+    public var rois: [ROIResult]
+    public var lines: Int
+
+    public static func run(calibrationPath: String, scanPath: String) throws(AnalysisError) -> CaptureAnalysis {
+        let (calHeader, calScans) = try CaptureReader.read(path: calibrationPath)
+        guard let phantom = calHeader.phantom, phantom.cells?.isEmpty == false else { throw .noPhantom(calibrationPath, "cells") }
+        let geometry = ScanGeometry(channels: Int(calHeader.device.channels), pitchUm: Int(calHeader.device.pitchUm))
+        let calibration = try Self.calibration(from: calScans, phantom: phantom, geometry: geometry, source: calibrationPath)
+
+        let (header, scans) = try CaptureReader.read(path: scanPath)
+        let scanStage = try stage(scans, path: scanPath)
+        guard let measured = scans.first(where: { [.patient, .qc, .calibration].contains($0.scan.role) }), !measured.lines.isEmpty else {
+            throw .missingScan(scanPath, role: "patient, QC or phantom")
+        }
+        guard let config = measured.configuration else { throw .noConfiguration(scanPath, scanID: measured.scan.scanID) }
+        let rois = header.phantom?.rois ?? []
+        let scanGeometry = ScanGeometry(channels: Int(header.device.channels), pitchUm: Int(header.device.pitchUm))
+        let decomposer = Decomposer(calibration: calibration)
+        var accumulators = rois.map { ROIAccumulator(roi: $0, geometry: scanGeometry) }
+        do {
+            for line in measured.lines {
+                let d = decomposer.decompose(try scanStage.process(line, periodUs: config.linePeriodUs, currentUA: config.tubeCurrentUA))
+                for k in accumulators.indices { accumulators[k].add(d) }
+            }
+        } catch {
+            throw .decomposition("\(scanPath): \(error.description)")
+        }
+        return CaptureAnalysis(calibration: calibration, rois: accumulators.map(\.result), lines: measured.lines.count)
+    }
+
+    /// The calibration from a capture's dark, air and calibration scans: the one code path
+    /// for `service.calibrate` and `dexa analyze`.
+    public static func calibration(from scans: [CapturedScan], phantom: Phantom, geometry: ScanGeometry,
+                                   source: String) throws(AnalysisError) -> Calibration {
+        let stage = try stage(scans, path: source)
+        guard let calScan = scans.first(where: { $0.scan.role == .calibration }), !calScan.lines.isEmpty else {
+            throw .missingScan(source, role: "calibration")
+        }
+        guard let config = calScan.configuration else { throw .noConfiguration(source, scanID: calScan.scan.scanID) }
+        do {
+            let att = try calScan.lines.map { try stage.process($0, periodUs: config.linePeriodUs, currentUA: config.tubeCurrentUA) }
+            let points = try CalibrationMeasurement.points(lines: att, geometry: geometry, phantom: phantom)
+            return try Calibration.fit(points: points, source: source)
+        } catch {
+            throw .decomposition("\(source): \(error)")
+        }
+    }
+
+    public static func stage(_ scans: [CapturedScan], path: String) throws(AnalysisError) -> AttenuationStage {
+        guard let darkScan = scans.first(where: { $0.scan.role == .dark }), !darkScan.lines.isEmpty else { throw .missingScan(path, role: "dark") }
+        guard let airScan = scans.first(where: { $0.scan.role == .air }), !airScan.lines.isEmpty else { throw .missingScan(path, role: "air") }
+        guard let airConfig = airScan.configuration else { throw .noConfiguration(path, scanID: airScan.scan.scanID) }
+        do {
+            let dark = try DarkReference(lines: darkScan.lines)
+            let air = try AirReference(lines: airScan.lines, dark: dark, periodUs: airConfig.linePeriodUs, currentUA: airConfig.tubeCurrentUA)
+            return AttenuationStage(dark: dark, air: air)
+        } catch {
+            throw .decomposition("\(path): \(error.description)")
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import DXControl
+import DXProtocol
+import DXSimulator
+import DXTestSupport
+import Foundation
+import Testing
+
+/// Calibration on the device and `dexa analyze` on the captures the daemon wrote (ICD §9).
+@Suite("Calibrate and analyse", .serialized)
+struct AnalyzeTests {
+    static func writePhantoms(_ dir: TemporaryDirectory) throws -> (calibration: String, esp: String) {
+        let cal = dir.file("calibration-phantom.json"), esp = dir.file("esp-phantom.json")
+        try JSONEncoder().encode(StandardPhantoms.calibration).write(to: URL(fileURLWithPath: cal))
+        try JSONEncoder().encode(Phantom(name: "ESP", cells: nil, rois: StandardPhantoms.esp.rois)).write(to: URL(fileURLWithPath: esp))
+        return (cal, esp)
+    }
+
+    @Test func calibrateThenAnalyseTheSpinePhantom() async throws {
+        let dir = TemporaryDirectory()
+        let (calPhantom, espPhantom) = try Self.writePhantoms(dir)
+        let daemon = try await DaemonProcess(in: dir, device: "simulator", timeScale: 50, config: ["simulator_phantom = bench"])
+        try await daemon.waitForDevice()
+
+        let cal = try await daemon.call("service.calibrate", .object(["phantom": .string(calPhantom)]))
+        let calCapture = try #require(cal["capture"]?.stringValue)
+        #expect(cal["cells"]?.intValue == 75)
+        #expect((cal["residual_hydroxyapatite_g_cm2"]?.numberValue ?? 1) < 0.05)
+        let stored = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: URL(fileURLWithPath: try #require(cal["calibration"]?.stringValue))))
+        #expect(stored["source"]?.stringValue == calCapture, "the calibration names the capture it came from")
+        #expect(stored["version"]?.intValue == 1)
+
+        let scan = try await daemon.call("scan.run", .object([
+            "y_start_um": .number(505_000), "lines": .number(190), "line_period_us": .number(40_000),
+            "tube_current_ua": .number(2000), "phantom": .string(espPhantom), "with_references": .bool(true), "role": .string("qc"),
+        ]))
+        #expect(scan["result"]?.stringValue == "completed")
+        let espCapture = try #require(scan["capture"]?.stringValue)
+
+        let r = try await runCLI(["analyze", "--calibration", calCapture, espCapture, "--json"])
+        #expect(r.status == 0, "\(r.err)")
+        let out = try JSONDecoder().decode(JSONValue.self, from: Data(r.out.utf8))
+        guard case .array(let rois)? = out["rois"] else { Issue.record("no rois: \(r.out)"); return }
+        #expect(out["motion"] == .array([]))
+        let nominal = ["L1": 0.5, "L2": 1.0, "L3": 1.5]
+        #expect(rois.count == 3)
+        for roi in rois {
+            let name = try #require(roi["name"]?.stringValue)
+            let bmd = try #require(roi["bmd_g_cm2"]?.numberValue)
+            let expected = try #require(nominal[name])
+            print(String(format: "dexa analyze %@: %.4f g/cm² (nominal %.1f, %+.2f %%), area %.2f cm², BMC %.3f g", name, bmd, expected,
+                         (bmd - expected) / expected * 100, roi["area_cm2"]?.numberValue ?? 0, roi["bmc_g"]?.numberValue ?? 0))
+            #expect(abs(bmd - expected) / expected < 0.04)
+            #expect(roi["area_cm2"]?.numberValue == 6.0)
+        }
+        let table = try await runCLI(["analyze", "--calibration", calCapture, espCapture])
+        #expect(table.status == 0 && table.out.contains("L2"))
+    }
+
+    @Test func badInputIsOneLineAndExitStatus2() async throws {
+        let dir = TemporaryDirectory()
+        let garbage = dir.file("garbage.dxcap")
+        try Data("this is not a capture".utf8).write(to: URL(fileURLWithPath: garbage))
+        let truncated = dir.file("truncated.dxcap")
+        try Data(CaptureFormat.magic + [1, 0, 200, 0, 0, 0] + Array("{\"dev".utf8)).write(to: URL(fileURLWithPath: truncated))
+        // A capture with a header but no scans at all.
+        let empty = dir.file("empty.dxcap")
+        try Data(CaptureFormat.preamble(CaptureHeader(device: SimulatorConfiguration.standardInfo, scans: []))).write(to: URL(fileURLWithPath: empty))
+        for (cal, scan, says) in [(garbage, garbage, "not a DX-1 capture"), (truncated, truncated, "truncated"),
+                                  (empty, empty, "phantom has no cells"), (dir.file("missing.dxcap"), empty, "cannot read")] {
+            let r = try await runCLI(["analyze", "--calibration", cal, scan, "--json"])
+            #expect(r.status == 2, "\(cal): status \(r.status)")
+            #expect(r.out.isEmpty)
+            #expect(r.err.split(separator: "\n").count == 1, "\(r.err)")
+            #expect(r.err.contains(says), "\(r.err)")
+        }
+    }
+}
