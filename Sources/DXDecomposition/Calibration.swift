@@ -59,6 +59,14 @@ public struct LinearModel: Sendable, Equatable, Codable {
         return LinearModel(coefficients: coefficients, means: means, scales: scales)
     }
 
+    /// The same model with the standardisation folded into the coefficients: evaluate as
+    /// Σ rawCoefficients[j] · term[j], with no array per pixel.
+    public var rawCoefficients: [Double] {
+        var raw = coefficients.indices.map { j in j == 0 ? coefficients[0] : coefficients[j] / scales[j] }
+        for j in 1..<coefficients.count { raw[0] -= coefficients[j] * means[j] / scales[j] }
+        return raw
+    }
+
     @inline(__always)
     public func evaluate(_ terms: [Double]) -> Double {
         var s = coefficients[0] * terms[0]
@@ -132,6 +140,31 @@ public struct Calibration: Sendable, Equatable, Codable {
     public func softTissue(lLow u: Double, lHigh v: Double, softRatio r: Double) -> Double {
         softTissue.evaluate(Self.boneTerms(u, v, r))
     }
+
+    /// The bone and soft-tissue polynomials with their coefficients unfolded, for the hot
+    /// path: the terms of `boneTerms` evaluated inline, no allocation per pixel.
+    public struct FastBoneModel: Sendable {
+        let b: [Double], s: [Double]
+
+        @inline(__always)
+        public func evaluate(_ u: Double, _ v: Double, _ r: Double) -> (bone: Double, soft: Double) {
+            let ur = u * r, vr = v * r, uu = u * u, vv = v * v, uv = u * v
+            let t: (Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double) =
+                (1, r, u, ur, ur * r, v, vr, vr * r, uu, vv, uv, uu * r, vv * r, uv * r)
+            return b.withUnsafeBufferPointer { b in
+                s.withUnsafeBufferPointer { s in
+                    withUnsafeBytes(of: t) { raw in
+                        let x = raw.bindMemory(to: Double.self)
+                        var bone = 0.0, soft = 0.0
+                        for j in 0..<14 { bone += b[j] * x[j]; soft += s[j] * x[j] }
+                        return (bone, soft)
+                    }
+                }
+            }
+        }
+    }
+
+    public var fastBoneModel: FastBoneModel { FastBoneModel(b: hydroxyapatite.rawCoefficients, s: softTissue.rawCoefficients) }
 
     /// Fat fraction of a bone-free pixel.
     public func fatFraction(lLow u: Double, lHigh v: Double) -> Double {

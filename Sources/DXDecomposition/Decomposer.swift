@@ -28,7 +28,12 @@ public struct Decomposer: Sendable {
     /// Soft-tissue pixels taken on each side of a run of bone.
     public var neighbours = 8
 
-    public init(calibration: Calibration) { self.calibration = calibration }
+    private let fast: Calibration.FastBoneModel
+
+    public init(calibration: Calibration) {
+        self.calibration = calibration
+        fast = calibration.fastBoneModel
+    }
 
     public func decompose(_ a: AttenuationLine) -> DecomposedLine {
         let n = a.channels
@@ -46,9 +51,14 @@ public struct Decomposer: Sendable {
             // pixels inside bone are closed and specks shorter than 4 pixels dropped.
             let baseline = tissueRatios[tissueRatios.count / 2]
             let margin = boneMargin
-            for c in 0..<n where tissue[c] {
-                let window = (max(0, c - 2)...min(n - 1, c + 2)).filter { tissue[$0] }.map { ratio[$0] }
-                if let m = Self.mean(window), m > baseline + margin { isBone[c] = true }
+            // Running sums over the 5-pixel window (tissue pixels only).
+            var sum = 0.0, count = 0
+            for k in 0..<min(n, 3) where tissue[k] { sum += ratio[k]; count += 1 }
+            for c in 0..<n {
+                if tissue[c], count > 0, sum / Double(count) > baseline + margin { isBone[c] = true }
+                let leaving = c - 2, entering = c + 3
+                if leaving >= 0, tissue[leaving] { sum -= ratio[leaving]; count -= 1 }
+                if entering < n, tissue[entering] { sum += ratio[entering]; count += 1 }
             }
             Self.close(&isBone, gap: 3)
             Self.dropShortRuns(&isBone, shorterThan: 4)
@@ -83,8 +93,7 @@ public struct Decomposer: Sendable {
                 continue
             }
             let r = isBone[c] ? softRatio[c] : ratio[c]
-            bone[c] = calibration.hydroxyapatite(lLow: a.low[c], lHigh: a.high[c], softRatio: r)
-            soft[c] = calibration.softTissue(lLow: a.low[c], lHigh: a.high[c], softRatio: r)
+            (bone[c], soft[c]) = fast.evaluate(a.low[c], a.high[c], r)
             if !isBone[c] { fat[c] = min(1, max(0, calibration.fatFraction(lLow: a.low[c], lHigh: a.high[c]))) }
         }
         return DecomposedLine(index: a.index, yUm: a.yUm, xUm: a.xUm, bone: bone, soft: soft, fatFraction: fat, isBone: isBone, flags: a.flags)

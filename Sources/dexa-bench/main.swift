@@ -5,12 +5,16 @@ import Foundation
 ///   dexa-bench decode [--seconds S]   frame decoding (reassembly, CRC, data payload to lines)
 /// Prints readable figures, then one JSON line for scripts.
 let args = CommandLine.arguments.dropFirst()
-guard let what = args.first, what == "decode" else {
-    FileHandle.standardError.write(Data("usage: dexa-bench decode [--seconds S]\n".utf8))
+guard let what = args.first, what == "decode" || what == "decompose" else {
+    FileHandle.standardError.write(Data("usage: dexa-bench decode|decompose [--seconds S]\n".utf8))
     exit(2)
 }
 var seconds = 3.0
 if let i = args.firstIndex(of: "--seconds"), args.index(after: i) < args.endIndex, let s = Double(args[args.index(after: i)]), s > 0 { seconds = s }
+if what == "decompose" {
+    DecomposeBenchmark.run(seconds: seconds)
+    exit(0)
+}
 
 // ICD data frames of 144 channels × 16 lines, as the DX-1 sends them, with realistic counts.
 let channels = 144, linesPerFrame = 16, framesInStream = 512

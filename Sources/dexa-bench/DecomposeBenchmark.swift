@@ -1,0 +1,66 @@
+import DXDecomposition
+import DXProtocol
+import DXSimulator
+import Foundation
+
+/// `dexa-bench decompose`: attenuation and decomposition of 512-channel lines on one core.
+/// Input comes from the simulator's detector looking at the bench phantoms; the calibration
+/// is fitted from its calibration phantom first (not timed).
+enum DecomposeBenchmark {
+    static func lines(_ d: inout Detector, _ scene: any Scene, mode: ScanMode, y0: Int32, y1: Int32, step: Int32, period: UInt32, current: UInt32) -> [ScanLine] {
+        var out: [ScanLine] = []
+        var y = y0, i: UInt32 = 0
+        while y < y1 {
+            let r = d.readLine(mode: mode, xUm: 200_000, yUm: y, periodUs: period, currentUA: current, outputFactor: 1, scene: scene)
+            out.append(ScanLine(index: i, yUm: y, xUm: 200_000, tUs: UInt64(i) * UInt64(period), flags: mode == .dark ? [] : [.xrayOn], samples: r.samples))
+            y += step; i += 1
+        }
+        return out
+    }
+
+    static func run(seconds: Double) {
+        let channels = 512, pitch = 300
+        var d = Detector(channels: channels, pitchUm: pitch, seed: 1)
+        do {
+            let dark = try DarkReference(lines: lines(&d, EmptyTable(), mode: .dark, y0: 1_900_000, y1: 1_930_000, step: 1000, period: 10_000, current: 0))
+            let air = try AirReference(lines: lines(&d, EmptyTable(), mode: .dual, y0: 1_900_000, y1: 1_930_000, step: 1000, period: 10_000, current: 1000),
+                                       dark: dark, periodUs: 10_000, currentUA: 1000)
+            let stage = AttenuationStage(dark: dark, air: air)
+            let bench = PhantomScene(StandardPhantoms.bench)
+            let cal = try lines(&d, bench, mode: .dual, y0: 295_000, y1: 355_000, step: 200, period: 50_000, current: 1000)
+                .map { try stage.process($0, periodUs: 50_000, currentUA: 1000) }
+            let geometry = ScanGeometry(channels: channels, pitchUm: pitch)
+            let calibration = try Calibration.fit(points: CalibrationMeasurement.points(lines: cal, geometry: geometry, phantom: StandardPhantoms.calibration),
+                                                  source: "benchmark")
+            let decomposer = Decomposer(calibration: calibration)
+            let input = lines(&d, bench, mode: .dual, y0: 505_000, y1: 695_000, step: 500, period: 40_000, current: 2000)
+            let clock = ContinuousClock()
+            var pixels = 0, latencies: [Double] = []
+            let start = clock.now
+            var elapsed = 0.0
+            var checksum = 0.0
+            repeat {
+                for line in input {
+                    let t0 = clock.now
+                    let out = decomposer.decompose(try stage.process(line, periodUs: 40_000, currentUA: 2000))
+                    let dt = clock.now - t0
+                    latencies.append(Double(dt.components.attoseconds) * 1e-12 + Double(dt.components.seconds) * 1e6)
+                    checksum += out.bone[channels / 2].isFinite ? out.bone[channels / 2] : 0
+                    pixels += channels
+                }
+                let e = clock.now - start
+                elapsed = Double(e.components.seconds) + Double(e.components.attoseconds) * 1e-18
+            } while elapsed < seconds
+            latencies.sort()
+            let p50 = latencies[latencies.count / 2], p99 = latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
+            let rate = Double(pixels) / elapsed
+            print("decompose: \(channels)-channel lines (attenuation + classification + calibration), one core, \(input.count) distinct lines")
+            print(String(format: "%.1f million pixels/s, %.0f lines/s; per line p50 %.1f µs, p99 %.1f µs (checksum %.3f)",
+                         rate / 1e6, rate / Double(channels), p50, p99, checksum))
+            print("{\"pixels_per_s\": \(Int(rate)), \"line_p50_us\": \(String(format: "%.1f", p50)), \"line_p99_us\": \(String(format: "%.1f", p99))}")
+        } catch {
+            FileHandle.standardError.write(Data("dexa-bench decompose: \(error)\n".utf8))
+            exit(1)
+        }
+    }
+}
