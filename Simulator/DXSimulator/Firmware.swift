@@ -99,7 +99,6 @@ public actor DX1Firmware {
     // Sensors and records.
     private var detector: Detector
     private var tubeTemp = 320.0  // tenths of °C
-    private var timeOffsetUs: Int64 = 0
     private var log = FirmwareLog()
     private var droppedLines: UInt32 = 0
     private var commandsReceived = 0
@@ -263,7 +262,6 @@ public actor DX1Firmware {
         case let .getLog(offset, maxBytes):
             return (.ok, log.chunk(from: offset, max: Int(maxBytes)).encoded)
         case let .setTime(t):
-            timeOffsetUs = Int64(clamping: t) - Int64(clamping: uptime.elapsed.microseconds)
             log.append(at: uptime.elapsed, "time set to \(t) µs since 1970")
             return (.ok, [])
         case .reset:

@@ -21,17 +21,14 @@ public final class SocketSimulator: Sendable {
         self.firmware = DX1Firmware(configuration: configuration, clock: clock, scene: scene)
     }
 
-    /// One host connection: the device-side link for the firmware.
-    final class HostConnection: DeviceSideLink {
+    /// One host connection; the firmware reaches it through `CurrentLink`.
+    final class HostConnection: Sendable {
         let socket: UnixSocket
-        let owner: SocketSimulator
-        init(socket: UnixSocket, owner: SocketSimulator) { self.socket = socket; self.owner = owner }
+        init(socket: UnixSocket) { self.socket = socket }
 
         func emit(_ endpoint: Endpoint, _ bytes: [UInt8]) -> Bool {
             (try? socket.writeAll(CaptureRecord(tUs: 0, endpoint: endpoint, bytes: bytes).encoded)) != nil
         }
-        func disconnect(reason: String) { owner.unplug() }
-        func reconnect() { owner.plug() }
     }
 
     /// The link the firmware talks to: whichever host is connected now.
@@ -85,7 +82,7 @@ public final class SocketSimulator: Sendable {
         startThread("dexa-sim-accept") { [self] in
             while let conn = listener.accept() {
                 if unplugged.withLock({ $0 }) { conn.close(); continue }
-                let host = HostConnection(socket: conn, owner: self)
+                let host = HostConnection(socket: conn)
                 current.withLock { old in
                     old?.socket.shutdown()
                     old = host

@@ -51,11 +51,6 @@ public final class ControlServer: Sendable {
     private let maxInFlight: Int
     private let connectionCounter = Mutex(0)
 
-    public convenience init(path: String, handler: any ControlHandler, logger: Logger = Logger(label: "dexa.control"), maxInFlight: Int = 16) {
-        self.init(listener: .path(path), handler: handler, logger: logger, maxInFlight: maxInFlight,
-                  admit: { _ in .admit(.service) }, onListening: {})
-    }
-
     /// - Parameters:
     ///   - admit: decides on each connection from its peer's credentials, before reading.
     ///   - onListening: called once the socket accepts connections.

@@ -95,9 +95,15 @@ public struct Calibration: Sendable, Equatable, Codable {
     /// Terms of the bone model: monoenergetically BMD = (L_low − R·L_high)/(μ_b,low − R·μ_b,high),
     /// linear in the attenuations with coefficients that depend on R; the squares carry the
     /// polychromatic beam's hardening.
-    static func boneTerms(_ u: Double, _ v: Double, _ r: Double) -> [Double] {
-        [1, r, u, u * r, u * r * r, v, v * r, v * r * r, u * u, v * v, u * v, u * u * r, v * v * r, u * v * r]
+    @inline(__always)
+    static func withBoneTerms<R>(_ u: Double, _ v: Double, _ r: Double, _ body: (UnsafeBufferPointer<Double>) -> R) -> R {
+        let ur = u * r, vr = v * r, uu = u * u, vv = v * v, uv = u * v
+        let t: (Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double) =
+            (1, r, u, ur, ur * r, v, vr, vr * r, uu, vv, uv, uu * r, vv * r, uv * r)
+        return withUnsafeBytes(of: t) { body($0.bindMemory(to: Double.self)) }
     }
+
+    static func boneTerms(_ u: Double, _ v: Double, _ r: Double) -> [Double] { withBoneTerms(u, v, r) { Array($0) } }
 
     static func fatTerms(_ r: Double, _ v: Double) -> [Double] { [1, r, v, r * r, r * v, v * v] }
 
@@ -132,31 +138,20 @@ public struct Calibration: Sendable, Equatable, Codable {
             residualFatFraction: rms(fatModel, fatRows, softOnly.map { $0.fat / max($0.lean + $0.fat, 1e-9) }))
     }
 
-    /// Bone mineral (g/cm²) of a pixel with attenuations (u, v) under soft tissue of ratio r.
-    public func hydroxyapatite(lLow u: Double, lHigh v: Double, softRatio r: Double) -> Double {
-        hydroxyapatite.evaluate(Self.boneTerms(u, v, r))
-    }
-
-    public func softTissue(lLow u: Double, lHigh v: Double, softRatio r: Double) -> Double {
-        softTissue.evaluate(Self.boneTerms(u, v, r))
-    }
-
     /// The bone and soft-tissue polynomials with their coefficients unfolded, for the hot
-    /// path: the terms of `boneTerms` evaluated inline, no allocation per pixel.
+    /// path: the terms of `withBoneTerms` evaluated inline, no allocation per pixel.
     public struct FastBoneModel: Sendable {
         let b: [Double], s: [Double]
 
+        /// Bone mineral and soft tissue (g/cm²) of a pixel with attenuations (u, v) under soft
+        /// tissue of ratio r.
         @inline(__always)
         public func evaluate(_ u: Double, _ v: Double, _ r: Double) -> (bone: Double, soft: Double) {
-            let ur = u * r, vr = v * r, uu = u * u, vv = v * v, uv = u * v
-            let t: (Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double) =
-                (1, r, u, ur, ur * r, v, vr, vr * r, uu, vv, uv, uu * r, vv * r, uv * r)
-            return b.withUnsafeBufferPointer { b in
+            b.withUnsafeBufferPointer { b in
                 s.withUnsafeBufferPointer { s in
-                    withUnsafeBytes(of: t) { raw in
-                        let x = raw.bindMemory(to: Double.self)
+                    Calibration.withBoneTerms(u, v, r) { x in
                         var bone = 0.0, soft = 0.0
-                        for j in 0..<14 { bone += b[j] * x[j]; soft += s[j] * x[j] }
+                        for j in 0..<x.count { bone += b[j] * x[j]; soft += s[j] * x[j] }
                         return (bone, soft)
                     }
                 }

@@ -36,9 +36,6 @@ public struct ScaledClock: Clock, Sendable {
         }
         try await base.sleep(for: remaining.scaled(by: 1 / speed), tolerance: tolerance?.scaled(by: 1 / speed))
     }
-
-    /// Microseconds since the origin, the unit the device's line timestamps use.
-    public var microseconds: UInt64 { now.offset.microseconds }
 }
 
 extension Duration {

@@ -210,26 +210,10 @@ class Bridge:
             client.complete(0, 0)
             return True
         if request in (REAPURB, REAPURBNDELAY):
-            if self.done:
-                urb = self.done.pop(0)
-                slot = arg.resolve(0, 8)
-                slot.set_ptr(0, urb)
-                self.counts["reaped"] += 1
-                client.complete(0, 0)
-            else:
+            if not self.reap(arg, client, final=False):
                 # Nothing yet: answer a little later, so libusb does not spin on a node that
                 # never blocks (USB-TESTING.md).
-                def later():
-                    if self.done:
-                        urb = self.done.pop(0)
-                        slot = arg.resolve(0, 8)
-                        slot.set_ptr(0, urb)
-                        self.counts["reaped"] += 1
-                        client.complete(0, 0)
-                    else:
-                        client.complete(-1, errno.EAGAIN)
-                    return False
-                GLib.timeout_add(2, later)
+                GLib.timeout_add(2, lambda: self.reap(arg, client, final=True) and False)
             return True
         if request == DISCARDURB:
             addr = struct.unpack("=Q", data_of(arg)[:8])[0]
@@ -249,6 +233,21 @@ class Bridge:
                     client.complete(0, 0)
                     return True
             client.complete(-1, errno.EINVAL)
+            return True
+        return False
+
+    def reap(self, arg, client, final):
+        """Hands the oldest finished URB to a reap request; with `final`, answers EAGAIN when
+        there is none. Returns whether the request was answered."""
+        if self.done:
+            urb = self.done.pop(0)
+            slot = arg.resolve(0, 8)
+            slot.set_ptr(0, urb)
+            self.counts["reaped"] += 1
+            client.complete(0, 0)
+            return True
+        if final:
+            client.complete(-1, errno.EAGAIN)
             return True
         return False
 
