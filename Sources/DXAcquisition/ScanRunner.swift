@@ -94,7 +94,7 @@ public enum ScanError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .busy(let id): "scan \(id) is already running"
+        case .busy(let id): id == 0 ? "a calibration or scan sequence is running" : "scan \(id) is already running"
         case let .deviceNotReady(s, detail): "the DX-1 is \(s), not IDLE\(detail.isEmpty ? "" : ": \(detail)")"
         case .interlockOpen(let open): "interlock open: \(open.joined(separator: ", ")); close it and try again"
         case .rejected(let why): why
@@ -118,6 +118,8 @@ public actor ScanRunner {
     private let recorder: RecordingTransport?
     private let captureDirectory: String?
     private var current: UInt32?
+    /// Held for a whole sequence, so no other scan slips in between its scans.
+    private var sequenceRunning = false
     private var nextID: UInt32
 
     public init(session: DeviceSession, clock: any Clock<Duration>, recorder: RecordingTransport? = nil,
@@ -136,6 +138,7 @@ public actor ScanRunner {
 
     public func run(_ plan: ScanPlan, progress: (@Sendable (ScanProgress) -> Void)? = nil) async throws -> ScanOutcome {
         if let current { throw ScanError.busy(current) }
+        if sequenceRunning { throw ScanError.busy(0) }
         let id = allocateID()
         guard let info = await session.info else { throw DeviceError.notConnected }
         let writer = openCapture(scans: [(id, plan)], phantom: plan.phantom, info: info)
@@ -151,6 +154,9 @@ public actor ScanRunner {
     public func runSequence(_ plans: [ScanPlan], phantom: Phantom?, progress: (@Sendable (ScanProgress) -> Void)? = nil)
         async throws -> (outcomes: [ScanOutcome], capture: String?) {
         if let current { throw ScanError.busy(current) }
+        if sequenceRunning { throw ScanError.busy(0) }
+        sequenceRunning = true
+        defer { sequenceRunning = false }
         guard let info = await session.info else { throw DeviceError.notConnected }
         let ids = plans.map { _ in allocateID() }
         let writer = openCapture(scans: Array(zip(ids, plans)), phantom: phantom, info: info)

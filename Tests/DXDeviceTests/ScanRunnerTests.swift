@@ -173,3 +173,25 @@ struct ScanRunnerTests {
         await #expect(throws: ScanError.self) { try await b.runner.run(Bench.plan(lines: 10)) }
     }
 }
+
+@Suite("Scan sequences")
+struct ScanSequenceTests {
+    @Test func noOtherScanSlipsIntoASequence() async throws {
+        let b = try await Bench(speed: 5)
+        defer { b.stop() }
+        let seq = Task { try await b.runner.runSequence([Bench.plan(lines: 200), Bench.plan(lines: 200)], phantom: nil) }
+        // Keep trying to start a scan for as long as the sequence runs: every attempt is refused,
+        // also between its two scans.
+        var refused = 0
+        while !(await b.sim.firmware.snapshot.commandLog.filter { $0.hasSuffix("START_SCAN") }.count >= 2) {
+            do {
+                _ = try await b.runner.run(Bench.plan(lines: 10))
+                Issue.record("a scan started inside a sequence")
+            } catch is ScanError { refused += 1 }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        let (outcomes, _) = try await seq.value
+        #expect(outcomes.map(\.result) == [.completed, .completed])
+        #expect(refused > 0)
+    }
+}
