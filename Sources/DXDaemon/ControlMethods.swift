@@ -130,7 +130,11 @@ public struct DaemonControlHandler: ControlHandler {
         guard let before = await session.info else { throw DeviceError.notConnected }
         let notices = await session.notices()
         let started = ContinuousClock.now
-        _ = try await session.execute(.reset)
+        do {
+            _ = try await session.execute(.reset)
+        } catch DeviceError.linkLost {
+            // The unit left the bus before its answer got through: that is what RESET does.
+        }
         let back: DeviceInfo? = await withTaskGroup(of: DeviceInfo?.self) { group in
             group.addTask {
                 var left = false

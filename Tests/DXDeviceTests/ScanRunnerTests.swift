@@ -180,6 +180,10 @@ struct ScanSequenceTests {
         let b = try await Bench(speed: 5)
         defer { b.stop() }
         let seq = Task { try await b.runner.runSequence([Bench.plan(lines: 200), Bench.plan(lines: 200)], phantom: nil) }
+        // Only once the sequence has begun does it own the runner.
+        while await b.sim.firmware.snapshot.commandLog.filter({ $0.hasSuffix("START_SCAN") }).isEmpty {
+            try await Task.sleep(for: .milliseconds(2))
+        }
         // Keep trying to start a scan for as long as the sequence runs: every attempt is refused,
         // also between its two scans.
         var refused = 0
