@@ -136,6 +136,10 @@ public actor ScanRunner {
 
     public var runningScan: UInt32? { current }
 
+    /// What the runner hands on as lines arrive: the index of the scan in its sequence and
+    /// the lines (for the live decomposition). Called on the runner; must not block.
+    public typealias LineSink = @Sendable (_ scan: Int, _ lines: [ScanLine]) -> Void
+
     public func run(_ plan: ScanPlan, progress: (@Sendable (ScanProgress) -> Void)? = nil) async throws -> ScanOutcome {
         if let current { throw ScanError.busy(current) }
         if sequenceRunning { throw ScanError.busy(0) }
@@ -146,13 +150,13 @@ public actor ScanRunner {
             recorder?.detach()
             writer?.close()
         }
-        return try await runOne(plan, id: id, capture: writer, progress: progress)
+        return try await runOne(plan, id: id, capture: writer, progress: progress, index: 0, onLines: nil)
     }
 
     /// Several scans into one capture (a calibration: dark, air, phantom), in order; stops at
     /// the first that does not complete.
-    public func runSequence(_ plans: [ScanPlan], phantom: Phantom?, progress: (@Sendable (ScanProgress) -> Void)? = nil)
-        async throws -> (outcomes: [ScanOutcome], capture: String?) {
+    public func runSequence(_ plans: [ScanPlan], phantom: Phantom?, progress: (@Sendable (ScanProgress) -> Void)? = nil,
+                            onLines: LineSink? = nil) async throws -> (outcomes: [ScanOutcome], capture: String?) {
         if let current { throw ScanError.busy(current) }
         if sequenceRunning { throw ScanError.busy(0) }
         sequenceRunning = true
@@ -165,8 +169,8 @@ public actor ScanRunner {
             writer?.close()
         }
         var outcomes: [ScanOutcome] = []
-        for (id, plan) in zip(ids, plans) {
-            outcomes.append(try await runOne(plan, id: id, capture: writer, progress: progress))
+        for (index, (id, plan)) in zip(ids, plans).enumerated() {
+            outcomes.append(try await runOne(plan, id: id, capture: writer, progress: progress, index: index, onLines: onLines))
         }
         return (outcomes, writer?.path)
     }
@@ -178,7 +182,7 @@ public actor ScanRunner {
     }
 
     private func runOne(_ plan: ScanPlan, id: UInt32, capture writer: CaptureWriter?,
-                        progress: (@Sendable (ScanProgress) -> Void)?) async throws -> ScanOutcome {
+                        progress: (@Sendable (ScanProgress) -> Void)?, index: Int, onLines: LineSink?) async throws -> ScanOutcome {
         if let current { throw ScanError.busy(current) }
         let status = try await session.refreshStatus()
         switch status.state {
@@ -235,6 +239,7 @@ public actor ScanRunner {
                     lastT = l.tUs
                 }
                 outcome.lines += frame.lines.count
+                onLines?(index, frame.lines)
                 let now = watch.elapsed
                 if let progress, now - lastProgress >= .milliseconds(100) || outcome.lines >= Int(plan.lineCount) {
                     lastProgress = now

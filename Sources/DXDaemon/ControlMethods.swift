@@ -68,11 +68,14 @@ public struct DaemonControlHandler: ControlHandler {
                                                 gaps: progress.gaps, linesPerSecond: progress.linesPerSecond, etaSeconds: progress.etaSeconds)
                 if let v = try? JSONValue(encoding: notice) { context.notify("scan.progress", v) }
             }
-            if p.withReferences == true {
-                let refs = try await referencePlans(x: plan.xUm)
-                let (outcomes, _) = try await device.runner.runSequence(refs + [plan], phantom: plan.phantom, progress: progress)
-                guard let last = outcomes.last else { throw RPCError(code: RPCError.scanFailedCode, message: "no scan ran") }
-                return try JSONValue(encoding: Self.report(last))
+            // A patient is only measured with a valid calibration, and always with references.
+            var calibration: Calibration?
+            switch CalibrationStore(stateDirectory: configuration.stateDirectory).load() {
+            case .success(let c): calibration = c
+            case .failure(let problem): if plan.role == .patient { throw problem.rpcError }
+            }
+            if p.withReferences == true || plan.role == .patient {
+                return try await runWithReferences(plan, calibration: calibration, progress: progress)
             }
             let outcome = try await device.run(plan, progress: progress)
             return try JSONValue(encoding: Self.report(outcome))
@@ -221,7 +224,7 @@ public struct DaemonControlHandler: ControlHandler {
             guard let parsed = CaptureScan.Region(rawValue: r) else { throw RPCError.invalidParams("unknown region \(r)") }
             region = parsed
         }
-        if role == .patient { throw RPCError.invalidParams("patient scans are made through an exam, not scan.run") }
+        if role == .patient && region == nil { throw RPCError.invalidParams("a patient scan needs a region (ap_spine, left_hip, right_hip, lateral_spine)") }
         let phantom = try p.phantom.map { try Self.loadPhantom($0) }
         return ScanPlan(
             mode: mode, xUm: p.xUm ?? Int32(info.travelXUm / 2), yStartUm: yStart, lineCount: p.lines ?? 200,
@@ -234,6 +237,35 @@ public struct DaemonControlHandler: ControlHandler {
         do { return try JSONDecoder().decode(Phantom.self, from: data) } catch {
             throw RPCError.invalidParams("\(path) is not an ICD §8 phantom: \(error)")
         }
+    }
+
+    /// Dark and air references, then the scan, into one capture; with a calibration, the scan
+    /// is decomposed live as its lines arrive and the report carries the result (`analysis`).
+    private func runWithReferences(_ plan: ScanPlan, calibration: Calibration?,
+                                   progress: @escaping @Sendable (ScanProgress) -> Void) async throws -> JSONValue {
+        guard let info = await device.session.info else { throw DeviceError.notConnected }
+        let plans = try await referencePlans(x: plan.xUm) + [plan]
+        let live = calibration.map { cal in
+            LiveSequenceAnalysis(calibration: cal, geometry: ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm)),
+                                 rois: plan.phantom?.rois ?? [],
+                                 scans: plans.map { .init(role: $0.role, configuration: $0.configuration(id: 0)) })
+        }
+        var sink: ScanRunner.LineSink?
+        if let live { sink = { index, lines in live.lines(lines, scan: index) } }
+        let (outcomes, _) = try await device.runner.runSequence(plans, phantom: plan.phantom, progress: progress, onLines: sink)
+        guard let last = outcomes.last else { throw RPCError(code: RPCError.scanFailedCode, message: "no scan ran") }
+        var report: [String: JSONValue] = [:]
+        if case .object(let fields) = try JSONValue(encoding: Self.report(last)) { report = fields }
+        switch await live?.finish() {
+        case .success(let result)?:
+            report["analysis"] = try JSONValue(encoding: result)
+            report["calibration"] = .string(calibration?.source ?? "")
+        case .failure(let e)?:
+            report["analysis_error"] = .string(e.description)
+        case nil:
+            report["analysis_error"] = .string("no valid calibration: the scan was recorded, not decomposed")
+        }
+        return .object(report)
     }
 
     /// A dark and an air scan in the air zone (ICD §6), the references every analysis needs.
@@ -257,15 +289,17 @@ public struct DaemonControlHandler: ControlHandler {
         guard let info = await device.session.info else { throw DeviceError.notConnected }
         let ys = cells.flatMap(\.yUm), xs = cells.flatMap(\.xUm)
         guard let y0 = ys.min(), let y1 = ys.max(), let x0 = xs.min(), let x1 = xs.max() else { throw RPCError.invalidParams("\(path): cells without extent") }
-        let period = UInt32(params?["line_period_us"]?.intValue ?? 50_000)
-        let current = UInt32(params?["tube_current_ua"]?.intValue ?? 1000)
         let step: Int32 = Int32(params?["line_step_um"]?.intValue ?? 100)
         let lines = UInt32(max(1, Int(y1 - y0) / Int(step)))
         let centreX = Int32((Int(x0) + Int(x1)) / 2)
-        let plans = try await referencePlans(x: centreX) + [
+        // Two passes over the phantom: the thin cells at 50 ms·mA (the thinnest would saturate
+        // the high window above about 57), the thick ones at 300 ms·mA, where the first pass
+        // leaves them a few photons per pixel. The fit pools them by exposure.
+        let passes: [(UInt32, UInt32)] = [(50_000, 1000), (100_000, 3000)]
+        let plans = try await referencePlans(x: centreX) + passes.map { period, current in
             ScanPlan(mode: .dual, xUm: centreX, yStartUm: y0, lineCount: lines, lineStepUm: step, linePeriodUs: period,
-                     tubeCurrentUA: current, linesPerFrame: 16, role: .calibration),
-        ]
+                     tubeCurrentUA: current, linesPerFrame: 16, role: .calibration)
+        }
         let (_, capture) = try await device.runner.runSequence(plans, phantom: phantom)
         guard let capture else { throw RPCError(code: RPCError.deviceErrorCode, message: "captures are disabled; a calibration needs one") }
         let contents: CaptureFormat.Contents
@@ -276,10 +310,9 @@ public struct DaemonControlHandler: ControlHandler {
         do {
             let geometry = ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm))
             let calibration = try CaptureAnalysis.calibration(from: scans, phantom: phantom, geometry: geometry, source: capture)
-            let file = configuration.stateDirectory + "/calibration.json"
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(calibration).write(to: URL(fileURLWithPath: file), options: .atomic)
+            let store = CalibrationStore(stateDirectory: configuration.stateDirectory)
+            try store.save(calibration)
+            let file = store.path
             return .object([
                 "calibration": .string(file), "capture": .string(capture), "version": .number(Double(calibration.version)),
                 "cells": .number(Double(calibration.points.count)),

@@ -25,7 +25,13 @@ public struct AttenuationLine: Sendable {
     /// pixels); averaging these, then taking the log, is unbiased where averaging logs is not.
     public var transmissionLow: [Double]
     public var transmissionHigh: [Double]
+    /// Variance of `low` and `high` from photon statistics (1/N plus the pedestal's noise):
+    /// how far a pixel's value can be trusted.
+    public var varianceLow: [Double]
+    public var varianceHigh: [Double]
     public var flags: [PixelFlags]
+    /// Line period × tube current (ms·mA): how many photons the air reference promised.
+    public var exposure: Double
 
     public var channels: Int { low.count }
 }
@@ -44,8 +50,11 @@ public struct AttenuationStage: Sendable {
         let n = line.channels
         guard n == air.low.count else { throw .channelMismatch(expected: air.low.count, got: n) }
         let exposure = Double(periodUs) * Double(max(currentUA, 1))
+        // ln of a Poisson count is biased low by about 1/(2N) (N photons, variance N plus the
+        // pedestal's noise): corrected per pixel so that photon-starved pixels of thick
+        // tissue average to the right attenuation.
         var low = [Double](repeating: .nan, count: n), high = low
-        var tLow = low, tHigh = low
+        var tLow = low, tHigh = low, varLow = low, varHigh = low
         var flags = [PixelFlags](repeating: [], count: n)
         let beam = line.flags.contains(.xrayOn)
         for c in 0..<n {
@@ -59,12 +68,15 @@ public struct AttenuationStage: Sendable {
             }
             if il < 0.5 || ih < 0.5 { f.insert(.belowDark) }
             if f.isEmpty {
-                low[c] = Foundation.log(air.low[c] * exposure / il)
-                high[c] = Foundation.log(air.high[c] * exposure / ih)
+                varLow[c] = (il + 1) / (il * il)
+                varHigh[c] = (ih + 1) / (ih * ih)
+                low[c] = Foundation.log(air.low[c] * exposure / il) - varLow[c] / 2
+                high[c] = Foundation.log(air.high[c] * exposure / ih) - varHigh[c] / 2
             }
             flags[c] = f
         }
         return AttenuationLine(index: line.index, yUm: line.yUm, xUm: line.xUm, low: low, high: high,
-                               transmissionLow: tLow, transmissionHigh: tHigh, flags: flags)
+                               transmissionLow: tLow, transmissionHigh: tHigh,
+                               varianceLow: varLow, varianceHigh: varHigh, flags: flags, exposure: exposure / 1e6)
     }
 }

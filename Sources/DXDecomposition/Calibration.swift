@@ -12,6 +12,9 @@ public struct CalibrationPoint: Sendable, Equatable, Codable {
     public var lean: Double
     public var fat: Double
     public var pixels: Int
+    /// The exposure behind the measurement: Σ over its pixels of line period × tube current
+    /// (ms·mA). Cells may be measured in several scans of different exposure.
+    public var exposure: Double
 }
 
 /// A least-squares fit of one quantity as a linear combination of fixed terms, with the
@@ -21,20 +24,22 @@ public struct LinearModel: Sendable, Equatable, Codable {
     public var means: [Double]
     public var scales: [Double]
 
-    public static func fit(_ rows: [[Double]], _ targets: [Double], weights: [Double]? = nil) throws(DecompositionError) -> LinearModel {
+    /// `centred`: term 0 is a constant and the others are centred and scaled; otherwise every
+    /// term is only scaled, so a model whose terms all vanish at a point is exactly 0 there.
+    public static func fit(_ rows: [[Double]], _ targets: [Double], weights: [Double]? = nil,
+                           centred: Bool = true) throws(DecompositionError) -> LinearModel {
         guard let width = rows.first?.count, rows.count >= width else {
             throw .tooFewCalibrationPoints(rows.count, needed: rows.first?.count ?? 1)
         }
-        // Standardise every term but the constant (term 0).
         var means = [Double](repeating: 0, count: width), scales = [Double](repeating: 1, count: width)
-        for j in 1..<width {
+        for j in (centred ? 1 : 0)..<width {
             let col = rows.map { $0[j] }
-            let m = col.reduce(0, +) / Double(col.count)
+            let m = centred ? col.reduce(0, +) / Double(col.count) : 0
             let sd = (col.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(col.count)).squareRoot()
             means[j] = m
             scales[j] = sd > 1e-12 ? sd : 1
         }
-        let x = rows.map { r in (0..<width).map { j in j == 0 ? r[0] : (r[j] - means[j]) / scales[j] } }
+        let x = rows.map { r in (0..<width).map { j in (r[j] - means[j]) / scales[j] } }
         // Normal equations, solved by Gaussian elimination with partial pivoting.
         var a = [[Double]](repeating: [Double](repeating: 0, count: width + 1), count: width)
         for (k, (r, t)) in zip(x, targets).enumerated() {
@@ -62,15 +67,14 @@ public struct LinearModel: Sendable, Equatable, Codable {
     /// The same model with the standardisation folded into the coefficients: evaluate as
     /// Σ rawCoefficients[j] · term[j], with no array per pixel.
     public var rawCoefficients: [Double] {
-        var raw = coefficients.indices.map { j in j == 0 ? coefficients[0] : coefficients[j] / scales[j] }
+        var raw = coefficients.indices.map { j in coefficients[j] / scales[j] }
         for j in 1..<coefficients.count { raw[0] -= coefficients[j] * means[j] / scales[j] }
         return raw
     }
 
-    @inline(__always)
     public func evaluate(_ terms: [Double]) -> Double {
-        var s = coefficients[0] * terms[0]
-        for j in 1..<coefficients.count { s += coefficients[j] * (terms[j] - means[j]) / scales[j] }
+        var s = 0.0
+        for j in 0..<coefficients.count { s += coefficients[j] * (terms[j] - means[j]) / scales[j] }
         return s
     }
 }
@@ -79,7 +83,7 @@ public struct LinearModel: Sendable, Equatable, Codable {
 /// bone mineral and soft-tissue mass, fitted from a calibration-phantom scan. Versioned,
 /// and it names the capture it came from (`source`).
 public struct Calibration: Sendable, Equatable, Codable {
-    public static let formatVersion = 1
+    public static let formatVersion = 2
     public var version = Calibration.formatVersion
     public var source: String
     public var created: String
@@ -92,11 +96,23 @@ public struct Calibration: Sendable, Equatable, Codable {
     public var residualSoftTissue: Double
     public var residualFatFraction: Double
 
-    /// Terms of the bone model: monoenergetically BMD = (L_low − R·L_high)/(μ_b,low − R·μ_b,high),
-    /// linear in the attenuations with coefficients that depend on R; the squares carry the
-    /// polychromatic beam's hardening.
+    /// Terms of the bone model. Monoenergetically BMD = (L_low − R·L_high)/(μ_b,low − R·μ_b,high):
+    /// the "bone signal" b₀ = L_low − R·L_high over a factor that depends on R. The beam's
+    /// hardening makes the factor depend on b₀ and L_high too, so BMD = b₀·P(b₀, L_high, R) with
+    /// P a low-order polynomial. Every term carries b₀, so soft tissue whose ratio is R reads
+    /// exactly 0 whatever its thickness.
     @inline(__always)
-    static func withBoneTerms<R>(_ u: Double, _ v: Double, _ r: Double, _ body: (UnsafeBufferPointer<Double>) -> R) -> R {
+    static func withBoneTerms<T>(_ u: Double, _ v: Double, _ r: Double, _ body: (UnsafeBufferPointer<Double>) -> T) -> T {
+        let b = u - r * v
+        let t: (Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double) =
+            (b, b * r, b * r * r, b * v, b * v * r, b * v * v, b * b, b * b * r, b * b * v, b * b * b, b * v * r * r, b * v * v * r)
+        return withUnsafeBytes(of: t) { body($0.bindMemory(to: Double.self)) }
+    }
+
+    /// Terms of the soft-tissue model: linear in the attenuations with coefficients that
+    /// depend on R, and their squares for the hardening.
+    @inline(__always)
+    static func withSoftTerms<T>(_ u: Double, _ v: Double, _ r: Double, _ body: (UnsafeBufferPointer<Double>) -> T) -> T {
         let ur = u * r, vr = v * r, uu = u * u, vv = v * v, uv = u * v
         let t: (Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double) =
             (1, r, u, ur, ur * r, v, vr, vr * r, uu, vv, uv, uu * r, vv * r, uv * r)
@@ -104,6 +120,7 @@ public struct Calibration: Sendable, Equatable, Codable {
     }
 
     static func boneTerms(_ u: Double, _ v: Double, _ r: Double) -> [Double] { withBoneTerms(u, v, r) { Array($0) } }
+    static func softTerms(_ u: Double, _ v: Double, _ r: Double) -> [Double] { withSoftTerms(u, v, r) { Array($0) } }
 
     static func fatTerms(_ r: Double, _ v: Double) -> [Double] { [1, r, v, r * r, r * v, v * v] }
 
@@ -118,11 +135,12 @@ public struct Calibration: Sendable, Equatable, Codable {
         guard (fat.min() ?? 99) <= 0.05, (fat.max() ?? 0) >= 5.95 else { throw .calibrationRangeMissing("fat 0 to 6 g/cm²") }
 
         let boneRows = usable.map { boneTerms($0.lLow, $0.lHigh, $0.softRatio) }
-        // Weight each cell by the photons behind its measurement (pixels × low-window
+        // Weight each cell by the photons behind its measurement (exposure × low-window
         // transmission): photon-starved thick cells must not pull the fit where data is good.
-        let weights = usable.map { Double($0.pixels) * Foundation.exp(-$0.lLow) }
-        let haModel = try LinearModel.fit(boneRows, ha, weights: weights)
-        let softModel = try LinearModel.fit(boneRows, usable.map { $0.lean + $0.fat }, weights: weights)
+        let weights = usable.map { $0.exposure * Foundation.exp(-$0.lLow) }
+        let softRows = usable.map { softTerms($0.lLow, $0.lHigh, $0.softRatio) }
+        let haModel = try LinearModel.fit(boneRows, ha, weights: weights, centred: false)
+        let softModel = try LinearModel.fit(softRows, usable.map { $0.lean + $0.fat }, weights: weights)
         let softOnly = usable.filter { $0.hydroxyapatite == 0 }
         let fatRows = softOnly.map { fatTerms($0.lLow / $0.lHigh, $0.lHigh) }
         let fatModel = try LinearModel.fit(fatRows, softOnly.map { $0.fat / max($0.lean + $0.fat, 1e-9) })
@@ -134,7 +152,7 @@ public struct Calibration: Sendable, Equatable, Codable {
             source: source, created: Date().formatted(.iso8601), hydroxyapatite: haModel, softTissue: softModel, fatFraction: fatModel,
             points: usable,
             residualHydroxyapatite: rms(haModel, boneRows, ha),
-            residualSoftTissue: rms(softModel, boneRows, usable.map { $0.lean + $0.fat }),
+            residualSoftTissue: rms(softModel, softRows, usable.map { $0.lean + $0.fat }),
             residualFatFraction: rms(fatModel, fatRows, softOnly.map { $0.fat / max($0.lean + $0.fat, 1e-9) }))
     }
 
@@ -149,11 +167,17 @@ public struct Calibration: Sendable, Equatable, Codable {
         public func evaluate(_ u: Double, _ v: Double, _ r: Double) -> (bone: Double, soft: Double) {
             b.withUnsafeBufferPointer { b in
                 s.withUnsafeBufferPointer { s in
-                    Calibration.withBoneTerms(u, v, r) { x in
-                        var bone = 0.0, soft = 0.0
-                        for j in 0..<x.count { bone += b[j] * x[j]; soft += s[j] * x[j] }
-                        return (bone, soft)
+                    let bone = Calibration.withBoneTerms(u, v, r) { x in
+                        var sum = 0.0
+                        for j in 0..<x.count { sum += b[j] * x[j] }
+                        return sum
                     }
+                    let soft = Calibration.withSoftTerms(u, v, r) { x in
+                        var sum = 0.0
+                        for j in 0..<x.count { sum += s[j] * x[j] }
+                        return sum
+                    }
+                    return (bone, soft)
                 }
             }
         }
@@ -182,11 +206,15 @@ public struct ScanGeometry: Sendable, Equatable {
 /// Measures a calibration phantom's cells in a scan: mean attenuations over each cell's
 /// interior (a margin away from its edges), and each cell's soft-tissue ratio from the cell
 /// of the same lean and fat without bone.
+/// A cell may be measured in several scans: thin cells in a short exposure that does not
+/// saturate, thick ones in a long one that brings enough photons through. Transmissions are
+/// pooled weighted by exposure (Σ counts / Σ expected air counts), so each pixel counts by the
+/// photons it saw.
 public enum CalibrationMeasurement {
     public static func points(lines: [AttenuationLine], geometry: ScanGeometry, phantom: Phantom,
                               marginUm: Double = 1_500) throws(DecompositionError) -> [CalibrationPoint] {
         guard let cells = phantom.cells, !cells.isEmpty else { throw .calibrationRangeMissing("any cells (the phantom lists none)") }
-        var sums = [(u: Double, v: Double, n: Int)](repeating: (0, 0, 0), count: cells.count)
+        var sums = [(u: Double, v: Double, n: Int, e: Double)](repeating: (0, 0, 0, 0), count: cells.count)
         for line in lines {
             let y = Double(line.yUm)
             for (k, cell) in cells.enumerated() where cell.yUm.count == 2 && cell.xUm.count == 2 {
@@ -194,18 +222,20 @@ public enum CalibrationMeasurement {
                 guard y >= y0 && y < y1 else { continue }
                 let x0 = Double(min(cell.xUm[0], cell.xUm[1])) + marginUm, x1 = Double(max(cell.xUm[0], cell.xUm[1])) - marginUm
                 // Average transmissions (photon-starved pixels included), then take the log.
+                let e = line.exposure
                 for c in 0..<line.channels where !line.flags[c].contains(.saturated) && !line.flags[c].contains(.noBeam) {
                     let x = geometry.x(ofChannel: c, carriageX: line.xUm)
                     if x >= x0 && x < x1 && line.transmissionLow[c].isFinite && line.transmissionHigh[c].isFinite {
-                        sums[k].u += line.transmissionLow[c]; sums[k].v += line.transmissionHigh[c]; sums[k].n += 1
+                        sums[k].u += e * line.transmissionLow[c]; sums[k].v += e * line.transmissionHigh[c]
+                        sums[k].n += 1; sums[k].e += e
                     }
                 }
             }
         }
         func logs(_ k: Int) -> (Double, Double)? {
-            let n = Double(sums[k].n)
-            guard n > 0, sums[k].u > 0, sums[k].v > 0 else { return nil }
-            return (-Foundation.log(sums[k].u / n), -Foundation.log(sums[k].v / n))
+            let e = sums[k].e
+            guard e > 0, sums[k].u > 0, sums[k].v > 0 else { return nil }
+            return (-Foundation.log(sums[k].u / e), -Foundation.log(sums[k].v / e))
         }
         var softRatio: [String: Double] = [:]
         for (k, cell) in cells.enumerated() where cell.hydroxyapatite == 0 {
@@ -214,7 +244,7 @@ public enum CalibrationMeasurement {
         return cells.enumerated().compactMap { k, cell in
             guard let (u, v) = logs(k), let r = softRatio["\(cell.lean)/\(cell.fat)"] else { return nil }
             return CalibrationPoint(lLow: u, lHigh: v, softRatio: r, hydroxyapatite: cell.hydroxyapatite,
-                                    lean: cell.lean, fat: cell.fat, pixels: sums[k].n)
+                                    lean: cell.lean, fat: cell.fat, pixels: sums[k].n, exposure: sums[k].e)
         }
     }
 }

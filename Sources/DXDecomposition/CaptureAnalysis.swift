@@ -67,6 +67,9 @@ public struct CaptureAnalysis: Sendable {
     public var calibration: Calibration
     public var rois: [ROIResult]
     public var lines: Int
+    public var bonePixels: Int
+    public var boneAreaCm2: Double
+    public var meanBoneBMD: Double
 
     public static func run(calibrationPath: String, scanPath: String) throws(AnalysisError) -> CaptureAnalysis {
         let (calHeader, calScans) = try CaptureReader.read(path: calibrationPath)
@@ -80,19 +83,16 @@ public struct CaptureAnalysis: Sendable {
             throw .missingScan(scanPath, role: "patient, QC or phantom")
         }
         guard let config = measured.configuration else { throw .noConfiguration(scanPath, scanID: measured.scan.scanID) }
-        let rois = header.phantom?.rois ?? []
         let scanGeometry = ScanGeometry(channels: Int(header.device.channels), pitchUm: Int(header.device.pitchUm))
-        let decomposer = Decomposer(calibration: calibration)
-        var accumulators = rois.map { ROIAccumulator(roi: $0, geometry: scanGeometry) }
+        var work = ScanDecomposition(stage: scanStage, calibration: calibration, geometry: scanGeometry,
+                                     rois: header.phantom?.rois ?? [], configuration: config)
         do {
-            for line in measured.lines {
-                let d = decomposer.decompose(try scanStage.process(line, periodUs: config.linePeriodUs, currentUA: config.tubeCurrentUA))
-                for k in accumulators.indices { accumulators[k].add(d) }
-            }
+            for line in measured.lines { try work.add(line) }
         } catch {
             throw .decomposition("\(scanPath): \(error.description)")
         }
-        return CaptureAnalysis(calibration: calibration, rois: accumulators.map(\.result), lines: measured.lines.count)
+        return CaptureAnalysis(calibration: calibration, rois: work.roiResults, lines: measured.lines.count,
+                               bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2, meanBoneBMD: work.meanBoneBMD)
     }
 
     /// The calibration from a capture's dark, air and calibration scans: the one code path
@@ -100,14 +100,20 @@ public struct CaptureAnalysis: Sendable {
     public static func calibration(from scans: [CapturedScan], phantom: Phantom, geometry: ScanGeometry,
                                    source: String) throws(AnalysisError) -> Calibration {
         let stage = try stage(scans, path: source)
-        guard let calScan = scans.first(where: { $0.scan.role == .calibration }), !calScan.lines.isEmpty else {
-            throw .missingScan(source, role: "calibration")
-        }
-        guard let config = calScan.configuration else { throw .noConfiguration(source, scanID: calScan.scan.scanID) }
+        // Every calibration scan counts: thin cells come from a short exposure, thick ones
+        // from a long one (CalibrationMeasurement pools them by exposure).
+        let calScans = scans.filter { $0.scan.role == .calibration && !$0.lines.isEmpty }
+        guard !calScans.isEmpty else { throw .missingScan(source, role: "calibration") }
         do {
-            let att = try calScan.lines.map { try stage.process($0, periodUs: config.linePeriodUs, currentUA: config.tubeCurrentUA) }
+            var att: [AttenuationLine] = []
+            for scan in calScans {
+                guard let config = scan.configuration else { throw AnalysisError.noConfiguration(source, scanID: scan.scan.scanID) }
+                for line in scan.lines { att.append(try stage.process(line, periodUs: config.linePeriodUs, currentUA: config.tubeCurrentUA)) }
+            }
             let points = try CalibrationMeasurement.points(lines: att, geometry: geometry, phantom: phantom)
             return try Calibration.fit(points: points, source: source)
+        } catch let error as AnalysisError {
+            throw error
         } catch {
             throw .decomposition("\(source): \(error)")
         }

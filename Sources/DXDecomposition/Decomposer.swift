@@ -18,21 +18,35 @@ public struct DecomposedLine: Sendable {
 /// The decomposition of a line: classify bone against the soft tissue beside it, carry that
 /// tissue's ratio under the bone, apply the calibration. A pure function of the line, the
 /// calibration and the geometry, so a line is decomposed the moment it arrives.
+///
+/// Classification works in bone units, not in raw ratios, so that one threshold holds for
+/// thin and thick patients alike: a pixel is bone where the calibrated bone mineral, taken
+/// against the local soft-tissue baseline and smoothed over a few pixels, exceeds
+/// `boneThreshold`. The baseline is the morphological opening of the smoothed ratio
+/// L_low/L_high (a minimum then a maximum over a window wider than any bone), which removes
+/// bone's bumps and keeps the soft tissue's slow changes (fat varying across the body).
 public struct Decomposer: Sendable {
     public let calibration: Calibration
     /// High-window attenuation below which a pixel is air.
     public var airThreshold = 0.05
-    /// How far above the surrounding soft tissue's ratio a pixel's L_low/L_high must be to
-    /// count as bone.
-    public var boneMargin = 0.04
-    /// Soft-tissue pixels taken on each side of a run of bone.
-    public var neighbours = 8
+    /// Bone mineral (g/cm², smoothed) above which a pixel is bone, at least; in photon-starved
+    /// tissue the threshold rises to `noiseSigmas` standard deviations of the smoothed noise.
+    public var boneThreshold = 0.15
+    public var noiseSigmas = 3.0
+    /// Half-width (pixels) of the smoothing before classification.
+    public var smoothing = 3
+    /// Half-width (pixels) of the baseline's opening: wider than half the widest bone.
+    public var baselineHalfWidth: Int
+    /// Soft-tissue pixels taken on each side of a run of bone for its ratio.
+    public var neighbours = 16
 
     private let fast: Calibration.FastBoneModel
 
-    public init(calibration: Calibration) {
+    /// `pitchUm`: the detector's channel pitch, to size the baseline window (40 mm).
+    public init(calibration: Calibration, pitchUm: Int = 1000) {
         self.calibration = calibration
         fast = calibration.fastBoneModel
+        baselineHalfWidth = max(8, 40_000 / max(pitchUm, 1))
     }
 
     public func decompose(_ a: AttenuationLine) -> DecomposedLine {
@@ -43,49 +57,8 @@ public struct Decomposer: Sendable {
             tissue[c] = true
             ratio[c] = a.low[c] / a.high[c]
         }
-        let tissueRatios = (0..<n).filter { tissue[$0] }.map { ratio[$0] }.sorted()
-        var isBone = [Bool](repeating: false, count: n)
-        if tissueRatios.count >= 3 {
-            // The median is soft tissue wherever bone covers less than half the tissue. The
-            // ratio is smoothed over 5 pixels before the threshold, then gaps of up to 3
-            // pixels inside bone are closed and specks shorter than 4 pixels dropped.
-            let baseline = tissueRatios[tissueRatios.count / 2]
-            let margin = boneMargin
-            // Running sums over the 5-pixel window (tissue pixels only).
-            var sum = 0.0, count = 0
-            for k in 0..<min(n, 3) where tissue[k] { sum += ratio[k]; count += 1 }
-            for c in 0..<n {
-                if tissue[c], count > 0, sum / Double(count) > baseline + margin { isBone[c] = true }
-                let leaving = c - 2, entering = c + 3
-                if leaving >= 0, tissue[leaving] { sum -= ratio[leaving]; count -= 1 }
-                if entering < n, tissue[entering] { sum += ratio[entering]; count += 1 }
-            }
-            Self.close(&isBone, gap: 3)
-            Self.dropShortRuns(&isBone, shorterThan: 4)
-        }
-        // The soft tissue under bone: interpolate the ratio across each run of bone from the
-        // tissue pixels on either side.
-        var softRatio = ratio
-        var c = 0
-        while c < n {
-            guard isBone[c] else { c += 1; continue }
-            var end = c
-            while end + 1 < n && isBone[end + 1] { end += 1 }
-            // Skip two pixels next to the edge, which may hold a little bone.
-            let left = Self.mean((max(0, c - 2 - neighbours)..<max(0, c - 2)).filter { tissue[$0] && !isBone[$0] }.map { ratio[$0] })
-            let right = Self.mean(((end + 3)..<min(n, end + 3 + neighbours)).filter { tissue[$0] && !isBone[$0] }.map { ratio[$0] })
-            for k in c...end {
-                switch (left, right) {
-                case let (l?, r?):
-                    let t = Double(k - c + 1) / Double(end - c + 2)
-                    softRatio[k] = l + (r - l) * t
-                case let (l?, nil): softRatio[k] = l
-                case let (nil, r?): softRatio[k] = r
-                default: softRatio[k] = tissueRatios.isEmpty ? .nan : tissueRatios[tissueRatios.count / 2]
-                }
-            }
-            c = end + 1
-        }
+        let isBone = classify(a, ratio: ratio, tissue: tissue)
+        let softRatio = softTissueRatio(ratio: ratio, tissue: tissue, isBone: isBone)
         var bone = [Double](repeating: .nan, count: n), soft = bone, fat = bone
         for c in 0..<n where a.flags[c].isEmpty {
             if !tissue[c] {
@@ -93,13 +66,118 @@ public struct Decomposer: Sendable {
                 continue
             }
             let r = isBone[c] ? softRatio[c] : ratio[c]
+            guard r.isFinite else { continue }
             (bone[c], soft[c]) = fast.evaluate(a.low[c], a.high[c], r)
             if !isBone[c] { fat[c] = min(1, max(0, calibration.fatFraction(lLow: a.low[c], lHigh: a.high[c]))) }
         }
         return DecomposedLine(index: a.index, yUm: a.yUm, xUm: a.xUm, bone: bone, soft: soft, fatFraction: fat, isBone: isBone, flags: a.flags)
     }
 
-    static func mean(_ v: [Double]) -> Double? { v.isEmpty ? nil : v.reduce(0, +) / Double(v.count) }
+    /// Bone where the smoothed attenuations, decomposed against the local baseline ratio,
+    /// hold more than `boneThreshold` of mineral; gaps of up to 3 pixels inside bone are
+    /// closed and specks shorter than 4 pixels dropped.
+    func classify(_ a: AttenuationLine, ratio: [Double], tissue: [Bool]) -> [Bool] {
+        let n = a.channels
+        var isBone = [Bool](repeating: false, count: n)
+        let (su, sv) = (Self.smooth(a.low, tissue, halfWidth: smoothing), Self.smooth(a.high, tissue, halfWidth: smoothing))
+        var sr = [Double](repeating: .nan, count: n)
+        for c in 0..<n where tissue[c] && sv[c] > 0 { sr[c] = su[c] / sv[c] }
+        let baseline = Self.opening(sr, halfWidth: baselineHalfWidth)
+        // Noise of the smoothed bone signal: b ≈ (L_low − R·L_high)/k, k the bone's
+        // sensitivity, here taken from the calibration at this pixel.
+        let window = Double(2 * smoothing + 1)
+        for c in 0..<n where tissue[c] && baseline[c].isFinite && sr[c] > baseline[c] {
+            let r = baseline[c]
+            let b = fast.evaluate(su[c], sv[c], r).bone
+            let signal = su[c] - r * sv[c]
+            guard signal > 0 else { continue }
+            let sigma = (a.varianceLow[c] + r * r * a.varianceHigh[c]).squareRoot() * b / signal / window.squareRoot()
+            if b > max(boneThreshold, noiseSigmas * sigma) { isBone[c] = true }
+        }
+        Self.close(&isBone, gap: 3)
+        Self.dropShortRuns(&isBone, shorterThan: 4)
+        return isBone
+    }
+
+    /// The soft tissue under bone: the ratio interpolated across each run of bone from the
+    /// tissue pixels on either side (two pixels next to the edge skipped: they may hold a
+    /// little bone).
+    func softTissueRatio(ratio: [Double], tissue: [Bool], isBone: [Bool]) -> [Double] {
+        let n = ratio.count
+        var softRatio = ratio
+        var c = 0
+        while c < n {
+            guard isBone[c] else { c += 1; continue }
+            var end = c
+            while end + 1 < n && isBone[end + 1] { end += 1 }
+            let left = Self.mean(ratio, from: max(0, c - 2 - neighbours), to: max(0, c - 2), tissue: tissue, isBone: isBone)
+            let right = Self.mean(ratio, from: min(n, end + 3), to: min(n, end + 3 + neighbours), tissue: tissue, isBone: isBone)
+            for k in c...end {
+                switch (left, right) {
+                case let (l?, r?):
+                    let t = Double(k - c + 1) / Double(end - c + 2)
+                    softRatio[k] = l + (r - l) * t
+                case let (l?, nil): softRatio[k] = l
+                case let (nil, r?): softRatio[k] = r
+                default: softRatio[k] = .nan  // no soft tissue beside it: not measurable
+                }
+            }
+            c = end + 1
+        }
+        return softRatio
+    }
+
+    static func mean(_ v: [Double], from: Int, to: Int, tissue: [Bool], isBone: [Bool]) -> Double? {
+        var s = 0.0, k = 0
+        for i in from..<max(from, to) where tissue[i] && !isBone[i] { s += v[i]; k += 1 }
+        return k > 0 ? s / Double(k) : nil
+    }
+
+    /// Running mean over ±halfWidth of the pixels in `mask`; NaN where none is.
+    static func smooth(_ v: [Double], _ mask: [Bool], halfWidth w: Int) -> [Double] {
+        let n = v.count
+        var out = [Double](repeating: .nan, count: n)
+        var sum = 0.0, count = 0
+        for k in 0..<min(n, w) where mask[k] { sum += v[k]; count += 1 }
+        for c in 0..<n {
+            let entering = c + w, leaving = c - w - 1
+            if entering < n, mask[entering] { sum += v[entering]; count += 1 }
+            if leaving >= 0, mask[leaving] { sum -= v[leaving]; count -= 1 }
+            if mask[c], count > 0 { out[c] = sum / Double(count) }
+        }
+        return out
+    }
+
+    /// Morphological opening (erosion then dilation) over ±halfWidth, ignoring NaN: removes
+    /// bumps narrower than the window and keeps slopes.
+    static func opening(_ v: [Double], halfWidth w: Int) -> [Double] {
+        let eroded = slidingExtreme(v, halfWidth: w, keep: <)
+        var opened = slidingExtreme(eroded, halfWidth: w, keep: >)
+        for c in 0..<v.count where v[c].isNaN { opened[c] = .nan }
+        return opened
+    }
+
+    /// Sliding minimum (`keep: <`) or maximum (`keep: >`) over ±halfWidth with a monotonic
+    /// queue: O(n). NaN values are skipped; a window of NaN gives NaN.
+    static func slidingExtreme(_ v: [Double], halfWidth w: Int, keep: (Double, Double) -> Bool) -> [Double] {
+        let n = v.count
+        var out = [Double](repeating: .nan, count: n)
+        var queue = [Int](repeating: 0, count: n)
+        var head = 0, tail = 0
+        var next = 0
+        for c in 0..<n {
+            while next < n && next <= c + w {
+                if !v[next].isNaN {
+                    while tail > head && !keep(v[queue[tail - 1]], v[next]) { tail -= 1 }
+                    queue[tail] = next; tail += 1
+                }
+                next += 1
+            }
+            while tail > head && queue[head] < c - w { head += 1 }
+            if tail > head { out[c] = v[queue[head]] }
+        }
+        return out
+    }
 
     /// Fills runs of false no longer than `gap` that lie between trues.
     static func close(_ mask: inout [Bool], gap: Int) {
@@ -137,6 +215,29 @@ public struct ROIResult: Sendable, Equatable, Codable {
     public enum CodingKeys: String, CodingKey {
         case name, pixels
         case bmdGcm2 = "bmd_g_cm2", areaCm2 = "area_cm2", bmcG = "bmc_g"
+    }
+
+    public init(name: String, bmdGcm2: Double, areaCm2: Double, bmcG: Double, pixels: Int) {
+        self.name = name; self.bmdGcm2 = bmdGcm2; self.areaCm2 = areaCm2; self.bmcG = bmcG; self.pixels = pixels
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        pixels = try c.decode(Int.self, forKey: .pixels)
+        bmdGcm2 = try c.decodeIfPresent(Double.self, forKey: .bmdGcm2) ?? .nan
+        areaCm2 = try c.decode(Double.self, forKey: .areaCm2)
+        bmcG = try c.decodeIfPresent(Double.self, forKey: .bmcG) ?? .nan
+    }
+
+    /// An ROI with no measurable pixel has no BMD: null in JSON, never NaN.
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(name, forKey: .name)
+        try c.encode(pixels, forKey: .pixels)
+        try c.encode(bmdGcm2.isFinite ? bmdGcm2 : nil, forKey: .bmdGcm2)
+        try c.encode(areaCm2, forKey: .areaCm2)
+        try c.encode(bmcG.isFinite ? bmcG : nil, forKey: .bmcG)
     }
 }
 

@@ -21,20 +21,45 @@ struct AnalyzeTests {
         let daemon = try await DaemonProcess(in: dir, device: "simulator", timeScale: 50, config: ["simulator_phantom = bench"])
         try await daemon.waitForDevice()
 
+        // Before any calibration a patient scan is refused, and nothing is exposed.
+        do {
+            _ = try await daemon.call("scan.run", .object(["role": .string("patient"), "region": .string("ap_spine"), "lines": .number(20)]))
+            Issue.record("a patient scan ran without a calibration")
+        } catch let e as RPCError {
+            #expect(e.code == RPCError.notCalibratedCode, "\(e)")
+            #expect(e.message.contains("dexa service calibrate"), "\(e.message)")
+        }
+        let log = try await daemon.call("service.log")
+        let firmwareLog = log["text"]?.stringValue ?? ""
+        #expect(firmwareLog.contains("X-ray ON") == false, "nothing was exposed")
+
         let cal = try await daemon.call("service.calibrate", .object(["phantom": .string(calPhantom)]))
         let calCapture = try #require(cal["capture"]?.stringValue)
         #expect(cal["cells"]?.intValue == 75)
         #expect((cal["residual_hydroxyapatite_g_cm2"]?.numberValue ?? 1) < 0.05)
         let stored = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: URL(fileURLWithPath: try #require(cal["calibration"]?.stringValue))))
         #expect(stored["source"]?.stringValue == calCapture, "the calibration names the capture it came from")
-        #expect(stored["version"]?.intValue == 1)
+        #expect(stored["version"]?.intValue == 2)
 
         let scan = try await daemon.call("scan.run", .object([
-            "y_start_um": .number(505_000), "lines": .number(190), "line_period_us": .number(40_000),
-            "tube_current_ua": .number(2000), "phantom": .string(espPhantom), "with_references": .bool(true), "role": .string("qc"),
+            "y_start_um": .number(505_000), "lines": .number(380), "line_step_um": .number(500), "line_period_us": .number(40_000),
+            "tube_current_ua": .number(3000), "phantom": .string(espPhantom), "with_references": .bool(true), "role": .string("qc"),
         ]))
         #expect(scan["result"]?.stringValue == "completed")
         let espCapture = try #require(scan["capture"]?.stringValue)
+        // The live pipeline decomposed the scan as it arrived: its results are in the report.
+        let live = try #require(scan["analysis"], "no live analysis: \(scan)")
+        #expect(live["complete"] == .bool(true))
+        #expect(live["lines"]?.intValue == 380)
+        var liveBMD: [String: Double] = [:]
+        if case .array(let rois)? = live["rois"] {
+            for r in rois { if let n = r["name"]?.stringValue, let b = r["bmd_g_cm2"]?.numberValue { liveBMD[n] = b } }
+        }
+        if case .array(let stages)? = live["stages"] {
+            for s in stages { print("live stage \(s["name"]?.stringValue ?? "?"): \(s)") }
+            #expect(stages.allSatisfy { $0["dropped"]?.intValue == 0 })
+        }
+        print(String(format: "live latency p50 %.3f ms, p99 %.3f ms", (live["latency_p50_s"]?.numberValue ?? 0) * 1e3, (live["latency_p99_s"]?.numberValue ?? 0) * 1e3))
 
         let r = try await runCLI(["analyze", "--calibration", calCapture, espCapture, "--json"])
         #expect(r.status == 0, "\(r.err)")
@@ -49,11 +74,21 @@ struct AnalyzeTests {
             let expected = try #require(nominal[name])
             print(String(format: "dexa analyze %@: %.4f g/cm² (nominal %.1f, %+.2f %%), area %.2f cm², BMC %.3f g", name, bmd, expected,
                          (bmd - expected) / expected * 100, roi["area_cm2"]?.numberValue ?? 0, roi["bmc_g"]?.numberValue ?? 0))
-            #expect(abs(bmd - expected) / expected < 0.04)
+            #expect(abs(bmd - expected) / expected < 0.01)
             #expect(roi["area_cm2"]?.numberValue == 6.0)
+            // One code path: the live result and the offline one are the same number.
+            #expect(liveBMD[name] == bmd, "live \(liveBMD[name] ?? .nan) vs offline \(bmd)")
         }
         let table = try await runCLI(["analyze", "--calibration", calCapture, espCapture])
         #expect(table.status == 0 && table.out.contains("L2"))
+
+        // Calibrated, a patient scan runs, with its references, and is decomposed live.
+        let patient = try await daemon.call("scan.run", .object([
+            "role": .string("patient"), "region": .string("ap_spine"), "y_start_um": .number(505_000), "lines": .number(100),
+            "line_period_us": .number(40_000), "tube_current_ua": .number(3000),
+        ]))
+        #expect(patient["result"]?.stringValue == "completed")
+        #expect(patient["analysis"]?["bone_pixels"]?.intValue ?? 0 > 0, "\(patient)")
     }
 
     @Test func badInputIsOneLineAndExitStatus2() async throws {

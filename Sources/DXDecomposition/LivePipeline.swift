@@ -1,0 +1,266 @@
+import DXProtocol
+import Foundation
+import Synchronization
+
+/// What one stage of the pipeline has done: lines in, lines out, lines it had no room for,
+/// the most it held at once and the time it spent (EPICS areaDetector's plugin counters).
+public struct StageCounters: Sendable, Equatable, Codable {
+    public var name: String
+    public var received = 0
+    public var processed = 0
+    public var dropped = 0
+    public var failed = 0
+    public var maxQueued = 0
+    public var busySeconds = 0.0
+
+    public init(name: String) { self.name = name }
+
+    public enum CodingKeys: String, CodingKey {
+        case name, received, processed, dropped, failed
+        case maxQueued = "max_queued", busySeconds = "busy_s"
+    }
+}
+
+/// The decomposed scan so far: ROI means, the bone found (the quick look a technologist reads
+/// before the next scan) and how complete it is.
+public struct LiveResult: Sendable, Equatable, Codable {
+    public var lines: Int
+    public var rois: [ROIResult]
+    /// Pixels classified as bone, their area and their mean bone mineral.
+    public var bonePixels: Int
+    public var boneAreaCm2: Double
+    /// nil when no pixel was bone.
+    public var meanBoneBMD: Double?
+    /// False when lines were dropped or could not be decomposed: the capture holds them all,
+    /// and `dexa analyze` gives the full result.
+    public var complete: Bool
+    public var stages: [StageCounters]
+    /// From a line's arrival to its decomposition (seconds).
+    public var latencyP50: Double
+    public var latencyP99: Double
+
+    public enum CodingKeys: String, CodingKey {
+        case lines, rois, complete, stages
+        case bonePixels = "bone_pixels", boneAreaCm2 = "bone_area_cm2", meanBoneBMD = "mean_bone_bmd_g_cm2"
+        case latencyP50 = "latency_p50_s", latencyP99 = "latency_p99_s"
+    }
+}
+
+/// The scan-time half of the pipeline, as pure values: attenuation, decomposition, ROI and
+/// bone accumulation, one line at a time. `dexa analyze` runs the same struct over a
+/// capture's lines, so live and offline results are the same numbers.
+public struct ScanDecomposition: Sendable {
+    public let stage: AttenuationStage
+    public let decomposer: Decomposer
+    public let periodUs: UInt32
+    public let currentUA: UInt32
+    public let pixelAreaCm2: Double
+    private var rois: [ROIAccumulator]
+    private var boneSum = 0.0
+    private(set) public var bonePixels = 0
+    private(set) public var lines = 0
+
+    public init(stage: AttenuationStage, calibration: Calibration, geometry: ScanGeometry, rois: [Phantom.ROI],
+                configuration: ScanConfiguration) {
+        self.stage = stage
+        decomposer = Decomposer(calibration: calibration, pitchUm: geometry.pitchUm)
+        periodUs = configuration.linePeriodUs
+        currentUA = configuration.tubeCurrentUA
+        pixelAreaCm2 = Double(geometry.pitchUm) * Double(abs(configuration.lineStepUm)) / 1e8
+        self.rois = rois.map { ROIAccumulator(roi: $0, geometry: geometry) }
+    }
+
+    @discardableResult
+    public mutating func add(_ line: ScanLine) throws(DecompositionError) -> DecomposedLine {
+        let d = decomposer.decompose(try stage.process(line, periodUs: periodUs, currentUA: currentUA))
+        for k in rois.indices { rois[k].add(d) }
+        for c in 0..<d.bone.count where d.isBone[c] && d.bone[c].isFinite {
+            boneSum += d.bone[c]
+            bonePixels += 1
+        }
+        lines += 1
+        return d
+    }
+
+    public var roiResults: [ROIResult] { rois.map(\.result) }
+    public var meanBoneBMD: Double { bonePixels > 0 ? boneSum / Double(bonePixels) : .nan }
+    public var boneAreaCm2: Double { Double(bonePixels) * pixelAreaCm2 }
+}
+
+/// The live pipeline: lines go in as they arrive (`submit`, from the scan's feed, never
+/// blocking it) through a bounded queue to one decomposition task. When the queue is full the
+/// newest lines are dropped and counted: the capture on disk still holds every line, so the
+/// live result says it is incomplete rather than slowing acquisition down.
+public final class LivePipeline: Sendable {
+    private struct Arrival: Sendable {
+        var line: ScanLine
+        var at: ContinuousClock.Instant
+    }
+
+    private struct Queue: Sendable {
+        var input = StageCounters(name: "queue")
+        var queued = 0
+    }
+
+    /// The queue's counters, shared by the submitting side and the worker.
+    private final class Shared: Sendable {
+        let state = Mutex(Queue())
+        func withLock<T>(_ body: (inout Queue) -> T) -> T { state.withLock { body(&$0) } }
+    }
+
+    private let continuation: AsyncStream<Arrival>.Continuation
+    private let worker: Task<(ScanDecomposition, StageCounters, [Double], Bool), Never>
+    private let shared: Shared
+    private let clock = ContinuousClock()
+    public let capacity: Int
+
+    /// Starts the decomposition task, which ends when `finish` is called or the pipeline is
+    /// released. `onLine` sees each decomposed line (the image, for whoever draws it).
+    public static func start(_ decomposition: ScanDecomposition, capacity: Int = 1024,
+                             onLine: (@Sendable (DecomposedLine) -> Void)? = nil) -> LivePipeline {
+        LivePipeline(decomposition, capacity: capacity, onLine: onLine)
+    }
+
+    private init(_ decomposition: ScanDecomposition, capacity: Int, onLine: (@Sendable (DecomposedLine) -> Void)?) {
+        self.capacity = capacity
+        let (stream, continuation) = AsyncStream<Arrival>.makeStream(bufferingPolicy: .bufferingOldest(capacity))
+        self.continuation = continuation
+        let shared = Shared()
+        self.shared = shared
+        let clock = self.clock
+        worker = Task {
+            var work = decomposition
+            var counters = StageCounters(name: "decompose")
+            var latencies: [Double] = []
+            var complete = true
+            for await arrival in stream {
+                shared.withLock { $0.queued -= 1 }
+                counters.received += 1
+                let start = clock.now
+                do {
+                    let d = try work.add(arrival.line)
+                    onLine?(d)
+                    counters.processed += 1
+                } catch {
+                    counters.failed += 1
+                    complete = false
+                }
+                let end = clock.now
+                counters.busySeconds += (end - start).seconds
+                latencies.append((end - arrival.at).seconds)
+            }
+            return (work, counters, latencies, complete)
+        }
+    }
+
+    /// Hands lines to the pipeline; never waits.
+    public func submit(_ lines: [ScanLine]) {
+        let now = clock.now
+        for line in lines {
+            // Count before yielding so that the worker's decrement never runs first.
+            shared.withLock { s in
+                s.input.received += 1
+                s.queued += 1
+                s.input.maxQueued = max(s.input.maxQueued, s.queued)
+            }
+            if case .dropped = continuation.yield(Arrival(line: line, at: now)) {
+                shared.withLock { s in
+                    s.input.dropped += 1
+                    s.queued -= 1
+                }
+            }
+        }
+    }
+
+    /// No more lines: waits for the queue to drain and returns the result.
+    public func finish() async -> LiveResult {
+        continuation.finish()
+        let (work, counters, latencies, failures) = await worker.value
+        var input = shared.withLock { $0.input }
+        input.processed = input.received - input.dropped
+        let sorted = latencies.sorted()
+        func quantile(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
+        return LiveResult(lines: work.lines, rois: work.roiResults, bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2,
+                          meanBoneBMD: work.meanBoneBMD.isFinite ? work.meanBoneBMD : nil, complete: failures && input.dropped == 0, stages: [input, counters],
+                          latencyP50: quantile(0.5), latencyP99: quantile(0.99))
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
+
+/// The live analysis of a scan sequence (dark, air, then the scan to measure): collects the
+/// reference scans' lines, makes the references when the measured scan's first lines arrive
+/// and streams that scan through a `LivePipeline`. Fed from the scan runner's line callback.
+public final class LiveSequenceAnalysis: Sendable {
+    public struct Scan: Sendable {
+        public var role: CaptureScan.Role
+        public var configuration: ScanConfiguration
+        public init(role: CaptureScan.Role, configuration: ScanConfiguration) { self.role = role; self.configuration = configuration }
+    }
+
+    private struct State: Sendable {
+        var dark: [ScanLine] = []
+        var air: [ScanLine] = []
+        var pipeline: LivePipeline?
+        var failure: String?
+    }
+
+    private let calibration: Calibration
+    private let geometry: ScanGeometry
+    private let rois: [Phantom.ROI]
+    private let scans: [Scan]
+    private let state = Mutex(State())
+
+    public init(calibration: Calibration, geometry: ScanGeometry, rois: [Phantom.ROI], scans: [Scan]) {
+        self.calibration = calibration
+        self.geometry = geometry
+        self.rois = rois
+        self.scans = scans
+    }
+
+    /// Index of the scan that is measured: the last one.
+    public var measuredIndex: Int { scans.count - 1 }
+
+    public func lines(_ lines: [ScanLine], scan index: Int) {
+        guard scans.indices.contains(index) else { return }
+        let scan = scans[index]
+        state.withLock { s in
+            if index == measuredIndex {
+                if s.pipeline == nil && s.failure == nil {
+                    do {
+                        let dark = try DarkReference(lines: s.dark)
+                        let airConfig = scans.first { $0.role == .air }?.configuration
+                        let air = try AirReference(lines: s.air, dark: dark, periodUs: airConfig?.linePeriodUs ?? 0,
+                                                   currentUA: airConfig?.tubeCurrentUA ?? 0)
+                        let work = ScanDecomposition(stage: AttenuationStage(dark: dark, air: air), calibration: calibration,
+                                                     geometry: geometry, rois: rois, configuration: scan.configuration)
+                        s.pipeline = LivePipeline.start(work)
+                        s.dark = []; s.air = []
+                    } catch {
+                        s.failure = "references: \(error)"
+                    }
+                }
+                s.pipeline?.submit(lines)
+            } else if scan.role == .dark {
+                s.dark += lines
+            } else if scan.role == .air {
+                s.air += lines
+            }
+        }
+    }
+
+    /// The result once the measured scan has ended, or why there is none.
+    public func finish() async -> Result<LiveResult, LiveAnalysisError> {
+        let (pipeline, failure) = state.withLock { ($0.pipeline, $0.failure) }
+        if let failure { return .failure(LiveAnalysisError(message: failure)) }
+        guard let pipeline else { return .failure(LiveAnalysisError(message: "the measured scan sent no lines")) }
+        return .success(await pipeline.finish())
+    }
+}
+
+public struct LiveAnalysisError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}
