@@ -39,9 +39,9 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The real-time core: references, attenuation, calibration, decomposition. Pure values.
-        .target(name: "DXDecomposition", dependencies: ["DXProtocol"]),
+        .target(name: "DXDecomposition", dependencies: ["DXProtocol", "CZlib"]),
         .target(name: "DXAcquisition", dependencies: [
-            "DXProtocol", "DXTransport", "DXDevice",
+            "DXProtocol", "DXTransport", "DXDevice", "DXDecomposition",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Control path: socket -> sequencer -> device.
@@ -57,7 +57,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
         .target(name: "DXCommandLine", dependencies: [
-            "DXProtocol", "DXControl", "DXUSB", "DXDecomposition",
+            "DXProtocol", "DXControl", "DXUSB", "DXDecomposition", "DXAcquisition",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dexad", dependencies: [

@@ -9,7 +9,7 @@ public struct DexaCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "dexa",
         abstract: "Drive the DX-1 densitometer through dexad.",
-        subcommands: [Info.self, Status.self, Home.self, Move.self, Scan.self, Abort.self, Watch.self, Devices.self, Analyze.self,
+        subcommands: [Info.self, Status.self, Home.self, Move.self, Scan.self, Abort.self, Watch.self, Devices.self, Analyze.self, CaptureCommands.self,
                       ServiceCommands.self, SelfTest.self, Sensors.self, Log.self])
 
     public init() {}
@@ -245,40 +245,6 @@ struct Calibrate: AsyncParsableCommand {
         if options.json { Output.json(r); return }
         print("calibrated from \(Output.number(r["cells"])) cells: residual bone \(String(format: "%.4f", r["residual_hydroxyapatite_g_cm2"]?.numberValue ?? .nan)) g/cm², soft \(String(format: "%.3f", r["residual_soft_tissue_g_cm2"]?.numberValue ?? .nan)) g/cm²")
         print("calibration \(r["calibration"]?.stringValue ?? "?") from capture \(r["capture"]?.stringValue ?? "?")")
-    }
-}
-
-/// `dexa analyze` (ICD §9): offline, no daemon.
-struct Analyze: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Analyse a capture offline against a calibration capture (ICD §9).")
-    @Option(help: "Capture holding a dark, an air and a calibration scan.") var calibration: String
-    @Argument(help: "Capture holding a dark, an air and the scan to measure.") var scan: String
-    @Flag(help: "One JSON object on standard output.") var json = false
-
-    func run() async throws {
-        let result: CaptureAnalysis
-        do {
-            result = try CaptureAnalysis.run(calibrationPath: calibration, scanPath: scan)
-        } catch {
-            FileHandle.standardError.write(Data("dexa analyze: \(error.description)\n".utf8))
-            throw ExitCode(2)
-        }
-        let rois: [JSONValue] = result.rois.map { r in
-            .object(["name": .string(r.name), "bmd_g_cm2": r.bmdGcm2.isFinite ? .number(r.bmdGcm2) : .null,
-                     "area_cm2": .number(r.areaCm2), "bmc_g": r.bmcG.isFinite ? .number(r.bmcG) : .null])
-        }
-        if json {
-            // The stillness check (issue 6) is not built yet: `motion` is not evaluated, and says so.
-            Output.json(.object(["rois": .array(rois), "motion": .array([]),
-                                 "warnings": .array([.string("stillness check not implemented yet: motion was not evaluated")])]))
-            return
-        }
-        print("ROI        BMD g/cm²   area cm²   BMC g")
-        for r in result.rois {
-            print(r.name.padding(toLength: 10, withPad: " ", startingAt: 0) + String(format: " %9.4f  %9.2f  %7.3f", r.bmdGcm2, r.areaCm2, r.bmcG))
-        }
-        print(String(format: "%d lines; calibration residual %.4f g/cm²; motion not evaluated (no stillness check yet)", result.lines,
-                     result.calibration.residualHydroxyapatite))
     }
 }
 

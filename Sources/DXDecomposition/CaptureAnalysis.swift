@@ -70,8 +70,11 @@ public struct CaptureAnalysis: Sendable {
     public var bonePixels: Int
     public var boneAreaCm2: Double
     public var meanBoneBMD: Double
+    public var image: BoneImage?
+    public var roiDefinitions: [Phantom.ROI]
 
-    public static func run(calibrationPath: String, scanPath: String) throws(AnalysisError) -> CaptureAnalysis {
+    /// `image`: also keep the bone mineral image (for `dexa analyze --image`).
+    public static func run(calibrationPath: String, scanPath: String, image: Bool = false) throws(AnalysisError) -> CaptureAnalysis {
         let (calHeader, calScans) = try CaptureReader.read(path: calibrationPath)
         guard let phantom = calHeader.phantom, phantom.cells?.isEmpty == false else { throw .noPhantom(calibrationPath, "cells") }
         let geometry = ScanGeometry(channels: Int(calHeader.device.channels), pitchUm: Int(calHeader.device.pitchUm))
@@ -86,13 +89,18 @@ public struct CaptureAnalysis: Sendable {
         let scanGeometry = ScanGeometry(channels: Int(header.device.channels), pitchUm: Int(header.device.pitchUm))
         var work = ScanDecomposition(stage: scanStage, calibration: calibration, geometry: scanGeometry,
                                      rois: header.phantom?.rois ?? [], configuration: config)
+        var picture = image ? BoneImage(geometry: scanGeometry, lineStepUm: config.lineStepUm) : nil
         do {
-            for line in measured.lines { try work.add(line) }
+            for line in measured.lines {
+                let d = try work.add(line)
+                picture?.add(d)
+            }
         } catch {
             throw .decomposition("\(scanPath): \(error.description)")
         }
         return CaptureAnalysis(calibration: calibration, rois: work.roiResults, lines: measured.lines.count,
-                               bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2, meanBoneBMD: work.meanBoneBMD)
+                               bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2, meanBoneBMD: work.meanBoneBMD,
+                               image: picture, roiDefinitions: header.phantom?.rois ?? [])
     }
 
     /// The calibration from a capture's dark, air and calibration scans: the one code path

@@ -82,6 +82,51 @@ struct AnalyzeTests {
         let table = try await runCLI(["analyze", "--calibration", calCapture, espCapture])
         #expect(table.status == 0 && table.out.contains("L2"))
 
+        // The bone image, as a PNG with the ROIs drawn.
+        let png = dir.file("esp.png")
+        let drawn = try await runCLI(["analyze", "--calibration", calCapture, espCapture, "--image", png])
+        #expect(drawn.status == 0, "\(drawn.err)")
+        let image = try [UInt8](Data(contentsOf: URL(fileURLWithPath: png)))
+        #expect(Array(image.prefix(8)) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+        let width = image[16..<20].reduce(0) { $0 << 8 | Int($1) }, height = image[20..<24].reduce(0) { $0 << 8 | Int($1) }
+        print("bone image: \(width) × \(height) pixels, \(image.count) bytes")
+        #expect(width >= 576 && height >= 380)
+
+        // The same capture replayed through the live pipeline gives the same numbers again.
+        let replay = try await runCLI(["capture", "replay", espCapture, "--calibration", calCapture, "--json"])
+        #expect(replay.status == 0, "\(replay.err)")
+        let replayed = try JSONDecoder().decode(JSONValue.self, from: Data(replay.out.utf8))
+        if case .array(let rois)? = replayed["rois"] {
+            for r in rois {
+                let name = try #require(r["name"]?.stringValue)
+                #expect(r["bmd_g_cm2"]?.numberValue == liveBMD[name], "replay \(name): \(r) vs live \(liveBMD[name] ?? .nan)")
+            }
+        } else {
+            Issue.record("replay gave no rois: \(replay.out)")
+        }
+        #expect(replayed["lines"]?.intValue == 380)
+
+        // The service engineer's view of the captures.
+        let captures = (espCapture as NSString).deletingLastPathComponent
+        let list = try await runCLI(["capture", "list", "--directory", captures, "--json"])
+        #expect(list.status == 0 && list.out.contains(espCapture) && list.out.contains(calCapture), "\(list.out)")
+        let show = try await runCLI(["capture", "show", espCapture, "--json"])
+        let shown = try JSONDecoder().decode(JSONValue.self, from: Data(show.out.utf8))
+        if case .array(let scans)? = shown["scans"] {
+            #expect(scans.map { $0["role"]?.stringValue ?? "" } == ["dark", "air", "qc"])
+            #expect(scans.map { $0["lines"]?.intValue ?? 0 } == [50, 50, 380])
+            #expect(scans.allSatisfy { $0["missing_lines"]?.intValue == 0 })
+        } else {
+            Issue.record("capture show: \(show.out) \(show.err)")
+        }
+        let csv = dir.file("esp.csv")
+        let export = try await runCLI(["capture", "export", espCapture, "--output", csv])
+        #expect(export.status == 0, "\(export.err)")
+        let rows = try String(contentsOfFile: csv, encoding: .utf8).split(separator: "\n")
+        #expect(rows.count == 381)
+        #expect(rows.first?.hasPrefix("line,y_um,x_um,t_us,flags,low0,high0") == true)
+        #expect(rows.dropFirst().first?.split(separator: ",").count == 5 + 2 * 144)
+
         // Calibrated, a patient scan runs, with its references, and is decomposed live.
         let patient = try await daemon.call("scan.run", .object([
             "role": .string("patient"), "region": .string("ap_spine"), "y_start_um": .number(505_000), "lines": .number(100),
@@ -102,11 +147,26 @@ struct AnalyzeTests {
         try Data(CaptureFormat.preamble(CaptureHeader(device: SimulatorConfiguration.standardInfo, scans: []))).write(to: URL(fileURLWithPath: empty))
         for (cal, scan, says) in [(garbage, garbage, "not a DX-1 capture"), (truncated, truncated, "truncated"),
                                   (empty, empty, "phantom has no cells"), (dir.file("missing.dxcap"), empty, "cannot read")] {
-            let r = try await runCLI(["analyze", "--calibration", cal, scan, "--json"])
-            #expect(r.status == 2, "\(cal): status \(r.status)")
-            #expect(r.out.isEmpty)
-            #expect(r.err.split(separator: "\n").count == 1, "\(r.err)")
-            #expect(r.err.contains(says), "\(r.err)")
+            for arguments in [["analyze", "--calibration", cal, scan, "--json"], ["analyze", "--calibration", cal, scan, "--image", dir.file("x.png")],
+                              ["capture", "replay", scan, "--calibration", cal]] {
+                let r = try await runCLI(arguments)
+                #expect(r.status == 2, "\(arguments): status \(r.status)")
+                #expect(r.out.isEmpty)
+                #expect(r.err.split(separator: "\n").count == 1, "\(r.err)")
+                #expect(r.err.contains(says), "\(arguments): \(r.err)")
+            }
         }
+        #expect(!FileManager.default.fileExists(atPath: dir.file("x.png")), "no image from bad input")
+        for (path, says) in [(garbage, "not a DX-1 capture"), (truncated, "truncated"), (dir.file("missing.dxcap"), "cannot read")] {
+            for arguments in [["capture", "show", path], ["capture", "export", path]] {
+                let r = try await runCLI(arguments)
+                #expect(r.status == 2 && r.err.split(separator: "\n").count == 1 && r.err.contains(says), "\(arguments): \(r.status) \(r.err)")
+            }
+        }
+        let list = try await runCLI(["capture", "list", "--directory", dir.file("nowhere")])
+        #expect(list.status == 2 && list.err.contains("cannot read"))
+        // The empty capture (no scans) is shown as such, not refused.
+        let shown = try await runCLI(["capture", "show", empty])
+        #expect(shown.status == 0 && shown.out.contains("0 records"), "\(shown.out) \(shown.err)")
     }
 }

@@ -1,0 +1,202 @@
+import ArgumentParser
+import DXAcquisition
+import DXControl
+import DXDecomposition
+import DXProtocol
+import Foundation
+
+/// Offline commands: no daemon, only files. Bad input is one line on standard error and exit
+/// status 2 (ICD §9).
+enum Offline {
+    static func fail(_ command: String, _ why: String) -> ExitCode {
+        FileHandle.standardError.write(Data("dexa \(command): \(why)\n".utf8))
+        return ExitCode(2)
+    }
+
+    static func roisJSON(_ rois: [ROIResult]) -> JSONValue {
+        .array(rois.map { r in
+            .object(["name": .string(r.name), "bmd_g_cm2": r.bmdGcm2.isFinite ? .number(r.bmdGcm2) : .null,
+                     "area_cm2": .number(r.areaCm2), "bmc_g": r.bmcG.isFinite ? .number(r.bmcG) : .null])
+        })
+    }
+
+    static func printROIs(_ rois: [ROIResult]) {
+        print("ROI        BMD g/cm²   area cm²   BMC g")
+        for r in rois {
+            print(r.name.padding(toLength: 10, withPad: " ", startingAt: 0) + String(format: " %9.4f  %9.2f  %7.3f", r.bmdGcm2, r.areaCm2, r.bmcG))
+        }
+    }
+}
+
+/// `dexa analyze` (ICD §9): offline, no daemon.
+struct Analyze: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Analyse a capture offline against a calibration capture (ICD §9).")
+    @Option(help: "Capture holding a dark, an air and a calibration scan.") var calibration: String
+    @Argument(help: "Capture holding a dark, an air and the scan to measure.") var scan: String
+    @Flag(help: "One JSON object on standard output.") var json = false
+    @Option(help: "Also write the bone mineral image, with the ROIs drawn, to this PNG file.") var image: String?
+
+    func run() async throws {
+        let result: CaptureAnalysis
+        do {
+            result = try CaptureAnalysis.run(calibrationPath: calibration, scanPath: scan, image: image != nil)
+        } catch {
+            throw Offline.fail("analyze", error.description)
+        }
+        if let image, let picture = result.image {
+            do {
+                try Data(try picture.png(rois: result.roiDefinitions)).write(to: URL(fileURLWithPath: image))
+            } catch {
+                throw Offline.fail("analyze", "cannot write \(image): \(error)")
+            }
+        }
+        if json {
+            // The stillness check (issue 6) is not built yet: `motion` is not evaluated, and says so.
+            Output.json(.object(["rois": Offline.roisJSON(result.rois), "motion": .array([]),
+                                 "warnings": .array([.string("stillness check not implemented yet: motion was not evaluated")])]))
+            return
+        }
+        Offline.printROIs(result.rois)
+        if result.bonePixels > 0 {
+            print(String(format: "bone: %.2f cm², mean %.4f g/cm²", result.boneAreaCm2, result.meanBoneBMD))
+        }
+        print(String(format: "%d lines; calibration residual %.4f g/cm²; motion not evaluated (no stillness check yet)", result.lines,
+                     result.calibration.residualHydroxyapatite))
+        if let image { print("image: \(image) (bone mineral 0 black to 2.0 g/cm² white, flagged pixels red, ROIs yellow)") }
+    }
+}
+
+/// `dexa capture`: the recorded acquisitions, for service engineers.
+struct CaptureCommands: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "capture", abstract: "List, inspect, export and replay recorded acquisitions (.dxcap, ICD §7).",
+        subcommands: [List.self, Show.self, Export.self, Replay.self])
+
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "The captures in a directory, newest first.")
+        @Option(help: "Where the daemon records (its state directory's captures/).") var directory = "/var/lib/dexa/captures"
+        @Flag(help: "JSON for scripts.") var json = false
+
+        func run() async throws {
+            let names: [String]
+            do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+                throw Offline.fail("capture list", "cannot read \(directory): \(error.localizedDescription)")
+            }
+            let summaries: [Result<CaptureSummary, AnalysisError>] = names.filter { $0.hasSuffix(".dxcap") }.sorted(by: >).map { name in
+                let path = directory + "/" + name
+                return Result { () throws(AnalysisError) -> CaptureSummary in try CaptureSummary.read(path: path) }
+            }
+            if json {
+                Output.json(.array(summaries.map { s in
+                    switch s {
+                    case .success(let c): (try? JSONValue(encoding: c)) ?? .null
+                    case .failure(let e): .object(["error": .string(e.description)])
+                    }
+                }))
+                return
+            }
+            for s in summaries {
+                switch s {
+                case .success(let c):
+                    let scans = c.scans.map { "\($0.role)\($0.region.map { ":" + $0 } ?? "") \($0.lines)" }.joined(separator: ", ")
+                    print("\((c.path as NSString).lastPathComponent)  \(c.bytes / 1024) KiB  \(c.serial)  \(scans)\(c.truncatedTail ? "  (cut short)" : "")")
+                case .failure(let e):
+                    print("unreadable: \(e.description)")
+                }
+            }
+        }
+    }
+
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "One capture: device, time, phantom and each scan's configuration and lines.")
+        @Argument(help: "The capture file.") var path: String
+        @Flag(help: "JSON for scripts.") var json = false
+
+        func run() async throws {
+            let c: CaptureSummary
+            do { c = try CaptureSummary.read(path: path) } catch { throw Offline.fail("capture show", error.description) }
+            if json {
+                Output.json((try? JSONValue(encoding: c)) ?? .null)
+                return
+            }
+            print("\(c.path): \(c.bytes) bytes, \(c.records) records\(c.truncatedTail ? ", last record cut short (ignored)" : "")")
+            print("device \(c.serial) firmware \(c.firmware), created \(c.created)" + (c.phantom.map { ", phantom \"\($0)\"" } ?? ""))
+            for s in c.scans {
+                var line = "scan \(s.scanID) \(s.role)\(s.region.map { " (\($0))" } ?? "")"
+                if let mode = s.mode, let planned = s.plannedLines {
+                    line += ": \(mode), \(s.lines) of \(planned) lines"
+                    if let p = s.linePeriodUs, let i = s.tubeCurrentUA, let st = s.lineStepUm {
+                        line += String(format: ", %.1f ms at %.2f mA, step %.2f mm", Double(p) / 1000, Double(i) / 1000, Double(st) / 1000)
+                    }
+                } else {
+                    line += ": \(s.lines) lines (no CONFIGURE_SCAN recorded)"
+                }
+                if s.missingLines > 0 { line += ", \(s.missingLines) missing" }
+                print(line)
+            }
+        }
+    }
+
+    struct Export: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "One scan's raw lines as CSV: line, y_um, x_um, t_us, flags, then low and high per channel.")
+        @Argument(help: "The capture file.") var path: String
+        @Option(help: "Scan id (default: the last scan).") var scan: UInt32?
+        @Option(help: "Output file (default: standard output).") var output: String?
+
+        func run() async throws {
+            guard let data = FileManager.default.contents(atPath: path) else { throw Offline.fail("capture export", "\(path): cannot read the file") }
+            let contents: CaptureFormat.Contents
+            do { contents = try CaptureFormat.parse(Array(data)) } catch { throw Offline.fail("capture export", "\(path): \(error.description)") }
+            let scans = CaptureReader.scans(in: contents)
+            guard let chosen = scan.map({ id in scans.first { $0.scan.scanID == id } }) ?? scans.last else {
+                throw Offline.fail("capture export", "\(path) holds no scan \(scan.map(String.init) ?? "")")
+            }
+            let channels = chosen.lines.first?.channels ?? Int(contents.header.device.channels)
+            var text = "line,y_um,x_um,t_us,flags," + (0..<channels).map { "low\($0),high\($0)" }.joined(separator: ",") + "\n"
+            for l in chosen.lines {
+                text += "\(l.index),\(l.yUm),\(l.xUm),\(l.tUs),\(l.flags.rawValue),"
+                text += l.samples.map(String.init).joined(separator: ",") + "\n"
+            }
+            if let output {
+                do { try Data(text.utf8).write(to: URL(fileURLWithPath: output)) } catch {
+                    throw Offline.fail("capture export", "cannot write \(output): \(error.localizedDescription)")
+                }
+            } else {
+                FileHandle.standardOutput.write(Data(text.utf8))
+            }
+        }
+    }
+
+    struct Replay: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Feed a capture through the live pipeline (replay transport, frame decoder, live decomposition).")
+        @Argument(help: "Capture holding a dark, an air and the scan to measure.") var path: String
+        @Option(help: "Capture holding a dark, an air and a calibration scan.") var calibration: String
+        @Option(help: "Pace the replay at this multiple of the recorded speed (default: as fast as possible).") var speed: Double?
+        @Flag(help: "JSON for scripts.") var json = false
+
+        func run() async throws {
+            let result: LiveResult
+            do {
+                let (header, scans) = try CaptureReader.read(path: calibration)
+                guard let phantom = header.phantom else { throw AnalysisError.noPhantom(calibration, "cells") }
+                let geometry = ScanGeometry(channels: Int(header.device.channels), pitchUm: Int(header.device.pitchUm))
+                let cal = try CaptureAnalysis.calibration(from: scans, phantom: phantom, geometry: geometry, source: calibration)
+                result = try await CaptureReplay.analyse(path: path, calibration: cal, speed: speed ?? .infinity)
+            } catch let e as AnalysisError {
+                throw Offline.fail("capture replay", e.description)
+            }
+            if json {
+                Output.json((try? JSONValue(encoding: result)) ?? .null)
+                return
+            }
+            Offline.printROIs(result.rois)
+            print(String(format: "%d lines through the live pipeline; latency p50 %.3f ms, p99 %.3f ms; %@", result.lines,
+                         result.latencyP50 * 1e3, result.latencyP99 * 1e3, result.complete ? "complete" : "INCOMPLETE"))
+            for s in result.stages {
+                print("  stage \(s.name): received \(s.received), processed \(s.processed), dropped \(s.dropped), failed \(s.failed), max queued \(s.maxQueued)")
+            }
+        }
+    }
+}
