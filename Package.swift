@@ -66,7 +66,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "dexa", dependencies: ["DXCommandLine"]),
-        .executableTarget(name: "dexa-bench", dependencies: ["DXProtocol", "DXDecomposition", "DXSimulator"]),
+        .executableTarget(name: "dexa-bench", dependencies: ["DXProtocol", "DXDecomposition", "DXSimulator", "DXTransport", "DXDevice", "DXAcquisition"]),
 
         // The DX-1 as far as the host can tell.
         .target(name: "DXSimulator", dependencies: [

@@ -2,12 +2,22 @@ import DXProtocol
 import Foundation
 
 /// `dexa-bench`: throughput of the host's hot paths, measured in a release build.
-///   dexa-bench decode [--seconds S]   frame decoding (reassembly, CRC, data payload to lines)
+///   dexa-bench decode [--seconds S]     frame decoding (reassembly, CRC, data payload to lines)
+///   dexa-bench decompose [--seconds S]  attenuation + decomposition of 512-channel lines
+///   dexa-bench analyze                  `dexa analyze` on 20,000 × 512: time, peak memory
+///   dexa-bench latency                  live pipeline latency at 10 × the maximum line rate
 /// Prints readable figures, then one JSON line for scripts.
 let args = CommandLine.arguments.dropFirst()
-guard let what = args.first, what == "decode" || what == "decompose" else {
-    FileHandle.standardError.write(Data("usage: dexa-bench decode|decompose [--seconds S]\n".utf8))
+guard let what = args.first, ["decode", "decompose", "analyze", "latency"].contains(what) else {
+    FileHandle.standardError.write(Data("usage: dexa-bench decode|decompose|analyze|latency [--seconds S]\n".utf8))
     exit(2)
+}
+do {
+    if what == "analyze" { try PipelineBenchmarks.analyze(); exit(0) }
+    if what == "latency" { try await PipelineBenchmarks.latency(); exit(0) }
+} catch {
+    FileHandle.standardError.write(Data("dexa-bench \(what): \(error)\n".utf8))
+    exit(1)
 }
 var seconds = 3.0
 if let i = args.firstIndex(of: "--seconds"), args.index(after: i) < args.endIndex, let s = Double(args[args.index(after: i)]), s > 0 { seconds = s }

@@ -1,0 +1,154 @@
+import DXAcquisition
+import DXDecomposition
+import DXDevice
+import DXProtocol
+import DXSimulator
+import DXTransport
+import Foundation
+
+/// `dexa-bench analyze`: end-to-end `dexa analyze` (the real binary, beside this one) on a
+/// capture of 20,000 lines × 512 channels: wall time and the child's peak memory.
+/// `dexa-bench latency`: the live pipeline's latency while the embedded simulator streams at
+/// ten times the device's maximum line rate, through the device session and scan runner.
+enum PipelineBenchmarks {
+    /// Writes a capture of dark, air and `lines` lines over `scene` (512 channels, 300 µm).
+    static func writeCapture(path: String, role: CaptureScan.Role, phantom: Phantom, scene: any Scene, lines count: Int,
+                             y0: Int32, step: Int32, period: UInt32, current: UInt32, passes: [(UInt32, UInt32)] = []) throws {
+        var info = SimulatorConfiguration.standardInfo
+        info.channels = 512
+        info.pitchUm = 300
+        var d = Detector(channels: 512, pitchUm: 300, seed: 7)
+        let plans: [(CaptureScan.Role, ScanMode, Int32, Int, Int32, UInt32, UInt32)] =
+            [(.dark, .dark, 1_910_000, 50, 1000, 10_000, 0), (.air, .dual, 1_910_000, 50, 1000, 10_000, 1000)]
+            + (passes.isEmpty ? [(period, current)] : passes).map { (role, .dual, y0, count, step, $0.0, $0.1) }
+        let header = CaptureHeader(device: info, scans: plans.enumerated().map { CaptureScan(scanID: UInt32($0.offset + 1), role: $0.element.0) },
+                                   phantom: phantom)
+        let writer = try CaptureWriter(path: path, header: header, clock: ContinuousClock())
+        var seq: UInt32 = 1
+        for (k, p) in plans.enumerated() {
+            let id = UInt32(k + 1)
+            let config = ScanConfiguration(scanID: id, mode: p.1, xUm: 200_000, yStartUm: p.2, lineCount: UInt32(p.3), lineStepUm: p.4,
+                                           linePeriodUs: p.5, tubeCurrentUA: p.6, linesPerFrame: 16)
+            try writer.record(.commandOut, Frame(kind: .command, seq: seq, payload: Command.configureScan(config).payload).encoded())
+            seq += 1
+            var batch: [ScanLine] = []
+            for i in 0..<p.3 {
+                let y = p.2 + Int32(i) * p.4
+                let r = d.readLine(mode: p.1, xUm: 200_000, yUm: y, periodUs: p.5, currentUA: p.6, outputFactor: 1, scene: scene)
+                var flags: LineFlags = p.1 == .dark ? [] : [.xrayOn]
+                if r.saturated { flags.insert(.saturated) }
+                batch.append(ScanLine(index: UInt32(i), yUm: y, xUm: 200_000, tUs: UInt64(i) * UInt64(p.5), flags: flags, samples: r.samples))
+                if batch.count == 16 || i == p.3 - 1 {
+                    let frame = DataFrame(scanID: id, firstLine: batch[0].index, channels: 512, lines: batch)
+                    try writer.record(.dataIn, Frame(kind: .data, seq: seq, payload: frame.payload).encoded())
+                    seq += 1
+                    batch = []
+                }
+            }
+        }
+        writer.close()
+    }
+
+    static func analyze() throws {
+        let dir = NSTemporaryDirectory() + "dexa-bench-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let cal = dir + "/calibration.dxcap", scan = dir + "/scan.dxcap"
+        let bench = PhantomScene(StandardPhantoms.bench)
+        try writeCapture(path: cal, role: .calibration, phantom: StandardPhantoms.calibration, scene: bench, lines: 600,
+                         y0: 295_000, step: 100, period: 0, current: 0, passes: [(50_000, 1000), (100_000, 3000)])
+        let lines = 20_000
+        try writeCapture(path: scan, role: .qc, phantom: Phantom(name: "ESP", rois: StandardPhantoms.esp.rois), scene: bench, lines: lines,
+                         y0: 500_000, step: 10, period: 10_000, current: 3000)
+        let size = (try FileManager.default.attributesOfItem(atPath: scan)[.size] as? Int) ?? 0
+        let dexa = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("dexa").path
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: dexa)
+        p.arguments = ["analyze", "--calibration", cal, scan, "--json"]
+        let out = Pipe()
+        p.standardOutput = out
+        let clock = ContinuousClock()
+        let start = clock.now
+        try p.run()
+        let result = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        let wall = (clock.now - start).seconds
+        var usage = rusage()
+        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
+        let peakMB = Double(usage.ru_maxrss) / 1024
+        guard p.terminationStatus == 0 else { throw BenchError(message: "dexa analyze exited \(p.terminationStatus)") }
+        print("dexa analyze: \(lines) lines × 512 channels (\(size / 1_000_000) MB capture), calibration of 2 × 600 lines")
+        print(String(format: "%.2f s wall, %.1f MB peak resident, %.1f M pixels/s end to end", wall, peakMB, Double(lines * 512) / wall / 1e6))
+        print("result: " + String(decoding: result, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        print("{\"analyze_s\": \(String(format: "%.3f", wall)), \"analyze_peak_mb\": \(String(format: "%.1f", peakMB)), \"lines\": \(lines), \"channels\": 512}")
+    }
+
+    static func latency() async throws {
+        let speed = 10.0
+        let clock = ScaledClock(speed: speed)
+        let sim = EmbeddedSimulator(clock: clock, scene: PhantomScene(StandardPhantoms.bench))
+        let run = Task { await sim.run() }
+        defer { sim.shutdown(); run.cancel() }
+        let session = DeviceSession(transport: sim.transport, clock: clock, commandTimeout: .seconds(5))
+        let runner = ScanRunner(session: session, clock: clock)
+        try await session.connect()
+        guard let info = await session.info else { throw BenchError(message: "no GET_INFO") }
+        for _ in 0..<200 where try await session.refreshStatus().state != .idle { try await Task.sleep(for: .milliseconds(5)) }
+        let minPeriod = UInt32(1_000_000 / Int(max(1, info.maxLineRateHz)))
+        // Calibrate from the simulator's phantom (the same way service.calibrate does), then
+        // stream a 2,000-line scan at the maximum line rate, ten times faster than real time.
+        let calPlans = [
+            ScanPlan(mode: .dark, xUm: 200_000, yStartUm: 1_910_000, lineCount: 50, lineStepUm: 1000, linePeriodUs: 10_000, tubeCurrentUA: 0, linesPerFrame: 16, role: .dark),
+            ScanPlan(mode: .dual, xUm: 200_000, yStartUm: 1_910_000, lineCount: 50, lineStepUm: 1000, linePeriodUs: 10_000, tubeCurrentUA: 1000, linesPerFrame: 16, role: .air),
+        ]
+        let geometry = ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm))
+        let calibration = try calibrate(info: info)
+        let scan = ScanPlan(mode: .dual, xUm: 200_000, yStartUm: 500_000, lineCount: 2000, lineStepUm: 100, linePeriodUs: minPeriod,
+                            tubeCurrentUA: 3000, linesPerFrame: 1, role: .qc)
+        let plans = calPlans + [scan]
+        let live = LiveSequenceAnalysis(calibration: calibration, geometry: geometry, rois: StandardPhantoms.esp.rois ?? [],
+                                        scans: plans.map { .init(role: $0.role, configuration: $0.configuration(id: 0)) })
+        let (outcomes, _) = try await runner.runSequence(plans, phantom: nil, onLines: { index, lines in live.lines(lines, scan: index) })
+        guard case .success(let r) = await live.finish() else { throw BenchError(message: "no live result") }
+        let rate = Double(info.maxLineRateHz) * speed
+        print("live pipeline: \(r.lines) lines of \(info.channels) channels at \(Int(rate)) lines/s (10 × the DX-1's \(info.maxLineRateHz) Hz), one line per frame")
+        print(String(format: "latency from the scan runner receiving a line to its decomposition: p50 %.1f µs, p99 %.1f µs; dropped %d; scan %@",
+                     r.latencyP50 * 1e6, r.latencyP99 * 1e6, r.stages.map(\.dropped).reduce(0, +), outcomes.last?.result.rawValue ?? "?"))
+        print("{\"latency_p50_us\": \(String(format: "%.1f", r.latencyP50 * 1e6)), \"latency_p99_us\": \(String(format: "%.1f", r.latencyP99 * 1e6)), \"lines_per_s\": \(Int(rate)), \"dropped\": \(r.stages.map(\.dropped).reduce(0, +))}")
+    }
+
+    /// A calibration from the simulator's physics with this device's detector geometry (fitted
+    /// from simulated calibration scans, not from any table).
+    static func calibrate(info: DeviceInfo) throws -> Calibration {
+        var d = Detector(channels: Int(info.channels), pitchUm: Int(info.pitchUm), seed: 3)
+        func lines(_ scene: any Scene, _ mode: ScanMode, _ y0: Int32, _ n: Int, _ step: Int32, _ period: UInt32, _ current: UInt32) -> [ScanLine] {
+            (0..<n).map { i in
+                let y = y0 + Int32(i) * step
+                let r = d.readLine(mode: mode, xUm: 200_000, yUm: y, periodUs: period, currentUA: current, outputFactor: 1, scene: scene)
+                var flags: LineFlags = mode == .dark ? [] : [.xrayOn]
+                if r.saturated { flags.insert(.saturated) }
+                return ScanLine(index: UInt32(i), yUm: y, xUm: 200_000, tUs: 0, flags: flags, samples: r.samples)
+            }
+        }
+        let dark = try DarkReference(lines: lines(EmptyTable(), .dark, 1_910_000, 50, 1000, 10_000, 0))
+        let air = try AirReference(lines: lines(EmptyTable(), .dual, 1_910_000, 50, 1000, 10_000, 1000), dark: dark, periodUs: 10_000, currentUA: 1000)
+        let stage = AttenuationStage(dark: dark, air: air)
+        let scene = PhantomScene(StandardPhantoms.calibration)
+        var att: [AttenuationLine] = []
+        for (period, current) in [(UInt32(50_000), UInt32(1000)), (100_000, 3000)] {
+            for l in lines(scene, .dual, 295_000, 600, 100, period, current) { att.append(try stage.process(l, periodUs: period, currentUA: current)) }
+        }
+        let geometry = ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm))
+        return try Calibration.fit(points: CalibrationMeasurement.points(lines: att, geometry: geometry, phantom: StandardPhantoms.calibration),
+                                   source: "benchmark")
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    var message: String
+    var description: String { message }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
+}
