@@ -23,6 +23,7 @@ public struct CalibrationStore: Sendable {
         guard calibration.version == Calibration.formatVersion else {
             return .failure(.wrongVersion(path, calibration.version, expected: Calibration.formatVersion))
         }
+        guard calibration.isWellFormed else { return .failure(.unreadable(path, "its models do not have the terms this version uses")) }
         guard calibration.residualHydroxyapatite.isFinite, calibration.residualHydroxyapatite <= Self.maximumResidual else {
             return .failure(.poorFit(path, calibration.residualHydroxyapatite))
         }

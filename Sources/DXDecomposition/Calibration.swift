@@ -156,34 +156,66 @@ public struct Calibration: Sendable, Equatable, Codable {
             residualFatFraction: rms(fatModel, fatRows, softOnly.map { $0.fat / max($0.lean + $0.fat, 1e-9) }))
     }
 
-    /// The bone and soft-tissue polynomials with their coefficients unfolded, for the hot
-    /// path: the terms of `withBoneTerms` evaluated inline, no allocation per pixel.
+    /// The bone, soft-tissue and fat polynomials with their coefficients unfolded into
+    /// registers, for the hot path: the terms of `withBoneTerms`, `withSoftTerms` and
+    /// `fatTerms` written out (a test holds them equal), no allocation per pixel. A model
+    /// whose coefficient count does not match its terms evaluates to NaN, never to a number.
     public struct FastBoneModel: Sendable {
-        let b: [Double], s: [Double]
+        typealias C6 = (Double, Double, Double, Double, Double, Double)
+        typealias C12 = (Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double)
+        typealias C14 = (Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double)
+        let b: C12, s: C14, f: C6
 
-        /// Bone mineral and soft tissue (g/cm²) of a pixel with attenuations (u, v) under soft
-        /// tissue of ratio r.
+        init(bone: [Double], soft: [Double], fat: [Double]) {
+            func at(_ a: [Double], _ i: Int, _ n: Int) -> Double { a.count == n ? a[i] : .nan }
+            b = (at(bone, 0, 12), at(bone, 1, 12), at(bone, 2, 12), at(bone, 3, 12), at(bone, 4, 12), at(bone, 5, 12),
+                 at(bone, 6, 12), at(bone, 7, 12), at(bone, 8, 12), at(bone, 9, 12), at(bone, 10, 12), at(bone, 11, 12))
+            s = (at(soft, 0, 14), at(soft, 1, 14), at(soft, 2, 14), at(soft, 3, 14), at(soft, 4, 14), at(soft, 5, 14), at(soft, 6, 14),
+                 at(soft, 7, 14), at(soft, 8, 14), at(soft, 9, 14), at(soft, 10, 14), at(soft, 11, 14), at(soft, 12, 14), at(soft, 13, 14))
+            f = (at(fat, 0, 6), at(fat, 1, 6), at(fat, 2, 6), at(fat, 3, 6), at(fat, 4, 6), at(fat, 5, 6))
+        }
+
+        /// Bone mineral (g/cm²) of a pixel with attenuations (u, v) under soft tissue of ratio r.
+        @inline(__always)
+        public func bone(_ u: Double, _ v: Double, _ r: Double) -> Double {
+            let x = u - r * v
+            let p = b.0 + r * (b.1 + r * b.2) + v * (b.3 + r * b.4 + v * b.5) + x * (b.6 + r * b.7 + v * b.8 + x * b.9)
+                + v * r * (r * b.10 + v * b.11)
+            return x * p
+        }
+
+        /// Soft tissue (g/cm², lean and fat together) of the same pixel.
+        @inline(__always)
+        public func soft(_ u: Double, _ v: Double, _ r: Double) -> Double {
+            s.0 + r * s.1 + u * (s.2 + r * (s.3 + r * s.4)) + v * (s.5 + r * (s.6 + r * s.7))
+                + u * u * (s.8 + r * s.11) + v * v * (s.9 + r * s.12) + u * v * (s.10 + r * s.13)
+        }
+
         @inline(__always)
         public func evaluate(_ u: Double, _ v: Double, _ r: Double) -> (bone: Double, soft: Double) {
-            b.withUnsafeBufferPointer { b in
-                s.withUnsafeBufferPointer { s in
-                    let bone = Calibration.withBoneTerms(u, v, r) { x in
-                        var sum = 0.0
-                        for j in 0..<x.count { sum += b[j] * x[j] }
-                        return sum
-                    }
-                    let soft = Calibration.withSoftTerms(u, v, r) { x in
-                        var sum = 0.0
-                        for j in 0..<x.count { sum += s[j] * x[j] }
-                        return sum
-                    }
-                    return (bone, soft)
-                }
-            }
+            (bone(u, v, r), soft(u, v, r))
+        }
+
+        /// Fat fraction of a bone-free pixel.
+        @inline(__always)
+        public func fatFraction(_ u: Double, _ v: Double) -> Double {
+            let r = u / v
+            return f.0 + r * (f.1 + r * f.3 + v * f.4) + v * (f.2 + v * f.5)
         }
     }
 
-    public var fastBoneModel: FastBoneModel { FastBoneModel(b: hydroxyapatite.rawCoefficients, s: softTissue.rawCoefficients) }
+    public var fastBoneModel: FastBoneModel {
+        FastBoneModel(bone: hydroxyapatite.rawCoefficients, soft: softTissue.rawCoefficients, fat: fatFraction.rawCoefficients)
+    }
+
+    /// True when every model has as many coefficients as it has terms (a calibration file
+    /// from elsewhere may not).
+    public var isWellFormed: Bool {
+        func ok(_ m: LinearModel, _ n: Int) -> Bool {
+            m.coefficients.count == n && m.means.count == n && m.scales.count == n && m.coefficients.allSatisfy(\.isFinite)
+        }
+        return ok(hydroxyapatite, 12) && ok(softTissue, 14) && ok(fatFraction, 6)
+    }
 
     /// Fat fraction of a bone-free pixel.
     public func fatFraction(lLow u: Double, lHigh v: Double) -> Double {

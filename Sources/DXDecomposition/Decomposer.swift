@@ -51,67 +51,95 @@ public struct Decomposer: Sendable {
 
     public func decompose(_ a: AttenuationLine) -> DecomposedLine {
         let n = a.channels
-        var ratio = [Double](repeating: .nan, count: n)
-        var tissue = [Bool](repeating: false, count: n)
-        for c in 0..<n where a.flags[c].isEmpty && a.high[c] > airThreshold {
-            tissue[c] = true
-            ratio[c] = a.low[c] / a.high[c]
+        guard n > 0, a.high.count == n, a.varianceLow.count == n, a.varianceHigh.count == n, a.flags.count == n else {
+            let none = [Double](repeating: .nan, count: n)
+            return DecomposedLine(index: a.index, yUm: a.yUm, xUm: a.xUm, bone: none, soft: none, fatFraction: none,
+                                  isBone: [Bool](repeating: false, count: n), flags: a.flags)
         }
-        let isBone = classify(a, ratio: ratio, tissue: tissue)
-        let softRatio = softTissueRatio(ratio: ratio, tissue: tissue, isBone: isBone)
+        // Scratch for the whole line in two blocks (the hot path allocates nothing per pixel).
+        let scratch = UnsafeMutablePointer<Double>.allocate(capacity: 6 * n)
+        defer { scratch.deallocate() }
+        let marks = UnsafeMutablePointer<Bool>.allocate(capacity: 2 * n)
+        defer { marks.deallocate() }
+        let queue = UnsafeMutablePointer<Int>.allocate(capacity: max(n, 1))
+        defer { queue.deallocate() }
+        let ratio = scratch, su = scratch + n, sv = scratch + 2 * n, sr = scratch + 3 * n, eroded = scratch + 4 * n, baseline = scratch + 5 * n
+        let tissue = marks, isBone = marks + n
         var bone = [Double](repeating: .nan, count: n), soft = bone, fat = bone
-        for c in 0..<n where a.flags[c].isEmpty {
-            if !tissue[c] {
-                bone[c] = 0; soft[c] = 0
-                continue
+        a.low.withUnsafeBufferPointer { low in a.high.withUnsafeBufferPointer { high in
+        a.varianceLow.withUnsafeBufferPointer { varLow in a.varianceHigh.withUnsafeBufferPointer { varHigh in
+        a.flags.withUnsafeBufferPointer { flags in
+            guard let lowBase = low.baseAddress, let highBase = high.baseAddress else { return }
+            for c in 0..<n {
+                let t = flags[c].isEmpty && high[c] > airThreshold
+                tissue[c] = t
+                ratio[c] = t ? low[c] / high[c] : .nan
+                isBone[c] = false
             }
-            let r = isBone[c] ? softRatio[c] : ratio[c]
-            guard r.isFinite else { continue }
-            (bone[c], soft[c]) = fast.evaluate(a.low[c], a.high[c], r)
-            if !isBone[c] { fat[c] = min(1, max(0, calibration.fatFraction(lLow: a.low[c], lHigh: a.high[c]))) }
-        }
-        return DecomposedLine(index: a.index, yUm: a.yUm, xUm: a.xUm, bone: bone, soft: soft, fatFraction: fat, isBone: isBone, flags: a.flags)
-    }
-
-    /// Bone where the smoothed attenuations, decomposed against the local baseline ratio,
-    /// hold more than `boneThreshold` of mineral; gaps of up to 3 pixels inside bone are
-    /// closed and specks shorter than 4 pixels dropped.
-    func classify(_ a: AttenuationLine, ratio: [Double], tissue: [Bool]) -> [Bool] {
-        let n = a.channels
-        var isBone = [Bool](repeating: false, count: n)
-        let (su, sv) = (Self.smooth(a.low, tissue, halfWidth: smoothing), Self.smooth(a.high, tissue, halfWidth: smoothing))
-        var sr = [Double](repeating: .nan, count: n)
-        for c in 0..<n where tissue[c] && sv[c] > 0 { sr[c] = su[c] / sv[c] }
-        let baseline = Self.opening(sr, halfWidth: baselineHalfWidth)
-        // Noise of the smoothed bone signal: b ≈ (L_low − R·L_high)/k, k the bone's
-        // sensitivity, here taken from the calibration at this pixel.
-        let window = Double(2 * smoothing + 1)
-        for c in 0..<n where tissue[c] && baseline[c].isFinite && sr[c] > baseline[c] {
-            let r = baseline[c]
-            let b = fast.evaluate(su[c], sv[c], r).bone
-            let signal = su[c] - r * sv[c]
-            guard signal > 0 else { continue }
-            let sigma = (a.varianceLow[c] + r * r * a.varianceHigh[c]).squareRoot() * b / signal / window.squareRoot()
-            if b > max(boneThreshold, noiseSigmas * sigma) { isBone[c] = true }
-        }
-        Self.close(&isBone, gap: 3)
-        Self.dropShortRuns(&isBone, shorterThan: 4)
-        return isBone
+            // Classification: smooth, take the opened baseline, decompose against it.
+            Self.smooth(lowBase, tissue, n, halfWidth: smoothing, into: su)
+            Self.smooth(highBase, tissue, n, halfWidth: smoothing, into: sv)
+            for c in 0..<n { sr[c] = tissue[c] && sv[c] > 0 ? su[c] / sv[c] : .nan }
+            Self.slidingExtreme(sr, n, halfWidth: baselineHalfWidth, minimum: true, queue: queue, into: eroded)
+            Self.slidingExtreme(eroded, n, halfWidth: baselineHalfWidth, minimum: false, queue: queue, into: baseline)
+            // Noise of the smoothed bone signal: b ≈ (L_low − R·L_high)/k, k the bone's
+            // sensitivity, here taken from the calibration at this pixel.
+            let rootWindow = Double(2 * smoothing + 1).squareRoot()
+            for c in 0..<n where tissue[c] && baseline[c].isFinite && sr[c] > baseline[c] {
+                let r = baseline[c]
+                let signal = su[c] - r * sv[c]
+                guard signal > 0 else { continue }
+                let b = fast.bone(su[c], sv[c], r)
+                let sigma = (varLow[c] + r * r * varHigh[c]).squareRoot() * b / signal / rootWindow
+                isBone[c] = b > max(boneThreshold, noiseSigmas * sigma)
+            }
+            Self.close(isBone, n, gap: 3)
+            Self.dropShortRuns(isBone, n, shorterThan: 4)
+            // The soft tissue under bone (into `baseline`, no longer needed): the ratio
+            // carried across each run of bone from the tissue beside it.
+            let softRatio = baseline
+            for c in 0..<n { softRatio[c] = ratio[c] }
+            carrySoftTissueRatio(ratio: ratio, tissue: tissue, isBone: isBone, n, into: softRatio)
+            bone.withUnsafeMutableBufferPointer { bone in soft.withUnsafeMutableBufferPointer { soft in fat.withUnsafeMutableBufferPointer { fat in
+                for c in 0..<n where flags[c].isEmpty {
+                    guard tissue[c] else {
+                        bone[c] = 0; soft[c] = 0
+                        continue
+                    }
+                    let u = low[c], v = high[c]
+                    let r = isBone[c] ? softRatio[c] : ratio[c]
+                    guard r.isFinite else { continue }
+                    bone[c] = fast.bone(u, v, r)
+                    soft[c] = fast.soft(u, v, r)
+                    if !isBone[c] { fat[c] = min(1, max(0, fast.fatFraction(u, v))) }
+                }
+            } } }
+        } } } } }
+        let boneMask = Array(UnsafeBufferPointer(start: isBone, count: n))
+        return DecomposedLine(index: a.index, yUm: a.yUm, xUm: a.xUm, bone: bone, soft: soft, fatFraction: fat, isBone: boneMask, flags: a.flags)
     }
 
     /// The soft tissue under bone: the ratio interpolated across each run of bone from the
     /// tissue pixels on either side (two pixels next to the edge skipped: they may hold a
-    /// little bone).
-    func softTissueRatio(ratio: [Double], tissue: [Bool], isBone: [Bool]) -> [Double] {
-        let n = ratio.count
-        var softRatio = ratio
+    /// little bone). A run with no soft tissue beside it gets NaN: not measurable.
+    func carrySoftTissueRatio(ratio: UnsafePointer<Double>, tissue: UnsafePointer<Bool>, isBone: UnsafePointer<Bool>, _ n: Int,
+                              into softRatio: UnsafeMutablePointer<Double>) {
+        func mean(from: Int, to: Int) -> Double? {
+            var s = 0.0, k = 0
+            var i = from
+            while i < to {
+                if tissue[i] && !isBone[i] { s += ratio[i]; k += 1 }
+                i += 1
+            }
+            return k > 0 ? s / Double(k) : nil
+        }
         var c = 0
         while c < n {
             guard isBone[c] else { c += 1; continue }
             var end = c
             while end + 1 < n && isBone[end + 1] { end += 1 }
-            let left = Self.mean(ratio, from: max(0, c - 2 - neighbours), to: max(0, c - 2), tissue: tissue, isBone: isBone)
-            let right = Self.mean(ratio, from: min(n, end + 3), to: min(n, end + 3 + neighbours), tissue: tissue, isBone: isBone)
+            let left = mean(from: max(0, c - 2 - neighbours), to: max(0, c - 2))
+            let right = mean(from: min(n, end + 3), to: min(n, end + 3 + neighbours))
             for k in c...end {
                 switch (left, right) {
                 case let (l?, r?):
@@ -119,85 +147,66 @@ public struct Decomposer: Sendable {
                     softRatio[k] = l + (r - l) * t
                 case let (l?, nil): softRatio[k] = l
                 case let (nil, r?): softRatio[k] = r
-                default: softRatio[k] = .nan  // no soft tissue beside it: not measurable
+                default: softRatio[k] = .nan
                 }
             }
             c = end + 1
         }
-        return softRatio
     }
 
-    static func mean(_ v: [Double], from: Int, to: Int, tissue: [Bool], isBone: [Bool]) -> Double? {
-        var s = 0.0, k = 0
-        for i in from..<max(from, to) where tissue[i] && !isBone[i] { s += v[i]; k += 1 }
-        return k > 0 ? s / Double(k) : nil
-    }
-
-    /// Running mean over ±halfWidth of the pixels in `mask`; NaN where none is.
-    static func smooth(_ v: [Double], _ mask: [Bool], halfWidth w: Int) -> [Double] {
-        let n = v.count
-        var out = [Double](repeating: .nan, count: n)
+    /// Running mean over ±halfWidth of the pixels in `mask`; NaN where the pixel is not in it.
+    static func smooth(_ v: UnsafePointer<Double>, _ mask: UnsafePointer<Bool>, _ n: Int, halfWidth w: Int,
+                       into out: UnsafeMutablePointer<Double>) {
         var sum = 0.0, count = 0
         for k in 0..<min(n, w) where mask[k] { sum += v[k]; count += 1 }
         for c in 0..<n {
             let entering = c + w, leaving = c - w - 1
             if entering < n, mask[entering] { sum += v[entering]; count += 1 }
             if leaving >= 0, mask[leaving] { sum -= v[leaving]; count -= 1 }
-            if mask[c], count > 0 { out[c] = sum / Double(count) }
+            out[c] = mask[c] && count > 0 ? sum / Double(count) : .nan
         }
-        return out
     }
 
-    /// Morphological opening (erosion then dilation) over ±halfWidth, ignoring NaN: removes
-    /// bumps narrower than the window and keeps slopes.
-    static func opening(_ v: [Double], halfWidth w: Int) -> [Double] {
-        let eroded = slidingExtreme(v, halfWidth: w, keep: <)
-        var opened = slidingExtreme(eroded, halfWidth: w, keep: >)
-        for c in 0..<v.count where v[c].isNaN { opened[c] = .nan }
-        return opened
-    }
-
-    /// Sliding minimum (`keep: <`) or maximum (`keep: >`) over ±halfWidth with a monotonic
-    /// queue: O(n). NaN values are skipped; a window of NaN gives NaN.
-    static func slidingExtreme(_ v: [Double], halfWidth w: Int, keep: (Double, Double) -> Bool) -> [Double] {
-        let n = v.count
-        var out = [Double](repeating: .nan, count: n)
-        var queue = [Int](repeating: 0, count: n)
-        var head = 0, tail = 0
-        var next = 0
+    /// Sliding minimum or maximum over ±halfWidth with a monotonic queue: O(n). NaN values
+    /// are skipped; a window of NaN gives NaN; a NaN input pixel stays NaN (so erosion then
+    /// dilation is a morphological opening of the tissue pixels: bumps narrower than the
+    /// window go, slopes stay).
+    static func slidingExtreme(_ v: UnsafePointer<Double>, _ n: Int, halfWidth w: Int, minimum: Bool,
+                               queue: UnsafeMutablePointer<Int>, into out: UnsafeMutablePointer<Double>) {
+        var head = 0, tail = 0, next = 0
         for c in 0..<n {
             while next < n && next <= c + w {
-                if !v[next].isNaN {
-                    while tail > head && !keep(v[queue[tail - 1]], v[next]) { tail -= 1 }
+                let x = v[next]
+                if !x.isNaN {
+                    while tail > head && (minimum ? v[queue[tail - 1]] >= x : v[queue[tail - 1]] <= x) { tail -= 1 }
                     queue[tail] = next; tail += 1
                 }
                 next += 1
             }
             while tail > head && queue[head] < c - w { head += 1 }
-            if tail > head { out[c] = v[queue[head]] }
+            out[c] = tail > head && !v[c].isNaN ? v[queue[head]] : .nan
         }
-        return out
     }
 
     /// Fills runs of false no longer than `gap` that lie between trues.
-    static func close(_ mask: inout [Bool], gap: Int) {
+    static func close(_ mask: UnsafeMutablePointer<Bool>, _ n: Int, gap: Int) {
         var i = 0
-        while i < mask.count {
+        while i < n {
             if !mask[i], i > 0, mask[i - 1] {
                 var j = i
-                while j < mask.count && !mask[j] { j += 1 }
-                if j < mask.count && j - i <= gap { for k in i..<j { mask[k] = true } }
+                while j < n && !mask[j] { j += 1 }
+                if j < n && j - i <= gap { for k in i..<j { mask[k] = true } }
                 i = j
             } else { i += 1 }
         }
     }
 
-    static func dropShortRuns(_ mask: inout [Bool], shorterThan length: Int) {
+    static func dropShortRuns(_ mask: UnsafeMutablePointer<Bool>, _ n: Int, shorterThan length: Int) {
         var i = 0
-        while i < mask.count {
+        while i < n {
             guard mask[i] else { i += 1; continue }
             var j = i
-            while j < mask.count && mask[j] { j += 1 }
+            while j < n && mask[j] { j += 1 }
             if j - i < length { for k in i..<j { mask[k] = false } }
             i = j
         }

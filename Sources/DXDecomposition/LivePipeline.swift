@@ -50,7 +50,7 @@ public struct LiveResult: Sendable, Equatable, Codable {
 /// bone accumulation, one line at a time. `dexa analyze` runs the same struct over a
 /// capture's lines, so live and offline results are the same numbers.
 public struct ScanDecomposition: Sendable {
-    public let stage: AttenuationStage
+    public let stage: PreparedAttenuation
     public let decomposer: Decomposer
     public let periodUs: UInt32
     public let currentUA: UInt32
@@ -62,7 +62,7 @@ public struct ScanDecomposition: Sendable {
 
     public init(stage: AttenuationStage, calibration: Calibration, geometry: ScanGeometry, rois: [Phantom.ROI],
                 configuration: ScanConfiguration) {
-        self.stage = stage
+        self.stage = stage.prepared(periodUs: configuration.linePeriodUs, currentUA: configuration.tubeCurrentUA)
         decomposer = Decomposer(calibration: calibration, pitchUm: geometry.pitchUm)
         periodUs = configuration.linePeriodUs
         currentUA = configuration.tubeCurrentUA
@@ -72,7 +72,7 @@ public struct ScanDecomposition: Sendable {
 
     @discardableResult
     public mutating func add(_ line: ScanLine) throws(DecompositionError) -> DecomposedLine {
-        let d = decomposer.decompose(try stage.process(line, periodUs: periodUs, currentUA: currentUA))
+        let d = decomposer.decompose(try stage.process(line))
         for k in rois.indices { rois[k].add(d) }
         for c in 0..<d.bone.count where d.isBone[c] && d.bone[c].isFinite {
             boneSum += d.bone[c]

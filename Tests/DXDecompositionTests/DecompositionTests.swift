@@ -1,4 +1,4 @@
-import DXDecomposition
+@testable import DXDecomposition
 import DXProtocol
 import Foundation
 import Testing
@@ -225,5 +225,42 @@ struct DecompositionTests {
         #expect(throws: DecompositionError.self) {
             try stage.process(ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [.xrayOn], samples: [1, 2]), periodUs: 10_000, currentUA: 1000)
         }
+    }
+}
+
+@Suite("Decomposition hot path")
+struct HotPathTests {
+    /// The unrolled polynomials of the hot path are the fitted models, term for term.
+    @Test func fastModelEqualsTheFittedModels() throws {
+        var s = Scanner(seed: 8)
+        let (_, cal) = try s.calibrate()
+        let fast = cal.fastBoneModel
+        var rng = SplitMix64(seed: 1)
+        for _ in 0..<1000 {
+            let v = 0.5 + 6 * Double(rng.next() % 10_000) / 10_000
+            let r = 1.4 + 0.25 * Double(rng.next() % 10_000) / 10_000
+            let u = v * r + 1.0 * Double(rng.next() % 10_000) / 10_000
+            let bone = cal.hydroxyapatite.evaluate(Calibration.boneTerms(u, v, r))
+            let soft = cal.softTissue.evaluate(Calibration.softTerms(u, v, r))
+            #expect(abs(fast.bone(u, v, r) - bone) <= 1e-9 * max(1, abs(bone)))
+            #expect(abs(fast.soft(u, v, r) - soft) <= 1e-9 * max(1, abs(soft)))
+            #expect(abs(fast.fatFraction(u, v) - cal.fatFraction(lLow: u, lHigh: v)) <= 1e-9)
+        }
+        #expect(cal.isWellFormed)
+        var broken = cal
+        broken.hydroxyapatite.coefficients.removeLast()
+        #expect(!broken.isWellFormed)
+        #expect(broken.fastBoneModel.bone(5, 3, 1.5).isNaN, "a malformed model gives NaN, not a number")
+    }
+
+    @Test func fastLogMatchesTheLibrary() {
+        var worst = 0.0
+        var x = 0.5
+        while x < 70_000 {
+            worst = max(worst, abs(FastLog.ln(x) - Foundation.log(x)) / max(1e-300, abs(Foundation.log(x))))
+            x *= 1.000_37
+        }
+        #expect(worst < 1e-13, "worst relative error \(worst)")
+        #expect(FastLog.ln(1) == 0)
     }
 }
