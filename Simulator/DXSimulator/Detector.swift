@@ -5,6 +5,13 @@ import Foundation
 /// its truth; the physics (`DualEnergyBeam`) turns it into transmission per window.
 public protocol Scene: Sendable {
     func composition(xUm: Int32, yUm: Int32) -> Composition
+    /// What the beam sees with the arm at this angle (tenths of a degree): the same scene for
+    /// flat phantoms, the side view of a patient at 90°.
+    func projection(armAngleX10: Int16) -> any Scene
+}
+
+extension Scene {
+    public func projection(armAngleX10: Int16) -> any Scene { self }
 }
 
 /// Nothing on the table: air everywhere.

@@ -22,6 +22,12 @@ public struct SimulatorConfiguration: Sendable {
     public var kermaRateMGyPerSecondPerMA: Double = 0.05
     /// Thickness of the fan along y at the table.
     public var fanThicknessCm: Double = 0.1
+    /// Slow drift of the tube's output, as a fraction per hour since power-on (a warming
+    /// tube and an ageing filament): why hosts take an air scan before each measurement.
+    public var tubeOutputDriftPerHour: Double = 0.02
+
+    /// The tube's output relative to power-on, after this long.
+    public func tubeOutput(afterUptime t: Duration) -> Double { 1 + tubeOutputDriftPerHour * t.milliseconds / 3_600_000 }
 
     public static let standardInfo = DeviceInfo(
         model: "DX-1", serial: "DX1-000123", fwMajor: 1, fwMinor: 4, fwPatch: 2,
@@ -402,8 +408,8 @@ public actor DX1Firmware {
             // real unit's readout runs beside its command processor, so host frames (and the
             // watchdog's view of them) are never held up behind it.
             let batch = LineBatch(mode: c.mode, xUm: c.xUm, firstLine: line, count: k, timebase: timebase, linePeriod: linePeriod,
-                                  config: c, xrayOn: xrayOn)
-            let (lines, readout) = await Self.readOut(batch, detector: detector, scene: scene, time: deviceTimeUs)
+                                  config: c, xrayOn: xrayOn, outputFactor: configuration.tubeOutput(afterUptime: uptime.elapsed))
+            let (lines, readout) = await Self.readOut(batch, detector: detector, scene: scene.projection(armAngleX10: arm), time: deviceTimeUs)
             detector = readout
             guard gen == generation, state == .scanning, activeScan?.scanID == c.scanID else { return }
             y = lines.last?.yUm ?? y
@@ -432,6 +438,7 @@ public actor DX1Firmware {
         var linePeriod: Duration
         var config: ScanConfiguration
         var xrayOn: Bool
+        var outputFactor: Double
     }
 
     @concurrent
@@ -445,7 +452,7 @@ public actor DX1Firmware {
             let mid = b.timebase + b.linePeriod * j + b.linePeriod / 2
             let yy = Int32(clamping: b.config.yUm(ofLine: Int64(i)))
             let read = detector.readLine(mode: b.mode, xUm: b.xUm, yUm: yy, periodUs: b.config.linePeriodUs,
-                                         currentUA: b.config.tubeCurrentUA, outputFactor: 1, scene: scene)
+                                         currentUA: b.config.tubeCurrentUA, outputFactor: b.outputFactor, scene: scene)
             var flags: LineFlags = b.xrayOn ? [.xrayOn] : []
             if read.saturated { flags.insert(.saturated) }
             lines.append(ScanLine(index: UInt32(i), yUm: yy, xUm: b.xUm, tUs: time(mid), flags: flags, samples: read.samples))

@@ -11,6 +11,10 @@ public struct PixelFlags: OptionSet, Sendable, Hashable, Codable {
     public static let belowDark = PixelFlags(rawValue: 1 << 1)
     /// The line was taken with X-rays off.
     public static let noBeam = PixelFlags(rawValue: 1 << 2)
+    /// Fewer than `PreparedAttenuation.minimumPhotons` above the pedestal in a window: the
+    /// attenuation cannot be measured (metal in the beam, or far too much tissue for the
+    /// exposure). Never turned into a number.
+    public static let photonStarved = PixelFlags(rawValue: 1 << 3)
 }
 
 /// One line as log attenuations per window: L = ln(I₀ / I), dark-subtracted, I₀ from the
@@ -67,6 +71,8 @@ public struct PreparedAttenuation: Sendable {
     let lnI0Low: [Double], lnI0High: [Double]
     /// Line period × tube current (ms·mA).
     public let exposure: Double
+    /// Below this many counts above the pedestal a pixel's relative noise exceeds 20 %.
+    public static let minimumPhotons = 25.0
 
     init(dark: DarkReference, air: AirReference, periodUs: UInt32, currentUA: UInt32) {
         let e = Double(periodUs) * Double(max(currentUA, 1))
@@ -92,6 +98,7 @@ public struct PreparedAttenuation: Sendable {
         defer { flagBits.deallocate() }
         let beam: UInt8 = line.flags.contains(.xrayOn) ? 0 : PixelFlags.noBeam.rawValue
         let saturatedBit = PixelFlags.saturated.rawValue, belowDarkBit = PixelFlags.belowDark.rawValue
+        let starvedBit = PixelFlags.photonStarved.rawValue, minimum = Self.minimumPhotons
         line.samples.withUnsafeBufferPointer { samples in
             darkLow.withUnsafeBufferPointer { dL in darkHigh.withUnsafeBufferPointer { dH in
             i0Low.withUnsafeBufferPointer { iL in i0High.withUnsafeBufferPointer { iH in
@@ -109,7 +116,11 @@ public struct PreparedAttenuation: Sendable {
                         tLow[c] = il * iL[c]
                         tHigh[c] = ih * iH[c]
                     }
-                    if il < 0.5 || ih < 0.5 { f |= belowDarkBit }
+                    if il < 0.5 || ih < 0.5 {
+                        f |= belowDarkBit
+                    } else if il < minimum || ih < minimum {
+                        f |= starvedBit
+                    }
                     if f == 0 {
                         // ln of a Poisson count is biased low by about 1/(2N) (N photons,
                         // variance N plus the pedestal's noise): corrected per pixel so that

@@ -7,6 +7,24 @@ import Testing
 struct PhysicsTests {
     static func log(_ x: Double) -> Double { Foundation.log(x) }
 
+    /// The tube's output drifts slowly: 2 % an hour by default, and the counts follow it.
+    @Test func tubeOutputDrifts() {
+        let c = SimulatorConfiguration()
+        #expect(c.tubeOutput(afterUptime: .zero) == 1)
+        #expect(abs(c.tubeOutput(afterUptime: .seconds(3600)) - 1.02) < 1e-12)
+        var fresh = Detector(channels: 144, pitchUm: 1000, seed: 9), later = fresh
+        func mean(_ d: inout Detector, _ factor: Double) -> Double {
+            var sum = 0.0
+            for _ in 0..<20 {
+                let r = d.readLine(mode: .dual, xUm: 200_000, yUm: 1_950_000, periodUs: 10_000, currentUA: 1000, outputFactor: factor, scene: EmptyTable())
+                for k in stride(from: 1, to: r.samples.count, by: 2) { sum += Double(r.samples[k]) }
+            }
+            return sum
+        }
+        let ratio = mean(&later, c.tubeOutput(afterUptime: .seconds(3600))) / mean(&fresh, 1)
+        #expect(abs(ratio - 1.02) < 0.002, "air counts after an hour: ×\(ratio)")
+    }
+
     @Test func attenuationTableMatchesXCOM() {
         // Reference points (NIST XCOM, total with coherent): cortical-bone-like hydroxyapatite
         // and ICRU-44 soft tissue at 50 and 80 keV.

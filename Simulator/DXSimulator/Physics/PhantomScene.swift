@@ -68,15 +68,25 @@ public enum StandardPhantoms {
 }
 
 extension StandardPhantoms {
-    /// A scene by name (`empty`, `calibration`, `esp`) or from an ICD §8 phantom JSON file.
+    /// A scene by name (`empty`, `calibration`, `esp`, `bench`, `patient`) or from a JSON
+    /// file: an ICD §8 phantom, or `{"patient": {...}}` with any of `PatientSpec`'s fields (the
+    /// rest keep their defaults).
     public static func scene(named spec: String) throws -> any Scene {
         switch spec.lowercased() {
         case "", "empty", "air": return EmptyTable()
         case "calibration": return PhantomScene(calibration)
         case "esp": return PhantomScene(esp)
         case "bench": return PhantomScene(bench)
+        case "patient": return PatientScene()
         default:
-            guard let data = FileManager.default.contents(atPath: spec) else { throw PhantomError(message: "no phantom named \(spec) (empty, calibration, esp or a JSON file)") }
+            guard let data = FileManager.default.contents(atPath: spec) else {
+                throw PhantomError(message: "no phantom named \(spec) (empty, calibration, esp, bench, patient or a JSON file)")
+            }
+            if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let patient = object["patient"] {
+                do { return PatientScene(try PatientSpec.overriding(with: patient)) } catch {
+                    throw PhantomError(message: "\(spec): the patient is not valid: \(error)")
+                }
+            }
             do { return PhantomScene(try JSONDecoder().decode(Phantom.self, from: data)) } catch {
                 throw PhantomError(message: "\(spec) is not an ICD §8 phantom: \(error)")
             }
@@ -87,4 +97,25 @@ extension StandardPhantoms {
 public struct PhantomError: Error, CustomStringConvertible {
     public let message: String
     public var description: String { message }
+}
+
+extension PatientSpec {
+    /// The default patient with the fields of a JSON object laid over it (objects merged
+    /// field by field, list elements over the default's element at the same place).
+    public static func overriding(with json: Any) throws -> PatientSpec {
+        let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(PatientSpec()))
+        func merge(_ a: Any, _ b: Any) -> Any {
+            if let a = a as? [String: Any], let b = b as? [String: Any] {
+                var out = a
+                for (k, v) in b { out[k] = a[k].map { merge($0, v) } ?? v }
+                return out
+            }
+            if let a = a as? [Any], let b = b as? [Any] {
+                return b.enumerated().map { i, v in a.isEmpty ? v : merge(a[min(i, a.count - 1)], v) }
+            }
+            return b
+        }
+        let merged = merge(base, json)
+        return try JSONDecoder().decode(PatientSpec.self, from: JSONSerialization.data(withJSONObject: merged))
+    }
 }

@@ -1,0 +1,262 @@
+import DXProtocol
+import Foundation
+
+/// A parametric patient lying supine on the table, head at small y: soft tissue of a chosen
+/// thickness and fat fraction (uniform, or varying from the patient's right to left), the
+/// lumbar spine L1–L5 with disc spaces, both hips (femoral head, neck, greater trochanter,
+/// shaft), the lateral spine T4–L4 with per-vertebra anterior, middle and posterior heights
+/// (so Genant wedge, biconcave and crush fractures can be made), metal implants and patient
+/// motion. Every number is the truth a test compares against; the physics turns it into
+/// counts. Seen from the front (arm 0°) or from the side (arm 90°).
+public struct PatientScene: Scene {
+    public var spec: PatientSpec
+
+    public init(_ spec: PatientSpec = PatientSpec()) { self.spec = spec }
+
+    public func projection(armAngleX10: Int16) -> any Scene {
+        abs(Int(armAngleX10) - 900) < 50 ? LateralView(spec: spec) : APView(spec: spec)
+    }
+
+    public func composition(xUm: Int32, yUm: Int32) -> Composition { APView(spec: spec).composition(xUm: xUm, yUm: yUm) }
+
+    /// The front view: the beam crosses the body from back to front.
+    struct APView: Scene {
+        let spec: PatientSpec
+        func composition(xUm: Int32, yUm: Int32) -> Composition {
+            let (x, y) = spec.motion.apply(x: Double(xUm) / 1000, y: Double(yUm) / 1000)
+            var c = spec.softTissue(x: x, y: y)
+            guard c != .air else { return c }
+            for v in spec.lumbar where v.contains(x: x - spec.midlineMM, y: y) { c.hydroxyapatite += v.bmd }
+            for hip in spec.hips { c.hydroxyapatite += hip.bone(x: x, y: y, midline: spec.midlineMM) }
+            for m in spec.metal where m.contains(x: x, y: y) { c.hydroxyapatite += m.hydroxyapatiteEquivalent }
+            return c
+        }
+    }
+
+    /// The side view (VFA): the beam crosses the body from side to side, through more soft
+    /// tissue; x runs from the patient's back to front.
+    struct LateralView: Scene {
+        let spec: PatientSpec
+        func composition(xUm: Int32, yUm: Int32) -> Composition {
+            let (x, y) = spec.motion.apply(x: Double(xUm) / 1000, y: Double(yUm) / 1000)
+            var c = spec.softTissue(x: x, y: y, lateral: true)
+            guard c != .air else { return c }
+            for v in spec.thoracolumbar { c.hydroxyapatite += v.bone(x: x - spec.lateralSpineXMM, y: y) }
+            return c
+        }
+    }
+}
+
+/// Everything about a simulated patient, all in millimetres and g/cm². Codable so that a test
+/// or `dexa-sim --phantom patient.json` can describe one (`{"patient": {...}}`).
+public struct PatientSpec: Sendable, Codable, Equatable {
+    /// Soft tissue (lean + fat) at the body's thickest, front view (g/cm²).
+    public var softTissue = 18.0
+    /// Side view: the beam crosses the body's width.
+    public var lateralSoftTissue = 24.0
+    /// Fat fraction of the soft tissue at the patient's right (small x) and left.
+    public var fatFractionRight = 0.3
+    public var fatFractionLeft = 0.3
+    /// Body half-width (front view) and half-depth (side view).
+    public var halfWidthMM = 170.0
+    public var halfDepthMM = 120.0
+    public var midlineMM = 200.0
+    /// The body lies from `topMM` (shoulders) to `bottomMM` (knees) along y.
+    public var topMM = 250.0
+    public var bottomMM = 1400.0
+    public var lumbar: [Vertebra] = PatientSpec.standardLumbar(bmd: [0.95, 1.0, 1.05, 1.08, 1.1])
+    public var hips: [Hip] = [Hip(side: .right), Hip(side: .left)]
+    /// T4–L4, for the lateral view.
+    public var thoracolumbar: [LateralVertebra] = PatientSpec.standardThoracolumbar()
+    /// Where the vertebral bodies' posterior edge lies in the side view.
+    public var lateralSpineXMM = 170.0
+    public var metal: [MetalImplant] = []
+    public var motion = Motion()
+
+    public init() {}
+
+    /// L1–L5 with 30 mm bodies, 8 mm discs, L1's top at 600 mm; `bmd` per vertebra.
+    public static func standardLumbar(bmd: [Double], top: Double = 600) -> [Vertebra] {
+        bmd.prefix(5).enumerated().map { i, b in
+            let y0 = top + Double(i) * 38
+            return Vertebra(name: "L\(i + 1)", y0MM: y0, y1MM: y0 + 30, halfWidthMM: 21 + Double(i) * 1.5, bmd: b)
+        }
+    }
+
+    /// T4–L4 (13 bodies), heights growing down the spine, none fractured.
+    public static func standardThoracolumbar(top: Double = 330) -> [LateralVertebra] {
+        let names = (4...12).map { "T\($0)" } + (1...4).map { "L\($0)" }
+        var y = top
+        return names.enumerated().map { i, name in
+            let h = 18 + Double(i) * 1.1
+            defer { y += h + 6 }
+            return LateralVertebra(name: name, topMM: y, depthMM: 28 + Double(i) * 1.0, anteriorMM: h, middleMM: h, posteriorMM: h,
+                                   bmd: 0.9 + 0.015 * Double(i))
+        }
+    }
+
+    /// Soft tissue at a point: an elliptical body cross-section, thinner towards the sides.
+    func softTissue(x: Double, y: Double, lateral: Bool = false) -> Composition {
+        guard y >= topMM && y < bottomMM else { return .air }
+        let half = lateral ? halfDepthMM : halfWidthMM
+        // Side view: the vertebral bodies lie in the back third, their posterior edge 70 mm
+        // in from the patient's back.
+        let centre = lateral ? lateralSpineXMM - 70 + halfDepthMM : midlineMM
+        let d = (x - centre) / half
+        guard abs(d) < 1 else { return .air }
+        let total = (lateral ? lateralSoftTissue : softTissue) * (0.35 + 0.65 * (1 - d * d).squareRoot())
+        // Fat fraction from the patient's right (x small) to left.
+        let t = min(1, max(0, (x - (midlineMM - halfWidthMM)) / (2 * halfWidthMM)))
+        let ff = fatFractionRight + (fatFractionLeft - fatFractionRight) * t
+        return Composition(hydroxyapatite: 0, lean: total * (1 - ff), fat: total * ff)
+    }
+
+    /// An AP view vertebral body: a rectangle with rounded corners, centred on the midline.
+    public struct Vertebra: Sendable, Codable, Equatable {
+        public var name: String
+        public var y0MM: Double
+        public var y1MM: Double
+        public var halfWidthMM: Double
+        /// Areal density as seen from the front (g/cm²): the truth its BMD is.
+        public var bmd: Double
+
+        func contains(x: Double, y: Double) -> Bool {
+            guard y >= y0MM && y < y1MM && abs(x) < halfWidthMM else { return false }
+            // 3 mm rounding at the corners.
+            let dx = abs(x) - (halfWidthMM - 3), dy = max(y0MM + 3 - y, y - (y1MM - 3))
+            return dx <= 0 || dy <= 0 || dx * dx + dy * dy <= 9
+        }
+    }
+
+    /// A proximal femur: head (a disc), neck (a band at the neck–shaft angle), greater
+    /// trochanter (an ellipse) and shaft (a band down the thigh), with their areal densities.
+    public struct Hip: Sendable, Codable, Equatable {
+        public enum Side: String, Sendable, Codable { case left, right }
+        public var side: Side
+        /// Femoral head centre: distance from the midline and y.
+        public var headOffsetMM = 90.0
+        public var headYMM = 900.0
+        public var headRadiusMM = 23.0
+        public var headBMD = 1.05
+        public var neckBMD = 0.85
+        public var neckLengthMM = 45.0
+        public var neckHalfWidthMM = 15.0
+        public var trochanterBMD = 0.75
+        public var shaftBMD = 1.25
+        public var shaftHalfWidthMM = 15.0
+
+        public init(side: Side) { self.side = side }
+
+        /// Hydroxyapatite at (x, y) in the AP view. The patient's left is at larger x.
+        func bone(x: Double, y: Double, midline: Double) -> Double {
+            let s = side == .left ? 1.0 : -1.0
+            // Local coordinates: u outwards (away from the midline), y down.
+            let u = (x - midline) * s - headOffsetMM, v = y - headYMM
+            if u * u + v * v <= headRadiusMM * headRadiusMM { return headBMD }
+            // The neck runs outwards and down at 40° below horizontal from the head.
+            let angle = 40.0 * .pi / 180
+            let along = u * cos(angle) + v * sin(angle), across = -u * sin(angle) + v * cos(angle)
+            if along > 0 && along < neckLengthMM && abs(across) < neckHalfWidthMM { return neckBMD }
+            // The greater trochanter sits at the neck's outer end, the shaft runs down from it.
+            let tu = u - neckLengthMM * cos(angle) - 8, tv = v - neckLengthMM * sin(angle) + 5
+            if (tu * tu) / (22 * 22) + (tv * tv) / (18 * 18) <= 1 { return trochanterBMD }
+            let shaftTop = v - neckLengthMM * sin(angle) - 10
+            if shaftTop > 0 && shaftTop < 150 && abs(u - neckLengthMM * cos(angle) + 6) < shaftHalfWidthMM { return shaftBMD }
+            return 0
+        }
+    }
+
+    /// A vertebral body in the side view: `depthMM` from its posterior edge (x = 0) to the
+    /// anterior; its height varies from posterior through middle to anterior (a parabola
+    /// through the three), centred on the body's mid-line. Genant: wedge = anterior shorter,
+    /// biconcave = middle shorter, crush = all shorter; grade 1 is 20–25 %, 2 is 25–40 %,
+    /// 3 over 40 % loss of height.
+    public struct LateralVertebra: Sendable, Codable, Equatable {
+        public var name: String
+        public var topMM: Double
+        public var depthMM: Double
+        public var anteriorMM: Double
+        public var middleMM: Double
+        public var posteriorMM: Double
+        public var bmd: Double
+
+        public enum Fracture: String, Sendable, Codable, CaseIterable { case wedge, biconcave, crush }
+
+        /// The same vertebra with a fracture of the given Genant grade (1 to 3).
+        public func fractured(_ kind: Fracture, grade: Int) -> LateralVertebra {
+            let loss = [0.0, 0.22, 0.32, 0.5][max(0, min(3, grade))]
+            var v = self
+            let h = max(anteriorMM, middleMM, posteriorMM)
+            switch kind {
+            case .wedge: v.anteriorMM = h * (1 - loss)
+            case .biconcave: v.middleMM = h * (1 - loss)
+            case .crush: v.anteriorMM = h * (1 - loss); v.middleMM = h * (1 - loss); v.posteriorMM = h * (1 - loss)
+            }
+            return v
+        }
+
+        /// The body's height at a fraction t (0 posterior, 1 anterior) of its depth.
+        public func height(at t: Double) -> Double {
+            // Lagrange through (0, posterior), (0.5, middle), (1, anterior).
+            posteriorMM * (2 * t - 1) * (t - 1) + middleMM * 4 * t * (1 - t) + anteriorMM * t * (2 * t - 1)
+        }
+
+        func bone(x: Double, y: Double) -> Double {
+            guard x >= 0 && x < depthMM else { return 0 }
+            let mid = topMM + max(anteriorMM, middleMM, posteriorMM) / 2
+            let h = height(at: x / depthMM)
+            return abs(y - mid) < h / 2 ? bmd : 0
+        }
+    }
+
+    /// Metal (a screw, a prosthesis): nearly opaque, represented as a large areal density of
+    /// hydroxyapatite (15 g/cm² attenuates about as much as 4 mm of titanium in the high
+    /// window), since the ICD's materials are the only ones the physics tables hold.
+    public struct MetalImplant: Sendable, Codable, Equatable {
+        public var name: String
+        public var xMM: [Double]
+        public var yMM: [Double]
+        public var hydroxyapatiteEquivalent = 15.0
+
+        public init(name: String, xMM: [Double], yMM: [Double]) { self.name = name; self.xMM = xMM; self.yMM = yMM }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            xMM = try c.decode([Double].self, forKey: .xMM)
+            yMM = try c.decode([Double].self, forKey: .yMM)
+            hydroxyapatiteEquivalent = try c.decodeIfPresent(Double.self, forKey: .hydroxyapatiteEquivalent) ?? 15
+        }
+
+        func contains(x: Double, y: Double) -> Bool {
+            guard xMM.count == 2, yMM.count == 2 else { return false }
+            return x >= min(xMM[0], xMM[1]) && x < max(xMM[0], xMM[1]) && y >= min(yMM[0], yMM[1]) && y < max(yMM[0], yMM[1])
+        }
+    }
+
+    /// The patient moves: from `fromYMM` on (the scan line that reaches that y, the table
+    /// moving head to foot), the body is shifted by `shiftXMM` across the table and rotated
+    /// by `rotationDegrees` about (midline, fromYMM).
+    public struct Motion: Sendable, Codable, Equatable {
+        public var fromYMM: Double?
+        public var shiftXMM = 0.0
+        public var rotationDegrees = 0.0
+
+        public init(fromYMM: Double? = nil, shiftXMM: Double = 0, rotationDegrees: Double = 0) {
+            self.fromYMM = fromYMM; self.shiftXMM = shiftXMM; self.rotationDegrees = rotationDegrees
+        }
+
+        /// Where the point that the beam sees at (x, y) was before the patient moved.
+        func apply(x: Double, y: Double) -> (Double, Double) {
+            guard let from = fromYMM, y >= from else { return (x, y) }
+            var px = x - shiftXMM, py = y
+            if rotationDegrees != 0 {
+                let a = -rotationDegrees * .pi / 180, cx = 200.0, cy = from
+                let dx = px - cx, dy = py - cy
+                px = cx + dx * cos(a) - dy * sin(a)
+                py = cy + dx * sin(a) + dy * cos(a)
+            }
+            return (px, py)
+        }
+    }
+}

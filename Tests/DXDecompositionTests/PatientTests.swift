@@ -1,0 +1,153 @@
+@testable import DXDecomposition
+import DXProtocol
+import Foundation
+import Testing
+@testable import DXSimulator
+
+/// Parametric patients: the scene's truth, and the host's decomposition of them.
+@Suite("Parametric patients")
+struct PatientTests {
+    /// Mean decomposed bone mineral over the pixels whose truth is `select`, and the truth there.
+    static func measure(_ scene: any Scene, scanner: inout Scanner, stage: AttenuationStage, calibration: Calibration,
+                        y0: Int32, y1: Int32, select: (Composition) -> Bool) throws -> (measured: Double, truth: Double, pixels: Int) {
+        let lines = scanner.scan(scene, y0: y0, y1: y1, stepUm: 500, periodUs: 40_000, currentUA: 3000)
+        let prepared = stage.prepared(periodUs: 40_000, currentUA: 3000)
+        let decomposer = Decomposer(calibration: calibration)
+        var sum = 0.0, truth = 0.0, n = 0
+        for l in lines {
+            let d = decomposer.decompose(try prepared.process(l))
+            for c in 0..<d.bone.count {
+                let x = scanner.detector.channelX(c, carriageX: l.xUm)
+                // Whole pixels only: away from the structure's edges (±1.5 mm).
+                let here = scene.composition(xUm: x, yUm: l.yUm)
+                guard select(here), select(scene.composition(xUm: x - 1500, yUm: l.yUm)), select(scene.composition(xUm: x + 1500, yUm: l.yUm)),
+                      select(scene.composition(xUm: x, yUm: l.yUm - 1500)), select(scene.composition(xUm: x, yUm: l.yUm + 1500)),
+                      d.bone[c].isFinite else { continue }
+                sum += d.bone[c]; truth += here.hydroxyapatite; n += 1
+            }
+        }
+        return (n > 0 ? sum / Double(n) : .nan, n > 0 ? truth / Double(n) : .nan, n)
+    }
+
+    @Test(arguments: [(0.3, 0.3), (0.1, 0.5)])
+    func apSpineVertebraeWithinOnePercent(fatRight: Double, fatLeft: Double) throws {
+        var s = Scanner(seed: 31)
+        let (stage, cal) = try s.calibrate()
+        var spec = PatientSpec()
+        spec.fatFractionRight = fatRight
+        spec.fatFractionLeft = fatLeft
+        let scene = PatientScene(spec)
+        for v in spec.lumbar.prefix(4) {
+            let r = try Self.measure(scene, scanner: &s, stage: stage, calibration: cal, y0: Int32(v.y0MM * 1000) - 10_000,
+                                     y1: Int32(v.y1MM * 1000) + 10_000) { abs($0.hydroxyapatite - v.bmd) < 1e-9 }
+            let error = (r.measured - r.truth) / r.truth
+            print(String(format: "patient (fat %.1f→%.1f) %@: %.4f g/cm² (truth %.3f, %+.2f %%, %d pixels)", fatRight, fatLeft, v.name,
+                         r.measured, r.truth, error * 100, r.pixels))
+            #expect(r.pixels > 300)
+            #expect(abs(error) <= 0.01, "\(v.name): \(r.measured) vs \(r.truth)")
+        }
+    }
+
+    @Test func hipsOnBothSides() throws {
+        var s = Scanner(seed: 32)
+        let (stage, cal) = try s.calibrate()
+        let spec = PatientSpec()
+        for hip in spec.hips {
+            // The scanner's 144 mm field centred over this hip.
+            var shifted = spec
+            shifted.midlineMM = hip.side == .left ? 200 - hip.headOffsetMM - 20 : 200 + hip.headOffsetMM + 20
+            let scene = PatientScene(shifted)
+            for (part, bmd) in [("head", hip.headBMD), ("neck", hip.neckBMD), ("shaft", hip.shaftBMD)] {
+                let r = try Self.measure(scene, scanner: &s, stage: stage, calibration: cal, y0: Int32(hip.headYMM - 40) * 1000,
+                                         y1: Int32(hip.headYMM + 130) * 1000) { abs($0.hydroxyapatite - bmd) < 1e-9 }
+                let error = (r.measured - r.truth) / r.truth
+                print(String(format: "%@ hip %@: %.4f g/cm² (truth %.3f, %+.2f %%, %d pixels)", hip.side.rawValue, part, r.measured, r.truth,
+                             error * 100, r.pixels))
+                #expect(r.pixels > 100, "\(hip.side) \(part)")
+                // The hips lie where the body thins fast (the soft tissue's hardening changes
+                // across the bone): 3 %, against 1 % on the spine.
+                #expect(abs(error) <= 0.03, "\(hip.side) \(part): \(r.measured) vs \(r.truth)")
+            }
+        }
+    }
+
+    @Test func lateralViewAndGenantFractures() throws {
+        var spec = PatientSpec()
+        let t12 = try #require(spec.thoracolumbar.firstIndex { $0.name == "T12" })
+        let healthy = spec.thoracolumbar[t12]
+        for kind in PatientSpec.LateralVertebra.Fracture.allCases {
+            for grade in 1...3 {
+                let f = healthy.fractured(kind, grade: grade)
+                let h = max(healthy.anteriorMM, healthy.middleMM, healthy.posteriorMM)
+                let (a, m, p) = (1 - f.anteriorMM / h, 1 - f.middleMM / h, 1 - f.posteriorMM / h)
+                let lost = kind == .wedge ? a : (kind == .biconcave ? m : min(a, m, p))
+                // Genant: grade 1 is 20–25 %, 2 is 25–40 %, 3 over 40 % loss of height.
+                let range = [1: 0.20...0.25, 2: 0.25...0.40, 3: 0.40...1.0][grade] ?? 0...0
+                #expect(range.contains(lost), "\(kind) grade \(grade): \(lost)")
+            }
+        }
+        spec.thoracolumbar[t12] = healthy.fractured(.wedge, grade: 2)
+        let scene = PatientScene(spec)
+        // The side view sees the fracture: the bone's height at the anterior edge, counted in
+        // 0.5 mm steps through the scene's truth, is 32 % less than at the posterior edge.
+        let lateral = scene.projection(armAngleX10: 900)
+        let v = spec.thoracolumbar[t12]
+        func height(atDepth t: Double) -> Double {
+            let x = Int32((spec.lateralSpineXMM + t * v.depthMM) * 1000)
+            var n = 0
+            let tallest = max(v.anteriorMM, v.middleMM, v.posteriorMM)
+            for y in stride(from: Int32((v.topMM - 2) * 1000), to: Int32((v.topMM + tallest + 2) * 1000), by: 500)
+                where lateral.composition(xUm: x, yUm: y).hydroxyapatite > 0 { n += 1 }
+            return Double(n) * 0.5
+        }
+        let anterior = height(atDepth: 0.97), posterior = height(atDepth: 0.03)
+        print(String(format: "T12 wedge grade 2: anterior %.1f mm, posterior %.1f mm", anterior, posterior))
+        #expect(anterior < posterior * 0.75)
+        // The front view has no thoracolumbar bodies of its own; the side view no hips.
+        #expect(scene.projection(armAngleX10: 0).composition(xUm: Int32((spec.lateralSpineXMM + 10) * 1000), yUm: Int32((v.topMM + 10) * 1000)).hydroxyapatite == 0)
+    }
+
+    @Test func motionShiftsTheBodyFromALineOn() {
+        var spec = PatientSpec()
+        spec.motion = .init(fromYMM: 650, shiftXMM: 2)
+        let moved = PatientScene(spec), still = PatientScene()
+        // Before the movement nothing differs; after it, everything is 2 mm across.
+        #expect(moved.composition(xUm: 180_000, yUm: 640_000) == still.composition(xUm: 180_000, yUm: 640_000))
+        #expect(moved.composition(xUm: 182_000, yUm: 660_000) == still.composition(xUm: 180_000, yUm: 660_000))
+        #expect(moved.composition(xUm: 200_000 + 22_000, yUm: 660_000).hydroxyapatite > 0, "the vertebra's edge moved right by 2 mm")
+    }
+
+    @Test func metalIsFlaggedNotMeasured() throws {
+        var s = Scanner(seed: 33)
+        let (stage, cal) = try s.calibrate()
+        var spec = PatientSpec()
+        spec.metal = [.init(name: "pedicle screw", xMM: [192, 198], yMM: [640, 660])]
+        let lines = s.scan(PatientScene(spec), y0: 645_000, y1: 655_000, stepUm: 500, periodUs: 40_000, currentUA: 3000)
+        let prepared = stage.prepared(periodUs: 40_000, currentUA: 3000)
+        let decomposer = Decomposer(calibration: cal)
+        var flagged = 0
+        for l in lines {
+            let d = decomposer.decompose(try prepared.process(l))
+            for c in 0..<d.bone.count {
+                let x = s.detector.channelX(c, carriageX: l.xUm)
+                if x >= 193_000 && x < 197_000 {
+                    // Behind metal the detector reads its dark level: no number, a flag.
+                    #expect(d.bone[c].isNaN, "channel \(c): \(d.bone[c]) \(l.low(c)) \(l.high(c))")
+                    if d.flags[c].contains(.photonStarved) || d.flags[c].contains(.belowDark) { flagged += 1 }
+                }
+            }
+        }
+        print("metal: \(flagged) pixels flagged")
+        #expect(flagged == 4 * lines.count)
+    }
+
+    @Test func aPatientFromJSONKeepsTheDefaultsItDoesNotName() throws {
+        let spec = try PatientSpec.overriding(with: ["softTissue": 22.0, "motion": ["fromYMM": 700.0, "shiftXMM": -3.0],
+                                                     "metal": [["name": "hip prosthesis", "xMM": [280.0, 300.0], "yMM": [880.0, 1000.0]]]])
+        #expect(spec.softTissue == 22)
+        #expect(spec.motion.shiftXMM == -3)
+        #expect(spec.metal.first?.hydroxyapatiteEquivalent == 15)
+        #expect(spec.lumbar == PatientSpec().lumbar)
+        #expect(throws: (any Error).self) { try PatientSpec.overriding(with: ["softTissue": "thick"]) }
+    }
+}
