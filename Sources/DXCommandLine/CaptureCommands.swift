@@ -50,18 +50,21 @@ struct Analyze: AsyncParsableCommand {
                 throw Offline.fail("analyze", "cannot write \(image): \(error)")
             }
         }
+        let motion: [JSONValue] = result.motion.map { .object(["line": .number(Double($0.line)), "shift_mm": .number($0.shiftMM)]) }
         if json {
-            // The stillness check (issue 6) is not built yet: `motion` is not evaluated, and says so.
-            Output.json(.object(["rois": Offline.roisJSON(result.rois), "motion": .array([]),
-                                 "warnings": .array([.string("stillness check not implemented yet: motion was not evaluated")])]))
+            Output.json(.object(["rois": Offline.roisJSON(result.rois), "motion": .array(motion)]))
             return
         }
         Offline.printROIs(result.rois)
         if result.bonePixels > 0 {
             print(String(format: "bone: %.2f cm², mean %.4f g/cm²", result.boneAreaCm2, result.meanBoneBMD))
         }
-        print(String(format: "%d lines; calibration residual %.4f g/cm²; motion not evaluated (no stillness check yet)", result.lines,
-                     result.calibration.residualHydroxyapatite))
+        print(String(format: "%d lines; calibration residual %.4f g/cm²", result.lines, result.calibration.residualHydroxyapatite))
+        if result.motion.isEmpty {
+            print("motion: none found (the patient lay still)")
+        } else {
+            for m in result.motion { print(String(format: "motion: %+.1f mm from line %d", m.shiftMM, m.line)) }
+        }
         if let image { print("image: \(image) (bone mineral 0 black to 2.0 g/cm² white, flagged pixels red, ROIs yellow)") }
     }
 }

@@ -67,6 +67,7 @@ public struct CaptureAnalysis: Sendable {
     public var calibration: Calibration
     public var rois: [ROIResult]
     public var lines: Int
+    public var motion: [MotionEvent]
     public var bonePixels: Int
     public var boneAreaCm2: Double
     public var meanBoneBMD: Double
@@ -99,7 +100,7 @@ public struct CaptureAnalysis: Sendable {
             throw .decomposition("\(scanPath): \(error.description)")
         }
         return CaptureAnalysis(calibration: calibration, rois: work.roiResults, lines: measured.lines.count,
-                               bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2, meanBoneBMD: work.meanBoneBMD,
+                               motion: work.motion, bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2, meanBoneBMD: work.meanBoneBMD,
                                image: picture, roiDefinitions: header.phantom?.rois ?? [])
     }
 

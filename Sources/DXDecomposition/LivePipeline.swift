@@ -26,6 +26,8 @@ public struct StageCounters: Sendable, Equatable, Codable {
 public struct LiveResult: Sendable, Equatable, Codable {
     public var lines: Int
     public var rois: [ROIResult]
+    /// Patient movements the stillness check found (line counted from 0 in the scan).
+    public var motion: [MotionEvent]
     /// Pixels classified as bone, their area and their mean bone mineral.
     public var bonePixels: Int
     public var boneAreaCm2: Double
@@ -40,7 +42,7 @@ public struct LiveResult: Sendable, Equatable, Codable {
     public var latencyP99: Double
 
     public enum CodingKeys: String, CodingKey {
-        case lines, rois, complete, stages
+        case lines, rois, motion, complete, stages
         case bonePixels = "bone_pixels", boneAreaCm2 = "bone_area_cm2", meanBoneBMD = "mean_bone_bmd_g_cm2"
         case latencyP50 = "latency_p50_s", latencyP99 = "latency_p99_s"
     }
@@ -56,6 +58,7 @@ public struct ScanDecomposition: Sendable {
     public let currentUA: UInt32
     public let pixelAreaCm2: Double
     private var rois: [ROIAccumulator]
+    private var stillness: StillnessCheck
     private var boneSum = 0.0
     private(set) public var bonePixels = 0
     private(set) public var lines = 0
@@ -68,11 +71,16 @@ public struct ScanDecomposition: Sendable {
         currentUA = configuration.tubeCurrentUA
         pixelAreaCm2 = Double(geometry.pitchUm) * Double(abs(configuration.lineStepUm)) / 1e8
         self.rois = rois.map { ROIAccumulator(roi: $0, geometry: geometry) }
+        stillness = StillnessCheck(pitchUm: geometry.pitchUm)
     }
 
+    /// A line in: decomposed, added to the ROIs and the bone totals, and checked for patient
+    /// movement (`motion` holds what the stillness check found so far).
     @discardableResult
     public mutating func add(_ line: ScanLine) throws(DecompositionError) -> DecomposedLine {
-        let d = decomposer.decompose(try stage.process(line))
+        let attenuation = try stage.process(line)
+        let d = decomposer.decompose(attenuation)
+        _ = stillness.add(highAttenuation: attenuation.high)
         for k in rois.indices { rois[k].add(d) }
         for c in 0..<d.bone.count where d.isBone[c] && d.bone[c].isFinite {
             boneSum += d.bone[c]
@@ -83,6 +91,7 @@ public struct ScanDecomposition: Sendable {
     }
 
     public var roiResults: [ROIResult] { rois.map(\.result) }
+    public var motion: [MotionEvent] { stillness.events }
     public var meanBoneBMD: Double { bonePixels > 0 ? boneSum / Double(bonePixels) : .nan }
     public var boneAreaCm2: Double { Double(bonePixels) * pixelAreaCm2 }
 }
@@ -116,12 +125,15 @@ public final class LivePipeline: Sendable {
 
     /// Starts the decomposition task, which ends when `finish` is called or the pipeline is
     /// released. `onLine` sees each decomposed line (the image, for whoever draws it).
+    /// `onMotion` hears of each patient movement the moment the stillness check is sure of it.
     public static func start(_ decomposition: ScanDecomposition, capacity: Int = 1024,
-                             onLine: (@Sendable (DecomposedLine) -> Void)? = nil) -> LivePipeline {
-        LivePipeline(decomposition, capacity: capacity, onLine: onLine)
+                             onLine: (@Sendable (DecomposedLine) -> Void)? = nil,
+                             onMotion: (@Sendable (MotionEvent) -> Void)? = nil) -> LivePipeline {
+        LivePipeline(decomposition, capacity: capacity, onLine: onLine, onMotion: onMotion)
     }
 
-    private init(_ decomposition: ScanDecomposition, capacity: Int, onLine: (@Sendable (DecomposedLine) -> Void)?) {
+    private init(_ decomposition: ScanDecomposition, capacity: Int, onLine: (@Sendable (DecomposedLine) -> Void)?,
+                 onMotion: (@Sendable (MotionEvent) -> Void)?) {
         self.capacity = capacity
         let (stream, continuation) = AsyncStream<Arrival>.makeStream(bufferingPolicy: .bufferingOldest(capacity))
         self.continuation = continuation
@@ -138,8 +150,10 @@ public final class LivePipeline: Sendable {
                 counters.received += 1
                 let start = clock.now
                 do {
+                    let before = work.motion.count
                     let d = try work.add(arrival.line)
                     onLine?(d)
+                    if work.motion.count > before, let m = work.motion.last { onMotion?(m) }
                     counters.processed += 1
                 } catch {
                     counters.failed += 1
@@ -180,7 +194,7 @@ public final class LivePipeline: Sendable {
         input.processed = input.received - input.dropped
         let sorted = latencies.sorted()
         func quantile(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
-        return LiveResult(lines: work.lines, rois: work.roiResults, bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2,
+        return LiveResult(lines: work.lines, rois: work.roiResults, motion: work.motion, bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2,
                           meanBoneBMD: work.meanBoneBMD.isFinite ? work.meanBoneBMD : nil, complete: failures && input.dropped == 0, stages: [input, counters],
                           latencyP50: quantile(0.5), latencyP99: quantile(0.99))
     }
@@ -211,9 +225,12 @@ public final class LiveSequenceAnalysis: Sendable {
     private let geometry: ScanGeometry
     private let rois: [Phantom.ROI]
     private let scans: [Scan]
+    private let onMotion: (@Sendable (MotionEvent) -> Void)?
     private let state = Mutex(State())
 
-    public init(calibration: Calibration, geometry: ScanGeometry, rois: [Phantom.ROI], scans: [Scan]) {
+    public init(calibration: Calibration, geometry: ScanGeometry, rois: [Phantom.ROI], scans: [Scan],
+                onMotion: (@Sendable (MotionEvent) -> Void)? = nil) {
+        self.onMotion = onMotion
         self.calibration = calibration
         self.geometry = geometry
         self.rois = rois
@@ -236,7 +253,7 @@ public final class LiveSequenceAnalysis: Sendable {
                                                    currentUA: airConfig?.tubeCurrentUA ?? 0)
                         let work = ScanDecomposition(stage: AttenuationStage(dark: dark, air: air), calibration: calibration,
                                                      geometry: geometry, rois: rois, configuration: scan.configuration)
-                        s.pipeline = LivePipeline.start(work)
+                        s.pipeline = LivePipeline.start(work, onMotion: onMotion)
                         s.dark = []; s.air = []
                     } catch {
                         s.failure = "references: \(error)"

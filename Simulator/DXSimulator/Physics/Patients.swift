@@ -27,6 +27,7 @@ public struct PatientScene: Scene {
             var c = spec.softTissue(x: x, y: y)
             guard c != .air else { return c }
             for v in spec.lumbar where v.contains(x: x - spec.midlineMM, y: y) { c.hydroxyapatite += v.bmd }
+            c.hydroxyapatite += spec.posteriorElements(x: x - spec.midlineMM, y: y)
             for hip in spec.hips { c.hydroxyapatite += hip.bone(x: x, y: y, midline: spec.midlineMM) }
             for m in spec.metal where m.contains(x: x, y: y) { c.hydroxyapatite += m.hydroxyapatiteEquivalent }
             return c
@@ -65,6 +66,10 @@ public struct PatientSpec: Sendable, Codable, Equatable {
     public var topMM = 250.0
     public var bottomMM = 1400.0
     public var lumbar: [Vertebra] = PatientSpec.standardLumbar(bmd: [0.95, 1.0, 1.05, 1.08, 1.1])
+    /// The vertebral arches as the front view sees them: the spinous processes, a strip of
+    /// `posteriorElementsBMD` down the midline from L1 to L5 (over the disc spaces too), and
+    /// the pedicles, two ovals near each body's top.
+    public var posteriorElementsBMD = 0.3
     public var hips: [Hip] = [Hip(side: .right), Hip(side: .left)]
     /// T4–L4, for the lateral view.
     public var thoracolumbar: [LateralVertebra] = PatientSpec.standardThoracolumbar()
@@ -93,6 +98,17 @@ public struct PatientSpec: Sendable, Codable, Equatable {
             return LateralVertebra(name: name, topMM: y, depthMM: 28 + Double(i) * 1.0, anteriorMM: h, middleMM: h, posteriorMM: h,
                                    bmd: 0.9 + 0.015 * Double(i))
         }
+    }
+
+    func posteriorElements(x: Double, y: Double) -> Double {
+        guard let top = lumbar.first?.y0MM, let bottom = lumbar.last?.y1MM, y >= top && y < bottom else { return 0 }
+        var b = abs(x) < 5 ? posteriorElementsBMD : 0
+        for v in lumbar {
+            let cy = v.y0MM + 8, cx = v.halfWidthMM - 9
+            let dx = abs(x) - cx, dy = y - cy
+            if (dx * dx) / 16 + (dy * dy) / 36 <= 1 { b += posteriorElementsBMD }
+        }
+        return b
     }
 
     /// Soft tissue at a point: an elliptical body cross-section, thinner towards the sides.

@@ -1,0 +1,59 @@
+import DXDecomposition
+import DXProtocol
+import Foundation
+import Testing
+@testable import DXSimulator
+
+/// The stillness check against the simulator's patient moving (or not) during an AP spine
+/// scan: 1 mm lines at 200 ms and 2 mA over L1–L4.
+@Suite("Stillness check")
+struct StillnessTests {
+    static func references(_ s: inout Scanner) throws -> PreparedAttenuation {
+        let dark = try DarkReference(lines: s.scan(EmptyTable(), mode: .dark, y0: 1_900_000, y1: 1_950_000, periodUs: 10_000))
+        let air = try AirReference(lines: s.scan(EmptyTable(), y0: 1_900_000, y1: 1_950_000, periodUs: 10_000), dark: dark,
+                                   periodUs: 10_000, currentUA: 1000)
+        return AttenuationStage(dark: dark, air: air).prepared(periodUs: 200_000, currentUA: 2000)
+    }
+
+    /// Scans 150 lines from y = 590 mm; `motion` at line k means the patient moved when line k
+    /// was taken.
+    static func scan(seed: UInt64, motionAtLine k: Int?, shiftMM: Double) throws -> [MotionEvent] {
+        var s = Scanner(seed: seed)
+        let stage = try references(&s)
+        var spec = PatientSpec()
+        if let k { spec.motion = .init(fromYMM: 590 + Double(k), shiftXMM: shiftMM) }
+        let lines = s.scan(PatientScene(spec), y0: 590_000, y1: 740_000, stepUm: 1000, periodUs: 200_000, currentUA: 2000)
+        var check = StillnessCheck(pitchUm: 1000)
+        for l in lines { _ = check.add(highAttenuation: try stage.process(l).high) }
+        return check.events
+    }
+
+    @Test func twoMillimetreShiftsAreFoundWithinFiveLines() throws {
+        var found = 0, late: [Int] = [], sizes: [Double] = []
+        var rng = SplitMix64(seed: 77)
+        for seed in 0..<100 as Range<UInt64> {
+            let k = 10 + Int(rng.next() % 125)
+            let shift = rng.next() % 2 == 0 ? 2.0 : -2.0
+            let events = try Self.scan(seed: 1000 + seed, motionAtLine: k, shiftMM: shift)
+            if let e = events.first(where: { abs($0.line - k) <= 1 && ($0.shiftMM > 0) == (shift > 0) }), e.detectedAtLine - k <= 5 {
+                found += 1
+                sizes.append(abs(e.shiftMM))
+            } else {
+                late.append(k)
+            }
+        }
+        let meanSize = sizes.reduce(0, +) / Double(max(1, sizes.count))
+        print("stillness: \(found)/100 two-millimetre movements found within 5 lines (mean size read \(String(format: "%.2f", meanSize)) mm); missed at lines \(late)")
+        #expect(found >= 95)
+    }
+
+    @Test func stillPatientsRaiseNoAlarm() throws {
+        var alarms = 0
+        for seed in 0..<100 as Range<UInt64> {
+            let events = try Self.scan(seed: 5000 + seed, motionAtLine: nil, shiftMM: 0)
+            if !events.isEmpty { alarms += 1; print("false alarm, seed \(5000 + seed): \(events)") }
+        }
+        print("stillness: \(alarms) false alarms in 100 still scans")
+        #expect(alarms == 0)
+    }
+}
