@@ -45,6 +45,11 @@ let package = Package(
             "DXProtocol", "DXTransport", "DXDevice", "DXDecomposition",
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // The exam store: SQLite through GRDB, in the daemon's state directory.
+        .target(name: "DXStore", dependencies: [
+            "DXProtocol", "DXAcquisition",
+            .product(name: "GRDB", package: "GRDB.swift"),
+        ]),
         // Control path: socket -> sequencer -> device.
         .target(name: "DXControl", dependencies: [
             "DXProtocol",
@@ -53,7 +58,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "DXDaemon", dependencies: [
-            "DXProtocol", "DXTransport", "DXUSB", "DXDevice", "DXDecomposition", "DXAcquisition", "DXControl", "DXSimulator",
+            "DXProtocol", "DXTransport", "DXUSB", "DXDevice", "DXDecomposition", "DXAcquisition", "DXStore", "DXControl", "DXSimulator",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
         ]),
@@ -90,6 +95,7 @@ let package = Package(
         .testTarget(name: "DXDecompositionTests", dependencies: ["DXDecomposition", "DXSimulator"]),
         .testTarget(name: "DXDeviceTests", dependencies: ["DXDevice", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXSimulatorTests", dependencies: ["DXSimulator", "DXTestSupport"]),
+        .testTarget(name: "DXAcquisitionTests", dependencies: ["DXAcquisition", "DXStore", "DXDevice", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXDaemon", "DXTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["DXControl", "DXProtocol", "DXTestSupport"]),
     ],

@@ -83,6 +83,8 @@ public actor DeviceSession {
     private let stopwatch: Stopwatch
     public private(set) var lastSent: Duration = .zero
     public private(set) var longestSendGap: Duration = .zero
+    /// How long since the host last sent a frame (heartbeats included), on the session clock.
+    public var sinceLastSent: Duration { lastSent == .zero ? .zero : stopwatch.elapsed - lastSent }
 
     public init(transport: any DeviceTransport, clock: any Clock<Duration>, logger: Logger = Logger(label: "dexa.device"),
                 commandTimeout: Duration = .seconds(2), heartbeatInterval: Duration = .milliseconds(250)) {

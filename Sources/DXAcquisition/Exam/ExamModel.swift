@@ -1,0 +1,228 @@
+import DXProtocol
+import Foundation
+
+/// A site of the standard exam (ICD §7's patient regions).
+public typealias Site = CaptureScan.Region
+
+extension CaptureScan.Region {
+    /// The standard exam's order: AP lumbar spine, left hip, right hip, lateral spine (VFA).
+    public static let standardOrder: [Site] = [.apSpine, .leftHip, .rightHip, .lateralSpine]
+
+    public var title: String {
+        switch self {
+        case .apSpine: "AP lumbar spine"
+        case .leftHip: "left hip"
+        case .rightHip: "right hip"
+        case .lateralSpine: "lateral spine (VFA)"
+        }
+    }
+
+    /// The other hip, for a swap.
+    public var otherHip: Site? {
+        switch self {
+        case .leftHip: .rightHip
+        case .rightHip: .leftHip
+        default: nil
+        }
+    }
+}
+
+/// Who is measured. `ethnicity` chooses the reference population for T- and Z-scores.
+public struct PatientRecord: Sendable, Codable, Equatable {
+    public enum Sex: String, Sendable, Codable, CaseIterable { case female, male }
+    public var id: String
+    public var name: String
+    public var sex: Sex
+    /// ISO 8601 date, YYYY-MM-DD.
+    public var birthDate: String
+    public var ethnicity: String?
+
+    public enum CodingKeys: String, CodingKey {
+        case id, name, sex, ethnicity
+        case birthDate = "birth_date"
+    }
+
+    public init(id: String, name: String, sex: Sex, birthDate: String, ethnicity: String? = nil) {
+        self.id = id; self.name = name; self.sex = sex; self.birthDate = birthDate; self.ethnicity = ethnicity
+    }
+
+    /// What is wrong with the record, if anything (one line for the technologist).
+    public var problem: String? {
+        if id.trimmingCharacters(in: .whitespaces).isEmpty { return "the patient needs an id" }
+        if name.trimmingCharacters(in: .whitespaces).isEmpty { return "the patient needs a name" }
+        guard let birth = CalendarDay(birthDate) else { return "birth_date must be a date, YYYY-MM-DD" }
+        if birth.year < 1900 { return "birth_date \(birthDate) is before 1900" }
+        return nil
+    }
+}
+
+/// A calendar date without a time (the checklist's dates: birth, contrast, nuclear studies).
+public struct CalendarDay: Sendable, Codable, Hashable, Comparable, CustomStringConvertible {
+    public var year: Int, month: Int, day: Int
+
+    public init?(_ text: String) {
+        let parts = text.split(separator: "-")
+        guard parts.count == 3, parts[0].count == 4, parts[1].count == 2, parts[2].count == 2,
+              let y = Int(parts[0]), let m = Int(parts[1]), let d = Int(parts[2]) else { return nil }
+        var c = DateComponents()
+        c.year = y; c.month = m; c.day = d
+        guard let date = Self.calendar.date(from: c), Self.calendar.component(.day, from: date) == d, (1...12).contains(m) else { return nil }
+        year = y; month = m; day = d
+    }
+
+    public init(_ date: Date) {
+        let c = Self.calendar.dateComponents([.year, .month, .day], from: date)
+        year = c.year ?? 1970; month = c.month ?? 1; day = c.day ?? 1
+    }
+
+    static var calendar: Calendar {
+        var c = Calendar(identifier: .gregorian)
+        c.timeZone = TimeZone(identifier: "UTC") ?? .current
+        return c
+    }
+
+    var date: Date { Self.calendar.date(from: DateComponents(year: year, month: month, day: day)) ?? Date(timeIntervalSince1970: 0) }
+
+    public func adding(days: Int) -> CalendarDay { CalendarDay(Self.calendar.date(byAdding: .day, value: days, to: date) ?? date) }
+    public func days(until other: CalendarDay) -> Int { Self.calendar.dateComponents([.day], from: date, to: other.date).day ?? 0 }
+
+    public var description: String { String(format: "%04d-%02d-%02d", year, month, day) }
+    public static func < (a: CalendarDay, b: CalendarDay) -> Bool { (a.year, a.month, a.day) < (b.year, b.month, b.day) }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let d = CalendarDay(text) else { throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a date (YYYY-MM-DD): \(text)")) }
+        self = d
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(description)
+    }
+}
+
+/// Where an exam stands.
+public enum ExamState: String, Sendable, Codable {
+    /// Created; the checklist is not complete.
+    case created
+    /// The checklist blocks the exam (pregnancy, a recent contrast study, over the weight limit).
+    case blocked
+    /// The checklist is complete: the exam may start.
+    case ready
+    case inProgress = "in_progress"
+    case completed
+    case aborted
+}
+
+/// One attempt at one site: what was scanned, how it ended, what the quick look showed and
+/// what the timing and stillness checks found.
+public struct SiteAttempt: Sendable, Codable, Equatable {
+    public enum Status: String, Sendable, Codable {
+        case running, completed, aborted, interrupted, skipped
+        /// Stopped because the patient moved more than the limit: reposition and rescan.
+        case motion
+    }
+    public var site: Site
+    public var attempt: Int
+    public var status: Status
+    public var reason: String?
+    public var capture: String?
+    public var scanID: UInt32?
+    public var plannedLines: Int
+    public var lines: Int
+    public var startedAt: String?
+    public var endedAt: String?
+    public var quickLook: QuickLook?
+    public var warnings: [ExamWarning]
+    public var motion: [MotionRecord]
+
+    public enum CodingKeys: String, CodingKey {
+        case site, attempt, status, reason, capture, lines, warnings, motion
+        case scanID = "scan_id", plannedLines = "planned_lines", startedAt = "started_at", endedAt = "ended_at", quickLook = "quick_look"
+    }
+
+    public init(site: Site, attempt: Int, status: Status, reason: String? = nil, capture: String? = nil, scanID: UInt32? = nil,
+                plannedLines: Int = 0, lines: Int = 0, startedAt: String? = nil, endedAt: String? = nil, quickLook: QuickLook? = nil,
+                warnings: [ExamWarning] = [], motion: [MotionRecord] = []) {
+        self.site = site; self.attempt = attempt; self.status = status; self.reason = reason; self.capture = capture
+        self.scanID = scanID; self.plannedLines = plannedLines; self.lines = lines; self.startedAt = startedAt; self.endedAt = endedAt
+        self.quickLook = quickLook; self.warnings = warnings; self.motion = motion
+    }
+}
+
+/// The look a technologist takes before the next scan: the bone found, its area and mean
+/// bone mineral (site ROIs and T-scores come later).
+public struct QuickLook: Sendable, Codable, Equatable {
+    public var bonePixels: Int
+    public var boneAreaCm2: Double
+    public var meanBoneBMD: Double?
+    public var complete: Bool
+    public var note: String?
+
+    public enum CodingKeys: String, CodingKey {
+        case complete, note
+        case bonePixels = "bone_pixels", boneAreaCm2 = "bone_area_cm2", meanBoneBMD = "mean_bone_bmd_g_cm2"
+    }
+
+    public init(bonePixels: Int, boneAreaCm2: Double, meanBoneBMD: Double?, complete: Bool, note: String? = nil) {
+        self.bonePixels = bonePixels; self.boneAreaCm2 = boneAreaCm2; self.meanBoneBMD = meanBoneBMD; self.complete = complete; self.note = note
+    }
+}
+
+/// A patient movement, as stored with the scan.
+public struct MotionRecord: Sendable, Codable, Equatable {
+    public var line: Int
+    public var shiftMM: Double
+    /// True when it was over the limit and stopped the scan.
+    public var stopped: Bool
+    public enum CodingKeys: String, CodingKey { case line, stopped; case shiftMM = "shift_mm" }
+    public init(line: Int, shiftMM: Double, stopped: Bool) { self.line = line; self.shiftMM = shiftMM; self.stopped = stopped }
+}
+
+/// A timing or stillness finding, told to clients as it happens and stored with the scan.
+public struct ExamWarning: Sendable, Codable, Equatable {
+    public enum Kind: String, Sendable, Codable {
+        case stall, jitter, overrun, underrun, heartbeat, budget, motion, missingLines = "missing_lines"
+    }
+    public var kind: Kind
+    public var message: String
+    public var line: Int?
+    public var value: Double?
+
+    public init(kind: Kind, message: String, line: Int? = nil, value: Double? = nil) {
+        self.kind = kind; self.message = message; self.line = line; self.value = value
+    }
+}
+
+/// An exam as clients see it.
+public struct ExamRecord: Sendable, Codable, Equatable {
+    public var id: Int64
+    public var patient: PatientRecord
+    public var referral: String
+    public var operatorName: String
+    public var state: ExamState
+    public var createdAt: String
+    public var startedAt: String?
+    public var endedAt: String?
+    /// The sites to scan, in order (the checklist's plan, with the technologist's additions).
+    public var plan: [Site]
+    public var attempts: [SiteAttempt]
+    public var checklist: ChecklistStatus
+    public var warnings: [ExamWarning]
+
+    public enum CodingKeys: String, CodingKey {
+        case id, patient, referral, state, plan, attempts, checklist, warnings
+        case operatorName = "operator", createdAt = "created_at", startedAt = "started_at", endedAt = "ended_at"
+    }
+
+    /// The latest attempt at each site.
+    public func latest(_ site: Site) -> SiteAttempt? { attempts.last { $0.site == site } }
+
+    /// The first site of the plan with no completed or skipped attempt: what `exam.next` scans.
+    public var nextSite: Site? {
+        plan.first { site in
+            guard let a = latest(site) else { return true }
+            return a.status != .completed && a.status != .skipped
+        }
+    }
+}

@@ -1,0 +1,73 @@
+import Foundation
+
+/// Where exams are kept (DXStore's SQLite store; an in-memory one in tests). Every call is a
+/// transaction that is on disk when it returns: a daemon killed after it loses nothing of it.
+public protocol ExamRecorder: Sendable {
+    func createExam(patient: PatientRecord, referral: String, operatorName: String, plan: [Site], at: Date) throws -> Int64
+    /// Records each given answer as its own row, with who gave it and when.
+    func recordAnswers(examID: Int64, answers: ChecklistAnswers, by: String, at: Date) throws
+    /// The latest answer to each item.
+    func answers(examID: Int64) throws -> ChecklistAnswers
+    func setState(examID: Int64, state: ExamState, at: Date) throws
+    func setPlan(examID: Int64, plan: [Site]) throws
+    /// A new attempt at a site, before anything is exposed; returns its row.
+    func beginAttempt(examID: Int64, attempt: SiteAttempt) throws -> Int64
+    /// Lines received so far (called as lines arrive).
+    func updateAttempt(row: Int64, lines: Int, capture: String?, scanID: UInt32?) throws
+    func finishAttempt(row: Int64, attempt: SiteAttempt) throws
+    func addWarning(examID: Int64, attemptRow: Int64?, warning: ExamWarning, at: Date) throws
+    /// The stored exam, its checklist status left for the caller to evaluate.
+    func exam(_ id: Int64) throws -> StoredExam?
+    func list(limit: Int) throws -> [StoredExam]
+    /// Attempts still marked running (the daemon died during them).
+    func runningAttempts() throws -> [(examID: Int64, row: Int64, attempt: SiteAttempt)]
+}
+
+/// An exam as stored: everything but the checklist's evaluation (which depends on the day).
+public struct StoredExam: Sendable, Equatable {
+    public var id: Int64
+    public var patient: PatientRecord
+    public var referral: String
+    public var operatorName: String
+    public var state: ExamState
+    public var createdAt: Date
+    public var startedAt: Date?
+    public var endedAt: Date?
+    public var plan: [Site]
+    public var attempts: [SiteAttempt]
+    public var warnings: [ExamWarning]
+
+    public init(id: Int64, patient: PatientRecord, referral: String, operatorName: String, state: ExamState, createdAt: Date,
+                startedAt: Date?, endedAt: Date?, plan: [Site], attempts: [SiteAttempt], warnings: [ExamWarning]) {
+        self.id = id; self.patient = patient; self.referral = referral; self.operatorName = operatorName; self.state = state
+        self.createdAt = createdAt; self.startedAt = startedAt; self.endedAt = endedAt; self.plan = plan; self.attempts = attempts
+        self.warnings = warnings
+    }
+}
+
+/// Why an exam request cannot be done: each maps to a JSON-RPC error a client can act on.
+public enum ExamError: Error, Sendable, Equatable, CustomStringConvertible {
+    case unknownExam(Int64)
+    case wrongState(Int64, ExamState, String)
+    case checklistIncomplete([String])
+    case blocked([String])
+    case anotherExamRunning(Int64)
+    case stepRunning(Int64, Site)
+    case invalid(String)
+    case notInPlan(Site)
+    case storage(String)
+
+    public var description: String {
+        switch self {
+        case .unknownExam(let id): "no exam \(id)"
+        case let .wrongState(id, state, want): "exam \(id) is \(state.rawValue): \(want)"
+        case .checklistIncomplete(let missing): "the checklist is not complete: \(missing.joined(separator: ", "))"
+        case .blocked(let why): "the checklist blocks the exam: \(why.joined(separator: "; "))"
+        case .anotherExamRunning(let id): "exam \(id) is in progress; finish or abort it first"
+        case let .stepRunning(id, site): "exam \(id) is scanning the \(site.title); wait, or abort"
+        case .invalid(let why): why
+        case .notInPlan(let site): "the \(site.title) is not in this exam's plan (exam.add adds it)"
+        case .storage(let why): "the exam store failed: \(why)"
+        }
+    }
+}

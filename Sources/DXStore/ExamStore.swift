@@ -1,0 +1,245 @@
+import DXAcquisition
+import Foundation
+import GRDB
+
+/// The exam store: one SQLite database (`STATE/exams.sqlite`, WAL, synchronous FULL) with
+/// patients, exams, every checklist answer (who and when), every scan attempt and every
+/// warning. Migrations run at open, from the first version on; each write is one
+/// transaction, on disk when the call returns, so a daemon killed at any moment restarts
+/// with everything it had recorded.
+public final class ExamStore: ExamRecorder {
+    private let db: DatabasePool
+    public let path: String
+
+    public init(path: String) throws {
+        var config = Configuration()
+        config.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        self.path = path
+        db = try DatabasePool(path: path, configuration: config)
+        try Self.migrator.migrate(db)
+    }
+
+    /// The schema, one migration per version. Never edit a shipped migration: add one.
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1: patients, exams, checklist answers, scans, warnings") { db in
+            try db.create(table: "patient") { t in
+                t.primaryKey("id", .text)
+                t.column("name", .text).notNull()
+                t.column("sex", .text).notNull()
+                t.column("birth_date", .text).notNull()
+                t.column("ethnicity", .text)
+            }
+            try db.create(table: "exam") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("patient_id", .text).notNull().references("patient")
+                t.column("referral", .text).notNull()
+                t.column("operator", .text).notNull()
+                t.column("state", .text).notNull()
+                t.column("created_at", .double).notNull()
+                t.column("started_at", .double)
+                t.column("ended_at", .double)
+                t.column("plan", .text).notNull()
+            }
+            try db.create(table: "checklist_answer") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("exam_id", .integer).notNull().references("exam").indexed()
+                t.column("item", .text).notNull()
+                t.column("value", .text).notNull()
+                t.column("answered_by", .text).notNull()
+                t.column("answered_at", .double).notNull()
+            }
+            try db.create(table: "scan") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("exam_id", .integer).notNull().references("exam").indexed()
+                t.column("site", .text).notNull()
+                t.column("attempt", .integer).notNull()
+                t.column("status", .text).notNull()
+                t.column("reason", .text)
+                t.column("capture", .text)
+                t.column("scan_id", .integer)
+                t.column("planned_lines", .integer).notNull()
+                t.column("lines", .integer).notNull()
+                t.column("started_at", .text)
+                t.column("ended_at", .text)
+                t.column("quick_look", .text)
+                t.column("motion", .text)
+            }
+            try db.create(table: "warning") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("exam_id", .integer).notNull().references("exam").indexed()
+                t.column("scan_row", .integer)
+                t.column("at", .double).notNull()
+                t.column("kind", .text).notNull()
+                t.column("detail", .text).notNull()
+            }
+        }
+        return m
+    }
+
+    // MARK: - ExamRecorder
+
+    public func createExam(patient: PatientRecord, referral: String, operatorName: String, plan: [Site], at: Date) throws -> Int64 {
+        try db.write { db in
+            try db.execute(sql: """
+                INSERT INTO patient (id, name, sex, birth_date, ethnicity) VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT(id) DO UPDATE SET name = excluded.name, sex = excluded.sex, birth_date = excluded.birth_date,
+                    ethnicity = excluded.ethnicity
+                """, arguments: [patient.id, patient.name, patient.sex.rawValue, patient.birthDate, patient.ethnicity])
+            try db.execute(sql: "INSERT INTO exam (patient_id, referral, operator, state, created_at, plan) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [patient.id, referral, operatorName, ExamState.created.rawValue, at.timeIntervalSince1970, Self.json(plan)])
+            return db.lastInsertedRowID
+        }
+    }
+
+    public func recordAnswers(examID: Int64, answers: ChecklistAnswers, by: String, at: Date) throws {
+        let fields = try JSONSerialization.jsonObject(with: JSONEncoder().encode(answers)) as? [String: Any] ?? [:]
+        try db.write { db in
+            for (item, value) in fields.sorted(by: { $0.key < $1.key }) {
+                let text = String(decoding: try JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]), as: UTF8.self)
+                try db.execute(sql: "INSERT INTO checklist_answer (exam_id, item, value, answered_by, answered_at) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [examID, item, text, by, at.timeIntervalSince1970])
+            }
+        }
+    }
+
+    public func answers(examID: Int64) throws -> ChecklistAnswers {
+        try db.read { db in try Self.answers(db, examID) }
+    }
+
+    static func answers(_ db: Database, _ examID: Int64) throws -> ChecklistAnswers {
+        let rows = try Row.fetchAll(db, sql: "SELECT item, value FROM checklist_answer WHERE exam_id = ? ORDER BY id", arguments: [examID])
+        var latest: [String: Any] = [:]
+        for row in rows {
+            let item: String = row["item"], value: String = row["value"]
+            latest[item] = try JSONSerialization.jsonObject(with: Data(value.utf8), options: [.fragmentsAllowed])
+        }
+        return try JSONDecoder().decode(ChecklistAnswers.self, from: JSONSerialization.data(withJSONObject: latest))
+    }
+
+    public func setState(examID: Int64, state: ExamState, at: Date) throws {
+        try db.write { db in
+            switch state {
+            case .inProgress:
+                try db.execute(sql: "UPDATE exam SET state = ?, started_at = COALESCE(started_at, ?) WHERE id = ?",
+                               arguments: [state.rawValue, at.timeIntervalSince1970, examID])
+            case .completed, .aborted:
+                try db.execute(sql: "UPDATE exam SET state = ?, ended_at = ? WHERE id = ?", arguments: [state.rawValue, at.timeIntervalSince1970, examID])
+            default:
+                try db.execute(sql: "UPDATE exam SET state = ? WHERE id = ?", arguments: [state.rawValue, examID])
+            }
+        }
+    }
+
+    public func setPlan(examID: Int64, plan: [Site]) throws {
+        try db.write { db in try db.execute(sql: "UPDATE exam SET plan = ? WHERE id = ?", arguments: [Self.json(plan), examID]) }
+    }
+
+    public func beginAttempt(examID: Int64, attempt a: SiteAttempt) throws -> Int64 {
+        try db.write { db in
+            try db.execute(sql: """
+                INSERT INTO scan (exam_id, site, attempt, status, reason, capture, scan_id, planned_lines, lines, started_at, ended_at, quick_look, motion)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                """, arguments: [examID, a.site.rawValue, a.attempt, a.status.rawValue, a.reason, a.capture, a.scanID.map { Int64($0) }, a.plannedLines,
+                                 a.lines, a.startedAt, a.endedAt, try a.quickLook.map(Self.json), try Self.json(a.motion)])
+            return db.lastInsertedRowID
+        }
+    }
+
+    public func updateAttempt(row: Int64, lines: Int, capture: String?, scanID: UInt32?) throws {
+        try db.write { db in
+            try db.execute(sql: "UPDATE scan SET lines = ?, capture = COALESCE(?, capture), scan_id = COALESCE(?, scan_id) WHERE id = ?",
+                           arguments: [lines, capture, scanID.map { Int64($0) }, row])
+        }
+    }
+
+    public func finishAttempt(row: Int64, attempt a: SiteAttempt) throws {
+        try db.write { db in
+            try db.execute(sql: """
+                UPDATE scan SET status = ?, reason = ?, capture = ?, scan_id = ?, lines = ?, ended_at = ?, quick_look = ?, motion = ? WHERE id = ?
+                """, arguments: [a.status.rawValue, a.reason, a.capture, a.scanID.map { Int64($0) }, a.lines, a.endedAt,
+                                 try a.quickLook.map(Self.json), try Self.json(a.motion), row])
+        }
+    }
+
+    public func addWarning(examID: Int64, attemptRow: Int64?, warning: ExamWarning, at: Date) throws {
+        try db.write { db in
+            try db.execute(sql: "INSERT INTO warning (exam_id, scan_row, at, kind, detail) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [examID, attemptRow, at.timeIntervalSince1970, warning.kind.rawValue, try Self.json(warning)])
+        }
+    }
+
+    public func exam(_ id: Int64) throws -> StoredExam? {
+        try db.read { db in try Self.exam(db, id) }
+    }
+
+    public func list(limit: Int) throws -> [StoredExam] {
+        try db.read { db in
+            try Int64.fetchAll(db, sql: "SELECT id FROM exam ORDER BY id DESC LIMIT ?", arguments: [limit]).compactMap { try Self.exam(db, $0) }
+        }
+    }
+
+    public func runningAttempts() throws -> [(examID: Int64, row: Int64, attempt: SiteAttempt)] {
+        try db.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM scan WHERE status = ? ORDER BY id", arguments: [SiteAttempt.Status.running.rawValue]).compactMap { row in
+                guard let a = try Self.attempt(row, warnings: []) else { return nil }
+                return (row["exam_id"], row["id"], a)
+            }
+        }
+    }
+
+    // MARK: - Reading rows back
+
+    static func exam(_ db: Database, _ id: Int64) throws -> StoredExam? {
+        guard let e = try Row.fetchOne(db, sql: """
+            SELECT exam.*, patient.name, patient.sex, patient.birth_date, patient.ethnicity FROM exam
+            JOIN patient ON patient.id = exam.patient_id WHERE exam.id = ?
+            """, arguments: [id]) else { return nil }
+        let warningRows = try Row.fetchAll(db, sql: "SELECT scan_row, detail FROM warning WHERE exam_id = ? ORDER BY id", arguments: [id])
+        var byScan: [Int64: [ExamWarning]] = [:]
+        var examWarnings: [ExamWarning] = []
+        for w in warningRows {
+            let detail: String = w["detail"]
+            let warning = try JSONDecoder().decode(ExamWarning.self, from: Data(detail.utf8))
+            if let row: Int64 = w["scan_row"] { byScan[row, default: []].append(warning) } else { examWarnings.append(warning) }
+        }
+        let attempts = try Row.fetchAll(db, sql: "SELECT * FROM scan WHERE exam_id = ? ORDER BY id", arguments: [id]).compactMap { row in
+            try attempt(row, warnings: byScan[row["id"]] ?? [])
+        }
+        let planText: String = e["plan"]
+        let sexText: String = e["sex"]
+        let stateText: String = e["state"]
+        return StoredExam(
+            id: e["id"],
+            patient: PatientRecord(id: e["patient_id"], name: e["name"], sex: PatientRecord.Sex(rawValue: sexText) ?? .female,
+                                   birthDate: e["birth_date"], ethnicity: e["ethnicity"]),
+            referral: e["referral"], operatorName: e["operator"], state: ExamState(rawValue: stateText) ?? .created,
+            createdAt: Date(timeIntervalSince1970: e["created_at"]),
+            startedAt: (e["started_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+            endedAt: (e["ended_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+            plan: try JSONDecoder().decode([Site].self, from: Data(planText.utf8)), attempts: attempts, warnings: examWarnings)
+    }
+
+    static func attempt(_ row: Row, warnings: [ExamWarning]) throws -> SiteAttempt? {
+        let siteText: String = row["site"], statusText: String = row["status"]
+        guard let site = Site(rawValue: siteText), let status = SiteAttempt.Status(rawValue: statusText) else { return nil }
+        let quick: String? = row["quick_look"], motion: String? = row["motion"]
+        let scanID: Int64? = row["scan_id"]
+        return SiteAttempt(
+            site: site, attempt: row["attempt"], status: status, reason: row["reason"], capture: row["capture"],
+            scanID: scanID.map { UInt32(truncatingIfNeeded: $0) }, plannedLines: row["planned_lines"], lines: row["lines"],
+            startedAt: row["started_at"], endedAt: row["ended_at"],
+            quickLook: try quick.map { try JSONDecoder().decode(QuickLook.self, from: Data($0.utf8)) },
+            warnings: warnings,
+            motion: try motion.map { try JSONDecoder().decode([MotionRecord].self, from: Data($0.utf8)) } ?? [])
+    }
+
+    static func json(_ v: some Encodable) throws -> String {
+        let e = JSONEncoder()
+        e.outputFormatting = [.sortedKeys]
+        return String(decoding: try e.encode(v), as: UTF8.self)
+    }
+}

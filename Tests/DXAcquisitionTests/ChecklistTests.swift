@@ -1,0 +1,117 @@
+@testable import DXAcquisition
+import Foundation
+import Testing
+
+/// The checklist's rules, one by one (docs/exam.md).
+@Suite("Pre-scan checklist")
+struct ChecklistTests {
+    static let today = CalendarDay("2026-11-23")!
+
+    /// Everything answered and nothing in the way.
+    static var clear: ChecklistAnswers {
+        var a = ChecklistAnswers()
+        a.pregnancy = .no
+        a.contrast = .noStudy
+        a.nuclearMedicine = .noStudy
+        a.recentFracture = []
+        a.metal = []
+        a.jewelleryRemoved = true
+        a.heightCm = 165
+        a.weightKg = 70
+        a.measuredToday = true
+        a.identityConfirmed = true
+        a.referralConfirmed = true
+        return a
+    }
+
+    @Test func aClearChecklistIsCompleteWithTheStandardPlan() {
+        let s = Checklist.evaluate(Self.clear, sex: .female, today: Self.today)
+        #expect(s.complete)
+        #expect(s.plan == [.apSpine, .leftHip, .rightHip, .lateralSpine])
+        #expect(s.bmi == 25.7)
+        #expect(s.blocks.isEmpty && s.missing.isEmpty)
+    }
+
+    @Test func nothingAnsweredListsEveryItem() {
+        let s = Checklist.evaluate(ChecklistAnswers(), sex: .female, today: Self.today)
+        #expect(!s.complete)
+        for item in ["pregnancy", "contrast", "nuclear_medicine", "recent_fracture", "metal", "jewellery_removed", "height_cm", "weight_kg",
+                     "identity_confirmed", "referral_confirmed"] {
+            #expect(s.missing.contains { $0.hasPrefix(item) }, "\(item) not listed as missing: \(s.missing)")
+        }
+        // A man is not asked about pregnancy.
+        #expect(!Checklist.evaluate(ChecklistAnswers(), sex: .male, today: Self.today).missing.contains("pregnancy"))
+    }
+
+    @Test(arguments: [ChecklistAnswers.Pregnancy.yes, .unknown])
+    func pregnancyBlocks(_ answer: ChecklistAnswers.Pregnancy) {
+        var a = Self.clear
+        a.pregnancy = answer
+        let s = Checklist.evaluate(a, sex: .female, today: Self.today)
+        #expect(!s.complete)
+        #expect(s.blocks.map(\.item) == ["pregnancy"])
+        #expect(s.blocks.first?.reason.contains(answer == .yes ? "after delivery" : "excluded") == true)
+    }
+
+    @Test func contrastTenDaysAgoBlocksAndNamesTheEarliestDate() {
+        var a = Self.clear
+        a.contrast = .on(CalendarDay("2026-11-13")!)
+        let s = Checklist.evaluate(a, sex: .female, today: Self.today)
+        #expect(!s.complete)
+        #expect(s.blocks.first?.earliestDate == "2026-11-27")
+        #expect(s.blocks.first?.reason.contains("10 days ago") == true)
+        // Fourteen days on, it no longer blocks; a nuclear study counts the same way.
+        a.contrast = .on(CalendarDay("2026-11-09")!)
+        #expect(Checklist.evaluate(a, sex: .female, today: Self.today).complete)
+        a.nuclearMedicine = .on(CalendarDay("2026-11-20")!)
+        #expect(Checklist.evaluate(a, sex: .female, today: Self.today).blocks.first?.earliestDate == "2026-12-04")
+        // A date in the future is an error to check, not a pass.
+        a.nuclearMedicine = .on(CalendarDay("2026-12-01")!)
+        #expect(!Checklist.evaluate(a, sex: .female, today: Self.today).complete)
+    }
+
+    @Test func metalInTheLeftHipMeansTheRightHipAndAFinding() {
+        var a = Self.clear
+        a.metal = [.leftHip]
+        let s = Checklist.evaluate(a, sex: .female, today: Self.today)
+        #expect(s.complete)
+        #expect(s.plan == [.apSpine, .rightHip, .lateralSpine])
+        #expect(s.findings == ["metal in the left hip: not measured; the right hip is measured instead"])
+        // Metal in both hips: neither, and both noted; a recent fracture of the spine skips it.
+        a.metal = [.leftHip, .rightHip]
+        a.recentFracture = [.apSpine]
+        let both = Checklist.evaluate(a, sex: .female, today: Self.today)
+        #expect(both.plan == [.lateralSpine])
+        #expect(both.findings.count == 3)
+    }
+
+    @Test func overTheTableLimitBlocks() {
+        var a = Self.clear
+        a.weightKg = 210
+        let s = Checklist.evaluate(a, sex: .male, today: Self.today)
+        #expect(s.blocks.map(\.item) == ["weight_kg"])
+        #expect(Checklist.evaluate(a, sex: .male, today: Self.today, weightLimitKg: 227).complete)
+        // Height and weight from another day do not count.
+        a.weightKg = 70
+        a.measuredToday = false
+        #expect(!Checklist.evaluate(a, sex: .male, today: Self.today).complete)
+    }
+
+    @Test func jewelleryAndConfirmationsMustBeYes() {
+        for keyPath in [\ChecklistAnswers.jewelleryRemoved, \.identityConfirmed, \.referralConfirmed] {
+            var a = Self.clear
+            a[keyPath: keyPath] = false
+            #expect(!Checklist.evaluate(a, sex: .female, today: Self.today).complete)
+        }
+    }
+
+    @Test func answersOfTheWrongTypeDoNotDecode() {
+        for bad in [#"{"pregnancy": "maybe"}"#, #"{"contrast": "last week"}"#, #"{"height_cm": "tall"}"#, #"{"metal": ["knee"]}"#,
+                    #"{"contrast": "2026-02-30"}"#, #"{"jewellery_removed": "yes"}"#] {
+            #expect(throws: (any Error).self, "\(bad)") { try JSONDecoder().decode(ChecklistAnswers.self, from: Data(bad.utf8)) }
+        }
+        var a = ChecklistAnswers()
+        a.heightCm = 400
+        #expect(a.problem != nil)
+    }
+}
