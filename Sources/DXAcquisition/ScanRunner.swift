@@ -155,8 +155,12 @@ public actor ScanRunner {
 
     /// Several scans into one capture (a calibration: dark, air, phantom), in order; stops at
     /// the first that does not complete.
+    /// `onCapture` hears, before the first scan starts, which capture file the sequence goes
+    /// into and the scan ids it was given (so a caller can record them before anything is
+    /// exposed).
     public func runSequence(_ plans: [ScanPlan], phantom: Phantom?, progress: (@Sendable (ScanProgress) -> Void)? = nil,
-                            onLines: LineSink? = nil) async throws -> (outcomes: [ScanOutcome], capture: String?) {
+                            onLines: LineSink? = nil, onCapture: (@Sendable (_ path: String?, _ scanIDs: [UInt32]) -> Void)? = nil)
+        async throws -> (outcomes: [ScanOutcome], capture: String?) {
         if let current { throw ScanError.busy(current) }
         if sequenceRunning { throw ScanError.busy(0) }
         sequenceRunning = true
@@ -168,6 +172,7 @@ public actor ScanRunner {
             recorder?.detach()
             writer?.close()
         }
+        onCapture?(writer?.path, ids)
         var outcomes: [ScanOutcome] = []
         for (index, (id, plan)) in zip(ids, plans).enumerated() {
             outcomes.append(try await runOne(plan, id: id, capture: writer, progress: progress, index: index, onLines: onLines))

@@ -9,7 +9,7 @@ public struct DexaCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "dexa",
         abstract: "Drive the DX-1 densitometer through dexad.",
-        subcommands: [Info.self, Status.self, Home.self, Move.self, Scan.self, Abort.self, Watch.self, Devices.self, Analyze.self, CaptureCommands.self,
+        subcommands: [Info.self, Status.self, Home.self, Move.self, Scan.self, Abort.self, Watch.self, Devices.self, Analyze.self, CaptureCommands.self, ExamCommands.self,
                       ServiceCommands.self, SelfTest.self, Sensors.self, Log.self])
 
     public init() {}

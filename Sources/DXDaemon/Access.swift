@@ -67,7 +67,8 @@ public struct AccessPolicy: Sendable {
     /// The role a method needs.
     public static func requiredRole(_ method: ControlMethod) -> Role {
         switch method {
-        case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .scanAbort, .eventsSubscribe:
+        case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .scanAbort, .eventsSubscribe,
+             .examCreate, .examChecklist, .examStart, .examNext, .examRepeat, .examSkip, .examAdd, .examAbort, .examGet, .examList:
             .technologist
         case .scanRun, .serviceSelftest, .serviceSensors, .serviceLog, .serviceReport, .serviceMetrics, .serviceReset, .serviceCalibrate:
             .service
@@ -75,7 +76,9 @@ public struct AccessPolicy: Sendable {
     }
 
     /// Methods that can make X-rays: always audited.
-    public static func canExpose(_ method: ControlMethod) -> Bool { method == .scanRun || method == .serviceCalibrate }
+    public static func canExpose(_ method: ControlMethod) -> Bool {
+        [.scanRun, .serviceCalibrate, .examStart, .examNext, .examRepeat, .examAbort].contains(method)
+    }
 }
 
 /// The audit trail: one JSON object per line, appended and flushed as it happens, for every

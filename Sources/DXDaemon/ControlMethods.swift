@@ -9,13 +9,15 @@ import Logging
 /// The daemon's answers to control-socket methods (docs/control-protocol.md).
 public struct DaemonControlHandler: ControlHandler {
     let device: DeviceService
+    let exams: ExamSequencer
     let deviceName: String
     let audit: AuditLog
     let configuration: DaemonConfiguration
     let logger: Logger
 
-    public init(device: DeviceService, deviceName: String, audit: AuditLog, configuration: DaemonConfiguration, logger: Logger) {
+    public init(device: DeviceService, exams: ExamSequencer, deviceName: String, audit: AuditLog, configuration: DaemonConfiguration, logger: Logger) {
         self.device = device
+        self.exams = exams
         self.deviceName = deviceName
         self.audit = audit
         self.configuration = configuration
@@ -48,6 +50,7 @@ public struct DaemonControlHandler: ControlHandler {
 
     private func dispatch(_ method: ControlMethod, _ params: JSONValue?, _ context: ControlContext) async throws -> JSONValue {
         let session = device.session
+        if method.rawValue.hasPrefix("exam.") { return try await ExamMethods(exams: exams).handle(method, params, context) }
         switch method {
         case .deviceInfo:
             guard let info = await session.info, await session.connected else { throw DeviceError.notConnected }
@@ -122,6 +125,8 @@ public struct DaemonControlHandler: ControlHandler {
             let p: LogParams = try Self.params(params ?? .object([:]))
             let r = try LogChunk(decoding: await session.execute(.getLog(offset: p.offset ?? 0, maxBytes: p.maxBytes ?? 4096)))
             return .object(["next_offset": .number(Double(r.nextOffset)), "text": .string(r.text)])
+        case .examCreate, .examChecklist, .examStart, .examNext, .examRepeat, .examSkip, .examAdd, .examAbort, .examGet, .examList:
+            return try await ExamMethods(exams: exams).handle(method, params, context)
         }
     }
 
@@ -172,36 +177,12 @@ public struct DaemonControlHandler: ControlHandler {
 
     /// HOME or MOVE, waiting for MOTION_DONE (or the move being cut short).
     private func move(_ command: Command) async throws -> JSONValue {
-        let session = device.session
-        let notices = await session.notices()
-        _ = try await session.execute(command)
-        let limit = Duration.seconds(60)
-        let outcome: JSONValue? = await withTaskGroup(of: JSONValue?.self) { group in
-            group.addTask {
-                for await n in notices {
-                    switch n {
-                    case let .event(.motionDone(x, y, a)):
-                        return .object(["x_um": .number(Double(x)), "y_um": .number(Double(y)), "arm_angle": .number(Double(a))])
-                    case let .event(.stateChanged(_, new)) where new == .safe || new == .fault:
-                        return .object(["error": .string("motion stopped: device is \(new)")])
-                    case .linkLost(let why):
-                        return .object(["error": .string("link lost: \(why)")])
-                    default: continue
-                    }
-                }
-                return nil
-            }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
+        do {
+            let r = try await Positioning.move(command, session: device.session, clock: device.clock)
+            return .object(["x_um": .number(Double(r.xUm)), "y_um": .number(Double(r.yUm)), "arm_angle": .number(Double(r.armAngleX10))])
+        } catch let e as MotionError {
+            throw RPCError(code: RPCError.deviceErrorCode, message: e.description)
         }
-        guard let outcome else { throw RPCError(code: RPCError.deviceErrorCode, message: "motion did not finish within 60 s") }
-        if let e = outcome["error"]?.stringValue { throw RPCError(code: RPCError.deviceErrorCode, message: e) }
-        return outcome
     }
 
     private func plan(from p: ScanRunParams) async throws -> ScanPlan {

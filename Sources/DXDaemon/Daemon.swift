@@ -1,5 +1,8 @@
+import DXAcquisition
 import DXControl
+import DXDecomposition
 import DXProtocol
+import DXStore
 import DXSimulator
 import DXTransport
 import DXUSB
@@ -60,7 +63,9 @@ public struct Daemon: Sendable {
         let notifier = SystemdNotifier.fromEnvironment()
         let audit = AuditLog(path: configuration.auditLogPath, logger: logger)
         let policy = AccessPolicy(technologistGroup: configuration.technologistGroup, serviceGroup: configuration.serviceGroup)
-        let handler = DaemonControlHandler(device: device, deviceName: transport.name, audit: audit, configuration: configuration, logger: logger)
+        let exams = try Self.examSequencer(configuration, device: device, logger: logger)
+        for note in try await exams.recover(countLines: Self.linesInCapture) { logger.warning("recovered: \(note)") }
+        let handler = DaemonControlHandler(device: device, exams: exams, deviceName: transport.name, audit: audit, configuration: configuration, logger: logger)
         let inherited = SocketActivation.inheritedListener()
         let listener: ControlServer.Listener = inherited.map { .inherited($0) } ?? .path(configuration.socketPath)
         let configuration = self.configuration
@@ -95,6 +100,32 @@ public struct Daemon: Sendable {
 }
 
 extension Daemon {
+    /// The exam store and sequencer. Scans that were running when the daemon last stopped are
+    /// marked interrupted here, with the lines their captures hold, before any request is served.
+    static func examSequencer(_ configuration: DaemonConfiguration, device: DeviceService, logger: Logger) throws -> ExamSequencer {
+        let store: ExamStore
+        do {
+            try FileManager.default.createDirectory(atPath: configuration.stateDirectory, withIntermediateDirectories: true)
+            store = try ExamStore(path: configuration.examDatabasePath)
+        } catch {
+            throw ConfigurationError.invalid("exam_database", "cannot open \(configuration.examDatabasePath): \(error)")
+        }
+        let examProtocol: ExamProtocol
+        do { examProtocol = try configuration.examProtocol.map { try ExamProtocol.load(path: $0) } ?? .standard } catch {
+            throw ConfigurationError.invalid("exam_protocol", "\(error)")
+        }
+        let calibrations = CalibrationStore(stateDirectory: configuration.stateDirectory)
+        let sequencer = ExamSequencer(recorder: store, runner: device.runner, session: device.session, clock: device.clock,
+                                      examProtocol: examProtocol, calibration: { calibrations.load().mapError { $0 as any Error } }, logger: logger)
+        return sequencer
+    }
+
+    /// How many lines of a scan a capture holds (a record cut short by a crash is ignored).
+    @Sendable static func linesInCapture(_ path: String, _ scanID: UInt32) -> Int? {
+        guard let data = FileManager.default.contents(atPath: path), let contents = try? CaptureFormat.parse(Array(data)) else { return nil }
+        return CaptureReader.scans(in: contents).first { $0.scan.scanID == scanID }?.lines.count
+    }
+
     /// Without systemd the daemon creates the socket itself: give it the configured mode and
     /// group, as the socket unit would (`SocketMode=0660`, `SocketGroup=dexa`).
     static func setSocketPermissions(_ c: DaemonConfiguration, logger: Logger) {

@@ -78,8 +78,15 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// The control socket's mode and group when the daemon creates it (no socket activation).
     public var socketMode = 0o660
     public var socketGroup: String? = "dexa"
+    /// The exam database (default `<state>/exams.sqlite`).
+    public var examDatabase: String?
+    /// A JSON file over the standard exam protocol (scan geometry per site, budget, motion
+    /// limit, table limit): docs/exam.md.
+    public var examProtocol: String?
 
     public init() {}
+
+    public var examDatabasePath: String { examDatabase ?? stateDirectory + "/exams.sqlite" }
 
     public var auditLogPath: String { auditLog ?? "/var/log/dexa/audit.log" }
 
@@ -87,7 +94,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
 
     public static let keys = ["socket", "device", "state_directory", "record_captures", "time_scale",
                               "simulator_seed", "simulator_phantom", "command_timeout_ms", "log_level", "technologist_group", "service_group",
-                              "audit_log", "socket_mode", "socket_group", "usb_vendor_id", "usb_product_id"]
+                              "audit_log", "socket_mode", "socket_group", "usb_vendor_id", "usb_product_id",
+                              "exam_database", "exam_protocol"]
 
     /// Applies one `key = value` setting.
     public mutating func set(_ key: String, _ value: String) throws(ConfigurationError) {
@@ -136,6 +144,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
             let digits = value.lowercased().hasPrefix("0x") ? String(value.dropFirst(2)) : value
             guard let v = UInt16(digits, radix: 16) else { throw .invalid(key, "expected a 16-bit hex id such as 0x1209") }
             if key == "usb_vendor_id" { usbVendorID = v } else { usbProductID = v }
+        case "exam_database":
+            guard value.hasPrefix("/") || value.hasPrefix(".") else { throw .invalid(key, "must be a path") }
+            examDatabase = value
+        case "exam_protocol":
+            guard value.hasPrefix("/") || value.hasPrefix(".") else { throw .invalid(key, "must be a path") }
+            examProtocol = value
         case "socket_group":
             socketGroup = value.isEmpty || value == "none" ? nil : value
         default:

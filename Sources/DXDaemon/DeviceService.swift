@@ -14,7 +14,7 @@ public final class DeviceService: Service, Sendable {
     public let session: DeviceSession
     public let runner: ScanRunner
     private let logger: Logger
-    private let clock: any Clock<Duration>
+    public let clock: any Clock<Duration>
     private let linkChange = Mutex<(@Sendable (String) -> Void)?>(nil)
     private let counters = Mutex(DaemonMetrics())
     private let started = ContinuousClock.now

@@ -119,6 +119,8 @@ public enum ExamState: String, Sendable, Codable {
 public struct SiteAttempt: Sendable, Codable, Equatable {
     public enum Status: String, Sendable, Codable {
         case running, completed, aborted, interrupted, skipped
+        /// Put back into the plan after a skip (`exam.add`): to be scanned.
+        case pending
         /// Stopped because the patient moved more than the limit: reposition and rescan.
         case motion
     }
@@ -214,8 +216,16 @@ public struct ExamRecord: Sendable, Codable, Equatable {
         case id, patient, referral, state, plan, attempts, checklist, warnings
         case operatorName = "operator", createdAt = "created_at", startedAt = "started_at", endedAt = "ended_at"
     }
+}
 
-    /// The latest attempt at each site.
+/// An exam's plan and attempts, from which what comes next follows.
+public protocol ExamProgress {
+    var plan: [Site] { get }
+    var attempts: [SiteAttempt] { get }
+}
+
+extension ExamProgress {
+    /// The latest attempt at a site.
     public func latest(_ site: Site) -> SiteAttempt? { attempts.last { $0.site == site } }
 
     /// The first site of the plan with no completed or skipped attempt: what `exam.next` scans.
@@ -226,3 +236,5 @@ public struct ExamRecord: Sendable, Codable, Equatable {
         }
     }
 }
+
+extension ExamRecord: ExamProgress {}

@@ -58,13 +58,13 @@ public struct ExamProtocol: Sendable, Codable, Equatable {
     public static let standard = ExamProtocol(
         sites: [
             Site.apSpine.rawValue: SiteScan(xUm: 200_000, yStartUm: 580_000, lines: 220, lineStepUm: 1000, linePeriodUs: 1_000_000,
-                                            tubeCurrentUA: 400, armAngleX10: 0, mode: "dual", linesPerFrame: 4),
+                                            tubeCurrentUA: 400, armAngleX10: 0, mode: "dual", linesPerFrame: 1),
             Site.leftHip.rawValue: SiteScan(xUm: 300_000, yStartUm: 860_000, lines: 150, lineStepUm: 1000, linePeriodUs: 1_200_000,
-                                            tubeCurrentUA: 333, armAngleX10: 0, mode: "dual", linesPerFrame: 4),
+                                            tubeCurrentUA: 333, armAngleX10: 0, mode: "dual", linesPerFrame: 1),
             Site.rightHip.rawValue: SiteScan(xUm: 100_000, yStartUm: 860_000, lines: 150, lineStepUm: 1000, linePeriodUs: 1_200_000,
-                                             tubeCurrentUA: 333, armAngleX10: 0, mode: "dual", linesPerFrame: 4),
+                                             tubeCurrentUA: 333, armAngleX10: 0, mode: "dual", linesPerFrame: 1),
             Site.lateralSpine.rawValue: SiteScan(xUm: 185_000, yStartUm: 320_000, lines: 380, lineStepUm: 1000, linePeriodUs: 500_000,
-                                                 tubeCurrentUA: 800, armAngleX10: 900, mode: "dual", linesPerFrame: 4),
+                                                 tubeCurrentUA: 800, armAngleX10: 900, mode: "dual", linesPerFrame: 1),
         ],
         budgetMinutes: [15, 25], motionLimitMM: 2, tableLimitKg: 204)
 

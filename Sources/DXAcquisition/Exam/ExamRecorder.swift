@@ -24,7 +24,7 @@ public protocol ExamRecorder: Sendable {
 }
 
 /// An exam as stored: everything but the checklist's evaluation (which depends on the day).
-public struct StoredExam: Sendable, Equatable {
+public struct StoredExam: Sendable, Equatable, ExamProgress {
     public var id: Int64
     public var patient: PatientRecord
     public var referral: String

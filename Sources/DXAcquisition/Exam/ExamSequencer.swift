@@ -1,0 +1,492 @@
+import DXDecomposition
+import DXDevice
+import DXProtocol
+import Foundation
+import Logging
+import Synchronization
+
+/// What the sequencer tells whoever follows an exam step, as it happens.
+public enum ExamNotice: Sendable {
+    /// A step of a site: `positioning`, `scanning`, `quick_look`, `done`.
+    case step(examID: Int64, site: Site, phase: String)
+    case progress(examID: Int64, site: Site, ScanProgress)
+    case warning(examID: Int64, site: Site?, ExamWarning)
+}
+
+/// One site's step, as `exam.start`, `exam.next` and `exam.repeat` return it.
+public struct StepResult: Sendable {
+    public var exam: ExamRecord
+    public var attempt: SiteAttempt
+    /// What the technologist does next, in words.
+    public var message: String
+}
+
+/// The protocol sequencer: one exam at a time, site by site (positioning move, dark and air
+/// references, the scan decomposed live with its timing and stillness checks, the quick
+/// look), every step recorded before and after it runs. Each step is one request and can be
+/// cancelled (the scan runner then turns X-rays off); `abort` stops a running step from
+/// another request at once.
+public actor ExamSequencer {
+    public typealias Observer = @Sendable (ExamNotice) -> Void
+
+    private let recorder: any ExamRecorder
+    private let runner: ScanRunner
+    private let session: DeviceSession
+    private let clock: any Clock<Duration>
+    private let now: @Sendable () -> Date
+    private let calibration: @Sendable () -> Result<Calibration, any Error>
+    private let logger: Logger
+    public let examProtocol: ExamProtocol
+    /// The step running now, if any.
+    private var running: (examID: Int64, site: Site)?
+    /// When each exam started or resumed, on the sequencer's clock (the time budget).
+    private var examClocks: [Int64: Stopwatch] = [:]
+    private var budgetWarned: Set<Int64> = []
+
+    public init(recorder: any ExamRecorder, runner: ScanRunner, session: DeviceSession, clock: any Clock<Duration>,
+                examProtocol: ExamProtocol = .standard, now: @escaping @Sendable () -> Date = { Date() },
+                calibration: @escaping @Sendable () -> Result<Calibration, any Error>, logger: Logger = Logger(label: "dexa.exam")) {
+        self.recorder = recorder
+        self.runner = runner
+        self.session = session
+        self.clock = clock
+        self.examProtocol = examProtocol
+        self.now = now
+        self.calibration = calibration
+        self.logger = logger
+    }
+
+    // MARK: - Requests that only record
+
+    public func create(patient: PatientRecord, referral: String, operatorName: String) throws(ExamError) -> ExamRecord {
+        if let why = patient.problem { throw .invalid(why) }
+        guard !referral.trimmingCharacters(in: .whitespaces).isEmpty else { throw .invalid("the exam needs a referral") }
+        let id = try store { try recorder.createExam(patient: patient, referral: referral, operatorName: operatorName, plan: Site.standardOrder, at: now()) }
+        return try get(id)
+    }
+
+    /// Records the given answers (who and when) and re-evaluates: the plan follows the
+    /// checklist (metal, fractures) until the exam starts.
+    public func checklist(examID: Int64, answers: ChecklistAnswers, by: String) throws(ExamError) -> ExamRecord {
+        let exam = try stored(examID)
+        guard [.created, .blocked, .ready].contains(exam.state) else { throw .wrongState(examID, exam.state, "the checklist is closed once the exam has started") }
+        if let why = answers.problem { throw .invalid(why) }
+        try store { try recorder.recordAnswers(examID: examID, answers: answers, by: by, at: now()) }
+        let status = try evaluate(exam)
+        try store {
+            try recorder.setPlan(examID: examID, plan: status.plan)
+            try recorder.setState(examID: examID, state: status.complete ? .ready : (status.blocks.isEmpty ? .created : .blocked), at: now())
+        }
+        return try get(examID)
+    }
+
+    public func skip(examID: Int64, site: Site, reason: String, by: String) throws(ExamError) -> ExamRecord {
+        let exam = try stored(examID)
+        guard [.ready, .inProgress].contains(exam.state) else { throw .wrongState(examID, exam.state, "only a ready or running exam's sites can be skipped") }
+        guard exam.plan.contains(site) else { throw .notInPlan(site) }
+        if running?.examID == examID && running?.site == site { throw .stepRunning(examID, site) }
+        guard !reason.trimmingCharacters(in: .whitespaces).isEmpty else { throw .invalid("a skipped site needs a reason") }
+        let attempt = SiteAttempt(site: site, attempt: exam.attempts.filter { $0.site == site }.count + 1, status: .skipped,
+                                  reason: "skipped by \(by): \(reason)", startedAt: stamp(), endedAt: stamp())
+        try store { _ = try recorder.beginAttempt(examID: examID, attempt: attempt) }
+        try completeIfDone(examID)
+        return try get(examID)
+    }
+
+    public func add(examID: Int64, site: Site) throws(ExamError) -> ExamRecord {
+        let exam = try stored(examID)
+        guard [.created, .blocked, .ready, .inProgress].contains(exam.state) else { throw .wrongState(examID, exam.state, "sites can only be added before the exam ends") }
+        if exam.plan.contains(site), exam.latest(site)?.status != .skipped { throw .invalid("the \(site.title) is already in the plan") }
+        try store { try recorder.setPlan(examID: examID, plan: exam.plan.filter { $0 != site } + [site]) }
+        if exam.latest(site)?.status == .skipped {
+            // Un-skipping: a fresh pending attempt is what `next` looks for.
+            let a = SiteAttempt(site: site, attempt: exam.attempts.filter { $0.site == site }.count + 1, status: .pending,
+                                reason: "added again after a skip", startedAt: stamp())
+            try store { _ = try recorder.beginAttempt(examID: examID, attempt: a) }
+        }
+        return try get(examID)
+    }
+
+    public func get(_ examID: Int64) throws(ExamError) -> ExamRecord {
+        let exam = try stored(examID)
+        return ExamRecord(id: exam.id, patient: exam.patient, referral: exam.referral, operatorName: exam.operatorName, state: exam.state,
+                          createdAt: exam.createdAt.formatted(.iso8601), startedAt: exam.startedAt?.formatted(.iso8601),
+                          endedAt: exam.endedAt?.formatted(.iso8601), plan: exam.plan, attempts: exam.attempts,
+                          checklist: try evaluate(exam), warnings: exam.warnings)
+    }
+
+    public func list(limit: Int) throws(ExamError) -> [ExamRecord] {
+        var out: [ExamRecord] = []
+        for e in try store({ try recorder.list(limit: limit) }) { out.append(try get(e.id)) }
+        return out
+    }
+
+    /// At start-up: attempts that were running when the daemon died are marked interrupted,
+    /// with the lines their capture holds (`countLines(capture, scanID)`). Their exams stay in
+    /// progress: `exam.next` resumes with the interrupted site.
+    public func recover(countLines: @Sendable (String, UInt32) -> Int?) throws(ExamError) -> [String] {
+        var notes: [String] = []
+        for r in try store({ try recorder.runningAttempts() }) {
+            var a = r.attempt
+            let counted = a.capture.flatMap { path in a.scanID.flatMap { countLines(path, $0) } }
+            a.lines = counted ?? a.lines
+            a.status = .interrupted
+            a.reason = "the daemon stopped during the scan; \(a.lines) lines are in the capture"
+            a.endedAt = stamp()
+            try store { try recorder.finishAttempt(row: r.row, attempt: a) }
+            notes.append("exam \(r.examID) \(a.site.rawValue) attempt \(a.attempt): interrupted with \(a.lines) lines")
+        }
+        return notes
+    }
+
+    // MARK: - Steps that scan
+
+    public func start(examID: Int64, observer: Observer? = nil) async throws -> StepResult {
+        let exam = try stored(examID)
+        switch exam.state {
+        case .ready: break
+        case .created: throw ExamError.checklistIncomplete(try evaluate(exam).missing)
+        case .blocked: throw ExamError.blocked(try evaluate(exam).blocks.map { $0.reason })
+        default: throw ExamError.wrongState(examID, exam.state, "only a ready exam can start (exam.next continues one in progress)")
+        }
+        let status = try evaluate(exam)
+        guard status.complete else { throw ExamError.checklistIncomplete(status.missing) }
+        if let other = try store({ try recorder.list(limit: 50) }).first(where: { $0.state == .inProgress && $0.id != examID }) {
+            throw ExamError.anotherExamRunning(other.id)
+        }
+        try store { try recorder.setState(examID: examID, state: .inProgress, at: now()) }
+        examClocks[examID] = Stopwatch(any: clock)
+        return try await runNext(examID, observer: observer)
+    }
+
+    public func next(examID: Int64, observer: Observer? = nil) async throws -> StepResult {
+        let exam = try stored(examID)
+        guard exam.state == .inProgress else { throw ExamError.wrongState(examID, exam.state, "exam.next continues an exam in progress (exam.start begins one)") }
+        if examClocks[examID] == nil { examClocks[examID] = Stopwatch(any: clock) }
+        return try await runNext(examID, observer: observer)
+    }
+
+    /// Scans a site again (default: the last one scanned), whatever became of it before.
+    public func repeatSite(examID: Int64, site: Site?, observer: Observer? = nil) async throws -> StepResult {
+        let exam = try stored(examID)
+        guard exam.state == .inProgress else { throw ExamError.wrongState(examID, exam.state, "only a site of an exam in progress can be repeated") }
+        guard let target = site ?? exam.attempts.last(where: { $0.status != .skipped })?.site else { throw ExamError.invalid("no site has been scanned yet") }
+        guard exam.plan.contains(target) else { throw ExamError.notInPlan(target) }
+        return try await runSite(exam, target, observer: observer)
+    }
+
+    /// Stops the running step at once (X-rays off) and ends the exam.
+    public func abort(examID: Int64, reason: String) async throws(ExamError) -> ExamRecord {
+        let exam = try stored(examID)
+        guard [.created, .blocked, .ready, .inProgress].contains(exam.state) else { throw .wrongState(examID, exam.state, "it has already ended") }
+        try store { try recorder.setState(examID: examID, state: .aborted, at: now()) }
+        try store { try recorder.addWarning(examID: examID, attemptRow: nil, warning: ExamWarning(kind: .budget, message: "exam aborted: \(reason)"), at: now()) }
+        if running?.examID == examID {
+            do { _ = try await runner.abort() } catch { logger.error("abort: \(error)") }
+        }
+        return try get(examID)
+    }
+
+    private func runNext(_ examID: Int64, observer: Observer?) async throws -> StepResult {
+        let exam = try stored(examID)
+        guard let site = exam.nextSite else {
+            try completeIfDone(examID)
+            throw ExamError.invalid("every site of exam \(examID) is done")
+        }
+        return try await runSite(exam, site, observer: observer)
+    }
+
+    /// One site: positioning, references and scan into one capture, live decomposition with
+    /// the stillness and timing checks, the quick look; recorded before anything moves and
+    /// after it ends, whatever way it ends.
+    private func runSite(_ exam: StoredExam, _ site: Site, observer: Observer?) async throws -> StepResult {
+        if let r = running { throw ExamError.stepRunning(r.examID, r.site) }
+        guard let scan = examProtocol.scan(site) else { throw ExamError.invalid("the exam protocol has no scan for \(site.rawValue)") }
+        let cal: Calibration
+        switch calibration() {
+        case .success(let c): cal = c
+        case .failure(let e): throw ExamError.invalid("patient scans are refused: \(e)")
+        }
+        guard let info = await session.info else { throw DeviceError.notConnected }
+        let examID = exam.id
+        running = (examID, site)
+        defer { running = nil }
+
+        var attempt = SiteAttempt(site: site, attempt: exam.attempts.filter { $0.site == site }.count + 1, status: .running,
+                                  plannedLines: Int(scan.lines), startedAt: stamp())
+        let row = try store { try recorder.beginAttempt(examID: examID, attempt: attempt) }
+        let live = LiveStep(examID: examID, site: site, row: row, periodUs: scan.linePeriodUs, linesPerFrame: Int(scan.linesPerFrame),
+                            plannedLines: Int(scan.lines),
+                            motionLimitMM: examProtocol.motionLimitMM, recorder: recorder, observer: observer, now: now)
+
+        observer?(.step(examID: examID, site: site, phase: "positioning"))
+        let outcome: ScanOutcome
+        var analysis: LiveSequenceAnalysis?
+        do {
+            _ = try await Positioning.move(.move(xUm: scan.xUm, yUm: scan.yStartUm, armAngle: scan.armAngleX10), session: session, clock: clock)
+            observer?(.step(examID: examID, site: site, phase: "scanning"))
+            let airY = Int32(clamping: Int(info.airZoneYUm) + 10_000)
+            let plans = [
+                ScanPlan(mode: .dark, xUm: scan.xUm, yStartUm: airY, lineCount: 50, lineStepUm: 1000, linePeriodUs: 10_000, tubeCurrentUA: 0,
+                         linesPerFrame: 16, role: .dark, region: site),
+                ScanPlan(mode: .dual, xUm: scan.xUm, yStartUm: airY, lineCount: 50, lineStepUm: 1000, linePeriodUs: 10_000, tubeCurrentUA: 1000,
+                         linesPerFrame: 16, role: .air, region: site),
+                scan.plan(region: site),
+            ]
+            if scan.scanMode == .dual {
+                analysis = LiveSequenceAnalysis(
+                    calibration: cal, geometry: ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm)), rois: [],
+                    scans: plans.map { .init(role: $0.role, configuration: $0.configuration(id: 0)) },
+                    onMotion: { [runner] m in if live.motion(m) { Task { _ = try? await runner.abort() } } })
+            }
+            let watcher = Task { [clock, session] in await live.watch(clock: clock, session: session) }
+            defer { watcher.cancel() }
+            let measured = plans.count - 1
+            let (outcomes, _) = try await runner.runSequence(
+                plans, phantom: nil,
+                progress: { p in if live.isMeasured(p.scanID) { observer?(.progress(examID: examID, site: site, p)) } },
+                onLines: { [analysis] index, lines in
+                    analysis?.lines(lines, scan: index)
+                    if index == measured { live.lines(lines) }
+                },
+                onCapture: { path, ids in live.captured(path: path, scanID: ids.last) })
+            guard let last = outcomes.last else { throw ExamError.invalid("no scan ran") }
+            outcome = last
+        } catch let ScanError.ended(o) {
+            outcome = o
+        } catch let e as MotionError {
+            attempt.status = .aborted
+            attempt.reason = e.description
+            attempt.endedAt = stamp()
+            try store { try recorder.finishAttempt(row: row, attempt: attempt) }
+            throw ExamError.invalid("positioning for the \(site.title) failed: \(e.description)")
+        } catch {
+            // Refused before the scan (busy, interlock, not ready): nothing was exposed.
+            attempt.status = .aborted
+            attempt.reason = "\(error)"
+            attempt.endedAt = stamp()
+            try? store { try recorder.finishAttempt(row: row, attempt: attempt) }
+            throw error
+        }
+
+        // How it ended.
+        let snapshot = live.snapshot()
+        attempt.capture = outcome.capture ?? snapshot.capture
+        attempt.scanID = outcome.scanID
+        attempt.lines = outcome.lines
+        attempt.endedAt = stamp()
+        attempt.motion = snapshot.motion
+        var warnings = snapshot.warnings
+        if outcome.result == .completed {
+            for w in live.finishTiming() { warnings.append(w); live.record(w) }
+        }
+        if snapshot.stoppedForMotion {
+            attempt.status = .motion
+            attempt.reason = String(format: "the patient moved %.1f mm at line %d: reposition and rescan (exam.next), or skip the site",
+                                    snapshot.motion.last { $0.stopped }?.shiftMM ?? 0, snapshot.motion.last { $0.stopped }?.line ?? 0)
+        } else {
+            switch outcome.result {
+            case .completed: attempt.status = .completed
+            case .aborted: attempt.status = .aborted
+            case .interrupted: attempt.status = .interrupted
+            }
+            attempt.reason = outcome.reason
+        }
+        if let analysis, attempt.status == .completed {
+            observer?(.step(examID: examID, site: site, phase: "quick_look"))
+            switch await analysis.finish() {
+            case .success(let r):
+                attempt.quickLook = QuickLook(bonePixels: r.bonePixels, boneAreaCm2: (r.boneAreaCm2 * 100).rounded() / 100,
+                                              meanBoneBMD: r.meanBoneBMD.map { ($0 * 1000).rounded() / 1000 }, complete: r.complete,
+                                              note: r.complete ? nil : "the live pipeline missed lines: dexa analyze on the capture gives the full result")
+            case .failure(let e):
+                attempt.quickLook = QuickLook(bonePixels: 0, boneAreaCm2: 0, meanBoneBMD: nil, complete: false, note: e.description)
+            }
+        } else if scan.scanMode == .single, attempt.status == .completed {
+            attempt.quickLook = QuickLook(bonePixels: 0, boneAreaCm2: 0, meanBoneBMD: nil, complete: true,
+                                          note: "single-energy image: no bone mineral; the image is in the capture")
+        }
+        attempt.warnings = warnings
+        try store { try recorder.finishAttempt(row: row, attempt: attempt) }
+        observer?(.step(examID: examID, site: site, phase: "done"))
+
+        // The exam's time against its budget.
+        if let watch = examClocks[examID], !budgetWarned.contains(examID) {
+            let minutes = watch.elapsed.milliseconds / 60_000
+            if let longest = examProtocol.budgetMinutes.last, minutes > longest {
+                budgetWarned.insert(examID)
+                let w = ExamWarning(kind: .budget, message: String(format: "the exam has taken %.1f min, over its %.0f-minute budget", minutes, longest), value: minutes)
+                try store { try recorder.addWarning(examID: examID, attemptRow: nil, warning: w, at: now()) }
+                observer?(.warning(examID: examID, site: nil, w))
+            }
+        }
+        if (try? stored(examID).state) == .inProgress { try completeIfDone(examID) }
+        let record = try get(examID)
+        let message: String
+        switch attempt.status {
+        case .completed: message = record.nextSite.map { "\(site.title) done; next: \($0.title) (exam.next)" } ?? "\(site.title) done; the exam is complete"
+        case .motion: message = attempt.reason ?? "the patient moved"
+        default: message = "\(site.title) \(attempt.status.rawValue): \(attempt.reason ?? "")"
+        }
+        return StepResult(exam: record, attempt: attempt, message: message)
+    }
+
+    private func completeIfDone(_ examID: Int64) throws(ExamError) {
+        let exam = try stored(examID)
+        guard exam.state == .inProgress, exam.nextSite == nil else { return }
+        try store { try recorder.setState(examID: examID, state: .completed, at: now()) }
+        if let watch = examClocks[examID] {
+            let minutes = watch.elapsed.milliseconds / 60_000
+            if let shortest = examProtocol.budgetMinutes.first, let longest = examProtocol.budgetMinutes.last, minutes < shortest || minutes > longest {
+                let w = ExamWarning(kind: .budget, message: String(format: "the exam took %.1f min (budget %.0f to %.0f)", minutes, shortest, longest), value: minutes)
+                try store { try recorder.addWarning(examID: examID, attemptRow: nil, warning: w, at: now()) }
+            }
+        }
+        examClocks[examID] = nil
+    }
+
+    // MARK: - Helpers
+
+    private func stored(_ id: Int64) throws(ExamError) -> StoredExam {
+        guard let e = try store({ try recorder.exam(id) }) else { throw .unknownExam(id) }
+        return e
+    }
+
+    private func evaluate(_ exam: StoredExam) throws(ExamError) -> ChecklistStatus {
+        let answers = try store { try recorder.answers(examID: exam.id) }
+        var status = Checklist.evaluate(answers, sex: exam.patient.sex, today: CalendarDay(now()), weightLimitKg: examProtocol.tableLimitKg)
+        // Once started, the plan is the exam's own (skips and additions).
+        if exam.state != .created && exam.state != .blocked && exam.state != .ready { status.plan = exam.plan }
+        return status
+    }
+
+    private func stamp() -> String { now().formatted(.iso8601) }
+
+    private func store<T>(_ body: () throws -> T) throws(ExamError) -> T {
+        do { return try body() } catch let e as ExamError { throw e } catch { throw .storage("\(error)") }
+    }
+}
+
+/// The running step's shared state: lines, warnings and movements from the scan's callbacks
+/// (the runner's and the pipeline's threads), and a watcher on the sequencer's clock for what
+/// shows only as silence (a stall, a heartbeat gap). Writes the line count to the store as it
+/// goes, so a crash leaves it there.
+final class LiveStep: Sendable {
+    struct State: Sendable {
+        var lines = 0
+        var storedLines = 0
+        var lastLineAt: Duration?
+        var stalled = false
+        var heartbeatWarned = false
+        var capture: String?
+        var scanID: UInt32?
+        var captureStored = false
+        var timing: TimingMonitor
+        var warnings: [ExamWarning] = []
+        var motion: [MotionRecord] = []
+        var stoppedForMotion = false
+    }
+
+    let examID: Int64, site: Site, row: Int64
+    let periodUs: UInt32
+    let linesPerFrame: Int
+    let motionLimitMM: Double
+    let recorder: any ExamRecorder
+    let observer: ExamSequencer.Observer?
+    let now: @Sendable () -> Date
+    private let state: Mutex<State>
+    private let elapsed = Mutex<Duration>(.zero)
+
+    init(examID: Int64, site: Site, row: Int64, periodUs: UInt32, linesPerFrame: Int, plannedLines: Int, motionLimitMM: Double,
+         recorder: any ExamRecorder, observer: ExamSequencer.Observer?, now: @escaping @Sendable () -> Date) {
+        self.examID = examID; self.site = site; self.row = row; self.periodUs = periodUs; self.motionLimitMM = motionLimitMM
+        self.linesPerFrame = max(1, linesPerFrame)
+        self.recorder = recorder; self.observer = observer; self.now = now
+        state = Mutex(State(timing: TimingMonitor(periodUs: periodUs, plannedLines: plannedLines)))
+    }
+
+    func captured(path: String?, scanID: UInt32?) {
+        state.withLock { $0.capture = path; $0.scanID = scanID }
+        try? recorder.updateAttempt(row: row, lines: 0, capture: path, scanID: scanID)
+    }
+
+    func isMeasured(_ scanID: UInt32) -> Bool { state.withLock { $0.scanID == scanID } }
+
+    func lines(_ lines: [ScanLine]) {
+        let at = elapsed.withLock { $0 }
+        let warnings = state.withLock { s in
+            s.lines += lines.count
+            s.lastLineAt = at
+            s.stalled = false
+            var out: [ExamWarning] = []
+            for l in lines { out += s.timing.add(l) }
+            s.warnings += out
+            return out
+        }
+        for w in warnings { record(w) }
+    }
+
+    /// A movement from the stillness check; true when it is over the limit and the scan must stop.
+    func motion(_ m: MotionEvent) -> Bool {
+        let stop = abs(m.shiftMM) >= motionLimitMM
+        let w = ExamWarning(kind: .motion, message: String(format: "the patient moved %+.1f mm at line %d%@", m.shiftMM, m.line,
+                                                           stop ? ": scan stopped, reposition and rescan" : " (under the limit: flagged)"),
+                            line: m.line, value: m.shiftMM)
+        state.withLock { s in
+            s.motion.append(MotionRecord(line: m.line, shiftMM: m.shiftMM, stopped: stop))
+            s.warnings.append(w)
+            if stop { s.stoppedForMotion = true }
+        }
+        record(w)
+        return stop
+    }
+
+    func finishTiming() -> [ExamWarning] { state.withLock { $0.timing.finish() } }
+
+    func record(_ w: ExamWarning) {
+        try? recorder.addWarning(examID: examID, attemptRow: row, warning: w, at: now())
+        observer?(.warning(examID: examID, site: site, w))
+    }
+
+    func snapshot() -> (capture: String?, warnings: [ExamWarning], motion: [MotionRecord], stoppedForMotion: Bool) {
+        state.withLock { ($0.capture, $0.warnings, $0.motion, $0.stoppedForMotion) }
+    }
+
+    /// Every quarter period (at most 250 ms): a stall (no line for 3 periods once lines have
+    /// begun, beyond the wait for a frame of several lines), a heartbeat gap (nothing sent to
+    /// the device for over 600 ms: more than two heartbeats missed, 60 % of the watchdog), and
+    /// the line count into the store.
+    func watch(clock: any Clock<Duration>, session: DeviceSession) async {
+        let period = Duration.microseconds(Int64(periodUs))
+        let stallAfter = period * (3 + linesPerFrame - 1)
+        let tick = min(period / 4, .milliseconds(250))
+        let watch = Stopwatch(any: clock)
+        while !Task.isCancelled {
+            do { try await clock.sleep(for: tick) } catch { return }
+            let t = watch.elapsed
+            elapsed.withLock { $0 = t }
+            let gap = await session.sinceLastSent
+            let heartbeating = await session.heartbeatRunning
+            var found: [ExamWarning] = []
+            let (lines, store) = state.withLock { s -> (Int, Bool) in
+                if let last = s.lastLineAt, !s.stalled, t - last > stallAfter {
+                    s.stalled = true
+                    found.append(ExamWarning(kind: .stall, message: String(format: "no line for %.1f s (3 periods are %.1f s) after line %d",
+                                                                           (t - last).milliseconds / 1000, (period * 3).milliseconds / 1000, s.lines),
+                                             line: s.lines, value: (t - last).milliseconds / 1000))
+                }
+                if heartbeating, gap > .milliseconds(600), !s.heartbeatWarned {
+                    s.heartbeatWarned = true
+                    found.append(ExamWarning(kind: .heartbeat, message: String(format: "nothing sent to the device for %.0f ms during the scan (watchdog 1000 ms)", gap.milliseconds),
+                                             value: gap.milliseconds))
+                }
+                s.warnings += found
+                let changed = s.lines != s.storedLines
+                s.storedLines = s.lines
+                return (s.lines, changed)
+            }
+            for w in found { record(w) }
+            if store { try? recorder.updateAttempt(row: row, lines: lines, capture: nil, scanID: nil) }
+        }
+    }
+}

@@ -1,0 +1,192 @@
+import DXControl
+import DXProtocol
+import DXSimulator
+import DXTestSupport
+import Foundation
+import Testing
+
+/// Exams through the real daemon and control socket on the simulator's parametric patient.
+@Suite("Exams", .serialized)
+struct ExamTests {
+    static let timeScale = 50.0
+
+    /// A state directory with a calibration in it: the daemon is started once with the
+    /// calibration phantom on the table, calibrated, and stopped (the patient lies down next).
+    static func calibrated(_ dir: TemporaryDirectory) async throws {
+        let phantom = dir.file("calibration-phantom.json")
+        try JSONEncoder().encode(StandardPhantoms.calibration).write(to: URL(fileURLWithPath: phantom))
+        let daemon = try await DaemonProcess(in: dir, device: "simulator", timeScale: timeScale, config: ["simulator_phantom = calibration"])
+        try await daemon.waitForDevice()
+        _ = try await daemon.call("service.calibrate", .object(["phantom": .string(phantom)]))
+        daemon.child.signal(SIGTERM)
+        _ = await daemon.child.waitForExit()
+    }
+
+    static func patientDaemon(_ dir: TemporaryDirectory, patient: String = "patient", extra: [String] = []) async throws -> DaemonProcess {
+        let daemon = try await DaemonProcess(in: dir, device: "simulator", timeScale: timeScale, config: ["simulator_phantom = \(patient)"] + extra)
+        try await daemon.waitForDevice()
+        return daemon
+    }
+
+    static let patient: JSONValue = .object(["id": .string("P-0042"), "name": .string("Ada Example"), "sex": .string("female"),
+                                              "birth_date": .string("1956-03-14"), "ethnicity": .string("white")])
+
+    static var clearAnswers: JSONValue {
+        .object(["pregnancy": .string("no"), "contrast": .string("none"), "nuclear_medicine": .string("none"), "recent_fracture": .array([]),
+                 "metal": .array([]), "jewellery_removed": .bool(true), "height_cm": .number(162), "weight_kg": .number(64),
+                 "measured_today": .bool(true), "identity_confirmed": .bool(true), "referral_confirmed": .bool(true)])
+    }
+
+    static func newExam(_ daemon: DaemonProcess, answers: JSONValue = clearAnswers) async throws -> Int {
+        let e = try await daemon.call("exam.create", .object(["patient": patient, "referral": .string("Dr Who: postmenopausal, screening")]))
+        let id = try #require(e["id"]?.intValue)
+        _ = try await daemon.call("exam.checklist", .object(["exam_id": .number(Double(id)), "answers": answers]))
+        return id
+    }
+
+    /// The whole standard exam from the CLI, as a technologist runs it.
+    @Test func fullStandardExamThroughTheCLI() async throws {
+        let dir = TemporaryDirectory()
+        try await Self.calibrated(dir)
+        let daemon = try await Self.patientDaemon(dir)
+        let clock = ContinuousClock(), start = clock.now
+
+        let created = try await daemon.cli(["exam", "new", "--patient-id", "P-0042", "--name", "Ada Example", "--sex", "female",
+                                            "--birth-date", "1956-03-14", "--referral", "screening", "--json"])
+        #expect(created.status == 0, "\(created.err)")
+        let exam = try #require(try JSONDecoder().decode(JSONValue.self, from: Data(created.out.utf8))["id"]?.intValue)
+        // Nothing exposes before the checklist is complete.
+        let early = try await daemon.cli(["exam", "run", String(exam), "--auto"])
+        #expect(early.status != 0 && early.err.contains("checklist"), "\(early.out) \(early.err)")
+        let checklist = try await daemon.cli(["exam", "checklist", String(exam), "--pregnancy", "no", "--contrast", "none", "--nuclear", "none",
+                                              "--no-fracture", "--no-metal", "--jewellery-removed", "--height", "162", "--weight", "64",
+                                              "--measured-today", "--identity-confirmed", "--referral-confirmed"])
+        #expect(checklist.status == 0 && checklist.out.contains("complete"), "\(checklist.out) \(checklist.err)")
+        #expect(checklist.out.contains("BMI 24.4"))
+
+        let run = try await daemon.cli(["exam", "run", String(exam), "--auto"])
+        let wall = (clock.now - start)
+        print(run.out)
+        #expect(run.status == 0, "\(run.err)")
+        #expect(run.out.contains("completed"))
+
+        let shown = try await daemon.call("exam.get", .object(["exam_id": .number(Double(exam))]))
+        #expect(shown["state"]?.stringValue == "completed")
+        guard case .array(let attempts)? = shown["attempts"] else { Issue.record("no attempts"); return }
+        #expect(attempts.map { $0["site"]?.stringValue ?? "" } == ["ap_spine", "left_hip", "right_hip", "lateral_spine"])
+        for a in attempts {
+            #expect(a["status"]?.stringValue == "completed", "\(a)")
+            #expect(a["lines"]?.intValue == a["planned_lines"]?.intValue)
+            let capture = try #require(a["capture"]?.stringValue)
+            #expect(FileManager.default.fileExists(atPath: capture))
+            let bmd = a["quick_look"]?["mean_bone_bmd_g_cm2"]?.numberValue ?? 0
+            print(String(format: "quick look %@: bone %.1f cm², mean %.3f g/cm²", a["site"]?.stringValue ?? "?", a["quick_look"]?["bone_area_cm2"]?.numberValue ?? 0, bmd))
+            #expect((0.5...1.6).contains(bmd), "\(a)")
+            if case .array(let w)? = a["warnings"] {
+                // A still patient on a well-behaved device: no warning but, at 50× time, the
+                // odd heartbeat late by a few milliseconds of wall time (still inside the watchdog).
+                let real = w.filter { $0["kind"]?.stringValue != "heartbeat" || ($0["value"]?.numberValue ?? 0) >= 1000 }
+                #expect(real.isEmpty, "\(real)")
+            }
+        }
+        print(String(format: "full exam: %.1f s wall at %.0f×", Double(wall.components.seconds) + Double(wall.components.attoseconds) * 1e-18, Self.timeScale))
+        #expect(wall < .seconds(60))
+        let listed = try await daemon.cli(["exam", "list"])
+        #expect(listed.out.contains("P-0042") && listed.out.contains("completed"))
+    }
+
+    /// Each checklist rule through the socket; nothing exposes until the checklist is complete.
+    @Test func checklistRulesThroughTheSocket() async throws {
+        let dir = TemporaryDirectory()
+        try await Self.calibrated(dir)
+        let daemon = try await Self.patientDaemon(dir)
+        func answer(_ id: Int, _ fields: [String: JSONValue]) async throws -> JSONValue {
+            try await daemon.call("exam.checklist", .object(["exam_id": .number(Double(id)), "answers": .object(fields)]))
+        }
+        func refusedToStart(_ id: Int) async throws -> RPCError? {
+            do { _ = try await daemon.call("exam.start", .object(["exam_id": .number(Double(id))])); return nil } catch let e as RPCError { return e }
+        }
+        let today = Date()
+        let day = { (offset: Int) in ISO8601DateFormatter.string(from: today.addingTimeInterval(Double(offset) * 86_400), timeZone: TimeZone(identifier: "UTC")!,
+                                                                  formatOptions: [.withFullDate]) }
+        // Pregnancy blocks.
+        var id = try await Self.newExam(daemon)
+        var r = try await answer(id, ["pregnancy": .string("yes")])
+        #expect(r["state"]?.stringValue == "blocked")
+        #expect((try await refusedToStart(id))?.code == RPCError.examStateCode)
+        _ = try await daemon.call("exam.abort", .object(["exam_id": .number(Double(id))]))
+        // Contrast ten days ago blocks and names the earliest date.
+        id = try await Self.newExam(daemon)
+        r = try await answer(id, ["contrast": .string(day(-10))])
+        #expect(r["checklist"]?["blocks"]?[0]?["earliest_date"]?.stringValue == day(4), "\(r)")
+        #expect((try await refusedToStart(id))?.message.contains(day(4)) == true)
+        _ = try await daemon.call("exam.abort", .object(["exam_id": .number(Double(id))]))
+        // Over the weight limit blocks.
+        id = try await Self.newExam(daemon)
+        r = try await answer(id, ["weight_kg": .number(215)])
+        #expect(r["checklist"]?["blocks"]?[0]?["item"]?.stringValue == "weight_kg")
+        _ = try await daemon.call("exam.abort", .object(["exam_id": .number(Double(id))]))
+        // Incomplete: refused, and the firmware never turned X-rays on.
+        id = try await Self.newExam(daemon, answers: .object(["pregnancy": .string("no")]))
+        let incomplete = try await refusedToStart(id)
+        #expect(incomplete?.code == RPCError.examStateCode && incomplete?.message.contains("jewellery_removed") == true, "\(String(describing: incomplete))")
+        let log = try await daemon.call("service.log")
+        #expect((log["text"]?.stringValue ?? "").contains("X-ray ON") == false)
+        // Metal in the left hip: the right hip is scanned, and the finding is carried.
+        var metal = Self.clearAnswers
+        if case .object(var o) = metal { o["metal"] = .array([.string("left_hip")]); metal = .object(o) }
+        r = try await answer(id, ["jewellery_removed": .bool(true)])
+        _ = r
+        let withMetal = try await Self.newExam(daemon, answers: metal)
+        let e = try await daemon.call("exam.get", .object(["exam_id": .number(Double(withMetal))]))
+        #expect(e["plan"] == .array([.string("ap_spine"), .string("right_hip"), .string("lateral_spine")]))
+        #expect(e["checklist"]?["findings"]?[0]?.stringValue?.contains("right hip is measured instead") == true)
+        // Every answer was recorded with who gave it (the store is checked in the unit tests).
+    }
+
+    /// Requests that are wrong in every way get clear errors and change nothing.
+    @Test func badExamRequestsChangeNothing() async throws {
+        let dir = TemporaryDirectory()
+        try await Self.calibrated(dir)
+        let daemon = try await Self.patientDaemon(dir)
+        let id = try await Self.newExam(daemon)
+        let before = try await daemon.call("exam.get", .object(["exam_id": .number(Double(id))]))
+        let cases: [(String, JSONValue, Int)] = [
+            ("exam.get", .object(["exam_id": .number(9999)]), RPCError.invalidParamsCode),
+            ("exam.start", .object(["exam_id": .string("one")]), RPCError.invalidParamsCode),
+            ("exam.next", .object(["exam_id": .number(Double(id))]), RPCError.examStateCode),
+            ("exam.checklist", .object(["exam_id": .number(Double(id)), "answers": .object(["height_cm": .string("tall")])]), RPCError.invalidParamsCode),
+            ("exam.checklist", .object(["exam_id": .number(Double(id)), "answers": .object(["pregnancy": .string("perhaps")])]), RPCError.invalidParamsCode),
+            ("exam.checklist", .object(["exam_id": .number(Double(id)), "answers": .object(["contrast": .string("2026-02-30")])]), RPCError.invalidParamsCode),
+            ("exam.checklist", .object(["exam_id": .number(Double(id)), "answers": .object(["weight_kg": .number(-3)])]), RPCError.invalidParamsCode),
+            ("exam.skip", .object(["exam_id": .number(Double(id)), "site": .string("knee"), "reason": .string("x")]), RPCError.invalidParamsCode),
+            ("exam.create", .object(["patient": .object(["id": .string("X")]), "referral": .string("r")]), RPCError.invalidParamsCode),
+            ("exam.create", .object(["patient": Self.patient, "referral": .string("  ")]), RPCError.invalidParamsCode),
+            ("exam.list", .object(["limit": .number(0)]), RPCError.invalidParamsCode),
+            ("exam.get", .array([]), RPCError.invalidParamsCode),
+        ]
+        for (method, params, code) in cases {
+            do {
+                _ = try await daemon.call(method, params)
+                Issue.record("\(method) \(params) was accepted")
+            } catch let e as RPCError {
+                #expect(e.code == code, "\(method) \(params): \(e.code) \(e.message)")
+                #expect(!e.message.isEmpty)
+            }
+        }
+        let after = try await daemon.call("exam.get", .object(["exam_id": .number(Double(id))]))
+        #expect(before == after, "the exam changed")
+        // A second exam cannot start while one is in progress.
+        _ = try await daemon.call("exam.start", .object(["exam_id": .number(Double(id))]))
+        let other = try await Self.newExam(daemon)
+        do {
+            _ = try await daemon.call("exam.start", .object(["exam_id": .number(Double(other))]))
+            Issue.record("a second exam started")
+        } catch let e as RPCError {
+            #expect(e.code == RPCError.examStateCode && e.message.contains("exam \(id) is in progress"), "\(e)")
+        }
+        _ = try await daemon.call("exam.abort", .object(["exam_id": .number(Double(id))]))
+        let aborted = try await daemon.call("exam.get", .object(["exam_id": .number(Double(id))]))
+        #expect(aborted["state"]?.stringValue == "aborted")
+    }
+}
