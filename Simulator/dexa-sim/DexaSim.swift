@@ -30,7 +30,7 @@ struct DexaSim: AsyncParsableCommand {
     @Option(name: .long, help: "Noise seed.")
     var seed: UInt64 = 1
 
-    @Option(name: .long, help: "What lies on the table: empty, calibration, esp, or an ICD §8 phantom JSON file.")
+    @Option(name: .long, help: "What lies on the table: empty, calibration, esp, bench, patient, or a JSON file (an ICD §8 phantom or {\"patient\": {...}}).")
     var phantom: String = "empty"
 
     @Flag(name: .long, help: "Read fault commands from standard input.")

@@ -190,3 +190,99 @@ struct ExamTests {
         #expect(aborted["state"]?.stringValue == "aborted")
     }
 }
+
+/// Patient movement and device timing during exams, on the simulator.
+@Suite("Exam stillness and timing checks", .serialized)
+struct ExamChecksTests {
+    static func patientFile(_ dir: TemporaryDirectory, shiftMM: Double, atYMM: Double) throws -> String {
+        let path = dir.file("patient-moving.json")
+        let json = #"{"patient": {"motion": {"fromYMM": \#(atYMM), "shiftXMM": \#(shiftMM), "rotationDegrees": 0}}}"#
+        try Data(json.utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+
+    static func startedAttempt(_ daemon: DaemonProcess) async throws -> (Int, JSONValue) {
+        let id = try await ExamTests.newExam(daemon)
+        let step = try await daemon.call("exam.start", .object(["exam_id": .number(Double(id))]))
+        return (id, try #require(step["attempt"]))
+    }
+
+    /// 3 mm at y = 650 mm (line 70 of the AP spine): the scan stops, the site is offered again.
+    @Test func movementOverTheLimitStopsTheScan() async throws {
+        let dir = TemporaryDirectory()
+        try await ExamTests.calibrated(dir)
+        let daemon = try await ExamTests.patientDaemon(dir, patient: try Self.patientFile(dir, shiftMM: 3, atYMM: 650))
+        let (id, attempt) = try await Self.startedAttempt(daemon)
+        print("moved 3 mm: \(attempt)")
+        #expect(attempt["status"]?.stringValue == "motion")
+        let motion = try #require(attempt["motion"]?[0])
+        let line = try #require(motion["line"]?.intValue), shift = try #require(motion["shift_mm"]?.numberValue)
+        #expect((70...72).contains(line), "found at line \(line)")
+        #expect(abs(shift - 3) <= 0.5)
+        #expect(motion["stopped"] == .bool(true))
+        #expect((attempt["lines"]?.intValue ?? 999) < 90, "the scan stopped within a few lines of the movement")
+        #expect(try await daemon.call("device.status")["xray_on"] == .bool(false))
+        // The site is offered for rescan: exam.next scans the AP spine again.
+        let again = try await daemon.call("exam.next", .object(["exam_id": .number(Double(id))]))
+        #expect(again["attempt"]?["site"]?.stringValue == "ap_spine")
+        #expect(again["attempt"]?["attempt"]?.intValue == 2)
+    }
+
+    /// 1.5 mm: flagged, the scan completes, and `dexa analyze` finds the same movement offline.
+    @Test func movementUnderTheLimitIsFlagged() async throws {
+        let dir = TemporaryDirectory()
+        try await ExamTests.calibrated(dir)
+        let daemon = try await ExamTests.patientDaemon(dir, patient: try Self.patientFile(dir, shiftMM: -1.5, atYMM: 690))
+        let (_, attempt) = try await Self.startedAttempt(daemon)
+        #expect(attempt["status"]?.stringValue == "completed")
+        let motion = try #require(attempt["motion"]?[0])
+        #expect(motion["stopped"] == .bool(false))
+        #expect((110...112).contains(motion["line"]?.intValue ?? -1), "\(motion)")
+        #expect(attempt["warnings"]?[0]?["kind"]?.stringValue == "motion")
+        // Offline, on the capture the daemon wrote: the same check, the same movement.
+        let calibration = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: URL(fileURLWithPath: daemon.stateDirectory + "/calibration.json")))
+        let analysed = try await runCLI(["analyze", "--calibration", try #require(calibration["source"]?.stringValue),
+                                         try #require(attempt["capture"]?.stringValue), "--json"])
+        #expect(analysed.status == 0, "\(analysed.err)")
+        let out = try JSONDecoder().decode(JSONValue.self, from: Data(analysed.out.utf8))
+        #expect(out["motion"]?[0]?["line"] == motion["line"], "\(out)")
+        #expect(out["motion"]?[0]?["shift_mm"] == motion["shift_mm"])
+        print("flagged movement: live \(motion), offline \(out["motion"] ?? .null)")
+    }
+
+    /// A stall and a slow line rate injected into the simulator are each reported as they happen.
+    @Test func stallAndSlowLineRateAreReported() async throws {
+        let dir = TemporaryDirectory()
+        let sim = try await SimulatorProcess(in: dir, speed: ExamTests.timeScale, extra: ["--phantom", "calibration"])
+        let protocolFile = dir.file("protocol.json")
+        try Data(#"{"sites": {"ap_spine": {"lines": 60}, "left_hip": {"lines": 60}}}"#.utf8).write(to: URL(fileURLWithPath: protocolFile))
+        let daemon = try await DaemonProcess(in: dir, device: "sim:\(sim.devicePath)", timeScale: ExamTests.timeScale,
+                                             config: ["exam_protocol = \(protocolFile)"])
+        try await daemon.waitForDevice()
+        let phantom = dir.file("calibration-phantom.json")
+        try JSONEncoder().encode(StandardPhantoms.calibration).write(to: URL(fileURLWithPath: phantom))
+        _ = try await daemon.call("service.calibrate", .object(["phantom": .string(phantom)]))
+        #expect(try await sim.control("phantom patient").hasPrefix("ok"))
+
+        let id = try await ExamTests.newExam(daemon)
+        // A 5 s stall (of device time) once the AP spine scan is under way.
+        let stall = Task {
+            try await Task.sleep(for: .milliseconds(400))
+            return try await sim.control("stall 5000")
+        }
+        let first = try await daemon.call("exam.start", .object(["exam_id": .number(Double(id))]))
+        _ = try await stall.value
+        let kinds = (first["attempt"]?["warnings"]).map { w -> [String] in if case .array(let a) = w { a.compactMap { $0["kind"]?.stringValue } } else { [] } } ?? []
+        print("stall: \(first["attempt"]?["warnings"] ?? .null)")
+        #expect(kinds.contains("stall"), "\(kinds)")
+        #expect(kinds.contains("overrun"), "a 5 s stall makes a 60 s scan overrun: \(kinds)")
+
+        // Lines 1.5 times slower than configured.
+        #expect(try await sim.control("rate 1.5").hasPrefix("ok"))
+        let second = try await daemon.call("exam.next", .object(["exam_id": .number(Double(id))]))
+        let slow = (second["attempt"]?["warnings"]).map { w -> [String] in if case .array(let a) = w { a.compactMap { $0["kind"]?.stringValue } } else { [] } } ?? []
+        print("slow rate: \(second["attempt"]?["warnings"] ?? .null)")
+        #expect(slow.contains("jitter") && slow.contains("overrun"), "\(slow)")
+        _ = try await sim.control("clear")
+    }
+}
