@@ -191,6 +191,14 @@ public final class ExamStore: ExamRecorder {
         }
     }
 
+    /// Every answer given for an exam, in order: the checklist's audit trail.
+    public func answerHistory(examID: Int64) throws -> [(item: String, value: String, by: String, at: Date)] {
+        try db.read { db in
+            try Row.fetchAll(db, sql: "SELECT item, value, answered_by, answered_at FROM checklist_answer WHERE exam_id = ? ORDER BY id",
+                             arguments: [examID]).map { ($0["item"], $0["value"], $0["answered_by"], Date(timeIntervalSince1970: $0["answered_at"])) }
+        }
+    }
+
     // MARK: - Reading rows back
 
     static func exam(_ db: Database, _ id: Int64) throws -> StoredExam? {

@@ -286,3 +286,72 @@ struct ExamChecksTests {
         _ = try await sim.control("clear")
     }
 }
+
+/// kill -9 at random moments of an exam: after each restart every finished scan is intact, the
+/// interrupted one is marked interrupted with the lines its capture holds (all readable, none
+/// missing), and the exam goes on from there.
+@Suite("Exam crash safety", .serialized)
+struct ExamCrashTests {
+    @Test func killNineTwentyTimesDuringAnExam() async throws {
+        let dir = TemporaryDirectory()
+        try await ExamTests.calibrated(dir)
+        var rng = SystemRandomNumberGenerator()
+        var exam: Int?
+        var interruptedSeen = 0, linesChecked = 0
+        var delays: [Int] = []
+        for kill in 1...20 {
+            let daemon = try await ExamTests.patientDaemon(dir)
+            // After a restart: what the store says against what the captures hold.
+            if let id = exam {
+                let e = try await daemon.call("exam.get", .object(["exam_id": .number(Double(id))]))
+                #expect(e["state"]?.stringValue == "in_progress" || e["state"]?.stringValue == "completed", "kill \(kill): \(e["state"] ?? .null)")
+                guard case .array(let attempts)? = e["attempts"] else { Issue.record("no attempts"); return }
+                for a in attempts {
+                    let status = a["status"]?.stringValue ?? "?"
+                    #expect(status != "running", "kill \(kill): an attempt left running: \(a)")
+                    guard let capture = a["capture"]?.stringValue, let scanID = a["scan_id"]?.intValue else { continue }
+                    let shown = try await runCLI(["capture", "show", capture, "--json"])
+                    let scans = try JSONDecoder().decode(JSONValue.self, from: Data(shown.out.utf8))["scans"]
+                    let measured: JSONValue? = if case .array(let s)? = scans { s.first { $0["scan_id"]?.intValue == scanID } } else { nil }
+                    let inCapture = measured?["lines"]?.intValue ?? 0
+                    #expect(measured?["missing_lines"]?.intValue == 0, "kill \(kill): lines missing in \(capture)")
+                    #expect(a["lines"]?.intValue == inCapture, "kill \(kill): the store says \(a["lines"] ?? .null) lines, the capture holds \(inCapture)")
+                    if status == "completed" { #expect(inCapture == a["planned_lines"]?.intValue) }
+                    if status == "interrupted" { interruptedSeen += 1 }
+                    linesChecked += inCapture
+                }
+            }
+            // Start (or go on with) the exam, and kill the daemon at a random moment of it.
+            let step: Task<Void, Never>
+            if let id = exam {
+                step = Task { _ = try? await daemon.call("exam.next", .object(["exam_id": .number(Double(id))])) }
+            } else {
+                let id = try await ExamTests.newExam(daemon)
+                exam = id
+                step = Task { _ = try? await daemon.call("exam.start", .object(["exam_id": .number(Double(id))])) }
+            }
+            let delay = Int.random(in: 150...2500, using: &rng)
+            delays.append(delay)
+            try await Task.sleep(for: .milliseconds(delay))
+            daemon.child.signal(SIGKILL)
+            _ = await daemon.child.waitForExit()
+            step.cancel()
+        }
+        // The exam resumes and finishes.
+        let daemon = try await ExamTests.patientDaemon(dir)
+        let id = try #require(exam)
+        for _ in 0..<8 {
+            let e = try await daemon.call("exam.get", .object(["exam_id": .number(Double(id))]))
+            if e["state"]?.stringValue == "completed" { break }
+            _ = try await daemon.call("exam.next", .object(["exam_id": .number(Double(id))]))
+        }
+        let final = try await daemon.call("exam.get", .object(["exam_id": .number(Double(id))]))
+        #expect(final["state"]?.stringValue == "completed")
+        let attempts: [JSONValue] = if case .array(let a)? = final["attempts"] { a } else { [] }
+        let sites = Set(attempts.filter { $0["status"]?.stringValue == "completed" }.compactMap { $0["site"]?.stringValue })
+        #expect(sites == ["ap_spine", "left_hip", "right_hip", "lateral_spine"])
+        let interrupted = attempts.filter { $0["status"]?.stringValue == "interrupted" }
+        print("crash safety: 20 kills at \(delays) ms after a step began; \(attempts.count) attempts in all, \(interrupted.count) interrupted (lines: \(interrupted.compactMap { $0["lines"]?.intValue })); \(linesChecked) lines compared with the captures over the restarts")
+        #expect(interruptedSeen > 0)
+    }
+}

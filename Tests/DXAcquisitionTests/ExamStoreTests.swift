@@ -1,0 +1,71 @@
+import DXAcquisition
+import DXProtocol
+import DXStore
+import DXTestSupport
+import Foundation
+import Testing
+
+/// The exam store on its own: schema, answers with who and when, attempts, reopening.
+@Suite("Exam store")
+struct ExamStoreTests {
+    static let patient = PatientRecord(id: "P-1", name: "Test Patient", sex: .female, birthDate: "1950-01-02")
+
+    @Test func answersAttemptsAndWarningsSurviveReopening() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("exams.sqlite")
+        var id: Int64 = 0, row: Int64 = 0
+        do {
+            let store = try ExamStore(path: path)
+            id = try store.createExam(patient: Self.patient, referral: "screening", operatorName: "tech1", plan: Site.standardOrder, at: Date())
+            var a = ChecklistAnswers()
+            a.pregnancy = .unknown
+            try store.recordAnswers(examID: id, answers: a, by: "tech1", at: Date(timeIntervalSince1970: 1_000))
+            a = ChecklistAnswers()
+            a.pregnancy = .no
+            a.heightCm = 160
+            try store.recordAnswers(examID: id, answers: a, by: "tech2", at: Date(timeIntervalSince1970: 2_000))
+            row = try store.beginAttempt(examID: id, attempt: SiteAttempt(site: .apSpine, attempt: 1, status: .running, plannedLines: 220))
+            try store.updateAttempt(row: row, lines: 57, capture: "/x.dxcap", scanID: 42)
+            try store.addWarning(examID: id, attemptRow: row, warning: ExamWarning(kind: .stall, message: "no line", line: 57, value: 3.1), at: Date())
+            try store.setState(examID: id, state: .inProgress, at: Date())
+        }
+        // Reopened (as after a restart): the latest answers, the attempt still running with its lines.
+        let store = try ExamStore(path: path)
+        let answers = try store.answers(examID: id)
+        #expect(answers.pregnancy == .no)
+        #expect(answers.heightCm == 160)
+        let running = try store.runningAttempts()
+        #expect(running.count == 1)
+        #expect(running.first?.attempt.lines == 57)
+        #expect(running.first?.attempt.capture == "/x.dxcap")
+        #expect(running.first?.attempt.scanID == 42)
+        let exam = try #require(try store.exam(id))
+        #expect(exam.state == .inProgress)
+        #expect(exam.attempts.first?.warnings.first?.kind == .stall)
+        #expect(exam.patient == Self.patient)
+        #expect(try store.exam(999) == nil)
+    }
+
+    @Test func everyAnswerIsKeptWithWhoAndWhen() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("exams.sqlite")
+        let store = try ExamStore(path: path)
+        let id = try store.createExam(patient: Self.patient, referral: "r", operatorName: "t", plan: [.apSpine], at: Date())
+        var a = ChecklistAnswers()
+        a.jewelleryRemoved = true
+        a.metal = [.leftHip]
+        try store.recordAnswers(examID: id, answers: a, by: "alice", at: Date(timeIntervalSince1970: 1_700_000_000))
+        // Read the table as an auditor would, with the sqlite3 library underneath GRDB.
+        let rows = try store.answerHistory(examID: id)
+        #expect(rows.map(\.item).sorted() == ["jewellery_removed", "metal"])
+        #expect(rows.allSatisfy { $0.by == "alice" && $0.at == Date(timeIntervalSince1970: 1_700_000_000) })
+        #expect(rows.first { $0.item == "metal" }?.value == #"["left_hip"]"#)
+    }
+
+    @Test func aDamagedDatabaseIsAClearError() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("exams.sqlite")
+        try Data("this is not a database, it is a text file of some length".utf8).write(to: URL(fileURLWithPath: path))
+        #expect(throws: (any Error).self) { try ExamStore(path: path) }
+    }
+}
