@@ -36,12 +36,23 @@ struct DexaSim: AsyncParsableCommand {
     @Flag(name: .long, help: "Read fault commands from standard input.")
     var stdin = false
 
+    @Option(name: .long, help: "Print a standard phantom's ICD §8 JSON (calibration, esp, bench) and exit.")
+    var printPhantom: String?
+
     func validate() throws {
         guard speed.isFinite, speed >= 0.01, speed <= 10_000 else { throw ValidationError("--speed must be 0.01 to 10000") }
         guard (1...4096).contains(Int(channels)) else { throw ValidationError("--channels must be 1 to 4096") }
     }
 
     func run() async throws {
+        if let name = printPhantom {
+            let phantoms = ["calibration": StandardPhantoms.calibration, "esp": StandardPhantoms.esp, "bench": StandardPhantoms.bench]
+            guard let p = phantoms[name] else { throw ValidationError("no standard phantom \(name) (calibration, esp, bench)") }
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(p), as: UTF8.self))
+            return
+        }
         var info = SimulatorConfiguration.standardInfo
         info.serial = serial
         info.channels = channels

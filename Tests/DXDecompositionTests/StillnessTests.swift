@@ -57,3 +57,21 @@ struct StillnessTests {
         #expect(alarms == 0)
     }
 }
+
+extension StillnessTests {
+    /// The ESP-like phantom at 0.5 mm lines: long stretches of uniform tissue with nothing to
+    /// place a line by must not look like movement.
+    @Test func aUniformPhantomRaisesNoAlarm() throws {
+        for seed in 0..<5 as Range<UInt64> {
+            var s = Scanner(seed: 900 + seed)
+            let dark = try DarkReference(lines: s.scan(EmptyTable(), mode: .dark, y0: 1_900_000, y1: 1_950_000, periodUs: 10_000))
+            let air = try AirReference(lines: s.scan(EmptyTable(), y0: 1_900_000, y1: 1_950_000, periodUs: 10_000), dark: dark, periodUs: 10_000, currentUA: 1000)
+            let stage = AttenuationStage(dark: dark, air: air).prepared(periodUs: 40_000, currentUA: 3000)
+            var check = StillnessCheck(pitchUm: 1000)
+            for l in s.scan(PhantomScene(StandardPhantoms.esp), y0: 505_000, y1: 695_000, stepUm: 500, periodUs: 40_000, currentUA: 3000) {
+                _ = check.add(highAttenuation: try stage.process(l).high)
+            }
+            #expect(check.events.isEmpty, "seed \(900 + seed): \(check.events)")
+        }
+    }
+}
