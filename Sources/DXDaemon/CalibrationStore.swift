@@ -32,7 +32,7 @@ public struct CalibrationStore: Sendable {
 
     public func save(_ calibration: Calibration) throws {
         let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
         try encoder.encode(calibration).write(to: URL(fileURLWithPath: path), options: .atomic)
     }
 }

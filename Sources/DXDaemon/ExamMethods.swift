@@ -92,6 +92,7 @@ struct ExamMethods {
         case .unknownExam, .invalid, .notInPlan: RPCError(code: RPCError.invalidParamsCode, message: e.description)
         case .wrongState, .checklistIncomplete, .blocked, .anotherExamRunning: RPCError(code: RPCError.examStateCode, message: e.description)
         case .stepRunning: RPCError(code: RPCError.busyCode, message: e.description)
+        case .notCalibrated: RPCError(code: RPCError.notCalibratedCode, message: e.description)
         case .storage: RPCError(code: RPCError.internalErrorCode, message: e.description)
         }
     }

@@ -355,3 +355,63 @@ struct ExamCrashTests {
         #expect(interruptedSeen > 0)
     }
 }
+
+/// The technologist's other actions: skip with a reason, repeat, add, abort during a scan; and
+/// no exam without a calibration.
+@Suite("Exam actions", .serialized)
+struct ExamActionTests {
+    @Test func noCalibrationNoExposure() async throws {
+        let dir = TemporaryDirectory()
+        let daemon = try await ExamTests.patientDaemon(dir)
+        let id = try await ExamTests.newExam(daemon)
+        do {
+            _ = try await daemon.call("exam.start", .object(["exam_id": .number(Double(id))]))
+            Issue.record("an exam started without a calibration")
+        } catch let e as RPCError {
+            #expect(e.code == RPCError.notCalibratedCode, "\(e)")
+        }
+        let log = try await daemon.call("service.log")
+        #expect((log["text"]?.stringValue ?? "").contains("X-ray ON") == false)
+        let e = try await daemon.call("exam.get", .object(["exam_id": .number(Double(id))]))
+        #expect(e["state"]?.stringValue == "ready", "a refused start leaves the exam as it was")
+    }
+
+    @Test func skipRepeatAddAndAbortDuringAScan() async throws {
+        let dir = TemporaryDirectory()
+        try await ExamTests.calibrated(dir)
+        let daemon = try await ExamTests.patientDaemon(dir)
+        let id = try await ExamTests.newExam(daemon)
+        let exam = JSONValue.number(Double(id))
+        _ = try await daemon.call("exam.start", .object(["exam_id": exam]))
+        // Skip the left hip (a reason is required), repeat the spine, add the left hip back.
+        do {
+            _ = try await daemon.call("exam.skip", .object(["exam_id": exam, "site": .string("left_hip"), "reason": .string(" ")]))
+            Issue.record("a skip without a reason")
+        } catch let e as RPCError { #expect(e.code == RPCError.invalidParamsCode) }
+        var e = try await daemon.call("exam.skip", .object(["exam_id": exam, "site": .string("left_hip"), "reason": .string("hip replacement found on the scout")]))
+        #expect(e["attempts"]?[1]?["status"]?.stringValue == "skipped")
+        #expect(e["attempts"]?[1]?["reason"]?.stringValue?.contains("hip replacement") == true)
+        let repeated = try await daemon.call("exam.repeat", .object(["exam_id": exam]))
+        #expect(repeated["attempt"]?["site"]?.stringValue == "ap_spine")
+        #expect(repeated["attempt"]?["attempt"]?.intValue == 2)
+        e = try await daemon.call("exam.add", .object(["exam_id": exam, "site": .string("left_hip")]))
+        #expect(e["plan"]?[3]?.stringValue == "left_hip")
+        // Abort from another connection while the right hip is scanning: X-rays off at once.
+        let step = Task { try await daemon.call("exam.next", .object(["exam_id": exam])) }
+        try await eventually("the right hip scanning", seconds: 20) {
+            (try? await daemon.call("device.status"))?["xray_on"] == .bool(true)
+        }
+        e = try await daemon.call("exam.abort", .object(["exam_id": exam, "reason": .string("patient unwell")]))
+        #expect(e["state"]?.stringValue == "aborted")
+        let stepped = try? await step.value
+        #expect(stepped?["attempt"]?["status"]?.stringValue == "aborted", "\(String(describing: stepped))")
+        #expect(try await daemon.call("device.status")["xray_on"] == .bool(false))
+        let final = try await daemon.call("exam.get", .object(["exam_id": exam]))
+        #expect(final["state"]?.stringValue == "aborted")
+        // An aborted exam goes no further.
+        do {
+            _ = try await daemon.call("exam.next", .object(["exam_id": exam]))
+            Issue.record("an aborted exam went on")
+        } catch let err as RPCError { #expect(err.code == RPCError.examStateCode) }
+    }
+}

@@ -55,6 +55,7 @@ public enum ExamError: Error, Sendable, Equatable, CustomStringConvertible {
     case stepRunning(Int64, Site)
     case invalid(String)
     case notInPlan(Site)
+    case notCalibrated(String)
     case storage(String)
 
     public var description: String {
@@ -67,6 +68,7 @@ public enum ExamError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .stepRunning(id, site): "exam \(id) is scanning the \(site.title); wait, or abort"
         case .invalid(let why): why
         case .notInPlan(let site): "the \(site.title) is not in this exam's plan (exam.add adds it)"
+        case .notCalibrated(let why): "patient scans are refused: \(why)"
         case .storage(let why): "the exam store failed: \(why)"
         }
     }

@@ -154,6 +154,7 @@ public actor ExamSequencer {
         if let other = try store({ try recorder.list(limit: 50) }).first(where: { $0.state == .inProgress && $0.id != examID }) {
             throw ExamError.anotherExamRunning(other.id)
         }
+        if case .failure(let e) = calibration() { throw ExamError.notCalibrated("\(e)") }
         try store { try recorder.setState(examID: examID, state: .inProgress, at: now()) }
         examClocks[examID] = Stopwatch(any: clock)
         return try await runNext(examID, observer: observer)
@@ -205,7 +206,7 @@ public actor ExamSequencer {
         let cal: Calibration
         switch calibration() {
         case .success(let c): cal = c
-        case .failure(let e): throw ExamError.invalid("patient scans are refused: \(e)")
+        case .failure(let e): throw ExamError.notCalibrated("\(e)")
         }
         guard let info = await session.info else { throw DeviceError.notConnected }
         let examID = exam.id
