@@ -96,7 +96,7 @@ let package = Package(
         .testTarget(name: "DXDeviceTests", dependencies: ["DXDevice", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXSimulatorTests", dependencies: ["DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXAcquisitionTests", dependencies: ["DXAcquisition", "DXStore", "DXDevice", "DXSimulator", "DXTestSupport"]),
-        .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXDaemon", "DXTestSupport"]),
+        .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXDaemon", "DXDecomposition", "DXAcquisition", "DXTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["DXControl", "DXProtocol", "DXTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -58,7 +58,14 @@ struct Dexad: AsyncParsableCommand {
         }
         let logger = Logger(label: "dexad")
         logger.notice("dexad starting", metadata: ["device": "\(c.device)", "socket": "\(c.socketPath)"])
-        try await Daemon(configuration: c, logger: logger).run()
+        do {
+            try await Daemon(configuration: c, logger: logger).run()
+        } catch let e as ConfigurationError {
+            // A setting that only shows itself wrong when used (a damaged exam database, an
+            // exam protocol that does not parse): the same one line and status as a bad file.
+            FileHandle.standardError.write(Data("dexad: \(e)\n".utf8))
+            throw ExitCode(2)
+        }
     }
 }
 

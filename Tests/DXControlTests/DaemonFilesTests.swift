@@ -1,0 +1,89 @@
+import DXAcquisition
+@testable import DXDaemon
+@testable import DXDecomposition
+import DXTestSupport
+import Foundation
+import Testing
+
+/// The daemon's own files fed garbage: the calibration and the exam protocol. Each gets a
+/// clear refusal, never a crash and never a patient scan on a bad calibration.
+@Suite("Daemon files: calibration and exam protocol")
+struct DaemonFilesTests {
+    @Test func aBadCalibrationFileRefusesPatientScans() throws {
+        let dir = TemporaryDirectory()
+        let store = CalibrationStore(stateDirectory: dir.path)
+        guard case .failure(.missing) = store.load() else { Issue.record("a missing file loaded"); return }
+        for garbage in ["", "{", "not json at all", #"{"version": 2}"#, String(repeating: "x", count: 100_000)] {
+            try Data(garbage.utf8).write(to: URL(fileURLWithPath: store.path))
+            guard case .failure(let problem) = store.load() else { Issue.record("garbage loaded: \(garbage.prefix(20))"); continue }
+            #expect(problem.description.contains("dexa service calibrate"), "\(problem)")
+        }
+    }
+
+    @Test func aCalibrationOfAnotherVersionOrAPoorFitIsRefused() throws {
+        let dir = TemporaryDirectory()
+        let store = CalibrationStore(stateDirectory: dir.path)
+        let model = LinearModel(coefficients: [Double](repeating: 0.1, count: 12), means: [Double](repeating: 0, count: 12), scales: [Double](repeating: 1, count: 12))
+        let soft = LinearModel(coefficients: [Double](repeating: 0.1, count: 14), means: [Double](repeating: 0, count: 14), scales: [Double](repeating: 1, count: 14))
+        let fat = LinearModel(coefficients: [Double](repeating: 0.1, count: 6), means: [Double](repeating: 0, count: 6), scales: [Double](repeating: 1, count: 6))
+        var c = Calibration(source: "/x.dxcap", created: "2026-11-23", hydroxyapatite: model, softTissue: soft, fatFraction: fat, points: [],
+                            residualHydroxyapatite: 0.004, residualSoftTissue: 0.02, residualFatFraction: 0.003)
+        try store.save(c)
+        guard case .success = store.load() else { Issue.record("a good calibration was refused"); return }
+        c.version = 1
+        try store.save(c)
+        guard case .failure(.wrongVersion) = store.load() else { Issue.record("an old format loaded"); return }
+        c.version = Calibration.formatVersion
+        c.residualHydroxyapatite = 0.03
+        try store.save(c)
+        guard case .failure(.poorFit) = store.load() else { Issue.record("a poor fit loaded"); return }
+        c.residualHydroxyapatite = 0.004
+        c.hydroxyapatite.coefficients.removeLast()
+        try store.save(c)
+        guard case .failure(.unreadable) = store.load() else { Issue.record("a malformed model loaded"); return }
+    }
+
+    @Test func aBadExamProtocolStopsTheDaemonWithAClearMessage() async throws {
+        let dir = TemporaryDirectory()
+        for (text, says) in [("{", "is not an exam protocol"), (#"{"sites": {"ap_spine": {"lines": 0}}}"#, "lines and line_period_us must be positive"),
+                             (#"{"sites": {"left_hip": {"mode": "triple"}}}"#, "mode must be dual or single"),
+                             (#"{"motion_limit_mm": 0}"#, "motion_limit_mm"), (#"{"budget_minutes": [30, 10]}"#, "budget_minutes")] {
+            let file = dir.file("protocol.json")
+            try Data(text.utf8).write(to: URL(fileURLWithPath: file))
+            #expect(throws: ProtocolFileError.self) { try ExamProtocol.load(path: file) }
+            do { _ = try ExamProtocol.load(path: file) } catch { #expect("\(error)".contains(says), "\(text): \(error)") }
+        }
+        // And at start-up: exit status 2, one line naming the key.
+        let file = dir.file("protocol.json")
+        try Data("{".utf8).write(to: URL(fileURLWithPath: file))
+        let daemon = ChildProcessResult.run(BuiltProducts.path("dexad"), ["--simulator", "--socket", dir.file("c.sock"), "--state-directory", dir.file("state"),
+                                                                           "--config", try Self.config(dir, "exam_protocol = \(file)")])
+        #expect(daemon.status == 2, "\(daemon.err)")
+        #expect(daemon.err.contains("exam_protocol"), "\(daemon.err)")
+    }
+
+    static func config(_ dir: TemporaryDirectory, _ line: String) throws -> String {
+        let path = dir.file("dexad.conf")
+        try Data("socket_group = none\naudit_log = \(dir.file("audit.log"))\n\(line)\n".utf8).write(to: URL(fileURLWithPath: path))
+        return path
+    }
+}
+
+/// A short-lived process run to its end.
+struct ChildProcessResult {
+    var status: Int32
+    var err: String
+
+    static func run(_ executable: String, _ arguments: [String]) -> ChildProcessResult {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: executable)
+        p.arguments = arguments
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        do { try p.run() } catch { return ChildProcessResult(status: -1, err: "\(error)") }
+        let data = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return ChildProcessResult(status: p.terminationStatus, err: String(decoding: data, as: UTF8.self))
+    }
+}
