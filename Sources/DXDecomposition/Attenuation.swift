@@ -27,6 +27,7 @@ public struct AttenuationLine: Sendable {
     public var high: [Double]
     /// Dark-subtracted counts over the expected air counts (may be ≤ 0 in photon-starved
     /// pixels); averaging these, then taking the log, is unbiased where averaging logs is not.
+    /// Empty when the stage was prepared without them (the live path has no use for them).
     public var transmissionLow: [Double]
     public var transmissionHigh: [Double]
     /// Variance of `low` and `high` from photon statistics (1/N plus the pedestal's noise):
@@ -52,8 +53,9 @@ public struct AttenuationStage: Sendable {
 
     /// The stage for one scan's line period and tube current, with everything per channel
     /// that does not change from line to line worked out once.
-    public func prepared(periodUs: UInt32, currentUA: UInt32) -> PreparedAttenuation {
-        PreparedAttenuation(dark: dark, air: air, periodUs: periodUs, currentUA: currentUA)
+    /// `transmissions`: also keep each pixel's transmission (for calibration).
+    public func prepared(periodUs: UInt32, currentUA: UInt32, transmissions: Bool = true) -> PreparedAttenuation {
+        PreparedAttenuation(dark: dark, air: air, periodUs: periodUs, currentUA: currentUA, transmissions: transmissions)
     }
 
     public func process(_ line: ScanLine, periodUs: UInt32, currentUA: UInt32) throws(DecompositionError) -> AttenuationLine {
@@ -73,8 +75,10 @@ public struct PreparedAttenuation: Sendable {
     public let exposure: Double
     /// Below this many counts above the pedestal a pixel's relative noise exceeds 20 %.
     public static let minimumPhotons = 25.0
+    public let keepsTransmissions: Bool
 
-    init(dark: DarkReference, air: AirReference, periodUs: UInt32, currentUA: UInt32) {
+    init(dark: DarkReference, air: AirReference, periodUs: UInt32, currentUA: UInt32, transmissions: Bool) {
+        keepsTransmissions = transmissions
         let e = Double(periodUs) * Double(max(currentUA, 1))
         darkLow = dark.means.low
         darkHigh = dark.means.high
@@ -144,7 +148,7 @@ public struct PreparedAttenuation: Sendable {
             count = n
         }
         return AttenuationLine(index: line.index, yUm: line.yUm, xUm: line.xUm, low: array(0), high: array(1),
-                               transmissionLow: array(2), transmissionHigh: array(3),
+                               transmissionLow: keepsTransmissions ? array(2) : [], transmissionHigh: keepsTransmissions ? array(3) : [],
                                varianceLow: array(4), varianceHigh: array(5), flags: flags, exposure: exposure)
     }
 }

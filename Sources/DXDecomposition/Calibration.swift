@@ -247,7 +247,7 @@ public enum CalibrationMeasurement {
                               marginUm: Double = 1_500) throws(DecompositionError) -> [CalibrationPoint] {
         guard let cells = phantom.cells, !cells.isEmpty else { throw .calibrationRangeMissing("any cells (the phantom lists none)") }
         var sums = [(u: Double, v: Double, n: Int, e: Double)](repeating: (0, 0, 0, 0), count: cells.count)
-        for line in lines {
+        for line in lines where line.transmissionLow.count == line.channels && line.transmissionHigh.count == line.channels {
             let y = Double(line.yUm)
             for (k, cell) in cells.enumerated() where cell.yUm.count == 2 && cell.xUm.count == 2 {
                 let y0 = Double(min(cell.yUm[0], cell.yUm[1])) + marginUm, y1 = Double(max(cell.yUm[0], cell.yUm[1])) - marginUm

@@ -65,7 +65,7 @@ public struct ScanDecomposition: Sendable {
 
     public init(stage: AttenuationStage, calibration: Calibration, geometry: ScanGeometry, rois: [Phantom.ROI],
                 configuration: ScanConfiguration) {
-        self.stage = stage.prepared(periodUs: configuration.linePeriodUs, currentUA: configuration.tubeCurrentUA)
+        self.stage = stage.prepared(periodUs: configuration.linePeriodUs, currentUA: configuration.tubeCurrentUA, transmissions: false)
         decomposer = Decomposer(calibration: calibration, pitchUm: geometry.pitchUm)
         periodUs = configuration.linePeriodUs
         currentUA = configuration.tubeCurrentUA

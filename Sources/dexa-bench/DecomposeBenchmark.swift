@@ -33,7 +33,7 @@ enum DecomposeBenchmark {
             let calibration = try Calibration.fit(points: CalibrationMeasurement.points(lines: cal, geometry: geometry, phantom: StandardPhantoms.calibration),
                                                   source: "benchmark")
             let decomposer = Decomposer(calibration: calibration, pitchUm: pitch)
-            let prepared = stage.prepared(periodUs: 40_000, currentUA: 2000)
+            let prepared = stage.prepared(periodUs: 40_000, currentUA: 2000, transmissions: false)
             let input = lines(&d, bench, mode: .dual, y0: 505_000, y1: 695_000, step: 500, period: 40_000, current: 2000)
             let clock = ContinuousClock()
             var pixels = 0, latencies: [Double] = []
