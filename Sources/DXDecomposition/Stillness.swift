@@ -29,7 +29,11 @@ public struct MotionEvent: Sendable, Equatable, Codable {
 /// Measured on the simulator's patient (AP spine, 1 mm lines): a 2 mm movement at a random
 /// line found within 5 lines in 98 of 100 scans, no alarm in 100 still scans (tests).
 public struct StillnessCheck: Sendable {
+    /// The width of the profile's bins: about 1 mm, a whole number of detector channels
+    /// (finer detectors are binned; a movement of a fraction of a bin is still read from the
+    /// parabola through the costs).
     public let pitchMM: Double
+    private let binning: Int
     public var minimumMM = 1.0
     public var searchMM = 12.0
     public var memory = 1
@@ -47,13 +51,27 @@ public struct StillnessCheck: Sendable {
     private var lineNumber = 0
     public private(set) var events: [MotionEvent] = []
 
-    public init(pitchUm: Int) { pitchMM = Double(max(pitchUm, 1)) / 1000 }
+    public init(pitchUm: Int) {
+        let pitch = max(pitchUm, 1)
+        binning = max(1, Int((1000 / Double(pitch)).rounded()))
+        pitchMM = Double(pitch * binning) / 1000
+    }
+
+    /// Means over `binning` channels (NaN where a bin holds no finite value).
+    func binned(_ values: [Double]) -> [Double] {
+        guard binning > 1 else { return values }
+        return stride(from: 0, to: values.count - binning + 1, by: binning).map { start in
+            var sum = 0.0, k = 0
+            for v in values[start..<(start + binning)] where v.isFinite { sum += v; k += 1 }
+            return k == binning ? sum / Double(k) : .nan
+        }
+    }
 
     /// Feeds the next line's high-window attenuation (NaN where a pixel is flagged); returns a
     /// movement when this line confirms one.
     public mutating func add(highAttenuation values: [Double]) -> MotionEvent? {
         defer { lineNumber += 1 }
-        let profile = values
+        let profile = binned(values)
         guard history.count >= memory else {
             history.append(profile)
             return nil

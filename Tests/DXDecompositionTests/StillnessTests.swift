@@ -75,3 +75,26 @@ extension StillnessTests {
         }
     }
 }
+
+extension StillnessTests {
+    /// A finer detector (512 channels of 300 µm) is binned to about 1 mm: a 2 mm movement of a
+    /// synthetic spine-like profile is still found at its line, with its size.
+    @Test func fineDetectorsAreBinned() {
+        var rng = SplitMix64(seed: 4)
+        func profile(shiftMM: Double) -> [Double] {
+            (0..<512).map { c in
+                let x = (Double(c) - 255.5) * 0.3 - shiftMM
+                let body = 3.5 * (1 - 0.0002 * x * x / 4)
+                let bone = abs(x) < 22 ? 0.16 : 0
+                let strip = abs(x) < 5 ? 0.05 : 0
+                return body + bone + strip + 0.01 * rng.gaussian()
+            }
+        }
+        var check = StillnessCheck(pitchUm: 300)
+        #expect(abs(check.pitchMM - 0.9) < 1e-9)
+        for line in 0..<80 { _ = check.add(highAttenuation: profile(shiftMM: line >= 50 ? 2 : 0)) }
+        #expect(check.events.count == 1)
+        #expect(check.events.first?.line == 50)
+        #expect(abs((check.events.first?.shiftMM ?? 0) - 2) <= 0.3, "\(check.events)")
+    }
+}
