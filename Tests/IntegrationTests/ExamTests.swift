@@ -265,15 +265,18 @@ struct ExamChecksTests {
         #expect(try await sim.control("phantom patient").hasPrefix("ok"))
 
         let id = try await ExamTests.newExam(daemon)
-        // A 5 s stall (of device time) once the AP spine scan is under way.
-        let stall = Task {
-            try await Task.sleep(for: .milliseconds(400))
-            return try await sim.control("stall 5000")
+        // A 5 s stall (of device time) once the AP spine scan is under way (its lines lie
+        // at y 580–640 mm; the references before it are in the air zone).
+        let first = Task { try await daemon.call("exam.start", .object(["exam_id": .number(Double(id))])) }
+        try await eventually("the AP spine scan exposing", seconds: 20) {
+            guard let s = try? await daemon.call("device.status") else { return false }
+            return s["xray_on"] == .bool(true) && (580_000..<620_000).contains(s["y_um"]?.numberValue ?? 0)
         }
-        let first = try await daemon.call("exam.start", .object(["exam_id": .number(Double(id))]))
-        _ = try await stall.value
-        let kinds = (first["attempt"]?["warnings"]).map { w -> [String] in if case .array(let a) = w { a.compactMap { $0["kind"]?.stringValue } } else { [] } } ?? []
-        print("stall: \(first["attempt"]?["warnings"] ?? .null)")
+        let stall = try await sim.control("stall 5000")
+        #expect(stall.hasPrefix("ok"), "\(stall)")
+        let firstStep = try await first.value
+        let kinds = (firstStep["attempt"]?["warnings"]).map { w -> [String] in if case .array(let a) = w { a.compactMap { $0["kind"]?.stringValue } } else { [] } } ?? []
+        print("stall: \(firstStep["attempt"]?["warnings"] ?? .null)")
         #expect(kinds.contains("stall"), "\(kinds)")
         #expect(kinds.contains("overrun"), "a 5 s stall makes a 60 s scan overrun: \(kinds)")
 
