@@ -27,6 +27,18 @@ public struct ScanPlan: Sendable, Equatable {
         self.linesPerFrame = linesPerFrame; self.role = role; self.region = region; self.phantom = phantom
     }
 
+    /// A dark and an air scan in the air zone (ICD §6), the references every measurement
+    /// needs: 50 lines each of 10 ms, the air scan at 1 mA.
+    public static func references(xUm: Int32, info: DeviceInfo, region: CaptureScan.Region? = nil) -> [ScanPlan] {
+        let airY = Int32(clamping: Int(info.airZoneYUm) + 10_000)
+        return [
+            ScanPlan(mode: .dark, xUm: xUm, yStartUm: airY, lineCount: 50, lineStepUm: 1000, linePeriodUs: 10_000, tubeCurrentUA: 0,
+                     linesPerFrame: 16, role: .dark, region: region),
+            ScanPlan(mode: .dual, xUm: xUm, yStartUm: airY, lineCount: 50, lineStepUm: 1000, linePeriodUs: 10_000, tubeCurrentUA: 1000,
+                     linesPerFrame: 16, role: .air, region: region),
+        ]
+    }
+
     public func configuration(id: UInt32) -> ScanConfiguration {
         ScanConfiguration(scanID: id, mode: mode, xUm: xUm, yStartUm: yStartUm, lineCount: lineCount,
                           lineStepUm: lineStepUm, linePeriodUs: linePeriodUs, tubeCurrentUA: tubeCurrentUA,

@@ -249,16 +249,10 @@ public struct DaemonControlHandler: ControlHandler {
         return .object(report)
     }
 
-    /// A dark and an air scan in the air zone (ICD §6), the references every analysis needs.
+    /// The references every analysis needs (`ScanPlan.references`).
     private func referencePlans(x: Int32) async throws -> [ScanPlan] {
         guard let info = await device.session.info else { throw DeviceError.notConnected }
-        let airY = Int32(clamping: Int(info.airZoneYUm) + 10_000)
-        return [
-            ScanPlan(mode: .dark, xUm: x, yStartUm: airY, lineCount: 50, lineStepUm: 1000, linePeriodUs: 10_000,
-                     tubeCurrentUA: 0, linesPerFrame: 16, role: .dark),
-            ScanPlan(mode: .dual, xUm: x, yStartUm: airY, lineCount: 50, lineStepUm: 1000, linePeriodUs: 10_000,
-                     tubeCurrentUA: 1000, linesPerFrame: 16, role: .air),
-        ]
+        return ScanPlan.references(xUm: x, info: info)
     }
 
     /// `service.calibrate`: dark and air scans in the air zone, then the calibration phantom,

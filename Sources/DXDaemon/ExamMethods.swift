@@ -97,18 +97,10 @@ struct ExamMethods {
         }
     }
 
-    /// Strict decoding: the message names what is wrong.
+    /// Strict decoding of an object of parameters: the message names what is wrong.
     static func decode<T: Decodable>(_ params: JSONValue?) throws -> T {
         guard let params, case .object = params else { throw RPCError.invalidParams("params must be an object") }
-        do { return try params.decode(T.self) } catch let DecodingError.keyNotFound(key, _) {
-            throw RPCError.invalidParams("\(key.stringValue) is required")
-        } catch let DecodingError.typeMismatch(_, c) {
-            throw RPCError.invalidParams("\(c.codingPath.map(\.stringValue).joined(separator: ".")) has the wrong type")
-        } catch let DecodingError.dataCorrupted(c) {
-            throw RPCError.invalidParams("\(c.codingPath.map(\.stringValue).joined(separator: ".")): \(c.debugDescription)")
-        } catch let DecodingError.valueNotFound(_, c) {
-            throw RPCError.invalidParams("\(c.codingPath.map(\.stringValue).joined(separator: ".")) must not be null")
-        }
+        return try DaemonControlHandler.params(params)
     }
 
     static func json(_ v: some Encodable) throws -> JSONValue { try JSONValue(encoding: v) }

@@ -51,6 +51,12 @@ public struct AttenuationStage: Sendable {
         self.air = air
     }
 
+    /// The references made from a dark scan's and an air scan's lines.
+    public init(darkLines: [ScanLine], airLines: [ScanLine], airPeriodUs: UInt32, airCurrentUA: UInt32) throws(DecompositionError) {
+        let dark = try DarkReference(lines: darkLines)
+        self.init(dark: dark, air: try AirReference(lines: airLines, dark: dark, periodUs: airPeriodUs, currentUA: airCurrentUA))
+    }
+
     /// The stage for one scan's line period and tube current, with everything per channel
     /// that does not change from line to line worked out once.
     /// `transmissions`: also keep each pixel's transmission (for calibration).

@@ -101,26 +101,17 @@ public struct Calibration: Sendable, Equatable, Codable {
     /// hardening makes the factor depend on b₀ and L_high too, so BMD = b₀·P(b₀, L_high, R) with
     /// P a low-order polynomial. Every term carries b₀, so soft tissue whose ratio is R reads
     /// exactly 0 whatever its thickness.
-    @inline(__always)
-    static func withBoneTerms<T>(_ u: Double, _ v: Double, _ r: Double, _ body: (UnsafeBufferPointer<Double>) -> T) -> T {
+    static func boneTerms(_ u: Double, _ v: Double, _ r: Double) -> [Double] {
         let b = u - r * v
-        let t: (Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double) =
-            (b, b * r, b * r * r, b * v, b * v * r, b * v * v, b * b, b * b * r, b * b * v, b * b * b, b * v * r * r, b * v * v * r)
-        return withUnsafeBytes(of: t) { body($0.bindMemory(to: Double.self)) }
+        return [b, b * r, b * r * r, b * v, b * v * r, b * v * v, b * b, b * b * r, b * b * v, b * b * b, b * v * r * r, b * v * v * r]
     }
 
     /// Terms of the soft-tissue model: linear in the attenuations with coefficients that
     /// depend on R, and their squares for the hardening.
-    @inline(__always)
-    static func withSoftTerms<T>(_ u: Double, _ v: Double, _ r: Double, _ body: (UnsafeBufferPointer<Double>) -> T) -> T {
+    static func softTerms(_ u: Double, _ v: Double, _ r: Double) -> [Double] {
         let ur = u * r, vr = v * r, uu = u * u, vv = v * v, uv = u * v
-        let t: (Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double) =
-            (1, r, u, ur, ur * r, v, vr, vr * r, uu, vv, uv, uu * r, vv * r, uv * r)
-        return withUnsafeBytes(of: t) { body($0.bindMemory(to: Double.self)) }
+        return [1, r, u, ur, ur * r, v, vr, vr * r, uu, vv, uv, uu * r, vv * r, uv * r]
     }
-
-    static func boneTerms(_ u: Double, _ v: Double, _ r: Double) -> [Double] { withBoneTerms(u, v, r) { Array($0) } }
-    static func softTerms(_ u: Double, _ v: Double, _ r: Double) -> [Double] { withSoftTerms(u, v, r) { Array($0) } }
 
     static func fatTerms(_ r: Double, _ v: Double) -> [Double] { [1, r, v, r * r, r * v, v * v] }
 
@@ -157,7 +148,7 @@ public struct Calibration: Sendable, Equatable, Codable {
     }
 
     /// The bone, soft-tissue and fat polynomials with their coefficients unfolded into
-    /// registers, for the hot path: the terms of `withBoneTerms`, `withSoftTerms` and
+    /// registers, for the hot path: the terms of `boneTerms`, `softTerms` and
     /// `fatTerms` written out (a test holds them equal), no allocation per pixel. A model
     /// whose coefficient count does not match its terms evaluates to NaN, never to a number.
     public struct FastBoneModel: Sendable {

@@ -117,7 +117,8 @@ public struct CaptureAnalysis: Sendable {
             var att: [AttenuationLine] = []
             for scan in calScans {
                 guard let config = scan.configuration else { throw AnalysisError.noConfiguration(source, scanID: scan.scan.scanID) }
-                for line in scan.lines { att.append(try stage.process(line, periodUs: config.linePeriodUs, currentUA: config.tubeCurrentUA)) }
+                let prepared = stage.prepared(periodUs: config.linePeriodUs, currentUA: config.tubeCurrentUA)
+                for line in scan.lines { att.append(try prepared.process(line)) }
             }
             let points = try CalibrationMeasurement.points(lines: att, geometry: geometry, phantom: phantom)
             return try Calibration.fit(points: points, source: source)
@@ -133,9 +134,8 @@ public struct CaptureAnalysis: Sendable {
         guard let airScan = scans.first(where: { $0.scan.role == .air }), !airScan.lines.isEmpty else { throw .missingScan(path, role: "air") }
         guard let airConfig = airScan.configuration else { throw .noConfiguration(path, scanID: airScan.scan.scanID) }
         do {
-            let dark = try DarkReference(lines: darkScan.lines)
-            let air = try AirReference(lines: airScan.lines, dark: dark, periodUs: airConfig.linePeriodUs, currentUA: airConfig.tubeCurrentUA)
-            return AttenuationStage(dark: dark, air: air)
+            return try AttenuationStage(darkLines: darkScan.lines, airLines: airScan.lines, airPeriodUs: airConfig.linePeriodUs,
+                                        airCurrentUA: airConfig.tubeCurrentUA)
         } catch {
             throw .decomposition("\(path): \(error.description)")
         }

@@ -54,8 +54,6 @@ public struct LiveResult: Sendable, Equatable, Codable {
 public struct ScanDecomposition: Sendable {
     public let stage: PreparedAttenuation
     public let decomposer: Decomposer
-    public let periodUs: UInt32
-    public let currentUA: UInt32
     public let pixelAreaCm2: Double
     private var rois: [ROIAccumulator]
     private var stillness: StillnessCheck
@@ -67,8 +65,6 @@ public struct ScanDecomposition: Sendable {
                 configuration: ScanConfiguration) {
         self.stage = stage.prepared(periodUs: configuration.linePeriodUs, currentUA: configuration.tubeCurrentUA, transmissions: false)
         decomposer = Decomposer(calibration: calibration, pitchUm: geometry.pitchUm)
-        periodUs = configuration.linePeriodUs
-        currentUA = configuration.tubeCurrentUA
         pixelAreaCm2 = Double(geometry.pitchUm) * Double(abs(configuration.lineStepUm)) / 1e8
         self.rois = rois.map { ROIAccumulator(roi: $0, geometry: geometry) }
         stillness = StillnessCheck(pitchUm: geometry.pitchUm)
@@ -200,10 +196,6 @@ public final class LivePipeline: Sendable {
     }
 }
 
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
-}
-
 /// The live analysis of a scan sequence (dark, air, then the scan to measure): collects the
 /// reference scans' lines, makes the references when the measured scan's first lines arrive
 /// and streams that scan through a `LivePipeline`. Fed from the scan runner's line callback.
@@ -247,11 +239,10 @@ public final class LiveSequenceAnalysis: Sendable {
             if index == measuredIndex {
                 if s.pipeline == nil && s.failure == nil {
                     do {
-                        let dark = try DarkReference(lines: s.dark)
                         let airConfig = scans.first { $0.role == .air }?.configuration
-                        let air = try AirReference(lines: s.air, dark: dark, periodUs: airConfig?.linePeriodUs ?? 0,
-                                                   currentUA: airConfig?.tubeCurrentUA ?? 0)
-                        let work = ScanDecomposition(stage: AttenuationStage(dark: dark, air: air), calibration: calibration,
+                        let stage = try AttenuationStage(darkLines: s.dark, airLines: s.air, airPeriodUs: airConfig?.linePeriodUs ?? 0,
+                                                         airCurrentUA: airConfig?.tubeCurrentUA ?? 0)
+                        let work = ScanDecomposition(stage: stage, calibration: calibration,
                                                      geometry: geometry, rois: rois, configuration: scan.configuration)
                         s.pipeline = LivePipeline.start(work, onMotion: onMotion)
                         s.dark = []; s.air = []

@@ -57,6 +57,11 @@ extension Duration {
         let (s, atto) = components
         return Double(s) * 1000 + Double(atto) * 1e-15
     }
+
+    public var seconds: Double {
+        let (s, atto) = components
+        return Double(s) + Double(atto) * 1e-18
+    }
 }
 
 /// Elapsed time on an injected clock since the stopwatch was made, readable from anywhere.

@@ -182,6 +182,12 @@ public final class ExamStore: ExamRecorder {
         }
     }
 
+    public func examsInProgress() throws -> [Int64] {
+        try db.read { db in
+            try Int64.fetchAll(db, sql: "SELECT id FROM exam WHERE state = ? ORDER BY id", arguments: [ExamState.inProgress.rawValue])
+        }
+    }
+
     public func runningAttempts() throws -> [(examID: Int64, row: Int64, attempt: SiteAttempt)] {
         try db.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM scan WHERE status = ? ORDER BY id", arguments: [SiteAttempt.Status.running.rawValue]).compactMap { row in

@@ -18,20 +18,29 @@ enum DecomposeBenchmark {
         return out
     }
 
+    /// Dark, air and the two calibration passes over the simulator's calibration phantom
+    /// (as `service.calibrate` makes them), fitted.
+    static func calibrate(_ d: inout Detector, geometry: ScanGeometry) throws -> (AttenuationStage, Calibration) {
+        let dark = try DarkReference(lines: lines(&d, EmptyTable(), mode: .dark, y0: 1_910_000, y1: 1_960_000, step: 1000, period: 10_000, current: 0))
+        let air = try AirReference(lines: lines(&d, EmptyTable(), mode: .dual, y0: 1_910_000, y1: 1_960_000, step: 1000, period: 10_000, current: 1000),
+                                   dark: dark, periodUs: 10_000, currentUA: 1000)
+        let stage = AttenuationStage(dark: dark, air: air)
+        let scene = PhantomScene(StandardPhantoms.calibration)
+        var att: [AttenuationLine] = []
+        for (period, current) in [(UInt32(50_000), UInt32(1000)), (100_000, 3000)] {
+            let prepared = stage.prepared(periodUs: period, currentUA: current)
+            for l in lines(&d, scene, mode: .dual, y0: 295_000, y1: 355_000, step: 100, period: period, current: current) { att.append(try prepared.process(l)) }
+        }
+        let points = try CalibrationMeasurement.points(lines: att, geometry: geometry, phantom: StandardPhantoms.calibration)
+        return (stage, try Calibration.fit(points: points, source: "benchmark"))
+    }
+
     static func run(seconds: Double) {
         let channels = 512, pitch = 300
         var d = Detector(channels: channels, pitchUm: pitch, seed: 1)
         do {
-            let dark = try DarkReference(lines: lines(&d, EmptyTable(), mode: .dark, y0: 1_900_000, y1: 1_930_000, step: 1000, period: 10_000, current: 0))
-            let air = try AirReference(lines: lines(&d, EmptyTable(), mode: .dual, y0: 1_900_000, y1: 1_930_000, step: 1000, period: 10_000, current: 1000),
-                                       dark: dark, periodUs: 10_000, currentUA: 1000)
-            let stage = AttenuationStage(dark: dark, air: air)
+            let (stage, calibration) = try calibrate(&d, geometry: ScanGeometry(channels: channels, pitchUm: pitch))
             let bench = PhantomScene(StandardPhantoms.bench)
-            let cal = try lines(&d, bench, mode: .dual, y0: 295_000, y1: 355_000, step: 200, period: 50_000, current: 1000)
-                .map { try stage.process($0, periodUs: 50_000, currentUA: 1000) }
-            let geometry = ScanGeometry(channels: channels, pitchUm: pitch)
-            let calibration = try Calibration.fit(points: CalibrationMeasurement.points(lines: cal, geometry: geometry, phantom: StandardPhantoms.calibration),
-                                                  source: "benchmark")
             let decomposer = Decomposer(calibration: calibration, pitchUm: pitch)
             let prepared = stage.prepared(periodUs: 40_000, currentUA: 2000, transmissions: false)
             let input = lines(&d, bench, mode: .dual, y0: 505_000, y1: 695_000, step: 500, period: 40_000, current: 2000)
@@ -49,8 +58,7 @@ enum DecomposeBenchmark {
                     checksum += out.bone[channels / 2].isFinite ? out.bone[channels / 2] : 0
                     pixels += channels
                 }
-                let e = clock.now - start
-                elapsed = Double(e.components.seconds) + Double(e.components.attoseconds) * 1e-18
+                elapsed = (clock.now - start).seconds
             } while elapsed < seconds
             latencies.sort()
             // The first stage alone, for where the time goes.

@@ -97,15 +97,14 @@ enum PipelineBenchmarks {
         let minPeriod = UInt32(1_000_000 / Int(max(1, info.maxLineRateHz)))
         // Calibrate from the simulator's phantom (the same way service.calibrate does), then
         // stream a 2,000-line scan at the maximum line rate, ten times faster than real time.
-        let calPlans = [
-            ScanPlan(mode: .dark, xUm: 200_000, yStartUm: 1_910_000, lineCount: 50, lineStepUm: 1000, linePeriodUs: 10_000, tubeCurrentUA: 0, linesPerFrame: 16, role: .dark),
-            ScanPlan(mode: .dual, xUm: 200_000, yStartUm: 1_910_000, lineCount: 50, lineStepUm: 1000, linePeriodUs: 10_000, tubeCurrentUA: 1000, linesPerFrame: 16, role: .air),
-        ]
         let geometry = ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm))
-        let calibration = try calibrate(info: info)
+        // The calibration from the simulator's physics with this device's detector geometry
+        // (fitted from simulated calibration scans, not from any table).
+        var detector = Detector(channels: geometry.channels, pitchUm: geometry.pitchUm, seed: 3)
+        let (_, calibration) = try DecomposeBenchmark.calibrate(&detector, geometry: geometry)
         let scan = ScanPlan(mode: .dual, xUm: 200_000, yStartUm: 500_000, lineCount: 2000, lineStepUm: 100, linePeriodUs: minPeriod,
                             tubeCurrentUA: 3000, linesPerFrame: 1, role: .qc)
-        let plans = calPlans + [scan]
+        let plans = ScanPlan.references(xUm: 200_000, info: info) + [scan]
         let live = LiveSequenceAnalysis(calibration: calibration, geometry: geometry, rois: StandardPhantoms.esp.rois ?? [],
                                         scans: plans.map { .init(role: $0.role, configuration: $0.configuration(id: 0)) })
         let (outcomes, _) = try await runner.runSequence(plans, phantom: nil, onLines: { index, lines in live.lines(lines, scan: index) })
@@ -116,39 +115,9 @@ enum PipelineBenchmarks {
                      r.latencyP50 * 1e6, r.latencyP99 * 1e6, r.stages.map(\.dropped).reduce(0, +), outcomes.last?.result.rawValue ?? "?"))
         print("{\"latency_p50_us\": \(String(format: "%.1f", r.latencyP50 * 1e6)), \"latency_p99_us\": \(String(format: "%.1f", r.latencyP99 * 1e6)), \"lines_per_s\": \(Int(rate)), \"dropped\": \(r.stages.map(\.dropped).reduce(0, +))}")
     }
-
-    /// A calibration from the simulator's physics with this device's detector geometry (fitted
-    /// from simulated calibration scans, not from any table).
-    static func calibrate(info: DeviceInfo) throws -> Calibration {
-        var d = Detector(channels: Int(info.channels), pitchUm: Int(info.pitchUm), seed: 3)
-        func lines(_ scene: any Scene, _ mode: ScanMode, _ y0: Int32, _ n: Int, _ step: Int32, _ period: UInt32, _ current: UInt32) -> [ScanLine] {
-            (0..<n).map { i in
-                let y = y0 + Int32(i) * step
-                let r = d.readLine(mode: mode, xUm: 200_000, yUm: y, periodUs: period, currentUA: current, outputFactor: 1, scene: scene)
-                var flags: LineFlags = mode == .dark ? [] : [.xrayOn]
-                if r.saturated { flags.insert(.saturated) }
-                return ScanLine(index: UInt32(i), yUm: y, xUm: 200_000, tUs: 0, flags: flags, samples: r.samples)
-            }
-        }
-        let dark = try DarkReference(lines: lines(EmptyTable(), .dark, 1_910_000, 50, 1000, 10_000, 0))
-        let air = try AirReference(lines: lines(EmptyTable(), .dual, 1_910_000, 50, 1000, 10_000, 1000), dark: dark, periodUs: 10_000, currentUA: 1000)
-        let stage = AttenuationStage(dark: dark, air: air)
-        let scene = PhantomScene(StandardPhantoms.calibration)
-        var att: [AttenuationLine] = []
-        for (period, current) in [(UInt32(50_000), UInt32(1000)), (100_000, 3000)] {
-            for l in lines(scene, .dual, 295_000, 600, 100, period, current) { att.append(try stage.process(l, periodUs: period, currentUA: current)) }
-        }
-        let geometry = ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm))
-        return try Calibration.fit(points: CalibrationMeasurement.points(lines: att, geometry: geometry, phantom: StandardPhantoms.calibration),
-                                   source: "benchmark")
-    }
 }
 
 struct BenchError: Error, CustomStringConvertible {
     var message: String
     var description: String { message }
-}
-
-extension Duration {
-    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }

@@ -10,7 +10,7 @@ struct TimingTests {
     }
 
     @Test func onCadenceIsQuiet() {
-        var m = TimingMonitor(periodUs: 10_000, plannedLines: 100)
+        var m = TimingMonitor(periodUs: 10_000)
         var warnings: [ExamWarning] = []
         for i in 0..<100 as Range<UInt32> { warnings += m.add(Self.line(i, at: 5_000 + UInt64(i) * 10_000 + UInt64(i % 3) * 300)) }
         warnings += m.finish()
@@ -18,7 +18,7 @@ struct TimingTests {
     }
 
     @Test func aStallIsOffCadenceAndAnOverrun() {
-        var m = TimingMonitor(periodUs: 10_000, plannedLines: 50)
+        var m = TimingMonitor(periodUs: 10_000)
         var warnings: [ExamWarning] = []
         for i in 0..<50 as Range<UInt32> { warnings += m.add(Self.line(i, at: UInt64(i) * 10_000 + (i >= 20 ? 500_000 : 0))) }
         warnings += m.finish()
@@ -27,7 +27,7 @@ struct TimingTests {
     }
 
     @Test func aSlowRateIsReportedOnceThenEvery25Lines() {
-        var m = TimingMonitor(periodUs: 10_000, plannedLines: 60)
+        var m = TimingMonitor(periodUs: 10_000)
         var warnings: [ExamWarning] = []
         for i in 0..<60 as Range<UInt32> { warnings += m.add(Self.line(i, at: UInt64(i) * 15_000)) }
         warnings += m.finish()
@@ -37,7 +37,7 @@ struct TimingTests {
     }
 
     @Test func missingLinesAreCountedAndTheirGapIsExpected() {
-        var m = TimingMonitor(periodUs: 10_000, plannedLines: 10)
+        var m = TimingMonitor(periodUs: 10_000)
         var warnings: [ExamWarning] = []
         for i in [0, 1, 2, 6, 7, 8, 9] as [UInt32] { warnings += m.add(Self.line(i, at: UInt64(i) * 10_000)) }
         #expect(warnings.map(\.kind) == [.missingLines])

@@ -100,22 +100,8 @@ public struct PhantomError: Error, CustomStringConvertible {
 }
 
 extension PatientSpec {
-    /// The default patient with the fields of a JSON object laid over it (objects merged
-    /// field by field, list elements over the default's element at the same place).
+    /// The default patient with the fields of a JSON object laid over it (`JSONOverlay`).
     public static func overriding(with json: Any) throws -> PatientSpec {
-        let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(PatientSpec()))
-        func merge(_ a: Any, _ b: Any) -> Any {
-            if let a = a as? [String: Any], let b = b as? [String: Any] {
-                var out = a
-                for (k, v) in b { out[k] = a[k].map { merge($0, v) } ?? v }
-                return out
-            }
-            if let a = a as? [Any], let b = b as? [Any] {
-                return b.enumerated().map { i, v in a.isEmpty ? v : merge(a[min(i, a.count - 1)], v) }
-            }
-            return b
-        }
-        let merged = merge(base, json)
-        return try JSONDecoder().decode(PatientSpec.self, from: JSONSerialization.data(withJSONObject: merged))
+        try JSONOverlay.decode(PatientSpec.self, defaults: PatientSpec(), overlay: json)
     }
 }

@@ -49,23 +49,6 @@ public struct ChecklistAnswers: Sendable, Codable, Equatable {
 
     public init() {}
 
-    /// These answers with `newer`'s given ones laid over them.
-    public func updated(with newer: ChecklistAnswers) -> ChecklistAnswers {
-        var a = self
-        if let v = newer.pregnancy { a.pregnancy = v }
-        if let v = newer.contrast { a.contrast = v }
-        if let v = newer.nuclearMedicine { a.nuclearMedicine = v }
-        if let v = newer.recentFracture { a.recentFracture = v }
-        if let v = newer.metal { a.metal = v }
-        if let v = newer.jewelleryRemoved { a.jewelleryRemoved = v }
-        if let v = newer.heightCm { a.heightCm = v }
-        if let v = newer.weightKg { a.weightKg = v }
-        if let v = newer.measuredToday { a.measuredToday = v }
-        if let v = newer.identityConfirmed { a.identityConfirmed = v }
-        if let v = newer.referralConfirmed { a.referralConfirmed = v }
-        return a
-    }
-
     /// Values no one can have measured (the message names the field).
     public var problem: String? {
         if let h = heightCm, !(50...250).contains(h) { return "height_cm must be 50 to 250, not \(h)" }

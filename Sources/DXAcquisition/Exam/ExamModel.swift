@@ -185,6 +185,8 @@ public struct MotionRecord: Sendable, Codable, Equatable {
 public struct ExamWarning: Sendable, Codable, Equatable {
     public enum Kind: String, Sendable, Codable {
         case stall, jitter, overrun, underrun, heartbeat, budget, motion, missingLines = "missing_lines"
+        /// The exam was aborted (the reason is the message).
+        case aborted
     }
     public var kind: Kind
     public var message: String

@@ -72,15 +72,7 @@ public struct ExamProtocol: Sendable, Codable, Equatable {
     public static func load(path: String) throws -> ExamProtocol {
         guard let data = FileManager.default.contents(atPath: path) else { throw ProtocolFileError(message: "cannot read the exam protocol \(path)") }
         do {
-            let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(standard))
-            let given = try JSONSerialization.jsonObject(with: data)
-            func merge(_ a: Any, _ b: Any) -> Any {
-                guard let a = a as? [String: Any], let b = b as? [String: Any] else { return b }
-                var out = a
-                for (k, v) in b { out[k] = a[k].map { merge($0, v) } ?? v }
-                return out
-            }
-            let p = try JSONDecoder().decode(ExamProtocol.self, from: JSONSerialization.data(withJSONObject: merge(base, given)))
+            let p = try JSONOverlay.decode(ExamProtocol.self, defaults: standard, overlay: try JSONSerialization.jsonObject(with: data))
             if let why = p.problem { throw ProtocolFileError(message: "\(path): \(why)") }
             return p
         } catch let e as ProtocolFileError {

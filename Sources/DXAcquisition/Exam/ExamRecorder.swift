@@ -19,6 +19,8 @@ public protocol ExamRecorder: Sendable {
     /// The stored exam, its checklist status left for the caller to evaluate.
     func exam(_ id: Int64) throws -> StoredExam?
     func list(limit: Int) throws -> [StoredExam]
+    /// The exams in progress (at most one, unless the store was edited by hand).
+    func examsInProgress() throws -> [Int64]
     /// Attempts still marked running (the daemon died during them).
     func runningAttempts() throws -> [(examID: Int64, row: Int64, attempt: SiteAttempt)]
 }

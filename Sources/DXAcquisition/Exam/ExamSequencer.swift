@@ -151,8 +151,8 @@ public actor ExamSequencer {
         }
         let status = try evaluate(exam)
         guard status.complete else { throw ExamError.checklistIncomplete(status.missing) }
-        if let other = try store({ try recorder.list(limit: 50) }).first(where: { $0.state == .inProgress && $0.id != examID }) {
-            throw ExamError.anotherExamRunning(other.id)
+        if let other = try store({ try recorder.examsInProgress() }).first(where: { $0 != examID }) {
+            throw ExamError.anotherExamRunning(other)
         }
         if case .failure(let e) = calibration() { throw ExamError.notCalibrated("\(e)") }
         try store { try recorder.setState(examID: examID, state: .inProgress, at: now()) }
@@ -181,7 +181,7 @@ public actor ExamSequencer {
         let exam = try stored(examID)
         guard [.created, .blocked, .ready, .inProgress].contains(exam.state) else { throw .wrongState(examID, exam.state, "it has already ended") }
         try store { try recorder.setState(examID: examID, state: .aborted, at: now()) }
-        try store { try recorder.addWarning(examID: examID, attemptRow: nil, warning: ExamWarning(kind: .budget, message: "exam aborted: \(reason)"), at: now()) }
+        try store { try recorder.addWarning(examID: examID, attemptRow: nil, warning: ExamWarning(kind: .aborted, message: "exam aborted: \(reason)"), at: now()) }
         if running?.examID == examID {
             do { _ = try await runner.abort() } catch { logger.error("abort: \(error)") }
         }
@@ -217,7 +217,6 @@ public actor ExamSequencer {
                                   plannedLines: Int(scan.lines), startedAt: stamp())
         let row = try store { try recorder.beginAttempt(examID: examID, attempt: attempt) }
         let live = LiveStep(examID: examID, site: site, row: row, periodUs: scan.linePeriodUs, linesPerFrame: Int(scan.linesPerFrame),
-                            plannedLines: Int(scan.lines),
                             motionLimitMM: examProtocol.motionLimitMM, recorder: recorder, observer: observer, now: now)
 
         observer?(.step(examID: examID, site: site, phase: "positioning"))
@@ -226,14 +225,7 @@ public actor ExamSequencer {
         do {
             _ = try await Positioning.move(.move(xUm: scan.xUm, yUm: scan.yStartUm, armAngle: scan.armAngleX10), session: session, clock: clock)
             observer?(.step(examID: examID, site: site, phase: "scanning"))
-            let airY = Int32(clamping: Int(info.airZoneYUm) + 10_000)
-            let plans = [
-                ScanPlan(mode: .dark, xUm: scan.xUm, yStartUm: airY, lineCount: 50, lineStepUm: 1000, linePeriodUs: 10_000, tubeCurrentUA: 0,
-                         linesPerFrame: 16, role: .dark, region: site),
-                ScanPlan(mode: .dual, xUm: scan.xUm, yStartUm: airY, lineCount: 50, lineStepUm: 1000, linePeriodUs: 10_000, tubeCurrentUA: 1000,
-                         linesPerFrame: 16, role: .air, region: site),
-                scan.plan(region: site),
-            ]
+            let plans = ScanPlan.references(xUm: scan.xUm, info: info, region: site) + [scan.plan(region: site)]
             if scan.scanMode == .dual {
                 analysis = LiveSequenceAnalysis(
                     calibration: cal, geometry: ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm)), rois: [],

@@ -34,12 +34,12 @@ final class LiveStep: Sendable {
     private let state: Mutex<State>
     private let elapsed = Mutex<Duration>(.zero)
 
-    init(examID: Int64, site: Site, row: Int64, periodUs: UInt32, linesPerFrame: Int, plannedLines: Int, motionLimitMM: Double,
+    init(examID: Int64, site: Site, row: Int64, periodUs: UInt32, linesPerFrame: Int, motionLimitMM: Double,
          recorder: any ExamRecorder, observer: ExamSequencer.Observer?, now: @escaping @Sendable () -> Date) {
         self.examID = examID; self.site = site; self.row = row; self.periodUs = periodUs; self.motionLimitMM = motionLimitMM
         self.linesPerFrame = max(1, linesPerFrame)
         self.recorder = recorder; self.observer = observer; self.now = now
-        state = Mutex(State(timing: TimingMonitor(periodUs: periodUs, plannedLines: plannedLines)))
+        state = Mutex(State(timing: TimingMonitor(periodUs: periodUs)))
     }
 
     func captured(path: String?, scanID: UInt32?) {

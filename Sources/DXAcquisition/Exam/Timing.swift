@@ -7,7 +7,6 @@ import Foundation
 /// need a clock running while nothing arrives: `ExamSequencer` watches for those.)
 public struct TimingMonitor: Sendable {
     public let periodUs: UInt32
-    public let plannedLines: Int
     /// The ICD gives no tolerance for the line period; this project reads ±10 % as the most
     /// a line may stray from the configured period before it is reported (docs/ICD-NOTES.md).
     public var jitterTolerance = 0.10
@@ -21,10 +20,7 @@ public struct TimingMonitor: Sendable {
     public private(set) var offCadence = 0
     public private(set) var missingLines = 0
 
-    public init(periodUs: UInt32, plannedLines: Int) {
-        self.periodUs = periodUs
-        self.plannedLines = plannedLines
-    }
+    public init(periodUs: UInt32) { self.periodUs = periodUs }
 
     /// The warnings this line raises: the first line off cadence and every 25th after it, and
     /// each run of missing lines.
