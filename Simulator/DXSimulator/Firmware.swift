@@ -1,4 +1,5 @@
 import DXProtocol
+import Dispatch
 import DXTransport
 
 /// The device's side of a link: where the firmware's frames go.
@@ -25,6 +26,14 @@ public struct SimulatorConfiguration: Sendable {
     /// Slow drift of the tube's output, as a fraction per hour since power-on (a warming
     /// tube and an ageing filament): why hosts take an air scan before each measurement.
     public var tubeOutputDriftPerHour: Double = 0.02
+    /// Which of the ICD's freedoms (event order, record splitting, ...) this unit uses.
+    public var freedoms: LinkFreedoms = .canonical
+    /// Test speed only: the watchdog also waits until this much real time has passed since
+    /// the last host frame. At N× the watchdog's 1000 ms is 1000/N ms of wall time, less than
+    /// a loaded machine can hold a process back; the floor keeps the margin ≥ 10× that
+    /// jitter. Host-frame gaps are still measured and reported on device time
+    /// (`exposures`, `watchdogForgiven`). Nil (the default, and always at 1×): the ICD's rule.
+    public var watchdogWallFloor: Duration?
 
     /// The tube's output relative to power-on, after this long.
     public func tubeOutput(afterUptime t: Duration) -> Double { 1 + tubeOutputDriftPerHour * t.milliseconds / 3_600_000 }
@@ -60,10 +69,27 @@ public struct SimulatorSnapshot: Sendable, Codable, Equatable {
     public var lastXrayOnMs: Double?
     public var lastXrayOffMs: Double?
     public var watchdogExpiries: [WatchdogExpiry]
+    /// Every exposure since boot (newest 200): when X-rays were on and off, and the longest
+    /// gap between host frames meanwhile, all on the device's clock.
+    public var exposures: [Exposure] = []
+    /// Gaps over watchdog_ms that the test-speed wall floor let pass (always 0 without one).
+    public var watchdogForgiven = 0
+    /// Data frames lost on purpose (injected drops and `loseFirstDataFrame`), and their lines.
+    public var dataFramesLost = 0
+    public var dataLinesLost = 0
+    public var freedoms: String = ""
     public var commandLog: [String]
     public var uptimeMs: Double
     public var frozen: Bool
     public var plugged: Bool
+
+    public struct Exposure: Sendable, Codable, Equatable {
+        public var scanID: UInt32
+        public var xrayOnMs: Double
+        public var xrayOffMs: Double
+        public var longestHostGapMs: Double
+        public var durationMs: Double { xrayOffMs - xrayOnMs }
+    }
 
     public struct WatchdogExpiry: Sendable, Codable, Equatable {
         /// Device time of the last host frame before the expiry, and of X-rays off.
@@ -100,7 +126,22 @@ public actor DX1Firmware {
     private var eventSeq: UInt32 = 0
     private var dataSeq: UInt32 = 0
     private var lastHostFrame: Duration = .zero
+    private var lastHostFrameWall = ContinuousClock.now
     private var plugged = true
+    private var shaper: LinkShaper
+    /// Events raised while a command is handled, when they go out after its response.
+    private var heldEvents: [(bytes: [UInt8], releasesData: Bool)]?
+    private var busyStatusToggle = false
+    /// The detector's readout: the heavy part of a scan, on a thread of its own as on the real
+    /// unit, so that neither this actor nor the host's tasks (in one process with the embedded
+    /// simulator) wait behind it for a thread of the shared pool.
+    private let readoutThread = ReadoutThread()
+    private var bootLoaderOnBus = false
+    private var exposureGap: Duration = .zero
+    private var exposures: [SimulatorSnapshot.Exposure] = []
+    private var watchdogForgiven = 0
+    private var dataFramesLost = 0
+    private var dataLinesLost = 0
 
     // Sensors and records.
     private var detector: Detector
@@ -130,6 +171,7 @@ public actor DX1Firmware {
         self.scene = scene
         self.detector = Detector(channels: Int(configuration.info.channels), pitchUm: Int(configuration.info.pitchUm), seed: configuration.seed)
         self.rng = SplitMix64(seed: configuration.seed &+ 77)
+        self.shaper = LinkShaper(freedoms: configuration.freedoms)
     }
 
     // MARK: - Power and link
@@ -145,7 +187,9 @@ public actor DX1Firmware {
         scanTask = nil; motionTask = nil; watchdogTask = nil
         setXray(false)
         uptime = Stopwatch(clock)
-        lastXrayOn = nil; lastXrayOff = nil; expiries = []
+        lastXrayOn = nil; lastXrayOff = nil; expiries = []; exposures = []
+        shaper.reset()
+        heldEvents = nil
         eventSeq = 0
         dataSeq = 0
         decoder = FrameDecoder()
@@ -163,6 +207,19 @@ public actor DX1Firmware {
 
     private func finishBoot() {
         guard state == .boot else { return }
+        if bootLoaderOnBus {
+            // Leave the bus as the boot loader and come back running (a second enumeration).
+            bootLoaderOnBus = false
+            flushGathered()
+            link?.disconnect(reason: "device re-enumerating after boot")
+            plugged = false
+            state = interlocks == .allClosed ? .idle : .safe
+            Task { [weak self, clock] in
+                try? await clock.sleep(for: .milliseconds(100))
+                await self?.replugAfterReset()
+            }
+            return
+        }
         setState(interlocks == .allClosed ? .idle : .safe)
     }
 
@@ -172,7 +229,10 @@ public actor DX1Firmware {
         decoder.append(bytes)
         while let frame = decoder.next() {
             guard frame.kind == .command else { continue }
-            lastHostFrame = uptime.elapsed
+            let now = uptime.elapsed
+            if xrayOn { exposureGap = max(exposureGap, now - lastHostFrame) }
+            lastHostFrame = now
+            lastHostFrameWall = .now
             handle(frame)
         }
     }
@@ -191,9 +251,14 @@ public actor DX1Firmware {
             return
         }
         if command != .heartbeat { record("seq \(frame.seq) \(command.opcode)") }
+        if configuration.freedoms.eventsAfterResponse { heldEvents = [] }
         let (status, result) = execute(command)
         if status != .ok { record("seq \(frame.seq) \(command.opcode) -> \(status)") }
         respond(frame.seq, command.opcode.rawValue, status, result)
+        if let held = heldEvents {
+            heldEvents = nil
+            for e in held { dispatchEvent(e.bytes, releasesData: e.releasesData) }
+        }
         if status == .ok { afterResponse(command) }
     }
 
@@ -218,6 +283,10 @@ public actor DX1Firmware {
         case .getInfo:
             return (.ok, info.encoded)
         case .getStatus:
+            if configuration.freedoms.busyStatusWhileBusy, state == .moving || state == .scanning {
+                busyStatusToggle.toggle()
+                if busyStatusToggle { return (.busy, []) }
+            }
             return (.ok, status.encoded)
         case .heartbeat:
             return (.ok, [])
@@ -284,10 +353,21 @@ public actor DX1Firmware {
         switch command {
         case .reset:
             log.append(at: uptime.elapsed, "RESET requested by host")
-            let absence = configuration.resetAbsence
+            var absence = configuration.resetAbsence
+            flushGathered()
             link?.disconnect(reason: "device reset")
             reboot()
             plugged = false
+            if configuration.freedoms.reenumeratesAfterBoot {
+                // Back at once with the boot loader, which stays for a second.
+                absence = .milliseconds(50)
+                bootLoaderOnBus = true
+                bootTask?.cancel()
+                bootTask = Task { [weak self, clock] in
+                    do { try await clock.sleep(for: .milliseconds(1000)) } catch { return }
+                    await self?.finishBoot()
+                }
+            }
             Task { [weak self, clock] in
                 try? await clock.sleep(for: absence)
                 await self?.replugAfterReset()
@@ -409,12 +489,15 @@ public actor DX1Firmware {
             // watchdog's view of them) are never held up behind it.
             let batch = LineBatch(mode: c.mode, xUm: c.xUm, firstLine: line, count: k, timebase: timebase, linePeriod: linePeriod,
                                   config: c, xrayOn: xrayOn, outputFactor: configuration.tubeOutput(afterUptime: uptime.elapsed))
-            let (lines, readout) = await Self.readOut(batch, detector: detector, scene: scene.projection(armAngleX10: arm), time: deviceTimeUs)
+            let (lines, readout) = await readoutThread.run { [detector, scene, arm, deviceTimeUs] in
+                Self.readOut(batch, detector: detector, scene: scene.projection(armAngleX10: arm), time: deviceTimeUs)
+            }
             detector = readout
             guard gen == generation, state == .scanning, activeScan?.scanID == c.scanID else { return }
             y = lines.last?.yUm ?? y
             x = c.xUm
-            sendData(DataFrame(scanID: c.scanID, firstLine: UInt32(line), channels: configuration.info.channels, lines: lines))
+            sendData(DataFrame(scanID: c.scanID, firstLine: UInt32(line), channels: configuration.info.channels, lines: lines),
+                     lastOfScan: line + k == total)
             if xrayOn { exposure += linePeriod * k; tubeTemp = min(tubeTemp + 0.02 * Double(k), 650) }
             line += k
             timebase = frameEnd
@@ -441,9 +524,8 @@ public actor DX1Firmware {
         var outputFactor: Double
     }
 
-    @concurrent
     private static func readOut(_ b: LineBatch, detector: Detector, scene: any Scene,
-                                time: @Sendable (Duration) -> UInt64) async -> ([ScanLine], Detector) {
+                                time: @Sendable (Duration) -> UInt64) -> ([ScanLine], Detector) {
         var detector = detector
         var lines: [ScanLine] = []
         lines.reserveCapacity(b.count)
@@ -490,16 +572,23 @@ public actor DX1Firmware {
         let now = uptime.elapsed
         if on {
             lastXrayOn = now
+            exposureGap = .zero
             dataSeqLinesSent = 0
             watchdogTask?.cancel()
             watchdogTask = Task { [weak self] in await self?.watchdog() }
         } else {
             lastXrayOff = now
+            exposureGap = max(exposureGap, now - lastHostFrame)
+            exposures.append(.init(scanID: activeScan?.scanID ?? 0, xrayOnMs: (lastXrayOn ?? now).milliseconds,
+                                   xrayOffMs: now.milliseconds, longestHostGapMs: exposureGap.milliseconds))
+            if exposures.count > 200 { exposures.removeFirst() }
             watchdogTask?.cancel()
             watchdogTask = nil
         }
         log.append(at: now, on ? "X-ray ON" : "X-ray OFF")
     }
+
+    private var forgivenFrame: Duration?
 
     /// ICD §4: while X-rays are on, more than watchdog_ms without a host frame turns them off.
     private func watchdog() async {
@@ -509,11 +598,23 @@ public actor DX1Firmware {
             do { try await clock.sleep(untilElapsed: deadline, on: uptime) } catch { return }
             guard xrayOn else { return }
             if uptime.elapsed - lastHostFrame > limit {
+                if let floor = configuration.watchdogWallFloor {
+                    let wallGap = ContinuousClock.now - lastHostFrameWall
+                    if wallGap < floor {
+                        // Test speed: the host is late on device time but not on the wall's.
+                        if forgivenFrame != lastHostFrame { watchdogForgiven += 1; forgivenFrame = lastHostFrame }
+                        do { try await ContinuousClock().sleep(for: floor - wallGap) } catch { return }
+                        continue
+                    }
+                }
                 let last = lastHostFrame
-                if state == .scanning { endScan(aborted: .watchdog) } else { setXray(false) }
+                let first = configuration.freedoms.watchdogEventFirst
+                setXray(false)
+                if first { send(.watchdogExpired) }
+                if state == .scanning { endScan(aborted: .watchdog) }
                 expiries.append(.init(lastHostFrameMs: last.milliseconds, xrayOffMs: (lastXrayOff ?? uptime.elapsed).milliseconds))
                 log.append(at: uptime.elapsed, "WATCHDOG expired: last host frame \(Int(last.milliseconds)) ms")
-                send(.watchdogExpired)
+                if !first { send(.watchdogExpired) }
                 return
             }
         }
@@ -531,27 +632,71 @@ public actor DX1Firmware {
     private nonisolated func deviceTimeUs(_ t: Duration) -> UInt64 { t.microseconds }
 
     private func respond(_ seq: UInt32, _ opcode: UInt16, _ status: CommandStatus, _ result: [UInt8] = []) {
-        emit(.responseIn, Frame(kind: .response, seq: seq, payload: Response(opcode: opcode, status: status, result: result).payload))
+        guard let bytes = try? Frame(kind: .response, seq: seq, payload: Response(opcode: opcode, status: status, result: result).payload).encoded()
+        else { return }
+        transmit(.responseIn, bytes)
     }
 
     private func send(_ event: Event) {
         eventSeq &+= 1
-        emit(.responseIn, Frame(kind: .event, seq: eventSeq, payload: event.payload))
+        guard let bytes = try? Frame(kind: .event, seq: eventSeq, payload: event.payload).encoded() else { return }
+        var completes = false
+        if case .scanComplete = event { completes = true }
+        if heldEvents != nil {
+            heldEvents?.append((bytes, completes))
+        } else {
+            dispatchEvent(bytes, releasesData: completes)
+        }
     }
 
-    private func sendData(_ frame: DataFrame) {
-        dataSeq &+= 1
-        dataSeqLinesSent += frame.lines.count
-        if dropData > 0 {
-            dropData -= 1
-            droppedLines &+= UInt32(frame.lines.count)
+    /// Sends an event now or, with lagging events, when its turn comes (events keep their order).
+    private func dispatchEvent(_ bytes: [UInt8], releasesData: Bool) {
+        let now = uptime.elapsed
+        let at = shaper.eventReleaseTime(now: now)
+        if at <= now && shaper.nextEventRelease == nil {
+            transmitEvent(bytes, releasesData: releasesData)
             return
         }
-        emit(.dataIn, Frame(kind: .data, seq: dataSeq, payload: frame.payload))
+        shaper.queueEvent(bytes, releaseAt: at, releasesData: releasesData)
+        Task { [weak self, clock, uptime] in
+            try? await clock.sleep(untilElapsed: at, on: uptime)
+            await self?.releaseEvents()
+        }
     }
 
-    private func emit(_ endpoint: Endpoint, _ frame: Frame) {
-        guard !frozen, plugged, var bytes = try? frame.encoded() else { return }
+    private func releaseEvents() {
+        for e in shaper.dueEvents(now: uptime.elapsed) { transmitEvent(e.bytes, releasesData: e.releasesData) }
+    }
+
+    private func transmitEvent(_ bytes: [UInt8], releasesData: Bool) {
+        transmit(.responseIn, bytes)
+        // A scan's last data frame, held back, follows its SCAN_COMPLETE.
+        if releasesData, let data = shaper.takeHeldData() { transmit(.dataIn, data) }
+    }
+
+    private func sendData(_ frame: DataFrame, lastOfScan: Bool) {
+        dataSeq &+= 1
+        dataSeqLinesSent += frame.lines.count
+        if dropData > 0 || (configuration.freedoms.loseFirstDataFrame && dataSeq == 1) {
+            dropData = max(0, dropData - 1)
+            droppedLines &+= UInt32(frame.lines.count)
+            dataFramesLost += 1
+            dataLinesLost += frame.lines.count
+            return
+        }
+        guard let bytes = try? Frame(kind: .data, seq: dataSeq, payload: frame.payload).encoded() else { return }
+        if lastOfScan && configuration.freedoms.completeBeforeLastData {
+            shaper.holdData(bytes)
+        } else {
+            transmit(.dataIn, bytes)
+        }
+    }
+
+    /// One frame's bytes onto an IN endpoint: injected faults first, then the link's shape
+    /// (garbage between frames, frames gathered into records, records split).
+    private func transmit(_ endpoint: Endpoint, _ frameBytes: [UInt8]) {
+        guard !frozen, plugged else { return }
+        var bytes = frameBytes
         if let n = garbage[endpoint], n > 0 {
             garbage[endpoint] = 0
             let junk = (0..<n).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
@@ -562,7 +707,29 @@ public actor DX1Firmware {
             let i = Int(rng.next() % UInt64(bytes.count))
             bytes[i] ^= UInt8(1 << (rng.next() % 8))
         }
-        link?.emit(endpoint, bytes)
+        bytes = shaper.garbage() + bytes
+        guard configuration.freedoms.coalesceFrames else { output(endpoint, bytes); return }
+        if shaper.gather(endpoint, bytes) {
+            let delay = shaper.gatherDelay()
+            Task { [weak self, clock] in
+                try? await clock.sleep(for: delay)
+                await self?.flushGathered(endpoint)
+            }
+        }
+    }
+
+    private func flushGathered(_ endpoint: Endpoint) {
+        let bytes = shaper.takeGathered(endpoint)
+        guard !bytes.isEmpty, !frozen, plugged else { return }
+        output(endpoint, bytes)
+    }
+
+    private func flushGathered() {
+        for e in shaper.gatheredEndpoints { flushGathered(e) }
+    }
+
+    private func output(_ endpoint: Endpoint, _ bytes: [UInt8]) {
+        for record in shaper.records(bytes) { link?.emit(endpoint, record) }
     }
 
     // MARK: - Fault injection
@@ -647,7 +814,9 @@ public actor DX1Firmware {
             frameErrors: decoder.errors.resyncs,
             lastHostFrameMs: commandsReceived > 0 ? lastHostFrame.milliseconds : nil,
             lastXrayOnMs: lastXrayOn?.milliseconds, lastXrayOffMs: lastXrayOff?.milliseconds,
-            watchdogExpiries: expiries, commandLog: commandLog, uptimeMs: uptime.elapsed.milliseconds,
+            watchdogExpiries: expiries, exposures: exposures, watchdogForgiven: watchdogForgiven,
+            dataFramesLost: dataFramesLost, dataLinesLost: dataLinesLost, freedoms: configuration.freedoms.description,
+            commandLog: commandLog, uptimeMs: uptime.elapsed.milliseconds,
             frozen: frozen, plugged: plugged)
     }
 }
@@ -680,5 +849,14 @@ struct FirmwareLog: Sendable {
     private func format3(_ v: Int) -> String {
         let s = String(v)
         return String(repeating: "0", count: max(0, 3 - s.count)) + s
+    }
+}
+
+/// A serial queue for the detector's readout, off Swift's cooperative pool.
+final class ReadoutThread: Sendable {
+    private let queue = DispatchQueue(label: "dexa-sim.readout", qos: .utility)
+
+    func run<T: Sendable>(_ work: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { c in queue.async { c.resume(returning: work()) } }
     }
 }

@@ -22,9 +22,12 @@ public final class SocketSimulator: Sendable {
     }
 
     /// One host connection; the firmware reaches it through `CurrentLink`.
+    /// The socket is closed when the last user lets go (see `SimLinkTransport.Connection`):
+    /// a descriptor closed while a writer still held its number could name the next one.
     final class HostConnection: Sendable {
         let socket: UnixSocket
         init(socket: UnixSocket) { self.socket = socket }
+        deinit { socket.close() }
 
         func emit(_ endpoint: Endpoint, _ bytes: [UInt8]) -> Bool {
             (try? socket.writeAll(CaptureRecord(tUs: 0, endpoint: endpoint, bytes: bytes).encoded)) != nil
@@ -101,7 +104,7 @@ public final class SocketSimulator: Sendable {
                         }
                     }
                     current.withLock { c in if c === host { c = nil } }
-                    conn.close()
+                    withExtendedLifetime(host) {}
                 }
             }
         }

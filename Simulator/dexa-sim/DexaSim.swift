@@ -33,6 +33,18 @@ struct DexaSim: AsyncParsableCommand {
     @Option(name: .long, help: "What lies on the table: empty, calibration, esp, bench, patient, or a JSON file (an ICD §8 phantom or {\"patient\": {...}}).")
     var phantom: String = "empty"
 
+    @Option(name: .long, help: "Use the freedoms the ICD leaves a device (event order, record splitting, ...) as this seed picks them; 0 is the canonical order (docs/simulator.md).")
+    var orderings: UInt64 = 0
+
+    @Flag(name: .long, help: "Use every freedom the ICD leaves at once (events after responses and up to 40 ms late, ...), whatever --orderings says.")
+    var allFreedoms = false
+
+    @Flag(name: .long, help: "Lose the first data frame after each boot (its seq is used).")
+    var loseFirstDataFrame = false
+
+    @Option(name: .long, help: "Test speed only: the watchdog also waits this many ms of real time after the last host frame (docs/simulator.md).")
+    var watchdogFloorMs: Int?
+
     @Flag(name: .long, help: "Read fault commands from standard input.")
     var stdin = false
 
@@ -42,6 +54,7 @@ struct DexaSim: AsyncParsableCommand {
     func validate() throws {
         guard speed.isFinite, speed >= 0.01, speed <= 10_000 else { throw ValidationError("--speed must be 0.01 to 10000") }
         guard (1...4096).contains(Int(channels)) else { throw ValidationError("--channels must be 1 to 4096") }
+        if let f = watchdogFloorMs, !(0...10_000).contains(f) { throw ValidationError("--watchdog-floor-ms must be 0 to 10000") }
     }
 
     func run() async throws {
@@ -58,8 +71,12 @@ struct DexaSim: AsyncParsableCommand {
         info.channels = channels
         let scene: any Scene
         do { scene = try StandardPhantoms.scene(named: phantom) } catch { throw ValidationError("\(error)") }
+        var configuration = SimulatorConfiguration(info: info, seed: seed)
+        configuration.freedoms = allFreedoms ? .all() : LinkFreedoms(seed: orderings)
+        configuration.freedoms.loseFirstDataFrame = loseFirstDataFrame
+        configuration.watchdogWallFloor = watchdogFloorMs.map { .milliseconds($0) }
         let sim = SocketSimulator(devicePath: socket, controlPath: control,
-                                  configuration: SimulatorConfiguration(info: info, seed: seed),
+                                  configuration: configuration,
                                   clock: ScaledClock(speed: speed), scene: scene)
         let firmware = sim.firmware
         if stdin {
@@ -75,7 +92,7 @@ struct DexaSim: AsyncParsableCommand {
                 }
             }.start()
         }
-        FileHandle.standardError.write(Data("dexa-sim: \(info.model) \(info.serial) on \(socket)\(control.map { ", control \($0)" } ?? ""), speed \(speed)x\n".utf8))
+        FileHandle.standardError.write(Data("dexa-sim: \(info.model) \(info.serial) on \(socket)\(control.map { ", control \($0)" } ?? ""), speed \(speed)x, \(configuration.freedoms)\n".utf8))
         let signals = SignalStop()
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await sim.run() }

@@ -69,13 +69,22 @@ public struct ScanOutcome: Sendable, Equatable, Codable {
     /// start of a session, where the data seq has no predecessor, is still seen).
     public var missingLines: Int
     public var outOfOrderLines: Int
+    /// X-ray exposure time: as the device reported it (SCAN_COMPLETE), or estimated by the
+    /// host when the device reports none (an aborted or interrupted scan): see `doseEstimated`.
     public var exposureMs: UInt32
+    /// Dose-area product, reported or estimated like `exposureMs`.
     public var dapMGyCm2: Double
+    /// True when `exposureMs` and `dapMGyCm2` are the host's estimate (ICD §5: SCAN_ABORTED
+    /// carries no exposure), not the device's figures.
+    public var doseEstimated: Bool = false
     public var capture: String?
     /// The device reported X-rays off after the scan (GET_STATUS).
     public var xrayOffVerified: Bool
     /// Device time between the first and the last line (µs), for cadence checks.
     public var deviceSpanUs: UInt64
+    /// The longest time between two frames the host wrote to the device from START_SCAN to
+    /// the end of the scan (ICD §4: at most 250 ms), on the host's clock.
+    public var longestHostGapMs: Double = 0
 
     public var summary: String {
         var s = "scan \(scanID) \(result.rawValue)"
@@ -133,17 +142,28 @@ public actor ScanRunner {
     /// Held for a whole sequence, so no other scan slips in between its scans.
     private var sequenceRunning = false
     private var nextID: UInt32
+    /// Dose per exposure, learnt from the unit's own SCAN_COMPLETE figures, to estimate the
+    /// dose of scans the device reports none for.
+    private var doseRate: DoseRate
+    /// Told of every scan's outcome, whoever ran it (metrics, audit).
+    private let onOutcome: (@Sendable (ScanOutcome) -> Void)?
 
+    /// `nominalDAPPerMAs` is the unit's dose-area product per mA·s from its documents, used
+    /// until a completed scan has given the unit's own figure (nil: unknown until then).
     public init(session: DeviceSession, clock: any Clock<Duration>, recorder: RecordingTransport? = nil,
-                captureDirectory: String? = nil, logger: Logger = Logger(label: "dexa.scan")) {
+                captureDirectory: String? = nil, nominalDAPPerMAs: Double? = nil, logger: Logger = Logger(label: "dexa.scan"),
+                onOutcome: (@Sendable (ScanOutcome) -> Void)? = nil) {
         self.session = session
         self.clock = clock
         self.recorder = recorder
         self.captureDirectory = captureDirectory
         self.logger = logger
-        // Scan ids only need to differ between scans of one device session; start from the
-        // wall clock so that captures of different daemon runs do not collide.
-        nextID = UInt32(truncatingIfNeeded: UInt64(Date().timeIntervalSince1970) % 1_000_000_000) | 1
+        self.doseRate = DoseRate(nominalDAPPerMAs: nominalDAPPerMAs)
+        self.onOutcome = onOutcome
+        // Scan ids only need to differ between scans of one device session, but they also name
+        // captures and stored attempts across daemon runs, and a daemon restarted within a
+        // second once took the ids (and capture names) of the run before: start at random.
+        nextID = UInt32.random(in: 1...(UInt32.max / 2))
     }
 
     public var runningScan: UInt32? { current }
@@ -171,7 +191,8 @@ public actor ScanRunner {
     /// into and the scan ids it was given (so a caller can record them before anything is
     /// exposed).
     public func runSequence(_ plans: [ScanPlan], phantom: Phantom?, progress: (@Sendable (ScanProgress) -> Void)? = nil,
-                            onLines: LineSink? = nil, onCapture: (@Sendable (_ path: String?, _ scanIDs: [UInt32]) -> Void)? = nil)
+                            onLines: LineSink? = nil, onCapture: (@Sendable (_ path: String?, _ scanIDs: [UInt32]) -> Void)? = nil,
+                            onOutcome scanEnded: (@Sendable (ScanOutcome) -> Void)? = nil)
         async throws -> (outcomes: [ScanOutcome], capture: String?) {
         if let current { throw ScanError.busy(current) }
         if sequenceRunning { throw ScanError.busy(0) }
@@ -187,7 +208,14 @@ public actor ScanRunner {
         onCapture?(writer?.path, ids)
         var outcomes: [ScanOutcome] = []
         for (index, (id, plan)) in zip(ids, plans).enumerated() {
-            outcomes.append(try await runOne(plan, id: id, capture: writer, progress: progress, index: index, onLines: onLines))
+            do {
+                let o = try await runOne(plan, id: id, capture: writer, progress: progress, index: index, onLines: onLines)
+                scanEnded?(o)
+                outcomes.append(o)
+            } catch let e as ScanError {
+                if let o = e.outcome { scanEnded?(o) }
+                throw e
+            }
         }
         return (outcomes, writer?.path)
     }
@@ -215,38 +243,53 @@ public actor ScanRunner {
         defer { current = nil }
 
         let feed = await session.openScanFeed(id: id)
+        let watch = Stopwatch(any: clock)
         do {
             _ = try await session.execute(.configureScan(config))
+            // The heartbeat belongs to the scan from here until the device has said it is
+            // over; no event stops it (events may come before or after their responses).
+            await session.beginSendGapWindow()
             await session.startHeartbeat()
             _ = try await session.execute(.startScan(scanID: id))
         } catch {
-            await session.stopHeartbeat()
+            // START_SCAN may have reached the device with its answer lost: stop the scan and
+            // keep the heartbeat until that is done.
             await safeStop(id)
+            await session.stopHeartbeat()
             await session.closeScanFeed(id: id)
             throw error
         }
+        let xrayOnAt = watch.elapsed
         logger.info("scan started", metadata: ["scan": "\(id)", "mode": "\(plan.mode)", "lines": "\(plan.lineCount)"])
 
         var outcome = ScanOutcome(
             scanID: id, mode: plan.mode, result: .interrupted, reason: nil, plannedLines: plan.lineCount, lines: 0,
             linesReported: nil, gaps: 0, missingFrames: 0, missingLines: 0, outOfOrderLines: 0, exposureMs: 0, dapMGyCm2: 0,
             capture: writer?.path, xrayOffVerified: false, deviceSpanUs: 0)
-        let watch = Stopwatch(any: clock)
         var nextLine: UInt32 = 0
         var firstT: UInt64?
         var lastT: UInt64 = 0
         var lastProgress = Duration.zero
         var ended = false
         var seqGapPending = false
+        var endedAt: Duration?
+        var cause = EndCause()
         let grace = max(Duration.seconds(1), Duration.microseconds(Int64(plan.linePeriodUs)) * 10)
+        let lpf = Int(max(1, plan.linesPerFrame))
 
         for await item in feed {
             switch item {
             case .lines(let frame):
                 for l in frame.lines {
                     if l.index > nextLine {
-                        outcome.missingLines += Int(l.index - nextLine)
-                        if !seqGapPending { outcome.gaps += 1 }
+                        let lost = Int(l.index - nextLine)
+                        outcome.missingLines += lost
+                        if !seqGapPending {
+                            // No data seq told of this loss (the first frames of a session have no
+                            // predecessor): the frames it took follow from the line numbers.
+                            outcome.gaps += 1
+                            outcome.missingFrames += UInt64((lost + lpf - 1) / lpf)
+                        }
                     } else if l.index < nextLine {
                         outcome.outOfOrderLines += 1
                     }
@@ -277,6 +320,7 @@ public actor ScanRunner {
                 break
             case let .completed(lines, exposureMs, dap):
                 ended = true
+                endedAt = endedAt ?? watch.elapsed
                 outcome.result = .completed
                 outcome.linesReported = lines
                 outcome.exposureMs = exposureMs
@@ -284,45 +328,93 @@ public actor ScanRunner {
                 await finishFeed(id: id, when: outcome.lines >= Int(lines), grace: grace)
             case let .aborted(reason, sent):
                 ended = true
+                endedAt = endedAt ?? watch.elapsed
                 outcome.result = .aborted
                 outcome.linesReported = sent
-                outcome.reason = (outcome.reason.map { $0 + "; " } ?? "") + reason.description
-                if reason == .interlock, let open = await session.interlocks?.open, !open.isEmpty {
-                    outcome.reason! += " (open: \(open.joined(separator: ", ")))"
-                }
+                cause.abort = reason
+                if reason == .interlock, let open = await session.interlocks?.open, !open.isEmpty { cause.openInterlocks = open }
                 await finishFeed(id: id, when: outcome.lines >= Int(sent), grace: grace)
             case .interlocks(let i):
-                if i != .allClosed { logger.warning("interlock opened during scan", metadata: ["scan": "\(id)", "open": "\(i.open)"]) }
+                if i != .allClosed {
+                    cause.openInterlocks = i.open
+                    logger.warning("interlock opened during scan", metadata: ["scan": "\(id)", "open": "\(i.open)"])
+                }
             case let .fault(code, message):
-                outcome.reason = "fault \(code.rawValue) (\(code)): \(message)"
+                cause.fault = "fault \(code.rawValue) (\(code)): \(message)"
             case .watchdogExpired:
-                outcome.reason = "device watchdog expired"
+                cause.watchdog = true
             case .linkLost(let why):
                 ended = true
+                endedAt = endedAt ?? watch.elapsed
                 outcome.result = .interrupted
-                outcome.reason = "link lost: \(why)"
+                cause.linkLost = why
                 await session.closeScanFeed(id: id)
             }
         }
-        await session.stopHeartbeat()
+        outcome.longestHostGapMs = await session.sendGapWindow().milliseconds
         await session.closeScanFeed(id: id)
         if !ended {
             // The feed ended without an end event: this task was cancelled.
             outcome.result = .aborted
-            outcome.reason = "aborted by host"
+            cause.abort = .host
             await safeStop(id)
+            endedAt = watch.elapsed
         }
+        if (cause.abort == .interlock && (cause.openInterlocks ?? []).isEmpty) || (cause.abort == .fault && cause.fault == nil),
+           let status = try? await session.refreshStatus() {
+            // The event that names the cause may still be on its way (ICD §5: any order): the
+            // device's status names it now.
+            if cause.abort == .interlock { cause.openInterlocks = status.interlocks.open }
+            if cause.abort == .fault, status.fault != .none { cause.fault = "fault \(status.fault.rawValue) (\(status.fault))" }
+        }
+        outcome.reason = cause.description(result: outcome.result)
         if let reported = outcome.linesReported, Int(reported) > Int(nextLine) {
-            // Lines lost after the last one that arrived.
-            outcome.missingLines += Int(reported) - Int(nextLine)
-            if !seqGapPending { outcome.gaps += 1 }
+            // Lines lost after the last one that arrived (the seq cannot tell: no frame follows).
+            let lost = Int(reported) - Int(nextLine)
+            outcome.missingLines += lost
+            if !seqGapPending {
+                outcome.gaps += 1
+                outcome.missingFrames += UInt64((lost + lpf - 1) / lpf)
+            }
         }
         outcome.deviceSpanUs = firstT.map { lastT - $0 } ?? 0
+        if outcome.result == .completed {
+            if plan.mode != .dark { doseRate.learn(exposureMs: outcome.exposureMs, dapMGyCm2: outcome.dapMGyCm2, currentUA: plan.tubeCurrentUA) }
+        } else if plan.mode != .dark {
+            estimateDose(&outcome, plan: plan, exposed: (endedAt ?? watch.elapsed) - xrayOnAt,
+                         linkLost: cause.linkLost != nil ? .milliseconds(Int64(info.watchdogMs)) : nil)
+        }
         writer?.sync()
         outcome.xrayOffVerified = await verifyXrayOff()
+        // Only now, with the device's word that the scan is over and X-rays off, may the
+        // host fall silent.
+        await session.stopHeartbeat()
         logger.info("scan ended", metadata: ["scan": "\(id)", "result": "\(outcome.result)", "lines": "\(outcome.lines)"])
+        onOutcome?(outcome)
         if outcome.result != .completed { throw ScanError.ended(outcome) }
         return outcome
+    }
+
+    /// The exposure and dose of a scan the device reported none for (ICD §5: SCAN_ABORTED
+    /// has no exposure; a lost link has no event at all). X-rays came on with START_SCAN's
+    /// answer and went off by the time the end reached the host: that interval, kept
+    /// between the lines the device says it sent (a lower bound) and those lines plus the
+    /// frame it was filling. A lost link ends the exposure at the device's watchdog at the
+    /// latest, so the unit's `watchdog_ms` is added (an upper bound, as a dose record should be).
+    private func estimateDose(_ o: inout ScanOutcome, plan: ScanPlan, exposed: Duration, linkLost watchdog: Duration?) {
+        let period = Double(plan.linePeriodUs) / 1000
+        let planned = period * Double(plan.lineCount)
+        let sent = Double(o.linesReported.map(Int.init) ?? o.lines + o.missingLines)
+        var ms = exposed.milliseconds
+        if let watchdog {
+            ms += watchdog.milliseconds
+        } else {
+            ms = min(max(ms, sent * period), (sent + Double(plan.linesPerFrame)) * period)
+        }
+        ms = min(max(ms, 0), planned)
+        o.exposureMs = UInt32(ms.rounded())
+        o.dapMGyCm2 = doseRate.dap(exposureMs: ms, currentUA: plan.tubeCurrentUA) ?? 0
+        o.doseEstimated = true
     }
 
     /// Asks the device to abort the running scan (another client's `scan.abort`).
@@ -371,7 +463,11 @@ public actor ScanRunner {
     private func openCapture(scans: [(UInt32, ScanPlan)], phantom: Phantom?, info: DeviceInfo) -> CaptureWriter? {
         guard let dir = captureDirectory, let recorder, let (id, plan) = scans.last else { return nil }
         let stamp = Date().formatted(.iso8601).replacingOccurrences(of: ":", with: "")
-        let path = "\(dir)/\(stamp)-scan\(id)-\(plan.role.rawValue).dxcap"
+        var path = "\(dir)/\(stamp)-scan\(id)-\(plan.role.rawValue).dxcap"
+        // Never write over a capture: a name taken gets a suffix.
+        for n in 2..<100 where FileManager.default.fileExists(atPath: path) {
+            path = "\(dir)/\(stamp)-scan\(id)-\(plan.role.rawValue)-\(n).dxcap"
+        }
         let header = CaptureHeader(device: info, scans: scans.map { CaptureScan(scanID: $0.0, role: $0.1.role, region: $0.1.region) },
                                    phantom: phantom)
         do {
@@ -389,4 +485,50 @@ public actor ScanRunner {
 extension ScanRunner {
     /// Returns as soon as the actor runs it: a liveness probe for the service watchdog.
     public func liveness() {}
+}
+
+/// Why a scan ended early, gathered from events that may arrive in any order, and said in
+/// one sentence per cause whatever that order was.
+struct EndCause {
+    var abort: AbortReason?
+    var fault: String?
+    var watchdog = false
+    var openInterlocks: [String]?
+    var linkLost: String?
+
+    func description(result: ScanOutcome.Result) -> String? {
+        if let linkLost, result == .interrupted { return "link lost: \(linkLost)" }
+        if result == .completed { return nil }
+        switch abort {
+        case .watchdog?: return "device watchdog expired"
+        case .fault?: return fault ?? "device fault"
+        case .interlock?:
+            guard let open = openInterlocks, !open.isEmpty else { return "interlock opened" }
+            return "interlock opened (open: \(open.joined(separator: ", ")))"
+        case .host?: return "aborted by host"
+        case .xrayOff?: return "X-rays turned off (XRAY_OFF)"
+        case let other?: return other.description
+        case nil:
+            if watchdog { return "device watchdog expired" }
+            return fault
+        }
+    }
+}
+
+/// Dose-area product per mA·s of exposure: the unit's own figure from its SCAN_COMPLETE
+/// events (dap / (current × exposure)), else the nominal one from the configuration.
+struct DoseRate {
+    var nominalDAPPerMAs: Double?
+    var learnt: Double?
+
+    mutating func learn(exposureMs: UInt32, dapMGyCm2: Double, currentUA: UInt32) {
+        let mAs = Double(currentUA) / 1000 * Double(exposureMs) / 1000
+        guard mAs > 0.01, dapMGyCm2 > 0 else { return }
+        learnt = dapMGyCm2 / mAs
+    }
+
+    func dap(exposureMs: Double, currentUA: UInt32) -> Double? {
+        guard let rate = learnt ?? nominalDAPPerMAs else { return nil }
+        return rate * Double(currentUA) / 1000 * exposureMs / 1000
+    }
 }

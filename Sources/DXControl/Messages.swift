@@ -47,20 +47,28 @@ public struct ScanReport: Sendable, Equatable, Codable {
     public var missingLines: Int
     public var exposureMs: UInt32
     public var dapMGyCm2: Double
+    /// Exposure and DAP are the host's estimate (the device reported none: an aborted or
+    /// interrupted scan).
+    public var doseEstimated: Bool
     public var capture: String?
     public var xrayOff: Bool
+    /// Longest gap between host frames during the scan (ICD §4: 250 ms at most).
+    public var longestHostGapMs: Double
 
     public enum CodingKeys: String, CodingKey {
         case result, reason, mode, lines, gaps, capture
         case scanID = "scan_id", plannedLines = "planned_lines", missingFrames = "missing_frames", missingLines = "missing_lines"
-        case exposureMs = "exposure_ms", dapMGyCm2 = "dap_mgy_cm2", xrayOff = "xray_off"
+        case exposureMs = "exposure_ms", dapMGyCm2 = "dap_mgy_cm2", doseEstimated = "dose_estimated", xrayOff = "xray_off"
+        case longestHostGapMs = "longest_host_gap_ms"
     }
 
     public init(scanID: UInt32, result: String, reason: String?, mode: String, plannedLines: UInt32, lines: Int, gaps: Int,
-                missingFrames: UInt64, missingLines: Int, exposureMs: UInt32, dapMGyCm2: Double, capture: String?, xrayOff: Bool) {
+                missingFrames: UInt64, missingLines: Int, exposureMs: UInt32, dapMGyCm2: Double, doseEstimated: Bool, capture: String?,
+                xrayOff: Bool, longestHostGapMs: Double) {
         self.scanID = scanID; self.result = result; self.reason = reason; self.mode = mode; self.plannedLines = plannedLines
         self.lines = lines; self.gaps = gaps; self.missingFrames = missingFrames; self.missingLines = missingLines; self.exposureMs = exposureMs
-        self.dapMGyCm2 = dapMGyCm2; self.capture = capture; self.xrayOff = xrayOff
+        self.dapMGyCm2 = dapMGyCm2; self.doseEstimated = doseEstimated; self.capture = capture; self.xrayOff = xrayOff
+        self.longestHostGapMs = longestHostGapMs
     }
 }
 

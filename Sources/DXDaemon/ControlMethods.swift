@@ -303,7 +303,8 @@ public struct DaemonControlHandler: ControlHandler {
     static func report(_ o: ScanOutcome) -> ScanReport {
         ScanReport(scanID: o.scanID, result: o.result.rawValue, reason: o.reason, mode: o.mode.description, plannedLines: o.plannedLines,
                    lines: o.lines, gaps: o.gaps, missingFrames: o.missingFrames, missingLines: o.missingLines, exposureMs: o.exposureMs,
-                   dapMGyCm2: o.dapMGyCm2, capture: o.capture, xrayOff: o.xrayOffVerified)
+                   dapMGyCm2: o.dapMGyCm2, doseEstimated: o.doseEstimated, capture: o.capture, xrayOff: o.xrayOffVerified,
+                   longestHostGapMs: (o.longestHostGapMs * 10).rounded() / 10)
     }
 
     static func params<T: Decodable>(_ v: JSONValue?) throws -> T {

@@ -49,7 +49,11 @@ public struct Daemon: Sendable {
             do { scene = try StandardPhantoms.scene(named: configuration.simulatorPhantom) } catch {
                 throw ConfigurationError.invalid("simulator_phantom", "\(error)")
             }
-            let sim = EmbeddedSimulator(configuration: SimulatorConfiguration(seed: configuration.simulatorSeed), clock: clock, scene: scene)
+            var simConfig = SimulatorConfiguration(seed: configuration.simulatorSeed)
+            simConfig.freedoms = LinkFreedoms(seed: configuration.simulatorOrderings)
+            simConfig.watchdogWallFloor = configuration.simulatorWatchdogFloorMs.map { .milliseconds($0) }
+            logger.notice("embedded simulator: \(simConfig.freedoms)")
+            let sim = EmbeddedSimulator(configuration: simConfig, clock: clock, scene: scene)
             transport = sim.transport
             services.append(EmbeddedSimulatorService(run: { await sim.run() }, stop: { sim.shutdown() }))
         case .simulatorSocket(let path):

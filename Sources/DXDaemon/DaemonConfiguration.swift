@@ -64,6 +64,14 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Time runs this many times faster (simulator use only; 1 on a real unit).
     public var timeScale = 1.0
     public var simulatorSeed: UInt64 = 1
+    /// The embedded simulator's choice among the freedoms the ICD leaves (event order, record
+    /// splitting, ...): 0 the canonical order, any other seed a reproducible mix (docs/simulator.md).
+    public var simulatorOrderings: UInt64 = 0
+    /// Test speed only: the embedded simulator's watchdog also waits this much real time.
+    public var simulatorWatchdogFloorMs: Int?
+    /// The unit's dose-area product per mA·s (mGy·cm²), for estimating the dose of scans the
+    /// device reports none for, until a completed scan gives the unit's own figure.
+    public var dapPerMAs: Double?
     /// What lies on the embedded simulator's table: empty, calibration, esp, or a phantom JSON file.
     public var simulatorPhantom = "empty"
     public var commandTimeoutMs = 2000
@@ -93,7 +101,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var captureDirectory: String { stateDirectory + "/captures" }
 
     public static let keys = ["socket", "device", "state_directory", "record_captures", "time_scale",
-                              "simulator_seed", "simulator_phantom", "command_timeout_ms", "log_level", "technologist_group", "service_group",
+                              "simulator_seed", "simulator_orderings", "simulator_watchdog_floor_ms", "simulator_phantom", "dap_per_mas_mgy_cm2", "command_timeout_ms", "log_level", "technologist_group", "service_group",
                               "audit_log", "socket_mode", "socket_group", "usb_vendor_id", "usb_product_id",
                               "exam_database", "exam_protocol"]
 
@@ -118,6 +126,15 @@ public struct DaemonConfiguration: Sendable, Equatable {
         case "simulator_seed":
             guard let v = UInt64(value) else { throw .invalid(key, "expected a non-negative integer") }
             simulatorSeed = v
+        case "simulator_orderings":
+            guard let v = UInt64(value) else { throw .invalid(key, "expected a non-negative integer (0: the canonical order)") }
+            simulatorOrderings = v
+        case "simulator_watchdog_floor_ms":
+            guard let v = Int(value), (0...10_000).contains(v) else { throw .invalid(key, "expected 0 to 10000") }
+            simulatorWatchdogFloorMs = v
+        case "dap_per_mas_mgy_cm2":
+            guard let v = Double(value), v.isFinite, v > 0, v < 1000 else { throw .invalid(key, "expected a positive number (mGy·cm² per mA·s)") }
+            dapPerMAs = v
         case "simulator_phantom":
             guard !value.isEmpty else { throw .invalid(key, "expected empty, calibration, esp or a phantom JSON file") }
             simulatorPhantom = value

@@ -16,24 +16,17 @@ public final class DeviceService: Service, Sendable {
     private let logger: Logger
     public let clock: any Clock<Duration>
     private let linkChange = Mutex<(@Sendable (String) -> Void)?>(nil)
-    private let counters = Mutex(DaemonMetrics())
+    private let counters = ScanCounters()
     private let started = ContinuousClock.now
     private let sensorHistory = Mutex<[(Date, SensorReadings)]>([])
 
-    /// Runs a scan and counts its outcome.
+    /// Runs a scan (the runner counts its outcome, as it does every scan's).
     public func run(_ plan: ScanPlan, progress: (@Sendable (ScanProgress) -> Void)? = nil) async throws -> ScanOutcome {
-        do {
-            let o = try await runner.run(plan, progress: progress)
-            counters.withLock { $0.count(o) }
-            return o
-        } catch let e as ScanError {
-            if let o = e.outcome { counters.withLock { $0.count(o) } }
-            throw e
-        }
+        try await runner.run(plan, progress: progress)
     }
 
     public func metrics() async -> DaemonMetrics {
-        var m = counters.withLock { $0 }
+        var m = counters.snapshot
         m.link = await session.counters
         let up = ContinuousClock.now - started
         m.uptimeSeconds = Double(up.components.seconds) + Double(up.components.attoseconds) * 1e-18
@@ -74,9 +67,11 @@ public final class DeviceService: Service, Sendable {
         let recorder = RecordingTransport(transport)
         self.session = DeviceSession(transport: recorder, clock: clock, logger: logger,
                                      commandTimeout: .milliseconds(configuration.commandTimeoutMs))
+        let counters = self.counters
         self.runner = ScanRunner(session: session, clock: clock, recorder: recorder,
                                  captureDirectory: configuration.recordCaptures ? configuration.captureDirectory : nil,
-                                 logger: logger)
+                                 nominalDAPPerMAs: configuration.dapPerMAs, logger: logger,
+                                 onOutcome: { o in counters.count(o) })
         self.logger = logger
         self.clock = clock
     }
@@ -88,12 +83,13 @@ public final class DeviceService: Service, Sendable {
 
     private func maintainLink() async {
         var attempt = 0
+        var away = Stopwatch(any: clock)
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 let notices = await session.notices()
                 try await session.connect()
                 attempt = 0
-                counters.withLock { $0.reconnects += 1 }
+                counters.reconnected()
                 onLinkChange?(await statusLine)
                 await sampleSensors()
                 let sampler = Task { [clock] in
@@ -110,18 +106,25 @@ public final class DeviceService: Service, Sendable {
                     }
                     if Task.isShuttingDownGracefully { return }
                 }
+                away = Stopwatch(any: clock)
             } catch {
                 attempt += 1
-                if attempt == 1 || attempt % 30 == 0 {
+                // A unit that left (RESET, re-enumeration after boot) is back within 3 s (ICD §1):
+                // not being there sooner is no news. Past that, say so (then every 30th try).
+                if away.elapsed > .seconds(3) && (attempt % 30 == 1) {
                     logger.warning("DX-1 not available; retrying", metadata: ["error": "\(error)"])
+                } else {
+                    logger.debug("DX-1 not back yet", metadata: ["error": "\(error)"])
                 }
             }
+            // Retry soon after a loss (100 ms, doubling), then once a second.
+            let wait = Duration.milliseconds(min(1000, 100 << min(attempt, 4)))
             if let usb = transport as? USBTransport {
                 // Wake at once when udev reports the unit (ICD: back within 3 s after RESET).
-                await usb.waitForArrival(timeout: .seconds(1))
+                await usb.waitForArrival(timeout: wait)
                 if Task.isCancelled { return }
             } else {
-                do { try await clock.sleep(for: .seconds(1)) } catch { return }
+                do { try await clock.sleep(for: wait) } catch { return }
             }
         }
     }
@@ -158,4 +161,13 @@ public struct EmbeddedSimulatorService: Service {
             stop()
         }
     }
+}
+
+/// The daemon's scan and link counters, shared by the scan runner's outcome callback and the
+/// device service.
+final class ScanCounters: Sendable {
+    private let metrics = Mutex(DaemonMetrics())
+    func count(_ o: ScanOutcome) { metrics.withLock { $0.count(o) } }
+    func reconnected() { metrics.withLock { $0.reconnects += 1 } }
+    var snapshot: DaemonMetrics { metrics.withLock { $0 } }
 }

@@ -13,6 +13,11 @@ public struct DaemonMetrics: Sendable, Codable, Equatable {
     public var linesMissing = 0
     public var exposureMs: UInt64 = 0
     public var dapMGyCm2 = 0.0
+    /// Of the above, what the host estimated for scans the device reported no dose for.
+    public var estimatedExposureMs: UInt64 = 0
+    public var estimatedDAPMGyCm2 = 0.0
+    /// The longest gap between host frames during any scan (ICD §4: 250 ms at most).
+    public var longestScanHostGapMs = 0.0
     public var uptimeSeconds = 0.0
 
     public init() {}
@@ -27,6 +32,11 @@ public struct DaemonMetrics: Sendable, Codable, Equatable {
         linesMissing += o.missingLines
         exposureMs += UInt64(o.exposureMs)
         dapMGyCm2 += o.dapMGyCm2
+        if o.doseEstimated {
+            estimatedExposureMs += UInt64(o.exposureMs)
+            estimatedDAPMGyCm2 += o.dapMGyCm2
+        }
+        longestScanHostGapMs = max(longestScanHostGapMs, o.longestHostGapMs)
     }
 
     /// Prometheus text exposition format (version 0.0.4).
@@ -60,6 +70,9 @@ public struct DaemonMetrics: Sendable, Codable, Equatable {
         metric("lines_missing_total", "counter", "Scan lines that never arrived.", Double(linesMissing))
         metric("exposure_seconds_total", "counter", "X-ray exposure time.", Double(exposureMs) / 1000)
         metric("dap_mgy_cm2_total", "counter", "Dose-area product delivered.", dapMGyCm2)
+        metric("estimated_exposure_seconds_total", "counter", "Exposure time estimated by the host (scans the device reported none for).", Double(estimatedExposureMs) / 1000)
+        metric("estimated_dap_mgy_cm2_total", "counter", "Dose-area product estimated by the host.", estimatedDAPMGyCm2)
+        metric("scan_host_gap_max_seconds", "gauge", "Longest gap between host frames during a scan.", longestScanHostGapMs / 1000)
         metric("uptime_seconds", "gauge", "Seconds since the daemon started.", uptimeSeconds)
         return out
     }

@@ -2,6 +2,7 @@ import DXProtocol
 import Foundation
 import DXTransport
 import Logging
+import Synchronization
 
 /// What the session tells its listeners besides responses.
 public enum DeviceNotice: Sendable, Equatable {
@@ -54,7 +55,10 @@ public actor DeviceSession {
     private let clock: any Clock<Duration>
     private let logger: Logger
     public let commandTimeout: Duration
+    /// The longest the host lets pass between its frames while a scan may expose. Half the
+    /// ICD's 250 ms, so that a wake-up late by a whole period still keeps the ICD's rule.
     public let heartbeatInterval: Duration
+    public static let defaultHeartbeatInterval = ICDTiming.heartbeatLimit / 2
 
     private var seq: UInt32 = 0
     private var pending: [UInt32: CheckedContinuation<Response, any Error>] = [:]
@@ -79,21 +83,27 @@ public actor DeviceSession {
     public private(set) var interlocks: Interlocks?
     public private(set) var connected = false
     public private(set) var counters = LinkCounters()
-    /// Time of the last frame the host sent (for heartbeat-gap checks), on the session clock.
+    /// Time of the last frame the host queued (heartbeat scheduling), on the session clock.
     private let stopwatch: Stopwatch
     public private(set) var lastSent: Duration = .zero
-    public private(set) var longestSendGap: Duration = .zero
+    /// Gaps between frames as they were written to the transport.
+    private let sendGaps: SendGapMeter
+    /// Heartbeats sent and not yet answered, by seq, with the time they went out.
+    private var heartbeatsInFlight: [UInt32: Duration] = [:]
+    /// The longest gap between two frames the host wrote to the device, since the session began.
+    public var longestSendGap: Duration { sendGaps.longestEver }
     /// How long since the host last sent a frame (heartbeats included), on the session clock.
     public var sinceLastSent: Duration { lastSent == .zero ? .zero : stopwatch.elapsed - lastSent }
 
     public init(transport: any DeviceTransport, clock: any Clock<Duration>, logger: Logger = Logger(label: "dexa.device"),
-                commandTimeout: Duration = .seconds(2), heartbeatInterval: Duration = .milliseconds(250)) {
+                commandTimeout: Duration = .seconds(2), heartbeatInterval: Duration = DeviceSession.defaultHeartbeatInterval) {
         self.transport = transport
         self.clock = clock
         self.logger = logger
         self.commandTimeout = commandTimeout
         self.heartbeatInterval = heartbeatInterval
         self.stopwatch = Stopwatch(clock)
+        self.sendGaps = SendGapMeter(stopwatch: stopwatch)
     }
 
     // MARK: - Link
@@ -110,9 +120,12 @@ public actor DeviceSession {
         connected = true
         let (out, outCont) = AsyncStream<(UInt32, [UInt8])>.makeStream()
         outbound = outCont
-        writerTask = Task { [weak self, transport] in
+        writerTask = Task { [weak self, transport, sendGaps] in
             for await (seq, bytes) in out {
-                do { try await transport.send(bytes) } catch {
+                do {
+                    try await transport.send(bytes)
+                    sendGaps.written()
+                } catch {
                     await self?.sendFailed(seq, error)
                 }
             }
@@ -131,7 +144,7 @@ public actor DeviceSession {
         do {
             let info = try await DeviceInfo(decoding: execute(.getInfo))
             self.info = info
-            _ = try await refreshStatus()
+            try await waitOutBoot()
             logger.info("connected", metadata: ["device": "\(transport.name)", "serial": "\(info.serial)", "fw": "\(info.firmware)"])
             broadcast(.connected(info))
             return info
@@ -141,6 +154,20 @@ public actor DeviceSession {
         } catch {
             await disconnect(reason: "handshake failed")
             throw error
+        }
+    }
+
+    /// A unit still booting (after power-on or RESET, ICD §1) answers GET_INFO and GET_STATUS
+    /// but takes no work, and may leave the bus once more when its firmware starts. The link
+    /// counts as up only once the unit is out of BOOT: GET_STATUS every 50 ms, for up to
+    /// 5 s (ICD: back within 3 s).
+    private func waitOutBoot() async throws {
+        let started = stopwatch.elapsed
+        while try await refreshStatus().state == .boot {
+            guard stopwatch.elapsed - started < .seconds(5) else {
+                throw DeviceError.badResponse(.getStatus, "the unit stayed in BOOT for 5 s")
+            }
+            try await clock.sleep(for: .milliseconds(50))
         }
     }
 
@@ -161,6 +188,7 @@ public actor DeviceSession {
         outbound = nil
         heartbeatTask?.cancel()
         heartbeatTask = nil
+        heartbeatsInFlight = [:]
         logger.warning("device link lost", metadata: ["reason": "\(why)"])
         let waiting = pending
         pending = [:]
@@ -189,9 +217,7 @@ public actor DeviceSession {
                 pendingOpcode[mySeq] = command.opcode
                 counters.commandsSent += 1
                 if command == .heartbeat { counters.heartbeatsSent += 1 }
-                let now = stopwatch.elapsed
-                if lastSent > .zero { longestSendGap = max(longestSendGap, now - lastSent) }
-                lastSent = now
+                lastSent = stopwatch.elapsed
                 outbound?.yield((mySeq, bytes))
                 timeouts[mySeq] = Task { [weak self, clock] in
                     do { try await clock.sleep(for: limit) } catch { return }
@@ -237,9 +263,21 @@ public actor DeviceSession {
         return r.result
     }
 
+    /// GET_STATUS. A unit busy moving or scanning may answer BUSY (ICD §3 lists the status;
+    /// nothing forbids it for GET_STATUS): asked again, up to five times, 20 ms apart.
     @discardableResult
     public func refreshStatus() async throws -> DeviceStatus {
-        let bytes = try await execute(.getStatus)
+        var bytes: [UInt8] = []
+        for attempt in 0... {
+            let r = try await send(.getStatus)
+            if r.status == .busy && attempt < 5 {
+                try await clock.sleep(for: .milliseconds(20))
+                continue
+            }
+            guard r.status == .ok else { throw DeviceError.refused(.getStatus, r.status, context: state.map { "device is \($0)" } ?? "") }
+            bytes = r.result
+            break
+        }
         do {
             let s = try DeviceStatus(decoding: bytes)
             lastStatus = s
@@ -258,26 +296,52 @@ public actor DeviceSession {
 
     // MARK: - Heartbeat (ICD §4: at least every 250 ms while scanning)
 
+    /// Starts the heartbeat. It belongs to a scan: the scan runner starts it before
+    /// START_SCAN goes out and stops it once the device has said the scan is over. No event
+    /// stops it: events may arrive before or after the responses that caused them (ICD §5),
+    /// so a state change tells nothing about whether X-rays may still be on.
+    ///
+    /// It sends HEARTBEAT whenever `heartbeatInterval` has passed since the last frame the
+    /// host sent (any frame resets the device's watchdog), waking at that deadline rather
+    /// than after a fixed sleep, so a late wake-up is not added to the next period.
     public func startHeartbeat() {
-        guard heartbeatTask == nil else { return }
-        heartbeatTask = Task { [weak self, clock, heartbeatInterval] in
+        guard heartbeatTask == nil, connected else { return }
+        if lastSent == .zero { lastSent = stopwatch.elapsed }
+        heartbeatTask = Task { [weak self, clock] in
             while !Task.isCancelled {
-                do { try await clock.sleep(for: heartbeatInterval) } catch { return }
-                guard let self else { return }
-                await self.beat()
+                guard let wait = await self?.heartbeatTick() else { return }
+                do { try await clock.sleep(for: wait) } catch { return }
             }
         }
     }
 
-    private func beat() {
-        // Fire and forget: a late answer must not delay the next beat.
-        Task { [weak self] in
-            guard let self else { return }
-            do { _ = try await self.send(.heartbeat, timeout: .seconds(1)) } catch { await self.heartbeatFailed() }
-        }
+    /// Sends a heartbeat when one is due; returns how long until the next one is.
+    private func heartbeatTick() -> Duration {
+        let since = stopwatch.elapsed - lastSent
+        if since < heartbeatInterval { return heartbeatInterval - since }
+        sendHeartbeat()
+        return heartbeatInterval
     }
 
-    private func heartbeatFailed() { counters.heartbeatFailures += 1 }
+    /// Queues a HEARTBEAT at once, without waiting for its answer: a late answer must not
+    /// hold up the next beat. Answers are matched in `handleControlFrame`.
+    private func sendHeartbeat() {
+        guard connected, let outbound else { return }
+        let now = stopwatch.elapsed
+        // Heartbeats unanswered for a second have failed (the watchdog would have fired).
+        for (s, t) in heartbeatsInFlight where now - t > .seconds(1) {
+            heartbeatsInFlight.removeValue(forKey: s)
+            counters.heartbeatFailures += 1
+        }
+        seq &+= 1
+        if seq == 0 { seq = 1 }
+        guard let bytes = try? Frame(kind: .command, seq: seq, payload: Command.heartbeat.payload).encoded() else { return }
+        heartbeatsInFlight[seq] = now
+        counters.commandsSent += 1
+        counters.heartbeatsSent += 1
+        lastSent = now
+        outbound.yield((seq, bytes))
+    }
 
     public func stopHeartbeat() {
         heartbeatTask?.cancel()
@@ -285,6 +349,14 @@ public actor DeviceSession {
     }
 
     public var heartbeatRunning: Bool { heartbeatTask != nil }
+
+    /// Starts measuring the longest gap between frames written to the device (a scan's
+    /// exposure); `sendGapWindow` reads it.
+    public func beginSendGapWindow() { sendGaps.beginWindow() }
+
+    /// The longest gap between host frames since `beginSendGapWindow`, including the time
+    /// since the last frame.
+    public func sendGapWindow() -> Duration { sendGaps.window }
 
     // MARK: - Scans
 
@@ -342,6 +414,10 @@ public actor DeviceSession {
         switch f.kind {
         case .response:
             counters.responses += 1
+            if heartbeatsInFlight.removeValue(forKey: f.seq) != nil {
+                if (try? Response(payload: f.payload))?.status != .ok { counters.heartbeatFailures += 1 }
+                return
+            }
             timeouts.removeValue(forKey: f.seq)?.cancel()
             guard let c = pending.removeValue(forKey: f.seq) else { counters.unmatchedResponses += 1; return }
             let op = pendingOpcode.removeValue(forKey: f.seq)
@@ -370,17 +446,14 @@ public actor DeviceSession {
         switch e {
         case let .stateChanged(_, new):
             state = new
-            if new != .scanning { stopHeartbeat() }
         case let .interlocksChanged(i):
             interlocks = i
             feed(.interlocks(i))
         case let .scanStarted(id, t):
             if scanFeed?.id == id { feed(.started(deviceTimeUs: t)) }
         case let .scanComplete(id, lines, exp, dap):
-            stopHeartbeat()
             if scanFeed?.id == id { feed(.completed(lines: lines, exposureMs: exp, dapX1000: dap)) }
         case let .scanAborted(id, reason, sent):
-            stopHeartbeat()
             if scanFeed?.id == id { feed(.aborted(reason: reason, linesSent: sent)) }
         case let .fault(code, message):
             feed(.fault(code, message))
@@ -425,4 +498,45 @@ extension DeviceSession {
     public func wedgeForTesting(seconds: Double) {
         Thread.sleep(forTimeInterval: seconds)
     }
+}
+
+/// Gaps between the frames the host wrote, measured where they leave for the transport
+/// (the writer task), on the session's clock. Shared by the writer task and the actor.
+final class SendGapMeter: Sendable {
+    private struct State {
+        var last: Duration?
+        var longestEver: Duration = .zero
+        var windowLongest: Duration = .zero
+        var windowOpen = false
+    }
+    private let stopwatch: Stopwatch
+    private let state = Mutex(State())
+
+    init(stopwatch: Stopwatch) { self.stopwatch = stopwatch }
+
+    func written() {
+        let now = stopwatch.elapsed
+        state.withLock { s in
+            if let last = s.last {
+                s.longestEver = max(s.longestEver, now - last)
+                if s.windowOpen { s.windowLongest = max(s.windowLongest, now - last) }
+            }
+            s.last = now
+        }
+    }
+
+    func beginWindow() {
+        state.withLock { s in
+            s.windowOpen = true
+            s.windowLongest = .zero
+        }
+    }
+
+    /// The window's longest gap so far, counting the time since the last frame.
+    var window: Duration {
+        let now = stopwatch.elapsed
+        return state.withLock { s in max(s.windowLongest, s.last.map { now - $0 } ?? .zero) }
+    }
+
+    var longestEver: Duration { state.withLock { $0.longestEver } }
 }

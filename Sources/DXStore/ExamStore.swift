@@ -77,6 +77,9 @@ public final class ExamStore: ExamRecorder {
                 t.column("detail", .text).notNull()
             }
         }
+        m.registerMigration("v2: the dose of each scan attempt") { db in
+            try db.alter(table: "scan") { t in t.add(column: "dose", .text) }
+        }
         return m
     }
 
@@ -159,9 +162,9 @@ public final class ExamStore: ExamRecorder {
     public func finishAttempt(row: Int64, attempt a: SiteAttempt) throws {
         try db.write { db in
             try db.execute(sql: """
-                UPDATE scan SET status = ?, reason = ?, capture = ?, scan_id = ?, lines = ?, ended_at = ?, quick_look = ?, motion = ? WHERE id = ?
+                UPDATE scan SET status = ?, reason = ?, capture = ?, scan_id = ?, lines = ?, ended_at = ?, quick_look = ?, motion = ?, dose = ? WHERE id = ?
                 """, arguments: [a.status.rawValue, a.reason, a.capture, a.scanID.map { Int64($0) }, a.lines, a.endedAt,
-                                 try a.quickLook.map(Self.json), try Self.json(a.motion), row])
+                                 try a.quickLook.map(Self.json), try Self.json(a.motion), try a.dose.map(Self.json), row])
         }
     }
 
@@ -240,7 +243,7 @@ public final class ExamStore: ExamRecorder {
     static func attempt(_ row: Row, warnings: [ExamWarning]) throws -> SiteAttempt? {
         let siteText: String = row["site"], statusText: String = row["status"]
         guard let site = Site(rawValue: siteText), let status = SiteAttempt.Status(rawValue: statusText) else { return nil }
-        let quick: String? = row["quick_look"], motion: String? = row["motion"]
+        let quick: String? = row["quick_look"], motion: String? = row["motion"], dose: String? = row["dose"]
         let scanID: Int64? = row["scan_id"]
         return SiteAttempt(
             site: site, attempt: row["attempt"], status: status, reason: row["reason"], capture: row["capture"],
@@ -248,7 +251,8 @@ public final class ExamStore: ExamRecorder {
             startedAt: row["started_at"], endedAt: row["ended_at"],
             quickLook: try quick.map { try JSONDecoder().decode(QuickLook.self, from: Data($0.utf8)) },
             warnings: warnings,
-            motion: try motion.map { try JSONDecoder().decode([MotionRecord].self, from: Data($0.utf8)) } ?? [])
+            motion: try motion.map { try JSONDecoder().decode([MotionRecord].self, from: Data($0.utf8)) } ?? [],
+            dose: try dose.map { try JSONDecoder().decode(ScanDose.self, from: Data($0.utf8)) })
     }
 
     static func json(_ v: some Encodable) throws -> String {

@@ -1,6 +1,7 @@
 import DXControl
 import DXTransport
 import Foundation
+import Synchronization
 
 /// Where the package's built executables are: beside the test bundle.
 public enum BuiltProducts {
@@ -100,12 +101,18 @@ public final class SimulatorProcess: Sendable {
     public let devicePath: String
     public let controlPath: String
 
-    public init(in dir: TemporaryDirectory, speed: Double = 1, extra: [String] = []) async throws {
+    public let orderings: UInt64
+
+    /// `orderings`: which of the ICD's freedoms the unit uses (by default the next seed of
+    /// `TestOrderings`, so the integration tests meet many orders). At test speed the
+    /// watchdog gets its wall-clock floor (`TestOrderings.watchdogFloorMs`).
+    public init(in dir: TemporaryDirectory, speed: Double = 1, orderings: UInt64 = TestOrderings.next(), extra: [String] = []) async throws {
         devicePath = dir.file("sim.sock")
         controlPath = dir.file("sim-control.sock")
-        child = try ChildProcess(executable: BuiltProducts.path("dexa-sim"),
-                                 arguments: ["--socket", devicePath, "--control", controlPath, "--speed", String(speed)] + extra,
-                                 logPath: dir.file("sim.log"))
+        self.orderings = orderings
+        var arguments = ["--socket", devicePath, "--control", controlPath, "--speed", String(speed), "--orderings", String(orderings)]
+        if speed > 1 { arguments += ["--watchdog-floor-ms", String(TestOrderings.watchdogFloorMs)] }
+        child = try ChildProcess(executable: BuiltProducts.path("dexa-sim"), arguments: arguments + extra, logPath: dir.file("sim.log"))
         try await eventually("dexa-sim control socket") { FileManager.default.fileExists(atPath: controlPath) }
     }
 
@@ -151,7 +158,13 @@ public final class DaemonProcess: Sendable {
         stateDirectory = dir.file("state")
         auditLogPath = dir.file("audit.log")
         let config = dir.file("dexad.conf")
-        let text = (["# test daemon", "audit_log = \(auditLogPath)", "socket_group = none"] + extraConfig).joined(separator: "\n") + "\n"
+        var lines = ["# test daemon", "audit_log = \(auditLogPath)", "socket_group = none"]
+        if device == "simulator" {
+            // The embedded simulator meets the same orders and floor as a dexa-sim process.
+            if !extraConfig.contains(where: { $0.hasPrefix("simulator_orderings") }) { lines.append("simulator_orderings = \(TestOrderings.next())") }
+            if timeScale > 1 { lines.append("simulator_watchdog_floor_ms = \(TestOrderings.watchdogFloorMs)") }
+        }
+        let text = (lines + extraConfig).joined(separator: "\n") + "\n"
         FileManager.default.createFile(atPath: config, contents: Data(text.utf8))
         child = try ChildProcess(
             executable: BuiltProducts.path("dexad"),
@@ -230,4 +243,25 @@ func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async thro
         let t = Thread { c.resume(with: Result { try body() }) }
         t.start()
     }
+}
+
+/// The orderings the integration tests' simulators use: seeds counted up from
+/// `DEXA_ORDERINGS_SEED` (default 1), one per simulator started, so a run meets many mixes of
+/// the ICD's freedoms and any failure names its seed (in the simulator's log and
+/// `dexad.log`) to be run again.
+public enum TestOrderings {
+    private static let counter = Mutex<UInt64>(0)
+
+    public static func next() -> UInt64 {
+        let base = ProcessInfo.processInfo.environment["DEXA_ORDERINGS_SEED"].flatMap { UInt64($0) } ?? 1
+        return counter.withLock { n in
+            defer { n += 1 }
+            return base &+ n
+        }
+    }
+
+    /// At N× test speed the device watchdog's 1000 ms is 1000/N ms of wall time; a loaded
+    /// 2-core machine holds a process back by up to ~40 ms (docs/ARCHITECTURE.md). The
+    /// simulator's watchdog then also waits 500 ms of real time: ≥ 10× that jitter.
+    public static let watchdogFloorMs = 500
 }

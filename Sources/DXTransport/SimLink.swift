@@ -31,15 +31,28 @@ public struct SimLinkDecoder: Sendable {
 public final class SimLinkTransport: DeviceTransport {
     public let path: String
     public var name: String { "sim:\(path)" }
-    private let socket = Mutex<UnixSocket?>(nil)
+    private let current = Mutex<Connection?>(nil)
+
+    /// One connection's socket, closed when the last user lets go of it. The reader thread
+    /// once closed the descriptor while the transport still held its number; the next
+    /// connection got the same number, and shutting down "the old one" on reconnect broke
+    /// the new link a millisecond after every reconnect ("handshake failed … Broken pipe",
+    /// issue 19). Now nothing closes a descriptor that a reader, a writer or this transport
+    /// may still use: ending a connection is `shutdown`, closing is the last release.
+    final class Connection: Sendable {
+        let socket: UnixSocket
+        init(_ socket: UnixSocket) { self.socket = socket }
+        deinit { socket.close() }
+    }
 
     public init(path: String) { self.path = path }
 
     public func open() async throws -> AsyncThrowingStream<TransportChunk, any Error> {
-        let s = try UnixSocket.connect(path: path)
-        socket.withLock { old in
-            old?.shutdown()
-            old = s
+        let connection = Connection(try UnixSocket.connect(path: path))
+        let s = connection.socket
+        current.withLock { old in
+            old?.socket.shutdown()
+            old = connection
         }
         let (stream, cont) = AsyncThrowingStream<TransportChunk, any Error>.makeStream()
         // One blocking reader thread per connection; it ends when the socket is shut down.
@@ -58,7 +71,8 @@ public final class SimLinkTransport: DeviceTransport {
             } catch {
                 cont.finish(throwing: error)
             }
-            s.close()
+            self.current.withLock { c in if c === connection { c = nil } }
+            withExtendedLifetime(connection) {}
         }
         thread.name = "dexa-simlink"
         thread.start()
@@ -66,14 +80,14 @@ public final class SimLinkTransport: DeviceTransport {
     }
 
     public func send(_ bytes: [UInt8]) async throws {
-        guard let s = socket.withLock({ $0 }) else { throw TransportError.notOpen }
-        try s.writeAll(CaptureRecord(tUs: 0, endpoint: .commandOut, bytes: bytes).encoded)
+        guard let connection = current.withLock({ $0 }) else { throw TransportError.notOpen }
+        try connection.socket.writeAll(CaptureRecord(tUs: 0, endpoint: .commandOut, bytes: bytes).encoded)
     }
 
     public func close() async {
-        socket.withLock { s in
-            s?.shutdown()
-            s = nil
+        current.withLock { c in
+            c?.socket.shutdown()
+            c = nil
         }
     }
 }

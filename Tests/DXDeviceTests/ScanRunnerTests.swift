@@ -13,9 +13,11 @@ struct Bench {
     let runner: ScanRunner
     let run: Task<Void, Never>
 
-    init(speed: Double = 20) async throws {
+    init(speed: Double = 20, freedoms: LinkFreedoms = .canonical, seed: UInt64 = 1) async throws {
         let clock = ScaledClock(speed: speed)
-        sim = EmbeddedSimulator(clock: clock)
+        var configuration = SimulatorConfiguration(seed: seed)
+        configuration.freedoms = freedoms
+        sim = EmbeddedSimulator(configuration: configuration, clock: clock)
         let s = sim
         run = Task { await s.run() }
         // Command timeouts are device time; keep them at least 500 ms of wall time however fast

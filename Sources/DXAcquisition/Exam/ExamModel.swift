@@ -137,18 +137,20 @@ public struct SiteAttempt: Sendable, Codable, Equatable {
     public var quickLook: QuickLook?
     public var warnings: [ExamWarning]
     public var motion: [MotionRecord]
+    /// The X-ray dose of every scan of the attempt (references included).
+    public var dose: ScanDose?
 
     public enum CodingKeys: String, CodingKey {
-        case site, attempt, status, reason, capture, lines, warnings, motion
+        case site, attempt, status, reason, capture, lines, warnings, motion, dose
         case scanID = "scan_id", plannedLines = "planned_lines", startedAt = "started_at", endedAt = "ended_at", quickLook = "quick_look"
     }
 
     public init(site: Site, attempt: Int, status: Status, reason: String? = nil, capture: String? = nil, scanID: UInt32? = nil,
                 plannedLines: Int = 0, lines: Int = 0, startedAt: String? = nil, endedAt: String? = nil, quickLook: QuickLook? = nil,
-                warnings: [ExamWarning] = [], motion: [MotionRecord] = []) {
+                warnings: [ExamWarning] = [], motion: [MotionRecord] = [], dose: ScanDose? = nil) {
         self.site = site; self.attempt = attempt; self.status = status; self.reason = reason; self.capture = capture
         self.scanID = scanID; self.plannedLines = plannedLines; self.lines = lines; self.startedAt = startedAt; self.endedAt = endedAt
-        self.quickLook = quickLook; self.warnings = warnings; self.motion = motion
+        self.quickLook = quickLook; self.warnings = warnings; self.motion = motion; self.dose = dose
     }
 }
 
@@ -240,3 +242,28 @@ extension ExamProgress {
 }
 
 extension ExamRecord: ExamProgress {}
+
+/// Exposure and dose-area product summed over scans; `estimated` when any part is the host's
+/// estimate (a scan the device reported no dose for, docs/ICD-NOTES.md item 24).
+public struct ScanDose: Sendable, Codable, Equatable {
+    public var scans: Int
+    public var exposureMs: Int
+    public var dapMGyCm2: Double
+    public var estimated: Bool
+
+    public enum CodingKeys: String, CodingKey {
+        case scans, estimated
+        case exposureMs = "exposure_ms", dapMGyCm2 = "dap_mgy_cm2"
+    }
+
+    public init(scans: Int = 0, exposureMs: Int = 0, dapMGyCm2: Double = 0, estimated: Bool = false) {
+        self.scans = scans; self.exposureMs = exposureMs; self.dapMGyCm2 = dapMGyCm2; self.estimated = estimated
+    }
+
+    public mutating func add(_ o: ScanOutcome) {
+        scans += 1
+        exposureMs += Int(o.exposureMs)
+        dapMGyCm2 += o.dapMGyCm2
+        estimated = estimated || o.doseEstimated
+    }
+}

@@ -242,7 +242,8 @@ public actor ExamSequencer {
                     analysis?.lines(lines, scan: index)
                     if index == measured { live.lines(lines) }
                 },
-                onCapture: { path, ids in live.captured(path: path, scanID: ids.last) })
+                onCapture: { path, ids in live.captured(path: path, scanID: ids.last) },
+                onOutcome: { o in live.exposed(o) })
             guard let last = outcomes.last else { throw ExamError.invalid("no scan ran") }
             outcome = last
         } catch let ScanError.ended(o) {
@@ -269,6 +270,7 @@ public actor ExamSequencer {
         attempt.lines = outcome.lines
         attempt.endedAt = stamp()
         attempt.motion = snapshot.motion
+        attempt.dose = snapshot.dose
         var warnings = snapshot.warnings
         if outcome.result == .completed {
             for w in live.finishTiming() { warnings.append(w); live.record(w) }

@@ -22,6 +22,7 @@ final class LiveStep: Sendable {
         var warnings: [ExamWarning] = []
         var motion: [MotionRecord] = []
         var stoppedForMotion = false
+        var dose = ScanDose()
     }
 
     let examID: Int64, site: Site, row: Int64
@@ -46,6 +47,9 @@ final class LiveStep: Sendable {
         state.withLock { $0.capture = path; $0.scanID = scanID }
         try? recorder.updateAttempt(row: row, lines: 0, capture: path, scanID: scanID)
     }
+
+    /// Every scan of the step, as it ends: its dose (reported or estimated) adds up.
+    func exposed(_ o: ScanOutcome) { state.withLock { $0.dose.add(o) } }
 
     func isMeasured(_ scanID: UInt32) -> Bool { state.withLock { $0.scanID == scanID } }
 
@@ -85,8 +89,8 @@ final class LiveStep: Sendable {
         observer?(.warning(examID: examID, site: site, w))
     }
 
-    func snapshot() -> (capture: String?, warnings: [ExamWarning], motion: [MotionRecord], stoppedForMotion: Bool) {
-        state.withLock { ($0.capture, $0.warnings, $0.motion, $0.stoppedForMotion) }
+    func snapshot() -> (capture: String?, warnings: [ExamWarning], motion: [MotionRecord], stoppedForMotion: Bool, dose: ScanDose) {
+        state.withLock { ($0.capture, $0.warnings, $0.motion, $0.stoppedForMotion, $0.dose) }
     }
 
     /// Every quarter period (at most 250 ms): a stall (no line for 3 periods once lines have
