@@ -86,6 +86,13 @@ public struct ScanOutcome: Sendable, Equatable, Codable {
     /// the end of the scan (ICD §4: at most 250 ms), on the host's clock.
     public var longestHostGapMs: Double = 0
 
+    /// A scan that an abort kept from starting: nothing exposed.
+    public static func notStarted(_ plan: ScanPlan, id: UInt32, reason: String = "aborted by host before the scan started") -> ScanOutcome {
+        ScanOutcome(scanID: id, mode: plan.mode, result: .aborted, reason: reason,
+                    plannedLines: plan.lineCount, lines: 0, linesReported: nil, gaps: 0, missingFrames: 0, missingLines: 0,
+                    outOfOrderLines: 0, exposureMs: 0, dapMGyCm2: 0, capture: nil, xrayOffVerified: true, deviceSpanUs: 0)
+    }
+
     public var summary: String {
         var s = "scan \(scanID) \(result.rawValue)"
         if let reason { s += ": \(reason)" }
@@ -139,8 +146,12 @@ public actor ScanRunner {
     private let recorder: RecordingTransport?
     private let captureDirectory: String?
     private var current: UInt32?
-    /// Held for a whole sequence, so no other scan slips in between its scans.
-    private var sequenceRunning = false
+    /// Held for a whole run or sequence, taken before the first `await` so that two callers
+    /// cannot both pass the check, and so that no other scan slips in between a sequence's scans.
+    private var claimed = false
+    /// `abort()` came while a run or sequence held the runner: no further scan of it starts,
+    /// even one whose turn comes after the abort (between two scans of a sequence).
+    private var abortRequested = false
     private var nextID: UInt32
     /// Dose per exposure, learnt from the unit's own SCAN_COMPLETE figures, to estimate the
     /// dose of scans the device reports none for.
@@ -173,8 +184,8 @@ public actor ScanRunner {
     public typealias LineSink = @Sendable (_ scan: Int, _ lines: [ScanLine]) -> Void
 
     public func run(_ plan: ScanPlan, progress: (@Sendable (ScanProgress) -> Void)? = nil) async throws -> ScanOutcome {
-        if let current { throw ScanError.busy(current) }
-        if sequenceRunning { throw ScanError.busy(0) }
+        try claim()
+        defer { claimed = false }
         let id = allocateID()
         guard let info = await session.info else { throw DeviceError.notConnected }
         let writer = openCapture(scans: [(id, plan)], phantom: plan.phantom, info: info)
@@ -194,10 +205,8 @@ public actor ScanRunner {
                             onLines: LineSink? = nil, onCapture: (@Sendable (_ path: String?, _ scanIDs: [UInt32]) -> Void)? = nil,
                             onOutcome scanEnded: (@Sendable (ScanOutcome) -> Void)? = nil)
         async throws -> (outcomes: [ScanOutcome], capture: String?) {
-        if let current { throw ScanError.busy(current) }
-        if sequenceRunning { throw ScanError.busy(0) }
-        sequenceRunning = true
-        defer { sequenceRunning = false }
+        try claim()
+        defer { claimed = false }
         guard let info = await session.info else { throw DeviceError.notConnected }
         let ids = plans.map { _ in allocateID() }
         let writer = openCapture(scans: Array(zip(ids, plans)), phantom: phantom, info: info)
@@ -220,6 +229,16 @@ public actor ScanRunner {
         return (outcomes, writer?.path)
     }
 
+    /// Takes the runner for one run or sequence, synchronously (no `await` before it).
+    private func claim() throws(ScanError) {
+        if let current { throw ScanError.busy(current) }
+        if claimed { throw ScanError.busy(0) }
+        claimed = true
+        abortRequested = false
+    }
+
+    private func notStarted(_ plan: ScanPlan, id: UInt32) -> ScanOutcome { .notStarted(plan, id: id) }
+
     private func allocateID() -> UInt32 {
         let id = nextID
         nextID = nextID &+ 1 == 0 ? 1 : nextID &+ 1
@@ -229,6 +248,7 @@ public actor ScanRunner {
     private func runOne(_ plan: ScanPlan, id: UInt32, capture writer: CaptureWriter?,
                         progress: (@Sendable (ScanProgress) -> Void)?, index: Int, onLines: LineSink?) async throws -> ScanOutcome {
         if let current { throw ScanError.busy(current) }
+        if abortRequested { throw ScanError.ended(notStarted(plan, id: id)) }
         let status = try await session.refreshStatus()
         switch status.state {
         case .idle: break
@@ -246,6 +266,8 @@ public actor ScanRunner {
         let watch = Stopwatch(any: clock)
         do {
             _ = try await session.execute(.configureScan(config))
+            // Aborted while the scan was being configured: the catch below takes READY back to IDLE.
+            if abortRequested { throw ScanError.ended(notStarted(plan, id: id)) }
             // The heartbeat belongs to the scan from here until the device has said it is
             // over; no event stops it (events may come before or after their responses).
             await session.beginSendGapWindow()
@@ -417,9 +439,14 @@ public actor ScanRunner {
         o.doseEstimated = true
     }
 
-    /// Asks the device to abort the running scan (another client's `scan.abort`).
+    /// Stops what the runner is doing (another client's `scan.abort`, an exam's abort, a
+    /// movement): the running scan is aborted on the device, and no further scan of the run
+    /// or sequence starts. Returns the scan aborted, 0 when the abort came between two scans,
+    /// nil when nothing was running.
     public func abort() async throws -> UInt32? {
-        guard let id = current else { return nil }
+        guard claimed || current != nil else { return nil }
+        abortRequested = true
+        guard let id = current else { return 0 }
         await safeStop(id)
         return id
     }

@@ -4,6 +4,7 @@ import DXProtocol
 import DXSimulator
 import DXTransport
 import Logging
+import Synchronization
 import Testing
 
 /// A device session and scan runner on an embedded simulator.
@@ -200,4 +201,36 @@ struct ScanSequenceTests {
         #expect(outcomes.map(\.result) == [.completed, .completed])
         #expect(refused > 0)
     }
+
+    /// An abort that lands between two scans of a sequence (an exam's abort while the dark
+    /// reference has just ended) stops the sequence: the next scan never exposes.
+    @Test func anAbortBetweenTwoScansStopsTheSequence() async throws {
+        let b = try await Bench(speed: 10)
+        defer { b.stop() }
+        let dark = ScanPlan(mode: .dark, xUm: 200_000, yStartUm: 0, lineCount: 20, lineStepUm: 1000, linePeriodUs: 10_000,
+                            tubeCurrentUA: 0, linesPerFrame: 8, role: .dark)
+        let runner = b.runner
+        let aborted = AbortAnswer()
+        do {
+            _ = try await runner.runSequence([dark, Bench.plan(lines: 100), Bench.plan(lines: 100)], phantom: nil, onOutcome: { o in
+                // Runs on the runner as the dark scan ends; the abort reaches it at its next await.
+                if o.mode == .dark { Task { aborted.set(try? await runner.abort()) } }
+            })
+            Issue.record("the sequence went on after the abort")
+        } catch let e as ScanError {
+            #expect(e.outcome?.result == .aborted)
+            #expect(e.outcome?.lines == 0)
+        }
+        #expect(aborted.get().flatMap { $0 } != nil, "abort() found nothing running")
+        // Nothing was exposed after the dark scan.
+        #expect(await b.sim.firmware.snapshot.exposures.isEmpty)
+        #expect(await !b.session.heartbeatRunning)
+    }
+}
+
+/// What `abort()` answered, handed back from the task that called it.
+final class AbortAnswer: Sendable {
+    private let value = Mutex<UInt32??>(nil)
+    func set(_ v: UInt32??) { value.withLock { $0 = v } }
+    func get() -> UInt32?? { value.withLock { $0 } }
 }

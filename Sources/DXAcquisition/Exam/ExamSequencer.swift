@@ -39,6 +39,8 @@ public actor ExamSequencer {
     public let examProtocol: ExamProtocol
     /// The step running now, if any.
     private var running: (examID: Int64, site: Site)?
+    /// `abort` came while the running step was positioning: it must not go on to scan.
+    private var stepAborted = false
     /// When each exam started or resumed, on the sequencer's clock (the time budget).
     private var examClocks: [Int64: Stopwatch] = [:]
     private var budgetWarned: Set<Int64> = []
@@ -183,6 +185,7 @@ public actor ExamSequencer {
         try store { try recorder.setState(examID: examID, state: .aborted, at: now()) }
         try store { try recorder.addWarning(examID: examID, attemptRow: nil, warning: ExamWarning(kind: .aborted, message: "exam aborted: \(reason)"), at: now()) }
         if running?.examID == examID {
+            stepAborted = true
             do { _ = try await runner.abort() } catch { logger.error("abort: \(error)") }
         }
         return try get(examID)
@@ -211,6 +214,7 @@ public actor ExamSequencer {
         guard let info = await session.info else { throw DeviceError.notConnected }
         let examID = exam.id
         running = (examID, site)
+        stepAborted = false
         defer { running = nil }
 
         var attempt = SiteAttempt(site: site, attempt: exam.attempts.filter { $0.site == site }.count + 1, status: .running,
@@ -224,6 +228,8 @@ public actor ExamSequencer {
         var analysis: LiveSequenceAnalysis?
         do {
             _ = try await Positioning.move(.move(xUm: scan.xUm, yUm: scan.yStartUm, armAngle: scan.armAngleX10), session: session, clock: clock)
+            // The exam was aborted while the table moved: nothing is exposed.
+            if stepAborted { throw ScanError.ended(.notStarted(scan.plan(region: site), id: 0, reason: "the exam was aborted during positioning")) }
             observer?(.step(examID: examID, site: site, phase: "scanning"))
             let plans = ScanPlan.references(xUm: scan.xUm, info: info, region: site) + [scan.plan(region: site)]
             if scan.scanMode == .dual {
