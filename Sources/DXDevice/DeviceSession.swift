@@ -144,7 +144,9 @@ public actor DeviceSession {
         do {
             let info = try await DeviceInfo(decoding: execute(.getInfo))
             self.info = info
+            booting = false
             try await waitOutBoot()
+            booting = false
             logger.info("connected", metadata: ["device": "\(transport.name)", "serial": "\(info.serial)", "fw": "\(info.firmware)"])
             broadcast(.connected(info))
             return info
@@ -152,10 +154,15 @@ public actor DeviceSession {
             await disconnect(reason: "unreadable GET_INFO")
             throw DeviceError.badResponse(.getInfo, e.description)
         } catch {
-            await disconnect(reason: "handshake failed")
+            await disconnect(reason: booting ? "the unit left the bus while booting" : "handshake failed")
+            booting = false
             throw error
         }
     }
+
+    /// The unit was last seen in BOOT on this link: a departure now is the unit on its way
+    /// back (a boot loader handing over to the firmware, ICD §1), not a fault of the link.
+    private var booting = false
 
     /// A unit still booting (after power-on or RESET, ICD §1) answers GET_INFO and GET_STATUS
     /// but takes no work, and may leave the bus once more when its firmware starts. The link
@@ -164,6 +171,7 @@ public actor DeviceSession {
     private func waitOutBoot() async throws {
         let started = stopwatch.elapsed
         while try await refreshStatus().state == .boot {
+            booting = true
             guard stopwatch.elapsed - started < .seconds(5) else {
                 throw DeviceError.badResponse(.getStatus, "the unit stayed in BOOT for 5 s")
             }
@@ -189,7 +197,11 @@ public actor DeviceSession {
         heartbeatTask?.cancel()
         heartbeatTask = nil
         heartbeatsInFlight = [:]
-        logger.warning("device link lost", metadata: ["reason": "\(why)"])
+        if booting {
+            logger.notice("the unit left the bus while booting; waiting for it to come back", metadata: ["reason": "\(why)"])
+        } else {
+            logger.warning("device link lost", metadata: ["reason": "\(why)"])
+        }
         let waiting = pending
         pending = [:]
         for t in timeouts.values { t.cancel() }
