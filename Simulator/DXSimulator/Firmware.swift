@@ -190,6 +190,7 @@ public actor DX1Firmware {
         lastXrayOn = nil; lastXrayOff = nil; expiries = []; exposures = []
         shaper.reset()
         heldEvents = nil
+        bootLoaderOnBus = false
         eventSeq = 0
         dataSeq = 0
         decoder = FrameDecoder()
@@ -666,6 +667,13 @@ public actor DX1Firmware {
 
     private func releaseEvents() {
         for e in shaper.dueEvents(now: uptime.elapsed) { transmitEvent(e.bytes, releasesData: e.releasesData) }
+        // A sleep that woke a hair early leaves its event queued: come back for it.
+        if let next = shaper.nextEventRelease {
+            Task { [weak self, clock, uptime] in
+                try? await clock.sleep(untilElapsed: next, on: uptime)
+                await self?.releaseEvents()
+            }
+        }
     }
 
     private func transmitEvent(_ bytes: [UInt8], releasesData: Bool) {
@@ -785,6 +793,8 @@ public actor DX1Firmware {
             frozen = false
         case .unplug:
             plugged = false
+            // What was on its way to the host is lost with the cable.
+            shaper.reset()
             link?.disconnect(reason: "cable unplugged")
         case .plug:
             plugged = true

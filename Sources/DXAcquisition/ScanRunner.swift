@@ -264,6 +264,7 @@ public actor ScanRunner {
 
         let feed = await session.openScanFeed(id: id)
         let watch = Stopwatch(any: clock)
+        var startSentAt: Duration?
         do {
             _ = try await session.execute(.configureScan(config))
             // Aborted while the scan was being configured: the catch below takes READY back to IDLE.
@@ -272,16 +273,44 @@ public actor ScanRunner {
             // over; no event stops it (events may come before or after their responses).
             await session.beginSendGapWindow()
             await session.startHeartbeat()
+            startSentAt = watch.elapsed
             _ = try await session.execute(.startScan(scanID: id))
         } catch {
-            // START_SCAN may have reached the device with its answer lost: stop the scan and
-            // keep the heartbeat until that is done.
+            // START_SCAN may have reached the device with its answer lost (a timeout, a
+            // cancelled caller): stop the scan, keep the heartbeat until that is done.
             await safeStop(id)
+            let refused: Bool = if case DeviceError.refused = error { true } else { false }
+            guard let sentAt = startSentAt, !refused, plan.mode != .dark else {
+                await session.stopHeartbeat()
+                await session.closeScanFeed(id: id)
+                throw error
+            }
+            // It may have exposed: account for it as an interrupted scan, X-rays read back off.
+            var o = ScanOutcome.notStarted(plan, id: id, reason: "START_SCAN got no answer (\(error)); the scan was stopped")
+            o.result = .interrupted
+            o.capture = writer?.path
+            estimateDose(&o, plan: plan, exposed: watch.elapsed - sentAt, upperBound: true)
+            o.xrayOffVerified = await verifyXrayOff()
             await session.stopHeartbeat()
             await session.closeScanFeed(id: id)
-            throw error
+            onOutcome?(o)
+            throw ScanError.ended(o)
         }
         let xrayOnAt = watch.elapsed
+        // The device says when the scan is over; an end event can still be lost (a damaged
+        // frame, a full feed). Past the planned time and a margin, ask the device itself.
+        let planned = Duration.microseconds(Int64(plan.linePeriodUs) * Int64(plan.lineCount))
+        let endWatch = Task { [session, clock] in
+            do { try await clock.sleep(for: planned + max(.seconds(2), planned / 10)) } catch { return }
+            while !Task.isCancelled {
+                if let s = try? await session.refreshStatus(), s.activeScanID != id || ![.scanning, .ready].contains(s.state) {
+                    await session.endLost(id: id, "the device is \(s.state) and no longer runs the scan, but its end event never arrived")
+                    return
+                }
+                do { try await clock.sleep(for: .milliseconds(500)) } catch { return }
+            }
+        }
+        defer { endWatch.cancel() }
         logger.info("scan started", metadata: ["scan": "\(id)", "mode": "\(plan.mode)", "lines": "\(plan.lineCount)"])
 
         var outcome = ScanOutcome(
@@ -366,10 +395,21 @@ public actor ScanRunner {
             case .watchdogExpired:
                 cause.watchdog = true
             case .linkLost(let why):
+                // After SCAN_COMPLETE (waiting for the last data) the scan stays completed.
+                if !ended {
+                    outcome.result = .interrupted
+                    cause.linkLost = why
+                }
                 ended = true
                 endedAt = endedAt ?? watch.elapsed
-                outcome.result = .interrupted
-                cause.linkLost = why
+                await session.closeScanFeed(id: id)
+            case .endLost(let why):
+                if !ended {
+                    outcome.result = .interrupted
+                    cause.endLost = why
+                }
+                ended = true
+                endedAt = endedAt ?? watch.elapsed
                 await session.closeScanFeed(id: id)
             }
         }
@@ -379,6 +419,7 @@ public actor ScanRunner {
             // The feed ended without an end event: this task was cancelled.
             outcome.result = .aborted
             cause.abort = .host
+            cause.cancelled = true
             await safeStop(id)
             endedAt = watch.elapsed
         }
@@ -403,8 +444,12 @@ public actor ScanRunner {
         if outcome.result == .completed {
             if plan.mode != .dark { doseRate.learn(exposureMs: outcome.exposureMs, dapMGyCm2: outcome.dapMGyCm2, currentUA: plan.tubeCurrentUA) }
         } else if plan.mode != .dark {
-            estimateDose(&outcome, plan: plan, exposed: (endedAt ?? watch.elapsed) - xrayOnAt,
-                         linkLost: cause.linkLost != nil ? .milliseconds(Int64(info.watchdogMs)) : nil)
+            // After a lost link the device's watchdog ends the exposure at the latest watchdog_ms
+            // after the host's last frame; a cancelled caller's scan ended when XRAY_OFF was
+            // answered. Both are upper bounds, as a dose record should err.
+            let exposed = (endedAt ?? watch.elapsed) - xrayOnAt
+                + (cause.linkLost != nil ? .milliseconds(Int64(info.watchdogMs)) : .zero)
+            estimateDose(&outcome, plan: plan, exposed: exposed, upperBound: cause.linkLost != nil || cause.cancelled)
         }
         writer?.sync()
         outcome.xrayOffVerified = await verifyXrayOff()
@@ -419,20 +464,18 @@ public actor ScanRunner {
 
     /// The exposure and dose of a scan the device reported none for (ICD §5: SCAN_ABORTED
     /// has no exposure; a lost link has no event at all). X-rays came on with START_SCAN's
-    /// answer and went off by the time the end reached the host: that interval, kept
-    /// between the lines the device says it sent (a lower bound) and those lines plus the
-    /// frame it was filling. A lost link ends the exposure at the device's watchdog at the
-    /// latest, so the unit's `watchdog_ms` is added (an upper bound, as a dose record should be).
-    private func estimateDose(_ o: inout ScanOutcome, plan: ScanPlan, exposed: Duration, linkLost watchdog: Duration?) {
+    /// answer and went off by the time the end reached the host: that interval (`exposed`),
+    /// at least the lines the device says it sent and, when it said so (SCAN_ABORTED), at
+    /// most those lines plus the frame it was filling. `upperBound`: the interval already
+    /// errs high (a lost link plus the watchdog, a cancelled caller until XRAY_OFF's answer).
+    private func estimateDose(_ o: inout ScanOutcome, plan: ScanPlan, exposed: Duration, upperBound: Bool) {
         let period = Double(plan.linePeriodUs) / 1000
         let planned = period * Double(plan.lineCount)
         let sent = Double(o.linesReported.map(Int.init) ?? o.lines + o.missingLines)
-        var ms = exposed.milliseconds
-        if let watchdog {
-            ms += watchdog.milliseconds
-        } else {
-            ms = min(max(ms, sent * period), (sent + Double(plan.linesPerFrame)) * period)
-        }
+        var ms = max(exposed.milliseconds, sent * period)
+        // The device's own count of lines bounds it from above too, unless the host cannot
+        // know when X-rays went off (lines still in flight, a lost link): then the interval stands.
+        if !upperBound && o.linesReported != nil { ms = min(ms, (sent + Double(plan.linesPerFrame)) * period) }
         ms = min(max(ms, 0), planned)
         o.exposureMs = UInt32(ms.rounded())
         o.dapMGyCm2 = doseRate.dap(exposureMs: ms, currentUA: plan.tubeCurrentUA) ?? 0
@@ -522,9 +565,13 @@ struct EndCause {
     var watchdog = false
     var openInterlocks: [String]?
     var linkLost: String?
+    var endLost: String?
+    /// The caller went away (its task was cancelled) and the runner stopped the scan.
+    var cancelled = false
 
     func description(result: ScanOutcome.Result) -> String? {
         if let linkLost, result == .interrupted { return "link lost: \(linkLost)" }
+        if let endLost, result == .interrupted { return endLost }
         if result == .completed { return nil }
         switch abort {
         case .watchdog?: return "device watchdog expired"

@@ -84,6 +84,7 @@ public final class DeviceService: Service, Sendable {
     private func maintainLink() async {
         var attempt = 0
         var away = Stopwatch(any: clock)
+        var warned = false
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
                 let notices = await session.notices()
@@ -107,18 +108,20 @@ public final class DeviceService: Service, Sendable {
                     if Task.isShuttingDownGracefully { return }
                 }
                 away = Stopwatch(any: clock)
+                warned = false
             } catch {
                 attempt += 1
                 // A unit that left (RESET, re-enumeration after boot) is back within 3 s (ICD §1):
                 // not being there sooner is no news. Past that, say so (then every 30th try).
-                if away.elapsed > .seconds(3) && (attempt % 30 == 1) {
+                if away.elapsed > .seconds(3) && !warned || attempt % 30 == 0 {
+                    warned = true
                     logger.warning("DX-1 not available; retrying", metadata: ["error": "\(error)"])
                 } else {
                     logger.debug("DX-1 not back yet", metadata: ["error": "\(error)"])
                 }
             }
-            // Retry soon after a loss (100 ms, doubling), then once a second.
-            let wait = Duration.milliseconds(min(1000, 100 << min(attempt, 4)))
+            // Retry soon after a loss (100 ms, then 200, 400, 800), then once a second.
+            let wait = Duration.milliseconds(min(1000, 100 << min(max(attempt - 1, 0), 4)))
             if let usb = transport as? USBTransport {
                 // Wake at once when udev reports the unit (ICD: back within 3 s after RESET).
                 await usb.waitForArrival(timeout: wait)

@@ -24,6 +24,9 @@ public enum ScanFeed: Sendable {
     case fault(FaultCode, String)
     case watchdogExpired
     case linkLost(String)
+    /// The device is no longer running the scan, yet no end event for it arrived (lost to a
+    /// damaged frame or a full feed): found by asking GET_STATUS.
+    case endLost(String)
 }
 
 /// The link's counters, for status and metrics.
@@ -380,6 +383,13 @@ public actor DeviceSession {
         scanFeed = (id, c)
         if !connected { c.yield(.linkLost("not connected")) }
         return stream
+    }
+
+    /// Ends scan `id`'s feed with `endLost`: the device says (GET_STATUS) it is not running
+    /// the scan, but no SCAN_COMPLETE or SCAN_ABORTED for it arrived.
+    public func endLost(id: UInt32, _ why: String) {
+        guard scanFeed?.id == id else { return }
+        scanFeed?.continuation.yield(.endLost(why))
     }
 
     public func closeScanFeed(id: UInt32) {

@@ -152,17 +152,51 @@ struct ConformanceTests {
         #expect(outcome.doseEstimated)
         let error = (Double(outcome.exposureMs) - actual) / actual
         print("\(how): estimated \(outcome.exposureMs) ms, actual \(actual) ms (\(String(format: "%+.1f", error * 100)) %), DAP \(outcome.dapMGyCm2)")
-        if how == "unplug" {
+        switch how {
+        case "unplug":
             // The host cannot know when the device's watchdog ended it: the estimate is an
             // upper bound, at most one watchdog period over.
             #expect(error >= -0.05)
             #expect(Double(outcome.exposureMs) - actual <= ICDTiming.watchdog.milliseconds + 50)
-        } else {
+        case "host":
+            // Until XRAY_OFF's answer reached the host: an upper bound (never 5 % short); what
+            // it errs high by is the host's own delay, large only on a loaded machine.
+            #expect(error >= -0.05)
+            #expect(error <= 0.25)
+        default:
+            // The device ended it and said so: the interval and its line count agree.
             #expect(abs(error) <= 0.05)
         }
         // DAP follows the unit's own rate (dap / mA·s of the completed scan).
         let rate = done.dapMGyCm2 / (Double(done.exposureMs) / 1000)
         #expect(abs(outcome.dapMGyCm2 - rate * Double(outcome.exposureMs) / 1000) < 0.001)
+    }
+
+    /// SCAN_COMPLETE lost to damaged frames: past the planned time the runner asks the device,
+    /// finds the scan over, ends it as interrupted, stops the heartbeat and is free again.
+    @Test func aLostEndEventIsFoundByAskingTheDevice() async throws {
+        let b = try await Bench(speed: 10)
+        defer { b.stop() }
+        let scan = Task { try await b.runner.run(Self.plan(lines: 160, perFrame: 16)) }
+        // Damage every frame on EP 0x81 from the last data frame on, for a while.
+        for _ in 0..<2000 {
+            if await b.sim.firmware.snapshot.dataFramesSent >= 9 { break }
+            try await Task.sleep(for: .milliseconds(1))
+        }
+        await b.sim.inject(.corruptFrames(.responseIn, 12))
+        let outcome: ScanOutcome
+        do {
+            outcome = try await scan.value
+            Issue.record("SCAN_COMPLETE got through: \(outcome)")
+            return
+        } catch let e as ScanError {
+            outcome = try #require(e.outcome)
+        }
+        #expect(outcome.result == .interrupted)
+        #expect(outcome.reason?.contains("end event never arrived") == true, "\(outcome.reason ?? "")")
+        #expect(outcome.xrayOffVerified)
+        #expect(await !b.session.heartbeatRunning)
+        #expect(try await b.runner.run(Self.plan()).result == .completed)
     }
 
     /// Two frames lost, the first of them the session's first data frame: the data seq sees
