@@ -304,6 +304,12 @@ public actor ScanRunner {
             do { try await clock.sleep(for: planned + max(.seconds(2), planned / 10)) } catch { return }
             while !Task.isCancelled {
                 if let s = try? await session.refreshStatus(), s.activeScanID != id || ![.scanning, .ready].contains(s.state) {
+                    // The end event may only be late (ICD §5 allows it; a busy host reads it
+                    // late): give it 2 s of device time and of real time before calling it lost.
+                    do {
+                        try await clock.sleep(for: .seconds(2))
+                        try await ContinuousClock().sleep(for: .seconds(2))
+                    } catch { return }
                     await session.endLost(id: id, "the device is \(s.state) and no longer runs the scan, but its end event never arrived")
                     return
                 }
