@@ -83,7 +83,7 @@ public final class DeviceService: Service, Sendable {
 
     private func maintainLink() async {
         var attempt = 0
-        var away = Stopwatch(any: clock)
+        var away = Stopwatch(ContinuousClock())  // real time: a person reads this warning
         var warned = false
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             do {
@@ -107,7 +107,7 @@ public final class DeviceService: Service, Sendable {
                     }
                     if Task.isShuttingDownGracefully { return }
                 }
-                away = Stopwatch(any: clock)
+                away = Stopwatch(ContinuousClock())
                 warned = false
             } catch {
                 attempt += 1
