@@ -400,19 +400,12 @@ public actor ScanRunner {
                 cause.fault = "fault \(code.rawValue) (\(code)): \(message)"
             case .watchdogExpired:
                 cause.watchdog = true
-            case .linkLost(let why):
+            case .linkLost, .endLost:
                 // After SCAN_COMPLETE (waiting for the last data) the scan stays completed.
                 if !ended {
                     outcome.result = .interrupted
-                    cause.linkLost = why
-                }
-                ended = true
-                endedAt = endedAt ?? watch.elapsed
-                await session.closeScanFeed(id: id)
-            case .endLost(let why):
-                if !ended {
-                    outcome.result = .interrupted
-                    cause.endLost = why
+                    if case .linkLost(let why) = item { cause.linkLost = why }
+                    if case .endLost(let why) = item { cause.endLost = why }
                 }
                 ended = true
                 endedAt = endedAt ?? watch.elapsed
