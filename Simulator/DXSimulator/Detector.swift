@@ -2,7 +2,7 @@ import DXProtocol
 import Foundation
 
 /// What lies on the table: the areal densities the beam crosses at a point. The scene knows
-/// its truth; the physics (`DualEnergyBeam`) turns it into transmission per window.
+/// its truth; the physics (a `PhysicsModel`) turns it into counts per window.
 public protocol Scene: Sendable {
     func composition(xUm: Int32, yUm: Int32) -> Composition
     /// What the beam sees with the arm at this angle (tenths of a degree): the same scene for
@@ -44,28 +44,34 @@ public struct SplitMix64: RandomNumberGenerator, Sendable {
 @inline(__always) func _log(_ x: Double) -> Double { log(x) }
 @inline(__always) func _cos(_ x: Double) -> Double { cos(x) }
 
-/// The photon-counting detector: per-channel dark offset and gain, counts proportional to
-/// tube current and transmission, Poisson noise (normal approximation above a few counts),
-/// 16-bit saturation (ICD §6).
+/// The photon-counting detector: per-channel dark offset and gain, mean counts from its
+/// `PhysicsModel`, Poisson noise (normal approximation above a few counts), 16-bit
+/// saturation (ICD §6).
 public struct Detector: Sendable {
     public let channels: Int
     public let pitchUm: Int
+    public let physicsModel: PhysicsModel
     public var darkOffset: [Double]
     public var gain: [Double]
-    /// Unattenuated counts per line period of 1 ms at 1000 µA, per window: a 10 ms line at
-    /// 1 mA reads about 35,000 and 30,000 in air, below the 16-bit ceiling.
-    public var airCountsLow: Double = 3_500
-    public var airCountsHigh: Double = 3_000
     private var rng: SplitMix64
-    private var transmissions = TransmissionCache(beam: DualEnergyBeam())
+    private var physics: any LinePhysics
+    // Scratch buffers of one line, kept to spare the allocations.
+    private var compositions: [Composition]
+    private var meanLow: [Double]
+    private var meanHigh: [Double]
 
-    public init(channels: Int, pitchUm: Int, seed: UInt64) {
+    public init(channels: Int, pitchUm: Int, seed: UInt64, physics: PhysicsModel = .kramers) {
         self.channels = channels
         self.pitchUm = pitchUm
+        self.physicsModel = physics
         var r = SplitMix64(seed: seed ^ 0xD1CE)
         darkOffset = (0..<channels).map { _ in 180 + 40 * Double(r.next() % 1000) / 1000 }
         gain = (0..<channels).map { _ in 0.92 + 0.16 * Double(r.next() % 1000) / 1000 }
         rng = SplitMix64(seed: seed)
+        self.physics = physics.makePhysics(channels: channels, pitchUm: pitchUm, seed: seed)
+        compositions = Array(repeating: .air, count: channels)
+        meanLow = Array(repeating: 0, count: channels)
+        meanHigh = Array(repeating: 0, count: channels)
     }
 
     public var meanDark: Double { darkOffset.reduce(0, +) / Double(max(channels, 1)) }
@@ -81,14 +87,16 @@ public struct Detector: Sendable {
                                   currentUA: UInt32, outputFactor: Double, scene: any Scene) -> (samples: [UInt16], saturated: Bool) {
         var out = [UInt16](repeating: 0, count: 2 * channels)
         var saturated = false
-        let exposure = Double(periodUs) / 1000 * Double(currentUA) / 1000 * outputFactor
+        if mode == .dark {
+            for c in 0..<channels { meanLow[c] = 0; meanHigh[c] = 0 }
+        } else {
+            for c in 0..<channels { compositions[c] = scene.composition(xUm: channelX(c, carriageX: xUm), yUm: yUm) }
+            physics.meanCounts(of: compositions, exposure: LineExposure(periodUs: periodUs, currentUA: currentUA, outputFactor: outputFactor),
+                               gain: gain, low: &meanLow, high: &meanHigh)
+        }
         for c in 0..<channels {
-            var low = 0.0, high = 0.0
-            if mode != .dark {
-                let t = transmissions.transmission(scene.composition(xUm: channelX(c, carriageX: xUm), yUm: yUm))
-                low = mode == .dual ? airCountsLow * exposure * t.low * gain[c] : 0
-                high = airCountsHigh * exposure * t.high * gain[c]
-            }
+            let low = mode == .dual ? meanLow[c] : 0
+            let high = meanHigh[c]
             // Photon counts are Poisson; the channel's offset is a pedestal with about one
             // count of electronic noise.
             let l = mode == .single ? 0 : max(0, (noisy(low) + darkOffset[c] + rng.gaussian()).rounded())

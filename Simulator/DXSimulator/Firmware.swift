@@ -34,6 +34,9 @@ public struct SimulatorConfiguration: Sendable {
     /// jitter. Host-frame gaps are still measured and reported on device time
     /// (`exposures`, `watchdogForgiven`). Nil (the default, and always at 1×): the ICD's rule.
     public var watchdogWallFloor: Duration?
+    /// Which physics model turns the scene into counts (docs/physics.md): the first
+    /// (`kramers`) unless a test or `--physics` asks for the second (`cdte`).
+    public var physics: PhysicsModel = .kramers
 
     /// The tube's output relative to power-on, after this long.
     public func tubeOutput(afterUptime t: Duration) -> Double { 1 + tubeOutputDriftPerHour * t.milliseconds / 3_600_000 }
@@ -169,7 +172,8 @@ public actor DX1Firmware {
         self.clock = clock
         self.uptime = Stopwatch(clock)
         self.scene = scene
-        self.detector = Detector(channels: Int(configuration.info.channels), pitchUm: Int(configuration.info.pitchUm), seed: configuration.seed)
+        self.detector = Detector(channels: Int(configuration.info.channels), pitchUm: Int(configuration.info.pitchUm), seed: configuration.seed,
+                                 physics: configuration.physics)
         self.rng = SplitMix64(seed: configuration.seed &+ 77)
         self.shaper = LinkShaper(freedoms: configuration.freedoms)
     }

@@ -33,6 +33,10 @@ struct DexaSim: AsyncParsableCommand {
     @Option(name: .long, help: "What lies on the table: empty, calibration, esp, bench, patient, or a JSON file (an ICD §8 phantom or {\"patient\": {...}}).")
     var phantom: String = "empty"
 
+    @Option(name: .long, help: ArgumentHelp("Physics model of the detector: \(PhysicsModel.allCases.map(\.rawValue).joined(separator: ", ")).",
+                                            discussion: PhysicsModel.allCases.map { "\($0.rawValue): \($0.summary)" }.joined(separator: "\n")))
+    var physics: PhysicsModel = .kramers
+
     @Option(name: .long, help: "Use the freedoms the ICD leaves a device (event order, record splitting, ...) as this seed picks them; 0 is the canonical order (docs/simulator.md).")
     var orderings: UInt64 = 0
 
@@ -73,6 +77,7 @@ struct DexaSim: AsyncParsableCommand {
         do { scene = try StandardPhantoms.scene(named: phantom) } catch { throw ValidationError("\(error)") }
         var configuration = SimulatorConfiguration(info: info, seed: seed)
         configuration.freedoms = allFreedoms ? .all() : LinkFreedoms(seed: orderings)
+        configuration.physics = physics
         configuration.freedoms.loseFirstDataFrame = loseFirstDataFrame
         configuration.watchdogWallFloor = watchdogFloorMs.map { .milliseconds($0) }
         let sim = SocketSimulator(devicePath: socket, controlPath: control,
@@ -121,4 +126,4 @@ struct SignalStop: Sendable {
     }
 }
 
-
+extension PhysicsModel: ExpressibleByArgument {}

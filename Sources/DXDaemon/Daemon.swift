@@ -51,8 +51,9 @@ public struct Daemon: Sendable {
             }
             var simConfig = SimulatorConfiguration(seed: configuration.simulatorSeed)
             simConfig.freedoms = LinkFreedoms(seed: configuration.simulatorOrderings)
+            simConfig.physics = configuration.simulatorPhysics
             simConfig.watchdogWallFloor = configuration.simulatorWatchdogFloorMs.map { .milliseconds($0) }
-            logger.notice("embedded simulator: \(simConfig.freedoms)")
+            logger.notice("embedded simulator: \(simConfig.freedoms), physics \(simConfig.physics.rawValue)")
             let sim = EmbeddedSimulator(configuration: simConfig, clock: clock, scene: scene)
             transport = sim.transport
             services.append(EmbeddedSimulatorService(run: { await sim.run() }, stop: { sim.shutdown() }))

@@ -1,4 +1,5 @@
 import DXProtocol
+import DXSimulator
 import Foundation
 
 /// Where the daemon finds its DX-1.
@@ -74,6 +75,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var dapPerMAs: Double?
     /// What lies on the embedded simulator's table: empty, calibration, esp, or a phantom JSON file.
     public var simulatorPhantom = "empty"
+    /// Which physics model the embedded simulator's detector uses (docs/physics.md).
+    public var simulatorPhysics: PhysicsModel = .kramers
     public var commandTimeoutMs = 2000
     public var logLevel = "info"
     public var technologistGroup = "dexa"
@@ -101,7 +104,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var captureDirectory: String { stateDirectory + "/captures" }
 
     public static let keys = ["socket", "device", "state_directory", "record_captures", "time_scale",
-                              "simulator_seed", "simulator_orderings", "simulator_watchdog_floor_ms", "simulator_phantom", "dap_per_mas_mgy_cm2", "command_timeout_ms", "log_level", "technologist_group", "service_group",
+                              "simulator_seed", "simulator_orderings", "simulator_watchdog_floor_ms", "simulator_phantom", "simulator_physics", "dap_per_mas_mgy_cm2", "command_timeout_ms", "log_level", "technologist_group", "service_group",
                               "audit_log", "socket_mode", "socket_group", "usb_vendor_id", "usb_product_id",
                               "exam_database", "exam_protocol"]
 
@@ -138,6 +141,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
         case "simulator_phantom":
             guard !value.isEmpty else { throw .invalid(key, "expected empty, calibration, esp or a phantom JSON file") }
             simulatorPhantom = value
+        case "simulator_physics":
+            guard let v = PhysicsModel(rawValue: value) else {
+                throw .invalid(key, "'\(value)' is not a physics model; expected \(PhysicsModel.allCases.map(\.rawValue).joined(separator: " or "))")
+            }
+            simulatorPhysics = v
         case "command_timeout_ms":
             guard let v = Int(value), (50...60_000).contains(v) else { throw .invalid(key, "expected 50 to 60000") }
             commandTimeoutMs = v
