@@ -61,14 +61,21 @@ public struct Detector: Sendable {
     private var meanHigh: [Double]
 
     public init(channels: Int, pitchUm: Int, seed: UInt64, physics: PhysicsModel = .kramers) {
+        self.init(channels: channels, pitchUm: pitchUm, seed: seed, model: physics,
+                  physics: physics.makePhysics(channels: channels, pitchUm: pitchUm, seed: seed))
+    }
+
+    /// A detector with physics of the caller's making (a model with some effects switched off,
+    /// to see what each does); `model` names the family it belongs to.
+    public init(channels: Int, pitchUm: Int, seed: UInt64, model: PhysicsModel, physics: any LinePhysics) {
         self.channels = channels
         self.pitchUm = pitchUm
-        self.physicsModel = physics
+        self.physicsModel = model
         var r = SplitMix64(seed: seed ^ 0xD1CE)
         darkOffset = (0..<channels).map { _ in 180 + 40 * Double(r.next() % 1000) / 1000 }
         gain = (0..<channels).map { _ in 0.92 + 0.16 * Double(r.next() % 1000) / 1000 }
         rng = SplitMix64(seed: seed)
-        self.physics = physics.makePhysics(channels: channels, pitchUm: pitchUm, seed: seed)
+        self.physics = physics
         compositions = Array(repeating: .air, count: channels)
         meanLow = Array(repeating: 0, count: channels)
         meanHigh = Array(repeating: 0, count: channels)

@@ -14,17 +14,26 @@ enum Offline {
     }
 
     static func roisJSON(_ rois: [ROIResult]) -> JSONValue {
-        .array(rois.map { r in
-            .object(["name": .string(r.name), "bmd_g_cm2": r.bmdGcm2.isFinite ? .number(r.bmdGcm2) : .null,
-                     "area_cm2": .number(r.areaCm2), "bmc_g": r.bmcG.isFinite ? .number(r.bmcG) : .null])
-        })
+        (try? JSONValue(encoding: rois)) ?? .array([])
     }
 
+    /// The ROI table; an ROI that lost lines or pixels is marked and explained under it.
     static func printROIs(_ rois: [ROIResult]) {
-        print("ROI        BMD g/cm²   area cm²   BMC g")
+        print("ROI        BMD g/cm²   area cm²   BMC g   low-count px")
         for r in rois {
-            print(r.name.padding(toLength: 10, withPad: " ", startingAt: 0) + String(format: " %9.4f  %9.2f  %7.3f", r.bmdGcm2, r.areaCm2, r.bmcG))
+            let mark = r.complete ? "" : "  INCOMPLETE"
+            print(r.name.padding(toLength: 10, withPad: " ", startingAt: 0)
+                  + String(format: " %9.4f  %9.2f  %7.3f  %6d", r.bmdGcm2, r.areaCm2, r.bmcG, r.lowCountPixels) + mark)
         }
+        for r in rois where !r.complete {
+            var why: [String] = []
+            if r.missingLines > 0 { why.append("\(r.missingLines) of its lines missing") }
+            if r.unmeasuredPixels > 0 { why.append("\(r.unmeasuredPixels) pixels without a number (saturated or no photons)") }
+            if r.pixels == 0 { why.append("no measured pixel") }
+            print("\(r.name): BMD over part of the region only: \(why.joined(separator: ", "))")
+        }
+        let low = rois.reduce(0) { $0 + $1.lowCountPixels }
+        if low > 0 { print("low-count pixels (under 25 counts above dark) are measured with the low-count correction and included") }
     }
 }
 
@@ -35,14 +44,17 @@ struct Analyze: AsyncParsableCommand {
     @Argument(help: "Capture holding a dark, an air and the scan to measure.") var scan: String
     @Flag(help: "One JSON object on standard output.") var json = false
     @Option(help: "Also write the bone mineral image, with the ROIs drawn, to this PNG file.") var image: String?
+    @Flag(help: "Analyse even with a calibration the acceptance rule refuses (the output says so).") var force = false
 
     func run() async throws {
         let result: CaptureAnalysis
         do {
-            result = try CaptureAnalysis.run(calibrationPath: calibration, scanPath: scan, image: image != nil)
+            result = try CaptureAnalysis.run(calibrationPath: calibration, scanPath: scan, image: image != nil, force: force)
         } catch {
             throw Offline.fail("analyze", error.description)
         }
+        let forcedNote = "FORCED: \(result.verdict.description); these figures are not fit for a patient"
+        if result.forced { FileHandle.standardError.write(Data("dexa analyze: \(forcedNote)\n".utf8)) }
         if let image, let picture = result.image {
             do {
                 try Data(try picture.png(rois: result.roiDefinitions)).write(to: URL(fileURLWithPath: image))
@@ -52,14 +64,31 @@ struct Analyze: AsyncParsableCommand {
         }
         let motion: [JSONValue] = result.motion.map { .object(["line": .number(Double($0.line)), "shift_mm": .number($0.shiftMM)]) }
         if json {
-            Output.json(.object(["rois": Offline.roisJSON(result.rois), "motion": .array(motion)]))
+            let ledger = result.ledger
+            var document: [String: JSONValue] = [
+                "rois": Offline.roisJSON(result.rois), "motion": .array(motion),
+                "lines": .number(Double(result.lines)), "planned_lines": .number(Double(ledger.expected)),
+                "missing_lines": .number(Double(ledger.missingCount)),
+                "missing_line_ranges": .array(ledger.missingRanges.map { .array([.number(Double($0.lowerBound)), .number(Double($0.upperBound))]) }),
+                "complete": .bool(ledger.missingCount == 0 && result.rois.allSatisfy(\.complete)),
+                "calibration_residual_g_cm2": .number(result.verdict.residual),
+                "calibration": (try? JSONValue(encoding: result.verdict)) ?? .null,
+                "forced": .bool(result.forced),
+            ]
+            if result.bonePixels > 0 {
+                document["bone_area_cm2"] = .number(result.boneAreaCm2)
+                document["mean_bone_bmd_g_cm2"] = .number(result.meanBoneBMD)
+            }
+            Output.json(.object(document))
             return
         }
+        if result.forced { print(forcedNote) }
         Offline.printROIs(result.rois)
         if result.bonePixels > 0 {
             print(String(format: "bone: %.2f cm², mean %.4f g/cm²", result.boneAreaCm2, result.meanBoneBMD))
         }
-        print(String(format: "%d lines; calibration residual %.4f g/cm²", result.lines, result.calibration.residualHydroxyapatite))
+        print("lines: \(result.ledger.summary)")
+        print("calibration: \(result.verdict.description)")
         if result.motion.isEmpty {
             print("motion: none found (the patient lay still)")
         } else {

@@ -7,10 +7,6 @@ import Foundation
 /// noticed before the next patient scan, not at start-up.
 public struct CalibrationStore: Sendable {
     public let path: String
-    /// The largest bone fit residual (g/cm²) a usable calibration may have: at 0.01 the
-    /// calibration itself costs 2 % at 0.5 g/cm².
-    public static let maximumResidual = 0.01
-
     public init(stateDirectory: String) { path = stateDirectory + "/calibration.json" }
 
     /// The stored calibration, or why there is none a patient may be measured with.
@@ -24,9 +20,9 @@ public struct CalibrationStore: Sendable {
             return .failure(.wrongVersion(path, calibration.version, expected: Calibration.formatVersion))
         }
         guard calibration.isWellFormed else { return .failure(.unreadable(path, "its models do not have the terms this version uses")) }
-        guard calibration.residualHydroxyapatite.isFinite, calibration.residualHydroxyapatite <= Self.maximumResidual else {
-            return .failure(.poorFit(path, calibration.residualHydroxyapatite))
-        }
+        // The one acceptance rule, the same as `dexa analyze` applies (CalibrationVerdict).
+        let verdict = calibration.verdict
+        guard verdict.accepted else { return .failure(.poorFit(path, verdict)) }
         return .success(calibration)
     }
 
@@ -42,7 +38,7 @@ public enum CalibrationProblem: Error, Sendable, Equatable, CustomStringConverti
     case missing(String)
     case unreadable(String, String)
     case wrongVersion(String, Int, expected: Int)
-    case poorFit(String, Double)
+    case poorFit(String, CalibrationVerdict)
 
     public var description: String {
         let fix = "run `dexa service calibrate` with the calibration phantom"
@@ -50,7 +46,7 @@ public enum CalibrationProblem: Error, Sendable, Equatable, CustomStringConverti
         case .missing(let p): "no calibration (\(p) does not exist); \(fix)"
         case let .unreadable(p, why): "the calibration \(p) cannot be read (\(why)); \(fix)"
         case let .wrongVersion(p, v, e): "the calibration \(p) has format \(v), this daemon needs \(e); \(fix)"
-        case let .poorFit(p, r): String(format: "the calibration %@ fits its phantom to %.4f g/cm², worse than %.2f; ", p, r, CalibrationStore.maximumResidual) + fix
+        case let .poorFit(p, v): "\(p): \(v.description); \(fix)"
         }
     }
 

@@ -285,6 +285,12 @@ public struct DaemonControlHandler: ControlHandler {
         do {
             let geometry = ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm))
             let calibration = try CaptureAnalysis.calibration(from: scans, phantom: phantom, geometry: geometry, source: capture)
+            // The one acceptance rule (the same words as `dexa analyze`): a refused fit is not
+            // stored, and the calibration in use stays.
+            let verdict = calibration.verdict
+            guard verdict.accepted else {
+                throw RPCError(code: RPCError.deviceErrorCode, message: "\(capture): \(verdict.description); the calibration in use is unchanged")
+            }
             let store = CalibrationStore(stateDirectory: configuration.stateDirectory)
             try store.save(calibration)
             let file = store.path
@@ -294,6 +300,8 @@ public struct DaemonControlHandler: ControlHandler {
                 "residual_hydroxyapatite_g_cm2": .number(calibration.residualHydroxyapatite),
                 "residual_soft_tissue_g_cm2": .number(calibration.residualSoftTissue),
                 "residual_fat_fraction": .number(calibration.residualFatFraction),
+                "noise_hydroxyapatite_g_cm2": .number(verdict.noise),
+                "limit_hydroxyapatite_g_cm2": .number(verdict.limit),
             ])
         } catch let e as AnalysisError {
             throw RPCError(code: RPCError.deviceErrorCode, message: "calibration failed: \(e.description)")

@@ -1,20 +1,30 @@
 import DXProtocol
 import Foundation
 
-/// What is wrong with a pixel, if anything: flagged pixels carry NaN and are never averaged.
+/// What is wrong with a pixel, if anything. Saturated, below-dark and no-beam pixels carry
+/// NaN and are never averaged; a photon-starved pixel is measured (with more noise) and counted.
 public struct PixelFlags: OptionSet, Sendable, Hashable, Codable {
     public let rawValue: UInt8
     public init(rawValue: UInt8) { self.rawValue = rawValue }
     /// A sample hit 65535: the true count is unknown.
     public static let saturated = PixelFlags(rawValue: 1 << 0)
-    /// At or below the dark level: no photons left to measure (log undefined).
+    /// Within the pedestal's noise of the dark level in a window (`PreparedAttenuation.noPhotons`):
+    /// no photons left to measure: metal in the beam, or far too much tissue for the exposure.
     public static let belowDark = PixelFlags(rawValue: 1 << 1)
     /// The line was taken with X-rays off.
     public static let noBeam = PixelFlags(rawValue: 1 << 2)
     /// Fewer than `PreparedAttenuation.minimumPhotons` above the pedestal in a window: the
-    /// attenuation cannot be measured (metal in the beam, or far too much tissue for the
-    /// exposure). Never turned into a number.
+    /// pixel's relative noise exceeds 20 %. It is still measured, with the low-count
+    /// correction of its logarithm, and enters ROI means like any other pixel (leaving it out
+    /// would bias the mean: the pixels left out are those whose noise went one way); ROIs
+    /// count such pixels (`ROIResult.lowCountPixels`).
     public static let photonStarved = PixelFlags(rawValue: 1 << 3)
+
+    /// Flags that leave a pixel without a number.
+    public static let unmeasured: PixelFlags = [.saturated, .belowDark, .noBeam]
+
+    /// The pixel carries numbers (it may still be photon-starved).
+    @inline(__always) public var isMeasured: Bool { isDisjoint(with: .unmeasured) }
 }
 
 /// One line as log attenuations per window: L = ln(I₀ / I), dark-subtracted, I₀ from the
@@ -30,6 +40,10 @@ public struct AttenuationLine: Sendable {
     /// Empty when the stage was prepared without them (the live path has no use for them).
     public var transmissionLow: [Double]
     public var transmissionHigh: [Double]
+    /// The photon noise of those transmissions (variance; empty with them): what a pooled
+    /// measurement of many pixels can be trusted to.
+    public var transmissionVarianceLow: [Double]
+    public var transmissionVarianceHigh: [Double]
     /// Variance of `low` and `high` from photon statistics (1/N plus the pedestal's noise):
     /// how far a pixel's value can be trusted.
     public var varianceLow: [Double]
@@ -81,6 +95,10 @@ public struct PreparedAttenuation: Sendable {
     public let exposure: Double
     /// Below this many counts above the pedestal a pixel's relative noise exceeds 20 %.
     public static let minimumPhotons = 25.0
+    /// Below this many counts above the pedestal a window holds nothing the pedestal's own
+    /// noise (about a count) could not make: no photons (metal, or far too much tissue). The
+    /// pixel is `belowDark` and carries no number.
+    public static let noPhotons = 3.0
     public let keepsTransmissions: Bool
 
     init(dark: DarkReference, air: AirReference, periodUs: UInt32, currentUA: UInt32, transmissions: Bool) {
@@ -102,18 +120,21 @@ public struct PreparedAttenuation: Sendable {
         guard n == channels, line.samples.count == 2 * n else { throw .channelMismatch(expected: channels, got: n) }
         // One scratch block for the six outputs, filled by one loop over raw pointers, then
         // copied into the line's arrays.
-        let out = UnsafeMutablePointer<Double>.allocate(capacity: 6 * n)
+        let out = UnsafeMutablePointer<Double>.allocate(capacity: 8 * n)
         defer { out.deallocate() }
         let flagBits = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
         defer { flagBits.deallocate() }
         let beam: UInt8 = line.flags.contains(.xrayOn) ? 0 : PixelFlags.noBeam.rawValue
         let saturatedBit = PixelFlags.saturated.rawValue, belowDarkBit = PixelFlags.belowDark.rawValue
         let starvedBit = PixelFlags.photonStarved.rawValue, minimum = Self.minimumPhotons
+        let unmeasuredBits = PixelFlags.unmeasured.rawValue, floor = Self.noPhotons
         line.samples.withUnsafeBufferPointer { samples in
             darkLow.withUnsafeBufferPointer { dL in darkHigh.withUnsafeBufferPointer { dH in
             i0Low.withUnsafeBufferPointer { iL in i0High.withUnsafeBufferPointer { iH in
             lnI0Low.withUnsafeBufferPointer { lnL in lnI0High.withUnsafeBufferPointer { lnH in
                 let low = out, high = out + n, tLow = out + 2 * n, tHigh = out + 3 * n, varLow = out + 4 * n, varHigh = out + 5 * n
+                let tVarLow = out + 6 * n, tVarHigh = out + 7 * n
+                let keeps = keepsTransmissions
                 for c in 0..<n {
                     var f = beam
                     let lo = samples[2 * c], hi = samples[2 * c + 1]
@@ -122,19 +143,27 @@ public struct PreparedAttenuation: Sendable {
                         f |= saturatedBit
                         tLow[c] = .nan
                         tHigh[c] = .nan
+                        tVarLow[c] = .nan
+                        tVarHigh[c] = .nan
                     } else {
                         tLow[c] = il * iL[c]
                         tHigh[c] = ih * iH[c]
+                        if keeps {
+                            // Poisson variance of the count (at least the pedestal's noise).
+                            tVarLow[c] = (max(il, 0) + 1) * iL[c] * iL[c]
+                            tVarHigh[c] = (max(ih, 0) + 1) * iH[c] * iH[c]
+                        }
                     }
-                    if il < 0.5 || ih < 0.5 {
+                    if il < floor || ih < floor {
                         f |= belowDarkBit
                     } else if il < minimum || ih < minimum {
                         f |= starvedBit
                     }
-                    if f == 0 {
+                    if f & unmeasuredBits == 0 {
                         // ln of a Poisson count is biased low by about 1/(2N) (N photons,
                         // variance N plus the pedestal's noise): corrected per pixel so that
-                        // photon-starved pixels of thick tissue average to the right value.
+                        // photon-starved pixels of thick tissue average to the right value
+                        // (docs/physics.md: the residual bias is under 0.002 from 12 counts on).
                         let rl = 1 / il, rh = 1 / ih
                         let vl = (il + 1) * rl * rl, vh = (ih + 1) * rh * rh
                         varLow[c] = vl
@@ -155,6 +184,8 @@ public struct PreparedAttenuation: Sendable {
         }
         return AttenuationLine(index: line.index, yUm: line.yUm, xUm: line.xUm, low: array(0), high: array(1),
                                transmissionLow: keepsTransmissions ? array(2) : [], transmissionHigh: keepsTransmissions ? array(3) : [],
+                               transmissionVarianceLow: keepsTransmissions ? array(6) : [],
+                               transmissionVarianceHigh: keepsTransmissions ? array(7) : [],
                                varianceLow: array(4), varianceHigh: array(5), flags: flags, exposure: exposure)
     }
 }

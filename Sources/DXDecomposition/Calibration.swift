@@ -15,6 +15,35 @@ public struct CalibrationPoint: Sendable, Equatable, Codable {
     /// The exposure behind the measurement: Σ over its pixels of line period × tube current
     /// (ms·mA). Cells may be measured in several scans of different exposure.
     public var exposure: Double
+    /// Photon noise of `lLow` and `lHigh` (variance), from the counts behind them; 0 in
+    /// calibrations made before it was recorded.
+    public var varianceLow: Double = 0
+    public var varianceHigh: Double = 0
+
+    public enum CodingKeys: String, CodingKey {
+        case lLow, lHigh, softRatio, hydroxyapatite, lean, fat, pixels, exposure, varianceLow, varianceHigh
+    }
+
+    public init(lLow: Double, lHigh: Double, softRatio: Double, hydroxyapatite: Double, lean: Double, fat: Double,
+                pixels: Int, exposure: Double, varianceLow: Double = 0, varianceHigh: Double = 0) {
+        self.lLow = lLow; self.lHigh = lHigh; self.softRatio = softRatio
+        self.hydroxyapatite = hydroxyapatite; self.lean = lean; self.fat = fat
+        self.pixels = pixels; self.exposure = exposure; self.varianceLow = varianceLow; self.varianceHigh = varianceHigh
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        lLow = try c.decode(Double.self, forKey: .lLow)
+        lHigh = try c.decode(Double.self, forKey: .lHigh)
+        softRatio = try c.decode(Double.self, forKey: .softRatio)
+        hydroxyapatite = try c.decode(Double.self, forKey: .hydroxyapatite)
+        lean = try c.decode(Double.self, forKey: .lean)
+        fat = try c.decode(Double.self, forKey: .fat)
+        pixels = try c.decode(Int.self, forKey: .pixels)
+        exposure = try c.decode(Double.self, forKey: .exposure)
+        varianceLow = try c.decodeIfPresent(Double.self, forKey: .varianceLow) ?? 0
+        varianceHigh = try c.decodeIfPresent(Double.self, forKey: .varianceHigh) ?? 0
+    }
 }
 
 /// A least-squares fit of one quantity as a linear combination of fixed terms, with the
@@ -175,6 +204,24 @@ public struct Calibration: Sendable, Equatable, Codable {
             return x * p
         }
 
+        /// `bone` with its noise bias taken off: the model is a cubic in the bone signal
+        /// x = u − r·v (f = A·x + B·x² + C·x³, A and B depending on v and r), so a pixel whose
+        /// attenuations carry variances (varU, varV) reads on average ½·(f_xx·var x + 2·f_xv·cov(x, v)
+        /// + f_vv·var v) too much: a bias that grows as counts fall (about +1.5 % at 28 photons
+        /// per pixel) and that the mean over an ROI would otherwise keep. Second-order delta
+        /// method; docs/physics.md.
+        @inline(__always)
+        public func unbiasedBone(_ u: Double, _ v: Double, _ r: Double, varU: Double, varV: Double) -> Double {
+            let x = u - r * v
+            let bB = b.6 + r * b.7 + v * b.8
+            let fxx = 2 * bB + 6 * b.9 * x
+            let aV = b.3 + r * b.4 + 2 * v * b.5 + r * r * b.10 + 2 * v * r * b.11
+            let fxv = aV + 2 * x * b.8
+            let fvv = x * (2 * b.5 + 2 * r * b.11)
+            let varX = varU + r * r * varV, covXV = -r * varV
+            return bone(u, v, r) - 0.5 * (fxx * varX + 2 * fxv * covXV + fvv * varV)
+        }
+
         /// Soft tissue (g/cm², lean and fat together) of the same pixel.
         @inline(__always)
         public func soft(_ u: Double, _ v: Double, _ r: Double) -> Double {
@@ -234,13 +281,35 @@ public struct ScanGeometry: Sendable, Equatable {
 /// pooled weighted by exposure (Σ counts / Σ expected air counts), so each pixel counts by the
 /// photons it saw.
 public enum CalibrationMeasurement {
+    struct CellExposure: Hashable {
+        var cell: Int
+        var exposure: Double
+    }
+
     public static func points(lines: [AttenuationLine], geometry: ScanGeometry, phantom: Phantom,
                               marginUm: Double = 1_500) throws(DecompositionError) -> [CalibrationPoint] {
         guard let cells = phantom.cells, !cells.isEmpty else { throw .calibrationRangeMissing("any cells (the phantom lists none)") }
-        var sums = [(u: Double, v: Double, n: Int, e: Double)](repeating: (0, 0, 0, 0), count: cells.count)
+        var sums = [(u: Double, v: Double, n: Int, e: Double, varU: Double, varV: Double)](repeating: (0, 0, 0, 0, 0, 0), count: cells.count)
+        let noise = lines.allSatisfy { $0.transmissionVarianceLow.count == $0.channels && $0.transmissionVarianceHigh.count == $0.channels }
+        // A cell is measured in a scan only if none of its pixels saturated there: leaving out
+        // just the saturated pixels would keep those whose noise went down, and bias the cell.
+        var saturatedIn = Set<CellExposure>()
+        for line in lines {
+            let y = Double(line.yUm)
+            for (k, cell) in cells.enumerated() where cell.yUm.count == 2 && cell.xUm.count == 2 {
+                let y0 = Double(min(cell.yUm[0], cell.yUm[1])) + marginUm, y1 = Double(max(cell.yUm[0], cell.yUm[1])) - marginUm
+                guard y >= y0 && y < y1 else { continue }
+                let x0 = Double(min(cell.xUm[0], cell.xUm[1])) + marginUm, x1 = Double(max(cell.xUm[0], cell.xUm[1])) - marginUm
+                for c in 0..<line.channels where line.flags[c].contains(.saturated) {
+                    let x = geometry.x(ofChannel: c, carriageX: line.xUm)
+                    if x >= x0 && x < x1 { saturatedIn.insert(CellExposure(cell: k, exposure: line.exposure)) }
+                }
+            }
+        }
         for line in lines where line.transmissionLow.count == line.channels && line.transmissionHigh.count == line.channels {
             let y = Double(line.yUm)
             for (k, cell) in cells.enumerated() where cell.yUm.count == 2 && cell.xUm.count == 2 {
+                guard !saturatedIn.contains(CellExposure(cell: k, exposure: line.exposure)) else { continue }
                 let y0 = Double(min(cell.yUm[0], cell.yUm[1])) + marginUm, y1 = Double(max(cell.yUm[0], cell.yUm[1])) - marginUm
                 guard y >= y0 && y < y1 else { continue }
                 let x0 = Double(min(cell.xUm[0], cell.xUm[1])) + marginUm, x1 = Double(max(cell.xUm[0], cell.xUm[1])) - marginUm
@@ -251,6 +320,10 @@ public enum CalibrationMeasurement {
                     if x >= x0 && x < x1 && line.transmissionLow[c].isFinite && line.transmissionHigh[c].isFinite {
                         sums[k].u += e * line.transmissionLow[c]; sums[k].v += e * line.transmissionHigh[c]
                         sums[k].n += 1; sums[k].e += e
+                        if noise {
+                            sums[k].varU += e * e * line.transmissionVarianceLow[c]
+                            sums[k].varV += e * e * line.transmissionVarianceHigh[c]
+                        }
                     }
                 }
             }
@@ -266,8 +339,11 @@ public enum CalibrationMeasurement {
         }
         return cells.enumerated().compactMap { k, cell in
             guard let (u, v) = logs(k), let r = softRatio["\(cell.lean)/\(cell.fat)"] else { return nil }
+            // ln of a pooled transmission: variance Σe²·var(T) / (Σe·T)².
+            let s = sums[k]
             return CalibrationPoint(lLow: u, lHigh: v, softRatio: r, hydroxyapatite: cell.hydroxyapatite,
-                                    lean: cell.lean, fat: cell.fat, pixels: sums[k].n, exposure: sums[k].e)
+                                    lean: cell.lean, fat: cell.fat, pixels: s.n, exposure: s.e,
+                                    varianceLow: s.varU / (s.u * s.u), varianceHigh: s.varV / (s.v * s.v))
         }
     }
 }

@@ -16,6 +16,8 @@ public enum AnalysisError: Error, Equatable, Sendable, CustomStringConvertible {
     case noConfiguration(String, scanID: UInt32)
     case noPhantom(String, String)
     case decomposition(String)
+    /// The calibration fails the acceptance rule (`CalibrationVerdict`); `--force` analyses anyway.
+    case calibrationRefused(String, CalibrationVerdict)
 
     public var description: String {
         switch self {
@@ -24,6 +26,7 @@ public enum AnalysisError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .noConfiguration(path, id): "\(path): no CONFIGURE_SCAN for scan \(id) in the capture"
         case let .noPhantom(path, what): "\(path): the header's phantom has no \(what)"
         case .decomposition(let why): why
+        case let .calibrationRefused(path, verdict): "\(path): \(verdict.description) (--force analyses anyway)"
         }
     }
 }
@@ -73,13 +76,23 @@ public struct CaptureAnalysis: Sendable {
     public var meanBoneBMD: Double
     public var image: BoneImage?
     public var roiDefinitions: [Phantom.ROI]
+    /// The lines the scan was configured for and which of them never arrived.
+    public var ledger: LineLedger
+    /// The calibration judged by the daemon's rule; `forced` when it failed and the analysis
+    /// ran anyway (`--force`).
+    public var verdict: CalibrationVerdict
+    public var forced: Bool
 
-    /// `image`: also keep the bone mineral image (for `dexa analyze --image`).
-    public static func run(calibrationPath: String, scanPath: String, image: Bool = false) throws(AnalysisError) -> CaptureAnalysis {
+    /// `image`: also keep the bone mineral image (for `dexa analyze --image`). `force`: analyse
+    /// with a calibration the acceptance rule refuses (the result says so).
+    public static func run(calibrationPath: String, scanPath: String, image: Bool = false,
+                           force: Bool = false) throws(AnalysisError) -> CaptureAnalysis {
         let (calHeader, calScans) = try CaptureReader.read(path: calibrationPath)
         guard let phantom = calHeader.phantom, phantom.cells?.isEmpty == false else { throw .noPhantom(calibrationPath, "cells") }
         let geometry = ScanGeometry(channels: Int(calHeader.device.channels), pitchUm: Int(calHeader.device.pitchUm))
         let calibration = try Self.calibration(from: calScans, phantom: phantom, geometry: geometry, source: calibrationPath)
+        let verdict = calibration.verdict
+        guard verdict.accepted || force else { throw .calibrationRefused(calibrationPath, verdict) }
 
         let (header, scans) = try CaptureReader.read(path: scanPath)
         let scanStage = try stage(scans, path: scanPath)
@@ -101,7 +114,8 @@ public struct CaptureAnalysis: Sendable {
         }
         return CaptureAnalysis(calibration: calibration, rois: work.roiResults, lines: measured.lines.count,
                                motion: work.motion, bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2, meanBoneBMD: work.meanBoneBMD,
-                               image: picture, roiDefinitions: header.phantom?.rois ?? [])
+                               image: picture, roiDefinitions: header.phantom?.rois ?? [], ledger: work.ledger,
+                               verdict: verdict, forced: !verdict.accepted)
     }
 
     /// The calibration from a capture's dark, air and calibration scans: the one code path

@@ -37,8 +37,11 @@ public struct Decomposer: Sendable {
     public var smoothing = 3
     /// Half-width (pixels) of the baseline's opening: wider than half the widest bone.
     public var baselineHalfWidth: Int
-    /// Soft-tissue pixels taken on each side of a run of bone for its ratio.
+    /// Soft-tissue pixels taken on each side of a run of bone for its ratio, and the
+    /// half-width of the soft-tissue reference of a pixel outside bone.
     public var neighbours = 16
+    /// Gaps in bone up to this many pixels are holes in it (8 mm), not soft tissue.
+    public var holeWidth: Int
 
     private let fast: Calibration.FastBoneModel
 
@@ -47,6 +50,7 @@ public struct Decomposer: Sendable {
         self.calibration = calibration
         fast = calibration.fastBoneModel
         baselineHalfWidth = max(8, 40_000 / max(pitchUm, 1))
+        holeWidth = max(3, 8_000 / max(pitchUm, 1))
     }
 
     public func decompose(_ a: AttenuationLine) -> DecomposedLine {
@@ -59,19 +63,19 @@ public struct Decomposer: Sendable {
         // Scratch for the whole line in two blocks (the hot path allocates nothing per pixel).
         let scratch = UnsafeMutablePointer<Double>.allocate(capacity: 6 * n)
         defer { scratch.deallocate() }
-        let marks = UnsafeMutablePointer<Bool>.allocate(capacity: 2 * n)
+        let marks = UnsafeMutablePointer<Bool>.allocate(capacity: 4 * n)
         defer { marks.deallocate() }
         let queue = UnsafeMutablePointer<Int>.allocate(capacity: max(n, 1))
         defer { queue.deallocate() }
         let ratio = scratch, su = scratch + n, sv = scratch + 2 * n, sr = scratch + 3 * n, eroded = scratch + 4 * n, baseline = scratch + 5 * n
-        let tissue = marks, isBone = marks + n
+        let tissue = marks, isBone = marks + n, covered = marks + 2 * n, usable = marks + 3 * n
         var bone = [Double](repeating: .nan, count: n), soft = bone, fat = bone
         a.low.withUnsafeBufferPointer { low in a.high.withUnsafeBufferPointer { high in
         a.varianceLow.withUnsafeBufferPointer { varLow in a.varianceHigh.withUnsafeBufferPointer { varHigh in
         a.flags.withUnsafeBufferPointer { flags in
             guard let lowBase = low.baseAddress, let highBase = high.baseAddress else { return }
             for c in 0..<n {
-                let t = flags[c].isEmpty && high[c] > airThreshold
+                let t = flags[c].isMeasured && high[c] > airThreshold
                 tissue[c] = t
                 ratio[c] = t ? low[c] / high[c] : .nan
                 isBone[c] = false
@@ -95,23 +99,41 @@ public struct Decomposer: Sendable {
             }
             Self.close(isBone, n, gap: 3)
             Self.dropShortRuns(isBone, n, shorterThan: 4)
+            // Bone and the holes inside it (noisy bone pixels that fell under the threshold):
+            // neither may serve as the soft-tissue reference.
+            for c in 0..<n { covered[c] = isBone[c] }
+            Self.close(covered, n, gap: holeWidth)
             // The soft tissue under bone (into `baseline`, no longer needed): the ratio
-            // carried across each run of bone from the tissue beside it.
+            // carried across each covered run from the tissue beside it.
             let softRatio = baseline
             for c in 0..<n { softRatio[c] = ratio[c] }
-            carrySoftTissueRatio(ratio: ratio, tissue: tissue, isBone: isBone, n, into: softRatio)
+            carrySoftTissueRatio(ratio: ratio, tissue: tissue, isBone: covered, n, into: softRatio)
+            // The soft-tissue reference of every other pixel (into `su`): the mean ratio of
+            // the uncovered tissue around it, not its own ratio, so that its bone mineral is
+            // measured against soft tissue too: noise around 0 where there is none, the bone
+            // where classification missed some. ROI means are then unbiased by classification.
+            let localRatio = su
+            for c in 0..<n { usable[c] = tissue[c] && !covered[c] }
+            Self.smooth(ratio, usable, n, halfWidth: neighbours, into: localRatio)
+            for c in 0..<n { usable[c] = tissue[c] && ratio[c].isFinite }
             bone.withUnsafeMutableBufferPointer { bone in soft.withUnsafeMutableBufferPointer { soft in fat.withUnsafeMutableBufferPointer { fat in
-                for c in 0..<n where flags[c].isEmpty {
-                    guard tissue[c] else {
+                for c in 0..<n where flags[c].isMeasured {
+                    guard usable[c] else {
                         bone[c] = 0; soft[c] = 0
                         continue
                     }
                     let u = low[c], v = high[c]
-                    let r = isBone[c] ? softRatio[c] : ratio[c]
-                    guard r.isFinite else { continue }
-                    bone[c] = fast.bone(u, v, r)
-                    soft[c] = fast.soft(u, v, r)
-                    if !isBone[c] { fat[c] = min(1, max(0, fast.fatFraction(u, v))) }
+                    if covered[c] {
+                        let r = softRatio[c]
+                        guard r.isFinite else { continue }
+                        bone[c] = fast.unbiasedBone(u, v, r, varU: varLow[c], varV: varHigh[c])
+                        soft[c] = fast.soft(u, v, r)
+                    } else {
+                        let r = localRatio[c].isFinite ? localRatio[c] : ratio[c]
+                        bone[c] = fast.unbiasedBone(u, v, r, varU: varLow[c], varV: varHigh[c])
+                        soft[c] = fast.soft(u, v, ratio[c])
+                        fat[c] = min(1, max(0, fast.fatFraction(u, v)))
+                    }
                 }
             } } }
         } } } } }
@@ -213,21 +235,46 @@ public struct Decomposer: Sendable {
     }
 }
 
-/// BMD over a region (ICD §8: the mean hydroxyapatite areal density over the ROI).
+/// BMD over a region (ICD §8: the mean hydroxyapatite areal density over the ROI), and how
+/// far it can be trusted: which of its pixels were photon-starved (measured, and counted in the
+/// mean), which carried no number (saturated, no photons, no beam: left out), and whether lines
+/// through it were missing.
 public struct ROIResult: Sendable, Equatable, Codable {
     public var name: String
     public var bmdGcm2: Double
     public var areaCm2: Double
     public var bmcG: Double
+    /// Pixels in the mean.
     public var pixels: Int
+    /// Of those, pixels under 25 counts above dark in a window: measured with the low-count
+    /// correction and included (leaving them out biases the mean).
+    public var lowCountPixels: Int
+    /// Pixels inside the ROI that carry no number and are not in the mean.
+    public var unmeasuredPixels: Int
+    /// Lines of the scan that fall in the ROI but never arrived (lost frames, a cut scan).
+    public var missingLines: Int
+    /// False when lines are missing or unmeasured pixels make up more than 1 % of the ROI: the
+    /// BMD is over part of the region only.
+    public var complete: Bool
 
     public enum CodingKeys: String, CodingKey {
-        case name, pixels
+        case name, pixels, complete
         case bmdGcm2 = "bmd_g_cm2", areaCm2 = "area_cm2", bmcG = "bmc_g"
+        case lowCountPixels = "low_count_pixels", unmeasuredPixels = "unmeasured_pixels", missingLines = "missing_lines"
     }
 
-    public init(name: String, bmdGcm2: Double, areaCm2: Double, bmcG: Double, pixels: Int) {
+    public init(name: String, bmdGcm2: Double, areaCm2: Double, bmcG: Double, pixels: Int,
+                lowCountPixels: Int = 0, unmeasuredPixels: Int = 0, missingLines: Int = 0) {
         self.name = name; self.bmdGcm2 = bmdGcm2; self.areaCm2 = areaCm2; self.bmcG = bmcG; self.pixels = pixels
+        self.lowCountPixels = lowCountPixels; self.unmeasuredPixels = unmeasuredPixels; self.missingLines = missingLines
+        complete = Self.isComplete(pixels: pixels, unmeasured: unmeasuredPixels, missingLines: missingLines)
+    }
+
+    /// The share of unmeasured pixels an ROI may have and still count as complete.
+    public static let unmeasuredTolerance = 0.01
+
+    static func isComplete(pixels: Int, unmeasured: Int, missingLines: Int) -> Bool {
+        missingLines == 0 && pixels > 0 && Double(unmeasured) <= unmeasuredTolerance * Double(pixels + unmeasured)
     }
 
     public init(from decoder: any Decoder) throws {
@@ -237,6 +284,12 @@ public struct ROIResult: Sendable, Equatable, Codable {
         bmdGcm2 = try c.decodeIfPresent(Double.self, forKey: .bmdGcm2) ?? .nan
         areaCm2 = try c.decode(Double.self, forKey: .areaCm2)
         bmcG = try c.decodeIfPresent(Double.self, forKey: .bmcG) ?? .nan
+        // Results stored before these fields existed: nothing was counted.
+        lowCountPixels = try c.decodeIfPresent(Int.self, forKey: .lowCountPixels) ?? 0
+        unmeasuredPixels = try c.decodeIfPresent(Int.self, forKey: .unmeasuredPixels) ?? 0
+        missingLines = try c.decodeIfPresent(Int.self, forKey: .missingLines) ?? 0
+        complete = try c.decodeIfPresent(Bool.self, forKey: .complete)
+            ?? Self.isComplete(pixels: pixels, unmeasured: unmeasuredPixels, missingLines: missingLines)
     }
 
     /// An ROI with no measurable pixel has no BMD: null in JSON, never NaN.
@@ -247,33 +300,60 @@ public struct ROIResult: Sendable, Equatable, Codable {
         try c.encode(bmdGcm2.isFinite ? bmdGcm2 : nil, forKey: .bmdGcm2)
         try c.encode(areaCm2, forKey: .areaCm2)
         try c.encode(bmcG.isFinite ? bmcG : nil, forKey: .bmcG)
+        try c.encode(lowCountPixels, forKey: .lowCountPixels)
+        try c.encode(unmeasuredPixels, forKey: .unmeasuredPixels)
+        try c.encode(missingLines, forKey: .missingLines)
+        try c.encode(complete, forKey: .complete)
     }
 }
 
-/// Accumulates decomposed lines into ROI means as they arrive.
+/// Accumulates decomposed lines into ROI means as they arrive. Every measured pixel inside the
+/// ROI enters the mean, photon-starved ones included (its bone mineral is taken against the
+/// soft-tissue reference whatever its class, so neither noise nor classification biases it).
 public struct ROIAccumulator: Sendable {
     public let roi: Phantom.ROI
     public let geometry: ScanGeometry
     private var sum = 0.0
     private var count = 0
+    private var lowCount = 0
+    private var unmeasured = 0
 
     public init(roi: Phantom.ROI, geometry: ScanGeometry) { self.roi = roi; self.geometry = geometry }
 
+    /// The ROI's extent across and along the table (µm, half-open), nil for a malformed ROI.
+    var bounds: (x0: Double, x1: Double, y0: Int32, y1: Int32)? {
+        guard roi.xUm.count == 2, roi.yUm.count == 2 else { return nil }
+        return (Double(min(roi.xUm[0], roi.xUm[1])), Double(max(roi.xUm[0], roi.xUm[1])),
+                min(roi.yUm[0], roi.yUm[1]), max(roi.yUm[0], roi.yUm[1]))
+    }
+
+    /// Whether a line at `yUm` passes through the ROI.
+    public func contains(yUm y: Int32) -> Bool {
+        guard let b = bounds else { return false }
+        return y >= b.y0 && y < b.y1
+    }
+
     public mutating func add(_ line: DecomposedLine) {
-        guard roi.xUm.count == 2, roi.yUm.count == 2 else { return }
-        let y = line.yUm
-        guard y >= min(roi.yUm[0], roi.yUm[1]) && y < max(roi.yUm[0], roi.yUm[1]) else { return }
-        let x0 = Double(min(roi.xUm[0], roi.xUm[1])), x1 = Double(max(roi.xUm[0], roi.xUm[1]))
-        for c in 0..<line.bone.count where line.bone[c].isFinite {
+        guard let b = bounds, line.yUm >= b.y0 && line.yUm < b.y1 else { return }
+        for c in 0..<line.bone.count {
             let x = geometry.x(ofChannel: c, carriageX: line.xUm)
-            if x >= x0 && x < x1 { sum += line.bone[c]; count += 1 }
+            guard x >= b.x0 && x < b.x1 else { continue }
+            if line.bone[c].isFinite {
+                sum += line.bone[c]; count += 1
+                if line.flags[c].contains(.photonStarved) { lowCount += 1 }
+            } else {
+                unmeasured += 1
+            }
         }
     }
 
-    public var result: ROIResult {
+    /// The result, with `missingLines` lines through the ROI known to be missing.
+    public func result(missingLines: Int = 0) -> ROIResult {
         let bmd = count > 0 ? sum / Double(count) : .nan
-        let area = roi.xUm.count == 2 && roi.yUm.count == 2
-            ? Double(abs(roi.xUm[1] - roi.xUm[0])) * Double(abs(roi.yUm[1] - roi.yUm[0])) / 1e8 : 0
-        return ROIResult(name: roi.name, bmdGcm2: bmd, areaCm2: area, bmcG: bmd * area, pixels: count)
+        let area = bounds.map { ($0.x1 - $0.x0) * Double($0.y1 - $0.y0) / 1e8 } ?? 0
+        return ROIResult(name: roi.name, bmdGcm2: bmd, areaCm2: area, bmcG: bmd * area, pixels: count,
+                         lowCountPixels: lowCount, unmeasuredPixels: unmeasured, missingLines: missingLines)
     }
+
+    public var result: ROIResult { result() }
 }

@@ -33,9 +33,13 @@ public struct LiveResult: Sendable, Equatable, Codable {
     public var boneAreaCm2: Double
     /// nil when no pixel was bone.
     public var meanBoneBMD: Double?
-    /// False when lines were dropped or could not be decomposed: the capture holds them all,
-    /// and `dexa analyze` gives the full result.
+    /// False when lines were dropped or could not be decomposed (the capture holds them all,
+    /// and `dexa analyze` gives the full result), or never arrived at all (`missingLines`).
     public var complete: Bool
+    /// Lines the scan was configured for that never arrived, and which (inclusive ranges of
+    /// line indices): CRC-failed or lost frames, a scan cut short.
+    public var missingLines: Int
+    public var missingLineRanges: [[Int]]
     public var stages: [StageCounters]
     /// From a line's arrival to its decomposition (seconds).
     public var latencyP50: Double
@@ -43,8 +47,65 @@ public struct LiveResult: Sendable, Equatable, Codable {
 
     public enum CodingKeys: String, CodingKey {
         case lines, rois, motion, complete, stages
+        case missingLines = "missing_lines", missingLineRanges = "missing_line_ranges"
         case bonePixels = "bone_pixels", boneAreaCm2 = "bone_area_cm2", meanBoneBMD = "mean_bone_bmd_g_cm2"
         case latencyP50 = "latency_p50_s", latencyP99 = "latency_p99_s"
+    }
+}
+
+/// Which lines of a scan arrived, against the configuration's line count: the lines a result
+/// is missing (CRC-failed or lost frames, a scan cut short), named by index.
+public struct LineLedger: Sendable, Equatable {
+    public let configuration: ScanConfiguration
+    private var arrived: [Bool]
+    /// Lines that arrived more than once, or whose index lies outside the scan.
+    private(set) public var unexpected = 0
+
+    public init(configuration: ScanConfiguration) {
+        self.configuration = configuration
+        // The ICD bounds a scan to 600 s; a line count beyond any real scan is not trusted
+        // with memory (the ledger then only counts).
+        arrived = [Bool](repeating: false, count: Int(min(configuration.lineCount, 1_000_000)))
+    }
+
+    public mutating func record(_ index: UInt32) {
+        let i = Int(index)
+        guard arrived.indices.contains(i), !arrived[i] else { unexpected += 1; return }
+        arrived[i] = true
+    }
+
+    public var received: Int { arrived.count(where: { $0 }) }
+    public var expected: Int { arrived.count }
+
+    /// Missing line indices as inclusive ranges, in order.
+    public var missingRanges: [ClosedRange<Int>] {
+        var ranges: [ClosedRange<Int>] = []
+        var start: Int?
+        for (i, ok) in arrived.enumerated() {
+            if !ok, start == nil { start = i }
+            if ok, let s = start { ranges.append(s...(i - 1)); start = nil }
+        }
+        if let s = start { ranges.append(s...(arrived.count - 1)) }
+        return ranges
+    }
+
+    public var missingCount: Int { expected - received }
+
+    /// How many missing lines pass through `roi`.
+    public func missing(in roi: ROIAccumulator) -> Int {
+        var n = 0
+        for r in missingRanges {
+            for i in r where roi.contains(yUm: Int32(clamping: configuration.yUm(ofLine: Int64(i)))) { n += 1 }
+        }
+        return n
+    }
+
+    /// "12 of 536 lines missing (lines 40–43, 300–307)".
+    public var summary: String {
+        guard missingCount > 0 else { return "all \(expected) lines" }
+        let shown = missingRanges.prefix(8).map { $0.count == 1 ? "\($0.lowerBound)" : "\($0.lowerBound)–\($0.upperBound)" }
+        let more = missingRanges.count > 8 ? ", …" : ""
+        return "\(missingCount) of \(expected) lines missing (line\(missingCount == 1 ? "" : "s") \(shown.joined(separator: ", "))\(more))"
     }
 }
 
@@ -60,6 +121,7 @@ public struct ScanDecomposition: Sendable {
     private var boneSum = 0.0
     private(set) public var bonePixels = 0
     private(set) public var lines = 0
+    private(set) public var ledger: LineLedger
 
     public init(stage: AttenuationStage, calibration: Calibration, geometry: ScanGeometry, rois: [Phantom.ROI],
                 configuration: ScanConfiguration) {
@@ -68,6 +130,7 @@ public struct ScanDecomposition: Sendable {
         pixelAreaCm2 = Double(geometry.pitchUm) * Double(abs(configuration.lineStepUm)) / 1e8
         self.rois = rois.map { ROIAccumulator(roi: $0, geometry: geometry) }
         stillness = StillnessCheck(pitchUm: geometry.pitchUm)
+        ledger = LineLedger(configuration: configuration)
     }
 
     /// A line in: decomposed, added to the ROIs and the bone totals, and checked for patient
@@ -76,6 +139,7 @@ public struct ScanDecomposition: Sendable {
     public mutating func add(_ line: ScanLine) throws(DecompositionError) -> DecomposedLine {
         let attenuation = try stage.process(line)
         let d = decomposer.decompose(attenuation)
+        ledger.record(line.index)
         _ = stillness.add(highAttenuation: attenuation.high)
         for k in rois.indices { rois[k].add(d) }
         for c in 0..<d.bone.count where d.isBone[c] && d.bone[c].isFinite {
@@ -86,7 +150,8 @@ public struct ScanDecomposition: Sendable {
         return d
     }
 
-    public var roiResults: [ROIResult] { rois.map(\.result) }
+    /// Each ROI's result, with the lines through it that never arrived.
+    public var roiResults: [ROIResult] { rois.map { $0.result(missingLines: ledger.missing(in: $0)) } }
     public var motion: [MotionEvent] { stillness.events }
     public var meanBoneBMD: Double { bonePixels > 0 ? boneSum / Double(bonePixels) : .nan }
     public var boneAreaCm2: Double { Double(bonePixels) * pixelAreaCm2 }
@@ -191,7 +256,10 @@ public final class LivePipeline: Sendable {
         let sorted = latencies.sorted()
         func quantile(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
         return LiveResult(lines: work.lines, rois: work.roiResults, motion: work.motion, bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2,
-                          meanBoneBMD: work.meanBoneBMD.isFinite ? work.meanBoneBMD : nil, complete: failures && input.dropped == 0, stages: [input, counters],
+                          meanBoneBMD: work.meanBoneBMD.isFinite ? work.meanBoneBMD : nil,
+                          complete: failures && input.dropped == 0 && work.ledger.missingCount == 0,
+                          missingLines: work.ledger.missingCount,
+                          missingLineRanges: work.ledger.missingRanges.map { [$0.lowerBound, $0.upperBound] }, stages: [input, counters],
                           latencyP50: quantile(0.5), latencyP99: quantile(0.99))
     }
 }

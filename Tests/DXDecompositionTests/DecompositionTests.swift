@@ -10,7 +10,7 @@ struct Scanner {
     var detector: Detector
     let geometry = ScanGeometry(channels: 144, pitchUm: 1000)
 
-    init(seed: UInt64) { detector = Detector(channels: 144, pitchUm: 1000, seed: seed) }
+    init(seed: UInt64, physics: PhysicsModel = .kramers) { detector = Detector(channels: 144, pitchUm: 1000, seed: seed, physics: physics) }
 
     mutating func scan(_ scene: any Scene, mode: ScanMode = .dual, y0: Int32, y1: Int32, stepUm: Int32 = 1000,
                        periodUs: UInt32, currentUA: UInt32 = 1000) -> [ScanLine] {

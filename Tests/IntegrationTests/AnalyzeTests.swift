@@ -127,6 +127,63 @@ struct AnalyzeTests {
         #expect(rows.first?.hasPrefix("line,y_um,x_um,t_us,flags,low0,high0") == true)
         #expect(rows.dropFirst().first?.split(separator: ",").count == 5 + 2 * 144)
 
+        // The analysis accounts for every line: all of them here, the calibration judged by the rule.
+        #expect(out["lines"]?.intValue == 380 && out["missing_lines"]?.intValue == 0 && out["complete"] == .bool(true), "\(r.out)")
+        #expect(out["calibration"]?["accepted"] == .bool(true) && out["calibration_residual_g_cm2"]?.numberValue != nil)
+        #expect(rois.allSatisfy { $0["complete"] == .bool(true) && $0["low_count_pixels"]?.intValue != nil })
+        #expect(table.out.contains("lines: all 380 lines") && table.out.contains("accepted"), "\(table.out)")
+
+        // Two data frames damaged on disk: the analysis names the lines they held and the ROIs
+        // that lost them, in JSON and in the table.
+        let contents = try CaptureFormat.parse([UInt8](Data(contentsOf: URL(fileURLWithPath: espCapture))))
+        var records = contents.records
+        let data = records.indices.filter { records[$0].endpoint == .dataIn }
+        for k in [data[data.count / 2], data[data.count * 3 / 5]] { records[k].bytes[records[k].bytes.count - 1] ^= 0xFF }
+        let damaged = dir.file("damaged.dxcap")
+        try Data(try CaptureFormat.preamble(contents.header) + records.flatMap(\.encoded)).write(to: URL(fileURLWithPath: damaged))
+        let d = try await runCLI(["analyze", "--calibration", calCapture, damaged, "--json"])
+        #expect(d.status == 0, "\(d.err)")
+        let dj = try JSONDecoder().decode(JSONValue.self, from: Data(d.out.utf8))
+        let missing = dj["missing_lines"]?.intValue ?? 0
+        print("damaged capture: \(missing) lines missing, ranges \(dj["missing_line_ranges"] ?? .null)")
+        #expect(missing > 0 && dj["complete"] == .bool(false), "\(d.out)")
+        if case .array(let ranges)? = dj["missing_line_ranges"] { #expect(ranges.count == 2) } else { Issue.record("no ranges: \(d.out)") }
+        if case .array(let damagedROIs)? = dj["rois"] {
+            let flagged = damagedROIs.filter { $0["complete"] == .bool(false) }
+            #expect(!flagged.isEmpty && flagged.allSatisfy { ($0["missing_lines"]?.intValue ?? 0) > 0 }, "\(damagedROIs)")
+        }
+        let dt = try await runCLI(["analyze", "--calibration", calCapture, damaged])
+        #expect(dt.status == 0 && dt.out.contains("INCOMPLETE") && dt.out.contains("lines missing (lines") && dt.out.contains("of its lines missing"), "\(dt.out)")
+
+        // A phantom file with mislabelled cells gives a calibration the rule refuses: the daemon
+        // keeps the calibration it has, `dexa analyze` refuses it too, with the same words.
+        var wrongPhantom = StandardPhantoms.calibration
+        if var cells = wrongPhantom.cells {
+            for k in cells.indices where cells[k].lean == 15 { cells[k].hydroxyapatite = [0: 0, 0.5: 1.5, 1.0: 2.0, 1.5: 0.5, 2.0: 1.0][cells[k].hydroxyapatite] ?? cells[k].hydroxyapatite }
+            wrongPhantom.cells = cells
+        }
+        let wrongPath = dir.file("mislabelled-phantom.json")
+        try JSONEncoder().encode(wrongPhantom).write(to: URL(fileURLWithPath: wrongPath))
+        let calibrationFile = try #require(cal["calibration"]?.stringValue)
+        let before = try Data(contentsOf: URL(fileURLWithPath: calibrationFile))
+        var refusedCapture = ""
+        do {
+            _ = try await daemon.call("service.calibrate", .object(["phantom": .string(wrongPath)]))
+            Issue.record("a mislabelled phantom's calibration was accepted")
+        } catch let e as RPCError {
+            print("daemon: \(e.message)")
+            #expect(e.message.contains("calibration refused: the calibration fits its phantom to") && e.message.contains("unchanged"), "\(e.message)")
+            refusedCapture = String(e.message.prefix(while: { $0 != ":" }))
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: calibrationFile)) == before, "the calibration in use is unchanged")
+        let refused = try await runCLI(["analyze", "--calibration", refusedCapture, espCapture])
+        print("dexa analyze: \(refused.err)")
+        #expect(refused.status == 2 && refused.out.isEmpty && refused.err.split(separator: "\n").count == 1, "\(refused)")
+        #expect(refused.err.contains("calibration refused: the calibration fits its phantom to") && refused.err.contains("--force"), "\(refused.err)")
+        let forced = try await runCLI(["analyze", "--calibration", refusedCapture, espCapture, "--force", "--json"])
+        #expect(forced.status == 0, "\(forced.err)")
+        #expect(forced.err.contains("FORCED") && (try? JSONDecoder().decode(JSONValue.self, from: Data(forced.out.utf8)))?["forced"] == .bool(true))
+
         // Calibrated, a patient scan runs, with its references, and is decomposed live.
         let patient = try await daemon.call("scan.run", .object([
             "role": .string("patient"), "region": .string("ap_spine"), "y_start_um": .number(505_000), "lines": .number(100),
