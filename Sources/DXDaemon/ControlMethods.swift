@@ -262,18 +262,15 @@ public struct DaemonControlHandler: ControlHandler {
         let phantom = try Self.loadPhantom(path)
         guard let cells = phantom.cells, !cells.isEmpty else { throw RPCError.invalidParams("\(path) has no cells") }
         guard let info = await device.session.info else { throw DeviceError.notConnected }
-        let ys = cells.flatMap(\.yUm), xs = cells.flatMap(\.xUm)
-        guard let y0 = ys.min(), let y1 = ys.max(), let x0 = xs.min(), let x1 = xs.max() else { throw RPCError.invalidParams("\(path): cells without extent") }
-        let step: Int32 = Int32(params?["line_step_um"]?.intValue ?? 100)
-        let lines = UInt32(max(1, Int(y1 - y0) / Int(step)))
-        let centreX = Int32((Int(x0) + Int(x1)) / 2)
-        // Two passes over the phantom: the thin cells at 50 ms·mA (the thinnest would saturate
-        // the high window above about 57), the thick ones at 300 ms·mA, where the first pass
-        // leaves them a few photons per pixel. The fit pools them by exposure.
-        let passes: [(UInt32, UInt32)] = [(50_000, 1000), (100_000, 3000)]
-        let plans = try await referencePlans(x: centreX) + passes.map { period, current in
-            ScanPlan(mode: .dual, xUm: centreX, yStartUm: y0, lineCount: lines, lineStepUm: step, linePeriodUs: period,
-                     tubeCurrentUA: current, linesPerFrame: 16, role: .calibration)
+        let step = Int32(params?["line_step_um"]?.intValue ?? 1000)
+        // The one procedure (DXDecomposition): two exposures at nine carriage positions.
+        guard let procedure = CalibrationProcedure(phantom: phantom, travelXUm: info.travelXUm, stepUm: step),
+              let firstX = procedure.passes.first?.xUm else {
+            throw RPCError.invalidParams("\(path): cells without extent, or line_step_um not positive")
+        }
+        let plans = try await referencePlans(x: firstX) + procedure.passes.map { p in
+            ScanPlan(mode: .dual, xUm: p.xUm, yStartUm: p.yStartUm, lineCount: p.lineCount, lineStepUm: p.lineStepUm, linePeriodUs: p.linePeriodUs,
+                     tubeCurrentUA: p.tubeCurrentUA, linesPerFrame: p.linesPerFrame, role: .calibration)
         }
         let (_, capture) = try await device.runner.runSequence(plans, phantom: phantom)
         guard let capture else { throw RPCError(code: RPCError.deviceErrorCode, message: "captures are disabled; a calibration needs one") }

@@ -71,11 +71,17 @@ public struct AttenuationStage: Sendable {
         self.init(dark: dark, air: try AirReference(lines: airLines, dark: dark, periodUs: airPeriodUs, currentUA: airCurrentUA))
     }
 
+
+
     /// The stage for one scan's line period and tube current, with everything per channel
     /// that does not change from line to line worked out once.
     /// `transmissions`: also keep each pixel's transmission (for calibration).
-    public func prepared(periodUs: UInt32, currentUA: UInt32, transmissions: Bool = true) -> PreparedAttenuation {
-        PreparedAttenuation(dark: dark, air: air, periodUs: periodUs, currentUA: currentUA, transmissions: transmissions)
+    /// `response`: each channel's spectral response from the calibration, applied to the log
+    /// attenuations (ignored when it was made for another number of channels).
+    public func prepared(periodUs: UInt32, currentUA: UInt32, transmissions: Bool = true,
+                         response: ChannelResponse? = nil) -> PreparedAttenuation {
+        PreparedAttenuation(dark: dark, air: air, periodUs: periodUs, currentUA: currentUA, transmissions: transmissions,
+                            response: response)
     }
 
     public func process(_ line: ScanLine, periodUs: UInt32, currentUA: UInt32) throws(DecompositionError) -> AttenuationLine {
@@ -95,22 +101,41 @@ public struct PreparedAttenuation: Sendable {
     public let exposure: Double
     /// Below this many counts above the pedestal a pixel's relative noise exceeds 20 %.
     public static let minimumPhotons = 25.0
-    /// Below this many counts above the pedestal a window holds nothing the pedestal's own
-    /// noise (about a count) could not make: no photons (metal, or far too much tissue). The
-    /// pixel is `belowDark` and carries no number.
+    /// Below this many of the pedestal's standard deviations above it (and at least
+    /// `noPhotons` counts) a window holds nothing the pedestal's own noise could not make: no
+    /// photons (metal, or far too much tissue). The pixel is `belowDark` and carries no number.
+    /// At 5σ a pixel behind metal passes one time in 3.5 million; a pixel of 12 photons is
+    /// left out about 2 % of the time (docs/physics.md: the bias that leaves).
+    public static let noPhotonSigmas = 5.0
     public static let noPhotons = 3.0
     public let keepsTransmissions: Bool
 
-    init(dark: DarkReference, air: AirReference, periodUs: UInt32, currentUA: UInt32, transmissions: Bool) {
+    /// Each channel's scale of its log attenuations (ChannelResponse), and its square for the
+    /// variances.
+    let scaleLow: [Double], scaleHigh: [Double], curveLow: [Double], curveHigh: [Double]
+    /// Each channel's no-photon threshold (counts above dark).
+    let floorLow: [Double], floorHigh: [Double]
+
+    init(dark: DarkReference, air: AirReference, periodUs: UInt32, currentUA: UInt32, transmissions: Bool,
+         response: ChannelResponse? = nil) {
         keepsTransmissions = transmissions
+        let channels = dark.means.low.count
+        let r = response.flatMap { $0.fits(channels: channels) ? $0 : nil } ?? .identity(channels: channels)
+        scaleLow = r.low
+        scaleHigh = r.high
+        curveLow = r.lowCurvature
+        curveHigh = r.highCurvature
         let e = Double(periodUs) * Double(max(currentUA, 1))
         darkLow = dark.means.low
         darkHigh = dark.means.high
+        floorLow = dark.noise?.low.map { max(Self.noPhotons, Self.noPhotonSigmas * $0) } ?? Array(repeating: Self.noPhotons, count: channels)
+        floorHigh = dark.noise?.high.map { max(Self.noPhotons, Self.noPhotonSigmas * $0) } ?? Array(repeating: Self.noPhotons, count: channels)
         i0Low = air.low.map { 1 / ($0 * e) }
         i0High = air.high.map { 1 / ($0 * e) }
         lnI0Low = air.low.map { Foundation.log($0 * e) }
         lnI0High = air.high.map { Foundation.log($0 * e) }
         exposure = e / 1e6
+
     }
 
     public var channels: Int { darkLow.count }
@@ -127,11 +152,14 @@ public struct PreparedAttenuation: Sendable {
         let beam: UInt8 = line.flags.contains(.xrayOn) ? 0 : PixelFlags.noBeam.rawValue
         let saturatedBit = PixelFlags.saturated.rawValue, belowDarkBit = PixelFlags.belowDark.rawValue
         let starvedBit = PixelFlags.photonStarved.rawValue, minimum = Self.minimumPhotons
-        let unmeasuredBits = PixelFlags.unmeasured.rawValue, floor = Self.noPhotons
+        let unmeasuredBits = PixelFlags.unmeasured.rawValue
         line.samples.withUnsafeBufferPointer { samples in
             darkLow.withUnsafeBufferPointer { dL in darkHigh.withUnsafeBufferPointer { dH in
             i0Low.withUnsafeBufferPointer { iL in i0High.withUnsafeBufferPointer { iH in
             lnI0Low.withUnsafeBufferPointer { lnL in lnI0High.withUnsafeBufferPointer { lnH in
+            scaleLow.withUnsafeBufferPointer { sL in scaleHigh.withUnsafeBufferPointer { sH in
+            curveLow.withUnsafeBufferPointer { qL in curveHigh.withUnsafeBufferPointer { qH in
+            floorLow.withUnsafeBufferPointer { fL in floorHigh.withUnsafeBufferPointer { fH in
                 let low = out, high = out + n, tLow = out + 2 * n, tHigh = out + 3 * n, varLow = out + 4 * n, varHigh = out + 5 * n
                 let tVarLow = out + 6 * n, tVarHigh = out + 7 * n
                 let keeps = keepsTransmissions
@@ -154,7 +182,7 @@ public struct PreparedAttenuation: Sendable {
                             tVarHigh[c] = (max(ih, 0) + 1) * iH[c] * iH[c]
                         }
                     }
-                    if il < floor || ih < floor {
+                    if il < fL[c] || ih < fH[c] {
                         f |= belowDarkBit
                     } else if il < minimum || ih < minimum {
                         f |= starvedBit
@@ -166,16 +194,19 @@ public struct PreparedAttenuation: Sendable {
                         // (docs/physics.md: the residual bias is under 0.002 from 12 counts on).
                         let rl = 1 / il, rh = 1 / ih
                         let vl = (il + 1) * rl * rl, vh = (ih + 1) * rh * rh
-                        varLow[c] = vl
-                        varHigh[c] = vh
-                        low[c] = lnL[c] - FastLog.ln(il) - vl / 2
-                        high[c] = lnH[c] - FastLog.ln(ih) - vh / 2
+                        // This channel's response onto the detector's mean: s·L + q·L².
+                        let l = lnL[c] - FastLog.ln(il) - vl / 2, h = lnH[c] - FastLog.ln(ih) - vh / 2
+                        let kl = sL[c] + 2 * qL[c] * l, kh = sH[c] + 2 * qH[c] * h
+                        varLow[c] = vl * kl * kl
+                        varHigh[c] = vh * kh * kh
+                        low[c] = l * (sL[c] + qL[c] * l)
+                        high[c] = h * (sH[c] + qH[c] * h)
                     } else {
                         low[c] = .nan; high[c] = .nan; varLow[c] = .nan; varHigh[c] = .nan
                     }
                     flagBits[c] = f
                 }
-            } } } } } }
+            } } } } } } } } } } } }
         }
         func array(_ k: Int) -> [Double] { Array(UnsafeBufferPointer(start: out + k * n, count: n)) }
         let flags = [PixelFlags](unsafeUninitializedCapacity: n) { buffer, count in

@@ -112,7 +112,8 @@ public struct LinearModel: Sendable, Equatable, Codable {
 /// bone mineral and soft-tissue mass, fitted from a calibration-phantom scan. Versioned,
 /// and it names the capture it came from (`source`).
 public struct Calibration: Sendable, Equatable, Codable {
-    public static let formatVersion = 2
+    /// 3: each channel's spectral response (`channelResponse`) is part of the calibration.
+    public static let formatVersion = 3
     public var version = Calibration.formatVersion
     public var source: String
     public var created: String
@@ -124,6 +125,19 @@ public struct Calibration: Sendable, Equatable, Codable {
     public var residualHydroxyapatite: Double
     public var residualSoftTissue: Double
     public var residualFatFraction: Double
+    /// Each channel's attenuation scale onto the detector's mean response (nil: all 1).
+    public var channelResponse: ChannelResponse?
+
+    public init(source: String, created: String, hydroxyapatite: LinearModel, softTissue: LinearModel, fatFraction: LinearModel,
+                points: [CalibrationPoint], residualHydroxyapatite: Double, residualSoftTissue: Double, residualFatFraction: Double,
+                channelResponse: ChannelResponse? = nil) {
+        self.source = source; self.created = created
+        self.hydroxyapatite = hydroxyapatite; self.softTissue = softTissue; self.fatFraction = fatFraction
+        self.points = points
+        self.residualHydroxyapatite = residualHydroxyapatite; self.residualSoftTissue = residualSoftTissue
+        self.residualFatFraction = residualFatFraction
+        self.channelResponse = channelResponse
+    }
 
     /// Terms of the bone model. Monoenergetically BMD = (L_low − R·L_high)/(μ_b,low − R·μ_b,high):
     /// the "bone signal" b₀ = L_low − R·L_high over a factor that depends on R. The beam's
@@ -132,7 +146,25 @@ public struct Calibration: Sendable, Equatable, Codable {
     /// exactly 0 whatever its thickness.
     static func boneTerms(_ u: Double, _ v: Double, _ r: Double) -> [Double] {
         let b = u - r * v
-        return [b, b * r, b * r * r, b * v, b * v * r, b * v * v, b * b, b * b * r, b * b * v, b * b * b, b * v * r * r, b * v * v * r]
+        return [b, b * r, b * r * r, b * v, b * v * r, b * v * v, b * b, b * b * r, b * b * v, b * b * b, b * v * r * r, b * v * v * r,
+                b * r * r * r, b * v * v * v, b * b * r * r, b * b * v * r]
+    }
+
+    /// How many terms the bone model has: 16, or the first 12 where the cells do not need more.
+    public static let boneTermCount = 16
+    public static let boneTermCountReduced = 12
+
+    /// The 99 % point of F(d1, d2) (Wilson–Hilferty cube-root approximation of the F
+    /// distribution, Abramowitz & Stegun 26.6.16); 3.65 for (4, 59).
+    static func fQuantile99(_ d1: Int, _ d2: Int) -> Double {
+        guard d1 > 0, d2 > 0 else { return .infinity }
+        let a = 2 / (9 * Double(d1)), b = 2 / (9 * Double(d2)), z = 2.326_348
+        // Solve ((1 − b)·w − (1 − a)) / √(b·w² + a) = z for w = F^(1/3).
+        let p = (1 - b) * (1 - b) - z * z * b, q = -2 * (1 - a) * (1 - b), r = (1 - a) * (1 - a) - z * z * a
+        let disc = q * q - 4 * p * r
+        guard p > 0, disc >= 0 else { return .infinity }
+        let w = (-q + disc.squareRoot()) / (2 * p)
+        return w * w * w
     }
 
     /// Terms of the soft-tissue model: linear in the attenuations with coefficients that
@@ -143,6 +175,13 @@ public struct Calibration: Sendable, Equatable, Codable {
     }
 
     static func fatTerms(_ r: Double, _ v: Double) -> [Double] { [1, r, v, r * r, r * v, v * v] }
+
+    /// Fits from a phantom's measurement: the cells, and each channel's response.
+    public static func fit(_ measurement: CalibrationMeasurement.Result, source: String) throws(DecompositionError) -> Calibration {
+        var c = try fit(points: measurement.points, source: source)
+        c.channelResponse = measurement.response
+        return c
+    }
 
     /// Fits from measured cells. The cells must span the ICD's ranges.
     public static func fit(points: [CalibrationPoint], source: String) throws(DecompositionError) -> Calibration {
@@ -159,7 +198,21 @@ public struct Calibration: Sendable, Equatable, Codable {
         // transmission): photon-starved thick cells must not pull the fit where data is good.
         let weights = usable.map { $0.exposure * Foundation.exp(-$0.lLow) }
         let softRows = usable.map { softTerms($0.lLow, $0.lHigh, $0.softRatio) }
-        let haModel = try LinearModel.fit(boneRows, ha, weights: weights, centred: false)
+        // The bone model's last four terms only where the cells need them: an F test of the
+        // weighted residuals with and without them at 99 % (F(4, 59) ≈ 3.65 for 75 cells);
+        // terms the data do not ask for only carry the cells' noise to the patient.
+        let reduced = boneRows.map { Array($0.prefix(Calibration.boneTermCountReduced)) }
+        let full = try LinearModel.fit(boneRows, ha, weights: weights, centred: false)
+        let small = try LinearModel.fit(reduced, ha, weights: weights, centred: false)
+        func rss(_ m: LinearModel, _ rows: [[Double]]) -> Double {
+            zip(zip(rows, ha), weights).reduce(0) { s, x in let d = m.evaluate(x.0.0) - x.0.1; return s + x.1 * d * d }
+        }
+        let extra = Double(Calibration.boneTermCount - Calibration.boneTermCountReduced)
+        let dof = Double(usable.count - Calibration.boneTermCount)
+        let f = dof > 0 ? ((rss(small, reduced) - rss(full, boneRows)) / extra) / (rss(full, boneRows) / dof) : 0
+        let useFull = f > fQuantile99(Int(extra), Int(dof))
+        let haModel = useFull ? full : small
+        let haRows = useFull ? boneRows : reduced
         let softModel = try LinearModel.fit(softRows, usable.map { $0.lean + $0.fat }, weights: weights)
         let softOnly = usable.filter { $0.hydroxyapatite == 0 }
         let fatRows = softOnly.map { fatTerms($0.lLow / $0.lHigh, $0.lHigh) }
@@ -171,7 +224,7 @@ public struct Calibration: Sendable, Equatable, Codable {
         return Calibration(
             source: source, created: Date().formatted(.iso8601), hydroxyapatite: haModel, softTissue: softModel, fatFraction: fatModel,
             points: usable,
-            residualHydroxyapatite: rms(haModel, boneRows, ha),
+            residualHydroxyapatite: rms(haModel, haRows, ha),
             residualSoftTissue: rms(softModel, softRows, usable.map { $0.lean + $0.fat }),
             residualFatFraction: rms(fatModel, fatRows, softOnly.map { $0.fat / max($0.lean + $0.fat, 1e-9) }))
     }
@@ -182,14 +235,19 @@ public struct Calibration: Sendable, Equatable, Codable {
     /// whose coefficient count does not match its terms evaluates to NaN, never to a number.
     public struct FastBoneModel: Sendable {
         typealias C6 = (Double, Double, Double, Double, Double, Double)
-        typealias C12 = (Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double)
+        typealias C16 = (Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double,
+                         Double, Double, Double, Double)
         typealias C14 = (Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double, Double)
-        let b: C12, s: C14, f: C6
+        let b: C16, s: C14, f: C6
 
         init(bone: [Double], soft: [Double], fat: [Double]) {
             func at(_ a: [Double], _ i: Int, _ n: Int) -> Double { a.count == n ? a[i] : .nan }
-            b = (at(bone, 0, 12), at(bone, 1, 12), at(bone, 2, 12), at(bone, 3, 12), at(bone, 4, 12), at(bone, 5, 12),
-                 at(bone, 6, 12), at(bone, 7, 12), at(bone, 8, 12), at(bone, 9, 12), at(bone, 10, 12), at(bone, 11, 12))
+            // A reduced model's missing terms are 0.
+            let bone = bone.count == Calibration.boneTermCountReduced ? bone + [0, 0, 0, 0] : bone
+            let nb = Calibration.boneTermCount
+            b = (at(bone, 0, nb), at(bone, 1, nb), at(bone, 2, nb), at(bone, 3, nb), at(bone, 4, nb), at(bone, 5, nb),
+                 at(bone, 6, nb), at(bone, 7, nb), at(bone, 8, nb), at(bone, 9, nb), at(bone, 10, nb), at(bone, 11, nb),
+                 at(bone, 12, nb), at(bone, 13, nb), at(bone, 14, nb), at(bone, 15, nb))
             s = (at(soft, 0, 14), at(soft, 1, 14), at(soft, 2, 14), at(soft, 3, 14), at(soft, 4, 14), at(soft, 5, 14), at(soft, 6, 14),
                  at(soft, 7, 14), at(soft, 8, 14), at(soft, 9, 14), at(soft, 10, 14), at(soft, 11, 14), at(soft, 12, 14), at(soft, 13, 14))
             f = (at(fat, 0, 6), at(fat, 1, 6), at(fat, 2, 6), at(fat, 3, 6), at(fat, 4, 6), at(fat, 5, 6))
@@ -199,7 +257,8 @@ public struct Calibration: Sendable, Equatable, Codable {
         @inline(__always)
         public func bone(_ u: Double, _ v: Double, _ r: Double) -> Double {
             let x = u - r * v
-            let p = b.0 + r * (b.1 + r * b.2) + v * (b.3 + r * b.4 + v * b.5) + x * (b.6 + r * b.7 + v * b.8 + x * b.9)
+            let p = b.0 + r * (b.1 + r * (b.2 + r * b.12)) + v * (b.3 + r * b.4 + v * (b.5 + v * b.13))
+                + x * (b.6 + r * (b.7 + r * b.14) + v * (b.8 + r * b.15) + x * b.9)
                 + v * r * (r * b.10 + v * b.11)
             return x * p
         }
@@ -213,11 +272,11 @@ public struct Calibration: Sendable, Equatable, Codable {
         @inline(__always)
         public func unbiasedBone(_ u: Double, _ v: Double, _ r: Double, varU: Double, varV: Double) -> Double {
             let x = u - r * v
-            let bB = b.6 + r * b.7 + v * b.8
+            let bB = b.6 + r * (b.7 + r * b.14) + v * (b.8 + r * b.15)
             let fxx = 2 * bB + 6 * b.9 * x
-            let aV = b.3 + r * b.4 + 2 * v * b.5 + r * r * b.10 + 2 * v * r * b.11
-            let fxv = aV + 2 * x * b.8
-            let fvv = x * (2 * b.5 + 2 * r * b.11)
+            let aV = b.3 + r * b.4 + 2 * v * b.5 + r * r * b.10 + 2 * v * r * b.11 + 3 * v * v * b.13
+            let fxv = aV + 2 * x * (b.8 + r * b.15)
+            let fvv = x * (2 * b.5 + 2 * r * b.11 + 6 * v * b.13)
             let varX = varU + r * r * varV, covXV = -r * varV
             return bone(u, v, r) - 0.5 * (fxx * varX + 2 * fxv * covXV + fvv * varV)
         }
@@ -252,7 +311,7 @@ public struct Calibration: Sendable, Equatable, Codable {
         func ok(_ m: LinearModel, _ n: Int) -> Bool {
             m.coefficients.count == n && m.means.count == n && m.scales.count == n && m.coefficients.allSatisfy(\.isFinite)
         }
-        return ok(hydroxyapatite, 12) && ok(softTissue, 14) && ok(fatFraction, 6)
+        return (ok(hydroxyapatite, Self.boneTermCount) || ok(hydroxyapatite, Self.boneTermCountReduced)) && ok(softTissue, 14) && ok(fatFraction, 6)
     }
 
     /// Fat fraction of a bone-free pixel.
@@ -273,77 +332,247 @@ public struct ScanGeometry: Sendable, Equatable {
     }
 }
 
+/// Each channel's spectral response, as a scale of its log attenuations onto the detector's
+/// mean: channels differ in their energy thresholds and see the tube's spectrum from other
+/// angles (the heel effect), so the same tissue attenuates a little differently in each. A
+/// scale per channel and window, measured on the calibration phantom's cells as every channel
+/// sees them, takes that out before the calibration applies.
+///
+/// A channel's log attenuation L is put onto the mean as s·L + q·L²; the calibration measures
+/// the scale s and keeps q at 0 (the field is there for a response with curvature).
+public struct ChannelResponse: Sendable, Equatable, Codable {
+    public var low: [Double]
+    public var high: [Double]
+    public var lowCurvature: [Double]
+    public var highCurvature: [Double]
+
+    public enum CodingKeys: String, CodingKey { case low, high, lowCurvature = "low_curvature", highCurvature = "high_curvature" }
+
+    public init(low: [Double], high: [Double], lowCurvature: [Double]? = nil, highCurvature: [Double]? = nil) {
+        self.low = low; self.high = high
+        self.lowCurvature = lowCurvature ?? [Double](repeating: 0, count: low.count)
+        self.highCurvature = highCurvature ?? [Double](repeating: 0, count: high.count)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let low = try c.decode([Double].self, forKey: .low), high = try c.decode([Double].self, forKey: .high)
+        self.init(low: low, high: high, lowCurvature: try c.decodeIfPresent([Double].self, forKey: .lowCurvature),
+                  highCurvature: try c.decodeIfPresent([Double].self, forKey: .highCurvature))
+    }
+
+    public static func identity(channels n: Int) -> ChannelResponse {
+        ChannelResponse(low: [Double](repeating: 1, count: n), high: [Double](repeating: 1, count: n))
+    }
+
+    public var channels: Int { low.count }
+
+    /// Usable for a detector of `n` channels: every scale finite and positive, every curvature finite.
+    public func fits(channels n: Int) -> Bool {
+        low.count == n && high.count == n && lowCurvature.count == n && highCurvature.count == n
+            && (low + high).allSatisfy { $0.isFinite && $0 > 0 } && (lowCurvature + highCurvature).allSatisfy(\.isFinite)
+    }
+}
+
+/// How the calibration phantom is scanned, for the daemon, the tests and the benchmark alike:
+/// dark and air references, then two exposures (thin cells at 50 ms·mA, where the thinnest does
+/// not saturate; thick ones at 1.2 s·mA, where they still get photons) at nine carriage
+/// positions, a cell's width apart, 0.5 mm between lines, so that every channel sees most cells
+/// and each cell is seen by most channels (`CalibrationMeasurement` measures each channel's
+/// response from that). The calibration's own photon noise is the largest error left in a
+/// patient's result (docs/physics.md), so it takes photons: 405 s of exposure.
+public struct CalibrationProcedure: Sendable, Equatable {
+    /// Each pass as the device is to be configured (scan id 0: the runner gives it one).
+    public var passes: [ScanConfiguration]
+
+    /// Exposures: (line period µs, tube current µA).
+    public static let exposures: [(UInt32, UInt32)] = [(50_000, 1000), (400_000, 3000)]
+    /// Carriage positions either side of the phantom's centre, in cell widths.
+    public static let offsets = -4...4
+
+    /// The passes over `phantom` for a detector with `travelXUm` of carriage travel, `stepUm`
+    /// apart along the table; nil when the phantom has no cells.
+    public init?(phantom: Phantom, travelXUm: UInt32, stepUm: Int32 = 500) {
+        guard let cells = phantom.cells?.filter({ $0.xUm.count == 2 && $0.yUm.count == 2 }), !cells.isEmpty else { return nil }
+        let ys = cells.flatMap(\.yUm), xs = cells.flatMap(\.xUm)
+        guard let y0 = ys.min(), let y1 = ys.max(), let x0 = xs.min(), let x1 = xs.max(), stepUm > 0 else { return nil }
+        let widths = cells.map { abs(Int64($0.xUm[1]) - Int64($0.xUm[0])) }.sorted()
+        let cellWidth = widths[widths.count / 2]
+        let centre = (Int64(x0) + Int64(x1)) / 2
+        var positions: [Int32] = []
+        let lines = UInt32(max(1, (Int64(y1) - Int64(y0)) / Int64(stepUm)))
+        for k in Self.offsets {
+            let x = centre + Int64(k) * cellWidth
+            if x >= 0 && x <= Int64(travelXUm) { positions.append(Int32(x)) }
+        }
+        passes = Self.exposures.flatMap { period, current in
+            positions.map {
+                ScanConfiguration(scanID: 0, mode: .dual, xUm: $0, yStartUm: y0, lineCount: lines, lineStepUm: stepUm,
+                                  linePeriodUs: period, tubeCurrentUA: current, linesPerFrame: 16)
+            }
+        }
+    }
+}
+
 /// Measures a calibration phantom's cells in a scan: mean attenuations over each cell's
 /// interior (a margin away from its edges), and each cell's soft-tissue ratio from the cell
 /// of the same lean and fat without bone.
 /// A cell may be measured in several scans: thin cells in a short exposure that does not
 /// saturate, thick ones in a long one that brings enough photons through. Transmissions are
-/// pooled weighted by exposure (Σ counts / Σ expected air counts), so each pixel counts by the
-/// photons it saw.
+/// pooled by channel, weighted by exposure (Σ counts / Σ expected air counts), so each pixel
+/// counts by the photons it saw. Each channel's response is measured from the cells it saw
+/// (`ChannelResponse`), and a cell's attenuations are the mean over the channels that saw it,
+/// each put onto the detector's mean response.
 public enum CalibrationMeasurement {
-    struct CellExposure: Hashable {
-        var cell: Int
-        var exposure: Double
+    public struct Result: Sendable, Equatable {
+        public var points: [CalibrationPoint]
+        public var response: ChannelResponse
     }
 
     public static func points(lines: [AttenuationLine], geometry: ScanGeometry, phantom: Phantom,
                               marginUm: Double = 1_500) throws(DecompositionError) -> [CalibrationPoint] {
+        try measure(lines: lines, geometry: geometry, phantom: phantom, marginUm: marginUm).points
+    }
+
+    /// One cell as one channel saw it, pooled over lines and exposures.
+    struct Sum {
+        var u = 0.0, v = 0.0, e = 0.0, varU = 0.0, varV = 0.0, n = 0
+    }
+
+    public static func measure(lines: [AttenuationLine], geometry: ScanGeometry, phantom: Phantom,
+                               marginUm: Double = 1_500) throws(DecompositionError) -> Result {
         guard let cells = phantom.cells, !cells.isEmpty else { throw .calibrationRangeMissing("any cells (the phantom lists none)") }
-        var sums = [(u: Double, v: Double, n: Int, e: Double, varU: Double, varV: Double)](repeating: (0, 0, 0, 0, 0, 0), count: cells.count)
-        let noise = lines.allSatisfy { $0.transmissionVarianceLow.count == $0.channels && $0.transmissionVarianceHigh.count == $0.channels }
+        let n = geometry.channels
         // A cell is measured in a scan only if none of its pixels saturated there: leaving out
         // just the saturated pixels would keep those whose noise went down, and bias the cell.
-        var saturatedIn = Set<CellExposure>()
+        // (Scans differ in exposure or carriage position.)
+        struct Visit: Hashable { var cell: Int; var exposure: Double; var xUm: Int32 }
+        var saturatedIn = Set<Visit>()
+        func interior(_ cell: Phantom.Cell) -> (x0: Double, x1: Double, y0: Double, y1: Double)? {
+            guard cell.yUm.count == 2 && cell.xUm.count == 2 else { return nil }
+            return (Double(min(cell.xUm[0], cell.xUm[1])) + marginUm, Double(max(cell.xUm[0], cell.xUm[1])) - marginUm,
+                    Double(min(cell.yUm[0], cell.yUm[1])) + marginUm, Double(max(cell.yUm[0], cell.yUm[1])) - marginUm)
+        }
+        let boxes = cells.map(interior)
         for line in lines {
             let y = Double(line.yUm)
-            for (k, cell) in cells.enumerated() where cell.yUm.count == 2 && cell.xUm.count == 2 {
-                let y0 = Double(min(cell.yUm[0], cell.yUm[1])) + marginUm, y1 = Double(max(cell.yUm[0], cell.yUm[1])) - marginUm
-                guard y >= y0 && y < y1 else { continue }
-                let x0 = Double(min(cell.xUm[0], cell.xUm[1])) + marginUm, x1 = Double(max(cell.xUm[0], cell.xUm[1])) - marginUm
-                for c in 0..<line.channels where line.flags[c].contains(.saturated) {
+            for (k, box) in boxes.enumerated() {
+                guard let b = box, y >= b.y0 && y < b.y1 else { continue }
+                for c in 0..<min(line.channels, n) where line.flags[c].contains(.saturated) {
                     let x = geometry.x(ofChannel: c, carriageX: line.xUm)
-                    if x >= x0 && x < x1 { saturatedIn.insert(CellExposure(cell: k, exposure: line.exposure)) }
+                    if x >= b.x0 && x < b.x1 { saturatedIn.insert(Visit(cell: k, exposure: line.exposure, xUm: line.xUm)) }
                 }
             }
         }
-        for line in lines where line.transmissionLow.count == line.channels && line.transmissionHigh.count == line.channels {
+        var sums = [[Sum]](repeating: [Sum](repeating: Sum(), count: n), count: cells.count)
+        for line in lines where line.channels == n && line.transmissionLow.count == n && line.transmissionHigh.count == n {
             let y = Double(line.yUm)
-            for (k, cell) in cells.enumerated() where cell.yUm.count == 2 && cell.xUm.count == 2 {
-                guard !saturatedIn.contains(CellExposure(cell: k, exposure: line.exposure)) else { continue }
-                let y0 = Double(min(cell.yUm[0], cell.yUm[1])) + marginUm, y1 = Double(max(cell.yUm[0], cell.yUm[1])) - marginUm
-                guard y >= y0 && y < y1 else { continue }
-                let x0 = Double(min(cell.xUm[0], cell.xUm[1])) + marginUm, x1 = Double(max(cell.xUm[0], cell.xUm[1])) - marginUm
-                // Average transmissions (photon-starved pixels included), then take the log.
+            let noise = line.transmissionVarianceLow.count == n && line.transmissionVarianceHigh.count == n
+            for (k, box) in boxes.enumerated() {
+                guard let b = box, y >= b.y0 && y < b.y1,
+                      !saturatedIn.contains(Visit(cell: k, exposure: line.exposure, xUm: line.xUm)) else { continue }
                 let e = line.exposure
-                for c in 0..<line.channels where !line.flags[c].contains(.saturated) && !line.flags[c].contains(.noBeam) {
+                for c in 0..<n where !line.flags[c].contains(.saturated) && !line.flags[c].contains(.noBeam) {
                     let x = geometry.x(ofChannel: c, carriageX: line.xUm)
-                    if x >= x0 && x < x1 && line.transmissionLow[c].isFinite && line.transmissionHigh[c].isFinite {
-                        sums[k].u += e * line.transmissionLow[c]; sums[k].v += e * line.transmissionHigh[c]
-                        sums[k].n += 1; sums[k].e += e
-                        if noise {
-                            sums[k].varU += e * e * line.transmissionVarianceLow[c]
-                            sums[k].varV += e * e * line.transmissionVarianceHigh[c]
-                        }
+                    guard x >= b.x0 && x < b.x1, line.transmissionLow[c].isFinite, line.transmissionHigh[c].isFinite else { continue }
+                    sums[k][c].u += e * line.transmissionLow[c]; sums[k][c].v += e * line.transmissionHigh[c]
+                    sums[k][c].e += e; sums[k][c].n += 1
+                    if noise {
+                        sums[k][c].varU += e * e * line.transmissionVarianceLow[c]
+                        sums[k][c].varV += e * e * line.transmissionVarianceHigh[c]
                     }
                 }
             }
         }
-        func logs(_ k: Int) -> (Double, Double)? {
-            let e = sums[k].e
-            guard e > 0, sums[k].u > 0, sums[k].v > 0 else { return nil }
-            return (-Foundation.log(sums[k].u / e), -Foundation.log(sums[k].v / e))
+        // Each (cell, channel): the log of its pooled transmission, less the log's bias, and its
+        // variance (Σe²·var T / (Σe·T)²).
+        // Weights: the photons each (cell, channel) can be expected to hold, from the cell's
+        // transmission pooled over all its channels, never from that channel's own count (a
+        // weight that grows with the count it weighs biases the mean towards counts that
+        // fluctuated up: −1/N in the log).
+        var pooledLow = [Double](repeating: 0, count: cells.count), pooledHigh = pooledLow
+        for k in cells.indices {
+            var u = 0.0, v = 0.0, e = 0.0
+            for c in 0..<n { u += sums[k][c].u; v += sums[k][c].v; e += sums[k][c].e }
+            if e > 0 { pooledLow[k] = max(u / e, 0); pooledHigh[k] = max(v / e, 0) }
+        }
+        struct Seen { var u: Double; var v: Double; var varU: Double; var varV: Double; var pixels: Int; var e: Double
+                      var weightU: Double; var weightV: Double }
+        // In channel order, so that sums come out the same in every process.
+        var seen = [[(Int, Seen)]](repeating: [], count: cells.count)
+        for k in cells.indices {
+            for c in 0..<n {
+                let s = sums[k][c]
+                guard s.e > 0, s.u > 0, s.v > 0 else { continue }
+                let varU = s.varU / (s.u * s.u), varV = s.varV / (s.v * s.v)
+                seen[k].append((c, Seen(u: -Foundation.log(s.u / s.e) - varU / 2, v: -Foundation.log(s.v / s.e) - varV / 2,
+                                  varU: varU, varV: varV, pixels: s.n, e: s.e,
+                                  weightU: s.e * pooledLow[k], weightV: s.e * pooledHigh[k])))
+            }
+        }
+        // Channel responses and cell values by alternating least squares: a cell's value is the
+        // weighted mean of its channels' corrected logs; a channel's scale the one that best puts
+        // its logs onto those values; the scales' mean held at 1.
+        var sL = [Double](repeating: 1, count: n), sH = sL
+        var qL = [Double](repeating: 0, count: n), qH = qL
+        var refU = [Double](repeating: .nan, count: cells.count), refV = refU
+        var varRefU = refU, varRefV = refU
+
+        /// The (s, q) that best map `l` onto `ref` with weights `w`: 2 × 2 normal equations.
+        struct Normal {
+            var a11 = 0.0, a12 = 0.0, a22 = 0.0, b1 = 0.0, b2 = 0.0
+            mutating func add(_ l: Double, _ ref: Double, _ w: Double) {
+                let l2 = l * l
+                a11 += w * l2; a12 += w * l2 * l; a22 += w * l2 * l2; b1 += w * l * ref; b2 += w * l2 * ref
+            }
+            /// The scale alone (q = 0): a curvature per channel was tried and made the results
+            /// depend on an arbitrary choice of the reference's own curvature (docs/physics.md).
+            var solution: (Double, Double)? { a11 > 0 ? (b1 / a11, 0) : nil }
+        }
+        for _ in 0..<20 {
+            for k in cells.indices where !seen[k].isEmpty {
+                var su = 0.0, wu = 0.0, sv = 0.0, wv = 0.0
+                var vu = 0.0, vv = 0.0
+                for (c, x) in seen[k] {
+                    let a = x.weightU / (sL[c] * sL[c]), b = x.weightV / (sH[c] * sH[c])
+                    su += a * (sL[c] * x.u + qL[c] * x.u * x.u); wu += a
+                    sv += b * (sH[c] * x.v + qH[c] * x.v * x.v); wv += b
+                    vu += a * a * x.varU * sL[c] * sL[c]; vv += b * b * x.varV * sH[c] * sH[c]
+                }
+                guard wu > 0, wv > 0 else { continue }
+                refU[k] = su / wu; refV[k] = sv / wv
+                varRefU[k] = vu / (wu * wu); varRefV[k] = vv / (wv * wv)
+            }
+            var low = [Normal](repeating: Normal(), count: n), high = low
+            for k in cells.indices where refU[k].isFinite {
+                for (c, x) in seen[k] {
+                    low[c].add(x.u, refU[k], x.weightU)
+                    high[c].add(x.v, refV[k], x.weightV)
+                }
+            }
+            var measured: [Int] = []
+            for c in 0..<n {
+                guard let l = low[c].solution, let h = high[c].solution, l.0 > 0, h.0 > 0 else { continue }
+                (sL[c], qL[c]) = l
+                (sH[c], qH[c]) = h
+                measured.append(c)
+            }
+            guard !measured.isEmpty else { break }
+            let meanL = measured.reduce(0) { $0 + sL[$1] } / Double(measured.count)
+            let meanH = measured.reduce(0) { $0 + sH[$1] } / Double(measured.count)
+            for c in measured { sL[c] /= meanL; qL[c] /= meanL; sH[c] /= meanH; qH[c] /= meanH }
         }
         var softRatio: [String: Double] = [:]
-        for (k, cell) in cells.enumerated() where cell.hydroxyapatite == 0 {
-            if let (u, v) = logs(k), v > 0 { softRatio["\(cell.lean)/\(cell.fat)"] = u / v }
+        for (k, cell) in cells.enumerated() where cell.hydroxyapatite == 0 && refU[k].isFinite && refV[k] > 0 {
+            softRatio["\(cell.lean)/\(cell.fat)"] = refU[k] / refV[k]
         }
-        return cells.enumerated().compactMap { k, cell in
-            guard let (u, v) = logs(k), let r = softRatio["\(cell.lean)/\(cell.fat)"] else { return nil }
-            // ln of a pooled transmission: variance Σe²·var(T) / (Σe·T)².
-            let s = sums[k]
-            return CalibrationPoint(lLow: u, lHigh: v, softRatio: r, hydroxyapatite: cell.hydroxyapatite,
-                                    lean: cell.lean, fat: cell.fat, pixels: s.n, exposure: s.e,
-                                    varianceLow: s.varU / (s.u * s.u), varianceHigh: s.varV / (s.v * s.v))
+        let points = cells.enumerated().compactMap { k, cell -> CalibrationPoint? in
+            guard refU[k].isFinite, refV[k].isFinite, let r = softRatio["\(cell.lean)/\(cell.fat)"] else { return nil }
+            let pixels = seen[k].reduce(0) { $0 + $1.1.pixels }, exposure = seen[k].reduce(0) { $0 + $1.1.e }
+            return CalibrationPoint(lLow: refU[k], lHigh: refV[k], softRatio: r, hydroxyapatite: cell.hydroxyapatite,
+                                    lean: cell.lean, fat: cell.fat, pixels: pixels, exposure: exposure,
+                                    varianceLow: varRefU[k], varianceHigh: varRefV[k])
         }
+        return Result(points: points, response: ChannelResponse(low: sL, high: sH, lowCurvature: qL, highCurvature: qH))
     }
 }

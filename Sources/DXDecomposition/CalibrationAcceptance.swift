@@ -10,7 +10,7 @@ import Foundation
 ///     limit = √(δ² + q·σ²)
 ///
 /// where σ is the RMS residual the cells' own photon noise would leave (each cell's noise
-/// carried through the fitted model, times √((n − p)/n) for the p fitted terms), q the 99.9 %
+/// carried through the fitted model, times √((n − p)/n) for the p fitted terms (12 or 16)), q the 99.9 %
 /// point of χ²(n − p)/(n − p) (a noise-only residual fails one calibration in a thousand) and δ
 /// the misfit we accept, 0.01 g/cm²: 1 % of a typical vertebra, 0.1 T-score. A calibration
 /// whose noise alone exceeds `maximumNoise` is refused too: its coefficients would carry that
@@ -40,7 +40,7 @@ public struct CalibrationVerdict: Sendable, Equatable, Codable, CustomStringConv
     public init(_ calibration: Calibration) {
         residual = calibration.residualHydroxyapatite
         noise = Self.noiseResidual(calibration)
-        let dof = max(1, calibration.points.count - 12)
+        let dof = max(1, calibration.points.count - calibration.hydroxyapatite.coefficients.count)
         let q = Self.chiSquareQuantile999(dof) / Double(dof)
         limit = (Self.modelAllowance * Self.modelAllowance + q * noise * noise).squareRoot()
         if !residual.isFinite || !calibration.isWellFormed {
@@ -66,7 +66,8 @@ public struct CalibrationVerdict: Sendable, Equatable, Codable, CustomStringConv
     /// model by its derivatives.
     static func noiseResidual(_ calibration: Calibration) -> Double {
         let points = calibration.points
-        guard points.count > 12, calibration.isWellFormed else { return 0 }
+        let p = Double(calibration.hydroxyapatite.coefficients.count)
+        guard Double(points.count) > p, calibration.isWellFormed else { return 0 }
         let model = calibration.fastBoneModel
         var partner: [String: CalibrationPoint] = [:]
         for p in points where p.hydroxyapatite == 0 { partner["\(p.lean)/\(p.fat)"] = p }
@@ -84,7 +85,7 @@ public struct CalibrationVerdict: Sendable, Equatable, Codable, CustomStringConv
             if variance.isFinite { sum += variance }
         }
         let n = Double(points.count)
-        return (sum / n * (n - 12) / n).squareRoot()
+        return (sum / n * (n - p) / n).squareRoot()
     }
 
     /// The 99.9 % point of χ² with `dof` degrees of freedom (Wilson–Hilferty: within 1 % from 10

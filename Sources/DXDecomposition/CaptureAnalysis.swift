@@ -134,8 +134,8 @@ public struct CaptureAnalysis: Sendable {
                 let prepared = stage.prepared(periodUs: config.linePeriodUs, currentUA: config.tubeCurrentUA)
                 for line in scan.lines { att.append(try prepared.process(line)) }
             }
-            let points = try CalibrationMeasurement.points(lines: att, geometry: geometry, phantom: phantom)
-            return try Calibration.fit(points: points, source: source)
+            let measurement = try CalibrationMeasurement.measure(lines: att, geometry: geometry, phantom: phantom)
+            return try Calibration.fit(measurement, source: source)
         } catch let error as AnalysisError {
             throw error
         } catch {

@@ -125,7 +125,8 @@ public struct ScanDecomposition: Sendable {
 
     public init(stage: AttenuationStage, calibration: Calibration, geometry: ScanGeometry, rois: [Phantom.ROI],
                 configuration: ScanConfiguration) {
-        self.stage = stage.prepared(periodUs: configuration.linePeriodUs, currentUA: configuration.tubeCurrentUA, transmissions: false)
+        self.stage = stage.prepared(periodUs: configuration.linePeriodUs, currentUA: configuration.tubeCurrentUA, transmissions: false,
+                                    response: calibration.channelResponse)
         decomposer = Decomposer(calibration: calibration, pitchUm: geometry.pitchUm)
         pixelAreaCm2 = Double(geometry.pitchUm) * Double(abs(configuration.lineStepUm)) / 1e8
         self.rois = rois.map { ROIAccumulator(roi: $0, geometry: geometry) }

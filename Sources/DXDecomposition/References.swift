@@ -58,11 +58,24 @@ public struct ChannelMeans: Sendable, Equatable, Codable {
 /// The detector's offsets, from a dark scan (ICD §6: mode DARK).
 public struct DarkReference: Sendable, Equatable, Codable {
     public var means: ChannelMeans
+    /// Each channel's pedestal noise (standard deviation of a sample, counts); nil for a
+    /// reference of fewer than 10 lines.
+    public var noise: ChannelMeans?
 
     public init(lines: [ScanLine]) throws(DecompositionError) {
         let (m, saturated) = try ChannelMeans.of(lines)
         guard saturated.isEmpty else { throw .saturatedReference("dark scan", channels: saturated) }
         means = m
+        guard lines.count >= 10 else { noise = nil; return }
+        var low = [Double](repeating: 0, count: m.channels), high = low
+        for l in lines {
+            for c in 0..<m.channels {
+                let dl = Double(l.low(c)) - m.low[c], dh = Double(l.high(c)) - m.high[c]
+                low[c] += dl * dl; high[c] += dh * dh
+            }
+        }
+        let k = Double(lines.count - 1)
+        noise = ChannelMeans(low: low.map { ($0 / k).squareRoot() }, high: high.map { ($0 / k).squareRoot() })
     }
 }
 

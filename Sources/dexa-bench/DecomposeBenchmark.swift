@@ -7,12 +7,15 @@ import Foundation
 /// Input comes from the simulator's detector looking at the bench phantoms; the calibration
 /// is fitted from its calibration phantom first (not timed).
 enum DecomposeBenchmark {
-    static func lines(_ d: inout Detector, _ scene: any Scene, mode: ScanMode, y0: Int32, y1: Int32, step: Int32, period: UInt32, current: UInt32) -> [ScanLine] {
+    static func lines(_ d: inout Detector, _ scene: any Scene, mode: ScanMode, x: Int32 = 200_000, y0: Int32, y1: Int32, step: Int32,
+                      period: UInt32, current: UInt32) -> [ScanLine] {
         var out: [ScanLine] = []
         var y = y0, i: UInt32 = 0
         while y < y1 {
-            let r = d.readLine(mode: mode, xUm: 200_000, yUm: y, periodUs: period, currentUA: current, outputFactor: 1, scene: scene)
-            out.append(ScanLine(index: i, yUm: y, xUm: 200_000, tUs: UInt64(i) * UInt64(period), flags: mode == .dark ? [] : [.xrayOn], samples: r.samples))
+            let r = d.readLine(mode: mode, xUm: x, yUm: y, periodUs: period, currentUA: current, outputFactor: 1, scene: scene)
+            var flags: LineFlags = mode == .dark ? [] : [.xrayOn]
+            if r.saturated { flags.insert(.saturated) }
+            out.append(ScanLine(index: i, yUm: y, xUm: x, tUs: UInt64(i) * UInt64(period), flags: flags, samples: r.samples))
             y += step; i += 1
         }
         return out
@@ -27,12 +30,14 @@ enum DecomposeBenchmark {
         let stage = AttenuationStage(dark: dark, air: air)
         let scene = PhantomScene(StandardPhantoms.calibration)
         var att: [AttenuationLine] = []
-        for (period, current) in [(UInt32(50_000), UInt32(1000)), (100_000, 3000)] {
-            let prepared = stage.prepared(periodUs: period, currentUA: current)
-            for l in lines(&d, scene, mode: .dual, y0: 295_000, y1: 355_000, step: 100, period: period, current: current) { att.append(try prepared.process(l)) }
+        guard let procedure = CalibrationProcedure(phantom: StandardPhantoms.calibration, travelXUm: 400_000) else { throw DecompositionError.noLines("calibration") }
+        for p in procedure.passes {
+            let prepared = stage.prepared(periodUs: p.linePeriodUs, currentUA: p.tubeCurrentUA)
+            for l in lines(&d, scene, mode: .dual, x: p.xUm, y0: p.yStartUm, y1: p.yStartUm + Int32(p.lineCount) * p.lineStepUm, step: p.lineStepUm,
+                           period: p.linePeriodUs, current: p.tubeCurrentUA) { att.append(try prepared.process(l)) }
         }
-        let points = try CalibrationMeasurement.points(lines: att, geometry: geometry, phantom: StandardPhantoms.calibration)
-        return (stage, try Calibration.fit(points: points, source: "benchmark"))
+        let measurement = try CalibrationMeasurement.measure(lines: att, geometry: geometry, phantom: StandardPhantoms.calibration)
+        return (stage, try Calibration.fit(measurement, source: "benchmark"))
     }
 
     static func run(seconds: Double) {
@@ -42,7 +47,7 @@ enum DecomposeBenchmark {
             let (stage, calibration) = try calibrate(&d, geometry: ScanGeometry(channels: channels, pitchUm: pitch))
             let bench = PhantomScene(StandardPhantoms.bench)
             let decomposer = Decomposer(calibration: calibration, pitchUm: pitch)
-            let prepared = stage.prepared(periodUs: 40_000, currentUA: 2000, transmissions: false)
+            let prepared = stage.prepared(periodUs: 40_000, currentUA: 2000, transmissions: false, response: calibration.channelResponse)
             let input = lines(&d, bench, mode: .dual, y0: 505_000, y1: 695_000, step: 500, period: 40_000, current: 2000)
             let clock = ContinuousClock()
             var pixels = 0, latencies: [Double] = []

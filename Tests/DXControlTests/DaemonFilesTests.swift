@@ -23,7 +23,7 @@ struct DaemonFilesTests {
     @Test func aCalibrationOfAnotherVersionOrAPoorFitIsRefused() throws {
         let dir = TemporaryDirectory()
         let store = CalibrationStore(stateDirectory: dir.path)
-        let model = LinearModel(coefficients: [Double](repeating: 0.1, count: 12), means: [Double](repeating: 0, count: 12), scales: [Double](repeating: 1, count: 12))
+        let model = LinearModel(coefficients: [Double](repeating: 0.1, count: 16), means: [Double](repeating: 0, count: 16), scales: [Double](repeating: 1, count: 16))
         let soft = LinearModel(coefficients: [Double](repeating: 0.1, count: 14), means: [Double](repeating: 0, count: 14), scales: [Double](repeating: 1, count: 14))
         let fat = LinearModel(coefficients: [Double](repeating: 0.1, count: 6), means: [Double](repeating: 0, count: 6), scales: [Double](repeating: 1, count: 6))
         var c = Calibration(source: "/x.dxcap", created: "2026-11-23", hydroxyapatite: model, softTissue: soft, fatFraction: fat, points: [],

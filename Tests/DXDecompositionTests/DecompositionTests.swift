@@ -12,15 +12,15 @@ struct Scanner {
 
     init(seed: UInt64, physics: PhysicsModel = .kramers) { detector = Detector(channels: 144, pitchUm: 1000, seed: seed, physics: physics) }
 
-    mutating func scan(_ scene: any Scene, mode: ScanMode = .dual, y0: Int32, y1: Int32, stepUm: Int32 = 1000,
+    mutating func scan(_ scene: any Scene, mode: ScanMode = .dual, xUm: Int32 = 200_000, y0: Int32, y1: Int32, stepUm: Int32 = 1000,
                        periodUs: UInt32, currentUA: UInt32 = 1000) -> [ScanLine] {
         var lines: [ScanLine] = []
         var y = y0, i: UInt32 = 0
         while y < y1 {
-            let r = detector.readLine(mode: mode, xUm: 200_000, yUm: y, periodUs: periodUs, currentUA: currentUA, outputFactor: 1, scene: scene)
+            let r = detector.readLine(mode: mode, xUm: xUm, yUm: y, periodUs: periodUs, currentUA: currentUA, outputFactor: 1, scene: scene)
             var flags: LineFlags = mode == .dark ? [] : [.xrayOn]
             if r.saturated { flags.insert(.saturated) }
-            lines.append(ScanLine(index: i, yUm: y, xUm: 200_000, tUs: UInt64(i) * UInt64(periodUs), flags: flags, samples: r.samples))
+            lines.append(ScanLine(index: i, yUm: y, xUm: xUm, tUs: UInt64(i) * UInt64(periodUs), flags: flags, samples: r.samples))
             y += stepUm
             i += 1
         }
@@ -33,13 +33,20 @@ struct Scanner {
         let air = try AirReference(lines: scan(EmptyTable(), y0: 1_900_000, y1: 1_950_000, periodUs: 10_000), dark: dark,
                                    periodUs: 10_000, currentUA: 1000)
         let stage = AttenuationStage(dark: dark, air: air)
-        // Two passes: thin cells at 50 ms·mA (the thinnest would saturate above 57), thick
-        // ones at 300 ms·mA.
+        // The daemon's procedure: thin cells at 50 ms·mA (the thinnest would saturate above
+        // 57), thick ones at 300 ms·mA, each at nine carriage positions.
         let phantom = PhantomScene(StandardPhantoms.calibration)
-        let att = try scan(phantom, y0: 295_000, y1: 355_000, stepUm: 100, periodUs: 50_000).map { try stage.process($0, periodUs: 50_000, currentUA: 1000) }
-            + scan(phantom, y0: 295_000, y1: 355_000, stepUm: 100, periodUs: 100_000, currentUA: 3000).map { try stage.process($0, periodUs: 100_000, currentUA: 3000) }
-        let points = try CalibrationMeasurement.points(lines: att, geometry: geometry, phantom: StandardPhantoms.calibration)
-        return (stage, try Calibration.fit(points: points, source: "simulated calibration"))
+        guard let procedure = CalibrationProcedure(phantom: StandardPhantoms.calibration, travelXUm: 400_000) else { throw DecompositionError.noLines("calibration") }
+        var att: [AttenuationLine] = []
+        for p in procedure.passes {
+            let prepared = stage.prepared(periodUs: p.linePeriodUs, currentUA: p.tubeCurrentUA)
+            let y1 = p.yStartUm + Int32(p.lineCount) * p.lineStepUm
+            for l in scan(phantom, xUm: p.xUm, y0: p.yStartUm, y1: y1, stepUm: p.lineStepUm, periodUs: p.linePeriodUs, currentUA: p.tubeCurrentUA) {
+                att.append(try prepared.process(l))
+            }
+        }
+        let measurement = try CalibrationMeasurement.measure(lines: att, geometry: geometry, phantom: StandardPhantoms.calibration)
+        return (stage, try Calibration.fit(measurement, source: "simulated calibration"))
     }
 
     /// The standard exposure: 40 ms lines at 3 mA, 0.5 mm apart, 15 s for the phantom (a
@@ -52,8 +59,9 @@ struct Scanner {
         let lines = scan(PhantomScene(phantom), y0: 505_000, y1: 695_000, stepUm: step, periodUs: period, currentUA: current)
         let decomposer = Decomposer(calibration: calibration)
         var rois = (phantom.rois ?? []).map { ROIAccumulator(roi: $0, geometry: geometry) }
+        let prepared = stage.prepared(periodUs: period, currentUA: current, transmissions: false, response: calibration.channelResponse)
         for l in lines {
-            let d = decomposer.decompose(try stage.process(l, periodUs: period, currentUA: current))
+            let d = decomposer.decompose(try prepared.process(l))
             for k in rois.indices { rois[k].add(d) }
         }
         return Dictionary(uniqueKeysWithValues: rois.map { ($0.result.name, $0.result.bmdGcm2) })
@@ -98,15 +106,20 @@ struct DecompositionTests {
         #expect(cal.source == "simulated calibration")
     }
 
+    /// Accuracy: the mean of three scans per calibration (single scans scatter by the precision
+    /// below, 0.2–0.4 % CV; this test is about bias), three calibrations.
     @Test(arguments: [2, 12, 22] as [UInt64])
     func espVerticesWithinOnePercent(seed: UInt64) throws {
         var s = Scanner(seed: seed)
         let (stage, cal) = try s.calibrate()
-        let bmd = try s.measure(StandardPhantoms.esp, stage: stage, calibration: cal)
+        var sums: [String: Double] = [:]
+        for _ in 0..<3 {
+            for (k, v) in try s.measure(StandardPhantoms.esp, stage: stage, calibration: cal) { sums[k, default: 0] += v / 3 }
+        }
         for (name, expected) in Self.nominal.sorted(by: { $0.key < $1.key }) {
-            let got = try #require(bmd[name])
+            let got = try #require(sums[name])
             let error = (got - expected) / expected
-            print(String(format: "ESP seed %d %@: %.4f g/cm² (nominal %.1f, error %+.2f %%)", seed, name, got, expected, error * 100))
+            print(String(format: "ESP seed %d %@: %.4f g/cm² (nominal %.1f, mean of 3, error %+.2f %%)", seed, name, got, expected, error * 100))
             #expect(abs(error) <= 0.01, "\(name): \(got) vs \(expected)")
         }
     }

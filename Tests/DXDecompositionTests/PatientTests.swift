@@ -11,7 +11,7 @@ struct PatientTests {
     static func measure(_ scene: any Scene, scanner: inout Scanner, stage: AttenuationStage, calibration: Calibration,
                         y0: Int32, y1: Int32, select: (Composition) -> Bool) throws -> (measured: Double, truth: Double, pixels: Int) {
         let lines = scanner.scan(scene, y0: y0, y1: y1, stepUm: 500, periodUs: 40_000, currentUA: 3000)
-        let prepared = stage.prepared(periodUs: 40_000, currentUA: 3000)
+        let prepared = stage.prepared(periodUs: 40_000, currentUA: 3000, transmissions: false, response: calibration.channelResponse)
         let decomposer = Decomposer(calibration: calibration)
         var sum = 0.0, truth = 0.0, n = 0
         for l in lines {
@@ -123,7 +123,7 @@ struct PatientTests {
         var spec = PatientSpec()
         spec.metal = [.init(name: "pedicle screw", xMM: [192, 198], yMM: [640, 660])]
         let lines = s.scan(PatientScene(spec), y0: 645_000, y1: 655_000, stepUm: 500, periodUs: 40_000, currentUA: 3000)
-        let prepared = stage.prepared(periodUs: 40_000, currentUA: 3000)
+        let prepared = stage.prepared(periodUs: 40_000, currentUA: 3000, transmissions: false, response: cal.channelResponse)
         let decomposer = Decomposer(calibration: cal)
         var flagged = 0
         for l in lines {

@@ -39,7 +39,7 @@ struct AnalyzeTests {
         #expect((cal["residual_hydroxyapatite_g_cm2"]?.numberValue ?? 1) < 0.05)
         let stored = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: URL(fileURLWithPath: try #require(cal["calibration"]?.stringValue))))
         #expect(stored["source"]?.stringValue == calCapture, "the calibration names the capture it came from")
-        #expect(stored["version"]?.intValue == 2)
+        #expect(stored["version"]?.intValue == 3)
 
         let scan = try await daemon.call("scan.run", .object([
             "y_start_um": .number(505_000), "lines": .number(380), "line_step_um": .number(500), "line_period_us": .number(40_000),
