@@ -12,7 +12,8 @@ import Foundation
 /// where σ is the RMS residual the cells' own photon noise would leave (each cell's noise
 /// carried through the fitted model, times √((n − p)/n) for the p fitted terms (12 or 16)), q the 99.9 %
 /// point of χ²(n − p)/(n − p) (a noise-only residual fails one calibration in a thousand) and δ
-/// the misfit we accept, 0.01 g/cm²: 1 % of a typical vertebra, 0.1 T-score. A calibration
+/// the misfit we accept, 0.005 g/cm²: 0.5 % of a typical vertebra (at 0.01 a calibration that
+/// read a phantom 2 % off passed; docs/physics.md). A calibration
 /// whose noise alone exceeds `maximumNoise` is refused too: its coefficients would carry that
 /// noise into every patient (scan the phantom longer). docs/physics.md has the derivation.
 public struct CalibrationVerdict: Sendable, Equatable, Codable, CustomStringConvertible {
@@ -28,7 +29,7 @@ public struct CalibrationVerdict: Sendable, Equatable, Codable, CustomStringConv
     public var problem: String?
 
     /// The misfit accepted beyond noise (g/cm²).
-    public static let modelAllowance = 0.01
+    public static let modelAllowance = 0.005
     /// The most photon noise a calibration may carry (g/cm² RMS over its cells).
     public static let maximumNoise = 0.01
 
