@@ -266,6 +266,13 @@ enum ExamText {
         }
         print(line)
         if let reason = a["reason"]?.stringValue, a["status"]?.stringValue != "completed" { print("  \(reason)") }
+        if let x = a["exposure"], let mode = x["mode"]?.stringValue {
+            print(String(format: "  %@ mode, %.2f mA: %@", mode, (x["tube_current_ua"]?.numberValue ?? 0) / 1000, x["reason"]?.stringValue ?? ""))
+        }
+        if let d = a["dose"], let dap = d["dap_mgy_cm2"]?.numberValue {
+            print(String(format: "  dose: %d scans, %.1f s of exposure, DAP %.2f mGy·cm²%@", d["scans"]?.intValue ?? 0,
+                         (d["exposure_ms"]?.numberValue ?? 0) / 1000, dap, d["estimated"] == .bool(true) ? " (estimated)" : ""))
+        }
         if let c = a["capture"]?.stringValue { print("  capture \(c)") }
         if case .array(let w)? = a["warnings"] { for x in w { print("  ! \(x["message"]?.stringValue ?? "")") } }
     }

@@ -62,6 +62,11 @@ public struct DarkReference: Sendable, Equatable, Codable {
     /// reference of fewer than 10 lines.
     public var noise: ChannelMeans?
 
+    /// No channels at all: for a choice that needs no counts.
+    public static let empty = DarkReference(means: ChannelMeans(low: [], high: []), noise: nil)
+
+    init(means: ChannelMeans, noise: ChannelMeans?) { self.means = means; self.noise = noise }
+
     public init(lines: [ScanLine]) throws(DecompositionError) {
         let (m, saturated) = try ChannelMeans.of(lines)
         guard saturated.isEmpty else { throw .saturatedReference("dark scan", channels: saturated) }

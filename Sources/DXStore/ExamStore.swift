@@ -80,6 +80,9 @@ public final class ExamStore: ExamRecorder {
         m.registerMigration("v2: the dose of each scan attempt") { db in
             try db.alter(table: "scan") { t in t.add(column: "dose", .text) }
         }
+        m.registerMigration("v3: the exposure mode of each scan attempt") { db in
+            try db.alter(table: "scan") { t in t.add(column: "exposure", .text) }
+        }
         return m
     }
 
@@ -162,9 +165,10 @@ public final class ExamStore: ExamRecorder {
     public func finishAttempt(row: Int64, attempt a: SiteAttempt) throws {
         try db.write { db in
             try db.execute(sql: """
-                UPDATE scan SET status = ?, reason = ?, capture = ?, scan_id = ?, lines = ?, ended_at = ?, quick_look = ?, motion = ?, dose = ? WHERE id = ?
+                UPDATE scan SET status = ?, reason = ?, capture = ?, scan_id = ?, lines = ?, ended_at = ?, quick_look = ?, motion = ?, dose = ?, exposure = ? WHERE id = ?
                 """, arguments: [a.status.rawValue, a.reason, a.capture, a.scanID.map { Int64($0) }, a.lines, a.endedAt,
-                                 try a.quickLook.map(Self.json), try Self.json(a.motion), try a.dose.map(Self.json), row])
+                                 try a.quickLook.map(Self.json), try Self.json(a.motion), try a.dose.map(Self.json),
+                                 try a.exposure.map(Self.json), row])
         }
     }
 
@@ -244,8 +248,9 @@ public final class ExamStore: ExamRecorder {
         let siteText: String = row["site"], statusText: String = row["status"]
         guard let site = Site(rawValue: siteText), let status = SiteAttempt.Status(rawValue: statusText) else { return nil }
         let quick: String? = row["quick_look"], motion: String? = row["motion"], dose: String? = row["dose"]
+        let exposure: String? = row["exposure"]
         let scanID: Int64? = row["scan_id"]
-        return SiteAttempt(
+        var attempt = SiteAttempt(
             site: site, attempt: row["attempt"], status: status, reason: row["reason"], capture: row["capture"],
             scanID: scanID.map { UInt32(truncatingIfNeeded: $0) }, plannedLines: row["planned_lines"], lines: row["lines"],
             startedAt: row["started_at"], endedAt: row["ended_at"],
@@ -253,6 +258,8 @@ public final class ExamStore: ExamRecorder {
             warnings: warnings,
             motion: try motion.map { try JSONDecoder().decode([MotionRecord].self, from: Data($0.utf8)) } ?? [],
             dose: try dose.map { try JSONDecoder().decode(ScanDose.self, from: Data($0.utf8)) })
+        attempt.exposure = try exposure.map { try JSONDecoder().decode(SiteExposure.self, from: Data($0.utf8)) }
+        return attempt
     }
 
     static func json(_ v: some Encodable) throws -> String {

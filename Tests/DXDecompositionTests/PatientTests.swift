@@ -151,3 +151,88 @@ struct PatientTests {
         #expect(throws: (any Error).self) { try PatientSpec.overriding(with: ["softTissue": "thick"]) }
     }
 }
+
+@Suite("Exposure modes")
+struct ExposureModeTests {
+    /// The exam's AP spine (220 lines of 1 mm, 1 s at 0.4 mA): a scout first, the mode from it.
+    static let apSpine = ScanConfiguration(scanID: 0, mode: .dual, xUm: 200_000, yStartUm: 580_000, lineCount: 220, lineStepUm: 1000,
+                                           linePeriodUs: 1_000_000, tubeCurrentUA: 400, linesPerFrame: 1)
+
+    static func choose(_ scene: any Scene, _ s: inout Scanner, stage: AttenuationStage, bmi: Double? = nil) -> ExposureModeChooser.Choice {
+        let scout = ExposureModeChooser.scout(of: apSpine)
+        let lines = s.scan(scene, y0: scout.yStartUm, y1: scout.yStartUm + Int32(scout.lineCount) * scout.lineStepUm, stepUm: scout.lineStepUm,
+                           periodUs: scout.linePeriodUs, currentUA: scout.tubeCurrentUA)
+        return ExposureModeChooser().choose(scout: lines, scoutPeriodUs: scout.linePeriodUs, scoutCurrentUA: scout.tubeCurrentUA, dark: stage.dark,
+                                            periodUs: apSpine.linePeriodUs, currentUA: apSpine.tubeCurrentUA, bmi: bmi)
+    }
+
+    /// L1–L4 of `spec` scanned in `current`, over whole bone pixels, against the scene's truth.
+    static func lumbar(_ spec: PatientSpec, current: UInt32, _ s: inout Scanner, stage: AttenuationStage,
+                       cal: Calibration) throws -> (error: Double, pixels: Int, starved: Int) {
+        let scene = PatientScene(spec)
+        let y0 = Int32(spec.lumbar[0].y0MM * 1000) - 5_000, y1 = Int32(spec.lumbar[3].y1MM * 1000) + 5_000
+        let lines = s.scan(scene, y0: y0, y1: y1, stepUm: 1000, periodUs: apSpine.linePeriodUs, currentUA: current)
+        let prepared = stage.prepared(periodUs: apSpine.linePeriodUs, currentUA: current, transmissions: false, response: cal.channelResponse)
+        let decomposer = Decomposer(calibration: cal)
+        var sum = 0.0, truth = 0.0, n = 0, starved = 0
+        for l in lines {
+            let d = decomposer.decompose(try prepared.process(l))
+            for c in 0..<d.bone.count {
+                let x = s.detector.channelX(c, carriageX: l.xUm)
+                let here = scene.composition(xUm: x, yUm: l.yUm)
+                func bone(_ dx: Int32, _ dy: Int32) -> Bool { scene.composition(xUm: x + dx, yUm: l.yUm + dy).hydroxyapatite > 0.5 }
+                guard here.hydroxyapatite > 0.5, bone(-1500, 0), bone(1500, 0), bone(0, -1500), bone(0, 1500), d.bone[c].isFinite else { continue }
+                sum += d.bone[c]; truth += here.hydroxyapatite; n += 1
+                if d.flags[c].contains(PixelFlags.photonStarved) { starved += 1 }
+            }
+        }
+        return (n > 0 ? (sum - truth) / truth : .nan, n, starved)
+    }
+
+    /// Patients of 30 g/cm² of soft tissue: the scout chooses the thick mode by itself. The
+    /// issue's target, L1–L4 within 1 %, is NOT met: −1.25 % where the tissue lies within the
+    /// calibration phantom's range (fat fraction 0.2: lean 24, fat 6 g/cm²), −1.6 % at the
+    /// default fat fraction 0.3 (9 g/cm² of fat, beyond the phantom's 6). The standard mode
+    /// reads the same (−1.23 %, no photon-starved pixel), so it is not a matter of photons: the
+    /// soft-tissue reference beside a vertebra under a body that thins away from the midline
+    /// (docs/physics.md). Bounded here at 1.5 % and 2.5 % to catch it getting worse.
+    /// A patient of the default 18 g/cm² gets the standard mode, a thin one (8 g/cm²) thin.
+    @Test func aThickPatientIsScannedThickAndReadsTrue() throws {
+        var s = Scanner(seed: 81)
+        let (stage, cal) = try s.calibrate()
+        var thick = PatientSpec()
+        thick.softTissue = 30
+        thick.fatFractionLeft = 0.2
+        thick.fatFractionRight = 0.2
+        var fatter = thick
+        fatter.fatFractionLeft = 0.3
+        fatter.fatFractionRight = 0.3
+        var thin = PatientSpec()
+        thin.softTissue = 8
+        let standardChoice = Self.choose(PatientScene(), &s, stage: stage)
+        let thinChoice = Self.choose(PatientScene(thin), &s, stage: stage)
+        let choice = Self.choose(PatientScene(thick), &s, stage: stage)
+        let fatterChoice = Self.choose(PatientScene(fatter), &s, stage: stage)
+        for (label, c) in [("18 g/cm²", standardChoice), ("8 g/cm²", thinChoice), ("30 g/cm², fat 0.2", choice), ("30 g/cm², fat 0.3", fatterChoice)] {
+            print("scout, patient of \(label): \(c.mode) (\(c.reason))")
+        }
+        #expect(standardChoice.mode == .standard)
+        #expect(thinChoice.mode == .thin)
+        #expect(choice.mode == .thick && fatterChoice.mode == .thick)
+        let current = choice.mode.current(standard: Self.apSpine.tubeCurrentUA)
+        #expect(current == 1000)
+        let inRange = try Self.lumbar(thick, current: current, &s, stage: stage, cal: cal)
+        let beyond = try Self.lumbar(fatter, current: current, &s, stage: stage, cal: cal)
+        let standardMode = try Self.lumbar(thick, current: Self.apSpine.tubeCurrentUA, &s, stage: stage, cal: cal)
+        print(String(format: "30 g/cm² (fat 6), thick mode: L1–L4 %+.2f %% (%d pixels, %d photon-starved); in the standard mode %+.2f %% (%d starved)",
+                     inRange.error * 100, inRange.pixels, inRange.starved, standardMode.error * 100, standardMode.starved))
+        print(String(format: "30 g/cm² (fat 9, beyond the phantom), thick mode: L1–L4 %+.2f %%", beyond.error * 100))
+        #expect(inRange.pixels > 1000)
+        #expect(abs(inRange.error) <= 0.015)
+        #expect(abs(beyond.error) <= 0.025)
+        // Without a scout the body mass index decides.
+        let none = ExposureModeChooser().choose(scout: [], scoutPeriodUs: 1, scoutCurrentUA: 1, dark: stage.dark, periodUs: 1, currentUA: 1, bmi: 34)
+        #expect(none.mode == .thick && none.reason.contains("34.0"))
+        #expect(ExposureMode.thick.current(standard: 2000) == ExposureMode.maximumCurrentUA)
+    }
+}

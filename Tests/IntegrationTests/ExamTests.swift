@@ -90,19 +90,27 @@ struct ExamTests {
                 let real = w.filter { $0["kind"]?.stringValue != "heartbeat" }
                 #expect(real.isEmpty, "\(real)")
             }
-            // Every attempt carries its dose: dark, air and the site's scan, as the device reported it.
-            #expect(a["dose"]?["scans"]?.intValue == 3, "\(a)")
+            // Every attempt carries its dose: the scout's dark and lines, then dark, air and the
+            // site's scan, as the device reported it.
+            #expect(a["dose"]?["scans"]?.intValue == 5, "\(a)")
+            // The scout chose the mode: the simulator's standard patient (18 g/cm² at the
+            // midline) is standard for the spine; beside the hips the body thins to where the
+            // standard exposure would saturate, and the hips are scanned thin.
+            let expectedMode = ["ap_spine": "standard", "left_hip": "thin", "right_hip": "thin"][a["site"]?.stringValue ?? ""]
+            if let expectedMode { #expect(a["exposure"]?["mode"]?.stringValue == expectedMode, "\(a["exposure"] ?? .null)") }
+            print("exposure \(a["site"]?.stringValue ?? "?"): \(a["exposure"] ?? .null)")
+            #expect(a["exposure"]?["scout_capture"]?.stringValue != nil)
             #expect((a["dose"]?["exposure_ms"]?.numberValue ?? 0) > 0)
             #expect(a["dose"]?["estimated"] == .bool(false))
         }
         // Every scan of the exam is counted in the metrics, and the dose adds up.
         let metrics = try await daemon.call("service.metrics")
-        #expect(metrics["scansCompleted"]?.intValue == 12)
+        #expect(metrics["scansCompleted"]?.intValue == 20)
         let examDAP = attempts.reduce(0.0) { $0 + ($1["dose"]?["dap_mgy_cm2"]?.numberValue ?? 0) }
         let examExposure = attempts.reduce(0.0) { $0 + ($1["dose"]?["exposure_ms"]?.numberValue ?? 0) }
         #expect(abs((metrics["dapMGyCm2"]?.numberValue ?? 0) - examDAP) < 1e-6, "metrics \(metrics["dapMGyCm2"] ?? .null), exam \(examDAP)")
         #expect(metrics["exposureMs"]?.numberValue == examExposure)
-        print(String(format: "full exam dose: %.0f ms of exposure, DAP %.3f mGy·cm² over 12 scans", examExposure, examDAP))
+        print(String(format: "full exam dose: %.0f ms of exposure, DAP %.3f mGy·cm² over 20 scans", examExposure, examDAP))
         print(String(format: "full exam: %.1f s wall at %.0f×", Double(wall.components.seconds) + Double(wall.components.attoseconds) * 1e-18, Self.timeScale))
         #expect(wall < .seconds(60))
         let listed = try await daemon.cli(["exam", "list"])
@@ -280,10 +288,13 @@ struct ExamChecksTests {
 
         let id = try await ExamTests.newExam(daemon)
         // A 5 s stall (of device time) once the AP spine scan is under way (its lines lie
-        // at y 580–640 mm; the references before it are in the air zone).
+        // at y 580–640 mm; the references before it are in the air zone; the scout before them
+        // crosses the same lines, and the attempt records its mode once the scout is done).
         let first = Task { try await daemon.call("exam.start", .object(["exam_id": .number(Double(id))])) }
         try await eventually("the AP spine scan exposing", seconds: 20) {
-            guard let s = try? await daemon.call("device.status") else { return false }
+            guard let shown = try? await daemon.call("exam.get", .object(["exam_id": .number(Double(id))])),
+                  case .array(let attempts)? = shown["attempts"], attempts.last?["exposure"] != nil,
+                  let s = try? await daemon.call("device.status") else { return false }
             return s["xray_on"] == .bool(true) && (580_000..<620_000).contains(s["y_um"]?.numberValue ?? 0)
         }
         let stall = try await sim.control("stall 5000")

@@ -1,4 +1,5 @@
 import DXProtocol
+import DXDecomposition
 import Foundation
 
 /// A site of the standard exam (ICD §7's patient regions).
@@ -137,11 +138,13 @@ public struct SiteAttempt: Sendable, Codable, Equatable {
     public var quickLook: QuickLook?
     public var warnings: [ExamWarning]
     public var motion: [MotionRecord]
-    /// The X-ray dose of every scan of the attempt (references included).
+    /// The X-ray dose of every scan of the attempt (references and scout included).
     public var dose: ScanDose?
+    /// The exposure mode the scout chose, and the current the scan took.
+    public var exposure: SiteExposure?
 
     public enum CodingKeys: String, CodingKey {
-        case site, attempt, status, reason, capture, lines, warnings, motion, dose
+        case site, attempt, status, reason, capture, lines, warnings, motion, dose, exposure
         case scanID = "scan_id", plannedLines = "planned_lines", startedAt = "started_at", endedAt = "ended_at", quickLook = "quick_look"
     }
 
@@ -151,6 +154,29 @@ public struct SiteAttempt: Sendable, Codable, Equatable {
         self.site = site; self.attempt = attempt; self.status = status; self.reason = reason; self.capture = capture
         self.scanID = scanID; self.plannedLines = plannedLines; self.lines = lines; self.startedAt = startedAt; self.endedAt = endedAt
         self.quickLook = quickLook; self.warnings = warnings; self.motion = motion; self.dose = dose
+    }
+}
+
+/// How a site was exposed: the mode the scout chose (thin, standard, thick), why, the tube
+/// current the scan took and the scout's own capture.
+public struct SiteExposure: Sendable, Codable, Equatable {
+    public var mode: ExposureMode
+    public var tubeCurrentUA: UInt32
+    public var reason: String
+    public var predictedDensestCounts: Double?
+    public var predictedBrightestCounts: Double?
+    public var scoutCapture: String?
+
+    public enum CodingKeys: String, CodingKey {
+        case mode, reason
+        case tubeCurrentUA = "tube_current_ua", predictedDensestCounts = "predicted_densest_counts"
+        case predictedBrightestCounts = "predicted_brightest_counts", scoutCapture = "scout_capture"
+    }
+
+    public init(_ choice: ExposureModeChooser.Choice, tubeCurrentUA: UInt32, scoutCapture: String?) {
+        mode = choice.mode; reason = choice.reason; self.tubeCurrentUA = tubeCurrentUA
+        predictedDensestCounts = choice.predictedDensestCounts; predictedBrightestCounts = choice.predictedBrightestCounts
+        self.scoutCapture = scoutCapture
     }
 }
 

@@ -7,7 +7,7 @@ import Synchronization
 
 /// What the sequencer tells whoever follows an exam step, as it happens.
 public enum ExamNotice: Sendable {
-    /// A step of a site: `positioning`, `scanning`, `quick_look`, `done`.
+    /// A step of a site: `positioning`, `scout`, `scanning`, `quick_look`, `done`.
     case step(examID: Int64, site: Site, phase: String)
     case progress(examID: Int64, site: Site, ScanProgress)
     case warning(examID: Int64, site: Site?, ExamWarning)
@@ -230,8 +230,37 @@ public actor ExamSequencer {
             _ = try await Positioning.move(.move(xUm: scan.xUm, yUm: scan.yStartUm, armAngle: scan.armAngleX10), session: session, clock: clock)
             // The exam was aborted while the table moved: nothing is exposed.
             if stepAborted { throw ScanError.ended(.notStarted(scan.plan(region: site), id: 0, reason: "the exam was aborted during positioning")) }
+            var sitePlan = scan.plan(region: site)
+            if scan.scanMode == .dual {
+                // The scout: a dark scan and a few fast lines over the site, in a capture of
+                // their own; the exposure mode (thin, standard, thick) from what they show.
+                observer?(.step(examID: examID, site: site, phase: "scout"))
+                let scout = ExposureModeChooser.scout(of: sitePlan.configuration(id: 0))
+                let scoutPlan = ScanPlan(mode: .dual, xUm: scout.xUm, yStartUm: scout.yStartUm, lineCount: scout.lineCount,
+                                         lineStepUm: scout.lineStepUm, linePeriodUs: scout.linePeriodUs, tubeCurrentUA: scout.tubeCurrentUA,
+                                         linesPerFrame: scout.linesPerFrame, role: .patient, region: site)
+                let collected = ScoutLines()
+                let (_, scoutCapture) = try await runner.runSequence(
+                    [ScanPlan.references(xUm: scan.xUm, info: info, region: site)[0], scoutPlan], phantom: nil,
+                    onLines: { index, lines in collected.add(index, lines) }, onOutcome: { o in live.exposed(o) })
+                let (darkLines, scoutLines) = collected.lines
+                let bmi = try? get(examID).checklist.bmi
+                let choice: ExposureModeChooser.Choice
+                if let dark = try? DarkReference(lines: darkLines) {
+                    choice = ExposureModeChooser().choose(scout: scoutLines, scoutPeriodUs: scout.linePeriodUs, scoutCurrentUA: scout.tubeCurrentUA,
+                                                          dark: dark, periodUs: scan.linePeriodUs, currentUA: scan.tubeCurrentUA, bmi: bmi)
+                } else {
+                    choice = ExposureModeChooser().choose(scout: [], scoutPeriodUs: 1, scoutCurrentUA: 1,
+                                                          dark: DarkReference.empty, periodUs: 1, currentUA: 1, bmi: bmi)
+                }
+                sitePlan.tubeCurrentUA = choice.mode.current(standard: scan.tubeCurrentUA)
+                attempt.exposure = SiteExposure(choice, tubeCurrentUA: sitePlan.tubeCurrentUA, scoutCapture: scoutCapture)
+                try store { try recorder.finishAttempt(row: row, attempt: attempt) }
+                if stepAborted { throw ScanError.ended(.notStarted(sitePlan, id: 0, reason: "the exam was aborted after the scout")) }
+                _ = try await Positioning.move(.move(xUm: scan.xUm, yUm: scan.yStartUm, armAngle: scan.armAngleX10), session: session, clock: clock)
+            }
             observer?(.step(examID: examID, site: site, phase: "scanning"))
-            let plans = ScanPlan.references(xUm: scan.xUm, info: info, region: site) + [scan.plan(region: site)]
+            let plans = ScanPlan.references(xUm: scan.xUm, info: info, region: site) + [sitePlan]
             if scan.scanMode == .dual {
                 analysis = LiveSequenceAnalysis(
                     calibration: cal, geometry: ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm)), rois: [],
@@ -366,4 +395,13 @@ public actor ExamSequencer {
     private func store<T>(_ body: () throws -> T) throws(ExamError) -> T {
         do { return try body() } catch let e as ExamError { throw e } catch { throw .storage("\(error)") }
     }
+}
+
+/// The scout's lines as they arrive from the runner (scan 0: dark, scan 1: the scout).
+private final class ScoutLines: Sendable {
+    private let state = Mutex(([ScanLine](), [ScanLine]()))
+    func add(_ index: Int, _ lines: [ScanLine]) {
+        state.withLock { if index == 0 { $0.0 += lines } else { $0.1 += lines } }
+    }
+    var lines: ([ScanLine], [ScanLine]) { state.withLock { $0 } }
 }
