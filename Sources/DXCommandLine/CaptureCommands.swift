@@ -19,6 +19,7 @@ enum Offline {
 
     /// The ROI table; an ROI that lost lines or pixels is marked and explained under it.
     static func printROIs(_ rois: [ROIResult]) {
+        guard !rois.isEmpty else { return }
         print("ROI        BMD g/cm²   area cm²   BMC g   low-count px")
         for r in rois {
             let mark = r.complete ? "" : "  INCOMPLETE"

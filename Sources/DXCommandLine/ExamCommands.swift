@@ -98,6 +98,7 @@ struct ExamCommands: AsyncParsableCommand {
                             case "exam.step" where showBar:
                                 let phase = v["phase"]?.stringValue ?? ""
                                 if phase == "positioning" { print("\(ExamText.title(v["site"]?.stringValue)): positioning") }
+                                if phase == "scout" { print("\(ExamText.title(v["site"]?.stringValue)): scout (choosing the exposure mode)") }
                                 if phase == "scanning" { print("\(ExamText.title(v["site"]?.stringValue)): scanning") }
                             case "scan.progress" where showBar:
                                 bar.draw(done: v["lines"]?.intValue ?? 0, total: v["planned_lines"]?.intValue ?? 0,
