@@ -19,7 +19,7 @@ public struct CalibrationStore: Sendable {
         guard calibration.version == Calibration.formatVersion else {
             return .failure(.wrongVersion(path, calibration.version, expected: Calibration.formatVersion))
         }
-        guard calibration.isWellFormed else { return .failure(.unreadable(path, "its models do not have the terms this version uses")) }
+        guard calibration.isWellFormed else { return .failure(.unreadable(path, "its models do not have the terms this version uses, or its channel response is not whole")) }
         // The one acceptance rule, the same as `dexa analyze` applies (CalibrationVerdict).
         let verdict = calibration.verdict
         guard verdict.accepted else { return .failure(.poorFit(path, verdict)) }

@@ -262,15 +262,26 @@ public struct DaemonControlHandler: ControlHandler {
         let phantom = try Self.loadPhantom(path)
         guard let cells = phantom.cells, !cells.isEmpty else { throw RPCError.invalidParams("\(path) has no cells") }
         guard let info = await device.session.info else { throw DeviceError.notConnected }
-        let step = Int32(params?["line_step_um"]?.intValue ?? 1000)
-        // The one procedure (DXDecomposition): two exposures at nine carriage positions.
-        guard let procedure = CalibrationProcedure(phantom: phantom, travelXUm: info.travelXUm, stepUm: step),
+        // The one procedure (DXDecomposition): two exposures at nine carriage positions, its
+        // line step unless the request names one.
+        var procedure = CalibrationProcedure(phantom: phantom, travelXUm: info.travelXUm)
+        if let requested = params?["line_step_um"] {
+            guard let step = requested.intValue.flatMap({ Int32(exactly: $0) }), (1...100_000).contains(step) else {
+                throw RPCError.invalidParams("line_step_um must be 1 to 100000")
+            }
+            procedure = CalibrationProcedure(phantom: phantom, travelXUm: info.travelXUm, stepUm: step)
+        }
+        guard let procedure,
               let firstX = procedure.passes.first?.xUm else {
             throw RPCError.invalidParams("\(path): cells without extent, or line_step_um not positive")
         }
         let plans = try await referencePlans(x: firstX) + procedure.passes.map { p in
             ScanPlan(mode: .dual, xUm: p.xUm, yStartUm: p.yStartUm, lineCount: p.lineCount, lineStepUm: p.lineStepUm, linePeriodUs: p.linePeriodUs,
                      tubeCurrentUA: p.tubeCurrentUA, linesPerFrame: p.linesPerFrame, role: .calibration)
+        }
+        // Every pass checked before the first exposes: none may be refused half-way.
+        for plan in plans {
+            if let why = plan.configuration(id: 1).violation(for: info) { throw RPCError.invalidParams("a calibration pass would be refused: \(why)") }
         }
         let (_, capture) = try await device.runner.runSequence(plans, phantom: phantom)
         guard let capture else { throw RPCError(code: RPCError.deviceErrorCode, message: "captures are disabled; a calibration needs one") }

@@ -155,7 +155,7 @@ public struct Calibration: Sendable, Equatable, Codable {
     public static let boneTermCountReduced = 12
 
     /// The 99 % point of F(d1, d2) (Wilson–Hilferty cube-root approximation of the F
-    /// distribution, Abramowitz & Stegun 26.6.16); 3.65 for (4, 59).
+    /// distribution, Abramowitz & Stegun 26.6.16); 3.66 for (4, 59), the exact value 3.655.
     static func fQuantile99(_ d1: Int, _ d2: Int) -> Double {
         guard d1 > 0, d2 > 0 else { return .infinity }
         let a = 2 / (9 * Double(d1)), b = 2 / (9 * Double(d2)), z = 2.326_348
@@ -199,17 +199,20 @@ public struct Calibration: Sendable, Equatable, Codable {
         let weights = usable.map { $0.exposure * Foundation.exp(-$0.lLow) }
         let softRows = usable.map { softTerms($0.lLow, $0.lHigh, $0.softRatio) }
         // The bone model's last four terms only where the cells need them: an F test of the
-        // weighted residuals with and without them at 99 % (F(4, 59) ≈ 3.65 for 75 cells);
+        // weighted residuals with and without them at 99 % (F(4, 59) ≈ 3.66 for 75 cells);
         // terms the data do not ask for only carry the cells' noise to the patient.
         let reduced = boneRows.map { Array($0.prefix(Calibration.boneTermCountReduced)) }
-        let full = try LinearModel.fit(boneRows, ha, weights: weights, centred: false)
         let small = try LinearModel.fit(reduced, ha, weights: weights, centred: false)
+        // A phantom whose cells do not determine the four extra terms keeps the twelve.
+        let full = (try? LinearModel.fit(boneRows, ha, weights: weights, centred: false)) ?? small
         func rss(_ m: LinearModel, _ rows: [[Double]]) -> Double {
             zip(zip(rows, ha), weights).reduce(0) { s, x in let d = m.evaluate(x.0.0) - x.0.1; return s + x.1 * d * d }
         }
         let extra = Double(Calibration.boneTermCount - Calibration.boneTermCountReduced)
         let dof = Double(usable.count - Calibration.boneTermCount)
-        let f = dof > 0 ? ((rss(small, reduced) - rss(full, boneRows)) / extra) / (rss(full, boneRows) / dof) : 0
+        let fullRows = full.coefficients.count == Calibration.boneTermCount ? boneRows : reduced
+        let f = dof > 0 && fullRows.first?.count == Calibration.boneTermCount
+            ? ((rss(small, reduced) - rss(full, fullRows)) / extra) / (rss(full, fullRows) / dof) : 0
         let useFull = f > fQuantile99(Int(extra), Int(dof))
         let haModel = useFull ? full : small
         let haRows = useFull ? boneRows : reduced
@@ -305,13 +308,15 @@ public struct Calibration: Sendable, Equatable, Codable {
         FastBoneModel(bone: hydroxyapatite.rawCoefficients, soft: softTissue.rawCoefficients, fat: fatFraction.rawCoefficients)
     }
 
-    /// True when every model has as many coefficients as it has terms (a calibration file
-    /// from elsewhere may not).
+    /// True when every model has as many coefficients as it has terms and the channel response
+    /// is whole (a calibration file from elsewhere may not be).
     public var isWellFormed: Bool {
         func ok(_ m: LinearModel, _ n: Int) -> Bool {
             m.coefficients.count == n && m.means.count == n && m.scales.count == n && m.coefficients.allSatisfy(\.isFinite)
         }
+        let response = channelResponse.map { $0.fits(channels: $0.channels) && $0.channels > 0 } ?? false
         return (ok(hydroxyapatite, Self.boneTermCount) || ok(hydroxyapatite, Self.boneTermCountReduced)) && ok(softTissue, 14) && ok(fatFraction, 6)
+            && response
     }
 
     /// Fat fraction of a bone-free pixel.
@@ -403,7 +408,7 @@ public struct CalibrationProcedure: Sendable, Equatable {
         let lines = UInt32(max(1, (Int64(y1) - Int64(y0)) / Int64(stepUm)))
         for k in Self.offsets {
             let x = centre + Int64(k) * cellWidth
-            if x >= 0 && x <= Int64(travelXUm) { positions.append(Int32(x)) }
+            if x >= 0 && x <= Int64(travelXUm), let position = Int32(exactly: x) { positions.append(position) }
         }
         passes = Self.exposures.flatMap { period, current in
             positions.map {

@@ -44,7 +44,9 @@ public struct CalibrationVerdict: Sendable, Equatable, Codable, CustomStringConv
         let dof = max(1, calibration.points.count - calibration.hydroxyapatite.coefficients.count)
         let q = Self.chiSquareQuantile999(dof) / Double(dof)
         limit = (Self.modelAllowance * Self.modelAllowance + q * noise * noise).squareRoot()
-        if !residual.isFinite || !calibration.isWellFormed {
+        if !calibration.isWellFormed {
+            problem = "the calibration is not whole (a model without its terms, or no channel response)"
+        } else if !residual.isFinite {
             problem = "the calibration's fit has no finite residual"
         } else if residual > limit {
             problem = String(format: "the calibration fits its phantom to %.4f g/cm², beyond the %.4f g/cm² its photon noise (%.4f) allows: the model does not describe this unit's physics",

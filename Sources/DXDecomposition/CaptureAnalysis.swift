@@ -95,6 +95,9 @@ public struct CaptureAnalysis: Sendable {
         guard verdict.accepted || force else { throw .calibrationRefused(calibrationPath, verdict) }
 
         let (header, scans) = try CaptureReader.read(path: scanPath)
+        guard calibration.channelResponse?.fits(channels: Int(header.device.channels)) ?? false else {
+            throw .decomposition("\(scanPath): the calibration \(calibrationPath) was made on a detector of other channels")
+        }
         let scanStage = try stage(scans, path: scanPath)
         guard let measured = scans.first(where: { [.patient, .qc, .calibration].contains($0.scan.role) }), !measured.lines.isEmpty else {
             throw .missingScan(scanPath, role: "patient, QC or phantom")

@@ -129,8 +129,10 @@ public struct Decomposer: Sendable {
                         bone[c] = fast.unbiasedBone(u, v, r, varU: varLow[c], varV: varHigh[c])
                         soft[c] = fast.soft(u, v, r)
                     } else {
-                        let r = localRatio[c].isFinite ? localRatio[c] : ratio[c]
-                        bone[c] = fast.unbiasedBone(u, v, r, varU: varLow[c], varV: varHigh[c])
+                        // Against the tissue around it; a pixel with no tissue around it has
+                        // only its own ratio, against which it reads 0 (no bias to remove).
+                        bone[c] = localRatio[c].isFinite
+                            ? fast.unbiasedBone(u, v, localRatio[c], varU: varLow[c], varV: varHigh[c]) : fast.bone(u, v, ratio[c])
                         soft[c] = fast.soft(u, v, ratio[c])
                         fat[c] = min(1, max(0, fast.fatFraction(u, v)))
                     }
@@ -350,7 +352,7 @@ public struct ROIAccumulator: Sendable {
     /// The result, with `missingLines` lines through the ROI known to be missing.
     public func result(missingLines: Int = 0) -> ROIResult {
         let bmd = count > 0 ? sum / Double(count) : .nan
-        let area = bounds.map { ($0.x1 - $0.x0) * Double($0.y1 - $0.y0) / 1e8 } ?? 0
+        let area = bounds.map { ($0.x1 - $0.x0) * (Double($0.y1) - Double($0.y0)) / 1e8 } ?? 0
         return ROIResult(name: roi.name, bmdGcm2: bmd, areaCm2: area, bmcG: bmd * area, pixels: count,
                          lowCountPixels: lowCount, unmeasuredPixels: unmeasured, missingLines: missingLines)
     }

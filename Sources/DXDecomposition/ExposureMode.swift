@@ -89,12 +89,19 @@ public struct ExposureModeChooser: Sendable {
         let brightest = bright[min(bright.count - 1, Int(Double(bright.count) * (1 - densestShare)))]
         let mode: ExposureMode
         let reason: String
-        if densest < thickBelow {
+        // A mode is taken only if it does not break the other limit: thick must not saturate
+        // the brightest tenth, thin must not starve the densest.
+        let thickFactor = ExposureMode.thick.currentFactor, thinFactor = ExposureMode.thin.currentFactor
+        if densest < thickBelow && brightest * thickFactor <= thinAbove {
             mode = .thick
             reason = String(format: "the densest tenth would get %.0f photons in the standard mode (fewer than %.0f)", densest, thickBelow)
-        } else if brightest > thinAbove {
+        } else if brightest > thinAbove && densest * thinFactor >= thickBelow {
             mode = .thin
             reason = String(format: "the brightest tenth would count %.0f in the standard mode (more than %.0f)", brightest, thinAbove)
+        } else if densest < thickBelow || brightest > thinAbove {
+            mode = .standard
+            reason = String(format: "the densest tenth would get %.0f photons and the brightest tenth count %.0f: no mode keeps both in range",
+                            densest, brightest)
         } else {
             mode = .standard
             reason = String(format: "the densest tenth would get %.0f photons, the brightest tenth count %.0f", densest, brightest)
@@ -107,7 +114,7 @@ public struct ExposureModeChooser: Sendable {
     public static func scout(of scan: ScanConfiguration, lines: UInt32 = 12) -> ScanConfiguration {
         let span = Int64(scan.lineCount) * Int64(scan.lineStepUm)
         let step = Int32(clamping: span / Int64(max(lines, 1)))
-        return ScanConfiguration(scanID: 0, mode: .dual, xUm: scan.xUm, yStartUm: scan.yStartUm + step / 2, lineCount: lines,
+        return ScanConfiguration(scanID: 0, mode: .dual, xUm: scan.xUm, yStartUm: Int32(clamping: Int64(scan.yStartUm) + Int64(step / 2)), lineCount: lines,
                                  lineStepUm: step == 0 ? 1 : step, linePeriodUs: max(10_000, scan.linePeriodUs / 10),
                                  tubeCurrentUA: scan.tubeCurrentUA, linesPerFrame: 4)
     }

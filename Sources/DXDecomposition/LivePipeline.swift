@@ -306,6 +306,9 @@ public final class LiveSequenceAnalysis: Sendable {
         let scan = scans[index]
         state.withLock { s in
             if index == measuredIndex {
+                if s.pipeline == nil && s.failure == nil, !(calibration.channelResponse?.fits(channels: geometry.channels) ?? false) {
+                    s.failure = "the calibration's channel response is not for this detector's \(geometry.channels) channels: recalibrate"
+                }
                 if s.pipeline == nil && s.failure == nil {
                     do {
                         let airConfig = scans.first { $0.role == .air }?.configuration

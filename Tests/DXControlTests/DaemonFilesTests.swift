@@ -27,7 +27,8 @@ struct DaemonFilesTests {
         let soft = LinearModel(coefficients: [Double](repeating: 0.1, count: 14), means: [Double](repeating: 0, count: 14), scales: [Double](repeating: 1, count: 14))
         let fat = LinearModel(coefficients: [Double](repeating: 0.1, count: 6), means: [Double](repeating: 0, count: 6), scales: [Double](repeating: 1, count: 6))
         var c = Calibration(source: "/x.dxcap", created: "2026-11-23", hydroxyapatite: model, softTissue: soft, fatFraction: fat, points: [],
-                            residualHydroxyapatite: 0.004, residualSoftTissue: 0.02, residualFatFraction: 0.003)
+                            residualHydroxyapatite: 0.004, residualSoftTissue: 0.02, residualFatFraction: 0.003,
+                            channelResponse: .identity(channels: 144))
         try store.save(c)
         guard case .success = store.load() else { Issue.record("a good calibration was refused"); return }
         c.version = 1
@@ -38,6 +39,14 @@ struct DaemonFilesTests {
         try store.save(c)
         guard case .failure(.poorFit) = store.load() else { Issue.record("a poor fit loaded"); return }
         c.residualHydroxyapatite = 0.004
+        // A channel response cut short, or missing (a hand-edited or truncated file): refused.
+        c.channelResponse?.high.removeLast()
+        try store.save(c)
+        guard case .failure(.unreadable) = store.load() else { Issue.record("a malformed channel response loaded"); return }
+        c.channelResponse = nil
+        try store.save(c)
+        guard case .failure(.unreadable) = store.load() else { Issue.record("a calibration without a channel response loaded"); return }
+        c.channelResponse = .identity(channels: 144)
         c.hydroxyapatite.coefficients.removeLast()
         try store.save(c)
         guard case .failure(.unreadable) = store.load() else { Issue.record("a malformed model loaded"); return }

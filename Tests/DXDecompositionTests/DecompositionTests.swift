@@ -34,7 +34,7 @@ struct Scanner {
                                    periodUs: 10_000, currentUA: 1000)
         let stage = AttenuationStage(dark: dark, air: air)
         // The daemon's procedure: thin cells at 50 ms·mA (the thinnest would saturate above
-        // 57), thick ones at 300 ms·mA, each at nine carriage positions.
+        // 57), thick ones at 1.2 s·mA, each at nine carriage positions.
         let phantom = PhantomScene(StandardPhantoms.calibration)
         guard let procedure = CalibrationProcedure(phantom: StandardPhantoms.calibration, travelXUm: 400_000) else { throw DecompositionError.noLines("calibration") }
         var att: [AttenuationLine] = []

@@ -100,7 +100,8 @@ struct HonestResultTests {
         var mislabelled = cal.points
         for k in mislabelled.indices where mislabelled[k].hydroxyapatite == 0.5 && mislabelled[k].lean == 15 { mislabelled[k].hydroxyapatite = 1.0 }
         for k in mislabelled.indices where mislabelled[k].hydroxyapatite == 1.5 && mislabelled[k].lean == 15 { mislabelled[k].hydroxyapatite = 0.5 }
-        let wrong = try Calibration.fit(points: mislabelled, source: "mislabelled")
+        var wrong = try Calibration.fit(points: mislabelled, source: "mislabelled")
+        wrong.channelResponse = cal.channelResponse
         let verdict = wrong.verdict
         print("calibration (mislabelled cells): \(verdict)")
         #expect(!verdict.accepted)
@@ -128,6 +129,10 @@ struct HonestResultTests {
         let verdict = cal.verdict
         print("calibration (\(physics)): \(verdict)")
         if physics == .kramers { #expect(verdict.accepted) }
+        // The full second model is refused while the host does not correct its pile-up and
+        // scatter (docs/physics.md); when it is accepted, this pin goes and the check below
+        // holds it to 1 %.
+        if physics == .cdte { #expect(!verdict.accepted, "the full second model's calibration is now accepted: \(verdict)") }
         guard verdict.accepted else { return }
         let bmd = try s.measure(StandardPhantoms.esp, stage: stage, calibration: cal)
         for (name, expected) in Self.nominal.sorted(by: { $0.key < $1.key }) {
@@ -227,9 +232,11 @@ struct ChannelResponseTests {
         let seen = (0..<channels).filter { m.response.low[$0] != 1 }
         #expect(seen.count >= 25)
         // Up to a common factor (the scales are normalised to a mean of 1).
-        let ratio = seen.map { m.response.low[$0] / truth[$0] }
-        let mean = ratio.reduce(0, +) / Double(ratio.count)
-        let worst = ratio.map { abs($0 / mean - 1) }.max() ?? 1
-        #expect(worst < 1e-3, "recovered scales differ from the truth by up to \(worst)")
+        for scales in [m.response.low, m.response.high] {
+            let ratio = seen.map { scales[$0] / truth[$0] }
+            let mean = ratio.reduce(0, +) / Double(ratio.count)
+            let worst = ratio.map { abs($0 / mean - 1) }.max() ?? 1
+            #expect(worst < 2e-3, "recovered scales differ from the truth by up to \(worst)")
+        }
     }
 }

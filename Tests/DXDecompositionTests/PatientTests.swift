@@ -197,7 +197,7 @@ struct ExposureModeTests {
     /// soft-tissue reference beside a vertebra under a body that thins away from the midline
     /// (docs/physics.md). Bounded here at 1.5 % and 2.5 % to catch it getting worse.
     /// A patient of the default 18 g/cm² gets the standard mode, a thin one (8 g/cm²) thin.
-    @Test func aThickPatientIsScannedThickAndReadsTrue() throws {
+    @Test func aThickPatientIsScannedThick() throws {
         var s = Scanner(seed: 81)
         let (stage, cal) = try s.calibrate()
         var thick = PatientSpec()
@@ -230,9 +230,41 @@ struct ExposureModeTests {
         #expect(inRange.pixels > 1000)
         #expect(abs(inRange.error) <= 0.015)
         #expect(abs(beyond.error) <= 0.025)
+        // Not a matter of photons: the standard mode reads the same.
+        #expect(abs(inRange.error - standardMode.error) < 0.005)
         // Without a scout the body mass index decides.
         let none = ExposureModeChooser().choose(scout: [], scoutPeriodUs: 1, scoutCurrentUA: 1, dark: stage.dark, periodUs: 1, currentUA: 1, bmi: 34)
         #expect(none.mode == .thick && none.reason.contains("34.0"))
         #expect(ExposureMode.thick.current(standard: 2000) == ExposureMode.maximumCurrentUA)
+    }
+}
+
+@Suite("Exposure mode rules")
+struct ExposureModeRuleTests {
+    /// Hand-made scouts (a flat line of counts over the central channels): each rule, and the
+    /// cross-checks that keep a mode from breaking the other limit.
+    static func choose(low: Double, high: Double) -> ExposureModeChooser.Choice {
+        let dark = try? DarkReference(lines: [ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [], samples: [UInt16](repeating: 200, count: 2 * 40))])
+        let samples = (0..<40).flatMap { _ in [UInt16(200 + low), UInt16(200 + high)] }
+        let line = ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [.xrayOn], samples: samples)
+        // Scout and scan alike: the counts are the prediction.
+        return ExposureModeChooser().choose(scout: [line], scoutPeriodUs: 1000, scoutCurrentUA: 100, dark: dark ?? .empty,
+                                            periodUs: 1000, currentUA: 100, bmi: nil)
+    }
+
+    @Test func eachRuleAndItsCrossCheck() {
+        #expect(Self.choose(low: 2000, high: 20000).mode == .standard)
+        #expect(Self.choose(low: 100, high: 1000).mode == .thick)
+        #expect(Self.choose(low: 2000, high: 60000).mode == .thin)
+        // Starved and bright at once (thick would saturate, thin would starve): standard, said.
+        let both = Self.choose(low: 100, high: 60000)
+        #expect(both.mode == .standard && both.reason.contains("no mode keeps both"))
+        // Thick would saturate the brightest tenth: not thick.
+        #expect(Self.choose(low: 120, high: 30000).mode == .standard)
+        // Thin would starve the densest tenth: not thin.
+        #expect(Self.choose(low: 250, high: 60000).mode == .standard)
+        // The F test's 99 % point against the table: F(4, 59) = 3.655, F(4, 3) = 28.71.
+        #expect(abs(Calibration.fQuantile99(4, 59) - 3.655) < 0.02)
+        #expect(Calibration.fQuantile99(4, 3) > 28.7)
     }
 }

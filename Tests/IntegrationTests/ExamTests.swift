@@ -44,6 +44,35 @@ struct ExamTests {
         return id
     }
 
+    /// An abort while the scout exposes: X-rays off, the step ends aborted "during the scout",
+    /// its dose (the scout's) and its capture (the scout's) on the record, no site scan.
+    @Test func abortDuringTheScout() async throws {
+        let dir = TemporaryDirectory()
+        try await Self.calibrated(dir)
+        // Real time: the scout lasts 1.2 s of device time, 24 ms at the suite's 50×.
+        let daemon = try await DaemonProcess(in: dir, device: "simulator", timeScale: 1, config: ["simulator_phantom = patient"])
+        try await daemon.waitForDevice()
+        let id = try await Self.newExam(daemon)
+        let exam: JSONValue = .number(Double(id))
+        let step = Task { try await daemon.call("exam.start", .object(["exam_id": exam])) }
+        try await eventually("the scout exposing", seconds: 30) {
+            guard let shown = try? await daemon.call("exam.get", .object(["exam_id": exam])),
+                  case .array(let attempts)? = shown["attempts"], let a = attempts.last, a["exposure"] == nil,
+                  let s = try? await daemon.call("device.status") else { return false }
+            // The scout's lines lie over the spine (y 580–800 mm); the dark scan is in the air zone.
+            return s["xray_on"] == .bool(true) && (s["y_um"]?.numberValue ?? 0) < 1_500_000
+        }
+        _ = try await daemon.call("exam.abort", .object(["exam_id": exam, "reason": .string("patient unwell")]))
+        let stepped = try? await step.value
+        let attempt = stepped?["attempt"]
+        #expect(attempt?["status"]?.stringValue == "aborted", "\(String(describing: stepped))")
+        #expect(attempt?["reason"]?.stringValue?.contains("during the scout") == true, "\(String(describing: attempt))")
+        #expect(attempt?["exposure"] == nil || attempt?["exposure"] == .null)
+        #expect((attempt?["dose"]?["scans"]?.intValue ?? 0) >= 1, "the scout's dose is on the record: \(String(describing: attempt))")
+        #expect(attempt?["capture"]?.stringValue != nil)
+        #expect(try await daemon.call("device.status")["xray_on"] == .bool(false))
+    }
+
     /// The whole standard exam from the CLI, as a technologist runs it.
     @Test func fullStandardExamThroughTheCLI() async throws {
         let dir = TemporaryDirectory()
@@ -424,10 +453,14 @@ struct ExamActionTests {
         #expect(repeated["attempt"]?["attempt"]?.intValue == 2)
         e = try await daemon.call("exam.add", .object(["exam_id": exam, "site": .string("left_hip")]))
         #expect(e["plan"]?[3]?.stringValue == "left_hip")
-        // Abort from another connection while the right hip is scanning: X-rays off at once.
+        // Abort from another connection while the right hip is scanning (its scout done, the
+        // attempt's exposure mode recorded, X-rays on over the hip): X-rays off at once.
         let step = Task { try await daemon.call("exam.next", .object(["exam_id": exam])) }
         try await eventually("the right hip scanning", seconds: 20) {
-            (try? await daemon.call("device.status"))?["xray_on"] == .bool(true)
+            guard let shown = try? await daemon.call("exam.get", .object(["exam_id": exam])),
+                  case .array(let attempts)? = shown["attempts"], attempts.last?["site"]?.stringValue == "right_hip",
+                  attempts.last?["exposure"] != nil, let s = try? await daemon.call("device.status") else { return false }
+            return s["xray_on"] == .bool(true) && (s["y_um"]?.numberValue ?? 0) < 1_500_000
         }
         e = try await daemon.call("exam.abort", .object(["exam_id": exam, "reason": .string("patient unwell")]))
         #expect(e["state"]?.stringValue == "aborted")

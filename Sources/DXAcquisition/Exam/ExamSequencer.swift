@@ -41,6 +41,10 @@ public actor ExamSequencer {
     private var running: (examID: Int64, site: Site)?
     /// `abort` came while the running step was positioning: it must not go on to scan.
     private var stepAborted = false
+    /// The same, readable from the runner's callbacks: an abort that lands while a sequence
+    /// is about to be claimed (the runner had nothing to stop yet) is passed on once the
+    /// sequence has claimed the runner, before its first exposure.
+    private let abortLatch = AbortLatch()
     /// When each exam started or resumed, on the sequencer's clock (the time budget).
     private var examClocks: [Int64: Stopwatch] = [:]
     private var budgetWarned: Set<Int64> = []
@@ -186,6 +190,7 @@ public actor ExamSequencer {
         try store { try recorder.addWarning(examID: examID, attemptRow: nil, warning: ExamWarning(kind: .aborted, message: "exam aborted: \(reason)"), at: now()) }
         if running?.examID == examID {
             stepAborted = true
+            abortLatch.set(true)
             do { _ = try await runner.abort() } catch { logger.error("abort: \(error)") }
         }
         return try get(examID)
@@ -215,6 +220,7 @@ public actor ExamSequencer {
         let examID = exam.id
         running = (examID, site)
         stepAborted = false
+        abortLatch.set(false)
         defer { running = nil }
 
         var attempt = SiteAttempt(site: site, attempt: exam.attempts.filter { $0.site == site }.count + 1, status: .running,
@@ -240,24 +246,45 @@ public actor ExamSequencer {
                                          lineStepUm: scout.lineStepUm, linePeriodUs: scout.linePeriodUs, tubeCurrentUA: scout.tubeCurrentUA,
                                          linesPerFrame: scout.linesPerFrame, role: .patient, region: site)
                 let collected = ScoutLines()
-                let (_, scoutCapture) = try await runner.runSequence(
-                    [ScanPlan.references(xUm: scan.xUm, info: info, region: site)[0], scoutPlan], phantom: nil,
-                    onLines: { index, lines in collected.add(index, lines) }, onOutcome: { o in live.exposed(o) })
+                let scoutOutcomes: [ScanOutcome], scoutCapture: String?
+                do {
+                    // The scout's capture is the attempt's until the site's scan has its own:
+                    // recorded before anything is exposed, like every capture.
+                    (scoutOutcomes, scoutCapture) = try await runner.runSequence(
+                        [ScanPlan.references(xUm: scan.xUm, info: info, region: site)[0], scoutPlan], phantom: nil,
+                        onLines: { index, lines in collected.add(index, lines) },
+                        onCapture: { [runner, abortLatch] path, ids in
+                            live.captured(path: path, scanID: ids.last)
+                            if abortLatch.isSet { Task { _ = try? await runner.abort() } }
+                        },
+                        onOutcome: { o in live.exposed(o) })
+                } catch let ScanError.ended(o) {
+                    // Aborted or cut short during the scout: the step ends here, and says so.
+                    var ended = o
+                    ended.reason = "during the scout: " + (o.reason ?? o.result.rawValue)
+                    throw ScanError.ended(ended)
+                }
                 let (darkLines, scoutLines) = collected.lines
                 let bmi = try? get(examID).checklist.bmi
-                let choice: ExposureModeChooser.Choice
-                if let dark = try? DarkReference(lines: darkLines) {
+                let whole = scoutOutcomes.count == 2 && scoutOutcomes.allSatisfy { $0.result == .completed }
+                var choice: ExposureModeChooser.Choice
+                if whole, let dark = try? DarkReference(lines: darkLines) {
                     choice = ExposureModeChooser().choose(scout: scoutLines, scoutPeriodUs: scout.linePeriodUs, scoutCurrentUA: scout.tubeCurrentUA,
                                                           dark: dark, periodUs: scan.linePeriodUs, currentUA: scan.tubeCurrentUA, bmi: bmi)
                 } else {
                     choice = ExposureModeChooser().choose(scout: [], scoutPeriodUs: 1, scoutCurrentUA: 1,
                                                           dark: DarkReference.empty, periodUs: 1, currentUA: 1, bmi: bmi)
+                    choice.reason = "the scout was incomplete; " + choice.reason
                 }
                 sitePlan.tubeCurrentUA = choice.mode.current(standard: scan.tubeCurrentUA)
                 attempt.exposure = SiteExposure(choice, tubeCurrentUA: sitePlan.tubeCurrentUA, scoutCapture: scoutCapture)
+                attempt.dose = live.snapshot().dose
+                attempt.capture = scoutCapture
                 try store { try recorder.finishAttempt(row: row, attempt: attempt) }
                 if stepAborted { throw ScanError.ended(.notStarted(sitePlan, id: 0, reason: "the exam was aborted after the scout")) }
                 _ = try await Positioning.move(.move(xUm: scan.xUm, yUm: scan.yStartUm, armAngle: scan.armAngleX10), session: session, clock: clock)
+                // An abort during that move found no scan to stop: nothing more is exposed.
+                if stepAborted { throw ScanError.ended(.notStarted(sitePlan, id: 0, reason: "the exam was aborted during positioning")) }
             }
             observer?(.step(examID: examID, site: site, phase: "scanning"))
             let plans = ScanPlan.references(xUm: scan.xUm, info: info, region: site) + [sitePlan]
@@ -277,7 +304,10 @@ public actor ExamSequencer {
                     analysis?.lines(lines, scan: index)
                     if index == measured { live.lines(lines) }
                 },
-                onCapture: { path, ids in live.captured(path: path, scanID: ids.last) },
+                onCapture: { [runner, abortLatch] path, ids in
+                    live.captured(path: path, scanID: ids.last)
+                    if abortLatch.isSet { Task { _ = try? await runner.abort() } }
+                },
                 onOutcome: { o in live.exposed(o) })
             guard let last = outcomes.last else { throw ExamError.invalid("no scan ran") }
             outcome = last
@@ -287,13 +317,16 @@ public actor ExamSequencer {
             attempt.status = .aborted
             attempt.reason = e.description
             attempt.endedAt = stamp()
+            attempt.dose = live.snapshot().dose.scans > 0 ? live.snapshot().dose : attempt.dose
             try store { try recorder.finishAttempt(row: row, attempt: attempt) }
             throw ExamError.invalid("positioning for the \(site.title) failed: \(e.description)")
         } catch {
-            // Refused before the scan (busy, interlock, not ready): nothing was exposed.
+            // Refused before the site's scan (busy, interlock, not ready): nothing more was
+            // exposed; the scout's dose, if it ran, stays on the record.
             attempt.status = .aborted
             attempt.reason = "\(error)"
             attempt.endedAt = stamp()
+            attempt.dose = live.snapshot().dose.scans > 0 ? live.snapshot().dose : attempt.dose
             try? store { try recorder.finishAttempt(row: row, attempt: attempt) }
             throw error
         }
@@ -404,4 +437,12 @@ private final class ScoutLines: Sendable {
         state.withLock { if index == 0 { $0.0 += lines } else { $0.1 += lines } }
     }
     var lines: ([ScanLine], [ScanLine]) { state.withLock { $0 } }
+}
+
+/// A flag the sequencer sets and the runner's callbacks read (a mutex: written on the
+/// sequencer's actor, read on the runner's).
+private final class AbortLatch: Sendable {
+    private let state = Mutex(false)
+    func set(_ value: Bool) { state.withLock { $0 = value } }
+    var isSet: Bool { state.withLock { $0 } }
 }
