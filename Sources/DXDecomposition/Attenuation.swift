@@ -112,7 +112,7 @@ public struct PreparedAttenuation: Sendable {
 
     /// Each channel's scale of its log attenuations (ChannelResponse), and its square for the
     /// variances.
-    let scaleLow: [Double], scaleHigh: [Double], curveLow: [Double], curveHigh: [Double]
+    let scaleLow: [Double], scaleHigh: [Double]
     /// Each channel's no-photon threshold (counts above dark).
     let floorLow: [Double], floorHigh: [Double]
 
@@ -123,8 +123,6 @@ public struct PreparedAttenuation: Sendable {
         let r = response.flatMap { $0.fits(channels: channels) ? $0 : nil } ?? .identity(channels: channels)
         scaleLow = r.low
         scaleHigh = r.high
-        curveLow = r.lowCurvature
-        curveHigh = r.highCurvature
         let e = Double(periodUs) * Double(max(currentUA, 1))
         darkLow = dark.means.low
         darkHigh = dark.means.high
@@ -158,7 +156,6 @@ public struct PreparedAttenuation: Sendable {
             i0Low.withUnsafeBufferPointer { iL in i0High.withUnsafeBufferPointer { iH in
             lnI0Low.withUnsafeBufferPointer { lnL in lnI0High.withUnsafeBufferPointer { lnH in
             scaleLow.withUnsafeBufferPointer { sL in scaleHigh.withUnsafeBufferPointer { sH in
-            curveLow.withUnsafeBufferPointer { qL in curveHigh.withUnsafeBufferPointer { qH in
             floorLow.withUnsafeBufferPointer { fL in floorHigh.withUnsafeBufferPointer { fH in
                 let low = out, high = out + n, tLow = out + 2 * n, tHigh = out + 3 * n, varLow = out + 4 * n, varHigh = out + 5 * n
                 let tVarLow = out + 6 * n, tVarHigh = out + 7 * n
@@ -194,19 +191,18 @@ public struct PreparedAttenuation: Sendable {
                         // (docs/physics.md: the residual bias is under 0.002 from 12 counts on).
                         let rl = 1 / il, rh = 1 / ih
                         let vl = (il + 1) * rl * rl, vh = (ih + 1) * rh * rh
-                        // This channel's response onto the detector's mean: s·L + q·L².
-                        let l = lnL[c] - FastLog.ln(il) - vl / 2, h = lnH[c] - FastLog.ln(ih) - vh / 2
-                        let kl = sL[c] + 2 * qL[c] * l, kh = sH[c] + 2 * qH[c] * h
+                        // This channel's response onto the detector's mean: a scale.
+                        let kl = sL[c], kh = sH[c]
                         varLow[c] = vl * kl * kl
                         varHigh[c] = vh * kh * kh
-                        low[c] = l * (sL[c] + qL[c] * l)
-                        high[c] = h * (sH[c] + qH[c] * h)
+                        low[c] = (lnL[c] - FastLog.ln(il) - vl / 2) * kl
+                        high[c] = (lnH[c] - FastLog.ln(ih) - vh / 2) * kh
                     } else {
                         low[c] = .nan; high[c] = .nan; varLow[c] = .nan; varHigh[c] = .nan
                     }
                     flagBits[c] = f
                 }
-            } } } } } } } } } } } }
+            } } } } } } } } } }
         }
         func array(_ k: Int) -> [Double] { Array(UnsafeBufferPointer(start: out + k * n, count: n)) }
         let flags = [PixelFlags](unsafeUninitializedCapacity: n) { buffer, count in

@@ -342,29 +342,11 @@ public struct ScanGeometry: Sendable, Equatable {
 /// angles (the heel effect), so the same tissue attenuates a little differently in each. A
 /// scale per channel and window, measured on the calibration phantom's cells as every channel
 /// sees them, takes that out before the calibration applies.
-///
-/// A channel's log attenuation L is put onto the mean as s·L + q·L²; the calibration measures
-/// the scale s and keeps q at 0 (the field is there for a response with curvature).
 public struct ChannelResponse: Sendable, Equatable, Codable {
     public var low: [Double]
     public var high: [Double]
-    public var lowCurvature: [Double]
-    public var highCurvature: [Double]
 
-    public enum CodingKeys: String, CodingKey { case low, high, lowCurvature = "low_curvature", highCurvature = "high_curvature" }
-
-    public init(low: [Double], high: [Double], lowCurvature: [Double]? = nil, highCurvature: [Double]? = nil) {
-        self.low = low; self.high = high
-        self.lowCurvature = lowCurvature ?? [Double](repeating: 0, count: low.count)
-        self.highCurvature = highCurvature ?? [Double](repeating: 0, count: high.count)
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        let low = try c.decode([Double].self, forKey: .low), high = try c.decode([Double].self, forKey: .high)
-        self.init(low: low, high: high, lowCurvature: try c.decodeIfPresent([Double].self, forKey: .lowCurvature),
-                  highCurvature: try c.decodeIfPresent([Double].self, forKey: .highCurvature))
-    }
+    public init(low: [Double], high: [Double]) { self.low = low; self.high = high }
 
     public static func identity(channels n: Int) -> ChannelResponse {
         ChannelResponse(low: [Double](repeating: 1, count: n), high: [Double](repeating: 1, count: n))
@@ -372,10 +354,9 @@ public struct ChannelResponse: Sendable, Equatable, Codable {
 
     public var channels: Int { low.count }
 
-    /// Usable for a detector of `n` channels: every scale finite and positive, every curvature finite.
+    /// Usable for a detector of `n` channels: every scale finite and positive.
     public func fits(channels n: Int) -> Bool {
-        low.count == n && high.count == n && lowCurvature.count == n && highCurvature.count == n
-            && (low + high).allSatisfy { $0.isFinite && $0 > 0 } && (lowCurvature + highCurvature).allSatisfy(\.isFinite)
+        low.count == n && high.count == n && (low + high).allSatisfy { $0.isFinite && $0 > 0 }
     }
 }
 
@@ -519,20 +500,15 @@ public enum CalibrationMeasurement {
         // weighted mean of its channels' corrected logs; a channel's scale the one that best puts
         // its logs onto those values; the scales' mean held at 1.
         var sL = [Double](repeating: 1, count: n), sH = sL
-        var qL = [Double](repeating: 0, count: n), qH = qL
         var refU = [Double](repeating: .nan, count: cells.count), refV = refU
         var varRefU = refU, varRefV = refU
-
-        /// The (s, q) that best map `l` onto `ref` with weights `w`: 2 × 2 normal equations.
+        /// The scale that best maps a channel's logs onto the cells' values (weighted least
+        /// squares through the origin). A curvature per channel was tried and not kept: it
+        /// made the results depend on an arbitrary choice of the reference's own curvature.
         struct Normal {
-            var a11 = 0.0, a12 = 0.0, a22 = 0.0, b1 = 0.0, b2 = 0.0
-            mutating func add(_ l: Double, _ ref: Double, _ w: Double) {
-                let l2 = l * l
-                a11 += w * l2; a12 += w * l2 * l; a22 += w * l2 * l2; b1 += w * l * ref; b2 += w * l2 * ref
-            }
-            /// The scale alone (q = 0): a curvature per channel was tried and made the results
-            /// depend on an arbitrary choice of the reference's own curvature (docs/physics.md).
-            var solution: (Double, Double)? { a11 > 0 ? (b1 / a11, 0) : nil }
+            var a11 = 0.0, b1 = 0.0
+            mutating func add(_ l: Double, _ ref: Double, _ w: Double) { a11 += w * l * l; b1 += w * l * ref }
+            var scale: Double? { a11 > 0 ? b1 / a11 : nil }
         }
         for _ in 0..<20 {
             for k in cells.indices where !seen[k].isEmpty {
@@ -540,8 +516,8 @@ public enum CalibrationMeasurement {
                 var vu = 0.0, vv = 0.0
                 for (c, x) in seen[k] {
                     let a = x.weightU / (sL[c] * sL[c]), b = x.weightV / (sH[c] * sH[c])
-                    su += a * (sL[c] * x.u + qL[c] * x.u * x.u); wu += a
-                    sv += b * (sH[c] * x.v + qH[c] * x.v * x.v); wv += b
+                    su += a * sL[c] * x.u; wu += a
+                    sv += b * sH[c] * x.v; wv += b
                     vu += a * a * x.varU * sL[c] * sL[c]; vv += b * b * x.varV * sH[c] * sH[c]
                 }
                 guard wu > 0, wv > 0 else { continue }
@@ -557,15 +533,15 @@ public enum CalibrationMeasurement {
             }
             var measured: [Int] = []
             for c in 0..<n {
-                guard let l = low[c].solution, let h = high[c].solution, l.0 > 0, h.0 > 0 else { continue }
-                (sL[c], qL[c]) = l
-                (sH[c], qH[c]) = h
+                guard let l = low[c].scale, let h = high[c].scale, l > 0, h > 0 else { continue }
+                sL[c] = l
+                sH[c] = h
                 measured.append(c)
             }
             guard !measured.isEmpty else { break }
             let meanL = measured.reduce(0) { $0 + sL[$1] } / Double(measured.count)
             let meanH = measured.reduce(0) { $0 + sH[$1] } / Double(measured.count)
-            for c in measured { sL[c] /= meanL; qL[c] /= meanL; sH[c] /= meanH; qH[c] /= meanH }
+            for c in measured { sL[c] /= meanL; sH[c] /= meanH }
         }
         var softRatio: [String: Double] = [:]
         for (k, cell) in cells.enumerated() where cell.hydroxyapatite == 0 && refU[k].isFinite && refV[k] > 0 {
@@ -578,6 +554,6 @@ public enum CalibrationMeasurement {
                                     lean: cell.lean, fat: cell.fat, pixels: pixels, exposure: exposure,
                                     varianceLow: varRefU[k], varianceHigh: varRefV[k])
         }
-        return Result(points: points, response: ChannelResponse(low: sL, high: sH, lowCurvature: qL, highCurvature: qH))
+        return Result(points: points, response: ChannelResponse(low: sL, high: sH))
     }
 }
