@@ -19,6 +19,18 @@ struct ThickTargetSpectrum: Sendable {
         let sinAlpha = Foundation.sin(max(takeOffDegrees, 0.5) * .pi / 180)
         let c = p.thomsonWhiddingtonKeV2Cm2PerG
         let steps = 48
+        /// Photons made by an electron slowing from T₀ down to `lo` (midpoint rule in T), at
+        /// depth x(T) = (T₀² − T²)/C, that escape the anode through x / sin α of tungsten: the
+        /// sum over the steps, and the step. The continuum and the K lines alike.
+        func escaping(muW: Double, from lo: Double) -> (sum: Double, dT: Double) {
+            var sum = 0.0
+            let dT = (kVp - lo) / Double(steps)
+            for s in 0..<steps {
+                let t = lo + (Double(s) + 0.5) * dT
+                sum += Foundation.exp(-muW * (kVp * kVp - t * t) / c / sinAlpha)
+            }
+            return (sum, dT)
+        }
         var energies: [Double] = []
         var phi: [Double] = []
         for (i, e) in AttenuationTable.energiesKeV.enumerated() where e < kVp {
@@ -26,13 +38,7 @@ struct ThickTargetSpectrum: Sendable {
             // (Kramers' thin-target law), the path per keV lost is dx = 2T dT / C
             // (Thomson–Whiddington), and a photon made at depth x = (T₀² − T²)/C crosses
             // x / sin α of tungsten on its way out. So N(E) ∝ (1/E) ∫_E^T₀ exp(−μ_W(E) x(T) / sin α) dT.
-            let muW = AttenuationTable.tungsten[i]
-            var sum = 0.0
-            let dT = (kVp - e) / Double(steps)
-            for s in 0..<steps {
-                let t = e + (Double(s) + 0.5) * dT
-                sum += Foundation.exp(-muW * (kVp * kVp - t * t) / c / sinAlpha)
-            }
+            let (sum, dT) = escaping(muW: AttenuationTable.tungsten[i], from: e)
             energies.append(e)
             phi.append(sum * dT / e)  // → (T₀ − E)/E, Kramers, without absorption
         }
@@ -45,13 +51,7 @@ struct ThickTargetSpectrum: Sendable {
             for line in SecondModelTables.tungstenLines {
                 let k = Int(line.energyKeV.rounded()) - first
                 guard k >= 0, k < phi.count else { continue }
-                let muW = AttenuationTable.tungsten[k]
-                var sum = 0.0
-                let dT = (kVp - edge) / Double(steps)
-                for s in 0..<steps {
-                    let t = edge + (Double(s) + 0.5) * dT
-                    sum += Foundation.exp(-muW * (kVp * kVp - t * t) / c / sinAlpha)
-                }
+                let (sum, _) = escaping(muW: AttenuationTable.tungsten[k], from: edge)
                 phi[k] += yield * line.share * sum / Double(steps)
             }
         }
