@@ -52,7 +52,7 @@ let package = Package(
         ]),
         // Control path: socket -> sequencer -> device.
         .target(name: "DXControl", dependencies: [
-            "DXProtocol",
+            "DXProtocol", "DXDevice", "DXDecomposition", "DXAcquisition",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -96,8 +96,8 @@ let package = Package(
         .testTarget(name: "DXDeviceTests", dependencies: ["DXDevice", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXSimulatorTests", dependencies: ["DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXAcquisitionTests", dependencies: ["DXAcquisition", "DXStore", "DXDevice", "DXSimulator", "DXTestSupport"]),
-        .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXDaemon", "DXDecomposition", "DXAcquisition", "DXTestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["DXControl", "DXProtocol", "DXTestSupport"]),
+        .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXDaemon", "DXDecomposition", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["DXControl", "DXProtocol", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

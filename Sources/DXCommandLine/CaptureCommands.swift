@@ -13,10 +13,6 @@ enum Offline {
         return ExitCode(2)
     }
 
-    static func roisJSON(_ rois: [ROIResult]) -> JSONValue {
-        (try? JSONValue(encoding: rois)) ?? .array([])
-    }
-
     /// The ROI table; an ROI that lost lines or pixels is marked and explained under it.
     static func printROIs(_ rois: [ROIResult]) {
         guard !rois.isEmpty else { return }
@@ -63,24 +59,8 @@ struct Analyze: AsyncParsableCommand {
                 throw Offline.fail("analyze", "cannot write \(image): \(error)")
             }
         }
-        let motion: [JSONValue] = result.motion.map { .object(["line": .number(Double($0.line)), "shift_mm": .number($0.shiftMM)]) }
         if json {
-            let ledger = result.ledger
-            var document: [String: JSONValue] = [
-                "rois": Offline.roisJSON(result.rois), "motion": .array(motion),
-                "lines": .number(Double(result.lines)), "planned_lines": .number(Double(ledger.expected)),
-                "missing_lines": .number(Double(ledger.missingCount)),
-                "missing_line_ranges": .array(ledger.missingRanges.map { .array([.number(Double($0.lowerBound)), .number(Double($0.upperBound))]) }),
-                "complete": .bool(ledger.missingCount == 0 && result.rois.allSatisfy(\.complete)),
-                "calibration_residual_g_cm2": .number(result.verdict.residual),
-                "calibration": (try? JSONValue(encoding: result.verdict)) ?? .null,
-                "forced": .bool(result.forced),
-            ]
-            if result.bonePixels > 0 {
-                document["bone_area_cm2"] = .number(result.boneAreaCm2)
-                document["mean_bone_bmd_g_cm2"] = .number(result.meanBoneBMD)
-            }
-            Output.json(.object(document))
+            Output.json(AnalysisReport(result))
             return
         }
         if result.forced { print(forcedNote) }

@@ -9,6 +9,7 @@ public struct DexaCommand: AsyncParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "dexa",
         abstract: "Drive the DX-1 densitometer through dexad.",
+        discussion: "Exit status: " + ExitStatus.allCases.map { "\($0.rawValue) \($0.meaning)" }.joined(separator: "; ") + ".",
         subcommands: [Info.self, Status.self, Home.self, Move.self, Scan.self, Abort.self, Watch.self, Devices.self, Analyze.self, CaptureCommands.self, ExamCommands.self,
                       ServiceCommands.self, SelfTest.self, Sensors.self, Log.self])
 
@@ -25,7 +26,7 @@ public struct DexaCommand: AsyncParsableCommand {
             }
         } catch let e as CLIError {
             Output.error(e.message)
-            Foundation.exit(1)
+            Foundation.exit(e.status.rawValue)
         } catch {
             exit(withError: error)
         }
@@ -39,10 +40,10 @@ struct Info: AsyncParsableCommand {
     func run() async throws {
         let r = try await options.call(.deviceInfo)
         if options.json { Output.json(r); return }
-        guard let d = r["device"] else { return }
-        print("\(d["model"]?.stringValue ?? "?") \(d["serial"]?.stringValue ?? "?") firmware \(Output.number(d["fw_major"])).\(Output.number(d["fw_minor"])).\(Output.number(d["fw_patch"])) via \(r["transport"]?.stringValue ?? "?")")
-        Output.table(d, keys: ["channels", "pitch_um", "energy_low_kev", "energy_high_kev", "max_line_rate_hz",
-                               "travel_x_um", "travel_y_um", "air_zone_y_um", "watchdog_ms"])
+        let d = r.device
+        print("\(d.model) \(d.serial) firmware \(d.fwMajor).\(d.fwMinor).\(d.fwPatch) via \(r.transport)")
+        Output.table(try JSONValue(encoding: d), keys: ["channels", "pitch_um", "energy_low_kev", "energy_high_kev", "max_line_rate_hz",
+                                                       "travel_x_um", "travel_y_um", "air_zone_y_um", "watchdog_ms"])
     }
 }
 
@@ -53,16 +54,13 @@ struct Status: AsyncParsableCommand {
     func run() async throws {
         let r = try await options.call(.deviceStatus)
         if options.json { Output.json(r); return }
-        let open = Output.strings(r["interlocks_open"])
-        print("state      \(r["state"]?.stringValue ?? "?")")
-        print("X-ray      \(r["xray_on"] == .bool(true) ? "ON" : "off")")
-        print("interlocks \(open.isEmpty ? "all closed" : "OPEN: " + open.joined(separator: ", "))")
-        print("position   x \(Output.number(r["x_um"])) µm, y \(Output.number(r["y_um"])) µm, arm \(Output.number(r["arm_angle_deg"]))°")
-        print("tube       \(Output.number(r["tube_temp_c"])) °C")
-        if r["fault"]?.numberValue ?? 0 != 0 { print("fault      \(Output.number(r["fault"])) \(r["fault_text"]?.stringValue ?? "")") }
-        if let link = r["link"] {
-            print("link       \(Output.number(link["dataFrames"])) data frames, \(Output.number(link["dataGaps"])) gaps, \(Output.number(link["timeouts"])) timeouts")
-        }
+        print("state      \(r.state)")
+        print("X-ray      \(r.xrayOn ? "ON" : "off")")
+        print("interlocks \(r.interlocksOpen.isEmpty ? "all closed" : "OPEN: " + r.interlocksOpen.joined(separator: ", "))")
+        print("position   x \(r.xUm) µm, y \(r.yUm) µm, arm \(Output.degrees(r.armAngleDeg))°")
+        print("tube       \(r.tubeTempC) °C")
+        if r.fault != 0 { print("fault      \(r.fault) \(r.faultText)") }
+        print("link       \(r.link.dataFrames) data frames, \(r.link.dataGaps) gaps, \(r.link.timeouts) timeouts")
     }
 }
 
@@ -72,20 +70,20 @@ struct Home: AsyncParsableCommand {
 
     func run() async throws {
         let r = try await options.call(.deviceHome)
-        if options.json { Output.json(r) } else { print("homed: x \(Output.number(r["x_um"])) µm, y \(Output.number(r["y_um"])) µm, arm \(Output.number(r["arm_angle"]))") }
+        if options.json { Output.json(r) } else { print("homed: x \(r.xUm) µm, y \(r.yUm) µm, arm \(Output.degrees(r.armAngleDeg))°") }
     }
 }
 
 struct Move: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Move the gantry (µm; arm angle in tenths of a degree).")
+    static let configuration = CommandConfiguration(abstract: "Move the gantry (carriage in µm, arm in degrees).")
     @OptionGroup var options: ConnectionOptions
     @Option(name: .customLong("x"), help: "x in µm") var x: Int32
     @Option(name: .customLong("y"), help: "y in µm") var y: Int32
-    @Option(name: .long, help: "arm angle, tenths of a degree (0 AP, 900 lateral)") var arm: Int16 = 0
+    @Option(name: .long, help: "Arm angle in degrees, to a tenth (0 AP, 90 lateral).") var arm: Double = 0
 
     func run() async throws {
-        let r = try await options.call(.deviceMove, .object(["x_um": .number(Double(x)), "y_um": .number(Double(y)), "arm_angle": .number(Double(arm))]))
-        if options.json { Output.json(r) } else { print("moved: x \(Output.number(r["x_um"])) µm, y \(Output.number(r["y_um"])) µm, arm \(Output.number(r["arm_angle"]))") }
+        let r = try await options.call(.deviceMove, MoveParams(xUm: x, yUm: y, armAngleDeg: arm))
+        if options.json { Output.json(r) } else { print("moved: x \(r.xUm) µm, y \(r.yUm) µm, arm \(Output.degrees(r.armAngleDeg))°") }
     }
 }
 
@@ -105,21 +103,20 @@ struct Scan: AsyncParsableCommand {
     func run() async throws {
         let params = ScanRunParams(mode: mode, xUm: x, yStartUm: yStart, lines: lines, lineStepUm: step, linePeriodUs: period,
                                    tubeCurrentUA: current, linesPerFrame: linesPerFrame, role: role)
-        let p = try JSONValue(encoding: params)
         let bar = ProgressBar()
         let showBar = !options.json
-        let result: JSONValue
+        try await options.waitForDevice()
+        let result: ScanReport
         do {
             result = try await options.run { connection in
                 let progress = Task {
-                    for await n in connection.notifications where n.method == "scan.progress" {
-                        guard showBar, let v = n.params else { continue }
-                        bar.draw(done: v["lines"]?.intValue ?? 0, total: v["planned_lines"]?.intValue ?? 0,
-                                 rate: v["lines_per_s"]?.numberValue ?? 0, eta: v["eta_s"]?.numberValue ?? 0)
+                    for await n in connection.notifications {
+                        guard showBar, let p = Notice.scanProgress.decode(n.method, n.params) else { continue }
+                        bar.draw(done: p.lines, total: Int(p.plannedLines), rate: p.linesPerSecond, eta: p.etaSeconds)
                     }
                 }
                 defer { progress.cancel() }
-                return try await connection.call(ControlMethod.scanRun.rawValue, p)
+                return try await connection.call(.scanRun, params)
             }
         } catch let e as CLIError {
             if showBar { bar.finish() }
@@ -128,9 +125,9 @@ struct Scan: AsyncParsableCommand {
         }
         if showBar { bar.finish() }
         if options.json { Output.json(result); return }
-        print("scan \(Output.number(result["scan_id"])) \(result["result"]?.stringValue ?? "?"): \(Output.number(result["lines"])) of \(Output.number(result["planned_lines"])) lines, \(Output.number(result["gaps"])) gaps")
-        print("exposure \(Output.number(result["exposure_ms"])) ms, DAP \(String(format: "%.3f", result["dap_mgy_cm2"]?.numberValue ?? 0)) mGy·cm², X-ray \(result["xray_off"] == .bool(true) ? "off (verified)" : "NOT VERIFIED OFF")")
-        if let c = result["capture"]?.stringValue { print("capture \(c)") }
+        print("scan \(result.scanID) \(result.result): \(result.lines) of \(result.plannedLines) lines, \(result.gaps) gaps")
+        print("exposure \(result.exposureMs) ms, DAP \(String(format: "%.3f", result.dapMGyCm2)) mGy·cm², X-ray \(result.xrayOff ? "off (verified)" : "NOT VERIFIED OFF")")
+        if let c = result.capture { print("capture \(c)") }
     }
 }
 
@@ -141,7 +138,7 @@ struct Abort: AsyncParsableCommand {
     func run() async throws {
         let r = try await options.call(.scanAbort)
         if options.json { Output.json(r); return }
-        if let id = r["aborted"]?.intValue { print("aborted scan \(id)") } else { print("no scan was running") }
+        if let id = r.abortedScanID { print("aborted scan \(id)") } else { print("no scan was running") }
     }
 }
 
@@ -154,11 +151,11 @@ struct Watch: AsyncParsableCommand {
         let json = options.json
         let limit = count
         try await options.run { connection in
-            _ = try await connection.call(ControlMethod.eventsSubscribe.rawValue)
+            _ = try await connection.call(.eventsSubscribe)
             var seen = 0
-            for await n in connection.notifications where n.method == "event" {
-                guard let v = n.params else { continue }
-                if json { Output.json(v) } else { print(Watch.describe(v)) }
+            for await n in connection.notifications {
+                guard let e = Notice.event.decode(n.method, n.params) else { continue }
+                if json { Output.json(e) } else { print(Watch.describe(e)) }
                 Output.flush()
                 seen += 1
                 if let limit, seen >= limit { break }
@@ -166,21 +163,20 @@ struct Watch: AsyncParsableCommand {
         }
     }
 
-    static func describe(_ v: JSONValue) -> String {
-        let t = v["type"]?.stringValue ?? "?"
+    static func describe(_ e: DeviceEventNotice) -> String {
         let stamp = Date().formatted(date: .omitted, time: .standard)
-        switch t {
-        case "state": return "\(stamp) state \(v["old"]?.stringValue ?? "?") -> \(v["new"]?.stringValue ?? "?")"
-        case "interlocks":
-            let open = Output.strings(v["open"])
+        switch e.type {
+        case .state: return "\(stamp) state \(e.old ?? "?") -> \(e.new ?? "?")"
+        case .interlocks:
+            let open = e.interlocksOpen ?? []
             return "\(stamp) interlocks \(open.isEmpty ? "all closed" : "OPEN: " + open.joined(separator: ", "))"
-        case "fault": return "\(stamp) FAULT \(Output.number(v["code"])) \(v["fault"]?.stringValue ?? ""): \(v["message"]?.stringValue ?? "")"
-        case "scan_complete": return "\(stamp) scan \(Output.number(v["scan_id"])) complete: \(Output.number(v["lines"])) lines, \(Output.number(v["exposure_ms"])) ms"
-        case "scan_aborted": return "\(stamp) scan \(Output.number(v["scan_id"])) ABORTED: \(v["reason"]?.stringValue ?? "")"
+        case .fault: return "\(stamp) FAULT \(e.code ?? 0) \(e.fault ?? ""): \(e.message ?? "")"
+        case .scanComplete: return "\(stamp) scan \(e.scanID ?? 0) complete: \(e.lines ?? 0) lines, \(e.exposureMs ?? 0) ms"
+        case .scanAborted: return "\(stamp) scan \(e.scanID ?? 0) ABORTED: \(e.reason ?? "")"
         default:
-            var o = v
-            if case .object(var d) = o { d.removeValue(forKey: "type"); o = .object(d) }
-            return "\(stamp) \(t) \(o)"
+            var fields = (try? JSONValue(encoding: e)) ?? .null
+            if case .object(var d) = fields { d.removeValue(forKey: "type"); fields = .object(d) }
+            return "\(stamp) \(e.type.rawValue) \(fields)"
         }
     }
 }
@@ -192,10 +188,8 @@ struct SelfTest: AsyncParsableCommand {
     func run() async throws {
         let r = try await options.call(.serviceSelftest)
         if options.json { Output.json(r); return }
-        guard case .array(let items)? = r["items"] else { return }
-        for i in items {
-            let comp = (i["component"]?.stringValue ?? "?").padding(toLength: 16, withPad: " ", startingAt: 0)
-            print("\(comp) \(i["result"]?.stringValue ?? "?")  value \(Output.number(i["value"]))  code \(Output.number(i["code"]))")
+        for i in r.items {
+            print("\(i.component.padding(toLength: 16, withPad: " ", startingAt: 0)) \(i.result)  value \(i.value)  code \(i.code)")
         }
     }
 }
@@ -218,7 +212,7 @@ struct Sensors: AsyncParsableCommand {
             if options.json { Output.json(r) } else {
                 if watch && Output.stdoutIsTerminal { print("\u{1B}[H\u{1B}[2J", terminator: "") }
                 if watch { print("DX-1 sensors at \(Date().formatted(date: .omitted, time: .standard)) (every \(interval) s, Ctrl-C to stop)") }
-                Output.table(r)
+                Output.table(try JSONValue(encoding: r))
             }
             Output.flush()
             shown += 1
@@ -241,10 +235,11 @@ struct Calibrate: AsyncParsableCommand {
     @Option(help: "The calibration phantom's ICD §8 JSON file (readable by dexad).") var phantom: String
 
     func run() async throws {
-        let r = try await options.call(.serviceCalibrate, .object(["phantom": .string(phantom)]))
+        try await options.waitForDevice()
+        let r = try await options.call(.serviceCalibrate, CalibrateParams(phantom: phantom))
         if options.json { Output.json(r); return }
-        print("calibrated from \(Output.number(r["cells"])) cells: residual bone \(String(format: "%.4f", r["residual_hydroxyapatite_g_cm2"]?.numberValue ?? .nan)) g/cm², soft \(String(format: "%.3f", r["residual_soft_tissue_g_cm2"]?.numberValue ?? .nan)) g/cm²")
-        print("calibration \(r["calibration"]?.stringValue ?? "?") from capture \(r["capture"]?.stringValue ?? "?")")
+        print("calibrated from \(r.cells) cells: residual bone \(String(format: "%.4f", r.residualHydroxyapatiteGCm2)) g/cm² (limit \(String(format: "%.4f", r.limitHydroxyapatiteGCm2))), soft \(String(format: "%.3f", r.residualSoftTissueGCm2)) g/cm²")
+        print("calibration \(r.calibration) from capture \(r.capture)")
     }
 }
 
@@ -254,23 +249,21 @@ struct Reset: AsyncParsableCommand {
 
     func run() async throws {
         let r = try await options.call(.serviceReset)
-        if options.json { Output.json(r) } else {
-            print("\(r["serial"]?.stringValue ?? "?") back after \(Output.number(r["after_ms"])) ms, \(r["state"]?.stringValue ?? "?")")
-        }
+        if options.json { Output.json(r) } else { print("\(r.serial) back after \(Int(r.afterMs)) ms, \(r.state)") }
     }
 }
 
 struct Devices: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the DX-1 units attached to this machine's USB (bus, address, serial, firmware).")
-    @Flag(help: "Print JSON for scripts.") var json = false
+    @OptionGroup var output: OutputOptions
     @Option(help: "USB vendor id (hex).") var vendor: String = "1209"
     @Option(help: "USB product id (hex).") var product: String = "de8a"
 
     func run() async throws {
         guard let v = UInt16(vendor, radix: 16), let p = UInt16(product, radix: 16) else { throw ValidationError("ids are 4 hex digits") }
         let found = UdevDiscovery.enumerate(USBDeviceMatch(vendorID: v, productID: p))
-        if json {
-            Output.json((try? JSONValue(encoding: found)) ?? .array([]))
+        if output.json {
+            Output.json(found)
             return
         }
         if found.isEmpty {
@@ -292,18 +285,16 @@ struct Report: AsyncParsableCommand {
     @Option(name: .shortAndLong, help: "Where to write it (default: the name the daemon gives, in this folder).") var output: String?
 
     func run() async throws {
-        let r = try await options.call(.serviceReport, .object(["captures": .number(Double(captures))]))
-        guard let b64 = r["tar_gz_base64"]?.stringValue, let data = Data(base64Encoded: b64) else {
-            throw CLIError(message: "the daemon's report was not readable")
-        }
-        let path = output ?? (r["name"]?.stringValue ?? "dexa-report.tar.gz")
+        let r = try await options.call(.serviceReport, ReportParams(captures: captures))
+        guard let data = Data(base64Encoded: r.tarGzBase64) else { throw CLIError(message: "the daemon's report was not readable") }
+        let path = output ?? r.name
         do { try data.write(to: URL(fileURLWithPath: path)) } catch {
             throw CLIError(message: "cannot write \(path): \(error.localizedDescription)")
         }
         if options.json {
-            Output.json(.object(["path": .string(path), "size": .number(Double(data.count)), "contents": r["contents"] ?? .array([])]))
+            Output.json(JSONValue.object(["path": .string(path), "size": .number(Double(data.count)), "contents": .array(r.contents.map { .string($0) })]))
         } else {
-            print("wrote \(path) (\(data.count) bytes, \(Output.strings(r["contents"]).count) files)")
+            print("wrote \(path) (\(data.count) bytes, \(r.contents.count) files)")
         }
     }
 }
@@ -315,19 +306,13 @@ struct Metrics: AsyncParsableCommand {
 
     func run() async throws {
         if prometheus {
-            let r = try await options.call(.serviceMetrics, .object(["format": .string("prometheus")]))
-            print(r["text"]?.stringValue ?? "", terminator: "")
+            let r = try await options.call(.serviceMetrics, MetricsParams(format: .prometheus))
+            print(r.text ?? "", terminator: "")
             return
         }
-        let r = try await options.call(.serviceMetrics)
+        let r = try await options.call(.serviceMetrics, MetricsParams())
         if options.json { Output.json(r); return }
-        var flat = r
-        if case .object(var o) = r, case .object(let link)? = o["link"] {
-            o.removeValue(forKey: "link")
-            for (k, v) in link { o["link." + k] = v }
-            flat = .object(o)
-        }
-        Output.table(flat)
+        Output.table(Output.flattened(try JSONValue(encoding: r.metrics)))
     }
 }
 
@@ -340,13 +325,11 @@ struct Log: AsyncParsableCommand {
         var next = offset
         var all = ""
         for _ in 0..<64 {
-            let r = try await options.call(.serviceLog, .object(["offset": .number(Double(next)), "max_bytes": .number(4096)]))
-            let text = r["text"]?.stringValue ?? ""
-            all += text
-            let n = UInt32(r["next_offset"]?.intValue ?? Int(next))
-            if text.isEmpty || n == next { break }
-            next = n
+            let r = try await options.call(.serviceLog, LogParams(offset: next, maxBytes: 4096))
+            all += r.text
+            if r.text.isEmpty || r.nextOffset == next { break }
+            next = r.nextOffset
         }
-        if options.json { Output.json(.object(["text": .string(all), "next_offset": .number(Double(next))])) } else { print(all, terminator: "") }
+        if options.json { Output.json(LogResult(nextOffset: next, text: all)) } else { print(all, terminator: "") }
     }
 }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import DXAcquisition
 import DXControl
 import Foundation
 
@@ -13,34 +14,31 @@ struct ExamCommands: AsyncParsableCommand {
         @OptionGroup var options: ConnectionOptions
         @Option(name: .customLong("patient-id"), help: "The hospital's patient id.") var patientID: String
         @Option(help: "The patient's name.") var name: String
-        @Option(help: "female or male") var sex: String
+        @Option(help: "female or male") var sex: PatientRecord.Sex
         @Option(name: .customLong("birth-date"), help: "YYYY-MM-DD") var birthDate: String
         @Option(help: "Reference population for T- and Z-scores.") var ethnicity: String?
         @Option(help: "Who referred the patient, and why.") var referral: String
         @Option(name: .customLong("operator"), help: "The technologist (default: your login).") var operatorName: String?
 
         func run() async throws {
-            var patient: [String: JSONValue] = ["id": .string(patientID), "name": .string(name), "sex": .string(sex), "birth_date": .string(birthDate)]
-            if let ethnicity { patient["ethnicity"] = .string(ethnicity) }
-            var params: [String: JSONValue] = ["patient": .object(patient), "referral": .string(referral)]
-            if let operatorName { params["operator"] = .string(operatorName) }
-            let r = try await options.call(.examCreate, .object(params))
+            let patient = PatientRecord(id: patientID, name: name, sex: sex, birthDate: birthDate, ethnicity: ethnicity)
+            let r = try await options.call(.examCreate, ExamCreateParams(patient: patient, referral: referral, operatorName: operatorName))
             if options.json { Output.json(r); return }
-            print("exam \(Output.number(r["id"])) for \(name) (\(patientID)): answer the checklist next (dexa exam checklist \(Output.number(r["id"])) ...)")
-            ExamText.printChecklist(r["checklist"])
+            print("exam \(r.id) for \(name) (\(patientID)): answer the checklist next (dexa exam checklist \(r.id) ...)")
+            ExamText.printChecklist(r.checklist)
         }
     }
 
     struct Checklist: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Answer the pre-scan checklist (any subset; each answer is recorded with your name and the time).")
         @OptionGroup var options: ConnectionOptions
-        @Argument(help: "The exam number.") var exam: Int
-        @Option(help: "no, yes or unknown") var pregnancy: String?
-        @Option(help: "none, or the date (YYYY-MM-DD) of the last contrast agent study") var contrast: String?
-        @Option(help: "none, or the date of the last nuclear medicine study") var nuclear: String?
-        @Option(help: "A site with a recent fracture (repeatable): ap_spine, left_hip, right_hip, lateral_spine") var fracture: [String] = []
+        @Argument(help: "The exam number.") var exam: Int64
+        @Option(help: "no, yes or unknown") var pregnancy: ChecklistAnswers.Pregnancy?
+        @Option(help: "none, or the date (YYYY-MM-DD) of the last contrast agent study") var contrast: ChecklistAnswers.RecentStudy?
+        @Option(help: "none, or the date of the last nuclear medicine study") var nuclear: ChecklistAnswers.RecentStudy?
+        @Option(help: "A site with a recent fracture (repeatable): ap_spine, left_hip, right_hip, lateral_spine") var fracture: [Site] = []
         @Flag(help: "No recent fracture.") var noFracture = false
-        @Option(help: "A site with metal: screws, a prosthesis (repeatable)") var metal: [String] = []
+        @Option(help: "A site with metal: screws, a prosthesis (repeatable)") var metal: [Site] = []
         @Flag(help: "No metal.") var noMetal = false
         @Flag(help: "Necklaces and navel piercing removed.") var jewelleryRemoved = false
         @Option(help: "Height measured today, cm.") var height: Double?
@@ -50,86 +48,88 @@ struct ExamCommands: AsyncParsableCommand {
         @Flag(help: "The referral is checked.") var referralConfirmed = false
 
         func run() async throws {
-            var a: [String: JSONValue] = [:]
-            if let pregnancy { a["pregnancy"] = .string(pregnancy) }
-            if let contrast { a["contrast"] = .string(contrast) }
-            if let nuclear { a["nuclear_medicine"] = .string(nuclear) }
-            if noFracture || !fracture.isEmpty { a["recent_fracture"] = .array(fracture.map { .string($0) }) }
-            if noMetal || !metal.isEmpty { a["metal"] = .array(metal.map { .string($0) }) }
-            if jewelleryRemoved { a["jewellery_removed"] = .bool(true) }
-            if let height { a["height_cm"] = .number(height) }
-            if let weight { a["weight_kg"] = .number(weight) }
-            if measuredToday { a["measured_today"] = .bool(true) }
-            if identityConfirmed { a["identity_confirmed"] = .bool(true) }
-            if referralConfirmed { a["referral_confirmed"] = .bool(true) }
-            let r = try await options.call(.examChecklist, .object(["exam_id": .number(Double(exam)), "answers": .object(a)]))
+            var a = ChecklistAnswers()
+            a.pregnancy = pregnancy
+            a.contrast = contrast
+            a.nuclearMedicine = nuclear
+            if noFracture || !fracture.isEmpty { a.recentFracture = fracture }
+            if noMetal || !metal.isEmpty { a.metal = metal }
+            if jewelleryRemoved { a.jewelleryRemoved = true }
+            a.heightCm = height
+            a.weightKg = weight
+            if measuredToday { a.measuredToday = true }
+            if identityConfirmed { a.identityConfirmed = true }
+            if referralConfirmed { a.referralConfirmed = true }
+            let r = try await options.call(.examChecklist, ExamChecklistParams(examID: exam, answers: a))
             if options.json { Output.json(r); return }
-            print("exam \(exam): \(r["state"]?.stringValue ?? "?")")
-            ExamText.printChecklist(r["checklist"])
+            print("exam \(exam): \(r.state.rawValue)")
+            ExamText.printChecklist(r.checklist)
         }
     }
 
     struct Run: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run the exam site by site: progress, ETA, motion and timing warnings as they happen, the quick look after each site.")
+            abstract: "Run the exam site by site: progress, ETA, motion and timing warnings as they happen, the quick look after each site.",
+            discussion: "With --json, one object per line: {\"type\": \"exam.step\" | \"exam.warning\" | \"step\", \"data\": ...}.")
         @OptionGroup var options: ConnectionOptions
-        @Argument(help: "The exam number.") var exam: Int
+        @Argument(help: "The exam number.") var exam: Int64
         @Flag(help: "Go on to the next site without asking.") var auto = false
 
+        enum Step { case start, next, again(Site?) }
+
         func run() async throws {
-            let id = JSONValue.number(Double(exam))
-            var current = try await options.call(.examGet, .object(["exam_id": id]))
-            var method: ControlMethod = current["state"]?.stringValue == "ready" ? .examStart : .examNext
-            var params: JSONValue = .object(["exam_id": id])
+            var current = try await options.call(.examGet, ExamIDParams(examID: exam))
+            var step: Step = current.state == .ready ? .start : .next
             let bar = ProgressBar()
+            try await options.waitForDevice()
             while true {
-                let state = current["state"]?.stringValue ?? "?"
-                if state == "completed" || state == "aborted" { break }
-                if method == .examNext, current["state"]?.stringValue != "in_progress" {
-                    throw CLIError(message: "exam \(exam) is \(state): complete the checklist first")
+                if current.state == .completed || current.state == .aborted { break }
+                if case .next = step, current.state != .inProgress {
+                    throw CLIError(message: "exam \(exam) is \(current.state.rawValue): complete the checklist first", status: .examState)
                 }
-                let showBar = !options.json, json = options.json
-                let (callMethod, callParams) = (method, params)
-                let step = try await options.run { connection in
+                let showBar = !options.json, json = options.json, id = exam, thisStep = step
+                let result = try await options.run { connection in
                     let follow = Task {
                         for await n in connection.notifications {
-                            guard let v = n.params else { continue }
-                            switch n.method {
-                            case "exam.step" where showBar:
-                                let phase = v["phase"]?.stringValue ?? ""
-                                if phase == "positioning" { print("\(ExamText.title(v["site"]?.stringValue)): positioning") }
-                                if phase == "scout" { print("\(ExamText.title(v["site"]?.stringValue)): scout (choosing the exposure mode)") }
-                                if phase == "scanning" { print("\(ExamText.title(v["site"]?.stringValue)): scanning") }
-                            case "scan.progress" where showBar:
-                                bar.draw(done: v["lines"]?.intValue ?? 0, total: v["planned_lines"]?.intValue ?? 0,
-                                         rate: v["lines_per_s"]?.numberValue ?? 0, eta: v["eta_s"]?.numberValue ?? 0)
-                            case "exam.warning":
-                                if json { Output.json(.object(["warning": v])) } else { print("\n  ! \(v["kind"]?.stringValue ?? ""): \(v["message"]?.stringValue ?? "")") }
-                            default: break
+                            if let s = Notice.examStep.decode(n.method, n.params) {
+                                if json { Output.tagged(n.method, s); continue }
+                                switch s.phase {
+                                case "positioning": print("\(s.site.title): positioning")
+                                case "scout": print("\(s.site.title): scout (choosing the exposure mode)")
+                                case "scanning": print("\(s.site.title): scanning")
+                                default: break
+                                }
+                            } else if let p = Notice.scanProgress.decode(n.method, n.params) {
+                                if showBar { bar.draw(done: p.lines, total: Int(p.plannedLines), rate: p.linesPerSecond, eta: p.etaSeconds) }
+                            } else if let w = Notice.examWarning.decode(n.method, n.params) {
+                                if json { Output.tagged(n.method, w) } else { print("\n  ! \(w.kind.rawValue): \(w.message)") }
                             }
                         }
                     }
                     defer { follow.cancel() }
-                    return try await connection.call(callMethod.rawValue, callParams)
+                    switch thisStep {
+                    case .start: return try await connection.call(.examStart, ExamIDParams(examID: id))
+                    case .next: return try await connection.call(.examNext, ExamIDParams(examID: id))
+                    case .again(let site): return try await connection.call(.examRepeat, ExamRepeatParams(examID: id, site: site))
+                    }
                 }
                 if !options.json { bar.finish() }
-                current = step["exam"] ?? current
-                if options.json { Output.json(step) } else { ExamText.printAttempt(step["attempt"]); print(step["message"]?.stringValue ?? "") }
-                guard current["state"]?.stringValue == "in_progress" else { break }
-                method = .examNext
-                params = .object(["exam_id": id])
+                current = result.exam
+                if options.json { Output.tagged("step", result) } else { ExamText.printAttempt(result.attempt); print(result.message) }
+                guard current.state == .inProgress else { break }
+                step = .next
                 if !auto {
                     print("Enter: next site · r: repeat this site · s: skip the next site · a: abort the exam > ", terminator: "")
                     switch readLine()?.trimmingCharacters(in: .whitespaces).lowercased() {
-                    case "r": method = .examRepeat
+                    case "r": step = .again(nil)
                     case "s":
+                        guard let site = current.nextSite else { continue }
                         print("reason for skipping > ", terminator: "")
                         let reason = readLine() ?? "skipped at the console"
-                        let site = JSONValue.string(Self.nextSite(current) ?? "")
-                        current = try await options.call(.examSkip, .object(["exam_id": id, "site": site, "reason": .string(reason)]))
+                        current = try await options.call(.examSkip, ExamSkipParams(examID: exam, site: site, reason: reason))
                         continue
                     case "a":
-                        current = try await options.call(.examAbort, .object(["exam_id": id, "reason": .string("aborted at the console")]))
+                        current = try await options.call(.examAbort, ExamAbortParams(examID: exam, reason: "aborted at the console"))
                         print("exam \(exam) aborted; X-rays off")
                         continue
                     case nil: return
@@ -139,27 +139,18 @@ struct ExamCommands: AsyncParsableCommand {
             }
             if !options.json { ExamText.printSummary(current) }
         }
-
-        static func nextSite(_ exam: JSONValue) -> String? {
-            guard case .array(let plan)? = exam["plan"], case .array(let attempts)? = exam["attempts"] else { return nil }
-            for site in plan.compactMap(\.stringValue) {
-                let latest = attempts.last { $0["site"]?.stringValue == site }?["status"]?.stringValue
-                if latest != "completed" && latest != "skipped" { return site }
-            }
-            return nil
-        }
     }
 
     struct Status: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Where an exam stands: state, sites, next site.")
         @OptionGroup var options: ConnectionOptions
-        @Argument(help: "The exam number.") var exam: Int
+        @Argument(help: "The exam number.") var exam: Int64
 
         func run() async throws {
-            let r = try await options.call(.examGet, .object(["exam_id": .number(Double(exam))]))
+            let r = try await options.call(.examGet, ExamIDParams(examID: exam))
             if options.json { Output.json(r); return }
             ExamText.printSummary(r)
-            if r["state"]?.stringValue == "in_progress", let next = Run.nextSite(r) { print("next: \(ExamText.title(next)) (dexa exam run \(exam))") }
+            if r.state == .inProgress, let next = r.nextSite { print("next: \(next.title) (dexa exam run \(exam))") }
         }
     }
 
@@ -169,13 +160,11 @@ struct ExamCommands: AsyncParsableCommand {
         @Option(help: "How many.") var limit: Int = 20
 
         func run() async throws {
-            let r = try await options.call(.examList, .object(["limit": .number(Double(limit))]))
+            let r = try await options.call(.examList, ExamListParams(limit: limit))
             if options.json { Output.json(r); return }
-            guard case .array(let exams) = r else { return }
-            for e in exams {
-                let attempts: [JSONValue] = if case .array(let a)? = e["attempts"] { a } else { [] }
-                let done = attempts.filter { $0["status"]?.stringValue == "completed" }.count
-                print("\(Output.number(e["id"]))  \(e["state"]?.stringValue ?? "?")  \(e["patient"]?["id"]?.stringValue ?? "?")  \(e["patient"]?["name"]?.stringValue ?? "?")  \(done) scans  \(e["created_at"]?.stringValue ?? "")")
+            for e in r.exams {
+                let done = e.attempts.filter { $0.status == .completed }.count
+                print("\(e.id)  \(e.state.rawValue)  \(e.patient.id)  \(e.patient.name)  \(done) scans  \(e.createdAt)")
             }
         }
     }
@@ -183,27 +172,27 @@ struct ExamCommands: AsyncParsableCommand {
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "One exam in full: checklist, every attempt with its capture, quick look and warnings.")
         @OptionGroup var options: ConnectionOptions
-        @Argument(help: "The exam number.") var exam: Int
+        @Argument(help: "The exam number.") var exam: Int64
 
         func run() async throws {
-            let r = try await options.call(.examGet, .object(["exam_id": .number(Double(exam))]))
+            let r = try await options.call(.examGet, ExamIDParams(examID: exam))
             if options.json { Output.json(r); return }
             ExamText.printSummary(r)
-            ExamText.printChecklist(r["checklist"])
-            if case .array(let attempts)? = r["attempts"] { for a in attempts { ExamText.printAttempt(a) } }
-            if case .array(let w)? = r["warnings"] { for x in w { print("  ! \(x["message"]?.stringValue ?? "")") } }
+            ExamText.printChecklist(r.checklist)
+            for a in r.attempts { ExamText.printAttempt(a) }
+            for w in r.warnings { print("  ! \(w.message)") }
         }
     }
 
     struct Skip: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Skip a site, with a reason.")
         @OptionGroup var options: ConnectionOptions
-        @Argument(help: "The exam number.") var exam: Int
-        @Argument(help: "ap_spine, left_hip, right_hip, lateral_spine") var site: String
+        @Argument(help: "The exam number.") var exam: Int64
+        @Argument(help: "ap_spine, left_hip, right_hip, lateral_spine") var site: Site
         @Option(help: "Why.") var reason: String
 
         func run() async throws {
-            let r = try await options.call(.examSkip, .object(["exam_id": .number(Double(exam)), "site": .string(site), "reason": .string(reason)]))
+            let r = try await options.call(.examSkip, ExamSkipParams(examID: exam, site: site, reason: reason))
             if options.json { Output.json(r) } else { ExamText.printSummary(r) }
         }
     }
@@ -211,11 +200,11 @@ struct ExamCommands: AsyncParsableCommand {
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Add a site to the exam's plan.")
         @OptionGroup var options: ConnectionOptions
-        @Argument(help: "The exam number.") var exam: Int
-        @Argument(help: "ap_spine, left_hip, right_hip, lateral_spine") var site: String
+        @Argument(help: "The exam number.") var exam: Int64
+        @Argument(help: "ap_spine, left_hip, right_hip, lateral_spine") var site: Site
 
         func run() async throws {
-            let r = try await options.call(.examAdd, .object(["exam_id": .number(Double(exam)), "site": .string(site)]))
+            let r = try await options.call(.examAdd, ExamAddParams(examID: exam, site: site))
             if options.json { Output.json(r) } else { ExamText.printSummary(r) }
         }
     }
@@ -223,68 +212,64 @@ struct ExamCommands: AsyncParsableCommand {
     struct AbortExam: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "abort", abstract: "Abort the exam: a running scan stops at once, X-rays off.")
         @OptionGroup var options: ConnectionOptions
-        @Argument(help: "The exam number.") var exam: Int
+        @Argument(help: "The exam number.") var exam: Int64
         @Option(help: "Why.") var reason: String = "aborted at the console"
 
         func run() async throws {
-            let r = try await options.call(.examAbort, .object(["exam_id": .number(Double(exam)), "reason": .string(reason)]))
+            let r = try await options.call(.examAbort, ExamAbortParams(examID: exam, reason: reason))
             if options.json { Output.json(r) } else { print("exam \(exam) aborted") }
         }
     }
 }
 
+extension Site: ExpressibleByArgument {}
+extension PatientRecord.Sex: ExpressibleByArgument {}
+extension ChecklistAnswers.Pregnancy: ExpressibleByArgument {}
+extension ChecklistAnswers.RecentStudy: ExpressibleByArgument {
+    public init?(argument: String) {
+        if argument == "none" { self = .noStudy; return }
+        guard let day = CalendarDay(argument) else { return nil }
+        self = .on(day)
+    }
+}
+
 /// How exams read on a terminal.
 enum ExamText {
-    static func title(_ site: String?) -> String {
-        switch site {
-        case "ap_spine": "AP lumbar spine"
-        case "left_hip": "left hip"
-        case "right_hip": "right hip"
-        case "lateral_spine": "lateral spine (VFA)"
-        default: site ?? "?"
-        }
+    static func printChecklist(_ c: ChecklistStatus) {
+        print("checklist: \(c.complete ? "complete" : "not complete")" + (c.bmi.map { String(format: ", BMI %.1f", $0) } ?? ""))
+        if !c.missing.isEmpty { print("  missing: " + c.missing.joined(separator: ", ")) }
+        for b in c.blocks { print("  BLOCKED: \(b.reason)") }
+        print("  plan: " + c.plan.map(\.title).joined(separator: ", "))
+        for f in c.findings { print("  finding: \(f)") }
     }
 
-    static func printChecklist(_ c: JSONValue?) {
-        guard let c else { return }
-        print("checklist: \(c["complete"] == .bool(true) ? "complete" : "not complete")" + (c["bmi"]?.numberValue.map { String(format: ", BMI %.1f", $0) } ?? ""))
-        if case .array(let missing)? = c["missing"], !missing.isEmpty { print("  missing: " + missing.compactMap(\.stringValue).joined(separator: ", ")) }
-        if case .array(let blocks)? = c["blocks"] { for b in blocks { print("  BLOCKED: \(b["reason"]?.stringValue ?? "")") } }
-        if case .array(let plan)? = c["plan"] { print("  plan: " + plan.compactMap(\.stringValue).map { title($0) }.joined(separator: ", ")) }
-        if case .array(let f)? = c["findings"] { for x in f { print("  finding: \(x.stringValue ?? "")") } }
-    }
-
-    static func printAttempt(_ a: JSONValue?) {
-        guard let a else { return }
-        var line = "\(title(a["site"]?.stringValue)) #\(Output.number(a["attempt"])): \(a["status"]?.stringValue ?? "?")"
-        if let lines = a["lines"]?.intValue, let planned = a["planned_lines"]?.intValue, planned > 0 { line += ", \(lines) of \(planned) lines" }
-        if let q = a["quick_look"] {
-            if let bmd = q["mean_bone_bmd_g_cm2"]?.numberValue {
-                line += String(format: "; bone %.1f cm², mean %.3f g/cm²", q["bone_area_cm2"]?.numberValue ?? 0, bmd)
-            } else if let note = q["note"]?.stringValue {
+    static func printAttempt(_ a: SiteAttempt) {
+        var line = "\(a.site.title) #\(a.attempt): \(a.status.rawValue)"
+        if a.plannedLines > 0 { line += ", \(a.lines) of \(a.plannedLines) lines" }
+        if let q = a.quickLook {
+            if let bmd = q.meanBoneBMD {
+                line += String(format: "; bone %.1f cm², mean %.3f g/cm²", q.boneAreaCm2, bmd)
+            } else if let note = q.note {
                 line += "; \(note)"
             }
         }
         print(line)
-        if let reason = a["reason"]?.stringValue, a["status"]?.stringValue != "completed" { print("  \(reason)") }
-        if let x = a["exposure"], let mode = x["mode"]?.stringValue {
-            print(String(format: "  %@ mode, %.2f mA: %@", mode, (x["tube_current_ua"]?.numberValue ?? 0) / 1000, x["reason"]?.stringValue ?? ""))
+        if let reason = a.reason, a.status != .completed { print("  \(reason)") }
+        if let x = a.exposure {
+            print(String(format: "  %@ mode, %.2f mA: %@", x.mode.rawValue, Double(x.tubeCurrentUA) / 1000, x.reason))
         }
-        if let d = a["dose"], let dap = d["dap_mgy_cm2"]?.numberValue {
-            print(String(format: "  dose: %d scans, %.1f s of exposure, DAP %.2f mGy·cm²%@", d["scans"]?.intValue ?? 0,
-                         (d["exposure_ms"]?.numberValue ?? 0) / 1000, dap, d["estimated"] == .bool(true) ? " (estimated)" : ""))
+        if let d = a.dose {
+            print(String(format: "  dose: %d scans, %.1f s of exposure, DAP %.2f mGy·cm²%@", d.scans, Double(d.exposureMs) / 1000, d.dapMGyCm2,
+                         d.estimated ? " (estimated)" : ""))
         }
-        if let c = a["capture"]?.stringValue { print("  capture \(c)") }
-        if case .array(let w)? = a["warnings"] { for x in w { print("  ! \(x["message"]?.stringValue ?? "")") } }
+        if let c = a.capture { print("  capture \(c)") }
+        for w in a.warnings { print("  ! \(w.message)") }
     }
 
-    static func printSummary(_ e: JSONValue) {
-        print("exam \(Output.number(e["id"])) \(e["state"]?.stringValue ?? "?"): \(e["patient"]?["name"]?.stringValue ?? "?") (\(e["patient"]?["id"]?.stringValue ?? "?"))")
-        guard case .array(let plan)? = e["plan"] else { return }
-        let attempts: [JSONValue] = if case .array(let a)? = e["attempts"] { a } else { [] }
-        for site in plan.compactMap(\.stringValue) {
-            let latest = attempts.last { $0["site"]?.stringValue == site }
-            print("  \(title(site)): \(latest?["status"]?.stringValue ?? "to do")")
+    static func printSummary(_ e: ExamRecord) {
+        print("exam \(e.id) \(e.state.rawValue): \(e.patient.name) (\(e.patient.id))")
+        for site in e.plan {
+            print("  \(site.title): \(e.latest(site)?.status.rawValue ?? "to do")")
         }
     }
 }

@@ -45,6 +45,17 @@ public final class ControlConnection: Sendable {
         }
     }
 
+    /// Calls a method with its typed parameters and reads its typed result.
+    public func call<P, R>(_ rpc: RPC<P, R>, _ params: P) async throws -> R {
+        let value = try await call(rpc.method.rawValue, try JSONValue(encoding: params))
+        do { return try value.decode(R.self) } catch {
+            throw ControlClientError.badReply("\(rpc.method.rawValue) returned what this dexa cannot read: \(error)")
+        }
+    }
+
+    /// Calls a method that takes no parameters.
+    public func call<R>(_ rpc: RPC<NoParams, R>) async throws -> R { try await call(rpc, NoParams()) }
+
     /// Sends raw bytes (tests use this to send garbage).
     public func sendRaw(_ bytes: [UInt8]) async throws { try await outbound.write(ByteBuffer(bytes: bytes)) }
 
@@ -54,7 +65,12 @@ public final class ControlConnection: Sendable {
         case let .notification(method, params):
             notificationSink.yield((method, params))
         case let .response(id, result):
-            guard case .number(let n)? = id else { return }
+            guard case .number(let n)? = id else {
+                // An error for no request (the daemon refused the connection, or could not
+                // read a line): every call waiting on this connection fails with it.
+                if case .failure(let e) = result { await router.failAll(e) }
+                return
+            }
             await router.resolve(n, result.mapError { $0 as any Error })
         }
     }
@@ -74,6 +90,10 @@ public final class ControlConnection: Sendable {
             return true
         }
         func resolve(_ id: Int, _ r: Result<JSONValue, any Error>) { waiting.removeValue(forKey: id)?.resume(with: r) }
+        func failAll(_ error: RPCError) {
+            for (_, c) in waiting { c.resume(throwing: error) }
+            waiting = [:]
+        }
         func closeAll() {
             isClosed = true
             for (_, c) in waiting { c.resume(throwing: ControlClientError.connectionClosed) }

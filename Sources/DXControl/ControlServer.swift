@@ -15,6 +15,12 @@ public struct ControlContext: Sendable {
 
     public func notify(_ method: String, _ params: JSONValue) { sendLine(RPCLine.notification(method, params)) }
 
+    /// Sends a typed notification (`ControlNotification`: one type each).
+    public func notify(_ notification: ControlNotification, _ params: some Encodable) {
+        guard let value = try? JSONValue(encoding: params) else { return }
+        notify(notification.rawValue, value)
+    }
+
     /// Runs `body` until the client goes away (it is cancelled then).
     public func keepStreaming(_ body: @escaping @Sendable () async -> Void) { addStream(body) }
 }

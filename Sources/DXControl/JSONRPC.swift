@@ -27,6 +27,7 @@ public struct RPCError: Error, Sendable, Equatable, Codable, CustomStringConvert
     public static let forbiddenCode = -32005
     public static let notCalibratedCode = -32006
     public static let examStateCode = -32007
+    public static let notReadyCode = -32008
 
     public static func parseError(_ why: String) -> RPCError { RPCError(code: parseErrorCode, message: "parse error: \(why)") }
     public static func invalidRequest(_ why: String) -> RPCError { RPCError(code: invalidRequestCode, message: "invalid request: \(why)") }

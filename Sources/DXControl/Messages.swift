@@ -1,7 +1,99 @@
+import DXAcquisition
+import DXDecomposition
+import DXDevice
 import DXProtocol
 
+// Every method's parameters and result, and every notification, as one type each
+// (docs/control-protocol.md). One naming rule on the wire: snake_case keys, the unit in the
+// name (`_um`, `_mm`, `_deg`, `_ms`, `_s`, `_c`, `_ua`, `_mgy_cm2`). Parameters are decoded
+// by `StrictDecoder`: a key a method does not know is refused, never ignored.
+
+/// The parameters of a method that takes none: absent, `{}` or `null`; any key is refused.
+public struct NoParams: Codable, Sendable, Equatable {
+    public init() {}
+    public init(from decoder: any Decoder) throws { _ = try decoder.container(keyedBy: NoKeys.self) }
+    public func encode(to encoder: any Encoder) throws { _ = encoder.container(keyedBy: NoKeys.self) }
+    private enum NoKeys: CodingKey {}
+}
+
+// MARK: - device.*
+
+/// `device.info`.
+public struct DeviceInfoResult: Codable, Sendable, Equatable {
+    public var device: DeviceInfo
+    /// How the daemon reaches it: `usb:BUS-ADDR`, `socket:PATH`, `simulator`.
+    public var transport: String
+    public var connected: Bool
+    public init(device: DeviceInfo, transport: String, connected: Bool) { self.device = device; self.transport = transport; self.connected = connected }
+}
+
+/// `device.status`: GET_STATUS in units, and the link's counters.
+public struct DeviceStatusResult: Codable, Sendable, Equatable {
+    public var state: String
+    /// The ICD §4 interlock bits (1 = closed, safe) and the names of those open.
+    public var interlocks: UInt16
+    public var interlocksOpen: [String]
+    public var xrayOn: Bool
+    public var tubeTempC: Double
+    public var detectorTempC: Double
+    public var kv: Double
+    public var tubeCurrentUA: UInt32
+    public var armAngleDeg: Double
+    public var xUm: Int32
+    public var yUm: Int32
+    public var fault: UInt16
+    public var faultText: String
+    public var activeScanID: UInt32
+    public var link: LinkCounters
+
+    public enum CodingKeys: String, CodingKey {
+        case state, interlocks, kv, fault, link
+        case interlocksOpen = "interlocks_open", xrayOn = "xray_on", tubeTempC = "tube_temp_c", detectorTempC = "detector_temp_c"
+        case tubeCurrentUA = "tube_current_ua", armAngleDeg = "arm_angle_deg", xUm = "x_um", yUm = "y_um", faultText = "fault_text"
+        case activeScanID = "active_scan_id"
+    }
+
+    public init(_ s: DeviceStatus, link: LinkCounters) {
+        state = s.state.description; interlocks = s.interlocks.rawValue; interlocksOpen = s.interlocks.open; xrayOn = s.xrayOn
+        tubeTempC = Double(s.tubeTempX10) / 10; detectorTempC = Double(s.detectorTempX10) / 10; kv = Double(s.kvX10) / 10
+        tubeCurrentUA = s.tubeCurrentUA; armAngleDeg = Double(s.armAngleX10) / 10; xUm = s.xUm; yUm = s.yUm
+        fault = s.fault.rawValue; faultText = s.fault.description; activeScanID = s.activeScanID; self.link = link
+    }
+}
+
+/// `device.home`, `device.move`: where the gantry stopped (MOTION_DONE).
+public struct PositionResult: Codable, Sendable, Equatable {
+    public var xUm: Int32
+    public var yUm: Int32
+    public var armAngleDeg: Double
+    public enum CodingKeys: String, CodingKey { case xUm = "x_um", yUm = "y_um", armAngleDeg = "arm_angle_deg" }
+    public init(xUm: Int32, yUm: Int32, armAngleX10: Int16) { self.xUm = xUm; self.yUm = yUm; armAngleDeg = Double(armAngleX10) / 10 }
+}
+
+/// `device.move` parameters: the carriage in µm, the arm in degrees (0 AP, 90 lateral; the
+/// device takes tenths, ICD §3, so a finer angle is refused).
+public struct MoveParams: Codable, Sendable, Equatable {
+    public var xUm: Int32
+    public var yUm: Int32
+    public var armAngleDeg: Double?
+    public enum CodingKeys: String, CodingKey { case xUm = "x_um", yUm = "y_um", armAngleDeg = "arm_angle_deg" }
+    public init(xUm: Int32, yUm: Int32, armAngleDeg: Double? = nil) { self.xUm = xUm; self.yUm = yUm; self.armAngleDeg = armAngleDeg }
+
+    /// The arm angle in the device's tenths of a degree; nil (with why) when it cannot be sent.
+    public var armAngleX10: Result<Int16, StrictDecoder.Failure> {
+        let deg = armAngleDeg ?? 0
+        let tenths = (deg * 10).rounded()
+        guard deg.isFinite, abs(deg * 10 - tenths) < 1e-6, let v = Int16(exactly: tenths) else {
+            return .failure(.invalid("'arm_angle_deg': a whole number of tenths of a degree, -3276.8 to 3276.7, not \(deg)"))
+        }
+        return .success(v)
+    }
+}
+
+// MARK: - scan.*
+
 /// `scan.run` parameters (docs/control-protocol.md). Every field is optional; the defaults
-/// make a 200-line dual-energy scan at the device's maximum line rate.
+/// (`ScanPlan.defaults`) make a 200-line dual-energy scan at the device's maximum line rate.
 public struct ScanRunParams: Sendable, Equatable, Codable {
     public var mode: String?
     public var xUm: Int32?
@@ -27,10 +119,10 @@ public struct ScanRunParams: Sendable, Equatable, Codable {
 
     public init(mode: String? = nil, xUm: Int32? = nil, yStartUm: Int32? = nil, lines: UInt32? = nil, lineStepUm: Int32? = nil,
                 linePeriodUs: UInt32? = nil, tubeCurrentUA: UInt32? = nil, linesPerFrame: UInt16? = nil, role: String? = nil,
-                region: String? = nil) {
+                region: String? = nil, phantom: String? = nil, withReferences: Bool? = nil) {
         self.mode = mode; self.xUm = xUm; self.yStartUm = yStartUm; self.lines = lines; self.lineStepUm = lineStepUm
         self.linePeriodUs = linePeriodUs; self.tubeCurrentUA = tubeCurrentUA; self.linesPerFrame = linesPerFrame
-        self.role = role; self.region = region
+        self.role = role; self.region = region; self.phantom = phantom; self.withReferences = withReferences
     }
 }
 
@@ -54,26 +146,38 @@ public struct ScanReport: Sendable, Equatable, Codable {
     public var xrayOff: Bool
     /// Longest gap between host frames during the scan (ICD §4: 250 ms at most).
     public var longestHostGapMs: Double
+    /// With references and a valid calibration: the scan decomposed live, and the capture
+    /// the calibration was fitted from; otherwise why there is no analysis.
+    public var analysis: LiveResult?
+    public var calibration: String?
+    public var analysisError: String?
 
     public enum CodingKeys: String, CodingKey {
-        case result, reason, mode, lines, gaps, capture
+        case result, reason, mode, lines, gaps, capture, analysis, calibration
         case scanID = "scan_id", plannedLines = "planned_lines", missingFrames = "missing_frames", missingLines = "missing_lines"
         case exposureMs = "exposure_ms", dapMGyCm2 = "dap_mgy_cm2", doseEstimated = "dose_estimated", xrayOff = "xray_off"
-        case longestHostGapMs = "longest_host_gap_ms"
+        case longestHostGapMs = "longest_host_gap_ms", analysisError = "analysis_error"
     }
 
-    public init(scanID: UInt32, result: String, reason: String?, mode: String, plannedLines: UInt32, lines: Int, gaps: Int,
-                missingFrames: UInt64, missingLines: Int, exposureMs: UInt32, dapMGyCm2: Double, doseEstimated: Bool, capture: String?,
-                xrayOff: Bool, longestHostGapMs: Double) {
-        self.scanID = scanID; self.result = result; self.reason = reason; self.mode = mode; self.plannedLines = plannedLines
-        self.lines = lines; self.gaps = gaps; self.missingFrames = missingFrames; self.missingLines = missingLines; self.exposureMs = exposureMs
-        self.dapMGyCm2 = dapMGyCm2; self.doseEstimated = doseEstimated; self.capture = capture; self.xrayOff = xrayOff
-        self.longestHostGapMs = longestHostGapMs
+    public init(_ o: ScanOutcome) {
+        scanID = o.scanID; result = o.result.rawValue; reason = o.reason; mode = o.mode.description; plannedLines = o.plannedLines
+        lines = o.lines; gaps = o.gaps; missingFrames = o.missingFrames; missingLines = o.missingLines; exposureMs = o.exposureMs
+        dapMGyCm2 = o.dapMGyCm2; doseEstimated = o.doseEstimated; capture = o.capture; xrayOff = o.xrayOffVerified
+        longestHostGapMs = (o.longestHostGapMs * 10).rounded() / 10
     }
 }
 
-/// `scan.progress` notification parameters.
+/// `scan.abort`: the scan stopped, if one ran.
+public struct ScanAbortResult: Codable, Sendable, Equatable {
+    public var abortedScanID: UInt32?
+    public enum CodingKeys: String, CodingKey { case abortedScanID = "aborted_scan_id" }
+    public init(abortedScanID: UInt32?) { self.abortedScanID = abortedScanID }
+}
+
+/// `scan.progress` notification: from `scan.run`, and with `exam_id` and `site` from an exam.
 public struct ScanProgressNotice: Sendable, Equatable, Codable {
+    public var examID: Int64?
+    public var site: Site?
     public var scanID: UInt32
     public var lines: Int
     public var plannedLines: UInt32
@@ -82,23 +186,127 @@ public struct ScanProgressNotice: Sendable, Equatable, Codable {
     public var etaSeconds: Double
 
     public enum CodingKeys: String, CodingKey {
-        case lines, gaps
-        case scanID = "scan_id", plannedLines = "planned_lines", linesPerSecond = "lines_per_s", etaSeconds = "eta_s"
+        case lines, gaps, site
+        case examID = "exam_id", scanID = "scan_id", plannedLines = "planned_lines", linesPerSecond = "lines_per_s", etaSeconds = "eta_s"
     }
 
-    public init(scanID: UInt32, lines: Int, plannedLines: UInt32, gaps: Int, linesPerSecond: Double, etaSeconds: Double) {
-        self.scanID = scanID; self.lines = lines; self.plannedLines = plannedLines; self.gaps = gaps
-        self.linesPerSecond = linesPerSecond; self.etaSeconds = etaSeconds
+    public init(_ p: ScanProgress, examID: Int64? = nil, site: Site? = nil) {
+        self.examID = examID; self.site = site; scanID = p.scanID; lines = p.lines; plannedLines = p.plannedLines; gaps = p.gaps
+        linesPerSecond = p.linesPerSecond; etaSeconds = p.etaSeconds
     }
 }
 
-/// `device.move` parameters.
-public struct MoveParams: Sendable, Equatable, Codable {
-    public var xUm: Int32
-    public var yUm: Int32
-    public var armAngle: Int16?
-    public enum CodingKeys: String, CodingKey { case xUm = "x_um", yUm = "y_um", armAngle = "arm_angle" }
-    public init(xUm: Int32, yUm: Int32, armAngle: Int16? = nil) { self.xUm = xUm; self.yUm = yUm; self.armAngle = armAngle }
+// MARK: - events.subscribe
+
+public struct SubscribeResult: Codable, Sendable, Equatable {
+    public var subscribed: Bool
+    public init(subscribed: Bool) { self.subscribed = subscribed }
+}
+
+/// `event` notification: one device event (or link change), tagged by `type`; the fields
+/// that type has are set, the others absent.
+public struct DeviceEventNotice: Codable, Sendable, Equatable {
+    public enum Kind: String, Codable, Sendable, CaseIterable {
+        case connected, linkLost = "link_lost", dataGap = "data_gap", state, motionDone = "motion_done", scanStarted = "scan_started"
+        case scanComplete = "scan_complete", scanAborted = "scan_aborted", interlocks, fault, watchdogExpired = "watchdog_expired"
+        case faultCleared = "fault_cleared"
+    }
+    public var type: Kind
+    public var serial: String?
+    public var reason: String?
+    public var missingFrames: UInt64?
+    public var seq: UInt32?
+    public var old: String?
+    public var new: String?
+    public var xUm: Int32?
+    public var yUm: Int32?
+    public var armAngleDeg: Double?
+    public var scanID: UInt32?
+    public var deviceTimeUs: UInt64?
+    public var lines: UInt32?
+    public var exposureMs: UInt32?
+    public var dapMGyCm2: Double?
+    public var interlocks: UInt16?
+    public var interlocksOpen: [String]?
+    public var code: UInt16?
+    public var fault: String?
+    public var message: String?
+
+    public enum CodingKeys: String, CodingKey {
+        case type, serial, reason, seq, old, new, lines, interlocks, code, fault, message
+        case missingFrames = "missing_frames", xUm = "x_um", yUm = "y_um", armAngleDeg = "arm_angle_deg", scanID = "scan_id"
+        case deviceTimeUs = "device_time_us", exposureMs = "exposure_ms", dapMGyCm2 = "dap_mgy_cm2", interlocksOpen = "interlocks_open"
+    }
+
+    public init(type: Kind) { self.type = type }
+
+    public init(_ n: DeviceNotice) {
+        switch n {
+        case .connected(let info): self.init(type: .connected); serial = info.serial
+        case .linkLost(let why): self.init(type: .linkLost); reason = why
+        case let .dataGap(missing, at): self.init(type: .dataGap); missingFrames = missing; seq = at
+        case .event(let e):
+            switch e {
+            case let .stateChanged(o, n): self.init(type: .state); old = o.description; new = n.description
+            case let .motionDone(x, y, a): self.init(type: .motionDone); xUm = x; yUm = y; armAngleDeg = Double(a) / 10
+            case let .scanStarted(id, t): self.init(type: .scanStarted); scanID = id; deviceTimeUs = UInt64(t)
+            case let .scanComplete(id, l, ms, dap):
+                self.init(type: .scanComplete); scanID = id; lines = UInt32(l); exposureMs = UInt32(ms); dapMGyCm2 = Double(dap) / 1000
+            case let .scanAborted(id, r, l): self.init(type: .scanAborted); scanID = id; reason = r.description; lines = UInt32(l)
+            case let .interlocksChanged(i): self.init(type: .interlocks); interlocks = i.rawValue; interlocksOpen = i.open
+            case let .fault(c, m): self.init(type: .fault); code = c.rawValue; fault = c.description; message = m
+            case .watchdogExpired: self.init(type: .watchdogExpired)
+            case let .faultCleared(c): self.init(type: .faultCleared); code = c.rawValue; fault = c.description
+            }
+        }
+    }
+}
+
+// MARK: - service.*
+
+/// `service.selftest`.
+public struct SelfTestResult: Codable, Sendable, Equatable {
+    public struct Item: Codable, Sendable, Equatable {
+        public var component: String
+        public var componentID: UInt8
+        public var result: String
+        public var value: Int32
+        public var code: UInt16
+        public enum CodingKeys: String, CodingKey { case component, result, value, code, componentID = "component_id" }
+    }
+    public var items: [Item]
+
+    public init(_ r: SelfTestReport) {
+        items = r.items.map { i in
+            Item(component: i.component.description, componentID: i.component.rawValue, result: i.result.description.lowercased(), value: i.value, code: i.code)
+        }
+    }
+}
+
+/// `service.sensors`: READ_SENSORS in units.
+public struct SensorsResult: Codable, Sendable, Equatable {
+    public var tubeTempC: Double
+    public var detectorTempC: Double
+    public var generatorTempC: Double
+    public var kv: Double
+    public var tubeCurrentUA: UInt32
+    public var supplyV: Double
+    public var darkMean: UInt16
+    public var uptimeS: UInt32
+    public var droppedLines: UInt32
+    public var usbErrors: UInt32
+
+    public enum CodingKeys: String, CodingKey {
+        case kv
+        case tubeTempC = "tube_temp_c", detectorTempC = "detector_temp_c", generatorTempC = "generator_temp_c", tubeCurrentUA = "tube_current_ua"
+        case supplyV = "supply_v", darkMean = "dark_mean", uptimeS = "uptime_s", droppedLines = "dropped_lines", usbErrors = "usb_errors"
+    }
+
+    public init(_ r: SensorReadings) {
+        tubeTempC = Double(r.tubeTempX10) / 10; detectorTempC = Double(r.detectorTempX10) / 10; generatorTempC = Double(r.generatorTempX10) / 10
+        kv = Double(r.kvX10) / 10; tubeCurrentUA = r.tubeCurrentUA; supplyV = Double(r.supplyMv) / 1000; darkMean = r.darkMean
+        uptimeS = r.uptimeS; droppedLines = r.droppedLines; usbErrors = r.usbErrors
+    }
 }
 
 /// `service.log` parameters.
@@ -109,30 +317,194 @@ public struct LogParams: Sendable, Equatable, Codable {
     public init(offset: UInt32? = nil, maxBytes: UInt16? = nil) { self.offset = offset; self.maxBytes = maxBytes }
 }
 
-/// The methods of the control socket.
-public enum ControlMethod: String, CaseIterable, Sendable {
-    case deviceInfo = "device.info"
-    case deviceStatus = "device.status"
-    case deviceHome = "device.home"
-    case deviceMove = "device.move"
-    case scanRun = "scan.run"
-    case scanAbort = "scan.abort"
-    case eventsSubscribe = "events.subscribe"
-    case serviceSelftest = "service.selftest"
-    case serviceSensors = "service.sensors"
-    case serviceLog = "service.log"
-    case serviceReport = "service.report"
-    case serviceMetrics = "service.metrics"
-    case serviceReset = "service.reset"
-    case serviceCalibrate = "service.calibrate"
-    case examCreate = "exam.create"
-    case examChecklist = "exam.checklist"
-    case examStart = "exam.start"
-    case examNext = "exam.next"
-    case examRepeat = "exam.repeat"
-    case examSkip = "exam.skip"
-    case examAdd = "exam.add"
-    case examAbort = "exam.abort"
-    case examGet = "exam.get"
-    case examList = "exam.list"
+/// `service.log`: a chunk of the firmware log.
+public struct LogResult: Codable, Sendable, Equatable {
+    public var nextOffset: UInt32
+    public var text: String
+    public enum CodingKeys: String, CodingKey { case text, nextOffset = "next_offset" }
+    public init(nextOffset: UInt32, text: String) { self.nextOffset = nextOffset; self.text = text }
+}
+
+/// `service.report` parameters: how many recent captures to include (0 to 100, default 5).
+public struct ReportParams: Codable, Sendable, Equatable {
+    public var captures: Int?
+    public init(captures: Int? = nil) { self.captures = captures }
+}
+
+/// `service.report`: the tarball for a service ticket.
+public struct ServiceReportResult: Codable, Sendable, Equatable {
+    public var name: String
+    public var size: Int
+    public var contents: [String]
+    public var tarGzBase64: String
+    public enum CodingKeys: String, CodingKey { case name, size, contents, tarGzBase64 = "tar_gz_base64" }
+    public init(name: String, size: Int, contents: [String], tarGzBase64: String) {
+        self.name = name; self.size = size; self.contents = contents; self.tarGzBase64 = tarGzBase64
+    }
+}
+
+/// `service.metrics` parameters.
+public struct MetricsParams: Codable, Sendable, Equatable {
+    public enum Format: String, Codable, Sendable { case json, prometheus }
+    public var format: Format?
+    public init(format: Format? = nil) { self.format = format }
+}
+
+/// `service.metrics`: the counters, and with `format: prometheus` the same in Prometheus
+/// text format (`text`).
+public struct MetricsResult: Codable, Sendable, Equatable {
+    public var metrics: DaemonMetrics
+    public var text: String?
+    public init(metrics: DaemonMetrics, text: String?) { self.metrics = metrics; self.text = text }
+}
+
+/// `service.reset`: the unit came back.
+public struct ResetResult: Codable, Sendable, Equatable {
+    public var reconnected: Bool
+    public var serial: String
+    public var afterMs: Double
+    public var state: String
+    public enum CodingKeys: String, CodingKey { case reconnected, serial, state, afterMs = "after_ms" }
+    public init(reconnected: Bool, serial: String, afterMs: Double, state: String) {
+        self.reconnected = reconnected; self.serial = serial; self.afterMs = afterMs; self.state = state
+    }
+}
+
+/// `service.calibrate` parameters.
+public struct CalibrateParams: Codable, Sendable, Equatable {
+    /// The calibration phantom's ICD §8 JSON file, readable by dexad.
+    public var phantom: String
+    /// Line step of the calibration passes (1 to 100,000 µm; default the procedure's).
+    public var lineStepUm: Int32?
+    public enum CodingKeys: String, CodingKey { case phantom, lineStepUm = "line_step_um" }
+    public init(phantom: String, lineStepUm: Int32? = nil) { self.phantom = phantom; self.lineStepUm = lineStepUm }
+}
+
+/// `service.calibrate`: the stored calibration and its acceptance figures.
+public struct CalibrateResult: Codable, Sendable, Equatable {
+    public var calibration: String
+    public var capture: String
+    public var version: Int
+    public var cells: Int
+    public var residualHydroxyapatiteGCm2: Double
+    public var residualSoftTissueGCm2: Double
+    public var residualFatFraction: Double
+    public var noiseHydroxyapatiteGCm2: Double
+    public var limitHydroxyapatiteGCm2: Double
+
+    public enum CodingKeys: String, CodingKey {
+        case calibration, capture, version, cells
+        case residualHydroxyapatiteGCm2 = "residual_hydroxyapatite_g_cm2", residualSoftTissueGCm2 = "residual_soft_tissue_g_cm2"
+        case residualFatFraction = "residual_fat_fraction", noiseHydroxyapatiteGCm2 = "noise_hydroxyapatite_g_cm2"
+        case limitHydroxyapatiteGCm2 = "limit_hydroxyapatite_g_cm2"
+    }
+
+    public init(file: String, capture: String, calibration c: Calibration, verdict: CalibrationVerdict) {
+        calibration = file; self.capture = capture; version = c.version; cells = c.points.count
+        residualHydroxyapatiteGCm2 = c.residualHydroxyapatite; residualSoftTissueGCm2 = c.residualSoftTissue
+        residualFatFraction = c.residualFatFraction; noiseHydroxyapatiteGCm2 = verdict.noise; limitHydroxyapatiteGCm2 = verdict.limit
+    }
+}
+
+// MARK: - exam.*
+
+public struct ExamCreateParams: Codable, Sendable, Equatable {
+    public var patient: PatientRecord
+    public var referral: String
+    /// The technologist (default: the caller's login).
+    public var operatorName: String?
+    public enum CodingKeys: String, CodingKey { case patient, referral, operatorName = "operator" }
+    public init(patient: PatientRecord, referral: String, operatorName: String? = nil) {
+        self.patient = patient; self.referral = referral; self.operatorName = operatorName
+    }
+}
+
+public struct ExamChecklistParams: Codable, Sendable, Equatable {
+    public var examID: Int64
+    public var answers: ChecklistAnswers
+    public enum CodingKeys: String, CodingKey { case answers, examID = "exam_id" }
+    public init(examID: Int64, answers: ChecklistAnswers) { self.examID = examID; self.answers = answers }
+}
+
+/// `exam.start`, `exam.next`, `exam.get`.
+public struct ExamIDParams: Codable, Sendable, Equatable {
+    public var examID: Int64
+    public enum CodingKeys: String, CodingKey { case examID = "exam_id" }
+    public init(examID: Int64) { self.examID = examID }
+}
+
+/// `exam.repeat`: the site (default: the last one scanned).
+public struct ExamRepeatParams: Codable, Sendable, Equatable {
+    public var examID: Int64
+    public var site: Site?
+    public enum CodingKeys: String, CodingKey { case site, examID = "exam_id" }
+    public init(examID: Int64, site: Site? = nil) { self.examID = examID; self.site = site }
+}
+
+public struct ExamSkipParams: Codable, Sendable, Equatable {
+    public var examID: Int64
+    public var site: Site
+    public var reason: String
+    public enum CodingKeys: String, CodingKey { case site, reason, examID = "exam_id" }
+    public init(examID: Int64, site: Site, reason: String) { self.examID = examID; self.site = site; self.reason = reason }
+}
+
+public struct ExamAddParams: Codable, Sendable, Equatable {
+    public var examID: Int64
+    public var site: Site
+    public enum CodingKeys: String, CodingKey { case site, examID = "exam_id" }
+    public init(examID: Int64, site: Site) { self.examID = examID; self.site = site }
+}
+
+public struct ExamAbortParams: Codable, Sendable, Equatable {
+    public var examID: Int64
+    public var reason: String?
+    public enum CodingKeys: String, CodingKey { case reason, examID = "exam_id" }
+    public init(examID: Int64, reason: String? = nil) { self.examID = examID; self.reason = reason }
+}
+
+public struct ExamListParams: Codable, Sendable, Equatable {
+    /// 1 to 500, default 20.
+    public var limit: Int?
+    public init(limit: Int? = nil) { self.limit = limit }
+}
+
+/// `exam.list`: newest first.
+public struct ExamListResult: Codable, Sendable, Equatable {
+    public var exams: [ExamRecord]
+    public init(exams: [ExamRecord]) { self.exams = exams }
+}
+
+/// `exam.start`, `exam.next`, `exam.repeat`: the site's step.
+public struct ExamStepResult: Codable, Sendable, Equatable {
+    public var exam: ExamRecord
+    public var attempt: SiteAttempt
+    /// What the technologist does next, in words.
+    public var message: String
+    public init(_ s: StepResult) { exam = s.exam; attempt = s.attempt; message = s.message }
+}
+
+/// `exam.step` notification.
+public struct ExamStepNotice: Codable, Sendable, Equatable {
+    public var examID: Int64
+    public var site: Site
+    /// positioning, scout, scanning, quick_look, done.
+    public var phase: String
+    public enum CodingKeys: String, CodingKey { case site, phase, examID = "exam_id" }
+    public init(examID: Int64, site: Site, phase: String) { self.examID = examID; self.site = site; self.phase = phase }
+}
+
+/// `exam.warning` notification.
+public struct ExamWarningNotice: Codable, Sendable, Equatable {
+    public var examID: Int64
+    public var site: Site?
+    public var kind: ExamWarning.Kind
+    public var message: String
+    public var line: Int?
+    public var value: Double?
+    public enum CodingKeys: String, CodingKey { case site, kind, message, line, value, examID = "exam_id" }
+    public init(examID: Int64, site: Site?, warning w: ExamWarning) {
+        self.examID = examID; self.site = site; kind = w.kind; message = w.message; line = w.line
+        value = w.value.flatMap { $0.isFinite ? $0 : nil }
+    }
 }

@@ -63,22 +63,6 @@ public struct AccessPolicy: Sendable {
         guard getgrnam_r(name, &grp, &buffer, buffer.count, &result) == 0, result != nil else { return nil }
         return grp.gr_gid
     }
-
-    /// The role a method needs.
-    public static func requiredRole(_ method: ControlMethod) -> Role {
-        switch method {
-        case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .scanAbort, .eventsSubscribe,
-             .examCreate, .examChecklist, .examStart, .examNext, .examRepeat, .examSkip, .examAdd, .examAbort, .examGet, .examList:
-            .technologist
-        case .scanRun, .serviceSelftest, .serviceSensors, .serviceLog, .serviceReport, .serviceMetrics, .serviceReset, .serviceCalibrate:
-            .service
-        }
-    }
-
-    /// Methods that can make X-rays: always audited.
-    public static func canExpose(_ method: ControlMethod) -> Bool {
-        [.scanRun, .serviceCalibrate, .examStart, .examNext, .examRepeat, .examAbort].contains(method)
-    }
 }
 
 /// The audit trail: one JSON object per line, appended and flushed as it happens, for every

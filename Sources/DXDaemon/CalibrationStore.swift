@@ -34,7 +34,7 @@ public struct CalibrationStore: Sendable {
 }
 
 /// Why the daemon will not measure a patient: each names what a service engineer does next.
-public enum CalibrationProblem: Error, Sendable, Equatable, CustomStringConvertible {
+public enum CalibrationProblem: ControlReportable, Sendable, Equatable, CustomStringConvertible {
     case missing(String)
     case unreadable(String, String)
     case wrongVersion(String, Int, expected: Int)
@@ -50,5 +50,5 @@ public enum CalibrationProblem: Error, Sendable, Equatable, CustomStringConverti
         }
     }
 
-    var rpcError: RPCError { RPCError(code: RPCError.notCalibratedCode, message: "patient scans are refused: \(description)") }
+    public var rpcError: RPCError { RPCError(code: RPCError.notCalibratedCode, message: "patient scans are refused: \(description)") }
 }

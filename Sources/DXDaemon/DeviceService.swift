@@ -1,4 +1,5 @@
 import DXAcquisition
+import DXControl
 import DXDevice
 import DXProtocol
 import DXTransport

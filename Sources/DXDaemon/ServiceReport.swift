@@ -56,7 +56,7 @@ struct ServiceReport {
 
     static let version = "0.1.0"
 
-    func build(captures: Int) async throws -> JSONValue {
+    func build(captures: Int) async throws -> ServiceReportResult {
         let fm = FileManager.default
         let stamp = Date().formatted(.iso8601).replacingOccurrences(of: ":", with: "")
         let serial = await device.session.info?.serial ?? "no-device"
@@ -95,7 +95,7 @@ struct ServiceReport {
         try write("metrics.prom", metrics.prometheus)
         contents.append("metrics.prom")
         if let status = try? await device.session.refreshStatus() {
-            try write("status.json", (try? JSONValue(encoding: status).description) ?? "{}")
+            try write("status.json", (try? JSONValue(encoding: DeviceStatusResult(status, link: await device.session.counters)).description) ?? "{}")
             contents.append("status.json")
         }
         for c in latestCaptures(captures) {
@@ -112,10 +112,8 @@ struct ServiceReport {
         tar.waitUntilExit()
         guard tar.terminationStatus == 0 else { throw RPCError(code: RPCError.internalErrorCode, message: "tar failed (\(tar.terminationStatus))") }
         let data = try Data(contentsOf: tarball)
-        return .object([
-            "name": .string(name + ".tar.gz"), "size": .number(Double(data.count)),
-            "contents": .array(contents.map { .string(name + "/" + $0) }), "tar_gz_base64": .string(data.base64EncodedString()),
-        ])
+        return ServiceReportResult(name: name + ".tar.gz", size: data.count, contents: contents.map { name + "/" + $0 },
+                                   tarGzBase64: data.base64EncodedString())
     }
 
     private var configurationText: String {

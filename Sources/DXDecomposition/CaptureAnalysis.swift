@@ -158,3 +158,38 @@ public struct CaptureAnalysis: Sendable {
         }
     }
 }
+
+/// `dexa analyze --json`: one capture's analysis as a typed document (docs/console.md).
+public struct AnalysisReport: Sendable, Equatable, Codable {
+    public var rois: [ROIResult]
+    public var motion: [MotionEvent]
+    public var lines: Int
+    public var plannedLines: Int
+    public var missingLines: Int
+    /// Inclusive ranges of line indices that never arrived.
+    public var missingLineRanges: [[Int]]
+    /// No line missing and every ROI complete.
+    public var complete: Bool
+    public var calibrationResidualGCm2: Double
+    public var calibration: CalibrationVerdict
+    /// Analysed with a calibration the acceptance rule refuses (`--force`).
+    public var forced: Bool
+    /// Absent when no pixel was bone.
+    public var boneAreaCm2: Double?
+    public var meanBoneBMDGCm2: Double?
+
+    public enum CodingKeys: String, CodingKey {
+        case rois, motion, lines, complete, calibration, forced
+        case plannedLines = "planned_lines", missingLines = "missing_lines", missingLineRanges = "missing_line_ranges"
+        case calibrationResidualGCm2 = "calibration_residual_g_cm2", boneAreaCm2 = "bone_area_cm2", meanBoneBMDGCm2 = "mean_bone_bmd_g_cm2"
+    }
+
+    public init(_ a: CaptureAnalysis) {
+        rois = a.rois; motion = a.motion; lines = a.lines; plannedLines = a.ledger.expected; missingLines = a.ledger.missingCount
+        missingLineRanges = a.ledger.missingRanges.map { [$0.lowerBound, $0.upperBound] }
+        complete = a.ledger.missingCount == 0 && a.rois.allSatisfy(\.complete)
+        calibrationResidualGCm2 = a.verdict.residual; calibration = a.verdict; forced = a.forced
+        boneAreaCm2 = a.bonePixels > 0 ? a.boneAreaCm2 : nil
+        meanBoneBMDGCm2 = a.bonePixels > 0 ? a.meanBoneBMD : nil
+    }
+}

@@ -48,6 +48,14 @@ public struct LinkCounters: Sendable, Equatable, Codable {
     public var responseErrors = FrameErrorCounts()
     public var dataErrors = FrameErrorCounts()
     public init() {}
+
+    public enum CodingKeys: String, CodingKey {
+        case responses, timeouts, events
+        case commandsSent = "commands_sent", eventGaps = "event_gaps", dataFrames = "data_frames", dataGaps = "data_gaps"
+        case missingDataFrames = "missing_data_frames", linesReceived = "lines_received", linesDropped = "lines_dropped"
+        case unreadableFrames = "unreadable_frames", unmatchedResponses = "unmatched_responses", heartbeatsSent = "heartbeats_sent"
+        case heartbeatFailures = "heartbeat_failures", responseErrors = "response_errors", dataErrors = "data_errors"
+    }
 }
 
 /// One DX-1 on one transport: numbers commands and matches their responses by seq, with

@@ -74,7 +74,7 @@ public struct ScanConfiguration: Sendable, Equatable, Codable {
         if scanID == 0 { return "scan_id must not be 0" }
         if lineCount == 0 { return "line_count must not be 0" }
         if linesPerFrame == 0 || linesPerFrame > 64 { return "lines_per_frame must be 1 to 64" }
-        let minPeriod = info.maxLineRateHz == 0 ? UInt64.max : (1_000_000 + UInt64(info.maxLineRateHz) - 1) / UInt64(info.maxLineRateHz)
+        let minPeriod = info.minLinePeriodUs
         if UInt64(linePeriodUs) < minPeriod { return "line_period_us must be at least \(minPeriod) (max line rate \(info.maxLineRateHz) Hz)" }
         if tubeCurrentUA > 3000 { return "tube_current_ua must be at most 3000" }
         if durationUs > 600_000_000 { return "line_count × line_period_us must not exceed 600 s" }

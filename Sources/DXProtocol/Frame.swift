@@ -56,6 +56,8 @@ public struct FrameErrorCounts: Sendable, Equatable, Codable {
     public var droppedBytes: Int = 0
 
     public init() {}
+
+    public enum CodingKeys: String, CodingKey { case resyncs, crcErrors = "crc_errors", droppedBytes = "dropped_bytes" }
 }
 
 /// Reassembles frames from a byte stream and resynchronises after corruption, exactly as

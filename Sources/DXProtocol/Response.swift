@@ -69,6 +69,12 @@ public struct DeviceInfo: WireResult, Codable {
     public var watchdogMs: UInt16
 
     /// JSON keys are the ICD's field names (capture headers, §7).
+    /// The shortest line period the device accepts (µs): one line at its maximum line rate,
+    /// rounded up (ICD §3 CONFIGURE_SCAN). A device that reports no rate accepts none.
+    public var minLinePeriodUs: UInt64 {
+        maxLineRateHz == 0 ? UInt64.max : (1_000_000 + UInt64(maxLineRateHz) - 1) / UInt64(maxLineRateHz)
+    }
+
     public enum CodingKeys: String, CodingKey {
         case model, serial, channels
         case fwMajor = "fw_major", fwMinor = "fw_minor", fwPatch = "fw_patch"

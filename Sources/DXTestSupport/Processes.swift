@@ -188,6 +188,13 @@ public final class DaemonProcess: Sendable {
         try await ControlConnection.with(socketPath: socketPath) { try await $0.call(method, params) }
     }
 
+    /// A typed call: `try await daemon.call(.examGet, ExamIDParams(examID: 1))` is an `ExamRecord`.
+    public func call<P, R>(_ rpc: RPC<P, R>, _ params: P) async throws -> R {
+        try await ControlConnection.with(socketPath: socketPath) { try await $0.call(rpc, params) }
+    }
+
+    public func call<R>(_ rpc: RPC<NoParams, R>) async throws -> R { try await call(rpc, NoParams()) }
+
     /// The audit log's entries.
     public var auditEntries: [JSONValue] {
         let text = (try? String(contentsOfFile: auditLogPath, encoding: .utf8)) ?? ""

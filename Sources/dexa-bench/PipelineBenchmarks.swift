@@ -94,7 +94,7 @@ enum PipelineBenchmarks {
         try await session.connect()
         guard let info = await session.info else { throw BenchError(message: "no GET_INFO") }
         for _ in 0..<200 where try await session.refreshStatus().state != .idle { try await Task.sleep(for: .milliseconds(5)) }
-        let minPeriod = UInt32(1_000_000 / Int(max(1, info.maxLineRateHz)))
+        let minPeriod = UInt32(clamping: info.minLinePeriodUs)
         // Calibrate from the simulator's phantom (the same way service.calibrate does), then
         // stream a 2,000-line scan at the maximum line rate, ten times faster than real time.
         let geometry = ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm))

@@ -53,7 +53,11 @@ struct ControlSocketAbuseTests {
             ("{\"jsonrpc\":\"2.0\",\"id\":4,\"method\":\"device.move\",\"params\":{\"x_um\":\"left\",\"y_um\":0}}\n", RPCError.invalidParamsCode),
             ("{\"jsonrpc\":\"2.0\",\"id\":5,\"method\":\"scan.run\",\"params\":{\"lines\":-4}}\n", RPCError.invalidParamsCode),
             ("{\"jsonrpc\":\"2.0\",\"id\":6,\"method\":\"scan.run\",\"params\":{\"mode\":\"triple\"}}\n", RPCError.invalidParamsCode),
-            ("{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"scan.run\",\"params\":{\"lines_per_frame\":65}}\n", RPCError.deviceErrorCode),
+            // Outside the device's limits (ICD §3: 1 to 64 lines per frame): bad params, as documented.
+            ("{\"jsonrpc\":\"2.0\",\"id\":7,\"method\":\"scan.run\",\"params\":{\"lines_per_frame\":65}}\n", RPCError.invalidParamsCode),
+            // A key the method does not know: refused, never ignored.
+            ("{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"scan.run\",\"params\":{\"tube_curent_ua\":10}}\n", RPCError.invalidParamsCode),
+            ("{\"jsonrpc\":\"2.0\",\"id\":10,\"method\":\"scan.run\",\"params\":[200]}\n", RPCError.invalidParamsCode),
             ("{\"jsonrpc\":\"2.0\",\"id\":8,\"method\":\"device.move\",\"params\":7}\n", RPCError.invalidRequestCode),
             ("{\"jsonrpc\":\"2.0\",\"id\":{\"a\":1},\"method\":\"device.info\"}\n", RPCError.invalidRequestCode),
             ("\u{00}\u{ff}\u{fe}garbage\n", RPCError.parseErrorCode),

@@ -75,9 +75,9 @@ struct ConformanceIntegrationTests {
         let after = try await daemon.call("scan.run", .object(["lines": .number(150)]))
         #expect(after["result"]?.stringValue == "completed")
 
-        let metrics = try await daemon.call("service.metrics")
-        #expect((metrics["estimatedExposureMs"]?.numberValue ?? 0) == estimated)
-        #expect((metrics["longestScanHostGapMs"]?.numberValue ?? 9999) < 1000)
+        let metrics = try await daemon.call(.serviceMetrics, MetricsParams()).metrics
+        #expect(Double(metrics.estimatedExposureMs) == estimated)
+        #expect(metrics.longestScanHostGapMs < 1000)
         print("\(freedoms): 4 scans completed, longest host gap \(longestGap) ms, abort estimated \(estimated) ms vs \(actual) ms, reset after \(reset["after_ms"]?.numberValue ?? -1) ms")
     }
 }

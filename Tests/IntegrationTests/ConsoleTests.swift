@@ -146,16 +146,16 @@ struct RoleTests {
         let techHome = try await runCLI(["home"] + sock, asUser: Self.tech)
         #expect(techHome.status == 0, "\(techHome.err)")
         let techService = try await runCLI(["service", "sensors"] + sock, asUser: Self.tech)
-        #expect(techService.status == 1)
+        #expect(techService.status == ExitStatus.permissionDenied.rawValue)
         #expect(techService.err.contains("permission denied"))
         let techScan = try await runCLI(["scan", "--lines", "20"] + sock, asUser: Self.tech)
-        #expect(techScan.status == 1)
+        #expect(techScan.status == ExitStatus.permissionDenied.rawValue)
         #expect(techScan.err.contains("permission denied"))
 
         // Anyone else: refused before the request is read.
         let stranger = try await runCLI(["status"] + sock, asUser: Self.stranger)
-        #expect(stranger.status == 1)
-        #expect(stranger.err.contains("permission denied") || stranger.err.contains("closed"))
+        #expect(stranger.status == ExitStatus.permissionDenied.rawValue, "\(stranger.err)")
+        #expect(stranger.err.contains("permission denied"))
 
         let audit = daemon.auditEntries
         let svcUID = try #require(Self.uid(Self.service)), techUID = try #require(Self.uid(Self.tech))

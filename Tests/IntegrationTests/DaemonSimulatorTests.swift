@@ -153,8 +153,21 @@ struct DaemonSimulatorTests {
         let info = try await daemon.cli(["info"])
         #expect(info.out.contains("DX1-000123"))
 
+        // Exit statuses by cause (docs/console.md): bad arguments, bad parameters, device
+        // busy, daemon unreachable.
+        let badArgument = try await daemon.cli(["exam", "skip", "1", "left_knee", "--reason", "x"])
+        #expect(badArgument.status == ExitStatus.badInput.rawValue, "\(badArgument.err)")
+        let noSuchExam = try await daemon.cli(["exam", "show", "4711"])
+        #expect(noSuchExam.status == ExitStatus.badInput.rawValue && noSuchExam.err.contains("no exam 4711"), "\(noSuchExam.err)")
+        let long = Task { try await daemon.call(.scanRun, ScanRunParams(lines: 1500)) }
+        try await eventually("the long scan running") { (try? await daemon.call(.deviceStatus))?.xrayOn == true }
+        let busy = try await daemon.cli(["scan", "--lines", "20"])
+        #expect(busy.status == ExitStatus.deviceUnavailable.rawValue && busy.err.contains("running"), "\(busy.status) \(busy.err)")
+        _ = try await daemon.call(.scanAbort)
+        _ = try? await long.value
+
         let missing = try await runCLI(["status", "--socket", dir.file("nobody.sock")])
-        #expect(missing.status == 1)
+        #expect(missing.status == ExitStatus.unreachable.rawValue)
         #expect(missing.err.split(separator: "\n").count == 1)
         #expect(missing.err.contains("cannot reach dexad"))
     }

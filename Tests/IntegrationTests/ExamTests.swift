@@ -10,14 +10,22 @@ import Testing
 struct ExamTests {
     static let timeScale = 50.0
 
-    /// A state directory with a calibration in it: the daemon is started once with the
-    /// calibration phantom on the table, calibrated, and stopped (the patient lies down next).
+    /// A state directory with a calibration in it: the checked-in one (`CalibrationFixture`,
+    /// made by `dexa service calibrate` on the same simulator). `calibratedOnTheDevice` below
+    /// and the analysis tests calibrate for real.
     static func calibrated(_ dir: TemporaryDirectory) async throws {
+        try CalibrationFixture.install(stateDirectory: dir.file("state"))
+    }
+
+    /// A real calibration: the daemon is started once with the calibration phantom on the
+    /// table, calibrated, and stopped (the patient lies down next). For a test that needs the
+    /// calibration's capture as well (`dexa analyze`).
+    static func calibratedOnTheDevice(_ dir: TemporaryDirectory) async throws {
         let phantom = dir.file("calibration-phantom.json")
         try JSONEncoder().encode(StandardPhantoms.calibration).write(to: URL(fileURLWithPath: phantom))
         let daemon = try await DaemonProcess(in: dir, device: "simulator", timeScale: timeScale, config: ["simulator_phantom = calibration"])
         try await daemon.waitForDevice()
-        _ = try await daemon.call("service.calibrate", .object(["phantom": .string(phantom)]))
+        _ = try await daemon.call(.serviceCalibrate, CalibrateParams(phantom: phantom))
         daemon.child.signal(SIGTERM)
         _ = await daemon.child.waitForExit()
     }
@@ -133,12 +141,15 @@ struct ExamTests {
             #expect(a["dose"]?["estimated"] == .bool(false))
         }
         // Every scan of the exam is counted in the metrics, and the dose adds up.
-        let metrics = try await daemon.call("service.metrics")
-        #expect(metrics["scansCompleted"]?.intValue == 20)
+        let metrics = try await daemon.call(.serviceMetrics, MetricsParams()).metrics
+        #expect(metrics.scansCompleted == 20)
         let examDAP = attempts.reduce(0.0) { $0 + ($1["dose"]?["dap_mgy_cm2"]?.numberValue ?? 0) }
         let examExposure = attempts.reduce(0.0) { $0 + ($1["dose"]?["exposure_ms"]?.numberValue ?? 0) }
-        #expect(abs((metrics["dapMGyCm2"]?.numberValue ?? 0) - examDAP) < 1e-6, "metrics \(metrics["dapMGyCm2"] ?? .null), exam \(examDAP)")
-        #expect(metrics["exposureMs"]?.numberValue == examExposure)
+        #expect(abs(metrics.dapMGyCm2 - examDAP) < 1e-6, "metrics \(metrics.dapMGyCm2), exam \(examDAP)")
+        #expect(Double(metrics.exposureMs) == examExposure)
+        // The exam record carries the sum, as the metrics count it.
+        #expect(shown["dose"]?["scans"]?.intValue == 20 && shown["dose"]?["exposure_ms"]?.numberValue == examExposure, "\(shown["dose"] ?? .null)")
+        #expect(abs((shown["dose"]?["dap_mgy_cm2"]?.numberValue ?? 0) - metrics.dapMGyCm2) < 1e-6)
         print(String(format: "full exam dose: %.0f ms of exposure, DAP %.3f mGy·cm² over 20 scans", examExposure, examDAP))
         print(String(format: "full exam: %.1f s wall at %.0f×", Double(wall.components.seconds) + Double(wall.components.attoseconds) * 1e-18, Self.timeScale))
         #expect(wall < .seconds(60))
@@ -282,7 +293,7 @@ struct ExamChecksTests {
     /// 1.5 mm: flagged, the scan completes, and `dexa analyze` finds the same movement offline.
     @Test func movementUnderTheLimitIsFlagged() async throws {
         let dir = TemporaryDirectory()
-        try await ExamTests.calibrated(dir)
+        try await ExamTests.calibratedOnTheDevice(dir)
         let daemon = try await ExamTests.patientDaemon(dir, patient: try Self.patientFile(dir, shiftMM: -1.5, atYMM: 690))
         let (_, attempt) = try await Self.startedAttempt(daemon)
         #expect(attempt["status"]?.stringValue == "completed")

@@ -241,9 +241,12 @@ public struct ExamRecord: Sendable, Codable, Equatable {
     public var attempts: [SiteAttempt]
     public var checklist: ChecklistStatus
     public var warnings: [ExamWarning]
+    /// Every exposure of the exam: the sum of its attempts' doses (references and scouts
+    /// included), estimated where any part is.
+    public var dose: ScanDose
 
     public enum CodingKeys: String, CodingKey {
-        case id, patient, referral, state, plan, attempts, checklist, warnings
+        case id, patient, referral, state, plan, attempts, checklist, warnings, dose
         case operatorName = "operator", createdAt = "created_at", startedAt = "started_at", endedAt = "ended_at"
     }
 }
@@ -284,6 +287,13 @@ public struct ScanDose: Sendable, Codable, Equatable {
 
     public init(scans: Int = 0, exposureMs: Int = 0, dapMGyCm2: Double = 0, estimated: Bool = false) {
         self.scans = scans; self.exposureMs = exposureMs; self.dapMGyCm2 = dapMGyCm2; self.estimated = estimated
+    }
+
+    /// The sum of doses.
+    public static func total(_ doses: some Sequence<ScanDose>) -> ScanDose {
+        doses.reduce(into: ScanDose()) { sum, d in
+            sum.scans += d.scans; sum.exposureMs += d.exposureMs; sum.dapMGyCm2 += d.dapMGyCm2; sum.estimated = sum.estimated || d.estimated
+        }
     }
 
     public mutating func add(_ o: ScanOutcome) {

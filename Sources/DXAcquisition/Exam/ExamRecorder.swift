@@ -55,8 +55,21 @@ public enum ExamError: Error, Sendable, Equatable, CustomStringConvertible {
     case blocked([String])
     case anotherExamRunning(Int64)
     case stepRunning(Int64, Site)
-    case invalid(String)
+    /// The patient's record cannot be right (the message names the field).
+    case invalidPatient(String)
+    case noReferral
+    /// A checklist answer no one can have measured (the message names the field).
+    case invalidAnswer(String)
+    case noSkipReason
+    case alreadyInPlan(Site)
     case notInPlan(Site)
+    case nothingToRepeat(Int64)
+    case allSitesDone(Int64)
+    /// The exam protocol file has no scan for a site of the plan.
+    case noProtocolScan(Site)
+    case positioningFailed(Site, String)
+    /// The scan sequence ended without running the site's scan.
+    case noScanRan(Site)
     case notCalibrated(String)
     case storage(String)
 
@@ -68,8 +81,17 @@ public enum ExamError: Error, Sendable, Equatable, CustomStringConvertible {
         case .blocked(let why): "the checklist blocks the exam: \(why.joined(separator: "; "))"
         case .anotherExamRunning(let id): "exam \(id) is in progress; finish or abort it first"
         case let .stepRunning(id, site): "exam \(id) is scanning the \(site.title); wait, or abort"
-        case .invalid(let why): why
+        case .invalidPatient(let why): why
+        case .noReferral: "the exam needs a referral"
+        case .invalidAnswer(let why): why
+        case .noSkipReason: "a skipped site needs a reason"
+        case .alreadyInPlan(let site): "the \(site.title) is already in the plan"
         case .notInPlan(let site): "the \(site.title) is not in this exam's plan (exam.add adds it)"
+        case .nothingToRepeat(let id): "exam \(id): no site has been scanned yet"
+        case .allSitesDone(let id): "every site of exam \(id) is done"
+        case .noProtocolScan(let site): "the exam protocol has no scan for the \(site.title)"
+        case let .positioningFailed(site, why): "positioning for the \(site.title) failed: \(why)"
+        case .noScanRan(let site): "no scan ran for the \(site.title)"
         case .notCalibrated(let why): "patient scans are refused: \(why)"
         case .storage(let why): "the exam store failed: \(why)"
         }

@@ -65,8 +65,8 @@ public actor ExamSequencer {
     // MARK: - Requests that only record
 
     public func create(patient: PatientRecord, referral: String, operatorName: String) throws(ExamError) -> ExamRecord {
-        if let why = patient.problem { throw .invalid(why) }
-        guard !referral.trimmingCharacters(in: .whitespaces).isEmpty else { throw .invalid("the exam needs a referral") }
+        if let why = patient.problem { throw .invalidPatient(why) }
+        guard !referral.trimmingCharacters(in: .whitespaces).isEmpty else { throw .noReferral }
         let id = try store { try recorder.createExam(patient: patient, referral: referral, operatorName: operatorName, plan: Site.standardOrder, at: now()) }
         return try get(id)
     }
@@ -76,7 +76,7 @@ public actor ExamSequencer {
     public func checklist(examID: Int64, answers: ChecklistAnswers, by: String) throws(ExamError) -> ExamRecord {
         let exam = try stored(examID)
         guard [.created, .blocked, .ready].contains(exam.state) else { throw .wrongState(examID, exam.state, "the checklist is closed once the exam has started") }
-        if let why = answers.problem { throw .invalid(why) }
+        if let why = answers.problem { throw .invalidAnswer(why) }
         try store { try recorder.recordAnswers(examID: examID, answers: answers, by: by, at: now()) }
         let status = try evaluate(exam)
         try store {
@@ -91,7 +91,7 @@ public actor ExamSequencer {
         guard [.ready, .inProgress].contains(exam.state) else { throw .wrongState(examID, exam.state, "only a ready or running exam's sites can be skipped") }
         guard exam.plan.contains(site) else { throw .notInPlan(site) }
         if running?.examID == examID && running?.site == site { throw .stepRunning(examID, site) }
-        guard !reason.trimmingCharacters(in: .whitespaces).isEmpty else { throw .invalid("a skipped site needs a reason") }
+        guard !reason.trimmingCharacters(in: .whitespaces).isEmpty else { throw .noSkipReason }
         let attempt = SiteAttempt(site: site, attempt: exam.attempts.filter { $0.site == site }.count + 1, status: .skipped,
                                   reason: "skipped by \(by): \(reason)", startedAt: stamp(), endedAt: stamp())
         try store { _ = try recorder.beginAttempt(examID: examID, attempt: attempt) }
@@ -102,7 +102,7 @@ public actor ExamSequencer {
     public func add(examID: Int64, site: Site) throws(ExamError) -> ExamRecord {
         let exam = try stored(examID)
         guard [.created, .blocked, .ready, .inProgress].contains(exam.state) else { throw .wrongState(examID, exam.state, "sites can only be added before the exam ends") }
-        if exam.plan.contains(site), exam.latest(site)?.status != .skipped { throw .invalid("the \(site.title) is already in the plan") }
+        if exam.plan.contains(site), exam.latest(site)?.status != .skipped { throw .alreadyInPlan(site) }
         try store { try recorder.setPlan(examID: examID, plan: exam.plan.filter { $0 != site } + [site]) }
         if exam.latest(site)?.status == .skipped {
             // Un-skipping: a fresh pending attempt is what `next` looks for.
@@ -118,7 +118,7 @@ public actor ExamSequencer {
         return ExamRecord(id: exam.id, patient: exam.patient, referral: exam.referral, operatorName: exam.operatorName, state: exam.state,
                           createdAt: exam.createdAt.formatted(.iso8601), startedAt: exam.startedAt?.formatted(.iso8601),
                           endedAt: exam.endedAt?.formatted(.iso8601), plan: exam.plan, attempts: exam.attempts,
-                          checklist: try evaluate(exam), warnings: exam.warnings)
+                          checklist: try evaluate(exam), warnings: exam.warnings, dose: ScanDose.total(exam.attempts.compactMap(\.dose)))
     }
 
     public func list(limit: Int) throws(ExamError) -> [ExamRecord] {
@@ -177,7 +177,7 @@ public actor ExamSequencer {
     public func repeatSite(examID: Int64, site: Site?, observer: Observer? = nil) async throws -> StepResult {
         let exam = try stored(examID)
         guard exam.state == .inProgress else { throw ExamError.wrongState(examID, exam.state, "only a site of an exam in progress can be repeated") }
-        guard let target = site ?? exam.attempts.last(where: { $0.status != .skipped })?.site else { throw ExamError.invalid("no site has been scanned yet") }
+        guard let target = site ?? exam.attempts.last(where: { $0.status != .skipped })?.site else { throw ExamError.nothingToRepeat(examID) }
         guard exam.plan.contains(target) else { throw ExamError.notInPlan(target) }
         return try await runSite(exam, target, observer: observer)
     }
@@ -200,7 +200,7 @@ public actor ExamSequencer {
         let exam = try stored(examID)
         guard let site = exam.nextSite else {
             try completeIfDone(examID)
-            throw ExamError.invalid("every site of exam \(examID) is done")
+            throw ExamError.allSitesDone(examID)
         }
         return try await runSite(exam, site, observer: observer)
     }
@@ -210,18 +210,20 @@ public actor ExamSequencer {
     /// after it ends, whatever way it ends.
     private func runSite(_ exam: StoredExam, _ site: Site, observer: Observer?) async throws -> StepResult {
         if let r = running { throw ExamError.stepRunning(r.examID, r.site) }
-        guard let scan = examProtocol.scan(site) else { throw ExamError.invalid("the exam protocol has no scan for \(site.rawValue)") }
+        guard let scan = examProtocol.scan(site) else { throw ExamError.noProtocolScan(site) }
         let cal: Calibration
         switch calibration() {
         case .success(let c): cal = c
         case .failure(let e): throw ExamError.notCalibrated("\(e)")
         }
-        guard let info = await session.info else { throw DeviceError.notConnected }
+        // Claimed before the first await: a second request for a step cannot pass the check
+        // above while this one waits.
         let examID = exam.id
         running = (examID, site)
         stepAborted = false
         abortLatch.set(false)
         defer { running = nil }
+        guard let info = await session.info else { throw DeviceError.notConnected }
 
         var attempt = SiteAttempt(site: site, attempt: exam.attempts.filter { $0.site == site }.count + 1, status: .running,
                                   plannedLines: Int(scan.lines), startedAt: stamp())
@@ -309,7 +311,7 @@ public actor ExamSequencer {
                     if abortLatch.isSet { Task { _ = try? await runner.abort() } }
                 },
                 onOutcome: { o in live.exposed(o) })
-            guard let last = outcomes.last else { throw ExamError.invalid("no scan ran") }
+            guard let last = outcomes.last else { throw ExamError.noScanRan(site) }
             outcome = last
         } catch let ScanError.ended(o) {
             outcome = o
@@ -319,7 +321,7 @@ public actor ExamSequencer {
             attempt.endedAt = stamp()
             attempt.dose = live.snapshot().dose.scans > 0 ? live.snapshot().dose : attempt.dose
             try store { try recorder.finishAttempt(row: row, attempt: attempt) }
-            throw ExamError.invalid("positioning for the \(site.title) failed: \(e.description)")
+            throw ExamError.positioningFailed(site, e.description)
         } catch {
             // Refused before the site's scan (busy, interlock, not ready): nothing more was
             // exposed; the scout's dose, if it ran, stays on the record.

@@ -1,6 +1,5 @@
 import DXAcquisition
 import DXDevice
-import Foundation
 
 /// The daemon's counters for `dexa service metrics`, as JSON or Prometheus text.
 public struct DaemonMetrics: Sendable, Codable, Equatable {
@@ -20,9 +19,18 @@ public struct DaemonMetrics: Sendable, Codable, Equatable {
     public var longestScanHostGapMs = 0.0
     public var uptimeSeconds = 0.0
 
+    public enum CodingKeys: String, CodingKey {
+        case link, reconnects
+        case scansCompleted = "scans_completed", scansAborted = "scans_aborted", scansInterrupted = "scans_interrupted"
+        case linesReceived = "lines_received", linesMissing = "lines_missing", exposureMs = "exposure_ms", dapMGyCm2 = "dap_mgy_cm2"
+        case estimatedExposureMs = "estimated_exposure_ms", estimatedDAPMGyCm2 = "estimated_dap_mgy_cm2"
+        case longestScanHostGapMs = "longest_scan_host_gap_ms", uptimeSeconds = "uptime_s"
+    }
+
     public init() {}
 
-    mutating func count(_ o: ScanOutcome) {
+    /// Counts one scan's outcome (the scan runner reports every scan it made).
+    public mutating func count(_ o: ScanOutcome) {
         switch o.result {
         case .completed: scansCompleted += 1
         case .aborted: scansAborted += 1
