@@ -106,8 +106,7 @@ private struct Methods: Sendable {
             return LogResult(nextOffset: r.nextOffset, text: r.text)
         }
         t.on(.serviceMetrics) { p, _ in
-            let m = await device.metrics()
-            return MetricsResult(metrics: m, text: p.format == .prometheus ? m.prometheus : nil)
+            MetricsResult(metrics: await device.metrics(), text: p.format == .prometheus ? await device.prometheusText() : nil)
         }
         t.on(.serviceReport) { p, _ in
             let n = p.captures ?? 5

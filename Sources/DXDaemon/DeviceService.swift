@@ -17,7 +17,7 @@ public final class DeviceService: Service, Sendable {
     private let logger: Logger
     public let clock: any Clock<Duration>
     private let linkChange = Mutex<(@Sendable (String) -> Void)?>(nil)
-    private let counters = ScanCounters()
+    private let telemetry = DaemonTelemetry()
     private let started = ContinuousClock.now
     private let sensorHistory = Mutex<[(Date, SensorReadings)]>([])
 
@@ -27,11 +27,17 @@ public final class DeviceService: Service, Sendable {
     }
 
     public func metrics() async -> DaemonMetrics {
-        var m = counters.snapshot
-        m.link = await session.counters
+        telemetry.metrics(link: await session.counters, uptimeSeconds: uptime)
+    }
+
+    /// The same counters in Prometheus text format (swift-metrics, swift-prometheus).
+    public func prometheusText() async -> String {
+        telemetry.prometheus(link: await session.counters, uptimeSeconds: uptime)
+    }
+
+    private var uptime: Double {
         let up = ContinuousClock.now - started
-        m.uptimeSeconds = Double(up.components.seconds) + Double(up.components.attoseconds) * 1e-18
-        return m
+        return Double(up.components.seconds) + Double(up.components.attoseconds) * 1e-18
     }
 
     /// Sensor readings sampled every minute (device time), newest last, for service reports.
@@ -68,11 +74,11 @@ public final class DeviceService: Service, Sendable {
         let recorder = RecordingTransport(transport)
         self.session = DeviceSession(transport: recorder, clock: clock, logger: logger,
                                      commandTimeout: .milliseconds(configuration.commandTimeoutMs))
-        let counters = self.counters
+        let telemetry = self.telemetry
         self.runner = ScanRunner(session: session, clock: clock, recorder: recorder,
                                  captureDirectory: configuration.recordCaptures ? configuration.captureDirectory : nil,
                                  nominalDAPPerMAs: configuration.dapPerMAs, logger: logger,
-                                 onOutcome: { o in counters.count(o) })
+                                 onOutcome: { o in telemetry.count(o) })
         self.logger = logger
         self.clock = clock
     }
@@ -91,7 +97,7 @@ public final class DeviceService: Service, Sendable {
                 let notices = await session.notices()
                 try await session.connect()
                 attempt = 0
-                counters.reconnected()
+                telemetry.reconnected()
                 onLinkChange?(await statusLine)
                 await sampleSensors()
                 let sampler = Task { [clock] in
@@ -165,13 +171,4 @@ public struct EmbeddedSimulatorService: Service {
             stop()
         }
     }
-}
-
-/// The daemon's scan and link counters, shared by the scan runner's outcome callback and the
-/// device service.
-final class ScanCounters: Sendable {
-    private let metrics = Mutex(DaemonMetrics())
-    func count(_ o: ScanOutcome) { metrics.withLock { $0.count(o) } }
-    func reconnected() { metrics.withLock { $0.reconnects += 1 } }
-    var snapshot: DaemonMetrics { metrics.withLock { $0 } }
 }

@@ -91,8 +91,7 @@ struct ServiceReport {
         contents.append("selftest.txt")
         try write("calibration.txt", "no calibration in use: this build has no decomposition yet (issue 4)\n")
         contents.append("calibration.txt")
-        let metrics = await device.metrics()
-        try write("metrics.prom", metrics.prometheus)
+        try write("metrics.prom", await device.prometheusText())
         contents.append("metrics.prom")
         if let status = try? await device.session.refreshStatus() {
             try write("status.json", (try? JSONValue(encoding: DeviceStatusResult(status, link: await device.session.counters)).description) ?? "{}")
