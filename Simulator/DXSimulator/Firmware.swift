@@ -302,7 +302,7 @@ public actor DX1Firmware {
         case let .move(tx, ty, ta):
             guard state == .idle else { return (refusal, []) }
             guard tx >= 0, Int64(tx) <= Int64(info.travelXUm), ty >= 0, Int64(ty) <= Int64(info.travelYUm),
-                  (0...900).contains(ta) else { return (.badParams, []) }
+                  ICDMotion.armRangeX10.contains(ta) else { return (.badParams, []) }
             startMotion(to: (tx, ty, ta))
             return (.ok, [])
         case let .configureScan(c):
@@ -421,8 +421,9 @@ public actor DX1Firmware {
         let items = checks.map { (c, v) -> SelfTestItem in
             let comp = SelfTestComponent(rawValue: c)
             if failedSelfTest.contains(comp) { return SelfTestItem(component: comp, result: .fail, value: v, code: 0x100 + UInt16(c)) }
-            if c == 7 && interlocks != .allClosed {
-                return SelfTestItem(component: comp, result: .warn, value: v, code: UInt16(~interlocks.rawValue & 0x1F))
+            if comp == .interlockChain && interlocks != .allClosed {
+                // The code names the open interlocks, one bit each (ICD §4's interlock bits).
+                return SelfTestItem(component: comp, result: .warn, value: v, code: Interlocks.allClosed.subtracting(interlocks).rawValue)
             }
             return SelfTestItem(component: comp, result: .pass, value: v, code: 0)
         }
@@ -433,9 +434,9 @@ public actor DX1Firmware {
     // MARK: - Motion (ICD §3: 50 mm/s per axis, 90° in 5 s)
 
     private func startMotion(to target: (Int32, Int32, Int16)) {
-        let dx = abs(Double(target.0) - Double(x)) / 50_000
-        let dy = abs(Double(target.1) - Double(y)) / 50_000
-        let da = abs(Double(target.2) - Double(arm)) / 180
+        let dx = abs(Double(target.0) - Double(x)) / ICDMotion.axisSpeedUmPerSecond
+        let dy = abs(Double(target.1) - Double(y)) / ICDMotion.axisSpeedUmPerSecond
+        let da = abs(Double(target.2) - Double(arm)) / ICDMotion.armSpeedTenthsPerSecond
         let seconds = max(dx, dy, da, 0.001)
         setState(.moving)
         let gen = generation

@@ -1,6 +1,7 @@
 import ArgumentParser
 import DXControl
 import DXDecomposition
+import DXProtocol
 import DXUSB
 import Foundation
 
@@ -256,8 +257,8 @@ struct Reset: AsyncParsableCommand {
 struct Devices: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List the DX-1 units attached to this machine's USB (bus, address, serial, firmware).")
     @OptionGroup var output: OutputOptions
-    @Option(help: "USB vendor id (hex).") var vendor: String = "1209"
-    @Option(help: "USB product id (hex).") var product: String = "de8a"
+    @Option(help: "USB vendor id (hex).") var vendor: String = String(ICDUSB.vendorID, radix: 16)
+    @Option(help: "USB product id (hex).") var product: String = String(ICDUSB.productID, radix: 16)
 
     func run() async throws {
         guard let v = UInt16(vendor, radix: 16), let p = UInt16(product, radix: 16) else { throw ValidationError("ids are 4 hex digits") }

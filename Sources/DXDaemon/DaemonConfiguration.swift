@@ -84,8 +84,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// Where the audit trail goes (default: `/var/log/dexa/audit.log`).
     public var auditLog: String?
     /// The DX-1's USB ids (ICD §1: configurable in the host).
-    public var usbVendorID: UInt16 = 0x1209
-    public var usbProductID: UInt16 = 0xDE8A
+    public var usbVendorID: UInt16 = ICDUSB.vendorID
+    public var usbProductID: UInt16 = ICDUSB.productID
     /// The control socket's mode and group when the daemon creates it (no socket activation).
     public var socketMode = 0o660
     public var socketGroup: String? = "dexa"

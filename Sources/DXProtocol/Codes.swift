@@ -169,6 +169,8 @@ public struct SelfTestComponent: RawRepresentable, Sendable, Hashable, Codable, 
         6: "arm rotation", 7: "interlock chain", 8: "memory", 9: "clock",
     ]
     public var description: String { SelfTestComponent.names[rawValue] ?? "component \(rawValue)" }
+
+    public static let interlockChain = SelfTestComponent(rawValue: 7)
 }
 
 /// Line flags, ICD §6.

@@ -1,4 +1,5 @@
 import CLibUDev
+import DXProtocol
 import Foundation
 import Synchronization
 
@@ -23,11 +24,11 @@ public struct USBDeviceRecord: Sendable, Equatable, Codable {
 
 /// Which device the daemon drives: the ICD's VID/PID (configurable) and optionally a serial.
 public struct USBDeviceMatch: Sendable, Equatable {
-    public var vendorID: UInt16 = 0x1209
-    public var productID: UInt16 = 0xDE8A
+    public var vendorID: UInt16 = ICDUSB.vendorID
+    public var productID: UInt16 = ICDUSB.productID
     public var serial: String?
 
-    public init(vendorID: UInt16 = 0x1209, productID: UInt16 = 0xDE8A, serial: String? = nil) {
+    public init(vendorID: UInt16 = ICDUSB.vendorID, productID: UInt16 = ICDUSB.productID, serial: String? = nil) {
         self.vendorID = vendorID; self.productID = productID; self.serial = serial
     }
 

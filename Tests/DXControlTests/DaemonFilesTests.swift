@@ -1,4 +1,5 @@
 import DXAcquisition
+import DXProtocol
 @testable import DXDaemon
 @testable import DXDecomposition
 import DXTestSupport
@@ -94,5 +95,17 @@ struct ChildProcessResult {
         let data = err.fileHandleForReading.readDataToEndOfFile()
         p.waitUntilExit()
         return ChildProcessResult(status: p.terminationStatus, err: String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// The USB identity is named once (ICDUSB); the udev rule, which cannot import it, says the same.
+@Suite struct USBIdentityTests {
+    @Test func theUdevRuleMatchesTheICDsIDs() throws {
+        let rule = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Systemd/70-dexa.rules")
+        let text = try String(contentsOf: rule, encoding: .utf8)
+        let vendor = String(format: "%04x", ICDUSB.vendorID), product = String(format: "%04x", ICDUSB.productID)
+        #expect(text.contains("ATTR{idVendor}==\"\(vendor)\"") && text.contains("ATTR{idProduct}==\"\(product)\""), "\(text)")
+        #expect(DaemonConfiguration().usbVendorID == ICDUSB.vendorID && DaemonConfiguration().usbProductID == ICDUSB.productID)
     }
 }

@@ -168,6 +168,22 @@ struct ControlSurfaceTests {
         decodes(DeviceEventNotice.self, notices["event"])
         decodes(ExamStepNotice.self, notices["exam.step"])
         decodes(ExamWarningNotice.self, notices["exam.warning"])
+        // The results docs/control-protocol.md spells out name every key the code sends.
+        let docs = try String(contentsOf: Self.protocolDocument, encoding: .utf8)
+        func keys(_ v: JSONValue) -> Set<String> {
+            switch v {
+            case .object(let o): return o.reduce(into: Set(o.keys)) { $0.formUnion(keys($1.value)) }
+            case .array(let a): return a.reduce(into: Set<String>()) { $0.formUnion(keys($1)) }
+            default: return []
+            }
+        }
+        for method in ["device.status", "service.metrics", "exam.get", "scan.run"] {
+            let sent = (results[method] ?? []).reduce(into: Set<String>()) { $0.formUnion(keys($1)) }
+            let undocumented = sent.filter { key in
+                docs.range(of: "(^|[^a-z0-9_])\(key)([^a-z0-9_]|$)", options: .regularExpression) == nil
+            }
+            #expect(undocumented.isEmpty, "\(method) sends keys docs/control-protocol.md does not name: \(undocumented.sorted())")
+        }
         // The dose of the exam's scans is in the metrics with everything else (the full
         // exam test checks the sums).
         let metrics = try await daemon.call(.serviceMetrics, MetricsParams()).metrics
@@ -211,10 +227,13 @@ struct ControlSurfaceTests {
 
     /// docs/control-protocol.md lists exactly the methods and notifications there are, and
     /// every error code the daemon uses.
-    @Test func theProtocolDocumentListsTheMethodTable() throws {
-        let docs = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static var protocolDocument: URL {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
             .appendingPathComponent("docs/control-protocol.md")
-        let text = try String(contentsOf: docs, encoding: .utf8)
+    }
+
+    @Test func theProtocolDocumentListsTheMethodTable() throws {
+        let text = try String(contentsOf: Self.protocolDocument, encoding: .utf8)
         var listed: [String] = []
         for line in text.split(separator: "\n") where line.hasPrefix("| `") {
             let name = line.dropFirst(3).prefix { $0 != "`" }

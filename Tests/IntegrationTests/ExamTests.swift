@@ -85,7 +85,11 @@ struct ExamTests {
     @Test func fullStandardExamThroughTheCLI() async throws {
         let dir = TemporaryDirectory()
         try await Self.calibrated(dir)
-        let daemon = try await Self.patientDaemon(dir)
+        // A DX-1 in its own process, so that its own record of every exposure can be held
+        // against what the host counted.
+        let sim = try await SimulatorProcess(in: dir, speed: Self.timeScale, extra: ["--phantom", "patient"])
+        let daemon = try await DaemonProcess(in: dir, device: "sim:\(sim.devicePath)", timeScale: Self.timeScale)
+        try await daemon.waitForDevice()
         let clock = ContinuousClock(), start = clock.now
 
         let created = try await daemon.cli(["exam", "new", "--patient-id", "P-0042", "--name", "Ada Example", "--sex", "female",
@@ -147,6 +151,14 @@ struct ExamTests {
         let examExposure = attempts.reduce(0.0) { $0 + ($1["dose"]?["exposure_ms"]?.numberValue ?? 0) }
         #expect(abs(metrics.dapMGyCm2 - examDAP) < 1e-6, "metrics \(metrics.dapMGyCm2), exam \(examDAP)")
         #expect(Double(metrics.exposureMs) == examExposure)
+        // The simulator's own record: one exposure per scan that turned X-rays on (the 12
+        // scouts, air scans and site scans; dark scans do not), each at least as long as the
+        // exposure the device reported for it.
+        let simulated = try await sim.status()
+        guard case .array(let exposures)? = simulated["exposures"] else { Issue.record("no exposures from the simulator"); return }
+        #expect(exposures.count == 12, "\(exposures.count) exposures")
+        let simulatedMs = exposures.reduce(0.0) { $0 + (($1["xrayOffMs"]?.numberValue ?? 0) - ($1["xrayOnMs"]?.numberValue ?? 0)) }
+        #expect(simulatedMs >= examExposure * 0.999, "X-rays on \(simulatedMs) ms in the simulator, \(examExposure) ms counted")
         // The exam record carries the sum, as the metrics count it.
         #expect(shown["dose"]?["scans"]?.intValue == 20 && shown["dose"]?["exposure_ms"]?.numberValue == examExposure, "\(shown["dose"] ?? .null)")
         #expect(abs((shown["dose"]?["dap_mgy_cm2"]?.numberValue ?? 0) - metrics.dapMGyCm2) < 1e-6)
