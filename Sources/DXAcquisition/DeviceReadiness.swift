@@ -2,7 +2,8 @@ import DXDevice
 import DXProtocol
 
 /// Waiting for the DX-1: for RESET to bring it back, and for it to leave BOOT. Both on the
-/// injected clock (device time), both with a limit and a sentence when it runs out.
+/// clock the caller passes (the daemon passes the wall clock for RESET: the host's
+/// reconnection takes host time), both with a limit and a sentence when it runs out.
 public enum DeviceReadiness {
     public enum Failure: Error, Sendable, Equatable, CustomStringConvertible {
         case notBack(Duration)
@@ -19,10 +20,10 @@ public enum DeviceReadiness {
     }
 
     /// RESET (ICD §3): the unit leaves the bus and comes back within 3 s with the same serial;
-    /// the device service reconnects. Returns the unit that came back, and how long it took,
-    /// once it is out of BOOT.
+    /// the device service reconnects. Returns the unit that came back, how long it took and
+    /// its state, once it is out of BOOT (a unit still in BOOT after 5 s more is a failure).
     public static func reset(session: DeviceSession, clock: any Clock<Duration>, limit: Duration = .seconds(10))
-        async throws -> (info: DeviceInfo, after: Duration, state: DeviceState?) {
+        async throws -> (info: DeviceInfo, after: Duration, state: DeviceState) {
         guard let before = await session.info else { throw DeviceError.notConnected }
         let notices = await session.notices()
         let started = Stopwatch(any: clock)
@@ -50,7 +51,7 @@ public enum DeviceReadiness {
         }
         guard let back else { throw Failure.notBack(limit) }
         guard back.serial == before.serial else { throw Failure.otherUnit(back.serial, expected: before.serial) }
-        let state = try? await waitUntilOutOfBoot(session: session, clock: clock, limit: .seconds(5))
+        let state = try await waitUntilOutOfBoot(session: session, clock: clock, limit: .seconds(5))
         return (back, started.elapsed, state)
     }
 

@@ -208,6 +208,11 @@ public actor ScanRunner {
         try claim()
         defer { claimed = false }
         guard let info = await session.info else { throw DeviceError.notConnected }
+        // Every scan's parameters against the device's limits before the first exposes: a
+        // sequence is never refused half-way, after its first scans gave their dose.
+        for plan in plans {
+            if let why = plan.configuration(id: 1).violation(for: info) { throw ScanError.rejected("scan parameters rejected: \(why)") }
+        }
         let ids = plans.map { _ in allocateID() }
         let writer = openCapture(scans: Array(zip(ids, plans)), phantom: phantom, info: info)
         defer {

@@ -6,11 +6,11 @@ import DXProtocol
 import Foundation
 
 /// Offline commands: no daemon, only files. Bad input is one line on standard error and exit
-/// status 2 (ICD §9).
+/// status 2 (ICD §9; `ExitStatus.offlineFailure`).
 enum Offline {
     static func fail(_ command: String, _ why: String) -> ExitCode {
         FileHandle.standardError.write(Data("dexa \(command): \(why)\n".utf8))
-        return ExitCode(2)
+        return ExitCode(ExitStatus.offlineFailure.rawValue)
     }
 
     /// The ROI table; an ROI that lost lines or pixels is marked and explained under it.
@@ -39,7 +39,7 @@ struct Analyze: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Analyse a capture offline against a calibration capture (ICD §9).")
     @Option(help: "Capture holding a dark, an air and a calibration scan.") var calibration: String
     @Argument(help: "Capture holding a dark, an air and the scan to measure.") var scan: String
-    @Flag(help: "One JSON object on standard output.") var json = false
+    @OptionGroup var output: OutputOptions
     @Option(help: "Also write the bone mineral image, with the ROIs drawn, to this PNG file.") var image: String?
     @Flag(help: "Analyse even with a calibration the acceptance rule refuses (the output says so).") var force = false
 
@@ -59,7 +59,7 @@ struct Analyze: AsyncParsableCommand {
                 throw Offline.fail("analyze", "cannot write \(image): \(error)")
             }
         }
-        if json {
+        if output.json {
             Output.json(AnalysisReport(result))
             return
         }
@@ -88,7 +88,7 @@ struct CaptureCommands: AsyncParsableCommand {
     struct List: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The captures in a directory, newest first.")
         @Option(help: "Where the daemon records (its state directory's captures/).") var directory = "/var/lib/dexa/captures"
-        @Flag(help: "JSON for scripts.") var json = false
+        @OptionGroup var output: OutputOptions
 
         func run() async throws {
             let names: [String]
@@ -99,13 +99,8 @@ struct CaptureCommands: AsyncParsableCommand {
                 let path = directory + "/" + name
                 return Result { () throws(AnalysisError) -> CaptureSummary in try CaptureSummary.read(path: path) }
             }
-            if json {
-                Output.json(.array(summaries.map { s in
-                    switch s {
-                    case .success(let c): (try? JSONValue(encoding: c)) ?? .null
-                    case .failure(let e): .object(["error": .string(e.description)])
-                    }
-                }))
+            if output.json {
+                Output.json(summaries.map(CaptureListItem.init))
                 return
             }
             for s in summaries {
@@ -123,13 +118,13 @@ struct CaptureCommands: AsyncParsableCommand {
     struct Show: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "One capture: device, time, phantom and each scan's configuration and lines.")
         @Argument(help: "The capture file.") var path: String
-        @Flag(help: "JSON for scripts.") var json = false
+        @OptionGroup var output: OutputOptions
 
         func run() async throws {
             let c: CaptureSummary
             do { c = try CaptureSummary.read(path: path) } catch { throw Offline.fail("capture show", error.description) }
-            if json {
-                Output.json((try? JSONValue(encoding: c)) ?? .null)
+            if output.json {
+                Output.json(c)
                 return
             }
             print("\(c.path): \(c.bytes) bytes, \(c.records) records\(c.truncatedTail ? ", last record cut short (ignored)" : "")")
@@ -187,7 +182,7 @@ struct CaptureCommands: AsyncParsableCommand {
         @Argument(help: "Capture holding a dark, an air and the scan to measure.") var path: String
         @Option(help: "Capture holding a dark, an air and a calibration scan.") var calibration: String
         @Option(help: "Pace the replay at this multiple of the recorded speed (default: as fast as possible).") var speed: Double?
-        @Flag(help: "JSON for scripts.") var json = false
+        @OptionGroup var output: OutputOptions
 
         func run() async throws {
             let result: LiveResult
@@ -200,8 +195,8 @@ struct CaptureCommands: AsyncParsableCommand {
             } catch let e as AnalysisError {
                 throw Offline.fail("capture replay", e.description)
             }
-            if json {
-                Output.json((try? JSONValue(encoding: result)) ?? .null)
+            if output.json {
+                Output.json(result)
                 return
             }
             Offline.printROIs(result.rois)
@@ -210,6 +205,21 @@ struct CaptureCommands: AsyncParsableCommand {
             for s in result.stages {
                 print("  stage \(s.name): received \(s.received), processed \(s.processed), dropped \(s.dropped), failed \(s.failed), max queued \(s.maxQueued)")
             }
+        }
+    }
+}
+
+/// One entry of `dexa capture list --json`: the capture's summary, or why it cannot be read.
+struct CaptureListItem: Encodable {
+    let summary: Result<CaptureSummary, AnalysisError>
+    init(_ s: Result<CaptureSummary, AnalysisError>) { summary = s }
+    private enum Keys: String, CodingKey { case error }
+    func encode(to encoder: any Encoder) throws {
+        switch summary {
+        case .success(let c): try c.encode(to: encoder)
+        case .failure(let e):
+            var c = encoder.container(keyedBy: Keys.self)
+            try c.encode(e.description, forKey: .error)
         }
     }
 }

@@ -39,11 +39,13 @@ public struct ConnectionOptions: ParsableArguments {
         }
     }
 
-    /// Waits until the DX-1 is connected and out of BOOT (a daemon that has just started, a
-    /// unit coming back from RESET), at most `timeout`; then says why not.
+    /// Waits until the daemon answers and the DX-1 is connected and out of BOOT (a daemon
+    /// that has just started, a unit coming back from RESET), at most `timeout`; then says
+    /// why not, with the status of the last cause (69 no daemon, 75 no ready device). A
+    /// daemon that is not there at all is given 5 s (it may be starting), not the whole wait.
     func waitForDevice(timeout: Duration = .seconds(30)) async throws {
-        let deadline = ContinuousClock.now + timeout
-        var last: CLIError?
+        let start = ContinuousClock.now, deadline = start + timeout
+        var last = CLIError(message: "no answer", status: .unreachable)
         while ContinuousClock.now < deadline {
             do {
                 let status = try await call(.deviceStatus)
@@ -51,10 +53,12 @@ public struct ConnectionOptions: ParsableArguments {
                 last = CLIError(message: "the DX-1 is still starting (BOOT)", status: .deviceUnavailable)
             } catch let e as CLIError where e.status == .deviceUnavailable {
                 last = e
+            } catch let e as CLIError where e.status == .unreachable && ContinuousClock.now - start < .seconds(5) {
+                last = e
             }
             try await Task.sleep(for: .milliseconds(200))
         }
-        throw CLIError(message: "the DX-1 was not ready within \(timeout): \(last?.message ?? "no answer")", status: .deviceUnavailable)
+        throw CLIError(message: "not ready within \(timeout): \(last.message)", status: last.status)
     }
 }
 

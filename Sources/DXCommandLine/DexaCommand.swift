@@ -80,7 +80,9 @@ struct Move: AsyncParsableCommand {
     @OptionGroup var options: ConnectionOptions
     @Option(name: .customLong("x"), help: "x in µm") var x: Int32
     @Option(name: .customLong("y"), help: "y in µm") var y: Int32
-    @Option(name: .long, help: "Arm angle in degrees, to a tenth (0 AP, 90 lateral).") var arm: Double = 0
+    // Named with its unit: the option took tenths of a degree as `--arm` before, and an old
+    // script must fail rather than move the arm ten times as far.
+    @Option(name: .customLong("arm-deg"), help: "Arm angle in degrees, to a tenth (0 AP, 90 lateral).") var arm: Double = 0
 
     func run() async throws {
         let r = try await options.call(.deviceMove, MoveParams(xUm: x, yUm: y, armAngleDeg: arm))
@@ -293,7 +295,7 @@ struct Report: AsyncParsableCommand {
             throw CLIError(message: "cannot write \(path): \(error.localizedDescription)")
         }
         if options.json {
-            Output.json(JSONValue.object(["path": .string(path), "size": .number(Double(data.count)), "contents": .array(r.contents.map { .string($0) })]))
+            Output.json(WrittenReport(path: path, sizeBytes: data.count, contents: r.contents))
         } else {
             print("wrote \(path) (\(data.count) bytes, \(r.contents.count) files)")
         }
@@ -333,4 +335,12 @@ struct Log: AsyncParsableCommand {
         }
         if options.json { Output.json(LogResult(nextOffset: next, text: all)) } else { print(all, terminator: "") }
     }
+}
+
+/// `dexa service report --json`: where the tarball went.
+struct WrittenReport: Encodable {
+    var path: String
+    var sizeBytes: Int
+    var contents: [String]
+    enum CodingKeys: String, CodingKey { case path, contents, sizeBytes = "size_bytes" }
 }

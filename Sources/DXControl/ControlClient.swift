@@ -83,20 +83,25 @@ public final class ControlConnection: Sendable {
     actor Router {
         private var waiting: [Int: CheckedContinuation<JSONValue, any Error>] = [:]
         private var isClosed = false
+        /// An error the daemon sent for no request (it refused the connection): every call on
+        /// this connection, waiting or still to come, fails with it.
+        private var connectionError: RPCError?
 
         func register(_ id: Int, _ c: CheckedContinuation<JSONValue, any Error>) -> Bool {
+            if let connectionError { c.resume(throwing: connectionError); return false }
             if isClosed { c.resume(throwing: ControlClientError.connectionClosed); return false }
             waiting[id] = c
             return true
         }
         func resolve(_ id: Int, _ r: Result<JSONValue, any Error>) { waiting.removeValue(forKey: id)?.resume(with: r) }
         func failAll(_ error: RPCError) {
+            connectionError = error
             for (_, c) in waiting { c.resume(throwing: error) }
             waiting = [:]
         }
         func closeAll() {
             isClosed = true
-            for (_, c) in waiting { c.resume(throwing: ControlClientError.connectionClosed) }
+            for (_, c) in waiting { c.resume(throwing: connectionError ?? ControlClientError.connectionClosed) }
             waiting = [:]
         }
     }

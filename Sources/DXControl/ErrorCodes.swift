@@ -81,6 +81,15 @@ extension ExamError: ControlReportable {
     }
 }
 
+extension DeviceReadiness.Failure: ControlReportable {
+    public var rpcError: RPCError {
+        switch self {
+        case .notBack, .otherUnit: RPCError(code: RPCError.deviceErrorCode, message: description)
+        case .notReady: RPCError(code: RPCError.notReadyCode, message: description)
+        }
+    }
+}
+
 extension AnalysisError: ControlReportable {
     public var rpcError: RPCError { RPCError(code: RPCError.deviceErrorCode, message: "calibration failed: \(description)") }
 }
@@ -91,8 +100,9 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     case ok = 0
     /// The request failed for a reason not listed below (the message says which).
     case failure = 1
-    /// A capture's analysis was refused (a calibration that fails the acceptance rule).
-    case refusedAnalysis = 2
+    /// An offline command (`dexa analyze`, `dexa capture`) could not do its work: an
+    /// unreadable or damaged file, a calibration the acceptance rule refuses (ICD §9).
+    case offlineFailure = 2
     /// Bad arguments or parameters: nothing was sent, or the daemon refused them unchanged.
     case badInput = 64
     /// dexad is not running, or its socket cannot be reached.
@@ -124,7 +134,7 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         switch self {
         case .ok: "success"
         case .failure: "the request failed (the message says why)"
-        case .refusedAnalysis: "the analysis was refused (the calibration fails the acceptance rule)"
+        case .offlineFailure: "an offline command could not do its work (an unreadable file, a refused calibration)"
         case .badInput: "bad arguments or parameters; nothing was done"
         case .unreachable: "dexad is not running or its socket cannot be reached"
         case .deviceUnavailable: "the DX-1 is not connected, not ready, or busy"

@@ -79,12 +79,14 @@ public struct MoveParams: Codable, Sendable, Equatable {
     public enum CodingKeys: String, CodingKey { case xUm = "x_um", yUm = "y_um", armAngleDeg = "arm_angle_deg" }
     public init(xUm: Int32, yUm: Int32, armAngleDeg: Double? = nil) { self.xUm = xUm; self.yUm = yUm; self.armAngleDeg = armAngleDeg }
 
-    /// The arm angle in the device's tenths of a degree; nil (with why) when it cannot be sent.
+    /// The arm angle in the device's tenths of a degree, within the arm's range (ICD §3:
+    /// 0° AP to 90° lateral); the failure names the field.
     public var armAngleX10: Result<Int16, StrictDecoder.Failure> {
         let deg = armAngleDeg ?? 0
         let tenths = (deg * 10).rounded()
-        guard deg.isFinite, abs(deg * 10 - tenths) < 1e-6, let v = Int16(exactly: tenths) else {
-            return .failure(.invalid("'arm_angle_deg': a whole number of tenths of a degree, -3276.8 to 3276.7, not \(deg)"))
+        let range = ICDMotion.armRangeX10
+        guard deg.isFinite, abs(deg * 10 - tenths) < 1e-6, let v = Int16(exactly: tenths), range.contains(v) else {
+            return .failure(.invalid("'arm_angle_deg': \(Double(range.lowerBound) / 10)° to \(Double(range.upperBound) / 10)° in tenths of a degree, not \(deg)"))
         }
         return .success(v)
     }
@@ -299,7 +301,7 @@ public struct SensorsResult: Codable, Sendable, Equatable {
     public enum CodingKeys: String, CodingKey {
         case kv
         case tubeTempC = "tube_temp_c", detectorTempC = "detector_temp_c", generatorTempC = "generator_temp_c", tubeCurrentUA = "tube_current_ua"
-        case supplyV = "supply_v", darkMean = "dark_mean", uptimeS = "uptime_s", droppedLines = "dropped_lines", usbErrors = "usb_errors"
+        case supplyV = "supply_v", darkMean = "dark_mean_counts", uptimeS = "uptime_s", droppedLines = "dropped_lines", usbErrors = "usb_errors"
     }
 
     public init(_ r: SensorReadings) {
@@ -309,11 +311,11 @@ public struct SensorsResult: Codable, Sendable, Equatable {
     }
 }
 
-/// `service.log` parameters.
+/// `service.log` parameters: where to start in the firmware log, and how much to read (bytes).
 public struct LogParams: Sendable, Equatable, Codable {
     public var offset: UInt32?
     public var maxBytes: UInt16?
-    public enum CodingKeys: String, CodingKey { case offset, maxBytes = "max_bytes" }
+    public enum CodingKeys: String, CodingKey { case offset = "offset_bytes", maxBytes = "max_bytes" }
     public init(offset: UInt32? = nil, maxBytes: UInt16? = nil) { self.offset = offset; self.maxBytes = maxBytes }
 }
 
@@ -321,7 +323,7 @@ public struct LogParams: Sendable, Equatable, Codable {
 public struct LogResult: Codable, Sendable, Equatable {
     public var nextOffset: UInt32
     public var text: String
-    public enum CodingKeys: String, CodingKey { case text, nextOffset = "next_offset" }
+    public enum CodingKeys: String, CodingKey { case text, nextOffset = "next_offset_bytes" }
     public init(nextOffset: UInt32, text: String) { self.nextOffset = nextOffset; self.text = text }
 }
 
@@ -334,12 +336,12 @@ public struct ReportParams: Codable, Sendable, Equatable {
 /// `service.report`: the tarball for a service ticket.
 public struct ServiceReportResult: Codable, Sendable, Equatable {
     public var name: String
-    public var size: Int
+    public var sizeBytes: Int
     public var contents: [String]
     public var tarGzBase64: String
-    public enum CodingKeys: String, CodingKey { case name, size, contents, tarGzBase64 = "tar_gz_base64" }
-    public init(name: String, size: Int, contents: [String], tarGzBase64: String) {
-        self.name = name; self.size = size; self.contents = contents; self.tarGzBase64 = tarGzBase64
+    public enum CodingKeys: String, CodingKey { case name, contents, sizeBytes = "size_bytes", tarGzBase64 = "tar_gz_base64" }
+    public init(name: String, sizeBytes: Int, contents: [String], tarGzBase64: String) {
+        self.name = name; self.sizeBytes = sizeBytes; self.contents = contents; self.tarGzBase64 = tarGzBase64
     }
 }
 

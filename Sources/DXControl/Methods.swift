@@ -32,20 +32,25 @@ public enum ControlMethod: String, CaseIterable, Sendable {
     /// The least role that may call it (docs/console.md): technologists run exams, position,
     /// read status and abort; raw scans and everything `service.*` need the service group.
     public var role: Role {
+        // Exhaustive on purpose: a new method does not compile until it has a role.
         switch self {
         case .scanRun, .serviceSelftest, .serviceSensors, .serviceLog, .serviceReport, .serviceMetrics, .serviceReset, .serviceCalibrate:
             .service
-        default:
+        case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .scanAbort, .eventsSubscribe,
+             .examCreate, .examChecklist, .examStart, .examNext, .examRepeat, .examSkip, .examAdd, .examAbort, .examGet, .examList:
             .technologist
         }
     }
 
     /// Methods that can start or stop an exposure: every call is written to the audit trail
-    /// with its parameters, allowed or refused.
+    /// with its parameters, allowed or refused, and how it ended when it failed.
+    /// Exhaustive on purpose, like `role`.
     public var audited: Bool {
         switch self {
-        case .scanRun, .serviceCalibrate, .examStart, .examNext, .examRepeat, .examAbort: true
-        default: false
+        case .scanRun, .scanAbort, .serviceCalibrate, .examStart, .examNext, .examRepeat, .examAbort: true
+        case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .eventsSubscribe, .serviceSelftest, .serviceSensors, .serviceLog,
+             .serviceReport, .serviceMetrics, .serviceReset, .examCreate, .examChecklist, .examSkip, .examAdd, .examGet, .examList:
+            false
         }
     }
 }

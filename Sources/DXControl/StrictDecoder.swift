@@ -70,18 +70,18 @@ public enum StrictDecoder {
 /// The keys each object was asked for, by the object's path. A class: one ledger is shared
 /// by every container of one decoding, which runs on one thread and never escapes.
 private final class KeyLedger {
-    var asked: [String: Set<String>] = [:]
-    var readWhole: Set<String> = []
+    /// By the object's path as components (a key may itself contain a dot).
+    var asked: [[String]: Set<String>] = [:]
+    var readWhole: Set<[String]> = []
 
-    func note(_ key: String, at path: [String]) { asked[path.joined(separator: "."), default: []].insert(key) }
-    func noteWhole(_ path: [String]) { readWhole.insert(path.joined(separator: ".")) }
+    func note(_ key: String, at path: [String]) { asked[path, default: []].insert(key) }
+    func noteWhole(_ path: [String]) { readWhole.insert(path) }
 
     func firstUnknown(in value: JSONValue, path: [String]) -> StrictDecoder.Failure? {
         switch value {
         case .object(let o):
-            let here = path.joined(separator: ".")
-            let whole = readWhole.contains(here)
-            let known = asked[here] ?? []
+            let whole = readWhole.contains(path)
+            let known = asked[path] ?? []
             for key in o.keys.sorted() {
                 if !whole && !known.contains(key) {
                     return .unknownKey(path: (path + [key]).joined(separator: "."), known: known.sorted())
@@ -99,6 +99,10 @@ private final class KeyLedger {
         }
     }
 }
+
+/// Types that read `null` themselves (an `Optional` decoded with `decode(T?.self, forKey:)`).
+private protocol NullAccepting {}
+extension Optional: NullAccepting {}
 
 private struct PathKey: CodingKey {
     var stringValue: String
@@ -150,7 +154,10 @@ private struct ValueDecoder: Decoder {
             guard let integer = T.self as? any FixedWidthInteger.Type else {
                 return try T(from: self)
             }
-            guard case .number(let n) = value, n.isFinite, n == n.rounded(), let v = integer.init(exactly: n) as? T else {
+            // JSON numbers arrive as doubles: beyond 2^53 an integer may already have been
+            // rounded, so it is refused rather than taken for another.
+            guard case .number(let n) = value, n.isFinite, n == n.rounded(), abs(n) < 9_007_199_254_740_992,
+                  let v = integer.init(exactly: n) as? T else {
                 throw DecodingError.dataCorrupted(.init(codingPath: codingPath, debugDescription: "expected an integer from \(integer.min) to \(integer.max)"))
             }
             return v
@@ -196,7 +203,7 @@ private struct Keyed<Key: CodingKey>: KeyedDecodingContainerProtocol {
 
     func decode<T: Decodable>(_ type: T.Type, forKey key: Key) throws -> T {
         let d = try child(key)
-        if d.value == .null, !(T.self is JSONValue.Type) {
+        if d.value == .null, !(T.self is JSONValue.Type), !(T.self is any NullAccepting.Type) {
             throw DecodingError.valueNotFound(T.self, .init(codingPath: d.codingPath, debugDescription: "null"))
         }
         return try d.decode(T.self)

@@ -86,17 +86,23 @@ public final class AuditLog: Sendable {
         handle = Mutex(h)
     }
 
+    /// One line of the audit log (docs/console.md).
+    struct Entry: Encodable {
+        var time: String
+        var method: String
+        var decision: String
+        var uid: UInt32?
+        var gid: UInt32?
+        var pid: Int32?
+        var role: Role?
+        var detail: String?
+        var params: JSONValue?
+    }
+
     public func record(peer: PeerCredentials?, role: Role?, method: String, decision: String, detail: String? = nil, params: JSONValue? = nil) {
-        var o: [String: JSONValue] = [
-            "time": .string(Date().formatted(.iso8601)), "method": .string(method), "decision": .string(decision),
-        ]
-        if let peer {
-            o["uid"] = .number(Double(peer.uid)); o["pid"] = .number(Double(peer.pid)); o["gid"] = .number(Double(peer.gid))
-        }
-        if let role { o["role"] = .string(role.rawValue) }
-        if let detail { o["detail"] = .string(detail) }
-        if let params { o["params"] = params }
-        let line = RPCLine.encode(.object(o))
+        let entry = Entry(time: Date().formatted(.iso8601), method: method, decision: decision, uid: peer?.uid, gid: peer?.gid,
+                          pid: peer?.pid, role: role, detail: detail, params: params)
+        let line = RPCLine.encode((try? JSONValue(encoding: entry)) ?? .object(["method": .string(method), "decision": .string(decision)]))
         let written = handle.withLock { h -> Bool in
             guard let h else { return false }
             do { try h.write(contentsOf: line); return true } catch { return false }

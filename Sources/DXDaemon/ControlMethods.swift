@@ -39,13 +39,22 @@ public struct DaemonControlHandler: ControlHandler {
             audit.record(peer: context.peer, role: context.role, method: method.rawValue, decision: "refused", detail: why)
             throw RPCError(code: RPCError.forbiddenCode, message: why)
         }
-        // Written before the call runs: an exposure is on the record even if the daemon dies
-        // during it.
-        if method.audited { audit.record(peer: context.peer, role: context.role, method: method.rawValue, decision: "allowed", params: request.params) }
+        // Audited methods: refused parameters are written as refused; accepted ones are
+        // written before the call runs (an exposure is on the record even if the daemon dies
+        // during it), and a call that then fails gets a second entry saying how.
+        let entry: @Sendable (String, String?) -> Void = { decision, detail in
+            audit.record(peer: context.peer, role: context.role, method: method.rawValue, decision: decision, detail: detail, params: request.params)
+        }
+        var accepted = false
         do {
-            return try await handler(request.params, context)
+            return try await handler(request.params, context) {
+                accepted = true
+                if method.audited { entry("allowed", nil) }
+            }
         } catch {
-            throw RPCError.from(error)
+            let e = RPCError.from(error)
+            if method.audited { entry(accepted ? "failed" : "refused", "\(e.code): \(e.message)") }
+            throw e
         }
     }
 }
@@ -53,7 +62,8 @@ public struct DaemonControlHandler: ControlHandler {
 /// One typed handler per method. `on` decodes the parameters strictly (an unknown key, a
 /// wrong type or a missing field is refused before the handler runs) and encodes the result.
 struct MethodTable: Sendable {
-    typealias Handler = @Sendable (JSONValue?, ControlContext) async throws -> JSONValue
+    /// Decodes, says so through `accepted` (before anything happens), and runs.
+    typealias Handler = @Sendable (JSONValue?, ControlContext, _ accepted: () -> Void) async throws -> JSONValue
     private var handlers: [ControlMethod: Handler] = [:]
 
     var methods: [ControlMethod] { ControlMethod.allCases.filter { handlers[$0] != nil } }
@@ -61,9 +71,10 @@ struct MethodTable: Sendable {
 
     mutating func on<P, R>(_ rpc: RPC<P, R>, _ body: @escaping @Sendable (P, ControlContext) async throws -> R) {
         precondition(handlers[rpc.method] == nil, "\(rpc.method.rawValue) registered twice")
-        handlers[rpc.method] = { params, context in
+        handlers[rpc.method] = { params, context, accepted in
             if let params, case .array = params { throw RPCError.invalidParams("params must be an object (named parameters)") }
             let p = try StrictDecoder.decode(P.self, from: params ?? .object([:]))
+            accepted()
             return try JSONValue(encoding: try await body(p, context))
         }
     }
@@ -117,9 +128,7 @@ private struct Methods: Sendable {
             // Wall time: the unit's 3 s back on the bus (ICD §1) plus the host's reconnection,
             // which waits on udev and the link, not on the device's clock.
             let r = try await DeviceReadiness.reset(session: session, clock: ContinuousClock())
-            let now = await session.state
-            return ResetResult(reconnected: true, serial: r.info.serial, afterMs: r.after.milliseconds.rounded(),
-                               state: (r.state ?? now)?.description ?? "?")
+            return ResetResult(reconnected: true, serial: r.info.serial, afterMs: r.after.milliseconds.rounded(), state: r.state.description)
         }
         t.on(.serviceCalibrate) { p, _ in try await calibrate(p) }
 

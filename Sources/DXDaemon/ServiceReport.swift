@@ -111,7 +111,7 @@ struct ServiceReport {
         tar.waitUntilExit()
         guard tar.terminationStatus == 0 else { throw RPCError(code: RPCError.internalErrorCode, message: "tar failed (\(tar.terminationStatus))") }
         let data = try Data(contentsOf: tarball)
-        return ServiceReportResult(name: name + ".tar.gz", size: data.count, contents: contents.map { name + "/" + $0 },
+        return ServiceReportResult(name: name + ".tar.gz", sizeBytes: data.count, contents: contents.map { name + "/" + $0 },
                                    tarGzBase64: data.base64EncodedString())
     }
 

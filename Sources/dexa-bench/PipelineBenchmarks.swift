@@ -95,7 +95,8 @@ enum PipelineBenchmarks {
         guard let info = await session.info else { throw BenchError(message: "no GET_INFO") }
         for _ in 0..<200 where try await session.refreshStatus().state != .idle { try await Task.sleep(for: .milliseconds(5)) }
         let minPeriod = UInt32(clamping: info.minLinePeriodUs)
-        // Calibrate from the simulator's phantom (the same way service.calibrate does), then
+        // Calibrate from the simulator's phantom (the same CalibrationProcedure as service.calibrate,
+        // fitted from simulated lines rather than through a device), then
         // stream a 2,000-line scan at the maximum line rate, ten times faster than real time.
         let geometry = ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm))
         // The calibration from the simulator's physics with this device's detector geometry

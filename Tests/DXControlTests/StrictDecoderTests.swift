@@ -51,6 +51,22 @@ import Testing
         #expect(try failure(ScanRunParams.self, #"{"lines": null}"#) == nil)
     }
 
+    /// A field that takes any JSON takes any keys; objects inside arrays are checked; a key
+    /// with a dot in it is its own key, not a path.
+    @Test func freeFormFieldsArraysAndDottedKeys() throws {
+        struct Free: Codable { var note: JSONValue; var items: [ExamIDParams] }
+        #expect(try failure(Free.self, #"{"note": {"anything": {"deep": 1}}, "items": [{"exam_id": 1}]}"#) == nil)
+        let inArray = try #require(try failure(Free.self, #"{"note": 1, "items": [{"exam_id": 1}, {"exam_id": 2, "x": 0}]}"#))
+        #expect(inArray.description.contains("'items.1.x'"), "\(inArray)")
+        struct Dotted: Codable { var a: ExamIDParams; enum CodingKeys: String, CodingKey { case a = "a.b" } }
+        #expect(try failure(Dotted.self, #"{"a.b": {"exam_id": 1}}"#) == nil)
+        #expect(try failure(Dotted.self, #"{"a.b": {"exam_id": 1, "c": 2}}"#) != nil)
+        // Integers beyond 2^53 may have been rounded on the way: refused, not taken for another.
+        #expect(try failure(ExamIDParams.self, #"{"exam_id": 9007199254740993}"#) != nil)
+        #expect(try failure(ExamIDParams.self, #"{"exam_id": 9007199254740992}"#) != nil)
+        #expect(try failure(ExamIDParams.self, #"{"exam_id": 9007199254740991}"#) == nil)
+    }
+
     /// Every parameter type decodes its own encoding (the CLI sends exactly what it builds).
     @Test func everyParameterTypeRoundTrips() throws {
         func roundTrip<T: Codable & Equatable>(_ v: T) throws {
@@ -66,12 +82,26 @@ import Testing
         try roundTrip(CalibrateParams(phantom: "/p", lineStepUm: 500))
         try roundTrip(MetricsParams(format: .prometheus))
         try roundTrip(ExamSkipParams(examID: 1, site: .rightHip, reason: "prosthesis"))
+        try roundTrip(ExamRepeatParams(examID: 2, site: .lateralSpine))
+        try roundTrip(ExamRepeatParams(examID: 2))
+        try roundTrip(ExamAbortParams(examID: 3, reason: "patient unwell"))
+        try roundTrip(ExamAddParams(examID: 4, site: .leftHip))
+        try roundTrip(ExamListParams(limit: 5))
+        try roundTrip(LogParams(offset: 100, maxBytes: 512))
+        try roundTrip(ReportParams(captures: 2))
+        try roundTrip(NoParams())
+        var dated = ChecklistAnswers()
+        dated.contrast = .on(try #require(CalendarDay("2026-11-30"))); dated.nuclearMedicine = .noStudy; dated.recentFracture = []
+        try roundTrip(ExamChecklistParams(examID: 5, answers: dated))
     }
 
     /// The arm angle goes to the device in tenths of a degree; anything finer is refused.
     @Test func armAngleInDegrees() throws {
         #expect(try MoveParams(xUm: 0, yUm: 0, armAngleDeg: 90).armAngleX10.get() == 900)
-        #expect(try MoveParams(xUm: 0, yUm: 0, armAngleDeg: -12.3).armAngleX10.get() == -123)
+        #expect(try MoveParams(xUm: 0, yUm: 0, armAngleDeg: 12.3).armAngleX10.get() == 123)
+        // The arm's range, ICD §3: 0° to 90°.
+        if case .success = MoveParams(xUm: 0, yUm: 0, armAngleDeg: -0.1).armAngleX10 { Issue.record("-0.1° accepted") }
+        if case .success = MoveParams(xUm: 0, yUm: 0, armAngleDeg: 90.1).armAngleX10 { Issue.record("90.1° accepted") }
         if case .success = MoveParams(xUm: 0, yUm: 0, armAngleDeg: 12.34).armAngleX10 { Issue.record("12.34° accepted") }
         if case .success = MoveParams(xUm: 0, yUm: 0, armAngleDeg: 4000).armAngleX10 { Issue.record("4000° accepted") }
     }

@@ -84,12 +84,16 @@ struct ControlSurfaceTests {
         #expect(prometheus["text"]?.stringValue?.contains("dexa_scans_total") == true)
         _ = try await Self.call(daemon, seen, .serviceReport, .object(["captures": .number(0)]))
 
-        // Two raw scans at once: one runs, one is refused busy, and nothing else happens.
-        let scan: JSONValue = .object(["lines": .number(40)])
-        async let first = Self.code { try await Self.call(daemon, seen, .scanRun, scan) }
-        async let second = Self.code { try await Self.call(daemon, seen, .scanRun, scan) }
+        // Two raw scans at once: one runs (200 s of device time, 4 s here, then aborted), the
+        // other is refused busy and exposes nothing.
+        let long: JSONValue = .object(["lines": .number(20_000), "line_step_um": .number(50), "y_start_um": .number(0)])
+        async let first = Self.code { try await Self.call(daemon, seen, .scanRun, long) }
+        async let second = Self.code { try await Self.call(daemon, seen, .scanRun, long) }
+        try await eventually("one of them exposing") { (try? await daemon.call(.deviceStatus))?.xrayOn == true }
+        _ = try await Self.call(daemon, seen, .scanAbort)
         let codes = await [first, second]
-        #expect(codes.filter { $0 == nil }.count == 1 && codes.contains(RPCError.busyCode), "\(codes)")
+        #expect(codes.sorted { ($0 ?? 0) < ($1 ?? 0) } == [RPCError.scanFailedCode, RPCError.busyCode], "\(codes)")
+        _ = try await Self.call(daemon, seen, .scanRun, .object(["lines": .number(40)]))
         // With references and no calibration yet: recorded, not decomposed, and said so.
         let uncalibrated = try await Self.call(daemon, seen, .scanRun, .object(["lines": .number(30), "with_references": .bool(true)]))
         #expect(uncalibrated["analysis_error"]?.stringValue != nil)
@@ -123,8 +127,13 @@ struct ControlSurfaceTests {
         #expect(starts.filter { $0 == nil }.count == 1 && starts.contains(RPCError.examStateCode), "\(starts)")
         #expect(nextWhileRunning == RPCError.busyCode && repeatWhileRunning == RPCError.busyCode, "\(String(describing: nextWhileRunning)) \(String(describing: repeatWhileRunning))")
 
-        _ = try await Self.call(daemon, seen, .examSkip, .object(["exam_id": examID, "site": .string("left_hip"), "reason": .string("prosthesis")]))
-        _ = try await Self.call(daemon, seen, .examAdd, .object(["exam_id": examID, "site": .string("left_hip")]))
+        // Two exam.next at once: one scans the left hip, the other is refused busy.
+        async let nextA = Self.code { try await Self.call(daemon, seen, .examNext, idParams) }
+        async let nextB = Self.code { try await Self.call(daemon, seen, .examNext, idParams) }
+        let nexts = await [nextA, nextB]
+        #expect(nexts.filter { $0 == nil }.count == 1 && nexts.contains(RPCError.busyCode), "\(nexts)")
+        _ = try await Self.call(daemon, seen, .examSkip, .object(["exam_id": examID, "site": .string("right_hip"), "reason": .string("prosthesis")]))
+        _ = try await Self.call(daemon, seen, .examAdd, .object(["exam_id": examID, "site": .string("right_hip")]))
         _ = try await Self.call(daemon, seen, .examAbort, .object(["exam_id": examID, "reason": .string("test over")]))
         let shown = try await Self.call(daemon, seen, .examGet, idParams)
         #expect(shown["state"]?.stringValue == "aborted")
@@ -139,7 +148,7 @@ struct ControlSurfaceTests {
         let results = seen.results.withLock { $0 }
         let notices = seen.notices.withLock { $0 }
         let answered = Set(results.keys)
-        #expect(Set(ControlMethod.allCases.map(\.rawValue)).subtracting(answered) == ["exam.next", "exam.repeat"])
+        #expect(Set(ControlMethod.allCases.map(\.rawValue)).subtracting(answered) == ["exam.repeat"])
         for (method, values) in results {
             for v in values { #expect(Self.badKeys(v).isEmpty, "\(method): \(Self.badKeys(v))") }
         }
@@ -147,9 +156,13 @@ struct ControlSurfaceTests {
         for (method, values) in notices {
             for v in values { #expect(Self.badKeys(v).isEmpty, "\(method): \(Self.badKeys(v))") }
         }
-        // Each decodes as its type: the types are the documentation.
+        // Each decodes as its type, strictly (no key the type does not have): the types are
+        // the documentation.
         func decodes<T: Decodable>(_ type: T.Type, _ values: [JSONValue]?) {
-            for v in values ?? [] { #expect((try? v.decode(T.self)) != nil, "\(T.self): \(v)") }
+            #expect(values?.isEmpty == false, "no \(T.self) seen")
+            for v in values ?? [] {
+                do { _ = try StrictDecoder.decode(T.self, from: v) } catch { Issue.record("\(T.self): \(error)") }
+            }
         }
         decodes(DeviceInfoResult.self, results["device.info"])
         decodes(DeviceStatusResult.self, results["device.status"])
@@ -162,6 +175,11 @@ struct ControlSurfaceTests {
         decodes(CalibrateResult.self, results["service.calibrate"])
         decodes(ResetResult.self, results["service.reset"])
         decodes(ExamStepResult.self, results["exam.start"])
+        decodes(ExamStepResult.self, results["exam.next"])
+        decodes(ExamRecord.self, results["exam.abort"])
+        decodes(LogResult.self, results["service.log"])
+        decodes(ServiceReportResult.self, results["service.report"])
+        decodes(PositionResult.self, results["device.home"])
         decodes(ExamRecord.self, results["exam.get"])
         decodes(ExamListResult.self, results["exam.list"])
         decodes(ScanProgressNotice.self, notices["scan.progress"])
@@ -196,11 +214,13 @@ struct ControlSurfaceTests {
         let dir = TemporaryDirectory()
         let daemon = try await DaemonProcess(in: dir, device: "simulator", timeScale: 20)
         try await daemon.waitForDevice()
+        let before = try await daemon.call(.deviceStatus)
         let refused: [(ControlMethod, JSONValue)] = [
             (.scanRun, .object(["lines": .number(20), "tube_curent_ua": .number(100)])),
             (.scanRun, .object(["lines": .number(20), "mode": .string("dual"), "with_reference": .bool(true)])),
             (.deviceMove, .object(["x_um": .number(1000), "y_um": .number(1000), "arm_angle": .number(900)])),
             (.deviceStatus, .object(["verbose": .bool(true)])),
+            (.deviceMove, .object(["x_um": .number(1000), "y_um": .number(1000), "arm_angle_deg": .number(900)])),
             (.serviceCalibrate, .object(["phantom": .string("/nonexistent"), "line_step": .number(500)])),
             (.examCreate, .object(["patient": .object(["id": .string("P"), "name": .string("N"), "sex": .string("male"),
                                                       "birth_date": .string("1950-01-01"), "weight": .number(80)]), "referral": .string("r")])),
@@ -213,13 +233,17 @@ struct ControlSurfaceTests {
                 Issue.record("\(method.rawValue) \(params) was accepted")
             } catch let e as RPCError {
                 #expect(e.code == RPCError.invalidParamsCode, "\(method.rawValue): \(e)")
-                if case .object(let o) = params, let unknown = o.keys.first(where: { !["lines", "mode", "x_um", "y_um", "phantom", "patient", "referral"].contains($0) }) {
-                    #expect(e.message.contains(unknown), "\(e.message)")
+                if case .object(let o) = params, let unknown = o.keys.first(where: { !["lines", "mode", "x_um", "y_um", "arm_angle_deg", "phantom", "patient", "referral"].contains($0) }) {
+                    #expect(e.message.hasPrefix("invalid params: unknown parameter '\(unknown)'"), "\(e.message)")
                 }
             }
         }
         let status = try await daemon.call(.deviceStatus)
         #expect(status.xrayOn == false)
+        #expect(status.xUm == before.xUm && status.yUm == before.yUm && status.armAngleDeg == before.armAngleDeg, "the gantry moved")
+        // The refused exposures are on the audit trail as refused, with the reason.
+        let audited = daemon.auditEntries.filter { $0["method"]?.stringValue == "scan.run" }
+        #expect(audited.count == 3 && audited.allSatisfy { $0["decision"]?.stringValue == "refused" && ($0["detail"]?.stringValue ?? "").contains("-32602") }, "\(audited)")
         let metrics = try await daemon.call(.serviceMetrics, MetricsParams()).metrics
         #expect(metrics.scansCompleted + metrics.scansAborted + metrics.scansInterrupted == 0, "something was scanned")
         #expect(try await daemon.call(.examList, ExamListParams()).exams.isEmpty)

@@ -159,7 +159,8 @@ struct DaemonSimulatorTests {
         #expect(badArgument.status == ExitStatus.badInput.rawValue, "\(badArgument.err)")
         let noSuchExam = try await daemon.cli(["exam", "show", "4711"])
         #expect(noSuchExam.status == ExitStatus.badInput.rawValue && noSuchExam.err.contains("no exam 4711"), "\(noSuchExam.err)")
-        let long = Task { try await daemon.call(.scanRun, ScanRunParams(lines: 1500)) }
+        // 200 s of device time (10 s here), aborted once the refusal is seen.
+        let long = Task { try await daemon.call(.scanRun, ScanRunParams(yStartUm: 0, lines: 20_000, lineStepUm: 50)) }
         try await eventually("the long scan running") { (try? await daemon.call(.deviceStatus))?.xrayOn == true }
         let busy = try await daemon.cli(["scan", "--lines", "20"])
         #expect(busy.status == ExitStatus.deviceUnavailable.rawValue && busy.err.contains("running"), "\(busy.status) \(busy.err)")

@@ -224,6 +224,8 @@ public actor ExamSequencer {
         abortLatch.set(false)
         defer { running = nil }
         guard let info = await session.info else { throw DeviceError.notConnected }
+        // Aborted while this step waited for the session: nothing moves, nothing exposes.
+        if stepAborted { throw ExamError.wrongState(examID, .aborted, "the exam was aborted before its step began") }
 
         var attempt = SiteAttempt(site: site, attempt: exam.attempts.filter { $0.site == site }.count + 1, status: .running,
                                   plannedLines: Int(scan.lines), startedAt: stamp())
