@@ -42,6 +42,7 @@ struct Analyze: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
     @Option(help: "Also write the bone mineral image, with the ROIs drawn, to this PNG file.") var image: String?
     @Flag(help: "Analyse even with a calibration the acceptance rule refuses (the output says so).") var force = false
+    @Option(help: "Also write the decomposed scan with its geometry (.dxdec, docs/analysis-data.md) to this file.") var decomposed: String?
 
     func run() async throws {
         let result: CaptureAnalysis
@@ -49,6 +50,9 @@ struct Analyze: AsyncParsableCommand {
             result = try CaptureAnalysis.run(calibrationPath: calibration, scanPath: scan, image: image != nil, force: force)
         } catch {
             throw Offline.fail("analyze", error.description)
+        }
+        if let decomposed {
+            do { try result.decomposed.write(to: decomposed) } catch { throw Offline.fail("analyze", error.description) }
         }
         let forcedNote = "FORCED: \(result.verdict.description); these figures are not fit for a patient"
         if result.forced { FileHandle.standardError.write(Data("dexa analyze: \(forcedNote)\n".utf8)) }

@@ -82,6 +82,8 @@ public struct CaptureAnalysis: Sendable {
     /// ran anyway (`--force`).
     public var verdict: CalibrationVerdict
     public var forced: Bool
+    /// The measured scan decomposed, with its geometry: the same value an exam stores.
+    public var decomposed: DecomposedScan
 
     /// `image`: also keep the bone mineral image (for `dexa analyze --image`). `force`: analyse
     /// with a calibration the acceptance rule refuses (the result says so).
@@ -115,10 +117,16 @@ public struct CaptureAnalysis: Sendable {
         } catch {
             throw .decomposition("\(scanPath): \(error.description)")
         }
+        var decomposed = work.decomposed
+        decomposed.provenance.capture = scanPath
+        decomposed.provenance.scanID = measured.scan.scanID
+        decomposed.provenance.region = measured.scan.region?.rawValue
+        // The capture does not record the arm; the region implies it (the lateral view at 90°).
+        decomposed.provenance.armAngleDeg = measured.scan.region.map { $0 == .lateralSpine ? 90 : 0 }
         return CaptureAnalysis(calibration: calibration, rois: work.roiResults, lines: measured.lines.count,
                                motion: work.motion, bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2, meanBoneBMD: work.meanBoneBMD,
                                image: picture, roiDefinitions: header.phantom?.rois ?? [], ledger: work.ledger,
-                               verdict: verdict, forced: !verdict.accepted)
+                               verdict: verdict, forced: !verdict.accepted, decomposed: decomposed)
     }
 
     /// The calibration from a capture's dark, air and calibration scans: the one code path

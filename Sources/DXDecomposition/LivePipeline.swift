@@ -122,6 +122,9 @@ public struct ScanDecomposition: Sendable {
     private(set) public var bonePixels = 0
     private(set) public var lines = 0
     private(set) public var ledger: LineLedger
+    /// The scan so far as an image with its geometry (the value analyses work on); its
+    /// provenance's capture and region are the caller's to fill in.
+    public var decomposed: DecomposedScan
 
     public init(stage: AttenuationStage, calibration: Calibration, geometry: ScanGeometry, rois: [Phantom.ROI],
                 configuration: ScanConfiguration) {
@@ -132,6 +135,8 @@ public struct ScanDecomposition: Sendable {
         self.rois = rois.map { ROIAccumulator(roi: $0, geometry: geometry) }
         stillness = StillnessCheck(pitchUm: geometry.pitchUm)
         ledger = LineLedger(configuration: configuration)
+        decomposed = DecomposedScan(geometry: .init(scan: geometry, configuration: configuration),
+                                    provenance: .init(capture: nil, scanID: configuration.scanID, calibration: calibration.source))
     }
 
     /// A line in: decomposed, added to the ROIs and the bone totals, and checked for patient
@@ -143,6 +148,7 @@ public struct ScanDecomposition: Sendable {
         ledger.record(line.index)
         _ = stillness.add(highAttenuation: attenuation.high)
         for k in rois.indices { rois[k].add(d) }
+        decomposed.add(d)
         for c in 0..<d.bone.count where d.isBone[c] && d.bone[c].isFinite {
             boneSum += d.bone[c]
             bonePixels += 1
@@ -249,19 +255,23 @@ public final class LivePipeline: Sendable {
     }
 
     /// No more lines: waits for the queue to drain and returns the result.
-    public func finish() async -> LiveResult {
+    public func finish() async -> LiveResult { await finishWithScan().result }
+
+    /// The result and the decomposed scan it was computed from (the image an exam stores).
+    public func finishWithScan() async -> (result: LiveResult, scan: DecomposedScan) {
         continuation.finish()
         let (work, counters, latencies, failures) = await worker.value
         var input = shared.withLock { $0.input }
         input.processed = input.received - input.dropped
         let sorted = latencies.sorted()
         func quantile(_ q: Double) -> Double { sorted.isEmpty ? 0 : sorted[min(sorted.count - 1, Int(Double(sorted.count) * q))] }
-        return LiveResult(lines: work.lines, rois: work.roiResults, motion: work.motion, bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2,
-                          meanBoneBMD: work.meanBoneBMD.isFinite ? work.meanBoneBMD : nil,
-                          complete: failures && input.dropped == 0 && work.ledger.missingCount == 0,
-                          missingLines: work.ledger.missingCount,
-                          missingLineRanges: work.ledger.missingRanges.map { [$0.lowerBound, $0.upperBound] }, stages: [input, counters],
-                          latencyP50: quantile(0.5), latencyP99: quantile(0.99))
+        let result = LiveResult(lines: work.lines, rois: work.roiResults, motion: work.motion, bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2,
+                                meanBoneBMD: work.meanBoneBMD.isFinite ? work.meanBoneBMD : nil,
+                                complete: failures && input.dropped == 0 && work.ledger.missingCount == 0,
+                                missingLines: work.ledger.missingCount,
+                                missingLineRanges: work.ledger.missingRanges.map { [$0.lowerBound, $0.upperBound] }, stages: [input, counters],
+                                latencyP50: quantile(0.5), latencyP99: quantile(0.99))
+        return (result, work.decomposed)
     }
 }
 
@@ -332,11 +342,15 @@ public final class LiveSequenceAnalysis: Sendable {
     }
 
     /// The result once the measured scan has ended, or why there is none.
-    public func finish() async -> Result<LiveResult, LiveAnalysisError> {
+    public func finish() async -> Result<LiveResult, LiveAnalysisError> { await finishWithScan().map(\.result) }
+
+    /// The result and the decomposed scan (its provenance's capture and region left to the
+    /// caller), or why there is none.
+    public func finishWithScan() async -> Result<(result: LiveResult, scan: DecomposedScan), LiveAnalysisError> {
         let (pipeline, failure) = state.withLock { ($0.pipeline, $0.failure) }
         if let failure { return .failure(LiveAnalysisError(message: failure)) }
         guard let pipeline else { return .failure(LiveAnalysisError(message: "the measured scan sent no lines")) }
-        return .success(await pipeline.finish())
+        return .success(await pipeline.finishWithScan())
     }
 }
 

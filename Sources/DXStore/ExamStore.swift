@@ -83,6 +83,9 @@ public final class ExamStore: ExamRecorder {
         m.registerMigration("v3: the exposure mode of each scan attempt") { db in
             try db.alter(table: "scan") { t in t.add(column: "exposure", .text) }
         }
+        m.registerMigration("v4: the decomposed scan of each completed attempt") { db in
+            try db.alter(table: "scan") { t in t.add(column: "decomposed", .text) }
+        }
         return m
     }
 
@@ -165,10 +168,11 @@ public final class ExamStore: ExamRecorder {
     public func finishAttempt(row: Int64, attempt a: SiteAttempt) throws {
         try db.write { db in
             try db.execute(sql: """
-                UPDATE scan SET status = ?, reason = ?, capture = ?, scan_id = ?, lines = ?, ended_at = ?, quick_look = ?, motion = ?, dose = ?, exposure = ? WHERE id = ?
+                UPDATE scan SET status = ?, reason = ?, capture = ?, scan_id = ?, lines = ?, ended_at = ?, quick_look = ?, motion = ?, dose = ?,
+                    exposure = ?, decomposed = ? WHERE id = ?
                 """, arguments: [a.status.rawValue, a.reason, a.capture, a.scanID.map { Int64($0) }, a.lines, a.endedAt,
                                  try a.quickLook.map(Self.json), try Self.json(a.motion), try a.dose.map(Self.json),
-                                 try a.exposure.map(Self.json), row])
+                                 try a.exposure.map(Self.json), a.decomposed, row])
         }
     }
 
@@ -259,6 +263,7 @@ public final class ExamStore: ExamRecorder {
             motion: try motion.map { try JSONDecoder().decode([MotionRecord].self, from: Data($0.utf8)) } ?? [],
             dose: try dose.map { try JSONDecoder().decode(ScanDose.self, from: Data($0.utf8)) })
         attempt.exposure = try exposure.map { try JSONDecoder().decode(SiteExposure.self, from: Data($0.utf8)) }
+        attempt.decomposed = row["decomposed"]
         return attempt
     }
 

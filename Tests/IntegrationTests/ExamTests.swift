@@ -1,4 +1,5 @@
 import DXControl
+import DXDecomposition
 import DXProtocol
 import DXSimulator
 import DXTestSupport
@@ -120,6 +121,10 @@ struct ExamTests {
             #expect(a["lines"]?.intValue == a["planned_lines"]?.intValue)
             let capture = try #require(a["capture"]?.stringValue)
             #expect(FileManager.default.fileExists(atPath: capture))
+            // The site's decomposed scan, stored with the exam, with its geometry.
+            let decomposed = try DecomposedScan.read(path: try #require(a["decomposed"]?.stringValue))
+            #expect(decomposed.provenance.region == a["site"]?.stringValue && decomposed.geometry.lines == a["planned_lines"]?.intValue)
+            #expect(decomposed.provenance.armAngleDeg == (a["site"]?.stringValue == "lateral_spine" ? 90 : 0))
             let bmd = a["quick_look"]?["mean_bone_bmd_g_cm2"]?.numberValue ?? 0
             print(String(format: "quick look %@: bone %.1f cm², mean %.3f g/cm²", a["site"]?.stringValue ?? "?", a["quick_look"]?["bone_area_cm2"]?.numberValue ?? 0, bmd))
             #expect((0.5...1.6).contains(bmd), "\(a)")
@@ -302,7 +307,8 @@ struct ExamChecksTests {
         #expect(again["attempt"]?["attempt"]?.intValue == 2)
     }
 
-    /// 1.5 mm: flagged, the scan completes, and `dexa analyze` finds the same movement offline.
+    /// 1.5 mm: flagged, the scan completes, and `dexa analyze` finds the same movement offline;
+    /// the decomposed scan the exam stored is the one `dexa analyze` makes from the capture.
     @Test func movementUnderTheLimitIsFlagged() async throws {
         let dir = TemporaryDirectory()
         try await ExamTests.calibratedOnTheDevice(dir)
@@ -316,12 +322,20 @@ struct ExamChecksTests {
         // Offline, on the capture the daemon wrote: the same check, the same movement.
         let calibration = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: URL(fileURLWithPath: daemon.stateDirectory + "/calibration.json")))
         let analysed = try await runCLI(["analyze", "--calibration", try #require(calibration["source"]?.stringValue),
-                                         try #require(attempt["capture"]?.stringValue), "--json"])
+                                         try #require(attempt["capture"]?.stringValue), "--json", "--decomposed", dir.file("offline.dxdec")])
         #expect(analysed.status == 0, "\(analysed.err)")
         let out = try JSONDecoder().decode(JSONValue.self, from: Data(analysed.out.utf8))
         #expect(out["motion"]?[0]?["line"] == motion["line"], "\(out)")
         #expect(out["motion"]?[0]?["shift_mm"] == motion["shift_mm"])
         print("flagged movement: live \(motion), offline \(out["motion"] ?? .null)")
+        let stored = try DecomposedScan.read(path: try #require(attempt["decomposed"]?.stringValue))
+        let offline = try DecomposedScan.read(path: dir.file("offline.dxdec"))
+        #expect(stored.geometry == offline.geometry && stored.geometry.lines == 220 && stored.geometry.pitchMM == 1)
+        #expect(stored.provenance.region == "ap_spine" && stored.provenance.armAngleDeg == 0 && stored.provenance.capture == attempt["capture"]?.stringValue)
+        #expect(stored.provenance.scanID == offline.provenance.scanID)
+        #expect(stored.rowPresent.allSatisfy { $0 })
+        #expect(stored.bone.map(\.bitPattern) == offline.bone.map(\.bitPattern), "live and offline decompositions differ")
+        #expect(stored.marks == offline.marks && stored.softTissue.map(\.bitPattern) == offline.softTissue.map(\.bitPattern))
     }
 
     /// A stall and a slow line rate injected into the simulator are each reported as they happen.

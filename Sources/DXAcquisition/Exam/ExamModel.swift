@@ -142,9 +142,12 @@ public struct SiteAttempt: Sendable, Codable, Equatable {
     public var dose: ScanDose?
     /// The exposure mode the scout chose, and the current the scan took.
     public var exposure: SiteExposure?
+    /// The site's decomposed scan with its geometry (`DecomposedScan`, a `.dxdec` file beside
+    /// the capture), written when the scan completed: what the site's analysis works on.
+    public var decomposed: String?
 
     public enum CodingKeys: String, CodingKey {
-        case site, attempt, status, reason, capture, lines, warnings, motion, dose, exposure
+        case site, attempt, status, reason, capture, lines, warnings, motion, dose, exposure, decomposed
         case scanID = "scan_id", plannedLines = "planned_lines", startedAt = "started_at", endedAt = "ended_at", quickLook = "quick_look"
     }
 
@@ -215,6 +218,8 @@ public struct ExamWarning: Sendable, Codable, Equatable {
         case stall, jitter, overrun, underrun, heartbeat, budget, motion, missingLines = "missing_lines"
         /// The exam was aborted (the reason is the message).
         case aborted
+        /// Something derived could not be kept on disk (the capture, the truth, was).
+        case storage
     }
     public var kind: Kind
     public var message: String

@@ -361,11 +361,26 @@ public actor ExamSequencer {
         }
         if let analysis, attempt.status == .completed {
             observer?(.step(examID: examID, site: site, phase: "quick_look"))
-            switch await analysis.finish() {
-            case .success(let r):
+            switch await analysis.finishWithScan() {
+            case .success(let (r, decomposed)):
                 attempt.quickLook = QuickLook(bonePixels: r.bonePixels, boneAreaCm2: (r.boneAreaCm2 * 100).rounded() / 100,
                                               meanBoneBMD: r.meanBoneBMD.map { ($0 * 1000).rounded() / 1000 }, complete: r.complete,
                                               note: r.complete ? nil : "the live pipeline missed lines: dexa analyze on the capture gives the full result")
+                // The decomposed scan, beside its capture, for the site's analysis.
+                if let capture = attempt.capture {
+                    var scan = decomposed
+                    scan.provenance.capture = capture
+                    scan.provenance.scanID = attempt.scanID ?? scan.provenance.scanID
+                    scan.provenance.region = site.rawValue
+                    scan.provenance.armAngleDeg = Double(examProtocol.scan(site)?.armAngleX10 ?? 0) / 10
+                    let path = DecomposedScan.path(forCapture: capture)
+                    do {
+                        try scan.write(to: path)
+                        attempt.decomposed = path
+                    } catch {
+                        warnings.append(ExamWarning(kind: .storage, message: "the decomposed scan was not kept (\(error)); dexa analyze makes it from the capture"))
+                    }
+                }
             case .failure(let e):
                 attempt.quickLook = QuickLook(bonePixels: 0, boneAreaCm2: 0, meanBoneBMD: nil, complete: false, note: e.description)
             }
