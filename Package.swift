@@ -43,6 +43,8 @@ let package = Package(
         ]),
         // The real-time core: references, attenuation, calibration, decomposition. Pure values.
         .target(name: "DXDecomposition", dependencies: ["DXProtocol", "CZlib"]),
+        // Clinical interpretation: reference data, T and Z, WHO, ISCD rules, precision. Pure, cited.
+        .target(name: "DXClinical"),
         .target(name: "DXAcquisition", dependencies: [
             "DXProtocol", "DXTransport", "DXDevice", "DXDecomposition",
             .product(name: "Logging", package: "swift-log"),
@@ -96,6 +98,7 @@ let package = Package(
         ]),
 
         .testTarget(name: "DXProtocolTests", dependencies: ["DXProtocol"]),
+        .testTarget(name: "DXClinicalTests", dependencies: ["DXClinical"]),
         .testTarget(name: "DXDecompositionTests", dependencies: ["DXDecomposition", "DXSimulator"]),
         .testTarget(name: "DXDeviceTests", dependencies: ["DXDevice", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXSimulatorTests", dependencies: ["DXSimulator", "DXTestSupport"]),

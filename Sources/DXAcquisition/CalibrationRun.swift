@@ -58,8 +58,8 @@ public enum CalibrationRun {
         do {
             let calibration = try CaptureAnalysis.calibration(from: CaptureReader.scans(in: contents), phantom: phantom, geometry: geometry, source: capture)
             return (calibration, capture)
-        } catch let e as AnalysisError {
-            throw Failure.fit(e.description)
+        } catch {
+            throw Failure.fit(error.description)
         }
     }
 }
