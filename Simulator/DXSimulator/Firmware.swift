@@ -110,14 +110,17 @@ public actor DX1Firmware {
     private var link: (any DeviceSideLink)?
     public var scene: any Scene
 
-    // Device state (ICD §3).
-    private var state: DeviceState = .boot
-    private var interlocks: Interlocks = .allClosed
-    private var xrayOn = false
-    private var x: Int32 = 0, y: Int32 = 0, arm: Int16 = 0
-    private var fault: FaultCode = .none
-    private var configured: ScanConfiguration?
-    private var activeScan: ScanConfiguration?
+    // Device state (ICD §3, §4): the rules are the state machine's; this actor keeps the
+    // timers and the link, and carries out what the machine says.
+    private var machine: DX1StateMachine
+    private var state: DeviceState { machine.state }
+    private var interlocks: Interlocks { machine.interlocks }
+    private var xrayOn: Bool { machine.xrayOn }
+    private var x: Int32 { machine.position.xUm }
+    private var y: Int32 { machine.position.yUm }
+    private var arm: Int16 { machine.position.armX10 }
+    private var fault: FaultCode { machine.fault }
+    private var activeScan: ScanConfiguration? { machine.activeScan }
     private var generation = 0
     private var scanTask: Task<Void, Never>?
     private var motionTask: Task<Void, Never>?
@@ -176,6 +179,7 @@ public actor DX1Firmware {
                                  physics: configuration.physics)
         self.rng = SplitMix64(seed: configuration.seed &+ 77)
         self.shaper = LinkShaper(freedoms: configuration.freedoms)
+        self.machine = DX1StateMachine(info: configuration.info)
     }
 
     // MARK: - Power and link
@@ -187,9 +191,10 @@ public actor DX1Firmware {
     }
 
     private func reboot() {
-        for t in [scanTask, motionTask, watchdogTask, bootTask] { t?.cancel() }
-        scanTask = nil; motionTask = nil; watchdogTask = nil
-        setXray(false)
+        bootTask?.cancel()
+        apply(machine.reboot())
+        watchdogTask?.cancel()
+        watchdogTask = nil
         uptime = Stopwatch(clock)
         lastXrayOn = nil; lastXrayOff = nil; expiries = []; exposures = []
         shaper.reset()
@@ -198,10 +203,6 @@ public actor DX1Firmware {
         eventSeq = 0
         dataSeq = 0
         decoder = FrameDecoder()
-        configured = nil
-        activeScan = nil
-        state = .boot
-        fault = .none
         log.append(at: uptime.elapsed, "boot: \(configuration.info.model) \(configuration.info.serial) fw \(configuration.info.firmware)")
         let bootTime = configuration.bootTime
         bootTask = Task { [weak self, clock] in
@@ -218,14 +219,14 @@ public actor DX1Firmware {
             flushGathered()
             link?.disconnect(reason: "device re-enumerating after boot")
             plugged = false
-            state = interlocks == .allClosed ? .idle : .safe
+            _ = machine.booted(announce: false)
             Task { [weak self, clock] in
                 try? await clock.sleep(for: .milliseconds(100))
                 await self?.replugAfterReset()
             }
             return
         }
-        setState(interlocks == .allClosed ? .idle : .safe)
+        apply(machine.booted())
     }
 
     /// Bytes from the host on EP 0x01, as they arrive.
@@ -257,14 +258,69 @@ public actor DX1Firmware {
         }
         if command != .heartbeat { record("seq \(frame.seq) \(command.opcode)") }
         if configuration.freedoms.eventsAfterResponse { heldEvents = [] }
-        let (status, result) = execute(command)
-        if status != .ok { record("seq \(frame.seq) \(command.opcode) -> \(status)") }
-        respond(frame.seq, command.opcode.rawValue, status, result)
+        var decision = machine.handle(command)
+        if case .getStatus = command, configuration.freedoms.busyStatusWhileBusy, state == .moving || state == .scanning {
+            // A freedom of the link, not of the rules: BUSY every other GET_STATUS while busy.
+            busyStatusToggle.toggle()
+            if busyStatusToggle { decision = DX1StateMachine.Decision(.busy) }
+        }
+        apply(decision.effects)
+        let result = decision.status == .ok ? reply(decision.reply) : []
+        if decision.status != .ok { record("seq \(frame.seq) \(command.opcode) -> \(decision.status)") }
+        respond(frame.seq, command.opcode.rawValue, decision.status, result)
         if let held = heldEvents {
             heldEvents = nil
             for e in held { dispatchEvent(e.bytes, releasesData: e.releasesData) }
         }
-        if status == .ok { afterResponse(command) }
+        if decision.status == .ok { apply(decision.afterResponse) }
+    }
+
+    /// A command's result bytes.
+    private func reply(_ r: DX1StateMachine.Reply) -> [UInt8] {
+        switch r {
+        case .none: []
+        case .info: configuration.info.encoded
+        case .status: status.encoded
+        case .selfTest: selfTest().encoded
+        case .sensors: sensors.encoded
+        case let .log(offset, maxBytes): log.chunk(from: offset, max: Int(maxBytes)).encoded
+        }
+    }
+
+    /// Carries out what the state machine says, in order.
+    private func apply(_ effects: [DX1StateMachine.Effect]) {
+        for e in effects {
+            switch e {
+            case .event(let event): send(event)
+            case let .xray(on, scanID): xrayChanged(on, scanID: scanID)
+            case let .startMotion(target, seconds):
+                let gen = generation
+                motionTask = Task { [weak self, clock] in
+                    do { try await clock.sleep(for: .nanoseconds(Int64(seconds * 1e9))) } catch { return }
+                    await self?.finishMotion(target, generation: gen)
+                }
+            case .cancelMotion:
+                generation += 1
+                motionTask?.cancel()
+                motionTask = nil
+            case .startScan(let c):
+                generation += 1
+                let gen = generation
+                let start = uptime.elapsed
+                scanTask = Task { [weak self] in await self?.runScan(c, generation: gen, start: start) }
+            case .cancelScan:
+                generation += 1
+                scanTask?.cancel()
+                scanTask = nil
+            case .announceScanStarted(let id):
+                guard activeScan?.scanID == id else { continue }
+                send(.scanStarted(scanID: id, deviceTimeUs: deviceTimeUs(uptime.elapsed)))
+            case let .announceScanAborted(id, reason):
+                send(.scanAborted(scanID: id, reason: reason, linesSent: UInt32(clamping: max(0, dataSeqLinesSent))))
+            case .reset: performReset()
+            case .log(let line): log.append(at: uptime.elapsed, line)
+            }
+        }
     }
 
     private func record(_ line: String) {
@@ -272,122 +328,26 @@ public actor DX1Firmware {
         if commandLog.count > 200 { commandLog.removeFirst(commandLog.count - 200) }
     }
 
-    /// The status for a command that is not allowed in the current state.
-    private var refusal: CommandStatus {
-        switch state {
-        case .fault: .faultActive
-        case .safe: .interlockOpen
-        case .moving, .scanning, .boot: .busy
-        default: .badState
+    /// RESET, after its response: off the bus, a new boot, back after the absence.
+    private func performReset() {
+        var absence = configuration.resetAbsence
+        flushGathered()
+        link?.disconnect(reason: "device reset")
+        reboot()
+        plugged = false
+        if configuration.freedoms.reenumeratesAfterBoot {
+            // Back at once with the boot loader, which stays for a second.
+            absence = .milliseconds(50)
+            bootLoaderOnBus = true
+            bootTask?.cancel()
+            bootTask = Task { [weak self, clock] in
+                do { try await clock.sleep(for: .milliseconds(1000)) } catch { return }
+                await self?.finishBoot()
+            }
         }
-    }
-
-    private func execute(_ command: Command) -> (CommandStatus, [UInt8]) {
-        let info = configuration.info
-        switch command {
-        case .getInfo:
-            return (.ok, info.encoded)
-        case .getStatus:
-            if configuration.freedoms.busyStatusWhileBusy, state == .moving || state == .scanning {
-                busyStatusToggle.toggle()
-                if busyStatusToggle { return (.busy, []) }
-            }
-            return (.ok, status.encoded)
-        case .heartbeat:
-            return (.ok, [])
-        case .home:
-            guard state == .idle else { return (refusal, []) }
-            startMotion(to: (0, 0, 0))
-            return (.ok, [])
-        case let .move(tx, ty, ta):
-            guard state == .idle else { return (refusal, []) }
-            guard tx >= 0, Int64(tx) <= Int64(info.travelXUm), ty >= 0, Int64(ty) <= Int64(info.travelYUm),
-                  ICDMotion.armRangeX10.contains(ta) else { return (.badParams, []) }
-            startMotion(to: (tx, ty, ta))
-            return (.ok, [])
-        case let .configureScan(c):
-            guard state == .idle else { return (refusal, []) }
-            if let why = c.violation(for: info) {
-                log.append(at: uptime.elapsed, "CONFIGURE_SCAN refused: \(why)")
-                return (.badParams, [])
-            }
-            configured = c
-            setState(.ready)
-            return (.ok, [])
-        case let .startScan(id):
-            if state == .safe || interlocks != .allClosed { return (.interlockOpen, []) }
-            guard state == .ready, let c = configured else { return (refusal, []) }
-            guard c.scanID == id else { return (.badParams, []) }
-            beginScan(c)
-            return (.ok, [])
-        case let .abortScan(id):
-            guard state == .ready || state == .scanning else { return (refusal, []) }
-            let current = activeScan?.scanID ?? configured?.scanID
-            guard current == id else { return (.badParams, []) }
-            if state == .ready {
-                configured = nil
-                setState(.idle)
-            } else {
-                endScan(aborted: .host)
-            }
-            return (.ok, [])
-        case .xrayOff:
-            if state == .scanning { endScan(aborted: .xrayOff) } else { setXray(false) }
-            return (.ok, [])
-        case .selfTest:
-            guard state == .idle else { return (refusal, []) }
-            return (.ok, selfTest().encoded)
-        case .readSensors:
-            return (.ok, sensors.encoded)
-        case let .getLog(offset, maxBytes):
-            return (.ok, log.chunk(from: offset, max: Int(maxBytes)).encoded)
-        case let .setTime(t):
-            log.append(at: uptime.elapsed, "time set to \(t) µs since 1970")
-            return (.ok, [])
-        case .reset:
-            guard [.idle, .fault, .safe].contains(state) else { return (refusal, []) }
-            return (.ok, [])
-        case .clearFault:
-            guard state == .fault else { return (refusal, []) }
-            return (.ok, [])
-        }
-    }
-
-    /// Work that follows the response on the wire (events after OK, ICD §3).
-    private func afterResponse(_ command: Command) {
-        switch command {
-        case .reset:
-            log.append(at: uptime.elapsed, "RESET requested by host")
-            var absence = configuration.resetAbsence
-            flushGathered()
-            link?.disconnect(reason: "device reset")
-            reboot()
-            plugged = false
-            if configuration.freedoms.reenumeratesAfterBoot {
-                // Back at once with the boot loader, which stays for a second.
-                absence = .milliseconds(50)
-                bootLoaderOnBus = true
-                bootTask?.cancel()
-                bootTask = Task { [weak self, clock] in
-                    do { try await clock.sleep(for: .milliseconds(1000)) } catch { return }
-                    await self?.finishBoot()
-                }
-            }
-            Task { [weak self, clock] in
-                try? await clock.sleep(for: absence)
-                await self?.replugAfterReset()
-            }
-        case .clearFault:
-            let code = fault
-            fault = .none
-            log.append(at: uptime.elapsed, "fault \(code.rawValue) cleared")
-            send(.faultCleared(code: code))
-            setState(interlocks == .allClosed ? .idle : .safe)
-        case .startScan:
-            guard let c = activeScan else { return }
-            send(.scanStarted(scanID: c.scanID, deviceTimeUs: deviceTimeUs(uptime.elapsed)))
-        default:
-            break
+        Task { [weak self, clock] in
+            try? await clock.sleep(for: absence)
+            await self?.replugAfterReset()
         }
     }
 
@@ -433,38 +393,12 @@ public actor DX1Firmware {
 
     // MARK: - Motion (ICD §3: 50 mm/s per axis, 90° in 5 s)
 
-    private func startMotion(to target: (Int32, Int32, Int16)) {
-        let dx = abs(Double(target.0) - Double(x)) / ICDMotion.axisSpeedUmPerSecond
-        let dy = abs(Double(target.1) - Double(y)) / ICDMotion.axisSpeedUmPerSecond
-        let da = abs(Double(target.2) - Double(arm)) / ICDMotion.armSpeedTenthsPerSecond
-        let seconds = max(dx, dy, da, 0.001)
-        setState(.moving)
-        let gen = generation
-        motionTask = Task { [weak self, clock] in
-            do { try await clock.sleep(for: .nanoseconds(Int64(seconds * 1e9))) } catch { return }
-            await self?.finishMotion(target, generation: gen)
-        }
-    }
-
-    private func finishMotion(_ target: (Int32, Int32, Int16), generation gen: Int) {
-        guard state == .moving, gen == generation else { return }
-        (x, y, arm) = target
-        send(.motionDone(xUm: x, yUm: y, armAngle: arm))
-        setState(.idle)
+    private func finishMotion(_ target: DX1StateMachine.Position, generation gen: Int) {
+        guard gen == generation else { return }
+        apply(machine.motionFinished(at: target))
     }
 
     // MARK: - Scans
-
-    private func beginScan(_ c: ScanConfiguration) {
-        configured = nil
-        activeScan = c
-        generation += 1
-        setState(.scanning)
-        if c.mode != .dark { setXray(true) }
-        let gen = generation
-        let start = uptime.elapsed
-        scanTask = Task { [weak self] in await self?.runScan(c, generation: gen, start: start) }
-    }
 
     private func runScan(_ c: ScanConfiguration, generation gen: Int, start: Duration) async {
         let period = Duration.microseconds(Int64(c.linePeriodUs))
@@ -500,8 +434,7 @@ public actor DX1Firmware {
             }
             detector = readout
             guard gen == generation, state == .scanning, activeScan?.scanID == c.scanID else { return }
-            y = lines.last?.yUm ?? y
-            x = c.xUm
+            machine.carriage(xUm: c.xUm, yUm: lines.last?.yUm ?? y)
             sendData(DataFrame(scanID: c.scanID, firstLine: UInt32(line), channels: configuration.info.channels, lines: lines),
                      lastOfScan: line + k == total)
             if xrayOn { exposure += linePeriod * k; tubeTemp = min(tubeTemp + 0.02 * Double(k), 650) }
@@ -511,11 +444,7 @@ public actor DX1Firmware {
         guard gen == generation, state == .scanning else { return }
         let exposureMs = c.mode == .dark ? 0 : UInt32(clamping: Int64(exposure.milliseconds.rounded()))
         let dap = dapX1000(currentUA: c.tubeCurrentUA, exposureMs: exposureMs)
-        setXray(false)
-        activeScan = nil
-        log.append(at: uptime.elapsed, "scan \(c.scanID) complete: \(total) lines, \(exposureMs) ms")
-        send(.scanComplete(scanID: c.scanID, lines: UInt32(total), exposureMs: exposureMs, dapX1000: dap))
-        setState(.idle)
+        apply(machine.scanFinished(lines: UInt32(total), exposureMs: exposureMs, dapX1000: dap))
     }
 
     struct LineBatch: Sendable {
@@ -555,26 +484,11 @@ public actor DX1Firmware {
         return UInt32(clamping: Int64((mGyCm2 * 1000).rounded()))
     }
 
-    /// Ends the running scan early: X-rays off at once, then the events.
-    private func endScan(aborted reason: AbortReason, next: DeviceState = .idle) {
-        guard let c = activeScan else { setXray(false); return }
-        setXray(false)
-        generation += 1
-        scanTask?.cancel()
-        scanTask = nil
-        activeScan = nil
-        let linesSent = UInt32(clamping: max(0, Int(dataSeqLinesSent)))
-        log.append(at: uptime.elapsed, "scan \(c.scanID) aborted: \(reason)")
-        send(.scanAborted(scanID: c.scanID, reason: reason, linesSent: linesSent))
-        setState(next)
-    }
-
     /// Lines sent in the current scan (tracked as data frames go out).
     private var dataSeqLinesSent: Int = 0
 
-    private func setXray(_ on: Bool) {
-        guard on != xrayOn else { return }
-        xrayOn = on
+    /// The firmware's records of an X-ray change the state machine made.
+    private func xrayChanged(_ on: Bool, scanID: UInt32?) {
         let now = uptime.elapsed
         if on {
             lastXrayOn = now
@@ -585,7 +499,7 @@ public actor DX1Firmware {
         } else {
             lastXrayOff = now
             exposureGap = max(exposureGap, now - lastHostFrame)
-            exposures.append(.init(scanID: activeScan?.scanID ?? 0, xrayOnMs: (lastXrayOn ?? now).milliseconds,
+            exposures.append(.init(scanID: scanID ?? 0, xrayOnMs: (lastXrayOn ?? now).milliseconds,
                                    xrayOffMs: now.milliseconds, longestHostGapMs: exposureGap.milliseconds))
             if exposures.count > 200 { exposures.removeFirst() }
             watchdogTask?.cancel()
@@ -614,26 +528,15 @@ public actor DX1Firmware {
                     }
                 }
                 let last = lastHostFrame
-                let first = configuration.freedoms.watchdogEventFirst
-                setXray(false)
-                if first { send(.watchdogExpired) }
-                if state == .scanning { endScan(aborted: .watchdog) }
+                apply(machine.watchdogExpired(eventFirst: configuration.freedoms.watchdogEventFirst))
                 expiries.append(.init(lastHostFrameMs: last.milliseconds, xrayOffMs: (lastXrayOff ?? uptime.elapsed).milliseconds))
                 log.append(at: uptime.elapsed, "WATCHDOG expired: last host frame \(Int(last.milliseconds)) ms")
-                if !first { send(.watchdogExpired) }
                 return
             }
         }
     }
 
     // MARK: - Output
-
-    private func setState(_ new: DeviceState) {
-        guard new != state else { return }
-        let old = state
-        state = new
-        send(.stateChanged(old: old, new: new))
-    }
 
     private nonisolated func deviceTimeUs(_ t: Duration) -> UInt64 { t.microseconds }
 
@@ -751,39 +654,11 @@ public actor DX1Firmware {
         log.append(at: uptime.elapsed, "injected: \(f)")
         switch f {
         case let .interlock(which, closed):
-            let before = interlocks
-            if closed { interlocks.insert(which) } else { interlocks.remove(which) }
-            guard interlocks != before else { return }
-            if !closed {
-                // Hardware path: X-rays off first, then tell the host.
-                setXray(false)
-                send(.interlocksChanged(interlocks))
-                if state == .scanning { endScan(aborted: .interlock, next: .safe) }
-                else if state == .moving {
-                    generation += 1
-                    motionTask?.cancel()
-                    setState(.safe)
-                } else if [.idle, .ready].contains(state) {
-                    configured = nil
-                    setState(.safe)
-                }
-            } else {
-                send(.interlocksChanged(interlocks))
-                if state == .safe && interlocks == .allClosed { setState(.idle) }
-            }
+            apply(machine.interlock(which, closed: closed))
         case let .trip(code, message):
             // X-rays off first, then say why, then end the scan: the host learns the cause
             // before the abort it explains.
-            setXray(false)
-            fault = code
-            send(.fault(code: code, message: message))
-            if state == .scanning { endScan(aborted: .fault, next: .fault) }
-            else {
-                generation += 1
-                motionTask?.cancel()
-                configured = nil
-            }
-            setState(.fault)
+            apply(machine.trip(code, message: message))
         case let .stallData(d):
             stallUntil = uptime.elapsed + d
         case let .dropDataFrames(n):
