@@ -97,13 +97,17 @@ let package = Package(
             "DXProtocol", "DXTransport", "DXControl", "DXSimulator",
         ]),
 
+        // One test target per module, named after it; IntegrationTests start the real
+        // daemon, CLI and simulator processes against each other.
         .testTarget(name: "DXProtocolTests", dependencies: ["DXProtocol"]),
         .testTarget(name: "DXClinicalTests", dependencies: ["DXClinical"]),
         .testTarget(name: "DXDecompositionTests", dependencies: ["DXDecomposition", "DXSimulator"]),
         .testTarget(name: "DXDeviceTests", dependencies: ["DXDevice", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXSimulatorTests", dependencies: ["DXSimulator", "DXTestSupport"]),
-        .testTarget(name: "DXAcquisitionTests", dependencies: ["DXAcquisition", "DXStore", "DXDevice", "DXSimulator", "DXTestSupport"]),
-        .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXDaemon", "DXDecomposition", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
+        .testTarget(name: "DXAcquisitionTests", dependencies: ["DXAcquisition", "DXTestSupport"]),
+        .testTarget(name: "DXStoreTests", dependencies: ["DXStore", "DXAcquisition", "DXTestSupport"]),
+        .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXAcquisition"]),
+        .testTarget(name: "DXDaemonTests", dependencies: ["DXDaemon", "DXControl", "DXDecomposition", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["DXControl", "DXProtocol", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
