@@ -94,7 +94,8 @@ let package = Package(
         ], path: "Simulator/dexa-sim"),
 
         .target(name: "DXTestSupport", dependencies: [
-            "DXProtocol", "DXTransport", "DXControl", "DXSimulator",
+            "DXProtocol", "DXTransport", "DXControl", "DXSimulator", "DXDaemon",
+            .product(name: "Logging", package: "swift-log"),
         ]),
 
         // One test target per module, named after it; IntegrationTests start the real

@@ -177,24 +177,6 @@ public final class DaemonProcess: Sendable {
         guard child.isRunning else { throw TestTimeout("dexad exited: \(child.log)") }
     }
 
-    /// Waits until the daemon has connected to its device and the device is IDLE.
-    public func waitForDevice(seconds: Double = 10) async throws {
-        try await eventually("dexad connected to an IDLE device", seconds: seconds) {
-            (try? await self.call("device.status"))?["state"]?.stringValue == "IDLE"
-        }
-    }
-
-    public func call(_ method: String, _ params: JSONValue? = nil) async throws -> JSONValue {
-        try await ControlConnection.with(socketPath: socketPath) { try await $0.call(method, params) }
-    }
-
-    /// A typed call: `try await daemon.call(.examGet, ExamIDParams(examID: 1))` is an `ExamRecord`.
-    public func call<P, R>(_ rpc: RPC<P, R>, _ params: P) async throws -> R {
-        try await ControlConnection.with(socketPath: socketPath) { try await $0.call(rpc, params) }
-    }
-
-    public func call<R>(_ rpc: RPC<NoParams, R>) async throws -> R { try await call(rpc, NoParams()) }
-
     /// The audit log's entries.
     public var auditEntries: [JSONValue] {
         let text = (try? String(contentsOfFile: auditLogPath, encoding: .utf8)) ?? ""

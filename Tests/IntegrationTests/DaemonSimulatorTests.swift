@@ -172,4 +172,24 @@ struct DaemonSimulatorTests {
         #expect(missing.err.split(separator: "\n").count == 1)
         #expect(missing.err.contains("cannot reach dexad"))
     }
+
+    /// One harness, two ways: the same test against the daemon in this process and as the
+    /// real `dexad` process.
+    @Test(arguments: ["in-process", "process"])
+    func theSameTestRunsInProcessOrAgainstTheProcess(_ kind: String) async throws {
+        let dir = TemporaryDirectory()
+        let daemon: any DaemonHarness = kind == "process"
+            ? try await DaemonProcess(in: dir, device: "simulator", timeScale: 20)
+            : try await InProcessDaemon(in: dir, timeScale: 20)
+        try await daemon.waitForDevice()
+        let scan = try await daemon.call(.scanRun, ScanRunParams(lines: 40))
+        #expect(scan.result == "completed" && scan.lines == 40 && scan.xrayOff)
+        let metrics = try await daemon.call(.serviceMetrics, MetricsParams()).metrics
+        #expect(metrics.scansCompleted == 1 && metrics.exposureMs == UInt64(scan.exposureMs))
+        if let inProcess = daemon as? InProcessDaemon {
+            await inProcess.stop()
+            let answered = (try? await inProcess.call(.deviceStatus)) != nil
+            #expect(!answered, "the stopped daemon still answers")
+        }
+    }
 }
