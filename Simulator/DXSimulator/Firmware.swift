@@ -374,13 +374,14 @@ public actor DX1Firmware {
     }
 
     private func selfTest() -> SelfTestReport {
-        let checks: [(UInt8, Int32)] = [
-            (1, 1000), (2, Int32(tubeTemp)), (3, Int32(detector.meanDark)), (4, Int32(x)), (5, Int32(y)),
-            (6, Int32(arm)), (7, Int32(interlocks.rawValue)), (8, 0), (9, 0),
+        let checks: [(SelfTestComponent, Int32)] = [
+            (.generator, 1000), (.tube, Int32(tubeTemp)), (.detector, Int32(detector.meanDark)), (.xDrive, Int32(x)), (.yDrive, Int32(y)),
+            (.armRotation, Int32(arm)), (.interlockChain, Int32(interlocks.rawValue)), (.memory, 0), (.clock, 0),
         ]
-        let items = checks.map { (c, v) -> SelfTestItem in
-            let comp = SelfTestComponent(rawValue: c)
-            if failedSelfTest.contains(comp) { return SelfTestItem(component: comp, result: .fail, value: v, code: 0x100 + UInt16(c)) }
+        let items = checks.map { (comp, v) -> SelfTestItem in
+            // A failed item's code is 0x100 plus the component (the simulator's choice: the
+            // ICD leaves failure codes to the firmware; docs/ICD-NOTES.md).
+            if failedSelfTest.contains(comp) { return SelfTestItem(component: comp, result: .fail, value: v, code: 0x100 + UInt16(comp.rawValue)) }
             if comp == .interlockChain && interlocks != .allClosed {
                 // The code names the open interlocks, one bit each (ICD §4's interlock bits).
                 return SelfTestItem(component: comp, result: .warn, value: v, code: Interlocks.allClosed.subtracting(interlocks).rawValue)

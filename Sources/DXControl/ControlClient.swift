@@ -39,7 +39,9 @@ public final class ControlConnection: Sendable {
             Task {
                 guard await router.register(id, c) else { return }
                 do { try await outbound.write(ByteBuffer(bytes: request.encoded())) } catch {
-                    await router.resolve(id, .failure(ControlClientError.connectionClosed))
+                    // The daemon may have closed the connection with a reason still on its way
+                    // (a refused connection): the read side's end says which.
+                    await router.writeFailed(id)
                 }
             }
         }
@@ -94,6 +96,19 @@ public final class ControlConnection: Sendable {
             return true
         }
         func resolve(_ id: Int, _ r: Result<JSONValue, any Error>) { waiting.removeValue(forKey: id)?.resume(with: r) }
+        /// A request that could not be written: it fails when the connection's end is known
+        /// (with the daemon's reason if it sent one), or after a second if that never comes.
+        func writeFailed(_ id: Int) {
+            if isClosed {
+                resolve(id, .failure(connectionError ?? ControlClientError.connectionClosed))
+                return
+            }
+            Task {
+                try? await Task.sleep(for: .seconds(1))
+                self.resolve(id, .failure(self.connectionError ?? ControlClientError.connectionClosed))
+            }
+        }
+
         func failAll(_ error: RPCError) {
             connectionError = error
             for (_, c) in waiting { c.resume(throwing: error) }

@@ -170,7 +170,15 @@ public struct SelfTestComponent: RawRepresentable, Sendable, Hashable, Codable, 
     ]
     public var description: String { SelfTestComponent.names[rawValue] ?? "component \(rawValue)" }
 
+    public static let generator = SelfTestComponent(rawValue: 1)
+    public static let tube = SelfTestComponent(rawValue: 2)
+    public static let detector = SelfTestComponent(rawValue: 3)
+    public static let xDrive = SelfTestComponent(rawValue: 4)
+    public static let yDrive = SelfTestComponent(rawValue: 5)
+    public static let armRotation = SelfTestComponent(rawValue: 6)
     public static let interlockChain = SelfTestComponent(rawValue: 7)
+    public static let memory = SelfTestComponent(rawValue: 8)
+    public static let clock = SelfTestComponent(rawValue: 9)
 }
 
 /// Line flags, ICD §6.

@@ -164,6 +164,14 @@ struct ExamTests {
         #expect(exposures.count == 12, "\(exposures.count) exposures")
         let simulatedMs = exposures.reduce(0.0) { $0 + (($1["xrayOffMs"]?.numberValue ?? 0) - ($1["xrayOnMs"]?.numberValue ?? 0)) }
         #expect(simulatedMs >= examExposure * 0.999, "X-rays on \(simulatedMs) ms in the simulator, \(examExposure) ms counted")
+        // The same in Prometheus text format.
+        let text = try #require(try await daemon.call(.serviceMetrics, MetricsParams(format: .prometheus)).text)
+        func sample(_ name: String) -> Double? {
+            text.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+        #expect(sample("dexa_scans_total{result=\"completed\"}") == 20, "\(text)")
+        #expect(abs((sample("dexa_exposure_seconds_total") ?? 0) - examExposure / 1000) < 1e-6)
+        #expect(abs((sample("dexa_dap_mgy_cm2_total") ?? 0) - examDAP) < 1e-6)
         // The exam record carries the sum, as the metrics count it.
         #expect(shown["dose"]?["scans"]?.intValue == 20 && shown["dose"]?["exposure_ms"]?.numberValue == examExposure, "\(shown["dose"] ?? .null)")
         #expect(abs((shown["dose"]?["dap_mgy_cm2"]?.numberValue ?? 0) - metrics.dapMGyCm2) < 1e-6)
