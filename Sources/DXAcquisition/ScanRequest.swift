@@ -5,7 +5,7 @@ import DXProtocol
 /// dual energy, 200 lines from y = 500 mm in 1 mm steps at the device's fastest line period,
 /// 1000 µA, 16 lines per frame, the carriage at mid travel; the role `dark` for a dark scan,
 /// `air` when the scan starts in the air zone, `qc` otherwise.
-public struct ScanRequest: Sendable, Equatable {
+public struct ScanRequest: Sendable, Equatable, Codable {
     public var mode: String?
     public var xUm: Int32?
     public var yStartUm: Int32?
@@ -16,6 +16,13 @@ public struct ScanRequest: Sendable, Equatable {
     public var linesPerFrame: UInt16?
     public var role: String?
     public var region: String?
+
+    /// The request's names on the control socket (`scan.run`, docs/control-protocol.md).
+    public enum CodingKeys: String, CodingKey {
+        case mode, lines, role, region
+        case xUm = "x_um", yStartUm = "y_start_um", lineStepUm = "line_step_um", linePeriodUs = "line_period_us"
+        case tubeCurrentUA = "tube_current_ua", linesPerFrame = "lines_per_frame"
+    }
 
     public init(mode: String? = nil, xUm: Int32? = nil, yStartUm: Int32? = nil, lines: UInt32? = nil, lineStepUm: Int32? = nil,
                 linePeriodUs: UInt32? = nil, tubeCurrentUA: UInt32? = nil, linesPerFrame: UInt16? = nil, role: String? = nil,

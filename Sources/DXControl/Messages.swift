@@ -94,37 +94,43 @@ public struct MoveParams: Codable, Sendable, Equatable {
 
 // MARK: - scan.*
 
-/// `scan.run` parameters (docs/control-protocol.md). Every field is optional; the defaults
-/// (`ScanPlan.defaults`) make a 200-line dual-energy scan at the device's maximum line rate.
+/// `scan.run` parameters (docs/control-protocol.md): the scan request (`ScanRequest`, whose
+/// defaults make a 200-line dual-energy scan at the device's maximum line rate), flat on the
+/// wire beside the phantom and the references; its fields read as this type's own
+/// (`params.lines`).
+@dynamicMemberLookup
 public struct ScanRunParams: Sendable, Equatable, Codable {
-    public var mode: String?
-    public var xUm: Int32?
-    public var yStartUm: Int32?
-    public var lines: UInt32?
-    public var lineStepUm: Int32?
-    public var linePeriodUs: UInt32?
-    public var tubeCurrentUA: UInt32?
-    public var linesPerFrame: UInt16?
-    public var role: String?
-    public var region: String?
+    public var request: ScanRequest
     /// Path of the ICD §8 JSON of the phantom on the table (its ROIs go into the capture header).
     public var phantom: String?
     /// Take a dark and an air scan first, into the same capture (what `dexa analyze` needs).
     public var withReferences: Bool?
 
-    public enum CodingKeys: String, CodingKey {
-        case mode, lines, role, region, phantom
-        case withReferences = "with_references"
-        case xUm = "x_um", yStartUm = "y_start_um", lineStepUm = "line_step_um", linePeriodUs = "line_period_us"
-        case tubeCurrentUA = "tube_current_ua", linesPerFrame = "lines_per_frame"
-    }
+    public enum CodingKeys: String, CodingKey { case phantom, withReferences = "with_references" }
+
+    public subscript<T>(dynamicMember field: KeyPath<ScanRequest, T>) -> T { request[keyPath: field] }
 
     public init(mode: String? = nil, xUm: Int32? = nil, yStartUm: Int32? = nil, lines: UInt32? = nil, lineStepUm: Int32? = nil,
                 linePeriodUs: UInt32? = nil, tubeCurrentUA: UInt32? = nil, linesPerFrame: UInt16? = nil, role: String? = nil,
                 region: String? = nil, phantom: String? = nil, withReferences: Bool? = nil) {
-        self.mode = mode; self.xUm = xUm; self.yStartUm = yStartUm; self.lines = lines; self.lineStepUm = lineStepUm
-        self.linePeriodUs = linePeriodUs; self.tubeCurrentUA = tubeCurrentUA; self.linesPerFrame = linesPerFrame
-        self.role = role; self.region = region; self.phantom = phantom; self.withReferences = withReferences
+        request = ScanRequest(mode: mode, xUm: xUm, yStartUm: yStartUm, lines: lines, lineStepUm: lineStepUm, linePeriodUs: linePeriodUs,
+                              tubeCurrentUA: tubeCurrentUA, linesPerFrame: linesPerFrame, role: role, region: region)
+        self.phantom = phantom
+        self.withReferences = withReferences
+    }
+
+    public init(from decoder: any Decoder) throws {
+        request = try ScanRequest(from: decoder)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        phantom = try c.decodeIfPresent(String.self, forKey: .phantom)
+        withReferences = try c.decodeIfPresent(Bool.self, forKey: .withReferences)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        try request.encode(to: encoder)
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encodeIfPresent(phantom, forKey: .phantom)
+        try c.encodeIfPresent(withReferences, forKey: .withReferences)
     }
 }
 

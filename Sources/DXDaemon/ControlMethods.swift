@@ -164,10 +164,7 @@ private struct Methods: Sendable {
     private func scan(_ p: ScanRunParams, _ context: ControlContext) async throws -> ScanReport {
         guard let info = await session.info else { throw DeviceError.notConnected }
         let phantom = try p.phantom.map { try Self.loadPhantom($0) }
-        let request = ScanRequest(mode: p.mode, xUm: p.xUm, yStartUm: p.yStartUm, lines: p.lines, lineStepUm: p.lineStepUm,
-                                  linePeriodUs: p.linePeriodUs, tubeCurrentUA: p.tubeCurrentUA, linesPerFrame: p.linesPerFrame,
-                                  role: p.role, region: p.region)
-        let plan = try request.plan(for: info, phantom: phantom)
+        let plan = try p.request.plan(for: info, phantom: phantom)
         if let why = plan.configuration(id: 1).violation(for: info) { throw ScanError.rejected("scan parameters rejected: \(why)") }
         let progress: @Sendable (ScanProgress) -> Void = { context.notify(.scanProgress, ScanProgressNotice($0)) }
         var calibration: Calibration?
