@@ -31,6 +31,8 @@ let package = Package(
         ]),
         // The real USB path: libusb for transfers, libudev for discovery and hotplug. Nothing
         // but DXUSB imports these two.
+        // cairo draws the report (PDF and PNG); nothing imports it but DXReport.
+        .systemLibrary(name: "CCairo", pkgConfig: "cairo", providers: [.apt(["libcairo2-dev"])]),
         .systemLibrary(name: "CLibUSB", pkgConfig: "libusb-1.0", providers: [.apt(["libusb-1.0-0-dev"])]),
         .systemLibrary(name: "CLibUDev", pkgConfig: "libudev", providers: [.apt(["libudev-dev"])]),
         .target(name: "DXUSB", dependencies: [
@@ -45,13 +47,17 @@ let package = Package(
         .target(name: "DXDecomposition", dependencies: ["DXProtocol", "CZlib"]),
         // Clinical interpretation: reference data, T and Z, WHO, ISCD rules, precision. Pure, cited.
         .target(name: "DXClinical"),
+        // Spine and hip analysis over decomposed scans: ROIs, labels, findings. Pure.
+        .target(name: "DXAnalysis", dependencies: ["DXDecomposition", "DXClinical"]),
+        // The report page, drawn with cairo from an exam's results and its decomposed scans.
+        .target(name: "DXReport", dependencies: ["CCairo", "DXAcquisition", "DXAnalysis", "DXClinical", "DXDecomposition"]),
         .target(name: "DXAcquisition", dependencies: [
-            "DXProtocol", "DXTransport", "DXDevice", "DXDecomposition",
+            "DXProtocol", "DXTransport", "DXDevice", "DXDecomposition", "DXAnalysis",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The exam store: SQLite through GRDB, in the daemon's state directory.
         .target(name: "DXStore", dependencies: [
-            "DXProtocol", "DXAcquisition",
+            "DXProtocol", "DXAcquisition", "DXAnalysis",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         // Control path: socket -> sequencer -> device.
@@ -69,7 +75,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .target(name: "DXCommandLine", dependencies: [
-            "DXProtocol", "DXControl", "DXUSB", "DXDecomposition", "DXAcquisition",
+            "DXProtocol", "DXControl", "DXUSB", "DXDecomposition", "DXAcquisition", "DXAnalysis", "DXClinical", "DXReport",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dexad", dependencies: [
@@ -94,7 +100,7 @@ let package = Package(
         ], path: "Simulator/dexa-sim"),
 
         .target(name: "DXTestSupport", dependencies: [
-            "DXProtocol", "DXTransport", "DXControl", "DXSimulator", "DXDaemon",
+            "DXProtocol", "DXTransport", "DXControl", "DXSimulator", "DXDaemon", "DXDecomposition",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -102,14 +108,16 @@ let package = Package(
         // daemon, CLI and simulator processes against each other.
         .testTarget(name: "DXProtocolTests", dependencies: ["DXProtocol"]),
         .testTarget(name: "DXClinicalTests", dependencies: ["DXClinical"]),
+        .testTarget(name: "DXReportTests", dependencies: ["DXReport", "DXAcquisition", "DXAnalysis", "DXClinical", "DXDecomposition", "DXSimulator", "DXTestSupport"]),
+        .testTarget(name: "DXAnalysisTests", dependencies: ["DXAnalysis", "DXDecomposition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXDecompositionTests", dependencies: ["DXDecomposition", "DXSimulator"]),
         .testTarget(name: "DXDeviceTests", dependencies: ["DXDevice", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXSimulatorTests", dependencies: ["DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXAcquisitionTests", dependencies: ["DXAcquisition", "DXTestSupport"]),
-        .testTarget(name: "DXStoreTests", dependencies: ["DXStore", "DXAcquisition", "DXTestSupport"]),
+        .testTarget(name: "DXStoreTests", dependencies: ["DXStore", "DXAcquisition", "DXAnalysis", "DXTestSupport"]),
         .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXAcquisition"]),
         .testTarget(name: "DXDaemonTests", dependencies: ["DXDaemon", "DXControl", "DXDecomposition", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
-        .testTarget(name: "IntegrationTests", dependencies: ["DXControl", "DXProtocol", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["DXControl", "DXProtocol", "DXAcquisition", "DXAnalysis", "DXSimulator", "DXTestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -83,6 +83,10 @@ public struct Detector: Sendable {
 
     public var meanDark: Double { darkOffset.reduce(0, +) / Double(max(channels, 1)) }
 
+    /// Restarts the photon noise from `seed`, keeping the channels' offsets and gains (the same
+    /// detector, another exposure): a scan's noise then does not depend on what was scanned before.
+    public mutating func reseedNoise(_ seed: UInt64) { rng = SplitMix64(seed: seed) }
+
     /// Lateral position of channel c for a carriage at x (ICD §6 geometry).
     public func channelX(_ c: Int, carriageX: Int32) -> Int32 {
         let offset = (Double(c) - Double(channels - 1) / 2) * Double(pitchUm)

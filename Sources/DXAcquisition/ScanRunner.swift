@@ -18,6 +18,8 @@ public struct ScanPlan: Sendable, Equatable {
     public var role: CaptureScan.Role
     public var region: CaptureScan.Region?
     public var phantom: Phantom?
+    /// For a patient scan: written into its capture's header (sex and birth date, for scores).
+    public var patient: CapturePatient?
 
     public init(mode: ScanMode, xUm: Int32, yStartUm: Int32, lineCount: UInt32, lineStepUm: Int32, linePeriodUs: UInt32,
                 tubeCurrentUA: UInt32, linesPerFrame: UInt16, role: CaptureScan.Role, region: CaptureScan.Region? = nil,
@@ -543,7 +545,7 @@ public actor ScanRunner {
             path = "\(dir)/\(stamp)-scan\(id)-\(plan.role.rawValue)-\(n).dxcap"
         }
         let header = CaptureHeader(device: info, scans: scans.map { CaptureScan(scanID: $0.0, role: $0.1.role, region: $0.1.region) },
-                                   phantom: phantom)
+                                   phantom: phantom, patient: scans.compactMap(\.1.patient).last)
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
             let w = try CaptureWriter(path: path, header: header, clock: ContinuousClock())

@@ -1,5 +1,7 @@
 import ArgumentParser
 import DXAcquisition
+import DXAnalysis
+import DXClinical
 import DXControl
 import DXDecomposition
 import DXProtocol
@@ -43,6 +45,19 @@ struct Analyze: AsyncParsableCommand {
     @Option(help: "Also write the bone mineral image, with the ROIs drawn, to this PNG file.") var image: String?
     @Flag(help: "Analyse even with a calibration the acceptance rule refuses (the output says so).") var force = false
     @Option(help: "Also write the decomposed scan with its geometry (.dxdec, docs/analysis-data.md) to this file.") var decomposed: String?
+    @Option(help: "The patient's sex for the scores (female or male), over the capture's.") var sex: String?
+    @Option(help: "The patient's age in years at the scan, over the capture's birth date.") var age: Double?
+
+    /// Who was scanned: the options, else the capture header's sex and birth date on the day
+    /// the capture was made.
+    func patient(_ header: CaptureHeader) throws -> PatientContext? {
+        if let sex, Applicability.Sex(rawValue: sex) == nil { throw Offline.fail("analyze", "--sex: female or male, not \(sex)") }
+        if let age, !(age >= 0 && age <= 130) { throw Offline.fail("analyze", "--age: 0 to 130 years, not \(age)") }
+        let day = ISO8601DateFormatter().date(from: header.created) ?? Date()
+        let stored = header.patient.flatMap { PatientContext(sex: $0.sex, birthDate: $0.birthDate, on: day) }
+        guard let s = sex.flatMap(Applicability.Sex.init(rawValue:)) ?? stored?.sex, let a = age ?? stored?.ageYears else { return nil }
+        return PatientContext(sex: s, ageYears: a)
+    }
 
     func run() async throws {
         let result: CaptureAnalysis
@@ -63,12 +78,27 @@ struct Analyze: AsyncParsableCommand {
                 throw Offline.fail("analyze", "cannot write \(image): \(error)")
             }
         }
-        if output.json {
-            Output.json(AnalysisReport(result))
-            return
+        if result.role == .patient {
+            let patient = try patient(result.header)
+            let site = SiteAnalysis.analyze(result.decomposed, patient: patient)
+            if output.json {
+                Output.json(PatientScanReport(AnalysisReport(result), region: result.decomposed.provenance.region, site: site, patient: patient))
+                return
+            }
+            if result.forced { print(forcedNote) }
+            switch site {
+            case .success(let r): ResultsText.printSite(r)
+            case .failure(let why): print("no automatic analysis: \(why)")
+            }
+            if patient == nil { print("no T-scores: the patient's sex and age are not known (--sex, --age)") }
+        } else {
+            if output.json {
+                Output.json(AnalysisReport(result))
+                return
+            }
+            if result.forced { print(forcedNote) }
+            Offline.printROIs(result.rois)
         }
-        if result.forced { print(forcedNote) }
-        Offline.printROIs(result.rois)
         if result.bonePixels > 0 {
             print(String(format: "bone: %.2f cm², mean %.4f g/cm²", result.boneAreaCm2, result.meanBoneBMD))
         }

@@ -1,13 +1,14 @@
 import ArgumentParser
 import DXAcquisition
 import DXControl
+import DXReport
 import Foundation
 
 /// `dexa exam`: what the technologist does all day (docs/exam.md).
 struct ExamCommands: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "exam", abstract: "Patient exams: new, checklist, run, status, list, show (and skip, add, abort).",
-        subcommands: [New.self, Checklist.self, Run.self, Status.self, List.self, Show.self, Skip.self, Add.self, AbortExam.self])
+        commandName: "exam", abstract: "Patient exams: new, checklist, run, status, list, show, report (and skip, add, abort).",
+        subcommands: [New.self, Checklist.self, Run.self, Status.self, List.self, Show.self, Report.self, Skip.self, Add.self, AbortExam.self])
 
     struct New: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a patient's exam; prints its number.")
@@ -181,6 +182,39 @@ struct ExamCommands: AsyncParsableCommand {
             ExamText.printChecklist(r.checklist)
             for a in r.attempts { ExamText.printAttempt(a) }
             for w in r.warnings { print("  ! \(w.message)") }
+        }
+    }
+
+    struct Report: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "The exam's clinical results: each site's regions with BMD, T- and Z-scores, exclusions, findings, the diagnosis and the dose.")
+        @OptionGroup var options: ConnectionOptions
+        @Argument(help: "The exam number.") var exam: Int64
+        @Option(help: "Also write the report page (A4) as PDF to this file.") var pdf: String?
+        @Option(help: "Also write the report page as PNG (150 dpi) to this file.") var png: String?
+
+        func run() async throws {
+            let r = try await options.call(.examResults, ExamIDParams(examID: exam))
+            if pdf != nil || png != nil {
+                // The images come from the sites' decomposed scans, beside their captures in
+                // the daemon's state directory (readable by the dexa group).
+                let scans = ReportWriter.scans(for: r)
+                let missing = r.sites.filter { $0.result != nil && scans[$0.site] == nil }.map(\.title)
+                if !missing.isEmpty {
+                    FileHandle.standardError.write(Data("dexa exam report: no image for \(missing.joined(separator: ", ")) (its decomposed scan cannot be read here)\n".utf8))
+                }
+                do {
+                    if let pdf { try ReportWriter.pdf(r, scans: scans, to: pdf) }
+                    if let png { try ReportWriter.png(r, scans: scans, to: png) }
+                } catch {
+                    FileHandle.standardError.write(Data("dexa exam report: \(error.description)\n".utf8))
+                    throw ExitCode(ExitStatus.failure.rawValue)
+                }
+            }
+            if options.json { Output.json(r); return }
+            ResultsText.printResults(r)
+            if let pdf { print("report: \(pdf)") }
+            if let png { print("report image: \(png)") }
         }
     }
 

@@ -28,6 +28,7 @@ public enum ControlMethod: String, CaseIterable, Sendable {
     case examAbort = "exam.abort"
     case examGet = "exam.get"
     case examList = "exam.list"
+    case examResults = "exam.results"
 
     /// The least role that may call it (docs/console.md): technologists run exams, position,
     /// read status and abort; raw scans and everything `service.*` need the service group.
@@ -37,7 +38,8 @@ public enum ControlMethod: String, CaseIterable, Sendable {
         case .scanRun, .serviceSelftest, .serviceSensors, .serviceLog, .serviceReport, .serviceMetrics, .serviceReset, .serviceCalibrate:
             .service
         case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .scanAbort, .eventsSubscribe,
-             .examCreate, .examChecklist, .examStart, .examNext, .examRepeat, .examSkip, .examAdd, .examAbort, .examGet, .examList:
+             .examCreate, .examChecklist, .examStart, .examNext, .examRepeat, .examSkip, .examAdd, .examAbort, .examGet, .examList,
+             .examResults:
             .technologist
         }
     }
@@ -49,7 +51,8 @@ public enum ControlMethod: String, CaseIterable, Sendable {
         switch self {
         case .scanRun, .scanAbort, .serviceCalibrate, .examStart, .examNext, .examRepeat, .examAbort: true
         case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .eventsSubscribe, .serviceSelftest, .serviceSensors, .serviceLog,
-             .serviceReport, .serviceMetrics, .serviceReset, .examCreate, .examChecklist, .examSkip, .examAdd, .examGet, .examList:
+             .serviceReport, .serviceMetrics, .serviceReset, .examCreate, .examChecklist, .examSkip, .examAdd, .examGet, .examList,
+             .examResults:
             false
         }
     }
@@ -88,6 +91,7 @@ extension RPC where Params == ExamAddParams, Result == ExamRecord { public stati
 extension RPC where Params == ExamAbortParams, Result == ExamRecord { public static var examAbort: Self { .init(.examAbort) } }
 extension RPC where Params == ExamIDParams, Result == ExamRecord { public static var examGet: Self { .init(.examGet) } }
 extension RPC where Params == ExamListParams, Result == ExamListResult { public static var examList: Self { .init(.examList) } }
+extension RPC where Params == ExamIDParams, Result == ExamResults { public static var examResults: Self { .init(.examResults) } }
 
 /// The notifications the daemon sends, each with its one type.
 public enum ControlNotification: String, CaseIterable, Sendable {

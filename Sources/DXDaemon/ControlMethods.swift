@@ -145,6 +145,7 @@ private struct Methods: Sendable {
         t.on(.examAdd) { p, _ in try await exams.add(examID: p.examID, site: p.site) }
         t.on(.examAbort) { p, context in try await exams.abort(examID: p.examID, reason: p.reason ?? "aborted by \(Self.user(context))") }
         t.on(.examGet) { p, _ in try await exams.get(p.examID) }
+        t.on(.examResults) { p, _ in ExamResults(try await exams.get(p.examID)) }
         t.on(.examList) { p, _ in
             let limit = p.limit ?? 20
             guard (1...500).contains(limit) else { throw RPCError.invalidParams("'limit': 1 to 500, not \(limit)") }

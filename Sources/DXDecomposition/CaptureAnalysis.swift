@@ -84,6 +84,9 @@ public struct CaptureAnalysis: Sendable {
     public var forced: Bool
     /// The measured scan decomposed, with its geometry: the same value an exam stores.
     public var decomposed: DecomposedScan
+    /// The measured capture's header (its patient, when a patient scan) and the scan's role.
+    public var header: CaptureHeader
+    public var role: CaptureScan.Role
 
     /// `image`: also keep the bone mineral image (for `dexa analyze --image`). `force`: analyse
     /// with a calibration the acceptance rule refuses (the result says so).
@@ -126,7 +129,7 @@ public struct CaptureAnalysis: Sendable {
         return CaptureAnalysis(calibration: calibration, rois: work.roiResults, lines: measured.lines.count,
                                motion: work.motion, bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2, meanBoneBMD: work.meanBoneBMD,
                                image: picture, roiDefinitions: header.phantom?.rois ?? [], ledger: work.ledger,
-                               verdict: verdict, forced: !verdict.accepted, decomposed: decomposed)
+                               verdict: verdict, forced: !verdict.accepted, decomposed: decomposed, header: header, role: measured.scan.role)
     }
 
     /// The calibration from a capture's dark, air and calibration scans: the one code path

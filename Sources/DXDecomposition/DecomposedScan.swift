@@ -56,6 +56,9 @@ public struct DecomposedScan: Sendable {
         public static let unmeasured = Marks(rawValue: 1 << 1)
         /// Measured from fewer than 25 photons above dark (`PixelFlags.photonStarved`).
         public static let lowCount = Marks(rawValue: 1 << 2)
+        /// Unmeasured because a window saturated (too many photons: thin tissue or air), not
+        /// for want of photons (metal). Files written before this mark existed lack it.
+        public static let saturated = Marks(rawValue: 1 << 3)
     }
 
     /// Where it came from, so that a result computed from it can say so.
@@ -116,6 +119,7 @@ public struct DecomposedScan: Sendable {
             if d.isBone[c] { m.insert(.bone) }
             if !d.flags[c].isDisjoint(with: .unmeasured) { m.insert(.unmeasured) }
             if d.flags[c].contains(.photonStarved) { m.insert(.lowCount) }
+            if d.flags[c].contains(.saturated) { m.insert(.saturated) }
             marks[base + c] = m
         }
     }

@@ -27,7 +27,8 @@ public struct MotionEvent: Sendable, Equatable, Codable {
 /// by line: the same code runs live and in `dexa analyze`.
 ///
 /// Measured on the simulator's patient (AP spine, 1 mm lines): a 2 mm movement at a random
-/// line found within 5 lines in 98 of 100 scans, no alarm in 100 still scans (tests).
+/// line found within 5 lines in 98 of 100 scans with block vertebrae, 82 of 100 on the
+/// anatomical spine (docs/exam.md); no alarm in 100 still scans (tests).
 public struct StillnessCheck: Sendable {
     /// The width of the profile's bins: about 1 mm, a whole number of detector channels
     /// (finer detectors are binned; a movement of a fraction of a bin is still read from the

@@ -60,13 +60,32 @@ public struct CaptureHeader: Sendable, Equatable, Codable {
     public var created: String
     public var scans: [CaptureScan]
     public var phantom: Phantom?
+    /// For a patient scan: who was scanned, as far as the scores need it (a key the ICD
+    /// allows; docs/ICD-NOTES.md item 28). No name and no identifier: a capture goes to service.
+    public var patient: CapturePatient?
 
-    public init(device: DeviceInfo, created: Date = Date(), scans: [CaptureScan], phantom: Phantom? = nil) {
+    public init(device: DeviceInfo, created: Date = Date(), scans: [CaptureScan], phantom: Phantom? = nil, patient: CapturePatient? = nil) {
         self.device = device
         self.created = created.formatted(.iso8601)
         self.scans = scans
         self.phantom = phantom
+        self.patient = patient
     }
+}
+
+/// The patient's sex and birth date in a capture header: what T- and Z-scores need.
+public struct CapturePatient: Sendable, Equatable, Codable {
+    /// `female` or `male`.
+    public var sex: String
+    /// YYYY-MM-DD.
+    public var birthDate: String
+
+    public enum CodingKeys: String, CodingKey {
+        case sex
+        case birthDate = "birth_date"
+    }
+
+    public init(sex: String, birthDate: String) { self.sex = sex; self.birthDate = birthDate }
 }
 
 /// One record of a capture: bytes that crossed one endpoint, and when.

@@ -1,3 +1,4 @@
+import DXAnalysis
 import DXAcquisition
 import Foundation
 import GRDB
@@ -86,6 +87,12 @@ public final class ExamStore: ExamRecorder {
         m.registerMigration("v4: the decomposed scan of each completed attempt") { db in
             try db.alter(table: "scan") { t in t.add(column: "decomposed", .text) }
         }
+        m.registerMigration("v5: the site's analysis (ROIs, scores, findings) or why there is none") { db in
+            try db.alter(table: "scan") { t in
+                t.add(column: "analysis", .text)
+                t.add(column: "analysis_note", .text)
+            }
+        }
         return m
     }
 
@@ -169,10 +176,10 @@ public final class ExamStore: ExamRecorder {
         try db.write { db in
             try db.execute(sql: """
                 UPDATE scan SET status = ?, reason = ?, capture = ?, scan_id = ?, lines = ?, ended_at = ?, quick_look = ?, motion = ?, dose = ?,
-                    exposure = ?, decomposed = ? WHERE id = ?
+                    exposure = ?, decomposed = ?, analysis = ?, analysis_note = ? WHERE id = ?
                 """, arguments: [a.status.rawValue, a.reason, a.capture, a.scanID.map { Int64($0) }, a.lines, a.endedAt,
                                  try a.quickLook.map(Self.json), try Self.json(a.motion), try a.dose.map(Self.json),
-                                 try a.exposure.map(Self.json), a.decomposed, row])
+                                 try a.exposure.map(Self.json), a.decomposed, try a.analysis.map(Self.json), a.analysisNote, row])
         }
     }
 
@@ -264,6 +271,13 @@ public final class ExamStore: ExamRecorder {
             dose: try dose.map { try JSONDecoder().decode(ScanDose.self, from: Data($0.utf8)) })
         attempt.exposure = try exposure.map { try JSONDecoder().decode(SiteExposure.self, from: Data($0.utf8)) }
         attempt.decomposed = row["decomposed"]
+        // An analysis stored by another version that this one cannot read is reported, not fatal.
+        let analysis: String? = row["analysis"]
+        attempt.analysisNote = row["analysis_note"]
+        if let analysis {
+            attempt.analysis = try? JSONDecoder().decode(SiteResult.self, from: Data(analysis.utf8))
+            if attempt.analysis == nil { attempt.analysisNote = "the stored analysis cannot be read by this version: analyse the scan again" }
+        }
         return attempt
     }
 

@@ -1,4 +1,5 @@
 import DXAcquisition
+import DXAnalysis
 import DXProtocol
 import DXStore
 import DXTestSupport
@@ -67,5 +68,36 @@ struct ExamStoreTests {
         let path = dir.file("exams.sqlite")
         try Data("this is not a database, it is a text file of some length".utf8).write(to: URL(fileURLWithPath: path))
         #expect(throws: (any Error).self) { try ExamStore(path: path) }
+    }
+}
+
+/// A site's analysis is stored with its attempt and comes back after a restart; one this
+/// version cannot read is reported, not fatal.
+@Suite("Exam store: analyses")
+struct ExamStoreAnalysisTests {
+    @Test func theSiteAnalysisSurvivesReopening() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("exams.sqlite")
+        let result = SiteResult(site: "ap_spine", rois: [ClinicalROI(name: "L1-L4", bmdGCm2: 0.912, bmcG: 50.1, areaCm2: 54.9, tScore: -1.3,
+                                                                     vertebraeUsed: ["L1", "L2", "L4"])],
+                                warnings: [AnalysisWarning(code: "spine_tilted", message: "tilted", value: 6.1, unit: "deg")],
+                                interpretation: nil, reference: "NHANES test", analysisVersion: "test", spine: nil)
+        var id: Int64 = 0
+        do {
+            let store = try ExamStore(path: path)
+            id = try store.createExam(patient: ExamStoreTests.patient, referral: "screening", operatorName: "tech1", plan: Site.standardOrder, at: Date())
+            let spine = try store.beginAttempt(examID: id, attempt: SiteAttempt(site: .apSpine, attempt: 1, status: .running, plannedLines: 220))
+            var a = SiteAttempt(site: .apSpine, attempt: 1, status: .completed, plannedLines: 220, lines: 220)
+            a.analysis = result
+            try store.finishAttempt(row: spine, attempt: a)
+            let hip = try store.beginAttempt(examID: id, attempt: SiteAttempt(site: .leftHip, attempt: 1, status: .running, plannedLines: 150))
+            var h = SiteAttempt(site: .leftHip, attempt: 1, status: .completed, plannedLines: 150, lines: 150)
+            h.analysisNote = "not analysed"
+            try store.finishAttempt(row: hip, attempt: h)
+        }
+        let store = try ExamStore(path: path)
+        let exam = try #require(try store.exam(id))
+        #expect(exam.attempts.first { $0.site == .apSpine }?.analysis == result)
+        #expect(exam.attempts.first { $0.site == .leftHip }?.analysisNote == "not analysed")
     }
 }

@@ -2,32 +2,39 @@ import DXProtocol
 import Foundation
 
 /// A parametric patient lying supine on the table, head at small y: soft tissue of a chosen
-/// thickness and fat fraction (uniform, or varying from the patient's right to left), the
-/// lumbar spine L1–L5 with disc spaces, both hips (femoral head, neck, greater trochanter,
+/// thickness and fat fraction (varying from the patient's right to left and along the body),
+/// the spine T11–L5 with its ribs, the iliac crests and the sacrum (`APSpine`), both hips (femoral head, neck, greater trochanter,
 /// shaft), the lateral spine T4–L4 with per-vertebra anterior, middle and posterior heights
 /// (so Genant wedge, biconcave and crush fractures can be made), metal implants and patient
 /// motion. Every number is the truth a test compares against; the physics turns it into
 /// counts. Seen from the front (arm 0°) or from the side (arm 90°).
 public struct PatientScene: Scene {
-    public var spec: PatientSpec
+    public let spec: PatientSpec
+    /// The spine's vertebrae placed once (the scene is sampled millions of times).
+    let spineLayout: [APSpine.Placed]
 
-    public init(_ spec: PatientSpec = PatientSpec()) { self.spec = spec }
+    public init(_ spec: PatientSpec = PatientSpec()) { self.spec = spec; spineLayout = spec.spine.layout }
 
     public func projection(armAngleX10: Int16) -> any Scene {
-        abs(Int(armAngleX10) - 900) < 50 ? LateralView(spec: spec) : APView(spec: spec)
+        abs(Int(armAngleX10) - 900) < 50 ? LateralView(spec: spec) : APView(spec: spec, spineLayout: spineLayout)
     }
 
-    public func composition(xUm: Int32, yUm: Int32) -> Composition { APView(spec: spec).composition(xUm: xUm, yUm: yUm) }
+    public func composition(xUm: Int32, yUm: Int32) -> Composition {
+        APView(spec: spec, spineLayout: spineLayout).composition(xUm: xUm, yUm: yUm)
+    }
 
     /// The front view: the beam crosses the body from back to front.
     struct APView: Scene {
         let spec: PatientSpec
+        let spineLayout: [APSpine.Placed]
         func composition(xUm: Int32, yUm: Int32) -> Composition {
             let (x, y) = spec.motion.apply(x: Double(xUm) / 1000, y: Double(yUm) / 1000)
             var c = spec.softTissue(x: x, y: y)
             guard c != .air else { return c }
-            for v in spec.lumbar where v.contains(x: x - spec.midlineMM, y: y) { c.hydroxyapatite += v.bmd }
-            c.hydroxyapatite += spec.posteriorElements(x: x - spec.midlineMM, y: y)
+            let sx = x - spec.midlineMM
+            c.hydroxyapatite += spec.spine.spineBone(x: sx, y: y, layout: spineLayout)
+            c.hydroxyapatite += spec.spine.surroundingBone(x: sx, y: y, layout: spineLayout)
+            if spec.spine.metal(x: sx, y: y, layout: spineLayout) { c.hydroxyapatite += 15 }
             for hip in spec.hips { c.hydroxyapatite += hip.bone(x: x, y: y, midline: spec.midlineMM) }
             for m in spec.metal where m.contains(x: x, y: y) { c.hydroxyapatite += m.hydroxyapatiteEquivalent }
             return c
@@ -58,6 +65,9 @@ public struct PatientSpec: Sendable, Codable, Equatable {
     /// Fat fraction of the soft tissue at the patient's right (small x) and left.
     public var fatFractionRight = 0.3
     public var fatFractionLeft = 0.3
+    /// The soft tissue's thickness varies along the body by this fraction (a slow wave: the
+    /// waist, the abdomen, the pelvis).
+    public var alongBodyVariation = 0.06
     /// Body half-width (front view) and half-depth (side view).
     public var halfWidthMM = 170.0
     public var halfDepthMM = 120.0
@@ -65,11 +75,8 @@ public struct PatientSpec: Sendable, Codable, Equatable {
     /// The body lies from `topMM` (shoulders) to `bottomMM` (knees) along y.
     public var topMM = 250.0
     public var bottomMM = 1400.0
-    public var lumbar: [Vertebra] = PatientSpec.standardLumbar(bmd: [0.95, 1.0, 1.05, 1.08, 1.1])
-    /// The vertebral arches as the front view sees them: the spinous processes, a strip of
-    /// `posteriorElementsBMD` down the midline from L1 to L5 (over the disc spaces too), and
-    /// the pedicles, two ovals near each body's top.
-    public var posteriorElementsBMD = 0.3
+    /// T11–L5 with ribs, iliac crests and sacrum, as the front view sees them.
+    public var spine = APSpine.adult()
     public var hips: [Hip] = [Hip(side: .right), Hip(side: .left)]
     /// T4–L4, for the lateral view.
     public var thoracolumbar: [LateralVertebra] = PatientSpec.standardThoracolumbar()
@@ -79,14 +86,6 @@ public struct PatientSpec: Sendable, Codable, Equatable {
     public var motion = Motion()
 
     public init() {}
-
-    /// L1–L5 with 30 mm bodies, 8 mm discs, L1's top at 600 mm; `bmd` per vertebra.
-    public static func standardLumbar(bmd: [Double], top: Double = 600) -> [Vertebra] {
-        bmd.prefix(5).enumerated().map { i, b in
-            let y0 = top + Double(i) * 38
-            return Vertebra(name: "L\(i + 1)", y0MM: y0, y1MM: y0 + 30, halfWidthMM: 21 + Double(i) * 1.5, bmd: b)
-        }
-    }
 
     /// T4–L4 (13 bodies), heights growing down the spine, none fractured.
     public static func standardThoracolumbar(top: Double = 330) -> [LateralVertebra] {
@@ -100,17 +99,6 @@ public struct PatientSpec: Sendable, Codable, Equatable {
         }
     }
 
-    func posteriorElements(x: Double, y: Double) -> Double {
-        guard let top = lumbar.first?.y0MM, let bottom = lumbar.last?.y1MM, y >= top && y < bottom else { return 0 }
-        var b = abs(x) < 5 ? posteriorElementsBMD : 0
-        for v in lumbar {
-            let cy = v.y0MM + 8, cx = v.halfWidthMM - 9
-            let dx = abs(x) - cx, dy = y - cy
-            if (dx * dx) / 16 + (dy * dy) / 36 <= 1 { b += posteriorElementsBMD }
-        }
-        return b
-    }
-
     /// Soft tissue at a point: an elliptical body cross-section, thinner towards the sides.
     func softTissue(x: Double, y: Double, lateral: Bool = false) -> Composition {
         guard y >= topMM && y < bottomMM else { return .air }
@@ -120,28 +108,12 @@ public struct PatientSpec: Sendable, Codable, Equatable {
         let centre = lateral ? lateralSpineXMM - 70 + halfDepthMM : midlineMM
         let d = (x - centre) / half
         guard abs(d) < 1 else { return .air }
-        let total = (lateral ? lateralSoftTissue : softTissue) * (0.35 + 0.65 * (1 - d * d).squareRoot())
+        let along = 1 + alongBodyVariation * sin(2 * .pi * (y - topMM) / 400)
+        let total = (lateral ? lateralSoftTissue : softTissue) * along * (0.35 + 0.65 * (1 - d * d).squareRoot())
         // Fat fraction from the patient's right (x small) to left.
         let t = min(1, max(0, (x - (midlineMM - halfWidthMM)) / (2 * halfWidthMM)))
         let ff = fatFractionRight + (fatFractionLeft - fatFractionRight) * t
         return Composition(hydroxyapatite: 0, lean: total * (1 - ff), fat: total * ff)
-    }
-
-    /// An AP view vertebral body: a rectangle with rounded corners, centred on the midline.
-    public struct Vertebra: Sendable, Codable, Equatable {
-        public var name: String
-        public var y0MM: Double
-        public var y1MM: Double
-        public var halfWidthMM: Double
-        /// Areal density as seen from the front (g/cm²): the truth its BMD is.
-        public var bmd: Double
-
-        func contains(x: Double, y: Double) -> Bool {
-            guard y >= y0MM && y < y1MM && abs(x) < halfWidthMM else { return false }
-            // 3 mm rounding at the corners.
-            let dx = abs(x) - (halfWidthMM - 3), dy = max(y0MM + 3 - y, y - (y1MM - 3))
-            return dx <= 0 || dy <= 0 || dx * dx + dy * dy <= 9
-        }
     }
 
     /// A proximal femur: head (a disc), neck (a band at the neck–shaft angle), greater

@@ -1,3 +1,4 @@
+import DXAnalysis
 import DXProtocol
 import DXDecomposition
 import Foundation
@@ -145,9 +146,15 @@ public struct SiteAttempt: Sendable, Codable, Equatable {
     /// The site's decomposed scan with its geometry (`DecomposedScan`, a `.dxdec` file beside
     /// the capture), written when the scan completed: what the site's analysis works on.
     public var decomposed: String?
+    /// The site's analysis, made when the scan completed: ROIs, scores, findings.
+    public var analysis: SiteResult?
+    /// Why a completed scan has no analysis (the spine not found, a site not analysed by this
+    /// version), in words for the technologist.
+    public var analysisNote: String?
 
     public enum CodingKeys: String, CodingKey {
-        case site, attempt, status, reason, capture, lines, warnings, motion, dose, exposure, decomposed
+        case site, attempt, status, reason, capture, lines, warnings, motion, dose, exposure, decomposed, analysis
+        case analysisNote = "analysis_note"
         case scanID = "scan_id", plannedLines = "planned_lines", startedAt = "started_at", endedAt = "ended_at", quickLook = "quick_look"
     }
 

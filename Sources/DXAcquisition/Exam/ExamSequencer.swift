@@ -1,3 +1,4 @@
+import DXAnalysis
 import DXDecomposition
 import DXDevice
 import DXProtocol
@@ -241,6 +242,7 @@ public actor ExamSequencer {
             // The exam was aborted while the table moved: nothing is exposed.
             if stepAborted { throw ScanError.ended(.notStarted(scan.plan(region: site), id: 0, reason: "the exam was aborted during positioning")) }
             var sitePlan = scan.plan(region: site)
+            sitePlan.patient = CapturePatient(sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate)
             if scan.scanMode == .dual {
                 // The scout: a dark scan and a few fast lines over the site, in a capture of
                 // their own; the exposure mode (thin, standard, thick) from what they show.
@@ -380,6 +382,15 @@ public actor ExamSequencer {
                     } catch {
                         warnings.append(ExamWarning(kind: .storage, message: "the decomposed scan was not kept (\(error)); dexa analyze makes it from the capture"))
                     }
+                }
+                // The site's analysis, the moment its scan is complete (the same call as
+                // `dexa analyze` on the capture).
+                var scan = decomposed
+                scan.provenance.region = site.rawValue
+                let patient = PatientContext(sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate, on: exam.startedAt ?? exam.createdAt)
+                switch SiteAnalysis.analyze(scan, patient: patient) {
+                case .success(let result): attempt.analysis = result
+                case .failure(let why): attempt.analysisNote = why.description
                 }
             case .failure(let e):
                 attempt.quickLook = QuickLook(bonePixels: 0, boneAreaCm2: 0, meanBoneBMD: nil, complete: false, note: e.description)

@@ -1,0 +1,144 @@
+import DXAnalysis
+import DXClinical
+import Foundation
+
+/// An exam's clinical answer, from what it stored: each site's latest completed scan with its
+/// analysis (or why there is none), the diagnosis on the lowest T-score of the sites ISCD
+/// names, and the dose. `exam.results`, `dexa exam report` and the report page all read this.
+public struct ExamResults: Sendable, Codable, Equatable {
+    public struct Patient: Sendable, Codable, Equatable {
+        public var id: String
+        public var name: String
+        public var sex: String
+        public var birthDate: String
+        /// At the exam.
+        public var ageYears: Double?
+
+        public enum CodingKeys: String, CodingKey {
+            case id, name, sex
+            case birthDate = "birth_date", ageYears = "age_years"
+        }
+
+        public init(id: String, name: String, sex: String, birthDate: String, ageYears: Double?) {
+            self.id = id; self.name = name; self.sex = sex; self.birthDate = birthDate; self.ageYears = ageYears
+        }
+    }
+
+    /// One site: the attempt the result comes from.
+    public struct Site: Sendable, Codable, Equatable {
+        public var site: String
+        public var title: String
+        public var attempt: Int?
+        /// `completed`, or the last attempt's status when none completed, or `not_scanned`.
+        public var status: String
+        public var capture: String?
+        public var result: SiteResult?
+        /// Why there is no result.
+        public var note: String?
+        public var dose: ScanDose?
+
+        public init(site: String, title: String, attempt: Int?, status: String, capture: String?, result: SiteResult?, note: String?, dose: ScanDose?) {
+            self.site = site; self.title = title; self.attempt = attempt; self.status = status; self.capture = capture; self.result = result
+            self.note = note; self.dose = dose
+        }
+    }
+
+    /// The diagnosis: the lowest T-score among L1–L4, total hip and femoral neck (either hip).
+    public struct Diagnosis: Sendable, Codable, Equatable {
+        /// Whom the classification applies to.
+        public var basis: String
+        public var site: String?
+        public var roi: String?
+        public var tScore: Double?
+        public var whoClass: WHOClass?
+        public var words: String
+        public var note: String?
+
+        public enum CodingKeys: String, CodingKey {
+            case basis, site, roi, words, note
+            case tScore = "t_score", whoClass = "who_class"
+        }
+
+        public init(basis: String, site: String? = nil, roi: String? = nil, tScore: Double? = nil, whoClass: WHOClass? = nil, words: String,
+                    note: String? = nil) {
+            self.basis = basis; self.site = site; self.roi = roi; self.tScore = tScore; self.whoClass = whoClass; self.words = words; self.note = note
+        }
+    }
+
+    public var examID: Int64
+    public var state: ExamState
+    public var patient: Patient
+    public var examDate: String
+    public var sites: [Site]
+    public var diagnosis: Diagnosis
+    public var dose: ScanDose
+    public var reference: String
+    public var analysisVersion: String
+
+    public enum CodingKeys: String, CodingKey {
+        case state, patient, sites, diagnosis, dose, reference
+        case examID = "exam_id", examDate = "exam_date", analysisVersion = "analysis_version"
+    }
+
+    public init(examID: Int64, state: ExamState, patient: Patient, examDate: String, sites: [Site], diagnosis: Diagnosis, dose: ScanDose,
+                reference: String, analysisVersion: String) {
+        self.examID = examID; self.state = state; self.patient = patient; self.examDate = examDate; self.sites = sites
+        self.diagnosis = diagnosis; self.dose = dose; self.reference = reference; self.analysisVersion = analysisVersion
+    }
+
+    public init(_ exam: ExamRecord, reference: ReferenceSet = .nhanes) {
+        examID = exam.id
+        state = exam.state
+        let day = ISO8601DateFormatter().date(from: exam.startedAt ?? exam.createdAt) ?? Date()
+        let context = PatientContext(sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate, on: day)
+        patient = Patient(id: exam.patient.id, name: exam.patient.name, sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate,
+                          ageYears: context.map { ($0.ageYears * 10).rounded(.down) / 10 })
+        examDate = String((exam.startedAt ?? exam.createdAt).prefix(10))
+        sites = DXAcquisition.Site.allCases.filter { site in exam.plan.contains(site) || exam.attempts.contains { $0.site == site } }.map { site in
+            let attempts = exam.attempts.filter { $0.site == site }
+            guard let a = attempts.last(where: { $0.status == .completed }) ?? attempts.last else {
+                return Site(site: site.rawValue, title: site.title, attempt: nil, status: "not_scanned", capture: nil, result: nil,
+                            note: "not scanned", dose: nil)
+            }
+            let note = a.status == .completed ? a.analysisNote : "\(a.status.rawValue)\(a.reason.map { ": \($0)" } ?? "")"
+            return Site(site: site.rawValue, title: site.title, attempt: a.attempt, status: a.status.rawValue, capture: a.capture,
+                        result: a.status == .completed ? a.analysis : nil, note: note, dose: a.dose)
+        }
+        dose = exam.dose
+        self.reference = "\(reference.name) \(reference.version)"
+        analysisVersion = AnalysisVersion.current
+        diagnosis = Self.diagnose(sites, patient: context)
+    }
+
+    static func diagnose(_ sites: [Site], patient: PatientContext?) -> Diagnosis {
+        guard let patient else {
+            return Diagnosis(basis: "unknown", words: "no classification: the patient's sex or birth date is unreadable")
+        }
+        let applicability = Applicability(sex: patient.sex, ageYears: patient.ageYears)
+        guard case .who(let basis) = applicability else {
+            if case .zScoreOnly(let basis) = applicability {
+                return Diagnosis(basis: basis, words: "no WHO classification: Z-scores apply, and no age- and sex-matched reference is installed",
+                                 note: "docs/clinical-references.md")
+            }
+            return Diagnosis(basis: "unknown", words: "no classification")
+        }
+        // ISCD: L1–L4 (the vertebrae used), total hip and femoral neck, either hip.
+        var scores: [(site: String, score: SiteScore)] = []
+        for s in sites {
+            guard let r = s.result else { continue }
+            for roi in r.rois where !roi.excluded && roi.forDiagnosis {
+                guard let ref = ReferenceSite(rawValue: roi.name), let bmd = roi.bmdGCm2, let t = roi.tScore else { continue }
+                scores.append((s.site, SiteScore(site: ref, bmdGCm2: bmd, tScore: t)))
+            }
+        }
+        guard let lowest = diagnosticSite(scores.map(\.score)), let from = scores.first(where: { $0.score == lowest }) else {
+            return Diagnosis(basis: basis, words: "no classification: no site has a T-score")
+        }
+        let who = WHOClass(tScore: lowest.tScore)
+        // The sites the diagnosis could have used (the lateral spine is not one).
+        let missing = sites.filter { $0.result == nil && $0.site != DXAcquisition.Site.lateralSpine.rawValue }.map(\.title)
+        return Diagnosis(basis: basis, site: from.site, roi: lowest.site.rawValue, tScore: reportedScore(lowest.tScore), whoClass: who,
+                         words: who.words,
+                         note: missing.isEmpty ? nil : "without \(missing.joined(separator: ", ")) (no result)")
+    }
+}

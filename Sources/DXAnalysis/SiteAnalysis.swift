@@ -1,0 +1,105 @@
+import DXClinical
+import DXDecomposition
+import Foundation
+
+/// Why a site has no result: one sentence for the technologist and the report.
+public struct SiteAnalysisError: Error, Sendable, Equatable, CustomStringConvertible {
+    public var message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// The one entry point for a patient scan's analysis, live in the exam and offline in
+/// `dexa analyze`: the region in the scan's provenance chooses the analysis.
+public enum SiteAnalysis {
+    public static func analyze(_ scan: DecomposedScan, patient: PatientContext?, reference: ReferenceSet = .nhanes) -> Result<SiteResult, SiteAnalysisError> {
+        switch scan.provenance.region {
+        case "ap_spine":
+            do {
+                return .success(SpineAnalysis.interpret(try SpineAnalysis.measure(scan), reference: reference, patient: patient))
+            } catch {
+                return .failure(SiteAnalysisError(error.description))
+            }
+        case "left_hip", "right_hip":
+            return .failure(SiteAnalysisError("the automatic hip analysis is not in this version: the scan is kept and can be analysed later"))
+        case "lateral_spine":
+            return .failure(SiteAnalysisError("vertebral fracture assessment is not in this version: the lateral image is kept"))
+        case let other?:
+            return .failure(SiteAnalysisError("no analysis for a scan of region \(other)"))
+        case nil:
+            return .failure(SiteAnalysisError("the scan names no region (ap_spine, left_hip, right_hip, lateral_spine): no automatic analysis"))
+        }
+    }
+}
+
+extension PatientContext {
+    /// From a stored sex and birth date (YYYY-MM-DD) on the day of the scan; nil when either
+    /// is unreadable or the birth date is after the scan.
+    public init?(sex: String, birthDate: String, on day: Date) {
+        guard let s = Applicability.Sex(rawValue: sex), let age = Self.age(birthDate: birthDate, on: day) else { return nil }
+        self.init(sex: s, ageYears: age)
+    }
+
+    /// Completed years and the fraction of the current one, in UTC.
+    public static func age(birthDate: String, on day: Date) -> Double? {
+        let parts = birthDate.split(separator: "-").compactMap { Int($0) }
+        guard parts.count == 3 else { return nil }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "UTC") ?? calendar.timeZone
+        guard let born = calendar.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2])),
+              calendar.component(.year, from: born) == parts[0], calendar.component(.month, from: born) == parts[1],
+              calendar.component(.day, from: born) == parts[2], born <= day else { return nil }
+        let years = calendar.dateComponents([.year], from: born, to: day).year ?? 0
+        guard let anniversary = calendar.date(byAdding: .year, value: years, to: born),
+              let next = calendar.date(byAdding: .year, value: 1, to: anniversary) else { return Double(years) }
+        return Double(years) + day.timeIntervalSince(anniversary) / next.timeIntervalSince(anniversary)
+    }
+}
+
+/// `dexa analyze --json` on a patient scan (ICD §9: "the automatic analysis for a patient
+/// scan"): the capture's facts as for a phantom, with `rois` the site's clinical ROIs (`L1`
+/// … `L4`, `L1-L4`), their scores and exclusions, the findings, and, when no analysis was
+/// possible, why (`analysis_error`, and no ROI).
+public struct PatientScanReport: Sendable, Codable, Equatable {
+    public var region: String?
+    public var rois: [ClinicalROI]
+    public var warnings: [AnalysisWarning]
+    public var interpretation: SiteInterpretation?
+    public var patient: PatientContext?
+    public var reference: String?
+    public var analysisVersion: String?
+    public var analysisError: String?
+    public var spine: SpineMeasurement?
+    public var motion: [MotionEvent]
+    public var lines: Int
+    public var plannedLines: Int
+    public var missingLines: Int
+    public var missingLineRanges: [[Int]]
+    /// No line missing and every ROI complete.
+    public var complete: Bool
+    public var calibrationResidualGCm2: Double
+    public var calibration: CalibrationVerdict
+    public var forced: Bool
+
+    public enum CodingKeys: String, CodingKey {
+        case region, rois, warnings, interpretation, patient, reference, spine, motion, lines, complete, calibration, forced
+        case analysisVersion = "analysis_version", analysisError = "analysis_error", plannedLines = "planned_lines", missingLines = "missing_lines"
+        case missingLineRanges = "missing_line_ranges", calibrationResidualGCm2 = "calibration_residual_g_cm2"
+    }
+
+    public init(_ capture: AnalysisReport, region: String?, site: Result<SiteResult, SiteAnalysisError>, patient: PatientContext?) {
+        self.region = region
+        self.patient = patient
+        switch site {
+        case .success(let r):
+            rois = r.rois; warnings = r.warnings; interpretation = r.interpretation; reference = r.reference
+            analysisVersion = r.analysisVersion; spine = r.spine
+        case .failure(let why):
+            rois = []; warnings = []; analysisError = why.description
+        }
+        motion = capture.motion; lines = capture.lines; plannedLines = capture.plannedLines; missingLines = capture.missingLines
+        missingLineRanges = capture.missingLineRanges
+        complete = capture.missingLines == 0 && rois.allSatisfy(\.complete) && analysisError == nil
+        calibrationResidualGCm2 = capture.calibrationResidualGCm2; calibration = capture.calibration; forced = capture.forced
+    }
+}

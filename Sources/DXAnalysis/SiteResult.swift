@@ -1,0 +1,166 @@
+import DXClinical
+import Foundation
+
+/// Who was scanned, as far as the numbers need it.
+public struct PatientContext: Sendable, Codable, Equatable {
+    public var sex: Applicability.Sex
+    public var ageYears: Double
+
+    public enum CodingKeys: String, CodingKey {
+        case sex
+        case ageYears = "age_years"
+    }
+
+    public init(sex: Applicability.Sex, ageYears: Double) { self.sex = sex; self.ageYears = ageYears }
+}
+
+/// One region of interest as `dexa analyze`, `exam.results` and the report give it: the names
+/// are fixed (`L1` … `L4`, `L1-L4`; for hips `neck`, `trochanter`, `intertrochanter`,
+/// `total_hip`, `wards`) so that outside tools can rely on them.
+public struct ClinicalROI: Sendable, Codable, Equatable {
+    public var name: String
+    public var bmdGCm2: Double?
+    public var bmcG: Double
+    public var areaCm2: Double
+    /// Against the young-adult reference; present when the patient is known.
+    public var tScore: Double?
+    /// Against an age- and sex-matched reference; absent while none is installed.
+    public var zScore: Double?
+    public var excluded: Bool
+    public var reason: String?
+    /// No line missing in it.
+    public var complete: Bool
+    /// False for ROIs shown but never used to diagnose (Ward's area).
+    public var forDiagnosis: Bool
+    /// For `L1-L4`: the vertebrae its BMD is over.
+    public var vertebraeUsed: [String]?
+
+    public enum CodingKeys: String, CodingKey {
+        case name, excluded, reason, complete
+        case bmdGCm2 = "bmd_g_cm2", bmcG = "bmc_g", areaCm2 = "area_cm2", tScore = "t_score", zScore = "z_score"
+        case forDiagnosis = "for_diagnosis", vertebraeUsed = "vertebrae_used"
+    }
+
+    public init(name: String, bmdGCm2: Double?, bmcG: Double, areaCm2: Double, tScore: Double? = nil, zScore: Double? = nil,
+                excluded: Bool = false, reason: String? = nil, complete: Bool = true, forDiagnosis: Bool = true, vertebraeUsed: [String]? = nil) {
+        self.name = name; self.bmdGCm2 = bmdGCm2; self.bmcG = bmcG; self.areaCm2 = areaCm2; self.tScore = tScore; self.zScore = zScore
+        self.excluded = excluded; self.reason = reason; self.complete = complete; self.forDiagnosis = forDiagnosis; self.vertebraeUsed = vertebraeUsed
+    }
+}
+
+/// What the scores say for this patient at this site.
+public struct SiteInterpretation: Sendable, Codable, Equatable {
+    /// Whom the classification applies to, and why (`Applicability`).
+    public var basis: String
+    /// The WHO class of the site's diagnostic ROI (women after menopause, men ≥ 50).
+    public var whoClass: WHOClass?
+    /// The Z-score's reading (premenopausal women, men < 50), when a Z-score exists.
+    public var zInterpretation: ZInterpretation?
+    /// Why a class is missing, when it is.
+    public var note: String?
+
+    public enum CodingKeys: String, CodingKey {
+        case basis, note
+        case whoClass = "who_class", zInterpretation = "z_interpretation"
+    }
+}
+
+/// One site analysed and interpreted: the value `dexa analyze`, the exam's results and the
+/// report share (one code path, live and offline).
+public struct SiteResult: Sendable, Codable, Equatable {
+    /// `ap_spine`, `left_hip`, `right_hip`.
+    public var site: String
+    public var rois: [ClinicalROI]
+    public var warnings: [AnalysisWarning]
+    public var interpretation: SiteInterpretation?
+    /// The reference set's name and version the scores used.
+    public var reference: String
+    /// The analysis's version: a result says which rules made it.
+    public var analysisVersion: String
+    public var spine: SpineMeasurement?
+
+    public enum CodingKeys: String, CodingKey {
+        case site, rois, warnings, interpretation, reference, spine
+        case analysisVersion = "analysis_version"
+    }
+
+    public init(site: String, rois: [ClinicalROI], warnings: [AnalysisWarning], interpretation: SiteInterpretation?, reference: String,
+                analysisVersion: String, spine: SpineMeasurement?) {
+        self.site = site; self.rois = rois; self.warnings = warnings; self.interpretation = interpretation; self.reference = reference
+        self.analysisVersion = analysisVersion; self.spine = spine
+    }
+
+    public func roi(_ name: String) -> ClinicalROI? { rois.first { $0.name == name } }
+}
+
+public enum AnalysisVersion {
+    /// Bumped whenever a rule or parameter changes a number.
+    public static let current = "spine-1 (2026-12-02)"
+}
+
+extension SpineAnalysis {
+    /// The spine's clinical ROIs: L1 … L4 with T-scores (each against the L1–L4 reference,
+    /// docs/analysis.md), the ISCD exclusions (structural first, then the 1.0 T-score rule,
+    /// never fewer than two), and `L1-L4` over the vertebrae used (BMC sum over area sum).
+    public static func interpret(_ m: SpineMeasurement, reference: ReferenceSet = .nhanes, patient: PatientContext?) -> SiteResult {
+        let names = ["L1", "L2", "L3", "L4"]
+        let ref = reference.youngAdult(.lumbarSpine)
+        func t(_ bmd: Double?) -> Double? {
+            guard let bmd, let ref else { return nil }
+            return standardScore(bmdGCm2: bmd, meanGCm2: ref.meanGCm2, sdGCm2: ref.sdGCm2)
+        }
+        let incomplete = m.warnings.contains { $0.code == "scan_incomplete" }
+        let absent = incomplete ? "not measured: the scan is incomplete" : "not in the field"
+        var abnormal: [String: String] = [:]
+        var scored: [(name: String, tScore: Double)] = []
+        for name in names {
+            guard let v = m.vertebra(name) else { abnormal[name] = absent; continue }
+            if let why = v.abnormality { abnormal[name] = why }
+            else if !v.complete { abnormal[name] = "\(v.missingLines) lines of its ROI missing" }
+            scored.append((name, t(v.bmdGCm2) ?? .nan))
+        }
+        for name in names where m.vertebra(name) == nil { scored.append((name, .nan)) }
+        scored.sort { names.firstIndex(of: $0.name) ?? 0 < names.firstIndex(of: $1.name) ?? 0 }
+        let selection = selectVertebrae(scored, abnormal: abnormal)
+        let reasons = Dictionary(selection.excluded.map { ($0.name, $0.reason) }, uniquingKeysWith: { a, _ in a })
+        let known = patient != nil
+        var rois: [ClinicalROI] = names.compactMap { name in
+            guard let v = m.vertebra(name) else {
+                return ClinicalROI(name: name, bmdGCm2: nil, bmcG: 0, areaCm2: 0, excluded: true, reason: absent, complete: false)
+            }
+            let excluded = !selection.used.contains(name)
+            return ClinicalROI(name: name, bmdGCm2: v.bmdGCm2, bmcG: v.bmcG, areaCm2: v.areaCm2, tScore: known ? t(v.bmdGCm2).map(reportedScore) : nil,
+                               excluded: excluded, reason: excluded ? reasons[name] : nil, complete: v.complete)
+        }
+        let used = selection.used.compactMap { m.vertebra($0) }
+        let bmc = used.reduce(0) { $0 + $1.bmcG }, area = used.reduce(0) { $0 + $1.areaCm2 }
+        // A stopped scan that never reached some of L1–L4 gives no spine BMD: which vertebrae
+        // would have been used is unknown.
+        let unscanned = incomplete ? names.filter { m.vertebra($0) == nil } : []
+        let totalBMD: Double? = selection.tooFew || area <= 0 || !unscanned.isEmpty ? nil : bmc / area
+        let totalReason = !unscanned.isEmpty ? "the scan is incomplete: \(unscanned.joined(separator: ", ")) not measured"
+            : "fewer than two evaluable vertebrae (ISCD: never one alone)"
+        rois.append(ClinicalROI(name: "L1-L4", bmdGCm2: totalBMD, bmcG: totalBMD == nil ? 0 : bmc, areaCm2: totalBMD == nil ? 0 : area,
+                                tScore: known ? t(totalBMD).map(reportedScore) : nil,
+                                excluded: totalBMD == nil, reason: totalBMD == nil ? totalReason : nil,
+                                complete: used.allSatisfy(\.complete), vertebraeUsed: selection.used))
+        var warnings = m.warnings
+        if ref?.status == .secondary {
+            warnings.append(AnalysisWarning(code: "reference_secondary", message: "the spine reference is not yet checked against its primary source"))
+        }
+        let interpretation = patient.map { interpretSite(diagnosticT: rois.last?.tScore, patient: $0) }
+        return SiteResult(site: "ap_spine", rois: rois, warnings: warnings, interpretation: interpretation,
+                          reference: "\(reference.name) \(reference.version)", analysisVersion: AnalysisVersion.current, spine: m)
+    }
+
+    static func interpretSite(diagnosticT: Double?, patient: PatientContext) -> SiteInterpretation {
+        let applicability = Applicability(sex: patient.sex, ageYears: patient.ageYears)
+        switch applicability {
+        case .who(let reason):
+            guard let t = diagnosticT else { return SiteInterpretation(basis: reason, note: "no T-score: the site has no BMD") }
+            return SiteInterpretation(basis: reason, whoClass: WHOClass(tScore: t))
+        case .zScoreOnly(let reason):
+            return SiteInterpretation(basis: reason, note: "Z-scores apply, and no age- and sex-matched reference is installed: no classification (docs/clinical-references.md)")
+        }
+    }
+}

@@ -1,0 +1,241 @@
+import CCairo
+import DXAcquisition
+import DXAnalysis
+import DXClinical
+import DXDecomposition
+import Foundation
+
+/// The exam's report as a physician reads it, one A4 page: patient and exam; for each site its
+/// image with the ROIs and labels, the table (region, BMD, T, Z, BMC, area), exclusions with
+/// their reasons, findings; the reference chart (BMD against age: the young-adult mean, ±1 and
+/// ±2 SD, the osteoporosis line, the patient's point); the diagnosis; the dose. Drawn with cairo
+/// from `ExamResults` and the sites' decomposed scans (which carry the images), nothing else.
+enum ReportPage {
+    static let width = 595.0, height = 842.0, margin = 36.0
+
+    static func draw(_ r: ExamResults, scans: [String: DecomposedScan], generated: Date, on c: Canvas) {
+        c.colour(.init(r: 1, g: 1, b: 1))
+        c.rect(0, 0, width, height, fill: true)
+        var y = margin + 14
+        c.colour(.black)
+        c.font(15, bold: true)
+        c.text("Bone densitometry (DXA)", x: margin, y: y)
+        c.font(8)
+        c.colour(.grey)
+        c.text("DX-1 · exam \(r.examID) · \(r.examDate) · \(r.state.rawValue)", x: width - margin, y: y, align: .right)
+        y += 16
+        c.colour(.black)
+        c.font(9.5, bold: true)
+        c.text(r.patient.name, x: margin, y: y)
+        c.font(9)
+        let age = r.patient.ageYears.map { String(format: "%.0f years", $0.rounded(.down)) } ?? "age unknown"
+        c.text("ID \(r.patient.id) · \(r.patient.sex) · born \(r.patient.birthDate) · \(age)", x: margin + 150, y: y)
+        y += 8
+        c.colour(.light)
+        c.line(margin, y, width - margin, y, width: 1)
+        y += 14
+
+        for site in r.sites {
+            if let result = site.result, let scan = scans[site.site] {
+                y = drawSite(site, result, scan: scan, ageYears: r.patient.ageYears, at: y, on: c)
+            } else {
+                c.colour(.black)
+                c.font(10, bold: true)
+                c.text(site.title, x: margin, y: y)
+                c.font(8.5)
+                c.colour(.grey)
+                let why = site.result != nil ? "analysed; its image is not readable here" : (site.note ?? site.status)
+                c.text(why, x: margin + 120, y: y)
+                y += 16
+            }
+        }
+
+        // The diagnosis.
+        y += 4
+        c.colour(.light)
+        c.line(margin, y, width - margin, y, width: 1)
+        y += 16
+        c.colour(.black)
+        c.font(10.5, bold: true)
+        let d = r.diagnosis
+        if let t = d.tScore, let roi = d.roi {
+            c.text("Diagnosis: \(d.words) (lowest T-score \(String(format: "%+.1f", t)) at \(roi))", x: margin, y: y)
+        } else {
+            c.text("Diagnosis: \(d.words)", x: margin, y: y)
+        }
+        y += 13
+        c.font(8)
+        c.colour(.grey)
+        y = c.paragraph("WHO classes (T ≥ −1.0 normal; −2.5 < T < −1.0 low bone mass; T ≤ −2.5 osteoporosis) apply to \(d.basis)." + (d.note.map { " Diagnosis made \($0)." } ?? ""),
+                        x: margin, y: y, width: width - 2 * margin, leading: 10)
+
+        // The dose.
+        y += 6
+        c.colour(.black)
+        c.font(9, bold: true)
+        c.text("Dose (dose-area product)", x: margin, y: y)
+        c.font(8)
+        y += 12
+        for s in r.sites {
+            guard let dose = s.dose else { continue }
+            c.text(s.title, x: margin, y: y)
+            c.text(String(format: "%.2f mGy·cm²  (%d scans%@)", dose.dapMGyCm2, dose.scans, dose.estimated ? ", estimated" : ""), x: margin + 150, y: y)
+            y += 10
+        }
+        c.font(8, bold: true)
+        c.text("exam", x: margin, y: y)
+        c.text(String(format: "%.2f mGy·cm²  (%d scans%@)", r.dose.dapMGyCm2, r.dose.scans, r.dose.estimated ? ", estimated in part" : ""), x: margin + 150, y: y)
+
+        // Footer.
+        c.font(6.5)
+        c.colour(.grey)
+        let stamp = generated.formatted(.iso8601)
+        c.paragraph("Reference \(r.reference); analysis \(r.analysisVersion); generated \(stamp). BMD is this device's calibration of hydroxyapatite: T-scores against the published references are indicative until the device is cross-calibrated (docs/clinical-references.md). Z-scores need an age- and sex-matched reference, not installed.",
+                    x: margin, y: height - margin - 10, width: width - 2 * margin, leading: 8)
+    }
+
+    /// One analysed site: image left, table and findings right, reference chart under the table.
+    static func drawSite(_ site: ExamResults.Site, _ result: SiteResult, scan: DecomposedScan, ageYears: Double?, at top: Double, on c: Canvas) -> Double {
+        c.colour(.black)
+        c.font(10, bold: true)
+        c.text(site.title, x: margin, y: top)
+        let imageTop = top + 8
+        let map = BoneMap(scan)
+        // The image at its true aspect, 190 pt wide at most, 300 pt high at most.
+        let aspect = (Double(map.rows) * map.dy) / (Double(map.columns) * map.dx)
+        var w = 190.0, h = w * aspect
+        if h > 300 { h = 300; w = h / aspect }
+        let rgb = SpineFigure.raster(map)
+        c.image(rgb: rgb, columns: map.columns, rows: map.rows, x: margin, y: imageTop, w: w, h: h)
+        if let spine = result.spine { SpineFigure.overlay(spine, result: result, map: map, box: (margin, imageTop, w, h), on: c) }
+
+        // The table.
+        let tx = margin + w + 18
+        var y = top + 18
+        c.colour(.black)
+        c.font(8, bold: true)
+        let columns: [(String, Double)] = [("Region", 0), ("BMD g/cm²", 92), ("T", 128), ("Z", 158), ("BMC g", 200), ("Area cm²", 246)]
+        for (title, dx) in columns { c.text(title, x: tx + dx, y: y, align: dx == 0 ? .left : .right) }
+        y += 3
+        c.colour(.light)
+        c.line(tx, y, tx + 250, y)
+        y += 10
+        for roi in result.rois {
+            c.colour(roi.excluded ? .grey : .black)
+            c.font(8, bold: roi.name == "L1-L4")
+            c.text(roi.name + (roi.excluded ? " *" : ""), x: tx, y: y)
+            func n(_ v: Double?, _ f: String) -> String { v.map { String(format: f, $0) } ?? "—" }
+            c.text(n(roi.bmdGCm2, "%.3f"), x: tx + 92, y: y, align: .right)
+            c.text(n(roi.tScore, "%+.1f"), x: tx + 128, y: y, align: .right)
+            c.text(n(roi.zScore, "%+.1f"), x: tx + 158, y: y, align: .right)
+            c.text(roi.bmdGCm2 == nil ? "—" : String(format: "%.2f", roi.bmcG), x: tx + 200, y: y, align: .right)
+            c.text(roi.bmdGCm2 == nil ? "—" : String(format: "%.2f", roi.areaCm2), x: tx + 246, y: y, align: .right)
+            y += 11
+        }
+        c.font(7.5)
+        c.colour(.grey)
+        let textWidth = width - margin - tx
+        if let used = result.roi("L1-L4")?.vertebraeUsed, used.count < 4, !used.isEmpty {
+            y = c.paragraph("L1-L4 over \(used.joined(separator: ", ")).", x: tx, y: y + 2, width: textWidth, leading: 9)
+        }
+        for roi in result.rois where roi.excluded {
+            y = c.paragraph("* \(roi.name) excluded: \(roi.reason ?? "")", x: tx, y: y + 1, width: textWidth, leading: 9)
+        }
+        if let labelling = result.spine?.labelling {
+            let cue = labelling.decidedBy == .iliacCrests ? "the iliac crests (L4–L5)" : "the lowest ribs (T12)"
+            y = c.paragraph("Vertebrae named from \(cue)" + (labelling.cuesAgree == true ? "; the ribs agree." : "."), x: tx, y: y + 1, width: textWidth, leading: 9)
+        }
+        c.colour(.red)
+        for warning in result.warnings where warning.code != "reference_secondary" {
+            y = c.paragraph("! " + warning.message, x: tx, y: y + 1, width: textWidth, leading: 9)
+        }
+        // The reference chart for the diagnostic ROI.
+        if let total = result.roi("L1-L4"), let bmd = total.bmdGCm2 {
+            let chartTop = max(y + 8, top + 150)
+            let chartHeight = min(120, imageTop + h - chartTop)
+            if chartHeight > 60 {
+                ReferenceChart.draw(bmd: bmd, ageYears: ageYears, reference: ReferenceSet.nhanes.youngAdult(.lumbarSpine),
+                                    label: "L1-L4", box: (tx + 18, chartTop, textWidth - 24, chartHeight), on: c)
+                y = chartTop + chartHeight
+            }
+        }
+        return max(imageTop + h, y) + 20
+    }
+}
+
+/// The spine's bone image and its analysis drawn over it.
+enum SpineFigure {
+    /// Grey from 0 (black) to 2 g/cm² (white); no number: dark red.
+    static func raster(_ map: BoneMap) -> [UInt8] {
+        var rgb = [UInt8](repeating: 0, count: map.columns * map.rows * 3)
+        for i in 0..<(map.columns * map.rows) {
+            let v = map.bone[i]
+            if v.isFinite {
+                let g = UInt8(max(0, min(255, (Double(v) / 2 * 255).rounded())))
+                rgb[3 * i] = g; rgb[3 * i + 1] = g; rgb[3 * i + 2] = g
+            } else {
+                rgb[3 * i] = 100
+            }
+        }
+        return rgb
+    }
+
+    /// Disc lines (yellow), ROI sides (blue; grey for an excluded vertebra) and labels.
+    static func overlay(_ m: SpineMeasurement, result: SiteResult, map: BoneMap, box: (x: Double, y: Double, w: Double, h: Double), on c: Canvas) {
+        let sx = box.w / (Double(map.columns) * map.dx), sy = box.h / (Double(map.rows) * map.dy)
+        func px(_ x: Double) -> Double { box.x + (x - map.x0 + map.dx / 2) * sx }
+        func py(_ y: Double) -> Double { box.y + (y - map.y0 + map.dy / 2) * sy }
+        c.font(7, bold: true)
+        for v in m.vertebrae where v.name.hasPrefix("L") && v.name.count == 2 {
+            let excluded = result.roi(v.name)?.excluded ?? true
+            let left = v.leftXMM - 5, right = v.rightXMM + 5
+            c.colour(excluded ? .grey : .yellow)
+            for line in [v.upper, v.lower] { c.line(px(left), py(line.y(atX: left)), px(right), py(line.y(atX: right)), width: 0.9) }
+            c.colour(excluded ? .grey : .cyan)
+            c.line(px(left), py(v.upper.y(atX: left)), px(left), py(v.lower.y(atX: left)), width: 0.9)
+            c.line(px(right), py(v.upper.y(atX: right)), px(right), py(v.lower.y(atX: right)), width: 0.9)
+            c.colour(excluded ? .grey : .yellow)
+            c.text(v.name, x: px(right) + 3, y: py(v.centreYMM) + 2.5)
+        }
+    }
+}
+
+/// BMD against age: the young-adult mean with ±1 SD (green band), −2 SD, and −2.5 SD (the
+/// osteoporosis line, red), the patient's point. The reference installed is a young-adult one
+/// (no age-matched curve), so the bands are level across age; the point sits at the patient's
+/// age when it is known, else at the chart's middle.
+enum ReferenceChart {
+    static func draw(bmd: Double, ageYears: Double?, reference: YoungAdultReference?, label: String,
+                     box: (x: Double, y: Double, w: Double, h: Double), on c: Canvas) {
+        guard let ref = reference else { return }
+        let lo = min(bmd, ref.meanGCm2 - 3.2 * ref.sdGCm2), hi = max(bmd, ref.meanGCm2 + 2 * ref.sdGCm2)
+        func py(_ v: Double) -> Double { box.y + box.h - (v - lo) / (hi - lo) * box.h }
+        func px(_ age: Double) -> Double { box.x + (age - 20) / 70 * box.w }
+        c.colour(.green)
+        c.rect(box.x, py(ref.meanGCm2 + ref.sdGCm2), box.w, py(ref.meanGCm2 - ref.sdGCm2) - py(ref.meanGCm2 + ref.sdGCm2), fill: true)
+        c.colour(.amber)
+        c.rect(box.x, py(ref.meanGCm2 - ref.sdGCm2), box.w, py(ref.meanGCm2 - 2.5 * ref.sdGCm2) - py(ref.meanGCm2 - ref.sdGCm2), fill: true)
+        c.colour(.rose)
+        c.rect(box.x, py(ref.meanGCm2 - 2.5 * ref.sdGCm2), box.w, box.y + box.h - py(ref.meanGCm2 - 2.5 * ref.sdGCm2), fill: true)
+        c.colour(.black)
+        c.line(box.x, py(ref.meanGCm2), box.x + box.w, py(ref.meanGCm2), width: 0.8)
+        c.colour(.grey)
+        c.line(box.x, py(ref.meanGCm2 - 2 * ref.sdGCm2), box.x + box.w, py(ref.meanGCm2 - 2 * ref.sdGCm2), width: 0.5, dashed: true)
+        c.colour(.red)
+        c.line(box.x, py(ref.meanGCm2 - 2.5 * ref.sdGCm2), box.x + box.w, py(ref.meanGCm2 - 2.5 * ref.sdGCm2), width: 0.8)
+        c.colour(.black)
+        c.rect(box.x, box.y, box.w, box.h, fill: false, width: 0.5)
+        c.font(6.5)
+        for age in stride(from: 20.0, through: 90, by: 10) { c.text(String(Int(age)), x: px(age), y: box.y + box.h + 8, align: .centre) }
+        c.text("age", x: box.x + box.w, y: box.y + box.h + 16, align: .right)
+        for t in [1.0, 0, -1, -2, -2.5] {
+            let v = ref.meanGCm2 + t * ref.sdGCm2
+            guard v >= lo && v <= hi else { continue }
+            c.text(String(format: "%.2f", v), x: box.x - 2, y: py(v) + 2, align: .right)
+            c.text(t == 0 ? "T 0" : String(format: "%+.1f", t), x: box.x + box.w + 2, y: py(v) + 2)
+        }
+        c.text("\(label) g/cm²", x: box.x, y: box.y - 3)
+        c.colour(.blue)
+        c.circle(px(ageYears.map { min(90, max(20, $0)) } ?? 55), py(bmd), 2.8)
+    }
+}

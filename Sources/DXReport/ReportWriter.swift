@@ -1,0 +1,52 @@
+import CCairo
+import DXAcquisition
+import DXDecomposition
+import Foundation
+
+/// Writes the exam's report page as PDF (A4, vector) or PNG (the same page at 150 dpi).
+public enum ReportWriter {
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// The sites' decomposed scans, read from the paths the results carry (`capture` →
+    /// `.dxdec` beside it); a site whose scan cannot be read is drawn without its image.
+    public static func scans(for r: ExamResults) -> [String: DecomposedScan] {
+        var out: [String: DecomposedScan] = [:]
+        for s in r.sites where s.result != nil {
+            guard let capture = s.capture, let scan = try? DecomposedScan.read(path: DecomposedScan.path(forCapture: capture)) else { continue }
+            out[s.site] = scan
+        }
+        return out
+    }
+
+    public static func pdf(_ r: ExamResults, scans: [String: DecomposedScan], to path: String, generated: Date = Date()) throws(Failure) {
+        guard let surface = cairo_pdf_surface_create(path, ReportPage.width, ReportPage.height) else { throw Failure(description: "cannot create \(path)") }
+        defer { cairo_surface_destroy(surface) }
+        try draw(r, scans: scans, surface: surface, scale: 1, generated: generated)
+        cairo_surface_finish(surface)
+        let status = cairo_surface_status(surface)
+        guard status == CAIRO_STATUS_SUCCESS else { throw Failure(description: "cannot write \(path): \(String(cString: cairo_status_to_string(status)))") }
+    }
+
+    public static func png(_ r: ExamResults, scans: [String: DecomposedScan], to path: String, dpi: Double = 150, generated: Date = Date()) throws(Failure) {
+        let scale = dpi / 72
+        guard let surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, Int32((ReportPage.width * scale).rounded()), Int32((ReportPage.height * scale).rounded())) else {
+            throw Failure(description: "cannot create an image surface")
+        }
+        defer { cairo_surface_destroy(surface) }
+        try draw(r, scans: scans, surface: surface, scale: scale, generated: generated)
+        let status = cairo_surface_write_to_png(surface, path)
+        guard status == CAIRO_STATUS_SUCCESS else { throw Failure(description: "cannot write \(path): \(String(cString: cairo_status_to_string(status)))") }
+    }
+
+    static func draw(_ r: ExamResults, scans: [String: DecomposedScan], surface: OpaquePointer, scale: Double, generated: Date) throws(Failure) {
+        guard let cr = cairo_create(surface) else { throw Failure(description: "cannot draw") }
+        defer { cairo_destroy(cr) }
+        cairo_scale(cr, scale, scale)
+        ReportPage.draw(r, scans: scans, generated: generated, on: Canvas(cr: cr))
+        cairo_show_page(cr)
+        let status = cairo_status(cr)
+        guard status == CAIRO_STATUS_SUCCESS else { throw Failure(description: "drawing failed: \(String(cString: cairo_status_to_string(status)))") }
+    }
+}

@@ -1,0 +1,75 @@
+import DXAcquisition
+import DXAnalysis
+import DXClinical
+import DXDecomposition
+import DXProtocol
+import DXReport
+import DXSimulator
+import DXTestSupport
+import Foundation
+import Testing
+
+/// The report page from a real analysis: written as PDF and PNG, read back by tools we did not
+/// write (pdftotext, the PNG's header), and kept in docs/examples when asked
+/// (DEXA_REPORT_EXAMPLE=DIR).
+@Suite("Report page")
+struct ReportTests {
+    static func results() throws -> (ExamResults, [String: DecomposedScan]) {
+        var scanner = TableScanner(seed: 11)
+        let config = ScanConfiguration(scanID: 1, mode: .dual, xUm: 200_000, yStartUm: 580_000, lineCount: 220, lineStepUm: 1000,
+                                       linePeriodUs: 1_000_000, tubeCurrentUA: 400, linesPerFrame: 1)
+        var spec = PatientVariety.patient(seed: 10)
+        spec.spine.vertebrae[5].osteophyte = .left  // L4
+        let scan = try scanner.decompose(PatientScene(spec), config, region: "ap_spine")
+        let patient = PatientContext(sex: .female, ageYears: 67.4)
+        let spine = try SiteAnalysis.analyze(scan, patient: patient).get()
+        let dose = ScanDose(scans: 5, exposureMs: 221_700, dapMGyCm2: 6.41)
+        let sites = [
+            ExamResults.Site(site: "ap_spine", title: "AP lumbar spine", attempt: 1, status: "completed", capture: nil, result: spine, note: nil, dose: dose),
+            ExamResults.Site(site: "left_hip", title: "left hip", attempt: 1, status: "completed", capture: nil, result: nil,
+                             note: "the automatic hip analysis is not in this version: the scan is kept and can be analysed later",
+                             dose: ScanDose(scans: 5, exposureMs: 181_940, dapMGyCm2: 2.24)),
+        ]
+        let total = spine.roi("L1-L4")
+        let r = ExamResults(examID: 7, state: .completed,
+                            patient: .init(id: "P-0042", name: "Ada Example", sex: "female", birthDate: "1959-07-01", ageYears: 67.4),
+                            examDate: "2026-12-02", sites: sites,
+                            diagnosis: .init(basis: "a woman aged 50 or over", site: "ap_spine", roi: "L1-L4", tScore: total?.tScore,
+                                             whoClass: total?.tScore.map { WHOClass(tScore: $0) }, words: total?.tScore.map { WHOClass(tScore: $0).words } ?? "—"),
+                            dose: ScanDose(scans: 10, exposureMs: 403_640, dapMGyCm2: 8.65), reference: "NHANES test", analysisVersion: AnalysisVersion.current)
+        return (r, ["ap_spine": scan])
+    }
+
+    @Test func thePageIsWrittenAndReadsBack() throws {
+        let (r, scans) = try Self.results()
+        let tmp = TemporaryDirectory()
+        let dir = ProcessInfo.processInfo.environment["DEXA_REPORT_EXAMPLE"] ?? tmp.path
+        let pdf = dir + "/report.pdf", png = dir + "/report.png"
+        try ReportWriter.pdf(r, scans: scans, to: pdf)
+        try ReportWriter.png(r, scans: scans, to: png)
+        // The PNG: signature, and 150 dpi of A4 (1240 × 1754).
+        let bytes = try #require(FileManager.default.contents(atPath: png))
+        #expect(Array(bytes.prefix(8)) == [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+        let width = bytes[16..<20].reduce(0) { $0 << 8 | Int($1) }, height = bytes[20..<24].reduce(0) { $0 << 8 | Int($1) }
+        #expect(width == 1240 && height == 1754)
+        // The PDF, read by poppler's pdftotext: the table, the exclusion and the diagnosis are text.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/pdftotext")
+        p.arguments = [pdf, "-"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 0)
+        for expected in ["Ada Example", "L1-L4", "L4 *", "osteophyte", "Diagnosis", "mGy·cm²", "left hip", "not in this version"] {
+            #expect(text.contains(expected), "\(expected) not in the PDF's text")
+        }
+    }
+
+    @Test func anUnwritablePathIsAClearError() throws {
+        let (r, scans) = try Self.results()
+        #expect(throws: ReportWriter.Failure.self) { try ReportWriter.png(r, scans: scans, to: "/nonexistent/dir/report.png") }
+        #expect(throws: ReportWriter.Failure.self) { try ReportWriter.pdf(r, scans: scans, to: "/nonexistent/dir/report.pdf") }
+    }
+}
