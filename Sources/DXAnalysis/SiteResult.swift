@@ -134,11 +134,14 @@ extension SpineAnalysis {
         }
         let used = selection.used.compactMap { m.vertebra($0) }
         let bmc = used.reduce(0) { $0 + $1.bmcG }, area = used.reduce(0) { $0 + $1.areaCm2 }
-        // A stopped scan that never reached some of L1–L4 gives no spine BMD: which vertebrae
-        // would have been used is unknown.
-        let unscanned = incomplete ? names.filter { m.vertebra($0) == nil } : []
+        // A vertebra of L1–L4 not measured (a stopped scan, or out of the field) gives no spine
+        // BMD: which vertebrae would have been used is unknown, and a positioning failure is
+        // not an ISCD exclusion.
+        let unscanned = names.filter { m.vertebra($0) == nil }
         let totalBMD: Double? = selection.tooFew || area <= 0 || !unscanned.isEmpty ? nil : bmc / area
-        let totalReason = !unscanned.isEmpty ? "the scan is incomplete: \(unscanned.joined(separator: ", ")) not measured"
+        let totalReason = !unscanned.isEmpty
+            ? (incomplete ? "the scan is incomplete: \(unscanned.joined(separator: ", ")) not measured"
+                          : "\(unscanned.joined(separator: ", ")) not in the field (rescan from the iliac crests to T12)")
             : "fewer than two evaluable vertebrae (ISCD: never one alone)"
         rois.append(ClinicalROI(name: "L1-L4", bmdGCm2: totalBMD, bmcG: totalBMD == nil ? 0 : bmc, areaCm2: totalBMD == nil ? 0 : area,
                                 tScore: known ? t(totalBMD).map(reportedScore) : nil,

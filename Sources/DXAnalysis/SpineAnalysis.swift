@@ -40,6 +40,10 @@ public enum SpineAnalysis {
         public var discDepth = 0.55
         /// The ROI extends this far beyond the body's sides.
         public var roiMarginMM = 5.0
+        /// A level taller than this many times the median is two vertebrae (a disc not found).
+        public var mergedLevelRatio = 1.6
+        /// Lines missing over this length between the first and last disc: refused.
+        public var missingInSpineMM = 4.0
         /// Iliac crests within this distance of a disc mark it as L4–L5.
         public var crestToDiscMM = 15.0
         /// Positioning: the axis over L1–L4 tilted beyond this (degrees), bent beyond this
@@ -71,6 +75,12 @@ public enum SpineAnalysis {
         if let region = scan.provenance.region, region != "ap_spine" {
             throw .notAnAPSpine(region.replacingOccurrences(of: "_", with: " "))
         }
+        let g = scan.geometry
+        guard g.pitchMM.isFinite, abs(g.lineStepMM).isFinite, (0.001...100).contains(g.pitchMM), (0.001...100).contains(abs(g.lineStepMM)),
+              g.channels >= 8, scan.bone.count == g.channels * g.lines, scan.marks.count == scan.bone.count, scan.rowPresent.count == g.lines,
+              scan.softTissue.count == scan.bone.count else {
+            throw .impossibleGeometry("pitch \(g.pitchMM) mm, line step \(g.lineStepMM) mm, \(g.channels) channels, \(g.lines) lines")
+        }
         let map = BoneMap(scan)
         let noise = BoneMap.softTissueNoise(scan)
         let (bone, threshold) = map.boneMask(noise: noise, minimumGCm2: p.minimumThresholdGCm2, sigmas: p.noiseSigmas)
@@ -79,6 +89,19 @@ public enum SpineAnalysis {
         let discs = findDiscs(map, bone: bone, axis: axis, core: core, p)
         guard discs.count >= 3 else { throw .tooFewLevels(max(0, discs.count - 1)) }
 
+        // A level far taller than the others is two vertebrae with a disc not found; lines
+        // missing between the discs may hide one. Either would shift every name: refused.
+        let spacings = zip(discs, discs.dropFirst()).map { $1.yMM - $0.yMM }
+        let typical = Profile.median(spacings)
+        if let i = spacings.indices.first(where: { spacings[$0] > p.mergedLevelRatio * typical }) {
+            throw .discNotFound((discs[i].yMM + discs[i + 1].yMM) / 2)
+        }
+        if let first = discs.first, let last = discs.last {
+            let r0 = max(0, map.row(atY: first.yMM)), r1 = min(map.rows - 1, map.row(atY: last.yMM))
+            var run = 0, longest = 0
+            if r0 <= r1 { for r in r0...r1 { run = map.rowPresent[r] ? 0 : run + 1; longest = max(longest, run) } }
+            if Double(longest) * map.dy >= p.missingInSpineMM { throw .linesMissingInSpine(Double(longest) * map.dy) }
+        }
         var levels = (0..<(discs.count - 1)).map { i in
             measureLevel(map, bone: bone, axis: axis, core: core, upper: discs[i], lower: discs[i + 1], p)
         }
@@ -129,13 +152,15 @@ public enum SpineAnalysis {
         for i in levels.indices { levels[i].name = levelName(i, l4: l4) }
         let labelling = Labelling(decidedBy: cue, crestYMM: landmarks.crestY, lowestRibsOn: ribLevel.map { levelName($0, l4: l4) }, cuesAgree: agree)
 
-        // Structural findings: fracture by height against the neighbours.
+        // Structural findings: fracture by height against the neighbours and against the
+        // spine's median level (so that two fractures side by side are both found).
+        let medianHeight = Profile.median(levels.map(\.height))
         for i in levels.indices {
             let neighbours = [i - 1, i + 1].filter { levels.indices.contains($0) && levels[$0].abnormality == nil }.map { levels[$0].height }
             guard !neighbours.isEmpty, levels[i].abnormality == nil else { continue }
-            let expected = neighbours.reduce(0, +) / Double(neighbours.count)
+            let expected = max(neighbours.reduce(0, +) / Double(neighbours.count), medianHeight.isFinite ? medianHeight : 0)
             if levels[i].height < p.fractureHeightRatio * expected {
-                levels[i].abnormality = "suspected compression fracture: body \(format(levels[i].height)) mm high against \(format(expected)) mm for its neighbours (\(Int(((1 - levels[i].height / expected) * 100).rounded())) % less)"
+                levels[i].abnormality = "suspected compression fracture: body \(format(levels[i].height)) mm high against \(format(expected)) mm expected from its neighbours and the spine (\(Int(((1 - levels[i].height / expected) * 100).rounded())) % less)"
             }
         }
 
@@ -414,12 +439,11 @@ public enum SpineAnalysis {
         } else if metalArea >= p.metalAreaMM2 {
             abnormality = "metal or a dense artefact in the ROI (\(Int(metalArea.rounded())) mm²)"
         } else {
-            for (side, count) in dense.sorted(by: { $0.key < $1.key }) {
+            let sides = dense.sorted(by: { $0.key < $1.key }).compactMap { side, count -> String? in
                 let area = Double(count) * map.dx * map.dy
-                if area >= p.osteophyteAreaMM2 {
-                    abnormality = "osteophyte: \(Int(area.rounded())) mm² of dense bone beyond the body's \(side < 0 ? "right" : "left") side"
-                }
+                return area >= p.osteophyteAreaMM2 ? "\(Int(area.rounded())) mm² of dense bone beyond the body's \(side < 0 ? "right" : "left") side" : nil
             }
+            if !sides.isEmpty { abnormality = "osteophyte: " + sides.joined(separator: " and ") }
         }
         return Level(upper: upper, lower: lower, leftExtent: left, rightExtent: right, height: height,
                      bmc: bmc * pixelArea, area: Double(pixels) * pixelArea, centreX: axis[centreRow], centreY: (upper.yMM + lower.yMM) / 2,

@@ -106,6 +106,13 @@ public enum SpineAnalysisError: Error, Sendable, Equatable, CustomStringConverti
     case noSpine(String)
     case tooFewLevels(Int)
     case cannotLabel
+    /// Pitch or line step outside 1 µm–100 mm: not an image an analysis can measure.
+    case impossibleGeometry(String)
+    /// A level much taller than the others: a disc space not found (two vertebrae taken for
+    /// one), which would shift every name.
+    case discNotFound(Double)
+    /// Lines missing between the spine's disc spaces: a disc may lie in them.
+    case linesMissingInSpine(Double)
 
     public var description: String {
         switch self {
@@ -113,6 +120,9 @@ public enum SpineAnalysisError: Error, Sendable, Equatable, CustomStringConverti
         case .noSpine(let why): "no spine in the field: \(why)"
         case .tooFewLevels(let n): "only \(n) complete vertebral level\(n == 1 ? "" : "s") found between disc spaces: no spine analysis (was the scan stopped early, or the spine outside the field?)"
         case .cannotLabel: "the vertebrae cannot be named: neither the iliac crests nor the lowest ribs are in the field (rescan from the iliac crests to T12)"
+        case .impossibleGeometry(let why): "the scan's geometry cannot be measured (\(why))"
+        case .discNotFound(let y): "a disc space was not found near y \(String(format: "%.0f", y)) mm (a level far taller than the others): the vertebrae cannot be delineated and named reliably"
+        case .linesMissingInSpine(let mm): "\(String(format: "%.0f", mm)) mm of lines are missing between the spine's disc spaces: the vertebrae cannot be delineated and named reliably"
         }
     }
 }

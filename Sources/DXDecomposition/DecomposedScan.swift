@@ -189,8 +189,8 @@ public struct DecomposedScan: Sendable {
         guard let header = try? JSONDecoder().decode(Header.self, from: Data(rest[..<newline])) else { throw .damaged("unreadable header") }
         guard header.version == Self.formatVersion else { throw .version(header.version) }
         let g = header.geometry
-        guard g.channels > 0, g.lines >= 0, g.channels <= 65_536, g.lines <= 1_000_000, g.pitchMM.isFinite, g.pitchMM > 0,
-              g.lineStepMM.isFinite, g.lineStepMM != 0, g.carriageXMM.isFinite, g.firstLineYMM.isFinite else {
+        guard g.channels > 0, g.lines >= 0, g.channels <= 65_536, g.lines <= 1_000_000, g.pitchMM.isFinite, (0.001...100).contains(g.pitchMM),
+              g.lineStepMM.isFinite, (0.001...100).contains(abs(g.lineStepMM)), g.carriageXMM.isFinite, g.firstLineYMM.isFinite else {
             throw .damaged("impossible geometry")
         }
         let packed = Array(rest[(newline + 1)...])

@@ -36,16 +36,16 @@ enum ReportPage {
         y += 14
 
         for site in r.sites {
-            if let result = site.result, let scan = scans[site.site] {
-                y = drawSite(site, result, scan: scan, ageYears: r.patient.ageYears, at: y, on: c)
+            if let result = site.result {
+                // Without its image (a decomposed scan not readable here) the table still stands.
+                y = drawSite(site, result, scan: scans[site.site], ageYears: r.patient.ageYears, at: y, on: c)
             } else {
                 c.colour(.black)
                 c.font(10, bold: true)
                 c.text(site.title, x: margin, y: y)
                 c.font(8.5)
                 c.colour(.grey)
-                let why = site.result != nil ? "analysed; its image is not readable here" : (site.note ?? site.status)
-                c.text(why, x: margin + 120, y: y)
+                c.text(site.note ?? site.status, x: margin + 120, y: y)
                 y += 16
             }
         }
@@ -66,7 +66,7 @@ enum ReportPage {
         y += 13
         c.font(8)
         c.colour(.grey)
-        y = c.paragraph("WHO classes (T ≥ −1.0 normal; −2.5 < T < −1.0 low bone mass; T ≤ −2.5 osteoporosis) apply to \(d.basis)." + (d.note.map { " Diagnosis made \($0)." } ?? ""),
+        y = c.paragraph("WHO classes (T ≥ −1.0 normal; −2.5 < T < −1.0 low bone mass; T ≤ −2.5 osteoporosis) apply to \(d.basis)." + (d.note.map { " Note: \($0)." } ?? ""),
                         x: margin, y: y, width: width - 2 * margin, leading: 10)
 
         // The dose.
@@ -95,19 +95,28 @@ enum ReportPage {
     }
 
     /// One analysed site: image left, table and findings right, reference chart under the table.
-    static func drawSite(_ site: ExamResults.Site, _ result: SiteResult, scan: DecomposedScan, ageYears: Double?, at top: Double, on c: Canvas) -> Double {
+    static func drawSite(_ site: ExamResults.Site, _ result: SiteResult, scan: DecomposedScan?, ageYears: Double?, at top: Double, on c: Canvas) -> Double {
         c.colour(.black)
         c.font(10, bold: true)
         c.text(site.title, x: margin, y: top)
         let imageTop = top + 8
-        let map = BoneMap(scan)
-        // The image at its true aspect, 190 pt wide at most, 300 pt high at most.
-        let aspect = (Double(map.rows) * map.dy) / (Double(map.columns) * map.dx)
-        var w = 190.0, h = w * aspect
-        if h > 300 { h = 300; w = h / aspect }
-        let rgb = SpineFigure.raster(map)
-        c.image(rgb: rgb, columns: map.columns, rows: map.rows, x: margin, y: imageTop, w: w, h: h)
-        if let spine = result.spine { SpineFigure.overlay(spine, result: result, map: map, box: (margin, imageTop, w, h), on: c) }
+        var w = 190.0, h = 200.0
+        if let scan, scan.geometry.channels > 0, scan.geometry.lines > 0 {
+            let map = BoneMap(scan)
+            // The image at its true aspect, 190 pt wide at most, 300 pt high at most.
+            let aspect = (Double(map.rows) * map.dy) / (Double(map.columns) * map.dx)
+            h = w * aspect
+            if h > 300 { h = 300; w = h / aspect }
+            let rgb = SpineFigure.raster(map)
+            c.image(rgb: rgb, columns: map.columns, rows: map.rows, x: margin, y: imageTop, w: w, h: h)
+            if let spine = result.spine { SpineFigure.overlay(spine, result: result, map: map, box: (margin, imageTop, w, h), on: c) }
+        } else {
+            c.colour(.light)
+            c.rect(margin, imageTop, w, h, fill: false, width: 1)
+            c.colour(.grey)
+            c.font(8)
+            c.text("image not readable here", x: margin + w / 2, y: imageTop + h / 2, align: .centre)
+        }
 
         // The table.
         let tx = margin + w + 18

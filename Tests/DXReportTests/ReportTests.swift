@@ -67,6 +67,23 @@ struct ReportTests {
         }
     }
 
+    /// A site whose decomposed scan cannot be read keeps its table; only the image is missing.
+    @Test func withoutItsImageASiteKeepsItsTable() throws {
+        let (r, _) = try Self.results()
+        let tmp = TemporaryDirectory()
+        let pdf = tmp.path + "/no-image.pdf"
+        try ReportWriter.pdf(r, scans: [:], to: pdf)
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/pdftotext")
+        p.arguments = [pdf, "-"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(text.contains("image not readable here") && text.contains("L1-L4") && text.contains("osteophyte"))
+    }
+
     @Test func anUnwritablePathIsAClearError() throws {
         let (r, scans) = try Self.results()
         #expect(throws: ReportWriter.Failure.self) { try ReportWriter.png(r, scans: scans, to: "/nonexistent/dir/report.png") }

@@ -31,7 +31,7 @@ public enum PatientVariety {
         spine.ribBMD = uniform(0.4, 0.6)
         spine.iliumBMD = uniform(0.55, 0.85)
         // The intercristal line at the L4–L5 disc, give or take a few millimetres.
-        if let crest = spine.iliacCrestMM { spine.iliacCrestMM = crest + uniform(-6, 6) }
+        if let crest = spine.iliacCrestBelowMM { spine.iliacCrestBelowMM = crest + uniform(-6, 6) }
         spec.spine = spine
         return spec
     }

@@ -65,8 +65,10 @@ public struct APSpine: Sendable, Codable, Equatable {
     public var rotationDeg = 0.0
     public var posteriorElementsBMD = 0.3
     public var ribBMD = 0.5
-    /// The iliac crests' highest point (y); nil: no pelvis in the scene.
-    public var iliacCrestMM: Double? = 765
+    /// The iliac crests' highest point, below the bottom of the last-but-one vertebra (L4; L5
+    /// of six): the pelvis holds the lowest lumbar vertebrae, so a fracture above moves the
+    /// spine's top, not this relation. Nil: no pelvis in the scene.
+    public var iliacCrestBelowMM: Double? = 4.5
     public var iliumBMD = 0.7
     public var sacrumBMD = 0.9
 
@@ -88,8 +90,8 @@ public struct APSpine: Sendable, Codable, Equatable {
         }
         let aboveL1 = vertebrae.prefix(2).reduce(0) { $0 + $1.heightMM + $1.discBelowMM }
         var s = APSpine(vertebrae: vertebrae, topMM: l1TopMM - aboveL1)
-        // The crests' top at the L4–L5 disc (the intercristal line; docs/simulator.md).
-        if let l4 = s.layout.first(where: { $0.name == (sixLumbar ? "L5" : "L4") }) { s.iliacCrestMM = l4.bottomY + l4.discBelowMM / 2 }
+        // The crests' top at the middle of the L4–L5 disc (the intercristal line; docs/simulator.md).
+        s.iliacCrestBelowMM = vertebrae.dropLast().last.map { $0.discBelowMM / 2 }
         return s
     }
 
@@ -207,7 +209,8 @@ public struct APSpine: Sendable, Codable, Equatable {
                 if along >= 0 && along <= length && abs(across) <= 4.5 * (1 - 0.3 * along / length) { b += ribBMD }
             }
         }
-        if let crest = iliacCrestMM, let last = layout.last {
+        if let below = iliacCrestBelowMM, let last = layout.last, layout.count >= 2 {
+            let crest = layout[layout.count - 2].bottomY + below
             let a = abs(x - offsetMM)
             // The ilium: its upper edge rises outwards to the crest's highest point (115 mm
             // out, beyond the field); its inner edge, the sacroiliac joint, runs down and in.

@@ -137,8 +137,13 @@ public struct ExamResults: Sendable, Codable, Equatable {
         let who = WHOClass(tScore: lowest.tScore)
         // The sites the diagnosis could have used (the lateral spine is not one).
         let missing = sites.filter { $0.result == nil && $0.site != DXAcquisition.Site.lateralSpine.rawValue }.map(\.title)
+        var notes: [String] = []
+        if !missing.isEmpty { notes.append("without \(missing.joined(separator: ", ")) (no result)") }
+        // Labels the two cues disagree on: the spine's numbers may belong to other vertebrae.
+        if sites.contains(where: { $0.result?.warnings.contains { $0.code == "labels_disagree" } == true }) {
+            notes.append("the vertebral labels need checking (the iliac crests and the ribs disagree)")
+        }
         return Diagnosis(basis: basis, site: from.site, roi: lowest.site.rawValue, tScore: reportedScore(lowest.tScore), whoClass: who,
-                         words: who.words,
-                         note: missing.isEmpty ? nil : "without \(missing.joined(separator: ", ")) (no result)")
+                         words: who.words, note: notes.isEmpty ? nil : notes.joined(separator: "; "))
     }
 }

@@ -384,13 +384,18 @@ public actor ExamSequencer {
                     }
                 }
                 // The site's analysis, the moment its scan is complete (the same call as
-                // `dexa analyze` on the capture).
-                var scan = decomposed
-                scan.provenance.region = site.rawValue
-                let patient = PatientContext(sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate, on: exam.startedAt ?? exam.createdAt)
-                switch SiteAnalysis.analyze(scan, patient: patient) {
-                case .success(let result): attempt.analysis = result
-                case .failure(let why): attempt.analysisNote = why.description
+                // `dexa analyze` on the capture). A live decomposition that missed lines (a
+                // busy machine) is not analysed: the result would depend on the load.
+                if r.complete {
+                    var scan = decomposed
+                    scan.provenance.region = site.rawValue
+                    let patient = PatientContext(sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate, on: exam.startedAt ?? exam.createdAt)
+                    switch SiteAnalysis.analyze(scan, patient: patient) {
+                    case .success(let result): attempt.analysis = result
+                    case .failure(let why): attempt.analysisNote = why.description
+                    }
+                } else {
+                    attempt.analysisNote = "the live decomposition missed lines: no analysis from it; dexa analyze on the capture gives the full result"
                 }
             case .failure(let e):
                 attempt.quickLook = QuickLook(bonePixels: 0, boneAreaCm2: 0, meanBoneBMD: nil, complete: false, note: e.description)
