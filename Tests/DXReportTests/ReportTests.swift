@@ -40,6 +40,19 @@ struct ReportTests {
         return (r, ["ap_spine": scan])
     }
 
+    /// The PDF's text as poppler's pdftotext reads it, and its exit status.
+    static func pdfText(_ pdf: String) throws -> (String, Int32) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/pdftotext")
+        p.arguments = [pdf, "-"]
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (text, p.terminationStatus)
+    }
+
     @Test func thePageIsWrittenAndReadsBack() throws {
         let (r, scans) = try Self.results()
         let tmp = TemporaryDirectory()
@@ -53,15 +66,8 @@ struct ReportTests {
         let width = bytes[16..<20].reduce(0) { $0 << 8 | Int($1) }, height = bytes[20..<24].reduce(0) { $0 << 8 | Int($1) }
         #expect(width == 1240 && height == 1754)
         // The PDF, read by poppler's pdftotext: the table, the exclusion and the diagnosis are text.
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/pdftotext")
-        p.arguments = [pdf, "-"]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus == 0)
+        let (text, status) = try Self.pdfText(pdf)
+        #expect(status == 0)
         for expected in ["Ada Example", "L1-L4", "L4 *", "osteophyte", "Diagnosis", "mGy·cm²", "left hip", "not in this version"] {
             #expect(text.contains(expected), "\(expected) not in the PDF's text")
         }
@@ -73,14 +79,7 @@ struct ReportTests {
         let tmp = TemporaryDirectory()
         let pdf = tmp.path + "/no-image.pdf"
         try ReportWriter.pdf(r, scans: [:], to: pdf)
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/pdftotext")
-        p.arguments = [pdf, "-"]
-        let out = Pipe()
-        p.standardOutput = out
-        try p.run()
-        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
+        let (text, _) = try Self.pdfText(pdf)
         #expect(text.contains("image not readable here") && text.contains("L1-L4") && text.contains("osteophyte"))
     }
 
