@@ -214,23 +214,25 @@ struct ScanSequenceTests {
         do {
             _ = try await runner.runSequence([dark, Bench.plan(lines: 100), Bench.plan(lines: 100)], phantom: nil, onOutcome: { o in
                 // Runs on the runner as the dark scan ends; the abort reaches it at its next await.
-                if o.mode == .dark { Task { aborted.set(try? await runner.abort()) } }
+                if o.mode == .dark { aborted.started(Task { try? await runner.abort() }) }
             })
             Issue.record("the sequence went on after the abort")
         } catch let e as ScanError {
             #expect(e.outcome?.result == .aborted)
             #expect(e.outcome?.lines == 0)
         }
-        #expect(aborted.get().flatMap { $0 } != nil, "abort() found nothing running")
+        // The sequence can end before abort() has returned (it waits for XRAY_OFF's reply).
+        let answer = await aborted.task?.value
+        #expect(answer.flatMap { $0 } != nil, "abort() found nothing running")
         // Nothing was exposed after the dark scan.
         #expect(await b.sim.firmware.snapshot.exposures.isEmpty)
         #expect(await !b.session.heartbeatRunning)
     }
 }
 
-/// What `abort()` answered, handed back from the task that called it.
+/// The task that called `abort()`, handed out of the runner's callback so the test can wait for its answer.
 final class AbortAnswer: Sendable {
-    private let value = Mutex<UInt32??>(nil)
-    func set(_ v: UInt32??) { value.withLock { $0 = v } }
-    func get() -> UInt32?? { value.withLock { $0 } }
+    private let value = Mutex<Task<UInt32?, Never>?>(nil)
+    func started(_ t: Task<UInt32?, Never>) { value.withLock { $0 = t } }
+    var task: Task<UInt32?, Never>? { value.withLock { $0 } }
 }
