@@ -21,7 +21,11 @@ public enum SiteAnalysis {
                 return .failure(SiteAnalysisError(error.description))
             }
         case "left_hip", "right_hip":
-            return .failure(SiteAnalysisError("the automatic hip analysis is not in this version: the scan is kept and can be analysed later"))
+            do {
+                return .success(HipAnalysis.interpret(try HipAnalysis.measure(scan), reference: reference, patient: patient))
+            } catch {
+                return .failure(SiteAnalysisError(error.description))
+            }
         case "lateral_spine":
             return .failure(SiteAnalysisError("vertebral fracture assessment is not in this version: the lateral image is kept"))
         case let other?:
@@ -70,6 +74,7 @@ public struct PatientScanReport: Sendable, Codable, Equatable {
     public var analysisVersion: String?
     public var analysisError: String?
     public var spine: SpineMeasurement?
+    public var hip: HipMeasurement?
     public var motion: [MotionEvent]
     public var lines: Int
     public var plannedLines: Int
@@ -82,7 +87,7 @@ public struct PatientScanReport: Sendable, Codable, Equatable {
     public var forced: Bool
 
     public enum CodingKeys: String, CodingKey {
-        case region, rois, warnings, interpretation, patient, reference, spine, motion, lines, complete, calibration, forced
+        case region, rois, warnings, interpretation, patient, reference, spine, hip, motion, lines, complete, calibration, forced
         case analysisVersion = "analysis_version", analysisError = "analysis_error", plannedLines = "planned_lines", missingLines = "missing_lines"
         case missingLineRanges = "missing_line_ranges", calibrationResidualGCm2 = "calibration_residual_g_cm2"
     }
@@ -93,7 +98,7 @@ public struct PatientScanReport: Sendable, Codable, Equatable {
         switch site {
         case .success(let r):
             rois = r.rois; warnings = r.warnings; interpretation = r.interpretation; reference = r.reference
-            analysisVersion = r.analysisVersion; spine = r.spine
+            analysisVersion = r.analysisVersion; spine = r.spine; hip = r.hip
         case .failure(let why):
             rois = []; warnings = []; analysisError = why.description
         }

@@ -78,16 +78,17 @@ public struct SiteResult: Sendable, Codable, Equatable {
     /// The analysis's version: a result says which rules made it.
     public var analysisVersion: String
     public var spine: SpineMeasurement?
+    public var hip: HipMeasurement?
 
     public enum CodingKeys: String, CodingKey {
-        case site, rois, warnings, interpretation, reference, spine
+        case site, rois, warnings, interpretation, reference, spine, hip
         case analysisVersion = "analysis_version"
     }
 
     public init(site: String, rois: [ClinicalROI], warnings: [AnalysisWarning], interpretation: SiteInterpretation?, reference: String,
-                analysisVersion: String, spine: SpineMeasurement?) {
+                analysisVersion: String, spine: SpineMeasurement?, hip: HipMeasurement? = nil) {
         self.site = site; self.rois = rois; self.warnings = warnings; self.interpretation = interpretation; self.reference = reference
-        self.analysisVersion = analysisVersion; self.spine = spine
+        self.analysisVersion = analysisVersion; self.spine = spine; self.hip = hip
     }
 
     public func roi(_ name: String) -> ClinicalROI? { rois.first { $0.name == name } }
@@ -95,7 +96,7 @@ public struct SiteResult: Sendable, Codable, Equatable {
 
 public enum AnalysisVersion {
     /// Bumped whenever a rule or parameter changes a number.
-    public static let current = "spine-1 (2026-12-02)"
+    public static let current = "spine-1 hip-1 (2026-12-02)"
 }
 
 extension SpineAnalysis {
@@ -165,5 +166,42 @@ extension SpineAnalysis {
         case .zScoreOnly(let reason):
             return SiteInterpretation(basis: reason, note: "Z-scores apply, and no age- and sex-matched reference is installed: no classification (docs/clinical-references.md)")
         }
+    }
+}
+
+extension HipAnalysis {
+    /// The hip's clinical ROIs in the order a report gives them: `neck`, `trochanter`,
+    /// `intertrochanter`, `total_hip`, `wards`. T-scores for the neck and the total hip (the
+    /// only hip regions with a reference and the only ones ISCD lets diagnose); the others are
+    /// shown and marked not for diagnosis. The site's class is on the lower of the two.
+    public static func interpret(_ m: HipMeasurement, reference: ReferenceSet = .nhanes, patient: PatientContext?) -> SiteResult {
+        let diagnostic: [String: ReferenceSite] = ["neck": .femoralNeck, "total_hip": .totalHip]
+        let totalMissing = m.warnings.first { $0.code == "total_hip_not_measured" }?.message
+        var rois: [ClinicalROI] = []
+        var warnings = m.warnings
+        for name in ["neck", "trochanter", "intertrochanter", "total_hip", "wards"] {
+            let site = diagnostic[name]
+            guard let r = m.roi(name), let bmd = r.bmdGCm2 else {
+                let why = name == "neck" ? "not measured" : (totalMissing ?? "not measured")
+                rois.append(ClinicalROI(name: name, bmdGCm2: nil, bmcG: 0, areaCm2: 0, excluded: true, reason: why, complete: false,
+                                        forDiagnosis: site != nil))
+                continue
+            }
+            var t: Double?
+            if let site, patient != nil, let ref = reference.youngAdult(site) {
+                t = standardScore(bmdGCm2: bmd, meanGCm2: ref.meanGCm2, sdGCm2: ref.sdGCm2).map(reportedScore)
+                if ref.status == .secondary && !warnings.contains(where: { $0.code == "reference_secondary" }) {
+                    warnings.append(AnalysisWarning(code: "reference_secondary", message: "the hip references are not yet checked against their primary source"))
+                }
+            }
+            let excluded = !r.complete && site != nil
+            rois.append(ClinicalROI(name: name, bmdGCm2: bmd, bmcG: r.bmcG, areaCm2: r.areaCm2, tScore: t, excluded: excluded,
+                                    reason: excluded ? "\(r.missingLines) lines of its ROI missing" : nil, complete: r.complete,
+                                    forDiagnosis: site != nil))
+        }
+        let lowest = rois.filter { $0.forDiagnosis && !$0.excluded }.compactMap(\.tScore).min()
+        let interpretation = patient.map { SpineAnalysis.interpretSite(diagnosticT: lowest, patient: $0) }
+        return SiteResult(site: "\(m.side)_hip", rois: rois, warnings: warnings, interpretation: interpretation,
+                          reference: "\(reference.name) \(reference.version)", analysisVersion: AnalysisVersion.current, spine: nil, hip: m)
     }
 }

@@ -302,6 +302,19 @@ public struct Calibration: Sendable, Equatable, Codable {
             let r = u / v
             return f.0 + r * (f.1 + r * f.3 + v * f.4) + v * (f.2 + v * f.5)
         }
+
+        /// The ratio u/v that bone-free tissue of high-window attenuation v has at fat fraction
+        /// `fat` (the fat model solved for the ratio: a quadratic, the root where the fat fraction
+        /// falls as the ratio rises); nil where the model has no such ratio.
+        public func tissueRatio(highAttenuation v: Double, fat: Double) -> Double? {
+            let a = f.3, b = f.1 + v * f.4, c = f.0 + v * (f.2 + v * f.5) - fat
+            guard a != 0 else { return b < 0 ? -c / b : nil }
+            let disc = b * b - 4 * a * c
+            guard disc >= 0 else { return nil }
+            let root = disc.squareRoot()
+            for r in [(-b - root) / (2 * a), (-b + root) / (2 * a)] where r > 0 && 2 * a * r + b < 0 { return r }
+            return nil
+        }
     }
 
     public var fastBoneModel: FastBoneModel {

@@ -42,6 +42,10 @@ public struct Decomposer: Sendable {
     public var neighbours = 16
     /// Gaps in bone up to this many pixels are holes in it (8 mm), not soft tissue.
     public var holeWidth: Int
+    /// The leanest soft tissue's fat fraction as the calibration's fat model reads it: pure lean
+    /// (0) less the model's error (its fit residual is about 0.02 on the calibration steps,
+    /// docs/physics.md): a baseline leaner than this has bone in it.
+    public var leanestTissue = -0.05
 
     private let fast: Calibration.FastBoneModel
 
@@ -49,11 +53,22 @@ public struct Decomposer: Sendable {
     public init(calibration: Calibration, pitchUm: Int = 1000) {
         self.calibration = calibration
         fast = calibration.fastBoneModel
-        baselineHalfWidth = max(8, 40_000 / max(pitchUm, 1))
+        baselineHalfWidth = max(8, 70_000 / max(pitchUm, 1))
         holeWidth = max(3, 8_000 / max(pitchUm, 1))
     }
 
     public func decompose(_ a: AttenuationLine) -> DecomposedLine {
+        var none: TissueMemory?
+        return decompose(a, memory: &none)
+    }
+
+    /// `decompose`, with the soft tissue the scan's earlier lines saw at each channel: a run of
+    /// bone with no tissue beside it in its own line on one side (a hip's rows run in bone from
+    /// the pubic ramus at the field's edge) takes that side's reference from the tissue seen
+    /// there within `TissueMemory.reachUm` of this line. The memory is then brought up to date
+    /// with this line's tissue. Lines taken in their order of arrival, live or from a capture,
+    /// give the same numbers.
+    public func decompose(_ a: AttenuationLine, memory: inout TissueMemory?) -> DecomposedLine {
         let n = a.channels
         guard n > 0, a.high.count == n, a.varianceLow.count == n, a.varianceHigh.count == n, a.flags.count == n else {
             let none = [Double](repeating: .nan, count: n)
@@ -61,13 +76,14 @@ public struct Decomposer: Sendable {
                                   isBone: [Bool](repeating: false, count: n), flags: a.flags)
         }
         // Scratch for the whole line in two blocks (the hot path allocates nothing per pixel).
-        let scratch = UnsafeMutablePointer<Double>.allocate(capacity: 6 * n)
+        let scratch = UnsafeMutablePointer<Double>.allocate(capacity: 7 * n)
         defer { scratch.deallocate() }
         let marks = UnsafeMutablePointer<Bool>.allocate(capacity: 4 * n)
         defer { marks.deallocate() }
         let queue = UnsafeMutablePointer<Int>.allocate(capacity: max(n, 1))
         defer { queue.deallocate() }
         let ratio = scratch, su = scratch + n, sv = scratch + 2 * n, sr = scratch + 3 * n, eroded = scratch + 4 * n, baseline = scratch + 5 * n
+        let sideHigh = scratch + 6 * n
         let tissue = marks, isBone = marks + n, covered = marks + 2 * n, usable = marks + 3 * n
         var bone = [Double](repeating: .nan, count: n), soft = bone, fat = bone
         a.low.withUnsafeBufferPointer { low in a.high.withUnsafeBufferPointer { high in
@@ -86,6 +102,13 @@ public struct Decomposer: Sendable {
             for c in 0..<n { sr[c] = tissue[c] && sv[c] > 0 ? su[c] / sv[c] : .nan }
             Self.slidingExtreme(sr, n, halfWidth: baselineHalfWidth, minimum: true, queue: queue, into: eroded)
             Self.slidingExtreme(eroded, n, halfWidth: baselineHalfWidth, minimum: false, queue: queue, into: baseline)
+            // Bone wider than the opening's window (a hip's rows run from the pelvis through the
+            // head and neck to the trochanter) lifts the baseline onto bone. No soft tissue is
+            // leaner than lean: a baseline the fat model reads as leaner than `leanestTissue` is
+            // bone's, and is held at that tissue's ratio.
+            for c in 0..<n where baseline[c].isFinite && sv[c] > 0 && fast.fatFraction(baseline[c] * sv[c], sv[c]) < leanestTissue {
+                if let r = fast.tissueRatio(highAttenuation: sv[c], fat: leanestTissue) { baseline[c] = r }
+            }
             // Noise of the smoothed bone signal: b ≈ (L_low − R·L_high)/k, k the bone's
             // sensitivity, here taken from the calibration at this pixel.
             let rootWindow = Double(2 * smoothing + 1).squareRoot()
@@ -107,13 +130,19 @@ public struct Decomposer: Sendable {
             // carried across each covered run from the tissue beside it.
             let softRatio = baseline
             for c in 0..<n { softRatio[c] = ratio[c] }
-            carrySoftTissueRatio(ratio: ratio, tissue: tissue, isBone: covered, n, into: softRatio)
+            carrySoftTissueRatio(ratio: ratio, high: highBase, tissue: tissue, isBone: covered, n, into: softRatio, sideHigh: sideHigh,
+                                 memory: memory, yUm: a.yUm)
             // The soft-tissue reference of every other pixel (into `su`): the mean ratio of
             // the uncovered tissue around it, not its own ratio, so that its bone mineral is
             // measured against soft tissue too: noise around 0 where there is none, the bone
             // where classification missed some. ROI means are then unbiased by classification.
             let localRatio = su
             for c in 0..<n { usable[c] = tissue[c] && !covered[c] }
+            if memory?.ratio.count == n {
+                for c in 0..<n where usable[c] && ratio[c].isFinite {
+                    memory?.ratio[c] = ratio[c]; memory?.high[c] = high[c]; memory?.yUm[c] = a.yUm
+                }
+            }
             Self.smooth(ratio, usable, n, halfWidth: neighbours, into: localRatio)
             for c in 0..<n { usable[c] = tissue[c] && ratio[c].isFinite }
             bone.withUnsafeMutableBufferPointer { bone in soft.withUnsafeMutableBufferPointer { soft in fat.withUnsafeMutableBufferPointer { fat in
@@ -124,8 +153,9 @@ public struct Decomposer: Sendable {
                     }
                     let u = low[c], v = high[c]
                     if covered[c] {
-                        let r = softRatio[c]
+                        var r = softRatio[c]
                         guard r.isFinite else { continue }
+                        r = thicknessCorrected(ratio: r, sideHigh: sideHigh[c], u: u, v: v)
                         bone[c] = fast.unbiasedBone(u, v, r, varU: varLow[c], varV: varHigh[c])
                         soft[c] = fast.soft(u, v, r)
                     } else {
@@ -143,34 +173,82 @@ public struct Decomposer: Sendable {
         return DecomposedLine(index: a.index, yUm: a.yUm, xUm: a.xUm, bone: bone, soft: soft, fatFraction: fat, isBone: boneMask, flags: a.flags)
     }
 
+    /// The carried ratio moved to the thickness of the tissue under the bone. Beam hardening
+    /// makes a tissue's ratio fall as it thickens; the tissue beside a bone is often thinner
+    /// (a hip's lateral side, where the body narrows) and a ratio carried from it alone reads
+    /// the bone low. The correction is the calibration's own fat model (fitted over the
+    /// calibration phantom's thickness steps): the ratio of tissue of the side's fat fraction at
+    /// the pixel's tissue mass, less that model's ratio at the side's, added to the measured
+    /// ratio (so the model's level cancels and only its slope with thickness enters). Twice,
+    /// as the tissue mass depends on the ratio. Unchanged where the model has no answer.
+    @inline(__always)
+    func thicknessCorrected(ratio r0: Double, sideHigh vSide: Double, u: Double, v: Double) -> Double {
+        guard vSide.isFinite, vSide > 0, v > 0 else { return r0 }
+        let fat = fast.fatFraction(r0 * vSide, vSide)
+        let sideMass = fast.soft(r0 * vSide, vSide, r0)
+        guard fat.isFinite, sideMass > 0, let rSide = fast.tissueRatio(highAttenuation: vSide, fat: fat) else { return r0 }
+        var r = r0
+        for _ in 0..<2 {
+            let mass = fast.soft(u, v, r)
+            guard mass > 0, let rHere = fast.tissueRatio(highAttenuation: vSide * mass / sideMass, fat: fat) else { return r0 }
+            r = r0 + (rHere - rSide)
+        }
+        return r.isFinite ? r : r0
+    }
+
     /// The soft tissue under bone: the ratio interpolated across each run of bone from the
     /// tissue pixels on either side (two pixels next to the edge skipped: they may hold a
     /// little bone). A run with no soft tissue beside it gets NaN: not measurable.
-    func carrySoftTissueRatio(ratio: UnsafePointer<Double>, tissue: UnsafePointer<Bool>, isBone: UnsafePointer<Bool>, _ n: Int,
-                              into softRatio: UnsafeMutablePointer<Double>) {
-        func mean(from: Int, to: Int) -> Double? {
-            var s = 0.0, k = 0
+    func carrySoftTissueRatio(ratio: UnsafePointer<Double>, high: UnsafePointer<Double>, tissue: UnsafePointer<Bool>, isBone: UnsafePointer<Bool>,
+                              _ n: Int, into softRatio: UnsafeMutablePointer<Double>, sideHigh: UnsafeMutablePointer<Double>,
+                              memory: TissueMemory? = nil, yUm: Int32 = 0) {
+        func mean(from: Int, to: Int) -> (ratio: Double, high: Double)? {
+            var s = 0.0, h = 0.0, k = 0
             var i = from
             while i < to {
-                if tissue[i] && !isBone[i] { s += ratio[i]; k += 1 }
+                if tissue[i] && !isBone[i] { s += ratio[i]; h += high[i]; k += 1 }
                 i += 1
             }
-            return k > 0 ? s / Double(k) : nil
+            return k > 0 ? (s / Double(k), h / Double(k)) : nil
         }
+        // The earlier lines' tissue over the same channels, when this line has none there.
+        func remembered(from: Int, to: Int) -> (ratio: Double, high: Double)? {
+            guard let m = memory, m.ratio.count == n else { return nil }
+            var s = 0.0, h = 0.0, k = 0
+            var i = from
+            while i < to {
+                if m.ratio[i].isFinite && abs(Int64(m.yUm[i]) - Int64(yUm)) <= Int64(TissueMemory.reachUm) { s += m.ratio[i]; h += m.high[i]; k += 1 }
+                i += 1
+            }
+            return k > 0 ? (s / Double(k), h / Double(k)) : nil
+        }
+        for c in 0..<n { sideHigh[c] = .nan }
         var c = 0
         while c < n {
             guard isBone[c] else { c += 1; continue }
             var end = c
             while end + 1 < n && isBone[end + 1] { end += 1 }
-            let left = mean(from: max(0, c - 2 - neighbours), to: max(0, c - 2))
-            let right = mean(from: min(n, end + 3), to: min(n, end + 3 + neighbours))
+            let leftWindow = (max(0, c - 2 - neighbours), max(0, c - 2)), rightWindow = (min(n, end + 3), min(n, end + 3 + neighbours))
+            var left = mean(from: leftWindow.0, to: leftWindow.1)
+            var right = mean(from: rightWindow.0, to: rightWindow.1)
+            // No tissue beside the run in this line: the tissue earlier lines saw beside it, or,
+            // where the run reaches the field's edge, over its own first (last) channels.
+            if left == nil {
+                left = remembered(from: leftWindow.0, to: leftWindow.1)
+                    ?? (leftWindow.0 == leftWindow.1 ? remembered(from: c, to: min(end + 1, c + neighbours)) : nil)
+            }
+            if right == nil {
+                right = remembered(from: rightWindow.0, to: rightWindow.1)
+                    ?? (rightWindow.0 == rightWindow.1 ? remembered(from: max(c, end + 1 - neighbours), to: end + 1) : nil)
+            }
             for k in c...end {
                 switch (left, right) {
                 case let (l?, r?):
                     let t = Double(k - c + 1) / Double(end - c + 2)
-                    softRatio[k] = l + (r - l) * t
-                case let (l?, nil): softRatio[k] = l
-                case let (nil, r?): softRatio[k] = r
+                    softRatio[k] = l.ratio + (r.ratio - l.ratio) * t
+                    sideHigh[k] = l.high + (r.high - l.high) * t
+                case let (l?, nil): softRatio[k] = l.ratio; sideHigh[k] = l.high
+                case let (nil, r?): softRatio[k] = r.ratio; sideHigh[k] = r.high
                 default: softRatio[k] = .nan
                 }
             }
@@ -358,4 +436,21 @@ public struct ROIAccumulator: Sendable {
     }
 
     public var result: ROIResult { result() }
+}
+
+/// The soft tissue a scan's lines saw at each channel most recently (its ratio L_low/L_high and
+/// high-window attenuation, and the line's y): the reference a bone run takes on a side where
+/// its own line has none (`Decomposer.decompose(_:memory:)`).
+public struct TissueMemory: Sendable, Equatable {
+    /// How far along the scan a remembered tissue still serves (µm): 25 mm.
+    public static let reachUm: Int32 = 25_000
+    public var ratio: [Double]
+    public var high: [Double]
+    public var yUm: [Int32]
+
+    public init(channels: Int) {
+        ratio = [Double](repeating: .nan, count: max(0, channels))
+        high = ratio
+        yUm = [Int32](repeating: 0, count: max(0, channels))
+    }
 }

@@ -35,9 +35,11 @@ public enum ExposureMode: String, Sendable, Codable, CaseIterable, CustomStringC
 ///   the low window (the densest tissue: bone under the most soft tissue). 150 photons keep those
 ///   pixels six times above the 25-photon low-count line and the log's bias under 0.01 %
 ///   (docs/physics.md);
-/// - **thin** when the brightest tenth of the central pixels would count more than `thinAbove`
+/// - **thin** when the brightest tenth of the body's pixels (the whole field but the air beyond
+///   the body's edge) would count more than `thinAbove`
 ///   (55,000) in either window: within reach of the 16-bit ceiling once a channel's gain (up to
-///   +8 %) and 5σ of noise are added (the
+///   +8 %) and 5σ of noise are added; thin also when that leaves the densest tenth under
+///   `thickBelow` (saturation loses numbers, fewer photons only add noise; the
 ///   body's thin edges, outside the central half of the fan, may saturate in any mode);
 /// - **standard** otherwise. Without a scout (no lines), the body mass index decides: under 18.5
 ///   thin, 30 and over thick (WHO classes).
@@ -57,12 +59,40 @@ public struct ExposureModeChooser: Sendable {
         public var predictedDensestCounts: Double?
         public var predictedBrightestCounts: Double?
         public var reason: String
+        /// The tube current as a multiple of the protocol's: the mode's, or in the thin mode
+        /// less when half the current would still saturate the brightest tenth (never under
+        /// `ExposureModeChooser.leastThinFactor`).
+        public var currentFactor: Double
 
         public enum CodingKeys: String, CodingKey {
             case mode, reason
             case predictedDensestCounts = "predicted_densest_counts", predictedBrightestCounts = "predicted_brightest_counts"
+            case currentFactor = "current_factor"
+        }
+
+        public init(mode: ExposureMode, predictedDensestCounts: Double?, predictedBrightestCounts: Double?, reason: String, currentFactor: Double? = nil) {
+            self.mode = mode; self.predictedDensestCounts = predictedDensestCounts; self.predictedBrightestCounts = predictedBrightestCounts
+            self.reason = reason; self.currentFactor = currentFactor ?? mode.currentFactor
+        }
+
+        /// Records written before the factor was kept carry the mode's.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            let mode = try c.decode(ExposureMode.self, forKey: .mode)
+            self.init(mode: mode, predictedDensestCounts: try c.decodeIfPresent(Double.self, forKey: .predictedDensestCounts),
+                      predictedBrightestCounts: try c.decodeIfPresent(Double.self, forKey: .predictedBrightestCounts),
+                      reason: try c.decode(String.self, forKey: .reason), currentFactor: try c.decodeIfPresent(Double.self, forKey: .currentFactor))
+        }
+
+        /// The site scan's tube current, within the ICD's range.
+        public func current(standard: UInt32) -> UInt32 {
+            UInt32(min(Double(ExposureMode.maximumCurrentUA), max(1, (Double(standard) * currentFactor).rounded())))
         }
     }
+
+    /// The thin mode lowers the current below half as far as this, when half would still
+    /// saturate the brightest tenth (a thin patient's hips: the body's edge is in the field).
+    public var leastThinFactor = 0.1
 
     /// `scout`: the scout's lines, taken with `scoutPeriodUs` and `scoutCurrentUA`; `dark`: the
     /// dark reference; the site's scan in the standard mode has `periodUs` and `currentUA`.
@@ -73,12 +103,17 @@ public struct ExposureModeChooser: Sendable {
         var low: [Double] = [], bright: [Double] = []
         for line in scout where line.channels == n && line.flags.contains(.xrayOn) {
             for c in (n / 4)..<(n - n / 4) {
-                let l = Double(line.low(c)) - dark.means.low[c], h = Double(line.high(c)) - dark.means.high[c]
+                let l = Double(line.low(c)) - dark.means.low[c]
                 low.append(max(l, 0) * scale)
-                bright.append(max(l, h) * scale)
             }
+            // The brightest tissue over the whole field, the air beyond the body's edge left
+            // out: a hip's thinnest tissue lies beside the trochanter near the edge, and the
+            // soft tissue next to bone is the reference the decomposition needs.
+            let counts = (0..<n).map { c in max(Double(line.low(c)) - dark.means.low[c], Double(line.high(c)) - dark.means.high[c]) }
+            let body = Self.bodyChannels(counts)
+            for c in body { bright.append(counts[c] * scale) }
         }
-        guard !low.isEmpty else {
+        guard !low.isEmpty, !bright.isEmpty else {
             let mode: ExposureMode = bmi.map { $0 >= 30 ? .thick : ($0 < 18.5 ? .thin : .standard) } ?? .standard
             return Choice(mode: mode, predictedDensestCounts: nil, predictedBrightestCounts: nil,
                           reason: bmi.map { String(format: "no scout; body mass index %.1f", $0) } ?? "no scout and no body mass index: standard")
@@ -95,18 +130,42 @@ public struct ExposureModeChooser: Sendable {
         if densest < thickBelow && brightest * thickFactor <= thinAbove {
             mode = .thick
             reason = String(format: "the densest tenth would get %.0f photons in the standard mode (fewer than %.0f)", densest, thickBelow)
-        } else if brightest > thinAbove && densest * thinFactor >= thickBelow {
+        } else if brightest > thinAbove {
+            // Saturation loses a pixel's number and the soft-tissue reference beside bone with it;
+            // fewer photons only add noise (counted, and corrected below 25). So thin, even when
+            // it leaves the densest tenth under `thickBelow`, and the record says so.
             mode = .thin
-            reason = String(format: "the brightest tenth would count %.0f in the standard mode (more than %.0f)", brightest, thinAbove)
-        } else if densest < thickBelow || brightest > thinAbove {
-            mode = .standard
-            reason = String(format: "the densest tenth would get %.0f photons and the brightest tenth count %.0f: no mode keeps both in range",
-                            densest, brightest)
+            reason = densest * thinFactor >= thickBelow
+                ? String(format: "the brightest tenth would count %.0f in the standard mode (more than %.0f)", brightest, thinAbove)
+                : String(format: "the brightest tenth would count %.0f in the standard mode (more than %.0f), and the densest tenth gets %.0f photons in the thin mode: no mode keeps both in range, and saturation would lose numbers where fewer photons only add noise",
+                         brightest, thinAbove, densest * thinFactor)
         } else {
             mode = .standard
             reason = String(format: "the densest tenth would get %.0f photons, the brightest tenth count %.0f", densest, brightest)
         }
-        return Choice(mode: mode, predictedDensestCounts: densest.rounded(), predictedBrightestCounts: brightest.rounded(), reason: reason)
+        // Thin: half the current, or less if half would still reach `thinAbove`.
+        let factor = mode == .thin ? max(leastThinFactor, min(thinFactor, thinAbove / max(brightest, 1))) : mode.currentFactor
+        return Choice(mode: mode, predictedDensestCounts: densest.rounded(), predictedBrightestCounts: brightest.rounded(),
+                      reason: factor < thinFactor ? reason + String(format: "; current ×%.2f", factor) : reason, currentFactor: factor)
+    }
+
+    /// The channels of a line that see the body: all but a plateau of the line's highest counts
+    /// (within `airPlateau` of its maximum) that reaches a field edge and is at least 3
+    /// channels wide (air beyond the body's edge, which saturates in any mode and is normal).
+    static func bodyChannels(_ counts: [Double], airPlateau: Double = 0.03) -> Range<Int> {
+        guard let top = counts.max(), top > 0 else { return 0..<counts.count }
+        var lo = 0, hi = counts.count
+        while lo < hi && counts[lo] >= top * (1 - airPlateau) { lo += 1 }
+        while hi > lo && counts[hi - 1] >= top * (1 - airPlateau) { hi -= 1 }
+        // A line level throughout shows no edge: all body (or all air, which the scout's other
+        // lines and the densest tenth will tell).
+        if lo >= hi { return 0..<counts.count }
+        if lo < 3 { lo = 0 }
+        if counts.count - hi < 3 { hi = counts.count }
+        // A few channels into the body, its very edge (a partial channel) left out.
+        let margin = 2
+        let a = lo > 0 ? min(hi, lo + margin) : lo, b = hi < counts.count ? max(a, hi - margin) : hi
+        return a..<b
     }
 
     /// The scout for a site: `lines` lines spread over the scan's length, each a tenth of the

@@ -118,6 +118,7 @@ public struct ScanDecomposition: Sendable {
     public let pixelAreaCm2: Double
     private var rois: [ROIAccumulator]
     private var stillness: StillnessCheck
+    private var memory: TissueMemory?
     private var boneSum = 0.0
     private(set) public var bonePixels = 0
     private(set) public var lines = 0
@@ -131,6 +132,7 @@ public struct ScanDecomposition: Sendable {
         self.stage = stage.prepared(periodUs: configuration.linePeriodUs, currentUA: configuration.tubeCurrentUA, transmissions: false,
                                     response: calibration.channelResponse)
         decomposer = Decomposer(calibration: calibration, pitchUm: geometry.pitchUm)
+        memory = TissueMemory(channels: geometry.channels)
         pixelAreaCm2 = Double(geometry.pitchUm) * Double(abs(configuration.lineStepUm)) / 1e8
         self.rois = rois.map { ROIAccumulator(roi: $0, geometry: geometry) }
         stillness = StillnessCheck(pitchUm: geometry.pitchUm)
@@ -144,7 +146,7 @@ public struct ScanDecomposition: Sendable {
     @discardableResult
     public mutating func add(_ line: ScanLine) throws(DecompositionError) -> DecomposedLine {
         let attenuation = try stage.process(line)
-        let d = decomposer.decompose(attenuation)
+        let d = decomposer.decompose(attenuation, memory: &memory)
         ledger.record(line.index)
         _ = stillness.add(highAttenuation: attenuation.high)
         for k in rois.indices { rois[k].add(d) }

@@ -14,6 +14,7 @@ struct Canvas {
         static let light = Colour(r: 0.9, g: 0.9, b: 0.9)
         static let yellow = Colour(r: 0.95, g: 0.75, b: 0.0)
         static let cyan = Colour(r: 0.0, g: 0.65, b: 0.85)
+        static let magenta = Colour(r: 0.85, g: 0.1, b: 0.75)
         static let red = Colour(r: 0.8, g: 0.1, b: 0.1)
         static let green = Colour(r: 0.55, g: 0.8, b: 0.55)
         static let amber = Colour(r: 0.98, g: 0.85, b: 0.55)

@@ -100,16 +100,20 @@ enum ReportPage {
         c.font(10, bold: true)
         c.text(site.title, x: margin, y: top)
         let imageTop = top + 8
-        var w = 190.0, h = 200.0
+        // A hip's image is smaller than the spine's: three sites share the page.
+        let isHip = result.hip != nil
+        var w = isHip ? 130.0 : 190.0, h = isHip ? 135.0 : 200.0
         if let scan, scan.geometry.channels > 0, scan.geometry.lines > 0 {
             let map = BoneMap(scan)
-            // The image at its true aspect, 190 pt wide at most, 300 pt high at most.
+            // The image at its true aspect, within its width and 250 pt (a hip 140 pt) high.
             let aspect = (Double(map.rows) * map.dy) / (Double(map.columns) * map.dx)
+            let tallest = isHip ? 140.0 : 250.0
             h = w * aspect
-            if h > 300 { h = 300; w = h / aspect }
+            if h > tallest { h = tallest; w = h / aspect }
             let rgb = SpineFigure.raster(map)
             c.image(rgb: rgb, columns: map.columns, rows: map.rows, x: margin, y: imageTop, w: w, h: h)
             if let spine = result.spine { SpineFigure.overlay(spine, result: result, map: map, box: (margin, imageTop, w, h), on: c) }
+            if let hip = result.hip { HipFigure.overlay(hip, result: result, map: map, box: (margin, imageTop, w, h), on: c) }
         } else {
             c.colour(.light)
             c.rect(margin, imageTop, w, h, fill: false, width: 1)
@@ -144,6 +148,10 @@ enum ReportPage {
         c.font(7.5)
         c.colour(.grey)
         let textWidth = width - margin - tx
+        let shown = result.rois.filter { !$0.forDiagnosis }.map(\.name)
+        if !shown.isEmpty {
+            y = c.paragraph("\(shown.joined(separator: ", ")): shown, not for diagnosis (ISCD).", x: tx, y: y + 2, width: textWidth, leading: 9)
+        }
         if let used = result.roi("L1-L4")?.vertebraeUsed, used.count < 4, !used.isEmpty {
             y = c.paragraph("L1-L4 over \(used.joined(separator: ", ")).", x: tx, y: y + 2, width: textWidth, leading: 9)
         }
@@ -159,12 +167,17 @@ enum ReportPage {
             y = c.paragraph("! " + warning.message, x: tx, y: y + 1, width: textWidth, leading: 9)
         }
         // The reference chart for the diagnostic ROI.
-        if let total = result.roi("L1-L4"), let bmd = total.bmdGCm2 {
+        // Spine: L1-L4; hip: the lower-scoring of the neck and the total hip.
+        let hipROI = ["neck", "total_hip"].compactMap { result.roi($0) }.filter { $0.bmdGCm2 != nil && !$0.excluded }
+            .min { ($0.tScore ?? 0) < ($1.tScore ?? 0) }
+        let chartROI = result.roi("L1-L4") ?? hipROI
+        let chartSite: ReferenceSite = chartROI?.name == "neck" ? .femoralNeck : chartROI?.name == "total_hip" ? .totalHip : .lumbarSpine
+        if let total = chartROI, let bmd = total.bmdGCm2 {
             let chartTop = max(y + 8, top + 150)
             let chartHeight = min(120, imageTop + h - chartTop)
             if chartHeight > 60 {
-                ReferenceChart.draw(bmd: bmd, ageYears: ageYears, reference: ReferenceSet.nhanes.youngAdult(.lumbarSpine),
-                                    label: "L1-L4", box: (tx + 18, chartTop, textWidth - 24, chartHeight), on: c)
+                ReferenceChart.draw(bmd: bmd, ageYears: ageYears, reference: ReferenceSet.nhanes.youngAdult(chartSite),
+                                    label: total.name, box: (tx + 18, chartTop, textWidth - 24, chartHeight), on: c)
                 y = chartTop + chartHeight
             }
         }
@@ -205,6 +218,33 @@ enum SpineFigure {
             c.line(px(right), py(v.upper.y(atX: right)), px(right), py(v.lower.y(atX: right)), width: 0.9)
             c.colour(excluded ? .grey : .yellow)
             c.text(v.name, x: px(right) + 3, y: py(v.centreYMM) + 2.5)
+        }
+    }
+}
+
+/// The hip's analysis over its image: the neck box (yellow; grey when excluded), the total
+/// hip's cuts and the trochanteric line (cyan), Ward's square (magenta, not for diagnosis).
+enum HipFigure {
+    static func overlay(_ m: HipMeasurement, result: SiteResult, map: BoneMap, box: (x: Double, y: Double, w: Double, h: Double), on c: Canvas) {
+        let sx = box.w / (Double(map.columns) * map.dx), sy = box.h / (Double(map.rows) * map.dy)
+        func px(_ x: Double) -> Double { box.x + (x - map.x0 + map.dx / 2) * sx }
+        func py(_ y: Double) -> Double { box.y + (y - map.y0 + map.dy / 2) * sy }
+        func polyline(_ p: [TablePoint], closed: Bool) {
+            guard p.count >= 2 else { return }
+            for i in 0..<(closed ? p.count : p.count - 1) {
+                let a = p[i], b = p[(i + 1) % p.count]
+                c.line(px(a.xMM), py(a.yMM), px(b.xMM), py(b.yMM), width: 0.9)
+            }
+        }
+        c.colour(result.roi("neck")?.excluded == false ? .yellow : .grey)
+        polyline(m.neckBox, closed: true)
+        c.colour(.cyan)
+        polyline(m.medialCut, closed: false)
+        if let b = m.bottomCut { polyline(b, closed: false) }
+        if let t = m.trochanterLine { polyline(t, closed: false) }
+        if let w = m.wardsBox {
+            c.colour(.magenta)
+            polyline(w, closed: true)
         }
     }
 }

@@ -60,7 +60,7 @@ public struct TableScanner: Sendable {
                                                   scoutCurrentUA: scout.tubeCurrentUA, dark: stage.dark, periodUs: c.linePeriodUs,
                                                   currentUA: c.tubeCurrentUA, bmi: nil)
         var chosen = c
-        chosen.tubeCurrentUA = choice.mode.current(standard: c.tubeCurrentUA)
+        chosen.tubeCurrentUA = choice.current(standard: c.tubeCurrentUA)
         return (chosen, choice)
     }
 

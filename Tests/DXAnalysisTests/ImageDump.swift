@@ -9,13 +9,9 @@ enum ImageDump {
     static func spine(_ scan: DecomposedScan, _ m: SpineMeasurement?, name: String) {
         guard let dir = ProcessInfo.processInfo.environment["DEXA_DUMP_IMAGES"] else { return }
         let map = BoneMap(scan)
-        let s = 4, w = map.columns * s, h = map.rows * s
-        var rgb = [UInt8](repeating: 0, count: w * h * 3)
-        func put(_ x: Int, _ y: Int, _ c: (UInt8, UInt8, UInt8)) {
-            guard x >= 0, x < w, y >= 0, y < h else { return }
-            let o = (y * w + x) * 3
-            rgb[o] = c.0; rgb[o + 1] = c.1; rgb[o + 2] = c.2
-        }
+        var image = Raster(map)
+        let s = image.scale, w = image.width, h = image.height
+        func put(_ x: Int, _ y: Int, _ c: (UInt8, UInt8, UInt8)) { image.put(x, y, c) }
         for r in 0..<map.rows {
             for c in 0..<map.columns {
                 let v = map[r, c]
@@ -38,8 +34,81 @@ enum ImageDump {
                 }
             }
         }
-        if let png = try? PNG.encode(width: w, height: h, rgb: rgb) {
+        if let png = try? PNG.encode(width: w, height: h, rgb: image.rgb) {
             try? Data(png).write(to: URL(fileURLWithPath: "\(dir)/\(name).png"))
         }
+    }
+
+    /// A hip: the bone image with the ROIs tinted (neck red, trochanter green, intertrochanter
+    /// blue), Ward's square magenta, the neck box yellow, the head's circle cyan, the lines white.
+    static func hip(_ scan: DecomposedScan, _ m: HipMeasurement?, name: String) {
+        guard let dir = ProcessInfo.processInfo.environment["DEXA_DUMP_IMAGES"] else { return }
+        let map = BoneMap(scan)
+        var image = Raster(map)
+        let s = image.scale, w = image.width, h = image.height
+        func put(_ x: Int, _ y: Int, _ c: (UInt8, UInt8, UInt8)) { image.put(x, y, c) }
+        var tint = [Int: (Double, Double, Double)]()
+        for (roi, colour) in [("intertrochanter", (0.6, 0.7, 1.0)), ("trochanter", (0.6, 1.0, 0.6)), ("neck", (1.0, 0.6, 0.6))] {
+            for i in m?.pixels[roi] ?? [] { tint[i] = colour }
+        }
+        for r in 0..<map.rows {
+            for c in 0..<map.columns {
+                let v = map[r, c]
+                var col: (UInt8, UInt8, UInt8) = (90, 0, 0)
+                if v.isFinite {
+                    let g = max(0, min(255, Double(v) / 2 * 255))
+                    let t = tint[r * map.columns + c] ?? (1, 1, 1)
+                    col = (UInt8(g * t.0), UInt8(g * t.1), UInt8(g * t.2))
+                }
+                for dy in 0..<s { for dx in 0..<s { put(c * s + dx, r * s + dy, col) } }
+            }
+        }
+        func px(_ x: Double) -> Int { Int(((x - map.x0) / map.dx + 0.5) * Double(s)) }
+        func py(_ y: Double) -> Int { Int(((y - map.y0) / map.dy + 0.5) * Double(s)) }
+        func line(_ a: TablePoint, _ b: TablePoint, _ c: (UInt8, UInt8, UInt8)) {
+            let n = Int(hypot(b.xMM - a.xMM, b.yMM - a.yMM) * 4) + 1
+            for k in 0...n {
+                let t = Double(k) / Double(n)
+                put(px(a.xMM + t * (b.xMM - a.xMM)), py(a.yMM + t * (b.yMM - a.yMM)), c)
+            }
+        }
+        func polygon(_ p: [TablePoint], _ c: (UInt8, UInt8, UInt8)) {
+            for (i, a) in p.enumerated() { line(a, p[(i + 1) % p.count], c) }
+        }
+        if let m {
+            polygon(m.neckBox, (255, 220, 0))
+            if let wards = m.wardsBox { polygon(wards, (255, 0, 255)) }
+            for l in [m.medialCut, m.bottomCut ?? [], m.trochanterLine ?? []] where l.count == 2 { line(l[0], l[1], (255, 255, 255)) }
+            line(m.shaftTop, m.shaftBottom, (0, 220, 0))
+            for k in 0..<360 {
+                let t = Double(k) * .pi / 180
+                put(px(m.headCentre.xMM + m.headRadiusMM * cos(t)), py(m.headCentre.yMM + m.headRadiusMM * sin(t)), (0, 220, 255))
+            }
+            line(TablePoint(m.neckWaist.xMM - 40 * m.neckDirection.xMM, m.neckWaist.yMM - 40 * m.neckDirection.yMM),
+                 TablePoint(m.neckWaist.xMM + 30 * m.neckDirection.xMM, m.neckWaist.yMM + 30 * m.neckDirection.yMM), (0, 220, 0))
+        }
+        if let png = try? PNG.encode(width: w, height: h, rgb: image.rgb) {
+            try? Data(png).write(to: URL(fileURLWithPath: "\(dir)/\(name).png"))
+        }
+    }
+}
+
+/// An RGB picture of a bone map, `scale` pixels per image pixel.
+struct Raster {
+    let scale = 4
+    let width: Int
+    let height: Int
+    var rgb: [UInt8]
+
+    init(_ map: BoneMap) {
+        width = map.columns * scale
+        height = map.rows * scale
+        rgb = [UInt8](repeating: 0, count: width * height * 3)
+    }
+
+    mutating func put(_ x: Int, _ y: Int, _ c: (UInt8, UInt8, UInt8)) {
+        guard x >= 0, x < width, y >= 0, y < height else { return }
+        let o = (y * width + x) * 3
+        rgb[o] = c.0; rgb[o + 1] = c.1; rgb[o + 2] = c.2
     }
 }

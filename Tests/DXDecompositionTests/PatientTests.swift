@@ -57,17 +57,16 @@ struct PatientTests {
             var shifted = spec
             shifted.midlineMM = hip.side == .left ? 200 - hip.headOffsetMM - 20 : 200 + hip.headOffsetMM + 20
             let scene = PatientScene(shifted)
-            for (part, bmd) in [("head", hip.headBMD), ("neck", hip.neckBMD), ("shaft", hip.shaftBMD)] {
-                let r = try Self.measure(scene, scanner: &s, stage: stage, calibration: cal, y0: Int32(hip.headYMM - 40) * 1000,
-                                         y1: Int32(hip.headYMM + 130) * 1000) { abs($0.hydroxyapatite - bmd) < 1e-9 }
-                let error = (r.measured - r.truth) / r.truth
-                print(String(format: "%@ hip %@: %.4f g/cm² (truth %.3f, %+.2f %%, %d pixels)", hip.side.rawValue, part, r.measured, r.truth,
-                             error * 100, r.pixels))
-                #expect(r.pixels > 100, "\(hip.side) \(part)")
-                // The hips lie where the body thins fast (the soft tissue's hardening changes
-                // across the bone): 3 %, against 1 % on the spine.
-                #expect(abs(error) <= 0.03, "\(hip.side) \(part): \(r.measured) vs \(r.truth)")
-            }
+            // The femur and the pelvis around it: every pixel with bone at and around it.
+            let r = try Self.measure(scene, scanner: &s, stage: stage, calibration: cal, y0: Int32(hip.headYMM - 40) * 1000,
+                                     y1: Int32(hip.headYMM + 100) * 1000) { $0.hydroxyapatite > 0.2 }
+            let error = (r.measured - r.truth) / r.truth
+            print(String(format: "%@ hip bone: %.4f g/cm² (truth %.3f, %+.2f %%, %d pixels)", hip.side.rawValue, r.measured, r.truth,
+                         error * 100, r.pixels))
+            #expect(r.pixels > 1000, "\(hip.side)")
+            // The hips lie where the body thins fast (the soft tissue's hardening changes
+            // across the bone): 3 %, against 1 % on the spine.
+            #expect(abs(error) <= 0.03, "\(hip.side): \(r.measured) vs \(r.truth)")
         }
     }
 
@@ -226,7 +225,7 @@ struct ExposureModeTests {
         #expect(standardChoice.mode == .standard)
         #expect(thinChoice.mode == .thin)
         #expect(choice.mode == .thick && fatterChoice.mode == .thick)
-        let current = choice.mode.current(standard: Self.apSpine.tubeCurrentUA)
+        let current = choice.current(standard: Self.apSpine.tubeCurrentUA)
         #expect(current == 1000)
         let inRange = try Self.lumbar(thick, current: current, &s, stage: stage, cal: cal)
         let beyond = try Self.lumbar(fatter, current: current, &s, stage: stage, cal: cal)
@@ -236,12 +235,13 @@ struct ExposureModeTests {
         print(String(format: "30 g/cm² (fat 9, beyond the phantom), thick mode: L1–L4 %+.2f %%", beyond.error * 100))
         #expect(inRange.pixels > 1000)
         #expect(abs(beyond.error) <= 0.025)
-        // On the anatomical spine (posterior elements, cortical rims, disc spaces with facets;
-        // 2026-12-02) the thick mode reads −1.51 % and the standard mode −0.52 %: the two no
-        // longer agree, so something photon-dependent appeared with the anatomy (on the old
-        // block vertebrae both read −1.23 %). Not understood yet: kept visible as a known issue,
-        // which fails once the bounds hold again (docs/physics.md).
-        withKnownIssue("thick-mode bias on the anatomical spine: −1.51 % against −0.52 % in the standard mode") {
+        // On the anatomical spine (posterior elements, cortical rims, disc spaces with facets)
+        // the two modes do not agree: first −1.51 % (thick) against −0.52 % (standard); since the
+        // decomposer's wider opening and thickness correction (2026-12-02, for the hips) −0.32 %
+        // against +0.88 %. The thick mode is now within the 1.5 % bound; the modes still differ
+        // by 1.2 %, so something photon-dependent remains. Kept visible as a known issue, which
+        // fails once both bounds hold (docs/physics.md).
+        withKnownIssue("thick and standard modes differ on the anatomical spine: −0.32 % against +0.88 %") {
             #expect(abs(inRange.error) <= 0.015)
             #expect(abs(inRange.error - standardMode.error) < 0.005)
         }
@@ -269,13 +269,15 @@ struct ExposureModeRuleTests {
         #expect(Self.choose(low: 2000, high: 20000).mode == .standard)
         #expect(Self.choose(low: 100, high: 1000).mode == .thick)
         #expect(Self.choose(low: 2000, high: 60000).mode == .thin)
-        // Starved and bright at once (thick would saturate, thin would starve): standard, said.
+        // Starved and bright at once (thick would saturate, thin would starve): thin, said
+        // (saturation loses numbers, fewer photons only add noise).
         let both = Self.choose(low: 100, high: 60000)
-        #expect(both.mode == .standard && both.reason.contains("no mode keeps both"))
+        #expect(both.mode == .thin && both.reason.contains("no mode keeps both"))
         // Thick would saturate the brightest tenth: not thick.
         #expect(Self.choose(low: 120, high: 30000).mode == .standard)
-        // Thin would starve the densest tenth: not thin.
-        #expect(Self.choose(low: 250, high: 60000).mode == .standard)
+        // Thin leaves the densest tenth under 150 photons: thin all the same, said.
+        let starved = Self.choose(low: 250, high: 60000)
+        #expect(starved.mode == .thin && starved.reason.contains("no mode keeps both"))
         // The F test's 99 % point against the table: F(4, 59) = 3.655, F(4, 3) = 28.71.
         #expect(abs(Calibration.fQuantile99(4, 59) - 3.655) < 0.02)
         #expect(Calibration.fQuantile99(4, 3) > 28.7)

@@ -24,20 +24,23 @@ struct ReportTests {
         let patient = PatientContext(sex: .female, ageYears: 67.4)
         let spine = try SiteAnalysis.analyze(scan, patient: patient).get()
         let dose = ScanDose(scans: 5, exposureMs: 221_700, dapMGyCm2: 6.41)
+        let hipConfig = ScanConfiguration(scanID: 2, mode: .dual, xUm: 300_000, yStartUm: 860_000, lineCount: 150, lineStepUm: 1000,
+                                          linePeriodUs: 1_200_000, tubeCurrentUA: 333, linesPerFrame: 1)
+        let hipScan = try scanner.decompose(PatientScene(spec), hipConfig, region: "left_hip")
+        let hip = try SiteAnalysis.analyze(hipScan, patient: patient).get()
         let sites = [
             ExamResults.Site(site: "ap_spine", title: "AP lumbar spine", attempt: 1, status: "completed", capture: nil, result: spine, note: nil, dose: dose),
-            ExamResults.Site(site: "left_hip", title: "left hip", attempt: 1, status: "completed", capture: nil, result: nil,
-                             note: "the automatic hip analysis is not in this version: the scan is kept and can be analysed later",
+            ExamResults.Site(site: "left_hip", title: "left hip", attempt: 1, status: "completed", capture: nil, result: hip, note: nil,
                              dose: ScanDose(scans: 5, exposureMs: 181_940, dapMGyCm2: 2.24)),
+            ExamResults.Site(site: "right_hip", title: "right hip", attempt: 1, status: "skipped", capture: nil, result: nil,
+                             note: "not scanned: metal in the right hip (checklist)", dose: ScanDose(scans: 0, exposureMs: 0, dapMGyCm2: 0)),
         ]
-        let total = spine.roi("L1-L4")
         let r = ExamResults(examID: 7, state: .completed,
                             patient: .init(id: "P-0042", name: "Ada Example", sex: "female", birthDate: "1959-07-01", ageYears: 67.4),
                             examDate: "2026-12-02", sites: sites,
-                            diagnosis: .init(basis: "a woman aged 50 or over", site: "ap_spine", roi: "L1-L4", tScore: total?.tScore,
-                                             whoClass: total?.tScore.map { WHOClass(tScore: $0) }, words: total?.tScore.map { WHOClass(tScore: $0).words } ?? "—"),
+                            diagnosis: ExamResults.diagnose(sites, patient: patient),
                             dose: ScanDose(scans: 10, exposureMs: 403_640, dapMGyCm2: 8.65), reference: "NHANES test", analysisVersion: AnalysisVersion.current)
-        return (r, ["ap_spine": scan])
+        return (r, ["ap_spine": scan, "left_hip": hipScan])
     }
 
     /// The PDF's text as poppler's pdftotext reads it, and its exit status.
@@ -68,7 +71,8 @@ struct ReportTests {
         // The PDF, read by poppler's pdftotext: the table, the exclusion and the diagnosis are text.
         let (text, status) = try Self.pdfText(pdf)
         #expect(status == 0)
-        for expected in ["Ada Example", "L1-L4", "L4 *", "osteophyte", "Diagnosis", "mGy·cm²", "left hip", "not in this version"] {
+        for expected in ["Ada Example", "L1-L4", "L4 *", "osteophyte", "Diagnosis", "mGy·cm²", "left hip", "neck", "total_hip", "wards",
+                         "not for diagnosis", "right hip", "metal in the right hip"] {
             #expect(text.contains(expected), "\(expected) not in the PDF's text")
         }
     }

@@ -203,6 +203,18 @@ struct ExamTests {
         let again = SiteAnalysis.analyze(stored, patient: PatientContext(sex: "female", birthDate: "1956-03-14",
                                                                          on: ISO8601DateFormatter().date(from: shown["started_at"]?.stringValue ?? "") ?? Date()))
         #expect((try? again.get().rois) == spine.rois)
+        // Both hips analysed the same way: the neck and the total hip scored, the others shown,
+        // the stored decomposed scan giving the same ROIs; the diagnosis over all three sites.
+        for (k, hip) in ["left_hip", "right_hip"].enumerated() {
+            let result = try #require(results.sites.first { $0.site == hip }?.result, "\(hip): \(results.sites.first { $0.site == hip }?.note ?? "no note")")
+            #expect(result.rois.map(\.name) == ["neck", "trochanter", "intertrochanter", "total_hip", "wards"])
+            #expect(result.roi("neck")?.tScore != nil && result.roi("total_hip")?.tScore != nil, "\(hip)")
+            let hipAttempt = try #require(attempts.dropFirst(k + 1).first)
+            let hipStored = try DecomposedScan.read(path: try #require(hipAttempt["decomposed"]?.stringValue))
+            let hipAgain = SiteAnalysis.analyze(hipStored, patient: PatientContext(sex: "female", birthDate: "1956-03-14",
+                                                                                 on: ISO8601DateFormatter().date(from: shown["started_at"]?.stringValue ?? "") ?? Date()))
+            #expect((try? hipAgain.get().rois) == result.rois, "\(hip)")
+        }
         let reportText = try await daemon.cli(["exam", "report", String(exam)])
         print(reportText.out)
         #expect(reportText.out.contains("L1-L4") && reportText.out.contains("diagnosis:"))

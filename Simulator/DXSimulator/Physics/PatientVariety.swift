@@ -33,6 +33,71 @@ public enum PatientVariety {
         // The intercristal line at the L4–L5 disc, give or take a few millimetres.
         if let crest = spine.iliacCrestBelowMM { spine.iliacCrestBelowMM = crest + uniform(-6, 6) }
         spec.spine = spine
+        spec.hips = hips(seed: seed, spineL1BMD: bmd[0])
+        // Soft tissue over the greater trochanter: 15–70 mm to the body's edge, which may lie
+        // inside a hip's field (air beyond it is normal).
+        var hrng = SplitMix64(seed: seed ^ 0x5EED_0F_4195)
+        let widest = spec.hips.map { $0.headOffsetMM + $0.junction.u + 0.45 * $0.shaftRadiusMM + 19 }.max() ?? 160
+        spec.hipHalfWidthMM = widest + 15 + 55 * Double(hrng.next() >> 11) * 0x1p-53
+        return spec
+    }
+
+    /// Both hips of one patient: sizes, angles, bone density (following the spine's, with
+    /// scatter), the leg's rotation as a brace leaves it (15–30° inwards), a little abduction,
+    /// and the pelvis. Ranges and sources: docs/simulator.md. Drawn from their own stream, so
+    /// the spine of a seed is the same with or without them.
+    static func hips(seed: UInt64, spineL1BMD: Double) -> [ProximalFemur] {
+        var rng = SplitMix64(seed: seed &* 0x2545_F491 &+ 0x41F)
+        func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * Double(rng.next() >> 11) * 0x1p-53 }
+        let scale = uniform(0.9, 1.12)
+        let t = max(0, min(1, (spineL1BMD - 0.65) / 0.6 + uniform(-0.2, 0.2)))
+        var base = ProximalFemur(side: .left)
+        base.headOffsetMM = uniform(82, 98)
+        base.headYMM = uniform(885, 910)
+        base.headRadiusMM = uniform(21, 25.5) * scale
+        base.neckRadiusMM = uniform(13.5, 17) * scale
+        base.neckDepthRatio = uniform(0.78, 0.92)
+        base.shaftRadiusMM = uniform(13.5, 16.5) * scale
+        base.neckLengthMM = uniform(52, 62) * scale
+        base.neckShaftAngleDeg = uniform(120, 135)
+        base.anteversionDeg = uniform(5, 20)
+        base.trabecularDensity = 0.12 + 0.3 * t
+        base.cortexScale = 0.6 + 0.7 * max(0, min(1, t + uniform(-0.15, 0.15)))
+        base.shaftCortexMM = uniform(4.5, 6.5)
+        base.pelvisDensity = uniform(0.55, 0.9)
+        base.ischiumShiftMM = uniform(-8, 6)
+        return [ProximalFemur.Side.right, .left].map { side in
+            var h = base
+            h.side = side
+            h.internalRotationDeg = uniform(15, 30)
+            h.abductionDeg = uniform(-3, 3)
+            h.trabecularDensity *= uniform(0.96, 1.04)
+            return h
+        }
+    }
+
+    /// What a hip scan can carry that an analysis must notice.
+    public enum HipVariant: String, Sendable, CaseIterable, Codable {
+        /// The leg turned outwards (the brace not used): the lesser trochanter stands out.
+        case externallyRotated
+        /// The leg swung out: the shaft not parallel to the scan.
+        case abducted
+        /// A total hip replacement.
+        case prosthesis
+    }
+
+    /// `patient(seed:)` with both hips given the variant.
+    public static func patient(seed: UInt64, with variant: HipVariant) -> PatientSpec {
+        var spec = patient(seed: seed)
+        var rng = SplitMix64(seed: seed ^ 0x41F_0A7)
+        func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * Double(rng.next() >> 11) * 0x1p-53 }
+        for i in spec.hips.indices {
+            switch variant {
+            case .externallyRotated: spec.hips[i].internalRotationDeg = uniform(-25, -5)
+            case .abducted: spec.hips[i].abductionDeg = uniform(10, 18)
+            case .prosthesis: spec.hips[i].prosthesis = true
+            }
+        }
         return spec
     }
 

@@ -3,8 +3,8 @@ import Foundation
 
 /// A parametric patient lying supine on the table, head at small y: soft tissue of a chosen
 /// thickness and fat fraction (varying from the patient's right to left and along the body),
-/// the spine T11–L5 with its ribs, the iliac crests and the sacrum (`APSpine`), both hips (femoral head, neck, greater trochanter,
-/// shaft), the lateral spine T4–L4 with per-vertebra anterior, middle and posterior heights
+/// the spine T11–L5 with its ribs, the iliac crests and the sacrum (`APSpine`), both hips with the
+/// pelvis around them (`ProximalFemur`), the lateral spine T4–L4 with per-vertebra anterior, middle and posterior heights
 /// (so Genant wedge, biconcave and crush fractures can be made), metal implants and patient
 /// motion. Every number is the truth a test compares against; the physics turns it into
 /// counts. Seen from the front (arm 0°) or from the side (arm 90°).
@@ -70,6 +70,9 @@ public struct PatientSpec: Sendable, Codable, Equatable {
     public var alongBodyVariation = 0.06
     /// Body half-width (front view) and half-depth (side view).
     public var halfWidthMM = 170.0
+    /// The body's half-width at the hips (front view), when it differs from the waist's: the
+    /// outline widens from 780 mm to 880 mm down the body.
+    public var hipHalfWidthMM: Double? = 200
     public var halfDepthMM = 120.0
     public var midlineMM = 200.0
     /// The body lies from `topMM` (shoulders) to `bottomMM` (knees) along y.
@@ -102,7 +105,11 @@ public struct PatientSpec: Sendable, Codable, Equatable {
     /// Soft tissue at a point: an elliptical body cross-section, thinner towards the sides.
     func softTissue(x: Double, y: Double, lateral: Bool = false) -> Composition {
         guard y >= topMM && y < bottomMM else { return .air }
-        let half = lateral ? halfDepthMM : halfWidthMM
+        var half = lateral ? halfDepthMM : halfWidthMM
+        if !lateral, let hips = hipHalfWidthMM {
+            let t = max(0, min(1, (y - 780) / 100))
+            half += (hips - halfWidthMM) * t * t * (3 - 2 * t)
+        }
         // Side view: the vertebral bodies lie in the back third, their posterior edge 70 mm
         // in from the patient's back.
         let centre = lateral ? lateralSpineXMM - 70 + halfDepthMM : midlineMM
@@ -116,43 +123,8 @@ public struct PatientSpec: Sendable, Codable, Equatable {
         return Composition(hydroxyapatite: 0, lean: total * (1 - ff), fat: total * ff)
     }
 
-    /// A proximal femur: head (a disc), neck (a band at the neck–shaft angle), greater
-    /// trochanter (an ellipse) and shaft (a band down the thigh), with their areal densities.
-    public struct Hip: Sendable, Codable, Equatable {
-        public enum Side: String, Sendable, Codable { case left, right }
-        public var side: Side
-        /// Femoral head centre: distance from the midline and y.
-        public var headOffsetMM = 90.0
-        public var headYMM = 900.0
-        public var headRadiusMM = 23.0
-        public var headBMD = 1.05
-        public var neckBMD = 0.85
-        public var neckLengthMM = 45.0
-        public var neckHalfWidthMM = 15.0
-        public var trochanterBMD = 0.75
-        public var shaftBMD = 1.25
-        public var shaftHalfWidthMM = 15.0
-
-        public init(side: Side) { self.side = side }
-
-        /// Hydroxyapatite at (x, y) in the AP view. The patient's left is at larger x.
-        func bone(x: Double, y: Double, midline: Double) -> Double {
-            let s = side == .left ? 1.0 : -1.0
-            // Local coordinates: u outwards (away from the midline), y down.
-            let u = (x - midline) * s - headOffsetMM, v = y - headYMM
-            if u * u + v * v <= headRadiusMM * headRadiusMM { return headBMD }
-            // The neck runs outwards and down at 40° below horizontal from the head.
-            let angle = 40.0 * .pi / 180
-            let along = u * cos(angle) + v * sin(angle), across = -u * sin(angle) + v * cos(angle)
-            if along > 0 && along < neckLengthMM && abs(across) < neckHalfWidthMM { return neckBMD }
-            // The greater trochanter sits at the neck's outer end, the shaft runs down from it.
-            let tu = u - neckLengthMM * cos(angle) - 8, tv = v - neckLengthMM * sin(angle) + 5
-            if (tu * tu) / (22 * 22) + (tv * tv) / (18 * 18) <= 1 { return trochanterBMD }
-            let shaftTop = v - neckLengthMM * sin(angle) - 10
-            if shaftTop > 0 && shaftTop < 150 && abs(u - neckLengthMM * cos(angle) + 6) < shaftHalfWidthMM { return shaftBMD }
-            return 0
-        }
-    }
+    /// A proximal femur with the pelvis around it (`ProximalFemur`).
+    public typealias Hip = ProximalFemur
 
     /// A vertebral body in the side view: `depthMM` from its posterior edge (x = 0) to the
     /// anterior; its height varies from posterior through middle to anterior (a parabola

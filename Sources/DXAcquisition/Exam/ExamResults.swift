@@ -110,7 +110,8 @@ public struct ExamResults: Sendable, Codable, Equatable {
         diagnosis = Self.diagnose(sites, patient: context)
     }
 
-    static func diagnose(_ sites: [Site], patient: PatientContext?) -> Diagnosis {
+    /// The diagnosis over the sites' results (ISCD: the lowest of L1–L4, total hip and neck).
+    public static func diagnose(_ sites: [Site], patient: PatientContext?) -> Diagnosis {
         guard let patient else {
             return Diagnosis(basis: "unknown", words: "no classification: the patient's sex or birth date is unreadable")
         }

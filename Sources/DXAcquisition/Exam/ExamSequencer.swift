@@ -282,7 +282,7 @@ public actor ExamSequencer {
                                                           dark: DarkReference.empty, periodUs: 1, currentUA: 1, bmi: bmi)
                     choice.reason = "the scout was incomplete; " + choice.reason
                 }
-                sitePlan.tubeCurrentUA = choice.mode.current(standard: scan.tubeCurrentUA)
+                sitePlan.tubeCurrentUA = choice.current(standard: scan.tubeCurrentUA)
                 attempt.exposure = SiteExposure(choice, tubeCurrentUA: sitePlan.tubeCurrentUA, scoutCapture: scoutCapture)
                 attempt.dose = live.snapshot().dose
                 attempt.capture = scoutCapture
