@@ -11,7 +11,8 @@ import Foundation
 ///    each row (the shaft's cortex outweighs the ischium); its centres fitted by a line.
 /// 3. The head: a circle Hough transform on the bone image's edges above the shaft, each edge
 ///    voting along its gradient (into the bone) at radii 16–40 mm: the head's free lower arc and
-///    the acetabular roof's outer arc share a centre. The radius is the best vote up to 32 mm.
+///    the acetabular roof's outer arc share a centre. The radius: the median distance at which
+///    bone ends along rays into the head's free arc (below and medial), 16–32 mm.
 ///    A head lateral of the shaft is the other hip.
 /// 4. The neck's axis: from the head's centre, the direction in which the neck's cross-sections
 ///    are centred (the least squared offset of their midpoints), refined as the line through
@@ -71,7 +72,9 @@ public enum HipAnalysis {
         case nil: throw .notAHip("unnamed")
         }
         let g = scan.geometry
-        guard g.pitchMM.isFinite, abs(g.lineStepMM).isFinite, (0.001...100).contains(g.pitchMM), (0.001...100).contains(abs(g.lineStepMM)),
+        // Pixels of 0.1–100 mm: the hip's searches walk the image in half-pixel steps over
+        // tens of millimetres (a finer image is no DX-1 scan).
+        guard g.pitchMM.isFinite, abs(g.lineStepMM).isFinite, (0.1...100).contains(g.pitchMM), (0.1...100).contains(abs(g.lineStepMM)),
               g.channels >= 8, g.lines >= 8, scan.bone.count == g.channels * g.lines, scan.marks.count == scan.bone.count,
               scan.rowPresent.count == g.lines, scan.softTissue.count == scan.bone.count else {
             throw .impossibleGeometry("pitch \(g.pitchMM) mm, line step \(g.lineStepMM) mm, \(g.channels) channels, \(g.lines) lines")
@@ -90,8 +93,6 @@ public enum HipAnalysis {
 
         let shaft = try h.findShaft(p)
         let head = try h.findHead(shaft: shaft, p)
-        // The head lies medial of the shaft; lateral of it, this is the other hip.
-        if lat * (head.x - shaft.x(atY: head.y)) > 0 { throw .otherSide(expected: side) }
         let neck = try h.findNeck(head: head, shaft: shaft, p)
 
         var warnings: [AnalysisWarning] = []
@@ -116,7 +117,9 @@ public enum HipAnalysis {
             return s >= s0 && s <= s1 && abs(d) <= neckReach
         }
         pixels["neck"] = neckPixels
-        rois.append(h.roi("neck", neckPixels))
+        let boxYs = [point(s0, -half), point(s1, -half), point(s1, half), point(s0, half)].map(\.yMM)
+        let s0Top = boxYs.min() ?? waist.yMM
+        rois.append(h.roi("neck", neckPixels, missingOver: (top: s0Top, bottom: boxYs.max() ?? waist.yMM)))
 
         // The lesser trochanter and the total hip's lower edge.
         let lesser = h.lesserTrochanter(shaft: shaft, neckWaistY: waist.yMM, p)
@@ -155,8 +158,9 @@ public enum HipAnalysis {
                 // The trochanteric line: from the box's lateral edge on the axis to the greater
                 // trochanter's base.
                 let p1 = point(s1, 0)
-                let p2 = h.greaterTrochanterBase(shaft: shaft, fromY: yCut, toY: waist.yMM, p) ?? point(s1 + 25, -lat * 0)
-                trochanterLine = [p1, p2]
+                let base = h.greaterTrochanterBase(shaft: shaft, fromY: yCut, toY: waist.yMM, p)
+                let p2 = base ?? point(s1 + 25, 0)
+                if base != nil { trochanterLine = [p1, p2] }
                 let neckSet = Set(neckPixels)
                 func aboveLine(_ x: Double, _ y: Double) -> Bool {
                     // The side of the line p1→p2 that the point straight above p2 lies on.
@@ -169,12 +173,20 @@ public enum HipAnalysis {
                     if aboveLine(x, y) { trochanter.append(i) } else { inter.append(i) }
                 }
                 let totalPixels = Array(Set(total).union(neckSet)).sorted()
-                pixels["trochanter"] = trochanter
-                pixels["intertrochanter"] = inter
+                // Lines missing anywhere from the top of the femur in the total hip to its lower
+                // edge make all three incomplete (a missing line cuts a fill short).
+                let totalRows = (top: min(s0Top, totalPixels.first.map { map.y($0 / map.columns) } ?? s0Top), bottom: yCut)
+                if base != nil {
+                    pixels["trochanter"] = trochanter
+                    pixels["intertrochanter"] = inter
+                    rois.append(h.roi("trochanter", trochanter, missingOver: totalRows))
+                    rois.append(h.roi("intertrochanter", inter, missingOver: totalRows))
+                } else {
+                    warnings.append(AnalysisWarning(code: "trochanter_line_not_found",
+                                                    message: "the greater trochanter's base was not found: no trochanter or intertrochanter region"))
+                }
                 pixels["total_hip"] = totalPixels
-                rois.append(h.roi("trochanter", trochanter))
-                rois.append(h.roi("intertrochanter", inter))
-                rois.append(h.roi("total_hip", totalPixels))
+                rois.append(h.roi("total_hip", totalPixels, missingOver: totalRows))
                 // The pelvis joined to the femur below the neck: the fill ran into it.
                 let medialLimit = shaft.radius + (lesser.prominenceMM) + 12
                 if total.contains(where: { i in
@@ -195,7 +207,8 @@ public enum HipAnalysis {
                         let centre = point(s, d)
                         let square = h.pixels(near: centre, within: w * 1.5, along: (s - w)...(s + w), across: (d - w)...(d + w),
                                               along: along, across: across)
-                        if square.count >= Int(0.8 * p.wardsSideMM * p.wardsSideMM / (map.dx * map.dy)), square.allSatisfy({ totalSet.contains($0) }) {
+                        if !square.isEmpty, square.count >= Int(0.8 * p.wardsSideMM * p.wardsSideMM / (map.dx * map.dy)),
+                           square.allSatisfy({ totalSet.contains($0) }) {
                             let mean = square.reduce(0.0) { $0 + Double(map.bone[$1]) } / Double(square.count)
                             if best == nil || mean < best?.mean ?? .infinity { best = (mean, s, d, square) }
                         }
@@ -206,7 +219,8 @@ public enum HipAnalysis {
                 if let best {
                     wardsBox = [point(best.s - w, best.d - w), point(best.s + w, best.d - w), point(best.s + w, best.d + w), point(best.s - w, best.d + w)]
                     pixels["wards"] = best.pixels
-                    rois.append(h.roi("wards", best.pixels))
+                    let ys = wardsBox?.map(\.yMM) ?? []
+                    rois.append(h.roi("wards", best.pixels, missingOver: (top: ys.min() ?? 0, bottom: ys.max() ?? 0)))
                 }
             }
         } else {
@@ -247,6 +261,11 @@ private struct Hip {
     let lat: Double
 
     init(map: BoneMap, mask: Mask, lat: Double) { self.map = map; self.mask = mask; self.lat = lat }
+
+    func rowMissing(_ y: Double) -> Bool {
+        let r = map.row(atY: y)
+        return r >= 0 && r < map.rows && !map.rowPresent[r]
+    }
 
     func isBone(_ x: Double, _ y: Double) -> Bool {
         let c = map.column(atX: x), r = map.row(atY: y)
@@ -333,9 +352,9 @@ private struct Hip {
             }
         }
         let radii = Array(16...40)
-        var acc = [Int32](repeating: 0, count: w * hgt * radii.count)
         var total = [Int32](repeating: 0, count: w * hgt)
-        for r in 1..<(hgt - 1) where map.y(r) < shaft.topY && map.rowPresent[r] {
+        // Edges next to a line that never arrived are the gap's, not the bone's: no vote.
+        for r in 1..<(hgt - 1) where map.y(r) < shaft.topY && map.rowPresent[r] && map.rowPresent[r - 1] && map.rowPresent[r + 1] {
             for c in 1..<(w - 1) {
                 func at(_ rr: Int, _ cc: Int) -> Double { s[rr * w + cc] }
                 let gx = (at(r - 1, c + 1) + 2 * at(r, c + 1) + at(r + 1, c + 1) - at(r - 1, c - 1) - 2 * at(r, c - 1) - at(r + 1, c - 1)) / (8 * map.dx)
@@ -343,39 +362,59 @@ private struct Hip {
                 let g = hypot(gx, gy)
                 guard g > 0.06 else { continue }
                 let ux = gx / g, uy = gy / g
-                for (k, radius) in radii.enumerated() {
+                for radius in radii {
                     let x = map.x(c) + Double(radius) * ux, y = map.y(r) + Double(radius) * uy
                     let cc = map.column(atX: x), rr = map.row(atY: y)
                     guard cc >= 0, cc < w, rr >= 0, rr < hgt else { continue }
-                    acc[(rr * w + cc) * radii.count + k] += 1
                     total[rr * w + cc] += 1
                 }
             }
         }
-        // The centre: the most votes (3 × 3 summed) medial of the shaft and above its top.
-        var best: (votes: Int32, r: Int, c: Int)?
+        // The centre: the most votes (3 × 3 summed) above the shaft's top, medial of the shaft,
+        // and the most lateral of it (a scan of the other hip). Each is a head only if its bone
+        // ends along rays into a head's free arc (below and towards the body's midline): a
+        // trochanter's arc votes too, but bone runs on beyond it.
+        var medial: (votes: Int32, r: Int, c: Int)?, lateral: (votes: Int32, r: Int, c: Int)?
         for r in 1..<(hgt - 1) where map.y(r) < shaft.topY - 10 {
-            for c in 1..<(w - 1) where lat * (map.x(c) - shaft.x(atY: map.y(r))) < -15 || lat * (map.x(c) - shaft.x(atY: map.y(r))) > 15 {
+            for c in 1..<(w - 1) {
+                let offset = lat * (map.x(c) - shaft.x(atY: map.y(r)))
+                guard abs(offset) > 15 else { continue }
                 var v: Int32 = 0
                 for rr in (r - 1)...(r + 1) { for cc in (c - 1)...(c + 1) { v += total[rr * w + cc] } }
-                if best == nil || v > best?.votes ?? 0 { best = (v, r, c) }
+                if offset < 0 {
+                    if medial == nil || v > medial?.votes ?? 0 { medial = (v, r, c) }
+                } else if lateral == nil || v > lateral?.votes ?? 0 { lateral = (v, r, c) }
             }
         }
-        guard let centre = best, centre.votes >= 40 else { throw .headNotFound }
-        // The radius: where the head's bone ends along rays into its free arc, below and medial
-        // (the acetabulum covers the upper half, the neck leaves laterally): the median of
-        // those reaches, starting inside the smallest head.
-        let cx = map.x(centre.c), cy = map.y(centre.r)
+        if let m = medial, m.votes >= 40, let radius = headRadius(x: map.x(m.c), y: map.y(m.r), towardsMidline: -lat, p) {
+            return (map.x(m.c), map.y(m.r), radius)
+        }
+        // The other hip only when its head is clear: a head-like arc lateral of the shaft with
+        // more than twice the votes of anything medial (a wrong side named is worse than "not found").
+        if let l = lateral, l.votes >= 40, l.votes > 2 * (medial?.votes ?? 0),
+           headRadius(x: map.x(l.c), y: map.y(l.r), towardsMidline: lat, p) != nil {
+            throw .otherSide(expected: lat > 0 ? "left" : "right")
+        }
+        throw .headNotFound
+    }
+
+    /// The radius of a head centred at (x, y): where its bone ends along rays into its free arc,
+    /// below and towards the body's midline (`towardsMidline` the sign of x that way; the
+    /// acetabulum covers the upper half, the neck leaves the other way): the median of those
+    /// reaches, starting inside the smallest head; nil when they do not make a head.
+    func headRadius(x cx: Double, y cy: Double, towardsMidline sign: Double, _ p: HipAnalysis.Parameters) -> Double? {
         var reaches: [Double] = []
         for deg in stride(from: 75.0, through: 165.0, by: 5.0) {
-            let t = deg * .pi / 180, d = (x: lat * cos(t), y: sin(t))
+            let t = deg * .pi / 180, d = (x: -sign * cos(t), y: sin(t))
             var r = p.headRadiusMM.lowerBound * 0.6
-            while r <= p.headRadiusMM.upperBound + 4 && isBone(cx + r * d.x, cy + r * d.y) { r += 0.5 }
+            // A line that never arrived does not end the head.
+            while r <= p.headRadiusMM.upperBound + 4 && (isBone(cx + r * d.x, cy + r * d.y) || rowMissing(cy + r * d.y)) { r += 0.5 }
             if r <= p.headRadiusMM.upperBound + 4 { reaches.append(r - 0.25) }
         }
         let radius = Profile.median(reaches)
-        guard reaches.count >= 5, p.headRadiusMM.contains(radius) else { throw .headNotFound }
-        return (cx, cy, radius)
+        guard reaches.count >= 5, p.headRadiusMM.contains(radius) else { return nil }
+        return radius
+
     }
 
     struct Neck {
@@ -388,12 +427,14 @@ private struct Hip {
     /// The bone run through (x, y) along ±n: how far it reaches on each side (nil: not bone there,
     /// or no end within `reach`).
     func run(_ x: Double, _ y: Double, _ n: (x: Double, y: Double), reach: Double = 45) -> (minus: Double, plus: Double)? {
-        guard isBone(x, y) else { return nil }
+        // A line that never arrived neither starts nor ends a run (its pixels are unknown).
+        guard isBone(x, y) || rowMissing(y) else { return nil }
         let step = 0.5 * min(map.dx, map.dy)
         func extent(_ sign: Double) -> Double? {
             var t = step
             while t <= reach {
-                if !isBone(x + sign * t * n.x, y + sign * t * n.y) { return t - step / 2 }
+                let px = x + sign * t * n.x, py = y + sign * t * n.y
+                if !isBone(px, py) && !rowMissing(py) { return t - step / 2 }
                 t += step
             }
             return nil
@@ -552,17 +593,18 @@ private struct Hip {
         return out
     }
 
-    func roi(_ name: String, _ pixels: [Int]) -> HipROIMeasure {
+    /// An ROI's numbers; `missingOver`: the table rows (y, mm) its region spans, over which a
+    /// line that never arrived makes it incomplete (its pixels alone cannot say: a fill stops
+    /// at a missing line).
+    func roi(_ name: String, _ pixels: [Int], missingOver span: (top: Double, bottom: Double)) -> HipROIMeasure {
         var bmc = 0.0
-        var rows = Set<Int>()
         for i in pixels {
             let v = map.bone[i]
             if v.isFinite { bmc += Double(v) }
-            rows.insert(i / map.columns)
         }
         let area = Double(pixels.count) * map.pixelAreaCm2
-        var missing = 0
-        if let lo = rows.min(), let hi = rows.max() { missing = (lo...hi).filter { !map.rowPresent[$0] }.count }
+        let lo = max(0, map.row(atY: min(span.top, span.bottom))), hi = min(map.rows - 1, map.row(atY: max(span.top, span.bottom)))
+        let missing = lo <= hi ? (lo...hi).filter { !map.rowPresent[$0] }.count : 0
         bmc *= map.pixelAreaCm2
         return HipROIMeasure(name: name, bmdGCm2: area > 0 ? bmc / area : nil, bmcG: bmc, areaCm2: area, missingLines: missing)
     }

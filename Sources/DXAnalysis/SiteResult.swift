@@ -96,7 +96,7 @@ public struct SiteResult: Sendable, Codable, Equatable {
 
 public enum AnalysisVersion {
     /// Bumped whenever a rule or parameter changes a number.
-    public static let current = "spine-1 hip-1 (2026-12-02)"
+    public static let current = "spine-2 hip-1 (2026-12-02)"
 }
 
 extension SpineAnalysis {
@@ -194,10 +194,12 @@ extension HipAnalysis {
                     warnings.append(AnalysisWarning(code: "reference_secondary", message: "the hip references are not yet checked against their primary source"))
                 }
             }
-            let excluded = !r.complete && site != nil
+            // Lines missing in it, or (the total hip and its parts) pelvis joined to the femur.
+            let pelvis = name != "neck" && name != "wards" && m.warnings.contains { $0.code == "pelvis_touches_femur" }
+            let why = !r.complete ? "\(r.missingLines) lines of its ROI missing" : (pelvis ? "may include pelvis (the ischium touches the femur)" : nil)
+            let excluded = why != nil && site != nil
             rois.append(ClinicalROI(name: name, bmdGCm2: bmd, bmcG: r.bmcG, areaCm2: r.areaCm2, tScore: t, excluded: excluded,
-                                    reason: excluded ? "\(r.missingLines) lines of its ROI missing" : nil, complete: r.complete,
-                                    forDiagnosis: site != nil))
+                                    reason: why, complete: r.complete, forDiagnosis: site != nil))
         }
         let lowest = rois.filter { $0.forDiagnosis && !$0.excluded }.compactMap(\.tScore).min()
         let interpretation = patient.map { SpineAnalysis.interpretSite(diagnosticT: lowest, patient: $0) }

@@ -150,9 +150,10 @@ public struct ExposureModeChooser: Sendable {
     }
 
     /// The channels of a line that see the body: all but a plateau of the line's highest counts
-    /// (within `airPlateau` of its maximum) that reaches a field edge and is at least 3
+    /// (within `airPlateau` of its maximum: the channels' gains spread ±8 %, and the thinnest
+    /// tissue at the body's edge passes far less) that reaches a field edge and is at least 3
     /// channels wide (air beyond the body's edge, which saturates in any mode and is normal).
-    static func bodyChannels(_ counts: [Double], airPlateau: Double = 0.03) -> Range<Int> {
+    static func bodyChannels(_ counts: [Double], airPlateau: Double = 0.15) -> Range<Int> {
         guard let top = counts.max(), top > 0 else { return 0..<counts.count }
         var lo = 0, hi = counts.count
         while lo < hi && counts[lo] >= top * (1 - airPlateau) { lo += 1 }

@@ -211,7 +211,30 @@ struct HipBadInputTests {
         var spec = PatientSpec()
         spec.hips = []
         let scan = try await SharedScanner.shared.hip(spec, .left, noise: 23)
-        #expect(throws: HipAnalysisError.self) { try HipAnalysis.measure(scan) }
+        do {
+            _ = try HipAnalysis.measure(scan)
+            Issue.record("a hip measured with no femur")
+        } catch {
+            switch error {
+            case .noFemur, .headNotFound: break
+            default: Issue.record("refused for another reason: \(error)")
+            }
+        }
+    }
+
+    /// Three lines lost through the neck box (a damaged capture): the neck is incomplete and
+    /// not used to diagnose, and neither is the total hip (a missing line cuts its fill short).
+    @Test func linesMissingThroughTheNeckExcludeIt() async throws {
+        let spec = PatientSpec()
+        let scan = try await SharedScanner.shared.hip(spec, .left, noise: 25) { !(52..<55).contains($0.index) }
+        let m = try HipAnalysis.measure(scan)
+        let result = HipAnalysis.interpret(m, patient: PatientContext(sex: .female, ageYears: 70))
+        for name in ["neck", "total_hip"] {
+            let roi = try #require(result.roi(name))
+            #expect(roi.excluded && !roi.complete && roi.reason?.contains("lines of its ROI missing") == true, "\(name): \(roi)")
+        }
+        #expect(m.warnings.contains { $0.code == "scan_incomplete" })
+        #expect(result.interpretation?.whoClass == nil)
     }
 
     /// Stopped half-way (75 of 150 lines): no total hip (its lower edge is below the last
@@ -261,7 +284,17 @@ struct HipInterpretationTests {
         #expect(r.roi("total_hip")?.tScore == -1.6)
         #expect(r.interpretation?.whoClass == .osteoporosis)
         // Not measured: trochanter, intertrochanter and Ward's, each excluded with a reason.
-        #expect(r.roi("wards")?.excluded == true && r.roi("wards")?.reason != nil)
+        for name in ["trochanter", "intertrochanter", "wards"] {
+            #expect(r.roi(name)?.excluded == true && r.roi(name)?.reason != nil && r.roi(name)?.bmdGCm2 == nil, "\(name)")
+        }
+        // The total hip the lower: its class. A neck with lines missing is not used.
+        var lower = m
+        lower.rois = [HipROIMeasure(name: "neck", bmdGCm2: 0.53, bmcG: 2.65, areaCm2: 5, missingLines: 3),
+                      HipROIMeasure(name: "total_hip", bmdGCm2: 0.70, bmcG: 24.5, areaCm2: 35, missingLines: 0)]
+        let r2 = HipAnalysis.interpret(lower, patient: PatientContext(sex: .female, ageYears: 68))
+        #expect(r2.roi("neck")?.excluded == true)
+        // (0.70 − 0.942) / 0.122 = −1.98 → −2.0: low bone mass, on the total hip alone.
+        #expect(r2.roi("total_hip")?.tScore == -2.0 && r2.interpretation?.whoClass == .lowBoneMass)
         // A man under 50: no WHO class.
         #expect(HipAnalysis.interpret(m, patient: PatientContext(sex: .male, ageYears: 40)).interpretation?.whoClass == nil)
     }

@@ -265,6 +265,21 @@ struct ExposureModeRuleTests {
                                             periodUs: 1000, currentUA: 100, bmi: nil)
     }
 
+    /// The air beyond a body's edge is left out of the brightest tenth even with the channels'
+    /// gains spread ±8 %; a line with no edge is all body.
+    @Test func airBeyondTheBodysEdgeIsNotBody() {
+        var counts: [Double] = (0..<144).map { (c: Int) -> Double in
+            let gain = 0.92 + 0.16 * Double((c * 37) % 11) / 10
+            return c < 100 ? 20_000 : 60_000 * gain
+        }
+        #expect(ExposureModeChooser.bodyChannels(counts) == 0..<98)
+        counts = [Double](repeating: 30_000, count: 144)
+        #expect(ExposureModeChooser.bodyChannels(counts) == 0..<144)
+        // Air on both sides.
+        counts = (0..<144).map { (c: Int) -> Double in (20..<120).contains(c) ? 15_000 : 60_000 }
+        #expect(ExposureModeChooser.bodyChannels(counts) == 22..<118)
+    }
+
     @Test func eachRuleAndItsCrossCheck() {
         #expect(Self.choose(low: 2000, high: 20000).mode == .standard)
         #expect(Self.choose(low: 100, high: 1000).mode == .thick)
