@@ -218,3 +218,18 @@ enum Profile {
         return out
     }
 }
+
+extension DecomposedScan {
+    /// Why this scan's image cannot be measured (nil when it can): pixels outside
+    /// `pixelMM`, fewer than `minimumChannels` channels or `minimumLines` lines, or arrays that
+    /// do not match the geometry. One check for every analysis.
+    func geometryProblem(pixelMM: ClosedRange<Double>, minimumChannels: Int = 8, minimumLines: Int = 1) -> String? {
+        let g = geometry
+        guard g.pitchMM.isFinite, abs(g.lineStepMM).isFinite, pixelMM.contains(g.pitchMM), pixelMM.contains(abs(g.lineStepMM)),
+              g.channels >= minimumChannels, g.lines >= minimumLines, bone.count == g.channels * g.lines, marks.count == bone.count,
+              rowPresent.count == g.lines, softTissue.count == bone.count else {
+            return "pitch \(g.pitchMM) mm, line step \(g.lineStepMM) mm, \(g.channels) channels, \(g.lines) lines"
+        }
+        return nil
+    }
+}

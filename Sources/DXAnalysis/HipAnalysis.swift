@@ -71,14 +71,9 @@ public enum HipAnalysis {
         case let other?: throw .notAHip(other.replacingOccurrences(of: "_", with: " "))
         case nil: throw .notAHip("unnamed")
         }
-        let g = scan.geometry
         // Pixels of 0.1–100 mm: the hip's searches walk the image in half-pixel steps over
         // tens of millimetres (a finer image is no DX-1 scan).
-        guard g.pitchMM.isFinite, abs(g.lineStepMM).isFinite, (0.1...100).contains(g.pitchMM), (0.1...100).contains(abs(g.lineStepMM)),
-              g.channels >= 8, g.lines >= 8, scan.bone.count == g.channels * g.lines, scan.marks.count == scan.bone.count,
-              scan.rowPresent.count == g.lines, scan.softTissue.count == scan.bone.count else {
-            throw .impossibleGeometry("pitch \(g.pitchMM) mm, line step \(g.lineStepMM) mm, \(g.channels) channels, \(g.lines) lines")
-        }
+        if let problem = scan.geometryProblem(pixelMM: 0.1...100, minimumLines: 8) { throw .impossibleGeometry(problem) }
         let map = BoneMap(scan)
         let noise = BoneMap.softTissueNoise(scan)
         let (mask, threshold) = map.boneMask(noise: noise, minimumGCm2: p.minimumThresholdGCm2, sigmas: p.noiseSigmas)
@@ -168,7 +163,7 @@ public enum HipAnalysis {
                     return cross(x, y) * cross(p2.xMM, p2.yMM - 30) > 0
                 }
                 var trochanter: [Int] = [], inter: [Int] = []
-                for i in total where !neckSet.contains(i) {
+                for i in total where base != nil && !neckSet.contains(i) {
                     let x = map.x(i % map.columns), y = map.y(i / map.columns)
                     if aboveLine(x, y) { trochanter.append(i) } else { inter.append(i) }
                 }

@@ -75,12 +75,7 @@ public enum SpineAnalysis {
         if let region = scan.provenance.region, region != "ap_spine" {
             throw .notAnAPSpine(region.replacingOccurrences(of: "_", with: " "))
         }
-        let g = scan.geometry
-        guard g.pitchMM.isFinite, abs(g.lineStepMM).isFinite, (0.001...100).contains(g.pitchMM), (0.001...100).contains(abs(g.lineStepMM)),
-              g.channels >= 8, scan.bone.count == g.channels * g.lines, scan.marks.count == scan.bone.count, scan.rowPresent.count == g.lines,
-              scan.softTissue.count == scan.bone.count else {
-            throw .impossibleGeometry("pitch \(g.pitchMM) mm, line step \(g.lineStepMM) mm, \(g.channels) channels, \(g.lines) lines")
-        }
+        if let problem = scan.geometryProblem(pixelMM: 0.001...100) { throw .impossibleGeometry(problem) }
         let map = BoneMap(scan)
         let noise = BoneMap.softTissueNoise(scan)
         let (bone, threshold) = map.boneMask(noise: noise, minimumGCm2: p.minimumThresholdGCm2, sigmas: p.noiseSigmas)
