@@ -189,13 +189,16 @@ public struct Precision: Sendable, Codable, Equatable {
 public struct Change: Sendable, Codable, Equatable {
     public var changeGCm2: Double
     public var changePercent: Double
-    /// |change| ≥ LSC (ISCD: a change must equal or exceed the LSC to be significant).
+    /// |change| ≥ LSC (ISCD: a change must equal or exceed the LSC to be significant), both as
+    /// reported, to 0.001 g/cm²: a change printed equal to the LSC is significant (in binary
+    /// floating point 0.9416 − 0.900 is 0.04159999…, under an LSC of 0.0416).
     public var significant: Bool
 
     public init?(priorGCm2: Double, currentGCm2: Double, lscGCm2: Double) {
         guard priorGCm2.isFinite, currentGCm2.isFinite, priorGCm2 > 0, lscGCm2.isFinite, lscGCm2 > 0 else { return nil }
         changeGCm2 = currentGCm2 - priorGCm2
         changePercent = changeGCm2 / priorGCm2 * 100
-        significant = abs(changeGCm2) >= lscGCm2
+        func reported(_ v: Double) -> Double { (v * 1000).rounded(.toNearestOrAwayFromZero) }
+        significant = reported(abs(changeGCm2)) >= reported(lscGCm2)
     }
 }

@@ -51,6 +51,23 @@ enum ResultsText {
         }
         if let note = d.note { print("  \(note)") }
         print(String(format: "exam dose: %.2f mGy·cm² DAP over %d scans%@", r.dose.dapMGyCm2, r.dose.scans, r.dose.estimated ? " (estimated in part)" : ""))
+        if let f = r.followUp { printFollowUp(f) }
+    }
+
+    static func printFollowUp(_ f: FollowUp) {
+        print("")
+        print("since exam \(f.prior.examID) of \(f.prior.examDate):")
+        if !f.changes.isEmpty { print("site        region     prior  now g/cm²  change g/cm²      %   LSC g/cm²  significant") }
+        for c in f.changes {
+            var line = c.site.padding(toLength: 12, withPad: " ", startingAt: 0) + c.roi.padding(toLength: 10, withPad: " ", startingAt: 0)
+            line += String(format: "%.3f", c.priorBMDGCm2).leftPadded(6) + String(format: "%.3f", c.bmdGCm2).leftPadded(11)
+            line += String(format: "%+.3f", c.changeGCm2).leftPadded(14) + String(format: "%+.1f", c.changePercent).leftPadded(7)
+            line += number(c.lscGCm2, "%.3f").leftPadded(12)
+            line += (c.significant.map { $0 ? (c.changeGCm2 < 0 ? "yes, a loss" : "yes, a gain") : "no" } ?? "not judged").leftPadded(13)
+            print(line)
+            for note in c.notes { print("  \(c.roi): \(note)") }
+        }
+        for note in f.notes { print("  \(note)") }
     }
 }
 

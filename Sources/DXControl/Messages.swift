@@ -441,6 +441,31 @@ public struct ExamIDParams: Codable, Sendable, Equatable {
     public init(examID: Int64) { self.examID = examID }
 }
 
+/// `precision.study`: the exams of the study (each patient's repeated exams, one device);
+/// `save` stores the result as the device's precision, from then on the follow-ups' LSC.
+public struct PrecisionStudyParams: Codable, Sendable, Equatable {
+    public var examIDs: [Int64]
+    public var save: Bool?
+    public enum CodingKeys: String, CodingKey { case save, examIDs = "exam_ids" }
+    public init(examIDs: [Int64], save: Bool? = nil) { self.examIDs = examIDs; self.save = save }
+}
+
+/// `precision.study`: per monitored ROI (L1-L4, total_hip, neck) the RMS-SD, RMS-CV and LSC.
+public struct PrecisionStudyResult: Codable, Sendable, Equatable {
+    public var device: String
+    public var rois: [PrecisionRecord]
+    /// What was left out and why.
+    public var notes: [String]
+    public var saved: Bool
+    public init(_ study: PrecisionStudy, saved: Bool) { device = study.device; rois = study.records; notes = study.notes; self.saved = saved }
+}
+
+/// `precision.list`: the studies in force, the latest per device and ROI.
+public struct PrecisionListResult: Codable, Sendable, Equatable {
+    public var studies: [PrecisionRecord]
+    public init(studies: [PrecisionRecord]) { self.studies = studies }
+}
+
 /// `exam.repeat`: the site (default: the last one scanned).
 public struct ExamRepeatParams: Codable, Sendable, Equatable {
     public var examID: Int64

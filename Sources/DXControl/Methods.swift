@@ -29,6 +29,8 @@ public enum ControlMethod: String, CaseIterable, Sendable {
     case examGet = "exam.get"
     case examList = "exam.list"
     case examResults = "exam.results"
+    case precisionStudy = "precision.study"
+    case precisionList = "precision.list"
 
     /// The least role that may call it (docs/console.md): technologists run exams, position,
     /// read status and abort; raw scans and everything `service.*` need the service group.
@@ -39,20 +41,21 @@ public enum ControlMethod: String, CaseIterable, Sendable {
             .service
         case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .scanAbort, .eventsSubscribe,
              .examCreate, .examChecklist, .examStart, .examNext, .examRepeat, .examSkip, .examAdd, .examAbort, .examGet, .examList,
-             .examResults:
+             .examResults, .precisionStudy, .precisionList:
             .technologist
         }
     }
 
-    /// Methods that can start or stop an exposure: every call is written to the audit trail
-    /// with its parameters, allowed or refused, and how it ended when it failed.
+    /// Methods that can start or stop an exposure, or change how every later result is judged
+    /// (a precision study sets the LSC): every call is written to the audit trail with its
+    /// parameters, allowed or refused, and how it ended when it failed.
     /// Exhaustive on purpose, like `role`.
     public var audited: Bool {
         switch self {
-        case .scanRun, .scanAbort, .serviceCalibrate, .examStart, .examNext, .examRepeat, .examAbort: true
+        case .scanRun, .scanAbort, .serviceCalibrate, .examStart, .examNext, .examRepeat, .examAbort, .precisionStudy: true
         case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .eventsSubscribe, .serviceSelftest, .serviceSensors, .serviceLog,
              .serviceReport, .serviceMetrics, .serviceReset, .examCreate, .examChecklist, .examSkip, .examAdd, .examGet, .examList,
-             .examResults:
+             .examResults, .precisionList:
             false
         }
     }
@@ -92,6 +95,8 @@ extension RPC where Params == ExamAbortParams, Result == ExamRecord { public sta
 extension RPC where Params == ExamIDParams, Result == ExamRecord { public static var examGet: Self { .init(.examGet) } }
 extension RPC where Params == ExamListParams, Result == ExamListResult { public static var examList: Self { .init(.examList) } }
 extension RPC where Params == ExamIDParams, Result == ExamResults { public static var examResults: Self { .init(.examResults) } }
+extension RPC where Params == PrecisionStudyParams, Result == PrecisionStudyResult { public static var precisionStudy: Self { .init(.precisionStudy) } }
+extension RPC where Params == NoParams, Result == PrecisionListResult { public static var precisionList: Self { .init(.precisionList) } }
 
 /// The notifications the daemon sends, each with its one type.
 public enum ControlNotification: String, CaseIterable, Sendable {

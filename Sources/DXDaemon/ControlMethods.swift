@@ -145,7 +145,13 @@ private struct Methods: Sendable {
         t.on(.examAdd) { p, _ in try await exams.add(examID: p.examID, site: p.site) }
         t.on(.examAbort) { p, context in try await exams.abort(examID: p.examID, reason: p.reason ?? "aborted by \(Self.user(context))") }
         t.on(.examGet) { p, _ in try await exams.get(p.examID) }
-        t.on(.examResults) { p, _ in ExamResults(try await exams.get(p.examID)) }
+        t.on(.examResults) { p, _ in try await exams.results(p.examID) }
+        t.on(.precisionStudy) { p, context in
+            guard (2...500).contains(p.examIDs.count) else { throw RPCError.invalidParams("'exam_ids': 2 to 500 exams, not \(p.examIDs.count)") }
+            let save = p.save ?? false
+            return PrecisionStudyResult(try await exams.precisionStudy(examIDs: p.examIDs, save: save, by: Self.user(context)), saved: save)
+        }
+        t.on(.precisionList) { _, _ in PrecisionListResult(studies: try await exams.precision()) }
         t.on(.examList) { p, _ in
             let limit = p.limit ?? 20
             guard (1...500).contains(limit) else { throw RPCError.invalidParams("'limit': 1 to 500, not \(limit)") }

@@ -53,6 +53,7 @@ public struct Daemon: Sendable {
             simConfig.freedoms = LinkFreedoms(seed: configuration.simulatorOrderings)
             simConfig.physics = configuration.simulatorPhysics
             simConfig.watchdogWallFloor = configuration.simulatorWatchdogFloorMs.map { .milliseconds($0) }
+            if let serial = configuration.simulatorSerial { simConfig.info.serial = serial }
             logger.notice("embedded simulator: \(simConfig.freedoms), physics \(simConfig.physics.rawValue)")
             let sim = EmbeddedSimulator(configuration: simConfig, clock: clock, scene: scene)
             transport = sim.transport

@@ -77,6 +77,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var simulatorPhantom = "empty"
     /// Which physics model the embedded simulator's detector uses (docs/physics.md).
     public var simulatorPhysics: PhysicsModel = .kramers
+    /// The embedded simulator's serial number (GET_INFO); nil: the simulator's own. A second
+    /// simulated unit for tests that compare devices.
+    public var simulatorSerial: String?
     public var commandTimeoutMs = 2000
     public var logLevel = "info"
     public var technologistGroup = "dexa"
@@ -104,7 +107,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var captureDirectory: String { stateDirectory + "/captures" }
 
     public static let keys = ["socket", "device", "state_directory", "record_captures", "time_scale",
-                              "simulator_seed", "simulator_orderings", "simulator_watchdog_floor_ms", "simulator_phantom", "simulator_physics", "dap_per_mas_mgy_cm2", "command_timeout_ms", "log_level", "technologist_group", "service_group",
+                              "simulator_seed", "simulator_orderings", "simulator_watchdog_floor_ms", "simulator_phantom", "simulator_physics", "simulator_serial", "dap_per_mas_mgy_cm2", "command_timeout_ms", "log_level", "technologist_group", "service_group",
                               "audit_log", "socket_mode", "socket_group", "usb_vendor_id", "usb_product_id",
                               "exam_database", "exam_protocol"]
 
@@ -141,6 +144,12 @@ public struct DaemonConfiguration: Sendable, Equatable {
         case "simulator_phantom":
             guard !value.isEmpty else { throw .invalid(key, "expected empty, calibration, esp or a phantom JSON file") }
             simulatorPhantom = value
+        case "simulator_serial":
+            // As `usb:SERIAL` takes it: the USB serial string descriptor's 126 characters at most.
+            guard (1...126).contains(value.count), value.allSatisfy({ $0.isASCII && !$0.isWhitespace }) else {
+                throw .invalid(key, "expected 1 to 126 ASCII characters without spaces")
+            }
+            simulatorSerial = value
         case "simulator_physics":
             guard let v = PhysicsModel(rawValue: value) else {
                 throw .invalid(key, "'\(value)' is not a physics model; expected \(PhysicsModel.allCases.map(\.rawValue).joined(separator: " or "))")

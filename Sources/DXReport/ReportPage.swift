@@ -69,6 +69,8 @@ enum ReportPage {
         y = c.paragraph("WHO classes (T ≥ −1.0 normal; −2.5 < T < −1.0 low bone mass; T ≤ −2.5 osteoporosis) apply to \(d.basis)." + (d.note.map { " Note: \($0)." } ?? ""),
                         x: margin, y: y, width: width - 2 * margin, leading: 10)
 
+        if let f = r.followUp { y = drawFollowUp(f, at: y, on: c) }
+
         // The dose.
         y += 6
         c.colour(.black)
@@ -92,6 +94,41 @@ enum ReportPage {
         let stamp = generated.formatted(.iso8601)
         c.paragraph("Reference \(r.reference); analysis \(r.analysisVersion); generated \(stamp). BMD is this device's calibration of hydroxyapatite: T-scores against the published references are indicative until the device is cross-calibrated (docs/clinical-references.md). Z-scores need an age- and sex-matched reference, not installed.",
                     x: margin, y: height - margin - 10, width: width - 2 * margin, leading: 8)
+    }
+
+    /// The comparison with the prior exam: per monitored ROI prior and current BMD, the change
+    /// in g/cm² and %, the LSC and whether the change reaches it; then what was not compared.
+    static func drawFollowUp(_ f: FollowUp, at top: Double, on c: Canvas) -> Double {
+        var y = top + 6
+        c.colour(.black)
+        c.font(9, bold: true)
+        c.text("Change since exam \(f.prior.examID) of \(f.prior.examDate)", x: margin, y: y)
+        y += 12
+        let columns: [(String, Double)] = [("site", margin), ("region", margin + 80), ("prior", margin + 160), ("now", margin + 210),
+                                           ("change g/cm²", margin + 260), ("%", margin + 335), ("LSC", margin + 375), ("significant", margin + 420)]
+        c.font(7.5, bold: true)
+        c.colour(.grey)
+        for (title, x) in columns { c.text(title, x: x, y: y) }
+        y += 10
+        c.font(8)
+        for ch in f.changes {
+            let verdict = ch.significant.map { $0 ? (ch.changeGCm2 < 0 ? "yes, a loss" : "yes, a gain") : "no" } ?? "not judged"
+            let cells = [Site(rawValue: ch.site)?.title ?? ch.site, ch.roi, String(format: "%.3f", ch.priorBMDGCm2), String(format: "%.3f", ch.bmdGCm2),
+                         String(format: "%+.3f", ch.changeGCm2), String(format: "%+.1f", ch.changePercent),
+                         ch.lscGCm2.map { String(format: "%.3f", $0) } ?? "—", verdict]
+            c.colour(ch.significant == true ? .black : .grey)
+            if ch.significant == true { c.font(8, bold: true) } else { c.font(8) }
+            for (cell, (_, x)) in zip(cells, columns) { c.text(cell, x: x, y: y) }
+            y += 10
+        }
+        let notes = f.changes.flatMap { ch in ch.notes.map { "\(ch.roi): \($0)" } } + f.notes
+        if !notes.isEmpty {
+            c.font(7)
+            c.colour(.grey)
+            var seen = Set<String>()
+            y = c.paragraph(notes.filter { seen.insert($0).inserted }.joined(separator: ". ") + ".", x: margin, y: y, width: width - 2 * margin, leading: 9)
+        }
+        return y
     }
 
     /// One analysed site: image left, table and findings right, reference chart under the table.

@@ -93,6 +93,17 @@ public final class ExamStore: ExamRecorder {
                 t.add(column: "analysis_note", .text)
             }
         }
+        m.registerMigration("v6: the device of each scan attempt; precision studies") { db in
+            try db.alter(table: "scan") { t in t.add(column: "device", .text) }
+            try db.create(table: "precision") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("device", .text).notNull()
+                t.column("roi", .text).notNull()
+                t.column("record", .text).notNull()
+                t.column("created_at", .double).notNull()
+                t.column("created_by", .text).notNull()
+            }
+        }
         return m
     }
 
@@ -157,10 +168,11 @@ public final class ExamStore: ExamRecorder {
     public func beginAttempt(examID: Int64, attempt a: SiteAttempt) throws -> Int64 {
         try db.write { db in
             try db.execute(sql: """
-                INSERT INTO scan (exam_id, site, attempt, status, reason, capture, scan_id, planned_lines, lines, started_at, ended_at, quick_look, motion)
-                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                INSERT INTO scan (exam_id, site, attempt, status, reason, capture, scan_id, planned_lines, lines, started_at, ended_at, quick_look, motion,
+                                  device)
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                 """, arguments: [examID, a.site.rawValue, a.attempt, a.status.rawValue, a.reason, a.capture, a.scanID.map { Int64($0) }, a.plannedLines,
-                                 a.lines, a.startedAt, a.endedAt, try a.quickLook.map(Self.json), try Self.json(a.motion)])
+                                 a.lines, a.startedAt, a.endedAt, try a.quickLook.map(Self.json), try Self.json(a.motion), a.device])
             return db.lastInsertedRowID
         }
     }
@@ -176,10 +188,10 @@ public final class ExamStore: ExamRecorder {
         try db.write { db in
             try db.execute(sql: """
                 UPDATE scan SET status = ?, reason = ?, capture = ?, scan_id = ?, lines = ?, ended_at = ?, quick_look = ?, motion = ?, dose = ?,
-                    exposure = ?, decomposed = ?, analysis = ?, analysis_note = ? WHERE id = ?
+                    exposure = ?, decomposed = ?, analysis = ?, analysis_note = ?, device = COALESCE(?, device) WHERE id = ?
                 """, arguments: [a.status.rawValue, a.reason, a.capture, a.scanID.map { Int64($0) }, a.lines, a.endedAt,
                                  try a.quickLook.map(Self.json), try Self.json(a.motion), try a.dose.map(Self.json),
-                                 try a.exposure.map(Self.json), a.decomposed, try a.analysis.map(Self.json), a.analysisNote, row])
+                                 try a.exposure.map(Self.json), a.decomposed, try a.analysis.map(Self.json), a.analysisNote, a.device, row])
         }
     }
 
@@ -192,6 +204,44 @@ public final class ExamStore: ExamRecorder {
 
     public func exam(_ id: Int64) throws -> StoredExam? {
         try db.read { db in try Self.exam(db, id) }
+    }
+
+    public func priorExam(patientID: String, before examID: Int64) throws -> StoredExam? {
+        try db.read { db in
+            // The latest earlier exam of the patient with a completed, analysed scan of a site.
+            let ids = try Int64.fetchAll(db, sql: """
+                SELECT DISTINCT exam.id FROM exam JOIN scan ON scan.exam_id = exam.id
+                WHERE exam.patient_id = ? AND exam.id < ? AND scan.status = 'completed' AND scan.analysis IS NOT NULL
+                ORDER BY exam.id DESC LIMIT 1
+                """, arguments: [patientID, examID])
+            return try ids.first.flatMap { try Self.exam(db, $0) }
+        }
+    }
+
+    public func savePrecision(_ records: [PrecisionRecord], by: String, at: Date) throws {
+        try db.write { db in
+            for r in records {
+                try db.execute(sql: "INSERT INTO precision (device, roi, record, created_at, created_by) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [r.device, r.roi, try Self.json(r), at.timeIntervalSince1970, by])
+            }
+        }
+    }
+
+    public func precision(device: String?) throws -> [PrecisionRecord] {
+        try db.read { db in
+            // The latest study of each ROI (of the device, or of every device).
+            let rows = try Row.fetchAll(db, sql: """
+                SELECT record, created_at, created_by FROM precision WHERE id IN (SELECT MAX(id) FROM precision GROUP BY device, roi)
+                AND (? IS NULL OR device = ?) ORDER BY device, id
+                """, arguments: [device, device])
+            return try rows.map { row in
+                let text: String = row["record"]
+                var r = try JSONDecoder().decode(PrecisionRecord.self, from: Data(text.utf8))
+                r.createdAt = Date(timeIntervalSince1970: row["created_at"]).formatted(.iso8601)
+                r.createdBy = row["created_by"]
+                return r
+            }
+        }
     }
 
     public func list(limit: Int) throws -> [StoredExam] {
@@ -271,6 +321,7 @@ public final class ExamStore: ExamRecorder {
             dose: try dose.map { try JSONDecoder().decode(ScanDose.self, from: Data($0.utf8)) })
         attempt.exposure = try exposure.map { try JSONDecoder().decode(SiteExposure.self, from: Data($0.utf8)) }
         attempt.decomposed = row["decomposed"]
+        attempt.device = row["device"]
         // An analysis stored by another version that this one cannot read is reported, not fatal.
         let analysis: String? = row["analysis"]
         attempt.analysisNote = row["analysis_note"]

@@ -91,6 +91,7 @@ struct HipStudyTests {
         var neckErrors: [Double] = [], totalErrors: [Double] = []
         var warned: [String: Int] = [:]
         var failures: [String] = []
+        var wrongSide = 0
         for seed in 1...UInt64(Self.patients) {
             let spec = PatientVariety.patient(seed: seed)
             // Alternate sides: each patient gives one hip.
@@ -101,6 +102,7 @@ struct HipStudyTests {
             do { m = try HipAnalysis.measure(scan) } catch {
                 ImageDump.hip(scan, nil, name: "hip-study-\(seed)")
                 failures.append("seed \(seed) \(side): \(error)")
+                if case .otherSide = error { wrongSide += 1 }
                 continue
             }
             ImageDump.hip(scan, m, name: "hip-study-\(seed)")
@@ -136,6 +138,8 @@ struct HipStudyTests {
         // Nine in ten hips analysed have their total hip within 3 % of the truth (all of them is
         // the target, below).
         #expect(analysed >= Self.patients * 9 / 10)
+        // Every scan is of the side it says: a refusal naming the other side is a wrong sentence.
+        #expect(wrongSide == 0, "\(wrongSide) hips called the other side")
         #expect(totalErrors.count >= analysed && Double(totalErrors.filter { abs($0) <= 0.03 }.count) >= 0.9 * Double(analysed))
         // Not met yet, and said (docs/analysis.md, "Hips: what the study found"): rows that run
         // from the pubic ramus at the field's medial edge to saturated tissue at the body's edge
@@ -157,7 +161,7 @@ struct HipStudyTests {
     @Test(arguments: PatientVariety.HipVariant.allCases)
     func variantsAreFound(_ variant: PatientVariety.HipVariant) async throws {
         let n = max(3, Self.patients / 5)
-        var found = 0, analysed = 0
+        var found = 0, analysed = 0, wrongSide = 0
         var notes: [String] = []
         for k in 0..<n {
             let seed = UInt64(500 + 3 * k)
@@ -167,7 +171,10 @@ struct HipStudyTests {
             let outcome: String
             switch variant {
             case .prosthesis:
-                do { _ = try HipAnalysis.measure(scan); outcome = "measured" } catch { outcome = "\(error)" }
+                do { _ = try HipAnalysis.measure(scan); outcome = "measured" } catch {
+                    outcome = "\(error)"
+                    if case .otherSide = error { wrongSide += 1 }
+                }
                 analysed += 1
                 if outcome.contains("metal") { found += 1 }
             case .externallyRotated, .abducted:
@@ -178,7 +185,10 @@ struct HipStudyTests {
                     ImageDump.hip(scan, m, name: "hip-\(variant)-\(seed)")
                     outcome = "\(m.warnings.map(\.code)) LT \(m.lesserTrochanterMM ?? .nan) shaft \(m.shaftAngleDeg)"
                     if m.warnings.contains(where: { $0.code == code }) { found += 1 }
-                } catch { outcome = "\(error)" }
+                } catch {
+                    outcome = "\(error)"
+                    if case .otherSide = error { wrongSide += 1 }
+                }
             }
             notes.append("seed \(seed) \(side): \(outcome)")
         }
@@ -187,6 +197,7 @@ struct HipStudyTests {
         // Of the hips analysed, the finding in nine of ten; the refusals are the study's known
         // issue (rows without a soft-tissue reference).
         #expect(analysed >= n / 2)
+        #expect(wrongSide == 0, "\(wrongSide) hips called the other side")
         #expect(Double(found) >= 0.9 * Double(analysed))
     }
 }
@@ -200,6 +211,43 @@ struct HipBadInputTests {
         scan.provenance.region = "left_hip"
         #expect(throws: HipAnalysisError.otherSide(expected: "left")) { try HipAnalysis.measure(scan) }
         if case .failure(let why) = SiteAnalysis.analyze(scan, patient: nil) { #expect(why.message.contains("right hip")) } else { Issue.record("analysed") }
+    }
+
+    /// An osteoporotic femur beside a dense ischium: in the field's lowest rows the ischium
+    /// carries more mineral than the shaft (checked on the scene), so the run with the most
+    /// mineral is not the shaft. The shaft is still found (it is the tube), the head is where it
+    /// is, and the hip is not called the other side.
+    @Test(arguments: [ProximalFemur.Side.left, .right])
+    func anOsteoporoticShaftBesideADenseIschium(_ side: ProximalFemur.Side) async throws {
+        var spec = PatientSpec()
+        let k = try #require(spec.hips.firstIndex { $0.side == side })
+        spec.hips[k].trabecularDensity = 0.14
+        spec.hips[k].cortexScale = 0.45
+        spec.hips[k].pelvisDensity = 1.1
+        let hip = spec.hips[k]
+        let scan = try await SharedScanner.shared.hip(spec, side, noise: 26)
+        // The premise, on the scene: over the fit's rows the pelvis outweighs the femur.
+        let map = BoneMap(scan)
+        var femurMineral = 0.0, pelvisMineral = 0.0
+        for r in (map.rows - 25)..<map.rows {
+            for c in 0..<map.columns {
+                let x = map.x(c), y = map.y(r)
+                femurMineral += hip.femur(x: x, y: y, midline: spec.midlineMM)
+                pelvisMineral += hip.pelvis(x: x, y: y, midline: spec.midlineMM)
+            }
+        }
+        #expect(pelvisMineral > femurMineral, "the scene is not the hard case: pelvis \(pelvisMineral), femur \(femurMineral)")
+        let m = try HipAnalysis.measure(scan)
+        ImageDump.hip(scan, m, name: "hip-dense-ischium-\(side)")
+        let truth = hip.landmarks(midline: spec.midlineMM)
+        #expect(hypot(m.headCentre.xMM - truth.headCentre.x, m.headCentre.yMM - truth.headCentre.y) < 4, "\(m.headCentre) against \(truth.headCentre)")
+        // The shaft found is the femur's: its centre on the last line is the femur's there.
+        let y = m.shaftBottom.yMM
+        let femurXs = (0..<4000).map { map.x0 + Double($0) * 0.1 }.filter { hip.femur(x: $0, y: y, midline: spec.midlineMM) > 0 }
+        let centre = try #require(femurXs.isEmpty ? nil : (femurXs[0] + femurXs[femurXs.count - 1]) / 2)
+        #expect(abs(m.shaftBottom.xMM - centre) < 3, "shaft at \(m.shaftBottom.xMM), the femur's centre at \(centre)")
+        print(String(format: "dense ischium, %@ hip: shaft %.1f mm (femur %.1f), neck–shaft angle %.1f° (truth %.1f°)", side.rawValue,
+                     m.shaftBottom.xMM, centre, m.neckShaftAngleDeg, truth.projectedNeckShaftAngleDeg))
     }
 
     @Test func aSpineScanIsNotAHip() async throws {

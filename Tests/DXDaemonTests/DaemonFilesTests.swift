@@ -109,3 +109,26 @@ struct ChildProcessResult {
         #expect(DaemonConfiguration().usbVendorID == ICDUSB.vendorID && DaemonConfiguration().usbProductID == ICDUSB.productID)
     }
 }
+
+/// The config file's settings fed garbage: each refused with the line and the key, and nothing
+/// set; the simulated unit's serial (a second unit for tests that compare devices).
+@Suite("Daemon configuration")
+struct DaemonConfigurationTests {
+    @Test func aSecondSimulatedUnitsSerial() throws {
+        var c = DaemonConfiguration()
+        #expect(c.simulatorSerial == nil)
+        try c.apply(fileText: "# a second unit\nsimulator_serial = DX1-000999\n")
+        #expect(c.simulatorSerial == "DX1-000999")
+        for bad in ["simulator_serial =", "simulator_serial = two words", "simulator_serial = ünï", "simulator_serial = " + String(repeating: "X", count: 127),
+                    "simulator_serials = DX1", "simulator_serial DX1", "time_scale = 0", "time_scale = nan", "simulator_seed = -1"] {
+            var fresh = DaemonConfiguration()
+            do {
+                try fresh.apply(fileText: "socket = /tmp/x.sock\n" + bad + "\n")
+                Issue.record("accepted: \(bad)")
+            } catch {
+                #expect(error.description.contains("line 2"), "\(bad): \(error)")
+            }
+            #expect(fresh.simulatorSerial == nil && fresh.timeScale == 1)
+        }
+    }
+}

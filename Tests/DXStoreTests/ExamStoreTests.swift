@@ -100,4 +100,49 @@ struct ExamStoreAnalysisTests {
         #expect(exam.attempts.first { $0.site == .apSpine }?.analysis == result)
         #expect(exam.attempts.first { $0.site == .leftHip }?.analysisNote == "not analysed")
     }
+
+    /// The prior exam is the patient's latest earlier one with an analysed scan (not a later
+    /// one, not another patient's, not one without results); each attempt keeps its device;
+    /// precision studies are kept with who and when, the latest per device and ROI in force.
+    @Test func priorExamsDevicesAndPrecision() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("exams.sqlite")
+        let result = SiteResult(site: "ap_spine", rois: [ClinicalROI(name: "L1-L4", bmdGCm2: 0.9, bmcG: 50, areaCm2: 55)],
+                                warnings: [], interpretation: nil, reference: "test", analysisVersion: "test", spine: nil)
+        let other = PatientRecord(id: "P-2", name: "Other Patient", sex: .male, birthDate: "1948-05-06")
+        func exam(_ patient: PatientRecord, analysed: Bool, device: String = "DX-1 A", in store: ExamStore) throws -> Int64 {
+            let id = try store.createExam(patient: patient, referral: "r", operatorName: "t", plan: [.apSpine], at: Date())
+            var a = SiteAttempt(site: .apSpine, attempt: 1, status: .running, plannedLines: 220)
+            a.device = device
+            let row = try store.beginAttempt(examID: id, attempt: a)
+            a.status = .completed
+            a.analysis = analysed ? result : nil
+            try store.finishAttempt(row: row, attempt: a)
+            return id
+        }
+        let store = try ExamStore(path: path)
+        let first = try exam(ExamStoreTests.patient, analysed: true, in: store)
+        _ = try exam(other, analysed: true, in: store)
+        let unanalysed = try exam(ExamStoreTests.patient, analysed: false, in: store)
+        let current = try exam(ExamStoreTests.patient, analysed: true, device: "DX-1 B", in: store)
+        _ = try exam(ExamStoreTests.patient, analysed: true, in: store)
+        #expect(try store.priorExam(patientID: "P-1", before: current)?.id == first)
+        #expect(try store.priorExam(patientID: "P-1", before: unanalysed)?.id == first)
+        #expect(try store.priorExam(patientID: "P-1", before: first) == nil)
+        #expect(try store.exam(current)?.attempts.first?.device == "DX-1 B")
+
+        func record(_ device: String, _ roi: String, sd: Double) -> PrecisionRecord {
+            PrecisionRecord(device: device, roi: roi, patients: 15, degreesOfFreedom: 30, rmsSDGCm2: sd, rmsCVPercent: 1, lscGCm2: 2.77 * sd,
+                            lscPercent: 2.77, meetsISCD: true, acceptable: true, exams: [1, 2])
+        }
+        try store.savePrecision([record("DX-1 A", "L1-L4", sd: 0.02), record("DX-1 A", "neck", sd: 0.03)], by: "tech1", at: Date(timeIntervalSince1970: 1_000))
+        try store.savePrecision([record("DX-1 A", "L1-L4", sd: 0.01), record("DX-1 B", "L1-L4", sd: 0.04)], by: "tech2", at: Date(timeIntervalSince1970: 2_000))
+        let reopened = try ExamStore(path: path)
+        let a = try reopened.precision(device: "DX-1 A")
+        #expect(a.map(\.roi) == ["neck", "L1-L4"] || a.map(\.roi) == ["L1-L4", "neck"])
+        #expect(a.first { $0.roi == "L1-L4" }?.rmsSDGCm2 == 0.01 && a.first { $0.roi == "L1-L4" }?.createdBy == "tech2")
+        #expect(a.first { $0.roi == "neck" }?.createdBy == "tech1" && a.first { $0.roi == "neck" }?.createdAt?.hasPrefix("1970-01-01") == true)
+        #expect(try reopened.precision(device: nil).count == 3)
+        #expect(try reopened.precision(device: "DX-1 C").isEmpty)
+    }
 }

@@ -143,17 +143,23 @@ struct ControlSurfaceTests {
         #expect(examResults["sites"]?[0]?["note"]?.stringValue?.hasPrefix("no spine in the field") == true, "\(examResults)")
         #expect(examResults["sites"]?[0]?["result"] == nil)
         _ = try await Self.call(daemon, seen, .examList, .object(["limit": .number(5)]))
+        // No precision study yet; one from this exam alone is refused (one exam, no spine).
+        let precision = try await Self.call(daemon, seen, .precisionList)
+        #expect(precision["studies"] == .array([]))
+        let lone = await Self.code { try await Self.call(daemon, seen, .precisionStudy, .object(["exam_ids": .array([examID, examID])])) }
+        #expect(lone == RPCError.invalidParamsCode)
         let reset = try await Self.call(daemon, seen, .serviceReset)
         #expect(reset["reconnected"] == .bool(true))
         subscriber.cancel()
         _ = try? await subscriber.value
 
         // Every method answered (the refused ones share their result type with one that did:
-        // exam.next and exam.repeat are exam.start's `ExamStepResult`).
+        // exam.next and exam.repeat are exam.start's `ExamStepResult`; precision.study needs
+        // analysed exams, and FollowUpIntegrationTests checks its result's keys).
         let results = seen.results.withLock { $0 }
         let notices = seen.notices.withLock { $0 }
         let answered = Set(results.keys)
-        #expect(Set(ControlMethod.allCases.map(\.rawValue)).subtracting(answered) == ["exam.repeat"])
+        #expect(Set(ControlMethod.allCases.map(\.rawValue)).subtracting(answered) == ["exam.repeat", "precision.study"])
         for (method, values) in results {
             for v in values { #expect(Self.badKeys(v).isEmpty, "\(method): \(Self.badKeys(v))") }
         }

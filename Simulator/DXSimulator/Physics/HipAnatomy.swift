@@ -251,6 +251,13 @@ public struct ProximalFemur: Sendable, Codable, Equatable {
         return femurLocal(u: u, v: v)
     }
 
+    /// The pelvis alone at a table point (what lies beside and over the femur).
+    public func pelvis(x: Double, y: Double, midline: Double) -> Double {
+        let (u, v) = local(x: x, y: y, midline: midline)
+        guard abs(u) < 200 && v > -120 && v < 400 else { return 0 }
+        return pelvisLocal(u: u, v: v)
+    }
+
     /// Where the landmarks an analysis looks for lie on the table.
     public struct Landmarks: Sendable, Equatable {
         public var headCentre: (x: Double, y: Double)

@@ -151,9 +151,12 @@ public struct SiteAttempt: Sendable, Codable, Equatable {
     /// Why a completed scan has no analysis (the spine not found, a site not analysed by this
     /// version), in words for the technologist.
     public var analysisNote: String?
+    /// The unit that made the scan ("DX-1 DX1-000123": model and serial from GET_INFO): a
+    /// follow-up and a precision study compare scans of one device only.
+    public var device: String?
 
     public enum CodingKeys: String, CodingKey {
-        case site, attempt, status, reason, capture, lines, warnings, motion, dose, exposure, decomposed, analysis
+        case site, attempt, status, reason, capture, lines, warnings, motion, dose, exposure, decomposed, analysis, device
         case analysisNote = "analysis_note"
         case scanID = "scan_id", plannedLines = "planned_lines", startedAt = "started_at", endedAt = "ended_at", quickLook = "quick_look"
     }

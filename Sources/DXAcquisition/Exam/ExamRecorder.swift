@@ -18,6 +18,12 @@ public protocol ExamRecorder: Sendable {
     func addWarning(examID: Int64, attemptRow: Int64?, warning: ExamWarning, at: Date) throws
     /// The stored exam, its checklist status left for the caller to evaluate.
     func exam(_ id: Int64) throws -> StoredExam?
+    /// The patient's latest exam before this one that has a completed, analysed scan.
+    func priorExam(patientID: String, before examID: Int64) throws -> StoredExam?
+    /// Precision studies (`dexa precision`): stored with who and when; the latest per device
+    /// and ROI is the one in force.
+    func savePrecision(_ records: [PrecisionRecord], by: String, at: Date) throws
+    func precision(device: String?) throws -> [PrecisionRecord]
     func list(limit: Int) throws -> [StoredExam]
     /// The exams in progress (at most one, unless the store was edited by hand).
     func examsInProgress() throws -> [Int64]
@@ -72,6 +78,8 @@ public enum ExamError: Error, Sendable, Equatable, CustomStringConvertible {
     case noScanRan(Site)
     case notCalibrated(String)
     case storage(String)
+    /// A precision study that cannot be made from the exams given (the message says why).
+    case precision(String)
 
     public var description: String {
         switch self {
@@ -94,6 +102,7 @@ public enum ExamError: Error, Sendable, Equatable, CustomStringConvertible {
         case .noScanRan(let site): "no scan ran for the \(site.title)"
         case .notCalibrated(let why): "patient scans are refused: \(why)"
         case .storage(let why): "the exam store failed: \(why)"
+        case .precision(let why): "no precision study: \(why)"
         }
     }
 }

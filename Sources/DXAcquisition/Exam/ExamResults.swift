@@ -74,10 +74,12 @@ public struct ExamResults: Sendable, Codable, Equatable {
     public var dose: ScanDose
     public var reference: String
     public var analysisVersion: String
+    /// The comparison with the patient's latest earlier exam; nil when there is none.
+    public var followUp: FollowUp?
 
     public enum CodingKeys: String, CodingKey {
         case state, patient, sites, diagnosis, dose, reference
-        case examID = "exam_id", examDate = "exam_date", analysisVersion = "analysis_version"
+        case examID = "exam_id", examDate = "exam_date", analysisVersion = "analysis_version", followUp = "follow_up"
     }
 
     public init(examID: Int64, state: ExamState, patient: Patient, examDate: String, sites: [Site], diagnosis: Diagnosis, dose: ScanDose,

@@ -122,6 +122,34 @@ public actor ExamSequencer {
                           checklist: try evaluate(exam), warnings: exam.warnings, dose: ScanDose.total(exam.attempts.compactMap(\.dose)))
     }
 
+    /// The exam's clinical answer (`exam.results`): each site's analysis, the diagnosis, and the
+    /// follow-up against the patient's latest earlier exam with this device's precision.
+    public func results(_ examID: Int64) throws(ExamError) -> ExamResults {
+        let exam = try get(examID)
+        var results = ExamResults(exam)
+        if let prior = try store({ try recorder.priorExam(patientID: exam.patient.id, before: examID) }) {
+            let precision = try store { try recorder.precision(device: nil) }
+            results.followUp = FollowUp.compare(exam, prior: try get(prior.id), precision: precision)
+        }
+        return results
+    }
+
+    /// A precision study over the given exams (`dexa precision`); stored, by whom and when,
+    /// when `save` is set, and from then on the LSC of this device's follow-ups.
+    public func precisionStudy(examIDs: [Int64], save: Bool, by: String) throws(ExamError) -> PrecisionStudy {
+        var exams: [ExamRecord] = []
+        for id in examIDs { exams.append(try get(id)) }
+        let study: PrecisionStudy
+        do { study = try PrecisionStudy(exams: exams) } catch { throw .precision(error.description) }
+        if save { try store { try recorder.savePrecision(study.records, by: by, at: now()) } }
+        return study
+    }
+
+    /// The precision studies in force: the latest per device and ROI.
+    public func precision() throws(ExamError) -> [PrecisionRecord] {
+        try store { try recorder.precision(device: nil) }
+    }
+
     public func list(limit: Int) throws(ExamError) -> [ExamRecord] {
         var out: [ExamRecord] = []
         for e in try store({ try recorder.list(limit: limit) }) { out.append(try get(e.id)) }
@@ -230,6 +258,7 @@ public actor ExamSequencer {
 
         var attempt = SiteAttempt(site: site, attempt: exam.attempts.filter { $0.site == site }.count + 1, status: .running,
                                   plannedLines: Int(scan.lines), startedAt: stamp())
+        attempt.device = "\(info.model) \(info.serial)"
         let row = try store { try recorder.beginAttempt(examID: examID, attempt: attempt) }
         let live = LiveStep(examID: examID, site: site, row: row, periodUs: scan.linePeriodUs, linesPerFrame: Int(scan.linesPerFrame),
                             motionLimitMM: examProtocol.motionLimitMM, recorder: recorder, observer: observer, now: now)
