@@ -56,7 +56,8 @@ public enum CalibrationRun {
         }
         let geometry = ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm))
         do {
-            let calibration = try CaptureAnalysis.calibration(from: CaptureReader.scans(in: contents), phantom: phantom, geometry: geometry, source: capture)
+            let calibration = try CaptureAnalysis.calibration(from: CaptureReader.scans(in: contents), phantom: phantom, geometry: geometry,
+                                                              source: capture, unit: CalibratedUnit(contents.header.device))
             return (calibration, capture)
         } catch {
             throw Failure.fit(error.description)

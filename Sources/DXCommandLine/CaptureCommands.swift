@@ -43,7 +43,7 @@ struct Analyze: AsyncParsableCommand {
     @Argument(help: "Capture holding a dark, an air and the scan to measure.") var scan: String
     @OptionGroup var output: OutputOptions
     @Option(help: "Also write the bone mineral image, with the ROIs drawn, to this PNG file.") var image: String?
-    @Flag(help: "Analyse even with a calibration the acceptance rule refuses (the output says so).") var force = false
+    @Flag(help: "Analyse even with a calibration the acceptance rule refuses, or one from another unit (the output says so).") var force = false
     @Option(help: "Also write the decomposed scan with its geometry (.dxdec, docs/analysis-data.md) to this file.") var decomposed: String?
     @Option(help: "The patient's sex for the scores (female or male), over the capture's.") var sex: String?
     @Option(help: "The patient's age in years at the scan, over the capture's birth date.") var age: Double?
@@ -69,7 +69,8 @@ struct Analyze: AsyncParsableCommand {
         if let decomposed {
             do { try result.decomposed.write(to: decomposed) } catch { throw Offline.fail("analyze", error.description) }
         }
-        let forcedNote = "FORCED: \(result.verdict.description); these figures are not fit for a patient"
+        let forcedWhy = (result.verdict.accepted ? [] : [result.verdict.description]) + (result.otherUnit.map { [$0] } ?? [])
+        let forcedNote = "FORCED: \(forcedWhy.joined(separator: "; ")); these figures are not fit for a patient"
         if result.forced { FileHandle.standardError.write(Data("dexa analyze: \(forcedNote)\n".utf8)) }
         if let image, let picture = result.image {
             do {
@@ -224,7 +225,8 @@ struct CaptureCommands: AsyncParsableCommand {
                 let (header, scans) = try CaptureReader.read(path: calibration)
                 guard let phantom = header.phantom else { throw AnalysisError.noPhantom(calibration, "cells") }
                 let geometry = ScanGeometry(channels: Int(header.device.channels), pitchUm: Int(header.device.pitchUm))
-                let cal = try CaptureAnalysis.calibration(from: scans, phantom: phantom, geometry: geometry, source: calibration)
+                let cal = try CaptureAnalysis.calibration(from: scans, phantom: phantom, geometry: geometry, source: calibration,
+                                                          unit: CalibratedUnit(header.device))
                 result = try await CaptureReplay.analyse(path: path, calibration: cal, speed: speed ?? .infinity)
             } catch let e as AnalysisError {
                 throw Offline.fail("capture replay", e.description)

@@ -1,5 +1,6 @@
 import DXControl
 import DXDecomposition
+import DXProtocol
 import Foundation
 
 /// The daemon's calibration: `STATE/calibration.json`, written by `service.calibrate`. It is
@@ -26,6 +27,12 @@ public struct CalibrationStore: Sendable {
         return .success(calibration)
     }
 
+    /// The stored calibration if it was made on `device` (a unit's calibration holds for that
+    /// unit's tube and detector only; a file copied from another unit is refused).
+    public func load(for device: DeviceInfo) -> Result<Calibration, CalibrationProblem> {
+        load().flatMap { c in c.unitProblem(for: device).map { .failure(.otherUnit(path, $0)) } ?? .success(c) }
+    }
+
     public func save(_ calibration: Calibration) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -39,6 +46,7 @@ public enum CalibrationProblem: ControlReportable, Sendable, Equatable, CustomSt
     case unreadable(String, String)
     case wrongVersion(String, Int, expected: Int)
     case poorFit(String, CalibrationVerdict)
+    case otherUnit(String, String)
 
     public var description: String {
         let fix = "run `dexa service calibrate` with the calibration phantom"
@@ -47,6 +55,7 @@ public enum CalibrationProblem: ControlReportable, Sendable, Equatable, CustomSt
         case let .unreadable(p, why): "the calibration \(p) cannot be read (\(why)); \(fix)"
         case let .wrongVersion(p, v, e): "the calibration \(p) has format \(v), this daemon needs \(e); \(fix)"
         case let .poorFit(p, v): "\(p): \(v.description); \(fix)"
+        case let .otherUnit(p, why): "\(p): \(why); \(fix) on this unit"
         }
     }
 

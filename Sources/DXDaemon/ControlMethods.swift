@@ -175,9 +175,12 @@ private struct Methods: Sendable {
         if let why = plan.configuration(id: 1).violation(for: info) { throw ScanError.rejected("scan parameters rejected: \(why)") }
         let progress: @Sendable (ScanProgress) -> Void = { context.notify(.scanProgress, ScanProgressNotice($0)) }
         var calibration: Calibration?
-        switch CalibrationStore(stateDirectory: configuration.stateDirectory).load() {
+        var notDecomposed = "no valid calibration: the scan was recorded, not decomposed"
+        switch CalibrationStore(stateDirectory: configuration.stateDirectory).load(for: info) {
         case .success(let c): calibration = c
-        case .failure(let problem): if plan.role == .patient { throw problem }
+        case .failure(let problem):
+            if plan.role == .patient { throw problem }
+            notDecomposed = "\(problem): the scan was recorded, not decomposed"
         }
         guard p.withReferences == true || plan.role == .patient else {
             return ScanReport(try await device.run(plan, progress: progress))
@@ -202,7 +205,7 @@ private struct Methods: Sendable {
         case .failure(let e)?:
             report.analysisError = e.description
         case nil:
-            report.analysisError = "no valid calibration: the scan was recorded, not decomposed"
+            report.analysisError = notDecomposed
         }
         return report
     }

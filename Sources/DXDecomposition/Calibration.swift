@@ -113,7 +113,8 @@ public struct LinearModel: Sendable, Equatable, Codable {
 /// and it names the capture it came from (`source`).
 public struct Calibration: Sendable, Equatable, Codable {
     /// 3: each channel's spectral response (`channelResponse`) is part of the calibration.
-    public static let formatVersion = 3
+    /// 4: the unit it was measured on (`unit`), so that no other unit's calibration is used.
+    public static let formatVersion = 4
     public var version = Calibration.formatVersion
     public var source: String
     public var created: String
@@ -127,16 +128,30 @@ public struct Calibration: Sendable, Equatable, Codable {
     public var residualFatFraction: Double
     /// Each channel's attenuation scale onto the detector's mean response (nil: all 1).
     public var channelResponse: ChannelResponse?
+    /// The unit whose tube and detector were measured (GET_INFO's model and serial, from the
+    /// calibration capture's header). A calibration holds for that unit only: two DX-1s differ
+    /// in spectrum, filtration and channel gains by more than the bone signal of a percent.
+    public var unit: CalibratedUnit?
 
     public init(source: String, created: String, hydroxyapatite: LinearModel, softTissue: LinearModel, fatFraction: LinearModel,
                 points: [CalibrationPoint], residualHydroxyapatite: Double, residualSoftTissue: Double, residualFatFraction: Double,
-                channelResponse: ChannelResponse? = nil) {
+                channelResponse: ChannelResponse? = nil, unit: CalibratedUnit? = nil) {
         self.source = source; self.created = created
         self.hydroxyapatite = hydroxyapatite; self.softTissue = softTissue; self.fatFraction = fatFraction
         self.points = points
         self.residualHydroxyapatite = residualHydroxyapatite; self.residualSoftTissue = residualSoftTissue
         self.residualFatFraction = residualFatFraction
         self.channelResponse = channelResponse
+        self.unit = unit
+    }
+
+    /// Why this calibration must not measure on `device`, or nil when it was made on it.
+    public func unitProblem(for device: DeviceInfo) -> String? {
+        guard let unit else { return "the calibration \(source) does not say which unit it was made on" }
+        guard unit.matches(device) else {
+            return "the calibration \(source) was made on \(unit), this is \(CalibratedUnit(device))"
+        }
+        return nil
     }
 
     /// Terms of the bone model. Monoenergetically BMD = (L_low − R·L_high)/(μ_b,low − R·μ_b,high):
@@ -177,9 +192,11 @@ public struct Calibration: Sendable, Equatable, Codable {
     static func fatTerms(_ r: Double, _ v: Double) -> [Double] { [1, r, v, r * r, r * v, v * v] }
 
     /// Fits from a phantom's measurement: the cells, and each channel's response.
-    public static func fit(_ measurement: CalibrationMeasurement.Result, source: String) throws(DecompositionError) -> Calibration {
+    public static func fit(_ measurement: CalibrationMeasurement.Result, source: String,
+                           unit: CalibratedUnit? = nil) throws(DecompositionError) -> Calibration {
         var c = try fit(points: measurement.points, source: source)
         c.channelResponse = measurement.response
+        c.unit = unit
         return c
     }
 
@@ -336,6 +353,18 @@ public struct Calibration: Sendable, Equatable, Codable {
     public func fatFraction(lLow u: Double, lHigh v: Double) -> Double {
         fatFraction.evaluate(Self.fatTerms(u / v, v))
     }
+}
+
+/// A unit as GET_INFO names it: model and serial.
+public struct CalibratedUnit: Sendable, Equatable, Codable, CustomStringConvertible {
+    public var model: String
+    public var serial: String
+
+    public init(model: String, serial: String) { self.model = model; self.serial = serial }
+    public init(_ info: DeviceInfo) { self.init(model: info.model, serial: info.serial) }
+
+    public func matches(_ info: DeviceInfo) -> Bool { model == info.model && serial == info.serial }
+    public var description: String { "\(model) \(serial)" }
 }
 
 /// Where each pixel of a line lies (ICD §6 geometry).

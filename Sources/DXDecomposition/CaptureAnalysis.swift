@@ -18,6 +18,9 @@ public enum AnalysisError: Error, Equatable, Sendable, CustomStringConvertible {
     case decomposition(String)
     /// The calibration fails the acceptance rule (`CalibrationVerdict`); `--force` analyses anyway.
     case calibrationRefused(String, CalibrationVerdict)
+    /// The calibration capture and the measured one come from different units; `--force`
+    /// analyses anyway.
+    case otherUnit(String)
 
     public var description: String {
         switch self {
@@ -27,6 +30,7 @@ public enum AnalysisError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .noPhantom(path, what): "\(path): the header's phantom has no \(what)"
         case .decomposition(let why): why
         case let .calibrationRefused(path, verdict): "\(path): \(verdict.description) (--force analyses anyway)"
+        case .otherUnit(let why): "\(why) (--force analyses anyway)"
         }
     }
 }
@@ -81,6 +85,8 @@ public struct CaptureAnalysis: Sendable {
     /// The calibration judged by the daemon's rule; `forced` when it failed and the analysis
     /// ran anyway (`--force`).
     public var verdict: CalibrationVerdict
+    /// Why the calibration is not this unit's, when it is not (analysed only with `--force`).
+    public var otherUnit: String?
     public var forced: Bool
     /// The measured scan decomposed, with its geometry: the same value an exam stores.
     public var decomposed: DecomposedScan
@@ -95,11 +101,14 @@ public struct CaptureAnalysis: Sendable {
         let (calHeader, calScans) = try CaptureReader.read(path: calibrationPath)
         guard let phantom = calHeader.phantom, phantom.cells?.isEmpty == false else { throw .noPhantom(calibrationPath, "cells") }
         let geometry = ScanGeometry(channels: Int(calHeader.device.channels), pitchUm: Int(calHeader.device.pitchUm))
-        let calibration = try Self.calibration(from: calScans, phantom: phantom, geometry: geometry, source: calibrationPath)
+        let calibration = try Self.calibration(from: calScans, phantom: phantom, geometry: geometry, source: calibrationPath,
+                                               unit: CalibratedUnit(calHeader.device))
         let verdict = calibration.verdict
         guard verdict.accepted || force else { throw .calibrationRefused(calibrationPath, verdict) }
 
         let (header, scans) = try CaptureReader.read(path: scanPath)
+        let otherUnit = calibration.unitProblem(for: header.device).map { "\(scanPath) was measured on \(CalibratedUnit(header.device)): \($0)" }
+        if let otherUnit, !force { throw .otherUnit(otherUnit) }
         guard calibration.channelResponse?.fits(channels: Int(header.device.channels)) ?? false else {
             throw .decomposition("\(scanPath): the calibration \(calibrationPath) was made on a detector of other channels")
         }
@@ -129,13 +138,14 @@ public struct CaptureAnalysis: Sendable {
         return CaptureAnalysis(calibration: calibration, rois: work.roiResults, lines: measured.lines.count,
                                motion: work.motion, bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2, meanBoneBMD: work.meanBoneBMD,
                                image: picture, roiDefinitions: header.phantom?.rois ?? [], ledger: work.ledger,
-                               verdict: verdict, forced: !verdict.accepted, decomposed: decomposed, header: header, role: measured.scan.role)
+                               verdict: verdict, otherUnit: otherUnit, forced: !verdict.accepted || otherUnit != nil, decomposed: decomposed, header: header, role: measured.scan.role)
     }
 
     /// The calibration from a capture's dark, air and calibration scans: the one code path
     /// for `service.calibrate` and `dexa analyze`.
+    /// `unit`: the unit the capture's header names.
     public static func calibration(from scans: [CapturedScan], phantom: Phantom, geometry: ScanGeometry,
-                                   source: String) throws(AnalysisError) -> Calibration {
+                                   source: String, unit: CalibratedUnit) throws(AnalysisError) -> Calibration {
         let stage = try stage(scans, path: source)
         // Every calibration scan counts: thin cells come from a short exposure, thick ones
         // from a long one (CalibrationMeasurement pools them by exposure).
@@ -149,7 +159,7 @@ public struct CaptureAnalysis: Sendable {
                 for line in scan.lines { att.append(try prepared.process(line)) }
             }
             let measurement = try CalibrationMeasurement.measure(lines: att, geometry: geometry, phantom: phantom)
-            return try Calibration.fit(measurement, source: source)
+            return try Calibration.fit(measurement, source: source, unit: unit)
         } catch let error as AnalysisError {
             throw error
         } catch {
@@ -183,8 +193,10 @@ public struct AnalysisReport: Sendable, Equatable, Codable {
     public var complete: Bool
     public var calibrationResidualGCm2: Double
     public var calibration: CalibrationVerdict
-    /// Analysed with a calibration the acceptance rule refuses (`--force`).
+    /// Analysed with a calibration the acceptance rule refuses or from another unit (`--force`).
     public var forced: Bool
+    /// Why the calibration is not the measured unit's (absent when it is).
+    public var calibrationOtherUnit: String?
     /// Absent when no pixel was bone.
     public var boneAreaCm2: Double?
     public var meanBoneBMDGCm2: Double?
@@ -192,6 +204,7 @@ public struct AnalysisReport: Sendable, Equatable, Codable {
     public enum CodingKeys: String, CodingKey {
         case rois, motion, lines, complete, calibration, forced
         case plannedLines = "planned_lines", missingLines = "missing_lines", missingLineRanges = "missing_line_ranges"
+        case calibrationOtherUnit = "calibration_other_unit"
         case calibrationResidualGCm2 = "calibration_residual_g_cm2", boneAreaCm2 = "bone_area_cm2", meanBoneBMDGCm2 = "mean_bone_bmd_g_cm2"
     }
 
@@ -200,6 +213,7 @@ public struct AnalysisReport: Sendable, Equatable, Codable {
         missingLineRanges = a.ledger.missingRanges.map { [$0.lowerBound, $0.upperBound] }
         complete = a.ledger.missingCount == 0 && a.rois.allSatisfy(\.complete)
         calibrationResidualGCm2 = a.verdict.residual; calibration = a.verdict; forced = a.forced
+        calibrationOtherUnit = a.otherUnit
         boneAreaCm2 = a.bonePixels > 0 ? a.boneAreaCm2 : nil
         meanBoneBMDGCm2 = a.bonePixels > 0 ? a.meanBoneBMD : nil
     }

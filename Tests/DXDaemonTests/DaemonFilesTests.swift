@@ -2,6 +2,7 @@ import DXAcquisition
 import DXProtocol
 @testable import DXDaemon
 @testable import DXDecomposition
+import DXSimulator
 import DXTestSupport
 import Foundation
 import Testing
@@ -51,6 +52,32 @@ struct DaemonFilesTests {
         c.hydroxyapatite.coefficients.removeLast()
         try store.save(c)
         guard case .failure(.unreadable) = store.load() else { Issue.record("a malformed model loaded"); return }
+    }
+
+    /// A calibration holds for the unit it was measured on: another unit's file (copied
+    /// across, or a device swapped) and one that names no unit are refused for patient scans.
+    @Test func anotherUnitsCalibrationIsRefused() throws {
+        let dir = TemporaryDirectory()
+        try CalibrationFixture.install(stateDirectory: dir.path)
+        let store = CalibrationStore(stateDirectory: dir.path)
+        var info = SimulatorConfiguration.standardInfo
+        guard case .success(let c) = store.load(for: info) else { Issue.record("the fixture was refused on its own unit"); return }
+        #expect(c.unit == CalibratedUnit(info))
+        info.serial = "DX1-000999"
+        guard case .failure(let problem) = store.load(for: info) else { Issue.record("another unit's calibration loaded"); return }
+        #expect(problem.description.contains("was made on DX-1 DX1-000123, this is DX-1 DX1-000999"), "\(problem)")
+        #expect(problem.description.contains("dexa service calibrate"), "\(problem)")
+        info = SimulatorConfiguration.standardInfo
+        info.model = "DX-2"
+        guard case .failure = store.load(for: info) else { Issue.record("another model's calibration loaded"); return }
+        var anonymous = c
+        anonymous.unit = nil
+        try store.save(anonymous)
+        guard case .failure(let none) = store.load(for: SimulatorConfiguration.standardInfo) else { Issue.record("a calibration naming no unit loaded"); return }
+        #expect(none.description.contains("does not say which unit"), "\(none)")
+        // The installer's other unit, for a second simulated unit of the same physics.
+        try CalibrationFixture.install(stateDirectory: dir.path, serial: "DX1-000999")
+        guard case .success = store.load(for: info.with(serial: "DX1-000999", model: "DX-1")) else { Issue.record("the re-serialled fixture was refused"); return }
     }
 
     @Test func aBadExamProtocolStopsTheDaemonWithAClearMessage() async throws {
@@ -130,5 +157,13 @@ struct DaemonConfigurationTests {
             }
             #expect(fresh.simulatorSerial == nil && fresh.timeScale == 1)
         }
+    }
+}
+
+extension DeviceInfo {
+    func with(serial: String, model: String) -> DeviceInfo {
+        var i = self
+        i.serial = serial; i.model = model
+        return i
     }
 }

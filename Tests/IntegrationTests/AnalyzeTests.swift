@@ -39,7 +39,8 @@ struct AnalyzeTests {
         #expect((cal["residual_hydroxyapatite_g_cm2"]?.numberValue ?? 1) < 0.05)
         let stored = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: URL(fileURLWithPath: try #require(cal["calibration"]?.stringValue))))
         #expect(stored["source"]?.stringValue == calCapture, "the calibration names the capture it came from")
-        #expect(stored["version"]?.intValue == 3)
+        #expect(stored["version"]?.intValue == 4)
+        #expect(stored["unit"]?["serial"]?.stringValue == "DX1-000123" && stored["unit"]?["model"]?.stringValue == "DX-1", "\(stored["unit"] ?? .null)")
 
         let scan = try await daemon.call("scan.run", .object([
             "y_start_um": .number(505_000), "lines": .number(380), "line_step_um": .number(500), "line_period_us": .number(40_000),
@@ -171,6 +172,20 @@ struct AnalyzeTests {
         }
         let dt = try await runCLI(["analyze", "--calibration", calCapture, damaged])
         #expect(dt.status == 0 && dt.out.contains("INCOMPLETE") && dt.out.contains("lines missing (lines") && dt.out.contains("of its lines missing"), "\(dt.out)")
+
+        // The same scan as another unit's capture: this unit's calibration does not measure it.
+        var otherHeader = contents.header
+        otherHeader.device.serial = "DX1-000999"
+        let otherUnit = dir.file("other-unit.dxcap")
+        try Data(try CaptureFormat.preamble(otherHeader) + contents.records.flatMap(\.encoded)).write(to: URL(fileURLWithPath: otherUnit))
+        let elsewhere = try await runCLI(["analyze", "--calibration", calCapture, otherUnit, "--json"])
+        #expect(elsewhere.status == 2 && elsewhere.out.isEmpty && elsewhere.err.split(separator: "\n").count == 1, "\(elsewhere)")
+        #expect(elsewhere.err.contains("was made on DX-1 DX1-000123, this is DX-1 DX1-000999") && elsewhere.err.contains("--force"), "\(elsewhere.err)")
+        let forcedElsewhere = try await runCLI(["analyze", "--calibration", calCapture, otherUnit, "--force", "--json"])
+        let fe = try JSONDecoder().decode(JSONValue.self, from: Data(forcedElsewhere.out.utf8))
+        #expect(forcedElsewhere.status == 0 && forcedElsewhere.err.contains("FORCED") && fe["forced"] == .bool(true), "\(forcedElsewhere.err)")
+        #expect(fe["calibration_other_unit"]?.stringValue?.contains("DX1-000999") == true, "\(forcedElsewhere.out.prefix(300))")
+        #expect(out["calibration_other_unit"] == nil && out["forced"] == .bool(false))
 
         // A phantom file with mislabelled cells gives a calibration the rule refuses: the daemon
         // keeps the calibration it has, `dexa analyze` refuses it too, with the same words.

@@ -76,6 +76,18 @@ struct FollowUpIntegrationTests {
         try? FileManager.default.removeItem(atPath: daemon.socketPath)
         let other = try await ExamTests.patientDaemon(dir, patient: "patient", extra: ["simulator_serial = DX1-000999"])
         try await other.waitForDevice()
+        // The first unit's calibration does not measure on the second: refused, nothing exposed.
+        let refused = try await ExamTests.newExam(other)
+        do {
+            _ = try await other.call("exam.start", .object(["exam_id": .number(Double(refused))]))
+            Issue.record("an exam started with another unit's calibration")
+        } catch let e as RPCError {
+            #expect(e.code == RPCError.notCalibratedCode && e.message.contains("made on DX-1 DX1-000123, this is DX-1 DX1-000999"), "\(e)")
+        }
+        let untouched = try await other.call(.examResults, ExamIDParams(examID: Int64(refused)))
+        #expect(untouched.sites.allSatisfy { $0.attempt == nil && $0.status == "not_scanned" }, "\(untouched.sites)")
+        // Calibrated for this unit (the simulated units share their physics: the fixture, re-serialled).
+        try CalibrationFixture.install(stateDirectory: dir.file("state"), serial: "DX1-000999")
         let fourth = try await Self.spineExam(other)
         let elsewhere = try #require(try await other.call(.examResults, ExamIDParams(examID: fourth)).followUp)
         #expect(elsewhere.prior.examID == third && elsewhere.changes.isEmpty)

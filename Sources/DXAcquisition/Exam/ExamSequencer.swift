@@ -177,6 +177,9 @@ public actor ExamSequencer {
     // MARK: - Steps that scan
 
     public func start(examID: Int64, observer: Observer? = nil) async throws -> StepResult {
+        // The unit, awaited first: nothing below suspends between reading the exam's state and
+        // changing it.
+        guard let info = await session.info else { throw DeviceError.notConnected }
         let exam = try stored(examID)
         switch exam.state {
         case .ready: break
@@ -189,7 +192,10 @@ public actor ExamSequencer {
         if let other = try store({ try recorder.examsInProgress() }).first(where: { $0 != examID }) {
             throw ExamError.anotherExamRunning(other)
         }
-        if case .failure(let e) = calibration() { throw ExamError.notCalibrated("\(e)") }
+        switch calibration() {
+        case .failure(let e): throw ExamError.notCalibrated("\(e)")
+        case .success(let c): if let why = c.unitProblem(for: info) { throw ExamError.notCalibrated(why + "; run `dexa service calibrate` on this unit") }
+        }
         try store { try recorder.setState(examID: examID, state: .inProgress, at: now()) }
         examClocks[examID] = Stopwatch(any: clock)
         return try await runNext(examID, observer: observer)
@@ -255,6 +261,9 @@ public actor ExamSequencer {
         guard let info = await session.info else { throw DeviceError.notConnected }
         // Aborted while this step waited for the session: nothing moves, nothing exposes.
         if stepAborted { throw ExamError.wrongState(examID, .aborted, "the exam was aborted before its step began") }
+        // Another unit's calibration (a file copied across, or the device swapped under a
+        // running daemon) would measure this patient with the wrong tube and detector.
+        if let why = cal.unitProblem(for: info) { throw ExamError.notCalibrated(why + "; run `dexa service calibrate` on this unit") }
 
         var attempt = SiteAttempt(site: site, attempt: exam.attempts.filter { $0.site == site }.count + 1, status: .running,
                                   plannedLines: Int(scan.lines), startedAt: stamp())
