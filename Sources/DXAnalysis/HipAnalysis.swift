@@ -64,7 +64,11 @@ public enum HipAnalysis {
 
     /// Measures a hip scan. `side` is the scan's region (`left_hip`, `right_hip`) when it has
     /// one; a scan of another region is refused, and so is one whose femur faces the other way.
-    public static func measure(_ scan: DecomposedScan, _ p: Parameters = Parameters()) throws(HipAnalysisError) -> HipMeasurement {
+    /// `correction`: a technologist's move of the neck box along the neck's axis (the total
+    /// hip's medial edge, the box's, moves with it, as on Hologic's).
+    public static func measure(_ scan: DecomposedScan, _ p: Parameters = Parameters(),
+                               correction: ROICorrection? = nil) throws(HipAnalysisError) -> HipMeasurement {
+        if let region = scan.provenance.region, let why = correction?.problem(site: region) { throw .correction(why) }
         let side: String
         switch scan.provenance.region {
         case "left_hip": side = "left"
@@ -97,7 +101,8 @@ public enum HipAnalysis {
         let e = neck.direction, n = (x: -e.y, y: e.x)
         func along(_ x: Double, _ y: Double) -> Double { (x - neck.origin.x) * e.x + (y - neck.origin.y) * e.y }
         func across(_ x: Double, _ y: Double) -> Double { (x - neck.origin.x) * n.x + (y - neck.origin.y) * n.y }
-        let s0 = neck.waistS - p.neckBoxAlongMM / 2, s1 = neck.waistS + p.neckBoxAlongMM / 2, half = p.neckBoxAcrossMM / 2
+        let boxS = neck.waistS + (correction?.neckBoxShiftMM ?? 0)
+        let s0 = boxS - p.neckBoxAlongMM / 2, s1 = boxS + p.neckBoxAlongMM / 2, half = p.neckBoxAcrossMM / 2
         func point(_ s: Double, _ d: Double) -> TablePoint {
             TablePoint(neck.origin.x + s * e.x + d * n.x, neck.origin.y + s * e.y + d * n.y)
         }
@@ -108,9 +113,12 @@ public enum HipAnalysis {
         // axis than the neck's half-width and a few millimetres (the trochanter or the ischium
         // reaching into the box's ends is left out, as the ISCD atlas asks).
         let neckReach = min(half, neck.widthMM / 2 + 4)
-        let neckPixels = h.fill(from: waist) { x, y in
+        let neckPixels = h.fill(from: point(boxS, 0)) { x, y in
             let s = along(x, y), d = across(x, y)
             return s >= s0 && s <= s1 && abs(d) <= neckReach
+        }
+        if boxS != neck.waistS && neckPixels.isEmpty {
+            throw .correction(String(format: "the neck box moved %+.1f mm along the neck holds no bone of the neck", boxS - neck.waistS))
         }
         pixels["neck"] = neckPixels
         let boxYs = [point(s0, -half), point(s1, -half), point(s1, half), point(s0, half)].map(\.yMM)

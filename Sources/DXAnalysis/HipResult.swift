@@ -95,6 +95,8 @@ public enum HipAnalysisError: Error, Sendable, Equatable, CustomStringConvertibl
     case headNotFound
     case metal(Double)
     case implausibleNeck(String)
+    /// A technologist's correction that cannot be applied to this scan.
+    case correction(String)
 
     public var description: String {
         switch self {
@@ -105,6 +107,7 @@ public enum HipAnalysisError: Error, Sendable, Equatable, CustomStringConvertibl
         case .headNotFound: "the femoral head was not found (is it in the field?): no hip analysis"
         case .metal(let area): "metal over the femur (\(Int(area.rounded())) mm²: a hip replacement or a fixation): the hip cannot be measured"
         case .implausibleNeck(let why): "the femoral neck could not be delineated (\(why)): no hip analysis"
+        case .correction(let why): "the correction cannot be applied: \(why)"
         }
     }
 }

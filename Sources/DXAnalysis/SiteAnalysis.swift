@@ -12,20 +12,33 @@ public struct SiteAnalysisError: Error, Sendable, Equatable, CustomStringConvert
 /// The one entry point for a patient scan's analysis, live in the exam and offline in
 /// `dexa analyze`: the region in the scan's provenance chooses the analysis.
 public enum SiteAnalysis {
-    public static func analyze(_ scan: DecomposedScan, patient: PatientContext?, reference: ReferenceSet = .nhanes) -> Result<SiteResult, SiteAnalysisError> {
+    /// `correction`: a technologist's correction of the ROIs, applied over the automatic
+    /// analysis; the result carries it.
+    public static func analyze(_ scan: DecomposedScan, patient: PatientContext?, reference: ReferenceSet = .nhanes,
+                               correction: ROICorrection? = nil) -> Result<SiteResult, SiteAnalysisError> {
+        let correction = correction?.isEmpty == false ? correction : nil
+        func corrected(_ r: SiteResult) -> SiteResult {
+            var r = r
+            r.correction = correction
+            return r
+        }
         switch scan.provenance.region {
         case "ap_spine":
             do {
-                return .success(SpineAnalysis.interpret(try SpineAnalysis.measure(scan), reference: reference, patient: patient))
+                let m = try SpineAnalysis.measure(scan, correction: correction)
+                return .success(corrected(SpineAnalysis.interpret(m, reference: reference, patient: patient)))
             } catch {
                 return .failure(SiteAnalysisError(error.description))
             }
         case "left_hip", "right_hip":
             do {
-                return .success(HipAnalysis.interpret(try HipAnalysis.measure(scan), reference: reference, patient: patient))
+                let m = try HipAnalysis.measure(scan, correction: correction)
+                return .success(corrected(HipAnalysis.interpret(m, reference: reference, patient: patient)))
             } catch {
                 return .failure(SiteAnalysisError(error.description))
             }
+        case "lateral_spine" where correction != nil:
+            return .failure(SiteAnalysisError("the lateral spine has no ROIs to correct in this version"))
         case "lateral_spine":
             return .failure(SiteAnalysisError("vertebral fracture assessment is not in this version: the lateral image is kept"))
         case let other?:

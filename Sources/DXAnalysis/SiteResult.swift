@@ -79,9 +79,11 @@ public struct SiteResult: Sendable, Codable, Equatable {
     public var analysisVersion: String
     public var spine: SpineMeasurement?
     public var hip: HipMeasurement?
+    /// The technologist's correction the ROIs were placed with (nil: as the analysis placed them).
+    public var correction: ROICorrection?
 
     public enum CodingKeys: String, CodingKey {
-        case site, rois, warnings, interpretation, reference, spine, hip
+        case site, rois, warnings, interpretation, reference, spine, hip, correction
         case analysisVersion = "analysis_version"
     }
 

@@ -71,7 +71,10 @@ public enum SpineAnalysis {
 
     /// Measures an AP spine scan. Refuses a scan of another region, one with no spine, one
     /// with fewer than two levels, and one whose vertebrae cannot be named.
-    public static func measure(_ scan: DecomposedScan, _ p: Parameters = Parameters()) throws(SpineAnalysisError) -> SpineMeasurement {
+    /// `correction`: a technologist's disc lines and L4, applied over what is found.
+    public static func measure(_ scan: DecomposedScan, _ p: Parameters = Parameters(),
+                               correction: ROICorrection? = nil) throws(SpineAnalysisError) -> SpineMeasurement {
+        if let why = correction?.problem(site: "ap_spine") { throw .correction(why) }
         if let region = scan.provenance.region, region != "ap_spine" {
             throw .notAnAPSpine(region.replacingOccurrences(of: "_", with: " "))
         }
@@ -81,7 +84,20 @@ public enum SpineAnalysis {
         let (bone, threshold) = map.boneMask(noise: noise, minimumGCm2: p.minimumThresholdGCm2, sigmas: p.noiseSigmas)
         let axis = try findAxis(map, bone: bone, p)
         let core = coreProfile(map, bone: bone, axis: axis, halfWidthMM: p.coreHalfWidthMM, from: 0, to: p.coreHalfWidthMM)
-        let discs = findDiscs(map, bone: bone, axis: axis, core: core, p)
+        var discs = findDiscs(map, bone: bone, axis: axis, core: core, p)
+        if let ys = correction?.discLinesMM {
+            let top = map.y(0), bottom = map.y(map.rows - 1)
+            if let outside = ys.first(where: { $0 < min(top, bottom) || $0 > max(top, bottom) }) {
+                throw .correction("the disc line at y \(format(outside)) mm is outside the scan (\(format(min(top, bottom))) to \(format(max(top, bottom))) mm)")
+            }
+            discs = ys.map { y in
+                let found = discs.min { abs($0.yMM - y) < abs($1.yMM - y) }
+                if let found, abs(found.yMM - y) <= ROICorrection.nearestDiscMM {
+                    return DiscLine(xMM: found.xMM, yMM: y, slope: found.slope)
+                }
+                return DiscLine(xMM: axis[max(0, min(map.rows - 1, map.row(atY: y)))], yMM: y, slope: 0)
+            }
+        }
         guard discs.count >= 3 else { throw .tooFewLevels(max(0, discs.count - 1)) }
 
         // A level far taller than the others is two vertebrae with a disc not found; lines
@@ -119,7 +135,25 @@ public enum SpineAnalysis {
         let l4: Int
         let cue: Labelling.Cue
         var agree: Bool?
-        if let k = crestDisc {
+        var named: Int?
+        if let y = correction?.l4YMM {
+            guard let k = levels.indices.first(where: { discs[$0].yMM <= y && y < discs[$0 + 1].yMM }) else {
+                throw .correction("no vertebra between disc lines at y \(format(y)) mm to call L4")
+            }
+            named = k
+        }
+        if let k = named {
+            // The technologist's names; what the landmarks would have said is kept beside them.
+            l4 = k
+            cue = .technologist
+            let automatic = crestDisc.map { $0 - 1 } ?? ribLevel.map { $0 + 4 }
+            if let a = automatic, a != k {
+                warnings.append(AnalysisWarning(
+                    code: "labels_corrected",
+                    message: "the vertebrae are named by the technologist: the \(crestDisc != nil ? "iliac crests" : "lowest ribs") would name the level called L4 here \(levelName(k, l4: a))",
+                    value: Double(k - a), unit: "levels"))
+            }
+        } else if let k = crestDisc {
             l4 = k - 1
             cue = .iliacCrests
             if let t = ribLevel {
@@ -140,7 +174,7 @@ public enum SpineAnalysis {
         } else {
             throw .cannotLabel
         }
-        if ribLevel == nil && crestDisc != nil {
+        if ribLevel == nil && crestDisc != nil && cue != .technologist {
             warnings.append(AnalysisWarning(code: "t12_not_in_field",
                                             message: "no ribs seen on T12: the names rest on the iliac crests alone"))
         }

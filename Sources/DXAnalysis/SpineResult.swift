@@ -66,7 +66,8 @@ public struct VertebraMeasure: Sendable, Codable, Equatable {
 
 /// Which landmark named the vertebrae.
 public struct Labelling: Sendable, Codable, Equatable {
-    public enum Cue: String, Sendable, Codable { case iliacCrests = "iliac_crests", ribs }
+    /// `technologist`: the names were set by a correction (`ROICorrection.l4YMM`).
+    public enum Cue: String, Sendable, Codable { case iliacCrests = "iliac_crests", ribs, technologist }
     public var decidedBy: Cue
     /// The highest point of the iliac crests in the field, when seen.
     public var crestYMM: Double?
@@ -77,6 +78,16 @@ public struct Labelling: Sendable, Codable, Equatable {
 
     public enum CodingKeys: String, CodingKey {
         case decidedBy = "decided_by", crestYMM = "crest_y_mm", lowestRibsOn = "lowest_ribs_on", cuesAgree = "cues_agree"
+    }
+
+    /// How the names were decided, in words for the results and the report.
+    public var words: String {
+        let cue = switch decidedBy {
+        case .iliacCrests: "the iliac crests (L4–L5)"
+        case .ribs: "the lowest ribs (T12)"
+        case .technologist: "the technologist's correction"
+        }
+        return "vertebrae named from \(cue)" + (cuesAgree == true ? "; the ribs agree" : "")
     }
 }
 
@@ -113,6 +124,8 @@ public enum SpineAnalysisError: Error, Sendable, Equatable, CustomStringConverti
     case discNotFound(Double)
     /// Lines missing between the spine's disc spaces: a disc may lie in them.
     case linesMissingInSpine(Double)
+    /// A technologist's correction that cannot be applied to this scan.
+    case correction(String)
 
     public var description: String {
         switch self {
@@ -123,6 +136,7 @@ public enum SpineAnalysisError: Error, Sendable, Equatable, CustomStringConverti
         case .impossibleGeometry(let why): "the scan's geometry cannot be measured (\(why))"
         case .discNotFound(let y): "a disc space was not found near y \(String(format: "%.0f", y)) mm (a level far taller than the others): the vertebrae cannot be delineated and named reliably"
         case .linesMissingInSpine(let mm): "\(String(format: "%.0f", mm)) mm of lines are missing between the spine's disc spaces: the vertebrae cannot be delineated and named reliably"
+        case .correction(let why): "the correction cannot be applied: \(why)"
         }
     }
 }

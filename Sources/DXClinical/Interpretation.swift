@@ -1,3 +1,5 @@
+import Foundation
+
 /// T- and Z-scores, the WHO classification and the ISCD rules around them: pure functions,
 /// each with its source (docs/clinical-references.md), tested against worked examples.
 
@@ -15,7 +17,15 @@ public func standardScore(bmdGCm2: Double, meanGCm2: Double, sdGCm2: Double) -> 
 /// 0.858 ± 0.120 "low bone mass": in binary floating point that T is −2.4999999999999996,
 /// not −2.5.
 public func reportedScore(_ score: Double) -> Double {
-    (score * 10).rounded(.toNearestOrAwayFromZero) / 10
+    // + 0 makes −0 (a score of −0.04) the 0 it is reported as.
+    (score * 10).rounded(.toNearestOrAwayFromZero) / 10 + 0
+}
+
+/// A signed figure as reported, with `digits` decimals: a value that rounds to zero is "+0…",
+/// never "−0…" (a change of −0.0004 g/cm² is no loss).
+public func reportedSigned(_ value: Double, digits: Int) -> String {
+    let scale = pow(10.0, Double(digits))
+    return String(format: "%+.\(digits)f", (value * scale).rounded(.toNearestOrAwayFromZero) / scale + 0)
 }
 
 /// The WHO classification of a T-score (WHO Technical Report Series 843, 1994; Kanis et al.,

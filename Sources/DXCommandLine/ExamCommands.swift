@@ -8,7 +8,7 @@ import Foundation
 struct ExamCommands: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "exam", abstract: "Patient exams: new, checklist, run, status, list, show, report (and skip, add, abort).",
-        subcommands: [New.self, Checklist.self, Run.self, Status.self, List.self, Show.self, Report.self, Skip.self, Add.self, AbortExam.self])
+        subcommands: [New.self, Checklist.self, Run.self, Status.self, List.self, Show.self, Report.self, Correct.self, Skip.self, Add.self, AbortExam.self])
 
     struct New: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Register a patient's exam; prints its number.")
@@ -215,6 +215,83 @@ struct ExamCommands: AsyncParsableCommand {
             ResultsText.printResults(r)
             if let pdf { print("report: \(pdf)") }
             if let png { print("report image: \(png)") }
+        }
+    }
+
+    struct Correct: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Correct a site's ROIs (disc lines, vertebra labels, the neck box), with a reason; the site is analysed again and the change recorded.",
+            discussion: """
+            AP spine: --move-disc L2/L3=+2.5 moves the disc line between L2 and L3 2.5 mm towards the feet (− towards the head); \
+            --disc-lines gives every disc line's y on the table (mm, top to bottom); --relabel L3=L4 renames the vertebra now \
+            called L3 as L4, and every other with it. Hips: --neck-box +2 moves the neck box 2 mm along the neck towards the \
+            trochanter (− towards the head). --reset goes back to the automatic ROIs. Each correction starts from the ROIs as \
+            they are now, and is kept on the exam's record with who made it, when, why, and the numbers before and after.
+            """)
+        @OptionGroup var options: ConnectionOptions
+        @Argument(help: "The exam number.") var exam: Int64
+        @Argument(help: "ap_spine, left_hip, right_hip") var site: Site
+        @Option(help: "Why (on the record and the report).") var reason: String
+        @Option(name: .customLong("move-disc"), help: "A/B=MM: move the disc line between vertebrae A and B by MM (+ towards the feet).")
+        var moveDisc: [String] = []
+        @Option(help: "Every disc line's y (mm), top to bottom, comma-separated.") var discLines: String?
+        @Option(help: "FROM=TO: the vertebra now called FROM is TO.") var relabel: String?
+        @Option(help: "Move the neck box this many mm along the neck (+ towards the trochanter).") var neckBox: Double?
+        @Flag(help: "Back to the automatic ROIs.") var reset = false
+
+        func validate() throws {
+            if discLines != nil && !moveDisc.isEmpty { throw ValidationError("--disc-lines and --move-disc cannot be combined") }
+            if let r = relabel, r.split(separator: "=").count != 2 { throw ValidationError("--relabel FROM=TO, for example L3=L4, not \(r)") }
+            for m in moveDisc where Self.parseMove(m) == nil { throw ValidationError("--move-disc A/B=MM, for example L2/L3=+2.5, not \(m)") }
+            if let d = discLines, Self.parseLines(d) == nil { throw ValidationError("--disc-lines: numbers in mm separated by commas, not \(d)") }
+        }
+
+        static func parseMove(_ text: String) -> (above: String, below: String, mm: Double)? {
+            let parts = text.split(separator: "=")
+            guard parts.count == 2, let mm = Double(parts[1]), mm.isFinite else { return nil }
+            let names = parts[0].split(separator: "/")
+            guard names.count == 2 else { return nil }
+            return (String(names[0]), String(names[1]), mm)
+        }
+
+        static func parseLines(_ text: String) -> [Double]? {
+            let values = text.split(separator: ",").map { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard !values.isEmpty, values.allSatisfy({ $0?.isFinite == true }) else { return nil }
+            return values.compactMap { $0 }
+        }
+
+        func run() async throws {
+            var lines = discLines.flatMap(Self.parseLines)
+            if !moveDisc.isEmpty {
+                // The disc lines as they are now, from the site's current result.
+                let results = try await options.call(.examResults, ExamIDParams(examID: exam))
+                guard let spine = results.sites.first(where: { $0.site == site.rawValue })?.result?.spine, let last = spine.vertebrae.last else {
+                    throw CLIError(message: "the \(site.title) has no disc lines to move (no spine analysis); give them all with --disc-lines",
+                                   status: .badInput)
+                }
+                var current = spine.vertebrae.map(\.upper.yMM) + [last.lower.yMM]
+                for m in moveDisc {
+                    guard let move = Self.parseMove(m) else { continue }
+                    let above = spine.vertebrae.first { $0.name == move.above }?.lower.yMM
+                    let below = spine.vertebrae.first { $0.name == move.below }?.upper.yMM
+                    guard let y = above ?? below, let k = current.firstIndex(of: y),
+                          above == nil || below == nil || above == below else {
+                        throw CLIError(message: "no disc line between \(move.above) and \(move.below) in the \(site.title)'s analysis (vertebrae: \(spine.vertebrae.map(\.name).joined(separator: ", ")))",
+                                       status: .badInput)
+                    }
+                    current[k] = y + move.mm
+                }
+                lines = current
+            }
+            let relabelling = relabel.map { r -> CorrectionRequest.Relabel in
+                let p = r.split(separator: "=").map(String.init)
+                return CorrectionRequest.Relabel(from: p[0], to: p[1])
+            }
+            let r = try await options.call(.examCorrect, ExamCorrectParams(examID: exam, site: site, reason: reason, discLinesMM: lines,
+                                                                           relabel: relabelling, neckBoxShiftMM: neckBox, reset: reset ? true : nil))
+            if options.json { Output.json(r); return }
+            ResultsText.printCorrection(r.correction)
+            ResultsText.printSite(r.result)
         }
     }
 

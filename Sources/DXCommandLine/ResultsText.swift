@@ -1,5 +1,6 @@
 import DXAcquisition
 import DXAnalysis
+import DXClinical
 import Foundation
 
 /// The clinical results as text: one table per site (region, BMD, T, Z, BMC, area), the
@@ -21,10 +22,7 @@ enum ResultsText {
         }
         for roi in r.rois where roi.excluded { print("  \(roi.name) excluded: \(roi.reason ?? "")") }
         if let used = r.roi("L1-L4")?.vertebraeUsed, used.count < 4, !used.isEmpty { print("  spine BMD over \(used.joined(separator: ", "))") }
-        if let labelling = r.spine?.labelling {
-            let cue = labelling.decidedBy == .iliacCrests ? "the iliac crests (L4–L5)" : "the lowest ribs (T12)"
-            print("  vertebrae named from \(cue)" + (labelling.cuesAgree == true ? "; the ribs agree" : ""))
-        }
+        if let labelling = r.spine?.labelling { print("  \(labelling.words)") }
         for w in r.warnings { print("  ! \(w.message)") }
         if let i = r.interpretation {
             if let who = i.whoClass { print("  WHO classification: \(who.words) (for \(i.basis))") }
@@ -40,6 +38,7 @@ enum ResultsText {
             print("")
             print("\(s.title)" + (s.attempt.map { " (attempt \($0))" } ?? "") + ":")
             if let result = s.result { printSite(result) } else { print("  no result: \(s.note ?? s.status)") }
+            for c in s.corrections { printCorrection(c, indent: "  ") }
             if let d = s.dose { print(String(format: "  dose: %.2f mGy·cm² (%d scans)%@", d.dapMGyCm2, d.scans, d.estimated ? ", estimated" : "")) }
         }
         print("")
@@ -54,6 +53,23 @@ enum ResultsText {
         if let f = r.followUp { printFollowUp(f) }
     }
 
+    /// One correction: who, when, what and why, and the numbers that changed.
+    static func printCorrection(_ c: CorrectionRecord, indent: String = "") {
+        print("\(indent)ROIs corrected by \(c.by) at \(c.at): \(c.change) (\(c.reason))")
+        let before = Dictionary(c.before.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+        for a in c.after {
+            let b = before[a.name]
+            guard b?.bmdGCm2 != a.bmdGCm2 || b?.excluded != a.excluded else { continue }
+            let was = b.map { number($0.bmdGCm2, "%.3f") + ($0.excluded ? " excluded" : "") } ?? "—"
+            print("\(indent)  \(a.name): \(was) → \(number(a.bmdGCm2, "%.3f"))\(a.excluded ? " excluded" : "") g/cm²")
+        }
+    }
+
+    /// A signed figure as reported: a change that rounds to zero is 0, never −0.
+    static func signed(_ v: Double, _ digits: Int) -> String {
+        reportedSigned(v, digits: digits)
+    }
+
     static func printFollowUp(_ f: FollowUp) {
         print("")
         print("since exam \(f.prior.examID) of \(f.prior.examDate):")
@@ -61,7 +77,7 @@ enum ResultsText {
         for c in f.changes {
             var line = c.site.padding(toLength: 12, withPad: " ", startingAt: 0) + c.roi.padding(toLength: 10, withPad: " ", startingAt: 0)
             line += String(format: "%.3f", c.priorBMDGCm2).leftPadded(6) + String(format: "%.3f", c.bmdGCm2).leftPadded(11)
-            line += String(format: "%+.3f", c.changeGCm2).leftPadded(14) + String(format: "%+.1f", c.changePercent).leftPadded(7)
+            line += signed(c.changeGCm2, 3).leftPadded(14) + signed(c.changePercent, 1).leftPadded(7)
             line += number(c.lscGCm2, "%.3f").leftPadded(12)
             line += (c.significant.map { $0 ? (c.changeGCm2 < 0 ? "yes, a loss" : "yes, a gain") : "no" } ?? "not judged").leftPadded(13)
             print(line)

@@ -69,7 +69,7 @@ extension MotionError: ControlReportable {
 extension ExamError: ControlReportable {
     public var rpcError: RPCError {
         switch self {
-        case .unknownExam, .invalidPatient, .noReferral, .invalidAnswer, .noSkipReason, .notInPlan, .precision:
+        case .unknownExam, .invalidPatient, .noReferral, .invalidAnswer, .noSkipReason, .notInPlan, .precision, .correction:
             RPCError(code: RPCError.invalidParamsCode, message: description)
         case .wrongState, .checklistIncomplete, .blocked, .anotherExamRunning, .alreadyInPlan, .nothingToRepeat, .allSitesDone:
             RPCError(code: RPCError.examStateCode, message: description)

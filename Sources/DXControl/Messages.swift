@@ -1,4 +1,5 @@
 import DXAcquisition
+import DXAnalysis
 import DXDecomposition
 import DXDevice
 import DXProtocol
@@ -480,6 +481,40 @@ public struct ExamSkipParams: Codable, Sendable, Equatable {
     public var reason: String
     public enum CodingKeys: String, CodingKey { case site, reason, examID = "exam_id" }
     public init(examID: Int64, site: Site, reason: String) { self.examID = examID; self.site = site; self.reason = reason }
+}
+
+/// `exam.correct`: a technologist's correction of a site's ROIs, with the reason. AP spine:
+/// `disc_lines_mm` (every disc line's y, top to bottom) and/or `relabel` ({from, to}: the
+/// vertebra now called `from` is `to`); hips: `neck_box_shift_mm` (along the neck, + towards
+/// the trochanter, from where the box is now); `reset` goes back to the automatic ROIs.
+public struct ExamCorrectParams: Codable, Sendable, Equatable {
+    public var examID: Int64
+    public var site: Site
+    public var reason: String
+    public var discLinesMM: [Double]?
+    public var relabel: CorrectionRequest.Relabel?
+    public var neckBoxShiftMM: Double?
+    public var reset: Bool?
+    public enum CodingKeys: String, CodingKey {
+        case site, reason, relabel, reset
+        case examID = "exam_id", discLinesMM = "disc_lines_mm", neckBoxShiftMM = "neck_box_shift_mm"
+    }
+    public init(examID: Int64, site: Site, reason: String, discLinesMM: [Double]? = nil, relabel: CorrectionRequest.Relabel? = nil,
+                neckBoxShiftMM: Double? = nil, reset: Bool? = nil) {
+        self.examID = examID; self.site = site; self.reason = reason; self.discLinesMM = discLinesMM; self.relabel = relabel
+        self.neckBoxShiftMM = neckBoxShiftMM; self.reset = reset
+    }
+    public var request: CorrectionRequest {
+        CorrectionRequest(discLinesMM: discLinesMM, relabel: relabel, neckBoxShiftMM: neckBoxShiftMM, reset: reset ?? false, reason: reason)
+    }
+}
+
+/// `exam.correct`'s answer: the correction as recorded (who, when, before and after) and the
+/// site's new result.
+public struct ExamCorrectResult: Codable, Sendable, Equatable {
+    public var correction: CorrectionRecord
+    public var result: SiteResult
+    public init(correction: CorrectionRecord, result: SiteResult) { self.correction = correction; self.result = result }
 }
 
 public struct ExamAddParams: Codable, Sendable, Equatable {

@@ -29,6 +29,7 @@ public enum ControlMethod: String, CaseIterable, Sendable {
     case examGet = "exam.get"
     case examList = "exam.list"
     case examResults = "exam.results"
+    case examCorrect = "exam.correct"
     case precisionStudy = "precision.study"
     case precisionList = "precision.list"
 
@@ -41,18 +42,18 @@ public enum ControlMethod: String, CaseIterable, Sendable {
             .service
         case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .scanAbort, .eventsSubscribe,
              .examCreate, .examChecklist, .examStart, .examNext, .examRepeat, .examSkip, .examAdd, .examAbort, .examGet, .examList,
-             .examResults, .precisionStudy, .precisionList:
+             .examResults, .examCorrect, .precisionStudy, .precisionList:
             .technologist
         }
     }
 
     /// Methods that can start or stop an exposure, or change how every later result is judged
-    /// (a precision study sets the LSC): every call is written to the audit trail with its
+    /// (a precision study sets the LSC, a correction changes a patient's numbers): every call is written to the audit trail with its
     /// parameters, allowed or refused, and how it ended when it failed.
     /// Exhaustive on purpose, like `role`.
     public var audited: Bool {
         switch self {
-        case .scanRun, .scanAbort, .serviceCalibrate, .examStart, .examNext, .examRepeat, .examAbort, .precisionStudy: true
+        case .scanRun, .scanAbort, .serviceCalibrate, .examStart, .examNext, .examRepeat, .examAbort, .examCorrect, .precisionStudy: true
         case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .eventsSubscribe, .serviceSelftest, .serviceSensors, .serviceLog,
              .serviceReport, .serviceMetrics, .serviceReset, .examCreate, .examChecklist, .examSkip, .examAdd, .examGet, .examList,
              .examResults, .precisionList:
@@ -95,6 +96,7 @@ extension RPC where Params == ExamAbortParams, Result == ExamRecord { public sta
 extension RPC where Params == ExamIDParams, Result == ExamRecord { public static var examGet: Self { .init(.examGet) } }
 extension RPC where Params == ExamListParams, Result == ExamListResult { public static var examList: Self { .init(.examList) } }
 extension RPC where Params == ExamIDParams, Result == ExamResults { public static var examResults: Self { .init(.examResults) } }
+extension RPC where Params == ExamCorrectParams, Result == ExamCorrectResult { public static var examCorrect: Self { .init(.examCorrect) } }
 extension RPC where Params == PrecisionStudyParams, Result == PrecisionStudyResult { public static var precisionStudy: Self { .init(.precisionStudy) } }
 extension RPC where Params == NoParams, Result == PrecisionListResult { public static var precisionList: Self { .init(.precisionList) } }
 

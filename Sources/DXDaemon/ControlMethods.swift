@@ -146,6 +146,10 @@ private struct Methods: Sendable {
         t.on(.examAbort) { p, context in try await exams.abort(examID: p.examID, reason: p.reason ?? "aborted by \(Self.user(context))") }
         t.on(.examGet) { p, _ in try await exams.get(p.examID) }
         t.on(.examResults) { p, _ in try await exams.results(p.examID) }
+        t.on(.examCorrect) { p, context in
+            let r = try await exams.correct(examID: p.examID, site: p.site, request: p.request, by: Self.user(context))
+            return ExamCorrectResult(correction: r.record, result: r.result)
+        }
         t.on(.precisionStudy) { p, context in
             guard (2...500).contains(p.examIDs.count) else { throw RPCError.invalidParams("'exam_ids': 2 to 500 exams, not \(p.examIDs.count)") }
             let save = p.save ?? false

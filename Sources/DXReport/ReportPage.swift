@@ -114,7 +114,7 @@ enum ReportPage {
         for ch in f.changes {
             let verdict = ch.significant.map { $0 ? (ch.changeGCm2 < 0 ? "yes, a loss" : "yes, a gain") : "no" } ?? "not judged"
             let cells = [Site(rawValue: ch.site)?.title ?? ch.site, ch.roi, String(format: "%.3f", ch.priorBMDGCm2), String(format: "%.3f", ch.bmdGCm2),
-                         String(format: "%+.3f", ch.changeGCm2), String(format: "%+.1f", ch.changePercent),
+                         reportedSigned(ch.changeGCm2, digits: 3), reportedSigned(ch.changePercent, digits: 1),
                          ch.lscGCm2.map { String(format: "%.3f", $0) } ?? "—", verdict]
             c.colour(ch.significant == true ? .black : .grey)
             if ch.significant == true { c.font(8, bold: true) } else { c.font(8) }
@@ -196,8 +196,14 @@ enum ReportPage {
             y = c.paragraph("* \(roi.name) excluded: \(roi.reason ?? "")", x: tx, y: y + 1, width: textWidth, leading: 9)
         }
         if let labelling = result.spine?.labelling {
-            let cue = labelling.decidedBy == .iliacCrests ? "the iliac crests (L4–L5)" : "the lowest ribs (T12)"
-            y = c.paragraph("Vertebrae named from \(cue)" + (labelling.cuesAgree == true ? "; the ribs agree." : "."), x: tx, y: y + 1, width: textWidth, leading: 9)
+            let words = labelling.words
+            y = c.paragraph(words.prefix(1).uppercased() + words.dropFirst() + ".", x: tx, y: y + 1, width: textWidth, leading: 9)
+        }
+        if let last = site.corrections.last {
+            c.colour(.black)
+            let count = site.corrections.count > 1 ? " (\(site.corrections.count) corrections)" : ""
+            y = c.paragraph("ROIs corrected by \(last.by), \(last.at.prefix(16).replacingOccurrences(of: "T", with: " ")): \(last.change); \(last.reason)\(count).",
+                            x: tx, y: y + 1, width: textWidth, leading: 9)
         }
         c.colour(.red)
         for warning in result.warnings where warning.code != "reference_secondary" {

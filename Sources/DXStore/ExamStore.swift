@@ -104,6 +104,17 @@ public final class ExamStore: ExamRecorder {
                 t.column("created_by", .text).notNull()
             }
         }
+        m.registerMigration("v7: technologists' ROI corrections") { db in
+            try db.create(table: "correction") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("exam_id", .integer).notNull().references("exam")
+                t.column("site", .text).notNull()
+                t.column("attempt", .integer).notNull()
+                t.column("record", .text).notNull()
+                t.column("created_at", .double).notNull()
+                t.column("created_by", .text).notNull()
+            }
+        }
         return m
     }
 
@@ -227,6 +238,26 @@ public final class ExamStore: ExamRecorder {
         }
     }
 
+    public func recordCorrection(examID: Int64, analysis: SiteResult, record: CorrectionRecord) throws {
+        try db.write { db in
+            try db.execute(sql: "UPDATE scan SET analysis = ?, analysis_note = NULL WHERE exam_id = ? AND site = ? AND attempt = ?",
+                           arguments: [try Self.json(analysis), examID, record.site, record.attempt])
+            guard db.changesCount == 1 else {
+                throw ExamStoreError("exam \(examID) has no \(record.site) attempt \(record.attempt) to correct")
+            }
+            try db.execute(sql: "INSERT INTO correction (exam_id, site, attempt, record, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [examID, record.site, record.attempt, try Self.json(record), Date().timeIntervalSince1970, record.by])
+        }
+    }
+
+    public func corrections(examID: Int64) throws -> [CorrectionRecord] {
+        try db.read { db in
+            try String.fetchAll(db, sql: "SELECT record FROM correction WHERE exam_id = ? ORDER BY id", arguments: [examID]).map {
+                try JSONDecoder().decode(CorrectionRecord.self, from: Data($0.utf8))
+            }
+        }
+    }
+
     public func precision(device: String?) throws -> [PrecisionRecord] {
         try db.read { db in
             // The latest study of each ROI (of the device, or of every device).
@@ -337,4 +368,10 @@ public final class ExamStore: ExamRecorder {
         e.outputFormatting = [.sortedKeys]
         return String(decoding: try e.encode(v), as: UTF8.self)
     }
+}
+
+/// A write the store refuses because the rows it would change are not there.
+public struct ExamStoreError: Error, Sendable, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }

@@ -148,18 +148,26 @@ struct ControlSurfaceTests {
         #expect(precision["studies"] == .array([]))
         let lone = await Self.code { try await Self.call(daemon, seen, .precisionStudy, .object(["exam_ids": .array([examID, examID])])) }
         #expect(lone == RPCError.invalidParamsCode)
+        // No spine on the table: disc lines cannot make one; refused, nothing changed.
+        let correction = await Self.code {
+            try await Self.call(daemon, seen, .examCorrect, .object(["exam_id": examID, "site": .string("ap_spine"), "reason": .string("test"),
+                                                                      "disc_lines_mm": .array([.number(600), .number(630), .number(660)])]))
+        }
+        #expect(correction == RPCError.invalidParamsCode)
+        #expect(try await Self.call(daemon, seen, .examResults, idParams) == examResults)
         let reset = try await Self.call(daemon, seen, .serviceReset)
         #expect(reset["reconnected"] == .bool(true))
         subscriber.cancel()
         _ = try? await subscriber.value
 
         // Every method answered (the refused ones share their result type with one that did:
-        // exam.next and exam.repeat are exam.start's `ExamStepResult`; precision.study needs
-        // analysed exams, and FollowUpIntegrationTests checks its result's keys).
+        // exam.next and exam.repeat are exam.start's `ExamStepResult`; precision.study and
+        // exam.correct need analysed exams: FollowUpIntegrationTests and
+        // CorrectionIntegrationTests check their results' keys).
         let results = seen.results.withLock { $0 }
         let notices = seen.notices.withLock { $0 }
         let answered = Set(results.keys)
-        #expect(Set(ControlMethod.allCases.map(\.rawValue)).subtracting(answered) == ["exam.repeat", "precision.study"])
+        #expect(Set(ControlMethod.allCases.map(\.rawValue)).subtracting(answered) == ["exam.correct", "exam.repeat", "precision.study"])
         for (method, values) in results {
             for v in values { #expect(Self.badKeys(v).isEmpty, "\(method): \(Self.badKeys(v))") }
         }

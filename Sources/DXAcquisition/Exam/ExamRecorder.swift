@@ -1,3 +1,4 @@
+import DXAnalysis
 import Foundation
 
 /// Where exams are kept (DXStore's SQLite store; an in-memory one in tests). Every call is a
@@ -24,6 +25,11 @@ public protocol ExamRecorder: Sendable {
     /// and ROI is the one in force.
     func savePrecision(_ records: [PrecisionRecord], by: String, at: Date) throws
     func precision(device: String?) throws -> [PrecisionRecord]
+    /// A technologist's ROI correction: the attempt's analysis replaced and the correction
+    /// kept on the record, in one transaction.
+    func recordCorrection(examID: Int64, analysis: SiteResult, record: CorrectionRecord) throws
+    /// The exam's corrections, oldest first.
+    func corrections(examID: Int64) throws -> [CorrectionRecord]
     func list(limit: Int) throws -> [StoredExam]
     /// The exams in progress (at most one, unless the store was edited by hand).
     func examsInProgress() throws -> [Int64]
@@ -80,6 +86,8 @@ public enum ExamError: Error, Sendable, Equatable, CustomStringConvertible {
     case storage(String)
     /// A precision study that cannot be made from the exams given (the message says why).
     case precision(String)
+    /// An ROI correction that cannot be made (nothing to correct, or it does not fit the scan).
+    case correction(String)
 
     public var description: String {
         switch self {
@@ -103,6 +111,7 @@ public enum ExamError: Error, Sendable, Equatable, CustomStringConvertible {
         case .notCalibrated(let why): "patient scans are refused: \(why)"
         case .storage(let why): "the exam store failed: \(why)"
         case .precision(let why): "no precision study: \(why)"
+        case .correction(let why): "no correction made: \(why)"
         }
     }
 }

@@ -36,6 +36,8 @@ public struct ExamResults: Sendable, Codable, Equatable {
         /// Why there is no result.
         public var note: String?
         public var dose: ScanDose?
+        /// The technologist's ROI corrections of this attempt, oldest first (`exam.correct`).
+        public var corrections: [CorrectionRecord] = []
 
         public init(site: String, title: String, attempt: Int?, status: String, capture: String?, result: SiteResult?, note: String?, dose: ScanDose?) {
             self.site = site; self.title = title; self.attempt = attempt; self.status = status; self.capture = capture; self.result = result

@@ -127,11 +127,59 @@ public actor ExamSequencer {
     public func results(_ examID: Int64) throws(ExamError) -> ExamResults {
         let exam = try get(examID)
         var results = ExamResults(exam)
+        let corrections = try store { try recorder.corrections(examID: examID) }
+        for i in results.sites.indices {
+            results.sites[i].corrections = corrections.filter { $0.site == results.sites[i].site && $0.attempt == results.sites[i].attempt }
+        }
         if let prior = try store({ try recorder.priorExam(patientID: exam.patient.id, before: examID) }) {
             let precision = try store { try recorder.precision(device: nil) }
             results.followUp = FollowUp.compare(exam, prior: try get(prior.id), precision: precision)
         }
         return results
+    }
+
+    /// A technologist's ROI correction of a site's latest completed scan (`exam.correct`):
+    /// the site analysed again from its decomposed scan with the correction, the result stored
+    /// in place of the old one, and the correction kept on the exam's record with who, when,
+    /// why and the numbers before and after. A request that cannot be applied changes nothing.
+    public func correct(examID: Int64, site: Site, request: CorrectionRequest, by: String) throws(ExamError) -> (record: CorrectionRecord, result: SiteResult) {
+        let exam = try stored(examID)
+        if let r = running, r.examID == examID, r.site == site { throw ExamError.stepRunning(examID, site) }
+        let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !reason.isEmpty else { throw .correction("a correction needs a reason") }
+        guard request.reset || request.discLinesMM != nil || request.relabel != nil || request.neckBoxShiftMM != nil else {
+            throw .correction("nothing to correct: give disc lines, a relabel, a neck box move, or reset")
+        }
+        guard let attempt = exam.attempts.last(where: { $0.site == site && $0.status == .completed }) else {
+            throw .correction("the \(site.title) has no completed scan")
+        }
+        guard let path = attempt.decomposed else {
+            throw .correction("the \(site.title)'s decomposed scan was not kept: analyse its capture with dexa analyze")
+        }
+        var scan: DecomposedScan
+        do { scan = try DecomposedScan.read(path: path) } catch {
+            throw .correction("the \(site.title)'s decomposed scan \(path) cannot be read (\(error))")
+        }
+        scan.provenance.region = site.rawValue
+        let patient = PatientContext(sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate, on: exam.startedAt ?? exam.createdAt)
+        let analyse = { (c: ROICorrection) in SiteAnalysis.analyze(scan, patient: patient, correction: c) }
+        let current = attempt.analysis
+        let next: ROICorrection
+        switch (current?.correction ?? ROICorrection()).applying(request, current: current, analyse: analyse) {
+        case .success(let c): next = c
+        case .failure(let e): throw .correction(e.description)
+        }
+        if let why = next.problem(site: site.rawValue) { throw .correction(why) }
+        let result: SiteResult
+        switch analyse(next) {
+        case .success(let r): result = r
+        case .failure(let e): throw .correction(e.description)
+        }
+        let record = CorrectionRecord(site: site.rawValue, attempt: attempt.attempt, at: stamp(), by: by, reason: reason, change: request.words,
+                                      correction: result.correction, before: CorrectionRecord.ROIValue.of(current), after: CorrectionRecord.ROIValue.of(result))
+        try store { try recorder.recordCorrection(examID: examID, analysis: result, record: record) }
+        logger.notice("ROIs corrected", metadata: ["exam": "\(examID)", "site": "\(site.rawValue)", "by": "\(by)", "change": "\(record.change)"])
+        return (record, result)
     }
 
     /// A precision study over the given exams (`dexa precision`); stored, by whom and when,

@@ -1,0 +1,122 @@
+import DXAnalysis
+import Foundation
+
+/// `exam.correct`: what the technologist asks for, in the terms of the image they look at.
+/// Each request starts from the site's ROIs as they are now (an earlier correction included).
+public struct CorrectionRequest: Sendable, Equatable {
+    /// "The vertebra now called `from` is `to`": every name shifts with it.
+    public struct Relabel: Sendable, Equatable, Codable {
+        public var from: String
+        public var to: String
+        public init(from: String, to: String) { self.from = from; self.to = to }
+    }
+
+    /// AP spine: every disc line's y (mm), top to bottom.
+    public var discLinesMM: [Double]?
+    public var relabel: Relabel?
+    /// Hip: move the neck box this far along the neck (mm, + towards the trochanter).
+    public var neckBoxShiftMM: Double?
+    /// Back to the ROIs the analysis places.
+    public var reset: Bool
+    /// Why (on the record, the report and the audit trail).
+    public var reason: String
+
+    public init(discLinesMM: [Double]? = nil, relabel: Relabel? = nil, neckBoxShiftMM: Double? = nil, reset: Bool = false, reason: String) {
+        self.discLinesMM = discLinesMM; self.relabel = relabel; self.neckBoxShiftMM = neckBoxShiftMM; self.reset = reset; self.reason = reason
+    }
+
+    /// The request in words, for the record.
+    public var words: String {
+        var parts: [String] = []
+        if reset { parts.append("back to the automatic ROIs") }
+        if let ys = discLinesMM { parts.append("disc lines at " + ys.map { String(format: "%.1f", $0) }.joined(separator: ", ") + " mm") }
+        if let r = relabel { parts.append("the vertebra called \(r.from) relabelled \(r.to)") }
+        if let s = neckBoxShiftMM { parts.append(String(format: "neck box moved %+.1f mm along the neck", s)) }
+        return parts.joined(separator: "; ")
+    }
+
+    /// Where a lumbar or thoracic name lies in the column (L1 = 1, T12 = 0, T11 = −1 …).
+    static func levelIndex(_ name: String) -> Int? {
+        guard name.count >= 2, let n = Int(name.dropFirst()), let letter = name.first else { return nil }
+        switch letter {
+        case "L" where (1...6).contains(n): return n
+        case "T" where (1...12).contains(n): return n - 12
+        default: return nil
+        }
+    }
+}
+
+/// One correction on the exam's record: who, when, why, what, and the site's numbers before
+/// and after.
+public struct CorrectionRecord: Sendable, Codable, Equatable {
+    public struct ROIValue: Sendable, Codable, Equatable {
+        public var name: String
+        public var bmdGCm2: Double?
+        public var excluded: Bool
+
+        public enum CodingKeys: String, CodingKey {
+            case name, excluded
+            case bmdGCm2 = "bmd_g_cm2"
+        }
+
+        public init(name: String, bmdGCm2: Double?, excluded: Bool) { self.name = name; self.bmdGCm2 = bmdGCm2; self.excluded = excluded }
+
+        static func of(_ r: SiteResult?) -> [ROIValue] {
+            (r?.rois ?? []).map { ROIValue(name: $0.name, bmdGCm2: $0.bmdGCm2, excluded: $0.excluded) }
+        }
+    }
+
+    public var site: String
+    public var attempt: Int
+    public var at: String
+    public var by: String
+    public var reason: String
+    /// What was asked, in words.
+    public var change: String
+    /// The correction in force after it (nil: the automatic ROIs).
+    public var correction: ROICorrection?
+    public var before: [ROIValue]
+    public var after: [ROIValue]
+
+    public init(site: String, attempt: Int, at: String, by: String, reason: String, change: String, correction: ROICorrection?,
+                before: [ROIValue], after: [ROIValue]) {
+        self.site = site; self.attempt = attempt; self.at = at; self.by = by; self.reason = reason; self.change = change
+        self.correction = correction; self.before = before; self.after = after
+    }
+}
+
+extension ROICorrection {
+    /// The correction `request` makes from the one in force (`self`), against the site's
+    /// current result (names are resolved on it); `analyse` analyses with a candidate (the
+    /// names of a relabel are those after the request's disc lines).
+    func applying(_ request: CorrectionRequest, current: SiteResult?,
+                  analyse: (ROICorrection) -> Result<SiteResult, SiteAnalysisError>) -> Result<ROICorrection, SiteAnalysisError> {
+        if request.reset { return .success(ROICorrection()) }
+        var next = self
+        if let ys = request.discLinesMM { next.discLinesMM = ys }
+        if let shift = request.neckBoxShiftMM { next.neckBoxShiftMM = (next.neckBoxShiftMM ?? 0) + shift }
+        if let relabel = request.relabel {
+            guard let from = CorrectionRequest.levelIndex(relabel.from), let to = CorrectionRequest.levelIndex(relabel.to) else {
+                return .failure(SiteAnalysisError("relabel names vertebrae T1–T12 or L1–L6, not \(relabel.from) and \(relabel.to)"))
+            }
+            let named: SiteResult?
+            if request.discLinesMM == nil { named = current } else {
+                switch analyse(next) {
+                case .success(let r): named = r
+                case .failure(let e): return .failure(e)
+                }
+            }
+            guard let spine = named?.spine else { return .failure(SiteAnalysisError("there are no named vertebrae to relabel")) }
+            // After the relabel the vertebra called `from` is `to`: the one now called L(4 − shift) becomes L4.
+            let shift = to - from
+            guard spine.vertebrae.contains(where: { CorrectionRequest.levelIndex($0.name) == from }) else {
+                return .failure(SiteAnalysisError("no vertebra is called \(relabel.from) now"))
+            }
+            guard let newL4 = spine.vertebrae.first(where: { CorrectionRequest.levelIndex($0.name) == 4 - shift }) else {
+                return .failure(SiteAnalysisError("after that relabel no vertebra in the field would be L4"))
+            }
+            next.l4YMM = newL4.centreYMM
+        }
+        return .success(next)
+    }
+}

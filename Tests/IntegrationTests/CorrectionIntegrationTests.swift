@@ -1,0 +1,112 @@
+import DXAcquisition
+import DXAnalysis
+import DXControl
+import DXTestSupport
+import Foundation
+import Testing
+
+/// ROI corrections through the real daemon and CLI: a disc line moved, the vertebrae renamed,
+/// the neck box moved, each recomputed from the stored scan, on the exam's record (who, when,
+/// why, before and after) and in the audit trail, kept across a restart; refusals change nothing.
+@Suite("ROI corrections through the daemon", .serialized)
+struct CorrectionIntegrationTests {
+    @Test func correctionsAreRecomputedRecordedAndAudited() async throws {
+        let dir = TemporaryDirectory()
+        try await ExamTests.calibrated(dir)
+        var daemon = try await ExamTests.patientDaemon(dir, patient: "patient")
+        let id = try await ExamTests.newExam(daemon)
+        let exam: JSONValue = .number(Double(id))
+        _ = try await daemon.call("exam.start", .object(["exam_id": exam]))
+        let hip = try await daemon.call("exam.next", .object(["exam_id": exam]))
+        #expect(hip["attempt"]?["site"]?.stringValue == "left_hip" && hip["attempt"]?["status"]?.stringValue == "completed", "\(hip)")
+        for site in ["right_hip", "lateral_spine"] {
+            _ = try await daemon.call("exam.skip", .object(["exam_id": exam, "site": .string(site), "reason": .string("correction test")]))
+        }
+        let examID = Int64(id)
+        let before = try await daemon.call(.examResults, ExamIDParams(examID: examID))
+        let spine = try #require(before.sites.first { $0.site == "ap_spine" }?.result)
+        let l2 = try #require(spine.spine?.vertebra("L2")), l3 = try #require(spine.spine?.vertebra("L3"))
+
+        // Refused, and nothing changes: no reason, a hip's correction on the spine, a key the
+        // method does not know, a site not scanned, lines that do not fit, an unknown name.
+        let refusals: [JSONValue] = [
+            .object(["exam_id": exam, "site": .string("ap_spine"), "reason": .string(" "), "relabel": .object(["from": .string("L3"), "to": .string("L4")])]),
+            .object(["exam_id": exam, "site": .string("ap_spine"), "reason": .string("r"), "neck_box_shift_mm": .number(2)]),
+            .object(["exam_id": exam, "site": .string("ap_spine"), "reason": .string("r"), "disc_line_mm": .array([.number(600)])]),
+            .object(["exam_id": exam, "site": .string("right_hip"), "reason": .string("r"), "neck_box_shift_mm": .number(2)]),
+            .object(["exam_id": exam, "site": .string("ap_spine"), "reason": .string("r"), "disc_lines_mm": .array([.number(700), .number(600), .number(650)])]),
+            .object(["exam_id": exam, "site": .string("ap_spine"), "reason": .string("r"), "relabel": .object(["from": .string("X9"), "to": .string("L4")])]),
+            .object(["exam_id": exam, "site": .string("left_hip"), "reason": .string("r"), "neck_box_shift_mm": .number(40)]),
+            .object(["exam_id": exam, "site": .string("ap_spine"), "reason": .string("r")]),
+            .object(["exam_id": .number(999), "site": .string("ap_spine"), "reason": .string("r"), "reset": .bool(true)]),
+        ]
+        for bad in refusals {
+            do {
+                _ = try await daemon.call("exam.correct", bad)
+                Issue.record("applied: \(bad)")
+            } catch let e as RPCError {
+                #expect(e.code == RPCError.invalidParamsCode, "\(bad): \(e)")
+            }
+        }
+        #expect(try await daemon.call(.examResults, ExamIDParams(examID: examID)) == before)
+
+        // The CLI: the disc line between L2 and L3 moved 3 mm towards the feet.
+        let moved = try await daemon.cli(["exam", "correct", String(id), "ap_spine", "--move-disc", "L2/L3=+3", "--reason", "L2-L3 line on the end plate"])
+        print(moved.out)
+        #expect(moved.status == 0 && moved.out.contains("ROIs corrected by") && moved.out.contains("L2: \(String(format: "%.3f", l2.bmdGCm2 ?? 0)) →"), "\(moved)")
+        let afterMove = try await daemon.call(.examResults, ExamIDParams(examID: examID))
+        let spineSite = try #require(afterMove.sites.first { $0.site == "ap_spine" })
+        let movedL2 = try #require(spineSite.result?.spine?.vertebra("L2")), movedL3 = try #require(spineSite.result?.spine?.vertebra("L3"))
+        #expect(abs(movedL2.lower.yMM - (l2.lower.yMM + 3)) < 1e-9 && movedL2.areaCm2 > l2.areaCm2 && movedL3.areaCm2 < l3.areaCm2)
+        #expect(spineSite.corrections.count == 1 && spineSite.corrections[0].reason == "L2-L3 line on the end plate")
+        let record = spineSite.corrections[0]
+        #expect(record.by == NSUserName() && record.before.first { $0.name == "L2" }?.bmdGCm2 == l2.bmdGCm2)
+        #expect(record.after.first { $0.name == "L2" }?.bmdGCm2 == movedL2.bmdGCm2)
+        #expect(spineSite.result?.correction?.discLinesMM?.count == (spine.spine?.vertebrae.count ?? 0) + 1)
+
+        // Renamed through the socket, typed: the vertebra called L3 is L4.
+        let renamed = try await daemon.call(.examCorrect, ExamCorrectParams(examID: examID, site: .apSpine, reason: "transitional vertebra: counted from T12",
+                                                                            relabel: .init(from: "L3", to: "L4")))
+        #expect(renamed.result.spine?.labelling.decidedBy == .technologist)
+        #expect(renamed.result.spine?.vertebra("L4")?.centreYMM == movedL3.centreYMM)
+        #expect(renamed.result.correction?.discLinesMM == spineSite.result?.correction?.discLinesMM, "the moved line stays")
+
+        // The neck box, 3 mm towards the trochanter.
+        let hipBefore = try #require(before.sites.first { $0.site == "left_hip" }?.result)
+        let neck = try await daemon.call(.examCorrect, ExamCorrectParams(examID: examID, site: .leftHip, reason: "box clear of the trochanter", neckBoxShiftMM: 3))
+        print("neck \(hipBefore.roi("neck")?.bmdGCm2 ?? .nan) → \(neck.result.roi("neck")?.bmdGCm2 ?? .nan)")
+        #expect(neck.result.correction == ROICorrection(neckBoxShiftMM: 3))
+        #expect(neck.result.roi("neck")?.bmdGCm2 != hipBefore.roi("neck")?.bmdGCm2)
+
+        // The audit trail has every call, with who and the parameters; the refused ones too.
+        let audited = daemon.auditEntries.filter { $0["method"]?.stringValue == "exam.correct" }
+        // Each call is written when it is let through and again when it fails; the misspelt key
+        // is refused before it is let through.
+        let allowed = audited.filter { $0["decision"]?.stringValue == "allowed" }.count
+        #expect(allowed == refusals.count - 1 + 3 && audited.count - allowed == refusals.count, "\(audited.map { $0["decision"] ?? .null })")
+        #expect(audited.contains { $0["decision"]?.stringValue == "allowed" && $0["params"]?["neck_box_shift_mm"]?.numberValue == 3 }, "\(audited)")
+
+        // The report says it; the results survive a restart.
+        let report = try await daemon.cli(["exam", "report", String(id), "--png", dir.file("corrected.png")])
+        #expect(report.status == 0 && report.out.contains("vertebrae named from the technologist's correction") && report.out.contains("ROIs corrected by"), "\(report.out)")
+        if let out = ProcessInfo.processInfo.environment["DEXA_REPORT_EXAMPLE"] {
+            try? FileManager.default.removeItem(atPath: out + "/report-corrected.png")
+            try FileManager.default.copyItem(atPath: dir.file("corrected.png"), toPath: out + "/report-corrected.png")
+        }
+        let kept = try await daemon.call(.examResults, ExamIDParams(examID: examID))
+        daemon.child.signal(SIGTERM)
+        _ = await daemon.child.waitForExit()
+        try? FileManager.default.removeItem(atPath: daemon.socketPath)
+        daemon = try await ExamTests.patientDaemon(dir, patient: "patient")
+        #expect(try await daemon.call(.examResults, ExamIDParams(examID: examID)) == kept)
+
+        // Back to the automatic ROIs: the numbers of the first analysis again, on the record.
+        let reset = try await daemon.cli(["exam", "correct", String(id), "ap_spine", "--reset", "--reason", "as analysed", "--json"])
+        #expect(reset.status == 0, "\(reset.err)")
+        let final = try await daemon.call(.examResults, ExamIDParams(examID: examID))
+        let finalSpine = try #require(final.sites.first { $0.site == "ap_spine" })
+        #expect(finalSpine.result?.rois == spine.rois && finalSpine.result?.correction == nil && finalSpine.corrections.count == 3)
+        let bad = try await daemon.cli(["exam", "correct", String(id), "ap_spine", "--move-disc", "L9/L10=+1", "--reason", "x"])
+        #expect(bad.status == ExitStatus.badInput.rawValue && bad.err.contains("no disc line between L9 and L10"), "\(bad)")
+    }
+}
