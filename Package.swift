@@ -68,7 +68,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .target(name: "DXDaemon", dependencies: [
-            "DXProtocol", "DXTransport", "DXUSB", "DXDevice", "DXDecomposition", "DXAcquisition", "DXStore", "DXControl", "DXSimulator",
+            "DXProtocol", "DXTransport", "DXUSB", "DXDevice", "DXDecomposition", "DXAcquisition", "DXClinical", "DXStore", "DXControl", "DXSimulator",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Metrics", package: "swift-metrics"),

@@ -112,6 +112,8 @@ extension SpineAnalysis {
             guard let bmd, let ref else { return nil }
             return standardScore(bmdGCm2: bmd, meanGCm2: ref.meanGCm2, sdGCm2: ref.sdGCm2)
         }
+        // Z against the L1–L4 table, like T (docs/clinical-references.md).
+        func z(_ bmd: Double?) -> Double? { patient.flatMap { reference.zScore(bmd, site: .lumbarSpine, sex: $0.sex, ageYears: $0.ageYears) } }
         let incomplete = m.warnings.contains { $0.code == "scan_incomplete" }
         let absent = incomplete ? "not measured: the scan is incomplete" : "not in the field"
         var abnormal: [String: String] = [:]
@@ -133,7 +135,7 @@ extension SpineAnalysis {
             }
             let excluded = !selection.used.contains(name)
             return ClinicalROI(name: name, bmdGCm2: v.bmdGCm2, bmcG: v.bmcG, areaCm2: v.areaCm2, tScore: known ? t(v.bmdGCm2).map(reportedScore) : nil,
-                               excluded: excluded, reason: excluded ? reasons[name] : nil, complete: v.complete)
+                               zScore: z(v.bmdGCm2), excluded: excluded, reason: excluded ? reasons[name] : nil, complete: v.complete)
         }
         let used = selection.used.compactMap { m.vertebra($0) }
         let bmc = used.reduce(0) { $0 + $1.bmcG }, area = used.reduce(0) { $0 + $1.areaCm2 }
@@ -147,27 +149,43 @@ extension SpineAnalysis {
                           : "\(unscanned.joined(separator: ", ")) not in the field (rescan from the iliac crests to T12)")
             : "fewer than two evaluable vertebrae (ISCD: never one alone)"
         rois.append(ClinicalROI(name: "L1-L4", bmdGCm2: totalBMD, bmcG: totalBMD == nil ? 0 : bmc, areaCm2: totalBMD == nil ? 0 : area,
-                                tScore: known ? t(totalBMD).map(reportedScore) : nil,
+                                tScore: known ? t(totalBMD).map(reportedScore) : nil, zScore: z(totalBMD),
                                 excluded: totalBMD == nil, reason: totalBMD == nil ? totalReason : nil,
                                 complete: used.allSatisfy(\.complete), vertebraeUsed: selection.used))
         var warnings = m.warnings
         if ref?.status == .secondary {
             warnings.append(AnalysisWarning(code: "reference_secondary", message: "the spine reference is not yet checked against its primary source"))
         }
-        let interpretation = patient.map { interpretSite(diagnosticT: rois.last?.tScore, patient: $0) }
+        warnings += zReferenceWarnings(reference, rois: rois)
+        let total = rois.last
+        let interpretation = patient.map { interpretSite(diagnosticT: total?.tScore, diagnosticZ: total?.excluded == false ? total?.zScore : nil,
+                                                         patient: $0, reference: reference) }
         return SiteResult(site: "ap_spine", rois: rois, warnings: warnings, interpretation: interpretation,
-                          reference: "\(reference.name) \(reference.version)", analysisVersion: AnalysisVersion.current, spine: m)
+                          reference: reference.label, analysisVersion: AnalysisVersion.current, spine: m)
     }
 
-    static func interpretSite(diagnosticT: Double?, patient: PatientContext) -> SiteInterpretation {
+    /// The site's reading: the WHO class on T for women and men aged 50 and over; on Z (below or
+    /// within the expected range for age) for those under 50, when a Z-score reference is
+    /// installed and has the patient's age.
+    static func interpretSite(diagnosticT: Double?, diagnosticZ: Double?, patient: PatientContext, reference: ReferenceSet) -> SiteInterpretation {
         let applicability = Applicability(sex: patient.sex, ageYears: patient.ageYears)
         switch applicability {
         case .who(let reason):
             guard let t = diagnosticT else { return SiteInterpretation(basis: reason, note: "no T-score: the site has no BMD") }
             return SiteInterpretation(basis: reason, whoClass: WHOClass(tScore: t))
         case .zScoreOnly(let reason):
-            return SiteInterpretation(basis: reason, note: "Z-scores apply, and no age- and sex-matched reference is installed: no classification (docs/clinical-references.md)")
+            if let z = diagnosticZ { return SiteInterpretation(basis: reason, zInterpretation: ZInterpretation(zScore: z)) }
+            let why = reference.ageMatched == nil
+                ? "Z-scores apply, and no age- and sex-matched reference is installed: no classification (docs/clinical-references.md)"
+                : "Z-scores apply, and the site has no Z-score (no BMD, or the installed reference has no band for this age and sex)"
+            return SiteInterpretation(basis: reason, note: why)
         }
+    }
+
+    /// A Z-score reference not checked against its primary source says so wherever it scored.
+    static func zReferenceWarnings(_ reference: ReferenceSet, rois: [ClinicalROI]) -> [AnalysisWarning] {
+        guard let z = reference.ageMatched, z.status == .secondary, rois.contains(where: { $0.zScore != nil }) else { return [] }
+        return [AnalysisWarning(code: "z_reference_secondary", message: "the Z-score reference \(z.name) \(z.version) is not yet checked against its primary source")]
     }
 }
 
@@ -190,6 +208,7 @@ extension HipAnalysis {
                 continue
             }
             var t: Double?
+            let z = site.flatMap { site in patient.flatMap { reference.zScore(bmd, site: site, sex: $0.sex, ageYears: $0.ageYears) } }
             if let site, patient != nil, let ref = reference.youngAdult(site) {
                 t = standardScore(bmdGCm2: bmd, meanGCm2: ref.meanGCm2, sdGCm2: ref.sdGCm2).map(reportedScore)
                 if ref.status == .secondary && !warnings.contains(where: { $0.code == "reference_secondary" }) {
@@ -200,12 +219,14 @@ extension HipAnalysis {
             let pelvis = name != "neck" && name != "wards" && m.warnings.contains { $0.code == "pelvis_touches_femur" }
             let why = !r.complete ? "\(r.missingLines) lines of its ROI missing" : (pelvis ? "may include pelvis (the ischium touches the femur)" : nil)
             let excluded = why != nil && site != nil
-            rois.append(ClinicalROI(name: name, bmdGCm2: bmd, bmcG: r.bmcG, areaCm2: r.areaCm2, tScore: t, excluded: excluded,
+            rois.append(ClinicalROI(name: name, bmdGCm2: bmd, bmcG: r.bmcG, areaCm2: r.areaCm2, tScore: t, zScore: z, excluded: excluded,
                                     reason: why, complete: r.complete, forDiagnosis: site != nil))
         }
         let lowest = rois.filter { $0.forDiagnosis && !$0.excluded }.compactMap(\.tScore).min()
-        let interpretation = patient.map { SpineAnalysis.interpretSite(diagnosticT: lowest, patient: $0) }
+        let lowestZ = rois.filter { $0.forDiagnosis && !$0.excluded }.compactMap(\.zScore).min()
+        warnings += SpineAnalysis.zReferenceWarnings(reference, rois: rois)
+        let interpretation = patient.map { SpineAnalysis.interpretSite(diagnosticT: lowest, diagnosticZ: lowestZ, patient: $0, reference: reference) }
         return SiteResult(site: "\(m.side)_hip", rois: rois, warnings: warnings, interpretation: interpretation,
-                          reference: "\(reference.name) \(reference.version)", analysisVersion: AnalysisVersion.current, spine: nil, hip: m)
+                          reference: reference.label, analysisVersion: AnalysisVersion.current, spine: nil, hip: m)
     }
 }

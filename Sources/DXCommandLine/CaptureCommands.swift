@@ -47,6 +47,7 @@ struct Analyze: AsyncParsableCommand {
     @Option(help: "Also write the decomposed scan with its geometry (.dxdec, docs/analysis-data.md) to this file.") var decomposed: String?
     @Option(help: "The patient's sex for the scores (female or male), over the capture's.") var sex: String?
     @Option(help: "The patient's age in years at the scan, over the capture's birth date.") var age: Double?
+    @Option(help: "An age- and sex-matched reference for Z-scores (JSON, docs/clinical-references.md).") var zReference: String?
 
     /// Who was scanned: the options, else the capture header's sex and birth date on the day
     /// the capture was made.
@@ -81,7 +82,13 @@ struct Analyze: AsyncParsableCommand {
         }
         if result.role == .patient {
             let patient = try patient(result.header)
-            let site = SiteAnalysis.analyze(result.decomposed, patient: patient)
+            var reference = ReferenceSet.nhanes
+            if let zReference {
+                do { reference = reference.with(ageMatched: try AgeMatchedReference.load(path: zReference)) } catch {
+                    throw Offline.fail("analyze", "--z-reference: \(error.description)")
+                }
+            }
+            let site = SiteAnalysis.analyze(result.decomposed, patient: patient, reference: reference)
             if output.json {
                 Output.json(PatientScanReport(AnalysisReport(result), region: result.decomposed.provenance.region, site: site, patient: patient))
                 return

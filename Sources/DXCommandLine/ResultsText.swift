@@ -26,6 +26,9 @@ enum ResultsText {
         for w in r.warnings { print("  ! \(w.message)") }
         if let i = r.interpretation {
             if let who = i.whoClass { print("  WHO classification: \(who.words) (for \(i.basis))") }
+            if let z = i.zInterpretation {
+                print("  Z-score: \(z == .belowExpectedRange ? "below" : "within") the expected range for age (for \(i.basis))")
+            }
             if let note = i.note { print("  \(i.basis): \(note)") }
         }
         print("  reference \(r.reference); analysis \(r.analysisVersion)")
@@ -44,7 +47,9 @@ enum ResultsText {
         print("")
         let d = r.diagnosis
         if let t = d.tScore, let roi = d.roi, let site = d.site {
-            print("diagnosis: \(d.words), lowest T-score \(String(format: "%+.1f", t)) at \(roi) (\(site)); WHO classes apply to \(d.basis)")
+            print("diagnosis: \(d.words), lowest T-score \(reportedSigned(t, digits: 1)) at \(roi) (\(site)); WHO classes apply to \(d.basis)")
+        } else if let z = d.zScore, let roi = d.roi, let site = d.site {
+            print("bone density \(d.words): lowest Z-score \(reportedSigned(z, digits: 1)) at \(roi) (\(site)); Z-scores apply to \(d.basis)")
         } else {
             print("diagnosis: \(d.words)")
         }

@@ -1,4 +1,5 @@
 import DXAcquisition
+import DXClinical
 import DXControl
 import DXDecomposition
 import DXProtocol
@@ -120,9 +121,14 @@ extension Daemon {
         do { examProtocol = try configuration.examProtocol.map { try ExamProtocol.load(path: $0) } ?? .standard } catch {
             throw ConfigurationError.invalid("exam_protocol", "\(error)")
         }
+        let reference: ReferenceSet
+        do { reference = ReferenceSet.nhanes.with(ageMatched: try configuration.zReference.map { try AgeMatchedReference.load(path: $0) }) } catch {
+            throw ConfigurationError.invalid("z_reference", "\(error)")
+        }
         let calibrations = CalibrationStore(stateDirectory: configuration.stateDirectory)
         let sequencer = ExamSequencer(recorder: store, runner: device.runner, session: device.session, clock: device.clock,
-                                      examProtocol: examProtocol, calibration: { calibrations.load().mapError { $0 as any Error } }, logger: logger)
+                                      examProtocol: examProtocol, reference: reference,
+                                      calibration: { calibrations.load().mapError { $0 as any Error } }, logger: logger)
         return sequencer
     }
 

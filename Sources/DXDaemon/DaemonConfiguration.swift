@@ -97,6 +97,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// A JSON file over the standard exam protocol (scan geometry per site, budget, motion
     /// limit, table limit): docs/exam.md.
     public var examProtocol: String?
+    /// The Z-score reference (an age- and sex-matched table, docs/clinical-references.md);
+    /// none by default.
+    public var zReference: String?
 
     public init() {}
 
@@ -109,7 +112,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public static let keys = ["socket", "device", "state_directory", "record_captures", "time_scale",
                               "simulator_seed", "simulator_orderings", "simulator_watchdog_floor_ms", "simulator_phantom", "simulator_physics", "simulator_serial", "dap_per_mas_mgy_cm2", "command_timeout_ms", "log_level", "technologist_group", "service_group",
                               "audit_log", "socket_mode", "socket_group", "usb_vendor_id", "usb_product_id",
-                              "exam_database", "exam_protocol"]
+                              "exam_database", "exam_protocol", "z_reference"]
 
     /// Applies one `key = value` setting.
     public mutating func set(_ key: String, _ value: String) throws(ConfigurationError) {
@@ -184,6 +187,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
         case "exam_protocol":
             guard value.hasPrefix("/") || value.hasPrefix(".") else { throw .invalid(key, "must be a path") }
             examProtocol = value
+        case "z_reference":
+            guard value.hasPrefix("/") || value.hasPrefix(".") else { throw .invalid(key, "must be a path") }
+            zReference = value
         case "socket_group":
             socketGroup = value.isEmpty || value == "none" ? nil : value
         default:

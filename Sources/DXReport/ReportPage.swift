@@ -59,15 +59,19 @@ enum ReportPage {
         c.font(10.5, bold: true)
         let d = r.diagnosis
         if let t = d.tScore, let roi = d.roi {
-            c.text("Diagnosis: \(d.words) (lowest T-score \(String(format: "%+.1f", t)) at \(roi))", x: margin, y: y)
+            c.text("Diagnosis: \(d.words) (lowest T-score \(reportedSigned(t, digits: 1)) at \(roi))", x: margin, y: y)
+        } else if let z = d.zScore, let roi = d.roi {
+            c.text("Bone density \(d.words) (lowest Z-score \(reportedSigned(z, digits: 1)) at \(roi))", x: margin, y: y)
         } else {
             c.text("Diagnosis: \(d.words)", x: margin, y: y)
         }
         y += 13
         c.font(8)
         c.colour(.grey)
-        y = c.paragraph("WHO classes (T ≥ −1.0 normal; −2.5 < T < −1.0 low bone mass; T ≤ −2.5 osteoporosis) apply to \(d.basis)." + (d.note.map { " Note: \($0)." } ?? ""),
-                        x: margin, y: y, width: width - 2 * margin, leading: 10)
+        let rule = d.zInterpretation != nil || d.whoClass == nil && d.tScore == nil && d.basis.contains("under 50")
+            ? "Z-scores apply to \(d.basis) (ISCD): Z ≤ −2.0 is below the expected range for age; the WHO classes do not apply."
+            : "WHO classes (T ≥ −1.0 normal; −2.5 < T < −1.0 low bone mass; T ≤ −2.5 osteoporosis) apply to \(d.basis)."
+        y = c.paragraph(rule + (d.note.map { " Note: \($0)." } ?? ""), x: margin, y: y, width: width - 2 * margin, leading: 10)
 
         if let f = r.followUp { y = drawFollowUp(f, at: y, on: c) }
 
@@ -92,7 +96,9 @@ enum ReportPage {
         c.font(6.5)
         c.colour(.grey)
         let stamp = generated.formatted(.iso8601)
-        c.paragraph("Reference \(r.reference); analysis \(r.analysisVersion); generated \(stamp). BMD is this device's calibration of hydroxyapatite: T-scores against the published references are indicative until the device is cross-calibrated (docs/clinical-references.md). Z-scores need an age- and sex-matched reference, not installed.",
+        let zScored = r.sites.contains { $0.result?.rois.contains { $0.zScore != nil } == true }
+        let zNote = zScored ? "" : " Z-scores need an age- and sex-matched reference, not installed."
+        c.paragraph("Reference \(r.reference); analysis \(r.analysisVersion); generated \(stamp). BMD is this device's calibration of hydroxyapatite: T-scores against the published references are indicative until the device is cross-calibrated (docs/clinical-references.md).\(zNote)",
                     x: margin, y: height - margin - 10, width: width - 2 * margin, leading: 8)
     }
 

@@ -396,6 +396,27 @@ struct SpineInterpretationTests {
         #expect(r.rois.allSatisfy { $0.zScore == nil })
     }
 
+    /// With a Z-score reference installed: every vertebra and L1–L4 scored against the matched
+    /// band, and under 50 the reading on L1–L4's Z. The table is SYNTHETIC (the arithmetic
+    /// only): L1–L4 0.78 g/cm² against 1.02 ± 0.12 at 45 is Z = −2.0, below the expected range.
+    @Test func underFiftyTheZScoreReads() throws {
+        let table = AgeMatchedReference(name: "SYNTHETIC (tests only)", version: "0", population: "none", scale: "none",
+                                        source: Citation(text: "invented for the test"), status: .secondary,
+                                        tables: [.init(site: .lumbarSpine, sex: .female, bands: [.init(ageFrom: 40, ageTo: 50, meanGCm2: 1.02, sdGCm2: 0.12)])])
+        let reference = ReferenceSet.nhanes.with(ageMatched: table)
+        let m = Self.measurement((1...4).map { Self.vertebra("L\($0)", bmd: 0.78, area: 12) })
+        let r = SpineAnalysis.interpret(m, reference: reference, patient: PatientContext(sex: .female, ageYears: 45))
+        #expect(r.roi("L1-L4")?.zScore == -2.0 && r.roi("L2")?.zScore == -2.0)
+        #expect(r.interpretation?.zInterpretation == .belowExpectedRange && r.interpretation?.whoClass == nil && r.interpretation?.note == nil)
+        #expect(r.warnings.contains { $0.code == "z_reference_secondary" })
+        #expect(r.reference.hasSuffix("Z-scores: SYNTHETIC (tests only) 0"))
+        // Over 50 the Z-score is shown and the WHO class reads; past the table's ages, no Z.
+        let older = SpineAnalysis.interpret(m, reference: reference, patient: PatientContext(sex: .female, ageYears: 62))
+        #expect(older.roi("L1-L4")?.zScore == nil && older.interpretation?.whoClass == .lowBoneMass)
+        let man = SpineAnalysis.interpret(m, reference: reference, patient: PatientContext(sex: .male, ageYears: 45))
+        #expect(man.roi("L1-L4")?.zScore == nil && man.interpretation?.note?.contains("no band for this age and sex") == true)
+    }
+
     @Test func agesFromBirthDates() {
         let day = ISO8601DateFormatter().date(from: "2026-12-02T10:00:00Z") ?? Date()
         #expect(PatientContext.age(birthDate: "1956-03-14", on: day).map { Int($0) } == 70)

@@ -99,6 +99,25 @@ struct DaemonFilesTests {
         #expect(daemon.err.contains("exam_protocol"), "\(daemon.err)")
     }
 
+    /// A Z-score reference that cannot be read or fails its checks stops the daemon at start-up
+    /// (exit status 2, naming the key and the problem): never scores from half a table.
+    @Test func aBadZReferenceStopsTheDaemonWithAClearMessage() async throws {
+        let dir = TemporaryDirectory()
+        let file = dir.file("z.json")
+        for (text, says) in [("{", "is not an age-matched reference"),
+                             (#"{"name":"a","version":"1","population":"p","scale":"s","source":{"text":"t"},"status":"verified","tables":[]}"#, "no tables")] {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: file))
+            let daemon = ChildProcessResult.run(BuiltProducts.path("dexad"), ["--simulator", "--socket", dir.file("c.sock"), "--state-directory", dir.file("state"),
+                                                                               "--config", try Self.config(dir, "z_reference = \(file)")])
+            #expect(daemon.status == 2, "\(daemon.err)")
+            #expect(daemon.err.contains("z_reference") && daemon.err.contains(says), "\(daemon.err)")
+        }
+        var c = DaemonConfiguration()
+        #expect(throws: ConfigurationError.self) { try c.apply(fileText: "z_reference = relative.json\n") }
+        try c.apply(fileText: "z_reference = /etc/dexa/z-reference.json\n")
+        #expect(c.zReference == "/etc/dexa/z-reference.json")
+    }
+
     static func config(_ dir: TemporaryDirectory, _ line: String) throws -> String {
         let path = dir.file("dexad.conf")
         try Data("socket_group = none\naudit_log = \(dir.file("audit.log"))\n\(line)\n".utf8).write(to: URL(fileURLWithPath: path))

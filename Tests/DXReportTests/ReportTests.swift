@@ -93,6 +93,42 @@ struct ReportTests {
         }
     }
 
+    /// A woman of 41 with a Z-score reference installed (SYNTHETIC numbers, the arithmetic
+    /// only): the diagnosis reads on the lowest Z-score, not the WHO classes, and the page says so.
+    @Test func underFiftyTheReportReadsOnZ() throws {
+        let (r, scans) = try Self.results()
+        let patient = PatientContext(sex: .female, ageYears: 41)
+        let spine = try #require(scans["ap_spine"]), hip = try #require(scans["left_hip"])
+        let table = AgeMatchedReference(
+            name: "SYNTHETIC (tests only)", version: "0", population: "none", scale: "none", source: Citation(text: "invented for the test"),
+            status: .secondary,
+            tables: [.init(site: .lumbarSpine, sex: .female, bands: [.init(ageFrom: 40, ageTo: 50, meanGCm2: 1.10, sdGCm2: 0.11)]),
+                     .init(site: .femoralNeck, sex: .female, bands: [.init(ageFrom: 40, ageTo: 50, meanGCm2: 0.85, sdGCm2: 0.11)]),
+                     .init(site: .totalHip, sex: .female, bands: [.init(ageFrom: 40, ageTo: 50, meanGCm2: 0.95, sdGCm2: 0.12)])])
+        let reference = ReferenceSet.nhanes.with(ageMatched: table)
+        var young = r
+        young.followUp = nil
+        young.patient.birthDate = "1985-08-01"
+        young.patient.ageYears = 41
+        young.sites[0].result = try SiteAnalysis.analyze(spine, patient: patient, reference: reference).get()
+        young.sites[1].result = try SiteAnalysis.analyze(hip, patient: patient, reference: reference).get()
+        young.diagnosis = ExamResults.diagnose(young.sites, patient: patient, reference: reference)
+        let zs = young.sites.compactMap(\.result).flatMap(\.rois).filter { !$0.excluded && $0.forDiagnosis && ReferenceSite(rawValue: $0.name) != nil }
+            .compactMap(\.zScore)
+        print("under 50: \(young.diagnosis.words), Z \(young.diagnosis.zScore ?? .nan) at \(young.diagnosis.roi ?? "-"); Z-scores \(zs)")
+        #expect(young.diagnosis.zScore == zs.min() && young.diagnosis.whoClass == nil && young.diagnosis.tScore == nil)
+        #expect(young.diagnosis.words == ((zs.min() ?? 0) <= -2.0 ? "below the expected range for age" : "within the expected range for age"))
+        // Without the reference: no reading, and why.
+        let none = ExamResults.diagnose(r.sites, patient: patient)
+        #expect(none.zScore == nil && none.words.contains("no age- and sex-matched reference is installed"))
+        let tmp = TemporaryDirectory()
+        let dir = ProcessInfo.processInfo.environment["DEXA_REPORT_EXAMPLE"] ?? tmp.path
+        try ReportWriter.png(young, scans: scans, to: dir + "/report-under-50.png")
+        try ReportWriter.pdf(young, scans: scans, to: tmp.path + "/under-50.pdf")
+        let (text, _) = try Self.pdfText(tmp.path + "/under-50.pdf")
+        #expect(text.contains("lowest Z-score") && text.contains("the WHO classes do not apply") && !text.contains("Z-scores need"), "\(text)")
+    }
+
     /// A site whose decomposed scan cannot be read keeps its table; only the image is missing.
     @Test func withoutItsImageASiteKeepsItsTable() throws {
         let (r, _) = try Self.results()

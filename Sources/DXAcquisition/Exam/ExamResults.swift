@@ -55,15 +55,19 @@ public struct ExamResults: Sendable, Codable, Equatable {
         public var whoClass: WHOClass?
         public var words: String
         public var note: String?
+        /// Under 50: the lowest Z-score of the same sites and what it says.
+        public var zScore: Double?
+        public var zInterpretation: ZInterpretation?
 
         public enum CodingKeys: String, CodingKey {
             case basis, site, roi, words, note
-            case tScore = "t_score", whoClass = "who_class"
+            case tScore = "t_score", whoClass = "who_class", zScore = "z_score", zInterpretation = "z_interpretation"
         }
 
         public init(basis: String, site: String? = nil, roi: String? = nil, tScore: Double? = nil, whoClass: WHOClass? = nil, words: String,
-                    note: String? = nil) {
+                    note: String? = nil, zScore: Double? = nil, zInterpretation: ZInterpretation? = nil) {
             self.basis = basis; self.site = site; self.roi = roi; self.tScore = tScore; self.whoClass = whoClass; self.words = words; self.note = note
+            self.zScore = zScore; self.zInterpretation = zInterpretation
         }
     }
 
@@ -109,22 +113,42 @@ public struct ExamResults: Sendable, Codable, Equatable {
                         result: a.status == .completed ? a.analysis : nil, note: note, dose: a.dose)
         }
         dose = exam.dose
-        self.reference = "\(reference.name) \(reference.version)"
+        self.reference = reference.label
         analysisVersion = AnalysisVersion.current
-        diagnosis = Self.diagnose(sites, patient: context)
+        diagnosis = Self.diagnose(sites, patient: context, reference: reference)
+    }
+
+    /// Under 50 (ISCD): the lowest Z-score of L1–L4, total hip and femoral neck; Z ≤ −2.0 is
+    /// "below the expected range for age". No Z-score, no reading, and the words say why.
+    static func diagnoseOnZ(_ sites: [Site], basis: String, reference: ReferenceSet) -> Diagnosis {
+        var lowest: (site: String, roi: String, z: Double)?
+        for s in sites {
+            guard let r = s.result else { continue }
+            for roi in r.rois where !roi.excluded && roi.forDiagnosis && ReferenceSite(rawValue: roi.name) != nil {
+                if let z = roi.zScore, z < lowest?.z ?? .infinity { lowest = (s.site, roi.name, z) }
+            }
+        }
+        guard let lowest else {
+            return Diagnosis(basis: basis, words: reference.ageMatched != nil
+                                ? "no classification: Z-scores apply, and no site has one (no BMD, or the Z-score reference has no band for this age and sex)"
+                                : "no WHO classification: Z-scores apply, and no age- and sex-matched reference is installed",
+                             note: "docs/clinical-references.md")
+        }
+        let reading = ZInterpretation(zScore: lowest.z)
+        let words = reading == .belowExpectedRange ? "below the expected range for age" : "within the expected range for age"
+        return Diagnosis(basis: basis, site: lowest.site, roi: lowest.roi, words: words,
+                         note: "osteoporosis is not diagnosed on BMD alone in this group (ISCD)",
+                         zScore: lowest.z, zInterpretation: reading)
     }
 
     /// The diagnosis over the sites' results (ISCD: the lowest of L1–L4, total hip and neck).
-    public static func diagnose(_ sites: [Site], patient: PatientContext?) -> Diagnosis {
+    public static func diagnose(_ sites: [Site], patient: PatientContext?, reference: ReferenceSet = .nhanes) -> Diagnosis {
         guard let patient else {
             return Diagnosis(basis: "unknown", words: "no classification: the patient's sex or birth date is unreadable")
         }
         let applicability = Applicability(sex: patient.sex, ageYears: patient.ageYears)
         guard case .who(let basis) = applicability else {
-            if case .zScoreOnly(let basis) = applicability {
-                return Diagnosis(basis: basis, words: "no WHO classification: Z-scores apply, and no age- and sex-matched reference is installed",
-                                 note: "docs/clinical-references.md")
-            }
+            if case .zScoreOnly(let basis) = applicability { return diagnoseOnZ(sites, basis: basis, reference: reference) }
             return Diagnosis(basis: "unknown", words: "no classification")
         }
         // ISCD: L1–L4 (the vertebrae used), total hip and femoral neck, either hip.

@@ -1,4 +1,5 @@
 import DXAnalysis
+import DXClinical
 import DXDecomposition
 import DXDevice
 import DXProtocol
@@ -38,6 +39,9 @@ public actor ExamSequencer {
     private let calibration: @Sendable () -> Result<Calibration, any Error>
     private let logger: Logger
     public let examProtocol: ExamProtocol
+    /// The references the sites are scored against (the young-adult set, and the Z-score
+    /// reference when one is installed).
+    public let reference: ReferenceSet
     /// The step running now, if any.
     private var running: (examID: Int64, site: Site)?
     /// `abort` came while the running step was positioning: it must not go on to scan.
@@ -51,8 +55,9 @@ public actor ExamSequencer {
     private var budgetWarned: Set<Int64> = []
 
     public init(recorder: any ExamRecorder, runner: ScanRunner, session: DeviceSession, clock: any Clock<Duration>,
-                examProtocol: ExamProtocol = .standard, now: @escaping @Sendable () -> Date = { Date() },
+                examProtocol: ExamProtocol = .standard, reference: ReferenceSet = .nhanes, now: @escaping @Sendable () -> Date = { Date() },
                 calibration: @escaping @Sendable () -> Result<Calibration, any Error>, logger: Logger = Logger(label: "dexa.exam")) {
+        self.reference = reference
         self.recorder = recorder
         self.runner = runner
         self.session = session
@@ -126,7 +131,7 @@ public actor ExamSequencer {
     /// follow-up against the patient's latest earlier exam with this device's precision.
     public func results(_ examID: Int64) throws(ExamError) -> ExamResults {
         let exam = try get(examID)
-        var results = ExamResults(exam)
+        var results = ExamResults(exam, reference: reference)
         let corrections = try store { try recorder.corrections(examID: examID) }
         for i in results.sites.indices {
             results.sites[i].corrections = corrections.filter { $0.site == results.sites[i].site && $0.attempt == results.sites[i].attempt }
@@ -162,7 +167,8 @@ public actor ExamSequencer {
         }
         scan.provenance.region = site.rawValue
         let patient = PatientContext(sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate, on: exam.startedAt ?? exam.createdAt)
-        let analyse = { (c: ROICorrection) in SiteAnalysis.analyze(scan, patient: patient, correction: c) }
+        let reference = self.reference
+        let analyse = { (c: ROICorrection) in SiteAnalysis.analyze(scan, patient: patient, reference: reference, correction: c) }
         let current = attempt.analysis
         let next: ROICorrection
         switch (current?.correction ?? ROICorrection()).applying(request, current: current, analyse: analyse) {
@@ -476,7 +482,7 @@ public actor ExamSequencer {
                     var scan = decomposed
                     scan.provenance.region = site.rawValue
                     let patient = PatientContext(sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate, on: exam.startedAt ?? exam.createdAt)
-                    switch SiteAnalysis.analyze(scan, patient: patient) {
+                    switch SiteAnalysis.analyze(scan, patient: patient, reference: reference) {
                     case .success(let result): attempt.analysis = result
                     case .failure(let why): attempt.analysisNote = why.description
                     }
