@@ -234,6 +234,13 @@ struct CaptureCommands: AsyncParsableCommand {
                 let geometry = ScanGeometry(channels: Int(header.device.channels), pitchUm: Int(header.device.pitchUm))
                 let cal = try CaptureAnalysis.calibration(from: scans, phantom: phantom, geometry: geometry, source: calibration,
                                                           unit: CalibratedUnit(header.device))
+                // The same rules as `dexa analyze` (without its --force): a calibration the
+                // acceptance rule refuses, or another unit's, measures nothing here.
+                guard cal.verdict.accepted else { throw AnalysisError.calibrationRefused(calibration, cal.verdict) }
+                let (measured, _) = try CaptureReader.read(path: path)
+                if let why = cal.unitProblem(for: measured.device) {
+                    throw AnalysisError.otherUnit("\(path) was measured on \(CalibratedUnit(measured.device)): \(why)")
+                }
                 result = try await CaptureReplay.analyse(path: path, calibration: cal, speed: speed ?? .infinity)
             } catch let e as AnalysisError {
                 throw Offline.fail("capture replay", e.description)

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DXAcquisition
+import DXAnalysis
 import DXControl
 import DXReport
 import Foundation
@@ -222,11 +223,13 @@ struct ExamCommands: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Correct a site's ROIs (disc lines, vertebra labels, the neck box), with a reason; the site is analysed again and the change recorded.",
             discussion: """
-            AP spine: --move-disc L2/L3=+2.5 moves the disc line between L2 and L3 2.5 mm towards the feet (− towards the head); \
+            AP spine: --move-disc L2/L3=+2.5 moves the disc line between L2 and L3 2.5 mm towards the feet (- towards the head); \
             --disc-lines gives every disc line's y on the table (mm, top to bottom); --relabel L3=L4 renames the vertebra now \
-            called L3 as L4, and every other with it. Hips: --neck-box +2 moves the neck box 2 mm along the neck towards the \
-            trochanter (− towards the head). --reset goes back to the automatic ROIs. Each correction starts from the ROIs as \
-            they are now, and is kept on the exam's record with who made it, when, why, and the numbers before and after.
+            called L3 as L4, and every other with it; --l4-at Y names the vertebra at y Y mm L4 (where the analysis could not \
+            name them). Hips: --neck-box 2 moves the neck box 2 mm along the neck towards the trochanter, --neck-box -2 towards \
+            the head. --reset goes back to the automatic ROIs. Each correction starts from the ROIs as they are now, is made on \
+            the attempt whose result is shown (refused if the site was rescanned meanwhile), and is kept on the exam's record \
+            with who made it, when, why, and the numbers before and after.
             """)
         @OptionGroup var options: ConnectionOptions
         @Argument(help: "The exam number.") var exam: Int64
@@ -236,11 +239,17 @@ struct ExamCommands: AsyncParsableCommand {
         var moveDisc: [String] = []
         @Option(help: "Every disc line's y (mm), top to bottom, comma-separated.") var discLines: String?
         @Option(help: "FROM=TO: the vertebra now called FROM is TO.") var relabel: String?
-        @Option(help: "Move the neck box this many mm along the neck (+ towards the trochanter).") var neckBox: Double?
+        @Option(name: .customLong("l4-at"), help: "Y: the vertebra whose body contains y Y mm is L4.") var l4At: Double?
+        @Option(parsing: .unconditional, help: "Move the neck box this many mm along the neck (+ towards the trochanter, - towards the head).")
+        var neckBox: Double?
         @Flag(help: "Back to the automatic ROIs.") var reset = false
 
         func validate() throws {
             if discLines != nil && !moveDisc.isEmpty { throw ValidationError("--disc-lines and --move-disc cannot be combined") }
+            if relabel != nil && l4At != nil { throw ValidationError("--relabel and --l4-at both name the vertebrae: give one") }
+            if reset && (discLines != nil || !moveDisc.isEmpty || relabel != nil || l4At != nil || neckBox != nil) {
+                throw ValidationError("--reset goes back to the automatic ROIs: it takes no other change")
+            }
             if let r = relabel, r.split(separator: "=").count != 2 { throw ValidationError("--relabel FROM=TO, for example L3=L4, not \(r)") }
             for m in moveDisc where Self.parseMove(m) == nil { throw ValidationError("--move-disc A/B=MM, for example L2/L3=+2.5, not \(m)") }
             if let d = discLines, Self.parseLines(d) == nil { throw ValidationError("--disc-lines: numbers in mm separated by commas, not \(d)") }
@@ -249,9 +258,11 @@ struct ExamCommands: AsyncParsableCommand {
         static func parseMove(_ text: String) -> (above: String, below: String, mm: Double)? {
             let parts = text.split(separator: "=")
             guard parts.count == 2, let mm = Double(parts[1]), mm.isFinite else { return nil }
-            let names = parts[0].split(separator: "/")
-            guard names.count == 2 else { return nil }
-            return (String(names[0]), String(names[1]), mm)
+            let names = parts[0].split(separator: "/").map(String.init)
+            guard names.count == 2, let a = CorrectionRequest.levelIndex(names[0]), let b = CorrectionRequest.levelIndex(names[1]), b == a + 1 else {
+                return nil
+            }
+            return (names[0], names[1], mm)
         }
 
         static func parseLines(_ text: String) -> [Double]? {
@@ -260,35 +271,41 @@ struct ExamCommands: AsyncParsableCommand {
             return values.compactMap { $0 }
         }
 
+        /// The disc lines with the moves applied: line k is vertebra k's upper, the last one the
+        /// last vertebra's lower; the line between A and B is A's lower (or B's upper).
+        static func moved(_ spine: SpineMeasurement, _ moves: [(above: String, below: String, mm: Double)]) throws -> [Double] {
+            guard let last = spine.vertebrae.last else { return [] }
+            var lines = spine.vertebrae.map(\.upper.yMM) + [last.lower.yMM]
+            for move in moves {
+                let k = spine.vertebrae.firstIndex { $0.name == move.above }.map { $0 + 1 } ?? spine.vertebrae.firstIndex { $0.name == move.below }
+                guard let k else {
+                    throw CLIError(message: "no disc line between \(move.above) and \(move.below) in the analysis (vertebrae: \(spine.vertebrae.map(\.name).joined(separator: ", ")))",
+                                   status: .badInput)
+                }
+                lines[k] += move.mm
+            }
+            return lines
+        }
+
         func run() async throws {
+            // The result shown now: the attempt the correction is for, and its disc lines.
+            let results = try await options.call(.examResults, ExamIDParams(examID: exam))
+            let shown = results.sites.first { $0.site == site.rawValue }
             var lines = discLines.flatMap(Self.parseLines)
             if !moveDisc.isEmpty {
-                // The disc lines as they are now, from the site's current result.
-                let results = try await options.call(.examResults, ExamIDParams(examID: exam))
-                guard let spine = results.sites.first(where: { $0.site == site.rawValue })?.result?.spine, let last = spine.vertebrae.last else {
+                guard let spine = shown?.result?.spine else {
                     throw CLIError(message: "the \(site.title) has no disc lines to move (no spine analysis); give them all with --disc-lines",
                                    status: .badInput)
                 }
-                var current = spine.vertebrae.map(\.upper.yMM) + [last.lower.yMM]
-                for m in moveDisc {
-                    guard let move = Self.parseMove(m) else { continue }
-                    let above = spine.vertebrae.first { $0.name == move.above }?.lower.yMM
-                    let below = spine.vertebrae.first { $0.name == move.below }?.upper.yMM
-                    guard let y = above ?? below, let k = current.firstIndex(of: y),
-                          above == nil || below == nil || above == below else {
-                        throw CLIError(message: "no disc line between \(move.above) and \(move.below) in the \(site.title)'s analysis (vertebrae: \(spine.vertebrae.map(\.name).joined(separator: ", ")))",
-                                       status: .badInput)
-                    }
-                    current[k] = y + move.mm
-                }
-                lines = current
+                lines = try Self.moved(spine, moveDisc.compactMap(Self.parseMove))
             }
             let relabelling = relabel.map { r -> CorrectionRequest.Relabel in
                 let p = r.split(separator: "=").map(String.init)
                 return CorrectionRequest.Relabel(from: p[0], to: p[1])
             }
             let r = try await options.call(.examCorrect, ExamCorrectParams(examID: exam, site: site, reason: reason, discLinesMM: lines,
-                                                                           relabel: relabelling, neckBoxShiftMM: neckBox, reset: reset ? true : nil))
+                                                                           relabel: relabelling, l4YMM: l4At, neckBoxShiftMM: neckBox,
+                                                                           reset: reset ? true : nil, attempt: shown?.attempt))
             if options.json { Output.json(r); return }
             ResultsText.printCorrection(r.correction)
             ResultsText.printSite(r.result)

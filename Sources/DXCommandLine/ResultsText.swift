@@ -61,6 +61,7 @@ enum ResultsText {
     /// One correction: who, when, what and why, and the numbers that changed.
     static func printCorrection(_ c: CorrectionRecord, indent: String = "") {
         print("\(indent)ROIs corrected by \(c.by) at \(c.at): \(c.change) (\(c.reason))")
+        if let note = c.note { print("\(indent)  ! \(note)") }
         let before = Dictionary(c.before.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for a in c.after {
             let b = before[a.name]

@@ -485,8 +485,10 @@ public struct ExamSkipParams: Codable, Sendable, Equatable {
 
 /// `exam.correct`: a technologist's correction of a site's ROIs, with the reason. AP spine:
 /// `disc_lines_mm` (every disc line's y, top to bottom) and/or `relabel` ({from, to}: the
-/// vertebra now called `from` is `to`); hips: `neck_box_shift_mm` (along the neck, + towards
-/// the trochanter, from where the box is now); `reset` goes back to the automatic ROIs.
+/// vertebra now called `from` is `to`) or `l4_y_mm` (the level containing that y is L4); hips:
+/// `neck_box_shift_mm` (along the neck, + towards the trochanter, from where the box is now);
+/// `reset` goes back to the automatic ROIs. `attempt`: the attempt whose image the request was
+/// made on (refused if the site's result is now another's).
 public struct ExamCorrectParams: Codable, Sendable, Equatable {
     public var examID: Int64
     public var site: Site
@@ -494,18 +496,21 @@ public struct ExamCorrectParams: Codable, Sendable, Equatable {
     public var discLinesMM: [Double]?
     public var relabel: CorrectionRequest.Relabel?
     public var neckBoxShiftMM: Double?
+    public var l4YMM: Double?
     public var reset: Bool?
+    public var attempt: Int?
     public enum CodingKeys: String, CodingKey {
-        case site, reason, relabel, reset
-        case examID = "exam_id", discLinesMM = "disc_lines_mm", neckBoxShiftMM = "neck_box_shift_mm"
+        case site, reason, relabel, reset, attempt
+        case examID = "exam_id", discLinesMM = "disc_lines_mm", neckBoxShiftMM = "neck_box_shift_mm", l4YMM = "l4_y_mm"
     }
     public init(examID: Int64, site: Site, reason: String, discLinesMM: [Double]? = nil, relabel: CorrectionRequest.Relabel? = nil,
-                neckBoxShiftMM: Double? = nil, reset: Bool? = nil) {
+                l4YMM: Double? = nil, neckBoxShiftMM: Double? = nil, reset: Bool? = nil, attempt: Int? = nil) {
         self.examID = examID; self.site = site; self.reason = reason; self.discLinesMM = discLinesMM; self.relabel = relabel
-        self.neckBoxShiftMM = neckBoxShiftMM; self.reset = reset
+        self.l4YMM = l4YMM; self.neckBoxShiftMM = neckBoxShiftMM; self.reset = reset; self.attempt = attempt
     }
     public var request: CorrectionRequest {
-        CorrectionRequest(discLinesMM: discLinesMM, relabel: relabel, neckBoxShiftMM: neckBoxShiftMM, reset: reset ?? false, reason: reason)
+        CorrectionRequest(discLinesMM: discLinesMM, relabel: relabel, l4YMM: l4YMM, neckBoxShiftMM: neckBoxShiftMM, reset: reset ?? false,
+                          attempt: attempt, reason: reason)
     }
 }
 

@@ -39,6 +39,10 @@ struct CorrectionIntegrationTests {
             .object(["exam_id": exam, "site": .string("left_hip"), "reason": .string("r"), "neck_box_shift_mm": .number(40)]),
             .object(["exam_id": exam, "site": .string("ap_spine"), "reason": .string("r")]),
             .object(["exam_id": .number(999), "site": .string("ap_spine"), "reason": .string("r"), "reset": .bool(true)]),
+            .object(["exam_id": exam, "site": .string("left_hip"), "reason": .string("r"), "reset": .bool(true), "neck_box_shift_mm": .number(1)]),
+            .object(["exam_id": exam, "site": .string("ap_spine"), "reason": .string("r"), "l4_y_mm": .number(l3.centreYMM),
+                     "relabel": .object(["from": .string("L3"), "to": .string("L4")])]),
+            .object(["exam_id": exam, "site": .string("ap_spine"), "reason": .string("bell\u{7}"), "l4_y_mm": .number(l3.centreYMM)]),
         ]
         for bad in refusals {
             do {
@@ -106,7 +110,23 @@ struct CorrectionIntegrationTests {
         let final = try await daemon.call(.examResults, ExamIDParams(examID: examID))
         let finalSpine = try #require(final.sites.first { $0.site == "ap_spine" })
         #expect(finalSpine.result?.rois == spine.rois && finalSpine.result?.correction == nil && finalSpine.corrections.count == 3)
-        let bad = try await daemon.cli(["exam", "correct", String(id), "ap_spine", "--move-disc", "L9/L10=+1", "--reason", "x"])
-        #expect(bad.status == ExitStatus.badInput.rawValue && bad.err.contains("no disc line between L9 and L10"), "\(bad)")
+        let bad = try await daemon.cli(["exam", "correct", String(id), "ap_spine", "--move-disc", "T8/T9=+1", "--reason", "x"])
+        #expect(bad.status == ExitStatus.badInput.rawValue && bad.err.contains("no disc line between T8 and T9"), "\(bad)")
+        // Names that are not neighbours, reset with a change, a reason too long: refused before anything is sent.
+        for args in [["--move-disc", "L1/L3=+1"], ["--reset", "--relabel", "L3=L4"], ["--relabel", "L3"]] {
+            let r = try await daemon.cli(["exam", "correct", String(id), "ap_spine", "--reason", "x"] + args)
+            #expect(r.status == ExitStatus.badInput.rawValue, "\(args): \(r)")
+        }
+        let long = try await daemon.cli(["exam", "correct", String(id), "left_hip", "--neck-box", "-2", "--reason", String(repeating: "r", count: 501)])
+        #expect(long.status == ExitStatus.badInput.rawValue && long.err.contains("at most 500"), "\(long)")
+        // A negative move parses (towards the head), and a request made on another attempt's image is refused.
+        let back = try await daemon.cli(["exam", "correct", String(id), "left_hip", "--neck-box", "-2", "--reason", "towards the head"])
+        #expect(back.status == 0 && back.out.contains("neck box moved -2.0 mm"), "\(back)")
+        do {
+            _ = try await daemon.call(.examCorrect, ExamCorrectParams(examID: examID, site: .leftHip, reason: "stale image", neckBoxShiftMM: 1, attempt: 2))
+            Issue.record("a correction for attempt 2 landed on attempt 1")
+        } catch let e as RPCError {
+            #expect(e.code == RPCError.invalidParamsCode && e.message.contains("from attempt 1, not 2"), "\(e)")
+        }
     }
 }

@@ -14,6 +14,12 @@ public struct CorrectionRequest: Sendable, Equatable {
     /// AP spine: every disc line's y (mm), top to bottom.
     public var discLinesMM: [Double]?
     public var relabel: Relabel?
+    /// AP spine: the level whose body contains this y (mm) is L4 (for a spine the analysis
+    /// could not name, where there are no names to relabel).
+    public var l4YMM: Double?
+    /// The attempt the request was made on (its image); refused when the site's result is from
+    /// another.
+    public var attempt: Int?
     /// Hip: move the neck box this far along the neck (mm, + towards the trochanter).
     public var neckBoxShiftMM: Double?
     /// Back to the ROIs the analysis places.
@@ -21,8 +27,27 @@ public struct CorrectionRequest: Sendable, Equatable {
     /// Why (on the record, the report and the audit trail).
     public var reason: String
 
-    public init(discLinesMM: [Double]? = nil, relabel: Relabel? = nil, neckBoxShiftMM: Double? = nil, reset: Bool = false, reason: String) {
-        self.discLinesMM = discLinesMM; self.relabel = relabel; self.neckBoxShiftMM = neckBoxShiftMM; self.reset = reset; self.reason = reason
+    public init(discLinesMM: [Double]? = nil, relabel: Relabel? = nil, l4YMM: Double? = nil, neckBoxShiftMM: Double? = nil, reset: Bool = false,
+                attempt: Int? = nil, reason: String) {
+        self.discLinesMM = discLinesMM; self.relabel = relabel; self.l4YMM = l4YMM; self.neckBoxShiftMM = neckBoxShiftMM; self.reset = reset
+        self.attempt = attempt; self.reason = reason
+    }
+
+    /// The longest reason kept (a sentence or two; the record, the audit trail and the report carry it).
+    public static let reasonLimit = 500
+
+    /// Why the request itself cannot be made, whatever the scan.
+    public var problem: String? {
+        let reason = self.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+        if reason.isEmpty { return "a correction needs a reason" }
+        if reason.count > Self.reasonLimit { return "the reason is \(reason.count) characters; at most \(Self.reasonLimit)" }
+        if reason.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) { return "the reason has control characters" }
+        let changes = [discLinesMM != nil, relabel != nil, l4YMM != nil, neckBoxShiftMM != nil]
+        if reset && changes.contains(true) { return "reset goes back to the automatic ROIs: it takes no other change" }
+        if !reset && !changes.contains(true) { return "nothing to correct: give disc lines, a relabel, L4's position, a neck box move, or reset" }
+        if relabel != nil && l4YMM != nil { return "a relabel and L4's position name the vertebrae twice: give one" }
+        if let a = attempt, a < 1 { return "attempt \(a): attempts count from 1" }
+        return nil
     }
 
     /// The request in words, for the record.
@@ -31,12 +56,13 @@ public struct CorrectionRequest: Sendable, Equatable {
         if reset { parts.append("back to the automatic ROIs") }
         if let ys = discLinesMM { parts.append("disc lines at " + ys.map { String(format: "%.1f", $0) }.joined(separator: ", ") + " mm") }
         if let r = relabel { parts.append("the vertebra called \(r.from) relabelled \(r.to)") }
+        if let y = l4YMM { parts.append(String(format: "the vertebra at y %.1f mm named L4", y)) }
         if let s = neckBoxShiftMM { parts.append(String(format: "neck box moved %+.1f mm along the neck", s)) }
         return parts.joined(separator: "; ")
     }
 
     /// Where a lumbar or thoracic name lies in the column (L1 = 1, T12 = 0, T11 = −1 …).
-    static func levelIndex(_ name: String) -> Int? {
+    public static func levelIndex(_ name: String) -> Int? {
         guard name.count >= 2, let n = Int(name.dropFirst()), let letter = name.first else { return nil }
         switch letter {
         case "L" where (1...6).contains(n): return n
@@ -77,6 +103,8 @@ public struct CorrectionRecord: Sendable, Codable, Equatable {
     public var correction: ROICorrection?
     public var before: [ROIValue]
     public var after: [ROIValue]
+    /// What else the reader of the numbers must know (a different analysis version before).
+    public var note: String?
 
     public init(site: String, attempt: Int, at: String, by: String, reason: String, change: String, correction: ROICorrection?,
                 before: [ROIValue], after: [ROIValue]) {
@@ -95,6 +123,7 @@ extension ROICorrection {
         var next = self
         if let ys = request.discLinesMM { next.discLinesMM = ys }
         if let shift = request.neckBoxShiftMM { next.neckBoxShiftMM = (next.neckBoxShiftMM ?? 0) + shift }
+        if let y = request.l4YMM { next.l4YMM = y }
         if let relabel = request.relabel {
             guard let from = CorrectionRequest.levelIndex(relabel.from), let to = CorrectionRequest.levelIndex(relabel.to) else {
                 return .failure(SiteAnalysisError("relabel names vertebrae T1–T12 or L1–L6, not \(relabel.from) and \(relabel.to)"))

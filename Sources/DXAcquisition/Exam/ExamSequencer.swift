@@ -149,21 +149,30 @@ public actor ExamSequencer {
     /// why and the numbers before and after. A request that cannot be applied changes nothing.
     public func correct(examID: Int64, site: Site, request: CorrectionRequest, by: String) throws(ExamError) -> (record: CorrectionRecord, result: SiteResult) {
         let exam = try stored(examID)
-        if let r = running, r.examID == examID, r.site == site { throw ExamError.stepRunning(examID, site) }
+        // The analyses run on this actor: none while a step runs, so that an abort is never
+        // queued behind one.
+        if let r = running { throw ExamError.stepRunning(r.examID, r.site) }
+        if let why = request.problem { throw .correction(why) }
         let reason = request.reason.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !reason.isEmpty else { throw .correction("a correction needs a reason") }
-        guard request.reset || request.discLinesMM != nil || request.relabel != nil || request.neckBoxShiftMM != nil else {
-            throw .correction("nothing to correct: give disc lines, a relabel, a neck box move, or reset")
-        }
         guard let attempt = exam.attempts.last(where: { $0.site == site && $0.status == .completed }) else {
             throw .correction("the \(site.title) has no completed scan")
         }
-        guard let path = attempt.decomposed else {
-            throw .correction("the \(site.title)'s decomposed scan was not kept: analyse its capture with dexa analyze")
+        // Disc lines and positions are table millimetres of one scan: a request made on an
+        // earlier attempt's image does not land on a rescan.
+        if let asked = request.attempt, asked != attempt.attempt {
+            throw .correction("the \(site.title)'s result is from attempt \(attempt.attempt), not \(asked): look at the new image and correct again")
+        }
+        // A live decomposition that missed lines is not analysed (the result would depend on the
+        // load); a correction must not analyse it either.
+        guard attempt.quickLook?.complete == true, let path = attempt.decomposed else {
+            throw .correction("the \(site.title)'s live decomposition is incomplete or was not kept: analyse its capture with dexa analyze")
         }
         var scan: DecomposedScan
         do { scan = try DecomposedScan.read(path: path) } catch {
             throw .correction("the \(site.title)'s decomposed scan \(path) cannot be read (\(error))")
+        }
+        guard scan.provenance.capture == attempt.capture, scan.provenance.scanID == attempt.scanID else {
+            throw .correction("\(path) is not the decomposition of the \(site.title)'s scan (its capture or scan id differ): analyse the capture with dexa analyze")
         }
         scan.provenance.region = site.rawValue
         let patient = PatientContext(sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate, on: exam.startedAt ?? exam.createdAt)
@@ -181,8 +190,13 @@ public actor ExamSequencer {
         case .success(let r): result = r
         case .failure(let e): throw .correction(e.description)
         }
-        let record = CorrectionRecord(site: site.rawValue, attempt: attempt.attempt, at: stamp(), by: by, reason: reason, change: request.words,
+        var record = CorrectionRecord(site: site.rawValue, attempt: attempt.attempt, at: stamp(), by: by, reason: reason, change: request.words,
                                       correction: result.correction, before: CorrectionRecord.ROIValue.of(current), after: CorrectionRecord.ROIValue.of(result))
+        // Analysed again by this version: when the first analysis was another's, the numbers
+        // before and after differ by that too, and the record says so.
+        if let was = current?.analysisVersion, was != result.analysisVersion {
+            record.note = "the numbers before are from analysis \(was), after from \(result.analysisVersion): part of the change is the analysis's"
+        }
         try store { try recorder.recordCorrection(examID: examID, analysis: result, record: record) }
         logger.notice("ROIs corrected", metadata: ["exam": "\(examID)", "site": "\(site.rawValue)", "by": "\(by)", "change": "\(record.change)"])
         return (record, result)
