@@ -108,7 +108,7 @@ let package = Package(
         // daemon, CLI and simulator processes against each other.
         .testTarget(name: "DXProtocolTests", dependencies: ["DXProtocol"]),
         .testTarget(name: "DXClinicalTests", dependencies: ["DXClinical"]),
-        .testTarget(name: "DXReportTests", dependencies: ["DXReport", "DXAcquisition", "DXAnalysis", "DXClinical", "DXDecomposition", "DXSimulator", "DXTestSupport"]),
+        .testTarget(name: "DXReportTests", dependencies: ["DXReport", "CCairo", "DXAcquisition", "DXAnalysis", "DXClinical", "DXDecomposition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXAnalysisTests", dependencies: ["DXAnalysis", "DXDecomposition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXDecompositionTests", dependencies: ["DXDecomposition", "DXSimulator"]),
         .testTarget(name: "DXDeviceTests", dependencies: ["DXDevice", "DXAcquisition", "DXSimulator", "DXTestSupport"]),

@@ -191,11 +191,12 @@ struct ExamCommands: AsyncParsableCommand {
             abstract: "The exam's clinical results: each site's regions with BMD, T- and Z-scores, exclusions, findings, the diagnosis and the dose.")
         @OptionGroup var options: ConnectionOptions
         @Argument(help: "The exam number.") var exam: Int64
-        @Option(help: "Also write the report page (A4) as PDF to this file.") var pdf: String?
-        @Option(help: "Also write the report page as PNG (150 dpi) to this file.") var png: String?
+        @Option(help: "Also write the report (A4 pages) as PDF to this file.") var pdf: String?
+        @Option(help: "Also write the report as PNG (150 dpi) to this file; a second page goes beside it as FILE-2.png.") var png: String?
 
         func run() async throws {
             let r = try await options.call(.examResults, ExamIDParams(examID: exam))
+            var pngFiles: [String] = []
             if pdf != nil || png != nil {
                 // The images come from the sites' decomposed scans, beside their captures in
                 // the daemon's state directory (readable by the dexa group).
@@ -206,7 +207,7 @@ struct ExamCommands: AsyncParsableCommand {
                 }
                 do {
                     if let pdf { try ReportWriter.pdf(r, scans: scans, to: pdf) }
-                    if let png { try ReportWriter.png(r, scans: scans, to: png) }
+                    if let png { pngFiles = try ReportWriter.png(r, scans: scans, to: png) }
                 } catch {
                     FileHandle.standardError.write(Data("dexa exam report: \(error.description)\n".utf8))
                     throw ExitCode(ExitStatus.failure.rawValue)
@@ -215,7 +216,7 @@ struct ExamCommands: AsyncParsableCommand {
             if options.json { Output.json(r); return }
             ResultsText.printResults(r)
             if let pdf { print("report: \(pdf)") }
-            if let png { print("report image: \(png)") }
+            for file in pngFiles { print("report image: \(file)") }
         }
     }
 

@@ -78,13 +78,14 @@ public struct Decomposer: Sendable {
         // Scratch for the whole line in two blocks (the hot path allocates nothing per pixel).
         let scratch = UnsafeMutablePointer<Double>.allocate(capacity: 7 * n)
         defer { scratch.deallocate() }
-        let marks = UnsafeMutablePointer<Bool>.allocate(capacity: 4 * n)
+        let marks = UnsafeMutablePointer<Bool>.allocate(capacity: 6 * n)
         defer { marks.deallocate() }
         let queue = UnsafeMutablePointer<Int>.allocate(capacity: max(n, 1))
         defer { queue.deallocate() }
         let ratio = scratch, su = scratch + n, sv = scratch + 2 * n, sr = scratch + 3 * n, eroded = scratch + 4 * n, baseline = scratch + 5 * n
         let sideHigh = scratch + 6 * n
-        let tissue = marks, isBone = marks + n, covered = marks + 2 * n, usable = marks + 3 * n
+        let tissue = marks, isBone = marks + n, covered = marks + 2 * n, usable = marks + 3 * n, plausible = marks + 4 * n
+        let rejected = marks + 5 * n
         var bone = [Double](repeating: .nan, count: n), soft = bone, fat = bone
         a.low.withUnsafeBufferPointer { low in a.high.withUnsafeBufferPointer { high in
         a.varianceLow.withUnsafeBufferPointer { varLow in a.varianceHigh.withUnsafeBufferPointer { varHigh in
@@ -126,12 +127,18 @@ public struct Decomposer: Sendable {
             // neither may serve as the soft-tissue reference.
             for c in 0..<n { covered[c] = isBone[c] }
             Self.close(covered, n, gap: holeWidth)
+            // Soft tissue that can serve as a reference: not leaner than lean over the smoothing
+            // window. Faint bone beside a run that the classification missed (its baseline
+            // lifted onto bone where the run reaches the field's edge: the greater trochanter
+            // under thin tissue beside a hip's neck) reads leaner than lean, and would carry
+            // its bone under the run (the neck read up to 20 % low).
+            for c in 0..<n { plausible[c] = tissue[c] && sv[c] > 0 && fast.fatFraction(su[c], sv[c]) >= leanestTissue }
             // The soft tissue under bone (into `baseline`, no longer needed): the ratio
             // carried across each covered run from the tissue beside it.
             let softRatio = baseline
             for c in 0..<n { softRatio[c] = ratio[c] }
-            carrySoftTissueRatio(ratio: ratio, high: highBase, tissue: tissue, isBone: covered, n, into: softRatio, sideHigh: sideHigh,
-                                 memory: memory, yUm: a.yUm)
+            carrySoftTissueRatio(ratio: ratio, high: highBase, tissue: plausible, isBone: covered, n, into: softRatio, sideHigh: sideHigh,
+                                 rejected: rejected, memory: memory, yUm: a.yUm)
             // The soft-tissue reference of every other pixel (into `su`): the mean ratio of
             // the uncovered tissue around it, not its own ratio, so that its bone mineral is
             // measured against soft tissue too: noise around 0 where there is none, the bone
@@ -139,7 +146,7 @@ public struct Decomposer: Sendable {
             let localRatio = su
             for c in 0..<n { usable[c] = tissue[c] && !covered[c] }
             if memory?.ratio.count == n {
-                for c in 0..<n where usable[c] && ratio[c].isFinite {
+                for c in 0..<n where usable[c] && plausible[c] && !rejected[c] && ratio[c].isFinite {
                     memory?.ratio[c] = ratio[c]; memory?.high[c] = high[c]; memory?.yUm[c] = a.yUm
                 }
             }
@@ -201,7 +208,16 @@ public struct Decomposer: Sendable {
     /// little bone). A run with no soft tissue beside it gets NaN: not measurable.
     func carrySoftTissueRatio(ratio: UnsafePointer<Double>, high: UnsafePointer<Double>, tissue: UnsafePointer<Bool>, isBone: UnsafePointer<Bool>,
                               _ n: Int, into softRatio: UnsafeMutablePointer<Double>, sideHigh: UnsafeMutablePointer<Double>,
-                              memory: TissueMemory? = nil, yUm: Int32 = 0) {
+                              rejected: UnsafeMutablePointer<Bool>, memory: TissueMemory? = nil, yUm: Int32 = 0) {
+        // Whether a side window's mean reads as bone against a reference tissue (moved to the
+        // window's thickness): over `boneThreshold`.
+        func readsAsBone(_ w: (ratio: Double, high: Double), against ref: (ratio: Double, high: Double)) -> Bool {
+            let u = w.ratio * w.high, v = w.high
+            let r = thicknessCorrected(ratio: ref.ratio, sideHigh: ref.high, u: u, v: v)
+            let b = fast.bone(u, v, r)
+            return b.isFinite && b > boneThreshold
+        }
+        for c in 0..<n { rejected[c] = false }
         func mean(from: Int, to: Int) -> (ratio: Double, high: Double)? {
             var s = 0.0, h = 0.0, k = 0
             var i = from
@@ -231,6 +247,18 @@ public struct Decomposer: Sendable {
             let leftWindow = (max(0, c - 2 - neighbours), max(0, c - 2)), rightWindow = (min(n, end + 3), min(n, end + 3 + neighbours))
             var left = mean(from: leftWindow.0, to: leftWindow.1)
             var right = mean(from: rightWindow.0, to: rightWindow.1)
+            // Bone beside the run that neither the classification nor the lean rule caught (the
+            // pelvis faint beside a hip's head under fatty tissue) reads as bone against the
+            // tissue the earlier lines saw over the same channels: that tissue is the reference,
+            // and this line's window is not remembered as tissue.
+            if let l = left, let m = remembered(from: leftWindow.0, to: leftWindow.1), readsAsBone(l, against: m) {
+                left = m
+                for i in leftWindow.0..<leftWindow.1 { rejected[i] = true }
+            }
+            if let r = right, let m = remembered(from: rightWindow.0, to: rightWindow.1), readsAsBone(r, against: m) {
+                right = m
+                for i in rightWindow.0..<rightWindow.1 { rejected[i] = true }
+            }
             // No tissue beside the run in this line: the tissue earlier lines saw beside it, or,
             // where the run reaches the field's edge, over its own first (last) channels.
             if left == nil {

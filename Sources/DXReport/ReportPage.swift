@@ -5,53 +5,123 @@ import DXClinical
 import DXDecomposition
 import Foundation
 
-/// The exam's report as a physician reads it, one A4 page: patient and exam; for each site its
+/// The exam's report as a physician reads it, on A4 pages: patient and exam; for each site its
 /// image with the ROIs and labels, the table (region, BMD, T, Z, BMC, area), exclusions with
 /// their reasons, findings; the reference chart (BMD against age: the young-adult mean, ±1 and
-/// ±2 SD, the osteoporosis line, the patient's point); the diagnosis; the dose. Drawn with cairo
-/// from `ExamResults` and the sites' decomposed scans (which carry the images), nothing else.
+/// ±2 SD, the osteoporosis line, the patient's point); the diagnosis; the follow-up; the dose.
+/// Drawn with cairo from `ExamResults` and the sites' decomposed scans (which carry the
+/// images), nothing else. A part that does not fit goes whole to the next page (a full exam
+/// with both hips and a follow-up takes two); every page names the patient and the exam.
 enum ReportPage {
     static let width = 595.0, height = 842.0, margin = 36.0
+    /// The lowest a block may reach: the footer (up to three lines) sits below it.
+    static let contentBottom = height - margin - 30
 
-    static func draw(_ r: ExamResults, scans: [String: DecomposedScan], generated: Date, on c: Canvas) {
+    /// One part of the page drawn from its top (y, points); returns the y below it.
+    typealias Block = (Canvas, Double) -> Double
+
+    /// The report's parts in order: each site, the diagnosis, the follow-up, the dose. A part is
+    /// never split across pages.
+    static func blocks(_ r: ExamResults, scans: [String: DecomposedScan]) -> [Block] {
+        var out: [Block] = []
+        for site in r.sites {
+            if let result = site.result {
+                // Without its image (a decomposed scan not readable here) the table still stands.
+                out.append { c, y in drawSite(site, result, scan: scans[site.site], ageYears: r.patient.ageYears, at: y, on: c) }
+            } else {
+                out.append { c, y in
+                    c.colour(.black)
+                    c.font(10, bold: true)
+                    c.text(site.title, x: margin, y: y)
+                    c.font(8.5)
+                    c.colour(.grey)
+                    c.text(site.note ?? site.status, x: margin + 120, y: y)
+                    return y + 16
+                }
+            }
+        }
+        out.append { c, y in drawDiagnosis(r, at: y, on: c) }
+        if let f = r.followUp { out.append { c, y in drawFollowUp(f, at: y, on: c) } }
+        out.append { c, y in drawDose(r, at: y, on: c) }
+        return out
+    }
+
+    /// The blocks shared out over pages: each measured by drawing it where it is not seen
+    /// (a cairo recording surface), a page broken before a block that would reach the footer.
+    static func pages(_ r: ExamResults, scans: [String: DecomposedScan]) -> [[Block]] {
+        let all = blocks(r, scans: scans)
+        guard let surface = cairo_recording_surface_create(CAIRO_CONTENT_COLOR, nil) else { return [all] }
+        defer { cairo_surface_destroy(surface) }
+        guard let cr = cairo_create(surface) else { return [all] }
+        defer { cairo_destroy(cr) }
+        let scratch = Canvas(cr: cr)
+        var pages: [[Block]] = [[]]
+        var y = firstPageTop
+        for block in all {
+            let bottom = block(scratch, y)
+            if bottom > contentBottom, !(pages.last?.isEmpty ?? true) {
+                pages.append([])
+                y = nextPageTop
+                pages[pages.count - 1].append(block)
+                y = block(scratch, y)
+            } else {
+                pages[pages.count - 1].append(block)
+                y = bottom
+            }
+        }
+        return pages
+    }
+
+    static let firstPageTop = margin + 52, nextPageTop = margin + 30
+
+    /// Page `index` (from 0) of `count`: its header, its blocks, the footer.
+    static func draw(_ r: ExamResults, page blocks: [Block], index: Int, count: Int, generated: Date, on c: Canvas) {
         c.colour(.init(r: 1, g: 1, b: 1))
         c.rect(0, 0, width, height, fill: true)
         var y = margin + 14
         c.colour(.black)
-        c.font(15, bold: true)
-        c.text("Bone densitometry (DXA)", x: margin, y: y)
-        c.font(8)
-        c.colour(.grey)
-        c.text("DX-1 · exam \(r.examID) · \(r.examDate) · \(r.state.rawValue)", x: width - margin, y: y, align: .right)
-        y += 16
-        c.colour(.black)
-        c.font(9.5, bold: true)
-        c.text(r.patient.name, x: margin, y: y)
-        c.font(9)
-        let age = r.patient.ageYears.map { String(format: "%.0f years", $0.rounded(.down)) } ?? "age unknown"
-        c.text("ID \(r.patient.id) · \(r.patient.sex) · born \(r.patient.birthDate) · \(age)", x: margin + 150, y: y)
-        y += 8
+        if index == 0 {
+            c.font(15, bold: true)
+            c.text("Bone densitometry (DXA)", x: margin, y: y)
+            c.font(8)
+            c.colour(.grey)
+            c.text("DX-1 · exam \(r.examID) · \(r.examDate) · \(r.state.rawValue)", x: width - margin, y: y, align: .right)
+            y += 16
+            c.colour(.black)
+            c.font(9.5, bold: true)
+            c.text(r.patient.name, x: margin, y: y)
+            c.font(9)
+            let age = r.patient.ageYears.map { String(format: "%.0f years", $0.rounded(.down)) } ?? "age unknown"
+            c.text("ID \(r.patient.id) · \(r.patient.sex) · born \(r.patient.birthDate) · \(age)", x: margin + 150, y: y)
+            y += 8
+        } else {
+            // A continuation page names the patient and the exam: pages get separated.
+            c.font(9.5, bold: true)
+            c.text(r.patient.name, x: margin, y: y)
+            c.font(8)
+            c.colour(.grey)
+            c.text("ID \(r.patient.id) · DX-1 · exam \(r.examID) · \(r.examDate) · continued", x: width - margin, y: y, align: .right)
+            y += 8
+        }
         c.colour(.light)
         c.line(margin, y, width - margin, y, width: 1)
-        y += 14
+        y = index == 0 ? firstPageTop : nextPageTop
+        for block in blocks { y = block(c, y) }
 
-        for site in r.sites {
-            if let result = site.result {
-                // Without its image (a decomposed scan not readable here) the table still stands.
-                y = drawSite(site, result, scan: scans[site.site], ageYears: r.patient.ageYears, at: y, on: c)
-            } else {
-                c.colour(.black)
-                c.font(10, bold: true)
-                c.text(site.title, x: margin, y: y)
-                c.font(8.5)
-                c.colour(.grey)
-                c.text(site.note ?? site.status, x: margin + 120, y: y)
-                y += 16
-            }
-        }
+        // Footer.
+        c.font(6.5)
+        c.colour(.grey)
+        let stamp = generated.formatted(.iso8601)
+        let zScored = r.sites.contains { $0.result?.rois.contains { $0.zScore != nil } == true }
+        let zNote = zScored ? "" : " Z-scores need an age- and sex-matched reference, not installed."
+        let pageNote = count > 1 ? " Page \(index + 1) of \(count)." : ""
+        c.paragraph("Reference \(r.reference); analysis \(r.analysisVersion); generated \(stamp). BMD is this device's calibration of hydroxyapatite: T-scores against the published references are indicative until the device is cross-calibrated (docs/clinical-references.md).\(zNote)\(pageNote)",
+                    x: margin, y: height - margin - 10, width: width - 2 * margin, leading: 8)
+    }
 
-        // The diagnosis.
-        y += 4
+    /// The diagnosis and the rule it was read by.
+    static func drawDiagnosis(_ r: ExamResults, at top: Double, on c: Canvas) -> Double {
+        var y = top + 4
         c.colour(.light)
         c.line(margin, y, width - margin, y, width: 1)
         y += 16
@@ -71,12 +141,12 @@ enum ReportPage {
         let rule = d.zInterpretation != nil || d.whoClass == nil && d.tScore == nil && d.basis.contains("under 50")
             ? "Z-scores apply to \(d.basis) (ISCD): Z ≤ −2.0 is below the expected range for age; the WHO classes do not apply."
             : "WHO classes (T ≥ −1.0 normal; −2.5 < T < −1.0 low bone mass; T ≤ −2.5 osteoporosis) apply to \(d.basis)."
-        y = c.paragraph(rule + (d.note.map { " Note: \($0)." } ?? ""), x: margin, y: y, width: width - 2 * margin, leading: 10)
+        return c.paragraph(rule + (d.note.map { " Note: \($0)." } ?? ""), x: margin, y: y, width: width - 2 * margin, leading: 10)
+    }
 
-        if let f = r.followUp { y = drawFollowUp(f, at: y, on: c) }
-
-        // The dose.
-        y += 6
+    /// The dose-area product per site and in all.
+    static func drawDose(_ r: ExamResults, at top: Double, on c: Canvas) -> Double {
+        var y = top + 6
         c.colour(.black)
         c.font(9, bold: true)
         c.text("Dose (dose-area product)", x: margin, y: y)
@@ -91,15 +161,7 @@ enum ReportPage {
         c.font(8, bold: true)
         c.text("exam", x: margin, y: y)
         c.text(String(format: "%.2f mGy·cm²  (%d scans%@)", r.dose.dapMGyCm2, r.dose.scans, r.dose.estimated ? ", estimated in part" : ""), x: margin + 150, y: y)
-
-        // Footer.
-        c.font(6.5)
-        c.colour(.grey)
-        let stamp = generated.formatted(.iso8601)
-        let zScored = r.sites.contains { $0.result?.rois.contains { $0.zScore != nil } == true }
-        let zNote = zScored ? "" : " Z-scores need an age- and sex-matched reference, not installed."
-        c.paragraph("Reference \(r.reference); analysis \(r.analysisVersion); generated \(stamp). BMD is this device's calibration of hydroxyapatite: T-scores against the published references are indicative until the device is cross-calibrated (docs/clinical-references.md).\(zNote)",
-                    x: margin, y: height - margin - 10, width: width - 2 * margin, leading: 8)
+        return y + 4
     }
 
     /// The comparison with the prior exam: per monitored ROI prior and current BMD, the change
@@ -190,7 +252,8 @@ enum ReportPage {
         }
         c.font(7.5)
         c.colour(.grey)
-        let textWidth = width - margin - tx
+        // A hip's notes stop short of the chart beside its table.
+        let textWidth = isHip ? 262 : width - margin - tx
         let shown = result.rois.filter { !$0.forDiagnosis }.map(\.name)
         if !shown.isEmpty {
             y = c.paragraph("\(shown.joined(separator: ", ")): shown, not for diagnosis (ISCD).", x: tx, y: y + 2, width: textWidth, leading: 9)
@@ -222,12 +285,22 @@ enum ReportPage {
         let chartROI = result.roi("L1-L4") ?? hipROI
         let chartSite: ReferenceSite = chartROI?.name == "neck" ? .femoralNeck : chartROI?.name == "total_hip" ? .totalHip : .lumbarSpine
         if let total = chartROI, let bmd = total.bmdGCm2 {
-            let chartTop = max(y + 8, top + 150)
-            let chartHeight = min(120, imageTop + h - chartTop)
-            if chartHeight > 60 {
+            if isHip {
+                // A hip's beside its table, a narrow one, over the image's height.
+                let x = tx + 274, chartTop = top + 26
+                let box = (x: x, y: chartTop, w: width - margin - 18 - x, h: max(60, imageTop + h - 16 - chartTop))
                 ReferenceChart.draw(bmd: bmd, ageYears: ageYears, reference: ReferenceSet.nhanes.youngAdult(chartSite),
-                                    label: total.name, box: (tx + 18, chartTop, textWidth - 24, chartHeight), on: c)
-                y = chartTop + chartHeight
+                                    label: total.name, box: box, on: c)
+                y = max(y, box.y + box.h + 16)
+            } else {
+                // The spine's under its table, beside the tall image.
+                let chartTop = max(y + 8, top + 150)
+                let chartHeight = min(120, imageTop + h - chartTop)
+                if chartHeight > 60 {
+                    ReferenceChart.draw(bmd: bmd, ageYears: ageYears, reference: ReferenceSet.nhanes.youngAdult(chartSite),
+                                        label: total.name, box: (tx + 18, chartTop, textWidth - 24, chartHeight), on: c)
+                    y = chartTop + chartHeight
+                }
             }
         }
         return max(imageTop + h, y) + 20
@@ -324,7 +397,10 @@ enum ReferenceChart {
         c.colour(.black)
         c.rect(box.x, box.y, box.w, box.h, fill: false, width: 0.5)
         c.font(6.5)
-        for age in stride(from: 20.0, through: 90, by: 10) { c.text(String(Int(age)), x: px(age), y: box.y + box.h + 8, align: .centre) }
+        // Every 10 years, or every 20 on a narrow chart.
+        for age in stride(from: 20.0, through: 90, by: box.w < 150 ? 20 : 10) {
+            c.text(String(Int(age)), x: px(age), y: box.y + box.h + 8, align: .centre)
+        }
         c.text("age", x: box.x + box.w, y: box.y + box.h + 16, align: .right)
         for t in [1.0, 0, -1, -2, -2.5] {
             let v = ref.meanGCm2 + t * ref.sdGCm2

@@ -2,8 +2,9 @@ import DXAcquisition
 import DXAnalysis
 import DXClinical
 import DXDecomposition
+import CCairo
 import DXProtocol
-import DXReport
+@testable import DXReport
 import DXSimulator
 import DXTestSupport
 import Foundation
@@ -127,6 +128,58 @@ struct ReportTests {
         try ReportWriter.pdf(young, scans: scans, to: tmp.path + "/under-50.pdf")
         let (text, _) = try Self.pdfText(tmp.path + "/under-50.pdf")
         #expect(text.contains("lowest Z-score") && text.contains("the WHO classes do not apply") && !text.contains("Z-scores need"), "\(text)")
+    }
+
+    /// A full exam (spine, both hips, a follow-up): more than a page holds. The parts go whole
+    /// to a second page that names the patient and the exam; nothing is drawn into the footer;
+    /// the PNG is two files.
+    @Test func aFullExamTakesTwoPages() throws {
+        var (r, scans) = try Self.results()
+        var scanner = TableScanner(seed: 12)
+        var spec = PatientVariety.patient(seed: 10)
+        spec.spine.vertebrae[5].osteophyte = .left
+        let config = ScanConfiguration(scanID: 3, mode: .dual, xUm: 100_000, yStartUm: 860_000, lineCount: 150, lineStepUm: 1000,
+                                       linePeriodUs: 1_200_000, tubeCurrentUA: 333, linesPerFrame: 1)
+        let right = try scanner.decompose(PatientScene(spec), config, region: "right_hip")
+        let patient = PatientContext(sex: .female, ageYears: 67.4)
+        r.sites[2] = ExamResults.Site(site: "right_hip", title: "right hip", attempt: 1, status: "completed", capture: nil,
+                                      result: try SiteAnalysis.analyze(right, patient: patient).get(), note: nil,
+                                      dose: ScanDose(scans: 5, exposureMs: 181_940, dapMGyCm2: 2.24))
+        r.diagnosis = ExamResults.diagnose(r.sites, patient: patient)
+        r.dose = ScanDose(scans: 15, exposureMs: 585_580, dapMGyCm2: 10.89)
+        scans["right_hip"] = right
+        let pages = ReportPage.pages(r, scans: scans)
+        #expect(pages.count == 2)
+        let tmp = TemporaryDirectory()
+        let dir = ProcessInfo.processInfo.environment["DEXA_REPORT_EXAMPLE"] ?? tmp.path
+        let files = try ReportWriter.png(r, scans: scans, to: dir + "/report-full.png")
+        #expect(files == [dir + "/report-full.png", dir + "/report-full-2.png"])
+        #expect(files.allSatisfy { FileManager.default.fileExists(atPath: $0) })
+        let pdf = tmp.path + "/full.pdf"
+        try ReportWriter.pdf(r, scans: scans, to: pdf)
+        let (text, status) = try Self.pdfText(pdf)
+        #expect(status == 0)
+        // pdftotext separates pages with a form feed.
+        let pageTexts = text.split(separator: "\u{0C}", omittingEmptySubsequences: true).map(String.init).filter { !$0.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty }
+        #expect(pageTexts.count == 2)
+        if pageTexts.count == 2 {
+            #expect(pageTexts[0].contains("Page 1 of 2") && pageTexts[1].contains("Page 2 of 2"))
+            #expect(pageTexts[1].contains("Ada Example") && pageTexts[1].contains("ID P-0042") && pageTexts[1].contains("exam 7"))
+            #expect(pageTexts[1].contains("Dose (dose-area product)"))
+        }
+        // Every block on each page ends above the footer.
+        let surface = try #require(cairo_recording_surface_create(CAIRO_CONTENT_COLOR, nil))
+        defer { cairo_surface_destroy(surface) }
+        let cr = try #require(cairo_create(surface))
+        defer { cairo_destroy(cr) }
+        for (k, page) in pages.enumerated() {
+            var y = k == 0 ? ReportPage.firstPageTop : ReportPage.nextPageTop
+            for block in page { y = block(Canvas(cr: cr), y) }
+            #expect(y <= ReportPage.contentBottom, "page \(k + 1) reaches \(y)")
+        }
+        // A page's file name: the number before the extension.
+        #expect(ReportWriter.pagePath("/a/b/report.png", page: 2) == "/a/b/report-2.png")
+        #expect(ReportWriter.pagePath("/a/b/report", page: 3) == "/a/b/report-3")
     }
 
     /// A site whose decomposed scan cannot be read keeps its table; only the image is missing.

@@ -223,6 +223,10 @@ struct ExamTests {
         #expect(page.status == 0 && page.err.isEmpty, "\(page.err)")
         #expect((try? FileManager.default.attributesOfItem(atPath: dir.file("report.pdf"))[.size] as? Int).flatMap { $0 } ?? 0 > 10_000)
         #expect(FileManager.default.contents(atPath: dir.file("report.png"))?.starts(with: [0x89, 0x50, 0x4E, 0x47]) == true)
+        // Every page's PNG is named on the output and is there (the spine and both hips take two).
+        let images = page.out.split(separator: "\n").filter { $0.hasPrefix("report image: ") }.map { String($0.dropFirst("report image: ".count)) }
+        #expect(images.first == dir.file("report.png") && !images.isEmpty, "\(page.out)")
+        for image in images { #expect(FileManager.default.contents(atPath: image)?.starts(with: [0x89, 0x50, 0x4E, 0x47]) == true, "\(image)") }
         // The site's capture carries the patient's sex and birth date for offline scores.
         let capture = try #require(attempts.first?["capture"]?.stringValue)
         let (header, _) = try CaptureReader.read(path: capture)
