@@ -52,17 +52,17 @@ let package = Package(
         // The report page, drawn with cairo from an exam's results and its decomposed scans.
         .target(name: "DXReport", dependencies: ["CCairo", "DXAcquisition", "DXAnalysis", "DXClinical", "DXDecomposition"]),
         .target(name: "DXAcquisition", dependencies: [
-            "DXProtocol", "DXTransport", "DXDevice", "DXDecomposition", "DXAnalysis",
+            "DXProtocol", "DXTransport", "DXDevice", "DXDecomposition", "DXAnalysis", "DXClinical",
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The exam store: SQLite through GRDB, in the daemon's state directory.
         .target(name: "DXStore", dependencies: [
-            "DXProtocol", "DXAcquisition", "DXAnalysis",
+            "DXProtocol", "DXAcquisition", "DXAnalysis", "DXClinical",
             .product(name: "GRDB", package: "GRDB.swift"),
         ]),
         // Control path: socket -> sequencer -> device.
         .target(name: "DXControl", dependencies: [
-            "DXProtocol", "DXDevice", "DXDecomposition", "DXAcquisition",
+            "DXProtocol", "DXDevice", "DXDecomposition", "DXAcquisition", "DXClinical",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
@@ -114,7 +114,8 @@ let package = Package(
         .testTarget(name: "DXDeviceTests", dependencies: ["DXDevice", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXSimulatorTests", dependencies: ["DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXAcquisitionTests", dependencies: ["DXAcquisition", "DXTestSupport"]),
-        .testTarget(name: "DXStoreTests", dependencies: ["DXStore", "DXAcquisition", "DXAnalysis", "DXTestSupport"]),
+        .testTarget(name: "DXStoreTests", dependencies: ["DXStore", "DXAcquisition", "DXAnalysis", "DXClinical", "DXTestSupport",
+                                                        .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXAcquisition"]),
         .testTarget(name: "DXDaemonTests", dependencies: ["DXDaemon", "DXControl", "DXDecomposition", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["DXControl", "DXProtocol", "DXAcquisition", "DXAnalysis", "DXSimulator", "DXTestSupport"]),

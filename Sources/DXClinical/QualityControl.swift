@@ -166,7 +166,8 @@ public enum QualityControl {
     /// One result as the rules read it.
     public struct Point: Sendable, Codable, Equatable {
         public var measurementID: Int64
-        public var at: Date
+        /// When the scan was made, ISO 8601 (UTC).
+        public var at: String
         public var verdict: Verdict
         /// Per region: % from the baseline mean, and the CUSUM's two sides after this result (SDs).
         public var deviationPercent: [String: Double]
@@ -224,12 +225,12 @@ public enum QualityControl {
             baseline = try Self.baseline(from: history, rules: rules)
         } catch {
             let points = history.map {
-                Point(measurementID: $0.id, at: $0.at, verdict: .baseline, deviationPercent: [:], cusumHigh: [:], cusumLow: [:], reasons: [], warnings: [])
+                Point(measurementID: $0.id, at: $0.at.formatted(.iso8601), verdict: .baseline, deviationPercent: [:], cusumHigh: [:], cusumLow: [:], reasons: [], warnings: [])
             }
             return State(condition: .baselineIncomplete, points: points, baseline: nil, lastPass: nil, warnings: [], reason: error.description)
         }
         let points = history.prefix(rules.baselineScans).map {
-            Point(measurementID: $0.id, at: $0.at, verdict: .baseline, deviationPercent: [:], cusumHigh: [:], cusumLow: [:], reasons: [], warnings: [])
+            Point(measurementID: $0.id, at: $0.at.formatted(.iso8601), verdict: .baseline, deviationPercent: [:], cusumHigh: [:], cusumLow: [:], reasons: [], warnings: [])
         }
         var state = judge(Array(history.dropFirst(rules.baselineScans)), against: baseline, rules: rules)
         state.points = points + state.points
@@ -302,7 +303,7 @@ public enum QualityControl {
                 reason = nil
             }
             standing = warnings
-            points.append(Point(measurementID: m.id, at: m.at, verdict: verdict, deviationPercent: deviation, cusumHigh: high, cusumLow: low,
+            points.append(Point(measurementID: m.id, at: m.at.formatted(.iso8601), verdict: verdict, deviationPercent: deviation, cusumHigh: high, cusumLow: low,
                                 reasons: reasons, warnings: warnings))
         }
         return State(condition: condition, points: points, baseline: baseline, lastPass: lastPass, warnings: standing, reason: reason)

@@ -1,8 +1,10 @@
 import DXAcquisition
 import DXAnalysis
+import DXClinical
 import DXDecomposition
 import DXDevice
 import DXProtocol
+import Foundation
 
 // Every method's parameters and result, and every notification, as one type each
 // (docs/control-protocol.md). One naming rule on the wire: snake_case keys, the unit in the
@@ -579,5 +581,91 @@ public struct ExamWarningNotice: Codable, Sendable, Equatable {
     public init(examID: Int64, site: Site?, warning w: ExamWarning) {
         self.examID = examID; self.site = site; kind = w.kind; message = w.message; line = w.line
         value = w.value.flatMap { $0.isFinite ? $0 : nil }
+    }
+}
+
+// MARK: - Phantom QC (docs/qc.md)
+
+/// `qc.run`: the QC scan of the phantom on the table.
+public struct QCRunParams: Codable, Sendable, Equatable {
+    /// The QC phantom's ICD §8 JSON file (its ROIs), readable by dexad.
+    public var phantom: String
+    public init(phantom: String) { self.phantom = phantom }
+}
+
+/// `qc.status` (and `qc.reset`'s result): the unit's QC state.
+public struct QCStatusParams: Codable, Sendable, Equatable {
+    /// Every result's reading too (the history), not only the state.
+    public var history: Bool?
+    public init(history: Bool? = nil) { self.history = history }
+}
+
+/// `qc.reset`: a service action (a calibration, a part replaced, a drift's cause found) that
+/// starts a new history and so a new baseline.
+public struct QCResetParams: Codable, Sendable, Equatable {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+}
+
+public struct QCStatusResult: Codable, Sendable, Equatable {
+    public var device: String
+    public var condition: QualityControl.State.Condition
+    /// Why the unit is not in control, when it is not.
+    public var reason: String?
+    /// No passing result on this calendar day (the daemon's time zone).
+    public var due: Bool
+    public var warnings: [String]
+    public var baseline: QualityControl.Baseline?
+    /// Scans so far and scans the baseline needs.
+    public var scans: Int
+    public var baselineScans: Int
+    /// ISO 8601 (UTC).
+    public var lastPass: String?
+    /// The service reset the history starts from: when (ISO 8601), by whom, why.
+    public var reset: Reset?
+    public struct Reset: Codable, Sendable, Equatable {
+        public var at: String
+        public var by: String
+        public var reason: String
+    }
+    public var rules: QualityControl.Rules
+    /// Every result's reading, oldest first (with `history`).
+    public var points: [QualityControl.Point]?
+
+    public enum CodingKeys: String, CodingKey {
+        case device, condition, reason, due, warnings, baseline, scans, rules, points, reset
+        case baselineScans = "baseline_scans", lastPass = "last_pass"
+    }
+
+    public init(device: String, state: QualityControl.State, history: QCHistory, rules: QualityControl.Rules, due: Bool, withPoints: Bool) {
+        self.device = device
+        condition = state.condition
+        reason = state.reason
+        self.due = due
+        warnings = state.warnings
+        baseline = state.baseline
+        scans = history.measurements.count
+        baselineScans = rules.baselineScans
+        lastPass = state.lastPass?.formatted(.iso8601)
+        reset = history.reset.map { Reset(at: $0.at.formatted(.iso8601), by: $0.by, reason: $0.reason) }
+        self.rules = rules
+        points = withPoints ? state.points : nil
+    }
+}
+
+public struct QCRunResult: Codable, Sendable, Equatable {
+    public var measurementID: Int64
+    public var bmdGCm2: [String: Double]
+    public var capture: String?
+    /// This result's reading (`baseline` while the baseline fills).
+    public var verdict: QualityControl.Verdict
+    public var status: QCStatusResult
+
+    public enum CodingKeys: String, CodingKey {
+        case capture, verdict, status
+        case measurementID = "measurement_id", bmdGCm2 = "bmd_g_cm2"
+    }
+    public init(measurementID: Int64, bmdGCm2: [String: Double], capture: String?, verdict: QualityControl.Verdict, status: QCStatusResult) {
+        self.measurementID = measurementID; self.bmdGCm2 = bmdGCm2; self.capture = capture; self.verdict = verdict; self.status = status
     }
 }

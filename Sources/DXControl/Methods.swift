@@ -32,31 +32,35 @@ public enum ControlMethod: String, CaseIterable, Sendable {
     case examCorrect = "exam.correct"
     case precisionStudy = "precision.study"
     case precisionList = "precision.list"
+    case qcRun = "qc.run"
+    case qcStatus = "qc.status"
+    case qcReset = "qc.reset"
 
     /// The least role that may call it (docs/console.md): technologists run exams, position,
     /// read status and abort; raw scans and everything `service.*` need the service group.
     public var role: Role {
         // Exhaustive on purpose: a new method does not compile until it has a role.
         switch self {
-        case .scanRun, .serviceSelftest, .serviceSensors, .serviceLog, .serviceReport, .serviceMetrics, .serviceReset, .serviceCalibrate:
+        case .scanRun, .serviceSelftest, .serviceSensors, .serviceLog, .serviceReport, .serviceMetrics, .serviceReset, .serviceCalibrate, .qcReset:
             .service
         case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .scanAbort, .eventsSubscribe,
              .examCreate, .examChecklist, .examStart, .examNext, .examRepeat, .examSkip, .examAdd, .examAbort, .examGet, .examList,
-             .examResults, .examCorrect, .precisionStudy, .precisionList:
+             .examResults, .examCorrect, .precisionStudy, .precisionList, .qcRun, .qcStatus:
             .technologist
         }
     }
 
     /// Methods that can start or stop an exposure, or change how every later result is judged
-    /// (a precision study sets the LSC, a correction changes a patient's numbers): every call is written to the audit trail with its
+    /// (a precision study sets the LSC, a correction changes a patient's numbers, a QC result or
+    /// reset decides whether the unit is in control): every call is written to the audit trail with its
     /// parameters, allowed or refused, and how it ended when it failed.
     /// Exhaustive on purpose, like `role`.
     public var audited: Bool {
         switch self {
-        case .scanRun, .scanAbort, .serviceCalibrate, .examStart, .examNext, .examRepeat, .examAbort, .examCorrect, .precisionStudy: true
+        case .scanRun, .scanAbort, .serviceCalibrate, .examStart, .examNext, .examRepeat, .examAbort, .examCorrect, .precisionStudy, .qcRun, .qcReset: true
         case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .eventsSubscribe, .serviceSelftest, .serviceSensors, .serviceLog,
              .serviceReport, .serviceMetrics, .serviceReset, .examCreate, .examChecklist, .examSkip, .examAdd, .examGet, .examList,
-             .examResults, .precisionList:
+             .examResults, .precisionList, .qcStatus:
             false
         }
     }
@@ -99,6 +103,9 @@ extension RPC where Params == ExamIDParams, Result == ExamResults { public stati
 extension RPC where Params == ExamCorrectParams, Result == ExamCorrectResult { public static var examCorrect: Self { .init(.examCorrect) } }
 extension RPC where Params == PrecisionStudyParams, Result == PrecisionStudyResult { public static var precisionStudy: Self { .init(.precisionStudy) } }
 extension RPC where Params == NoParams, Result == PrecisionListResult { public static var precisionList: Self { .init(.precisionList) } }
+extension RPC where Params == QCRunParams, Result == QCRunResult { public static var qcRun: Self { .init(.qcRun) } }
+extension RPC where Params == QCStatusParams, Result == QCStatusResult { public static var qcStatus: Self { .init(.qcStatus) } }
+extension RPC where Params == QCResetParams, Result == QCStatusResult { public static var qcReset: Self { .init(.qcReset) } }
 
 /// The notifications the daemon sends, each with its one type.
 public enum ControlNotification: String, CaseIterable, Sendable {

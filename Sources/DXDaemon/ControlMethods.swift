@@ -1,4 +1,5 @@
 import DXAcquisition
+import DXClinical
 import DXControl
 import DXDecomposition
 import DXDevice
@@ -156,6 +157,21 @@ private struct Methods: Sendable {
             return PrecisionStudyResult(try await exams.precisionStudy(examIDs: p.examIDs, save: save, by: Self.user(context)), saved: save)
         }
         t.on(.precisionList) { _, _ in PrecisionListResult(studies: try await exams.precision()) }
+        t.on(.qcRun) { p, context in try await qcRun(p, by: Self.user(context)) }
+        t.on(.qcStatus) { p, _ in
+            guard let info = await session.info else { throw DeviceError.notConnected }
+            return try await qcStatus(device: CalibratedUnit(info).description, withPoints: p.history ?? false)
+        }
+        t.on(.qcReset) { p, context in
+            let reason = p.reason.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard !reason.isEmpty, reason.count <= 500, !reason.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) }) else {
+                throw RPCError.invalidParams("'reason': what was done (a calibration, a part replaced, the drift's cause), 1 to 500 characters without control characters")
+            }
+            guard let info = await session.info else { throw DeviceError.notConnected }
+            let device = CalibratedUnit(info).description
+            try await exams.qcReset(device: device, by: Self.user(context), reason: reason)
+            return try await qcStatus(device: device, withPoints: false)
+        }
         t.on(.examList) { p, _ in
             let limit = p.limit ?? 20
             guard (1...500).contains(limit) else { throw RPCError.invalidParams("'limit': 1 to 500, not \(limit)") }
@@ -233,6 +249,47 @@ private struct Methods: Sendable {
         let store = CalibrationStore(stateDirectory: configuration.stateDirectory)
         try store.save(run.calibration)
         return CalibrateResult(file: store.path, capture: run.capture, calibration: run.calibration, verdict: verdict)
+    }
+
+    /// `qc.run`: the QC scan (`QCRun`) measured live with the unit's calibration; a usable
+    /// result is stored and the rules read the history (docs/qc.md). Without a calibration of
+    /// this unit's there is no QC: the scan is refused before anything moves.
+    private func qcRun(_ p: QCRunParams, by: String) async throws -> QCRunResult {
+        let phantom = try Self.loadPhantom(p.phantom)
+        guard let info = await session.info else { throw DeviceError.notConnected }
+        let plans: [ScanPlan]
+        do { plans = try QCRun.plans(phantom: phantom, info: info) } catch { throw RPCError.invalidParams("\(p.phantom): \(error.description)") }
+        let calibration: Calibration
+        switch CalibrationStore(stateDirectory: configuration.stateDirectory).load(for: info) {
+        case .success(let c): calibration = c
+        case .failure(let problem): throw problem
+        }
+        let live = LiveSequenceAnalysis(calibration: calibration, geometry: ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm)),
+                                        rois: phantom.rois ?? [], scans: plans.map { .init(role: $0.role, configuration: $0.configuration(id: 0)) })
+        let (_, capture) = try await device.runner.runSequence(plans, phantom: phantom, onLines: { index, lines in live.lines(lines, scan: index) })
+        let bmd: [String: Double]
+        switch await live.finish() {
+        case .success(let result):
+            do { bmd = try QCRun.measurement(result, phantom: phantom) } catch {
+                throw RPCError(code: RPCError.scanFailedCode, message: "\(capture ?? "the QC scan"): \(error.description)")
+            }
+        case .failure(let e):
+            throw RPCError(code: RPCError.scanFailedCode, message: "\(capture ?? "the QC scan"): not a QC result, nothing added: \(e.description)")
+        }
+        let device = CalibratedUnit(info).description
+        let rules = configuration.qcRules
+        let r = try await exams.qcRecord(device: device, bmdGCm2: bmd, capture: capture, by: by, rules: rules)
+        let status = QCStatusResult(device: device, state: r.state, history: r.history, rules: rules,
+                                    due: QualityControl.isDue(r.state, at: await exams.currentTime, calendar: .current), withPoints: false)
+        let verdict = r.state.points.last { $0.measurementID == r.id }?.verdict ?? .baseline
+        return QCRunResult(measurementID: r.id, bmdGCm2: bmd, capture: capture, verdict: verdict, status: status)
+    }
+
+    private func qcStatus(device: String, withPoints: Bool) async throws -> QCStatusResult {
+        let rules = configuration.qcRules
+        let (state, history) = try await exams.qcState(device: device, rules: rules)
+        return QCStatusResult(device: device, state: state, history: history, rules: rules,
+                              due: QualityControl.isDue(state, at: await exams.currentTime, calendar: .current), withPoints: withPoints)
     }
 
     static func loadPhantom(_ path: String) throws -> Phantom {

@@ -1,3 +1,4 @@
+import DXClinical
 import DXProtocol
 import DXSimulator
 import Foundation
@@ -100,6 +101,15 @@ public struct DaemonConfiguration: Sendable, Equatable {
     /// The Z-score reference (an age- and sex-matched table, docs/clinical-references.md);
     /// none by default.
     public var zReference: String?
+    /// Phantom QC scans that set the baseline (10–25; docs/qc.md).
+    public var qcBaselineScans = QualityControl.Rules().baselineScans
+
+    /// The QC rules in force.
+    public var qcRules: QualityControl.Rules {
+        var r = QualityControl.Rules()
+        r.baselineScans = qcBaselineScans
+        return r
+    }
 
     public init() {}
 
@@ -112,7 +122,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public static let keys = ["socket", "device", "state_directory", "record_captures", "time_scale",
                               "simulator_seed", "simulator_orderings", "simulator_watchdog_floor_ms", "simulator_phantom", "simulator_physics", "simulator_serial", "dap_per_mas_mgy_cm2", "command_timeout_ms", "log_level", "technologist_group", "service_group",
                               "audit_log", "socket_mode", "socket_group", "usb_vendor_id", "usb_product_id",
-                              "exam_database", "exam_protocol", "z_reference"]
+                              "exam_database", "exam_protocol", "z_reference", "qc_baseline_scans"]
 
     /// Applies one `key = value` setting.
     public mutating func set(_ key: String, _ value: String) throws(ConfigurationError) {
@@ -190,6 +200,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
         case "z_reference":
             guard value.hasPrefix("/") || value.hasPrefix(".") else { throw .invalid(key, "must be a path") }
             zReference = value
+        case "qc_baseline_scans":
+            guard let v = Int(value), (10...25).contains(v) else { throw .invalid(key, "expected 10 to 25 scans") }
+            qcBaselineScans = v
         case "socket_group":
             socketGroup = value.isEmpty || value == "none" ? nil : value
         default:

@@ -1,5 +1,6 @@
 import DXAnalysis
 import DXAcquisition
+import DXClinical
 import Foundation
 import GRDB
 
@@ -115,7 +116,62 @@ public final class ExamStore: ExamRecorder {
                 t.column("created_by", .text).notNull()
             }
         }
+        m.registerMigration("v8: phantom QC results and the service resets that start a new baseline") { db in
+            try db.create(table: "qc") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("device", .text).notNull()
+                t.column("at", .double).notNull()
+                t.column("bmd", .text).notNull()
+                t.column("capture", .text)
+                t.column("created_by", .text).notNull()
+            }
+            try db.create(table: "qc_reset") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("device", .text).notNull()
+                t.column("at", .double).notNull()
+                t.column("created_by", .text).notNull()
+                t.column("reason", .text).notNull()
+            }
+        }
         return m
+    }
+
+    // MARK: - Phantom QC
+
+    public func addQC(device: String, at: Date, bmdGCm2: [String: Double], capture: String?, by: String) throws -> Int64 {
+        try db.write { db in
+            try db.execute(sql: "INSERT INTO qc (device, at, bmd, capture, created_by) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [device, at.timeIntervalSince1970, try Self.json(bmdGCm2), capture, by])
+            return db.lastInsertedRowID
+        }
+    }
+
+    public func qcHistory(device: String) throws -> QCHistory {
+        try db.read { db in
+            let reset = try Row.fetchOne(db, sql: "SELECT id, at, created_by, reason FROM qc_reset WHERE device = ? ORDER BY id DESC LIMIT 1",
+                                         arguments: [device])
+            // Results after the reset: ids of the two tables are not comparable, times are.
+            let after: Double = reset?["at"] ?? -Double.infinity
+            let rows = try Row.fetchAll(db, sql: "SELECT id, at, bmd FROM qc WHERE device = ? AND at >= ? ORDER BY at, id", arguments: [device, after])
+            let measurements = try rows.map { row -> QualityControl.Measurement in
+                let id: Int64 = row["id"]
+                let text: String = row["bmd"]
+                guard let bmd = try? JSONDecoder().decode([String: Double].self, from: Data(text.utf8)), !bmd.isEmpty,
+                      bmd.values.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                    throw ExamStoreError("QC result \(id) of \(device) cannot be read (its BMD is '\(text.prefix(80))'): the history stops there; a service reset starts a new one")
+                }
+                return QualityControl.Measurement(id: id, at: Date(timeIntervalSince1970: row["at"]), bmdGCm2: bmd)
+            }
+            return QCHistory(measurements: measurements,
+                             reset: reset.map { QCHistory.Reset(at: Date(timeIntervalSince1970: $0["at"]), by: $0["created_by"], reason: $0["reason"]) })
+        }
+    }
+
+    public func resetQC(device: String, at: Date, by: String, reason: String) throws {
+        try db.write { db in
+            try db.execute(sql: "INSERT INTO qc_reset (device, at, created_by, reason) VALUES (?, ?, ?, ?)",
+                           arguments: [device, at.timeIntervalSince1970, by, reason])
+        }
     }
 
     // MARK: - ExamRecorder

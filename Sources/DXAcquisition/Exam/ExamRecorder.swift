@@ -1,4 +1,5 @@
 import DXAnalysis
+import DXClinical
 import Foundation
 
 /// Where exams are kept (DXStore's SQLite store; an in-memory one in tests). Every call is a
@@ -35,6 +36,26 @@ public protocol ExamRecorder: Sendable {
     func examsInProgress() throws -> [Int64]
     /// Attempts still marked running (the daemon died during them).
     func runningAttempts() throws -> [(examID: Int64, row: Int64, attempt: SiteAttempt)]
+    /// Phantom QC (docs/qc.md): a result of the device's, by whom; returns its id.
+    func addQC(device: String, at: Date, bmdGCm2: [String: Double], capture: String?, by: String) throws -> Int64
+    /// The device's QC results since its latest reset (oldest first), and that reset. A row
+    /// that cannot be read is an error naming it, never skipped.
+    func qcHistory(device: String) throws -> QCHistory
+    /// A service action that starts a new history (and so a new baseline).
+    func resetQC(device: String, at: Date, by: String, reason: String) throws
+}
+
+/// A device's QC history since its latest reset.
+public struct QCHistory: Sendable, Equatable {
+    public struct Reset: Sendable, Equatable, Codable {
+        public var at: Date
+        public var by: String
+        public var reason: String
+        public init(at: Date, by: String, reason: String) { self.at = at; self.by = by; self.reason = reason }
+    }
+    public var measurements: [QualityControl.Measurement]
+    public var reset: Reset?
+    public init(measurements: [QualityControl.Measurement], reset: Reset?) { self.measurements = measurements; self.reset = reset }
 }
 
 /// An exam as stored: everything but the checklist's evaluation (which depends on the day).

@@ -213,6 +213,29 @@ public actor ExamSequencer {
         return study
     }
 
+    /// A QC result of `device` stored, by whom, and the rules' reading of its history after it.
+    public func qcRecord(device: String, bmdGCm2: [String: Double], capture: String?, by: String,
+                         rules: QualityControl.Rules) throws(ExamError) -> (id: Int64, state: QualityControl.State, history: QCHistory) {
+        let id = try store { try recorder.addQC(device: device, at: now(), bmdGCm2: bmdGCm2, capture: capture, by: by) }
+        let (state, history) = try qcState(device: device, rules: rules)
+        return (id, state, history)
+    }
+
+    /// The rules' reading of `device`'s QC history since its latest reset.
+    public func qcState(device: String, rules: QualityControl.Rules) throws(ExamError) -> (state: QualityControl.State, history: QCHistory) {
+        let history = try store { try recorder.qcHistory(device: device) }
+        return (QualityControl.evaluate(history.measurements, rules: rules), history)
+    }
+
+    /// A service action: a new QC history, and so a new baseline, from now.
+    public func qcReset(device: String, by: String, reason: String) throws(ExamError) {
+        try store { try recorder.resetQC(device: device, at: now(), by: by, reason: reason) }
+        logger.notice("QC reset: a new baseline", metadata: ["device": "\(device)", "by": "\(by)", "reason": "\(reason)"])
+    }
+
+    /// The sequencer's clock, for the caller's "due today".
+    public var currentTime: Date { now() }
+
     /// The precision studies in force: the latest per device and ROI.
     public func precision() throws(ExamError) -> [PrecisionRecord] {
         try store { try recorder.precision(device: nil) }
