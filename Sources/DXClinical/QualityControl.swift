@@ -11,9 +11,9 @@ import Foundation
 /// 2. **Tabular CUSUM** per region (Page 1954; Montgomery, "Introduction to Statistical
 ///    Quality Control", ch. 9): on z = (x − mean) / SD, C⁺ = max(0, C⁺ + z − k) and
 ///    C⁻ = max(0, C⁻ − z − k), k half the shift to be found (0.5 SD, and at least half of
-///    1 % of the mean), a failure when either exceeds h = 5 SD. A CUSUM failure stays until a
-///    service action (a new baseline, or a reset after the cause is found): a passing scan
-///    does not lift a drift.
+///    1 % of the mean). Over h = 5 SD: a repeat (one slip can do it in a precise region); over
+///    h on the repeat too, a drift, which stays until a service action (a new baseline, or a
+///    reset after the cause is found): a passing scan does not lift a drift.
 /// 3. **A run** of `runLength` (9) results on one side of the baseline mean in a region
 ///    (Nelson 1984, test 2; Westgard et al. 1981 use ten): a warning, not a lockout.
 public enum QualityControl {
@@ -282,11 +282,21 @@ public enum QualityControl {
                 }
             }
             let verdict: Verdict
-            if condition == .drifted || crossed {
+            if condition == .drifted {
                 // A drift holds until a service action starts a new history.
                 verdict = .fail
-                if crossed, condition != .drifted { reason = reasons.joined(separator: "; ") }
+            } else if crossed && condition == .repeatRequired {
+                // The CUSUM over h on the repeat too: a drift, not one slip.
+                verdict = .fail
+                reason = reasons.joined(separator: "; ")
                 condition = .drifted
+            } else if crossed && !outside {
+                // One result can take a precise region's CUSUM over h while inside the limits
+                // (a CV of 0.13 %: 1.4 % is 5 of its SDs beyond k): scan again before calling
+                // it a drift.
+                verdict = .repeatRequired
+                condition = .repeatRequired
+                reason = reasons.joined(separator: "; ")
             } else if outside {
                 if condition == .repeatRequired || condition == .failed {
                     verdict = .fail

@@ -137,18 +137,25 @@ public struct Decomposer: Sendable {
             // carried across each covered run from the tissue beside it.
             let softRatio = baseline
             for c in 0..<n { softRatio[c] = ratio[c] }
-            carrySoftTissueRatio(ratio: ratio, high: highBase, tissue: plausible, isBone: covered, n, into: softRatio, sideHigh: sideHigh,
-                                 rejected: rejected, memory: memory, yUm: a.yUm)
+            carrySoftTissueRatio(ratio: ratio, high: highBase, tissue: plausible, anyTissue: tissue, isBone: covered, n, into: softRatio,
+                                 sideHigh: sideHigh, rejected: rejected, memory: memory, yUm: a.yUm)
             // The soft-tissue reference of every other pixel (into `su`): the mean ratio of
             // the uncovered tissue around it, not its own ratio, so that its bone mineral is
             // measured against soft tissue too: noise around 0 where there is none, the bone
             // where classification missed some. ROI means are then unbiased by classification.
+            // Bone the reference rules found beside a run (implausible or rejected) is no
+            // reference for the pixels around it either: it is measured against the tissue
+            // beyond it, and reads its bone.
             let localRatio = su
-            for c in 0..<n { usable[c] = tissue[c] && !covered[c] }
+            for c in 0..<n { usable[c] = tissue[c] && !covered[c] && plausible[c] && !rejected[c] }
             if memory?.ratio.count == n {
-                for c in 0..<n where usable[c] && plausible[c] && !rejected[c] && ratio[c].isFinite {
+                for c in 0..<n where usable[c] && ratio[c].isFinite {
                     memory?.ratio[c] = ratio[c]; memory?.high[c] = high[c]; memory?.yUm[c] = a.yUm
                 }
+                // Where this line's window was bone, the tissue remembered there stays in force
+                // (it would otherwise expire after `reachUm` of such lines, and the bone become
+                // the reference again).
+                for c in 0..<n where rejected[c] && (memory?.ratio[c].isFinite ?? false) { memory?.yUm[c] = a.yUm }
             }
             Self.smooth(ratio, usable, n, halfWidth: neighbours, into: localRatio)
             for c in 0..<n { usable[c] = tissue[c] && ratio[c].isFinite }
@@ -206,9 +213,14 @@ public struct Decomposer: Sendable {
     /// The soft tissue under bone: the ratio interpolated across each run of bone from the
     /// tissue pixels on either side (two pixels next to the edge skipped: they may hold a
     /// little bone). A run with no soft tissue beside it gets NaN: not measurable.
-    func carrySoftTissueRatio(ratio: UnsafePointer<Double>, high: UnsafePointer<Double>, tissue: UnsafePointer<Bool>, isBone: UnsafePointer<Bool>,
-                              _ n: Int, into softRatio: UnsafeMutablePointer<Double>, sideHigh: UnsafeMutablePointer<Double>,
-                              rejected: UnsafeMutablePointer<Bool>, memory: TissueMemory? = nil, yUm: Int32 = 0) {
+    /// `tissue`: the pixels that may be a reference (plausible tissue); `anyTissue`: every
+    /// pixel with tissue, the last resort when neither side of a run has plausible tissue in
+    /// this line or the earlier ones (a run is not left without a number where it had one
+    /// before the plausibility rule).
+    func carrySoftTissueRatio(ratio: UnsafePointer<Double>, high: UnsafePointer<Double>, tissue: UnsafePointer<Bool>, anyTissue: UnsafePointer<Bool>,
+                              isBone: UnsafePointer<Bool>, _ n: Int, into softRatio: UnsafeMutablePointer<Double>,
+                              sideHigh: UnsafeMutablePointer<Double>, rejected: UnsafeMutablePointer<Bool>, memory: TissueMemory? = nil,
+                              yUm: Int32 = 0) {
         // Whether a side window's mean reads as bone against a reference tissue (moved to the
         // window's thickness): over `boneThreshold`.
         func readsAsBone(_ w: (ratio: Double, high: Double), against ref: (ratio: Double, high: Double)) -> Bool {
@@ -218,11 +230,12 @@ public struct Decomposer: Sendable {
             return b.isFinite && b > boneThreshold
         }
         for c in 0..<n { rejected[c] = false }
-        func mean(from: Int, to: Int) -> (ratio: Double, high: Double)? {
+        func mean(from: Int, to: Int, in mask: UnsafePointer<Bool>? = nil) -> (ratio: Double, high: Double)? {
+            let m = mask ?? tissue
             var s = 0.0, h = 0.0, k = 0
             var i = from
             while i < to {
-                if tissue[i] && !isBone[i] { s += ratio[i]; h += high[i]; k += 1 }
+                if m[i] && !isBone[i] { s += ratio[i]; h += high[i]; k += 1 }
                 i += 1
             }
             return k > 0 ? (s / Double(k), h / Double(k)) : nil
@@ -268,6 +281,13 @@ public struct Decomposer: Sendable {
             if right == nil {
                 right = remembered(from: rightWindow.0, to: rightWindow.1)
                     ?? (rightWindow.0 == rightWindow.1 ? remembered(from: max(c, end + 1 - neighbours), to: end + 1) : nil)
+            }
+            // Neither side has plausible tissue, in this line or the earlier ones: the tissue
+            // the rule set aside, rather than no number. One side is enough otherwise (the side
+            // set aside was bone: the neck of seed 5 read −5.6 % with it, −1.1 % without).
+            if left == nil && right == nil {
+                left = mean(from: leftWindow.0, to: leftWindow.1, in: anyTissue)
+                right = mean(from: rightWindow.0, to: rightWindow.1, in: anyTissue)
             }
             for k in c...end {
                 switch (left, right) {

@@ -199,7 +199,8 @@ enum ReportPage {
         return y
     }
 
-    /// One analysed site: image left, table and findings right, reference chart under the table.
+    /// One analysed site: image left, table and findings right; the reference chart under the
+    /// spine's table, beside a hip's.
     static func drawSite(_ site: ExamResults.Site, _ result: SiteResult, scan: DecomposedScan?, ageYears: Double?, at top: Double, on c: Canvas) -> Double {
         c.colour(.black)
         c.font(10, bold: true)
@@ -253,7 +254,7 @@ enum ReportPage {
         c.font(7.5)
         c.colour(.grey)
         // A hip's notes stop short of the chart beside its table.
-        let textWidth = isHip ? 262 : width - margin - tx
+        let textWidth = isHip ? 250 : width - margin - tx
         let shown = result.rois.filter { !$0.forDiagnosis }.map(\.name)
         if !shown.isEmpty {
             y = c.paragraph("\(shown.joined(separator: ", ")): shown, not for diagnosis (ISCD).", x: tx, y: y + 2, width: textWidth, leading: 9)

@@ -34,7 +34,8 @@ public enum ReportWriter {
     }
 
     /// The report as PNG at `dpi`, one file a page: the first at `path`, the next beside it
-    /// with the page's number (`report.png`, `report-2.png`, ...). Returns the files written.
+    /// with the page's number (`report.png`, `report-2.png`, ...); page files beyond the last
+    /// (an earlier, longer report's) are removed. Returns the files written.
     @discardableResult
     public static func png(_ r: ExamResults, scans: [String: DecomposedScan], to path: String, dpi: Double = 150, generated: Date = Date()) throws(Failure) -> [String] {
         let scale = dpi / 72
@@ -50,6 +51,12 @@ public enum ReportWriter {
             let status = cairo_surface_write_to_png(surface, file)
             guard status == CAIRO_STATUS_SUCCESS else { throw Failure(description: "cannot write \(file): \(String(cString: cairo_status_to_string(status)))") }
             written.append(file)
+        }
+        // Pages of an earlier, longer report beside it are not this report's: removed.
+        var k = pages.count + 1
+        while FileManager.default.fileExists(atPath: pagePath(path, page: k)) {
+            try? FileManager.default.removeItem(atPath: pagePath(path, page: k))
+            k += 1
         }
         return written
     }

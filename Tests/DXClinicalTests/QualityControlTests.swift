@@ -104,19 +104,21 @@ struct QualityControlTests {
         #expect(high.firstIndex { $0 > 5 } == 28 && low.allSatisfy { $0 <= 5 })
     }
 
-    /// Through the rules: a drift the CUSUM finds before the limits do holds the unit until a
-    /// service action; a result inside every limit the next day is still a failure.
+    /// Through the rules: a drift the CUSUM finds before the limits do asks for a repeat, then
+    /// holds the unit until a service action; a result inside every limit the next day is
+    /// still a failure.
     @Test func aCUSUMFailureHolds() {
         let rules = Self.rules()
         // A baseline of 0.997 and 1.003: SD 0.00316, the CUSUM's SD 1.645 × that (n = 10):
         // 0.00520; k = max(0.5, 0.5 % of the mean / 0.00520) = 0.96. Then +1.2 % a day, inside
         // ±1.5 %: z = 2.31, C⁺ grows by 1.35 a day and crosses 5 on the fourth.
         let quiet: [[String: Double]] = (0..<10).map { ["L1-L4": $0 % 2 == 0 ? 0.997 : 1.003] }
-        let tail = [[String: Double]](repeating: ["L1-L4": 1.012], count: 4) + [["L1-L4": 1.0]]
+        let tail = [[String: Double]](repeating: ["L1-L4": 1.012], count: 5) + [["L1-L4": 1.0]]
         let state = QC.evaluate(Self.results(quiet + tail), rules: rules)
         #expect(abs((state.baseline?.regions["L1-L4"]?.cusumSigma ?? 0) - 0.00520) < 0.00002)
         let verdicts = state.points.dropFirst(10).map(\.verdict)
-        #expect(verdicts == [.pass, .pass, .pass, .fail, .fail])
+        // Over h on the fourth: a repeat; over h on the repeat: a drift, which holds.
+        #expect(verdicts == [.pass, .pass, .pass, .repeatRequired, .fail, .fail])
         #expect(verdicts.last == .fail && state.condition == .drifted && state.blocksPatients)
         #expect(state.reason?.contains("L1-L4 CUSUM") == true)
     }
@@ -163,7 +165,7 @@ struct QualityControlTests {
         let rules = QC.Rules()
         var falseRepeats = 0, falseFailures = 0, warnings = 0
         var stepDays: [Int] = [], driftDays: [Int] = [], driftAtSignal: [Double] = [], driftFailures: [Int] = []
-        var driftFlags: [String: Int] = [:]
+        var driftFlags: [String: Int] = [:], stepBy: [String: Int] = [:]
         for seed in 1...40 {
             var rng = Random(state: UInt64(seed) &* 0x51_7CC1_B727_220A)
             func day(_ factor: Double) -> [String: Double] { means.mapValues { $0 * factor * (1 + cv * rng.normal()) } }
@@ -184,7 +186,7 @@ struct QualityControlTests {
                     history.append(day(1.02))
                     state = QC.evaluate(Self.results(history), rules: rules)
                 }
-                if state.condition == .failed || state.condition == .drifted { break }
+                if state.condition == .failed || state.condition == .drifted { stepBy[state.condition.rawValue, default: 0] += 1; break }
             }
             stepDays.append(d)
             // A drift of 0.1 %/day from the end of the baseline: the day of the first failure or warning.
@@ -193,7 +195,14 @@ struct QualityControlTests {
             while t < 30 {
                 t += 1
                 drifting.append(day(1 + 0.001 * Double(t)))
-                let state = QC.evaluate(Self.results(drifting), rules: rules)
+                var state = QC.evaluate(Self.results(drifting), rules: rules)
+                if state.condition == .repeatRequired {
+                    driftFlags["repeat_required", default: 0] += 1
+                    if driftDays.count < seed { driftDays.append(t); driftAtSignal.append(0.1 * Double(t)) }
+                    // The repeat, the same day.
+                    drifting.append(day(1 + 0.001 * Double(t)))
+                    state = QC.evaluate(Self.results(drifting), rules: rules)
+                }
                 if state.condition != .inControl || !state.warnings.isEmpty {
                     driftFlags[state.condition == .inControl ? "run warning" : state.condition.rawValue, default: 0] += 1
                     if driftDays.count < seed { driftDays.append(t); driftAtSignal.append(0.1 * Double(t)) }
@@ -204,7 +213,7 @@ struct QualityControlTests {
             driftFailures.append(failedOn)
         }
         print("QC, 40 simulated phantoms (CV 0.4 %, three regions): 100 days in control: \(falseRepeats) repeats asked, \(falseFailures) failures, \(warnings) days with a run warning")
-        print("  2 % step: failed on day \(stepDays.min() ?? 0)–\(stepDays.max() ?? 0) (mean \(Double(stepDays.reduce(0, +)) / Double(stepDays.count)))")
+        print("  2 % step: failed on day \(stepDays.min() ?? 0)–\(stepDays.max() ?? 0) (mean \(Double(stepDays.reduce(0, +)) / Double(stepDays.count))), as \(stepBy.sorted { $0.key < $1.key })")
         print(String(format: "  0.1 %%/day drift: first flagged on day %d–%d (%.1f–%.1f %% drift); failed on day %d–%d; days flagged by kind: %@",
                      driftDays.min() ?? 0, driftDays.max() ?? 0, driftAtSignal.min() ?? 0, driftAtSignal.max() ?? 0,
                      driftFailures.min() ?? 0, driftFailures.max() ?? 0, "\(driftFlags.sorted { $0.key < $1.key })"))

@@ -1,5 +1,6 @@
 import DXAcquisition
 import DXControl
+import DXProtocol
 import DXSimulator
 import DXTestSupport
 import Foundation
@@ -155,6 +156,16 @@ struct ControlSurfaceTests {
         }
         #expect(correction == RPCError.invalidParamsCode)
         #expect(try await Self.call(daemon, seen, .examResults, idParams) == examResults)
+        // Phantom QC: the state, a QC scan of ESP ROIs over the calibration phantom's empty
+        // table (refused, nothing added), a service reset.
+        let qc = try await Self.call(daemon, seen, .qcStatus, .object(["history": .bool(true)]))
+        #expect(qc["condition"]?.stringValue == "baseline_incomplete" && qc["scans"]?.intValue == 0, "\(qc)")
+        let espFile = dir.file("esp-rois.json")
+        try JSONEncoder().encode(Phantom(name: "ESP", cells: nil, rois: StandardPhantoms.esp.rois)).write(to: URL(fileURLWithPath: espFile))
+        let qcScan = await Self.code { try await Self.call(daemon, seen, .qcRun, .object(["phantom": .string(espFile)])) }
+        #expect(qcScan == RPCError.scanFailedCode)
+        let qcReset = try await Self.call(daemon, seen, .qcReset, .object(["reason": .string("surface test")]))
+        #expect(qcReset["reset"]?["reason"]?.stringValue == "surface test" && qcReset["scans"]?.intValue == 0, "\(qcReset)")
         let reset = try await Self.call(daemon, seen, .serviceReset)
         #expect(reset["reconnected"] == .bool(true))
         subscriber.cancel()
@@ -163,11 +174,12 @@ struct ControlSurfaceTests {
         // Every method answered (the refused ones share their result type with one that did:
         // exam.next and exam.repeat are exam.start's `ExamStepResult`; precision.study and
         // exam.correct need analysed exams: FollowUpIntegrationTests and
-        // CorrectionIntegrationTests check their results' keys).
+        // CorrectionIntegrationTests check their results' keys; qc.run needs the QC phantom on
+        // the table: QCTests).
         let results = seen.results.withLock { $0 }
         let notices = seen.notices.withLock { $0 }
         let answered = Set(results.keys)
-        #expect(Set(ControlMethod.allCases.map(\.rawValue)).subtracting(answered) == ["exam.correct", "exam.repeat", "precision.study"])
+        #expect(Set(ControlMethod.allCases.map(\.rawValue)).subtracting(answered) == ["exam.correct", "exam.repeat", "precision.study", "qc.run"])
         for (method, values) in results {
             for v in values { #expect(Self.badKeys(v).isEmpty, "\(method): \(Self.badKeys(v))") }
         }
@@ -215,7 +227,7 @@ struct ControlSurfaceTests {
             default: return []
             }
         }
-        for method in ["device.status", "service.metrics", "exam.get", "exam.results", "scan.run"] {
+        for method in ["device.status", "service.metrics", "exam.get", "exam.results", "scan.run", "qc.status", "qc.reset"] {
             let sent = (results[method] ?? []).reduce(into: Set<String>()) { $0.formUnion(keys($1)) }
             let undocumented = sent.filter { key in
                 docs.range(of: "(^|[^a-z0-9_])\(key)([^a-z0-9_]|$)", options: .regularExpression) == nil
