@@ -113,7 +113,7 @@ let package = Package(
         .testTarget(name: "DXDecompositionTests", dependencies: ["DXDecomposition", "DXSimulator"]),
         .testTarget(name: "DXDeviceTests", dependencies: ["DXDevice", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXSimulatorTests", dependencies: ["DXSimulator", "DXTestSupport"]),
-        .testTarget(name: "DXAcquisitionTests", dependencies: ["DXAcquisition", "DXTestSupport"]),
+        .testTarget(name: "DXAcquisitionTests", dependencies: ["DXAcquisition", "DXClinical", "DXReport", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXStoreTests", dependencies: ["DXStore", "DXAcquisition", "DXAnalysis", "DXClinical", "DXTestSupport",
                                                         .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXAcquisition"]),

@@ -68,6 +68,8 @@ public struct Detector: Sendable {
     /// A detector with physics of the caller's making (a model with some effects switched off,
     /// to see what each does); `model` names the family it belongs to.
     public init(channels: Int, pitchUm: Int, seed: UInt64, model: PhysicsModel, physics: any LinePhysics) {
+        self.physicsSeed = seed
+        self.basePhysics = physics
         self.channels = channels
         self.pitchUm = pitchUm
         self.physicsModel = model
@@ -82,6 +84,22 @@ public struct Detector: Sendable {
     }
 
     public var meanDark: Double { darkOffset.reduce(0, +) / Double(max(channels, 1)) }
+
+    /// How far the spectrum is from the one the physics was made with (docs/qc.md).
+    public private(set) var spectralShift = SpectralShift()
+    private let physicsSeed: UInt64
+    /// The physics as made, before any shift.
+    private let basePhysics: any LinePhysics
+
+    /// Moves the tube voltage and the window thresholds to `shift` from the physics' own (the
+    /// physics is made again from the one the detector was built with). The channels' offsets,
+    /// gains and the noise stream stay.
+    public mutating func shiftSpectrum(to shift: SpectralShift) {
+        guard !shift.isClose(to: spectralShift) else { return }
+        spectralShift = shift
+        physics = shift.isClose(to: SpectralShift()) ? basePhysics
+            : basePhysics.shifted(by: shift, channels: channels, pitchUm: pitchUm, seed: physicsSeed)
+    }
 
     /// Restarts the photon noise from `seed`, keeping the channels' offsets and gains (the same
     /// detector, another exposure): a scan's noise then does not depend on what was scanned before.

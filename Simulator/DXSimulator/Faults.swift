@@ -26,6 +26,14 @@ public enum InjectedFault: Sendable, Equatable {
     case lineRateFactor(Double)
     /// The self-test reports this component failed.
     case failSelfTest(SelfTestComponent)
+    /// The tube's output changes by this fraction (a step; the air scan before each
+    /// measurement cancels it, so the BMD must not move).
+    case outputStep(Double)
+    /// The spectrum moves by this much (added to earlier steps): the tube voltage or a window
+    /// threshold, which moves the BMD (docs/qc.md).
+    case spectrumStep(SpectralShift)
+    /// The spectrum moves by this much per day of the device's clock, from now.
+    case spectrumDrift(SpectralShift)
     /// Remove every injected fault that persists (stall, slow rate, freeze, self-test).
     case clearInjected
 }
@@ -45,6 +53,9 @@ public enum FaultCommand {
         unplug | plug               pull / reinsert the USB cable
         rate FACTOR                 lines come FACTOR times slower
         selftest-fail COMPONENT     make the self-test fail that component (1-9)
+        output PERCENT              the tube's output steps by PERCENT (the air scan cancels it)
+        spectrum kvp|low|high KEV   the tube voltage or a window threshold steps by KEV (kV)
+        spectrum-drift kvp|low|high KEV_PER_DAY   ... moves by KEV per day of device time
         phantom NAME|FILE           put a phantom on the table: empty, calibration, esp, or ICD JSON
         clear                       remove persisting injected faults
         status                      the simulator's state as JSON
@@ -102,6 +113,23 @@ public enum FaultCommand {
             let c = try int(1)
             guard (1...9).contains(c) else { throw ParseError(description: "selftest-fail: component 1…9") }
             return .failSelfTest(SelfTestComponent(rawValue: UInt8(c)))
+        case "output":
+            guard words.count == 2, let f = Double(words[1]), f.isFinite, abs(f) <= 50 else {
+                throw ParseError(description: "output: expected a change in percent, -50 to 50")
+            }
+            return .outputStep(f / 100)
+        case "spectrum", "spectrum-drift":
+            guard words.count == 3, let v = Double(words[2]), v.isFinite, abs(v) <= 10 else {
+                throw ParseError(description: "\(verb): expected kvp, low or high and a change of -10 to 10 keV (kV)")
+            }
+            let shift: SpectralShift
+            switch words[1].lowercased() {
+            case "kvp": shift = SpectralShift(kVp: v)
+            case "low": shift = SpectralShift(lowThresholdKeV: v)
+            case "high": shift = SpectralShift(highThresholdKeV: v)
+            default: throw ParseError(description: "\(verb): expected kvp, low or high, not \(words[1])")
+            }
+            return verb == "spectrum" ? .spectrumStep(shift) : .spectrumDrift(shift)
         case "clear": return .clearInjected
         default:
             throw ParseError(description: "unknown command '\(verb)'; try 'help'")

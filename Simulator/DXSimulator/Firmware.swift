@@ -169,6 +169,10 @@ public actor DX1Firmware {
     private var lineRateFactor = 1.0
     private var failedSelfTest: Set<SelfTestComponent> = []
     private var rng: SplitMix64
+    // Injected changes of the unit's calibration (docs/qc.md).
+    private var outputStep = 0.0
+    private var spectrumStep = SpectralShift()
+    private var spectrumDrift: (perDay: SpectralShift, since: Duration)?
 
     public init(configuration: SimulatorConfiguration = .init(), clock: any Clock<Duration>, scene: any Scene = EmptyTable()) {
         self.configuration = configuration
@@ -407,6 +411,10 @@ public actor DX1Firmware {
         var line = 0
         let total = Int(c.lineCount)
         var exposure = Duration.zero
+        // The spectrum is fixed for a scan: a drift moves it between scans, as a comparator
+        // reference drifting over days would.
+        let drift = spectrumDrift.map { $0.perDay * ((uptime.elapsed - $0.since).milliseconds / 86_400_000) } ?? SpectralShift()
+        detector.shiftSpectrum(to: spectrumStep + drift)
         while line < total {
             let k = min(Int(c.linesPerFrame), total - line)
             let linePeriod = period.scaled(by: lineRateFactor)
@@ -429,7 +437,7 @@ public actor DX1Firmware {
             // real unit's readout runs beside its command processor, so host frames (and the
             // watchdog's view of them) are never held up behind it.
             let batch = LineBatch(mode: c.mode, xUm: c.xUm, firstLine: line, count: k, timebase: timebase, linePeriod: linePeriod,
-                                  config: c, xrayOn: xrayOn, outputFactor: configuration.tubeOutput(afterUptime: uptime.elapsed))
+                                  config: c, xrayOn: xrayOn, outputFactor: configuration.tubeOutput(afterUptime: uptime.elapsed) * (1 + outputStep))
             let (lines, readout) = await readoutThread.run { [detector, scene, arm, deviceTimeUs] in
                 Self.readOut(batch, detector: detector, scene: scene.projection(armAngleX10: arm), time: deviceTimeUs)
             }
@@ -684,7 +692,18 @@ public actor DX1Firmware {
             lineRateFactor = f
         case let .failSelfTest(c):
             failedSelfTest.insert(c)
+        case let .outputStep(f):
+            outputStep = f
+        case let .spectrumStep(s):
+            spectrumStep = spectrumStep + s
+        case let .spectrumDrift(perDay):
+            // From now, on the device's clock; what drifted so far stays as a step.
+            if let d = spectrumDrift { spectrumStep = spectrumStep + d.perDay * ((uptime.elapsed - d.since).milliseconds / 86_400_000) }
+            spectrumDrift = (perDay, uptime.elapsed)
         case .clearInjected:
+            outputStep = 0
+            spectrumStep = SpectralShift()
+            spectrumDrift = nil
             frozen = false
             stallUntil = nil
             lineRateFactor = 1

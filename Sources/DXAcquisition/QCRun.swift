@@ -55,6 +55,32 @@ public enum QCRun {
         return plans
     }
 
+    /// The scout before the pass: a dark scan and a few fast lines over the phantom, as before
+    /// a patient's site (`ExposureModeChooser.scout`). The pass's current then follows what
+    /// they show, with the same rule as a patient's (`exposed`), so that a unit that counts
+    /// more photons than this one does not saturate the phantom's soft tissue, the reference
+    /// its bone is measured against (docs/qc.md).
+    public static func scoutPlans(_ plans: [ScanPlan]) -> [ScanPlan] {
+        guard let dark = plans.first(where: { $0.mode == .dark }), let pass = plans.last else { return [] }
+        let s = ExposureModeChooser.scout(of: pass.configuration(id: 0))
+        return [dark, ScanPlan(mode: .dual, xUm: s.xUm, yStartUm: s.yStartUm, lineCount: s.lineCount, lineStepUm: s.lineStepUm,
+                               linePeriodUs: s.linePeriodUs, tubeCurrentUA: s.tubeCurrentUA, linesPerFrame: s.linesPerFrame, role: .qc)]
+    }
+
+    /// The plans with the pass's current chosen from the scout (its dark scan and its lines);
+    /// refused when the scout did not give what a choice needs.
+    public static func exposed(_ plans: [ScanPlan], darkLines: [ScanLine], scoutLines: [ScanLine]) throws(Failure) -> (plans: [ScanPlan], choice: ExposureModeChooser.Choice) {
+        guard let pass = plans.last, let scout = scoutPlans(plans).last else { throw .invalid("no QC pass to expose") }
+        guard !scoutLines.isEmpty, scoutLines.count == Int(scout.lineCount), let dark = try? DarkReference(lines: darkLines) else {
+            throw .unusable("the scout before the pass was incomplete (\(scoutLines.count) of \(scout.lineCount) lines)")
+        }
+        let choice = ExposureModeChooser().choose(scout: scoutLines, scoutPeriodUs: scout.linePeriodUs, scoutCurrentUA: scout.tubeCurrentUA,
+                                                  dark: dark, periodUs: pass.linePeriodUs, currentUA: pass.tubeCurrentUA, bmi: nil)
+        var out = plans
+        out[out.count - 1].tubeCurrentUA = choice.current(standard: pass.tubeCurrentUA)
+        return (out, choice)
+    }
+
     /// The regions' BMD from the scan's live result: every line there, every ROI complete and
     /// over bone. Anything else is refused, so that nothing partial enters a baseline.
     public static func measurement(_ live: LiveResult, phantom: Phantom) throws(Failure) -> [String: Double] {

@@ -229,8 +229,13 @@ public enum QualityControl {
             }
             return State(condition: .baselineIncomplete, points: points, baseline: nil, lastPass: nil, warnings: [], reason: error.description)
         }
-        let points = history.prefix(rules.baselineScans).map {
-            Point(measurementID: $0.id, at: $0.at.formatted(.iso8601), verdict: .baseline, deviationPercent: [:], cusumHigh: [:], cusumLow: [:], reasons: [], warnings: [])
+        // The baseline's own scans, read against it (for the charts; no rule applies to them).
+        let points = history.prefix(rules.baselineScans).map { m in
+            let deviation = Dictionary(uniqueKeysWithValues: baseline.regions.compactMap { name, b in
+                m.bmdGCm2[name].map { (name, ($0 / b.meanGCm2 - 1) * 100) }
+            })
+            return Point(measurementID: m.id, at: m.at.formatted(.iso8601), verdict: .baseline, deviationPercent: deviation, cusumHigh: [:], cusumLow: [:],
+                         reasons: [], warnings: [])
         }
         var state = judge(Array(history.dropFirst(rules.baselineScans)), against: baseline, rules: rules)
         state.points = points + state.points
@@ -325,10 +330,164 @@ public enum QualityControl {
         (max(0, high + z - k), max(0, low - z - k))
     }
 
-    /// Whether QC is due at `now`: no passing result (or baseline scan) yet on this calendar day
-    /// in `calendar`'s time zone (the site's).
-    public static func isDue(_ state: State, at now: Date, calendar: Calendar) -> Bool {
+    /// A cross-calibration (docs/qc.md): the same phantom scanned `scans` times before a change
+    /// (a service action on the unit, or on another unit) and as often after it; per region the
+    /// means and their % difference, passing within `limitPercent` (1 %, ISCD practice).
+    public struct CrossCalibration: Sendable, Codable, Equatable {
+        public struct Region: Sendable, Codable, Equatable {
+            public var beforeGCm2: Double
+            public var afterGCm2: Double
+            public var differencePercent: Double
+            /// The difference's standard error from the two sets' SDs, %.
+            public var standardErrorPercent: Double
+            public var passes: Bool
+            enum CodingKeys: String, CodingKey {
+                case beforeGCm2 = "before_g_cm2", afterGCm2 = "after_g_cm2", differencePercent = "difference_percent"
+                case standardErrorPercent = "standard_error_percent", passes
+            }
+        }
+        public var regions: [String: Region]
+        public var before: [Int64]
+        public var after: [Int64]
+        public var limitPercent: Double
+        public var passes: Bool
+
+        enum CodingKeys: String, CodingKey {
+            case regions, before, after, passes
+            case limitPercent = "limit_percent"
+        }
+    }
+
+    public enum CrossCalibrationError: Error, Sendable, Equatable, CustomStringConvertible {
+        case tooFew(before: Int, after: Int, need: Int)
+        case regionsDiffer(String)
+
+        public var description: String {
+            switch self {
+            case let .tooFew(before, after, need): "a cross-calibration needs \(need) phantom scans before the change and \(need) after; there are \(before) and \(after)"
+            case .regionsDiffer(let why): "the scans do not measure the same regions: \(why)"
+            }
+        }
+    }
+
+    /// The cross-calibration of the last `scans` results `before` a change with the first
+    /// `scans` `after` it.
+    public static func crossCalibration(before: [Measurement], after: [Measurement], scans: Int = 10,
+                                        limitPercent: Double = 1.0) throws(CrossCalibrationError) -> CrossCalibration {
+        guard before.count >= scans, after.count >= scans, scans >= 2 else { throw .tooFew(before: before.count, after: after.count, need: scans) }
+        let b = Array(before.suffix(scans)), a = Array(after.prefix(scans))
+        guard let names = b.first.map({ Set($0.bmdGCm2.keys) }), !names.isEmpty else { throw .regionsDiffer("no regions") }
+        for m in b + a where Set(m.bmdGCm2.keys) != names {
+            throw .regionsDiffer("scan \(m.id) has \(m.bmdGCm2.keys.sorted().joined(separator: ", ")), the first \(names.sorted().joined(separator: ", "))")
+        }
+        func stats(_ xs: [Double]) -> (mean: Double, variance: Double) {
+            let mean = xs.reduce(0, +) / Double(xs.count)
+            return (mean, xs.reduce(0) { $0 + ($1 - mean) * ($1 - mean) } / Double(xs.count - 1))
+        }
+        var regions: [String: CrossCalibration.Region] = [:]
+        for name in names.sorted() {
+            let x = stats(b.compactMap { $0.bmdGCm2[name] }), y = stats(a.compactMap { $0.bmdGCm2[name] })
+            guard x.mean > 0, y.mean > 0, x.mean.isFinite, y.mean.isFinite else { throw .regionsDiffer("\(name) has a value that is not a BMD") }
+            let d = (y.mean / x.mean - 1) * 100
+            let se = (x.variance / Double(scans) + y.variance / Double(scans)).squareRoot() / x.mean * 100
+            regions[name] = .init(beforeGCm2: x.mean, afterGCm2: y.mean, differencePercent: d, standardErrorPercent: se,
+                                  passes: abs((d * 100).rounded() / 100) <= limitPercent)
+        }
+        return CrossCalibration(regions: regions, before: b.map(\.id), after: a.map(\.id), limitPercent: limitPercent,
+                                passes: regions.values.allSatisfy(\.passes))
+    }
+
+    /// What "no QC today" (or a baseline not yet complete) does to patient exams; a failed QC
+    /// always blocks them.
+    public enum DuePolicy: String, Sendable, Codable, Equatable, CaseIterable {
+        /// The exam starts, and every report made from it says QC was not done.
+        case warn
+        /// The exam is refused until QC passes (or a service engineer overrides).
+        case block
+    }
+
+    /// A service engineer's override of the lockout: who, when and why. It covers the QC state
+    /// it was made in: it ends with the next QC scan of the unit (whatever that scan says) or at
+    /// the end of its calendar day, whichever comes first.
+    public struct Override: Sendable, Codable, Equatable {
+        public var at: Date
+        public var by: String
+        public var reason: String
+
+        public init(at: Date, by: String, reason: String) { self.at = at; self.by = by; self.reason = reason }
+
+        /// Whether it is still in force at `now`, after the unit's latest QC scan `lastScan`.
+        public func inForce(at now: Date, lastScan: Date?, calendar: Calendar, dayStartMinutes: Int = 0) -> Bool {
+            guard at <= now, QualityControl.sameDay(at, now, calendar: calendar, dayStartMinutes: dayStartMinutes) else { return false }
+            if let lastScan, lastScan > at { return false }
+            return true
+        }
+    }
+
+    /// What the QC state means for a patient exam about to start.
+    public enum Gate: Sendable, Equatable {
+        /// QC passed today: nothing to say.
+        case clear
+        /// QC is not done today (or the baseline is incomplete) and the policy is to warn:
+        /// the exam starts and carries the message.
+        case warn(String)
+        /// The exam must not start: the message names QC and what lifts the lockout.
+        case blocked(String)
+        /// A service override is in force: the exam starts and carries the message.
+        case overridden(String)
+
+        public var message: String? {
+            switch self {
+            case .clear: nil
+            case .warn(let m), .blocked(let m), .overridden(let m): m
+            }
+        }
+    }
+
+    /// The lockout (docs/qc.md, "Lockout"): a failed, drifted or unrepeated QC blocks patient
+    /// exams; no passing QC today (or a baseline still filling) follows `policy`; a service
+    /// override in force lets the exam start, saying so.
+    public static func gate(_ state: State, at now: Date, lastScan: Date?, override: Override?, policy: DuePolicy,
+                            calendar: Calendar, dayStartMinutes: Int = 0) -> Gate {
+        let problem: (String, Bool)?  // (what is wrong, whether it blocks whatever the policy)
+        switch state.condition {
+        case .failed:
+            problem = ("QC failed (\(state.reason ?? "outside the limits twice")): scan the QC phantom again (`dexa qc run`)", true)
+        case .drifted:
+            problem = ("QC drifted (\(state.reason ?? "CUSUM over its limit")): a service engineer must find the cause and start a new baseline (`dexa qc reset`)", true)
+        case .repeatRequired:
+            problem = ("QC asks for a repeat scan (\(state.reason ?? "outside the limits")): scan the QC phantom again (`dexa qc run`)", true)
+        case .baselineIncomplete:
+            let have = state.points.count
+            problem = ("QC baseline incomplete (\(have) phantom scan\(have == 1 ? "" : "s") so far): the unit is not yet checked", policy == .block)
+        case .inControl:
+            if isDue(state, at: now, calendar: calendar, dayStartMinutes: dayStartMinutes) {
+                let last = state.lastPass.map { "last passed \($0.formatted(.iso8601))" } ?? "never passed"
+                problem = ("no QC today (\(last)): scan the QC phantom (`dexa qc run`)", policy == .block)
+            } else {
+                problem = nil
+            }
+        }
+        guard let (what, blocks) = problem else { return .clear }
+        if let override, override.inForce(at: now, lastScan: lastScan, calendar: calendar, dayStartMinutes: dayStartMinutes) {
+            return .overridden("QC override by \(override.by) at \(override.at.formatted(.iso8601)): \(override.reason); \(what)")
+        }
+        return blocks ? .blocked("patient exams are locked: \(what)") : .warn(what)
+    }
+
+    /// Whether QC is due at `now`: no passing result (or baseline scan) yet in this QC day, the
+    /// day of `calendar`'s time zone (the site's) that starts `dayStartMinutes` after midnight
+    /// (`qc_day_starts`: at 05:00, a scan at 04:30 counts for the day before).
+    public static func isDue(_ state: State, at now: Date, calendar: Calendar, dayStartMinutes: Int = 0) -> Bool {
         guard let last = state.lastPass else { return true }
-        return !calendar.isDate(last, inSameDayAs: now)
+        return !sameDay(last, now, calendar: calendar, dayStartMinutes: dayStartMinutes)
+    }
+
+    /// Whether two moments fall in the same QC day: the calendar day of each, moved back by the
+    /// day's start. (Across a change to or from summer time the QC day is an hour longer or
+    /// shorter, like the night it spans.)
+    public static func sameDay(_ a: Date, _ b: Date, calendar: Calendar, dayStartMinutes: Int) -> Bool {
+        let shift = -Double(max(0, min(dayStartMinutes, 1439))) * 60
+        return calendar.isDate(a.addingTimeInterval(shift), inSameDayAs: b.addingTimeInterval(shift))
     }
 }

@@ -68,6 +68,8 @@ struct CLIError: Error, CustomStringConvertible {
     var data: JSONValue?
     var status: ExitStatus
 
+    init(status: ExitStatus, message: String) { self.init(message: message, status: status) }
+
     init(message: String, data: JSONValue? = nil, status: ExitStatus = .failure) {
         self.message = message; self.data = data; self.status = status
     }

@@ -37,6 +37,7 @@ enum ResultsText {
     static func printResults(_ r: ExamResults) {
         let age = r.patient.ageYears.map { String(format: ", %.0f years", $0.rounded(.down)) } ?? ""
         print("exam \(r.examID) (\(r.state.rawValue)), \(r.examDate): \(r.patient.name) [\(r.patient.id)], \(r.patient.sex)\(age)")
+        for q in r.qualityControl { print("QUALITY CONTROL: \(q)") }
         for s in r.sites {
             print("")
             print("\(s.title)" + (s.attempt.map { " (attempt \($0))" } ?? "") + ":")

@@ -75,6 +75,7 @@ extension ExamError: ControlReportable {
             RPCError(code: RPCError.examStateCode, message: description)
         case .stepRunning: RPCError(code: RPCError.busyCode, message: description)
         case .notCalibrated: RPCError(code: RPCError.notCalibratedCode, message: description)
+        case .qcLocked: RPCError(code: RPCError.qcLockedCode, message: description)
         case .positioningFailed: RPCError(code: RPCError.deviceErrorCode, message: description)
         case .noProtocolScan, .noScanRan, .storage: RPCError(code: RPCError.internalErrorCode, message: description)
         }
@@ -125,7 +126,7 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         case RPCError.interlockCode: .interlock
         case RPCError.forbiddenCode: .permissionDenied
         case RPCError.scanFailedCode: .scanFailed
-        case RPCError.examStateCode, RPCError.notCalibratedCode: .examState
+        case RPCError.examStateCode, RPCError.notCalibratedCode, RPCError.qcLockedCode: .examState
         default: .failure
         }
     }

@@ -28,6 +28,9 @@ public struct RPCError: Error, Sendable, Equatable, Codable, CustomStringConvert
     public static let notCalibratedCode = -32006
     public static let examStateCode = -32007
     public static let notReadyCode = -32008
+    /// Patient exams are locked by quality control (a failed QC, or none today under the
+    /// `block` policy); the message names QC and what lifts it.
+    public static let qcLockedCode = -32009
 
     public static func parseError(_ why: String) -> RPCError { RPCError(code: parseErrorCode, message: "parse error: \(why)") }
     public static func invalidRequest(_ why: String) -> RPCError { RPCError(code: invalidRequestCode, message: "invalid request: \(why)") }

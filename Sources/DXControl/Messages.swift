@@ -607,6 +607,13 @@ public struct QCResetParams: Codable, Sendable, Equatable {
     public init(reason: String) { self.reason = reason }
 }
 
+/// `qc.override`: a service engineer lets patient exams start despite the QC state (docs/qc.md,
+/// "Lockout"): until the next QC scan or the end of the day; every report made under it says so.
+public struct QCOverrideParams: Codable, Sendable, Equatable {
+    public var reason: String
+    public init(reason: String) { self.reason = reason }
+}
+
 public struct QCStatusResult: Codable, Sendable, Equatable {
     public var device: String
     public var condition: QualityControl.State.Condition
@@ -631,13 +638,42 @@ public struct QCStatusResult: Codable, Sendable, Equatable {
     public var rules: QualityControl.Rules
     /// Every result's reading, oldest first (with `history`).
     public var points: [QualityControl.Point]?
+    /// Every result itself, oldest first (with `history`): what a cross-calibration between
+    /// units reads from a saved history.
+    public var results: [QualityControl.Measurement]?
+    /// What a patient exam starting now meets: `clear`, `warn`, `blocked` or `overridden`, the
+    /// words it would carry, and the policy for "no QC today".
+    public var patientExams: PatientExams
+    public struct PatientExams: Codable, Sendable, Equatable {
+        public var gate: String
+        public var message: String?
+        public var whenDue: QualityControl.DuePolicy
+        public enum CodingKeys: String, CodingKey { case gate, message, whenDue = "when_due" }
+    }
+    /// The latest service override of the lockout (in force or not): when (ISO 8601), by whom, why.
+    public var override: Reset?
+    /// The cross-calibration of the ten scans before the latest reset with the ten after it,
+    /// once there are ten after it.
+    public var crossCalibration: QualityControl.CrossCalibration?
 
     public enum CodingKeys: String, CodingKey {
-        case device, condition, reason, due, warnings, baseline, scans, rules, points, reset
-        case baselineScans = "baseline_scans", lastPass = "last_pass"
+        case device, condition, reason, due, warnings, baseline, scans, rules, points, results, reset, override
+        case crossCalibration = "cross_calibration"
+        case baselineScans = "baseline_scans", lastPass = "last_pass", patientExams = "patient_exams"
     }
 
-    public init(device: String, state: QualityControl.State, history: QCHistory, rules: QualityControl.Rules, due: Bool, withPoints: Bool) {
+    public init(device: String, state: QualityControl.State, history: QCHistory, rules: QualityControl.Rules, due: Bool, withPoints: Bool,
+                gate: QualityControl.Gate, whenDue: QualityControl.DuePolicy, override: QualityControl.Override?,
+                crossCalibration: QualityControl.CrossCalibration? = nil) {
+        self.crossCalibration = crossCalibration
+        let name = switch gate {
+        case .clear: "clear"
+        case .warn: "warn"
+        case .blocked: "blocked"
+        case .overridden: "overridden"
+        }
+        patientExams = PatientExams(gate: name, message: gate.message, whenDue: whenDue)
+        self.override = override.map { Reset(at: $0.at.formatted(.iso8601), by: $0.by, reason: $0.reason) }
         self.device = device
         condition = state.condition
         reason = state.reason
@@ -650,6 +686,7 @@ public struct QCStatusResult: Codable, Sendable, Equatable {
         reset = history.reset.map { Reset(at: $0.at.formatted(.iso8601), by: $0.by, reason: $0.reason) }
         self.rules = rules
         points = withPoints ? state.points : nil
+        results = withPoints ? history.measurements : nil
     }
 }
 
@@ -660,12 +697,29 @@ public struct QCRunResult: Codable, Sendable, Equatable {
     /// This result's reading (`baseline` while the baseline fills).
     public var verdict: QualityControl.Verdict
     public var status: QCStatusResult
+    /// The pass's exposure, chosen from a scout as for a patient's site.
+    public var exposure: Exposure
+    public struct Exposure: Codable, Sendable, Equatable {
+        public var mode: ExposureMode
+        public var tubeCurrentUA: UInt32
+        public var reason: String
+        public var scoutCapture: String?
+        public init(mode: ExposureMode, tubeCurrentUA: UInt32, reason: String, scoutCapture: String?) {
+            self.mode = mode; self.tubeCurrentUA = tubeCurrentUA; self.reason = reason; self.scoutCapture = scoutCapture
+        }
+        public enum CodingKeys: String, CodingKey {
+            case mode, reason
+            case tubeCurrentUA = "tube_current_ua", scoutCapture = "scout_capture"
+        }
+    }
 
     public enum CodingKeys: String, CodingKey {
-        case capture, verdict, status
+        case capture, verdict, status, exposure
         case measurementID = "measurement_id", bmdGCm2 = "bmd_g_cm2"
     }
-    public init(measurementID: Int64, bmdGCm2: [String: Double], capture: String?, verdict: QualityControl.Verdict, status: QCStatusResult) {
+    public init(measurementID: Int64, bmdGCm2: [String: Double], capture: String?, verdict: QualityControl.Verdict, status: QCStatusResult,
+                exposure: Exposure) {
         self.measurementID = measurementID; self.bmdGCm2 = bmdGCm2; self.capture = capture; self.verdict = verdict; self.status = status
+        self.exposure = exposure
     }
 }

@@ -35,13 +35,15 @@ public enum ControlMethod: String, CaseIterable, Sendable {
     case qcRun = "qc.run"
     case qcStatus = "qc.status"
     case qcReset = "qc.reset"
+    case qcOverride = "qc.override"
 
     /// The least role that may call it (docs/console.md): technologists run exams, position,
     /// read status and abort; raw scans and everything `service.*` need the service group.
     public var role: Role {
         // Exhaustive on purpose: a new method does not compile until it has a role.
         switch self {
-        case .scanRun, .serviceSelftest, .serviceSensors, .serviceLog, .serviceReport, .serviceMetrics, .serviceReset, .serviceCalibrate, .qcReset:
+        case .scanRun, .serviceSelftest, .serviceSensors, .serviceLog, .serviceReport, .serviceMetrics, .serviceReset, .serviceCalibrate, .qcReset,
+             .qcOverride:
             .service
         case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .scanAbort, .eventsSubscribe,
              .examCreate, .examChecklist, .examStart, .examNext, .examRepeat, .examSkip, .examAdd, .examAbort, .examGet, .examList,
@@ -57,7 +59,8 @@ public enum ControlMethod: String, CaseIterable, Sendable {
     /// Exhaustive on purpose, like `role`.
     public var audited: Bool {
         switch self {
-        case .scanRun, .scanAbort, .serviceCalibrate, .examStart, .examNext, .examRepeat, .examAbort, .examCorrect, .precisionStudy, .qcRun, .qcReset: true
+        case .scanRun, .scanAbort, .serviceCalibrate, .examStart, .examNext, .examRepeat, .examAbort, .examCorrect, .precisionStudy, .qcRun, .qcReset,
+             .qcOverride: true
         case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .eventsSubscribe, .serviceSelftest, .serviceSensors, .serviceLog,
              .serviceReport, .serviceMetrics, .serviceReset, .examCreate, .examChecklist, .examSkip, .examAdd, .examGet, .examList,
              .examResults, .precisionList, .qcStatus:
@@ -106,6 +109,7 @@ extension RPC where Params == NoParams, Result == PrecisionListResult { public s
 extension RPC where Params == QCRunParams, Result == QCRunResult { public static var qcRun: Self { .init(.qcRun) } }
 extension RPC where Params == QCStatusParams, Result == QCStatusResult { public static var qcStatus: Self { .init(.qcStatus) } }
 extension RPC where Params == QCResetParams, Result == QCStatusResult { public static var qcReset: Self { .init(.qcReset) } }
+extension RPC where Params == QCOverrideParams, Result == QCStatusResult { public static var qcOverride: Self { .init(.qcOverride) } }
 
 /// The notifications the daemon sends, each with its one type.
 public enum ControlNotification: String, CaseIterable, Sendable {

@@ -6,6 +6,7 @@ import DXDevice
 import DXProtocol
 import Foundation
 import Logging
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -163,13 +164,17 @@ private struct Methods: Sendable {
             return try await qcStatus(device: CalibratedUnit(info).description, withPoints: p.history ?? false)
         }
         t.on(.qcReset) { p, context in
-            let reason = p.reason.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !reason.isEmpty, reason.count <= 500, !reason.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) }) else {
-                throw RPCError.invalidParams("'reason': what was done (a calibration, a part replaced, the drift's cause), 1 to 500 characters without control characters")
-            }
+            let reason = try Self.serviceReason(p.reason, what: "what was done (a calibration, a part replaced, the drift's cause)")
             guard let info = await session.info else { throw DeviceError.notConnected }
             let device = CalibratedUnit(info).description
             try await exams.qcReset(device: device, by: Self.user(context), reason: reason)
+            return try await qcStatus(device: device, withPoints: false)
+        }
+        t.on(.qcOverride) { p, context in
+            let reason = try Self.serviceReason(p.reason, what: "why patients may be scanned despite the QC state")
+            guard let info = await session.info else { throw DeviceError.notConnected }
+            let device = CalibratedUnit(info).description
+            try await exams.qcOverride(device: device, by: Self.user(context), reason: reason)
             return try await qcStatus(device: device, withPoints: false)
         }
         t.on(.examList) { p, _ in
@@ -234,6 +239,7 @@ private struct Methods: Sendable {
     /// acceptance rule passes; the calibration in use stays otherwise.
     private func calibrate(_ p: CalibrateParams) async throws -> CalibrateResult {
         let phantom = try Self.loadPhantom(p.phantom)
+        try await refuseDuringAnExam("a calibration")
         guard let info = await session.info else { throw DeviceError.notConnected }
         let run: (calibration: Calibration, capture: String)
         do {
@@ -256,13 +262,24 @@ private struct Methods: Sendable {
     /// this unit's there is no QC: the scan is refused before anything moves.
     private func qcRun(_ p: QCRunParams, by: String) async throws -> QCRunResult {
         let phantom = try Self.loadPhantom(p.phantom)
+        try await refuseDuringAnExam("a QC scan")
         guard let info = await session.info else { throw DeviceError.notConnected }
-        let plans: [ScanPlan]
+        var plans: [ScanPlan]
         do { plans = try QCRun.plans(phantom: phantom, info: info) } catch { throw RPCError.invalidParams("\(p.phantom): \(error.description)") }
         let calibration: Calibration
         switch CalibrationStore(stateDirectory: configuration.stateDirectory).load(for: info) {
         case .success(let c): calibration = c
         case .failure(let problem): throw problem
+        }
+        // The scout, in a capture of its own; the pass's current from what it shows.
+        let scout = ScoutCollector()
+        let (_, scoutCapture) = try await device.runner.runSequence(QCRun.scoutPlans(plans), phantom: phantom, onLines: { index, lines in scout.add(index, lines) })
+        let choice: ExposureModeChooser.Choice
+        do {
+            let (dark, lines) = scout.lines
+            (plans, choice) = try QCRun.exposed(plans, darkLines: dark, scoutLines: lines)
+        } catch {
+            throw RPCError(code: RPCError.scanFailedCode, message: "\(scoutCapture ?? "the QC scout"): \(error.description)")
         }
         let live = LiveSequenceAnalysis(calibration: calibration, geometry: ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm)),
                                         rois: phantom.rois ?? [], scans: plans.map { .init(role: $0.role, configuration: $0.configuration(id: 0)) })
@@ -279,17 +296,46 @@ private struct Methods: Sendable {
         let device = CalibratedUnit(info).description
         let rules = configuration.qcRules
         let r = try await exams.qcRecord(device: device, bmdGCm2: bmd, capture: capture, by: by, rules: rules)
-        let status = QCStatusResult(device: device, state: r.state, history: r.history, rules: rules,
-                                    due: QualityControl.isDue(r.state, at: await exams.currentTime, calendar: .current), withPoints: false)
+        let status = try await qcStatus(device: device, withPoints: false)
         let verdict = r.state.points.last { $0.measurementID == r.id }?.verdict ?? .baseline
-        return QCRunResult(measurementID: r.id, bmdGCm2: bmd, capture: capture, verdict: verdict, status: status)
+        return QCRunResult(measurementID: r.id, bmdGCm2: bmd, capture: capture, verdict: verdict, status: status,
+                           exposure: .init(mode: choice.mode, tubeCurrentUA: plans.last?.tubeCurrentUA ?? 0, reason: choice.reason, scoutCapture: scoutCapture))
     }
 
     private func qcStatus(device: String, withPoints: Bool) async throws -> QCStatusResult {
         let rules = configuration.qcRules
         let (state, history) = try await exams.qcState(device: device, rules: rules)
         return QCStatusResult(device: device, state: state, history: history, rules: rules,
-                              due: QualityControl.isDue(state, at: await exams.currentTime, calendar: .current), withPoints: withPoints)
+                              due: QualityControl.isDue(state, at: await exams.currentTime, calendar: .current, dayStartMinutes: configuration.qcDayStartMinutes),
+                              withPoints: withPoints,
+                              gate: try await exams.qcGate(device: device), whenDue: configuration.qcWhenDue,
+                              override: try await exams.qcOverride(device: device),
+                              crossCalibration: try await exams.crossCalibration(device: device, since: history.reset?.at)?.record)
+    }
+
+    /// A phantom scan while an exam is in progress would expose the patient who may lie on the
+    /// table between two sites: refused until the exam ends or is aborted.
+    private func refuseDuringAnExam(_ what: String) async throws {
+        if let exam = try await exams.examInProgress() {
+            throw RPCError(code: RPCError.examStateCode, message: "exam \(exam) is in progress (its patient may be on the table): finish or abort it before \(what)")
+        }
+    }
+
+    /// The scout's dark lines (scan 0) and its lines over the phantom (scan 1), as they arrive.
+    final class ScoutCollector: Sendable {
+        private let state = Mutex(([ScanLine](), [ScanLine]()))
+        func add(_ index: Int, _ lines: [ScanLine]) { state.withLock { if index == 0 { $0.0 += lines } else { $0.1 += lines } } }
+        var lines: ([ScanLine], [ScanLine]) { state.withLock { $0 } }
+    }
+
+    /// A service action's reason: 1 to 500 characters without control characters (it is
+    /// audited, logged and printed on reports).
+    static func serviceReason(_ text: String, what: String) throws -> String {
+        let reason = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !reason.isEmpty, reason.count <= 500, !reason.unicodeScalars.contains(where: { CharacterSet.controlCharacters.contains($0) }) else {
+            throw RPCError.invalidParams("'reason': \(what), 1 to 500 characters without control characters")
+        }
+        return reason
     }
 
     static func loadPhantom(_ path: String) throws -> Phantom {

@@ -128,7 +128,9 @@ extension Daemon {
         let calibrations = CalibrationStore(stateDirectory: configuration.stateDirectory)
         let sequencer = ExamSequencer(recorder: store, runner: device.runner, session: device.session, clock: device.clock,
                                       examProtocol: examProtocol, reference: reference,
-                                      calibration: { calibrations.load().mapError { $0 as any Error } }, logger: logger)
+                                      calibration: { calibrations.load().mapError { $0 as any Error } },
+                                      qcLockout: .init(rules: configuration.qcRules, whenDue: configuration.qcWhenDue,
+                                                       dayStartMinutes: configuration.qcDayStartMinutes), logger: logger)
         return sequencer
     }
 

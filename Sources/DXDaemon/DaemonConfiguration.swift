@@ -103,6 +103,11 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var zReference: String?
     /// Phantom QC scans that set the baseline (10–25; docs/qc.md).
     public var qcBaselineScans = QualityControl.Rules().baselineScans
+    /// What "no QC today" (or a baseline still filling) does to patient exams: `warn` (the
+    /// report says so) or `block`; a failed QC always blocks (docs/qc.md, "Lockout").
+    public var qcWhenDue = QualityControl.DuePolicy.warn
+    /// When the QC day starts (`qc_day_starts`, HH:MM local time), minutes after midnight.
+    public var qcDayStartMinutes = 0
 
     /// The QC rules in force.
     public var qcRules: QualityControl.Rules {
@@ -122,7 +127,7 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public static let keys = ["socket", "device", "state_directory", "record_captures", "time_scale",
                               "simulator_seed", "simulator_orderings", "simulator_watchdog_floor_ms", "simulator_phantom", "simulator_physics", "simulator_serial", "dap_per_mas_mgy_cm2", "command_timeout_ms", "log_level", "technologist_group", "service_group",
                               "audit_log", "socket_mode", "socket_group", "usb_vendor_id", "usb_product_id",
-                              "exam_database", "exam_protocol", "z_reference", "qc_baseline_scans"]
+                              "exam_database", "exam_protocol", "z_reference", "qc_baseline_scans", "qc_when_due", "qc_day_starts"]
 
     /// Applies one `key = value` setting.
     public mutating func set(_ key: String, _ value: String) throws(ConfigurationError) {
@@ -203,6 +208,16 @@ public struct DaemonConfiguration: Sendable, Equatable {
         case "qc_baseline_scans":
             guard let v = Int(value), (10...25).contains(v) else { throw .invalid(key, "expected 10 to 25 scans") }
             qcBaselineScans = v
+        case "qc_when_due":
+            guard let v = QualityControl.DuePolicy(rawValue: value) else { throw .invalid(key, "expected warn or block") }
+            qcWhenDue = v
+        case "qc_day_starts":
+            let parts = value.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, parts.allSatisfy({ $0.count == 2 && $0.allSatisfy(\.isASCII) }),
+                  let h = Int(parts[0]), let m = Int(parts[1]), (0...23).contains(h), (0...59).contains(m) else {
+                throw .invalid(key, "expected HH:MM, 00:00 to 23:59")
+            }
+            qcDayStartMinutes = h * 60 + m
         case "socket_group":
             socketGroup = value.isEmpty || value == "none" ? nil : value
         default:

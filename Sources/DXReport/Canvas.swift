@@ -54,19 +54,34 @@ struct Canvas {
     /// Text wrapped to `width`, lines `leading` apart; returns the y below the last line.
     @discardableResult
     func paragraph(_ s: String, x: Double, y: Double, width: Double, leading: Double) -> Double {
-        var line = "", yy = y
+        var yy = y
+        for line in wrapped(s, width: width) {
+            text(line, x: x, y: yy)
+            yy += leading
+        }
+        return yy
+    }
+
+    /// The height `paragraph` would take in the current font, without drawing.
+    func measureParagraph(_ s: String, width: Double, leading: Double) -> Double {
+        Double(wrapped(s, width: width).count) * leading
+    }
+
+    /// `s` broken into lines no wider than `width` in the current font (a word wider than
+    /// that has a line of its own).
+    func wrapped(_ s: String, width: Double) -> [String] {
+        var lines: [String] = [], line = ""
         for word in s.split(separator: " ") {
             let candidate = line.isEmpty ? String(word) : line + " " + word
             if self.width(candidate) > width && !line.isEmpty {
-                text(line, x: x, y: yy)
-                yy += leading
+                lines.append(line)
                 line = String(word)
             } else {
                 line = candidate
             }
         }
-        if !line.isEmpty { text(line, x: x, y: yy); yy += leading }
-        return yy
+        if !line.isEmpty { lines.append(line) }
+        return lines
     }
 
     func line(_ x0: Double, _ y0: Double, _ x1: Double, _ y1: Double, width: Double = 0.8, dashed: Bool = false) {

@@ -24,6 +24,9 @@ enum ReportPage {
     /// never split across pages.
     static func blocks(_ r: ExamResults, scans: [String: DecomposedScan]) -> [Block] {
         var out: [Block] = []
+        // Made without a passing QC that day, or under an override of the lockout: first, where
+        // no reader misses it.
+        if !r.qualityControl.isEmpty { out.append { c, y in drawQualityControl(r.qualityControl, at: y, on: c) } }
         for site in r.sites {
             if let result = site.result {
                 // Without its image (a decomposed scan not readable here) the table still stands.
@@ -117,6 +120,26 @@ enum ReportPage {
         let pageNote = count > 1 ? " Page \(index + 1) of \(count)." : ""
         c.paragraph("Reference \(r.reference); analysis \(r.analysisVersion); generated \(stamp). BMD is this device's calibration of hydroxyapatite: T-scores against the published references are indicative until the device is cross-calibrated (docs/clinical-references.md).\(zNote)\(pageNote)",
                     x: margin, y: height - margin - 10, width: width - 2 * margin, leading: 8)
+    }
+
+    /// Why these numbers were measured without the day's passing phantom QC.
+    static func drawQualityControl(_ notes: [String], at top: Double, on c: Canvas) -> Double {
+        var y = top + 2
+        let x = margin + 8, w = width - 2 * margin - 16
+        // Measured first (drawn where it is not seen) so the box fits its text.
+        c.font(8.5)
+        var bottom = y + 12
+        for note in notes { bottom += c.measureParagraph(note, width: w, leading: 10) }
+        c.colour(.rose)
+        c.rect(margin, y - 10, width - 2 * margin, bottom - y + 8, fill: true)
+        c.colour(.red)
+        c.font(9.5, bold: true)
+        c.text("Quality control: this exam was not made on a unit that passed its phantom QC that day", x: x, y: y)
+        y += 12
+        c.colour(.black)
+        c.font(8.5)
+        for note in notes { y = c.paragraph(note, x: x, y: y, width: w, leading: 10) }
+        return max(y, bottom) + 8
     }
 
     /// The diagnosis and the rule it was read by.

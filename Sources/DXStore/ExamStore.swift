@@ -133,6 +133,21 @@ public final class ExamStore: ExamRecorder {
                 t.column("reason", .text).notNull()
             }
         }
+        m.registerMigration("v9: service overrides of the QC lockout; cross-calibrations") { db in
+            try db.create(table: "qc_crosscal") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("device", .text).notNull()
+                t.column("at", .double).notNull()
+                t.column("record", .text).notNull()
+            }
+            try db.create(table: "qc_override") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("device", .text).notNull()
+                t.column("at", .double).notNull()
+                t.column("created_by", .text).notNull()
+                t.column("reason", .text).notNull()
+            }
+        }
         return m
     }
 
@@ -171,6 +186,65 @@ public final class ExamStore: ExamRecorder {
         try db.write { db in
             try db.execute(sql: "INSERT INTO qc_reset (device, at, created_by, reason) VALUES (?, ?, ?, ?)",
                            arguments: [device, at.timeIntervalSince1970, by, reason])
+        }
+    }
+
+    public func qcPreviousHistory(device: String) throws -> [QualityControl.Measurement] {
+        try db.read { db in
+            let resets = try Double.fetchAll(db, sql: "SELECT at FROM qc_reset WHERE device = ? ORDER BY id DESC LIMIT 2", arguments: [device])
+            guard let latest = resets.first else { return [] }
+            let from = resets.count > 1 ? resets[1] : -Double.infinity
+            let rows = try Row.fetchAll(db, sql: "SELECT id, at, bmd FROM qc WHERE device = ? AND at >= ? AND at < ? ORDER BY at, id",
+                                        arguments: [device, from, latest])
+            return try rows.map { row in
+                let id: Int64 = row["id"]
+                let text: String = row["bmd"]
+                guard let bmd = try? JSONDecoder().decode([String: Double].self, from: Data(text.utf8)), !bmd.isEmpty,
+                      bmd.values.allSatisfy({ $0.isFinite && $0 > 0 }) else {
+                    throw ExamStoreError("QC result \(id) of \(device) cannot be read (its BMD is '\(text.prefix(80))')")
+                }
+                return QualityControl.Measurement(id: id, at: Date(timeIntervalSince1970: row["at"]), bmdGCm2: bmd)
+            }
+        }
+    }
+
+    public func saveCrossCalibration(device: String, at: Date, _ record: QualityControl.CrossCalibration) throws {
+        try db.write { db in
+            try db.execute(sql: "INSERT INTO qc_crosscal (device, at, record) VALUES (?, ?, ?)",
+                           arguments: [device, at.timeIntervalSince1970, try Self.json(record)])
+        }
+    }
+
+    public func crossCalibration(device: String) throws -> (at: Date, record: QualityControl.CrossCalibration)? {
+        try db.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT id, at, record FROM qc_crosscal WHERE device = ? ORDER BY id DESC LIMIT 1", arguments: [device]) else {
+                return nil
+            }
+            let id: Int64 = row["id"], text: String = row["record"]
+            guard let record = try? JSONDecoder().decode(QualityControl.CrossCalibration.self, from: Data(text.utf8)) else {
+                throw ExamStoreError("cross-calibration \(id) of \(device) cannot be read")
+            }
+            return (Date(timeIntervalSince1970: row["at"]), record)
+        }
+    }
+
+    public func addQCOverride(device: String, at: Date, by: String, reason: String) throws {
+        try db.write { db in
+            try db.execute(sql: "INSERT INTO qc_override (device, at, created_by, reason) VALUES (?, ?, ?, ?)",
+                           arguments: [device, at.timeIntervalSince1970, by, reason])
+        }
+    }
+
+    public func qcOverride(device: String) throws -> QualityControl.Override? {
+        try db.read { db in
+            try Row.fetchOne(db, sql: "SELECT at, created_by, reason FROM qc_override WHERE device = ? ORDER BY at DESC, id DESC LIMIT 1",
+                             arguments: [device]).map { QualityControl.Override(at: Date(timeIntervalSince1970: $0["at"]), by: $0["created_by"], reason: $0["reason"]) }
+        }
+    }
+
+    public func lastQCScan(device: String) throws -> Date? {
+        try db.read { db in
+            try Double.fetchOne(db, sql: "SELECT MAX(at) FROM qc WHERE device = ?", arguments: [device]).map { Date(timeIntervalSince1970: $0) }
         }
     }
 

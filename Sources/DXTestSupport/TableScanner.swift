@@ -11,6 +11,8 @@ public struct TableScanner: Sendable {
     public let geometry: ScanGeometry
     public private(set) var stage: AttenuationStage?
     public private(set) var calibration: Calibration?
+    /// The tube's output relative to the calibration's (a step the air scan must cancel).
+    public var outputFactor = 1.0
 
     public init(seed: UInt64, physics: PhysicsModel = .kramers, channels: Int = 144, pitchUm: Int = 1000) {
         detector = Detector(channels: channels, pitchUm: pitchUm, seed: seed, physics: physics)
@@ -22,7 +24,7 @@ public struct TableScanner: Sendable {
         let view = scene.projection(armAngleX10: armAngleX10)
         return (0..<c.lineCount).map { i in
             let y = c.yStartUm + Int32(i) * c.lineStepUm
-            let r = detector.readLine(mode: mode, xUm: c.xUm, yUm: y, periodUs: c.linePeriodUs, currentUA: c.tubeCurrentUA, outputFactor: 1,
+            let r = detector.readLine(mode: mode, xUm: c.xUm, yUm: y, periodUs: c.linePeriodUs, currentUA: c.tubeCurrentUA, outputFactor: outputFactor,
                                       scene: view)
             var flags: LineFlags = mode == .dark ? [] : [.xrayOn]
             if r.saturated { flags.insert(.saturated) }

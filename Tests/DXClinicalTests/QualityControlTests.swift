@@ -149,6 +149,109 @@ struct QualityControlTests {
     /// decomposition tests measure on the ESP phantom (CV 0.19–0.36 %, docs/physics.md), taken
     /// at 0.4 %; seeded, 20 baseline days then 100 in control, 40 histories. Then the issue's
     /// faults on the same histories: a 2 % step, a drift of 0.1 %/day.
+    /// The lockout (docs/qc.md, "Lockout"): what a patient exam meets in each QC state, under
+    /// each policy, with and without a service override.
+    /// The QC day starts at `qc_day_starts`: a scan before it counts for the day before, and an
+    /// override made before it ends when it comes.
+    @Test func theQCDayStartsWhenTheSiteSays() throws {
+        var utc = Calendar(identifier: .gregorian)
+        utc.timeZone = try #require(TimeZone(identifier: "UTC"))
+        // Ten baseline scans an hour apart from 2026-05-28 20:26:40 UTC: the last at 05:26:40.
+        let state = QC.evaluate(Self.results(Self.tenScans, hoursApart: 1), rules: Self.rules())
+        let last = try #require(state.lastPass)
+        #expect(utc.component(.hour, from: last) == 5)
+        let later = last.addingTimeInterval(3600)  // 06:26:40
+        #expect(!QC.isDue(state, at: later, calendar: utc, dayStartMinutes: 0))
+        #expect(!QC.isDue(state, at: later, calendar: utc, dayStartMinutes: 300))   // both after 05:00
+        #expect(QC.isDue(state, at: later, calendar: utc, dayStartMinutes: 360))    // 05:26 counted for the 28th
+        #expect(QC.isDue(state, at: last.addingTimeInterval(19 * 3600), calendar: utc, dayStartMinutes: 0))  // 00:26 next day
+        #expect(!QC.isDue(state, at: last.addingTimeInterval(19 * 3600), calendar: utc, dayStartMinutes: 300))
+        // An override at 04:00 ends at the day's start, 05:00.
+        let four = last.addingTimeInterval(-(86 + 1_200 + 3_600.0))  // 04:05:14
+        let override = QC.Override(at: four, by: "svc", reason: "r")
+        #expect(override.inForce(at: four.addingTimeInterval(1_800), lastScan: nil, calendar: utc, dayStartMinutes: 300))
+        #expect(!override.inForce(at: four.addingTimeInterval(3_600), lastScan: nil, calendar: utc, dayStartMinutes: 300))
+        #expect(override.inForce(at: four.addingTimeInterval(3_600), lastScan: nil, calendar: utc, dayStartMinutes: 0))
+    }
+
+    @Test func theLockoutFollowsTheStateThePolicyAndTheOverride() throws {
+        var utc = Calendar(identifier: .gregorian)
+        utc.timeZone = try #require(TimeZone(identifier: "UTC"))
+        let rules = Self.rules()
+        let hour = 3600.0
+        func gate(_ history: [QC.Measurement], at now: Date, _ policy: QC.DuePolicy, override: QC.Override? = nil) -> QC.Gate {
+            QC.gate(QC.evaluate(history, rules: rules), at: now, lastScan: history.last?.at, override: override, policy: policy, calendar: utc)
+        }
+        // Three of ten baseline scans: a warning, or locked under `block`.
+        let few = Self.results(Array(Self.tenScans.prefix(3)), hoursApart: 1)
+        let morning = Self.day0.addingTimeInterval(3 * hour)
+        guard case .warn(let w) = gate(few, at: morning, .warn) else { Issue.record("not a warning"); return }
+        #expect(w.contains("QC baseline incomplete (3 phantom scans so far)"), "\(w)")
+        guard case .blocked(let b) = gate(few, at: morning, .block) else { Issue.record("not blocked"); return }
+        #expect(b.hasPrefix("patient exams are locked: QC baseline incomplete"), "\(b)")
+
+        // The baseline complete today: clear under either policy; tomorrow QC is due.
+        let ten = Self.results(Self.tenScans, hoursApart: 1)
+        let sameDay = Self.day0.addingTimeInterval(11 * hour), nextDay = Self.day0.addingTimeInterval(30 * hour)
+        #expect(gate(ten, at: sameDay, .warn) == .clear && gate(ten, at: sameDay, .block) == .clear)
+        guard case .warn(let due) = gate(ten, at: nextDay, .warn), case .blocked = gate(ten, at: nextDay, .block) else {
+            Issue.record("QC not due the next day"); return
+        }
+        #expect(due.contains("no QC today (last passed") && due.contains("dexa qc run"), "\(due)")
+
+        // Outside the limits twice (+2 %): failed, blocked under either policy.
+        let failed = Self.results(Self.tenScans + [["L1-L4": 1.02], ["L1-L4": 1.02]], hoursApart: 1)
+        #expect(QC.evaluate(failed, rules: rules).condition == .failed)
+        let afterFail = Self.day0.addingTimeInterval(12.5 * hour)
+        guard case .blocked(let f) = gate(failed, at: afterFail, .warn) else { Issue.record("a failed QC did not block"); return }
+        #expect(f.contains("QC failed") && f.contains("scan the QC phantom again"), "\(f)")
+        // Once asked for a repeat, before it: blocked too.
+        guard case .blocked(let r) = gate(Array(failed.dropLast()), at: afterFail, .warn) else { Issue.record("a repeat did not block"); return }
+        #expect(r.contains("QC asks for a repeat"), "\(r)")
+        // A pass lifts a Shewhart failure.
+        let lifted = Self.results(Self.tenScans + [["L1-L4": 1.02], ["L1-L4": 1.02], ["L1-L4": 1.0]], hoursApart: 1)
+        #expect(gate(lifted, at: Self.day0.addingTimeInterval(13.5 * hour), .block) == .clear)
+
+        // An override made after the failure: in force the same day, until the next QC scan.
+        let override = QC.Override(at: Self.day0.addingTimeInterval(12 * hour), by: "alice", reason: "physicist checked the unit")
+        guard case .overridden(let o) = gate(failed, at: afterFail, .block, override: override) else { Issue.record("the override is not in force"); return }
+        #expect(o.contains("QC override by alice") && o.contains("physicist checked the unit") && o.contains("QC failed"), "\(o)")
+        let rescanned = failed + [QC.Measurement(id: 13, at: Self.day0.addingTimeInterval(12.2 * hour), bmdGCm2: ["L1-L4": 1.02])]
+        if case .overridden = gate(rescanned, at: afterFail, .block, override: override) { Issue.record("the override outlived the next QC scan") }
+        if case .overridden = gate(failed, at: Self.day0.addingTimeInterval(40 * hour), .block, override: override) {
+            Issue.record("the override outlived its day")
+        }
+        // Made before the failing scan, it does not cover it.
+        let early = QC.Override(at: Self.day0.addingTimeInterval(10.5 * hour), by: "alice", reason: "before")
+        if case .overridden = gate(failed, at: afterFail, .block, override: early) { Issue.record("an override covered a later scan") }
+        // Nor does it say anything when QC passed.
+        #expect(gate(ten, at: sameDay, .block, override: QC.Override(at: Self.day0.addingTimeInterval(10.5 * hour), by: "a", reason: "b")) == .clear)
+    }
+
+    /// Cross-calibration (docs/qc.md): the last ten before against the first ten after, per
+    /// region, worked by hand: before 0.99/1.01 alternating (mean 1.000, SD 0.010541); after
+    /// shifted by +0.95 % (passes) or +1.45 % (fails the 1 % limit); SE √(2 × 0.010541² / 10)
+    /// = 0.4714 %.
+    @Test func crossCalibrationOfTenBeforeAndTenAfter() throws {
+        // Two stray scans at the start of the old history: not among its last ten.
+        let before = Self.results([["L1-L4": 0.5], ["L1-L4": 2.0]] + Self.tenScans)
+        func after(_ shift: Double) -> [QC.Measurement] {
+            Self.results(Self.tenScans.map { ["L1-L4": ($0["L1-L4"] ?? 0) + shift] } + [["L1-L4": 3.0]], from: 100)
+        }
+        let pass = try QC.crossCalibration(before: before, after: after(0.0095))
+        let region = try #require(pass.regions["L1-L4"])
+        #expect(abs(region.differencePercent - 0.95) < 1e-9 && abs(region.standardErrorPercent - 0.4714) < 1e-4, "\(region)")
+        #expect(pass.passes && region.passes && pass.before == Array(3...12) && pass.after == Array(100...109) && pass.limitPercent == 1)
+        let fail = try QC.crossCalibration(before: before, after: after(0.0145))
+        #expect(!fail.passes && abs((fail.regions["L1-L4"]?.differencePercent ?? 0) - 1.45) < 1e-9)
+        #expect(throws: QC.CrossCalibrationError.tooFew(before: 12, after: 9, need: 10)) {
+            try QC.crossCalibration(before: before, after: Array(after(0).prefix(9)))
+        }
+        #expect(throws: QC.CrossCalibrationError.self) {
+            try QC.crossCalibration(before: before, after: Self.results((0..<10).map { _ in ["L1": 1.0] }))
+        }
+    }
+
     @Test func simulatedYearsOfAPhantom() {
         struct Random {
             var state: UInt64

@@ -118,6 +118,19 @@ struct DaemonFilesTests {
         #expect(c.zReference == "/etc/dexa/z-reference.json")
     }
 
+    /// `qc_day_starts`: HH:MM or a clear error, nothing else.
+    @Test func theQCDayStartIsATimeOfDay() throws {
+        var c = DaemonConfiguration()
+        #expect(c.qcDayStartMinutes == 0)
+        try c.apply(fileText: "qc_day_starts = 05:30\n")
+        #expect(c.qcDayStartMinutes == 330)
+        for bad in ["5:30", "24:00", "05:60", "-1:00", "05:30:00", "", "ab:cd", "０5:30", "05"] {
+            var d = DaemonConfiguration()
+            #expect(throws: ConfigurationError.self, "\(bad)") { try d.apply(fileText: "qc_day_starts = \(bad)\n") }
+            #expect(d.qcDayStartMinutes == 0)
+        }
+    }
+
     static func config(_ dir: TemporaryDirectory, _ line: String) throws -> String {
         let path = dir.file("dexad.conf")
         try Data("socket_group = none\naudit_log = \(dir.file("audit.log"))\n\(line)\n".utf8).write(to: URL(fileURLWithPath: path))

@@ -117,8 +117,35 @@ struct FirmwareTests {
         #expect(try FaultCommand.parse("fault 2") == .trip(.overTemperature, message: "over-temperature"))
         #expect(try FaultCommand.parse("corrupt data 3") == .corruptFrames(.dataIn, 3))
         #expect(try FaultCommand.parse("stall 1500") == .stallData(.milliseconds(1500)))
-        for bad in ["", "interlock", "interlock window open", "fault 0", "fault -1", "drop many", "rate 0", "rate nan", "corrupt usb 1", "explode"] {
+        #expect(try FaultCommand.parse("spectrum high 0.3") == .spectrumStep(SpectralShift(highThresholdKeV: 0.3)))
+        #expect(try FaultCommand.parse("spectrum-drift kvp -0.15") == .spectrumDrift(SpectralShift(kVp: -0.15)))
+        #expect(try FaultCommand.parse("spectrum low 1") == .spectrumStep(SpectralShift(lowThresholdKeV: 1)))
+        #expect(try FaultCommand.parse("output -10") == .outputStep(-0.1))
+        for bad in ["", "interlock", "interlock window open", "fault 0", "fault -1", "drop many", "rate 0", "rate nan", "corrupt usb 1", "explode",
+                    "spectrum", "spectrum high", "spectrum mid 1", "spectrum high nan", "spectrum kvp 11", "spectrum-drift low inf", "output",
+                    "output 60", "output ten", "spectrum high 1 2"] {
             #expect(throws: FaultCommand.ParseError.self, "\(bad)") { try FaultCommand.parse(bad) }
         }
+    }
+
+    /// A spectrum step moves the counts the way the physics says, and back to none restores the
+    /// detector's own physics exactly (the same samples from the same noise).
+    @Test(arguments: PhysicsModel.allCases)
+    func aSpectrumShiftChangesTheCountsAndComesBack(physics: PhysicsModel) {
+        let scene = PhantomScene(StandardPhantoms.esp)
+        func line(_ d: inout Detector) -> [UInt16] {
+            d.reseedNoise(5)
+            return d.readLine(mode: .dual, xUm: 200_000, yUm: 600_000, periodUs: 10_000, currentUA: 1000, outputFactor: 1, scene: scene).samples
+        }
+        var d = Detector(channels: 144, pitchUm: 1000, seed: 3, physics: physics)
+        let before = line(&d)
+        // The edge between the windows 2 keV up: photons move from the high window to the low.
+        d.shiftSpectrum(to: SpectralShift(highThresholdKeV: 2))
+        let shifted = line(&d)
+        let sum = { (s: [UInt16], w: Int) in stride(from: w, to: s.count, by: 2).reduce(0.0) { $0 + Double(s[$1]) } }
+        #expect(sum(shifted, 0) > sum(before, 0) * 1.01 && sum(shifted, 1) < sum(before, 1) * 0.99,
+                "low \(sum(before, 0)) → \(sum(shifted, 0)), high \(sum(before, 1)) → \(sum(shifted, 1))")
+        d.shiftSpectrum(to: SpectralShift())
+        #expect(line(&d) == before)
     }
 }

@@ -166,6 +166,9 @@ struct ControlSurfaceTests {
         #expect(qcScan == RPCError.scanFailedCode)
         let qcReset = try await Self.call(daemon, seen, .qcReset, .object(["reason": .string("surface test")]))
         #expect(qcReset["reset"]?["reason"]?.stringValue == "surface test" && qcReset["scans"]?.intValue == 0, "\(qcReset)")
+        let qcOverride = try await Self.call(daemon, seen, .qcOverride, .object(["reason": .string("surface test override")]))
+        #expect(qcOverride["override"]?["reason"]?.stringValue == "surface test override"
+                && qcOverride["patient_exams"]?["gate"]?.stringValue == "overridden", "\(qcOverride)")
         let reset = try await Self.call(daemon, seen, .serviceReset)
         #expect(reset["reconnected"] == .bool(true))
         subscriber.cancel()
@@ -227,7 +230,7 @@ struct ControlSurfaceTests {
             default: return []
             }
         }
-        for method in ["device.status", "service.metrics", "exam.get", "exam.results", "scan.run", "qc.status", "qc.reset"] {
+        for method in ["device.status", "service.metrics", "exam.get", "exam.results", "scan.run", "qc.status", "qc.reset", "qc.override"] {
             let sent = (results[method] ?? []).reduce(into: Set<String>()) { $0.formUnion(keys($1)) }
             let undocumented = sent.filter { key in
                 docs.range(of: "(^|[^a-z0-9_])\(key)([^a-z0-9_]|$)", options: .regularExpression) == nil

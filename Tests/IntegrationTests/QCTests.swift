@@ -1,3 +1,4 @@
+import DXAcquisition
 import DXClinical
 import DXControl
 import DXProtocol
@@ -85,5 +86,137 @@ struct QCTests {
         let reset = try await daemon.call(.qcReset, QCResetParams(reason: "detector module replaced"))
         #expect(reset.condition == .baselineIncomplete && reset.scans == 0 && reset.reset?.reason == "detector module replaced")
         #expect(daemon.auditEntries.contains { $0["method"]?.stringValue == "qc.reset" && $0["decision"]?.stringValue == "allowed" })
+
+        // Cross-calibration across the reset: nothing until ten scans after it, then the last ten
+        // before against the ten after, stored, passing (the same unit, nothing changed), and
+        // printed by the CLI.
+        for _ in 1...9 { _ = try await daemon.call(.qcRun, QCRunParams(phantom: espPhantom)) }
+        #expect(try await daemon.call(.qcStatus, QCStatusParams()).crossCalibration == nil)
+        let waiting = try await daemon.cli(["qc", "cross-calibration"])
+        #expect(waiting.status != 0 && waiting.err.contains("9 of the 10 phantom scans after the reset"), "\(waiting.out) \(waiting.err)")
+        _ = try await daemon.call(.qcRun, QCRunParams(phantom: espPhantom))
+        let cross = try #require(try await daemon.call(.qcStatus, QCStatusParams()).crossCalibration)
+        #expect(cross.before.count == 10 && cross.after.count == 10 && cross.passes && cross.limitPercent == 1, "\(cross)")
+        #expect(Set(cross.regions.keys) == ["L1", "L2", "L3"] && cross.regions.values.allSatisfy { abs($0.differencePercent) < 1 }, "\(cross)")
+        let printed = try await daemon.cli(["qc", "cross-calibration"])
+        #expect(printed.status == 0 && printed.out.contains("cross-calibration, 10 scans before and 10 after: passes"), "\(printed.out) \(printed.err)")
+    }
+}
+
+/// The lockout through the real daemon, a real dexa-sim and the socket (docs/qc.md,
+/// "Lockout"): patient exams refused while QC is incomplete (policy `block`), allowed once it
+/// passes; a spectrum fault injected into the simulator caught by the next QC scan, which
+/// locks exams again; a service override lets one start and its reason reaches the results
+/// and the report; the next QC scan ends the override.
+@Suite("QC lockout through the daemon", .serialized)
+struct QCLockoutTests {
+    static func startRefused(_ daemon: DaemonProcess, _ exam: Int, saying words: String) async throws {
+        do {
+            _ = try await daemon.call("exam.start", .object(["exam_id": .number(Double(exam))]))
+            Issue.record("exam \(exam) started while QC locks patient exams")
+        } catch let e as RPCError {
+            #expect(e.code == RPCError.qcLockedCode && e.message.contains("QC") && e.message.contains(words), "\(e)")
+        }
+        let shown = try await daemon.call("exam.get", .object(["exam_id": .number(Double(exam))]))
+        #expect(shown["state"]?.stringValue == "ready", "a refused start changes nothing: \(shown["state"] ?? .null)")
+    }
+
+    @Test func qcLocksAndUnlocksPatientExams() async throws {
+        let dir = TemporaryDirectory()
+        let (_, espPhantom) = try AnalyzeTests.writePhantoms(dir)
+        try CalibrationFixture.install(stateDirectory: dir.file("state"))
+        let sim = try await SimulatorProcess(in: dir, speed: 50, extra: ["--phantom", "esp"])
+        let daemon = try await DaemonProcess(in: dir, device: "sim:\(sim.devicePath)", timeScale: 50,
+                                             config: ["qc_baseline_scans = 10", "qc_when_due = block"])
+        try await daemon.waitForDevice()
+
+        // No baseline yet, and the policy blocks: refused, naming QC; nothing changes.
+        let status = try await daemon.call(.qcStatus, QCStatusParams())
+        #expect(status.patientExams.gate == "blocked" && status.patientExams.whenDue == .block, "\(status.patientExams)")
+        let first = try await ExamTests.newExam(daemon)
+        try await Self.startRefused(daemon, first, saying: "baseline incomplete")
+        let cli = try await daemon.cli(["exam", "run", String(first)])
+        #expect(cli.status == 4 && cli.err.contains("QC"), "\(cli.out) \(cli.err)")
+
+        // A QC scan stopped half-way (the lines slowed so that the abort lands in it) is an
+        // error and adds nothing.
+        _ = try await sim.control("rate 10")
+        let stopped = Task { try await daemon.call(.qcRun, QCRunParams(phantom: espPhantom)) }
+        try await eventually("the QC scan exposing over the phantom", seconds: 60) {
+            guard let s = try? await daemon.call("device.status"), let y = s["y_um"]?.numberValue else { return false }
+            return s["xray_on"] == .bool(true) && y > 510_000 && y < 690_000
+        }
+        _ = try await daemon.call("scan.abort")
+        do {
+            _ = try await stopped.value
+            Issue.record("a QC scan stopped half-way gave a result")
+        } catch let e as RPCError {
+            #expect(e.code == RPCError.scanFailedCode, "\(e)")
+        }
+        #expect(try await daemon.call(.qcStatus, QCStatusParams()).scans == 0)
+        _ = try await sim.control("rate 1")
+
+        // Ten passing QC scans today lift it: the exam starts, and its results say nothing of QC.
+        for _ in 1...10 { _ = try await daemon.call(.qcRun, QCRunParams(phantom: espPhantom)) }
+        let passed = try await daemon.call(.qcStatus, QCStatusParams())
+        #expect(passed.condition == .inControl && passed.patientExams.gate == "clear", "\(passed)")
+        _ = try await sim.control("phantom patient")
+        let step = try await daemon.call("exam.start", .object(["exam_id": .number(Double(first))]))
+        #expect(step["attempt"]?["status"]?.stringValue == "completed", "\(step)")
+        let clean = try await daemon.call(.examResults, ExamIDParams(examID: Int64(first)))
+        #expect(clean.qualityControl.isEmpty, "\(clean.qualityControl)")
+        _ = try await daemon.call("exam.abort", .object(["exam_id": .number(Double(first)), "reason": .string("test: one site is enough")]))
+
+        // The window edge moves 0.3 keV (the simulator's fault): the next QC scan reads the
+        // phantom about 2 % off and asks for a repeat; exams are locked at once.
+        _ = try await sim.control("phantom esp")
+        #expect(try await sim.control("spectrum high 0.3").contains("ok"))
+        let off = try await daemon.call(.qcRun, QCRunParams(phantom: espPhantom))
+        #expect(off.verdict == .repeatRequired && off.status.patientExams.gate == "blocked", "\(off)")
+        let l2 = (off.bmdGCm2["L2"] ?? 0) / (passed.baseline?.regions["L2"]?.meanGCm2 ?? 1) - 1
+        #expect(abs(l2) > 0.015, "L2 moved \(l2 * 100) %")
+        let second = try await ExamTests.newExam(daemon)
+        try await Self.startRefused(daemon, second, saying: "repeat")
+        let again = try await daemon.call(.qcRun, QCRunParams(phantom: espPhantom))
+        #expect(again.verdict == .fail && [.failed, .drifted].contains(again.status.condition), "\(again)")
+        try await Self.startRefused(daemon, second, saying: again.status.condition == .drifted ? "drifted" : "failed")
+
+        // A service override: refused without a reason; with one, the exam starts and carries it.
+        do {
+            _ = try await daemon.call(.qcOverride, QCOverrideParams(reason: " \n "))
+            Issue.record("an override without a reason was accepted")
+        } catch let e as RPCError { #expect(e.code == RPCError.invalidParamsCode) }
+        let overridden = try await daemon.call(.qcOverride, QCOverrideParams(reason: "physicist checked the spectrum; patients from 09:00 cannot be moved"))
+        #expect(overridden.patientExams.gate == "overridden" && overridden.override?.reason.contains("physicist") == true, "\(overridden)")
+        #expect(daemon.auditEntries.contains { $0["method"]?.stringValue == "qc.override" && $0["decision"]?.stringValue == "allowed" })
+        _ = try await sim.control("phantom patient")
+        let underOverride = try await daemon.call("exam.start", .object(["exam_id": .number(Double(second))]))
+        #expect(underOverride["attempt"]?["status"]?.stringValue == "completed", "\(underOverride)")
+        let results = try await daemon.call(.examResults, ExamIDParams(examID: Int64(second)))
+        #expect(results.qualityControl.count == 1 && results.qualityControl.first?.contains("QC override by") == true
+                && results.qualityControl.first?.contains("physicist checked the spectrum") == true, "\(results.qualityControl)")
+        let report = dir.file("override-report.png")
+        let text = try await daemon.cli(["exam", "report", String(second), "--png", report])
+        #expect(text.status == 0 && text.out.contains("QUALITY CONTROL: QC override by"), "\(text.out) \(text.err)")
+        if let out = ProcessInfo.processInfo.environment["DEXA_REPORT_EXAMPLE"] {
+            try? FileManager.default.removeItem(atPath: out + "/report-qc-override.png")
+            try FileManager.default.copyItem(atPath: report, toPath: out + "/report-qc-override.png")
+        }
+        _ = try await daemon.call("exam.abort", .object(["exam_id": .number(Double(second)), "reason": .string("test: one site is enough")]))
+
+        // The next QC scan ends the override, whatever it says: still off, so locked again.
+        _ = try await sim.control("phantom esp")
+        _ = try await daemon.call(.qcRun, QCRunParams(phantom: espPhantom))
+        let third = try await ExamTests.newExam(daemon)
+        try await Self.startRefused(daemon, third, saying: "QC")
+
+        // The charts of this history, through the CLI.
+        let chart = dir.file("qc-chart.png"), pdf = dir.file("qc-chart.pdf")
+        let drawn = try await daemon.cli(["qc", "chart", "--png", chart, "--pdf", pdf])
+        #expect(drawn.status == 0 && FileManager.default.fileExists(atPath: chart) && FileManager.default.fileExists(atPath: pdf), "\(drawn.err)")
+        if let out = ProcessInfo.processInfo.environment["DEXA_REPORT_EXAMPLE"] {
+            try? FileManager.default.removeItem(atPath: out + "/qc-chart-fault.png")
+            try FileManager.default.copyItem(atPath: chart, toPath: out + "/qc-chart-fault.png")
+        }
     }
 }

@@ -60,6 +60,9 @@ public struct DualEnergyBeam: Sendable {
     public let split: Double
     private let lowWeights: [Double]
     private let highWeights: [Double]
+    /// The photons each window counts in air, in the spectrum's own (relative) units: what a
+    /// moved edge or another tube voltage does to the counts before any object is in the beam.
+    public let airFluence: (low: Double, high: Double)
     private let muHA: [Double], muLean: [Double], muFat: [Double]
 
     public init(spectrum: XRaySpectrum = XRaySpectrum(), lowFrom: Double = 20, split: Double = 52) {
@@ -71,13 +74,17 @@ public struct DualEnergyBeam: Sendable {
         var ha: [Double] = [], le: [Double] = [], fa: [Double] = []
         for (e, n) in zip(spectrum.energiesKeV, spectrum.fluence) {
             let i = Int(e) - first
-            lw.append(e >= lowFrom && e < split ? n : 0)
-            hw.append(e >= split ? n : 0)
+            // Bin e holds the photons of [e, e + 1) keV: the share of it inside each window,
+            // so that an edge moved by a fraction of a keV moves the counts by as much (whole
+            // for the standard, whole-keV edges).
+            lw.append(n * max(0, min(split, e + 1) - max(lowFrom, e)))
+            hw.append(n * max(0, min(Double.infinity, e + 1) - max(split, e)))
             ha.append(AttenuationTable.hydroxyapatite[i])
             le.append(AttenuationTable.lean[i])
             fa.append(AttenuationTable.fat[i])
         }
         let ls = lw.reduce(0, +), hs = hw.reduce(0, +)
+        airFluence = (ls, hs)
         lowWeights = lw.map { $0 / max(ls, 1e-300) }
         highWeights = hw.map { $0 / max(hs, 1e-300) }
         muHA = ha; muLean = le; muFat = fa

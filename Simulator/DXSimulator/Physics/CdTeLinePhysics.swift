@@ -74,6 +74,14 @@ public struct CdTeLinePhysics: LinePhysics {
 
     private struct CacheKey: Hashable { var composition: Composition; var channel: Int }
 
+    public func shifted(by shift: SpectralShift, channels: Int, pitchUm: Int, seed: UInt64) -> any LinePhysics {
+        var p = parameters
+        p.kVp += shift.kVp
+        p.lowThresholdKeV += shift.lowThresholdKeV
+        p.highThresholdKeV += shift.highThresholdKeV
+        return CdTeLinePhysics(channels: channels, pitchUm: pitchUm, seed: seed, parameters: p)
+    }
+
     public init(channels: Int, pitchUm: Int, seed: UInt64, parameters: CdTeParameters = CdTeParameters()) {
         self.parameters = parameters
         self.channels = channels

@@ -28,6 +28,36 @@ public enum PhysicsModel: String, Sendable, CaseIterable, Codable {
     }
 }
 
+/// A change of the unit's spectrum after its calibration, the kind the daily phantom QC is
+/// there to find (docs/qc.md): the tube voltage off its setting, or a window threshold moved
+/// (a comparator's reference drifting with temperature or age, a detector module replaced).
+/// Unlike the tube's output, which the air scan before every measurement cancels, these
+/// change the attenuation of bone against soft tissue in each window, and so the BMD.
+public struct SpectralShift: Sendable, Equatable, Codable {
+    public var kVp = 0.0
+    /// The low window's lower edge.
+    public var lowThresholdKeV = 0.0
+    /// The edge between the low and the high window.
+    public var highThresholdKeV = 0.0
+
+    public init(kVp: Double = 0, lowThresholdKeV: Double = 0, highThresholdKeV: Double = 0) {
+        self.kVp = kVp; self.lowThresholdKeV = lowThresholdKeV; self.highThresholdKeV = highThresholdKeV
+    }
+
+    public static func + (a: SpectralShift, b: SpectralShift) -> SpectralShift {
+        SpectralShift(kVp: a.kVp + b.kVp, lowThresholdKeV: a.lowThresholdKeV + b.lowThresholdKeV, highThresholdKeV: a.highThresholdKeV + b.highThresholdKeV)
+    }
+
+    public static func * (a: SpectralShift, f: Double) -> SpectralShift {
+        SpectralShift(kVp: a.kVp * f, lowThresholdKeV: a.lowThresholdKeV * f, highThresholdKeV: a.highThresholdKeV * f)
+    }
+
+    /// Within 1 eV (or 1 mV of tube voltage) of `other`: not worth rebuilding the physics for.
+    public func isClose(to other: SpectralShift) -> Bool {
+        abs(kVp - other.kVp) < 1e-3 && abs(lowThresholdKeV - other.lowThresholdKeV) < 1e-3 && abs(highThresholdKeV - other.highThresholdKeV) < 1e-3
+    }
+}
+
 /// What a line's exposure is: its period, tube current and the tube's output relative to
 /// power-on.
 public struct LineExposure: Sendable, Equatable {
@@ -52,6 +82,9 @@ public protocol LinePhysics: Sendable {
     /// channel c's low and high window. `gain` is each channel's sensitivity.
     mutating func meanCounts(of compositions: [Composition], exposure: LineExposure, gain: [Double],
                              low: inout [Double], high: inout [Double])
+    /// The same physics with the tube voltage and the window thresholds moved by `shift` from
+    /// this one's (for a detector of `channels` channels at `pitchUm`, drawn from `seed`).
+    func shifted(by shift: SpectralShift, channels: Int, pitchUm: Int, seed: UInt64) -> any LinePhysics
 }
 
 /// The first model (docs/physics.md, "Spectrum" and "Detector"): a `DualEnergyBeam`'s
@@ -62,8 +95,26 @@ public struct KramersLinePhysics: LinePhysics {
     public var airCountsLow: Double = 3_500
     public var airCountsHigh: Double = 3_000
     private var transmissions = TransmissionCache(beam: DualEnergyBeam())
+    /// The tube voltage and the window edges the beam was made with.
+    public private(set) var kVp = 100.0, lowFromKeV = 20.0, splitKeV = 52.0
 
     public init() {}
+
+    /// The same counting over another tube voltage and other window edges.
+    public init(kVp: Double, lowFromKeV: Double, splitKeV: Double) {
+        self.kVp = kVp; self.lowFromKeV = lowFromKeV; self.splitKeV = splitKeV
+        transmissions = TransmissionCache(beam: DualEnergyBeam(spectrum: XRaySpectrum(kVp: kVp), lowFrom: lowFromKeV, split: splitKeV))
+    }
+
+    public func shifted(by shift: SpectralShift, channels: Int, pitchUm: Int, seed: UInt64) -> any LinePhysics {
+        var p = KramersLinePhysics(kVp: kVp + shift.kVp, lowFromKeV: lowFromKeV + shift.lowThresholdKeV, splitKeV: splitKeV + shift.highThresholdKeV)
+        // A moved edge moves photons between the windows and a higher voltage makes more of
+        // them: the counts in air follow the spectrum, not only the transmission.
+        let before = transmissions.beam.airFluence, after = p.transmissions.beam.airFluence
+        p.airCountsLow = airCountsLow * after.low / max(before.low, 1e-300)
+        p.airCountsHigh = airCountsHigh * after.high / max(before.high, 1e-300)
+        return p
+    }
 
     public mutating func meanCounts(of compositions: [Composition], exposure: LineExposure, gain: [Double],
                                     low: inout [Double], high: inout [Double]) {

@@ -230,6 +230,9 @@ public struct ExamWarning: Sendable, Codable, Equatable {
         case aborted
         /// Something derived could not be kept on disk (the capture, the truth, was).
         case storage
+        /// The exam started without a passing QC today, or under a service override of the
+        /// QC lockout (the message says which); every report made from it shows it.
+        case qc
     }
     public var kind: Kind
     public var message: String

@@ -43,6 +43,17 @@ public protocol ExamRecorder: Sendable {
     func qcHistory(device: String) throws -> QCHistory
     /// A service action that starts a new history (and so a new baseline).
     func resetQC(device: String, at: Date, by: String, reason: String) throws
+    /// The device's QC results between its two latest resets (empty before a reset): what a
+    /// cross-calibration compares the new history with.
+    func qcPreviousHistory(device: String) throws -> [QualityControl.Measurement]
+    func saveCrossCalibration(device: String, at: Date, _ record: QualityControl.CrossCalibration) throws
+    /// The device's latest cross-calibration.
+    func crossCalibration(device: String) throws -> (at: Date, record: QualityControl.CrossCalibration)?
+    /// A service override of the QC lockout (docs/qc.md), and the latest one of the device's.
+    func addQCOverride(device: String, at: Date, by: String, reason: String) throws
+    func qcOverride(device: String) throws -> QualityControl.Override?
+    /// When the device's latest QC scan was made (whatever its history or result).
+    func lastQCScan(device: String) throws -> Date?
 }
 
 /// A device's QC history since its latest reset.
@@ -104,6 +115,8 @@ public enum ExamError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The scan sequence ended without running the site's scan.
     case noScanRan(Site)
     case notCalibrated(String)
+    /// Quality control locks patient exams (the message names QC and what lifts it).
+    case qcLocked(String)
     case storage(String)
     /// A precision study that cannot be made from the exams given (the message says why).
     case precision(String)
@@ -130,6 +143,7 @@ public enum ExamError: Error, Sendable, Equatable, CustomStringConvertible {
         case let .positioningFailed(site, why): "positioning for the \(site.title) failed: \(why)"
         case .noScanRan(let site): "no scan ran for the \(site.title)"
         case .notCalibrated(let why): "patient scans are refused: \(why)"
+        case .qcLocked(let why): why
         case .storage(let why): "the exam store failed: \(why)"
         case .precision(let why): "no precision study: \(why)"
         case .correction(let why): "no correction made: \(why)"

@@ -82,10 +82,29 @@ public struct ExamResults: Sendable, Codable, Equatable {
     public var analysisVersion: String
     /// The comparison with the patient's latest earlier exam; nil when there is none.
     public var followUp: FollowUp?
+    /// The exam started without a passing phantom QC that day, or under a service override of
+    /// the QC lockout: each in words, on every report made from it (docs/qc.md).
+    public var qualityControl: [String] = []
 
     public enum CodingKeys: String, CodingKey {
         case state, patient, sites, diagnosis, dose, reference
         case examID = "exam_id", examDate = "exam_date", analysisVersion = "analysis_version", followUp = "follow_up"
+        case qualityControl = "quality_control"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        examID = try c.decode(Int64.self, forKey: .examID)
+        state = try c.decode(ExamState.self, forKey: .state)
+        patient = try c.decode(Patient.self, forKey: .patient)
+        examDate = try c.decode(String.self, forKey: .examDate)
+        sites = try c.decode([Site].self, forKey: .sites)
+        diagnosis = try c.decode(Diagnosis.self, forKey: .diagnosis)
+        dose = try c.decode(ScanDose.self, forKey: .dose)
+        reference = try c.decode(String.self, forKey: .reference)
+        analysisVersion = try c.decode(String.self, forKey: .analysisVersion)
+        followUp = try c.decodeIfPresent(FollowUp.self, forKey: .followUp)
+        qualityControl = try c.decodeIfPresent([String].self, forKey: .qualityControl) ?? []
     }
 
     public init(examID: Int64, state: ExamState, patient: Patient, examDate: String, sites: [Site], diagnosis: Diagnosis, dose: ScanDose,
@@ -116,6 +135,7 @@ public struct ExamResults: Sendable, Codable, Equatable {
         self.reference = reference.label
         analysisVersion = AnalysisVersion.current
         diagnosis = Self.diagnose(sites, patient: context, reference: reference)
+        qualityControl = exam.warnings.filter { $0.kind == .qc }.map(\.message)
     }
 
     /// Under 50 (ISCD): the lowest Z-score of L1–L4, total hip and femoral neck; Z ≤ −2.0 is

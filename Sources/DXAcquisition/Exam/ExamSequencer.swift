@@ -31,6 +31,19 @@ public struct StepResult: Sendable {
 public actor ExamSequencer {
     public typealias Observer = @Sendable (ExamNotice) -> Void
 
+    /// The QC lockout's settings (docs/qc.md): the rules, what "no QC today" does, and the
+    /// site's calendar for "today".
+    public struct QCLockout: Sendable {
+        public var rules: QualityControl.Rules
+        public var whenDue: QualityControl.DuePolicy
+        public var calendar: Calendar
+        /// When the QC day starts, minutes after midnight in `calendar`'s time zone.
+        public var dayStartMinutes: Int
+        public init(rules: QualityControl.Rules, whenDue: QualityControl.DuePolicy, calendar: Calendar = .current, dayStartMinutes: Int = 0) {
+            self.rules = rules; self.whenDue = whenDue; self.calendar = calendar; self.dayStartMinutes = dayStartMinutes
+        }
+    }
+
     private let recorder: any ExamRecorder
     private let runner: ScanRunner
     private let session: DeviceSession
@@ -38,6 +51,8 @@ public actor ExamSequencer {
     private let now: @Sendable () -> Date
     private let calibration: @Sendable () -> Result<Calibration, any Error>
     private let logger: Logger
+    /// Nil: no lockout (unit tests of the sequencer alone); the daemon always sets one.
+    public let qcLockout: QCLockout?
     public let examProtocol: ExamProtocol
     /// The references the sites are scored against (the young-adult set, and the Z-score
     /// reference when one is installed).
@@ -56,8 +71,10 @@ public actor ExamSequencer {
 
     public init(recorder: any ExamRecorder, runner: ScanRunner, session: DeviceSession, clock: any Clock<Duration>,
                 examProtocol: ExamProtocol = .standard, reference: ReferenceSet = .nhanes, now: @escaping @Sendable () -> Date = { Date() },
-                calibration: @escaping @Sendable () -> Result<Calibration, any Error>, logger: Logger = Logger(label: "dexa.exam")) {
+                calibration: @escaping @Sendable () -> Result<Calibration, any Error>, qcLockout: QCLockout? = nil,
+                logger: Logger = Logger(label: "dexa.exam")) {
         self.reference = reference
+        self.qcLockout = qcLockout
         self.recorder = recorder
         self.runner = runner
         self.session = session
@@ -218,6 +235,18 @@ public actor ExamSequencer {
                          rules: QualityControl.Rules) throws(ExamError) -> (id: Int64, state: QualityControl.State, history: QCHistory) {
         let id = try store { try recorder.addQC(device: device, at: now(), bmdGCm2: bmdGCm2, capture: capture, by: by) }
         let (state, history) = try qcState(device: device, rules: rules)
+        // The tenth scan after a service reset completes the cross-calibration with the ten
+        // before it (docs/qc.md); stored once.
+        if history.reset != nil, history.measurements.count == Self.crossCalibrationScans {
+            do {
+                let before = try store { try recorder.qcPreviousHistory(device: device) }
+                let record = try QualityControl.crossCalibration(before: before, after: history.measurements, scans: Self.crossCalibrationScans)
+                try store { try recorder.saveCrossCalibration(device: device, at: now(), record) }
+                logger.notice("cross-calibration \(record.passes ? "passed" : "FAILED")", metadata: ["device": "\(device)"])
+            } catch {
+                logger.warning("no cross-calibration after the reset: \(error)", metadata: ["device": "\(device)"])
+            }
+        }
         return (id, state, history)
     }
 
@@ -231,6 +260,43 @@ public actor ExamSequencer {
     public func qcReset(device: String, by: String, reason: String) throws(ExamError) {
         try store { try recorder.resetQC(device: device, at: now(), by: by, reason: reason) }
         logger.notice("QC reset: a new baseline", metadata: ["device": "\(device)", "by": "\(by)", "reason": "\(reason)"])
+    }
+
+    /// What the QC state means for a patient exam starting now on `device` (`.clear` without a
+    /// lockout).
+    public func qcGate(device: String) throws(ExamError) -> QualityControl.Gate {
+        guard let lockout = qcLockout else { return .clear }
+        let (state, _) = try qcState(device: device, rules: lockout.rules)
+        let lastScan = try store { try recorder.lastQCScan(device: device) }
+        let override = try store { try recorder.qcOverride(device: device) }
+        return QualityControl.gate(state, at: now(), lastScan: lastScan, override: override, policy: lockout.whenDue, calendar: lockout.calendar,
+                                 dayStartMinutes: lockout.dayStartMinutes)
+    }
+
+    /// An exam in progress (its patient may be on the table), if any: a phantom scan must wait.
+    public func examInProgress() throws(ExamError) -> Int64? {
+        try store { try recorder.examsInProgress() }.first
+    }
+
+    /// Phantom scans on each side of a change that a cross-calibration compares (ISCD: 10).
+    public static let crossCalibrationScans = 10
+
+    /// The device's cross-calibration made since its latest reset, if any.
+    public func crossCalibration(device: String, since: Date?) throws(ExamError) -> (at: Date, record: QualityControl.CrossCalibration)? {
+        guard let since, let c = try store({ try recorder.crossCalibration(device: device) }), c.at >= since else { return nil }
+        return c
+    }
+
+    /// The device's latest override of the lockout, in force or not.
+    public func qcOverride(device: String) throws(ExamError) -> QualityControl.Override? {
+        try store { try recorder.qcOverride(device: device) }
+    }
+
+    /// A service action: patient exams may start despite the QC state, until the next QC scan
+    /// or the end of the day; every exam started under it carries the reason to its report.
+    public func qcOverride(device: String, by: String, reason: String) throws(ExamError) {
+        try store { try recorder.addQCOverride(device: device, at: now(), by: by, reason: reason) }
+        logger.notice("QC lockout overridden", metadata: ["device": "\(device)", "by": "\(by)", "reason": "\(reason)"])
     }
 
     /// The sequencer's clock, for the caller's "due today".
@@ -287,7 +353,17 @@ public actor ExamSequencer {
         case .failure(let e): throw ExamError.notCalibrated("\(e)")
         case .success(let c): if let why = c.unitProblem(for: info) { throw ExamError.notCalibrated(why + "; run `dexa service calibrate` on this unit") }
         }
-        try store { try recorder.setState(examID: examID, state: .inProgress, at: now()) }
+        var qcNote: String?
+        switch try qcGate(device: CalibratedUnit(info).description) {
+        case .clear: break
+        case .blocked(let why): throw ExamError.qcLocked(why)
+        case .warn(let why), .overridden(let why): qcNote = why
+        }
+        try store {
+            try recorder.setState(examID: examID, state: .inProgress, at: now())
+            if let qcNote { try recorder.addWarning(examID: examID, attemptRow: nil, warning: ExamWarning(kind: .qc, message: qcNote), at: now()) }
+        }
+        if let qcNote { logger.warning("exam \(examID) starts: \(qcNote)") }
         examClocks[examID] = Stopwatch(any: clock)
         return try await runNext(examID, observer: observer)
     }
