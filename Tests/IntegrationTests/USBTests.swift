@@ -4,6 +4,14 @@ import DXTestSupport
 import Foundation
 import Testing
 
+/// In CI the umockdev harness is installed by the project's scripts: missing there, the USB
+/// suite below would skip silently, so this fails instead.
+@Test func theUSBHarnessIsThereInCI() {
+    if ProcessInfo.processInfo.environment["CI"] == "true" {
+        #expect(USBBridgeProcess.available, "CI=true but the umockdev harness is missing: the USB tests cannot run (scripts/install-deps)")
+    }
+}
+
 /// The real libusb and libudev path, under umockdev, against the real simulator.
 @Suite("USB under umockdev", .serialized, .enabled(if: USBBridgeProcess.available))
 struct USBTests {
