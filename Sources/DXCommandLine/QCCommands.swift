@@ -38,24 +38,14 @@ struct QCCommands: AsyncParsableCommand {
         @OptionGroup var options: ConnectionOptions
         @Flag(help: "Also list every result with its reading.") var history = false
 
-        func run() async throws {
-            let r = try await options.call(.qcStatus, QCStatusParams(history: history))
-            if options.json { Output.json(r); return }
-            QCText.printStatus(r)
-            QCText.printHistory(r)
-        }
+        func run() async throws { try await QCText.status(options, history: history) }
     }
 
     struct History: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Every QC result since the latest reset with its reading (as `status --history`).")
         @OptionGroup var options: ConnectionOptions
 
-        func run() async throws {
-            let r = try await options.call(.qcStatus, QCStatusParams(history: true))
-            if options.json { Output.json(r); return }
-            QCText.printStatus(r)
-            QCText.printHistory(r)
-        }
+        func run() async throws { try await QCText.status(options, history: true) }
     }
 
     struct Chart: AsyncParsableCommand {
@@ -149,6 +139,14 @@ struct QCCommands: AsyncParsableCommand {
 }
 
 enum QCText {
+    /// `qc status` and `qc history`: the state, then (with `history`) every result since the reset.
+    static func status(_ options: ConnectionOptions, history: Bool) async throws {
+        let r = try await options.call(.qcStatus, QCStatusParams(history: history))
+        if options.json { Output.json(r); return }
+        printStatus(r)
+        printHistory(r)
+    }
+
     static func verdict(_ v: QualityControl.Verdict) -> String {
         switch v {
         case .baseline: "part of the baseline"

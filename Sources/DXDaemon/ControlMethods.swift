@@ -159,21 +159,16 @@ private struct Methods: Sendable {
         }
         t.on(.precisionList) { _, _ in PrecisionListResult(studies: try await exams.precision()) }
         t.on(.qcRun) { p, context in try await qcRun(p, by: Self.user(context)) }
-        t.on(.qcStatus) { p, _ in
-            guard let info = await session.info else { throw DeviceError.notConnected }
-            return try await qcStatus(device: CalibratedUnit(info).description, withPoints: p.history ?? false)
-        }
+        t.on(.qcStatus) { p, _ in try await qcStatus(device: try await connectedUnit(), withPoints: p.history ?? false) }
         t.on(.qcReset) { p, context in
             let reason = try Self.serviceReason(p.reason, what: "what was done (a calibration, a part replaced, the drift's cause)")
-            guard let info = await session.info else { throw DeviceError.notConnected }
-            let device = CalibratedUnit(info).description
+            let device = try await connectedUnit()
             try await exams.qcReset(device: device, by: Self.user(context), reason: reason)
             return try await qcStatus(device: device, withPoints: false)
         }
         t.on(.qcOverride) { p, context in
             let reason = try Self.serviceReason(p.reason, what: "why patients may be scanned despite the QC state")
-            guard let info = await session.info else { throw DeviceError.notConnected }
-            let device = CalibratedUnit(info).description
+            let device = try await connectedUnit()
             try await exams.qcOverride(device: device, by: Self.user(context), reason: reason)
             return try await qcStatus(device: device, withPoints: false)
         }
@@ -300,6 +295,12 @@ private struct Methods: Sendable {
         let verdict = r.state.points.last { $0.measurementID == r.id }?.verdict ?? .baseline
         return QCRunResult(measurementID: r.id, bmdGCm2: bmd, capture: capture, verdict: verdict, status: status,
                            exposure: .init(mode: choice.mode, tubeCurrentUA: plans.last?.tubeCurrentUA ?? 0, reason: choice.reason, scoutCapture: scoutCapture))
+    }
+
+    /// The connected unit as QC and its history name it (serial and calibration identity).
+    private func connectedUnit() async throws -> String {
+        guard let info = await session.info else { throw DeviceError.notConnected }
+        return CalibratedUnit(info).description
     }
 
     private func qcStatus(device: String, withPoints: Bool) async throws -> QCStatusResult {

@@ -163,23 +163,28 @@ public enum QCChart {
         c.rect(x, y, w, h, fill: false, width: 0.8)
     }
 
-    static func shewhart(_ input: Input, region: String, x: Double, y: Double, w: Double, h: Double, on c: Canvas) {
-        let values = input.points.map { $0.deviationPercent[region] }
-        let limit = input.rules.limitPercent
-        let span = max(limit * 1.6, (values.compactMap { $0.map(abs) }.max() ?? 0) * 1.1)
-        let yOf = { (d: Double) in y + h / 2 - d / span * h / 2 }
+    /// A chart's frame and title, its limits at ±`limit` (dashed) and its centre line, labelled on the left.
+    static func panel(_ title: String, limit: Double, format: String, yOf: (Double) -> Double,
+                      x: Double, y: Double, w: Double, h: Double, on c: Canvas) {
         frame(x: x, y: y, w: w, h: h, on: c)
         c.font(7)
         c.colour(.black)
-        c.text("% from the baseline mean", x: x, y: y - 3)
-        // The band and the mean.
+        c.text(title, x: x, y: y - 3)
         c.colour(.rose)
         c.line(x, yOf(limit), x + w, yOf(limit), width: 0.9, dashed: true)
         c.line(x, yOf(-limit), x + w, yOf(-limit), width: 0.9, dashed: true)
         c.colour(.grey)
         c.line(x, yOf(0), x + w, yOf(0), width: 0.6)
         c.font(6.5)
-        for v in [limit, 0, -limit] { c.text(String(format: "%+.1f", v), x: x - 3, y: yOf(v) + 2.2, align: .right) }
+        for v in [limit, 0, -limit] { c.text(String(format: format, v), x: x - 3, y: yOf(v) + 2.2, align: .right) }
+    }
+
+    static func shewhart(_ input: Input, region: String, x: Double, y: Double, w: Double, h: Double, on c: Canvas) {
+        let values = input.points.map { $0.deviationPercent[region] }
+        let limit = input.rules.limitPercent
+        let span = max(limit * 1.6, (values.compactMap { $0.map(abs) }.max() ?? 0) * 1.1)
+        let yOf = { (d: Double) in y + h / 2 - d / span * h / 2 }
+        panel("% from the baseline mean", limit: limit, format: "%+.1f", yOf: yOf, x: x, y: y, w: w, h: h, on: c)
         // The results, joined, each in its verdict's colour.
         let n = input.points.count
         var previous: (Double, Double)?
@@ -203,17 +208,7 @@ public enum QCChart {
         let highs = input.points.map { $0.cusumHigh[region] }, lows = input.points.map { $0.cusumLow[region] }
         let span = max(hLimit * 1.3, ((highs + lows).compactMap { $0 }.max() ?? 0) * 1.1)
         let yOf = { (v: Double) in y + h / 2 - v / span * h / 2 }
-        frame(x: x, y: y, w: w, h: h, on: c)
-        c.font(7)
-        c.colour(.black)
-        c.text("CUSUM (baseline SDs)", x: x, y: y - 3)
-        c.colour(.rose)
-        c.line(x, yOf(hLimit), x + w, yOf(hLimit), width: 0.9, dashed: true)
-        c.line(x, yOf(-hLimit), x + w, yOf(-hLimit), width: 0.9, dashed: true)
-        c.colour(.grey)
-        c.line(x, yOf(0), x + w, yOf(0), width: 0.6)
-        c.font(6.5)
-        for v in [hLimit, 0, -hLimit] { c.text(String(format: "%+.0f", v), x: x - 3, y: yOf(v) + 2.2, align: .right) }
+        panel("CUSUM (baseline SDs)", limit: hLimit, format: "%+.0f", yOf: yOf, x: x, y: y, w: w, h: h, on: c)
         let n = input.points.count
         for (series, sign) in [(highs, 1.0), (lows, -1.0)] {
             var previous: (Double, Double)?
