@@ -35,7 +35,7 @@ public enum CalibrationRun {
         let procedure = lineStepUm.map { CalibrationProcedure(phantom: phantom, travelXUm: info.travelXUm, stepUm: $0) }
             ?? CalibrationProcedure(phantom: phantom, travelXUm: info.travelXUm)
         guard let procedure, let firstX = procedure.passes.first?.xUm else { throw .invalid("the phantom's cells have no extent") }
-        let plans = ScanPlan.references(xUm: firstX, info: info) + procedure.passes.map { p in
+        let plans = ScanPlan.references(xUm: firstX, info: info) + [ScanPlan.lowRateAir(xUm: firstX, info: info)] + procedure.passes.map { p in
             ScanPlan(mode: .dual, xUm: p.xUm, yStartUm: p.yStartUm, lineCount: p.lineCount, lineStepUm: p.lineStepUm, linePeriodUs: p.linePeriodUs,
                      tubeCurrentUA: p.tubeCurrentUA, linesPerFrame: p.linesPerFrame, role: .calibration)
         }

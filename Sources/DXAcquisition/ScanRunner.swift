@@ -41,6 +41,14 @@ public struct ScanPlan: Sendable, Equatable {
         ]
     }
 
+    /// A second air scan at a quarter of the first's current, for the calibration: the
+    /// detector's rate loss is measured from the two (`CountRate`). Twice the lines over the
+    /// same 50 mm of the air zone as the first.
+    public static func lowRateAir(xUm: Int32, info: DeviceInfo) -> ScanPlan {
+        ScanPlan(mode: .dual, xUm: xUm, yStartUm: Int32(clamping: Int(info.airZoneYUm) + 10_000), lineCount: 100, lineStepUm: 500,
+                 linePeriodUs: 10_000, tubeCurrentUA: 250, linesPerFrame: 16, role: .air)
+    }
+
     public func configuration(id: UInt32) -> ScanConfiguration {
         ScanConfiguration(scanID: id, mode: mode, xUm: xUm, yStartUm: yStartUm, lineCount: lineCount,
                           lineStepUm: lineStepUm, linePeriodUs: linePeriodUs, tubeCurrentUA: tubeCurrentUA,

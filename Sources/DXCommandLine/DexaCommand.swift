@@ -242,6 +242,8 @@ struct Calibrate: AsyncParsableCommand {
         let r = try await options.call(.serviceCalibrate, CalibrateParams(phantom: phantom))
         if options.json { Output.json(r); return }
         print("calibrated from \(r.cells) cells: residual bone \(String(format: "%.4f", r.residualHydroxyapatiteGCm2)) g/cm² (limit \(String(format: "%.4f", r.limitHydroxyapatiteGCm2))), soft \(String(format: "%.3f", r.residualSoftTissueGCm2)) g/cm²")
+        print("detector dead time \(String(format: "%.1f", r.deadTimeNs)) ns; scatter in the fan: "
+              + (r.scatterAmplitude.map { a in String(format: "amplitude %.4f, width %.1f mm", a, r.scatterWidthMM ?? 0) } ?? "none told from noise"))
         print("calibration \(r.calibration) from capture \(r.capture)")
     }
 }

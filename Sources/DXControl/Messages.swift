@@ -402,18 +402,27 @@ public struct CalibrateResult: Codable, Sendable, Equatable {
     public var residualFatFraction: Double
     public var noiseHydroxyapatiteGCm2: Double
     public var limitHydroxyapatiteGCm2: Double
+    /// The detector's dead time measured from the two air scans (0: no rate loss seen).
+    public var deadTimeNs: Double
+    /// The scatter in the fan measured beside the phantom; absent when none was told from noise.
+    public var scatterAmplitude: Double?
+    public var scatterWidthMM: Double?
 
     public enum CodingKeys: String, CodingKey {
         case calibration, capture, version, cells
         case residualHydroxyapatiteGCm2 = "residual_hydroxyapatite_g_cm2", residualSoftTissueGCm2 = "residual_soft_tissue_g_cm2"
         case residualFatFraction = "residual_fat_fraction", noiseHydroxyapatiteGCm2 = "noise_hydroxyapatite_g_cm2"
-        case limitHydroxyapatiteGCm2 = "limit_hydroxyapatite_g_cm2"
+        case limitHydroxyapatiteGCm2 = "limit_hydroxyapatite_g_cm2", deadTimeNs = "dead_time_ns"
+        case scatterAmplitude = "scatter_amplitude", scatterWidthMM = "scatter_width_mm"
     }
 
     public init(file: String, capture: String, calibration c: Calibration, verdict: CalibrationVerdict) {
         calibration = file; self.capture = capture; version = c.version; cells = c.points.count
         residualHydroxyapatiteGCm2 = c.residualHydroxyapatite; residualSoftTissueGCm2 = c.residualSoftTissue
         residualFatFraction = c.residualFatFraction; noiseHydroxyapatiteGCm2 = verdict.noise; limitHydroxyapatiteGCm2 = verdict.limit
+        deadTimeNs = (c.deadTimeUs ?? 0) * 1000
+        scatterAmplitude = c.scatter?.amplitudeHigh
+        scatterWidthMM = c.scatter.map { $0.widthUm / 1000 }
     }
 }
 

@@ -78,10 +78,24 @@ public struct AttenuationStage: Sendable {
     /// `transmissions`: also keep each pixel's transmission (for calibration).
     /// `response`: each channel's spectral response from the calibration, applied to the log
     /// attenuations (ignored when it was made for another number of channels).
+    /// `deadTimeUs`: the detector's dead time from the calibration (`CountRate`); the rate loss
+    /// of the air reference and of every pixel is undone (0: none).
+    /// `scatter`: the scatter in the fan from the calibration (`ScatterModel`), taken off each line.
     public func prepared(periodUs: UInt32, currentUA: UInt32, transmissions: Bool = true,
-                         response: ChannelResponse? = nil) -> PreparedAttenuation {
+                         response: ChannelResponse? = nil, deadTimeUs: Double = 0, scatter: ScatterModel? = nil) -> PreparedAttenuation {
         PreparedAttenuation(dark: dark, air: air, periodUs: periodUs, currentUA: currentUA, transmissions: transmissions,
-                            response: response)
+                            response: response, deadTimeUs: deadTimeUs, scatter: scatter)
+    }
+
+    /// The stage for `configuration` with what `calibration` knows of the detector (each
+    /// channel's response, the dead time): the one way the live and offline paths decompose.
+    public func prepared(for configuration: ScanConfiguration, calibration: Calibration, transmissions: Bool = false) -> PreparedAttenuation {
+        prepared(periodUs: configuration.linePeriodUs, currentUA: configuration.tubeCurrentUA, calibration: calibration, transmissions: transmissions)
+    }
+
+    public func prepared(periodUs: UInt32, currentUA: UInt32, calibration: Calibration, transmissions: Bool = false) -> PreparedAttenuation {
+        prepared(periodUs: periodUs, currentUA: currentUA, transmissions: transmissions,
+                 response: calibration.channelResponse, deadTimeUs: calibration.deadTimeUs ?? 0, scatter: calibration.scatter)
     }
 
     public func process(_ line: ScanLine, periodUs: UInt32, currentUA: UInt32) throws(DecompositionError) -> AttenuationLine {
@@ -116,8 +130,14 @@ public struct PreparedAttenuation: Sendable {
     /// Each channel's no-photon threshold (counts above dark).
     let floorLow: [Double], floorHigh: [Double]
 
+    /// τ / T of this scan's line period (0: no rate correction).
+    let deadTimeFraction: Double
+    /// The scatter kernel (n × n, empty: no scatter correction) and its amplitudes per window.
+    let scatterKernel: [Double]
+    let scatterLow: Double, scatterHigh: Double
+
     init(dark: DarkReference, air: AirReference, periodUs: UInt32, currentUA: UInt32, transmissions: Bool,
-         response: ChannelResponse? = nil) {
+         response: ChannelResponse? = nil, deadTimeUs: Double = 0, scatter: ScatterModel? = nil) {
         keepsTransmissions = transmissions
         let channels = dark.means.low.count
         let r = response.flatMap { $0.fits(channels: channels) ? $0 : nil } ?? .identity(channels: channels)
@@ -128,12 +148,59 @@ public struct PreparedAttenuation: Sendable {
         darkHigh = dark.means.high
         floorLow = dark.noise?.low.map { max(Self.noPhotons, Self.noPhotonSigmas * $0) } ?? Array(repeating: Self.noPhotons, count: channels)
         floorHigh = dark.noise?.high.map { max(Self.noPhotons, Self.noPhotonSigmas * $0) } ?? Array(repeating: Self.noPhotons, count: channels)
-        i0Low = air.low.map { 1 / ($0 * e) }
-        i0High = air.high.map { 1 / ($0 * e) }
-        lnI0Low = air.low.map { Foundation.log($0 * e) }
-        lnI0High = air.high.map { Foundation.log($0 * e) }
+        let trueAir = air.corrected(deadTimeUs: deadTimeUs)
+        deadTimeFraction = deadTimeUs > 0 && periodUs > 0 ? deadTimeUs / Double(periodUs) : 0
+        i0Low = trueAir.low.map { 1 / ($0 * e) }
+        i0High = trueAir.high.map { 1 / ($0 * e) }
+        lnI0Low = trueAir.low.map { Foundation.log($0 * e) }
+        lnI0High = trueAir.high.map { Foundation.log($0 * e) }
         exposure = e / 1e6
+        scatterKernel = scatter?.kernel(channels: channels) ?? []
+        scatterLow = scatter?.amplitudeLow ?? 0
+        scatterHigh = scatter?.amplitudeHigh ?? 0
+    }
 
+    /// One line's counts with the dark level taken off and the rate loss undone, which of them
+    /// hold a count (not saturated, above the no-photon floor, X-rays on), and the air counts
+    /// expected at this exposure: what scatter is measured and estimated from.
+    func trueCounts(_ line: ScanLine) -> (low: [Double], high: [Double], valid: [Bool], airLow: [Double], airHigh: [Double])? {
+        let n = channels
+        guard line.channels == n, line.samples.count == 2 * n else { return nil }
+        var low = [Double](repeating: 0, count: n), high = low, valid = [Bool](repeating: false, count: n)
+        let on = line.flags.contains(.xrayOn)
+        for c in 0..<n {
+            let lo = line.samples[2 * c], hi = line.samples[2 * c + 1]
+            var il = Double(lo) - darkLow[c], ih = Double(hi) - darkHigh[c]
+            valid[c] = on && lo != 65535 && hi != 65535 && il >= floorLow[c] && ih >= floorHigh[c]
+            if deadTimeFraction > 0 && il > 0 && ih > 0 { (il, ih) = CountRate.trueCounts(low: il, high: ih, a: deadTimeFraction) }
+            low[c] = il
+            high[c] = ih
+        }
+        return (low, high, valid, i0Low.map { 1 / $0 }, i0High.map { 1 / $0 })
+    }
+
+    /// The scatter each channel of `line` received, per window (`ScatterModel`); zeros without a model.
+    func scatter(_ line: ScanLine) -> (low: [Double], high: [Double]) {
+        let n = channels
+        guard !scatterKernel.isEmpty, let counts = trueCounts(line) else {
+            return ([Double](repeating: 0, count: n), [Double](repeating: 0, count: n))
+        }
+        var sL = [Double](repeating: 0, count: n), sH = sL
+        counts.low.withUnsafeBufferPointer { lo in counts.high.withUnsafeBufferPointer { hi in
+            lnI0High.withUnsafeBufferPointer { a in sL.withUnsafeMutableBufferPointer { l in sH.withUnsafeMutableBufferPointer { h in
+                ScatterModel.sources(low: lo, high: hi, valid: { counts.valid[$0] }, lnI0High: a, into: l, h)
+            } } } } }
+        var outL = [Double](repeating: 0, count: n), outH = outL
+        scatterKernel.withUnsafeBufferPointer { k in
+            for c in 0..<n {
+                var l = 0.0, h = 0.0
+                let row = c * n
+                for j in 0..<n { l += k[row + j] * sL[j]; h += k[row + j] * sH[j] }
+                outL[c] = scatterLow * l
+                outH[c] = scatterHigh * h
+            }
+        }
+        return (outL, outH)
     }
 
     public var channels: Int { darkLow.count }
@@ -148,6 +215,7 @@ public struct PreparedAttenuation: Sendable {
         let flagBits = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
         defer { flagBits.deallocate() }
         let beam: UInt8 = line.flags.contains(.xrayOn) ? 0 : PixelFlags.noBeam.rawValue
+        let scattered = scatterKernel.isEmpty ? nil : scatter(line)
         let saturatedBit = PixelFlags.saturated.rawValue, belowDarkBit = PixelFlags.belowDark.rawValue
         let starvedBit = PixelFlags.photonStarved.rawValue, minimum = Self.minimumPhotons
         let unmeasuredBits = PixelFlags.unmeasured.rawValue
@@ -159,11 +227,19 @@ public struct PreparedAttenuation: Sendable {
             floorLow.withUnsafeBufferPointer { fL in floorHigh.withUnsafeBufferPointer { fH in
                 let low = out, high = out + n, tLow = out + 2 * n, tHigh = out + 3 * n, varLow = out + 4 * n, varHigh = out + 5 * n
                 let tVarLow = out + 6 * n, tVarHigh = out + 7 * n
-                let keeps = keepsTransmissions
+                let keeps = keepsTransmissions, a = deadTimeFraction
                 for c in 0..<n {
                     var f = beam
                     let lo = samples[2 * c], hi = samples[2 * c + 1]
-                    let il = Double(lo) - dL[c], ih = Double(hi) - dH[c]
+                    var il = Double(lo) - dL[c], ih = Double(hi) - dH[c]
+                    // The rate loss undone (`CountRate`); the noise stays that of the counts
+                    // recorded (below, through their relative variance).
+                    let recordedLow = il, recordedHigh = ih
+                    if a > 0 && il > 0 && ih > 0 { (il, ih) = CountRate.trueCounts(low: il, high: ih, a: a) }
+                    // Scatter taken off (`ScatterModel`); what is left is the primary, whose
+                    // relative noise grows by what was taken.
+                    let beforeLow = il, beforeHigh = ih
+                    if let scattered { il -= scattered.low[c]; ih -= scattered.high[c] }
                     if lo == 65535 || hi == 65535 {
                         f |= saturatedBit
                         tLow[c] = .nan
@@ -174,14 +250,16 @@ public struct PreparedAttenuation: Sendable {
                         tLow[c] = il * iL[c]
                         tHigh[c] = ih * iH[c]
                         if keeps {
-                            // Poisson variance of the count (at least the pedestal's noise).
-                            tVarLow[c] = (max(il, 0) + 1) * iL[c] * iL[c]
-                            tVarHigh[c] = (max(ih, 0) + 1) * iH[c] * iH[c]
+                            // Poisson variance of the count (at least the pedestal's noise),
+                            // scaled with the count where its rate loss was undone.
+                            let gl = recordedLow > 0 ? il / recordedLow : 1, gh = recordedHigh > 0 ? ih / recordedHigh : 1
+                            tVarLow[c] = (max(recordedLow, 0) + 1) * gl * gl * iL[c] * iL[c]
+                            tVarHigh[c] = (max(recordedHigh, 0) + 1) * gh * gh * iH[c] * iH[c]
                         }
                     }
-                    if il < fL[c] || ih < fH[c] {
+                    if recordedLow < fL[c] || recordedHigh < fH[c] || il <= 0 || ih <= 0 {
                         f |= belowDarkBit
-                    } else if il < minimum || ih < minimum {
+                    } else if recordedLow < minimum || recordedHigh < minimum {
                         f |= starvedBit
                     }
                     if f & unmeasuredBits == 0 {
@@ -189,8 +267,9 @@ public struct PreparedAttenuation: Sendable {
                         // variance N plus the pedestal's noise): corrected per pixel so that
                         // photon-starved pixels of thick tissue average to the right value
                         // (docs/physics.md: the residual bias is under 0.002 from 12 counts on).
-                        let rl = 1 / il, rh = 1 / ih
-                        let vl = (il + 1) * rl * rl, vh = (ih + 1) * rh * rh
+                        let rl = 1 / recordedLow, rh = 1 / recordedHigh
+                        let ql = beforeLow / il, qh = beforeHigh / ih
+                        let vl = (recordedLow + 1) * rl * rl * ql * ql, vh = (recordedHigh + 1) * rh * rh * qh * qh
                         // This channel's response onto the detector's mean: a scale.
                         let kl = sL[c], kh = sH[c]
                         varLow[c] = vl * kl * kl

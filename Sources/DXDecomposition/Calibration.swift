@@ -132,6 +132,13 @@ public struct Calibration: Sendable, Equatable, Codable {
     /// calibration capture's header). A calibration holds for that unit only: two DX-1s differ
     /// in spectrum, filtration and channel gains by more than the bone signal of a percent.
     public var unit: CalibratedUnit?
+    /// The detector's dead time (µs), measured from the calibration's air scans at two tube
+    /// currents (`CountRate`); every scan decomposed with this calibration has its rate loss
+    /// undone. Nil (a calibration without a second air scan): no correction, as it was fitted.
+    public var deadTimeUs: Double?
+    /// The scatter in the fan, measured beside the calibration phantom (`ScatterModel`); nil
+    /// when none could be told from noise: no correction.
+    public var scatter: ScatterModel?
 
     public init(source: String, created: String, hydroxyapatite: LinearModel, softTissue: LinearModel, fatFraction: LinearModel,
                 points: [CalibrationPoint], residualHydroxyapatite: Double, residualSoftTissue: Double, residualFatFraction: Double,
@@ -193,10 +200,11 @@ public struct Calibration: Sendable, Equatable, Codable {
 
     /// Fits from a phantom's measurement: the cells, and each channel's response.
     public static func fit(_ measurement: CalibrationMeasurement.Result, source: String,
-                           unit: CalibratedUnit? = nil) throws(DecompositionError) -> Calibration {
+                           unit: CalibratedUnit? = nil, deadTimeUs: Double? = nil) throws(DecompositionError) -> Calibration {
         var c = try fit(points: measurement.points, source: source)
         c.channelResponse = measurement.response
         c.unit = unit
+        c.deadTimeUs = deadTimeUs
         return c
     }
 
@@ -417,6 +425,13 @@ public struct CalibrationProcedure: Sendable, Equatable {
     public static let exposures: [(UInt32, UInt32)] = [(50_000, 1000), (400_000, 3000)]
     /// Carriage positions either side of the phantom's centre, in cell widths.
     public static let offsets = -4...4
+    /// Passes at the air reference's exposure, where the air beside the phantom does not
+    /// saturate: the scatter in the fan is measured there (`ScatterModel`; these passes do not
+    /// enter the cells' measurement), at every
+    /// position, so that each distance from the phantom's edge is seen by many channels (at
+    /// the outer positions the fan sees up to 44 mm of air beside the phantom).
+    public static let scatterExposure: (UInt32, UInt32) = (10_000, 1000)
+    public static let scatterOffsets = Array(offsets)
 
     /// The passes over `phantom` for a detector with `travelXUm` of carriage travel, `stepUm`
     /// apart along the table; nil when the phantom has no cells.
@@ -433,11 +448,14 @@ public struct CalibrationProcedure: Sendable, Equatable {
             let x = centre + Int64(k) * cellWidth
             if x >= 0 && x <= Int64(travelXUm), let position = Int32(exactly: x) { positions.append(position) }
         }
-        passes = Self.exposures.flatMap { period, current in
-            positions.map {
-                ScanConfiguration(scanID: 0, mode: .dual, xUm: $0, yStartUm: y0, lineCount: lines, lineStepUm: stepUm,
-                                  linePeriodUs: period, tubeCurrentUA: current, linesPerFrame: 16)
-            }
+        func pass(_ x: Int32, _ exposure: (UInt32, UInt32)) -> ScanConfiguration {
+            ScanConfiguration(scanID: 0, mode: .dual, xUm: x, yStartUm: y0, lineCount: lines, lineStepUm: stepUm,
+                              linePeriodUs: exposure.0, tubeCurrentUA: exposure.1, linesPerFrame: 16)
+        }
+        passes = Self.exposures.flatMap { exposure in positions.map { pass($0, exposure) } }
+        for k in Self.scatterOffsets {
+            let x = centre + Int64(k) * cellWidth
+            if x >= 0 && x <= Int64(travelXUm), let position = Int32(exactly: x) { passes.append(pass(position, Self.scatterExposure)) }
         }
     }
 }

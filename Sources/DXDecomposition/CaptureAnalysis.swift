@@ -151,15 +151,17 @@ public struct CaptureAnalysis: Sendable {
         // from a long one (CalibrationMeasurement pools them by exposure).
         let calScans = scans.filter { $0.scan.role == .calibration && !$0.lines.isEmpty }
         guard !calScans.isEmpty else { throw .missingScan(source, role: "calibration") }
+        // The detector's rate loss, from the air scans at two currents when the capture has them.
+        let airs = scans.filter { $0.scan.role == .air }.compactMap { a in
+            a.configuration.flatMap { CountRate.AirMeasurement(lines: a.lines, dark: stage.dark, periodUs: $0.linePeriodUs, currentUA: $0.tubeCurrentUA) }
+        }
         do {
-            var att: [AttenuationLine] = []
+            var passes: [CalibrationFit.Pass] = []
             for scan in calScans {
                 guard let config = scan.configuration else { throw AnalysisError.noConfiguration(source, scanID: scan.scan.scanID) }
-                let prepared = stage.prepared(periodUs: config.linePeriodUs, currentUA: config.tubeCurrentUA)
-                for line in scan.lines { att.append(try prepared.process(line)) }
+                passes.append(.init(configuration: config, lines: scan.lines))
             }
-            let measurement = try CalibrationMeasurement.measure(lines: att, geometry: geometry, phantom: phantom)
-            return try Calibration.fit(measurement, source: source, unit: unit)
+            return try CalibrationFit.run(stage: stage, airs: airs, passes: passes, phantom: phantom, geometry: geometry, source: source, unit: unit)
         } catch let error as AnalysisError {
             throw error
         } catch {

@@ -129,8 +129,7 @@ public struct ScanDecomposition: Sendable {
 
     public init(stage: AttenuationStage, calibration: Calibration, geometry: ScanGeometry, rois: [Phantom.ROI],
                 configuration: ScanConfiguration) {
-        self.stage = stage.prepared(periodUs: configuration.linePeriodUs, currentUA: configuration.tubeCurrentUA, transmissions: false,
-                                    response: calibration.channelResponse)
+        self.stage = stage.prepared(for: configuration, calibration: calibration)
         decomposer = Decomposer(calibration: calibration, pitchUm: geometry.pitchUm)
         memory = TissueMemory(channels: geometry.channels)
         pixelAreaCm2 = Double(geometry.pitchUm) * Double(abs(configuration.lineStepUm)) / 1e8

@@ -90,6 +90,10 @@ public struct DarkReference: Sendable, Equatable, Codable {
 public struct AirReference: Sendable, Equatable, Codable {
     public var low: [Double]
     public var high: [Double]
+    /// The air scan's line period (µs) and tube current (µA): what its rate loss
+    /// (`CountRate`) is undone at. Nil in references made without them (no correction).
+    public var periodUs: Double?
+    public var currentUA: Double?
 
     public init(lines: [ScanLine], dark: DarkReference, periodUs: UInt32, currentUA: UInt32) throws(DecompositionError) {
         let (m, saturated) = try ChannelMeans.of(lines)
@@ -108,5 +112,21 @@ public struct AirReference: Sendable, Equatable, Codable {
         guard dim.isEmpty else { throw .darkLevelAir(channels: dim) }
         self.low = low
         self.high = high
+        self.periodUs = Double(periodUs)
+        self.currentUA = Double(max(currentUA, 1))
+    }
+
+    /// The true counts per µs·µA, the rate loss of a counter of dead time `deadTimeUs` undone
+    /// (`CountRate`); the reference as measured when there is none or its scan is unknown.
+    public func corrected(deadTimeUs: Double) -> (low: [Double], high: [Double]) {
+        guard deadTimeUs > 0, let periodUs, let currentUA else { return (low, high) }
+        let e = periodUs * currentUA, a = deadTimeUs / periodUs
+        var l = low, h = high
+        for c in low.indices {
+            let t = CountRate.trueCounts(low: low[c] * e, high: high[c] * e, a: a)
+            l[c] = t.low / e
+            h[c] = t.high / e
+        }
+        return (l, h)
     }
 }

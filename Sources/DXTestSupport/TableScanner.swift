@@ -42,14 +42,22 @@ public struct TableScanner: Sendable {
                                          airPeriodUs: reference.linePeriodUs, airCurrentUA: reference.tubeCurrentUA)
         let phantom = StandardPhantoms.calibration
         guard let procedure = CalibrationProcedure(phantom: phantom, travelXUm: 400_000) else { throw DecompositionError.noLines("calibration") }
-        var attenuation: [AttenuationLine] = []
-        for pass in procedure.passes {
-            let prepared = stage.prepared(periodUs: pass.linePeriodUs, currentUA: pass.tubeCurrentUA)
-            for l in lines(PhantomScene(phantom), pass) { attenuation.append(try prepared.process(l)) }
+        var passes = procedure.passes.filter { !CalibrationFit.isScatterPass($0) }.map { CalibrationFit.Pass(configuration: $0, lines: lines(PhantomScene(phantom), $0)) }
+        // The scatter passes and the second air scan at a quarter of the current (the dead
+        // time) take their photon noise from a stream of their own, so that every other scan's
+        // noise is what it was before they were added to the procedure.
+        let main = detector
+        detector.reseedNoise(0x5CA7_7E12)
+        passes += procedure.passes.filter(CalibrationFit.isScatterPass).map { CalibrationFit.Pass(configuration: $0, lines: lines(PhantomScene(phantom), $0)) }
+        var lowRate = reference
+        lowRate.tubeCurrentUA = 250
+        lowRate.lineCount = 100
+        let airs = [reference, lowRate].compactMap {
+            CountRate.AirMeasurement(lines: lines(EmptyTable(), $0), dark: stage.dark, periodUs: $0.linePeriodUs, currentUA: $0.tubeCurrentUA)
         }
-        let measurement = try CalibrationMeasurement.measure(lines: attenuation, geometry: geometry, phantom: phantom)
+        detector = main
         self.stage = stage
-        calibration = try Calibration.fit(measurement, source: "TableScanner")
+        calibration = try CalibrationFit.run(stage: stage, airs: airs, passes: passes, phantom: phantom, geometry: geometry, source: "TableScanner")
     }
 
     /// The exposure mode the daemon would choose for `scene` (a scout first, `ExposureModeChooser`)

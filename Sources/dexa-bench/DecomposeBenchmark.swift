@@ -47,7 +47,7 @@ enum DecomposeBenchmark {
             let (stage, calibration) = try calibrate(&d, geometry: ScanGeometry(channels: channels, pitchUm: pitch))
             let bench = PhantomScene(StandardPhantoms.bench)
             let decomposer = Decomposer(calibration: calibration, pitchUm: pitch)
-            let prepared = stage.prepared(periodUs: 40_000, currentUA: 2000, transmissions: false, response: calibration.channelResponse)
+            let prepared = stage.prepared(periodUs: 40_000, currentUA: 2000, calibration: calibration)
             let input = lines(&d, bench, mode: .dual, y0: 505_000, y1: 695_000, step: 500, period: 40_000, current: 2000)
             let clock = ContinuousClock()
             var pixels = 0, latencies: [Double] = []

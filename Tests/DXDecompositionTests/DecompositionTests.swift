@@ -27,26 +27,37 @@ struct Scanner {
         return lines
     }
 
-    /// Dark, air and calibration-phantom scans, fitted.
-    mutating func calibrate() throws -> (AttenuationStage, Calibration) {
+    /// Dark, air and calibration-phantom scans, fitted. `scatterPasses: false` leaves out the
+    /// passes the scatter is measured from (no scatter correction), for comparison.
+    mutating func calibrate(scatterPasses: Bool = true) throws -> (AttenuationStage, Calibration) {
         let dark = try DarkReference(lines: scan(EmptyTable(), mode: .dark, y0: 1_900_000, y1: 1_950_000, periodUs: 10_000))
         let air = try AirReference(lines: scan(EmptyTable(), y0: 1_900_000, y1: 1_950_000, periodUs: 10_000), dark: dark,
                                    periodUs: 10_000, currentUA: 1000)
         let stage = AttenuationStage(dark: dark, air: air)
         // The daemon's procedure: thin cells at 50 ms·mA (the thinnest would saturate above
-        // 57), thick ones at 1.2 s·mA, each at nine carriage positions.
+        // 57), thick ones at 1.2 s·mA, each at nine carriage positions; three at the air's
+        // exposure for the scatter.
         let phantom = PhantomScene(StandardPhantoms.calibration)
         guard let procedure = CalibrationProcedure(phantom: StandardPhantoms.calibration, travelXUm: 400_000) else { throw DecompositionError.noLines("calibration") }
-        var att: [AttenuationLine] = []
-        for p in procedure.passes {
-            let prepared = stage.prepared(periodUs: p.linePeriodUs, currentUA: p.tubeCurrentUA)
-            let y1 = p.yStartUm + Int32(p.lineCount) * p.lineStepUm
-            for l in scan(phantom, xUm: p.xUm, y0: p.yStartUm, y1: y1, stepUm: p.lineStepUm, periodUs: p.linePeriodUs, currentUA: p.tubeCurrentUA) {
-                att.append(try prepared.process(l))
-            }
+        func pass(_ p: ScanConfiguration) -> CalibrationFit.Pass {
+            CalibrationFit.Pass(configuration: p, lines: scan(phantom, xUm: p.xUm, y0: p.yStartUm, y1: p.yStartUm + Int32(p.lineCount) * p.lineStepUm,
+                                                            stepUm: p.lineStepUm, periodUs: p.linePeriodUs, currentUA: p.tubeCurrentUA))
         }
-        let measurement = try CalibrationMeasurement.measure(lines: att, geometry: geometry, phantom: StandardPhantoms.calibration)
-        return (stage, try Calibration.fit(measurement, source: "simulated calibration"))
+        var passes = procedure.passes.filter { !CalibrationFit.isScatterPass($0) }.map(pass)
+        // The scatter passes and the second air scan at a quarter of the current (the dead
+        // time) take their photon noise from a stream of their own, so that every other scan's
+        // noise is what it was before they were added to the procedure.
+        let main = detector
+        detector.reseedNoise(0x5CA7_7E12)
+        if scatterPasses { passes += procedure.passes.filter(CalibrationFit.isScatterPass).map(pass) }
+        let lowRate = scan(EmptyTable(), y0: 1_900_000, y1: 2_000_000, periodUs: 10_000, currentUA: 250)
+        detector = main
+        let airs = [
+            CountRate.AirMeasurement(total: zip(air.low, air.high).map { ($0 + $1) * 10_000 * 1000 }, periodUs: 10_000, currentUA: 1000),
+            CountRate.AirMeasurement(lines: lowRate, dark: dark, periodUs: 10_000, currentUA: 250),
+        ].compactMap { $0 }
+        return (stage, try CalibrationFit.run(stage: stage, airs: airs, passes: passes, phantom: StandardPhantoms.calibration, geometry: geometry,
+                                              source: "simulated calibration"))
     }
 
     /// The standard exposure: 40 ms lines at 3 mA, 0.5 mm apart, 15 s for the phantom (a
@@ -59,7 +70,7 @@ struct Scanner {
         let lines = scan(PhantomScene(phantom), y0: 505_000, y1: 695_000, stepUm: step, periodUs: period, currentUA: current)
         let decomposer = Decomposer(calibration: calibration)
         var rois = (phantom.rois ?? []).map { ROIAccumulator(roi: $0, geometry: geometry) }
-        let prepared = stage.prepared(periodUs: period, currentUA: current, transmissions: false, response: calibration.channelResponse)
+        let prepared = stage.prepared(periodUs: period, currentUA: current, calibration: calibration)
         for l in lines {
             let d = decomposer.decompose(try prepared.process(l))
             for k in rois.indices { rois[k].add(d) }

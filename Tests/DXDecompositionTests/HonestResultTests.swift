@@ -24,7 +24,7 @@ struct HonestResultTests {
         var included: [Double] = [], excluded: [Double] = [], fractions: [Double] = []
         for _ in 0..<3 {
             let lines = s.scan(PhantomScene(StandardPhantoms.esp), y0: 505_000, y1: 695_000, stepUm: 500, periodUs: period, currentUA: current)
-            let prepared = stage.prepared(periodUs: period, currentUA: current, transmissions: false, response: cal.channelResponse)
+            let prepared = stage.prepared(periodUs: period, currentUA: current, calibration: cal)
             let decomposer = Decomposer(calibration: cal)
             guard let roi = StandardPhantoms.esp.rois?.first(where: { $0.name == "L3" }) else { Issue.record("no L3"); return }
             var acc = ROIAccumulator(roi: roi, geometry: s.geometry)
@@ -182,7 +182,7 @@ struct ChannelResponseTests {
         s.detector = Detector(channels: 144, pitchUm: 1000, seed: seed, model: .cdte,
                               physics: CdTeLinePhysics(channels: 144, pitchUm: 1000, seed: seed, parameters: p))
         let (stage, cal) = try s.calibrate()
-        print("calibration (cdte channels, seed \(seed)): \(cal.verdict)")
+        print("calibration (cdte channels, seed \(seed)): \(cal.verdict); dead time \(cal.deadTimeUs ?? 0) µs, scatter \(String(describing: cal.scatter))")
         #expect(cal.verdict.accepted, "\(cal.verdict)")
         let response = try #require(cal.channelResponse)
         let spread = (response.low.max() ?? 1) - (response.low.min() ?? 1)

@@ -11,7 +11,7 @@ struct PatientTests {
     static func measure(_ scene: any Scene, scanner: inout Scanner, stage: AttenuationStage, calibration: Calibration,
                         y0: Int32, y1: Int32, select: (Composition) -> Bool) throws -> (measured: Double, truth: Double, pixels: Int) {
         let lines = scanner.scan(scene, y0: y0, y1: y1, stepUm: 500, periodUs: 40_000, currentUA: 3000)
-        let prepared = stage.prepared(periodUs: 40_000, currentUA: 3000, transmissions: false, response: calibration.channelResponse)
+        let prepared = stage.prepared(periodUs: 40_000, currentUA: 3000, calibration: calibration)
         let decomposer = Decomposer(calibration: calibration)
         var sum = 0.0, truth = 0.0, n = 0
         for l in lines {
@@ -126,7 +126,7 @@ struct PatientTests {
         var spec = PatientSpec()
         spec.metal = [.init(name: "pedicle screw", xMM: [192, 198], yMM: [640, 660])]
         let lines = s.scan(PatientScene(spec), y0: 645_000, y1: 655_000, stepUm: 500, periodUs: 40_000, currentUA: 3000)
-        let prepared = stage.prepared(periodUs: 40_000, currentUA: 3000, transmissions: false, response: cal.channelResponse)
+        let prepared = stage.prepared(periodUs: 40_000, currentUA: 3000, calibration: cal)
         let decomposer = Decomposer(calibration: cal)
         var flagged = 0
         for l in lines {
@@ -176,7 +176,7 @@ struct ExposureModeTests {
         let lumbar = spec.spine.layout.filter { $0.name.hasPrefix("L") }
         let y0 = Int32(lumbar[0].topY * 1000) - 5_000, y1 = Int32(lumbar[3].bottomY * 1000) + 5_000
         let lines = s.scan(scene, y0: y0, y1: y1, stepUm: 1000, periodUs: apSpine.linePeriodUs, currentUA: current)
-        let prepared = stage.prepared(periodUs: apSpine.linePeriodUs, currentUA: current, transmissions: false, response: cal.channelResponse)
+        let prepared = stage.prepared(periodUs: apSpine.linePeriodUs, currentUA: current, calibration: cal)
         let decomposer = Decomposer(calibration: cal)
         var sum = 0.0, truth = 0.0, n = 0, starved = 0
         for l in lines {

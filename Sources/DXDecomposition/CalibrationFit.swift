@@ -1,0 +1,43 @@
+import DXProtocol
+import Foundation
+
+/// The calibration's arithmetic, one path for `service.calibrate`, `dexa analyze` and the
+/// tests' scanners: the detector's dead time from the air scans at two currents
+/// (`CountRate`), the scatter in the fan from the passes where air beside the phantom is
+/// measured (`ScatterModel`), then every pass with both undone, the cells measured and the
+/// bone model fitted (`CalibrationMeasurement`, `Calibration.fit`).
+public enum CalibrationFit {
+    /// One calibration pass: how it was configured and its lines.
+    public struct Pass: Sendable {
+        public var configuration: ScanConfiguration
+        public var lines: [ScanLine]
+        public init(configuration: ScanConfiguration, lines: [ScanLine]) { self.configuration = configuration; self.lines = lines }
+    }
+
+    public static func run(stage: AttenuationStage, airs: [CountRate.AirMeasurement], passes: [Pass], phantom: Phantom,
+                           geometry: ScanGeometry, source: String, unit: CalibratedUnit? = nil) throws(DecompositionError) -> Calibration {
+        let deadTimeUs = CountRate.deadTimeUs(airs)
+        let bare = passes.map { stage.prepared(periodUs: $0.configuration.linePeriodUs, currentUA: $0.configuration.tubeCurrentUA, deadTimeUs: deadTimeUs ?? 0) }
+        let indexed = passes.enumerated().flatMap { i, p in p.lines.map { (line: $0, pass: i) } }
+        let scatter = ScatterModel.measure(lines: indexed, trueCounts: { line, pass in bare[pass].trueCounts(line) },
+                                           geometry: geometry, phantom: phantom)
+        // The cells from the passes made for them; the scatter passes (at the air reference's
+        // exposure) measure the scatter only, so the cells are measured as they always were.
+        var attenuation: [AttenuationLine] = []
+        for p in passes where !isScatterPass(p.configuration) {
+            let prepared = stage.prepared(periodUs: p.configuration.linePeriodUs, currentUA: p.configuration.tubeCurrentUA,
+                                          deadTimeUs: deadTimeUs ?? 0, scatter: scatter)
+            for line in p.lines { attenuation.append(try prepared.process(line)) }
+        }
+        guard !attenuation.isEmpty else { throw .noLines("calibration: every pass was a scatter pass") }
+        let measurement = try CalibrationMeasurement.measure(lines: attenuation, geometry: geometry, phantom: phantom)
+        var calibration = try Calibration.fit(measurement, source: source, unit: unit, deadTimeUs: deadTimeUs)
+        calibration.scatter = scatter
+        return calibration
+    }
+
+    /// A pass at `CalibrationProcedure.scatterExposure`.
+    public static func isScatterPass(_ c: ScanConfiguration) -> Bool {
+        (c.linePeriodUs, c.tubeCurrentUA) == CalibrationProcedure.scatterExposure
+    }
+}
