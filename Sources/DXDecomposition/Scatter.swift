@@ -101,18 +101,22 @@ public struct ScatterModel: Sendable, Equatable, Codable {
                 lnAirHigh.withUnsafeBufferPointer { a in sL.withUnsafeMutableBufferPointer { l in sH.withUnsafeMutableBufferPointer { h in
                     sources(low: lo, high: hi, valid: { counts.valid[$0] }, lnI0High: a, into: l, h)
                 } } } } }
+            // Each air channel's excess over the air reference, per window.
+            let excess = air.map { c in (counts.low[c] / counts.airLow[c] - 1, counts.high[c] / counts.airHigh[c] - 1) }
             for (w, k) in kernels.enumerated() {
-                var s = sums[w][pass] ?? [Sums(), Sums()]
-                for c in air {
-                    var fL = 0.0, fH = 0.0
-                    for j in 0..<n { fL += k[c * n + j] * sL[j]; fH += k[c * n + j] * sH[j] }
-                    fL /= counts.airLow[c]; fH /= counts.airHigh[c]
-                    let eL = counts.low[c] / counts.airLow[c] - 1, eH = counts.high[c] / counts.airHigh[c] - 1
-                    for (i, (f, e)) in [(fL, eL), (fH, eH)].enumerated() {
-                        s[i].f += f; s[i].e += e; s[i].fe += f * e; s[i].ff += f * f; s[i].ee += e * e; s[i].n += 1
+                var low = sums[w][pass]?[0] ?? Sums(), high = sums[w][pass]?[1] ?? Sums()
+                k.withUnsafeBufferPointer { k in sL.withUnsafeBufferPointer { sL in sH.withUnsafeBufferPointer { sH in
+                    for (i, c) in air.enumerated() {
+                        var fL = 0.0, fH = 0.0
+                        let row = c * n
+                        for j in 0..<n { fL += k[row + j] * sL[j]; fH += k[row + j] * sH[j] }
+                        fL /= counts.airLow[c]; fH /= counts.airHigh[c]
+                        let (eL, eH) = excess[i]
+                        low.f += fL; low.e += eL; low.fe += fL * eL; low.ff += fL * fL; low.ee += eL * eL; low.n += 1
+                        high.f += fH; high.e += eH; high.fe += fH * eH; high.ff += fH * fH; high.ee += eH * eH; high.n += 1
                     }
-                }
-                sums[w][pass] = s
+                } } }
+                sums[w][pass] = [low, high]
             }
         }
         guard airPixels >= 200 else { return nil }

@@ -142,9 +142,13 @@ struct QCLockoutTests {
         // error and adds nothing.
         _ = try await sim.control("rate 10")
         let stopped = Task { try await daemon.call(.qcRun, QCRunParams(phantom: espPhantom)) }
-        try await eventually("the QC scan exposing over the phantom", seconds: 60) {
+        // The pass, not the scout before it: the scout also sweeps the phantom, and an abort
+        // that lands as the scout ends misses both. Only the pass's sequence has an air scan.
+        var sawAir = false
+        try await eventually("the QC pass exposing over the phantom", seconds: 60) {
             guard let s = try? await daemon.call("device.status"), let y = s["y_um"]?.numberValue else { return false }
-            return s["xray_on"] == .bool(true) && y > 510_000 && y < 690_000
+            if s["xray_on"] == .bool(true) && y >= 1_900_000 { sawAir = true }
+            return sawAir && s["xray_on"] == .bool(true) && y > 510_000 && y < 690_000
         }
         _ = try await daemon.call("scan.abort")
         do {
