@@ -179,23 +179,30 @@ public struct PreparedAttenuation: Sendable {
         return (low, high, valid, i0Low.map { 1 / $0 }, i0High.map { 1 / $0 })
     }
 
-    /// The scatter each channel of `line` received, per window (`ScatterModel`); zeros without a model.
-    func scatter(_ line: ScanLine) -> (low: [Double], high: [Double]) {
+    /// Each channel's scatter source t·I (`ScatterModel`) in this line, and which channels held
+    /// a count to compute it from (a saturated or unmeasured channel's source is 0 here); nil
+    /// without a scatter model or for a line of another width.
+    public func scatterSources(_ line: ScanLine) -> ScatterSources? {
+        guard !scatterKernel.isEmpty, let counts = trueCounts(line) else { return nil }
         let n = channels
-        guard !scatterKernel.isEmpty, let counts = trueCounts(line) else {
-            return ([Double](repeating: 0, count: n), [Double](repeating: 0, count: n))
-        }
         var sL = [Double](repeating: 0, count: n), sH = sL
         counts.low.withUnsafeBufferPointer { lo in counts.high.withUnsafeBufferPointer { hi in
             lnI0High.withUnsafeBufferPointer { a in sL.withUnsafeMutableBufferPointer { l in sH.withUnsafeMutableBufferPointer { h in
                 ScatterModel.sources(low: lo, high: hi, valid: { counts.valid[$0] }, lnI0High: a, into: l, h)
             } } } } }
+        return ScatterSources(low: sL, high: sH, measured: counts.valid, exposure: exposure)
+    }
+
+    /// The scatter each channel received, per window, from the line's sources (`ScatterModel`).
+    func scatter(from sources: ScatterSources) -> (low: [Double], high: [Double]) {
+        let n = channels
         var outL = [Double](repeating: 0, count: n), outH = outL
+        guard sources.low.count == n, sources.high.count == n else { return (outL, outH) }
         scatterKernel.withUnsafeBufferPointer { k in
             for c in 0..<n {
                 var l = 0.0, h = 0.0
                 let row = c * n
-                for j in 0..<n { l += k[row + j] * sL[j]; h += k[row + j] * sH[j] }
+                for j in 0..<n { l += k[row + j] * sources.low[j]; h += k[row + j] * sources.high[j] }
                 outL[c] = scatterLow * l
                 outH[c] = scatterHigh * h
             }
@@ -205,7 +212,10 @@ public struct PreparedAttenuation: Sendable {
 
     public var channels: Int { darkLow.count }
 
-    public func process(_ line: ScanLine) throws(DecompositionError) -> AttenuationLine {
+    /// One line's log attenuations. `sources`: the line's scatter sources where the caller knows
+    /// them better than the line does (a calibration pass whose channels saturated, filled from
+    /// a pass of less exposure at the same place: `CalibrationFit`); by default the line's own.
+    public func process(_ line: ScanLine, scatterSources sources: ScatterSources? = nil) throws(DecompositionError) -> AttenuationLine {
         let n = line.channels
         guard n == channels, line.samples.count == 2 * n else { throw .channelMismatch(expected: channels, got: n) }
         // One scratch block for the six outputs, filled by one loop over raw pointers, then
@@ -215,7 +225,7 @@ public struct PreparedAttenuation: Sendable {
         let flagBits = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
         defer { flagBits.deallocate() }
         let beam: UInt8 = line.flags.contains(.xrayOn) ? 0 : PixelFlags.noBeam.rawValue
-        let scattered = scatterKernel.isEmpty ? nil : scatter(line)
+        let scattered = scatterKernel.isEmpty ? nil : (sources ?? scatterSources(line)).map { scatter(from: $0) }
         let saturatedBit = PixelFlags.saturated.rawValue, belowDarkBit = PixelFlags.belowDark.rawValue
         let starvedBit = PixelFlags.photonStarved.rawValue, minimum = Self.minimumPhotons
         let unmeasuredBits = PixelFlags.unmeasured.rawValue

@@ -23,11 +23,35 @@ public enum CalibrationFit {
                                            geometry: geometry, phantom: phantom)
         // The cells from the passes made for them; the scatter passes (at the air reference's
         // exposure) measure the scatter only, so the cells are measured as they always were.
+        let prepared = passes.map {
+            stage.prepared(periodUs: $0.configuration.linePeriodUs, currentUA: $0.configuration.tubeCurrentUA,
+                           deadTimeUs: deadTimeUs ?? 0, scatter: scatter)
+        }
+        // A pass long enough for the thick cells saturates beside them, where the thin cells
+        // send the most scatter: a saturated channel's source comes from the same place in the
+        // pass of least exposure that counted it (`ScatterSources.filled`).
+        struct Place: Hashable { var xUm: Int32, yUm: Int32 }
+        var byPlace: [Place: [ScatterSources]] = [:]
+        if scatter != nil {
+            for (i, p) in passes.enumerated() {
+                for line in p.lines {
+                    if let s = prepared[i].scatterSources(line) { byPlace[Place(xUm: line.xUm, yUm: line.yUm), default: []].append(s) }
+                }
+            }
+            for key in byPlace.keys { byPlace[key]?.sort { $0.exposure < $1.exposure } }
+        }
         var attenuation: [AttenuationLine] = []
-        for p in passes where !isScatterPass(p.configuration) {
-            let prepared = stage.prepared(periodUs: p.configuration.linePeriodUs, currentUA: p.configuration.tubeCurrentUA,
-                                          deadTimeUs: deadTimeUs ?? 0, scatter: scatter)
-            for line in p.lines { attenuation.append(try prepared.process(line)) }
+        for (i, p) in passes.enumerated() where !isScatterPass(p.configuration) {
+            for line in p.lines {
+                var sources = prepared[i].scatterSources(line)
+                if var own = sources, own.measured.contains(false) {
+                    for other in (byPlace[Place(xUm: line.xUm, yUm: line.yUm)] ?? []).reversed() where other.exposure < own.exposure {
+                        own = own.filled(from: other)
+                    }
+                    sources = own
+                }
+                attenuation.append(try prepared[i].process(line, scatterSources: sources))
+            }
         }
         guard !attenuation.isEmpty else { throw .noLines("calibration: every pass was a scatter pass") }
         let measurement = try CalibrationMeasurement.measure(lines: attenuation, geometry: geometry, phantom: phantom)

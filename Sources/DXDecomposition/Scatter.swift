@@ -52,7 +52,9 @@ public struct ScatterModel: Sendable, Equatable, Codable {
     }
 
     /// Each channel's scatter source t·I from one line's counts (0 where a channel holds no
-    /// count: saturated pixels are air or nearly, unmeasured ones hold no photons).
+    /// count: unmeasured ones hold no photons; a saturated one's count is unknown, which in a
+    /// patient scan means air or nearly, and in a calibration pass is filled from a pass of
+    /// less exposure: `CalibrationFit`).
     static func sources(low: UnsafeBufferPointer<Double>, high: UnsafeBufferPointer<Double>, valid: (Int) -> Bool,
                         lnI0High: UnsafeBufferPointer<Double>, into sL: UnsafeMutableBufferPointer<Double>,
                         _ sH: UnsafeMutableBufferPointer<Double>) {
@@ -147,5 +149,29 @@ public struct ScatterModel: Sendable, Equatable, Codable {
         guard let best, best.a > 4 * best.se else { return nil }
         return ScatterModel(amplitudeLow: best.a, amplitudeHigh: best.a, widthUm: best.width, pitchUm: Double(geometry.pitchUm),
                             airPixels: airPixels, standardErrorLow: best.se, standardErrorHigh: best.se)
+    }
+}
+
+/// One line's scatter sources t·I per channel and window (`ScatterModel`), which channels held
+/// a count to compute them from, and the exposure (s·mA) they were counted at.
+public struct ScatterSources: Sendable, Equatable {
+    public var low: [Double]
+    public var high: [Double]
+    public var measured: [Bool]
+    public var exposure: Double
+
+    /// These sources with every channel this line could not measure taken from `other`, a line
+    /// at the same place and another exposure, scaled to this one's (the primary and the
+    /// scatter it makes are proportional to the exposure; the thickness crossed is the same).
+    public func filled(from other: ScatterSources) -> ScatterSources {
+        guard other.low.count == low.count, other.exposure > 0 else { return self }
+        var result = self
+        let scale = exposure / other.exposure
+        for c in low.indices where !measured[c] && other.measured[c] {
+            result.low[c] = other.low[c] * scale
+            result.high[c] = other.high[c] * scale
+            result.measured[c] = true
+        }
+        return result
     }
 }
