@@ -40,7 +40,15 @@ public enum SiteAnalysis {
         case "lateral_spine" where correction != nil:
             return .failure(SiteAnalysisError("the lateral spine has no ROIs to correct in this version"))
         case "lateral_spine":
-            return .failure(SiteAnalysisError("vertebral fracture assessment is not in this version: the lateral image is kept"))
+            do {
+                let m = try VertebralMorphometry.measure(scan)
+                var r = SiteResult(site: "lateral_spine", rois: [], warnings: m.warnings, interpretation: nil, reference: reference.label,
+                                   analysisVersion: AnalysisVersion.current, spine: nil)
+                r.vfa = m
+                return .success(r)
+            } catch {
+                return .failure(error)
+            }
         case let other?:
             return .failure(SiteAnalysisError("no analysis for a scan of region \(other)"))
         case nil:
@@ -88,6 +96,9 @@ public struct PatientScanReport: Sendable, Codable, Equatable {
     public var analysisError: String?
     public var spine: SpineMeasurement?
     public var hip: HipMeasurement?
+    /// The lateral spine: T4–L4 with heights, grade, type and whether each could be read.
+    public var vertebrae: [VertebralBody]?
+    public var vfaSummary: String?
     public var motion: [MotionEvent]
     public var lines: Int
     public var plannedLines: Int
@@ -100,7 +111,8 @@ public struct PatientScanReport: Sendable, Codable, Equatable {
     public var forced: Bool
 
     public enum CodingKeys: String, CodingKey {
-        case region, rois, warnings, interpretation, patient, reference, spine, hip, motion, lines, complete, calibration, forced
+        case region, rois, warnings, interpretation, patient, reference, spine, hip, vertebrae, motion, lines, complete, calibration, forced
+        case vfaSummary = "vfa_summary"
         case analysisVersion = "analysis_version", analysisError = "analysis_error", plannedLines = "planned_lines", missingLines = "missing_lines"
         case missingLineRanges = "missing_line_ranges", calibrationResidualGCm2 = "calibration_residual_g_cm2"
     }
@@ -112,6 +124,7 @@ public struct PatientScanReport: Sendable, Codable, Equatable {
         case .success(let r):
             rois = r.rois; warnings = r.warnings; interpretation = r.interpretation; reference = r.reference
             analysisVersion = r.analysisVersion; spine = r.spine; hip = r.hip
+            vertebrae = r.vfa?.vertebrae; vfaSummary = r.vfa?.summary
         case .failure(let why):
             rois = []; warnings = []; analysisError = why.description
         }

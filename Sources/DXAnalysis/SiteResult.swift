@@ -79,11 +79,13 @@ public struct SiteResult: Sendable, Codable, Equatable {
     public var analysisVersion: String
     public var spine: SpineMeasurement?
     public var hip: HipMeasurement?
+    /// The lateral spine's vertebral fracture assessment.
+    public var vfa: VFAMeasurement?
     /// The technologist's correction the ROIs were placed with (nil: as the analysis placed them).
     public var correction: ROICorrection?
 
     public enum CodingKeys: String, CodingKey {
-        case site, rois, warnings, interpretation, reference, spine, hip, correction
+        case site, rois, warnings, interpretation, reference, spine, hip, vfa, correction
         case analysisVersion = "analysis_version"
     }
 
@@ -98,7 +100,7 @@ public struct SiteResult: Sendable, Codable, Equatable {
 
 public enum AnalysisVersion {
     /// Bumped whenever a rule or parameter changes a number.
-    public static let current = "spine-2 hip-1 (2026-12-02)"
+    public static let current = "spine-2 hip-1 vfa-1 (2026-12-04)"
 }
 
 extension SpineAnalysis {

@@ -10,6 +10,12 @@ enum ResultsText {
     static func number(_ v: Double?, _ format: String) -> String { v.map { String(format: format, $0) } ?? "—" }
 
     static func printSite(_ r: SiteResult) {
+        if let vfa = r.vfa {
+            printVFA(vfa)
+            for w in r.warnings { print("  ! \(w.message)") }
+            print("  analysis \(r.analysisVersion)")
+            return
+        }
         print("region     BMD g/cm²      T      Z   BMC g  area cm²")
         for roi in r.rois {
             var line = roi.name.padding(toLength: 10, withPad: " ", startingAt: 0)
@@ -32,6 +38,20 @@ enum ResultsText {
             if let note = i.note { print("  \(i.basis): \(note)") }
         }
         print("  reference \(r.reference); analysis \(r.analysisVersion)")
+    }
+
+    /// The lateral spine: one row per vertebra, heights in mm, Genant grade and type.
+    static func printVFA(_ m: VFAMeasurement) {
+        print("vertebra  anterior  middle  posterior  grade  type")
+        for v in m.vertebrae {
+            var line = v.name.padding(toLength: 8, withPad: " ", startingAt: 0)
+            guard v.readable else { print(line + "  not readable: \(v.reason ?? "")"); continue }
+            line += number(v.anteriorMM, "%.1f").leftPadded(10) + number(v.middleMM, "%.1f").leftPadded(8) + number(v.posteriorMM, "%.1f").leftPadded(11)
+            line += number(v.grade.map(Double.init), "%.0f").leftPadded(7)
+            if let kind = v.kind { line += "  " + kind.rawValue + String(format: " (%.0f %% lost)", (v.heightLoss ?? 0) * 100) }
+            print(line)
+        }
+        print("  \(m.summary)")
     }
 
     static func printResults(_ r: ExamResults) {

@@ -243,6 +243,7 @@ enum ReportPage {
             c.image(rgb: rgb, columns: map.columns, rows: map.rows, x: margin, y: imageTop, w: w, h: h)
             if let spine = result.spine { SpineFigure.overlay(spine, result: result, map: map, box: (margin, imageTop, w, h), on: c) }
             if let hip = result.hip { HipFigure.overlay(hip, result: result, map: map, box: (margin, imageTop, w, h), on: c) }
+            if let vfa = result.vfa { VFAFigure.overlay(vfa, map: map, box: (margin, imageTop, w, h), on: c) }
         } else {
             c.colour(.light)
             c.rect(margin, imageTop, w, h, fill: false, width: 1)
@@ -253,6 +254,7 @@ enum ReportPage {
 
         // The table.
         let tx = margin + w + 18
+        if let vfa = result.vfa { return max(VFAFigure.table(vfa, x: tx, top: top + 18, on: c), imageTop + h) + 8 }
         var y = top + 18
         c.colour(.black)
         c.font(8, bold: true)
@@ -435,5 +437,70 @@ enum ReferenceChart {
         c.text("\(label) g/cm²", x: box.x, y: box.y - 3)
         c.colour(.blue)
         c.circle(px(ageYears.map { min(90, max(20, $0)) } ?? 55), py(bmd), 2.8)
+    }
+}
+
+/// The lateral spine's morphometry over its image and beside it: each body's six points joined
+/// along its endplates and its label with its grade (green grade 0, amber 1, rose 2, red 3;
+/// grey unreadable), and a table of heights, grades and types.
+enum VFAFigure {
+    static func colour(_ v: VertebralBody) -> Canvas.Colour {
+        guard v.readable else { return .grey }
+        return [Canvas.Colour.green, .amber, .rose, .red][min(3, max(0, v.grade ?? 0))]
+    }
+
+    static func overlay(_ m: VFAMeasurement, map: BoneMap, box: (x: Double, y: Double, w: Double, h: Double), on c: Canvas) {
+        let sx = box.w / (Double(map.columns) * map.dx), sy = box.h / (Double(map.rows) * map.dy)
+        func px(_ x: Double) -> Double { box.x + (x - map.x0 + map.dx / 2) * sx }
+        func py(_ y: Double) -> Double { box.y + (y - map.y0 + map.dy / 2) * sy }
+        c.font(5.5, bold: true)
+        for v in m.vertebrae where v.points.count == 6 {
+            c.colour(colour(v))
+            for k in [0, 3] {
+                c.line(px(v.points[k][0]), py(v.points[k][1]), px(v.points[k + 1][0]), py(v.points[k + 1][1]), width: 0.7)
+                c.line(px(v.points[k + 1][0]), py(v.points[k + 1][1]), px(v.points[k + 2][0]), py(v.points[k + 2][1]), width: 0.7)
+            }
+            let label = v.name + ((v.grade ?? 0) > 0 ? " \(v.grade ?? 0)" : "")
+            c.text(label, x: px(v.points[2][0]) + 4, y: py((v.points[2][1] + v.points[5][1]) / 2) + 2)
+        }
+    }
+
+    /// Returns the y under the table.
+    static func table(_ m: VFAMeasurement, x tx: Double, top: Double, on c: Canvas) -> Double {
+        var y = top
+        c.colour(.black)
+        c.font(8, bold: true)
+        let columns: [(String, Double)] = [("Vertebra", 0), ("Anterior", 95), ("Middle", 145), ("Posterior", 200), ("Grade", 235), ("Type", 245)]
+        for (title, dx) in columns { c.text(title, x: tx + dx, y: y, align: dx == 0 || title == "Type" ? .left : .right) }
+        y += 3
+        c.colour(.light)
+        c.line(tx, y, tx + 290, y)
+        y += 9
+        c.font(7.5)
+        for v in m.vertebrae {
+            c.colour(v.readable ? .black : .grey)
+            if (v.grade ?? 0) > 0 { c.font(7.5, bold: true) } else { c.font(7.5) }
+            c.text(v.name, x: tx, y: y)
+            if v.readable {
+                func mm(_ d: Double?) -> String { d.map { String(format: "%.1f", $0) } ?? "—" }
+                c.text(mm(v.anteriorMM), x: tx + 95, y: y, align: .right)
+                c.text(mm(v.middleMM), x: tx + 145, y: y, align: .right)
+                c.text(mm(v.posteriorMM), x: tx + 200, y: y, align: .right)
+                c.text(v.grade.map(String.init) ?? "—", x: tx + 235, y: y, align: .right)
+                if let kind = v.kind { c.text(String(format: "%@ (%.0f %%)", kind.rawValue, (v.heightLoss ?? 0) * 100), x: tx + 245, y: y) }
+                y += 9
+            } else {
+                y = c.paragraph("not readable: \(v.reason ?? "")", x: tx + 40, y: y, width: 250, leading: 9)
+            }
+        }
+        c.font(8, bold: true)
+        c.colour(.black)
+        y = c.paragraph(m.summary, x: tx, y: y + 4, width: 290, leading: 10)
+        c.font(7)
+        c.colour(.grey)
+        y = c.paragraph("Heights in mm along each body's axis. Genant grades from the measured heights (1: 20–25 %, 2: 25–40 %, 3: over 40 % lost); a physician confirms.",
+                        x: tx, y: y + 2, width: 290, leading: 9)
+        for w in m.warnings { y = c.paragraph("! " + w.message, x: tx, y: y + 1, width: 290, leading: 9) }
+        return y
     }
 }

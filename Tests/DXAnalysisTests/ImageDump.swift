@@ -94,6 +94,41 @@ enum ImageDump {
 }
 
 /// An RGB picture of a bone map, `scale` pixels per image pixel.
+extension ImageDump {
+    /// A lateral spine: the bone image, each body's six points (green: grade 0, yellow 1,
+    /// orange 2, red 3, blue unreadable) joined posterior to anterior.
+    static func vfa(_ scan: DecomposedScan, _ m: VFAMeasurement?, name: String) {
+        guard let dir = ProcessInfo.processInfo.environment["DEXA_DUMP_IMAGES"] else { return }
+        let map = BoneMap(scan)
+        var image = Raster(map)
+        let s = image.scale
+        for r in 0..<map.rows {
+            for c in 0..<map.columns {
+                let v = map[r, c]
+                let col: (UInt8, UInt8, UInt8) = v.isFinite ? { let g = UInt8(max(0, min(255, v / 1.5 * 255))); return (g, g, g) }() : (90, 0, 0)
+                for dy in 0..<s { for dx in 0..<s { image.put(c * s + dx, r * s + dy, col) } }
+            }
+        }
+        func px(_ x: Double) -> Int { Int(((x - map.x0) / map.dx + 0.5) * Double(s)) }
+        func py(_ y: Double) -> Int { Int(((y - map.y0) / map.dy + 0.5) * Double(s)) }
+        let colours: [(UInt8, UInt8, UInt8)] = [(0, 220, 0), (255, 230, 0), (255, 140, 0), (255, 0, 0)]
+        for v in m?.vertebrae ?? [] where v.points.count == 6 {
+            let col = v.readable ? colours[min(3, v.grade ?? 0)] : (0, 120, 255)
+            for k in [0, 3] {
+                for t in stride(from: 0.0, through: 1.0, by: 0.01) {
+                    let a = v.points[k + (t < 0.5 ? 0 : 1)], b = v.points[k + (t < 0.5 ? 1 : 2)]
+                    let u = t < 0.5 ? t * 2 : t * 2 - 1
+                    image.put(px(a[0] + (b[0] - a[0]) * u), py(a[1] + (b[1] - a[1]) * u), col)
+                }
+            }
+            for p in v.points { for d in -2...2 { image.put(px(p[0]) + d, py(p[1]), col); image.put(px(p[0]), py(p[1]) + d, col) } }
+        }
+        if let png = try? PNG.encode(width: image.width, height: image.height, rgb: image.rgb) {
+            try? Data(png).write(to: URL(fileURLWithPath: "\(dir)/\(name).png"))
+        }
+    }
+}
+
 struct Raster {
     let scale = 4
     let width: Int

@@ -24,10 +24,10 @@ actor SharedScanner {
 
     /// `noise`: the seed of the scan's photon noise (the same scan whatever ran before).
     func scan(_ spec: PatientSpec, noise: UInt64, _ config: ScanConfiguration = apSpineScan, region: String = "ap_spine",
-              keep: @Sendable (ScanLine) -> Bool = { _ in true }) throws -> DecomposedScan {
+              armAngleX10: Int16 = 0, keep: @Sendable (ScanLine) -> Bool = { _ in true }) throws -> DecomposedScan {
         if scanner.calibration == nil { try scanner.calibrate() }
         scanner.detector.reseedNoise(noise)
-        return try scanner.decompose(PatientScene(spec), config, region: region, keep: keep)
+        return try scanner.decompose(PatientScene(spec), config, region: region, armAngleX10: armAngleX10, keep: keep)
     }
 }
 

@@ -96,7 +96,7 @@ struct PatientTests {
             var n = 0
             let tallest = max(v.anteriorMM, v.middleMM, v.posteriorMM)
             for y in stride(from: Int32((v.topMM - 2) * 1000), to: Int32((v.topMM + tallest + 2) * 1000), by: 500)
-                where lateral.composition(xUm: x, yUm: y).hydroxyapatite > 0 { n += 1 }
+                where lateral.composition(xUm: x, yUm: y).hydroxyapatite >= v.bmd - 1e-9 { n += 1 }  // the body's, not a rib's alone
             return Double(n) * 0.5
         }
         let anterior = height(atDepth: 0.97), posterior = height(atDepth: 0.03)

@@ -29,12 +29,25 @@ struct ReportTests {
                                           linePeriodUs: 1_200_000, tubeCurrentUA: 333, linesPerFrame: 1)
         let hipScan = try scanner.decompose(PatientScene(spec), hipConfig, region: "left_hip")
         let hip = try SiteAnalysis.analyze(hipScan, patient: patient).get()
+        // The lateral spine of the same patient with a grade 2 wedge at T12 and a grade 2 crush
+        // at L1.
+        var lateralSpec = spec
+        if let t12 = lateralSpec.thoracolumbar.firstIndex(where: { $0.name == "T12" }) {
+            lateralSpec.thoracolumbar[t12] = lateralSpec.thoracolumbar[t12].fractured(.wedge, grade: 2)
+            lateralSpec.thoracolumbar[t12 + 1] = lateralSpec.thoracolumbar[t12 + 1].fractured(.crush, grade: 2)
+        }
+        let lateralConfig = ScanConfiguration(scanID: 3, mode: .dual, xUm: 185_000, yStartUm: 320_000, lineCount: 380, lineStepUm: 1000,
+                                              linePeriodUs: 500_000, tubeCurrentUA: 800, linesPerFrame: 1)
+        let lateralScan = try scanner.decompose(PatientScene(lateralSpec), lateralConfig, region: "lateral_spine", armAngleX10: 900)
+        let lateral = try SiteAnalysis.analyze(lateralScan, patient: patient).get()
         let sites = [
             ExamResults.Site(site: "ap_spine", title: "AP lumbar spine", attempt: 1, status: "completed", capture: nil, result: spine, note: nil, dose: dose),
             ExamResults.Site(site: "left_hip", title: "left hip", attempt: 1, status: "completed", capture: nil, result: hip, note: nil,
                              dose: ScanDose(scans: 5, exposureMs: 181_940, dapMGyCm2: 2.24)),
             ExamResults.Site(site: "right_hip", title: "right hip", attempt: 1, status: "skipped", capture: nil, result: nil,
                              note: "not scanned: metal in the right hip (checklist)", dose: ScanDose(scans: 0, exposureMs: 0, dapMGyCm2: 0)),
+            ExamResults.Site(site: "lateral_spine", title: "lateral spine (VFA)", attempt: 1, status: "completed", capture: nil, result: lateral,
+                             note: nil, dose: ScanDose(scans: 4, exposureMs: 190_000, dapMGyCm2: 1.9)),
         ]
         var r = ExamResults(examID: 7, state: .completed,
                             patient: .init(id: "P-0042", name: "Ada Example", sex: "female", birthDate: "1959-07-01", ageYears: 67.4),
@@ -57,7 +70,7 @@ struct ReportTests {
                                                notes: ["no precision study for neck on this device (dexa precision): significance not judged",
                                                        "the bone area changed by +2.6 %: check positioning and the ROIs before reading the change"])].compactMap { $0 },
                               notes: [])
-        return (r, ["ap_spine": scan, "left_hip": hipScan])
+        return (r, ["ap_spine": scan, "left_hip": hipScan, "lateral_spine": lateralScan])
     }
 
     /// The PDF's text as poppler's pdftotext reads it, and its exit status.
@@ -89,7 +102,8 @@ struct ReportTests {
         let (text, status) = try Self.pdfText(pdf)
         #expect(status == 0)
         for expected in ["Ada Example", "L1-L4", "L4 *", "osteophyte", "Diagnosis", "mGy·cm²", "left hip", "neck", "total_hip", "wards",
-                         "not for diagnosis", "right hip", "metal in the right hip", "Change since exam 3", "yes, a loss", "not judged"] {
+                         "not for diagnosis", "right hip", "metal in the right hip", "Change since exam 3", "yes, a loss", "not judged",
+                         "lateral spine (VFA)", "T12 grade 2 wedge", "L1 grade 2 crush", "a physician confirms"] {
             #expect(text.contains(expected), "\(expected) not in the PDF's text")
         }
     }

@@ -39,6 +39,41 @@ public enum PatientVariety {
         var hrng = SplitMix64(seed: seed ^ 0x5EED_0F_4195)
         let widest = spec.hips.map { $0.headOffsetMM + $0.junction.u + 0.45 * $0.shaftRadiusMM + 19 }.max() ?? 160
         spec.hipHalfWidthMM = widest + 15 + 55 * Double(hrng.next() >> 11) * 0x1p-53
+        // The side view, from a stream of its own (the front view of a seed is unchanged):
+        // the body's size, the thoracic kyphosis and lumbar lordosis, the ribs, the tissue
+        // the beam crosses from side to side. docs/simulator.md.
+        var lrng = SplitMix64(seed: seed ^ 0x1A7E_4A15)
+        func lateral(_ a: Double, _ b: Double) -> Double { a + (b - a) * Double(lrng.next() >> 11) * 0x1p-53 }
+        spec.thoracolumbar = PatientSpec.standardThoracolumbar(top: lateral(328, 336), scale: lateral(0.92, 1.04),
+                                                               kyphosisMM: lateral(5, 25), lordosisMM: lateral(0, 12), bmd: bmd[0] * lateral(0.9, 1.0))
+        // Bodies differ from the smooth run by a few per cent, and the middle thoracic ones
+        // are a little wedged in health (anterior 90–98 % of posterior): a grading rule must
+        // not call either a fracture.
+        for k in spec.thoracolumbar.indices {
+            let f = lateral(0.96, 1.04)
+            spec.thoracolumbar[k].anteriorMM *= f; spec.thoracolumbar[k].middleMM *= f; spec.thoracolumbar[k].posteriorMM *= f
+            if ["T6", "T7", "T8", "T9"].contains(spec.thoracolumbar[k].name) { spec.thoracolumbar[k].anteriorMM *= lateral(0.9, 0.98) }
+        }
+        spec.lateralSpineXMM = lateral(165, 180)
+        spec.lateralSoftTissue = min(36, spec.softTissue * lateral(1.3, 1.6))
+        spec.lateralRibBMD = lateral(0.2, 0.4)
+        return spec
+    }
+
+    /// `patient(seed:)` with vertebral fractures in the side view: `count` of T4–L4 (0 to 3
+    /// when nil), each of a type and a Genant grade (1–3) drawn from a stream of their own. The
+    /// truth is in each vertebra's `fracture` and `grade`.
+    public static func patient(seed: UInt64, lateralFractures count: Int?) -> PatientSpec {
+        var spec = patient(seed: seed)
+        var rng = SplitMix64(seed: seed ^ 0xF4AC_7E)
+        let n = count ?? Int(rng.next() % 4)
+        var levels = Array(spec.thoracolumbar.indices)
+        for _ in 0..<min(n, levels.count) {
+            let k = levels.remove(at: Int(rng.next() % UInt64(levels.count)))
+            let kinds = PatientSpec.LateralVertebra.Fracture.allCases
+            let kind = kinds[Int(rng.next() % UInt64(kinds.count))]
+            spec.thoracolumbar[k] = spec.thoracolumbar[k].fractured(kind, grade: 1 + Int(rng.next() % 3))
+        }
         return spec
     }
 

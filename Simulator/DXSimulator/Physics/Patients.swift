@@ -49,7 +49,11 @@ public struct PatientScene: Scene {
             let (x, y) = spec.motion.apply(x: Double(xUm) / 1000, y: Double(yUm) / 1000)
             var c = spec.softTissue(x: x, y: y, lateral: true)
             guard c != .air else { return c }
-            for v in spec.thoracolumbar { c.hydroxyapatite += v.bone(x: x - spec.lateralSpineXMM, y: y) }
+            for v in spec.thoracolumbar {
+                c.hydroxyapatite += v.bone(x: x - spec.lateralSpineXMM, y: y)
+                if v.name.hasPrefix("T") { c.hydroxyapatite += v.ribs(x: x - spec.lateralSpineXMM, y: y, bmd: spec.lateralRibBMD) }
+            }
+            for m in spec.metal where m.contains(x: x, y: y) { c.hydroxyapatite += m.hydroxyapatiteEquivalent }
             return c
         }
     }
@@ -85,21 +89,42 @@ public struct PatientSpec: Sendable, Codable, Equatable {
     public var thoracolumbar: [LateralVertebra] = PatientSpec.standardThoracolumbar()
     /// Where the vertebral bodies' posterior edge lies in the side view.
     public var lateralSpineXMM = 170.0
+    /// Both ribs of a thoracic level where they cross the side view (g/cm²).
+    public var lateralRibBMD = 0.3
     public var metal: [MetalImplant] = []
     public var motion = Motion()
 
     public init() {}
 
-    /// T4–L4 (13 bodies), heights growing down the spine, none fractured.
-    public static func standardThoracolumbar(top: Double = 330) -> [LateralVertebra] {
+    /// T4–L4 (13 bodies), none fractured, as an adult's: body heights from 16 mm (T4) to 27 mm
+    /// (L4) and depths from 25 to 39 mm, discs from 4 to 8 mm, times `scale`; the thoracic
+    /// spine curved backwards by `kyphosisMM` at its middle (the bodies there lie that far
+    /// behind the line from T4 to T12) and the lumbar forwards by `lordosisMM`, each body tilted
+    /// with the curve. Sources and ranges: docs/simulator.md.
+    public static func standardThoracolumbar(top: Double = 335, scale: Double = 1, kyphosisMM: Double = 0, lordosisMM: Double = 0,
+                                             bmd: Double = 0.9) -> [LateralVertebra] {
         let names = (4...12).map { "T\($0)" } + (1...4).map { "L\($0)" }
         var y = top
-        return names.enumerated().map { i, name in
-            let h = 18 + Double(i) * 1.1
-            defer { y += h + 6 }
-            return LateralVertebra(name: name, topMM: y, depthMM: 28 + Double(i) * 1.0, anteriorMM: h, middleMM: h, posteriorMM: h,
-                                   bmd: 0.9 + 0.015 * Double(i))
+        var bodies: [LateralVertebra] = names.enumerated().map { i, name in
+            let h = (16 + Double(i) * 11.0 / 12) * scale
+            defer { y += h + (4 + Double(i) * 4.0 / 12) * scale }
+            return LateralVertebra(name: name, topMM: y, depthMM: (25 + Double(i) * 1.2) * scale, anteriorMM: h, middleMM: h, posteriorMM: h,
+                                   bmd: bmd * (0.92 + 0.01 * Double(i)))
         }
+        // The curves: a half sine over the thoracic bodies (backwards, x smaller) and over the
+        // lumbar ones (forwards); each body tilts with the curve's slope at its centre.
+        func bend(_ range: Range<Int>, _ depth: Double) {
+            guard let first = range.first, let last = range.last, depth != 0 else { return }
+            let y0 = bodies[first].topMM, y1 = bodies[last].topMM + bodies[last].anteriorMM
+            for i in range {
+                let yc = bodies[i].topMM + bodies[i].anteriorMM / 2, u = (yc - y0) / (y1 - y0)
+                bodies[i].offsetMM += depth * sin(.pi * u)
+                bodies[i].tiltDegrees -= atan(depth * .pi / (y1 - y0) * cos(.pi * u)) * 180 / .pi
+            }
+        }
+        bend(0..<9, -kyphosisMM)
+        bend(9..<13, lordosisMM)
+        return bodies
     }
 
     /// Soft tissue at a point: an elliptical body cross-section, thinner towards the sides.
@@ -126,11 +151,12 @@ public struct PatientSpec: Sendable, Codable, Equatable {
     /// A proximal femur with the pelvis around it (`ProximalFemur`).
     public typealias Hip = ProximalFemur
 
-    /// A vertebral body in the side view: `depthMM` from its posterior edge (x = 0) to the
-    /// anterior; its height varies from posterior through middle to anterior (a parabola
-    /// through the three), centred on the body's mid-line. Genant: wedge = anterior shorter,
-    /// biconcave = middle shorter, crush = all shorter; grade 1 is 20–25 %, 2 is 25–40 %,
-    /// 3 over 40 % loss of height.
+    /// A vertebral body in the side view: `depthMM` from its posterior edge (x = 0, moved by
+    /// `offsetMM`) to the anterior; its height varies from posterior through middle to anterior
+    /// (a parabola through the three), centred on the body's mid-line, and the whole body is
+    /// turned by `tiltDegrees` about its centre (the spine's curve; heights are measured along
+    /// the body's own axis). Genant: wedge = anterior shorter, biconcave = middle shorter, crush
+    /// = all shorter; grade 1 is 20–25 %, 2 is 25–40 %, 3 over 40 % loss of height.
     public struct LateralVertebra: Sendable, Codable, Equatable {
         public var name: String
         public var topMM: Double
@@ -139,12 +165,43 @@ public struct PatientSpec: Sendable, Codable, Equatable {
         public var middleMM: Double
         public var posteriorMM: Double
         public var bmd: Double
+        public var offsetMM = 0.0
+        /// Positive: the anterior edge lies further down the table (y larger) than the posterior.
+        public var tiltDegrees = 0.0
+        /// The truth of a fracture made by `fractured`: its type and Genant grade.
+        public var fracture: Fracture?
+        public var grade = 0
 
         public enum Fracture: String, Sendable, Codable, CaseIterable { case wedge, biconcave, crush }
 
+        public init(name: String, topMM: Double, depthMM: Double, anteriorMM: Double, middleMM: Double, posteriorMM: Double, bmd: Double) {
+            self.name = name; self.topMM = topMM; self.depthMM = depthMM
+            self.anteriorMM = anteriorMM; self.middleMM = middleMM; self.posteriorMM = posteriorMM; self.bmd = bmd
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            topMM = try c.decode(Double.self, forKey: .topMM)
+            depthMM = try c.decode(Double.self, forKey: .depthMM)
+            anteriorMM = try c.decode(Double.self, forKey: .anteriorMM)
+            middleMM = try c.decode(Double.self, forKey: .middleMM)
+            posteriorMM = try c.decode(Double.self, forKey: .posteriorMM)
+            bmd = try c.decode(Double.self, forKey: .bmd)
+            offsetMM = try c.decodeIfPresent(Double.self, forKey: .offsetMM) ?? 0
+            tiltDegrees = try c.decodeIfPresent(Double.self, forKey: .tiltDegrees) ?? 0
+            fracture = try c.decodeIfPresent(Fracture.self, forKey: .fracture)
+            grade = try c.decodeIfPresent(Int.self, forKey: .grade) ?? 0
+        }
+
+        /// The height loss of each grade as made here: inside Genant's bands, 2–5 points from
+        /// their edges.
+        public static let gradeLoss = [0.0, 0.225, 0.32, 0.5]
+
         /// The same vertebra with a fracture of the given Genant grade (1 to 3).
         public func fractured(_ kind: Fracture, grade: Int) -> LateralVertebra {
-            let loss = [0.0, 0.22, 0.32, 0.5][max(0, min(3, grade))]
+            let g = max(0, min(3, grade))
+            let loss = Self.gradeLoss[g]
             var v = self
             let h = max(anteriorMM, middleMM, posteriorMM)
             switch kind {
@@ -152,6 +209,8 @@ public struct PatientSpec: Sendable, Codable, Equatable {
             case .biconcave: v.middleMM = h * (1 - loss)
             case .crush: v.anteriorMM = h * (1 - loss); v.middleMM = h * (1 - loss); v.posteriorMM = h * (1 - loss)
             }
+            v.fracture = g > 0 ? kind : nil
+            v.grade = g
             return v
         }
 
@@ -161,11 +220,36 @@ public struct PatientSpec: Sendable, Codable, Equatable {
             posteriorMM * (2 * t - 1) * (t - 1) + middleMM * 4 * t * (1 - t) + anteriorMM * t * (2 * t - 1)
         }
 
+        /// The body's centre, relative to the spine's line (x) and on the table (y).
+        public var centre: (x: Double, y: Double) { (offsetMM + depthMM / 2, topMM + max(anteriorMM, middleMM, posteriorMM) / 2) }
+
+        /// Body coordinates of a point: across (−depth/2 posterior … +depth/2 anterior) and
+        /// along the body's axis (towards larger y).
+        func local(x: Double, y: Double) -> (u: Double, v: Double) {
+            let c = centre, a = tiltDegrees * .pi / 180
+            let dx = x - c.x, dy = y - c.y
+            return (dx * cos(a) + dy * sin(a), -dx * sin(a) + dy * cos(a))
+        }
+
         func bone(x: Double, y: Double) -> Double {
-            guard x >= 0 && x < depthMM else { return 0 }
-            let mid = topMM + max(anteriorMM, middleMM, posteriorMM) / 2
-            let h = height(at: x / depthMM)
-            return abs(y - mid) < h / 2 ? bmd : 0
+            let (u, v) = local(x: x, y: y)
+            let t = u / depthMM + 0.5
+            guard t >= 0 && t < 1 else { return 0 }
+            return abs(v) < height(at: t) / 2 ? bmd : 0
+        }
+
+        /// Both ribs of this level where the side view sees them: a band 10 mm wide from 60 mm
+        /// behind the body, through its upper posterior corner (where the rib's head meets it),
+        /// forwards and down at about 30° across the body, the disc below and 70 mm past the
+        /// body's front.
+        func ribs(x: Double, y: Double, bmd: Double) -> Double {
+            let (u, v) = local(x: x, y: y)
+            let h = max(anteriorMM, middleMM, posteriorMM)
+            let u0 = -depthMM / 2 - 60, v0 = -h / 2
+            let along = u - u0
+            guard along >= 0 && along < depthMM + 130 else { return 0 }
+            let mid = v0 + (along - 60) * 0.55
+            return abs(v - mid) < 5 ? bmd : 0
         }
     }
 

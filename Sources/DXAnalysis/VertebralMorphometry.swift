@@ -1,0 +1,546 @@
+import DXDecomposition
+import Foundation
+
+/// One vertebral body of the lateral image as morphometry reads it: its three heights, the six
+/// points they run between, and its Genant grade. A body that cannot be read says why and has
+/// no grade (never a 0 by default).
+public struct VertebralBody: Sendable, Codable, Equatable {
+    /// Genant's types: the anterior height lost (wedge), the middle (biconcave), all three
+    /// (crush).
+    public enum Kind: String, Sendable, Codable { case wedge, biconcave, crush }
+
+    public var name: String
+    public var readable: Bool
+    public var reason: String?
+    /// Heights along the body's own axis, mm.
+    public var anteriorMM: Double?
+    public var middleMM: Double?
+    public var posteriorMM: Double?
+    /// The six points, table millimetres [x, y]: upper endplate posterior, middle, anterior,
+    /// then the lower endplate's.
+    public var points: [[Double]]
+    /// The body's tilt from the endplates (degrees; positive: the anterior end lower).
+    public var tiltDegrees: Double?
+    /// The height this body would have unfractured, from the other bodies (mm).
+    public var expectedMM: Double?
+    /// The largest of the three losses of height (0…1) and what it is.
+    public var heightLoss: Double?
+    public var grade: Int?
+    public var kind: Kind?
+
+    public enum CodingKeys: String, CodingKey {
+        case name, readable, reason, points, grade
+        case anteriorMM = "anterior_mm", middleMM = "middle_mm", posteriorMM = "posterior_mm", tiltDegrees = "tilt_deg"
+        case expectedMM = "expected_mm", heightLoss = "height_loss", kind = "type"
+    }
+
+    public init(name: String, anteriorMM: Double, middleMM: Double, posteriorMM: Double, points: [[Double]] = [], tiltDegrees: Double? = nil) {
+        self.name = name; readable = true
+        self.anteriorMM = anteriorMM; self.middleMM = middleMM; self.posteriorMM = posteriorMM
+        self.points = points; self.tiltDegrees = tiltDegrees
+    }
+
+    public init(name: String, unreadable reason: String) {
+        self.name = name; readable = false; self.reason = reason; points = []
+    }
+}
+
+/// The lateral spine read: T4–L4 from top to bottom, the fractured and the unreadable named.
+public struct VFAMeasurement: Sendable, Codable, Equatable {
+    public var vertebrae: [VertebralBody]
+    public var warnings: [AnalysisWarning]
+
+    public init(vertebrae: [VertebralBody], warnings: [AnalysisWarning]) { self.vertebrae = vertebrae; self.warnings = warnings }
+
+    public func vertebra(_ name: String) -> VertebralBody? { vertebrae.first { $0.name == name } }
+    /// Vertebrae of grade 1 or more.
+    public var fractured: [VertebralBody] { vertebrae.filter { ($0.grade ?? 0) >= 1 } }
+    public var unreadable: [VertebralBody] { vertebrae.filter { !$0.readable } }
+
+    /// One line for the report and the exam: "T12 grade 2 wedge (31 %); L1 grade 1 …" or "no
+    /// fracture of T4–L4", with the unreadable levels.
+    public var summary: String {
+        var parts: [String] = []
+        let f = fractured
+        if f.isEmpty {
+            parts.append(unreadable.count == vertebrae.count ? "no vertebra could be read" : "no vertebral fracture found")
+        } else {
+            parts.append(f.map { v in
+                String(format: "%@ grade %d %@ (%.0f %%)", v.name, v.grade ?? 0, v.kind?.rawValue ?? "", (v.heightLoss ?? 0) * 100)
+            }.joined(separator: "; "))
+        }
+        let u = unreadable.map(\.name)
+        if !u.isEmpty && u.count < vertebrae.count { parts.append("not readable: \(u.joined(separator: ", "))") }
+        return parts.joined(separator: "; ")
+    }
+}
+
+/// Vertebral fracture assessment on the lateral image: finds the vertebral bodies of T4–L4,
+/// counts them up from L4 (and checks the count against the lowest rib, T12's), places the six
+/// points of each body on its endplates, measures its anterior, middle and posterior heights
+/// and grades it by Genant's semi-quantitative bands. docs/analysis.md ("Vertebral fracture
+/// assessment") has the steps and their sources.
+public enum VertebralMorphometry {
+    /// T4 to L4, top to bottom.
+    public static let levels = (4...12).map { "T\($0)" } + (1...4).map { "L\($0)" }
+    /// Genant's bands of height loss (Genant et al., J Bone Miner Res 1993;8:1137–48): grade 1
+    /// from 20 %, grade 2 from 25 %, grade 3 from 40 %.
+    public static let gradeBands = [0.20, 0.25, 0.40]
+
+    /// The Genant grade of a height loss (0…1).
+    public static func grade(loss: Double) -> Int {
+        gradeBands.lastIndex { loss >= $0 }.map { $0 + 1 } ?? 0
+    }
+
+    /// Grades readable bodies from their heights (top to bottom, in order). Each body's height
+    /// loss is the largest of: anterior against posterior (wedge; the posterior against the
+    /// anterior for the rare reversed wedge), middle against the taller of the two (biconcave),
+    /// and its middle height against the expected one (crush: all three lost). The expected
+    /// height is a robust line (Theil–Sen) through the middle heights of all readable bodies
+    /// against their level, so that a fractured neighbour does not lower it. The middle, not
+    /// the tallest or the mean: it is measured where the endplates are, not extrapolated to
+    /// a corner (where a crushed body's heights read about a millimetre long), and the healthy
+    /// wedging of the middle thoracic bodies does not touch it.
+    public static func grade(_ bodies: [VertebralBody]) -> [VertebralBody] {
+        let index = Dictionary(levels.enumerated().map { ($1, Double($0)) }, uniquingKeysWith: { a, _ in a })
+        var samples: [(Double, Double)] = []
+        for b in bodies where b.readable {
+            guard let i = index[b.name], let a = b.anteriorMM, let m = b.middleMM, let p = b.posteriorMM else { continue }
+            samples.append((i, m))
+        }
+        // The expected height needs enough bodies that two fractured ones cannot carry it.
+        let line = samples.count >= 5 ? theilSen(samples) : nil
+        return bodies.map { b in
+            var b = b
+            guard b.readable else { return b }
+            guard let a = b.anteriorMM, let m = b.middleMM, let p = b.posteriorMM, a > 0, m > 0, p > 0 else {
+                return VertebralBody(name: b.name, unreadable: "its heights could not be measured")
+            }
+            var losses: [(VertebralBody.Kind, Double)] = [(.wedge, 1 - min(a, p) / max(a, p)), (.biconcave, 1 - m / max(a, p))]
+            if let line, let i = index[b.name] {
+                let expected = line.intercept + line.slope * i
+                b.expectedMM = expected
+                if expected > 0 { losses.append((.crush, 1 - m / expected)) }
+            }
+            let worst = losses.max { $0.1 < $1.1 } ?? (.wedge, 0)
+            // The type: the body's own shape first (a wedge or a biconcave body also falls short
+            // of the expected middle height) when it alone gives the same grade; a crush
+            // otherwise. The loss given is the type's, so that it and the grade agree (for grade 0,
+            // the largest).
+            let shape = losses.prefix(2).max { $0.1 < $1.1 } ?? (.wedge, 0)
+            let chosen = grade(loss: worst.1) > 0 && grade(loss: shape.1) == grade(loss: worst.1) ? shape : worst
+            b.heightLoss = max(0, chosen.1)
+            b.grade = grade(loss: chosen.1)
+            b.kind = (b.grade ?? 0) > 0 ? chosen.0 : nil
+            return b
+        }
+    }
+
+    /// A robust line through points (median of pairwise slopes, median intercept); nil for
+    /// fewer than three points.
+    static func theilSen(_ p: [(Double, Double)]) -> (slope: Double, intercept: Double)? {
+        guard p.count >= 3 else { return nil }
+        var slopes: [Double] = []
+        for i in p.indices { for j in p.indices where p[j].0 > p[i].0 { slopes.append((p[j].1 - p[i].1) / (p[j].0 - p[i].0)) } }
+        let slope = Profile.median(slopes)
+        guard slope.isFinite else { return nil }
+        let intercept = Profile.median(p.map { $0.1 - slope * $0.0 })
+        return (slope, intercept)
+    }
+
+    /// Measures and grades a lateral scan. Throws when no spine can be found in it.
+    public static func measure(_ scan: DecomposedScan) throws(SiteAnalysisError) -> VFAMeasurement {
+        // The sizes below (the 5 × 5 opening, the edge search) are set for the protocol's 1 mm
+        // pixels: other pixels from 0.5 to 1.5 mm keep them meaningful, others are refused.
+        if let why = scan.geometryProblem(pixelMM: 0.5...1.5, minimumChannels: 40, minimumLines: 60) {
+            throw SiteAnalysisError("the lateral image cannot be measured: \(why)")
+        }
+        var image = LateralImage(BoneMap(scan), noise: BoneMap.softTissueNoise(scan))
+        var warnings: [AnalysisWarning] = []
+        var found = try image.bodies()
+        let map = image.map
+        // A body split by missing lines is one body: consecutive cut pieces with only missing
+        // rows between them count once.
+        var joined: [LateralImage.Found] = []
+        for f in found {
+            if let last = joined.last, last.partial, f.partial {
+                let from = map.row(atY: last.point(u: 0, v: last.bottom).y), to = map.row(atY: f.point(u: 0, v: f.top).y)
+                let between = max(0, from + 1)..<min(map.rows, max(from + 1, to))
+                if !between.isEmpty, between.allSatisfy({ !map.rowPresent[$0] }) { continue }
+            }
+            joined.append(f)
+        }
+        found = joined
+        // Count up from the lowest whole body: L4 (the field ends below it by protocol); a
+        // cut body below the lowest whole one is L5 and is not read. A scan whose lines stop
+        // early has no L4 to count from: then the lowest body with a rib is T12, if a body
+        // without one lies below it; otherwise the bodies cannot be named.
+        guard let lowest = found.lastIndex(where: { !$0.partial }) else {
+            throw SiteAnalysisError("no whole vertebral body in the lateral image")
+        }
+        // Stopped early: the scan's last lines are missing, below the lowest whole body (a line
+        // lost here and there is not a stop).
+        let lowestBottom = found[lowest].point(u: 0, v: found[lowest].bottom).y
+        let lastLine = map.rowPresent.lastIndex(of: true) ?? 0
+        let stoppedEarly = lastLine < map.rows - 1 && (0..<map.rows).contains { map.y($0) > lowestBottom && !map.rowPresent[$0] && $0 > lastLine }
+        let ribbed = image.lowestRibbed(found[...lowest])
+        let t12 = levels.firstIndex(of: "T12") ?? 8
+        let anchor: (index: Int, level: Int)
+        if !stoppedEarly {
+            anchor = (lowest, levels.count - 1)
+            if let ribbed {
+                if levels.count - 1 - (lowest - ribbed) != t12 {
+                    warnings.append(AnalysisWarning(code: "labels_disagree",
+                                                    message: "counted up from L4, the lowest body with a rib is not T12: check the labels"))
+                }
+            } else {
+                warnings.append(AnalysisWarning(code: "labels_unchecked", message: "no rib found: the labels are counted from L4 alone"))
+            }
+        } else if let ribbed, ribbed < lowest {
+            anchor = (ribbed, t12)
+            warnings.append(AnalysisWarning(code: "labels_from_ribs", message: "the scan stops above L4: the labels are counted from T12's rib"))
+        } else {
+            throw SiteAnalysisError("the scan stops above L4 and no rib marks T12: the vertebrae cannot be named")
+        }
+        // A body lost (a gap of over 1.6 times the usual spacing to the next) or two merged (over
+        // 1.6 times the usual height) shifts every label above it: those are not named.
+        let spacing = Profile.median(zip(found, found.dropFirst()).map { $1.centre.y - $0.centre.y })
+        let heights = Profile.median(found.map { $0.bottom - $0.top })
+        var doubtfulAbove = -1
+        for k in found.indices where k <= anchor.index {
+            let gap = k + 1 < found.count ? found[k + 1].centre.y - found[k].centre.y : 0
+            if (k < anchor.index && gap > 1.6 * spacing) || found[k].bottom - found[k].top > 1.6 * heights { doubtfulAbove = max(doubtfulAbove, k) }
+        }
+        if doubtfulAbove >= 0 {
+            warnings.append(AnalysisWarning(code: "labels_uncertain",
+                                            message: "a body is missing or two are merged: the levels above it are not named"))
+        }
+        var named: [String: LateralImage.Found] = [:]
+        var uncertain: Set<String> = []
+        for (k, f) in zip(found.indices, found) {
+            let level = anchor.level - (anchor.index - k)
+            guard level >= 0 && level < levels.count else { continue }
+            named[levels[level]] = f
+            if k <= doubtfulAbove { uncertain.insert(levels[level]) }
+        }
+        var bodies = levels.map { name -> VertebralBody in
+            guard let f = named[name] else { return VertebralBody(name: name, unreadable: "not found in the field") }
+            if uncertain.contains(name) { return VertebralBody(name: name, unreadable: "its level is uncertain: a body below it is missing or merged") }
+            return image.read(f, name: name)
+        }
+        bodies = grade(bodies)
+        let unreadable = bodies.filter { !$0.readable }.count
+        if unreadable > 0 {
+            warnings.append(AnalysisWarning(code: "vertebrae_unreadable", message: "\(unreadable) of T4–L4 could not be read",
+                                            value: Double(unreadable)))
+        }
+        if scan.rowPresent.contains(false) {
+            warnings.append(AnalysisWarning(code: "scan_incomplete", message: "lines of the lateral scan are missing"))
+        }
+        return VFAMeasurement(vertebrae: bodies, warnings: warnings)
+    }
+}
+
+/// The working state of a lateral image's measurement: the bone image smoothed over 3 × 3
+/// pixels and the bodies' level.
+struct LateralImage {
+    let map: BoneMap
+    let noise: Double
+    /// Bone mineral, each pixel the mean of its 3 × 3 neighbourhood (NaN with fewer than 5).
+    let smooth: [Double]
+    /// A body's level: the 95th percentile of the image.
+    var level = 0.0
+
+    init(_ map: BoneMap, noise: Double) {
+        self.map = map
+        self.noise = noise.isFinite ? noise : 0.02
+        var s = [Double](repeating: .nan, count: map.rows * map.columns)
+        for r in 0..<map.rows {
+            for c in 0..<map.columns {
+                var sum = 0.0, n = 0
+                for rr in max(0, r - 1)...min(map.rows - 1, r + 1) {
+                    for cc in max(0, c - 1)...min(map.columns - 1, c + 1) where map[rr, cc].isFinite {
+                        sum += Double(map[rr, cc]); n += 1
+                    }
+                }
+                if n >= 5 { s[r * map.columns + c] = sum / Double(n) }
+            }
+        }
+        smooth = s
+    }
+
+    func at(_ r: Int, _ c: Int) -> Double {
+        guard r >= 0, r < map.rows, c >= 0, c < map.columns else { return .nan }
+        return smooth[r * map.columns + c]
+    }
+
+    /// The smoothed image at a table point, bilinear.
+    func at(x: Double, y: Double) -> Double {
+        let fc = (x - map.x0) / map.dx, fr = (y - map.y0) / map.dy
+        guard fc.isFinite, fr.isFinite, fc > -1, fr > -1, fc < Double(map.columns), fr < Double(map.rows) else { return .nan }
+        let c = Int(fc.rounded(.down)), r = Int(fr.rounded(.down))
+        let tc = fc - Double(c), tr = fr - Double(r)
+        let a = at(r, c), b = at(r, c + 1), d = at(r + 1, c), e = at(r + 1, c + 1)
+        guard a.isFinite, b.isFinite, d.isFinite, e.isFinite else { return .nan }
+        return (a * (1 - tc) + b * tc) * (1 - tr) + (d * (1 - tc) + e * tc) * tr
+    }
+
+    /// A body found in the image: its centre, the direction of its depth (posterior to
+    /// anterior; its height runs square to it, down the table), its extent in that frame
+    /// (u across, v along the body's axis), whether the field or a missing line cuts it.
+    struct Found {
+        var centre: (x: Double, y: Double)
+        var angle: Double
+        var back: Double, front: Double
+        var top: Double, bottom: Double
+        var partial: Bool
+        /// The share of its frame's rectangle its pixels fill: a body's outline fills most of
+        /// it, a body merged with a rib or an artefact much less.
+        var fill = 1.0
+
+        /// Table point of body coordinates (u across, v along the axis).
+        func point(u: Double, v: Double) -> (x: Double, y: Double) {
+            (centre.x + u * cos(angle) - v * sin(angle), centre.y + u * sin(angle) + v * cos(angle))
+        }
+    }
+
+    /// The bodies from top to bottom: the connected parts of the image above half a body's
+    /// level (a disc, and a rib over it, stay below), as wide and as tall as a body, in a
+    /// chain down the image.
+    mutating func bodies() throws(SiteAnalysisError) -> [Found] {
+        let rows = map.rows, columns = map.columns
+        let values = smooth.filter(\.isFinite).sorted()
+        guard values.count > rows * columns / 4 else { throw SiteAnalysisError("the lateral image has too few measured pixels") }
+        level = values[min(values.count - 1, Int(0.95 * Double(values.count)))]
+        guard level > max(0.15, 2 * noise) else { throw SiteAnalysisError("no vertebral bodies in the lateral image") }
+        let threshold = level / 2
+        // Opened by a 5 × 5 square (eroded, then dilated): a rib's fragments over the level,
+        // and a rib's end touching a body's corner, fall away; a body (8 mm tall even when
+        // crushed) stays.
+        let raw = Mask(columns: columns, rows: rows) { r, c in at(r, c) >= threshold }
+        func all(_ m: Mask, _ r: Int, _ c: Int) -> Bool {
+            for rr in (r - 2)...(r + 2) { for cc in (c - 2)...(c + 2) {
+                guard rr >= 0, rr < rows, cc >= 0, cc < columns, m.bits[rr * columns + cc] else { return false }
+            } }
+            return true
+        }
+        func any(_ m: Mask, _ r: Int, _ c: Int) -> Bool {
+            for rr in max(0, r - 2)...min(rows - 1, r + 2) { for cc in max(0, c - 2)...min(columns - 1, c + 2) where m.bits[rr * columns + cc] { return true } }
+            return false
+        }
+        let eroded = Mask(columns: columns, rows: rows) { r, c in all(raw, r, c) }
+        let mask = Mask(columns: columns, rows: rows) { r, c in raw.bits[r * columns + c] && any(eroded, r, c) }
+        var found: [Found] = []
+        for component in mask.components(minimum: max(10, Int(60 / (map.dx * map.dy)))) {
+            // Its centre and principal directions (moments of the pixels' positions).
+            let n = Double(component.count)
+            let xs = component.map { map.x($0.column) }, ys = component.map { map.y($0.row) }
+            let cx = xs.reduce(0, +) / n, cy = ys.reduce(0, +) / n
+            var sxx = 0.0, syy = 0.0, sxy = 0.0
+            for (x, y) in zip(xs, ys) { sxx += (x - cx) * (x - cx); syy += (y - cy) * (y - cy); sxy += (x - cx) * (y - cy) }
+            // The depth runs along the larger axis when the body is deeper than tall (every
+            // vertebral body seen from the side); the angle of that axis to x.
+            var angle = 0.5 * atan2(2 * sxy, sxx - syy)
+            if abs(angle) > .pi / 4 { angle += angle > 0 ? -.pi / 2 : .pi / 2 }
+            var f = Found(centre: (cx, cy), angle: angle, back: .infinity, front: -.infinity, top: .infinity, bottom: -.infinity, partial: false)
+            for (x, y) in zip(xs, ys) {
+                let dx = x - cx, dy = y - cy
+                let u = dx * cos(angle) + dy * sin(angle), v = -dx * sin(angle) + dy * cos(angle)
+                f.back = min(f.back, u); f.front = max(f.front, u); f.top = min(f.top, v); f.bottom = max(f.bottom, v)
+            }
+            let depth = f.front - f.back, height = f.bottom - f.top
+            guard depth >= 12, depth <= 60, height >= 5, height <= 60 else { continue }
+            f.fill = n * map.dx * map.dy / ((depth + map.dx) * (height + map.dy))
+            let rowSpan = component.map(\.row)
+            let r0 = rowSpan.min() ?? 0, r1 = rowSpan.max() ?? 0
+            f.partial = r0 == 0 || r1 == rows - 1 || (max(0, r0 - 2)...min(rows - 1, r1 + 2)).contains { !map.rowPresent[$0] }
+                || component.contains { $0.column == 0 || $0.column == columns - 1 }
+            found.append(f)
+        }
+        found.sort { $0.centre.y < $1.centre.y }
+        // The chain: bodies whose centre lies within 25 mm across of the running median of
+        // their neighbours' (a necklace or a piercing beside the spine is not a body).
+        let centres = found.map(\.centre.x)
+        found = found.indices.filter { i in
+            let around = (max(0, i - 3)...min(found.count - 1, i + 3)).map { centres[$0] }
+            return abs(centres[i] - Profile.median(around)) <= 25
+        }.map { found[$0] }
+        guard found.count >= 2 else { throw SiteAnalysisError("fewer than two vertebral bodies in the lateral image") }
+        return found
+    }
+
+    /// The lowest of `found` with a rib behind its upper posterior corner: in the window 12–40
+    /// mm behind the body and up to 25 mm above its top (in the body's frame), a band of bone
+    /// standing out of the window's own background (its 90th percentile over its 25th).
+    func lowestRibbed(_ found: ArraySlice<Found>) -> Int? {
+        let floor = max(0.08, 5 * noise / 3)
+        var lowest: Int?
+        for (k, f) in zip(found.indices, found) where !f.partial {
+            var window: [Double] = []
+            var u = f.back - 40
+            while u <= f.back - 12 {
+                var v = f.top - 25
+                while v <= f.top {
+                    let p = f.point(u: u, v: v)
+                    let s = at(x: p.x, y: p.y)
+                    if s.isFinite { window.append(s) }
+                    v += map.dy
+                }
+                u += map.dx
+            }
+            guard window.count >= 20 else { continue }
+            window.sort()
+            if window[window.count * 9 / 10] - window[window.count / 4] > floor { lowest = k }
+        }
+        return lowest
+    }
+
+    /// A found body measured: its endplates along lines down its axis, fitted, the six points;
+    /// then measured again square to the endplates found, once, when they lean more than 1°.
+    func read(_ f: Found, name: String) -> VertebralBody {
+        if f.partial { return VertebralBody(name: name, unreadable: "cut by the edge of the field or a missing line") }
+        if f.fill < Self.minimumFill {
+            return VertebralBody(name: name, unreadable: String(format: "its outline is not a body's (it fills %.0f %% of its box: a rib or an artefact joins it)", f.fill * 100))
+        }
+        // Metal or a dense artefact over it.
+        for r in 0..<map.rows {
+            for c in 0..<map.columns where map.opaque[r * map.columns + c] {
+                let dx = map.x(c) - f.centre.x, dy = map.y(r) - f.centre.y
+                let u = dx * cos(f.angle) + dy * sin(f.angle), v = -dx * sin(f.angle) + dy * cos(f.angle)
+                if u >= f.back - 2, u <= f.front + 2, v >= f.top - 2, v <= f.bottom + 2 {
+                    return VertebralBody(name: name, unreadable: "metal or a dense artefact over the body")
+                }
+            }
+        }
+        var frame = f
+        var result = endplates(frame, name: name)
+        if let lean = result.lean, abs(lean) > .pi / 180 {
+            frame.angle += lean
+            result = endplates(frame, name: name)
+            if let again = result.lean, abs(again) > 2 * .pi / 180 {
+                return VertebralBody(name: name, unreadable: String(format: "its endplates do not settle square to one axis (%.1f° off)", again * 180 / .pi))
+            }
+        }
+        return result.body
+    }
+
+    /// The least share of its box a body's outline fills: a body with concave endplates or a
+    /// grade 3 wedge still fills three quarters of it.
+    static let minimumFill = 0.55
+
+    /// The endplates in a body's frame, and how far they lean in it (radians).
+    func endplates(_ f: Found, name: String) -> (body: VertebralBody, lean: Double?) {
+        let depth = f.front - f.back
+        // Lines down the body's axis from 10 % to 90 % of its depth, one per pixel, from the
+        // middle outwards: each endplate where the line's bone (its neighbours' mean across)
+        // crosses half-way between its level just inside the body and just outside it (so that
+        // a rib laid over the edge, or over the disc beside it, moves both levels and not the
+        // crossing), to a fraction of a step, searched near the neighbouring line's.
+        let step = 0.5 * min(map.dx, map.dy)
+        func profile(_ u: Double, _ v: Double) -> Double {
+            var s = 0.0, n = 0
+            for du in [-map.dx, 0, map.dx] {
+                let p = f.point(u: u + du, v: v)
+                let x = at(x: p.x, y: p.y)
+                if x.isFinite { s += x; n += 1 }
+            }
+            return n > 0 ? s / Double(n) : .nan
+        }
+        func edge(_ u: Double, near v0: Double, inward: Double, reach: Int) -> Double? {
+            var best: Double?
+            for k in -reach...reach {
+                let va = v0 + Double(k) * step, vb = va + inward * step
+                // The levels either side of this candidate.
+                let inside = Profile.median((3...8).map { profile(u, va + inward * Double($0) * step) })
+                let outside = (2...7).map { profile(u, va - inward * Double($0 - 1) * step) }.filter(\.isFinite).min() ?? .nan
+                guard inside.isFinite, outside.isFinite, inside - outside > max(0.1, 4 * noise) else { continue }
+                let halfway = (inside + outside) / 2
+                let a = profile(u, va), b = profile(u, vb)
+                guard a.isFinite, b.isFinite, a < halfway, b >= halfway else { continue }
+                let v = va + inward * step * (halfway - a) / (b - a)
+                if best == nil || abs(v - v0) < abs((best ?? 0) - v0) { best = v }
+            }
+            return best
+        }
+        var samples: [(u: Double, top: Double, bottom: Double)] = []
+        let mid = (f.back + f.front) / 2
+        for direction in [-1.0, 1.0] {
+            var top = f.top, bottom = f.bottom
+            var reach = 12
+            var u = direction < 0 ? mid : mid + map.dx
+            while u >= f.back + 0.1 * depth && u <= f.front - 0.1 * depth {
+                if let t = edge(u, near: top, inward: 1, reach: reach), let b = edge(u, near: bottom, inward: -1, reach: reach), b - t > 4 {
+                    samples.append(((u - mid) / depth, t, b))
+                    top = t; bottom = b; reach = 6
+                }
+                u += direction * map.dx
+            }
+        }
+        let us = samples.map(\.u), tops = samples.map(\.top), bottoms = samples.map(\.bottom)
+        // Most lines must find both endplates, towards both ends of the body (its corners'
+        // heights are read from the curve there): where they do not, something lies over them.
+        let lines = Int(0.8 * depth / map.dx)
+        if Double(samples.count) < 0.6 * Double(max(lines, 1)) || us.filter({ $0 < -0.25 }).count < 3 || us.filter({ $0 > 0.25 }).count < 3 {
+            return (VertebralBody(name: name, unreadable: "its endplates were found on \(samples.count) of \(lines) lines"), nil)
+        }
+        guard us.count >= 6, let upper = Quadratic.robustFit(us, tops), let lower = Quadratic.robustFit(us, bottoms) else {
+            return (VertebralBody(name: name, unreadable: "its endplates were not found"), nil)
+        }
+        if max(upper.rms, lower.rms) > 1.5 {
+            return (VertebralBody(name: name, unreadable: String(format: "its endplates are not clear (%.1f mm off a smooth line)", max(upper.rms, lower.rms))), nil)
+        }
+        func height(_ w: Double) -> Double { lower.value(at: w) - upper.value(at: w) }
+        var points: [[Double]] = []
+        for curve in [upper, lower] {
+            for w in [-0.5, 0.0, 0.5] {
+                let p = f.point(u: mid + w * depth, v: curve.value(at: w))
+                points.append([p.x, p.y])
+            }
+        }
+        let lean = atan((upper.slope(at: 0) + lower.slope(at: 0)) / 2 / depth)
+        return (VertebralBody(name: name, anteriorMM: height(0.5), middleMM: height(0), posteriorMM: height(-0.5), points: points,
+                              tiltDegrees: (f.angle + lean) * 180 / .pi), lean)
+    }
+}
+
+/// y = a + b u + c u², least squares, with its RMS residual.
+struct Quadratic {
+    var a: Double, b: Double, c: Double
+    var rms: Double
+
+    func value(at u: Double) -> Double { a + b * u + c * u * u }
+    func slope(at u: Double) -> Double { b + 2 * c * u }
+
+    /// A fit, then again without the samples more than max(1 mm, 3 RMS) off it (a rib's edge
+    /// taken for the endplate's).
+    static func robustFit(_ u: [Double], _ y: [Double]) -> Quadratic? {
+        guard let first = fit(u, y) else { return nil }
+        let keep = u.indices.filter { abs(first.value(at: u[$0]) - y[$0]) <= max(1, 3 * first.rms) }
+        guard keep.count < u.count, keep.count >= 6 else { return first }
+        return fit(keep.map { u[$0] }, keep.map { y[$0] })
+    }
+
+    static func fit(_ u: [Double], _ y: [Double]) -> Quadratic? {
+        guard u.count == y.count, u.count >= 3 else { return nil }
+        // Normal equations of [1, u, u²].
+        var m = [[Double]](repeating: [0, 0, 0, 0], count: 3)
+        for (ui, yi) in zip(u, y) {
+            let row = [1, ui, ui * ui]
+            for i in 0..<3 {
+                for j in 0..<3 { m[i][j] += row[i] * row[j] }
+                m[i][3] += row[i] * yi
+            }
+        }
+        for i in 0..<3 {
+            guard let p = (i..<3).max(by: { abs(m[$0][i]) < abs(m[$1][i]) }), abs(m[p][i]) > 1e-12 else { return nil }
+            m.swapAt(i, p)
+            for k in 0..<3 where k != i {
+                let f = m[k][i] / m[i][i]
+                for j in i..<4 { m[k][j] -= f * m[i][j] }
+            }
+        }
+        let a = m[0][3] / m[0][0], b = m[1][3] / m[1][1], c = m[2][3] / m[2][2]
+        let ss = zip(u, y).reduce(0.0) { s, p in let d = a + b * p.0 + c * p.0 * p.0 - p.1; return s + d * d }
+        return Quadratic(a: a, b: b, c: c, rms: (ss / Double(u.count)).squareRoot())
+    }
+}
