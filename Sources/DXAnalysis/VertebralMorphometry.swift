@@ -480,8 +480,11 @@ struct LateralImage {
         // Most lines must find both endplates, towards both ends of the body (its corners'
         // heights are read from the curve there): where they do not, something lies over them.
         let lines = Int(0.8 * depth / map.dx)
-        if Double(samples.count) < 0.6 * Double(max(lines, 1)) || us.filter({ $0 < -0.25 }).count < 3 || us.filter({ $0 > 0.25 }).count < 3 {
+        if Double(samples.count) < 0.6 * Double(max(lines, 1)) {
             return (VertebralBody(name: name, unreadable: "its endplates were found on \(samples.count) of \(lines) lines"), nil)
+        }
+        for (end, side) in [(us.filter { $0 < -0.25 }.count, "back"), (us.filter { $0 > 0.25 }.count, "front")] where end < 3 {
+            return (VertebralBody(name: name, unreadable: "its endplates were not found towards its \(side) (a rib or an artefact over them)"), nil)
         }
         guard us.count >= 6, let upper = Quadratic.robustFit(us, tops), let lower = Quadratic.robustFit(us, bottoms) else {
             return (VertebralBody(name: name, unreadable: "its endplates were not found"), nil)

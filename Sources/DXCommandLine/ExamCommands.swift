@@ -48,6 +48,11 @@ struct ExamCommands: AsyncParsableCommand {
         @Flag(help: "Height and weight were measured today.") var measuredToday = false
         @Flag(help: "The patient's identity is checked.") var identityConfirmed = false
         @Flag(help: "The referral is checked.") var referralConfirmed = false
+        @Option(help: "For the VFA indication: historical height loss, cm.") var heightLossCm: Double?
+        @Option(help: "For the VFA indication: a vertebral fracture the patient reports that no record documents (yes or no).")
+        var undocumentedVertebralFracture: Bool?
+        @Option(help: "For the VFA indication: glucocorticoids, prednisone-equivalent mg a day.") var glucocorticoidMgPerDay: Double?
+        @Option(help: "For the VFA indication: glucocorticoids, months taken.") var glucocorticoidMonths: Double?
 
         func run() async throws {
             var a = ChecklistAnswers()
@@ -62,6 +67,10 @@ struct ExamCommands: AsyncParsableCommand {
             if measuredToday { a.measuredToday = true }
             if identityConfirmed { a.identityConfirmed = true }
             if referralConfirmed { a.referralConfirmed = true }
+            a.heightLossCm = heightLossCm
+            a.undocumentedVertebralFracture = undocumentedVertebralFracture
+            a.glucocorticoidMgPerDay = glucocorticoidMgPerDay
+            a.glucocorticoidMonths = glucocorticoidMonths
             let r = try await options.call(.examChecklist, ExamChecklistParams(examID: exam, answers: a))
             if options.json { Output.json(r); return }
             print("exam \(exam): \(r.state.rawValue)")

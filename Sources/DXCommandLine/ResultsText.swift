@@ -75,6 +75,10 @@ enum ResultsText {
             print("diagnosis: \(d.words)")
         }
         if let note = d.note { print("  \(note)") }
+        if let v = r.vfaIndication {
+            print("VFA \(v.indicated ? "indicated" : "not indicated") (ISCD 2019): \(v.reasons.joined(separator: "; "))")
+            if !v.unanswered.isEmpty { print("  not answered: \(v.unanswered.joined(separator: ", "))") }
+        }
         print(String(format: "exam dose: %.2f mGy·cm² DAP over %d scans%@", r.dose.dapMGyCm2, r.dose.scans, r.dose.estimated ? " (estimated in part)" : ""))
         if let f = r.followUp { printFollowUp(f) }
     }

@@ -164,7 +164,15 @@ enum ReportPage {
         let rule = d.zInterpretation != nil || d.whoClass == nil && d.tScore == nil && d.basis.contains("under 50")
             ? "Z-scores apply to \(d.basis) (ISCD): Z ≤ −2.0 is below the expected range for age; the WHO classes do not apply."
             : "WHO classes (T ≥ −1.0 normal; −2.5 < T < −1.0 low bone mass; T ≤ −2.5 osteoporosis) apply to \(d.basis)."
-        return c.paragraph(rule + (d.note.map { " Note: \($0)." } ?? ""), x: margin, y: y, width: width - 2 * margin, leading: 10)
+        y = c.paragraph(rule + (d.note.map { " Note: \($0)." } ?? ""), x: margin, y: y, width: width - 2 * margin, leading: 10)
+        if let v = r.vfaIndication {
+            c.colour(.black)
+            c.font(8, bold: v.indicated)
+            let words = "Vertebral fracture assessment \(v.indicated ? "indicated" : "not indicated") (ISCD 2019): \(v.reasons.joined(separator: "; "))"
+                + (v.unanswered.isEmpty ? "." : ". Not answered: \(v.unanswered.joined(separator: ", ")).")
+            y = c.paragraph(words, x: margin, y: y + 2, width: width - 2 * margin, leading: 10)
+        }
+        return y
     }
 
     /// The dose-area product per site and in all.

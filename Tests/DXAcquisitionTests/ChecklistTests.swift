@@ -115,3 +115,45 @@ struct ChecklistTests {
         #expect(a.problem != nil)
     }
 }
+
+/// The VFA questions: asked, never required, carried to the results, where with the lowest
+/// T-score they say whether VFA is indicated (ISCD 2019, `VFAIndication`).
+@Suite("VFA questions in the exam")
+struct VFAQuestionTests {
+    @Test func theQuestionsAreOptionalAndCarried() {
+        var a = ChecklistTests.clear
+        let s = Checklist.evaluate(a, sex: .female, today: ChecklistTests.today)
+        #expect(s.complete && s.vfaQuestions?.heightLossCm == nil)
+        a.heightLossCm = 5
+        a.undocumentedVertebralFracture = false
+        #expect(Checklist.evaluate(a, sex: .female, today: ChecklistTests.today).vfaQuestions?.heightLossCm == 5)
+        a.heightLossCm = 80
+        #expect(a.problem == "height_loss_cm must be 0 to 60, not 80.0")
+        a.heightLossCm = nil
+        a.glucocorticoidMonths = -1
+        #expect(a.problem?.hasPrefix("glucocorticoid_months") == true)
+    }
+
+    /// A woman born 1950, scanned in 2026 (76): T-score −2.0 at the spine is below −1.0 and her
+    /// age meets the criterion; at +0.5 it is not indicated; a man of the same age needs
+    /// another criterion (height loss 5 cm).
+    @Test func theResultsSayWhetherVFAIsIndicated() {
+        func results(_ bmd: Double, sex: PatientRecord.Sex, heightLoss: Double? = nil) -> ExamResults {
+            var exam = FollowUpTests.exam(1, date: "2026-06-01", [(.apSpine, FollowUpTests.spine(bmd))])
+            exam.patient.sex = sex
+            var a = ChecklistTests.clear
+            a.heightLossCm = heightLoss
+            exam.checklist = Checklist.evaluate(a, sex: sex, today: ChecklistTests.today)
+            exam.attempts[0].analysis?.rois[0].tScore = (bmd - 1.0) / 0.1
+            return ExamResults(exam)
+        }
+        let low = results(0.8, sex: .female)
+        #expect(low.diagnosis.tScore == -2.0)
+        #expect(low.vfaIndication?.indicated == true && low.vfaIndication?.reasons.contains { $0.contains("woman aged 76") } == true,
+                "\(String(describing: low.vfaIndication))")
+        #expect(results(1.05, sex: .female).vfaIndication?.indicated == false)
+        let man = results(0.8, sex: .male)
+        #expect(man.vfaIndication?.indicated == false && man.vfaIndication?.unanswered.contains("historical height loss") == true)
+        #expect(results(0.8, sex: .male, heightLoss: 5).vfaIndication?.indicated == true)
+    }
+}

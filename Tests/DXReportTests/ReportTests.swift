@@ -54,6 +54,7 @@ struct ReportTests {
                             examDate: "2026-12-02", sites: sites,
                             diagnosis: ExamResults.diagnose(sites, patient: patient),
                             dose: ScanDose(scans: 10, exposureMs: 403_640, dapMGyCm2: 8.65), reference: "NHANES test", analysisVersion: AnalysisVersion.current)
+        r.vfaIndication = VFAIndication.evaluate(tScore: r.diagnosis.tScore, .init(sex: .female, ageYears: 67.4, heightLossCm: 4.5))
         // A follow-up as FollowUp.compare makes it (tested in DXAcquisitionTests): the spine 5 %
         // lower than two years ago against an LSC of 0.035, the total hip within it, the neck
         // with a larger bone area, and no precision for the neck.
@@ -103,7 +104,8 @@ struct ReportTests {
         #expect(status == 0)
         for expected in ["Ada Example", "L1-L4", "L4 *", "osteophyte", "Diagnosis", "mGy·cm²", "left hip", "neck", "total_hip", "wards",
                          "not for diagnosis", "right hip", "metal in the right hip", "Change since exam 3", "yes, a loss", "not judged",
-                         "lateral spine (VFA)", "T12 grade 2 wedge", "L1 grade 2 crush", "a physician confirms"] {
+                         "lateral spine (VFA)", "T12 grade 2 wedge", "L1 grade 2 crush", "a physician confirms",
+                         "Vertebral fracture assessment indicated", "height loss 4.5 cm"] {
             #expect(text.contains(expected), "\(expected) not in the PDF's text")
         }
     }

@@ -39,12 +39,19 @@ public struct ChecklistAnswers: Sendable, Codable, Equatable {
     public var measuredToday: Bool?
     public var identityConfirmed: Bool?
     public var referralConfirmed: Bool?
+    /// For the VFA indication (ISCD 2019, `VFAIndication`); never required to start.
+    public var heightLossCm: Double?
+    public var undocumentedVertebralFracture: Bool?
+    public var glucocorticoidMgPerDay: Double?
+    public var glucocorticoidMonths: Double?
 
     public enum CodingKeys: String, CodingKey, CaseIterable {
         case pregnancy, contrast, metal
         case nuclearMedicine = "nuclear_medicine", recentFracture = "recent_fracture", jewelleryRemoved = "jewellery_removed"
         case heightCm = "height_cm", weightKg = "weight_kg", measuredToday = "measured_today"
         case identityConfirmed = "identity_confirmed", referralConfirmed = "referral_confirmed"
+        case heightLossCm = "height_loss_cm", undocumentedVertebralFracture = "undocumented_vertebral_fracture"
+        case glucocorticoidMgPerDay = "glucocorticoid_mg_per_day", glucocorticoidMonths = "glucocorticoid_months"
     }
 
     public init() {}
@@ -53,6 +60,9 @@ public struct ChecklistAnswers: Sendable, Codable, Equatable {
     public var problem: String? {
         if let h = heightCm, !(50...250).contains(h) { return "height_cm must be 50 to 250, not \(h)" }
         if let w = weightKg, !(10...400).contains(w) { return "weight_kg must be 10 to 400, not \(w)" }
+        if let l = heightLossCm, !(0...60).contains(l) { return "height_loss_cm must be 0 to 60, not \(l)" }
+        if let d = glucocorticoidMgPerDay, !(0...2000).contains(d) { return "glucocorticoid_mg_per_day must be 0 to 2000, not \(d)" }
+        if let m = glucocorticoidMonths, !(0...1200).contains(m) { return "glucocorticoid_months must be 0 to 1200, not \(m)" }
         return nil
     }
 }
@@ -73,8 +83,21 @@ public struct ChecklistStatus: Sendable, Codable, Equatable {
     public var plan: [Site]
     public var findings: [String]
     public var bmi: Double?
+    /// The answers the VFA indication needs (`VFAIndication`), as given.
+    public var vfaQuestions: VFAQuestions?
 
-    public enum CodingKeys: String, CodingKey { case complete, missing, blocks, plan, findings, bmi }
+    public struct VFAQuestions: Sendable, Codable, Equatable {
+        public var heightLossCm: Double?
+        public var undocumentedVertebralFracture: Bool?
+        public var glucocorticoidMgPerDay: Double?
+        public var glucocorticoidMonths: Double?
+        public enum CodingKeys: String, CodingKey {
+            case heightLossCm = "height_loss_cm", undocumentedVertebralFracture = "undocumented_vertebral_fracture"
+            case glucocorticoidMgPerDay = "glucocorticoid_mg_per_day", glucocorticoidMonths = "glucocorticoid_months"
+        }
+    }
+
+    public enum CodingKeys: String, CodingKey { case complete, missing, blocks, plan, findings, bmi; case vfaQuestions = "vfa_questions" }
 
     public static let empty = ChecklistStatus(complete: false, missing: [], blocks: [], plan: Site.standardOrder, findings: [], bmi: nil)
 }
@@ -140,7 +163,10 @@ public enum Checklist {
         }
         if a.identityConfirmed != true { missing.append("identity_confirmed") }
         if a.referralConfirmed != true { missing.append("referral_confirmed") }
-        return ChecklistStatus(complete: missing.isEmpty && blocks.isEmpty, missing: missing, blocks: blocks, plan: plan,
-                               findings: findings, bmi: bmi)
+        var status = ChecklistStatus(complete: missing.isEmpty && blocks.isEmpty, missing: missing, blocks: blocks, plan: plan,
+                                     findings: findings, bmi: bmi)
+        status.vfaQuestions = .init(heightLossCm: a.heightLossCm, undocumentedVertebralFracture: a.undocumentedVertebralFracture,
+                                    glucocorticoidMgPerDay: a.glucocorticoidMgPerDay, glucocorticoidMonths: a.glucocorticoidMonths)
+        return status
     }
 }

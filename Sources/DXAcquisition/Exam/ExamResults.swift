@@ -85,11 +85,15 @@ public struct ExamResults: Sendable, Codable, Equatable {
     /// The exam started without a passing phantom QC that day, or under a service override of
     /// the QC lockout: each in words, on every report made from it (docs/qc.md).
     public var qualityControl: [String] = []
+    /// Whether VFA is indicated (ISCD 2019) by the lowest T-score and the checklist's answers;
+    /// nil when the patient's sex and age are not known. The protocol scans the lateral spine
+    /// either way.
+    public var vfaIndication: VFAIndication?
 
     public enum CodingKeys: String, CodingKey {
         case state, patient, sites, diagnosis, dose, reference
         case examID = "exam_id", examDate = "exam_date", analysisVersion = "analysis_version", followUp = "follow_up"
-        case qualityControl = "quality_control"
+        case qualityControl = "quality_control", vfaIndication = "vfa_indication"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -105,6 +109,7 @@ public struct ExamResults: Sendable, Codable, Equatable {
         analysisVersion = try c.decode(String.self, forKey: .analysisVersion)
         followUp = try c.decodeIfPresent(FollowUp.self, forKey: .followUp)
         qualityControl = try c.decodeIfPresent([String].self, forKey: .qualityControl) ?? []
+        vfaIndication = try c.decodeIfPresent(VFAIndication.self, forKey: .vfaIndication)
     }
 
     public init(examID: Int64, state: ExamState, patient: Patient, examDate: String, sites: [Site], diagnosis: Diagnosis, dose: ScanDose,
@@ -136,6 +141,12 @@ public struct ExamResults: Sendable, Codable, Equatable {
         analysisVersion = AnalysisVersion.current
         diagnosis = Self.diagnose(sites, patient: context, reference: reference)
         qualityControl = exam.warnings.filter { $0.kind == .qc }.map(\.message)
+        if let context, let sex = Applicability.Sex(rawValue: exam.patient.sex.rawValue) {
+            let q = exam.checklist.vfaQuestions
+            vfaIndication = VFAIndication.evaluate(tScore: diagnosis.tScore, .init(
+                sex: sex, ageYears: context.ageYears, heightLossCm: q?.heightLossCm, undocumentedVertebralFracture: q?.undocumentedVertebralFracture,
+                glucocorticoidMgPerDay: q?.glucocorticoidMgPerDay, glucocorticoidMonths: q?.glucocorticoidMonths))
+        }
     }
 
     /// Under 50 (ISCD): the lowest Z-score of L1–L4, total hip and femoral neck; Z ≤ −2.0 is
