@@ -12,8 +12,10 @@ let lateralScan = ScanConfiguration(scanID: 4, mode: .dual, xUm: 185_000, yStart
 
 @Suite("Vertebral fracture assessment", .serialized)
 struct VFATests {
+    /// `DEXA_VFA_PHYSICS=cdte`: the study on the second physics model (a documented run).
     static func scan(_ spec: PatientSpec, noise: UInt64) async throws -> DecomposedScan {
-        try await SharedScanner.shared.scan(spec, noise: noise, lateralScan, region: "lateral_spine", armAngleX10: 900)
+        let scanner = ProcessInfo.processInfo.environment["DEXA_VFA_PHYSICS"] == "cdte" ? SharedScanner.cdte : SharedScanner.shared
+        return try await scanner.scan(spec, noise: noise, lateralScan, region: "lateral_spine", armAngleX10: 900)
     }
 
     /// The standard patient, no fracture: T4–L4 found, labelled, every height within 1 mm of
@@ -133,24 +135,37 @@ struct VFATests {
 /// and grade.
 @Suite("Vertebral fracture assessment over many patients", .serialized)
 struct VFAStudyTests {
-    /// 25 in the suite (the documented run of 50: docs/analysis.md; DEXA_VFA_PATIENTS=50).
-    static let patients = Int(ProcessInfo.processInfo.environment["DEXA_VFA_PATIENTS"] ?? "") ?? 25
+    /// 50, the number (25 gave 10 of 13 grade-1 fractures found, 77 %, where 50 give
+    /// 19 of 23: too few to judge an 80 % target).
+    static let patients = Int(ProcessInfo.processInfo.environment["DEXA_VFA_PATIENTS"] ?? "") ?? 50
 
     @Test func lateralSpinesOverManyPatients() async throws {
         var byTruth = [Int: (n: Int, found: Int, exact: Int)]()
-        var normal = 0, falsePositive = 0, unreadable = 0, vertebrae = 0, labelled = 0, labelsRight = 0
+        var normal = 0, falsePositive = 0, unreadable = 0, vertebrae = 0, labelled = 0, labelsRight = 0, refused = 0, unreadFractures = 0
         var heightErrors: [Double] = [], typeRight = 0, typed = 0
         var warnings: [String: Int] = [:]
         for seed in 1...UInt64(Self.patients) {
             let spec = PatientVariety.patient(seed: seed, lateralFractures: nil)
             let scan = try await VFATests.scan(spec, noise: seed)
-            let m = try VertebralMorphometry.measure(scan)
+            // A refused scan is an answer too (said, nothing graded): every vertebra unread.
+            let m: VFAMeasurement
+            do { m = try VertebralMorphometry.measure(scan) } catch {
+                print("seed \(seed): refused: \(error)")
+                refused += 1
+                m = VFAMeasurement(vertebrae: VertebralMorphometry.levels.map { VertebralBody(name: $0, unreadable: error.description) }, warnings: [])
+            }
             ImageDump.vfa(scan, m, name: "vfa-study-\(seed)")
             for w in m.warnings { warnings[w.code, default: 0] += 1 }
             for truth in spec.thoracolumbar {
                 vertebrae += 1
                 guard let v = m.vertebra(truth.name), v.readable, let a = v.anteriorMM, let mid = v.middleMM, let p = v.posteriorMM else {
                     unreadable += 1
+                    // A fracture that could not be read is not found: it counts against the
+                    // finding rate (the reader is told the level is unread, not that it is whole).
+                    var t = byTruth[truth.grade] ?? (0, 0, 0)
+                    t.n += 1
+                    byTruth[truth.grade] = t
+                    if truth.grade > 0 { unreadFractures += 1 }
                     print("seed \(seed) \(truth.name): unreadable: \(m.vertebra(truth.name)?.reason ?? "missing")")
                     continue
                 }
@@ -188,6 +203,7 @@ struct VFAStudyTests {
         let sorted = heightErrors.map(abs).sorted()
         let mean = heightErrors.reduce(0, +) / Double(max(1, heightErrors.count))
         let sd = (heightErrors.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(1, heightErrors.count))).squareRoot()
+        print("VFA study: \(refused) scans refused; \(unreadFractures) fractured vertebrae unread (counted as not found)")
         print(String(format: "VFA study, %d patients, %d vertebrae: unreadable %d; labels right %d/%d; heights mean %+.2f mm, SD %.2f, 95th %.2f, worst %.2f, within 1.5 mm %.1f %%",
                      Self.patients, vertebrae, unreadable, labelsRight, labelled, mean, sd, sorted[Int(0.95 * Double(sorted.count))], sorted.last ?? .nan,
                      pct(sorted.filter { $0 <= 1.5 }.count, sorted.count)))
