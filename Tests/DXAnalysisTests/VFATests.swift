@@ -119,6 +119,52 @@ struct VFATests {
         if case .failure(let e) = SiteAnalysis.analyze(scan, patient: nil) { print(e) } else { Issue.record("a spine was found where none is") }
     }
 
+    /// Garbage in: images of noise, NaN, infinities, huge values, stripes, odd sizes and pixel
+    /// pitches. Each is refused with one sentence or measured; none crashes, and whatever is
+    /// graded was read.
+    @Test func garbageImagesNeverCrash() {
+        var seeded = UInt64(0x5EED)
+        func next() -> Double { seeded = seeded &* 6364136223846793005 &+ 1442695040888963407; return Double(seeded >> 11) * 0x1p-53 }
+        var refused = 0, measured = 0
+        for trial in 0..<200 {
+            let channels = [1, 8, 40, 144, 200][trial % 5], lines = [1, 60, 380][trial % 3]
+            let pitch = [0.1, 0.5, 1.0, 1.5, 3.0, .nan][(trial / 7) % 6]
+            let g = DecomposedScan.Geometry(channels: channels, lines: lines, pitchMM: pitch, lineStepMM: trial % 7 == 0 ? -1 : 1, carriageXMM: 185,
+                                            firstLineYMM: 320)
+            var scan = DecomposedScan(geometry: g, provenance: .init(capture: nil, scanID: 1, calibration: "test", region: "lateral_spine"))
+            for i in scan.bone.indices {
+                let r = i / max(1, channels)
+                let v: Double
+                switch trial % 6 {
+                case 0: v = next() * 2
+                case 1: v = next() < 0.3 ? .nan : next() * 1.5
+                case 2: v = next() < 0.01 ? .infinity : (r / 20 % 2 == 0 ? 1.0 : 0.0)
+                case 3: v = next() < 0.5 ? 1e30 : -1e30
+                case 4, 5 where trial % 12 < 6:
+                    // Blocks like bodies, 20 rows tall and 30 columns deep, 8 rows apart.
+                    let c = i % max(1, channels)
+                    v = (r % 28 < 20 && c > channels / 3 && c < channels / 3 + 30) ? 0.9 + 0.05 * next() : 0.03 * next()
+                default: v = Double(Float.greatestFiniteMagnitude) * (next() - 0.5)
+                }
+                scan.bone[i] = Float(v)
+                scan.softTissue[i] = 20
+                scan.fatFraction[i] = 0.3
+                if next() < 0.05 { scan.marks[i] = .unmeasured }
+            }
+            for r in scan.rowPresent.indices { scan.rowPresent[r] = trial % 4 != 0 || next() > 0.02 }
+            do {
+                let m = try VertebralMorphometry.measure(scan)
+                measured += 1
+                for v in m.vertebrae where v.grade != nil { #expect(v.readable && v.anteriorMM != nil && v.points.count == 6) }
+            } catch {
+                refused += 1
+                #expect(!error.description.isEmpty)
+            }
+        }
+        print("garbage lateral images: \(refused) refused, \(measured) measured")
+        #expect(refused + measured == 200 && measured > 0)  // some reach the measurement, not only the checks
+    }
+
     /// Genant's bands: a loss of 19.9 % is grade 0, 20 % grade 1, 25 % grade 2, 40 % grade 3.
     @Test func genantBands() {
         #expect(VertebralMorphometry.grade(loss: 0.199) == 0)
