@@ -99,9 +99,8 @@ extension BoneMap {
     /// neighbourhood where single pixels are noisy, and one touching a dense body (a facet at
     /// an endplate) is not cut by the body's mean, which the 3σ cap keeps out of its way.
     /// Returns the mask and t.
-    func boneMask(noise: Double, minimumGCm2: Double, sigmas: Double) -> (Mask, Double) {
-        let sigma = noise.isFinite ? noise : 0.02
-        let t = max(minimumGCm2, sigmas * sigma / 3)
+    /// Each pixel's 3 × 3 neighbourhood mean of the finite values, NaN where fewer than 5 are.
+    func neighbourhoodMean() -> [Double] {
         var mean = [Double](repeating: .nan, count: bone.count)
         for r in 0..<rows {
             for c in 0..<columns {
@@ -115,6 +114,13 @@ extension BoneMap {
                 if n >= 5 { mean[r * columns + c] = s / Double(n) }
             }
         }
+        return mean
+    }
+
+    func boneMask(noise: Double, minimumGCm2: Double, sigmas: Double) -> (Mask, Double) {
+        let sigma = noise.isFinite ? noise : 0.02
+        let t = max(minimumGCm2, sigmas * sigma / 3)
+        let mean = neighbourhoodMean()
         let mask = Mask(columns: columns, rows: rows) { r, c in
             let i = r * columns + c
             let v = Double(bone[i]), m = mean[i]

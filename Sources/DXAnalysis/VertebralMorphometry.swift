@@ -254,19 +254,7 @@ struct LateralImage {
     init(_ map: BoneMap, noise: Double) {
         self.map = map
         self.noise = noise.isFinite ? noise : 0.02
-        var s = [Double](repeating: .nan, count: map.rows * map.columns)
-        for r in 0..<map.rows {
-            for c in 0..<map.columns {
-                var sum = 0.0, n = 0
-                for rr in max(0, r - 1)...min(map.rows - 1, r + 1) {
-                    for cc in max(0, c - 1)...min(map.columns - 1, c + 1) where map[rr, cc].isFinite {
-                        sum += Double(map[rr, cc]); n += 1
-                    }
-                }
-                if n >= 5 { s[r * map.columns + c] = sum / Double(n) }
-            }
-        }
-        smooth = s
+        smooth = map.neighbourhoodMean()
     }
 
     func at(_ r: Int, _ c: Int) -> Double {
