@@ -245,7 +245,14 @@ public enum VertebralMorphometry {
 /// pixels and the bodies' level.
 struct LateralImage {
     let map: BoneMap
+    /// One pixel's noise (g/cm², σ).
     let noise: Double
+    /// The noise of the smoothed image (a 3 × 3 mean: σ/3).
+    var smoothNoise: Double { noise / 3 }
+    /// The noise of an endplate profile's sample: three bilinear samples across, one pixel
+    /// apart, of the 3 × 3 mean, i.e. 3 rows × 5 columns weighted 1, 2, 3, 2, 1 (/9 each):
+    /// σ √(19/243) = 0.28 σ.
+    var profileNoise: Double { noise * (19.0 / 243.0).squareRoot() }
     /// Bone mineral, each pixel the mean of its 3 × 3 neighbourhood (NaN with fewer than 5).
     let smooth: [Double]
     /// A body's level: the 95th percentile of the image.
@@ -300,7 +307,9 @@ struct LateralImage {
         let values = smooth.filter(\.isFinite).sorted()
         guard values.count > rows * columns / 4 else { throw SiteAnalysisError("the lateral image has too few measured pixels") }
         level = values[min(values.count - 1, Int(0.95 * Double(values.count)))]
-        guard level > max(0.15, 2 * noise) else { throw SiteAnalysisError("no vertebral bodies in the lateral image") }
+        // The bodies' level must stand five of the smoothed image's SDs clear of nothing (the
+        // 95th percentile of noise alone is 1.6 of them).
+        guard level > max(0.15, 5 * smoothNoise) else { throw SiteAnalysisError("no vertebral bodies in the lateral image") }
         let threshold = level / 2
         // Opened by a 5 × 5 square (eroded, then dilated): a rib's fragments over the level,
         // and a rib's end touching a body's corner, fall away; a body (8 mm tall even when
@@ -361,7 +370,7 @@ struct LateralImage {
     /// mm behind the body and up to 25 mm above its top (in the body's frame), a band of bone
     /// standing out of the window's own background (its 90th percentile over its 25th).
     func lowestRibbed(_ found: ArraySlice<Found>) -> Int? {
-        let floor = max(0.08, 5 * noise / 3)
+        let floor = max(0.08, 5 * smoothNoise)
         var lowest: Int?
         for (k, f) in zip(found.indices, found) where !f.partial {
             var window: [Double] = []
@@ -416,6 +425,10 @@ struct LateralImage {
     /// grade 3 wedge still fills three quarters of it.
     static let minimumFill = 0.55
 
+    /// The largest standard error of a height that is graded (mm): half the 1.5 mm heights are
+    /// held to, so that 95 % of the graded land within it.
+    static let heightStandardError = 0.75
+
     /// The endplates in a body's frame, and how far they lean in it (radians).
     func endplates(_ f: Found, name: String) -> (body: VertebralBody, lean: Double?) {
         let depth = f.front - f.back
@@ -441,7 +454,9 @@ struct LateralImage {
                 // The levels either side of this candidate.
                 let inside = Profile.median((3...8).map { profile(u, va + inward * Double($0) * step) })
                 let outside = (2...7).map { profile(u, va - inward * Double($0 - 1) * step) }.filter(\.isFinite).min() ?? .nan
-                guard inside.isFinite, outside.isFinite, inside - outside > max(0.1, 4 * noise) else { continue }
+                // The step must be five of a profile sample's SDs (the inside level, a median of
+                // six, and the outside one, a least of six, each carry about one).
+                guard inside.isFinite, outside.isFinite, inside - outside > max(0.1, 5 * profileNoise) else { continue }
                 let halfway = (inside + outside) / 2
                 let a = profile(u, va), b = profile(u, vb)
                 guard a.isFinite, b.isFinite, a < halfway, b >= halfway else { continue }
@@ -481,6 +496,14 @@ struct LateralImage {
             return (VertebralBody(name: name, unreadable: String(format: "its endplates are not clear (%.1f mm off a smooth line)", max(upper.rms, lower.rms))), nil)
         }
         func height(_ w: Double) -> Double { lower.value(at: w) - upper.value(at: w) }
+        // Each height's standard error from the two fits: one over half the 1.5 mm the
+        // heights are held to (so that 95 % of them land within it) cannot be graded.
+        for (w, side) in [(-0.5, "posterior"), (0.0, "middle"), (0.5, "anterior")] {
+            let se = (pow(upper.standardError(at: w), 2) + pow(lower.standardError(at: w), 2)).squareRoot()
+            if !(se <= Self.heightStandardError) {
+                return (VertebralBody(name: name, unreadable: String(format: "its %@ height is uncertain (± %.1f mm: the endplates there are unclear)", side, se)), nil)
+            }
+        }
         var points: [[Double]] = []
         for curve in [upper, lower] {
             for w in [-0.5, 0.0, 0.5] {
@@ -494,13 +517,30 @@ struct LateralImage {
     }
 }
 
-/// y = a + b u + c u², least squares, with its RMS residual.
+/// y = a + b u + c u², least squares, with its RMS residual and the inverse of its normal
+/// matrix (for the standard error of a value it gives).
 struct Quadratic {
     var a: Double, b: Double, c: Double
     var rms: Double
+    /// (XᵀX)⁻¹ of the design [1, u, u²], row-major 3 × 3.
+    var inverse: [Double] = []
+    /// The number of samples fitted.
+    var count = 0
 
     func value(at u: Double) -> Double { a + b * u + c * u * u }
     func slope(at u: Double) -> Double { b + 2 * c * u }
+
+    /// The standard error of `value(at:)`: s √(x₀ᵀ (XᵀX)⁻¹ x₀), s the residuals' SD on n − 3
+    /// degrees of freedom (the usual prediction of the mean; Draper & Smith, Applied
+    /// Regression Analysis, ch. 5). Infinite when it cannot be told.
+    func standardError(at u: Double) -> Double {
+        guard inverse.count == 9, count > 3 else { return .infinity }
+        let x = [1, u, u * u]
+        var q = 0.0
+        for i in 0..<3 { for j in 0..<3 { q += x[i] * inverse[i * 3 + j] * x[j] } }
+        let s = rms * (Double(count) / Double(count - 3)).squareRoot()
+        return s * max(0, q).squareRoot()
+    }
 
     /// A fit, then again without the samples more than max(1 mm, 3 RMS) off it (a rib's edge
     /// taken for the endplate's).
@@ -513,8 +553,9 @@ struct Quadratic {
 
     static func fit(_ u: [Double], _ y: [Double]) -> Quadratic? {
         guard u.count == y.count, u.count >= 3 else { return nil }
-        // Normal equations of [1, u, u²].
-        var m = [[Double]](repeating: [0, 0, 0, 0], count: 3)
+        // Normal equations of [1, u, u²], reduced (Gauss–Jordan) alongside the identity: the
+        // solution and (XᵀX)⁻¹ at once.
+        var m = [[Double]](repeating: [0, 0, 0, 0, 0, 0, 0], count: 3)
         for (ui, yi) in zip(u, y) {
             let row = [1, ui, ui * ui]
             for i in 0..<3 {
@@ -522,16 +563,20 @@ struct Quadratic {
                 m[i][3] += row[i] * yi
             }
         }
+        for i in 0..<3 { m[i][4 + i] = 1 }
         for i in 0..<3 {
             guard let p = (i..<3).max(by: { abs(m[$0][i]) < abs(m[$1][i]) }), abs(m[p][i]) > 1e-12 else { return nil }
             m.swapAt(i, p)
+            let pivot = m[i][i]
+            for j in i..<7 { m[i][j] /= pivot }
             for k in 0..<3 where k != i {
-                let f = m[k][i] / m[i][i]
-                for j in i..<4 { m[k][j] -= f * m[i][j] }
+                let f = m[k][i]
+                for j in i..<7 { m[k][j] -= f * m[i][j] }
             }
         }
-        let a = m[0][3] / m[0][0], b = m[1][3] / m[1][1], c = m[2][3] / m[2][2]
+        let a = m[0][3], b = m[1][3], c = m[2][3]
         let ss = zip(u, y).reduce(0.0) { s, p in let d = a + b * p.0 + c * p.0 * p.0 - p.1; return s + d * d }
-        return Quadratic(a: a, b: b, c: c, rms: (ss / Double(u.count)).squareRoot())
+        return Quadratic(a: a, b: b, c: c, rms: (ss / Double(u.count)).squareRoot(), inverse: (0..<3).flatMap { i in (4..<7).map { m[i][$0] } },
+                         count: u.count)
     }
 }

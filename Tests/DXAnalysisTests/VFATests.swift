@@ -174,6 +174,36 @@ struct VFATests {
         #expect(VertebralMorphometry.grade(loss: 0.399) == 2)
         #expect(VertebralMorphometry.grade(loss: 0.40) == 3)
     }
+
+    /// A height's standard error (which decides whether it is graded) is what it claims: over
+    /// 2000 endplates of 25 samples with 0.5 mm noise, the SD of the fitted value at the
+    /// body's front, middle and back matches `standardError(at:)` within 10 %.
+    @Test func endplateStandardErrors() throws {
+        var seed: UInt64 = 7
+        func gaussian() -> Double {
+            func uniform() -> Double { seed = seed &* 6364136223846793005 &+ 1442695040888963407; return (Double(seed >> 11) + 0.5) * 0x1p-53 }
+            return (-2 * log(uniform())).squareRoot() * cos(2 * .pi * uniform())
+        }
+        let us = (0..<25).map { -0.4 + 0.8 * Double($0) / 24 }
+        var values: [[Double]] = [[], [], []], claimed: [[Double]] = [[], [], []]
+        for _ in 0..<2000 {
+            let q = try #require(Quadratic.fit(us, us.map { 10 + 2 * $0 - 3 * $0 * $0 + 0.5 * gaussian() }))
+            for (k, w) in [-0.5, 0, 0.5].enumerated() {
+                values[k].append(q.value(at: w))
+                claimed[k].append(q.standardError(at: w))
+            }
+        }
+        for k in 0..<3 {
+            let mean = values[k].reduce(0, +) / 2000
+            let sd = (values[k].map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 1999).squareRoot()
+            let se = claimed[k].reduce(0, +) / 2000
+            let w: [Double] = [-0.5, 0, 0.5]
+            print(String(format: "endplate at %+.1f: SD %.3f mm, claimed %.3f", w[k], sd, se))
+            #expect(abs(se / sd - 1) < 0.1)
+        }
+        // The ends, extrapolated past the samples, are less sure than the middle.
+        #expect(claimed[2].reduce(0, +) > 2 * claimed[1].reduce(0, +))
+    }
 }
 
 /// VFA over many seeded patients (`PatientVariety`: size, kyphosis, lordosis, ribs, tissue; the
