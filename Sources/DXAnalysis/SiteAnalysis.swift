@@ -37,15 +37,14 @@ public enum SiteAnalysis {
             } catch {
                 return .failure(SiteAnalysisError(error.description))
             }
-        case "lateral_spine" where correction != nil:
-            return .failure(SiteAnalysisError("the lateral spine has no ROIs to correct in this version"))
         case "lateral_spine":
+            if let why = correction?.problem(site: "lateral_spine") { return .failure(SiteAnalysisError(why)) }
             do {
-                let m = try VertebralMorphometry.measure(scan)
+                let m = try VertebralMorphometry.measure(scan, correction: correction)
                 var r = SiteResult(site: "lateral_spine", rois: [], warnings: m.warnings, interpretation: nil, reference: reference.label,
                                    analysisVersion: AnalysisVersion.current, spine: nil)
                 r.vfa = m
-                return .success(r)
+                return .success(corrected(r))
             } catch {
                 return .failure(error)
             }

@@ -27,11 +27,19 @@ public struct VertebralBody: Sendable, Codable, Equatable {
     public var heightLoss: Double?
     public var grade: Int?
     public var kind: Kind?
+    /// "reader" when the six points were placed by hand (`ROICorrection.vfaPoints`); nil when
+    /// the analysis found them.
+    public var pointsBy: String?
+    /// "reader" when the grade and type are the reader's (`ROICorrection.vfaGrades`), over
+    /// `measuredGrade`, the grade the heights give (nil when the body could not be measured).
+    public var gradeBy: String?
+    public var measuredGrade: Int?
 
     public enum CodingKeys: String, CodingKey {
         case name, readable, reason, points, grade
         case anteriorMM = "anterior_mm", middleMM = "middle_mm", posteriorMM = "posterior_mm", tiltDegrees = "tilt_deg"
         case expectedMM = "expected_mm", heightLoss = "height_loss", kind = "type"
+        case pointsBy = "points_by", gradeBy = "grade_by", measuredGrade = "measured_grade"
     }
 
     public init(name: String, anteriorMM: Double, middleMM: Double, posteriorMM: Double, points: [[Double]] = [], tiltDegrees: Double? = nil) {
@@ -42,6 +50,17 @@ public struct VertebralBody: Sendable, Codable, Equatable {
 
     public init(name: String, unreadable reason: String) {
         self.name = name; readable = false; self.reason = reason; points = []
+    }
+
+    /// A body from six points placed by the reader (checked by `ROICorrection.problem`): each
+    /// height the distance between an upper point and the lower one under it, the tilt the
+    /// endplates' mean direction.
+    init(placed points: [[Double]], name: String) {
+        func distance(_ a: [Double], _ b: [Double]) -> Double { ((a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1])).squareRoot() }
+        self.init(name: name, anteriorMM: distance(points[2], points[5]), middleMM: distance(points[1], points[4]),
+                  posteriorMM: distance(points[0], points[3]), points: points,
+                  tiltDegrees: atan2(points[2][1] - points[0][1] + points[5][1] - points[3][1], points[2][0] - points[0][0] + points[5][0] - points[3][0]) * 180 / .pi)
+        pointsBy = "reader"
     }
 }
 
@@ -66,7 +85,8 @@ public struct VFAMeasurement: Sendable, Codable, Equatable {
             parts.append(unreadable.count == vertebrae.count ? "no vertebra could be read" : "no vertebral fracture found")
         } else {
             parts.append(f.map { v in
-                String(format: "%@ grade %d %@ (%.0f %%)", v.name, v.grade ?? 0, v.kind?.rawValue ?? "", (v.heightLoss ?? 0) * 100)
+                v.gradeBy != nil ? "\(v.name) grade \(v.grade ?? 0) \(v.kind?.rawValue ?? "") (the reader's)"
+                    : String(format: "%@ grade %d %@ (%.0f %%)", v.name, v.grade ?? 0, v.kind?.rawValue ?? "", (v.heightLoss ?? 0) * 100)
             }.joined(separator: "; "))
         }
         let u = unreadable.map(\.name)
@@ -149,7 +169,9 @@ public enum VertebralMorphometry {
     }
 
     /// Measures and grades a lateral scan. Throws when no spine can be found in it.
-    public static func measure(_ scan: DecomposedScan) throws(SiteAnalysisError) -> VFAMeasurement {
+    /// `correction`: the reader's points and grades (`ROICorrection.vfaPoints`, `vfaGrades`),
+    /// applied over what the analysis found; the other bodies are graded with them.
+    public static func measure(_ scan: DecomposedScan, correction: ROICorrection? = nil) throws(SiteAnalysisError) -> VFAMeasurement {
         // The sizes below (the 5 × 5 opening, the edge search) are set for the protocol's 1 mm
         // pixels: other pixels from 0.5 to 1.5 mm keep them meaningful, others are refused.
         if let why = scan.geometryProblem(pixelMM: 0.5...1.5, minimumChannels: 40, minimumLines: 60) {
@@ -228,7 +250,33 @@ public enum VertebralMorphometry {
             if uncertain.contains(name) { return VertebralBody(name: name, unreadable: "its level is uncertain: a body below it is missing or merged") }
             return image.read(f, name: name)
         }
+        // The reader's points replace the found ones before grading (a body placed by hand
+        // counts towards the expected height like any other); the reader's grades after it.
+        for (name, points) in (correction?.vfaPoints ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard let i = bodies.firstIndex(where: { $0.name == name }) else { throw SiteAnalysisError("\(name) is not one of T4–L4") }
+            let xs = (0..<map.columns).map(map.x), ys = (0..<map.rows).map(map.y)
+            for p in points where p.count == 2 {
+                guard let x0 = xs.first, let x1 = xs.last, let y0 = ys.first, let y1 = ys.last,
+                      (min(x0, x1)...max(x0, x1)).contains(p[0]), (min(y0, y1)...max(y0, y1)).contains(p[1]) else {
+                    throw SiteAnalysisError(String(format: "%@'s point at x %.1f, y %.1f mm lies outside the lateral image", name, p[0], p[1]))
+                }
+            }
+            bodies[i] = VertebralBody(placed: points, name: name)
+        }
         bodies = grade(bodies)
+        for (name, set) in (correction?.vfaGrades ?? [:]).sorted(by: { $0.key < $1.key }) {
+            guard let i = bodies.firstIndex(where: { $0.name == name }) else { throw SiteAnalysisError("\(name) is not one of T4–L4") }
+            var b = bodies[i]
+            b.measuredGrade = b.readable ? b.grade : nil
+            // A body the analysis could not read can still be graded by eye (Genant's method is
+            // visual); its heights stay unmeasured.
+            b.readable = true
+            b.reason = nil
+            b.grade = set.grade
+            b.kind = set.grade > 0 ? set.type : nil
+            b.gradeBy = "reader"
+            bodies[i] = b
+        }
         let unreadable = bodies.filter { !$0.readable }.count
         if unreadable > 0 {
             warnings.append(AnalysisWarning(code: "vertebrae_unreadable", message: "\(unreadable) of T4–L4 could not be read",

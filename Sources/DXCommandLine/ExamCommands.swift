@@ -237,13 +237,17 @@ struct ExamCommands: AsyncParsableCommand {
             --disc-lines gives every disc line's y on the table (mm, top to bottom); --relabel L3=L4 renames the vertebra now \
             called L3 as L4, and every other with it; --l4-at Y names the vertebra at y Y mm L4 (where the analysis could not \
             name them). Hips: --neck-box 2 moves the neck box 2 mm along the neck towards the trochanter, --neck-box -2 towards \
-            the head. --reset goes back to the automatic ROIs. Each correction starts from the ROIs as they are now, is made on \
+            the head. Lateral spine: --move-point T12.upper-anterior=0,+1.5 moves one of a vertebra's six points (upper- or \
+            lower-, then posterior, middle or anterior) by x,y mm, --vertebra-points T12=x,y,... places all six (twelve numbers: \
+            the upper endplate's posterior, middle, anterior, then the lower's), --grade T12=2:wedge sets the reader's grade and \
+            type (--grade T12=0 for none), --restore T12 gives the vertebra back to the analysis. \
+            --reset goes back to the automatic ROIs. Each correction starts from the ROIs as they are now, is made on \
             the attempt whose result is shown (refused if the site was rescanned meanwhile), and is kept on the exam's record \
             with who made it, when, why, and the numbers before and after.
             """)
         @OptionGroup var options: ConnectionOptions
         @Argument(help: "The exam number.") var exam: Int64
-        @Argument(help: "ap_spine, left_hip, right_hip") var site: Site
+        @Argument(help: "ap_spine, left_hip, right_hip, lateral_spine") var site: Site
         @Option(help: "Why (on the record and the report).") var reason: String
         @Option(name: .customLong("move-disc"), help: "A/B=MM: move the disc line between vertebrae A and B by MM (+ towards the feet).")
         var moveDisc: [String] = []
@@ -252,9 +256,58 @@ struct ExamCommands: AsyncParsableCommand {
         @Option(name: .customLong("l4-at"), help: "Y: the vertebra whose body contains y Y mm is L4.") var l4At: Double?
         @Option(parsing: .unconditional, help: "Move the neck box this many mm along the neck (+ towards the trochanter, - towards the head).")
         var neckBox: Double?
+        @Option(name: .customLong("move-point"), parsing: .unconditionalSingleValue,
+                help: "V.POINT=DX,DY: move one of vertebra V's points (upper-/lower- posterior, middle, anterior) by DX,DY mm.")
+        var movePoint: [String] = []
+        @Option(name: .customLong("vertebra-points"), help: "V=X,Y,...: vertebra V's six points, twelve numbers in mm.") var vertebraPoints: String?
+        @Option(help: "V=G[:TYPE]: the reader's grade of vertebra V (0-3) and type (wedge, biconcave, crush).") var grade: String?
+        @Option(help: "V: vertebra V back to the analysis's points and grade.") var restore: String?
         @Flag(help: "Back to the automatic ROIs.") var reset = false
 
+        static let pointNames = ["upper-posterior", "upper-middle", "upper-anterior", "lower-posterior", "lower-middle", "lower-anterior"]
+
+        /// "T12.upper-anterior=0,+1.5" → (T12, 2, 0, 1.5).
+        static func parsePointMove(_ text: String) -> (vertebra: String, index: Int, dx: Double, dy: Double)? {
+            let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { return nil }
+            let target = parts[0].split(separator: ".", maxSplits: 1).map(String.init)
+            let d = parts[1].split(separator: ",").compactMap { Double($0.trimmingCharacters(in: .whitespaces)) }
+            guard target.count == 2, let k = pointNames.firstIndex(of: target[1]), d.count == 2, d.allSatisfy(\.isFinite) else { return nil }
+            return (target[0], k, d[0], d[1])
+        }
+
+        /// "T12=x,y,..." (twelve numbers) → the vertebra's six points.
+        static func parsePoints(_ text: String) -> CorrectionRequest.VertebraPoints? {
+            let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2, let values = parseLines(parts[1]), values.count == 12 else { return nil }
+            return CorrectionRequest.VertebraPoints(vertebra: parts[0], points: (0..<6).map { [values[2 * $0], values[2 * $0 + 1]] })
+        }
+
+        /// "T12=2:wedge" or "T12=0".
+        static func parseGrade(_ text: String) -> CorrectionRequest.VertebraGrade? {
+            let parts = text.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { return nil }
+            let g = parts[1].split(separator: ":", maxSplits: 1).map(String.init)
+            guard let grade = Int(g[0]) else { return nil }
+            var type: VertebralBody.Kind?
+            if g.count == 2 {
+                guard let t = VertebralBody.Kind(rawValue: g[1]) else { return nil }
+                type = t
+            }
+            return CorrectionRequest.VertebraGrade(vertebra: parts[0], grade: grade, type: type)
+        }
+
         func validate() throws {
+            for m in movePoint where Self.parsePointMove(m) == nil {
+                throw ValidationError("--move-point V.POINT=DX,DY, POINT one of \(Self.pointNames.joined(separator: ", ")); for example T12.upper-anterior=0,+1.5, not \(m)")
+            }
+            if let p = vertebraPoints, Self.parsePoints(p) == nil { throw ValidationError("--vertebra-points V=X,Y,... with twelve numbers in mm, not \(p)") }
+            if vertebraPoints != nil && !movePoint.isEmpty { throw ValidationError("--vertebra-points and --move-point cannot be combined") }
+            if Set(movePoint.compactMap { Self.parsePointMove($0)?.vertebra }).count > 1 { throw ValidationError("--move-point moves one vertebra's points at a time") }
+            if let g = grade, Self.parseGrade(g) == nil { throw ValidationError("--grade V=G[:TYPE], for example T12=2:wedge or T12=0, not \(g)") }
+            if reset && (vertebraPoints != nil || !movePoint.isEmpty || grade != nil || restore != nil) {
+                throw ValidationError("--reset goes back to the automatic ROIs: it takes no other change")
+            }
             if discLines != nil && !moveDisc.isEmpty { throw ValidationError("--disc-lines and --move-disc cannot be combined") }
             if relabel != nil && l4At != nil { throw ValidationError("--relabel and --l4-at both name the vertebrae: give one") }
             if reset && (discLines != nil || !moveDisc.isEmpty || relabel != nil || l4At != nil || neckBox != nil) {
@@ -313,9 +366,21 @@ struct ExamCommands: AsyncParsableCommand {
                 let p = r.split(separator: "=").map(String.init)
                 return CorrectionRequest.Relabel(from: p[0], to: p[1])
             }
+            var points = vertebraPoints.flatMap(Self.parsePoints)
+            let moves = movePoint.compactMap(Self.parsePointMove)
+            if let name = moves.first?.vertebra {
+                guard let body = shown?.result?.vfa?.vertebra(name), body.points.count == 6 else {
+                    throw CLIError(message: "\(name) has no points to move on the \(site.title) (not read, or not a lateral spine): place all six with --vertebra-points",
+                                   status: .badInput)
+                }
+                var p = body.points
+                for m in moves { p[m.index][0] += m.dx; p[m.index][1] += m.dy }
+                points = CorrectionRequest.VertebraPoints(vertebra: name, points: p)
+            }
             let r = try await options.call(.examCorrect, ExamCorrectParams(examID: exam, site: site, reason: reason, discLinesMM: lines,
                                                                            relabel: relabelling, l4YMM: l4At, neckBoxShiftMM: neckBox,
-                                                                           reset: reset ? true : nil, attempt: shown?.attempt))
+                                                                           vertebraPoints: points, vertebraGrade: grade.flatMap(Self.parseGrade),
+                                                                           vertebraRestore: restore, reset: reset ? true : nil, attempt: shown?.attempt))
             if options.json { Output.json(r); return }
             ResultsText.printCorrection(r.correction)
             ResultsText.printSite(r.result)

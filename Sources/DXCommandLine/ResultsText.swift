@@ -48,7 +48,12 @@ enum ResultsText {
             guard v.readable else { print(line + "  not readable: \(v.reason ?? "")"); continue }
             line += number(v.anteriorMM, "%.1f").leftPadded(10) + number(v.middleMM, "%.1f").leftPadded(8) + number(v.posteriorMM, "%.1f").leftPadded(11)
             line += number(v.grade.map(Double.init), "%.0f").leftPadded(7)
-            if let kind = v.kind { line += "  " + kind.rawValue + String(format: " (%.0f %% lost)", (v.heightLoss ?? 0) * 100) }
+            if v.gradeBy != nil {
+                line += "  " + (v.kind?.rawValue ?? "") + " (the reader's; measured " + (v.measuredGrade.map(String.init) ?? "—") + ")"
+            } else if let kind = v.kind {
+                line += "  " + kind.rawValue + String(format: " (%.0f %% lost)", (v.heightLoss ?? 0) * 100)
+            }
+            if v.pointsBy != nil { line += "  points placed by the reader" }
             print(line)
         }
         print("  \(m.summary)")
@@ -85,11 +90,21 @@ enum ResultsText {
 
     /// One correction: who, when, what and why, and the numbers that changed.
     static func printCorrection(_ c: CorrectionRecord, indent: String = "") {
-        print("\(indent)ROIs corrected by \(c.by) at \(c.at): \(c.change) (\(c.reason))")
+        print("\(indent)\(c.site == "lateral_spine" ? "VFA" : "ROIs") corrected by \(c.by) at \(c.at): \(c.change) (\(c.reason))")
         if let note = c.note { print("\(indent)  ! \(note)") }
         let before = Dictionary(c.before.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
         for a in c.after {
             let b = before[a.name]
+            if a.grade != nil || b?.grade != nil || c.site == "lateral_spine" {
+                // A vertebra: its grade before and after.
+                guard b?.grade != a.grade || b?.type != a.type || b?.excluded != a.excluded else { continue }
+                func words(_ v: CorrectionRecord.ROIValue?) -> String {
+                    guard let v, !v.excluded else { return "not read" }
+                    return "grade " + (v.grade.map(String.init) ?? "—") + (v.type.map { " \($0.rawValue)" } ?? "")
+                }
+                print("\(indent)  \(a.name): \(words(b)) → \(words(a))")
+                continue
+            }
             guard b?.bmdGCm2 != a.bmdGCm2 || b?.excluded != a.excluded else { continue }
             let was = b.map { number($0.bmdGCm2, "%.3f") + ($0.excluded ? " excluded" : "") } ?? "—"
             print("\(indent)  \(a.name): \(was) → \(number(a.bmdGCm2, "%.3f"))\(a.excluded ? " excluded" : "") g/cm²")

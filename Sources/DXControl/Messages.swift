@@ -510,18 +510,27 @@ public struct ExamCorrectParams: Codable, Sendable, Equatable {
     public var l4YMM: Double?
     public var reset: Bool?
     public var attempt: Int?
+    /// Lateral spine: {"vertebra", "points": six [x, y] in mm}.
+    public var vertebraPoints: CorrectionRequest.VertebraPoints?
+    /// Lateral spine: {"vertebra", "grade", "type"}.
+    public var vertebraGrade: CorrectionRequest.VertebraGrade?
+    /// Lateral spine: a vertebra back to the analysis's points and grade.
+    public var vertebraRestore: String?
     public enum CodingKeys: String, CodingKey {
         case site, reason, relabel, reset, attempt
         case examID = "exam_id", discLinesMM = "disc_lines_mm", neckBoxShiftMM = "neck_box_shift_mm", l4YMM = "l4_y_mm"
+        case vertebraPoints = "vertebra_points", vertebraGrade = "vertebra_grade", vertebraRestore = "vertebra_restore"
     }
     public init(examID: Int64, site: Site, reason: String, discLinesMM: [Double]? = nil, relabel: CorrectionRequest.Relabel? = nil,
-                l4YMM: Double? = nil, neckBoxShiftMM: Double? = nil, reset: Bool? = nil, attempt: Int? = nil) {
+                l4YMM: Double? = nil, neckBoxShiftMM: Double? = nil, vertebraPoints: CorrectionRequest.VertebraPoints? = nil,
+                vertebraGrade: CorrectionRequest.VertebraGrade? = nil, vertebraRestore: String? = nil, reset: Bool? = nil, attempt: Int? = nil) {
         self.examID = examID; self.site = site; self.reason = reason; self.discLinesMM = discLinesMM; self.relabel = relabel
         self.l4YMM = l4YMM; self.neckBoxShiftMM = neckBoxShiftMM; self.reset = reset; self.attempt = attempt
+        self.vertebraPoints = vertebraPoints; self.vertebraGrade = vertebraGrade; self.vertebraRestore = vertebraRestore
     }
     public var request: CorrectionRequest {
-        CorrectionRequest(discLinesMM: discLinesMM, relabel: relabel, l4YMM: l4YMM, neckBoxShiftMM: neckBoxShiftMM, reset: reset ?? false,
-                          attempt: attempt, reason: reason)
+        CorrectionRequest(discLinesMM: discLinesMM, relabel: relabel, l4YMM: l4YMM, neckBoxShiftMM: neckBoxShiftMM, vertebraPoints: vertebraPoints,
+                          vertebraGrade: vertebraGrade, vertebraRestore: vertebraRestore, reset: reset ?? false, attempt: attempt, reason: reason)
     }
 }
 

@@ -262,7 +262,17 @@ enum ReportPage {
 
         // The table.
         let tx = margin + w + 18
-        if let vfa = result.vfa { return max(VFAFigure.table(vfa, x: tx, top: top + 18, on: c), imageTop + h) + 8 }
+        if let vfa = result.vfa {
+            var y = VFAFigure.table(vfa, x: tx, top: top + 18, on: c)
+            if let last = site.corrections.last {
+                c.font(7.5)
+                c.colour(.black)
+                let count = site.corrections.count > 1 ? " (\(site.corrections.count) corrections)" : ""
+                y = c.paragraph("Corrected by \(last.by), \(last.at.prefix(16).replacingOccurrences(of: "T", with: " ")): \(last.change); \(last.reason)\(count).",
+                                x: tx, y: y + 1, width: 290, leading: 9)
+            }
+            return max(y, imageTop + h) + 8
+        }
         var y = top + 18
         c.colour(.black)
         c.font(8, bold: true)
@@ -494,8 +504,12 @@ enum VFAFigure {
                 c.text(mm(v.anteriorMM), x: tx + 95, y: y, align: .right)
                 c.text(mm(v.middleMM), x: tx + 145, y: y, align: .right)
                 c.text(mm(v.posteriorMM), x: tx + 200, y: y, align: .right)
-                c.text(v.grade.map(String.init) ?? "—", x: tx + 235, y: y, align: .right)
-                if let kind = v.kind { c.text(String(format: "%@ (%.0f %%)", kind.rawValue, (v.heightLoss ?? 0) * 100), x: tx + 245, y: y) }
+                c.text((v.grade.map(String.init) ?? "—") + (v.gradeBy != nil || v.pointsBy != nil ? "*" : ""), x: tx + 235, y: y, align: .right)
+                if v.gradeBy != nil {
+                    c.text((v.kind?.rawValue ?? "none") + " (reader; measured " + (v.measuredGrade.map(String.init) ?? "—") + ")", x: tx + 245, y: y)
+                } else if let kind = v.kind {
+                    c.text(String(format: "%@ (%.0f %%)", kind.rawValue, (v.heightLoss ?? 0) * 100), x: tx + 245, y: y)
+                }
                 y += 9
             } else {
                 y = c.paragraph("not readable: \(v.reason ?? "")", x: tx + 40, y: y, width: 250, leading: 9)
@@ -508,6 +522,9 @@ enum VFAFigure {
         c.colour(.grey)
         y = c.paragraph("Heights in mm along each body's axis. Genant grades from the measured heights (1: 20–25 %, 2: 25–40 %, 3: over 40 % lost); a physician confirms.",
                         x: tx, y: y + 2, width: 290, leading: 9)
+        if m.vertebrae.contains(where: { $0.gradeBy != nil || $0.pointsBy != nil }) {
+            y = c.paragraph("* points placed or grade set by the reader (on the exam's record).", x: tx, y: y + 1, width: 290, leading: 9)
+        }
         for w in m.warnings { y = c.paragraph("! " + w.message, x: tx, y: y + 1, width: 290, leading: 9) }
         return y
     }

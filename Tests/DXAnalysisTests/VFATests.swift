@@ -175,6 +175,58 @@ struct VFATests {
         #expect(VertebralMorphometry.grade(loss: 0.40) == 3)
     }
 
+    /// The reader's corrections (`ROICorrection.vfaPoints`, `vfaGrades`): points placed by hand
+    /// give the heights and grade, the others are graded again with them; a grade set by eye
+    /// keeps the measured one beside it, also on a body the analysis could not read; points
+    /// that cannot be a body's, or lie outside the image, are refused.
+    @Test func readersPointsAndGrades() async throws {
+        let scan = try await Self.scan(PatientSpec(), noise: 1)
+        let auto = try VertebralMorphometry.measure(scan)
+        let t8 = try #require(auto.vertebra("T8"))
+        var p = t8.points
+        p[2][1] += 8  // the upper anterior point 8 mm down: a wedge of about 40 %
+        let placed = ROICorrection(vfaPoints: ["T8": p], vfaGrades: ["L2": .init(grade: 1, type: .biconcave)])
+        #expect(placed.problem(site: "lateral_spine") == nil)
+        let m = try VertebralMorphometry.measure(scan, correction: placed)
+        let v = try #require(m.vertebra("T8"))
+        #expect(v.pointsBy == "reader" && v.kind == .wedge && (v.grade ?? 0) >= 2, "\(v)")
+        #expect(abs((v.posteriorMM ?? 0) - (t8.posteriorMM ?? 0)) < 1.0, "the posterior height stays")
+        let l2 = try #require(m.vertebra("L2"))
+        #expect(l2.grade == 1 && l2.kind == .biconcave && l2.gradeBy == "reader" && l2.measuredGrade == 0)
+        #expect(m.summary.contains("L2 grade 1 biconcave (the reader's)"), "\(m.summary)")
+        #expect(m.vertebra("T9") == auto.vertebra("T9").map { var b = $0; b.expectedMM = m.vertebra("T9")?.expectedMM; return b })
+        // A body that was not read can be graded by eye; its heights stay unmeasured.
+        // (The scan stopped inside L3, as in `aScanStoppedHalfWay`: L3 unread.)
+        let spec = PatientSpec()
+        let l3 = try #require(spec.thoracolumbar.first { $0.name == "L3" })
+        let stop = UInt32(l3.topMM + 5 - 320)
+        let partial = try await SharedScanner.shared.scan(spec, noise: 23, lateralScan, region: "lateral_spine", armAngleX10: 900,
+                                                          keep: { $0.index < stop })
+        #expect(try VertebralMorphometry.measure(partial).vertebra("L3")?.readable == false)
+        let g = try VertebralMorphometry.measure(partial, correction: ROICorrection(vfaGrades: ["L3": .init(grade: 3, type: .crush)]))
+        let b = try #require(g.vertebra("L3"))
+        #expect(b.readable && b.grade == 3 && b.measuredGrade == nil && b.anteriorMM == nil && b.gradeBy == "reader", "\(b)")
+        // Refused: the wrong count, upside down, too flat, reversed, an unknown level, a grade
+        // out of range or without its type, points outside the image, on another site.
+        let bad: [ROICorrection] = [
+            ROICorrection(vfaPoints: ["T8": Array(p.prefix(5))]),
+            ROICorrection(vfaPoints: ["T8": [p[3], p[4], p[5], p[0], p[1], p[2]]]),
+            ROICorrection(vfaPoints: ["T8": p.enumerated().map { $0.offset < 3 ? $0.element : [$0.element[0], p[$0.offset - 3][1] + 1] }]),
+            ROICorrection(vfaPoints: ["T8": [p[2], p[1], p[0], p[5], p[4], p[3]]]),
+            ROICorrection(vfaPoints: ["T8": p.map { [$0[0], .nan] }]),
+            ROICorrection(vfaPoints: ["T3": p]),
+            ROICorrection(vfaGrades: ["T8": .init(grade: 4, type: .wedge)]),
+            ROICorrection(vfaGrades: ["T8": .init(grade: 1, type: nil)]),
+        ]
+        for c in bad { #expect(c.problem(site: "lateral_spine") != nil, "\(c)") }
+        #expect(ROICorrection(vfaPoints: ["T8": p]).problem(site: "ap_spine") != nil)
+        #expect(ROICorrection(neckBoxShiftMM: 2).problem(site: "lateral_spine") != nil)
+        #expect(throws: SiteAnalysisError.self) { try VertebralMorphometry.measure(scan, correction: ROICorrection(vfaPoints: ["T8": p.map { [$0[0] + 900, $0[1]] }])) }
+        if case .success = SiteAnalysis.analyze(scan, patient: nil, correction: ROICorrection(vfaGrades: ["T8": .init(grade: 9, type: .wedge)])) {
+            Issue.record("a grade of 9 was applied")
+        }
+    }
+
     /// A height's standard error (which decides whether it is graded) is what it claims: over
     /// 2000 endplates of 25 samples with 0.5 mm noise, the SD of the fitted value at the
     /// body's front, middle and back matches `standardError(at:)` within 10 %.

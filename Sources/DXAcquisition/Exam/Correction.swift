@@ -22,14 +22,36 @@ public struct CorrectionRequest: Sendable, Equatable {
     public var attempt: Int?
     /// Hip: move the neck box this far along the neck (mm, + towards the trochanter).
     public var neckBoxShiftMM: Double?
+    /// Lateral spine: a vertebra's six points placed by the reader.
+    public struct VertebraPoints: Sendable, Equatable, Codable {
+        public var vertebra: String
+        /// Table mm [x, y]: the upper endplate's posterior, middle, anterior, then the lower's.
+        public var points: [[Double]]
+        public init(vertebra: String, points: [[Double]]) { self.vertebra = vertebra; self.points = points }
+    }
+
+    /// Lateral spine: a vertebra's grade (0–3) and type set by the reader.
+    public struct VertebraGrade: Sendable, Equatable, Codable {
+        public var vertebra: String
+        public var grade: Int
+        public var type: VertebralBody.Kind?
+        public init(vertebra: String, grade: Int, type: VertebralBody.Kind? = nil) { self.vertebra = vertebra; self.grade = grade; self.type = type }
+    }
+
+    public var vertebraPoints: VertebraPoints?
+    public var vertebraGrade: VertebraGrade?
+    /// Lateral spine: this vertebra back to the analysis's points and grade.
+    public var vertebraRestore: String?
     /// Back to the ROIs the analysis places.
     public var reset: Bool
     /// Why (on the record, the report and the audit trail).
     public var reason: String
 
-    public init(discLinesMM: [Double]? = nil, relabel: Relabel? = nil, l4YMM: Double? = nil, neckBoxShiftMM: Double? = nil, reset: Bool = false,
+    public init(discLinesMM: [Double]? = nil, relabel: Relabel? = nil, l4YMM: Double? = nil, neckBoxShiftMM: Double? = nil,
+                vertebraPoints: VertebraPoints? = nil, vertebraGrade: VertebraGrade? = nil, vertebraRestore: String? = nil, reset: Bool = false,
                 attempt: Int? = nil, reason: String) {
         self.discLinesMM = discLinesMM; self.relabel = relabel; self.l4YMM = l4YMM; self.neckBoxShiftMM = neckBoxShiftMM; self.reset = reset
+        self.vertebraPoints = vertebraPoints; self.vertebraGrade = vertebraGrade; self.vertebraRestore = vertebraRestore
         self.attempt = attempt; self.reason = reason
     }
 
@@ -42,9 +64,15 @@ public struct CorrectionRequest: Sendable, Equatable {
         if reason.isEmpty { return "a correction needs a reason" }
         if reason.count > Self.reasonLimit { return "the reason is \(reason.count) characters; at most \(Self.reasonLimit)" }
         if reason.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }) { return "the reason has control characters" }
-        let changes = [discLinesMM != nil, relabel != nil, l4YMM != nil, neckBoxShiftMM != nil]
+        let changes = [discLinesMM != nil, relabel != nil, l4YMM != nil, neckBoxShiftMM != nil, vertebraPoints != nil, vertebraGrade != nil,
+                       vertebraRestore != nil]
         if reset && changes.contains(true) { return "reset goes back to the automatic ROIs: it takes no other change" }
-        if !reset && !changes.contains(true) { return "nothing to correct: give disc lines, a relabel, L4's position, a neck box move, or reset" }
+        if !reset && !changes.contains(true) {
+            return "nothing to correct: give disc lines, a relabel, L4's position, a neck box move, a vertebra's points or grade, a vertebra to restore, or reset"
+        }
+        if let name = vertebraRestore, vertebraPoints?.vertebra == name || vertebraGrade?.vertebra == name {
+            return "\(name) cannot be restored and changed in one correction"
+        }
         if relabel != nil && l4YMM != nil { return "a relabel and L4's position name the vertebrae twice: give one" }
         if let a = attempt, a < 1 { return "attempt \(a): attempts count from 1" }
         return nil
@@ -58,6 +86,11 @@ public struct CorrectionRequest: Sendable, Equatable {
         if let r = relabel { parts.append("the vertebra called \(r.from) relabelled \(r.to)") }
         if let y = l4YMM { parts.append(String(format: "the vertebra at y %.1f mm named L4", y)) }
         if let s = neckBoxShiftMM { parts.append(String(format: "neck box moved %+.1f mm along the neck", s)) }
+        if let p = vertebraPoints {
+            parts.append("\(p.vertebra)'s points placed at " + p.points.map { $0.map { String(format: "%.1f", $0) }.joined(separator: " ") }.joined(separator: ", ") + " mm")
+        }
+        if let g = vertebraGrade { parts.append("\(g.vertebra) graded \(g.grade)" + (g.type.map { " \($0.rawValue)" } ?? "") + " by the reader") }
+        if let name = vertebraRestore { parts.append("\(name) back to the analysis's points and grade") }
         return parts.joined(separator: "; ")
     }
 
@@ -79,16 +112,25 @@ public struct CorrectionRecord: Sendable, Codable, Equatable {
         public var name: String
         public var bmdGCm2: Double?
         public var excluded: Bool
+        /// Lateral spine: the vertebra's grade (nil: not read) and type.
+        public var grade: Int?
+        public var type: VertebralBody.Kind?
 
         public enum CodingKeys: String, CodingKey {
-            case name, excluded
+            case name, excluded, grade, type
             case bmdGCm2 = "bmd_g_cm2"
         }
 
-        public init(name: String, bmdGCm2: Double?, excluded: Bool) { self.name = name; self.bmdGCm2 = bmdGCm2; self.excluded = excluded }
+        public init(name: String, bmdGCm2: Double?, excluded: Bool, grade: Int? = nil, type: VertebralBody.Kind? = nil) {
+            self.name = name; self.bmdGCm2 = bmdGCm2; self.excluded = excluded; self.grade = grade; self.type = type
+        }
 
+        /// A site's ROIs; the lateral spine's vertebrae (excluded: not read).
         static func of(_ r: SiteResult?) -> [ROIValue] {
-            (r?.rois ?? []).map { ROIValue(name: $0.name, bmdGCm2: $0.bmdGCm2, excluded: $0.excluded) }
+            if let vfa = r?.vfa {
+                return vfa.vertebrae.map { ROIValue(name: $0.name, bmdGCm2: nil, excluded: !$0.readable, grade: $0.grade, type: $0.kind) }
+            }
+            return (r?.rois ?? []).map { ROIValue(name: $0.name, bmdGCm2: $0.bmdGCm2, excluded: $0.excluded) }
         }
     }
 
@@ -121,6 +163,19 @@ extension ROICorrection {
                   analyse: (ROICorrection) -> Result<SiteResult, SiteAnalysisError>) -> Result<ROICorrection, SiteAnalysisError> {
         if request.reset { return .success(ROICorrection()) }
         var next = self
+        if let p = request.vertebraPoints { next.vfaPoints = (next.vfaPoints ?? [:]).merging([p.vertebra: p.points]) { $1 } }
+        if let g = request.vertebraGrade {
+            next.vfaGrades = (next.vfaGrades ?? [:]).merging([g.vertebra: ROICorrection.VFAGrade(grade: g.grade, type: g.type)]) { $1 }
+        }
+        if let name = request.vertebraRestore {
+            guard next.vfaPoints?[name] != nil || next.vfaGrades?[name] != nil else {
+                return .failure(SiteAnalysisError("\(name) has no points or grade of the reader's to restore"))
+            }
+            next.vfaPoints?[name] = nil
+            next.vfaGrades?[name] = nil
+            if next.vfaPoints?.isEmpty == true { next.vfaPoints = nil }
+            if next.vfaGrades?.isEmpty == true { next.vfaGrades = nil }
+        }
         if let ys = request.discLinesMM { next.discLinesMM = ys }
         if let shift = request.neckBoxShiftMM { next.neckBoxShiftMM = (next.neckBoxShiftMM ?? 0) + shift }
         if let y = request.l4YMM { next.l4YMM = y }
