@@ -100,7 +100,7 @@ public struct SiteResult: Sendable, Codable, Equatable {
 
 public enum AnalysisVersion {
     /// Bumped whenever a rule or parameter changes a number.
-    public static let current = "spine-2 hip-1 vfa-2 (2026-12-04)"
+    public static let current = "spine-2 hip-1 vfa-3 (2026-12-04)"
 }
 
 extension SpineAnalysis {

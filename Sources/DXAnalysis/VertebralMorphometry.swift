@@ -340,6 +340,9 @@ struct LateralImage {
         /// The share of its frame's rectangle its pixels fill: a body's outline fills most of
         /// it, a body merged with a rib or an artefact much less.
         var fill = 1.0
+        /// Found only above half the level: at half of it, it was joined to bone around it
+        /// (a shoulder blade, ribs), which then lies over its edges.
+        var joined = false
 
         /// Table point of body coordinates (u across, v along the axis).
         func point(u: Double, v: Double) -> (x: Double, y: Double) {
@@ -358,11 +361,9 @@ struct LateralImage {
         // The bodies' level must stand five of the smoothed image's SDs clear of nothing (the
         // 95th percentile of noise alone is 1.6 of them).
         guard level > max(0.15, 5 * smoothNoise) else { throw SiteAnalysisError("no vertebral bodies in the lateral image") }
-        let threshold = level / 2
         // Opened by a 5 × 5 square (eroded, then dilated): a rib's fragments over the level,
         // and a rib's end touching a body's corner, fall away; a body (8 mm tall even when
         // crushed) stays.
-        let raw = Mask(columns: columns, rows: rows) { r, c in at(r, c) >= threshold }
         func all(_ m: Mask, _ r: Int, _ c: Int) -> Bool {
             for rr in (r - 2)...(r + 2) { for cc in (c - 2)...(c + 2) {
                 guard rr >= 0, rr < rows, cc >= 0, cc < columns, m.bits[rr * columns + cc] else { return false }
@@ -373,10 +374,19 @@ struct LateralImage {
             for rr in max(0, r - 2)...min(rows - 1, r + 2) { for cc in max(0, c - 2)...min(columns - 1, c + 2) where m.bits[rr * columns + cc] { return true } }
             return false
         }
-        let eroded = Mask(columns: columns, rows: rows) { r, c in all(raw, r, c) }
-        let mask = Mask(columns: columns, rows: rows) { r, c in raw.bits[r * columns + c] && any(eroded, r, c) }
+        func opened(_ within: Mask?, threshold: Double) -> Mask {
+            let raw = Mask(columns: columns, rows: rows) { r, c in (within?.bits[r * columns + c] ?? true) && at(r, c) >= threshold }
+            let eroded = Mask(columns: columns, rows: rows) { r, c in all(raw, r, c) }
+            return Mask(columns: columns, rows: rows) { r, c in raw.bits[r * columns + c] && any(eroded, r, c) }
+        }
+        let minimum = max(10, Int(60 / (map.dx * map.dy)))
         var found: [Found] = []
-        for component in mask.components(minimum: max(10, Int(60 / (map.dx * map.dy)))) {
+        // Half the level first. A part too large for a body (bodies joined by a shoulder
+        // blade or ribs laid over them and the discs between) is thresholded again within
+        // itself at 0.6, then 0.7 of the level: the bodies stand that much above what joins
+        // them (a plate of 0.1–0.3 g/cm² under bodies of 0.7–1.2).
+        var pending: [(pixels: [(row: Int, column: Int)], fraction: Double)] = opened(nil, threshold: level / 2).components(minimum: minimum).map { ($0, 0.5) }
+        while let (component, fraction) = pending.popLast() {
             // Its centre and principal directions (moments of the pixels' positions).
             let n = Double(component.count)
             let xs = component.map { map.x($0.column) }, ys = component.map { map.y($0.row) }
@@ -394,8 +404,19 @@ struct LateralImage {
                 f.back = min(f.back, u); f.front = max(f.front, u); f.top = min(f.top, v); f.bottom = max(f.bottom, v)
             }
             let depth = f.front - f.back, height = f.bottom - f.top
-            guard depth >= 12, depth <= 60, height >= 5, height <= 60 else { continue }
+            if depth > 60 || height > 60 {
+                if fraction < 0.65 {
+                    let within = Mask(columns: columns, rows: rows) { _, _ in false }
+                    var bits = within.bits
+                    for p in component { bits[p.row * columns + p.column] = true }
+                    let region = Mask(columns: columns, rows: rows) { r, c in bits[r * columns + c] }
+                    pending += opened(region, threshold: level * (fraction + 0.1)).components(minimum: minimum).map { ($0, fraction + 0.1) }
+                }
+                continue
+            }
+            guard depth >= 12, height >= 5 else { continue }
             f.fill = n * map.dx * map.dy / ((depth + map.dx) * (height + map.dy))
+            f.joined = fraction > 0.5
             let rowSpan = component.map(\.row)
             let r0 = rowSpan.min() ?? 0, r1 = rowSpan.max() ?? 0
             f.partial = r0 == 0 || r1 == rows - 1 || (max(0, r0 - 2)...min(rows - 1, r1 + 2)).contains { !map.rowPresent[$0] }
@@ -444,6 +465,9 @@ struct LateralImage {
     /// then measured again square to the endplates found, once, when they lean more than 1°.
     func read(_ f: Found, name: String) -> VertebralBody {
         if f.partial { return VertebralBody(name: name, unreadable: "cut by the edge of the field or a missing line") }
+        if f.joined {
+            return VertebralBody(name: name, unreadable: "joined to bone around it (a shoulder blade, ribs) at the bodies' level: its edges cannot be traced")
+        }
         if f.fill < Self.minimumFill {
             return VertebralBody(name: name, unreadable: String(format: "its outline is not a body's (it fills %.0f %% of its box: a rib or an artefact joins it)", f.fill * 100))
         }
@@ -457,7 +481,7 @@ struct LateralImage {
                 }
             }
         }
-        var frame = f
+        var frame = sides(f)
         var result = endplates(frame, name: name)
         if let lean = result.lean, abs(lean) > .pi / 180 {
             frame.angle += lean
@@ -468,6 +492,70 @@ struct LateralImage {
         }
         return result.body
     }
+
+    /// The body's posterior and anterior edges found as its endplates are (below), on lines
+    /// across its middle half: where the bone crosses half-way between its level just inside
+    /// and just outside, for a step of at least 40 % of the body's own level (a rib or a
+    /// shoulder blade joined to the outline steps down by less), the crossing nearest the
+    /// outline's edge within 12 mm of it. The outline alone takes in what is joined to the
+    /// body; the heights are read at these edges. Unchanged where fewer than three lines agree.
+    func sides(_ f: Found) -> Found {
+        let step = 0.5 * min(map.dx, map.dy)
+        let height = f.bottom - f.top, vMid = (f.top + f.bottom) / 2
+        func profile(_ u: Double, _ v: Double) -> Double {
+            var s = 0.0, n = 0
+            for dv in [-map.dy, 0, map.dy] {
+                let p = f.point(u: u, v: v + dv)
+                let x = at(x: p.x, y: p.y)
+                if x.isFinite { s += x; n += 1 }
+            }
+            return n > 0 ? s / Double(n) : .nan
+        }
+        // The body's own level: the median along its middle line, over its middle half.
+        let body = Profile.median(stride(from: f.back + 0.25 * (f.front - f.back), through: f.front - 0.25 * (f.front - f.back), by: map.dx)
+            .map { profile($0, vMid) }.filter(\.isFinite))
+        guard body.isFinite, body > 0 else { return f }
+        func edge(_ v: Double, near u0: Double, inward: Double) -> Double? {
+            Self.halfwayCrossing({ profile($0, v) }, near: u0, inward: inward, step: step, reach: 24, minimumStep: max(0.4 * body, 5 * profileNoise))
+        }
+        var backs: [Double] = [], fronts: [Double] = []
+        for v in stride(from: vMid - 0.25 * height, through: vMid + 0.25 * height, by: map.dy) {
+            if let b = edge(v, near: f.back, inward: 1) { backs.append(b) }
+            if let a = edge(v, near: f.front, inward: -1) { fronts.append(a) }
+        }
+        var g = f
+        if backs.count >= 3 { g.back = Profile.median(backs) }
+        if fronts.count >= 3 { g.front = Profile.median(fronts) }
+        return g.front - g.back >= 12 ? g : f
+    }
+
+    /// Where `sample` (a profile along a line) crosses half-way between its level just inside
+    /// (the median of 1.5–4 steps in) and just outside (the least of 0.5–3 steps out), to a
+    /// fraction of a step: the candidate within `reach` steps of `t0` nearest to it, where the
+    /// step between the two levels exceeds `minimumStep` (so that a rib laid over the edge, or
+    /// over the disc beside it, moves both levels and not the crossing).
+    static func halfwayCrossing(_ sample: (Double) -> Double, near t0: Double, inward: Double, step: Double, reach: Int,
+                                minimumStep: Double) -> Double? {
+        var best: Double?
+        for k in -reach...reach {
+            let ta = t0 + Double(k) * step, tb = ta + inward * step
+            let inside = Profile.median((3...8).map { sample(ta + inward * Double($0) * step) })
+            let outside = (2...7).map { sample(ta - inward * Double($0 - 1) * step) }.filter(\.isFinite).min() ?? .nan
+            guard inside.isFinite, outside.isFinite, inside - outside > minimumStep else { continue }
+            let halfway = (inside + outside) / 2
+            let a = sample(ta), b = sample(tb)
+            guard a.isFinite, b.isFinite, a < halfway, b >= halfway else { continue }
+            let t = ta + inward * step * (halfway - a) / (b - a)
+            if best == nil || abs(t - t0) < abs((best ?? 0) - t0) { best = t }
+        }
+        return best
+    }
+
+    /// How close to a body's posterior and anterior edges its endplates are sampled (mm): the
+    /// reach of the 3 × 3 mean and of the profile's neighbours, so that the corners' heights
+    /// are read where the endplates were seen, not extrapolated over a tenth of the depth
+    /// (where a rib's bias on a few samples bends the fitted curve by a millimetre or two).
+    static let edgeMarginMM = 2.0
 
     /// The least share of its box a body's outline fills: a body with concave endplates or a
     /// grade 3 wedge still fills three quarters of it.
@@ -480,7 +568,7 @@ struct LateralImage {
     /// The endplates in a body's frame, and how far they lean in it (radians).
     func endplates(_ f: Found, name: String) -> (body: VertebralBody, lean: Double?) {
         let depth = f.front - f.back
-        // Lines down the body's axis from 10 % to 90 % of its depth, one per pixel, from the
+        // Lines down the body's axis to within `edgeMarginMM` of its edges, one per pixel, from the
         // middle outwards: each endplate where the line's bone (its neighbours' mean across)
         // crosses half-way between its level just inside the body and just outside it (so that
         // a rib laid over the edge, or over the disc beside it, moves both levels and not the
@@ -496,30 +584,18 @@ struct LateralImage {
             return n > 0 ? s / Double(n) : .nan
         }
         func edge(_ u: Double, near v0: Double, inward: Double, reach: Int) -> Double? {
-            var best: Double?
-            for k in -reach...reach {
-                let va = v0 + Double(k) * step, vb = va + inward * step
-                // The levels either side of this candidate.
-                let inside = Profile.median((3...8).map { profile(u, va + inward * Double($0) * step) })
-                let outside = (2...7).map { profile(u, va - inward * Double($0 - 1) * step) }.filter(\.isFinite).min() ?? .nan
-                // The step must be five of a profile sample's SDs (the inside level, a median of
-                // six, and the outside one, a least of six, each carry about one).
-                guard inside.isFinite, outside.isFinite, inside - outside > max(0.1, 5 * profileNoise) else { continue }
-                let halfway = (inside + outside) / 2
-                let a = profile(u, va), b = profile(u, vb)
-                guard a.isFinite, b.isFinite, a < halfway, b >= halfway else { continue }
-                let v = va + inward * step * (halfway - a) / (b - a)
-                if best == nil || abs(v - v0) < abs((best ?? 0) - v0) { best = v }
-            }
-            return best
+            // The step must be five of a profile sample's SDs (the inside level, a median of
+            // six, and the outside one, a least of six, each carry about one).
+            Self.halfwayCrossing({ profile(u, $0) }, near: v0, inward: inward, step: step, reach: reach, minimumStep: max(0.1, 5 * profileNoise))
         }
         var samples: [(u: Double, top: Double, bottom: Double)] = []
         let mid = (f.back + f.front) / 2
+        let margin = max(Self.edgeMarginMM, 0.05 * depth)
         for direction in [-1.0, 1.0] {
             var top = f.top, bottom = f.bottom
             var reach = 12
             var u = direction < 0 ? mid : mid + map.dx
-            while u >= f.back + 0.1 * depth && u <= f.front - 0.1 * depth {
+            while u >= f.back + margin && u <= f.front - margin {
                 if let t = edge(u, near: top, inward: 1, reach: reach), let b = edge(u, near: bottom, inward: -1, reach: reach), b - t > 4 {
                     samples.append(((u - mid) / depth, t, b))
                     top = t; bottom = b; reach = 6
@@ -530,7 +606,7 @@ struct LateralImage {
         let us = samples.map(\.u), tops = samples.map(\.top), bottoms = samples.map(\.bottom)
         // Most lines must find both endplates, towards both ends of the body (its corners'
         // heights are read from the curve there): where they do not, something lies over them.
-        let lines = Int(0.8 * depth / map.dx)
+        let lines = Int((depth - 2 * margin) / map.dx)
         if Double(samples.count) < 0.6 * Double(max(lines, 1)) {
             return (VertebralBody(name: name, unreadable: "its endplates were found on \(samples.count) of \(lines) lines"), nil)
         }
@@ -544,6 +620,17 @@ struct LateralImage {
             return (VertebralBody(name: name, unreadable: String(format: "its endplates are not clear (%.1f mm off a smooth line)", max(upper.rms, lower.rms))), nil)
         }
         func height(_ w: Double) -> Double { lower.value(at: w) - upper.value(at: w) }
+        // Beyond a true endplate lies the disc, below the bodies' threshold (half their level)
+        // even with a rib over it; beyond a rib's edge taken for an endplate lies the rest of
+        // the body. Looked at 1.5–3 mm past each endplate at five places from end to end.
+        for (curve, outward, which) in [(upper, -1.0, "upper"), (lower, 1.0, "lower")] {
+            for (w, part) in [(-0.45, "back"), (-0.3, "back"), (0.0, "middle"), (0.3, "front"), (0.45, "front")] {
+                let beyond = Profile.median(stride(from: 1.5, through: 3.0, by: 0.5).map { profile(mid + w * depth, curve.value(at: w) + outward * $0) })
+                if beyond.isFinite, beyond >= level / 2 {
+                    return (VertebralBody(name: name, unreadable: "its \(which) endplate found at its \(part) has bone beyond it (a rib's edge taken for the endplate)"), nil)
+                }
+            }
+        }
         // Each height's standard error from the two fits: one over half the 1.5 mm the
         // heights are held to (so that 95 % of them land within it) cannot be graded.
         for (w, side) in [(-0.5, "posterior"), (0.0, "middle"), (0.5, "anterior")] {

@@ -266,6 +266,9 @@ struct VFAStudyTests {
     /// 50, the number (25 gave 10 of 13 grade-1 fractures found, 77 %, where 50 give
     /// 19 of 23: too few to judge an 80 % target).
     static let patients = Int(ProcessInfo.processInfo.environment["DEXA_VFA_PATIENTS"] ?? "") ?? 50
+    /// `DEXA_VFA_ANATOMY=full`: with the shoulder blades, lungs, concave endplates, scoliosis,
+    /// osteophytes and metal (a documented run: the targets are not met there yet).
+    static let anatomy = PatientVariety.LateralAnatomy(rawValue: ProcessInfo.processInfo.environment["DEXA_VFA_ANATOMY"] ?? "") ?? .bodiesAndRibs
 
     @Test func lateralSpinesOverManyPatients() async throws {
         var byTruth = [Int: (n: Int, found: Int, exact: Int)]()
@@ -273,7 +276,7 @@ struct VFAStudyTests {
         var heightErrors: [Double] = [], typeRight = 0, typed = 0
         var warnings: [String: Int] = [:]
         for seed in 1...UInt64(Self.patients) {
-            let spec = PatientVariety.patient(seed: seed, lateralFractures: nil)
+            let spec = PatientVariety.patient(seed: seed, lateralFractures: nil, lateralAnatomy: Self.anatomy)
             let scan = try await VFATests.scan(spec, noise: seed)
             // A refused scan is an answer too (said, nothing graded): every vertebra unread.
             let m: VFAMeasurement

@@ -6,7 +6,14 @@ import Foundation
 /// docs/simulator.md; an analysis is tested over many of these, never tuned to one.
 public enum PatientVariety {
     /// A patient without spinal abnormality.
-    public static func patient(seed: UInt64) -> PatientSpec {
+    /// How much of the side view's anatomy a patient has: the bodies, their curves and the
+    /// ribs (`bodiesAndRibs`), or with them concave endplates, the lungs, both shoulder blades,
+    /// and in some patients scoliosis, osteophytes, a necklace or a navel piercing (`full`).
+    public enum LateralAnatomy: String, Sendable { case bodiesAndRibs = "bodies_and_ribs", full }
+
+    public static func patient(seed: UInt64) -> PatientSpec { patient(seed: seed, lateralAnatomy: .full) }
+
+    public static func patient(seed: UInt64, lateralAnatomy: LateralAnatomy) -> PatientSpec {
         var rng = SplitMix64(seed: seed &* 0x9E37_79B9 &+ 17)
         func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * Double(rng.next() >> 11) * 0x1p-53 }
         var spec = PatientSpec()
@@ -57,14 +64,69 @@ public enum PatientVariety {
         spec.lateralSpineXMM = lateral(165, 180)
         spec.lateralSoftTissue = min(36, spec.softTissue * lateral(1.3, 1.6))
         spec.lateralRibBMD = lateral(0.2, 0.4)
+        if lateralAnatomy == .full { lateralExtras(&spec, seed: seed) }
         return spec
+    }
+
+    /// The side view beyond the bodies' sizes and curves, from a stream of its own: concave
+    /// endplates, the lungs, both shoulder blades; and in some patients scoliosis (double
+    /// endplates), osteophytes, a necklace, a navel piercing. Ranges: docs/simulator.md.
+    static func lateralExtras(_ spec: inout PatientSpec, seed: UInt64) {
+        var rng = SplitMix64(seed: seed ^ 0x5CA9_011A)
+        func uniform(_ a: Double, _ b: Double) -> Double { a + (b - a) * Double(rng.next() >> 11) * 0x1p-53 }
+        func chance(_ p: Double) -> Bool { uniform(0, 1) < p }
+        let bodies = spec.thoracolumbar
+        guard let t4 = bodies.first, bodies.count == 13 else { return }
+        // Each endplate dips 0.3–1.0 mm into its body at the middle.
+        let dip = uniform(0.3, 1.0)
+        for k in spec.thoracolumbar.indices { spec.thoracolumbar[k].middleMM -= 2 * dip }
+        spec.lungAirFraction = uniform(0.3, 0.5)
+        // The shoulder blades: from above T4 to T7–T8, their posterior border 50–75 mm behind
+        // the bodies, the lateral border slanting forwards over the bodies; the second 4–12 mm
+        // off the first (the two sides never project as one).
+        let bottom = bodies[3].topMM + bodies[3].anteriorMM + uniform(0, 25)
+        let first = PatientSpec.LateralScapula(topMM: t4.topMM - uniform(10, 30), bottomMM: bottom, posteriorMM: -uniform(50, 75),
+                                               anteriorTopMM: uniform(-10, 10), anteriorBottomMM: uniform(5, 30), bmd: uniform(0.12, 0.25))
+        var second = first
+        let dx = uniform(4, 12), dy = uniform(4, 12)
+        second.topMM += dy; second.bottomMM += dy; second.posteriorMM += dx; second.anteriorTopMM += dx; second.anteriorBottomMM += dx
+        spec.scapulae = [first, second]
+        // Scoliosis (15 %): the bodies around an apex turned up to 4–12° about the beam's
+        // perpendicular, less by a third each level away.
+        if chance(0.15) {
+            let apex = 2 + Int(rng.next() % 9), tilt = uniform(4, 12)
+            for k in spec.thoracolumbar.indices where abs(k - apex) <= 2 {
+                spec.thoracolumbar[k].coronalTiltDegrees = tilt * (1 - Double(abs(k - apex)) / 3)
+            }
+        }
+        // Osteophytes (25 %): on one to four of T10–L4, 2–6 mm.
+        if chance(0.25) {
+            var levels = Array(6..<13)
+            for _ in 0..<(1 + Int(rng.next() % 4)) {
+                let k = levels.remove(at: Int(rng.next() % UInt64(levels.count)))
+                spec.thoracolumbar[k].osteophyteMM = uniform(2, 6)
+            }
+        }
+        // A necklace (10 %): beads in front of the upper thoracic spine. A navel piercing
+        // (10 %): a ring at the front of the abdomen at L3–L4.
+        if chance(0.1) {
+            let x0 = spec.lateralSpineXMM + uniform(60, 110), y0 = t4.topMM + uniform(-10, 30)
+            for k in 0..<8 {
+                let x = x0 + Double(k) * 7, y = y0 + Double(k) * 3
+                spec.lateralMetal.append(PatientSpec.MetalImplant(name: "necklace", xMM: [x, x + 4], yMM: [y, y + 4]))
+            }
+        }
+        if chance(0.1) {
+            let x = spec.lateralSpineXMM + uniform(130, 160), y = bodies[11].topMM + uniform(-5, 20)
+            spec.lateralMetal.append(PatientSpec.MetalImplant(name: "navel piercing", xMM: [x, x + 6], yMM: [y, y + 6]))
+        }
     }
 
     /// `patient(seed:)` with vertebral fractures in the side view: `count` of T4–L4 (0 to 3
     /// when nil), each of a type and a Genant grade (1–3) drawn from a stream of their own. The
     /// truth is in each vertebra's `fracture` and `grade`.
-    public static func patient(seed: UInt64, lateralFractures count: Int?) -> PatientSpec {
-        var spec = patient(seed: seed)
+    public static func patient(seed: UInt64, lateralFractures count: Int?, lateralAnatomy: LateralAnatomy = .full) -> PatientSpec {
+        var spec = patient(seed: seed, lateralAnatomy: lateralAnatomy)
         var rng = SplitMix64(seed: seed ^ 0xF4AC_7E)
         let n = count ?? Int(rng.next() % 4)
         var levels = Array(spec.thoracolumbar.indices)

@@ -49,11 +49,22 @@ public struct PatientScene: Scene {
             let (x, y) = spec.motion.apply(x: Double(xUm) / 1000, y: Double(yUm) / 1000)
             var c = spec.softTissue(x: x, y: y, lateral: true)
             guard c != .air else { return c }
-            for v in spec.thoracolumbar {
-                c.hydroxyapatite += v.bone(x: x - spec.lateralSpineXMM, y: y)
-                if v.name.hasPrefix("T") { c.hydroxyapatite += v.ribs(x: x - spec.lateralSpineXMM, y: y, bmd: spec.lateralRibBMD) }
+            let sx = x - spec.lateralSpineXMM
+            // The lungs: in front of the thoracic bodies and above the diaphragm, part of the
+            // path from side to side is air.
+            if spec.lungAirFraction > 0, let diaphragm = spec.diaphragmYMM ?? spec.thoracolumbar.first(where: { $0.name == "T12" })?.centre.y {
+                let front = (spec.thoracolumbar.first { $0.name == "T8" }.map { $0.offsetMM + $0.depthMM } ?? 30) + 8
+                let inFront = max(0, min(1, (sx - front) / 15)), above = max(0, min(1, (diaphragm - y) / 20))
+                let keep = 1 - spec.lungAirFraction * inFront * above
+                c.lean *= keep
+                c.fat *= keep
             }
-            for m in spec.metal where m.contains(x: x, y: y) { c.hydroxyapatite += m.hydroxyapatiteEquivalent }
+            for v in spec.thoracolumbar {
+                c.hydroxyapatite += v.bone(x: sx, y: y)
+                if v.name.hasPrefix("T") { c.hydroxyapatite += v.ribs(x: sx, y: y, bmd: spec.lateralRibBMD) }
+            }
+            for scapula in spec.scapulae { c.hydroxyapatite += scapula.bone(x: sx, y: y) }
+            for m in spec.metal + spec.lateralMetal where m.contains(x: x, y: y) { c.hydroxyapatite += m.hydroxyapatiteEquivalent }
             return c
         }
     }
@@ -91,7 +102,17 @@ public struct PatientSpec: Sendable, Codable, Equatable {
     public var lateralSpineXMM = 170.0
     /// Both ribs of a thoracic level where they cross the side view (g/cm²).
     public var lateralRibBMD = 0.3
+    /// Side view: the share of the side-to-side path that is air in front of the thoracic
+    /// bodies above the diaphragm (the lungs; 0: none).
+    public var lungAirFraction = 0.0
+    /// Side view: where the lungs end (the diaphragm's dome; nil: the middle of T12).
+    public var diaphragmYMM: Double?
+    /// Side view: the shoulder blades over the upper thoracic spine.
+    public var scapulae: [LateralScapula] = []
     public var metal: [MetalImplant] = []
+    /// Metal only the side view sees where it is (a necklace, a navel piercing), in its
+    /// coordinates.
+    public var lateralMetal: [MetalImplant] = []
     public var motion = Motion()
 
     public init() {}
@@ -102,14 +123,17 @@ public struct PatientSpec: Sendable, Codable, Equatable {
     /// behind the line from T4 to T12) and the lumbar forwards by `lordosisMM`, each body tilted
     /// with the curve. Sources and ranges: docs/simulator.md.
     public static func standardThoracolumbar(top: Double = 335, scale: Double = 1, kyphosisMM: Double = 0, lordosisMM: Double = 0,
-                                             bmd: Double = 0.9) -> [LateralVertebra] {
+                                             bmd: Double = 0.9, concavityMM: Double = 0) -> [LateralVertebra] {
         let names = (4...12).map { "T\($0)" } + (1...4).map { "L\($0)" }
         var y = top
         var bodies: [LateralVertebra] = names.enumerated().map { i, name in
             let h = (16 + Double(i) * 11.0 / 12) * scale
             defer { y += h + (4 + Double(i) * 4.0 / 12) * scale }
-            return LateralVertebra(name: name, topMM: y, depthMM: (25 + Double(i) * 1.2) * scale, anteriorMM: h, middleMM: h, posteriorMM: h,
-                                   bmd: bmd * (0.92 + 0.01 * Double(i)))
+            // Healthy endplates are concave: each dips `concavityMM` into the body at its middle.
+            var v = LateralVertebra(name: name, topMM: y, depthMM: (25 + Double(i) * 1.2) * scale, anteriorMM: h, middleMM: h - 2 * concavityMM,
+                                    posteriorMM: h, bmd: bmd * (0.92 + 0.01 * Double(i)))
+            v.widthMM = (30 + Double(i) * 1.6) * scale
+            return v
         }
         // The curves: a half sine over the thoracic bodies (backwards, x smaller) and over the
         // lumbar ones (forwards); each body tilts with the curve's slope at its centre.
@@ -171,6 +195,15 @@ public struct PatientSpec: Sendable, Codable, Equatable {
         /// The truth of a fracture made by `fractured`: its type and Genant grade.
         public var fracture: Fracture?
         public var grade = 0
+        /// Scoliosis seen from the side: the body turned about the beam's perpendicular by this
+        /// much, so that each endplate's edge is spread over `widthMM` × tan(tilt) (the double
+        /// contour readers see) centred on where it lies untilted.
+        public var coronalTiltDegrees = 0.0
+        /// The body's width from side to side (along the beam).
+        public var widthMM = 40.0
+        /// Osteophytes at both anterior corners: spurs this long along the front edge into
+        /// the disc (and 0.7 times it forwards); not part of the body's heights.
+        public var osteophyteMM = 0.0
 
         public enum Fracture: String, Sendable, Codable, CaseIterable { case wedge, biconcave, crush }
 
@@ -192,6 +225,9 @@ public struct PatientSpec: Sendable, Codable, Equatable {
             tiltDegrees = try c.decodeIfPresent(Double.self, forKey: .tiltDegrees) ?? 0
             fracture = try c.decodeIfPresent(Fracture.self, forKey: .fracture)
             grade = try c.decodeIfPresent(Int.self, forKey: .grade) ?? 0
+            coronalTiltDegrees = try c.decodeIfPresent(Double.self, forKey: .coronalTiltDegrees) ?? 0
+            widthMM = try c.decodeIfPresent(Double.self, forKey: .widthMM) ?? 40
+            osteophyteMM = try c.decodeIfPresent(Double.self, forKey: .osteophyteMM) ?? 0
         }
 
         /// The height loss of each grade as made here: inside Genant's bands, 2–5 points from
@@ -234,8 +270,20 @@ public struct PatientSpec: Sendable, Codable, Equatable {
         func bone(x: Double, y: Double) -> Double {
             let (u, v) = local(x: x, y: y)
             let t = u / depthMM + 0.5
-            guard t >= 0 && t < 1 else { return 0 }
-            return abs(v) < height(at: t) / 2 ? bmd : 0
+            var spur = 0.0
+            if osteophyteMM > 0 {
+                // A triangle at each anterior corner: along the front edge from 3 mm inside the
+                // endplate to `osteophyteMM` past it, and 0.7 × as far forwards.
+                let edge = anteriorMM / 2, length = osteophyteMM
+                let du = u - (depthMM / 2 - 2), dv = abs(v) - (edge - 3)
+                if du >= 0, dv >= 0, du / (0.7 * length + 2) + dv / (length + 3) <= 1 { spur = bmd }
+            }
+            guard t >= 0 && t < 1 else { return spur }
+            let half = height(at: t) / 2
+            let ramp = widthMM * tan(abs(coronalTiltDegrees) * .pi / 180)
+            // The share of the body's width the beam crosses inside it.
+            let inside = ramp > 0.01 ? max(0, min(1, (half - abs(v)) / ramp + 0.5)) : (abs(v) < half ? 1 : 0)
+            return max(spur, bmd * inside)
         }
 
         /// Both ribs of this level where the side view sees them: a band 10 mm wide from 60 mm
@@ -250,6 +298,33 @@ public struct PatientSpec: Sendable, Codable, Equatable {
             guard along >= 0 && along < depthMM + 130 else { return 0 }
             let mid = v0 + (along - 60) * 0.55
             return abs(v - mid) < 5 ? bmd : 0
+        }
+    }
+
+    /// A shoulder blade in the side view: a plate of `bmd` g/cm² between its posterior border
+    /// (x = `posteriorMM` from the bodies' posterior line) and an anterior border running from
+    /// `anteriorTopMM` at `topMM` to `anteriorBottomMM` at `bottomMM` (its lateral border,
+    /// slanting across the upper thoracic bodies), tapering to a point at the bottom.
+    public struct LateralScapula: Sendable, Codable, Equatable {
+        public var topMM: Double
+        public var bottomMM: Double
+        public var posteriorMM: Double
+        public var anteriorTopMM: Double
+        public var anteriorBottomMM: Double
+        public var bmd: Double
+
+        public init(topMM: Double, bottomMM: Double, posteriorMM: Double, anteriorTopMM: Double, anteriorBottomMM: Double, bmd: Double) {
+            self.topMM = topMM; self.bottomMM = bottomMM; self.posteriorMM = posteriorMM
+            self.anteriorTopMM = anteriorTopMM; self.anteriorBottomMM = anteriorBottomMM; self.bmd = bmd
+        }
+
+        func bone(x: Double, y: Double) -> Double {
+            guard y >= topMM, y < bottomMM, bottomMM > topMM else { return 0 }
+            let t = (y - topMM) / (bottomMM - topMM)
+            let front = anteriorTopMM + (anteriorBottomMM - anteriorTopMM) * t
+            // The lower angle: the plate narrows to the anterior border over its last third.
+            let back = t < 2.0 / 3 ? posteriorMM : posteriorMM + (front - posteriorMM) * (t - 2.0 / 3) * 3
+            return x >= back && x < front ? bmd : 0
         }
     }
 
