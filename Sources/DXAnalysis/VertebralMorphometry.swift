@@ -254,6 +254,7 @@ public enum VertebralMorphometry {
         // counts towards the expected height like any other); the reader's grades after it.
         for (name, points) in (correction?.vfaPoints ?? [:]).sorted(by: { $0.key < $1.key }) {
             guard let i = bodies.firstIndex(where: { $0.name == name }) else { throw SiteAnalysisError("\(name) is not one of T4–L4") }
+            if let why = ROICorrection.pointsProblem(points) { throw SiteAnalysisError("\(name): \(why)") }
             let xs = (0..<map.columns).map(map.x), ys = (0..<map.rows).map(map.y)
             for p in points where p.count == 2 {
                 guard let x0 = xs.first, let x1 = xs.last, let y0 = ys.first, let y1 = ys.last,
@@ -298,7 +299,7 @@ struct LateralImage {
     /// The noise of the smoothed image (a 3 × 3 mean: σ/3).
     var smoothNoise: Double { noise / 3 }
     /// The noise of an endplate profile's sample: three bilinear samples across, one pixel
-    /// apart, of the 3 × 3 mean, i.e. 3 rows × 5 columns weighted 1, 2, 3, 2, 1 (/9 each):
+    /// apart, of the 3 × 3 mean, i.e. 3 rows × 5 columns weighted 1, 2, 3, 2, 1 (/27 each):
     /// σ √(19/243) = 0.28 σ.
     var profileNoise: Double { noise * (19.0 / 243.0).squareRoot() }
     /// Bone mineral, each pixel the mean of its 3 × 3 neighbourhood (NaN with fewer than 5).
@@ -565,6 +566,12 @@ struct LateralImage {
     /// held to, so that 95 % of the graded land within it.
     static let heightStandardError = 0.75
 
+    /// The endplate samples are one pixel apart and each line's profile spans five columns
+    /// (weights 1, 2, 3, 2, 1): neighbouring lines' noise is correlated by 16/19, 10/19, 4/19
+    /// and 1/19 at lags 1–4, so a fit's standard error under independence is too small by
+    /// √(1 + 2 Σρ) = √(1 + 2 × 31/19) = 2.06 (the variance of a mean of correlated samples).
+    static let lineCorrelation = (1 + 2 * 31.0 / 19).squareRoot()
+
     /// The endplates in a body's frame, and how far they lean in it (radians).
     func endplates(_ f: Found, name: String) -> (body: VertebralBody, lean: Double?) {
         let depth = f.front - f.back
@@ -634,7 +641,7 @@ struct LateralImage {
         // Each height's standard error from the two fits: one over half the 1.5 mm the
         // heights are held to (so that 95 % of them land within it) cannot be graded.
         for (w, side) in [(-0.5, "posterior"), (0.0, "middle"), (0.5, "anterior")] {
-            let se = (pow(upper.standardError(at: w), 2) + pow(lower.standardError(at: w), 2)).squareRoot()
+            let se = Self.lineCorrelation * (pow(upper.standardError(at: w), 2) + pow(lower.standardError(at: w), 2)).squareRoot()
             if !(se <= Self.heightStandardError) {
                 return (VertebralBody(name: name, unreadable: String(format: "its %@ height is uncertain (± %.1f mm: the endplates there are unclear)", side, se)), nil)
             }
