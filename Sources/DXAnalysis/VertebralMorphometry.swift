@@ -252,13 +252,13 @@ public enum VertebralMorphometry {
         }
         // The reader's points replace the found ones before grading (a body placed by hand
         // counts towards the expected height like any other); the reader's grades after it.
+        let xRange = min(map.x(0), map.x(map.columns - 1))...max(map.x(0), map.x(map.columns - 1))
+        let yRange = min(map.y(0), map.y(map.rows - 1))...max(map.y(0), map.y(map.rows - 1))
         for (name, points) in (correction?.vfaPoints ?? [:]).sorted(by: { $0.key < $1.key }) {
             guard let i = bodies.firstIndex(where: { $0.name == name }) else { throw SiteAnalysisError("\(name) is not one of T4–L4") }
             if let why = ROICorrection.pointsProblem(points) { throw SiteAnalysisError("\(name): \(why)") }
-            let xs = (0..<map.columns).map(map.x), ys = (0..<map.rows).map(map.y)
-            for p in points where p.count == 2 {
-                guard let x0 = xs.first, let x1 = xs.last, let y0 = ys.first, let y1 = ys.last,
-                      (min(x0, x1)...max(x0, x1)).contains(p[0]), (min(y0, y1)...max(y0, y1)).contains(p[1]) else {
+            for p in points {
+                guard xRange.contains(p[0]), yRange.contains(p[1]) else {
                     throw SiteAnalysisError(String(format: "%@'s point at x %.1f, y %.1f mm lies outside the lateral image", name, p[0], p[1]))
                 }
             }
@@ -407,8 +407,7 @@ struct LateralImage {
             let depth = f.front - f.back, height = f.bottom - f.top
             if depth > 60 || height > 60 {
                 if fraction < 0.65 {
-                    let within = Mask(columns: columns, rows: rows) { _, _ in false }
-                    var bits = within.bits
+                    var bits = [Bool](repeating: false, count: rows * columns)
                     for p in component { bits[p.row * columns + p.column] = true }
                     let region = Mask(columns: columns, rows: rows) { r, c in bits[r * columns + c] }
                     pending += opened(region, threshold: level * (fraction + 0.1)).components(minimum: minimum).map { ($0, fraction + 0.1) }
