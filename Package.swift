@@ -9,6 +9,7 @@ let package = Package(
         .executable(name: "dexa", targets: ["dexa"]),
         .executable(name: "dexa-sim", targets: ["dexa-sim"]),
         .executable(name: "dexa-bench", targets: ["dexa-bench"]),
+        .executable(name: "dexa-fuzz", targets: ["dexa-fuzz"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -84,6 +85,13 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "dexa", dependencies: ["DXCommandLine"]),
+        // Every parser outside bytes reach, as functions over bytes (docs/RELIABILITY.md,
+        // "Fuzzing"); dexa-fuzz drives them under libFuzzer (scripts/fuzz) or replays inputs.
+        .target(name: "DXFuzzing", dependencies: ["DXProtocol", "DXTransport", "DXControl", "DXDaemon", "DXDecomposition", "DXAnalysis", "DXAcquisition",
+                                                 "DXClinical", "DXSimulator"]),
+        // libFuzzer's driver, declared for the fuzzing build; nothing else imports it.
+        .target(name: "CLibFuzzer"),
+        .executableTarget(name: "dexa-fuzz", dependencies: ["DXFuzzing", "CLibFuzzer"]),
         .executableTarget(name: "dexa-bench", dependencies: ["DXProtocol", "DXDecomposition", "DXSimulator", "DXTransport", "DXDevice", "DXAcquisition"]),
 
         // The DX-1 as far as the host can tell.
@@ -118,6 +126,7 @@ let package = Package(
                                                         .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXAcquisition"]),
         .testTarget(name: "DXDaemonTests", dependencies: ["DXDaemon", "DXControl", "DXDecomposition", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
+        .testTarget(name: "DXFuzzingTests", dependencies: ["DXFuzzing", "DXAcquisition", "DXControl", "DXDecomposition", "DXProtocol", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["DXControl", "DXProtocol", "DXAcquisition", "DXAnalysis", "DXSimulator", "DXTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -187,7 +187,11 @@ public enum VertebralMorphometry {
         for f in found {
             if let last = joined.last, last.partial, f.partial {
                 let from = map.row(atY: last.point(u: 0, v: last.bottom).y), to = map.row(atY: f.point(u: 0, v: f.top).y)
-                let between = max(0, from + 1)..<min(map.rows, max(from + 1, to))
+                // Both ends held inside the image: a cut body's edge point can lie beyond its
+                // last row (found by fuzzing, Tests/Fuzz/crashes/analysis: `from` past the last
+                // row made the range trap, which in the daemon ends the process).
+                let lower = min(map.rows, max(0, from + 1))
+                let between = lower..<max(lower, min(map.rows, to))
                 if !between.isEmpty, between.allSatisfy({ !map.rowPresent[$0] }) { continue }
             }
             joined.append(f)

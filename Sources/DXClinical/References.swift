@@ -128,6 +128,11 @@ public struct AgeMatchedReference: Sendable, Codable, Equatable {
     /// Reads and checks an installed reference; the error says what is wrong with the file.
     public static func load(path: String) throws(ReferenceFileError) -> AgeMatchedReference {
         guard let data = FileManager.default.contents(atPath: path) else { throw ReferenceFileError(path: path, why: "cannot be read") }
+        return try parse(data, path: path)
+    }
+
+    /// A reference file's bytes, checked as `load` checks them; `path` names it in messages.
+    public static func parse(_ data: Data, path: String) throws(ReferenceFileError) -> AgeMatchedReference {
         let reference: AgeMatchedReference
         do { reference = try JSONDecoder().decode(AgeMatchedReference.self, from: data) } catch {
             throw ReferenceFileError(path: path, why: "is not an age-matched reference (\(error))")

@@ -129,7 +129,9 @@ public enum RPCMessage: Sendable, Equatable {
             return .notification(method: m, params: o["params"])
         }
         var id: RPCID?
-        if case .number(let n)? = o["id"] { id = .number(Int(n)) }
+        // An id that is no integer we could have sent (too large, fractional) matches no
+        // request; found by fuzzing: 5e95 as an id trapped the client converting it.
+        if case .number(let n)? = o["id"], let exact = Int(exactly: n) { id = .number(exact) }
         if case .string(let s)? = o["id"] { id = .string(s) }
         if let e = o["error"], let err = try? e.decode(RPCError.self) { return .response(id: id, result: .failure(err)) }
         return .response(id: id, result: .success(o["result"] ?? .null))

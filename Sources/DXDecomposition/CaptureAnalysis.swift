@@ -98,15 +98,37 @@ public struct CaptureAnalysis: Sendable {
     /// with a calibration the acceptance rule refuses (the result says so).
     public static func run(calibrationPath: String, scanPath: String, image: Bool = false,
                            force: Bool = false) throws(AnalysisError) -> CaptureAnalysis {
-        let (calHeader, calScans) = try CaptureReader.read(path: calibrationPath)
+        let calibration = try fit(try CaptureReader.read(path: calibrationPath), path: calibrationPath)
+        // The scan is read only once the calibration stands (its errors come first).
+        return try run(calibration: calibration, calibrationPath: calibrationPath, scan: try CaptureReader.read(path: scanPath),
+                       scanPath: scanPath, image: image, force: force)
+    }
+
+    /// The same over captures already read (the paths only name them in messages): what the
+    /// fuzzer drives with bytes that never touched a disk.
+    public static func run(calibration calibrationCapture: (CaptureHeader, [CapturedScan]), calibrationPath: String,
+                           scan scanCapture: (CaptureHeader, [CapturedScan]), scanPath: String, image: Bool = false,
+                           force: Bool = false) throws(AnalysisError) -> CaptureAnalysis {
+        try run(calibration: try fit(calibrationCapture, path: calibrationPath), calibrationPath: calibrationPath, scan: scanCapture,
+                scanPath: scanPath, image: image, force: force)
+    }
+
+    /// The calibration a calibration capture gives (its header's phantom, its scans).
+    static func fit(_ calibrationCapture: (CaptureHeader, [CapturedScan]), path calibrationPath: String) throws(AnalysisError) -> Calibration {
+        let (calHeader, calScans) = calibrationCapture
         guard let phantom = calHeader.phantom, phantom.cells?.isEmpty == false else { throw .noPhantom(calibrationPath, "cells") }
         let geometry = ScanGeometry(channels: Int(calHeader.device.channels), pitchUm: Int(calHeader.device.pitchUm))
-        let calibration = try Self.calibration(from: calScans, phantom: phantom, geometry: geometry, source: calibrationPath,
-                                               unit: CalibratedUnit(calHeader.device))
+        return try Self.calibration(from: calScans, phantom: phantom, geometry: geometry, source: calibrationPath,
+                                    unit: CalibratedUnit(calHeader.device))
+    }
+
+    /// The measured capture against a calibration already fitted (`calibrationPath` names it).
+    public static func run(calibration: Calibration, calibrationPath: String, scan scanCapture: (CaptureHeader, [CapturedScan]),
+                           scanPath: String, image: Bool = false, force: Bool = false) throws(AnalysisError) -> CaptureAnalysis {
         let verdict = calibration.verdict
         guard verdict.accepted || force else { throw .calibrationRefused(calibrationPath, verdict) }
 
-        let (header, scans) = try CaptureReader.read(path: scanPath)
+        let (header, scans) = scanCapture
         let otherUnit = calibration.unitProblem(for: header.device).map { "\(scanPath) was measured on \(CalibratedUnit(header.device)): \($0)" }
         if let otherUnit, !force { throw .otherUnit(otherUnit) }
         guard calibration.channelResponse?.fits(channels: Int(header.device.channels)) ?? false else {

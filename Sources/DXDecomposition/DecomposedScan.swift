@@ -131,6 +131,9 @@ public struct DecomposedScan: Sendable {
     /// Format version of the file; a reader refuses others.
     public static let formatVersion = 1
     static let magic = Array("DXDEC\n".utf8)
+    /// The most deflate can compress: 258-byte matches coded in 2 bits each, about 1032 to 1
+    /// (zlib's technical details, "Maximum compression factor").
+    static let maxDeflateRatio = 1032
 
     private struct Header: Codable {
         var version: Int
@@ -197,6 +200,12 @@ public struct DecomposedScan: Sendable {
         guard packed.count == header.compressedBytes else { throw .damaged("\(packed.count) bytes of pixels, the header says \(header.compressedBytes)") }
         let n = g.channels * g.lines
         let expected = n * 13 + g.lines
+        // zlib's deflate expands at most 1032 to 1: a header claiming more pixels than its
+        // stream can hold is refused before anything is allocated (a 233-byte file claiming
+        // 65,536 × 1,000,000 pixels asked for 850 GB; found writing the fuzzing target).
+        guard expected <= packed.count * Self.maxDeflateRatio else {
+            throw .damaged("\(packed.count) bytes cannot hold \(g.channels) × \(g.lines) pixels")
+        }
         var raw = [UInt8](repeating: 0, count: expected)
         var size = uLong(expected)
         let status = raw.withUnsafeMutableBufferPointer { out in

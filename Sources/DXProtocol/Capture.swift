@@ -37,6 +37,17 @@ public struct Phantom: Sendable, Equatable, Codable {
         public init(xUm: [Int32], yUm: [Int32], hydroxyapatite: Double, lean: Double, fat: Double) {
             self.xUm = xUm; self.yUm = yUm; self.hydroxyapatite = hydroxyapatite; self.lean = lean; self.fat = fat
         }
+        /// A cell from a file (a capture's header, a phantom file): its corners must be two x
+        /// and two y, its contents areal densities a phantom can hold. Before, a cell with one
+        /// corner was read and then silently left out by every reader.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            xUm = try Phantom.corners(c, .xUm)
+            yUm = try Phantom.corners(c, .yUm)
+            hydroxyapatite = try Phantom.density(c, .hydroxyapatite)
+            lean = try Phantom.density(c, .lean)
+            fat = try Phantom.density(c, .fat)
+        }
     }
     public struct ROI: Sendable, Equatable, Codable {
         public var name: String
@@ -44,6 +55,33 @@ public struct Phantom: Sendable, Equatable, Codable {
         public var yUm: [Int32]
         public enum CodingKeys: String, CodingKey { case name, xUm = "x_um", yUm = "y_um" }
         public init(name: String, xUm: [Int32], yUm: [Int32]) { self.name = name; self.xUm = xUm; self.yUm = yUm }
+        /// An ROI from a file: two x and two y, like a cell (before, one with a single corner
+        /// was read and silently left out).
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            name = try c.decode(String.self, forKey: .name)
+            xUm = try Phantom.corners(c, .xUm)
+            yUm = try Phantom.corners(c, .yUm)
+        }
+    }
+
+    /// The largest areal density a cell may claim: 100 g/cm² is a metre of water.
+    public static let maxDensityGCm2 = 100.0
+
+    static func corners<K: CodingKey>(_ c: KeyedDecodingContainer<K>, _ key: K) throws -> [Int32] {
+        let v = try c.decode([Int32].self, forKey: key)
+        guard v.count == 2 else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "expected two corners [from, to], got \(v.count) values")
+        }
+        return v
+    }
+
+    static func density<K: CodingKey>(_ c: KeyedDecodingContainer<K>, _ key: K) throws -> Double {
+        let v = try c.decode(Double.self, forKey: key)
+        guard v.isFinite, (0...maxDensityGCm2).contains(v) else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "\(v) g/cm² is not an areal density a phantom holds (0 to \(maxDensityGCm2))")
+        }
+        return v
     }
     public var name: String
     public var cells: [Cell]?

@@ -105,4 +105,15 @@ import Testing
         if case .success = MoveParams(xUm: 0, yUm: 0, armAngleDeg: 12.34).armAngleX10 { Issue.record("12.34° accepted") }
         if case .success = MoveParams(xUm: 0, yUm: 0, armAngleDeg: 4000).armAngleX10 { Issue.record("4000° accepted") }
     }
+
+    /// Found by fuzzing (Tests/Fuzz/crashes/rpc): a response whose id is a number no integer
+    /// can hold trapped the client converting it. It is now a response to no request of ours.
+    @Test func aResponseIdNoIntegerCanHoldMatchesNoRequest() {
+        let huge = #"{"jsonrpc":"2.0","id":5222222222222222222222222222222222222222,"result":{}}"#
+        #expect(RPCMessage.parse(Array(huge.utf8)) == .response(id: nil, result: .success(.object([:]))))
+        let fraction = #"{"jsonrpc":"2.0","id":1.5,"result":{}}"#
+        #expect(RPCMessage.parse(Array(fraction.utf8)) == .response(id: nil, result: .success(.object([:]))))
+        let ours = #"{"jsonrpc":"2.0","id":42,"result":{}}"#
+        #expect(RPCMessage.parse(Array(ours.utf8)) == .response(id: .number(42), result: .success(.object([:]))))
+    }
 }

@@ -90,4 +90,23 @@ import Testing
             #expect(throws: DecomposedScan.FileError.self) { _ = try DecomposedScan(decoding: Array("DXDEC\n".utf8) + garbage) }
         }
     }
+
+    /// Found writing the fuzzing target (Tests/Fuzz/crashes/decomposed): a 233-byte file whose
+    /// header claims 65,536 × 1,000,000 pixels made the reader allocate 850 GB for them before
+    /// inflating a byte. The claim is now held to what its stream can hold (deflate's 1032:1).
+    @Test func aHeaderClaimingMorePixelsThanItsStreamCanHoldIsRefusedBeforeAllocating() throws {
+        func file(channels: Int, lines: Int, stream: [UInt8]) -> [UInt8] {
+            let header = #"{"compressedBytes":\#(stream.count),"geometry":{"carriage_x_mm":0,"channels":\#(channels),"first_line_y_mm":0,"line_step_mm":1,"lines":\#(lines),"pitch_mm":1},"provenance":{"calibration":"x","scan_id":1},"version":1}"#
+            return Array("DXDEC\n".utf8) + Array(header.utf8) + [0x0A] + stream
+        }
+        let small = try Self.sample(channels: 8, lines: 6).encoded()
+        // The magic's newline, then the header's: the zlib stream follows.
+        let headerEnd = try #require(small[6...].firstIndex(of: 0x0A))
+        let stream = Array(small[(headerEnd + 1)...])
+        #expect(throws: DecomposedScan.FileError.damaged("\(stream.count) bytes cannot hold 65536 × 1000000 pixels")) {
+            _ = try DecomposedScan(decoding: file(channels: 65_536, lines: 1_000_000, stream: stream))
+        }
+        // The same stream under its own geometry still reads.
+        #expect(try DecomposedScan(decoding: file(channels: 8, lines: 6, stream: stream)).bone.count == 48)
+    }
 }

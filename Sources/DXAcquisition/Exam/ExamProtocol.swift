@@ -71,6 +71,11 @@ public struct ExamProtocol: Sendable, Codable, Equatable {
     /// The standard protocol with a JSON file's fields laid over it.
     public static func load(path: String) throws -> ExamProtocol {
         guard let data = FileManager.default.contents(atPath: path) else { throw ProtocolFileError(message: "cannot read the exam protocol \(path)") }
+        return try parse(data, path: path)
+    }
+
+    /// A protocol file's bytes laid over the standard protocol; `path` names it in messages.
+    public static func parse(_ data: Data, path: String) throws(ProtocolFileError) -> ExamProtocol {
         do {
             let p = try JSONOverlay.decode(ExamProtocol.self, defaults: standard, overlay: try JSONSerialization.jsonObject(with: data))
             if let why = p.problem { throw ProtocolFileError(message: "\(path): \(why)") }

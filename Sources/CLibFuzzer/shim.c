@@ -1,0 +1,2 @@
+// SwiftPM needs a source file in a C target; the declaration in the header is all there is.
+#include "CLibFuzzer.h"
