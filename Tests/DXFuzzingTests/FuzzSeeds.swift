@@ -121,7 +121,8 @@ enum FuzzSeeds {
     /// link stream (the records a `dexa-sim` process sends).
     static func payloads() throws -> [String: [UInt8]] {
         var out: [String: [UInt8]] = [:]
-        for (name, stream) in try frames() {
+        let frames = try frames()
+        for (name, stream) in frames {
             var decoder = FrameDecoder()
             decoder.append(stream.dropFirst())
             var i = 0
@@ -131,7 +132,6 @@ enum FuzzSeeds {
                 i += 1
             }
         }
-        let frames = try frames()
         let link = [CaptureRecord(tUs: 1, endpoint: .dataIn, bytes: frames["data", default: []].dropFirst().map { $0 }),
                     CaptureRecord(tUs: 2, endpoint: .responseIn, bytes: frames["device-events", default: []].dropFirst().map { $0 })]
         out["sim-link"] = [4] + link.flatMap(\.encoded)
