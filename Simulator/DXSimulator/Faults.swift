@@ -34,6 +34,10 @@ public enum InjectedFault: Sendable, Equatable {
     case spectrumStep(SpectralShift)
     /// The spectrum moves by this much per day of the device's clock, from now.
     case spectrumDrift(SpectralShift)
+    /// Test speed only: the watchdog's wall-clock floor from now on (nil: the ICD's rule
+    /// alone). A fault test lifts it while the host is dead or cut off, so that the watchdog
+    /// acts on the device clock exactly as the ICD says, and restores it before the host speaks.
+    case watchdogFloor(Duration?)
     /// Remove every injected fault that persists (stall, slow rate, freeze, self-test).
     case clearInjected
 }
@@ -57,6 +61,8 @@ public enum FaultCommand {
         spectrum kvp|low|high KEV   the tube voltage or a window threshold steps by KEV (kV)
         spectrum-drift kvp|low|high KEV_PER_DAY   ... moves by KEV per day of device time
         phantom NAME|FILE           put a phantom on the table: empty, calibration, esp, or ICD JSON
+        watchdog-floor MS           test speed: the watchdog's wall-clock floor (0: none, the ICD's rule)
+        speed FACTOR                test speed: the unit's clock runs FACTOR times real time from now
         clear                       remove persisting injected faults
         status                      the simulator's state as JSON
         """
@@ -130,6 +136,10 @@ public enum FaultCommand {
             default: throw ParseError(description: "\(verb): expected kvp, low or high, not \(words[1])")
             }
             return verb == "spectrum" ? .spectrumStep(shift) : .spectrumDrift(shift)
+        case "watchdog-floor":
+            let ms = try int(1)
+            guard ms <= 60_000 else { throw ParseError(description: "watchdog-floor: 0 to 60000 ms") }
+            return .watchdogFloor(ms == 0 ? nil : .milliseconds(ms))
         case "clear": return .clearInjected
         default:
             throw ParseError(description: "unknown command '\(verb)'; try 'help'")

@@ -176,6 +176,7 @@ public actor DX1Firmware {
 
     public init(configuration: SimulatorConfiguration = .init(), clock: any Clock<Duration>, scene: any Scene = EmptyTable()) {
         self.configuration = configuration
+        self.wallFloor = configuration.watchdogWallFloor
         self.clock = clock
         self.uptime = Stopwatch(clock)
         self.scene = scene
@@ -518,6 +519,10 @@ public actor DX1Firmware {
     }
 
     private var forgivenFrame: Duration?
+    /// The watchdog's test-speed wall floor now (`configuration.watchdogWallFloor` at boot;
+    /// `watchdog-floor MS` changes it: a fault test lifts it while the host is dead, so that
+    /// the ICD's rule holds on the device clock).
+    private var wallFloor: Duration?
 
     /// ICD §4: while X-rays are on, more than watchdog_ms without a host frame turns them off.
     private func watchdog() async {
@@ -527,7 +532,7 @@ public actor DX1Firmware {
             do { try await clock.sleep(untilElapsed: deadline, on: uptime) } catch { return }
             guard xrayOn else { return }
             if uptime.elapsed - lastHostFrame > limit {
-                if let floor = configuration.watchdogWallFloor {
+                if let floor = wallFloor {
                     let wallGap = ContinuousClock.now - lastHostFrameWall
                     if wallGap < floor {
                         // Test speed: the host is late on device time but not on the wall's.
@@ -700,6 +705,8 @@ public actor DX1Firmware {
             // From now, on the device's clock; what drifted so far stays as a step.
             if let d = spectrumDrift { spectrumStep = spectrumStep + d.perDay * ((uptime.elapsed - d.since).milliseconds / 86_400_000) }
             spectrumDrift = (perDay, uptime.elapsed)
+        case .watchdogFloor(let floor):
+            wallFloor = floor
         case .clearInjected:
             outputStep = 0
             spectrumStep = SpectralShift()
@@ -715,6 +722,10 @@ public actor DX1Firmware {
     }
 
     public func setScene(_ s: any Scene) { scene = s }
+
+    /// Test speed only: the unit's clock runs `speed` times faster than real time from now
+    /// (a `ScaledClock`; any other clock refuses). Time stays continuous.
+    public func setSpeed(_ speed: Double) -> Bool { (clock as? ScaledClock)?.setSpeed(speed) ?? false }
 
     public var snapshot: SimulatorSnapshot {
         SimulatorSnapshot(

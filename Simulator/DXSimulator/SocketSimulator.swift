@@ -195,6 +195,12 @@ public enum SimulatorControl {
             } catch {
                 return "error: \(error)"
             }
+        case let t where t.hasPrefix("speed "):
+            // Test speed only: a fault test runs the unit at real time while the host is dead.
+            guard let v = Double(t.dropFirst("speed ".count).trimmingCharacters(in: .whitespaces)), v.isFinite, v >= 0.01, v <= 10_000 else {
+                return "error: speed: expected a factor from 0.01 to 10000"
+            }
+            return await firmware.setSpeed(v) ? "ok" : "error: this unit's clock cannot change speed"
         case "status":
             let snap = await firmware.snapshot
             let encoder = JSONEncoder()

@@ -128,6 +128,9 @@ public enum ScanError: Error, Sendable, CustomStringConvertible {
     case deviceNotReady(DeviceState, String)
     case interlockOpen([String])
     case rejected(String)
+    /// The capture cannot be written (no room on its disk, a directory that cannot be made):
+    /// refused before anything was sent to the device.
+    case storage(String)
     case ended(ScanOutcome)
 
     public var description: String {
@@ -136,6 +139,7 @@ public enum ScanError: Error, Sendable, CustomStringConvertible {
         case let .deviceNotReady(s, detail): "the DX-1 is \(s), not IDLE\(detail.isEmpty ? "" : ": \(detail)")"
         case .interlockOpen(let open): "interlock open: \(open.joined(separator: ", ")); close it and try again"
         case .rejected(let why): why
+        case .storage(let why): "\(why); the scan was not started"
         case .ended(let o): o.summary
         }
     }
@@ -163,6 +167,11 @@ public actor ScanRunner {
     /// even one whose turn comes after the abort (between two scans of a sequence).
     private var abortRequested = false
     private var nextID: UInt32
+    /// The capture being written (its path), while a run or sequence holds the runner: a
+    /// capture failure's report is acted on only for it, never for a later scan's.
+    private var activeCapture: String?
+    /// The running scan was already stopped for its capture's failure.
+    private var stoppedForCapture = false
     /// Dose per exposure, learnt from the unit's own SCAN_COMPLETE figures, to estimate the
     /// dose of scans the device reports none for.
     private var doseRate: DoseRate
@@ -198,10 +207,12 @@ public actor ScanRunner {
         defer { claimed = false }
         let id = allocateID()
         guard let info = await session.info else { throw DeviceError.notConnected }
-        let writer = openCapture(scans: [(id, plan)], phantom: plan.phantom, info: info)
+        let writer = try openCapture(scans: [(id, plan)], phantom: plan.phantom, info: info)
         defer {
+            recorder?.onCaptureFailure(nil)
             recorder?.detach()
             writer?.close()
+            activeCapture = nil
         }
         return try await runOne(plan, id: id, capture: writer, progress: progress, index: 0, onLines: nil)
     }
@@ -224,10 +235,12 @@ public actor ScanRunner {
             if let why = plan.configuration(id: 1).violation(for: info) { throw ScanError.rejected("scan parameters rejected: \(why)") }
         }
         let ids = plans.map { _ in allocateID() }
-        let writer = openCapture(scans: Array(zip(ids, plans)), phantom: phantom, info: info)
+        let writer = try openCapture(scans: Array(zip(ids, plans)), phantom: phantom, info: info)
         defer {
+            recorder?.onCaptureFailure(nil)
             recorder?.detach()
             writer?.close()
+            activeCapture = nil
         }
         onCapture?(writer?.path, ids)
         var outcomes: [ScanOutcome] = []
@@ -274,7 +287,10 @@ public actor ScanRunner {
         guard let info = await session.info else { throw DeviceError.notConnected }
         let config = plan.configuration(id: id)
         if let why = config.violation(for: info) { throw ScanError.rejected("scan parameters rejected: \(why)") }
+        // The sequence's capture failed during an earlier scan of it: nothing more goes in.
+        if let why = recorder?.captureFailure { throw ScanError.storage("the capture could not be written (\(why))") }
         current = id
+        stoppedForCapture = false
         defer { current = nil }
 
         let feed = await session.openScanFeed(id: id)
@@ -350,8 +366,20 @@ public actor ScanRunner {
         let lpf = Int(max(1, plan.linesPerFrame))
 
         for await item in feed {
+            // The capture stopped taking records (a full disk): what is not on disk cannot be
+            // re-analysed or audited, so the scan is stopped (`captureFailed`, told by the
+            // recorder at the failed write), and the lines that arrive from now on are neither
+            // counted nor handed on. The recorder fails a chunk before its lines reach this
+            // loop, so every line counted is in the capture.
+            if cause.storage == nil, let why = recorder?.captureFailure {
+                cause.storage = why
+                logger.error("capture failed: the scan is stopped", metadata: ["scan": "\(id)", "error": "\(why)"])
+                // Stopped already if the recorder's report came first; if not, here.
+                if let path = activeCapture { await captureFailed(path) }
+            }
             switch item {
             case .lines(let frame):
+                if cause.storage != nil { continue }
                 for l in frame.lines {
                     if l.index > nextLine {
                         let lost = Int(l.index - nextLine)
@@ -445,7 +473,9 @@ public actor ScanRunner {
             if cause.abort == .fault, status.fault != .none { cause.fault = "fault \(status.fault.rawValue) (\(status.fault))" }
         }
         outcome.reason = cause.description(result: outcome.result)
-        if let reported = outcome.linesReported, Int(reported) > Int(nextLine) {
+        // Lines the unit sent after the capture failed are not counted (not on disk): not lost
+        // on the link either, so they are not called missing.
+        if cause.storage == nil, let reported = outcome.linesReported, Int(reported) > Int(nextLine) {
             // Lines lost after the last one that arrived (the seq cannot tell: no frame follows).
             let lost = Int(reported) - Int(nextLine)
             outcome.missingLines += lost
@@ -465,6 +495,11 @@ public actor ScanRunner {
                 + (cause.linkLost != nil ? .milliseconds(Int64(info.watchdogMs)) : .zero)
             estimateDose(&outcome, plan: plan, exposed: exposed, upperBound: cause.linkLost != nil || cause.cancelled)
         }
+        if cause.storage != nil, outcome.result == .completed {
+            // The device finished before the stop reached it: the scan is still not whole on disk.
+            outcome.result = .aborted
+        }
+        outcome.reason = cause.description(result: outcome.result)
         writer?.sync()
         outcome.xrayOffVerified = await verifyXrayOff()
         // Only now, with the device's word that the scan is over and X-rays off, may the
@@ -508,6 +543,17 @@ public actor ScanRunner {
         return id
     }
 
+    /// The capture at `path` stopped taking records: stop the running scan (once), and every
+    /// later scan of its sequence (they would go into the same capture). A report that comes
+    /// after its run ended (another capture is active, or none) is ignored.
+    private func captureFailed(_ path: String) async {
+        guard activeCapture == path else { return }
+        abortRequested = true
+        guard let id = current, !stoppedForCapture else { return }
+        stoppedForCapture = true
+        await safeStop(id)
+    }
+
     private func finishFeed(id: UInt32, when complete: Bool, grace: Duration) async {
         if complete {
             await session.closeScanFeed(id: id)
@@ -544,7 +590,44 @@ public actor ScanRunner {
         }.value
     }
 
-    private func openCapture(scans: [(UInt32, ScanPlan)], phantom: Phantom?, info: DeviceInfo) -> CaptureWriter? {
+    /// Room a capture of these scans needs on its disk: every line's samples and header, a
+    /// frame header per frame, the command and event traffic, a tenth more for the records'
+    /// own headers; plus `reserve` for the exam database and the decomposed scan beside it.
+    static func captureBytesNeeded(_ scans: [ScanPlan], channels: Int) -> Int64 {
+        var bytes = 0.0
+        for p in scans {
+            let frames = (Double(p.lineCount) / Double(max(1, p.linesPerFrame))).rounded(.up)
+            bytes += Double(p.lineCount) * Double(ScanLine.size(channels: channels)) + frames * 64
+        }
+        return Int64(bytes * 1.1) + 1 << 20 + reserveBytes
+    }
+
+    /// Left free beside a capture: the exam database's next writes and the decomposed scan.
+    static let reserveBytes: Int64 = 16 << 20
+
+    /// Refuses (before anything moves or exposes) scans whose captures and the reserve do not
+    /// fit on the capture disk. A caller with several sequences to run (an exam step: scout,
+    /// then the site) asks for all of them at once, before the first.
+    public func checkRoom(for plans: [ScanPlan], channels: Int) throws(ScanError) {
+        guard let dir = captureDirectory, recorder != nil else { return }
+        let needed = Self.captureBytesNeeded(plans, channels: channels)
+        var fs = statvfs()
+        // The directory may not exist yet: its disk is its parent's.
+        var probe = dir
+        while statvfs(probe, &fs) != 0 {
+            let parent = (probe as NSString).deletingLastPathComponent
+            if parent == probe || parent.isEmpty { return }
+            probe = parent
+        }
+        let free = Int64(fs.f_bavail) * Int64(fs.f_frsize)
+        if free < needed {
+            logger.error("no room for the capture", metadata: ["path": "\(dir)", "free": "\(free)", "needed": "\(needed)"])
+            let mb = { (b: Int64) in String(format: "%.1f MB", Double(b) / 1e6) }
+            throw .storage("the capture disk is full: \(mb(free)) free in \(dir), the scan needs \(mb(needed)) (its capture and \(Self.reserveBytes >> 20) MB in reserve); free space and try again")
+        }
+    }
+
+    private func openCapture(scans: [(UInt32, ScanPlan)], phantom: Phantom?, info: DeviceInfo) throws(ScanError) -> CaptureWriter? {
         guard let dir = captureDirectory, let recorder, let (id, plan) = scans.last else { return nil }
         let stamp = Date().formatted(.iso8601).replacingOccurrences(of: ":", with: "")
         var path = "\(dir)/\(stamp)-scan\(id)-\(plan.role.rawValue).dxcap"
@@ -554,14 +637,27 @@ public actor ScanRunner {
         }
         let header = CaptureHeader(device: info, scans: scans.map { CaptureScan(scanID: $0.0, role: $0.1.role, region: $0.1.region) },
                                    phantom: phantom, patient: scans.compactMap(\.1.patient).last)
+        // Raw data goes to disk as it arrives, or not at all: a scan whose capture cannot be
+        // written is refused before anything moves or exposes (docs/RELIABILITY.md, "Disk and
+        // database faults").
         do {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        } catch {
+            logger.error("cannot make the capture directory", metadata: ["path": "\(dir)", "error": "\(error)"])
+            throw .storage("cannot make the capture directory \(dir): \(error.localizedDescription)")
+        }
+        try checkRoom(for: scans.map(\.1), channels: Int(info.channels))
+        do {
             let w = try CaptureWriter(path: path, header: header, clock: ContinuousClock())
+            // A failed write stops the running scan at once (the loop in runOne then says why);
+            // the handler is in place before the first record can fail.
+            activeCapture = path
+            recorder.onCaptureFailure { [weak self, path] _ in Task { await self?.captureFailed(path) } }
             recorder.attach(w)
             return w
         } catch {
             logger.error("cannot record capture", metadata: ["path": "\(path)", "error": "\(error)"])
-            return nil
+            throw .storage("cannot write the capture \(path): \(error)")
         }
     }
 }
@@ -582,8 +678,13 @@ struct EndCause {
     var endLost: String?
     /// The caller went away (its task was cancelled) and the runner stopped the scan.
     var cancelled = false
+    /// The capture could not be written (a full disk): the runner stopped the scan.
+    var storage: String?
 
     func description(result: ScanOutcome.Result) -> String? {
+        if let storage, result != .completed {
+            return "the capture could not be written (\(storage)): the scan was stopped with X-rays off; the lines before it are in the capture"
+        }
         if let linkLost, result == .interrupted { return "link lost: \(linkLost)" }
         if let endLost, result == .interrupted { return endLost }
         if result == .completed { return nil }

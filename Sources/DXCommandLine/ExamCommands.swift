@@ -128,6 +128,13 @@ struct ExamCommands: AsyncParsableCommand {
                 current = result.exam
                 if options.json { Output.tagged("step", result) } else { ExamText.printAttempt(result.attempt); print(result.message) }
                 guard current.state == .inProgress else { break }
+                if auto && result.attempt.status != .completed {
+                    // A step that ended early (a fault, the watchdog, a lost link, a full disk) is
+                    // never scanned again without a person deciding: that would expose the
+                    // patient again on the strength of a flag.
+                    throw CLIError(message: "the \(result.attempt.site.title) did not complete (\(result.attempt.status.rawValue)\(result.attempt.reason.map { ": " + $0 } ?? "")); "
+                                   + "`dexa exam run \(exam)` scans it again, `dexa exam skip` skips it", status: .scanFailed)
+                }
                 step = .next
                 if !auto {
                     print("Enter: next site · r: repeat this site · s: skip the next site · a: abort the exam > ", terminator: "")

@@ -51,6 +51,7 @@ extension ScanError: ControlReportable {
         case .deviceNotReady: RPCError(code: RPCError.notReadyCode, message: description)
         // Parameters the device's limits (GET_INFO) rule out: refused before anything is sent.
         case .rejected: RPCError(code: RPCError.invalidParamsCode, message: description)
+        case .storage: RPCError(code: RPCError.storageCode, message: description)
         case .ended(let o): RPCError(code: RPCError.scanFailedCode, message: o.summary, data: try? JSONValue(encoding: ScanReport(o)))
         }
     }
@@ -77,7 +78,8 @@ extension ExamError: ControlReportable {
         case .notCalibrated: RPCError(code: RPCError.notCalibratedCode, message: description)
         case .qcLocked: RPCError(code: RPCError.qcLockedCode, message: description)
         case .positioningFailed: RPCError(code: RPCError.deviceErrorCode, message: description)
-        case .noProtocolScan, .noScanRan, .storage: RPCError(code: RPCError.internalErrorCode, message: description)
+        case .storage: RPCError(code: RPCError.storageCode, message: description)
+        case .noProtocolScan, .noScanRan: RPCError(code: RPCError.internalErrorCode, message: description)
         }
     }
 }
@@ -116,6 +118,9 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
     case permissionDenied = 77
     /// The scan or exam step ran but did not complete (aborted, interrupted).
     case scanFailed = 3
+    /// The daemon cannot write: the capture disk is full, the exam database is read-only or
+    /// locked (sysexits' EX_IOERR).
+    case storage = 74
     /// The exam is in the wrong state for the request, or there is no valid calibration.
     case examState = 4
 
@@ -127,6 +132,7 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         case RPCError.forbiddenCode: .permissionDenied
         case RPCError.scanFailedCode: .scanFailed
         case RPCError.examStateCode, RPCError.notCalibratedCode, RPCError.qcLockedCode: .examState
+        case RPCError.storageCode: .storage
         default: .failure
         }
     }
@@ -143,6 +149,7 @@ public enum ExitStatus: Int32, CaseIterable, Sendable {
         case .permissionDenied: "permission denied"
         case .scanFailed: "the scan did not complete (aborted or interrupted)"
         case .examState: "the exam is in the wrong state, or there is no valid calibration"
+        case .storage: "dexad cannot write: the capture disk is full, or the exam database is read-only or locked"
         }
     }
 }

@@ -31,6 +31,10 @@ public struct RPCError: Error, Sendable, Equatable, Codable, CustomStringConvert
     /// Patient exams are locked by quality control (a failed QC, or none today under the
     /// `block` policy); the message names QC and what lifts it.
     public static let qcLockedCode = -32009
+    /// The daemon cannot write what the request needs: the capture disk is full, the exam
+    /// database is read-only or locked. Refused before anything is exposed, or (during a scan)
+    /// the scan was stopped with X-rays off; the message says which.
+    public static let storageCode = -32010
 
     public static func parseError(_ why: String) -> RPCError { RPCError(code: parseErrorCode, message: "parse error: \(why)") }
     public static func invalidRequest(_ why: String) -> RPCError { RPCError(code: invalidRequestCode, message: "invalid request: \(why)") }

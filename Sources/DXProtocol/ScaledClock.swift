@@ -1,9 +1,18 @@
+import Synchronization
+
 /// A clock that runs `speed` times faster than real time, from the moment it was made.
 ///
 /// The daemon and the simulator take their time from an injected `Clock`; in production
 /// that is real time (speed 1), in tests a scan of minutes passes in a fraction of a second.
 /// Two processes that agree on the speed agree on durations (the origins differ, which no
 /// part of the protocol depends on: the device's own timestamps travel in the frames).
+///
+/// The simulator's speed can change while it runs (`setSpeed`, `dexa-sim`'s `speed` command):
+/// time stays continuous, and copies of the clock share the change. A fault test slows the
+/// unit to real time while the host is dead, so that the watchdog acts on timers the machine's
+/// scheduling cannot stretch twentyfold. A sleep begun before a change ends when the old speed
+/// said (early after a slow-down, late after a speed-up); every sleeper here reads the clock
+/// again when it wakes.
 public struct ScaledClock: Clock, Sendable {
     public struct Instant: InstantProtocol, Sendable {
         /// Scaled time since the clock's origin.
@@ -14,19 +23,41 @@ public struct ScaledClock: Clock, Sendable {
         public static func < (a: Instant, b: Instant) -> Bool { a.offset < b.offset }
     }
 
-    public let speed: Double
-    private let origin: ContinuousClock.Instant
-    private let base = ContinuousClock()
+    /// The rate and the point it last changed, shared by every copy of the clock.
+    private final class Rate: Sendable {
+        struct State { var speed: Double; var wall: ContinuousClock.Instant; var offset: Duration }
+        let state: Mutex<State>
+        init(_ speed: Double) { state = Mutex(State(speed: speed, wall: .now, offset: .zero)) }
+    }
+
+    private let rate: Rate
 
     /// `speed` must be positive and finite; anything else falls back to real time.
     public init(speed: Double = 1) {
-        self.speed = (speed.isFinite && speed > 0) ? speed : 1
-        self.origin = ContinuousClock.now
+        rate = Rate((speed.isFinite && speed > 0) ? speed : 1)
     }
 
-    public var now: Instant { Instant(offset: (base.now - origin).scaled(by: speed)) }
+    public var speed: Double { rate.state.withLock { $0.speed } }
 
-    public var minimumResolution: Duration { base.minimumResolution.scaled(by: speed) }
+    /// From now on time runs `speed` times faster than real time (ignored unless positive
+    /// and finite). Returns whether it was taken.
+    @discardableResult
+    public func setSpeed(_ speed: Double) -> Bool {
+        guard speed.isFinite, speed > 0 else { return false }
+        rate.state.withLock { s in
+            let wall = ContinuousClock.now
+            s.offset += (wall - s.wall).scaled(by: s.speed)
+            s.wall = wall
+            s.speed = speed
+        }
+        return true
+    }
+
+    public var now: Instant {
+        rate.state.withLock { s in Instant(offset: s.offset + (ContinuousClock.now - s.wall).scaled(by: s.speed)) }
+    }
+
+    public var minimumResolution: Duration { ContinuousClock().minimumResolution.scaled(by: speed) }
 
     public func sleep(until deadline: Instant, tolerance: Duration? = nil) async throws {
         let remaining = now.duration(to: deadline)
@@ -34,7 +65,8 @@ public struct ScaledClock: Clock, Sendable {
             try Task.checkCancellation()
             return
         }
-        try await base.sleep(for: remaining.scaled(by: 1 / speed), tolerance: tolerance?.scaled(by: 1 / speed))
+        let speed = self.speed
+        try await ContinuousClock().sleep(for: remaining.scaled(by: 1 / speed), tolerance: tolerance?.scaled(by: 1 / speed))
     }
 }
 

@@ -10,18 +10,38 @@ import GRDB
 /// transaction, on disk when the call returns, so a daemon killed at any moment restarts
 /// with everything it had recorded.
 public final class ExamStore: ExamRecorder {
-    private let db: DatabasePool
+    private let db: Guarded
     public let path: String
+
+    /// How long a write waits for a lock another program holds (a backup, an `sqlite3` shell)
+    /// before it fails with `StoreFailure.locked`. Short: the sequencer waits on it.
+    public static let busyTimeout: TimeInterval = 0.5
 
     public init(path: String) throws {
         var config = Configuration()
+        config.busyMode = .timeout(Self.busyTimeout)
         config.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = FULL")
             try db.execute(sql: "PRAGMA foreign_keys = ON")
         }
         self.path = path
-        db = try DatabasePool(path: path, configuration: config)
-        try Self.migrator.migrate(db)
+        let pool = try Guarded.explained(path) { try DatabasePool(path: path, configuration: config) }
+        db = Guarded(pool: pool, path: path)
+        try Guarded.explained(path) { try Self.migrator.migrate(pool) }
+    }
+
+    /// The pool, with SQLite's failures said in words the technologist and the service
+    /// engineer can act on (`StoreFailure`).
+    private struct Guarded: Sendable {
+        let pool: DatabasePool
+        let path: String
+
+        func write<T>(_ updates: (Database) throws -> T) throws -> T { try Self.explained(path) { try pool.write(updates) } }
+        func read<T>(_ value: (Database) throws -> T) throws -> T { try Self.explained(path) { try pool.read(value) } }
+
+        static func explained<T>(_ path: String, _ body: () throws -> T) throws -> T {
+            do { return try body() } catch let e as DatabaseError { throw StoreFailure(e, path: path) }
+        }
     }
 
     /// The schema, one migration per version. Never edit a shipped migration: add one.
@@ -504,4 +524,36 @@ public final class ExamStore: ExamRecorder {
 public struct ExamStoreError: Error, Sendable, CustomStringConvertible {
     public var description: String
     public init(_ description: String) { self.description = description }
+}
+
+/// A failure of the exam database, in words: what happened to which file and what to do.
+/// Every write is one transaction, so a failed one changed nothing.
+public struct StoreFailure: Error, CustomStringConvertible, Sendable {
+    public enum Kind: String, Sendable { case readOnly = "read-only", locked, full, io, cannotOpen = "cannot open", other }
+    public let kind: Kind
+    public let description: String
+
+    init(_ e: DatabaseError, path: String) {
+        let detail = e.message ?? "\(e.resultCode)"
+        switch e.resultCode.primaryResultCode {
+        case .SQLITE_READONLY:
+            kind = .readOnly
+            description = "the exam database \(path) is read-only (\(detail)): nothing was recorded; check the disk and its mount"
+        case .SQLITE_BUSY, .SQLITE_LOCKED:
+            kind = .locked
+            description = "the exam database \(path) is locked by another program (waited \(ExamStore.busyTimeout) s): nothing was recorded; close the other program and try again"
+        case .SQLITE_FULL:
+            kind = .full
+            description = "the disk holding the exam database \(path) is full: nothing was recorded; free space and try again"
+        case .SQLITE_IOERR:
+            kind = .io
+            description = "the exam database \(path) cannot be written (I/O error: \(detail)): nothing was recorded; check the disk"
+        case .SQLITE_CANTOPEN, .SQLITE_PERM:
+            kind = .cannotOpen
+            description = "the exam database \(path) cannot be opened (\(detail)): check its directory and permissions"
+        default:
+            kind = .other
+            description = "the exam database \(path) failed: \(e)"
+        }
+    }
 }

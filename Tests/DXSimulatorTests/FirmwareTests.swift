@@ -121,11 +121,30 @@ struct FirmwareTests {
         #expect(try FaultCommand.parse("spectrum-drift kvp -0.15") == .spectrumDrift(SpectralShift(kVp: -0.15)))
         #expect(try FaultCommand.parse("spectrum low 1") == .spectrumStep(SpectralShift(lowThresholdKeV: 1)))
         #expect(try FaultCommand.parse("output -10") == .outputStep(-0.1))
-        for bad in ["", "interlock", "interlock window open", "fault 0", "fault -1", "drop many", "rate 0", "rate nan", "corrupt usb 1", "explode",
+        #expect(try FaultCommand.parse("watchdog-floor 0") == .watchdogFloor(nil))
+        #expect(try FaultCommand.parse("watchdog-floor 500") == .watchdogFloor(.milliseconds(500)))
+        for bad in ["watchdog-floor", "watchdog-floor -1", "watchdog-floor 60001", "watchdog-floor soon", "", "interlock", "interlock window open", "fault 0", "fault -1", "drop many", "rate 0", "rate nan", "corrupt usb 1", "explode",
                     "spectrum", "spectrum high", "spectrum mid 1", "spectrum high nan", "spectrum kvp 11", "spectrum-drift low inf", "output",
                     "output 60", "output ten", "spectrum high 1 2"] {
             #expect(throws: FaultCommand.ParseError.self, "\(bad)") { try FaultCommand.parse(bad) }
         }
+    }
+
+    /// The control language's test-speed commands: the unit's clock changes speed on
+    /// `speed`, and nonsense is refused with nothing changed.
+    @Test func speedChangesTheUnitsClockAndRefusesNonsense() async throws {
+        let clock = ScaledClock(speed: 50)
+        let firmware = DX1Firmware(clock: clock)
+        for bad in ["speed 0", "speed -3", "speed nan", "speed fast", "speed 20000"] {
+            #expect(await SimulatorControl.reply(to: bad, firmware: firmware).hasPrefix("error:"), "\(bad)")
+        }
+        #expect(clock.speed == 50)
+        #expect(await SimulatorControl.reply(to: "speed 1", firmware: firmware) == "ok")
+        #expect(clock.speed == 1)
+        #expect(await SimulatorControl.reply(to: "watchdog-floor 0", firmware: firmware) == "ok")
+        // A unit on a clock that cannot change speed says so.
+        let fixed = DX1Firmware(clock: ContinuousClock())
+        #expect(await SimulatorControl.reply(to: "speed 2", firmware: fixed).hasPrefix("error:"))
     }
 
     /// A spectrum step moves the counts the way the physics says, and back to none restores the

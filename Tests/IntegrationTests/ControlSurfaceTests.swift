@@ -307,7 +307,7 @@ struct ControlSurfaceTests {
         for code in [RPCError.parseErrorCode, RPCError.invalidRequestCode, RPCError.methodNotFoundCode, RPCError.invalidParamsCode,
                      RPCError.internalErrorCode, RPCError.deviceErrorCode, RPCError.notConnectedCode, RPCError.busyCode,
                      RPCError.interlockCode, RPCError.scanFailedCode, RPCError.forbiddenCode, RPCError.notCalibratedCode,
-                     RPCError.examStateCode, RPCError.notReadyCode] {
+                     RPCError.examStateCode, RPCError.notReadyCode, RPCError.qcLockedCode, RPCError.storageCode] {
             #expect(text.contains("| \(code) |"), "error code \(code) not in the docs")
         }
         for status in ExitStatus.allCases { #expect(text.contains("| \(status.rawValue) |"), "exit status \(status.rawValue) not in the docs") }

@@ -61,6 +61,11 @@ public actor ExamSequencer {
     private var running: (examID: Int64, site: Site)?
     /// `abort` came while the running step was positioning: it must not go on to scan.
     private var stepAborted = false
+    /// Steps that ended while the exam database refused writes (read-only, locked, full):
+    /// their outcome, kept until the database takes it. Written before any other request
+    /// reads the store, so no step is shown as still running, and none is scanned again
+    /// for want of its record, while the daemon lives.
+    private var unrecorded: [(row: Int64, attempt: SiteAttempt)] = []
     /// The same, readable from the runner's callbacks: an abort that lands while a sequence
     /// is about to be claimed (the runner had nothing to stop yet) is passed on once the
     /// sequence has claimed the runner, before its first exposure.
@@ -388,13 +393,14 @@ public actor ExamSequencer {
     public func abort(examID: Int64, reason: String) async throws(ExamError) -> ExamRecord {
         let exam = try stored(examID)
         guard [.created, .blocked, .ready, .inProgress].contains(exam.state) else { throw .wrongState(examID, exam.state, "it has already ended") }
-        try store { try recorder.setState(examID: examID, state: .aborted, at: now()) }
-        try store { try recorder.addWarning(examID: examID, attemptRow: nil, warning: ExamWarning(kind: .aborted, message: "exam aborted: \(reason)"), at: now()) }
+        // The scan first: X-rays off does not wait for the database (locked, read-only).
         if running?.examID == examID {
             stepAborted = true
             abortLatch.set(true)
             do { _ = try await runner.abort() } catch { logger.error("abort: \(error)") }
         }
+        try store { try recorder.setState(examID: examID, state: .aborted, at: now()) }
+        try store { try recorder.addWarning(examID: examID, attemptRow: nil, warning: ExamWarning(kind: .aborted, message: "exam aborted: \(reason)"), at: now()) }
         return try get(examID)
     }
 
@@ -431,6 +437,11 @@ public actor ExamSequencer {
         // Another unit's calibration (a file copied across, or the device swapped under a
         // running daemon) would measure this patient with the wrong tube and detector.
         if let why = cal.unitProblem(for: info) { throw ExamError.notCalibrated(why + "; run `dexa service calibrate` on this unit") }
+
+        // Room on the capture disk for the step's two captures (the scout's and the site's)
+        // before anything is recorded, moves or exposes.
+        let references = ScanPlan.references(xUm: scan.xUm, info: info, region: site)
+        try await runner.checkRoom(for: references + references + [scan.plan(region: site)], channels: Int(info.channels))
 
         var attempt = SiteAttempt(site: site, attempt: exam.attempts.filter { $0.site == site }.count + 1, status: .running,
                                   plannedLines: Int(scan.lines), startedAt: stamp())
@@ -491,7 +502,9 @@ public actor ExamSequencer {
                 attempt.exposure = SiteExposure(choice, tubeCurrentUA: sitePlan.tubeCurrentUA, scoutCapture: scoutCapture)
                 attempt.dose = live.snapshot().dose
                 attempt.capture = scoutCapture
-                try store { try recorder.finishAttempt(row: row, attempt: attempt) }
+                // Best effort: the patient has had the scout's dose; a database that refuses
+                // this write does not end the step (its final write carries all of it).
+                _ = recordOrKeep(row: row, attempt)
                 if stepAborted { throw ScanError.ended(.notStarted(sitePlan, id: 0, reason: "the exam was aborted after the scout")) }
                 _ = try await Positioning.move(.move(xUm: scan.xUm, yUm: scan.yStartUm, armAngle: scan.armAngleX10), session: session, clock: clock)
                 // An abort during that move found no scan to stop: nothing more is exposed.
@@ -529,7 +542,8 @@ public actor ExamSequencer {
             attempt.reason = e.description
             attempt.endedAt = stamp()
             attempt.dose = live.snapshot().dose.scans > 0 ? live.snapshot().dose : attempt.dose
-            try store { try recorder.finishAttempt(row: row, attempt: attempt) }
+            live.drain()
+            _ = recordOrKeep(row: row, attempt)
             throw ExamError.positioningFailed(site, e.description)
         } catch {
             // Refused before the site's scan (busy, interlock, not ready): nothing more was
@@ -538,7 +552,8 @@ public actor ExamSequencer {
             attempt.reason = "\(error)"
             attempt.endedAt = stamp()
             attempt.dose = live.snapshot().dose.scans > 0 ? live.snapshot().dose : attempt.dose
-            try? store { try recorder.finishAttempt(row: row, attempt: attempt) }
+            live.drain()
+            _ = recordOrKeep(row: row, attempt)
             throw error
         }
 
@@ -610,7 +625,12 @@ public actor ExamSequencer {
                                           note: "single-energy image: no bone mineral; the image is in the capture")
         }
         attempt.warnings = warnings
-        try store { try recorder.finishAttempt(row: row, attempt: attempt) }
+        live.drain()
+        if let error = recordOrKeep(row: row, attempt) {
+            let lines = attempt.capture.map { "\(attempt.lines) lines are in \($0)" } ?? "\(attempt.lines) lines"
+            let why: String = if case .storage(let w) = error { w } else { "\(error)" }
+            throw ExamError.storage("\(why); the \(site.title) scan itself ended \(attempt.status.rawValue) (\(lines)) and is recorded as soon as the database takes writes again")
+        }
         observer?(.step(examID: examID, site: site, phase: "done"))
 
         // The exam's time against its budget.
@@ -650,7 +670,26 @@ public actor ExamSequencer {
 
     // MARK: - Helpers
 
+    /// Writes an attempt's outcome, or keeps it (replacing an older kept one of the same row)
+    /// to be written before the store is next read. Returns the failure, nil when written.
+    private func recordOrKeep(row: Int64, _ attempt: SiteAttempt) -> ExamError? {
+        unrecorded.removeAll { $0.row == row }
+        do {
+            try store { try recorder.finishAttempt(row: row, attempt: attempt) }
+            return nil
+        } catch {
+            unrecorded.append((row, attempt))
+            logger.error("a step's outcome could not be recorded; kept until the database takes it", metadata: ["row": "\(row)", "error": "\(error)"])
+            return error
+        }
+    }
+
     private func stored(_ id: Int64) throws(ExamError) -> StoredExam {
+        while let (row, attempt) = unrecorded.first {
+            try store { try recorder.finishAttempt(row: row, attempt: attempt) }
+            unrecorded.removeFirst()
+            logger.notice("a step's outcome kept while the exam database refused writes is recorded now", metadata: ["row": "\(row)"])
+        }
         guard let e = try store({ try recorder.exam(id) }) else { throw .unknownExam(id) }
         return e
     }

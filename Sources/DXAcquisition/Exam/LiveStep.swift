@@ -84,8 +84,20 @@ final class LiveStep: Sendable {
 
     func finishTiming() -> [ExamWarning] { state.withLock { $0.timing.finish() } }
 
+    /// The store's writes while the scan runs, in order, on a queue of their own: a database
+    /// another program holds locked makes a write wait (0.5 s) and must not hold a thread of
+    /// the cooperative pool the heartbeat needs. `drain()` waits for them before the step's
+    /// outcome is written, so none lands after it.
+    private let writes = DispatchQueue(label: "dexa.exam.live-writes")
+    /// The line count waiting to be written: one write in the queue at a time carries the
+    /// latest, so a slow database (a lock's waits) never lets a backlog build up.
+    private let pendingLines = Mutex<Int?>(nil)
+
+    func drain() { writes.sync {} }
+
     func record(_ w: ExamWarning) {
-        try? recorder.addWarning(examID: examID, attemptRow: row, warning: w, at: now())
+        let (recorder, examID, row, at) = (self.recorder, self.examID, self.row, now())
+        writes.async { try? recorder.addWarning(examID: examID, attemptRow: row, warning: w, at: at) }
         observer?(.warning(examID: examID, site: site, w))
     }
 
@@ -127,7 +139,18 @@ final class LiveStep: Sendable {
                 return (s.lines, changed)
             }
             for w in found { record(w) }
-            if store { try? recorder.updateAttempt(row: row, lines: lines, capture: nil, scanID: nil) }
+            if store {
+                let queued = pendingLines.withLock { p in
+                    defer { p = lines }
+                    return p != nil
+                }
+                if !queued {
+                    writes.async { [self] in
+                        guard let latest = pendingLines.withLock({ p in defer { p = nil }; return p }) else { return }
+                        try? recorder.updateAttempt(row: row, lines: latest, capture: nil, scanID: nil)
+                    }
+                }
+            }
         }
     }
 }
