@@ -1,6 +1,13 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
+// The compute modules (protocol framing, physics, decomposition, analysis) are compiled
+// optimised in debug builds too: the tests and the simulator spend most of their time in
+// them, and an unoptimised simulator at 50x leaves the machine too busy for the timing the
+// integration tests check. Nothing in them uses assert(); preconditions and overflow checks
+// stay on under -O, so a debug build checks exactly what it checked before.
+let optimisedInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+
 let package = Package(
     name: "dexa",
     platforms: [.macOS(.v15)],
@@ -24,7 +31,7 @@ let package = Package(
         // zlib's crc32 is the ICD's CRC by definition, and the fastest one on this machine.
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // Data path: bytes -> frames -> lines.
-        .target(name: "DXProtocol", dependencies: ["CZlib"]),
+        .target(name: "DXProtocol", dependencies: ["CZlib"], swiftSettings: optimisedInDebug),
         .target(name: "DXTransport", dependencies: [
             "DXProtocol",
             .product(name: "NIOCore", package: "swift-nio"),
@@ -45,11 +52,11 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         // The real-time core: references, attenuation, calibration, decomposition. Pure values.
-        .target(name: "DXDecomposition", dependencies: ["DXProtocol", "CZlib"]),
+        .target(name: "DXDecomposition", dependencies: ["DXProtocol", "CZlib"], swiftSettings: optimisedInDebug),
         // Clinical interpretation: reference data, T and Z, WHO, ISCD rules, precision. Pure, cited.
         .target(name: "DXClinical"),
         // Spine and hip analysis over decomposed scans: ROIs, labels, findings. Pure.
-        .target(name: "DXAnalysis", dependencies: ["DXDecomposition", "DXClinical"]),
+        .target(name: "DXAnalysis", dependencies: ["DXDecomposition", "DXClinical"], swiftSettings: optimisedInDebug),
         // The report page, drawn with cairo from an exam's results and its decomposed scans.
         .target(name: "DXReport", dependencies: ["CCairo", "DXAcquisition", "DXAnalysis", "DXClinical", "DXDecomposition"]),
         .target(name: "DXAcquisition", dependencies: [
@@ -68,8 +75,10 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
+        // glibc's malloc_trim for the daemon (ControlMethods: freed scan buffers go back).
+        .target(name: "CMalloc"),
         .target(name: "DXDaemon", dependencies: [
-            "DXProtocol", "DXTransport", "DXUSB", "DXDevice", "DXDecomposition", "DXAcquisition", "DXClinical", "DXStore", "DXControl", "DXSimulator",
+            "CMalloc", "DXProtocol", "DXTransport", "DXUSB", "DXDevice", "DXDecomposition", "DXAcquisition", "DXClinical", "DXStore", "DXControl", "DXSimulator",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -100,7 +109,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
-        ], path: "Simulator/DXSimulator"),
+        ], path: "Simulator/DXSimulator", swiftSettings: optimisedInDebug),
         .executableTarget(name: "dexa-sim", dependencies: [
             "DXSimulator",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

@@ -1,3 +1,4 @@
+import CMalloc
 import DXAcquisition
 import DXClinical
 import DXControl
@@ -48,6 +49,10 @@ public struct DaemonControlHandler: ControlHandler {
             audit.record(peer: context.peer, role: context.role, method: method.rawValue, decision: decision, detail: detail, params: request.params)
         }
         var accepted = false
+        // A scan, a calibration, an analysis or a report frees tens of MB when it ends; glibc
+        // keeps freed pages for the next allocation, so resident memory would rise to the day's
+        // largest job and stay there (the clinic day, docs/RELIABILITY.md). They go back.
+        defer { if method.allocatesScans { dx_release_free_memory() } }
         do {
             return try await handler(request.params, context) {
                 accepted = true
@@ -57,6 +62,19 @@ public struct DaemonControlHandler: ControlHandler {
             let e = RPCError.from(error)
             if method.audited { entry(accepted ? "failed" : "refused", "\(e.code): \(e.message)") }
             throw e
+        }
+    }
+}
+
+extension ControlMethod {
+    /// Methods that scan, decompose, fit or analyse: each ends having freed large buffers.
+    var allocatesScans: Bool {
+        switch self {
+        case .scanRun, .serviceCalibrate, .serviceReport, .examStart, .examNext, .examRepeat, .examAdd, .examResults, .examCorrect,
+             .precisionStudy, .qcRun:
+            true
+        default:
+            false
         }
     }
 }

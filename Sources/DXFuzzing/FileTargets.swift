@@ -35,7 +35,7 @@ enum FileTargets {
         // What reads a phantom's cells and ROIs: the calibration procedure's passes and the
         // bone image's ROI outlines.
         _ = CalibrationProcedure(phantom: phantom, travelXUm: SimulatorConfiguration.standardInfo.travelXUm)
-        var image = BoneImage(geometry: ScanGeometry(channels: 16, pitchUm: 1000), lineStepUm: 1000)
+        let image = BoneImage(geometry: ScanGeometry(channels: 16, pitchUm: 1000), lineStepUm: 1000)
         _ = try? image.png(rois: phantom.rois ?? [])
         return .accepted("\(phantom.cells?.count ?? 0) cells, \(phantom.rois?.count ?? 0) ROIs")
     }
