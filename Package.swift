@@ -4,9 +4,10 @@ import PackageDescription
 // The compute modules (protocol framing, physics, decomposition, analysis) are compiled
 // optimised in debug builds too: the tests and the simulator spend most of their time in
 // them, and an unoptimised simulator at 50x leaves the machine too busy for the timing the
-// integration tests check. Nothing in them uses assert(); preconditions and overflow checks
-// stay on under -O, so a debug build checks exactly what it checked before.
-let optimisedInDebug: [SwiftSetting] = [.unsafeFlags(["-O"], .when(configuration: .debug))]
+// integration tests check. `-assert-config Debug` keeps what a debug build checks: assert
+// (none of them uses it), and the standard library's bounds checks on unsafe buffers and raw
+// pointers, which plain -O drops; overflow checks and preconditions stay on under -O anyway.
+let optimisedInDebug: [SwiftSetting] = [.unsafeFlags(["-O", "-assert-config", "Debug"], .when(configuration: .debug))]
 
 let package = Package(
     name: "dexa",
@@ -75,10 +76,10 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "Logging", package: "swift-log"),
         ]),
-        // glibc's malloc_trim for the daemon (ControlMethods: freed scan buffers go back).
-        .target(name: "CMalloc"),
+        // glibc functions the Glibc module lacks, for the daemon (malloc_trim, closefrom for spawn).
+        .target(name: "CGlibcExtras"),
         .target(name: "DXDaemon", dependencies: [
-            "CMalloc", "DXProtocol", "DXTransport", "DXUSB", "DXDevice", "DXDecomposition", "DXAcquisition", "DXClinical", "DXStore", "DXControl", "DXSimulator",
+            "CGlibcExtras", "DXProtocol", "DXTransport", "DXUSB", "DXDevice", "DXDecomposition", "DXAcquisition", "DXClinical", "DXStore", "DXControl", "DXSimulator",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -97,7 +98,9 @@ let package = Package(
         // Every parser outside bytes reach, as functions over bytes (docs/RELIABILITY.md,
         // "Fuzzing"); dexa-fuzz drives them under libFuzzer (scripts/fuzz) or replays inputs.
         .target(name: "DXFuzzing", dependencies: ["DXProtocol", "DXTransport", "DXControl", "DXDaemon", "DXDecomposition", "DXAnalysis", "DXAcquisition",
-                                                 "DXClinical", "DXSimulator"]),
+                                                 "DXClinical", "DXSimulator",
+                                                 .product(name: "NIOCore", package: "swift-nio"),
+                                                 .product(name: "NIOEmbedded", package: "swift-nio")]),
         // libFuzzer's driver, declared for the fuzzing build; nothing else imports it.
         .target(name: "CLibFuzzer"),
         .executableTarget(name: "dexa-fuzz", dependencies: ["DXFuzzing", "CLibFuzzer"]),
@@ -135,7 +138,7 @@ let package = Package(
                                                         .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXAcquisition"]),
         .testTarget(name: "DXDaemonTests", dependencies: ["DXDaemon", "DXControl", "DXDecomposition", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
-        .testTarget(name: "DXFuzzingTests", dependencies: ["DXFuzzing", "DXAcquisition", "DXControl", "DXDecomposition", "DXProtocol", "DXSimulator", "DXTestSupport"]),
+        .testTarget(name: "DXFuzzingTests", dependencies: ["DXFuzzing", "DXAcquisition", "DXClinical", "DXControl", "DXDecomposition", "DXProtocol", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "IntegrationTests", dependencies: ["DXControl", "DXProtocol", "DXAcquisition", "DXAnalysis", "DXSimulator", "DXTestSupport"]),
     ],
     swiftLanguageModes: [.v6]

@@ -60,7 +60,8 @@ public enum FaultCommand {
         output PERCENT              the tube's output steps by PERCENT (the air scan cancels it)
         spectrum kvp|low|high KEV   the tube voltage or a window threshold steps by KEV (kV)
         spectrum-drift kvp|low|high KEV_PER_DAY   ... moves by KEV per day of device time
-        phantom NAME|FILE           put a phantom on the table: empty, calibration, esp, or ICD JSON
+        phantom NAME|FILE           put on the table: empty, calibration, esp, bench, patient, an ICD
+                                    phantom JSON or {"patient": {...}} (a simulated patient)
         watchdog-floor MS           test speed: the watchdog's wall-clock floor (0: none, the ICD's rule)
         speed FACTOR                test speed: the unit's clock runs FACTOR times real time from now
         clear                       remove persisting injected faults

@@ -2,16 +2,16 @@ import NIOCore
 
 /// Splits the byte stream into lines at `\n`, refusing a line longer than `maxLength`
 /// before it is buffered whole (a 10 MB line costs the daemon at most `maxLength`).
-struct LineDecoder: ByteToMessageDecoder {
-    typealias InboundOut = ByteBuffer
-    let maxLength: Int
+public struct LineDecoder: ByteToMessageDecoder {
+    public typealias InboundOut = ByteBuffer
+    public let maxLength: Int
     private var scanned = 0
 
-    init(maxLength: Int) { self.maxLength = maxLength }
+    public init(maxLength: Int) { self.maxLength = maxLength }
 
-    struct LineTooLong: Error {}
+    public struct LineTooLong: Error {}
 
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         let view = buffer.readableBytesView
         let from = view.index(view.startIndex, offsetBy: min(scanned, view.count))
         if let nl = view[from...].firstIndex(of: 0x0A) {
@@ -27,7 +27,7 @@ struct LineDecoder: ByteToMessageDecoder {
         return .needMoreData
     }
 
-    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
+    public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
         // A last line without its newline still counts.
         if buffer.readableBytes > 0, let rest = buffer.readSlice(length: buffer.readableBytes) {

@@ -1,4 +1,4 @@
-import CMalloc
+import CGlibcExtras
 import DXAcquisition
 import DXClinical
 import DXControl
@@ -70,7 +70,7 @@ extension ControlMethod {
     /// Methods that scan, decompose, fit or analyse: each ends having freed large buffers.
     var allocatesScans: Bool {
         switch self {
-        case .scanRun, .serviceCalibrate, .serviceReport, .examStart, .examNext, .examRepeat, .examAdd, .examResults, .examCorrect,
+        case .scanRun, .serviceCalibrate, .serviceReport, .examStart, .examNext, .examRepeat, .examAdd, .examCorrect,
              .precisionStudy, .qcRun:
             true
         default:

@@ -43,8 +43,13 @@ public struct CaptureSummary: Sendable, Codable, Equatable {
 
     public static func read(path: String) throws(AnalysisError) -> CaptureSummary {
         guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path, "cannot read the file") }
+        return try summary(of: Array(data), path: path)
+    }
+
+    /// The summary of a capture's bytes; `path` names it in the summary and in errors.
+    public static func summary(of data: [UInt8], path: String) throws(AnalysisError) -> CaptureSummary {
         let contents: CaptureFormat.Contents
-        do { contents = try CaptureFormat.parse(Array(data)) } catch { throw .unreadable(path, error.description) }
+        do { contents = try CaptureFormat.parse(data) } catch { throw .unreadable(path, error.description) }
         let scans = CaptureReader.scans(in: contents).map { s in
             let indices = Set(s.lines.map(\.index))
             let highest = s.lines.map(\.index).max().map { Int($0) + 1 } ?? 0

@@ -1,4 +1,6 @@
 import DXControl
+import NIOCore
+import NIOEmbedded
 
 /// A line on the control socket, read by either end.
 enum ControlTargets {
@@ -66,5 +68,47 @@ enum ControlTargets {
             if let why = known.params(params) { return .accepted("\(request.method) refused: \(why)") }
             return .accepted("\(request.method): parameters accepted")
         }
+    }
+}
+
+extension ControlTargets {
+    /// The control socket's byte stream as the daemon's pipeline frames it: `LineDecoder` in a
+    /// NIO channel (`EmbeddedChannel`), the stream cut into reads of a size the first byte
+    /// picks (1–64 bytes), the line limit the daemon's or, when the second byte is odd, 64
+    /// bytes (so that the too-long path is met at the fuzzer's input sizes). The lines, joined
+    /// again, must be the stream (what is left at its end being the last line): a framing that
+    /// lost, added or moved a byte traps, which the fuzzer reports. What a line says is the
+    /// `rpc` target's to fuzz.
+    static func stream(_ bytes: [UInt8]) -> FuzzOutcome {
+        guard bytes.count >= 2 else { return .refused("no stream") }
+        let chunk = Int(bytes[0] % 64) + 1
+        let limit = bytes[1] % 2 == 1 ? 64 : RPCLine.maxLength
+        let body = bytes.dropFirst(2)
+        let channel = EmbeddedChannel(handler: ByteToMessageHandler(LineDecoder(maxLength: limit)))
+        var lines: [[UInt8]] = []
+        func drain() throws {
+            while let line = try channel.readInbound(as: ByteBuffer.self) {
+                lines.append(Array(line.readableBytesView))
+            }
+        }
+        do {
+            var at = body.startIndex
+            while at < body.endIndex {
+                let end = body.index(at, offsetBy: chunk, limitedBy: body.endIndex) ?? body.endIndex
+                try channel.writeInbound(channel.allocator.buffer(bytes: body[at..<end]))
+                try drain()
+                at = end
+            }
+            _ = try channel.finish()
+            try drain()
+        } catch is LineDecoder.LineTooLong {
+            return .refused("a line over \(limit) bytes after \(lines.count) lines")
+        } catch {
+            return .refused("\(error)")
+        }
+        var joined = Array(lines.joined(separator: [0x0A]))
+        if body.last == 0x0A { joined.append(0x0A) }
+        precondition(joined.elementsEqual(body), "the control socket's framing changed the stream: \(lines.count) lines in reads of \(chunk) bytes")
+        return .accepted("\(lines.count) lines in reads of \(chunk) bytes")
     }
 }

@@ -1,5 +1,6 @@
 import DXAcquisition
 import DXClinical
+import DXControl
 import DXDaemon
 import DXDecomposition
 import DXProtocol
@@ -59,5 +60,57 @@ enum FileTargets {
         _ = calibration.unitProblem(for: SimulatorConfiguration.standardInfo)
         _ = calibration.channelResponse?.fits(channels: Int(SimulatorConfiguration.standardInfo.channels))
         return .accepted(verdict.description)
+    }
+}
+
+extension FileTargets {
+    /// A QC history saved with `dexa qc history --json`, as `dexa qc cross-calibration --before
+    /// A --after B` reads it (`QCText.measurements`): decoded, its results compared with
+    /// themselves (the first half before, the second after), and judged by the unit's rules
+    /// as the daemon judges a history.
+    static func qcHistory(_ bytes: [UInt8]) -> FuzzOutcome {
+        let status: QCStatusResult
+        do { status = try JSONDecoder().decode(QCStatusResult.self, from: Data(bytes)) } catch { return .refused("\(error)") }
+        guard let results = status.results, !results.isEmpty else { return .refused("no QC results") }
+        let half = results.count / 2
+        let cross: String
+        do {
+            let c = try QualityControl.crossCalibration(before: Array(results.prefix(half)), after: Array(results.suffix(from: half)),
+                                                        scans: max(2, min(10, half)))
+            cross = "cross-calibration \(c.passes ? "passed" : "failed")"
+        } catch {
+            cross = "no cross-calibration: \(error)"
+        }
+        let state = QualityControl.evaluate(results, rules: QualityControl.Rules())
+        return .accepted("\(results.count) results, \(state.condition); \(cross)")
+    }
+
+    /// What `dexa-sim --phantom FILE` and its `phantom FILE` command lay on the table: a
+    /// patient (the `patient` object laid over the default body) or an ICD §8 phantom; then
+    /// what the beam sees across the table from the front and from the side.
+    static func scene(_ bytes: [UInt8]) -> FuzzOutcome {
+        let scene: any Scene
+        do { scene = try StandardPhantoms.scene(json: Data(bytes), name: "fuzz.json") } catch { return .refused("\(error)") }
+        var sampled = 0
+        for angle in [Int16(0), 900] {
+            let view = scene.projection(armAngleX10: angle)
+            for x in stride(from: 0, through: 600_000, by: 40_000) {
+                for y in stride(from: 0, through: 2_000_000, by: 100_000) {
+                    _ = view.composition(xUm: Int32(x), yUm: Int32(y))
+                    sampled += 1
+                }
+            }
+        }
+        return .accepted("\(type(of: scene)): \(sampled) points seen")
+    }
+
+    /// A `.dxcap` as `dexa capture show` summarises it.
+    static func captureSummary(_ bytes: [UInt8]) -> FuzzOutcome {
+        do {
+            let s = try CaptureSummary.summary(of: bytes, path: "fuzz.dxcap")
+            return .accepted("\(s.scans.count) scans, \(s.records) records\(s.truncatedTail ? ", tail cut" : "")")
+        } catch {
+            return .refused(error.description)
+        }
     }
 }

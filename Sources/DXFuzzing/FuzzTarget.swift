@@ -21,6 +21,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     /// A control-socket line, as the daemon reads it (JSON-RPC, then every method's strict
     /// parameters) and as the client reads it (responses, every method's result, notices).
     case rpc
+    /// The control socket's byte stream through the daemon's line framing (`LineDecoder` in a
+    /// NIO channel), cut into reads of every size, each line then as `rpc`.
+    case controlStream = "control-stream"
     /// The daemon's config file (`key = value` lines).
     case config
     /// An exam protocol file (JSON over the standard protocol).
@@ -33,6 +36,14 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case calibration
     /// A stored decomposed scan (`.dxdec`), then the site analysis its region names.
     case decomposed
+    /// A QC history file (`dexa qc history --json`), as `dexa qc cross-calibration --before
+    /// --after` reads it: decoded, cross-calibrated, judged by the QC rules.
+    case qcHistory = "qc-history"
+    /// The simulator's phantom or patient JSON (`dexa-sim --phantom FILE`), then what the beam
+    /// sees across the table from the front and the side.
+    case scene
+    /// A `.dxcap` file as `dexa capture show` summarises it.
+    case captureSummary = "capture-summary"
     /// The site analyses (AP spine, hips, lateral spine) over an image built from the bytes:
     /// structure-aware, so that mutations change pixels, not a compressed stream.
     case analysis
@@ -44,6 +55,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .payloads: WireTargets.payloads(bytes)
         case .capture: CaptureTargets.capture(bytes)
         case .rpc: ControlTargets.rpc(bytes)
+        case .controlStream: ControlTargets.stream(bytes)
         case .config: FileTargets.config(bytes)
         case .examProtocol: FileTargets.examProtocol(bytes)
         case .phantom: FileTargets.phantom(bytes)
@@ -51,6 +63,9 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .calibration: FileTargets.calibration(bytes)
         case .decomposed: AnalysisTargets.decomposed(bytes)
         case .analysis: AnalysisTargets.analysis(bytes)
+        case .qcHistory: FileTargets.qcHistory(bytes)
+        case .scene: FileTargets.scene(bytes)
+        case .captureSummary: FileTargets.captureSummary(bytes)
         }
     }
 }

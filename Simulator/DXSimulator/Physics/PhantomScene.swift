@@ -82,14 +82,20 @@ extension StandardPhantoms {
             guard let data = FileManager.default.contents(atPath: spec) else {
                 throw PhantomError(message: "no phantom named \(spec) (empty, calibration, esp, bench, patient or a JSON file)")
             }
-            if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let patient = object["patient"] {
-                do { return PatientScene(try PatientSpec.overriding(with: patient)) } catch {
-                    throw PhantomError(message: "\(spec): the patient is not valid: \(error)")
-                }
+            return try scene(json: data, name: spec)
+        }
+    }
+
+    /// A scene from a JSON file's bytes: `{"patient": {...}}` (fields laid over the default
+    /// patient) or an ICD §8 phantom.
+    public static func scene(json data: Data, name: String) throws -> any Scene {
+        if let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let patient = object["patient"] {
+            do { return PatientScene(try PatientSpec.overriding(with: patient)) } catch {
+                throw PhantomError(message: "\(name): the patient is not valid: \(error)")
             }
-            do { return PhantomScene(try JSONDecoder().decode(Phantom.self, from: data)) } catch {
-                throw PhantomError(message: "\(spec) is not an ICD §8 phantom: \(error)")
-            }
+        }
+        do { return PhantomScene(try JSONDecoder().decode(Phantom.self, from: data)) } catch {
+            throw PhantomError(message: "\(name) is not an ICD §8 phantom: \(error)")
         }
     }
 }
