@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "dexad", targets: ["dexad"]),
         .executable(name: "dexa", targets: ["dexa"]),
         .executable(name: "dexa-sim", targets: ["dexa-sim"]),
+        .executable(name: "dexa-dicomd", targets: ["dexa-dicomd"]),
         .executable(name: "dexa-bench", targets: ["dexa-bench"]),
         .executable(name: "dexa-fuzz", targets: ["dexa-fuzz"]),
     ],
@@ -86,7 +87,7 @@ let package = Package(
             .product(name: "Prometheus", package: "swift-prometheus"),
         ]),
         .target(name: "DXCommandLine", dependencies: [
-            "DXProtocol", "DXControl", "DXUSB", "DXDecomposition", "DXAcquisition", "DXAnalysis", "DXClinical", "DXReport",
+            "DXProtocol", "DXControl", "DXUSB", "DXDecomposition", "DXAcquisition", "DXAnalysis", "DXClinical", "DXReport", "DXDicom",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "dexad", dependencies: [
@@ -95,10 +96,30 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "dexa", dependencies: ["DXCommandLine"]),
+
+        // DICOM: DCMTK (Debian libdcmtk-dev; its pkg-config file also wants libsndfile1-dev)
+        // reached through a small C++ shim with a C interface; nothing imports CDCMTK but
+        // DXDicom, and nothing but CDCMTK sees DCMTK's headers.
+        .systemLibrary(name: "CDCMTKLibrary", pkgConfig: "dcmtk", providers: [.apt(["libdcmtk-dev", "libsndfile1-dev"])]),
+        .target(name: "CDCMTK", dependencies: ["CDCMTKLibrary"]),
+        // DICOM from the exam's values: the worklist, the objects (Secondary Capture so far), associations.
+        .target(name: "DXDicom", dependencies: ["CDCMTK", "DXAcquisition", "DXDecomposition", "DXReport"]),
+        // The DICOM service: published results -> objects -> the store's queue -> the peers.
+        .target(name: "DXDicomService", dependencies: [
+            "DXDicom", "DXStore", "DXAcquisition", "DXAnalysis", "DXReport",
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
+        .executableTarget(name: "dexa-dicomd", dependencies: [
+            "DXDicom", "DXDicomService", "DXStore",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
         // Every parser outside bytes reach, as functions over bytes (docs/RELIABILITY.md,
         // "Fuzzing"); dexa-fuzz drives them under libFuzzer (scripts/fuzz) or replays inputs.
         .target(name: "DXFuzzing", dependencies: ["DXProtocol", "DXTransport", "DXControl", "DXDaemon", "DXDecomposition", "DXAnalysis", "DXAcquisition",
-                                                 "DXClinical", "DXSimulator",
+                                                 "DXClinical", "DXSimulator", "DXDicom",
                                                  .product(name: "NIOCore", package: "swift-nio"),
                                                  .product(name: "NIOEmbedded", package: "swift-nio")]),
         // libFuzzer's driver, declared for the fuzzing build; nothing else imports it.
@@ -120,7 +141,7 @@ let package = Package(
         ], path: "Simulator/dexa-sim"),
 
         .target(name: "DXTestSupport", dependencies: [
-            "DXProtocol", "DXTransport", "DXControl", "DXSimulator", "DXDaemon", "DXDecomposition",
+            "DXProtocol", "DXTransport", "DXControl", "DXSimulator", "DXDaemon", "DXDecomposition", "DXAcquisition", "DXAnalysis", "DXClinical",
             .product(name: "Logging", package: "swift-log"),
         ]),
 
@@ -139,7 +160,11 @@ let package = Package(
         .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXAcquisition"]),
         .testTarget(name: "DXDaemonTests", dependencies: ["DXDaemon", "DXControl", "DXDecomposition", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXFuzzingTests", dependencies: ["DXFuzzing", "DXAcquisition", "DXClinical", "DXControl", "DXDecomposition", "DXProtocol", "DXSimulator", "DXTestSupport"]),
+        .testTarget(name: "DXDicomTests", dependencies: ["DXDicom", "DXAcquisition", "DXDecomposition", "DXReport", "DXSimulator", "DXTestSupport"]),
+        .testTarget(name: "DXDicomServiceTests", dependencies: ["DXDicomService", "DXDicom", "DXStore", "DXAcquisition", "DXTestSupport",
+                                                               .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "IntegrationTests", dependencies: ["DXControl", "DXProtocol", "DXAcquisition", "DXAnalysis", "DXSimulator", "DXTestSupport"]),
     ],
-    swiftLanguageModes: [.v6]
+    swiftLanguageModes: [.v6],
+    cxxLanguageStandard: .cxx17
 )

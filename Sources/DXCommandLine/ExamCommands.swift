@@ -12,21 +12,39 @@ struct ExamCommands: AsyncParsableCommand {
         subcommands: [New.self, Checklist.self, Run.self, Status.self, List.self, Show.self, Report.self, Correct.self, Skip.self, Add.self, AbortExam.self])
 
     struct New: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Register a patient's exam; prints its number.")
+        static let configuration = CommandConfiguration(
+            abstract: "Register a patient's exam; prints its number.",
+            discussion: "From the hospital's worklist (dexa worklist): --worklist ACCESSION takes the patient, the referral and the study from today's item with that accession number; nothing is retyped. Otherwise give the patient and the referral.")
         @OptionGroup var options: ConnectionOptions
-        @Option(name: .customLong("patient-id"), help: "The hospital's patient id.") var patientID: String
-        @Option(help: "The patient's name.") var name: String
-        @Option(help: "female or male") var sex: PatientRecord.Sex
-        @Option(name: .customLong("birth-date"), help: "YYYY-MM-DD") var birthDate: String
+        @OptionGroup var dicom: DicomOptions
+        @Option(help: "Start from today's worklist item with this accession number.") var worklist: String?
+        @Option(name: .customLong("patient-id"), help: "The hospital's patient id.") var patientID: String?
+        @Option(help: "The patient's name.") var name: String?
+        @Option(help: "female or male") var sex: PatientRecord.Sex?
+        @Option(name: .customLong("birth-date"), help: "YYYY-MM-DD") var birthDate: String?
         @Option(help: "Reference population for T- and Z-scores.") var ethnicity: String?
-        @Option(help: "Who referred the patient, and why.") var referral: String
+        @Option(help: "Who referred the patient, and why (from the worklist: the referring physician and the requested procedure).") var referral: String?
         @Option(name: .customLong("operator"), help: "The technologist (default: your login).") var operatorName: String?
 
         func run() async throws {
-            let patient = PatientRecord(id: patientID, name: name, sex: sex, birthDate: birthDate, ethnicity: ethnicity)
-            let r = try await options.call(.examCreate, ExamCreateParams(patient: patient, referral: referral, operatorName: operatorName))
+            let params: ExamCreateParams
+            if let worklist {
+                guard patientID == nil, name == nil, sex == nil, birthDate == nil else {
+                    throw CLIError(message: "--worklist takes the patient from the worklist item: give no --patient-id, --name, --sex or --birth-date", status: .badInput)
+                }
+                let item = try await WorklistLookup.item(accession: worklist, dicom: dicom)
+                params = try WorklistLookup.params(item, ethnicity: ethnicity, referral: referral, operatorName: operatorName)
+            } else {
+                guard let patientID, let name, let sex, let birthDate, let referral else {
+                    throw CLIError(message: "give --patient-id, --name, --sex, --birth-date and --referral, or --worklist ACCESSION", status: .badInput)
+                }
+                let patient = PatientRecord(id: patientID, name: name, sex: sex, birthDate: birthDate, ethnicity: ethnicity)
+                params = ExamCreateParams(patient: patient, referral: referral, operatorName: operatorName)
+            }
+            let r = try await options.call(.examCreate, params)
             if options.json { Output.json(r); return }
-            print("exam \(r.id) for \(name) (\(patientID)): answer the checklist next (dexa exam checklist \(r.id) ...)")
+            let accession = r.scheduled.map { ", accession \($0.accessionNumber)" } ?? ""
+            print("exam \(r.id) for \(r.patient.name) (\(r.patient.id)\(accession)): answer the checklist next (dexa exam checklist \(r.id) ...)")
             ExamText.printChecklist(r.checklist)
         }
     }

@@ -433,9 +433,11 @@ public struct ExamCreateParams: Codable, Sendable, Equatable {
     public var referral: String
     /// The technologist (default: the caller's login).
     public var operatorName: String?
-    public enum CodingKeys: String, CodingKey { case patient, referral, operatorName = "operator" }
-    public init(patient: PatientRecord, referral: String, operatorName: String? = nil) {
-        self.patient = patient; self.referral = referral; self.operatorName = operatorName
+    /// The worklist's order the exam fulfils (`dexa exam new --worklist`); absent when typed in.
+    public var scheduled: ScheduledProcedure?
+    public enum CodingKeys: String, CodingKey { case patient, referral, scheduled, operatorName = "operator" }
+    public init(patient: PatientRecord, referral: String, operatorName: String? = nil, scheduled: ScheduledProcedure? = nil) {
+        self.patient = patient; self.referral = referral; self.operatorName = operatorName; self.scheduled = scheduled
     }
 }
 
@@ -554,6 +556,21 @@ public struct ExamAbortParams: Codable, Sendable, Equatable {
     public var reason: String?
     public enum CodingKeys: String, CodingKey { case reason, examID = "exam_id" }
     public init(examID: Int64, reason: String? = nil) { self.examID = examID; self.reason = reason }
+}
+
+/// `dicom.queue`: one exam's objects, or every one.
+public struct DicomQueueParams: Codable, Sendable, Equatable {
+    public var examID: Int64?
+    public enum CodingKeys: String, CodingKey { case examID = "exam_id" }
+    public init(examID: Int64? = nil) { self.examID = examID }
+}
+
+/// `dicom.resend`: an exam's objects (or one, `object_id`) due again now.
+public struct DicomResendParams: Codable, Sendable, Equatable {
+    public var examID: Int64
+    public var objectID: Int64?
+    public enum CodingKeys: String, CodingKey { case examID = "exam_id", objectID = "object_id" }
+    public init(examID: Int64, objectID: Int64? = nil) { self.examID = examID; self.objectID = objectID }
 }
 
 public struct ExamListParams: Codable, Sendable, Equatable {

@@ -36,6 +36,8 @@ public enum ControlMethod: String, CaseIterable, Sendable {
     case qcStatus = "qc.status"
     case qcReset = "qc.reset"
     case qcOverride = "qc.override"
+    case dicomQueue = "dicom.queue"
+    case dicomResend = "dicom.resend"
 
     /// The least role that may call it (docs/console.md): technologists run exams, position,
     /// read status and abort; raw scans and everything `service.*` need the service group.
@@ -43,11 +45,11 @@ public enum ControlMethod: String, CaseIterable, Sendable {
         // Exhaustive on purpose: a new method does not compile until it has a role.
         switch self {
         case .scanRun, .serviceSelftest, .serviceSensors, .serviceLog, .serviceReport, .serviceMetrics, .serviceReset, .serviceCalibrate, .qcReset,
-             .qcOverride:
+             .qcOverride, .dicomResend:
             .service
         case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .scanAbort, .eventsSubscribe,
              .examCreate, .examChecklist, .examStart, .examNext, .examRepeat, .examSkip, .examAdd, .examAbort, .examGet, .examList,
-             .examResults, .examCorrect, .precisionStudy, .precisionList, .qcRun, .qcStatus:
+             .examResults, .examCorrect, .precisionStudy, .precisionList, .qcRun, .qcStatus, .dicomQueue:
             .technologist
         }
     }
@@ -60,10 +62,10 @@ public enum ControlMethod: String, CaseIterable, Sendable {
     public var audited: Bool {
         switch self {
         case .scanRun, .scanAbort, .serviceCalibrate, .examStart, .examNext, .examRepeat, .examAbort, .examCorrect, .precisionStudy, .qcRun, .qcReset,
-             .qcOverride: true
+             .qcOverride, .dicomResend: true
         case .deviceInfo, .deviceStatus, .deviceHome, .deviceMove, .eventsSubscribe, .serviceSelftest, .serviceSensors, .serviceLog,
              .serviceReport, .serviceMetrics, .serviceReset, .examCreate, .examChecklist, .examSkip, .examAdd, .examGet, .examList,
-             .examResults, .precisionList, .qcStatus:
+             .examResults, .precisionList, .qcStatus, .dicomQueue:
             false
         }
     }
@@ -110,6 +112,8 @@ extension RPC where Params == QCRunParams, Result == QCRunResult { public static
 extension RPC where Params == QCStatusParams, Result == QCStatusResult { public static var qcStatus: Self { .init(.qcStatus) } }
 extension RPC where Params == QCResetParams, Result == QCStatusResult { public static var qcReset: Self { .init(.qcReset) } }
 extension RPC where Params == QCOverrideParams, Result == QCStatusResult { public static var qcOverride: Self { .init(.qcOverride) } }
+extension RPC where Params == DicomQueueParams, Result == DicomQueueStatus { public static var dicomQueue: Self { .init(.dicomQueue) } }
+extension RPC where Params == DicomResendParams, Result == DicomQueueStatus { public static var dicomResend: Self { .init(.dicomResend) } }
 
 /// The notifications the daemon sends, each with its one type.
 public enum ControlNotification: String, CaseIterable, Sendable {

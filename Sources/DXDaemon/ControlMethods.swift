@@ -71,7 +71,7 @@ extension ControlMethod {
     var allocatesScans: Bool {
         switch self {
         case .scanRun, .serviceCalibrate, .serviceReport, .examStart, .examNext, .examRepeat, .examAdd, .examCorrect,
-             .precisionStudy, .qcRun:
+             .precisionStudy, .qcRun, .examAbort:
             true
         default:
             false
@@ -153,7 +153,7 @@ private struct Methods: Sendable {
         t.on(.serviceCalibrate) { p, _ in try await calibrate(p) }
 
         t.on(.examCreate) { p, context in
-            try await exams.create(patient: p.patient, referral: p.referral, operatorName: p.operatorName ?? Self.user(context))
+            try await exams.create(patient: p.patient, referral: p.referral, operatorName: p.operatorName ?? Self.user(context), scheduled: p.scheduled)
         }
         t.on(.examChecklist) { p, context in try await exams.checklist(examID: p.examID, answers: p.answers, by: Self.user(context)) }
         t.on(.examStart) { p, context in ExamStepResult(try await exams.start(examID: p.examID, observer: Self.observer(context))) }
@@ -189,6 +189,10 @@ private struct Methods: Sendable {
             let device = try await connectedUnit()
             try await exams.qcOverride(device: device, by: Self.user(context), reason: reason)
             return try await qcStatus(device: device, withPoints: false)
+        }
+        t.on(.dicomQueue) { p, _ in try await exams.dicomQueue(examID: p.examID, alertAfterSeconds: configuration.dicomQueueAlertSeconds) }
+        t.on(.dicomResend) { p, _ in
+            try await exams.dicomResend(examID: p.examID, objectID: p.objectID, alertAfterSeconds: configuration.dicomQueueAlertSeconds)
         }
         t.on(.examList) { p, _ in
             let limit = p.limit ?? 20

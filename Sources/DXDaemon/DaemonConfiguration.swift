@@ -108,6 +108,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public var qcWhenDue = QualityControl.DuePolicy.warn
     /// When the QC day starts (`qc_day_starts`, HH:MM local time), minutes after midnight.
     public var qcDayStartMinutes = 0
+    /// How long a DICOM object may wait in the queue before `dicom.queue` says the queue is
+    /// stuck (`dicom_queue_alert_s`, 60 s to a day; default 30 min).
+    public var dicomQueueAlertSeconds: Double = 1800
 
     /// The QC rules in force.
     public var qcRules: QualityControl.Rules {
@@ -127,7 +130,8 @@ public struct DaemonConfiguration: Sendable, Equatable {
     public static let keys = ["socket", "device", "state_directory", "record_captures", "time_scale",
                               "simulator_seed", "simulator_orderings", "simulator_watchdog_floor_ms", "simulator_phantom", "simulator_physics", "simulator_serial", "dap_per_mas_mgy_cm2", "command_timeout_ms", "log_level", "technologist_group", "service_group",
                               "audit_log", "socket_mode", "socket_group", "usb_vendor_id", "usb_product_id",
-                              "exam_database", "exam_protocol", "z_reference", "qc_baseline_scans", "qc_when_due", "qc_day_starts"]
+                              "exam_database", "exam_protocol", "z_reference", "qc_baseline_scans", "qc_when_due", "qc_day_starts",
+                              "dicom_queue_alert_s"]
 
     /// Applies one `key = value` setting.
     public mutating func set(_ key: String, _ value: String) throws(ConfigurationError) {
@@ -208,6 +212,9 @@ public struct DaemonConfiguration: Sendable, Equatable {
         case "qc_baseline_scans":
             guard let v = Int(value), (10...25).contains(v) else { throw .invalid(key, "expected 10 to 25 scans") }
             qcBaselineScans = v
+        case "dicom_queue_alert_s":
+            guard let v = Int(value), (60...86_400).contains(v) else { throw .invalid(key, "expected 60 to 86400 seconds") }
+            dicomQueueAlertSeconds = Double(v)
         case "qc_when_due":
             guard let v = QualityControl.DuePolicy(rawValue: value) else { throw .invalid(key, "expected warn or block") }
             qcWhenDue = v

@@ -33,7 +33,7 @@ enum ControlTargets {
         Probe(.serviceMetrics), Probe(.serviceReset), Probe(.serviceCalibrate), Probe(.examCreate), Probe(.examChecklist),
         Probe(.examStart), Probe(.examNext), Probe(.examRepeat), Probe(.examSkip), Probe(.examAdd), Probe(.examAbort),
         Probe(.examGet), Probe(.examList), Probe(.examResults), Probe(.examCorrect), Probe(.precisionStudy), Probe(.precisionList),
-        Probe(.qcRun), Probe(.qcStatus), Probe(.qcReset), Probe(.qcOverride),
+        Probe(.qcRun), Probe(.qcStatus), Probe(.qcReset), Probe(.qcOverride), Probe(.dicomQueue), Probe(.dicomResend),
     ]
 
     static func rpc(_ bytes: [UInt8]) -> FuzzOutcome {

@@ -3,6 +3,7 @@ import DXClinical
 import DXControl
 import DXDaemon
 import DXDecomposition
+import DXDicom
 import DXProtocol
 import DXSimulator
 import Foundation
@@ -19,6 +20,16 @@ enum FileTargets {
             return .refused(error.description)
         }
         return .accepted("device \(configuration.device), protocol \(configuration.examProtocol ?? "standard")")
+    }
+
+    static func dicomConfig(_ bytes: [UInt8]) -> FuzzOutcome {
+        guard let text = String(validating: bytes, as: UTF8.self) else { return .refused("not UTF-8") }
+        do {
+            let c = try DicomConfiguration.parse(text)
+            return .accepted("AE \(c.aeTitle), storage \(c.storage?.description ?? "none"), worklist \(c.worklist?.description ?? "none")")
+        } catch {
+            return .refused(error.description)
+        }
     }
 
     static func examProtocol(_ bytes: [UInt8]) -> FuzzOutcome {

@@ -44,6 +44,8 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
     case scene
     /// A `.dxcap` file as `dexa capture show` summarises it.
     case captureSummary = "capture-summary"
+    /// The station's DICOM settings (`/etc/dexa/dicom.conf`) as dexa and dexa-dicomd read them.
+    case dicomConfig = "dicom-config"
     /// The site analyses (AP spine, hips, lateral spine) over an image built from the bytes:
     /// structure-aware, so that mutations change pixels, not a compressed stream.
     case analysis
@@ -66,6 +68,7 @@ public enum FuzzTarget: String, CaseIterable, Sendable {
         case .qcHistory: FileTargets.qcHistory(bytes)
         case .scene: FileTargets.scene(bytes)
         case .captureSummary: FileTargets.captureSummary(bytes)
+        case .dicomConfig: FileTargets.dicomConfig(bytes)
         }
     }
 }

@@ -44,6 +44,10 @@ public final class ExamStore: ExamRecorder {
         }
     }
 
+    /// A write and a read with SQLite's failures said in words, for the store's other files.
+    func dbWrite<T>(_ updates: (Database) throws -> T) throws -> T { try db.write(updates) }
+    func dbRead<T>(_ value: (Database) throws -> T) throws -> T { try db.read(value) }
+
     /// The schema, one migration per version. Never edit a shipped migration: add one.
     static var migrator: DatabaseMigrator {
         var m = DatabaseMigrator()
@@ -168,6 +172,10 @@ public final class ExamStore: ExamRecorder {
                 t.column("reason", .text).notNull()
             }
         }
+        m.registerMigration("v10: the worklist's order an exam fulfils") { db in
+            try db.alter(table: "exam") { t in t.add(column: "scheduled", .text) }
+        }
+        registerDicomMigrations(&m)
         return m
     }
 
@@ -270,15 +278,16 @@ public final class ExamStore: ExamRecorder {
 
     // MARK: - ExamRecorder
 
-    public func createExam(patient: PatientRecord, referral: String, operatorName: String, plan: [Site], at: Date) throws -> Int64 {
-        try db.write { db in
+    public func createExam(patient: PatientRecord, referral: String, operatorName: String, plan: [Site], scheduled: ScheduledProcedure? = nil, at: Date) throws -> Int64 {
+        let scheduledText = try scheduled.map { String(decoding: try JSONEncoder().encode($0), as: UTF8.self) }
+        return try db.write { db in
             try db.execute(sql: """
                 INSERT INTO patient (id, name, sex, birth_date, ethnicity) VALUES (?, ?, ?, ?, ?)
                 ON CONFLICT(id) DO UPDATE SET name = excluded.name, sex = excluded.sex, birth_date = excluded.birth_date,
                     ethnicity = excluded.ethnicity
                 """, arguments: [patient.id, patient.name, patient.sex.rawValue, patient.birthDate, patient.ethnicity])
-            try db.execute(sql: "INSERT INTO exam (patient_id, referral, operator, state, created_at, plan) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [patient.id, referral, operatorName, ExamState.created.rawValue, at.timeIntervalSince1970, Self.json(plan)])
+            try db.execute(sql: "INSERT INTO exam (patient_id, referral, operator, state, created_at, plan, scheduled) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                           arguments: [patient.id, referral, operatorName, ExamState.created.rawValue, at.timeIntervalSince1970, Self.json(plan), scheduledText])
             return db.lastInsertedRowID
         }
     }
@@ -473,6 +482,7 @@ public final class ExamStore: ExamRecorder {
             try attempt(row, warnings: byScan[row["id"]] ?? [])
         }
         let planText: String = e["plan"]
+        let scheduledText: String? = e["scheduled"]
         let sexText: String = e["sex"]
         let stateText: String = e["state"]
         return StoredExam(
@@ -484,6 +494,7 @@ public final class ExamStore: ExamRecorder {
             startedAt: (e["started_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
             endedAt: (e["ended_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
             plan: try JSONDecoder().decode([Site].self, from: Data(planText.utf8)), attempts: attempts, warnings: examWarnings)
+            .with(scheduled: try scheduledText.map { try JSONDecoder().decode(ScheduledProcedure.self, from: Data($0.utf8)) })
     }
 
     static func attempt(_ row: Row, warnings: [ExamWarning]) throws -> SiteAttempt? {

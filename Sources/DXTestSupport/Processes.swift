@@ -226,8 +226,16 @@ func readToEnd(_ handle: FileHandle) async -> Data {
     }
 }
 
+/// `offPool` for work that cannot fail.
+public func offPool<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+    await withCheckedContinuation { c in
+        let t = Thread { c.resume(returning: body()) }
+        t.start()
+    }
+}
+
 /// Runs blocking work (socket round trips) on a dedicated thread.
-func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+public func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { c in
         let t = Thread { c.resume(with: Result { try body() }) }
         t.start()

@@ -2,6 +2,7 @@ import DXAcquisition
 import DXClinical
 import DXControl
 import DXDecomposition
+import DXDicom
 @testable import DXFuzzing
 import DXProtocol
 import DXSimulator
@@ -74,6 +75,25 @@ enum FuzzSeeds {
         seeds[.qcHistory] = try qcHistories()
         seeds[.scene] = try scenes()
         seeds[.captureSummary] = seeds[.capture]
+        seeds[.dicomConfig] = [
+            "full.conf": Array("""
+                # the station
+                ae_title = DEXA1
+                station_name = DX1-ROOM4
+                institution = St Example Hospital
+                uid_root = 1.2.826.0.1.3680043.10.9
+                worklist = RIS@ris.example:11112
+                worklist_modality = BMD
+                mpps = RIS@ris.example:11113
+                storage = PACS@pacs.example:104
+                commitment = PACS@pacs.example:104
+                connect_timeout_s = 5
+                association_timeout_s = 10
+                message_timeout_s = 30
+
+                """.utf8),
+            "peers.conf": Array("ae_title = DEXA1\nworklist = RIS@127.0.0.1:11112\nstorage = PACS@[::1]:104\nworklist_modality = any\n".utf8),
+        ]
         return seeds
     }
 

@@ -139,10 +139,14 @@ struct ClinicDayTests {
                 "aborted \(metrics.scansAborted), interrupted \(metrics.scansInterrupted), lines missing \(metrics.linesMissing)")
         try sample("end")
 
-        // Flat after the warm-up: every later sample within 10 % of the one after the warm-up.
+        // Flat after the warm-up: every later sample within 10 % of the warm-up. Resident memory
+        // against the most the warm-up held: one sample of it swings by megabytes as glibc's
+        // arenas fill and are trimmed (a loaded run: 53.0 MB after exam 2, 51.0 after exam 3),
+        // so the sample after the last warm-up exam alone is no baseline (docs/RELIABILITY.md).
         let reference = try #require(samples.first { $0.label == "exam \(Self.warmUp)" })
+        let warmUpSamples = samples.prefix { $0.label != "exam \(Self.warmUp)" } + [reference]
         let later = samples.drop { $0.label != "exam \(Self.warmUp)" }.dropFirst()
-        let rssLimit = Double(reference.daemon.residentKB) * 1.10
+        let rssLimit = Double(warmUpSamples.map(\.daemon.residentKB).max() ?? reference.daemon.residentKB) * 1.10
         let fdLimit = Int((Double(reference.daemon.fileDescriptors) * 1.10).rounded(.up))
         // Threads: a dispatch worker more or less is the pool at work, not a leak; two over.
         let threadLimit = max(Int((Double(reference.daemon.threads) * 1.10).rounded(.up)), reference.daemon.threads + 2)

@@ -144,6 +144,12 @@ struct ControlSurfaceTests {
         #expect(examResults["sites"]?[0]?["note"]?.stringValue?.hasPrefix("no spine in the field") == true, "\(examResults)")
         #expect(examResults["sites"]?[0]?["result"] == nil)
         _ = try await Self.call(daemon, seen, .examList, .object(["limit": .number(5)]))
+        // The DICOM queue: no DICOM service runs here, so nothing is queued, and a resend has
+        // nothing to send (refused).
+        let queue = try await Self.call(daemon, seen, .dicomQueue, idParams)
+        #expect(queue["objects"] == .array([]) && queue["stuck"] == .bool(false), "\(queue)")
+        let resend = await Self.code { try await Self.call(daemon, seen, .dicomResend, idParams) }
+        #expect(resend == RPCError.invalidParamsCode)
         // No precision study yet; one from this exam alone is refused (one exam, no spine).
         let precision = try await Self.call(daemon, seen, .precisionList)
         #expect(precision["studies"] == .array([]))
@@ -178,11 +184,11 @@ struct ControlSurfaceTests {
         // exam.next and exam.repeat are exam.start's `ExamStepResult`; precision.study and
         // exam.correct need analysed exams: FollowUpIntegrationTests and
         // CorrectionIntegrationTests check their results' keys; qc.run needs the QC phantom on
-        // the table: QCTests).
+        // the table: QCTests; dicom.resend needs queued objects: DicomQueueTests).
         let results = seen.results.withLock { $0 }
         let notices = seen.notices.withLock { $0 }
         let answered = Set(results.keys)
-        #expect(Set(ControlMethod.allCases.map(\.rawValue)).subtracting(answered) == ["exam.correct", "exam.repeat", "precision.study", "qc.run"])
+        #expect(Set(ControlMethod.allCases.map(\.rawValue)).subtracting(answered) == ["exam.correct", "exam.repeat", "precision.study", "qc.run", "dicom.resend"])
         for (method, values) in results {
             for v in values { #expect(Self.badKeys(v).isEmpty, "\(method): \(Self.badKeys(v))") }
         }

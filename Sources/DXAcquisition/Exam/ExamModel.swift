@@ -52,6 +52,12 @@ public struct PatientRecord: Sendable, Codable, Equatable {
     public var problem: String? {
         if id.trimmingCharacters(in: .whitespaces).isEmpty { return "the patient needs an id" }
         if name.trimmingCharacters(in: .whitespaces).isEmpty { return "the patient needs a name" }
+        // What DICOM can carry, so that every object of the exam is valid (PS3.5 §6.2: Patient
+        // ID is LO, 64 characters; a name component group at most 64; a backslash separates
+        // values and control characters are not text).
+        func unfit(_ s: String) -> Bool { s.unicodeScalars.contains { $0.value < 0x20 || $0.value == 0x7F || $0 == "\\" } }
+        if id.count > 64 || unfit(id) { return "the patient id must be at most 64 characters without a backslash or control characters" }
+        if name.count > 64 || unfit(name) { return "the patient's name must be at most 64 characters without a backslash or control characters" }
         guard let birth = CalendarDay(birthDate) else { return "birth_date must be a date, YYYY-MM-DD" }
         if birth.year < 1900 { return "birth_date \(birthDate) is before 1900" }
         return nil
@@ -262,9 +268,11 @@ public struct ExamRecord: Sendable, Codable, Equatable {
     /// Every exposure of the exam: the sum of its attempts' doses (references and scouts
     /// included), estimated where any part is.
     public var dose: ScanDose
+    /// The worklist's order the exam fulfils; nil for an exam typed in.
+    public var scheduled: ScheduledProcedure?
 
     public enum CodingKeys: String, CodingKey {
-        case id, patient, referral, state, plan, attempts, checklist, warnings, dose
+        case id, patient, referral, state, plan, attempts, checklist, warnings, dose, scheduled
         case operatorName = "operator", createdAt = "created_at", startedAt = "started_at", endedAt = "ended_at"
     }
 }

@@ -5,7 +5,22 @@ import Foundation
 /// Where exams are kept (DXStore's SQLite store; an in-memory one in tests). Every call is a
 /// transaction that is on disk when it returns: a daemon killed after it loses nothing of it.
 public protocol ExamRecorder: Sendable {
-    func createExam(patient: PatientRecord, referral: String, operatorName: String, plan: [Site], at: Date) throws -> Int64
+    func createExam(patient: PatientRecord, referral: String, operatorName: String, plan: [Site], scheduled: ScheduledProcedure?, at: Date) throws -> Int64
+    /// Keeps the exam's results as they are now (its end, a correction after it) for the
+    /// DICOM service, which builds and sends its objects from them; returns the revision.
+    @discardableResult
+    func publishResults(examID: Int64, results: ExamResults, at: Date) throws -> Int
+    /// Finished (completed or aborted) exams, ended since the store had DICOM, whose results
+    /// were never published (the daemon stopped between the exam's end and the publication).
+    func unpublishedExams() throws -> [Int64]
+    /// The DICOM service's queue: one exam's objects, or the newest 500 and every one not sent.
+    func outbox(examID: Int64?) throws -> [OutboxObject]
+    /// Published results the DICOM service has not built: when each was published, and why
+    /// it could not be built when it says so.
+    func unbuiltResults(examID: Int64?) throws -> [UnbuiltResults]
+    /// A service engineer's resend: the exam's objects (or one) due again now; how many.
+    @discardableResult
+    func resend(examID: Int64, objectID: Int64?, at: Date) throws -> Int
     /// Records each given answer as its own row, with who gave it and when.
     func recordAnswers(examID: Int64, answers: ChecklistAnswers, by: String, at: Date) throws
     /// The latest answer to each item.
@@ -82,12 +97,21 @@ public struct StoredExam: Sendable, Equatable, ExamProgress {
     public var plan: [Site]
     public var attempts: [SiteAttempt]
     public var warnings: [ExamWarning]
+    /// The worklist's order the exam fulfils; nil for an exam typed in.
+    public var scheduled: ScheduledProcedure?
 
     public init(id: Int64, patient: PatientRecord, referral: String, operatorName: String, state: ExamState, createdAt: Date,
                 startedAt: Date?, endedAt: Date?, plan: [Site], attempts: [SiteAttempt], warnings: [ExamWarning]) {
         self.id = id; self.patient = patient; self.referral = referral; self.operatorName = operatorName; self.state = state
         self.createdAt = createdAt; self.startedAt = startedAt; self.endedAt = endedAt; self.plan = plan; self.attempts = attempts
         self.warnings = warnings
+    }
+
+    /// The same exam with the worklist's order it fulfils.
+    public func with(scheduled: ScheduledProcedure?) -> StoredExam {
+        var e = self
+        e.scheduled = scheduled
+        return e
     }
 }
 

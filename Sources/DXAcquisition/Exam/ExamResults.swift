@@ -38,6 +38,8 @@ public struct ExamResults: Sendable, Codable, Equatable {
         public var dose: ScanDose?
         /// The technologist's ROI corrections of this attempt, oldest first (`exam.correct`).
         public var corrections: [CorrectionRecord] = []
+        /// The unit that made the scan ("DX-1 DX1-000123"), as the attempt recorded it.
+        public var device: String?
 
         public init(site: String, title: String, attempt: Int?, status: String, capture: String?, result: SiteResult?, note: String?, dose: ScanDose?) {
             self.site = site; self.title = title; self.attempt = attempt; self.status = status; self.capture = capture; self.result = result
@@ -89,11 +91,18 @@ public struct ExamResults: Sendable, Codable, Equatable {
     /// nil when the patient's sex and age are not known. The protocol scans the lateral spine
     /// either way.
     public var vfaIndication: VFAIndication?
+    /// When the exam was created and started (ISO 8601, UTC): the exam's identity for all
+    /// time (its number alone restarts with a new database) and the study's time in DICOM.
+    public var createdAt: String?
+    public var startedAt: String?
+    /// The worklist's order the exam fulfils; nil for an exam typed in.
+    public var scheduled: ScheduledProcedure?
 
     public enum CodingKeys: String, CodingKey {
         case state, patient, sites, diagnosis, dose, reference
         case examID = "exam_id", examDate = "exam_date", analysisVersion = "analysis_version", followUp = "follow_up"
         case qualityControl = "quality_control", vfaIndication = "vfa_indication"
+        case createdAt = "created_at", startedAt = "started_at", scheduled
     }
 
     public init(from decoder: any Decoder) throws {
@@ -110,6 +119,9 @@ public struct ExamResults: Sendable, Codable, Equatable {
         followUp = try c.decodeIfPresent(FollowUp.self, forKey: .followUp)
         qualityControl = try c.decodeIfPresent([String].self, forKey: .qualityControl) ?? []
         vfaIndication = try c.decodeIfPresent(VFAIndication.self, forKey: .vfaIndication)
+        createdAt = try c.decodeIfPresent(String.self, forKey: .createdAt)
+        startedAt = try c.decodeIfPresent(String.self, forKey: .startedAt)
+        scheduled = try c.decodeIfPresent(ScheduledProcedure.self, forKey: .scheduled)
     }
 
     public init(examID: Int64, state: ExamState, patient: Patient, examDate: String, sites: [Site], diagnosis: Diagnosis, dose: ScanDose,
@@ -121,6 +133,9 @@ public struct ExamResults: Sendable, Codable, Equatable {
     public init(_ exam: ExamRecord, reference: ReferenceSet = .nhanes) {
         examID = exam.id
         state = exam.state
+        createdAt = exam.createdAt
+        startedAt = exam.startedAt
+        scheduled = exam.scheduled
         let day = ISO8601DateFormatter().date(from: exam.startedAt ?? exam.createdAt) ?? Date()
         let context = PatientContext(sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate, on: day)
         patient = Patient(id: exam.patient.id, name: exam.patient.name, sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate,
@@ -133,8 +148,10 @@ public struct ExamResults: Sendable, Codable, Equatable {
                             note: "not scanned", dose: nil)
             }
             let note = a.status == .completed ? a.analysisNote : "\(a.status.rawValue)\(a.reason.map { ": \($0)" } ?? "")"
-            return Site(site: site.rawValue, title: site.title, attempt: a.attempt, status: a.status.rawValue, capture: a.capture,
-                        result: a.status == .completed ? a.analysis : nil, note: note, dose: a.dose)
+            var s = Site(site: site.rawValue, title: site.title, attempt: a.attempt, status: a.status.rawValue, capture: a.capture,
+                         result: a.status == .completed ? a.analysis : nil, note: note, dose: a.dose)
+            s.device = a.device
+            return s
         }
         dose = exam.dose
         self.reference = reference.label

@@ -92,10 +92,13 @@ public actor ExamSequencer {
 
     // MARK: - Requests that only record
 
-    public func create(patient: PatientRecord, referral: String, operatorName: String) throws(ExamError) -> ExamRecord {
+    public func create(patient: PatientRecord, referral: String, operatorName: String, scheduled: ScheduledProcedure? = nil) throws(ExamError) -> ExamRecord {
         if let why = patient.problem { throw .invalidPatient(why) }
+        if let why = scheduled?.problem { throw .invalidPatient("worklist item: \(why)") }
         guard !referral.trimmingCharacters(in: .whitespaces).isEmpty else { throw .noReferral }
-        let id = try store { try recorder.createExam(patient: patient, referral: referral, operatorName: operatorName, plan: Site.standardOrder, at: now()) }
+        let id = try store {
+            try recorder.createExam(patient: patient, referral: referral, operatorName: operatorName, plan: Site.standardOrder, scheduled: scheduled, at: now())
+        }
         return try get(id)
     }
 
@@ -146,7 +149,8 @@ public actor ExamSequencer {
         return ExamRecord(id: exam.id, patient: exam.patient, referral: exam.referral, operatorName: exam.operatorName, state: exam.state,
                           createdAt: exam.createdAt.formatted(.iso8601), startedAt: exam.startedAt?.formatted(.iso8601),
                           endedAt: exam.endedAt?.formatted(.iso8601), plan: exam.plan, attempts: exam.attempts,
-                          checklist: try evaluate(exam), warnings: exam.warnings, dose: ScanDose.total(exam.attempts.compactMap(\.dose)))
+                          checklist: try evaluate(exam), warnings: exam.warnings, dose: ScanDose.total(exam.attempts.compactMap(\.dose)),
+                          scheduled: exam.scheduled)
     }
 
     /// The exam's clinical answer (`exam.results`): each site's analysis, the diagnosis, and the
@@ -220,6 +224,8 @@ public actor ExamSequencer {
             record.note = "the numbers before are from analysis \(was), after from \(result.analysisVersion): part of the change is the analysis's"
         }
         try store { try recorder.recordCorrection(examID: examID, analysis: result, record: record) }
+        // A finished exam's corrected results go to the hospital as a new revision.
+        if [.completed, .aborted].contains(exam.state) { publish(examID) }
         logger.notice("ROIs corrected", metadata: ["exam": "\(examID)", "site": "\(site.rawValue)", "by": "\(by)", "change": "\(record.change)"])
         return (record, result)
     }
@@ -312,6 +318,23 @@ public actor ExamSequencer {
         try store { try recorder.precision(device: nil) }
     }
 
+    /// The DICOM queue (`dicom.queue`): what waits for the hospital's systems, and whether it
+    /// has waited longer than `alertAfterSeconds`. Read from the store; the DICOM service
+    /// (its own process) fills and empties it.
+    public func dicomQueue(examID: Int64?, alertAfterSeconds: Double) throws(ExamError) -> DicomQueueStatus {
+        if let examID { _ = try stored(examID) }
+        return DicomQueueStatus(objects: try store { try recorder.outbox(examID: examID) }, unbuilt: try store { try recorder.unbuiltResults(examID: examID) },
+                                now: now(), alertAfterSeconds: alertAfterSeconds)
+    }
+
+    /// A service engineer's resend of an exam's objects (or one of them): due again now.
+    public func dicomResend(examID: Int64, objectID: Int64?, alertAfterSeconds: Double) throws(ExamError) -> DicomQueueStatus {
+        _ = try stored(examID)
+        let count = try store { try recorder.resend(examID: examID, objectID: objectID, at: now()) }
+        if count == 0 { throw .correction(objectID.map { "exam \(examID) has no DICOM object \($0)" } ?? "exam \(examID) has no DICOM objects yet") }
+        return try dicomQueue(examID: examID, alertAfterSeconds: alertAfterSeconds)
+    }
+
     public func list(limit: Int) throws(ExamError) -> [ExamRecord] {
         var out: [ExamRecord] = []
         for e in try store({ try recorder.list(limit: limit) }) { out.append(try get(e.id)) }
@@ -332,6 +355,12 @@ public actor ExamSequencer {
             a.endedAt = stamp()
             try store { try recorder.finishAttempt(row: r.row, attempt: a) }
             notes.append("exam \(r.examID) \(a.site.rawValue) attempt \(a.attempt): interrupted with \(a.lines) lines")
+        }
+        // An exam that ended while the daemon stopped before publishing its results (a crash
+        // between the two writes) is published now: the hospital gets every finished exam.
+        for examID in try store({ try recorder.unpublishedExams() }) {
+            publish(examID)
+            notes.append("exam \(examID): results published for DICOM at start")
         }
         return notes
     }
@@ -401,6 +430,7 @@ public actor ExamSequencer {
         }
         try store { try recorder.setState(examID: examID, state: .aborted, at: now()) }
         try store { try recorder.addWarning(examID: examID, attemptRow: nil, warning: ExamWarning(kind: .aborted, message: "exam aborted: \(reason)"), at: now()) }
+        publish(examID)
         return try get(examID)
     }
 
@@ -666,6 +696,19 @@ public actor ExamSequencer {
             }
         }
         examClocks[examID] = nil
+        publish(examID)
+    }
+
+    /// Keeps the exam's results for the DICOM service (ExamRecorder.publishResults). A
+    /// failure is logged and said by the DICOM queue's absence, never the step's: the exam
+    /// itself is recorded.
+    private func publish(_ examID: Int64) {
+        do {
+            let r = try results(examID)
+            try store { try recorder.publishResults(examID: examID, results: r, at: now()) }
+        } catch {
+            logger.warning("the results of exam \(examID) were not published for DICOM: \(error)")
+        }
     }
 
     // MARK: - Helpers
