@@ -705,7 +705,7 @@ public actor ExamSequencer {
     private func publish(_ examID: Int64) {
         do {
             let r = try results(examID)
-            try store { try recorder.publishResults(examID: examID, results: r, at: now()) }
+            _ = try store { try recorder.publishResults(examID: examID, results: r, at: now()) }
         } catch {
             logger.warning("the results of exam \(examID) were not published for DICOM: \(error)")
         }
