@@ -158,7 +158,7 @@ struct DicomCommands: AsyncParsableCommand {
             for (name, peer) in peers {
                 let association = DicomAssociation(peer: peer, callingAETitle: config.aeTitle)
                 do {
-                    try await onThreadOfItsOwn { try association.echo() }
+                    try await Blocking.run { try association.echo() }
                     report.append(["peer": name, "address": peer.description, "result": "answers"])
                 } catch {
                     failed += 1
@@ -173,14 +173,6 @@ struct DicomCommands: AsyncParsableCommand {
     }
 }
 
-/// Runs blocking work (a DICOM association) on a thread of its own, off the cooperative pool.
-func onThreadOfItsOwn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { c in
-        let t = Thread { c.resume(with: Result { try body() }) }
-        t.name = "dexa-dicom"
-        t.start()
-    }
-}
 
 extension DicomDate {
     /// Today in the station's time zone, as DA.
@@ -202,7 +194,7 @@ enum WorklistLookup {
         }
         let association = DicomAssociation(peer: peer, callingAETitle: config.aeTitle)
         do {
-            return try await onThreadOfItsOwn { try association.findWorklist(query.dataset) }
+            return try await Blocking.run { try association.findWorklist(query.dataset) }
         } catch let e as DicomFailure {
             throw CLIError(message: "worklist: \(e.description)", status: .unreachable)
         }

@@ -157,6 +157,26 @@ public struct DicomAssociation: Sendable {
     }
 }
 
+/// Blocking work (an association, a file written and fsynced) on a thread of its own, so that
+/// it never holds one of the cooperative pool's threads (two on a 2-core console).
+public enum Blocking {
+    public static func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
+        await withCheckedContinuation { c in
+            let t = Thread { c.resume(returning: body()) }
+            t.name = "dexa-dicom"
+            t.start()
+        }
+    }
+
+    public static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { c in
+            let t = Thread { c.resume(with: Result { try body() }) }
+            t.name = "dexa-dicom"
+            t.start()
+        }
+    }
+}
+
 /// DIMSE statuses (PS3.7 Annex C): success, warnings (0001, Bxxx), failures.
 public enum DimseStatus {
     /// Ours, not the peer's: the file could not be read, so it was not sent (cdcmtk.h).

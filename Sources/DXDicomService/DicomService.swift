@@ -208,13 +208,3 @@ public enum StationIdentity {
     }
 }
 
-/// Blocking work (an association) on a thread of its own, off the cooperative pool.
-enum Blocking {
-    static func run<T: Sendable>(_ body: @escaping @Sendable () -> T) async -> T {
-        await withCheckedContinuation { c in
-            let t = Thread { c.resume(returning: body()) }
-            t.name = "dexa-dicom-association"
-            t.start()
-        }
-    }
-}
