@@ -6,9 +6,11 @@
 
 #include <dcmtk/config/osconfig.h>
 #include <dcmtk/dcmdata/dctk.h>
+#include <dcmtk/dcmnet/scp.h>
 #include <dcmtk/dcmnet/scu.h>
 #include <dcmtk/oflog/oflog.h>
 
+#include <atomic>
 #include <cstring>
 #include <memory>
 #include <set>
@@ -183,7 +185,44 @@ int normalised(const dx_dcm_peer *peer, const char *sopClass, const char *sopIns
     return 0;
 }
 
+// An acceptor for N-EVENT-REPORTs (a storage commitment's result), one association at a
+// time, each report handed to the caller's handler whose answer is the response's status.
+class Listener : public DcmSCP {
+public:
+    Listener(dx_dcm_event_handler handler, void *context) : handler(handler), context(context) {}
+
+    std::atomic<bool> stopping{false};
+    void setContext(void *c) { context = c; }
+
+protected:
+    OFBool stopAfterConnectionTimeout() override { return stopping.load(); }
+    OFBool stopAfterCurrentAssociation() override { return stopping.load(); }
+
+    OFCondition handleIncomingCommand(T_DIMSE_Message *msg, const DcmPresentationContextInfo &info) override {
+        if (msg->CommandField != DIMSE_N_EVENT_REPORT_RQ) return DcmSCP::handleIncomingCommand(msg, info);
+        DcmDataset *ds = NULL;
+        Uint16 eventType = 0;
+        OFCondition c = handleEVENTREPORTRequest(msg->msg.NEventReportRQ, info.presentationContextID, ds, eventType);
+        delete ds;
+        return c;
+    }
+
+    Uint16 checkEVENTREPORTRequest(T_DIMSE_N_EventReportRQ &rq, DcmDataset *ds) override {
+        OFString calling = getPeerAETitle();
+        return handler(context, calling.c_str(), rq.AffectedSOPClassUID, rq.EventTypeID, ds ? handle(ds) : NULL);
+    }
+
+private:
+    dx_dcm_event_handler handler;
+    void *context;
+};
+
 }  // namespace
+
+struct dx_dcm_listener {
+    Listener scp;
+    dx_dcm_listener(dx_dcm_event_handler h, void *c) : scp(h, c) {}
+};
 
 extern "C" {
 
@@ -481,5 +520,66 @@ int dx_dcm_nset(const dx_dcm_peer *peer, const char *sop_class, const char *sop_
                 char *err, size_t errlen) {
     return normalised(peer, sop_class, sop_instance, ds, false, status, err, errlen);
 }
+
+int dx_dcm_naction(const dx_dcm_peer *peer, const char *sop_class, const char *sop_instance, uint16_t action_type, const dx_dcm_dataset *ds,
+                   uint16_t *status, char *err, size_t errlen) {
+    if (!peer || !sop_class || !sop_instance || !ds || !status) return fail(err, errlen, "missing argument");
+    Association a(peer);
+    a.addPresentationContext(sop_class, transferSyntaxes());
+    OFCondition c = a.open();
+    if (c.bad()) return fail(err, errlen, "association with " + peerText(peer), c);
+    T_ASC_PresentationContextID pc = a.findAnyPresentationContextID(sop_class, "");
+    if (pc == 0) return fail(err, errlen, peerText(peer) + " does not accept " + sop_class);
+    std::unique_ptr<DcmDataset> copy(datasetCopy(ds));
+    Uint16 s = 0xFFFF;
+    c = a.sendACTIONRequest(pc, sop_instance, action_type, copy.get(), s);
+    *status = s;
+    if (c.bad()) return fail(err, errlen, std::string("N-ACTION to ") + peerText(peer), c);
+    a.releaseAssociation();
+    return 0;
+}
+
+dx_dcm_listener *dx_dcm_listener_new(const char *ae_title, uint16_t port, const char *sop_class, dx_dcm_event_handler handler, void *context,
+                                     char *err, size_t errlen) {
+    if (!ae_title || !sop_class || !handler) {
+        fail(err, errlen, "missing argument");
+        return NULL;
+    }
+    dx_dcm_listener *l = new dx_dcm_listener(handler, context);
+    l->scp.setAETitle(ae_title);
+    l->scp.setPort(port);
+    // Polled every second, so that a stop is seen without a connection.
+    l->scp.setConnectionBlockingMode(DUL_NOBLOCK);
+    l->scp.setConnectionTimeout(1);
+    l->scp.setHostLookupEnabled(OFFalse);
+    OFCondition c = l->scp.setEnableVerification();
+    // A storage commitment SCP reporting on an association of its own proposes the SCP role
+    // (PS3.4 J.3.3.1.3); some propose no role (Orthanc). Either is accepted (one profile
+    // holds an abstract syntax once: SCU/SCP lets the requestor take either role).
+    if (c.good()) c = l->scp.addPresentationContext(sop_class, transferSyntaxes(), ASC_SC_ROLE_SCUSCP, "DEFAULT");
+    if (c.bad()) {
+        fail(err, errlen, "listener", c);
+        delete l;
+        return NULL;
+    }
+    return l;
+}
+
+void dx_dcm_listener_set_context(dx_dcm_listener *l, void *context) {
+    if (l) l->scp.setContext(context);
+}
+
+int dx_dcm_listener_run(dx_dcm_listener *l, char *err, size_t errlen) {
+    if (!l) return fail(err, errlen, "missing argument");
+    OFCondition c = l->scp.listen();
+    if (c.bad() && !l->scp.stopping.load()) return fail(err, errlen, "listening on port " + std::to_string(l->scp.getPort()), c);
+    return 0;
+}
+
+void dx_dcm_listener_stop(dx_dcm_listener *l) {
+    if (l) l->scp.stopping.store(true);
+}
+
+void dx_dcm_listener_free(dx_dcm_listener *l) { delete l; }
 
 }  // extern "C"

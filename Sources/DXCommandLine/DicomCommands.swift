@@ -76,7 +76,7 @@ struct DicomCommands: AsyncParsableCommand {
 
     struct Queue: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "What waits for the hospital's PACS: each object, sent or pending (attempts, last error, next try); exit 1 when the queue is stuck.")
+            abstract: "What waits for the hospital's PACS and RIS: each object, sent or pending (attempts, last error, next try), and each exam's procedure step (MPPS); exit 1 when the queue is stuck.")
         @OptionGroup var options: ConnectionOptions
         @Option(help: "Only this exam's objects.") var exam: Int64?
 
@@ -85,11 +85,25 @@ struct DicomCommands: AsyncParsableCommand {
             if options.json { Output.json(q) } else {
                 let formatter = ISO8601DateFormatter()
                 for o in q.objects {
-                    let when = o.state == .sent ? "sent \(o.sentAt.map(formatter.string(from:)) ?? "")" : "pending, next try \(formatter.string(from: o.nextAttemptAt))"
+                    var when = o.state == .sent ? "sent \(o.sentAt.map(formatter.string(from:)) ?? "")" : "pending, next try \(formatter.string(from: o.nextAttemptAt))"
+                    if let c = o.committedAt { when += ", committed \(formatter.string(from: c))" } else if let asked = o.commitmentRequestedAt {
+                        when += ", commitment asked \(formatter.string(from: asked))"
+                    }
+                    if let refused = o.commitmentError { when += " (commitment refused: \(refused))" }
                     print("exam \(o.examID) #\(o.id) \(o.name) (revision \(o.revision)): \(when), \(o.attempts) attempt\(o.attempts == 1 ? "" : "s")\(o.lastError.map { "; last: \($0)" } ?? "")")
                 }
+                for st in q.steps {
+                    let when: String
+                    switch st.state {
+                    case .create: when = "start not yet announced, next try \(formatter.string(from: st.nextAttemptAt))"
+                    case .inProgress: when = "in progress since \(st.createdAt.map(formatter.string(from:)) ?? "?"); ended when the exam's objects are built"
+                    case .completed, .discontinued: when = "\(st.state.rawValue) \(st.endedAt.map(formatter.string(from:)) ?? "")"
+                    case .failed: when = "FAILED"
+                    }
+                    print("exam \(st.examID) procedure step (MPPS): \(when), \(st.attempts) message\(st.attempts == 1 ? "" : "s")\(st.lastError.map { "; last: \($0)" } ?? "")")
+                }
                 let oldest = q.oldestPendingSeconds.map { String(format: ", the oldest waiting %.0f min", $0 / 60) } ?? ""
-                print("\(q.pending) pending, \(q.sent) sent\(oldest)\(q.stuck ? String(format: ": STUCK (over %.0f min): check the PACS and dexa-dicomd (journalctl -u dexa-dicomd)", q.alertAfterSeconds / 60) : "")")
+                print("\(q.pending) pending, \(q.sent) sent\(q.committed > 0 ? " (\(q.committed) committed)" : "")\(oldest)\(q.stuck ? String(format: ": STUCK (over %.0f min): check the PACS and dexa-dicomd (journalctl -u dexa-dicomd)", q.alertAfterSeconds / 60) : "")")
             }
             if q.stuck { throw ExitCode(ExitStatus.failure.rawValue) }
         }
@@ -110,8 +124,8 @@ struct DicomCommands: AsyncParsableCommand {
 
     struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Copy an exam's DICOM objects (each site's image and the report's pages, Secondary Capture, modality BMD) to a folder, for a CD or a USB stick.",
-            discussion: "The objects are the ones dexa-dicomd built for the PACS (the latest revision of the exam's results): the same files, the same UIDs. They are named after what they hold (image-ap_spine.dcm, report-1.dcm) in DIR/exam-N/.")
+            abstract: "Copy an exam's DICOM objects (each site's image and the report's pages as Secondary Capture, modality BMD; the results and the dose reports, SR) to a folder, for a CD or a USB stick.",
+            discussion: "The objects are the ones dexa-dicomd built for the PACS (the latest revision of the exam's results): the same files, the same UIDs. They are named after what they hold (image-ap_spine.dcm, report-1.dcm, results-sr.dcm, dose-sr.dcm) in DIR/exam-N/.")
         @OptionGroup var options: ConnectionOptions
         @Option(help: "The exam number.") var exam: Int64
         @Argument(help: "The folder to write into (made when missing).") var directory: String

@@ -19,9 +19,13 @@ public struct DaemonMetrics: Sendable, Codable, Equatable {
     /// The longest gap between host frames during any scan (ICD §4: 250 ms at most).
     public var longestScanHostGapMs = 0.0
     public var uptimeSeconds = 0.0
+    /// The DICOM queue (read from the exam store, which dexa-dicomd fills and empties): what
+    /// waits, what failed, and whether it is stuck (`dicom_queue_alert_s`). nil when the
+    /// store could not be read.
+    public var dicomQueue: DicomQueueMetrics?
 
     public enum CodingKeys: String, CodingKey {
-        case link, reconnects
+        case link, reconnects, dicomQueue = "dicom_queue"
         case scansCompleted = "scans_completed", scansAborted = "scans_aborted", scansInterrupted = "scans_interrupted"
         case linesReceived = "lines_received", linesMissing = "lines_missing", exposureMs = "exposure_ms", dapMGyCm2 = "dap_mgy_cm2"
         case estimatedExposureMs = "estimated_exposure_ms", estimatedDAPMGyCm2 = "estimated_dap_mgy_cm2"
@@ -46,5 +50,31 @@ public struct DaemonMetrics: Sendable, Codable, Equatable {
             estimatedDAPMGyCm2 += o.dapMGyCm2
         }
         longestScanHostGapMs = max(longestScanHostGapMs, o.longestHostGapMs)
+    }
+}
+
+/// The DICOM queue in figures, for `service.metrics` and Prometheus: a monitor alerts on
+/// `dexa_dicom_queue_stuck`.
+public struct DicomQueueMetrics: Sendable, Codable, Equatable {
+    public var pending: Int
+    public var failed: Int
+    /// Procedure steps (MPPS) not yet ended at the RIS.
+    public var stepsOpen: Int
+    public var oldestPendingSeconds: Double
+    public var alertAfterSeconds: Double
+    public var stuck: Bool
+
+    public enum CodingKeys: String, CodingKey {
+        case pending, failed, stuck
+        case stepsOpen = "steps_open", oldestPendingSeconds = "oldest_pending_s", alertAfterSeconds = "alert_after_s"
+    }
+
+    public init(_ q: DicomQueueStatus) {
+        pending = q.pending + q.unbuilt.filter { $0.error == nil }.count
+        failed = q.failed
+        stepsOpen = q.steps.filter { $0.state == .create || $0.state == .inProgress }.count
+        oldestPendingSeconds = q.oldestPendingSeconds ?? 0
+        alertAfterSeconds = q.alertAfterSeconds
+        stuck = q.stuck
     }
 }

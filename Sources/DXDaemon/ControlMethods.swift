@@ -137,12 +137,15 @@ private struct Methods: Sendable {
             return LogResult(nextOffset: r.nextOffset, text: r.text)
         }
         t.on(.serviceMetrics) { p, _ in
-            MetricsResult(metrics: await device.metrics(), text: p.format == .prometheus ? await device.prometheusText() : nil)
+            // The DICOM queue is read from the store each time (dexa-dicomd changes it).
+            device.recordDicomQueue(try? DicomQueueMetrics(await exams.dicomQueue(examID: nil, alertAfterSeconds: configuration.dicomQueueAlertSeconds)))
+            return MetricsResult(metrics: await device.metrics(), text: p.format == .prometheus ? await device.prometheusText() : nil)
         }
         t.on(.serviceReport) { p, _ in
             let n = p.captures ?? 5
             guard (0...100).contains(n) else { throw RPCError.invalidParams("'captures': 0 to 100, not \(n)") }
-            return try await ServiceReport(device: device, configuration: configuration, deviceName: deviceName).build(captures: n)
+            let queue = try? await exams.dicomQueue(examID: nil, alertAfterSeconds: configuration.dicomQueueAlertSeconds)
+            return try await ServiceReport(device: device, configuration: configuration, deviceName: deviceName, dicomQueue: queue).build(captures: n)
         }
         t.on(.serviceReset) { _, _ in
             // Wall time: the unit's 3 s back on the bus (ICD §1) plus the host's reconnection,

@@ -26,6 +26,9 @@ public final class DeviceService: Service, Sendable {
         try await runner.run(plan, progress: progress)
     }
 
+    /// The DICOM queue's figures as last read (`service.metrics` reads them first).
+    public func recordDicomQueue(_ q: DicomQueueMetrics?) { telemetry.dicomQueue(q) }
+
     public func metrics() async -> DaemonMetrics {
         telemetry.metrics(link: await session.counters, uptimeSeconds: uptime)
     }

@@ -1,4 +1,6 @@
+import DXAcquisition
 import DXControl
+import DXDecomposition
 import DXProtocol
 import Foundation
 import Logging
@@ -53,8 +55,30 @@ struct ServiceReport {
     let device: DeviceService
     let configuration: DaemonConfiguration
     let deviceName: String
+    /// The DICOM queue as the store has it (nil: unreadable): what waits for the PACS and RIS.
+    var dicomQueue: DicomQueueStatus? = nil
 
     static let version = "0.1.0"
+
+    /// The calibration in use, as the next scan would load it: when, from what, for which unit,
+    /// its fit against the acceptance rule; or why there is none a patient may be measured with.
+    var calibrationText: String {
+        let store = CalibrationStore(stateDirectory: configuration.stateDirectory)
+        switch store.load() {
+        case .success(let c):
+            return """
+                calibration \(store.path)
+                created \(c.created) from \(c.source)
+                unit \(c.unit?.description ?? "not recorded")
+                residuals: hydroxyapatite \(c.residualHydroxyapatite) g/cm², soft tissue \(c.residualSoftTissue) g/cm², fat fraction \(c.residualFatFraction)
+                acceptance: \(c.verdict)
+                points: \(c.points.count)
+
+                """
+        case .failure(let problem):
+            return "no calibration a patient may be measured with: \(problem)\n"
+        }
+    }
 
     func build(captures: Int) async throws -> ServiceReportResult {
         let fm = FileManager.default
@@ -89,10 +113,15 @@ struct ServiceReport {
         contents.append("sensors.csv")
         try write("selftest.txt", await selfTest())
         contents.append("selftest.txt")
-        try write("calibration.txt", "no calibration in use: this build has no decomposition yet (issue 4)\n")
+        try write("calibration.txt", calibrationText)
         contents.append("calibration.txt")
+        device.recordDicomQueue(dicomQueue.map(DicomQueueMetrics.init))
         try write("metrics.prom", await device.prometheusText())
         contents.append("metrics.prom")
+        if let dicomQueue {
+            try write("dicom-queue.json", (try? JSONValue(encoding: dicomQueue).description) ?? "{}")
+            contents.append("dicom-queue.json")
+        }
         if let status = try? await device.session.refreshStatus() {
             try write("status.json", (try? JSONValue(encoding: DeviceStatusResult(status, link: await device.session.counters)).description) ?? "{}")
             contents.append("status.json")

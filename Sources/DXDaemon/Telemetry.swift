@@ -18,6 +18,8 @@ final class DaemonTelemetry: Sendable {
     private let lines, linesMissing, reconnects: CoreMetrics.Counter
     private let exposureSeconds, dapMGyCm2, estimatedExposureSeconds, estimatedDAPMGyCm2: CoreMetrics.FloatingPointCounter
     private let longestHostGapSeconds, uptimeSeconds: CoreMetrics.Gauge
+    private let dicomPending, dicomFailed, dicomStepsOpen, dicomOldestSeconds, dicomStuck: CoreMetrics.Gauge
+    private let dicom = Mutex<DicomQueueMetrics?>(nil)
 
     /// The device session's link counters are cumulative on the session; each export adds
     /// what they grew by since the last (a counter that went back, a new session, adds all).
@@ -45,6 +47,11 @@ final class DaemonTelemetry: Sendable {
         estimatedDAPMGyCm2 = amount("estimated_dap_mgy_cm2_total")
         longestHostGapSeconds = gauge("scan_host_gap_max_seconds")
         uptimeSeconds = gauge("uptime_seconds")
+        dicomPending = gauge("dicom_queue_pending")
+        dicomFailed = gauge("dicom_queue_failed")
+        dicomStepsOpen = gauge("dicom_steps_open")
+        dicomOldestSeconds = gauge("dicom_queue_oldest_pending_seconds")
+        dicomStuck = gauge("dicom_queue_stuck")
         link = [
             LinkCounter(counter: counter("frames_total", [("kind", "response")]), read: { $0.responses }),
             LinkCounter(counter: counter("frames_total", [("kind", "event")]), read: { $0.events }),
@@ -89,11 +96,23 @@ final class DaemonTelemetry: Sendable {
         reconnects.increment()
     }
 
+    /// The DICOM queue as it was just read (nil: unreadable, and said so by its absence).
+    func dicomQueue(_ q: DicomQueueMetrics?) {
+        dicom.withLock { $0 = q }
+        guard let q else { return }
+        dicomPending.record(q.pending)
+        dicomFailed.record(q.failed)
+        dicomStepsOpen.record(q.stepsOpen)
+        dicomOldestSeconds.record(q.oldestPendingSeconds)
+        dicomStuck.record(q.stuck ? 1 : 0)
+    }
+
     /// The counters now, with the link's and the uptime.
     func metrics(link counters: LinkCounters, uptimeSeconds up: Double) -> DaemonMetrics {
         var m = snapshot.withLock { $0 }
         m.link = counters
         m.uptimeSeconds = up
+        m.dicomQueue = dicom.withLock { $0 }
         return m
     }
 

@@ -67,7 +67,7 @@ public struct DicomAssociation: Sendable {
         self.callingAETitle = callingAETitle
     }
 
-    private func withPeer<T>(_ body: (UnsafePointer<dx_dcm_peer>) throws(DicomFailure) -> T) throws(DicomFailure) -> T {
+    func withPeer<T>(_ body: (UnsafePointer<dx_dcm_peer>) throws(DicomFailure) -> T) throws(DicomFailure) -> T {
         try DCMTK.ready.get()
         if let problem = peer.problem { throw DicomFailure(problem) }
         if let problem = AETitle.problem(callingAETitle) { throw DicomFailure("this station's \(problem)") }

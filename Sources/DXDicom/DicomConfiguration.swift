@@ -16,6 +16,9 @@ public struct DicomConfiguration: Sendable, Equatable {
     public var mpps: DicomPeer?
     public var storage: DicomPeer?
     public var commitment: DicomPeer?
+    /// The port dexa-dicomd accepts associations on (as `ae_title`): the storage commitment
+    /// peer's results (N-EVENT-REPORT). nil: commitment is not asked for.
+    public var listenPort: UInt16?
     /// What makes this station's UIDs its own: `/etc/machine-id` (unique per installation),
     /// else the station name. Not a setting.
     public var stationIdentity: String
@@ -98,11 +101,14 @@ public struct DicomConfiguration: Sendable, Equatable {
                 c.worklistModality = value == "any" ? nil : value
             case "worklist", "mpps", "storage", "commitment":
                 peers.append((n, key, value))
+            case "listen_port":
+                guard let port = UInt16(value), port > 0 else { throw .line(n, "listen_port must be a TCP port, 1 to 65535") }
+                c.listenPort = port
             case "connect_timeout_s": timeouts.connect = try seconds()
             case "association_timeout_s": timeouts.association = try seconds()
             case "message_timeout_s": timeouts.message = try seconds()
             default:
-                throw .line(n, "unknown key '\(key)' (ae_title, station_name, institution, uid_root, worklist, worklist_modality, mpps, storage, commitment, connect_timeout_s, association_timeout_s, message_timeout_s)")
+                throw .line(n, "unknown key '\(key)' (ae_title, station_name, institution, uid_root, worklist, worklist_modality, mpps, storage, commitment, listen_port, connect_timeout_s, association_timeout_s, message_timeout_s)")
             }
         }
         for (n, key, value) in peers {
@@ -117,6 +123,9 @@ public struct DicomConfiguration: Sendable, Equatable {
             case "storage": c.storage = peer
             default: c.commitment = peer
             }
+        }
+        if let n = peers.first(where: { $0.1 == "commitment" })?.0, c.listenPort == nil {
+            throw .line(n, "commitment needs listen_port: the port the storage commitment peer sends its results to")
         }
         return c
     }

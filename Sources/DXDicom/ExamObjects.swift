@@ -162,13 +162,7 @@ public struct ExamObjects: Sendable {
         ds.set(.instanceCreationTime, time)
         let offset = TimeZone.current.secondsFromGMT(for: created) / 60
         ds.set(.timezoneOffsetFromUTC, String(format: "%@%02d%02d", offset < 0 ? "-" : "+", abs(offset) / 60, abs(offset) % 60))
-        // Patient
-        let p = results.patient
-        ds.set(.patientName, study.patientName ?? PersonName.dicom(p.name))
-        ds.set(.patientID, p.id)
-        if let issuer = study.issuerOfPatientID, !issuer.isEmpty { ds.set(.issuerOfPatientID, issuer) }
-        ds.set(.patientBirthDate, DicomDate.da(p.birthDate))
-        ds.set(.patientSex, Self.sex(p.sex))
+        setPatient(&ds)
         // Study
         ds.set(.studyInstanceUID, studyInstanceUID)
         let started = (results.startedAt ?? results.createdAt).flatMap { ISO8601DateFormatter().date(from: $0) }
@@ -195,6 +189,16 @@ public struct ExamObjects: Sendable {
         ds.set(.deviceSerialNumber, station.deviceSerialNumber)
         ds.set(.softwareVersions, station.softwareVersions)
         return ds
+    }
+
+    /// The patient (PS3.3 C.7.1.1), as every object and the procedure step name them.
+    func setPatient(_ ds: inout DicomDataset) {
+        let p = results.patient
+        ds.set(.patientName, study.patientName ?? PersonName.dicom(p.name))
+        ds.set(.patientID, p.id)
+        if let issuer = study.issuerOfPatientID, !issuer.isEmpty { ds.set(.issuerOfPatientID, issuer) }
+        ds.set(.patientBirthDate, DicomDate.da(p.birthDate))
+        ds.set(.patientSex, Self.sex(p.sex))
     }
 
     /// An RGB Secondary Capture Image (PS3.3 A.8.1): the General Series with Modality BMD, the

@@ -25,6 +25,8 @@ public actor DicomService: Service {
         public var longestWait: Duration = .seconds(600)
         /// At most this many objects on one association.
         public var batch = 50
+        /// A storage commitment request unanswered this long is made again (a new transaction).
+        public var commitmentWait: Duration = .seconds(3600)
 
         public init(objectDirectory: String) { self.objectDirectory = objectDirectory }
     }
@@ -39,14 +41,35 @@ public actor DicomService: Service {
     private var peerTrouble: String?
     /// Results whose build failed for a reason that may pass (a full disk): not before then.
     private var buildRetry: [Int64: (at: Date, failures: Int)] = [:]
+    /// The storage commitment results' acceptor (with a commitment peer and `listen_port`).
+    nonisolated let listener: CommitmentListener?
+    /// After a failed commitment request: not again before then.
+    private var commitRetry: (at: Date, failures: Int)?
 
+    /// Fails only when the storage commitment listener cannot be made.
     public init(store: ExamStore, config: DicomConfiguration, settings: Settings, clock: any Clock<Duration> = ContinuousClock(),
-                now: @escaping @Sendable () -> Date = Date.init, logger: Logger) {
+                now: @escaping @Sendable () -> Date = Date.init, logger: Logger) throws(DicomFailure) {
         self.store = store; self.config = config; self.settings = settings; self.clock = clock; self.now = now; self.logger = logger
+        if config.commitment != nil, let port = config.listenPort {
+            listener = try CommitmentListener(aeTitle: config.aeTitle, port: port)
+        } else {
+            listener = nil
+        }
+    }
+
+    /// Starts accepting storage commitment results (run does; a test that drives rounds calls it).
+    public nonisolated func startListening() {
+        listener?.start()
+    }
+
+    public nonisolated func stopListening() {
+        listener?.stop()
     }
 
     public func run() async throws {
-        logger.notice("dexa-dicomd: AE \(config.aeTitle), storage \(config.storage?.description ?? "none: objects are built for export only")")
+        logger.notice("dexa-dicomd: AE \(config.aeTitle), storage \(config.storage?.description ?? "none: objects are built for export only"), MPPS \(config.mpps?.description ?? "none"), storage commitment \(config.commitment.map { "\($0.description), results on port \(config.listenPort ?? 0)" } ?? "none")")
+        startListening()
+        defer { stopListening() }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             await round()
             do { try await clock.sleep(for: settings.pollInterval) } catch { break }
@@ -56,8 +79,12 @@ public actor DicomService: Service {
 
     /// One round: new results built and queued, then the due objects sent. What a test drives.
     public func round() async {
+        await announce()
         await build()
+        await performedSteps()
         await send()
+        await commit()
+        takeCommitmentResults()
     }
 
     // MARK: Building
@@ -115,12 +142,9 @@ public actor DicomService: Service {
             if paths.contains(where: { FileManager.default.fileExists(atPath: $0) }) { throw .transient(why) }
             throw .permanent(why + " (its file is gone)")
         }
-        let serial = p.results.sites.compactMap(\.device).first.map { String($0.split(separator: " ").last ?? "") } ?? ""
-        let station = DicomStation(aeTitle: config.aeTitle, stationName: config.stationName, institutionName: config.institutionName,
-                                   deviceSerialNumber: serial, softwareVersions: "dexa analysis \(p.results.analysisVersion)")
-        let exam = ExamObjects(results: p.results, station: station, uids: config.uids, revision: p.revision)
+        let exam = objects(of: p)
         let built: [DicomObject]
-        do { built = try exam.images(scans: scans, created: p.at) } catch { throw .transient(error.description) }
+        do { built = try exam.all(scans: scans, created: p.at) } catch { throw .transient(error.description) }
         let folder = "\(settings.objectDirectory)/exam-\(p.examID)/revision-\(p.revision)"
         do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
             throw .transient("cannot make \(folder): \(error.localizedDescription)")
@@ -132,6 +156,178 @@ public actor DicomService: Service {
             out.append((o.name, o.sopClassUID, o.sopInstanceUID, path))
         }
         return out
+    }
+
+    /// The objects of published results, as this station makes them.
+    nonisolated func objects(of p: PublishedResults) -> ExamObjects {
+        let serial = p.results.sites.compactMap(\.device).first.map { String($0.split(separator: " ").last ?? "") } ?? ""
+        return ExamObjects(results: p.results, station: station(serial: serial, analysis: p.results.analysisVersion), uids: config.uids, revision: p.revision)
+    }
+
+    nonisolated func station(serial: String, analysis: String) -> DicomStation {
+        DicomStation(aeTitle: config.aeTitle, stationName: config.stationName, institutionName: config.institutionName,
+                     deviceSerialNumber: serial, softwareVersions: "dexa analysis \(analysis)")
+    }
+
+    // MARK: Procedure steps (MPPS)
+
+    /// Exams that started are queued as steps to announce (once each), when an MPPS peer is
+    /// configured.
+    func announce() async {
+        guard config.mpps != nil else { return }
+        do {
+            try store.announceStepsFrom(now())
+            for id in try store.startedExamsWithoutStep() {
+                guard let exam = try store.exam(id) else { continue }
+                try store.addStep(examID: id, sopInstanceUID: inProgress(exam).mppsInstanceUID, at: now())
+                logger.info("exam \(id) started: its procedure step is announced to the RIS")
+            }
+        } catch {
+            logger.error("reading the started exams: \(error)")
+        }
+    }
+
+    /// A started exam as its objects name it before it has results: the same study, the
+    /// same step UID.
+    nonisolated func inProgress(_ exam: StoredExam) -> ExamObjects {
+        var r = ExamResults(examID: exam.id, state: exam.state,
+                            patient: .init(id: exam.patient.id, name: exam.patient.name, sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate, ageYears: nil),
+                            examDate: String((exam.startedAt ?? exam.createdAt).formatted(.iso8601).prefix(10)), sites: [],
+                            diagnosis: .init(basis: "unknown", words: "in progress"), dose: ScanDose(), reference: "", analysisVersion: AnalysisVersion.current)
+        r.createdAt = exam.createdAt.formatted(.iso8601)
+        r.startedAt = exam.startedAt?.formatted(.iso8601)
+        r.scheduled = exam.scheduled
+        r.operatorName = exam.operatorName
+        return ExamObjects(results: r, station: station(serial: "", analysis: AnalysisVersion.current), uids: config.uids)
+    }
+
+    /// The due steps' messages: an N-CREATE (IN PROGRESS) when the exam started; the N-SET
+    /// (COMPLETED or DISCONTINUED, the performed series, the dose) once the exam has ended and
+    /// its objects are built. Each on an association of its own; retried with the queue's
+    /// backoff while the RIS does not answer.
+    func performedSteps() async {
+        guard let peer = config.mpps else { return }
+        let due: [PerformedStepRecord]
+        do { due = try store.dueSteps(now: now()) } catch {
+            logger.error("reading the procedure steps: \(error)")
+            return
+        }
+        let association = DicomAssociation(peer: peer, callingAETitle: config.aeTitle)
+        for step in due {
+            if Task.isShuttingDownGracefully { return }
+            do {
+                switch step.state {
+                case .create:
+                    guard let exam = try store.exam(step.examID) else { continue }
+                    let objects = inProgress(exam)
+                    let attributes = objects.mppsInProgress(started: exam.startedAt ?? exam.createdAt)
+                    let answer = await Blocking.run { Result { () throws(DicomFailure) in
+                        try association.create(sopClass: SOPClass.modalityPerformedProcedureStep, instance: step.sopInstanceUID, attributes: attributes)
+                    } }
+                    // 0111 (duplicate instance): an earlier N-CREATE arrived and its answer was lost.
+                    try record(step, answer, accepted: .inProgress, alsoAccepted: [0x0111], what: "N-CREATE")
+                case .inProgress:
+                    guard let exam = try store.exam(step.examID), [.completed, .aborted].contains(exam.state),
+                          let (published, built) = try store.firstBuiltResults(examID: step.examID) else { continue }
+                    let objects = self.objects(of: published)
+                    let performed = built.map { PerformedObject(name: $0.name, sopClassUID: $0.sopClassUID, sopInstanceUID: $0.sopInstanceUID) }
+                    let attributes = objects.mppsEnd(objects: performed, ended: exam.endedAt ?? now())
+                    let answer = await Blocking.run { Result { () throws(DicomFailure) in
+                        try association.set(sopClass: SOPClass.modalityPerformedProcedureStep, instance: step.sopInstanceUID, attributes: attributes)
+                    } }
+                    try record(step, answer, accepted: published.results.state == .completed ? .completed : .discontinued, alsoAccepted: [], what: "N-SET")
+                default:
+                    continue
+                }
+            } catch {
+                logger.error("exam \(step.examID)'s procedure step: \(error)")
+                return
+            }
+        }
+    }
+
+    /// Records a step message's answer: accepted, refused for good, or to be tried again.
+    func record(_ step: PerformedStepRecord, _ answer: Result<UInt16, DicomFailure>, accepted: PerformedStepRecord.State, alsoAccepted: Set<UInt16>,
+                what: String) throws {
+        let at = now()
+        let peer = config.mpps?.description ?? "MPPS"
+        switch answer {
+        case .success(let s) where DimseStatus.isSuccess(s) || DimseStatus.isWarning(s) || alsoAccepted.contains(s):
+            try store.recordStep(examID: step.examID, state: accepted, error: DimseStatus.isSuccess(s) ? nil : "\(peer) answered \(DimseStatus.words(s))",
+                                 retryAt: nil, at: at)
+            logger.info("exam \(step.examID): \(what) accepted by \(peer) (\(accepted.rawValue))")
+        case .success(let s) where DimseStatus.isPermanent(s) || s == 0x0110 || s == 0x0106:
+            // 0110: the RIS no longer takes updates to the step (ended elsewhere); 0106: it
+            // finds a value invalid: sending the same again cannot mend either.
+            try store.recordStep(examID: step.examID, state: .failed, error: "\(what) refused by \(peer): \(DimseStatus.words(s))", retryAt: nil, at: at)
+            logger.error("exam \(step.examID): \(what) refused for good by \(peer): \(DimseStatus.words(s))")
+        case .success(let s):
+            try store.recordStep(examID: step.examID, state: step.state, error: "\(what): \(peer) answered \(DimseStatus.words(s))",
+                                 retryAt: at.addingTimeInterval(wait(afterFailures: step.attempts + 1)), at: at)
+            logger.warning("exam \(step.examID): \(what) answered \(DimseStatus.words(s)); tried again later")
+        case .failure(let why):
+            try store.recordStep(examID: step.examID, state: step.state, error: "\(what): \(why)", retryAt: at.addingTimeInterval(wait(afterFailures: step.attempts + 1)), at: at)
+            logger.warning("exam \(step.examID): \(what) to \(peer) failed: \(why); tried again later")
+        }
+    }
+
+    // MARK: Storage commitment
+
+    /// Asks the commitment peer to take responsibility for the objects sent and not yet
+    /// committed (up to a batch, one transaction; again for those unanswered after
+    /// `commitmentWait`). The answer comes to the listener.
+    func commit() async {
+        guard let peer = config.commitment, listener != nil else { return }
+        if let retry = commitRetry, retry.at > now() { return }
+        let wait = Double(settings.commitmentWait.components.seconds)
+        let objects: [OutboxObject]
+        do { objects = try store.objectsToCommit(askedBefore: now().addingTimeInterval(-wait), limit: settings.batch) } catch {
+            logger.error("reading the objects to commit: \(error)")
+            return
+        }
+        guard !objects.isEmpty else { return }
+        // A new transaction each request (PS3.4 J.3.2.1.1: never reused).
+        let transaction = config.uids.uid(exam: "commitment \(UUID().uuidString)")
+        let references = objects.map { StorageCommitment.Reference(sopClassUID: $0.sopClassUID, sopInstanceUID: $0.sopInstanceUID) }
+        let association = DicomAssociation(peer: peer, callingAETitle: config.aeTitle)
+        let answer = await Blocking.run { Result { () throws(DicomFailure) in try association.requestCommitment(transactionUID: transaction, references) } }
+        switch answer {
+        case .success(let s) where DimseStatus.isSuccess(s):
+            do { try store.commitmentRequested(objects.map(\.id), transaction: transaction, at: now()) } catch {
+                logger.error("recording the commitment request: \(error)")
+            }
+            commitRetry = nil
+            logger.info("storage commitment of \(objects.count) objects asked of \(peer.description) (transaction \(transaction))")
+        case .success(let s):
+            failedCommitment("\(peer.description) answered \(DimseStatus.words(s))")
+        case .failure(let why):
+            failedCommitment(why.description)
+        }
+    }
+
+    private func failedCommitment(_ why: String) {
+        let failures = (commitRetry?.failures ?? 0) + 1
+        commitRetry = (now().addingTimeInterval(wait(afterFailures: failures)), failures)
+        logger.warning("storage commitment request failed (try \(failures)): \(why)")
+    }
+
+    /// The results the listener received: committed objects marked; refused ones sent again.
+    func takeCommitmentResults() {
+        guard let listener else { return }
+        for problem in listener.drainProblems() { logger.warning("storage commitment listener: \(problem)") }
+        for report in listener.drain() {
+            do {
+                let matched = try store.recordCommitment(transaction: report.transactionUID, committed: report.committed,
+                                                         failed: report.failed.map { ($0.sopInstanceUID, StorageCommitment.words(reason: $0.reason)) }, at: now())
+                if matched == 0 {
+                    logger.warning("storage commitment result from \(report.callingAETitle) for transaction \(report.transactionUID), which names none of our requested objects")
+                } else {
+                    logger.info("storage commitment from \(report.callingAETitle): \(report.committed.count) committed, \(report.failed.count) refused (sent again)")
+                }
+            } catch {
+                logger.error("recording a storage commitment result: \(error)")
+            }
+        }
     }
 
     // MARK: Sending

@@ -63,6 +63,29 @@ extension ExamStore {
             }
             try db.execute(sql: "INSERT INTO dicom_meta (key, value) VALUES ('since', ?)", arguments: [Date().timeIntervalSince1970])
         }
+        m.registerMigration("v12: the exams' procedure steps at the RIS (MPPS)") { db in
+            try db.create(table: "mpps") { t in
+                t.primaryKey("exam_id", .integer).references("exam")
+                t.column("sop_instance_uid", .text).notNull()
+                t.column("state", .text).notNull()
+                t.column("attempts", .integer).notNull().defaults(to: 0)
+                t.column("last_error", .text)
+                t.column("queued_at", .double).notNull()
+                t.column("next_attempt_at", .double).notNull()
+                t.column("created_at", .double)
+                t.column("ended_at", .double)
+            }
+        }
+        m.registerMigration("v13: storage commitment of sent objects") { db in
+            try db.alter(table: "dicom_object") { t in
+                t.add(column: "commit_transaction", .text)
+                t.add(column: "commit_requested_at", .double)
+                t.add(column: "committed_at", .double)
+                t.add(column: "commit_error", .text)
+            }
+            try db.execute(sql: "CREATE INDEX dicom_object_uncommitted ON dicom_object(id) WHERE state = 'sent' AND committed_at IS NULL")
+            try db.create(index: "dicom_object_transaction", on: "dicom_object", columns: ["commit_transaction"])
+        }
     }
 
     // MARK: The daemon's side
@@ -220,6 +243,144 @@ extension ExamStore {
         }
     }
 
+    // MARK: Storage commitment
+
+    /// Sent objects whose commitment has not been asked for, or was asked for before `askedBefore`
+    /// and never answered (asked again), in order.
+    public func objectsToCommit(askedBefore: Date, limit: Int) throws -> [OutboxObject] {
+        try dbRead { db in
+            try Row.fetchAll(db, sql: """
+                SELECT * FROM dicom_object WHERE state = 'sent' AND committed_at IS NULL
+                AND (commit_transaction IS NULL OR commit_requested_at < ?) ORDER BY id LIMIT ?
+                """, arguments: [askedBefore.timeIntervalSince1970, limit]).map(Self.outboxObject)
+        }
+    }
+
+    /// The PACS received the request `transaction` for the objects `ids`.
+    public func commitmentRequested(_ ids: [Int64], transaction: String, at: Date) throws {
+        try dbWrite { db in
+            for id in ids {
+                try db.execute(sql: "UPDATE dicom_object SET commit_transaction = ?, commit_requested_at = ?, commit_error = NULL WHERE id = ?",
+                               arguments: [transaction, at.timeIntervalSince1970, id])
+            }
+        }
+    }
+
+    /// A commitment result: the committed objects marked; the failed ones pending again (sent
+    /// again, then asked again), with the reason. Only objects of that transaction count;
+    /// returns how many matched.
+    @discardableResult
+    public func recordCommitment(transaction: String, committed: [String], failed: [(instance: String, reason: String)], at: Date) throws -> Int {
+        try dbWrite { db in
+            var matched = 0
+            for uid in committed {
+                try db.execute(sql: "UPDATE dicom_object SET committed_at = ?, commit_error = NULL WHERE commit_transaction = ? AND sop_instance_uid = ?",
+                               arguments: [at.timeIntervalSince1970, transaction, uid])
+                matched += db.changesCount
+            }
+            for f in failed {
+                try db.execute(sql: """
+                    UPDATE dicom_object SET state = 'pending', pending_since = ?, next_attempt_at = ?, commit_transaction = NULL, commit_requested_at = NULL,
+                    commit_error = ?, last_error = ? WHERE commit_transaction = ? AND sop_instance_uid = ? AND state = 'sent'
+                    """, arguments: [at.timeIntervalSince1970, at.timeIntervalSince1970, f.reason, "storage commitment refused: \(f.reason)",
+                                     transaction, f.instance])
+                matched += db.changesCount
+            }
+            return matched
+        }
+    }
+
+    // MARK: Procedure steps (MPPS)
+
+    /// From now on, exams that start are announced to the RIS: kept the first time the DICOM
+    /// service runs with an MPPS peer, so that exams from before are never announced late.
+    public func announceStepsFrom(_ at: Date) throws {
+        try dbWrite { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO dicom_meta (key, value) VALUES ('mpps_since', ?)", arguments: [at.timeIntervalSince1970])
+        }
+    }
+
+    /// Exams started since steps are announced that have no step yet, in order.
+    public func startedExamsWithoutStep() throws -> [Int64] {
+        try dbRead { db in
+            try Int64.fetchAll(db, sql: """
+                SELECT id FROM exam WHERE started_at IS NOT NULL AND started_at >= (SELECT value FROM dicom_meta WHERE key = 'mpps_since')
+                AND NOT EXISTS (SELECT 1 FROM mpps WHERE mpps.exam_id = exam.id) ORDER BY id
+                """)
+        }
+    }
+
+    /// A step to announce: its N-CREATE due now. Once per exam.
+    public func addStep(examID: Int64, sopInstanceUID: String, at: Date) throws {
+        try dbWrite { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO mpps (exam_id, sop_instance_uid, state, queued_at, next_attempt_at) VALUES (?, ?, 'create', ?, ?)",
+                           arguments: [examID, sopInstanceUID, at.timeIntervalSince1970, at.timeIntervalSince1970])
+        }
+    }
+
+    /// Steps whose next message is due: N-CREATEs, and steps in progress (whose N-SET goes when
+    /// their exam has ended and its objects are built).
+    public func dueSteps(now: Date) throws -> [PerformedStepRecord] {
+        try dbRead { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM mpps WHERE state IN ('create', 'in_progress') AND next_attempt_at <= ? ORDER BY exam_id",
+                             arguments: [now.timeIntervalSince1970]).map(Self.step)
+        }
+    }
+
+    public func performedSteps(examID: Int64?) throws -> [PerformedStepRecord] {
+        try dbRead { db in
+            if let examID { return try Row.fetchAll(db, sql: "SELECT * FROM mpps WHERE exam_id = ?", arguments: [examID]).map(Self.step) }
+            return try Row.fetchAll(db, sql: """
+                SELECT * FROM mpps WHERE state IN ('create', 'in_progress', 'failed')
+                OR exam_id > (SELECT COALESCE(MAX(exam_id), 0) - 100 FROM mpps) ORDER BY exam_id
+                """).map(Self.step)
+        }
+    }
+
+    /// What became of a step's message: its new state (accepted), or a retry at `retryAt`, or
+    /// a failure for good.
+    public func recordStep(examID: Int64, state: PerformedStepRecord.State, error: String?, retryAt: Date?, at: Date) throws {
+        try dbWrite { db in
+            let t = at.timeIntervalSince1970
+            switch state {
+            case .inProgress where retryAt == nil:
+                try db.execute(sql: "UPDATE mpps SET state = 'in_progress', attempts = attempts + 1, last_error = NULL, created_at = ?, next_attempt_at = ? WHERE exam_id = ?",
+                               arguments: [t, t, examID])
+            case .completed, .discontinued:
+                try db.execute(sql: "UPDATE mpps SET state = ?, attempts = attempts + 1, last_error = ?, ended_at = ? WHERE exam_id = ?",
+                               arguments: [state.rawValue, error, t, examID])
+            default:
+                try db.execute(sql: "UPDATE mpps SET state = ?, attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE exam_id = ?",
+                               arguments: [state.rawValue, error, (retryAt ?? at).timeIntervalSince1970, examID])
+            }
+        }
+    }
+
+    /// The exam's first published results, once the DICOM service has built them (or given up
+    /// on them): what its step ends with, and the objects made of them. nil while the exam has
+    /// not ended or its objects are not built.
+    public func firstBuiltResults(examID: Int64) throws -> (results: PublishedResults, objects: [OutboxObject])? {
+        let first: Int64? = try dbRead { db in
+            try Int64.fetchOne(db, sql: """
+                SELECT id FROM exam_result WHERE exam_id = ? AND (dicom_built_at IS NOT NULL OR dicom_error IS NOT NULL) AND id = (SELECT MIN(id) FROM exam_result WHERE exam_id = ?)
+                """, arguments: [examID, examID])
+        }
+        guard let first, let published = try publishedResults(first) else { return nil }
+        let objects = try dbRead { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM dicom_object WHERE result_id = ? ORDER BY id", arguments: [first]).map(Self.outboxObject)
+        }
+        return (published, objects)
+    }
+
+    static func step(_ row: Row) -> PerformedStepRecord {
+        let state: String = row["state"]
+        return PerformedStepRecord(examID: row["exam_id"], sopInstanceUID: row["sop_instance_uid"], state: PerformedStepRecord.State(rawValue: state) ?? .failed,
+                                   attempts: row["attempts"], lastError: row["last_error"], queuedAt: Date(timeIntervalSince1970: row["queued_at"]),
+                                   nextAttemptAt: Date(timeIntervalSince1970: row["next_attempt_at"]),
+                                   createdAt: (row["created_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                                   endedAt: (row["ended_at"] as Double?).map(Date.init(timeIntervalSince1970:)))
+    }
+
     static func outboxObject(_ row: Row) -> OutboxObject {
         let state: String = row["state"]
         return OutboxObject(id: row["id"], examID: row["exam_id"], revision: row["revision"], name: row["name"], sopClassUID: row["sop_class_uid"],
@@ -227,7 +388,9 @@ extension ExamStore {
                             attempts: row["attempts"], lastError: row["last_error"], createdAt: Date(timeIntervalSince1970: row["created_at"]),
                             pendingSince: Date(timeIntervalSince1970: row["pending_since"]),
                             nextAttemptAt: Date(timeIntervalSince1970: row["next_attempt_at"]),
-                            sentAt: (row["sent_at"] as Double?).map(Date.init(timeIntervalSince1970:)))
+                            sentAt: (row["sent_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                            commitmentRequestedAt: (row["commit_requested_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                            committedAt: (row["committed_at"] as Double?).map(Date.init(timeIntervalSince1970:)), commitmentError: row["commit_error"])
     }
 
     /// The result_id of an object, to build its file again.

@@ -143,8 +143,9 @@ public final class OrthancServer: Sendable {
     let directory: TemporaryDirectory
     let process: ChildProcess
 
-    /// `dicomPort` nil: a free one.
-    public init(aeTitle: String = "ORTHANC", dicomPort: UInt16? = nil) async throws {
+    /// `dicomPort` nil: a free one. `modality`: a station Orthanc knows (AE title and the
+    /// port it listens on, loopback), where it sends storage commitment results.
+    public init(aeTitle: String = "ORTHANC", dicomPort: UInt16? = nil, modality: (aeTitle: String, port: UInt16)? = nil) async throws {
         directory = TemporaryDirectory("dxorthanc")
         self.dicomPort = try dicomPort ?? DicomTools.freePort()
         httpPort = try DicomTools.freePort()
@@ -155,6 +156,7 @@ public final class OrthancServer: Sendable {
             "HttpPort": Int(httpPort), "DicomPort": Int(dicomPort), "DicomAet": aeTitle, "RemoteAccessAllowed": false,
             "AuthenticationEnabled": false, "HttpServerEnabled": true, "DicomServerEnabled": true, "Plugins": [String](),
             "DicomCheckCalledAet": true, "StableAge": 1,
+            "DicomModalities": modality.map { ["station": [$0.aeTitle, "127.0.0.1", Int($0.port)]] } ?? [String: Any](),
         ]
         let configPath = directory.file("orthanc.json")
         try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
@@ -169,6 +171,15 @@ public final class OrthancServer: Sendable {
         let (data, response) = try await URLSession.shared.data(from: url)
         guard (response as? HTTPURLResponse)?.statusCode == 200 else { throw PeerFailure("GET \(path): \(response)") }
         return try JSONSerialization.jsonObject(with: data)
+    }
+
+    /// DELETE of the REST API's `path` (`/instances/ID`): what a PACS that lost an object looks like.
+    public func delete(_ path: String) async throws {
+        guard let url = URL(string: "http://127.0.0.1:\(httpPort)\(path)") else { throw PeerFailure("bad path \(path)") }
+        var request = URLRequest(url: url)
+        request.httpMethod = "DELETE"
+        let (_, response) = try await URLSession.shared.data(for: request)
+        guard (response as? HTTPURLResponse)?.statusCode == 200 else { throw PeerFailure("DELETE \(path): \(response)") }
     }
 
     /// The main DICOM tags of every instance Orthanc holds (`/instances?expand`), and of the
@@ -269,4 +280,79 @@ public final class MisbehavingPeer: Sendable {
         shutdown(listener, Int32(SHUT_RDWR))
         close(listener)
     }
+}
+
+/// A RIS as far as MPPS goes: pynetdicom's SCP (Tests/Peers/mpps-scp.py, run by the Python
+/// of the project's own environment that scripts/setup makes in `.build-peers/venv`) on a
+/// loopback port. It writes each N-CREATE, N-SET and the step as it stands into `directory`.
+public final class MPPSServer: Sendable {
+    static var root: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+    public static var python: String { root + "/.build-peers/venv/bin/python3" }
+    public static var script: String { root + "/Tests/Peers/mpps-scp.py" }
+    /// Under CI the peer must be there (a test that needs it fails rather than skips).
+    public static var available: Bool {
+        ProcessInfo.processInfo.environment["CI"] == "true" || FileManager.default.isExecutableFile(atPath: python)
+    }
+
+    public let port: UInt16
+    public let aeTitle: String
+    public let directory: TemporaryDirectory
+    let process: ChildProcess
+
+    /// `port` nil: a free one.
+    public init(aeTitle: String = "MPPSSCP", port: UInt16? = nil) async throws {
+        directory = TemporaryDirectory("dxmpps")
+        self.port = try port ?? DicomTools.freePort()
+        self.aeTitle = aeTitle
+        process = try ChildProcess(executable: Self.python, arguments: [Self.script, directory.file("steps"), String(self.port), aeTitle],
+                                   logPath: directory.file("mpps-scp.log"))
+        try await waitForListening(port: self.port, process: process)
+    }
+
+    /// What the SCP answered, one line per message: "N-CREATE UID 0x0000".
+    public var messages: [String] {
+        process.log.split(separator: "\n").map(String.init).filter { $0.hasPrefix("N-CREATE ") || $0.hasPrefix("N-SET ") }
+    }
+
+    /// The file of step `uid`'s `what` (ncreate, nset1, merged), when it exists.
+    public func file(_ uid: String, _ what: String) -> String? {
+        let path = directory.file("steps/\(uid).\(what).dcm")
+        return FileManager.default.fileExists(atPath: path) ? path : nil
+    }
+
+    public var log: String { process.log }
+
+    public func stop() { process.stop() }
+}
+
+/// A storage commitment SCP that reports as PS3.4 J.3.3.1.3 describes: on an association of
+/// its own proposing the SCP role for itself (pynetdicom, Tests/Peers/commitment-scp.py).
+/// Orthanc, the other peer of the tests, proposes no role.
+public final class CommitmentServer: Sendable {
+    public let port: UInt16
+    public let aeTitle: String
+    let directory: TemporaryDirectory
+    let process: ChildProcess
+
+    /// Reports to `station` (its AE title and listening port on loopback).
+    public init(aeTitle: String = "COMMITSCP", station: (aeTitle: String, port: UInt16)) async throws {
+        directory = TemporaryDirectory("dxcommit")
+        port = try DicomTools.freePort()
+        self.aeTitle = aeTitle
+        process = try ChildProcess(executable: MPPSServer.python,
+                                   arguments: [MPPSServer.root + "/Tests/Peers/commitment-scp.py", String(port), aeTitle, station.aeTitle, String(station.port)],
+                                   logPath: directory.file("commitment-scp.log"))
+        try await waitForListening(port: port, process: process)
+    }
+
+    /// What it did, one line per message: "N-ACTION UID", "N-EVENT-REPORT UID 0x0000".
+    public var messages: [String] {
+        process.log.split(separator: "\n").map(String.init).filter { $0.hasPrefix("N-ACTION ") || $0.hasPrefix("N-EVENT-REPORT ") }
+    }
+
+    public var log: String { process.log }
+
+    public func stop() { process.stop() }
 }

@@ -53,7 +53,11 @@ struct DexaDicomd: AsyncParsableCommand {
         var settings = DicomService.Settings(objectDirectory: objects)
         settings.pollInterval = .milliseconds(Int(pollSeconds * 1000))
         settings.firstWait = .seconds(retrySeconds)
-        let service = DicomService(store: store, config: config, settings: settings, logger: logger)
+        let service: DicomService
+        do { service = try DicomService(store: store, config: config, settings: settings, logger: logger) } catch {
+            logger.critical("the storage commitment listener: \(error)")
+            throw ExitCode(71)  // EX_OSERR
+        }
         let group = ServiceGroup(configuration: .init(services: [.init(service: service)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }

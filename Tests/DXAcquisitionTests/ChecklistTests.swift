@@ -157,3 +157,36 @@ struct VFAQuestionTests {
         #expect(results(0.8, sex: .male, heightLoss: 5).vfaIndication?.indicated == true)
     }
 }
+
+/// What the hospital's systems are told besides the numbers: every attempt that exposed the
+/// patient (the dose report's irradiation events), who ran the exam, and why it was aborted.
+@Suite("Exam results for the RIS")
+struct ExamResultsForTheRISTests {
+    @Test func everyExposingAttemptIsAnExposureAndAnAbortKeepsItsWords() {
+        var exam = FollowUpTests.exam(1, date: "2026-06-01", [(.apSpine, FollowUpTests.spine(0.9))])
+        exam.attempts[0].dose = ScanDose(scans: 5, exposureMs: 200_000, dapMGyCm2: 6.0)
+        var moved = exam.attempts[0]
+        moved.attempt = 2
+        moved.status = .motion
+        moved.dose = ScanDose(scans: 2, exposureMs: 30_000, dapMGyCm2: 0.4, estimated: true)
+        var skipped = exam.attempts[0]
+        skipped.site = .leftHip
+        skipped.status = .skipped
+        skipped.dose = ScanDose()
+        exam.attempts += [moved, skipped]
+        var r = ExamResults(exam)
+        #expect(r.exposures.map { "\($0.site) \($0.attempt) \($0.status) \($0.dose.dapMGyCm2)" } == ["ap_spine 1 completed 6.0", "ap_spine 2 motion 0.4"],
+                "a skipped site exposed nothing")
+        #expect(r.operatorName == "o" && r.abortReason == nil)
+        exam.state = .aborted
+        exam.endedAt = "2026-06-01T09:20:00Z"
+        exam.warnings = [ExamWarning(kind: .aborted, message: "exam aborted: patient unwell")]
+        r = ExamResults(exam)
+        #expect(r.abortReason == "patient unwell" && r.endedAt == "2026-06-01T09:20:00Z")
+        // Results published before these were kept read as none.
+        var json = String(decoding: (try? JSONEncoder().encode(r)) ?? Data(), as: UTF8.self)
+        for key in ["\"exposures\"", "\"abort_reason\"", "\"operator\"", "\"ended_at\""] { #expect(json.contains(key)) }
+        json = json.replacingOccurrences(of: "\"exposures\":", with: "\"x_exposures\":")
+        #expect((try? JSONDecoder().decode(ExamResults.self, from: Data(json.utf8)))?.exposures == [])
+    }
+}

@@ -19,6 +19,14 @@ struct DicomServiceTests {
     /// A store with one exam whose results are published, its scans on disk where the
     /// results say.
     static func storeWithPublishedExam(_ dir: TemporaryDirectory) throws -> (ExamStore, ExamResults) {
+        let (store, r) = try storeWithExam(dir)
+        try store.publishResults(examID: r.examID, results: r, at: Date(timeIntervalSince1970: 1_796_376_000))
+        return (store, r)
+    }
+
+    /// A store with one exam (created, not started) and the results it will have, its scans
+    /// on disk where the results say.
+    static func storeWithExam(_ dir: TemporaryDirectory) throws -> (ExamStore, ExamResults) {
         var (r, scans) = try example.get()
         let store = try ExamStore(path: dir.file("exams.sqlite"))
         let id = try store.createExam(patient: PatientRecord(id: "P-0042", name: "Ada Example", sex: .female, birthDate: "1959-07-01", ethnicity: nil),
@@ -34,7 +42,6 @@ struct DicomServiceTests {
             try scan.write(to: DecomposedScan.path(forCapture: capture))
             r.sites[i].capture = capture
         }
-        try store.publishResults(examID: id, results: r, at: Date(timeIntervalSince1970: 1_796_376_000))
         return (store, r)
     }
 
@@ -45,11 +52,15 @@ struct DicomServiceTests {
         func advance(_ seconds: TimeInterval) { value.withLock { $0 += seconds } }
     }
 
-    static func service(_ store: ExamStore, _ dir: TemporaryDirectory, storage: DicomPeer?, now: TestNow) -> DicomService {
+    static func service(_ store: ExamStore, _ dir: TemporaryDirectory, storage: DicomPeer?, mpps: DicomPeer? = nil, commitment: DicomPeer? = nil,
+                        listenPort: UInt16? = nil, now: TestNow) throws -> DicomService {
         var config = DicomConfiguration(stationName: "DX1-TEST", stationIdentity: "test-station")
         config.aeTitle = "DEXA1"
         config.storage = storage
-        return DicomService(store: store, config: config, settings: .init(objectDirectory: dir.file("dicom")), now: { now.get() },
+        config.mpps = mpps
+        config.commitment = commitment
+        config.listenPort = listenPort
+        return try DicomService(store: store, config: config, settings: .init(objectDirectory: dir.file("dicom")), now: { now.get() },
                             logger: Logger(label: "test"))
     }
 
@@ -60,10 +71,10 @@ struct DicomServiceTests {
         // The PACS's address is known but nothing listens there yet.
         let port = try DicomTools.freePort()
         let peer = DicomPeer(host: "127.0.0.1", port: port, aeTitle: "ORTHANC", connectTimeout: 2)
-        var service = Self.service(store, dir, storage: peer, now: now)
+        var service = try Self.service(store, dir, storage: peer, now: now)
         await service.round()
         var queue = try store.outbox(examID: nil)
-        #expect(queue.count == 5, "3 site images and 2 report pages")
+        #expect(queue.count == 7, "3 site images, 2 report pages, the results and the dose reports")
         #expect(queue.allSatisfy { $0.state == .pending && $0.attempts == 1 && $0.lastError?.contains("ORTHANC@127.0.0.1") == true })
         #expect(queue.allSatisfy { FileManager.default.fileExists(atPath: $0.path) })
         // Not due again until the backoff has passed: another round sends nothing.
@@ -76,7 +87,7 @@ struct DicomServiceTests {
         #expect(queue.allSatisfy { abs($0.nextAttemptAt.timeIntervalSince(now.get()) - 20) < 1 }, "then 20 s")
 
         // The service stops and a new one starts (a restart): the queue is in the store.
-        service = Self.service(store, dir, storage: peer, now: now)
+        service = try Self.service(store, dir, storage: peer, now: now)
         // The PACS comes up on that port.
         let orthanc = try await OrthancServer(dicomPort: port)
         defer { orthanc.stop() }
@@ -85,15 +96,15 @@ struct DicomServiceTests {
         queue = try store.outbox(examID: nil)
         #expect(queue.allSatisfy { $0.state == .sent && $0.attempts == 3 }, "\(queue.map(\.lastError))")
         let stored = try await orthanc.instances()
-        #expect(stored.count == 5)
-        #expect(Set(queue.map(\.sopInstanceUID)).count == 5)
+        #expect(stored.count == 7)
+        #expect(Set(queue.map(\.sopInstanceUID)).count == 7)
         #expect(queue.allSatisfy { $0.lastError == nil })
         // Nothing is sent twice: more rounds, later, send nothing.
         now.advance(3600)
         await service.round()
         await service.round()
         #expect(try store.outbox(examID: nil).allSatisfy { $0.attempts == 3 })
-        #expect(try await orthanc.newInstances() == 5, "Orthanc stored each object once")
+        #expect(try await orthanc.newInstances() == 7, "Orthanc stored each object once")
         // Every object in the worklist's study.
         for instance in stored {
             let tags = try await orthanc.tags(ofInstance: instance["ID"] as? String ?? "")
@@ -101,16 +112,16 @@ struct DicomServiceTests {
             #expect(tags["StudyInstanceUID"] as? String == "1.2.826.0.1.3680043.10.9.7")
         }
         // A service engineer's resend: sent again (the PACS keeps one copy of each).
-        #expect(try store.resend(examID: queue[0].examID, objectID: nil, at: now.get()) == 5)
+        #expect(try store.resend(examID: queue[0].examID, objectID: nil, at: now.get()) == 7)
         await service.round()
         #expect(try store.outbox(examID: nil).allSatisfy { $0.state == .sent && $0.attempts == 4 })
-        #expect(try await orthanc.instances().count == 5)
+        #expect(try await orthanc.instances().count == 7)
     }
 
     @Test func waitsDoubleUpToTheLongest() throws {
         let dir = TemporaryDirectory("dxsvc")
         let store = try ExamStore(path: dir.file("exams.sqlite"))
-        let service = Self.service(store, dir, storage: nil, now: TestNow())
+        let service = try Self.service(store, dir, storage: nil, now: TestNow())
         #expect([1, 2, 3, 4, 7, 20].map { service.wait(afterFailures: $0) } == [10, 20, 40, 80, 600, 600])
     }
 
@@ -118,7 +129,7 @@ struct DicomServiceTests {
         let dir = TemporaryDirectory("dxsvc")
         let (store, r) = try Self.storeWithPublishedExam(dir)
         for s in r.sites { if let c = s.capture { try? FileManager.default.removeItem(atPath: DecomposedScan.path(forCapture: c)) } }
-        let service = Self.service(store, dir, storage: nil, now: TestNow())
+        let service = try Self.service(store, dir, storage: nil, now: TestNow())
         await service.round()
         #expect(try store.outbox(examID: nil).isEmpty)
         #expect(try store.resultsToBuild().isEmpty, "marked as failed, not tried every round")
@@ -137,23 +148,23 @@ struct DicomServiceTests {
         let (store, r) = try Self.storeWithPublishedExam(dir)
         let now = TestNow()
         let port = try DicomTools.freePort()
-        let service = Self.service(store, dir, storage: DicomPeer(host: "127.0.0.1", port: port, aeTitle: "PACS", connectTimeout: 1), now: now)
+        let service = try Self.service(store, dir, storage: DicomPeer(host: "127.0.0.1", port: port, aeTitle: "PACS", connectTimeout: 1), now: now)
         await service.round()
         try store.publishResults(examID: r.examID, results: r, at: now.get())
         await service.round()
         let queue = try store.outbox(examID: r.examID)
         #expect(queue.filter { $0.revision == 1 }.allSatisfy { $0.state == .superseded }, "\(queue.map { "\($0.revision) \($0.state)" })")
-        #expect(queue.filter { $0.revision == 2 }.count == 5 && queue.filter { $0.revision == 2 }.allSatisfy { $0.state == .pending })
-        #expect(Set(queue.map(\.sopInstanceUID)).count == 10, "a revision's objects are new instances")
+        #expect(queue.filter { $0.revision == 2 }.count == 7 && queue.filter { $0.revision == 2 }.allSatisfy { $0.state == .pending })
+        #expect(Set(queue.map(\.sopInstanceUID)).count == 14, "a revision's objects are new instances")
         let second = try DicomFile.read(try #require(queue.first { $0.revision == 2 }?.path))
         #expect(second.text(.instanceNumber) == "101")
         #expect(second.text(.imageComments)?.contains("Revision 2") == true)
 
         let dir2 = TemporaryDirectory("dxsvc")
         let (store2, _) = try Self.storeWithPublishedExam(dir2)
-        await Self.service(store2, dir2, storage: nil, now: now).round()
+        try await Self.service(store2, dir2, storage: nil, now: now).round()
         let local = try store2.outbox(examID: nil)
-        #expect(local.count == 5 && local.allSatisfy { $0.state == .local })
+        #expect(local.count == 7 && local.allSatisfy { $0.state == .local })
         #expect(!DicomQueueStatus(objects: local, now: now.get().addingTimeInterval(86_400), alertAfterSeconds: 1800).stuck)
     }
 
@@ -165,13 +176,244 @@ struct DicomServiceTests {
         let orthanc = try await OrthancServer()
         defer { orthanc.stop() }
         let now = TestNow()
-        let service = Self.service(store, dir, storage: DicomPeer(host: "127.0.0.1", port: orthanc.dicomPort, aeTitle: orthanc.aeTitle), now: now)
+        let service = try Self.service(store, dir, storage: DicomPeer(host: "127.0.0.1", port: orthanc.dicomPort, aeTitle: orthanc.aeTitle), now: now)
         await service.build()
         let queued = try store.outbox(examID: nil)
         try FileManager.default.removeItem(atPath: queued[0].path)
         await service.send()
         let after = try store.outbox(examID: nil)
         #expect(after.allSatisfy { $0.state == .sent }, "\(after.map { "\($0.name) \($0.state) \($0.lastError ?? "")" })")
-        #expect(Set(try await orthanc.instances().compactMap { $0["ID"] as? String }).count == 5)
+        #expect(Set(try await orthanc.instances().compactMap { $0["ID"] as? String }).count == 7)
+    }
+
+    // MARK: Procedure steps (MPPS)
+
+    /// The example's exposures: every attempt that exposed, a rejected one included.
+    static let exposures: [ExamResults.Exposure] = [
+        .init(site: "ap_spine", attempt: 1, status: "completed", startedAt: "2026-12-04T09:01:00Z", endedAt: "2026-12-04T09:05:00Z",
+              dose: ScanDose(scans: 5, exposureMs: 221_700, dapMGyCm2: 6.41), tubeCurrentUA: 400),
+        .init(site: "left_hip", attempt: 1, status: "motion", startedAt: "2026-12-04T09:07:00Z", endedAt: "2026-12-04T09:08:00Z",
+              dose: ScanDose(scans: 2, exposureMs: 40_000, dapMGyCm2: 0.5), tubeCurrentUA: 333),
+        .init(site: "left_hip", attempt: 2, status: "completed", startedAt: "2026-12-04T09:09:00Z", endedAt: "2026-12-04T09:12:00Z",
+              dose: ScanDose(scans: 5, exposureMs: 181_940, dapMGyCm2: 2.24), tubeCurrentUA: 333),
+    ]
+
+    /// The RIS (pynetdicom's SCP, which checks each message as PS3.4 F.7.2 asks) hears the exam
+    /// start (N-CREATE, IN PROGRESS, the worklist's order) and end (one N-SET: COMPLETED, each
+    /// series with its objects, the dose of every exposure); nothing more after that.
+    @Test(.enabled(if: MPPSServer.available)) func theRISHearsTheExamStartAndEndWithItsSeriesAndDose() async throws {
+        let dir = TemporaryDirectory("dxsvc")
+        var (store, r) = try Self.storeWithExam(dir)
+        let ris = try await MPPSServer()
+        defer { ris.stop() }
+        let now = TestNow()
+        let service = try Self.service(store, dir, storage: nil, mpps: DicomPeer(host: "127.0.0.1", port: ris.port, aeTitle: ris.aeTitle), now: now)
+        await service.round()
+        #expect(ris.messages.isEmpty, "not started: nothing to say")
+        try store.setState(examID: r.examID, state: .inProgress, at: now.get().addingTimeInterval(60))
+        now.advance(61)
+        await service.round()
+        let step = try #require(try store.performedSteps(examID: r.examID).first)
+        #expect(ris.messages == ["N-CREATE \(step.sopInstanceUID) 0x0000"], "\(ris.log)")
+        #expect(step.state == .inProgress)
+        let created = try DicomFile.read(try #require(ris.file(step.sopInstanceUID, "ncreate")))
+        #expect(created.text(.performedProcedureStepStatus) == "IN PROGRESS")
+        #expect(created.text(.patientID) == "P-0042")
+        #expect(created.text(.modality) == "BMD")
+        #expect(created.text(.performedStationAETitle) == "DEXA1")
+        let scheduled = try #require(created.items(.scheduledStepAttributesSequence).first)
+        #expect(scheduled.text(.studyInstanceUID) == "1.2.826.0.1.3680043.10.9.7")
+        #expect(scheduled.text(.accessionNumber) == "ACC-7")
+        // In progress: more rounds say nothing.
+        await service.round()
+        #expect(ris.messages.count == 1)
+
+        // The exam ends; its results are published and built: the N-SET.
+        r.exposures = Self.exposures
+        r.operatorName = "Tina Tech"
+        try store.setState(examID: r.examID, state: .completed, at: now.get().addingTimeInterval(600))
+        try store.publishResults(examID: r.examID, results: r, at: now.get().addingTimeInterval(600))
+        now.advance(601)
+        await service.round()
+        #expect(ris.messages == ["N-CREATE \(step.sopInstanceUID) 0x0000", "N-SET \(step.sopInstanceUID) 0x0000"], "\(ris.log)")
+        #expect(try store.performedSteps(examID: r.examID).first?.state == .completed)
+        let merged = try DicomFile.read(try #require(ris.file(step.sopInstanceUID, "merged")))
+        #expect(merged.text(.performedProcedureStepStatus) == "COMPLETED")
+        #expect(merged.text(.performedProcedureStepEndDate)?.count == 8)
+        let series = merged.items(.performedSeriesSequence)
+        #expect(series.count == 6, "AP spine, left hip, lateral spine, the report pages, the results and the dose reports")
+        let objects = try store.outbox(examID: r.examID)
+        let images = series.flatMap { $0.items(.referencedImageSequence) }.compactMap { $0.text(.referencedSOPInstanceUID) }
+        let others = series.flatMap { $0.items(.referencedNonImageCompositeSOPInstanceSequence) }.compactMap { $0.text(.referencedSOPInstanceUID) }
+        #expect(Set(images + others) == Set(objects.map(\.sopInstanceUID)), "every object of the exam, each once")
+        #expect(others.count == 2, "the two reports")
+        #expect(series.allSatisfy { $0.text(.operatorsName) == "Tech^Tina" && $0.text(.protocolName) != nil })
+        // The dose: the exam's DAP in dGy·cm², each exposure's time and current.
+        #expect(merged.text(.imageAndFluoroscopyAreaDoseProduct) == String(format: "%.5f", r.dose.dapMGyCm2 / 100), "8.65 mGy·cm² is 0.0865 dGy·cm²")
+        let doses = merged.items(.exposureDoseSequence)
+        #expect(doses.map { $0.text(.exposureTime) } == ["221700", "40000", "181940"])
+        #expect(doses.map { $0.text(.xRayTubeCurrentInMicroamperes) } == ["400", "333", "333"])
+        #expect(doses[1].text(.commentsOnRadiationDose)?.contains("DAP 0.50 mGy·cm²") == true)
+        // Ended: later rounds, and a correction's new revision, say nothing more.
+        try store.publishResults(examID: r.examID, results: r, at: now.get())
+        now.advance(3600)
+        await service.round()
+        #expect(ris.messages.count == 2)
+    }
+
+    /// A RIS that is down holds the step (retried with the queue's backoff, said in the queue);
+    /// an exam aborted meanwhile: when the RIS is back it hears the start, then the end as
+    /// DISCONTINUED with the reason coded (CID 9301) and in words.
+    @Test(.enabled(if: MPPSServer.available)) func aRISDownIsRetriedAndAnAbortedExamIsDiscontinuedWithItsReason() async throws {
+        let dir = TemporaryDirectory("dxsvc")
+        var (store, r) = try Self.storeWithExam(dir)
+        let now = TestNow()
+        let port = try DicomTools.freePort()
+        let service = try Self.service(store, dir, storage: nil, mpps: DicomPeer(host: "127.0.0.1", port: port, aeTitle: "MPPSSCP", connectTimeout: 2), now: now)
+        await service.round()
+        try store.setState(examID: r.examID, state: .inProgress, at: now.get().addingTimeInterval(1))
+        now.advance(2)
+        await service.round()
+        var step = try #require(try store.performedSteps(examID: r.examID).first)
+        #expect(step.state == .create && step.attempts == 1 && step.lastError?.contains("N-CREATE") == true, "\(step)")
+        #expect(abs(step.nextAttemptAt.timeIntervalSince(now.get()) - 10) < 1, "tried again after 10 s")
+        let status = DicomQueueStatus(objects: [], steps: [step], now: now.get().addingTimeInterval(1801), alertAfterSeconds: 1800)
+        #expect(status.stuck, "a step unanswered longer than the alert time")
+        // The exam is aborted while the RIS is down.
+        r.state = .aborted
+        r.abortReason = "device fault: interlock opened"
+        r.exposures = Array(Self.exposures.prefix(1))
+        try store.setState(examID: r.examID, state: .aborted, at: now.get())
+        try store.publishResults(examID: r.examID, results: r, at: now.get())
+        let ris = try await MPPSServer(port: port)
+        defer { ris.stop() }
+        now.advance(11)
+        await service.round()
+        await service.round()
+        step = try #require(try store.performedSteps(examID: r.examID).first)
+        #expect(ris.messages == ["N-CREATE \(step.sopInstanceUID) 0x0000", "N-SET \(step.sopInstanceUID) 0x0000"], "\(ris.log)")
+        #expect(step.state == .discontinued)
+        let merged = try DicomFile.read(try #require(ris.file(step.sopInstanceUID, "merged")))
+        #expect(merged.text(.performedProcedureStepStatus) == "DISCONTINUED")
+        let reason = try #require(merged.items(.performedProcedureStepDiscontinuationReasonCodeSequence).first)
+        #expect(reason.text(.codeValue) == "110501" && reason.text(.codingSchemeDesignator) == "DCM" && reason.text(.codeMeaning) == "Equipment failure")
+        #expect(merged.text(.commentsOnThePerformedProcedureStep) == "Exam aborted: device fault: interlock opened")
+    }
+
+    /// The technologist's words chosen to a discontinuation code (CID 9301).
+    @Test func anAbortsWordsChooseItsCode() {
+        #expect(ExamObjects.discontinuation("device fault: tube arc").value == "110501")
+        #expect(ExamObjects.discontinuation("patient refused to continue").value == "110505")
+        #expect(ExamObjects.discontinuation("wrong worklist item chosen").value == "110514")
+        #expect(ExamObjects.discontinuation("patient in pain, could not lie still").value == "110515")
+        #expect(ExamObjects.discontinuation("stopped").value == "110513")
+        #expect(ExamObjects.discontinuation(nil).value == "110513")
+    }
+
+    // MARK: Storage commitment
+
+    /// Orthanc commits what it holds: asked after the objects are sent (N-ACTION), it reports
+    /// on an association of its own to the service's listener, and the store marks each
+    /// object committed. An object the PACS lost is reported failed, sent again and then
+    /// committed.
+    @Test(.enabled(if: DicomTools.available)) func thePACSCommitsWhatItHoldsAndALostObjectIsSentAgain() async throws {
+        let dir = TemporaryDirectory("dxsvc")
+        let (store, _) = try Self.storeWithPublishedExam(dir)
+        let listenPort = try DicomTools.freePort()
+        let orthanc = try await OrthancServer(modality: ("DEXA1", listenPort))
+        defer { orthanc.stop() }
+        let pacs = DicomPeer(host: "127.0.0.1", port: orthanc.dicomPort, aeTitle: orthanc.aeTitle)
+        let now = TestNow()
+        // First without commitment: sent, not committed. Then the PACS loses one object.
+        try await Self.service(store, dir, storage: pacs, now: now).round()
+        var queue = try store.outbox(examID: nil)
+        #expect(queue.count == 7 && queue.allSatisfy { $0.state == .sent && $0.committedAt == nil && $0.commitmentRequestedAt == nil })
+        let lost = queue[2]
+        let held = try await orthanc.instances()
+        let lostID = try #require(held.first { ($0["MainDicomTags"] as? [String: Any])?["SOPInstanceUID"] as? String == lost.sopInstanceUID }?["ID"] as? String)
+        try await orthanc.delete("/instances/\(lostID)")
+
+        let service = try Self.service(store, dir, storage: pacs, commitment: pacs, listenPort: listenPort, now: now)
+        service.startListening()
+        defer { service.stopListening() }
+        // The listener answers a C-ECHO (DCMTK's echoscu) as this station.
+        var echo = (status: Int32(-1), output: "")
+        for _ in 0..<50 where echo.status != 0 {
+            try await Task.sleep(for: .milliseconds(100))
+            echo = try DicomTools.run("/usr/bin/echoscu", ["-aec", "DEXA1", "127.0.0.1", String(listenPort)])
+        }
+        #expect(echo.status == 0, "\(echo.output) \(service.listener?.drainProblems() ?? [])")
+        // Orthanc answers in a job of its own: the rounds go on until it has (20 s at most).
+        func until(_ done: ([OutboxObject]) -> Bool) async throws -> [OutboxObject] {
+            let deadline = Date().addingTimeInterval(20)
+            var q = try store.outbox(examID: nil)
+            while !done(q) && Date() < deadline {
+                try await Task.sleep(for: .milliseconds(200))
+                await service.round()
+                q = try store.outbox(examID: nil)
+            }
+            return q
+        }
+        await service.round()
+        queue = try await until { q in q.contains { $0.commitmentError != nil } }
+        let refused = try #require(queue.first { $0.id == lost.id })
+        #expect(refused.commitmentError?.contains("0x0112") == true, "no such object instance: \(String(describing: refused.commitmentError)) \(orthanc.log.suffix(1500))")
+        #expect(queue.filter { $0.id != lost.id }.allSatisfy { $0.committedAt != nil }, "the six it holds are committed")
+        // The lost object is sent again, asked again, and committed.
+        queue = try await until { q in q.allSatisfy { $0.committedAt != nil } }
+        #expect(queue.allSatisfy { $0.state == .sent && $0.committedAt != nil }, "\(queue.map { "\($0.name) \($0.state) \($0.commitmentError ?? "")" })")
+        #expect(try await orthanc.instances().count == 7)
+        let status = DicomQueueStatus(objects: queue, now: now.get(), alertAfterSeconds: 1800)
+        #expect(status.committed == 7 && !status.stuck)
+    }
+
+    /// A commitment SCP that reports proposing the SCP role for itself (pynetdicom), as PS3.4
+    /// J.3.3.1.3 describes: accepted, every object committed.
+    @Test(.enabled(if: MPPSServer.available)) func aReportProposingTheSCPRoleIsAccepted() async throws {
+        let dir = TemporaryDirectory("dxsvc")
+        let (store, _) = try Self.storeWithPublishedExam(dir)
+        let orthanc = try await OrthancServer()
+        defer { orthanc.stop() }
+        let listenPort = try DicomTools.freePort()
+        let scp = try await CommitmentServer(station: ("DEXA1", listenPort))
+        defer { scp.stop() }
+        let now = TestNow()
+        let service = try Self.service(store, dir, storage: DicomPeer(host: "127.0.0.1", port: orthanc.dicomPort, aeTitle: orthanc.aeTitle),
+                                       commitment: DicomPeer(host: "127.0.0.1", port: scp.port, aeTitle: scp.aeTitle), listenPort: listenPort, now: now)
+        service.startListening()
+        defer { service.stopListening() }
+        await service.round()
+        let deadline = Date().addingTimeInterval(20)
+        var queue = try store.outbox(examID: nil)
+        while !queue.allSatisfy({ $0.committedAt != nil }) && Date() < deadline {
+            try await Task.sleep(for: .milliseconds(200))
+            await service.round()
+            queue = try store.outbox(examID: nil)
+        }
+        #expect(queue.count == 7 && queue.allSatisfy { $0.committedAt != nil }, "\(scp.log) \(service.listener?.drainProblems() ?? [])")
+        #expect(scp.messages.count == 2 && scp.messages.last?.hasSuffix(" 0x0000") == true, "\(scp.messages)")
+    }
+
+    /// A commitment result is read as PS3.4 J.3.3.1.2 says; one that is not is refused.
+    @Test func commitmentReportsAreReadOrRefused() throws {
+        var ds = DicomDataset()
+        ds.set(StorageCommitment.transactionUID, "2.25.1")
+        var ok = DicomDataset()
+        ok.set(.referencedSOPClassUID, SOPClass.secondaryCapture)
+        ok.set(.referencedSOPInstanceUID, "2.25.10")
+        ds.set(.referencedSOPSequence, items: [ok])
+        var bad = DicomDataset()
+        bad.set(.referencedSOPClassUID, SOPClass.secondaryCapture)
+        bad.set(.referencedSOPInstanceUID, "2.25.11")
+        bad.set(StorageCommitment.failureReason, "274")
+        ds.set(StorageCommitment.failedSOPSequence, items: [bad])
+        let report = try CommitmentReport(callingAETitle: "PACS", eventType: 2, dataset: ds)
+        #expect(report.committed == ["2.25.10"] && report.failed == [.init(sopInstanceUID: "2.25.11", reason: 0x0112)])
+        #expect(throws: DicomFailure.self) { try CommitmentReport(callingAETitle: "PACS", eventType: 3, dataset: ds) }
+        #expect(throws: DicomFailure.self) { try CommitmentReport(callingAETitle: "PACS", eventType: 1, dataset: DicomDataset()) }
+        var none = ds
+        none[StorageCommitment.failedSOPSequence] = nil
+        #expect(throws: DicomFailure.self) { try CommitmentReport(callingAETitle: "PACS", eventType: 2, dataset: none) }
+        #expect(StorageCommitment.words(reason: 0x0112) == "0x0112: no such object instance")
     }
 }

@@ -16,6 +16,7 @@ struct ConfigurationTests {
             mpps = RIS@ris.example:11113
             storage = PACS@[::1]:104
             commitment = PACS@pacs.example:104
+            listen_port = 11114
             connect_timeout_s = 3
             message_timeout_s = 60
             """)
@@ -26,7 +27,7 @@ struct ConfigurationTests {
         #expect(c.worklist == DicomPeer(host: "ris.example", port: 11112, aeTitle: "RIS", connectTimeout: 3, messageTimeout: 60))
         #expect(c.worklistModality == nil)
         #expect(c.storage?.host == "::1")
-        #expect(c.commitment?.port == 104)
+        #expect(c.commitment?.port == 104 && c.listenPort == 11114)
         #expect(c.mpps?.aeTitle == "RIS")
     }
 
@@ -44,6 +45,7 @@ struct ConfigurationTests {
         "worklist = RIS@ris.example", "worklist = RIS@ris.example:0", "worklist = RIS@ris.example:70000", "worklist = @host:104",
         "storage = PACS@:104", "connect_timeout_s = 0", "message_timeout_s = ten", "worklist_modality = bmd", "just words",
         "ae_title = A\nae_title = B", "station_name = ", "institution = \(String(repeating: "x", count: 65))", "storage = PA\\CS@pacs:104",
+        "commitment = PACS@pacs:104", "listen_port = 0", "listen_port = 65536", "listen_port = any",
     ])
     func aBadLineIsAnErrorThatNamesIt(_ text: String) {
         #expect(throws: DicomConfiguration.Failure.self) { try DicomConfiguration.parse(text) }

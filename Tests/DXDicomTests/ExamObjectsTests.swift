@@ -99,4 +99,106 @@ struct ExamObjectsTests {
             try warnings.sorted().joined(separator: "\n").write(toFile: out + "/dciodvfy-warnings.txt", atomically: true, encoding: .utf8)
         }
     }
+
+    // MARK: The results and dose reports
+
+    /// dsrdump's warnings and errors, but for its note that its VR checker cannot check
+    /// UTF-8 text (ISO_IR 192, which the reports use for the words of the VFA reading).
+    static func complaints(_ dump: String) -> [String] {
+        dump.split(separator: "\n").map(String.init).filter { ($0.hasPrefix("W:") || $0.hasPrefix("E:") || $0.hasPrefix("F:")) && !$0.contains("does not support this Specific Character Set") }
+    }
+
+    /// The results report read by dsrdump (DCMTK's SR reader, which checks the content tree
+    /// against the Comprehensive SR IOD's relationship constraints): each region's BMD, T- and
+    /// Z-score as the report page prints them, coded as docs/dicom-conformance.md says.
+    @Test(.enabled(if: DicomTools.available)) func theResultsReportReadsAsTheReportsNumbers() throws {
+        let (exam, images, _) = try Self.objects()
+        let sr = exam.resultsReport(images: images, created: Date(timeIntervalSince1970: 1_796_374_800))
+        let dir = TemporaryDirectory("dxsr")
+        let path = dir.file("results.dcm")
+        try DicomFile.write(sr.dataset, to: path)
+        let (status, dump) = try DicomTools.run(DicomTools.dsrdump, ["+Pc", "+Pl", "+Pu", path])
+        #expect(status == 0, "\(dump)")
+        #expect(Self.complaints(dump).isEmpty, "\(Self.complaints(dump))")
+        #expect(dump.contains("Comprehensive SR Document"))
+        #expect(dump.contains("(126000,DCM,\"Imaging Measurement Report\")"))
+        // Every number the report page prints for a region, found in its measurement group.
+        let groups = dump.components(separatedBy: "(125007,DCM,\"Measurement Group\")").dropFirst()
+        var checked = 0
+        for site in exam.results.sites {
+            guard let r = site.result else { continue }
+            for roi in r.rois {
+                let matching = groups.filter { $0.contains("=\"\(site.title) \(roi.name)\"") }
+                #expect(matching.count == 1, "\(site.title) \(roi.name)")
+                guard let g = matching.first else { continue }
+                if let bmd = roi.bmdGCm2 { #expect(g.contains("=\"\(String(format: "%.3f", bmd))\" (g/cm2,UCUM"), "\(site.title) \(roi.name) BMD"); checked += 1 }
+                if let t = roi.tScore {
+                    let v = String(format: "%.1f", t)
+                    #expect(g.contains("T-score] Bone density\")=\"\(v)\"") || g.contains("\"T-score\")=\"\(v)\""), "\(roi.name) T"); checked += 1
+                }
+                if let z = roi.zScore {
+                    let v = String(format: "%.1f", z)
+                    #expect(g.contains("Z-score] Bone density\")=\"\(v)\"") || g.contains("\"Z-score\")=\"\(v)\""), "\(roi.name) Z"); checked += 1
+                }
+            }
+        }
+        #expect(checked >= 15, "the example: L1–L4 and L1-L4, five hip regions, each with a BMD, and T-scores where the reference has one")
+        // The spine's total under LOINC; the diagnosis in words; the images it refers to.
+        #expect(dump.contains("(24966-4,LN,\"DXA Lumbar spine [Mass/Area] Bone density\")"))
+        #expect(dump.contains("(38267-1,LN,"))
+        #expect(dump.contains(exam.results.diagnosis.words))
+        for o in images where o.name.hasPrefix("image-") { #expect(dump.contains(o.sopInstanceUID), "\(o.name) in the image library") }
+        if let vfa = exam.results.sites.first(where: { $0.site == "lateral_spine" })?.result?.vfa { #expect(dump.contains(vfa.summary)) }
+    }
+
+    /// The dose report: the study's DAP in Gy·m² (mGy·cm² × 10⁻⁷) and one irradiation event
+    /// per exposing attempt with its DAP and exposure time; read by dsrdump.
+    @Test(.enabled(if: DicomTools.available)) func theDoseReportCarriesEachScansDAP() throws {
+        var (exam, _, _) = try Self.objects()
+        exam.results.exposures = [
+            .init(site: "ap_spine", attempt: 1, status: "completed", startedAt: "2026-12-04T09:01:00Z", endedAt: "2026-12-04T09:05:00Z",
+                  dose: ScanDose(scans: 5, exposureMs: 221_700, dapMGyCm2: 6.41), tubeCurrentUA: 400),
+            .init(site: "left_hip", attempt: 1, status: "motion", startedAt: "2026-12-04T09:07:00Z", endedAt: "2026-12-04T09:08:00Z",
+                  dose: ScanDose(scans: 2, exposureMs: 40_000, dapMGyCm2: 0.5, estimated: true), tubeCurrentUA: 333),
+            .init(site: "left_hip", attempt: 2, status: "completed", startedAt: "2026-12-04T09:09:00Z", endedAt: "2026-12-04T09:12:00Z",
+                  dose: ScanDose(scans: 5, exposureMs: 181_940, dapMGyCm2: 2.24), tubeCurrentUA: 333),
+        ]
+        let sr = exam.doseReport(created: Date(timeIntervalSince1970: 1_796_374_800))
+        let dir = TemporaryDirectory("dxsr")
+        let path = dir.file("dose.dcm")
+        try DicomFile.write(sr.dataset, to: path)
+        let (status, dump) = try DicomTools.run(DicomTools.dsrdump, ["+Pc", "+Pl", path])
+        #expect(status == 0, "\(dump)")
+        #expect(Self.complaints(dump).isEmpty, "\(Self.complaints(dump))")
+        #expect(dump.contains("X-Ray Radiation Dose SR Document"))
+        #expect(dump.contains("(113722,DCM,\"Dose Area Product Total\")=\"9.1500E-07\" (Gy.m2,UCUM"), "6.41 + 0.5 + 2.24 mGy·cm²")
+        #expect(dump.contains("(113855,DCM,\"Total Acquisition Time\")=\"443.6\" (s,UCUM"))
+        #expect(dump.components(separatedBy: "(113706,DCM,\"Irradiation Event X-Ray Data\")").count - 1 == 3)
+        #expect(dump.contains("(122130,DCM,\"Dose Area Product\")=\"6.4100E-07\""))
+        #expect(dump.contains("(113824,DCM,\"Exposure Time\")=\"40000\" (ms,UCUM"))
+        #expect(dump.contains("(111526,DCM,\"DateTime Started\")"))
+        #expect(dump.contains("(113940,DCM,\"System Calculated\")"), "an estimated dose says so")
+        #expect(dump.contains(exam.studyInstanceUID))
+        let (errors, _) = try DicomTools.verify(path)
+        #expect(errors.isEmpty, "\(errors)")
+    }
+
+    /// Both reports pass dciodvfy; every object of the exam belongs to the same study.
+    @Test(.enabled(if: DicomTools.available)) func theReportsPassDciodvfy() throws {
+        let (exam, images, _) = try Self.objects()
+        let dir = TemporaryDirectory("dxsr")
+        for o in [exam.resultsReport(images: images, created: Date()), exam.doseReport(created: Date())] {
+            let path = dir.file(o.name + ".dcm")
+            try DicomFile.write(o.dataset, to: path)
+            let (errors, warnings) = try DicomTools.verify(path)
+            #expect(errors.isEmpty, "\(o.name): \(errors.joined(separator: "; "))")
+            #expect(o.dataset.text(.studyInstanceUID) == exam.studyInstanceUID)
+            #expect(o.dataset.text(.modality) == "SR")
+            if let out = ProcessInfo.processInfo.environment["DEXA_DICOM_EXAMPLE"] {
+                try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+                try DicomFile.write(o.dataset, to: out + "/" + o.name + ".dcm")
+                try warnings.sorted().joined(separator: "\n").write(toFile: out + "/dciodvfy-warnings-\(o.name).txt", atomically: true, encoding: .utf8)
+            }
+        }
+    }
 }

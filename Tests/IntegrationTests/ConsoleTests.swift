@@ -87,9 +87,19 @@ struct ConsoleTests {
         let listing = String(decoding: await Task.detached { pipe.fileHandleForReading.readDataToEndOfFile() }.value, as: UTF8.self)
         tar.waitUntilExit()
         for file in ["versions.txt", "config.txt", "daemon.log", "firmware.log", "sensors.csv", "selftest.txt",
-                     "calibration.txt", "metrics.prom", "status.json"] {
+                     "calibration.txt", "metrics.prom", "status.json", "dicom-queue.json"] {
             #expect(listing.contains("/" + file), "report lacks \(file)")
         }
+        // The calibration as the next scan would load it: this daemon has none.
+        let extract = Process()
+        extract.executableURL = URL(fileURLWithPath: "/bin/tar")
+        extract.arguments = ["-xzOf", out, "--wildcards", "*/calibration.txt"]
+        let text = Pipe()
+        extract.standardOutput = text
+        try extract.run()
+        let calibration = String(decoding: await Task.detached { text.fileHandleForReading.readDataToEndOfFile() }.value, as: UTF8.self)
+        extract.waitUntilExit()
+        #expect(calibration.hasPrefix("no calibration a patient may be measured with") && calibration.contains("dexa service calibrate"), "\(calibration)")
         #expect(listing.contains("/captures/") && listing.contains(".dxcap"))
         let metrics = try await daemon.cli(["service", "metrics", "--prometheus"])
         #expect(metrics.out.contains("dexa_scans_total{result=\"completed\"} 1"))

@@ -1,4 +1,6 @@
+import DXAcquisition
 import DXControl
+import DXDicom
 import DXTestSupport
 import Foundation
 import Testing
@@ -7,7 +9,9 @@ import Testing
 /// today's three items; `dexa worklist` lists them; an exam started from one
 /// (`dexa exam new --worklist`) runs on the simulator; dexa-dicomd sends its objects to
 /// Orthanc, whose REST API shows every one under the worklist's accession number and Study
-/// Instance UID; `dexa dicom export` copies them to a folder; dciodvfy finds no error in any.
+/// Instance UID; `dexa dicom export` copies them to a folder; dciodvfy finds no error in any;
+/// dsrdump reads the results report with the numbers `dexa exam report` gives; the RIS
+/// (pynetdicom's MPPS SCP) hears the exam start and end with its series and dose.
 @Suite("DICOM exam", .serialized)
 struct DicomExamTests {
     static func today() -> String {
@@ -23,6 +27,8 @@ struct DicomExamTests {
         defer { worklist.stop() }
         let orthanc = try await OrthancServer()
         defer { orthanc.stop() }
+        let ris = try await MPPSServer()
+        defer { ris.stop() }
         let config = dir.file("dicom.conf")
         try """
             # The test's station and peers
@@ -30,6 +36,7 @@ struct DicomExamTests {
             station_name = DX1-TEST
             worklist = \(worklist.aeTitle)@127.0.0.1:\(worklist.port)
             storage = \(orthanc.aeTitle)@127.0.0.1:\(orthanc.dicomPort)
+            mpps = \(ris.aeTitle)@127.0.0.1:\(ris.port)
             """.write(toFile: config, atomically: true, encoding: .utf8)
 
         // The day's list: four items for this station (one from a Latin-1 RIS), none for another.
@@ -70,15 +77,20 @@ struct DicomExamTests {
                                               "--no-fracture", "--no-metal", "--jewellery-removed", "--height", "158", "--weight", "61",
                                               "--measured-today", "--identity-confirmed", "--referral-confirmed"])
         #expect(checklist.status == 0, "\(checklist.err)")
+        // dexa-dicomd runs from before the exam starts (as its unit does): it announces the
+        // exam's start to the RIS, then builds the exam's objects and sends them to the PACS.
+        let dicomd = try DicomQueueTests.dicomd(dir, config: config, run: 1)
+        defer { dicomd.stop() }
+        try await Task.sleep(for: .milliseconds(500))
         let run = try await daemon.cli(["exam", "run", String(exam), "--auto"])
         #expect(run.status == 0, "\(run.err)")
 
-        // dexa-dicomd builds the exam's objects and sends them to the PACS.
-        let dicomd = try DicomQueueTests.dicomd(dir, config: config, run: 1)
-        defer { dicomd.stop() }
-        let q = try await DicomQueueTests.waitFor(daemon) { q in !q.objects.isEmpty && q.sent == q.objects.count }
+        let q = try await DicomQueueTests.waitFor(daemon) { q in
+            !q.objects.isEmpty && q.sent == q.objects.count && q.steps.first?.state == .completed
+        }
         #expect(!q.objects.isEmpty && q.sent == q.objects.count, "\(q.objects.map { "\($0.name) \($0.state) \($0.lastError ?? "")" }) \(dicomd.log.suffix(2000))")
-        #expect(q.objects.count >= 6, "four sites and the report's pages: \(q.objects.map(\.name))")
+        #expect(q.objects.count >= 8, "four sites, the report's pages, the results and dose reports: \(q.objects.map(\.name))")
+        #expect(q.objects.filter { $0.name.hasSuffix("-sr") }.count == 2)
         let stored = try await orthanc.instances()
         #expect(stored.count == q.objects.count)
         for instance in stored {
@@ -87,7 +99,13 @@ struct DicomExamTests {
             #expect(tags["StudyInstanceUID"] as? String == "1.2.826.0.1.3680043.10.9.2")
             #expect(tags["PatientID"] as? String == "P-0043")
             #expect(tags["PatientName"] as? String == "Müller^Zoë")
-            #expect(tags["Modality"] as? String == "BMD")
+            let isReport = tags["SOPClassUID"] as? String != "1.2.840.10008.5.1.4.1.1.7"
+            #expect(tags["Modality"] as? String == (isReport ? "SR" : "BMD"))
+            if isReport {
+                let request = (tags["ReferencedRequestSequence"] as? [[String: Any]])?.first
+                #expect(request?["AccessionNumber"] as? String == "ACC-2", "the reports' Referenced Request Sequence")
+                continue
+            }
             let request = (tags["RequestAttributesSequence"] as? [[String: Any]])?.first
             #expect(request?["RequestedProcedureID"] as? String == "RP-ACC-2", "the Request Attributes Sequence: \(tags["RequestAttributesSequence"] ?? "none")")
             #expect(request?["ScheduledProcedureStepID"] as? String == "SPS-ACC-2")
@@ -104,5 +122,44 @@ struct DicomExamTests {
         }
         let studies = try await orthanc.get("/studies") as? [String] ?? []
         #expect(studies.count == 1, "every object in the one study the RIS scheduled")
+
+        // The results report, read by dsrdump: each region's BMD, T- and Z-score as the
+        // exam's report gives them.
+        let sr = try #require(files.first { $0.hasSuffix("results-sr.dcm") })
+        let (status, dump) = try DicomTools.run(DicomTools.dsrdump, ["+Pc", "+Pl", sr])
+        #expect(status == 0, "\(dump)")
+        let report = try await daemon.cli(["exam", "report", String(exam), "--json"])
+        #expect(report.status == 0, "\(report.err)")
+        let results = try JSONDecoder().decode(ExamResults.self, from: Data(report.out.utf8))
+        let groups = dump.components(separatedBy: "(125007,DCM,\"Measurement Group\")").dropFirst()
+        var compared = 0
+        for site in results.sites {
+            for roi in site.result?.rois ?? [] {
+                let group = groups.first { $0.contains("\"Tracking Identifier\")=\"\(site.title) \(roi.name)\"") }
+                #expect(group != nil, "\(site.title) \(roi.name) in the results report")
+                if let bmd = roi.bmdGCm2 {
+                    #expect(group?.contains("=\"\(String(format: "%.3f", bmd))\" (g/cm2,UCUM") == true, "\(site.title) \(roi.name) BMD \(bmd)")
+                    compared += 1
+                }
+                if let t = roi.tScore {
+                    #expect(group?.contains("=\"\(String(format: "%.1f", t))\" (1,UCUM") == true, "\(site.title) \(roi.name) T \(t)")
+                    compared += 1
+                }
+            }
+        }
+        #expect(compared >= 10, "the spine's and the hips' regions")
+
+        // The RIS heard the exam start and end: one N-CREATE, one N-SET (COMPLETED) listing
+        // every object, with the exam's dose.
+        let step = try #require(q.steps.first)
+        #expect(ris.messages == ["N-CREATE \(step.sopInstanceUID) 0x0000", "N-SET \(step.sopInstanceUID) 0x0000"], "\(ris.log) \(dicomd.log.suffix(2000))")
+        let merged = try DicomFile.read(try #require(ris.file(step.sopInstanceUID, "merged")))
+        #expect(merged.text(.performedProcedureStepStatus) == "COMPLETED")
+        #expect(merged.items(.scheduledStepAttributesSequence).first?.text(.accessionNumber) == "ACC-2")
+        let referenced = merged.items(.performedSeriesSequence).flatMap { $0.items(.referencedImageSequence) + $0.items(.referencedNonImageCompositeSOPInstanceSequence) }
+        #expect(Set(referenced.compactMap { $0.text(.referencedSOPInstanceUID) }) == Set(q.objects.map(\.sopInstanceUID)))
+        let dap = results.dose.dapMGyCm2
+        #expect(merged.text(.imageAndFluoroscopyAreaDoseProduct) == String(format: "%.5f", dap / 100), "the exam's DAP, \(dap) mGy·cm², in dGy·cm²")
+        #expect(merged.items(.exposureDoseSequence).count == results.exposures.count && !results.exposures.isEmpty)
     }
 }

@@ -62,6 +62,17 @@ struct DicomQueueTests {
         #expect(q.objects.allSatisfy { $0.lastError?.contains("ORTHANC@127.0.0.1:\(pacsPort)") == true }, "\(q.objects.map(\.lastError))")
         #expect(q.objects.allSatisfy { FileManager.default.fileExists(atPath: $0.path) })
         let count = q.objects.count
+        // The metrics say what waits (a monitor alerts on dexa_dicom_queue_stuck).
+        let prometheus = try await daemon.cli(["service", "metrics", "--prometheus"])
+        func gauge(_ name: String) -> Double? {
+            prometheus.out.split(separator: "\n").first { $0.hasPrefix(name + " ") }.flatMap { Double($0.split(separator: " ").last ?? "") }
+        }
+        #expect(gauge("dexa_dicom_queue_pending") == Double(count), "\(prometheus.out)")
+        #expect(gauge("dexa_dicom_queue_stuck") == 0)
+        #expect((gauge("dexa_dicom_queue_oldest_pending_seconds") ?? 0) > 0)
+        let metrics = try await daemon.cli(["service", "metrics", "--json"])
+        let figures = try JSONDecoder().decode(MetricsResult.self, from: Data(metrics.out.utf8)).metrics.dicomQueue
+        #expect(figures?.pending == count && figures?.stuck == false, "\(metrics.out)")
 
         // Killed at any moment, started again: the queue is in the store.
         dicomd.signal(SIGKILL)

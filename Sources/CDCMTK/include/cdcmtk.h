@@ -114,6 +114,33 @@ int dx_dcm_ncreate(const dx_dcm_peer *peer, const char *sop_class, const char *s
 int dx_dcm_nset(const dx_dcm_peer *peer, const char *sop_class, const char *sop_instance, const dx_dcm_dataset *ds,
                 uint16_t *status, char *err, size_t errlen);
 
+/// N-ACTION of `action_type` on `sop_instance` of `sop_class` (Storage Commitment Push Model:
+/// the well-known instance, action 1), `*status` the peer's status.
+int dx_dcm_naction(const dx_dcm_peer *peer, const char *sop_class, const char *sop_instance, uint16_t action_type, const dx_dcm_dataset *ds,
+                   uint16_t *status, char *err, size_t errlen);
+
+// MARK: Listening
+
+/// Called on the listener's thread for each N-EVENT-REPORT: the calling AE title, the
+/// event's SOP class and type, and its dataset (NULL when none; valid during the call).
+/// Returns the status to answer (0 success; 0110 when it could not be taken).
+typedef uint16_t (*dx_dcm_event_handler)(void *context, const char *calling_ae, const char *sop_class, uint16_t event_type,
+                                         const dx_dcm_dataset *ds);
+
+typedef struct dx_dcm_listener dx_dcm_listener;
+
+/// An acceptor on TCP `port` (all addresses) as `ae_title`, taking associations for
+/// `sop_class` (in either role: a storage commitment SCP proposes the SCP role, or none) and
+/// Verification, one at a time, and passing each N-EVENT-REPORT to `handler`.
+dx_dcm_listener *dx_dcm_listener_new(const char *ae_title, uint16_t port, const char *sop_class, dx_dcm_event_handler handler, void *context,
+                                     char *err, size_t errlen);
+/// The context the handler is called with (set before run).
+void dx_dcm_listener_set_context(dx_dcm_listener *listener, void *context);
+/// Listens until dx_dcm_listener_stop (from any thread; returns within about a second).
+int dx_dcm_listener_run(dx_dcm_listener *listener, char *err, size_t errlen);
+void dx_dcm_listener_stop(dx_dcm_listener *listener);
+void dx_dcm_listener_free(dx_dcm_listener *listener);
+
 #ifdef __cplusplus
 }
 #endif

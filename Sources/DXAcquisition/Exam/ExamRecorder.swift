@@ -18,6 +18,9 @@ public protocol ExamRecorder: Sendable {
     /// Published results the DICOM service has not built: when each was published, and why
     /// it could not be built when it says so.
     func unbuiltResults(examID: Int64?) throws -> [UnbuiltResults]
+    /// The exams' procedure steps at the RIS (MPPS): one exam's, or the newest 100 and every
+    /// one not ended.
+    func performedSteps(examID: Int64?) throws -> [PerformedStepRecord]
     /// A service engineer's resend: the exam's objects (or one) due again now; how many.
     @discardableResult
     func resend(examID: Int64, objectID: Int64?, at: Date) throws -> Int

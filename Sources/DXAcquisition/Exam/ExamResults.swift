@@ -97,12 +97,43 @@ public struct ExamResults: Sendable, Codable, Equatable {
     public var startedAt: String?
     /// The worklist's order the exam fulfils; nil for an exam typed in.
     public var scheduled: ScheduledProcedure?
+    /// When the exam ended (ISO 8601, UTC), who ran it, and why it was aborted when it was:
+    /// the performed procedure step's end, operator and discontinuation reason.
+    public var endedAt: String?
+    public var operatorName: String?
+    public var abortReason: String?
+    /// Every attempt that exposed the patient, in order, rejected and aborted ones included:
+    /// the irradiation events of the dose report. Empty in results published before it was
+    /// kept (the sites' doses then stand for them).
+    public var exposures: [Exposure] = []
+
+    /// One attempt's exposure: its scans (references, scout and scan) as one irradiation event.
+    public struct Exposure: Sendable, Codable, Equatable {
+        public var site: String
+        public var attempt: Int
+        public var status: String
+        public var startedAt: String?
+        public var endedAt: String?
+        public var dose: ScanDose
+        public var tubeCurrentUA: UInt32?
+
+        public enum CodingKeys: String, CodingKey {
+            case site, attempt, status, dose
+            case startedAt = "started_at", endedAt = "ended_at", tubeCurrentUA = "tube_current_ua"
+        }
+
+        public init(site: String, attempt: Int, status: String, startedAt: String?, endedAt: String?, dose: ScanDose, tubeCurrentUA: UInt32? = nil) {
+            self.site = site; self.attempt = attempt; self.status = status; self.startedAt = startedAt; self.endedAt = endedAt; self.dose = dose
+            self.tubeCurrentUA = tubeCurrentUA
+        }
+    }
 
     public enum CodingKeys: String, CodingKey {
-        case state, patient, sites, diagnosis, dose, reference
+        case state, patient, sites, diagnosis, dose, reference, exposures
         case examID = "exam_id", examDate = "exam_date", analysisVersion = "analysis_version", followUp = "follow_up"
         case qualityControl = "quality_control", vfaIndication = "vfa_indication"
         case createdAt = "created_at", startedAt = "started_at", scheduled
+        case endedAt = "ended_at", operatorName = "operator", abortReason = "abort_reason"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -122,6 +153,10 @@ public struct ExamResults: Sendable, Codable, Equatable {
         createdAt = try c.decodeIfPresent(String.self, forKey: .createdAt)
         startedAt = try c.decodeIfPresent(String.self, forKey: .startedAt)
         scheduled = try c.decodeIfPresent(ScheduledProcedure.self, forKey: .scheduled)
+        endedAt = try c.decodeIfPresent(String.self, forKey: .endedAt)
+        operatorName = try c.decodeIfPresent(String.self, forKey: .operatorName)
+        abortReason = try c.decodeIfPresent(String.self, forKey: .abortReason)
+        exposures = try c.decodeIfPresent([Exposure].self, forKey: .exposures) ?? []
     }
 
     public init(examID: Int64, state: ExamState, patient: Patient, examDate: String, sites: [Site], diagnosis: Diagnosis, dose: ScanDose,
@@ -136,6 +171,16 @@ public struct ExamResults: Sendable, Codable, Equatable {
         createdAt = exam.createdAt
         startedAt = exam.startedAt
         scheduled = exam.scheduled
+        endedAt = exam.endedAt
+        operatorName = exam.operatorName
+        abortReason = exam.state == .aborted
+            ? exam.warnings.last { $0.kind == .aborted && $0.message.hasPrefix("exam aborted: ") }.map { String($0.message.dropFirst("exam aborted: ".count)) }
+            : nil
+        exposures = exam.attempts.compactMap { a in
+            guard let d = a.dose, d.scans > 0 else { return nil }
+            return Exposure(site: a.site.rawValue, attempt: a.attempt, status: a.status.rawValue, startedAt: a.startedAt, endedAt: a.endedAt,
+                            dose: d, tubeCurrentUA: a.exposure?.tubeCurrentUA)
+        }
         let day = ISO8601DateFormatter().date(from: exam.startedAt ?? exam.createdAt) ?? Date()
         let context = PatientContext(sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate, on: day)
         patient = Patient(id: exam.patient.id, name: exam.patient.name, sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate,

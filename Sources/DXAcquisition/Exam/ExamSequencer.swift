@@ -324,7 +324,7 @@ public actor ExamSequencer {
     public func dicomQueue(examID: Int64?, alertAfterSeconds: Double) throws(ExamError) -> DicomQueueStatus {
         if let examID { _ = try stored(examID) }
         return DicomQueueStatus(objects: try store { try recorder.outbox(examID: examID) }, unbuilt: try store { try recorder.unbuiltResults(examID: examID) },
-                                now: now(), alertAfterSeconds: alertAfterSeconds)
+                                steps: try store { try recorder.performedSteps(examID: examID) }, now: now(), alertAfterSeconds: alertAfterSeconds)
     }
 
     /// A service engineer's resend of an exam's objects (or one of them): due again now.
