@@ -106,7 +106,7 @@ public enum Codes {
     }
 }
 
-/// The series of the two reports, after the sites' (1–4) and before the report pages' (10).
+/// The series of the two reports, after the sites' (1–4) and the report pages' (10).
 extension ExamObjects.Series {
     public static let resultsReport = ExamObjects.Series(number: 11, description: "Bone densitometry results (SR)", bodyPart: nil, laterality: nil)
     public static let doseReport = ExamObjects.Series(number: 12, description: "Radiation dose (SR)", bodyPart: nil, laterality: nil)
@@ -173,10 +173,12 @@ extension ExamObjects {
             SRItem(.hasConceptMod, Codes.language, .code(Codes.english)),
         ] + deviceObserver + [
             SRItem(.hasConceptMod, Codes.procedureReported, .code(Codes.dxa)),
-            .container(.contains, Codes.imageLibrary, library),
-            .container(.contains, Codes.imagingMeasurements, groups),
-            .container(.contains, Codes.qualitativeEvaluations, evaluations),
-        ])
+        ]
+            // TID 1600 and 1501 are 1-n: an exam aborted before any image has no library and no
+            // measurement group, and says so in its evaluations.
+            + (library.isEmpty ? [] : [.container(.contains, Codes.imageLibrary, library)])
+            + (groups.isEmpty ? [] : [.container(.contains, Codes.imagingMeasurements, groups)])
+            + [.container(.contains, Codes.qualitativeEvaluations, evaluations)])
         var ds = srDocument(sopClass: SOPClass.comprehensiveSR, series: series, instance: instance, created: created, references: images,
                             complete: results.state == .completed)
         root.encode(into: &ds)
@@ -187,20 +189,26 @@ extension ExamObjects {
     /// One region's measurement group (TID 1501): what it is, where, and its numbers.
     func group(_ site: Site, _ roi: ClinicalROI, title: String) -> SRItem {
         let (anatomy, side) = Codes.region(site)
-        var findingSite = SRItem(.hasConceptMod, Codes.findingSite, .code(site == .apSpine ? (Codes.vertebrae[roi.name] ?? anatomy) : anatomy == Codes.hip && roi.name != "total_hip" ? Codes.proximalFemur : anatomy))
+        // A vertebra's own code; a hip's region other than the total hip is in the proximal femur.
+        let place: Code
+        if site == .apSpine { place = Codes.vertebrae[roi.name] ?? anatomy } else if anatomy == Codes.hip && roi.name != "total_hip" { place = Codes.proximalFemur } else { place = anatomy }
+        var findingSite = SRItem(.hasConceptMod, Codes.findingSite, .code(place))
         if let side { findingSite.children = [SRItem(.hasConceptMod, Codes.laterality, .code(side))] }
         let spineTotal = site == .apSpine && roi.name == "L1-L4"
         var items: [SRItem] = [
             SRItem(.hasObsContext, Codes.trackingIdentifier, .text("\(title) \(roi.name)")),
-            SRItem(.hasObsContext, Codes.trackingUniqueIdentifier, .uidref(uids.uid(exam: examKey, [Series.resultsReport.number, site.index, roiIndex(roi.name)]))),
+            SRItem(.hasObsContext, Codes.trackingUniqueIdentifier, .uidref(uids.uid(exam: examKey, [UIDPath.trackedRegion, site.index, roiIndex(roi.name)]))),
             findingSite,
         ]
         if let bmd = roi.bmdGCm2 {
             let concept = spineTotal ? Codes.spineBMD : site == .leftHip && roi.name == "total_hip" ? Codes.leftHipBMD : Codes.bmd
             items.append(SRItem(.contains, concept, .num(String(format: "%.3f", bmd), unit: Unit.gramsPerSquareCentimetre)))
         }
-        items.append(SRItem(.contains, Codes.bmc, .num(String(format: "%.2f", roi.bmcG), unit: Unit.grams)))
-        items.append(SRItem(.contains, Codes.boneArea, .num(String(format: "%.2f", roi.areaCm2), unit: Unit.squareCentimetres)))
+        // A region without a BMD (no vertebra left to measure) has no BMC or area either.
+        if roi.bmdGCm2 != nil {
+            items.append(SRItem(.contains, Codes.bmc, .num(String(format: "%.2f", roi.bmcG), unit: Unit.grams)))
+            items.append(SRItem(.contains, Codes.boneArea, .num(String(format: "%.2f", roi.areaCm2), unit: Unit.squareCentimetres)))
+        }
         if let t = roi.tScore {
             let concept = spineTotal ? Codes.spineT : (site == .leftHip || site == .rightHip) && roi.name == "total_hip" ? Codes.hipT : Codes.tScore
             items.append(SRItem(.contains, concept, .num(String(format: "%.1f", t), unit: Unit.noUnits)))
@@ -252,9 +260,11 @@ extension ExamObjects {
             if let side = site.flatMap({ Codes.region($0).1 }) { target.children = [SRItem(.hasConceptMod, Codes.laterality, .code(side))] }
             var event: [SRItem] = [
                 SRItem(.hasConceptMod, Codes.acquisitionPlane, .code(Codes.singlePlane)),
-                SRItem(.contains, Codes.irradiationEventUID, .uidref(uids.uid(exam: examKey, [series.number, k + 1]))),
+                SRItem(.contains, Codes.irradiationEventUID, .uidref(uids.uid(exam: examKey, [UIDPath.irradiationEvent, k + 1]))),
             ]
-            if let started = e.startedAt.flatMap({ ISO8601DateFormatter().date(from: $0) }) {
+            // DateTime Started is mandatory (TID 10003): the attempt's start, else (results kept
+            // before attempts' times were) the exam's.
+            if let started = (e.startedAt ?? results.startedAt ?? results.createdAt).flatMap({ ISO8601DateFormatter().date(from: $0) }) {
                 event.append(SRItem(.contains, Codes.dateTimeStarted, .datetime(Self.dicomDateTime(started))))
             }
             event += [
@@ -313,8 +323,8 @@ extension ExamObjects {
             request.set(.studyInstanceUID, studyInstanceUID)
             request.set(.referencedStudySequence, items: [])
             request.set(.accessionNumber, study.accessionNumber)
-            request.set(DicomTag(0x0040, 0x2016), nil)  // Placer Order Number / Imaging Service Request
-            request.set(DicomTag(0x0040, 0x2017), nil)  // Filler Order Number / Imaging Service Request
+            request.set(.placerOrderNumberImagingServiceRequest, nil)
+            request.set(.fillerOrderNumberImagingServiceRequest, nil)
             request.set(.requestedProcedureID, study.requestedProcedureID)
             request.set(.requestedProcedureDescription, study.requestedProcedureDescription)
             request.set(.requestedProcedureCodeSequence, items: [])
@@ -349,6 +359,14 @@ extension ExamObjects {
         }
         return ds
     }
+}
+
+/// The first component of the UID paths that are not a series's (series numbers are 1–12):
+/// each kind of thing named has its own, so that no two things share a UID.
+enum UIDPath {
+    static let performedProcedureStep = 90
+    static let irradiationEvent = 91
+    static let trackedRegion = 92
 }
 
 extension Site {

@@ -19,7 +19,7 @@ public struct PerformedObject: Sendable, Equatable {
 /// N-SET references) and in the MPPS's Radiation Dose attributes that PS3.3 2017c retired and
 /// many RIS still read (docs/dicom-conformance.md).
 extension ExamObjects {
-    public var mppsInstanceUID: String { uids.uid(exam: examKey, [90]) }
+    public var mppsInstanceUID: String { uids.uid(exam: examKey, [UIDPath.performedProcedureStep]) }
 
     /// Performed Procedure Step ID (SH, 16 characters): the exam's number on this station.
     public var performedProcedureStepID: String { "DX\(results.examID)" }
@@ -35,14 +35,15 @@ extension ExamObjects {
         step.set(.requestedProcedureDescription, study.requestedProcedureDescription)
         step.set(.scheduledProcedureStepID, study.scheduledProcedureStepID)
         step.set(.scheduledProcedureStepDescription, study.scheduledProcedureStepDescription)
-        step.set(DicomTag(0x0040, 0x0008), items: [])  // Scheduled Protocol Code Sequence
+        step.set(.scheduledProtocolCodeSequence, items: [])
         ds.set(.scheduledStepAttributesSequence, items: [step])
         setPatient(&ds)
         ds.set(.referencedPatientSequence, items: [])
         ds.set(.performedProcedureStepID, performedProcedureStepID)
         ds.set(.performedStationAETitle, station.aeTitle)
         ds.set(.performedStationName, station.stationName)
-        ds.set(.performedLocation, station.institutionName)
+        // SH: at most 16 characters (the institution's name may be longer).
+        ds.set(.performedLocation, station.institutionName.map { String($0.prefix(16)) })
         let (date, time) = Self.dateTime(started)
         ds.set(.performedProcedureStepStartDate, date)
         ds.set(.performedProcedureStepStartTime, time)
@@ -63,7 +64,9 @@ extension ExamObjects {
         ds.set(.totalNumberOfExposures, nil)
         ds.set(.exposureDoseSequence, items: [])
         ds.set(.commentsOnRadiationDose, nil)
-        if ds.needsUnicode { ds.set(.specificCharacterSet, "ISO_IR 192") }
+        // Always UTF-8: the N-SET's text (an abort's words, the operator's name) must fit the
+        // N-CREATE's character set, which a later N-SET cannot change (F.7.2.2.1, F.7.2.2.3).
+        ds.set(.specificCharacterSet, "ISO_IR 192")
         return ds
     }
 
@@ -123,14 +126,15 @@ extension ExamObjects {
             item.set(.radiationMode, "CONTINUOUS")
             if let ua = e.tubeCurrentUA { item.set(.xRayTubeCurrentInMicroamperes, Int(ua)) }
             item.set(.exposureTime, e.dose.exposureMs)
-            item.set(.commentsOnRadiationDose, String(format: "%@ attempt %d (%@): DAP %.2f mGy·cm² over %d exposures%@",
+            item.set(.commentsOnRadiationDose, String(format: "%@ attempt %d (%@): DAP %.2f mGy*cm2 over %d exposures%@",
                                                       Site(rawValue: e.site)?.title ?? e.site, e.attempt, e.status, e.dose.dapMGyCm2, e.dose.scans,
                                                       e.dose.estimated ? ", estimated by the host" : ""))
             return item
         })
-        ds.set(.commentsOnRadiationDose, String(format: "DAP %.2f mGy·cm² over %d exposures, %.1f s of exposure%@; each scan's in the X-Ray Radiation Dose SR",
+        ds.set(.commentsOnRadiationDose, String(format: "DAP %.2f mGy*cm2 over %d exposures, %.1f s of exposure%@; each scan's in the X-Ray Radiation Dose SR",
                                                 dose.dapMGyCm2, dose.scans, Double(dose.exposureMs) / 1000, dose.estimated ? " (estimated in part)" : ""))
         ds.set(.procedureCodeSequence, items: [Codes.dxa.item])
+        if ds.needsUnicode { ds.set(.specificCharacterSet, "ISO_IR 192") }
         return ds
     }
 
@@ -147,11 +151,13 @@ extension ExamObjects {
     /// equipment fault, the patient's refusal or condition, a wrong worklist entry; otherwise
     /// "unspecified". The words themselves go in the step's comments.
     public static func discontinuation(_ reason: String?) -> Code {
+        // The most specific first: "wrong worklist entry, operator error" is the entry, "patient
+        // refused, afraid of the X-rays" the refusal.
         let r = (reason ?? "").lowercased()
-        if ["fault", "interlock", "device", "equipment", "x-ray", "tube", "error"].contains(where: r.contains) { return Codes.equipmentFailure }
-        if ["refus", "declin"].contains(where: r.contains) { return Codes.patientRefused }
         if ["worklist", "wrong patient", "wrong order"].contains(where: r.contains) { return Codes.wrongWorklistEntry }
+        if ["refus", "declin"].contains(where: r.contains) { return Codes.patientRefused }
         if ["pain", "unwell", "condition", "could not lie", "cannot lie"].contains(where: r.contains) { return Codes.patientCondition }
+        if ["fault", "interlock", "device", "equipment", "x-ray", "tube", "error"].contains(where: r.contains) { return Codes.equipmentFailure }
         return Codes.unspecifiedReason
     }
 }

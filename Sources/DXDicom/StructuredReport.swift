@@ -102,9 +102,6 @@ public struct SRItem: Sendable, Equatable {
             })
         }
     }
-
-    /// Every item of the tree, depth first: what a test looks through.
-    public var all: [SRItem] { [self] + children.flatMap(\.all) }
 }
 
 /// Units (UCUM, PS3.16 CID 7181 and the dose templates).
@@ -117,5 +114,4 @@ public enum Unit {
     public static let milliseconds = Code("ms", "UCUM", "ms")
     public static let seconds = Code("s", "UCUM", "s")
     public static let milliamperes = Code("mA", "UCUM", "mA")
-    public static let percent = Code("%", "UCUM", "percent")
 }

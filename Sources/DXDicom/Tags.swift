@@ -70,6 +70,9 @@ public extension DicomTag {
     static let scheduledProcedureStepSequence = DicomTag(0x0040, 0x0100)
     static let requestAttributesSequence = DicomTag(0x0040, 0x0275)
     static let requestedProcedureID = DicomTag(0x0040, 0x1001)
+    static let scheduledProtocolCodeSequence = DicomTag(0x0040, 0x0008)
+    static let placerOrderNumberImagingServiceRequest = DicomTag(0x0040, 0x2016)
+    static let fillerOrderNumberImagingServiceRequest = DicomTag(0x0040, 0x2017)
     // Code Sequence macro (PS3.3 8.8), references
     static let codeValue = DicomTag(0x0008, 0x0100)
     static let codingSchemeDesignator = DicomTag(0x0008, 0x0102)

@@ -43,6 +43,8 @@ public actor DicomService: Service {
     private var buildRetry: [Int64: (at: Date, failures: Int)] = [:]
     /// The storage commitment results' acceptor (with a commitment peer and `listen_port`).
     nonisolated let listener: CommitmentListener?
+    /// Whether the store knows since when steps are announced (written once per run).
+    private var announcing = false
     /// After a failed commitment request: not again before then.
     private var commitRetry: (at: Date, failures: Int)?
 
@@ -176,7 +178,10 @@ public actor DicomService: Service {
     func announce() async {
         guard config.mpps != nil else { return }
         do {
-            try store.announceStepsFrom(now())
+            if !announcing {
+                try store.announceStepsFrom(now())
+                announcing = true
+            }
             for id in try store.startedExamsWithoutStep() {
                 guard let exam = try store.exam(id) else { continue }
                 try store.addStep(examID: id, sopInstanceUID: inProgress(exam).mppsInstanceUID, at: now())
@@ -225,17 +230,17 @@ public actor DicomService: Service {
                         try association.create(sopClass: SOPClass.modalityPerformedProcedureStep, instance: step.sopInstanceUID, attributes: attributes)
                     } }
                     // 0111 (duplicate instance): an earlier N-CREATE arrived and its answer was lost.
-                    try record(step, answer, accepted: .inProgress, alsoAccepted: [0x0111], what: "N-CREATE")
+                    try record(step, answer, accepted: .inProgress, create: true)
                 case .inProgress:
                     guard let exam = try store.exam(step.examID), [.completed, .aborted].contains(exam.state),
-                          let (published, built) = try store.firstBuiltResults(examID: step.examID) else { continue }
+                          let (published, built) = try store.builtResults(examID: step.examID) else { continue }
                     let objects = self.objects(of: published)
                     let performed = built.map { PerformedObject(name: $0.name, sopClassUID: $0.sopClassUID, sopInstanceUID: $0.sopInstanceUID) }
                     let attributes = objects.mppsEnd(objects: performed, ended: exam.endedAt ?? now())
                     let answer = await Blocking.run { Result { () throws(DicomFailure) in
                         try association.set(sopClass: SOPClass.modalityPerformedProcedureStep, instance: step.sopInstanceUID, attributes: attributes)
                     } }
-                    try record(step, answer, accepted: published.results.state == .completed ? .completed : .discontinued, alsoAccepted: [], what: "N-SET")
+                    try record(step, answer, accepted: published.results.state == .completed ? .completed : .discontinued, create: false)
                 default:
                     continue
                 }
@@ -247,26 +252,34 @@ public actor DicomService: Service {
     }
 
     /// Records a step message's answer: accepted, refused for good, or to be tried again.
-    func record(_ step: PerformedStepRecord, _ answer: Result<UInt16, DicomFailure>, accepted: PerformedStepRecord.State, alsoAccepted: Set<UInt16>,
-                what: String) throws {
+    /// N-CREATE answered 0111 (the instance exists: an earlier N-CREATE arrived and its answer
+    /// was lost) counts as accepted, and so does N-SET answered 0110 (the step may no longer
+    /// be updated: an earlier N-SET's answer was lost, or it was ended at the RIS); N-SET
+    /// answered 0112 (no such instance: the RIS lost the step, or the peer changed) starts
+    /// the step again with its N-CREATE.
+    func record(_ step: PerformedStepRecord, _ answer: Result<UInt16, DicomFailure>, accepted: PerformedStepRecord.State, create: Bool) throws {
         let at = now()
         let peer = config.mpps?.description ?? "MPPS"
+        let what = create ? "N-CREATE" : "N-SET"
+        let retry = at.addingTimeInterval(wait(afterFailures: step.attempts + 1))
         switch answer {
-        case .success(let s) where DimseStatus.isSuccess(s) || DimseStatus.isWarning(s) || alsoAccepted.contains(s):
+        case .success(let s) where DimseStatus.isSuccess(s) || DimseStatus.isWarning(s) || s == (create ? 0x0111 : 0x0110):
             try store.recordStep(examID: step.examID, state: accepted, error: DimseStatus.isSuccess(s) ? nil : "\(peer) answered \(DimseStatus.words(s))",
                                  retryAt: nil, at: at)
             logger.info("exam \(step.examID): \(what) accepted by \(peer) (\(accepted.rawValue))")
-        case .success(let s) where DimseStatus.isPermanent(s) || s == 0x0110 || s == 0x0106:
-            // 0110: the RIS no longer takes updates to the step (ended elsewhere); 0106: it
-            // finds a value invalid: sending the same again cannot mend either.
+        case .success(0x0112) where !create:
+            try store.recordStep(examID: step.examID, state: .create, error: "N-SET: \(peer) has no such step (0x0112): announced again", retryAt: at, at: at)
+            logger.warning("exam \(step.examID): \(peer) has no such step; it is announced again")
+        case .success(let s) where DimseStatus.isPermanent(s) || s == 0x0106:
+            // 0106: the RIS finds a value invalid; sending the same again cannot mend it (a
+            // service engineer's resend announces the step again).
             try store.recordStep(examID: step.examID, state: .failed, error: "\(what) refused by \(peer): \(DimseStatus.words(s))", retryAt: nil, at: at)
             logger.error("exam \(step.examID): \(what) refused for good by \(peer): \(DimseStatus.words(s))")
         case .success(let s):
-            try store.recordStep(examID: step.examID, state: step.state, error: "\(what): \(peer) answered \(DimseStatus.words(s))",
-                                 retryAt: at.addingTimeInterval(wait(afterFailures: step.attempts + 1)), at: at)
+            try store.recordStep(examID: step.examID, state: step.state, error: "\(what): \(peer) answered \(DimseStatus.words(s))", retryAt: retry, at: at)
             logger.warning("exam \(step.examID): \(what) answered \(DimseStatus.words(s)); tried again later")
         case .failure(let why):
-            try store.recordStep(examID: step.examID, state: step.state, error: "\(what): \(why)", retryAt: at.addingTimeInterval(wait(afterFailures: step.attempts + 1)), at: at)
+            try store.recordStep(examID: step.examID, state: step.state, error: "\(what): \(why)", retryAt: retry, at: at)
             logger.warning("exam \(step.examID): \(what) to \(peer) failed: \(why); tried again later")
         }
     }

@@ -74,7 +74,10 @@ extension ExamStore {
                 t.column("next_attempt_at", .double).notNull()
                 t.column("created_at", .double)
                 t.column("ended_at", .double)
+                // Since when the step's current message has gone unaccepted (nil: none waits).
+                t.column("waiting_since", .double)
             }
+            try db.execute(sql: "CREATE INDEX mpps_due ON mpps(next_attempt_at) WHERE state IN ('create', 'in_progress')")
         }
         m.registerMigration("v13: storage commitment of sent objects") { db in
             try db.alter(table: "dicom_object") { t in
@@ -239,7 +242,8 @@ extension ExamStore {
             let objects = db.changesCount
             try db.execute(sql: "UPDATE exam_result SET dicom_error = NULL WHERE exam_id = ? AND dicom_built_at IS NULL AND dicom_error IS NOT NULL",
                            arguments: [examID])
-            return objects + db.changesCount
+            let results = db.changesCount
+            return objects + results + (try resendStep(db, examID: examID, at: at))
         }
     }
 
@@ -344,32 +348,48 @@ extension ExamStore {
             let t = at.timeIntervalSince1970
             switch state {
             case .inProgress where retryAt == nil:
-                try db.execute(sql: "UPDATE mpps SET state = 'in_progress', attempts = attempts + 1, last_error = NULL, created_at = ?, next_attempt_at = ? WHERE exam_id = ?",
-                               arguments: [t, t, examID])
+                try db.execute(sql: """
+                    UPDATE mpps SET state = 'in_progress', attempts = attempts + 1, last_error = ?, created_at = ?, next_attempt_at = ?,
+                    waiting_since = NULL WHERE exam_id = ?
+                    """, arguments: [error, t, t, examID])
             case .completed, .discontinued:
-                try db.execute(sql: "UPDATE mpps SET state = ?, attempts = attempts + 1, last_error = ?, ended_at = ? WHERE exam_id = ?",
+                try db.execute(sql: "UPDATE mpps SET state = ?, attempts = attempts + 1, last_error = ?, ended_at = ?, waiting_since = NULL WHERE exam_id = ?",
                                arguments: [state.rawValue, error, t, examID])
             default:
-                try db.execute(sql: "UPDATE mpps SET state = ?, attempts = attempts + 1, last_error = ?, next_attempt_at = ? WHERE exam_id = ?",
-                               arguments: [state.rawValue, error, (retryAt ?? at).timeIntervalSince1970, examID])
+                // Not accepted: waiting since the first refusal of this message.
+                try db.execute(sql: """
+                    UPDATE mpps SET state = ?, attempts = attempts + 1, last_error = ?, next_attempt_at = ?, waiting_since = COALESCE(waiting_since, ?)
+                    WHERE exam_id = ?
+                    """, arguments: [state.rawValue, error, (retryAt ?? at).timeIntervalSince1970, t, examID])
             }
         }
     }
 
-    /// The exam's first published results, once the DICOM service has built them (or given up
-    /// on them): what its step ends with, and the objects made of them. nil while the exam has
-    /// not ended or its objects are not built.
-    public func firstBuiltResults(examID: Int64) throws -> (results: PublishedResults, objects: [OutboxObject])? {
-        let first: Int64? = try dbRead { db in
-            try Int64.fetchOne(db, sql: """
-                SELECT id FROM exam_result WHERE exam_id = ? AND (dicom_built_at IS NOT NULL OR dicom_error IS NOT NULL) AND id = (SELECT MIN(id) FROM exam_result WHERE exam_id = ?)
-                """, arguments: [examID, examID])
+    /// The exam's newest published results once the DICOM service has built every revision
+    /// published so far (or given up on them): what its step ends with, and the objects that
+    /// go to the PACS (neither superseded by a later revision nor refused for good). nil while
+    /// a revision waits to be built.
+    public func builtResults(examID: Int64) throws -> (results: PublishedResults, objects: [OutboxObject])? {
+        let newest: Int64? = try dbRead { db in
+            let waiting = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM exam_result WHERE exam_id = ? AND dicom_built_at IS NULL AND dicom_error IS NULL",
+                                           arguments: [examID]) ?? 0
+            guard waiting == 0 else { return nil }
+            return try Int64.fetchOne(db, sql: "SELECT MAX(id) FROM exam_result WHERE exam_id = ?", arguments: [examID])
         }
-        guard let first, let published = try publishedResults(first) else { return nil }
+        guard let newest, let published = try publishedResults(newest) else { return nil }
         let objects = try dbRead { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM dicom_object WHERE result_id = ? ORDER BY id", arguments: [first]).map(Self.outboxObject)
+            try Row.fetchAll(db, sql: "SELECT * FROM dicom_object WHERE exam_id = ? AND state NOT IN ('superseded', 'failed') ORDER BY id",
+                             arguments: [examID]).map(Self.outboxObject)
         }
         return (published, objects)
+    }
+
+    /// A service engineer's resend of an exam's step that failed: announced again from the
+    /// start (an N-CREATE the RIS already has is answered 0111, which counts as accepted).
+    func resendStep(_ db: Database, examID: Int64, at: Date) throws -> Int {
+        try db.execute(sql: "UPDATE mpps SET state = 'create', next_attempt_at = ?, waiting_since = NULL WHERE exam_id = ? AND state = 'failed'",
+                       arguments: [at.timeIntervalSince1970, examID])
+        return db.changesCount
     }
 
     static func step(_ row: Row) -> PerformedStepRecord {
@@ -378,7 +398,8 @@ extension ExamStore {
                                    attempts: row["attempts"], lastError: row["last_error"], queuedAt: Date(timeIntervalSince1970: row["queued_at"]),
                                    nextAttemptAt: Date(timeIntervalSince1970: row["next_attempt_at"]),
                                    createdAt: (row["created_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
-                                   endedAt: (row["ended_at"] as Double?).map(Date.init(timeIntervalSince1970:)))
+                                   endedAt: (row["ended_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                                   waitingSince: (row["waiting_since"] as Double?).map(Date.init(timeIntervalSince1970:)))
     }
 
     static func outboxObject(_ row: Row) -> OutboxObject {

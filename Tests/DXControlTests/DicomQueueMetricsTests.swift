@@ -15,9 +15,9 @@ struct DicomQueueMetricsTests {
                      nextAttemptAt: since, sentAt: nil)
     }
 
-    static func step(_ state: PerformedStepRecord.State, attempts: Int, error: String?) -> PerformedStepRecord {
+    static func step(_ state: PerformedStepRecord.State, attempts: Int, error: String?, waitingSince: Date? = nil) -> PerformedStepRecord {
         PerformedStepRecord(examID: 2, sopInstanceUID: "2.25.9", state: state, attempts: attempts, lastError: error, queuedAt: t0, nextAttemptAt: t0,
-                            createdAt: nil, endedAt: nil)
+                            createdAt: nil, endedAt: nil, waitingSince: waitingSince)
     }
 
     @Test func aQueueWaitingLongerThanTheAlertTimeIsStuck() {
@@ -37,9 +37,15 @@ struct DicomQueueMetricsTests {
     }
 
     @Test func aStepTheRISDoesNotAnswerWaitsLikeAnObject() {
-        let unanswered = DicomQueueStatus(objects: [], steps: [Self.step(.create, attempts: 3, error: "N-CREATE: connection refused")],
+        let unanswered = DicomQueueStatus(objects: [], steps: [Self.step(.create, attempts: 3, error: "N-CREATE: connection refused", waitingSince: Self.t0)],
                                           now: Self.t0.addingTimeInterval(1801), alertAfterSeconds: 1800)
         #expect(unanswered.stuck && DicomQueueMetrics(unanswered).stepsOpen == 1)
+        // The wait counts from the message's first refusal, not from the exam's start: an
+        // N-SET first refused a minute ago after a long exam is not stuck.
+        let justRefused = DicomQueueStatus(objects: [], steps: [Self.step(.inProgress, attempts: 2, error: "N-SET: connection refused",
+                                                                          waitingSince: Self.t0.addingTimeInterval(3540))],
+                                           now: Self.t0.addingTimeInterval(3600), alertAfterSeconds: 1800)
+        #expect(!justRefused.stuck)
         // In progress and answered: the exam is simply running, nothing waits.
         let running = DicomQueueStatus(objects: [], steps: [Self.step(.inProgress, attempts: 1, error: nil)], now: Self.t0.addingTimeInterval(86_400),
                                        alertAfterSeconds: 1800)

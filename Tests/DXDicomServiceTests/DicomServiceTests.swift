@@ -253,7 +253,8 @@ struct DicomServiceTests {
         let doses = merged.items(.exposureDoseSequence)
         #expect(doses.map { $0.text(.exposureTime) } == ["221700", "40000", "181940"])
         #expect(doses.map { $0.text(.xRayTubeCurrentInMicroamperes) } == ["400", "333", "333"])
-        #expect(doses[1].text(.commentsOnRadiationDose)?.contains("DAP 0.50 mGy·cm²") == true)
+        #expect(doses[1].text(.commentsOnRadiationDose)?.contains("DAP 0.50 mGy*cm2") == true)
+        #expect(created.text(.specificCharacterSet) == "ISO_IR 192", "UTF-8 from the N-CREATE on: the N-SET's words may need it")
         // Ended: later rounds, and a correction's new revision, say nothing more.
         try store.publishResults(examID: r.examID, results: r, at: now.get())
         now.advance(3600)

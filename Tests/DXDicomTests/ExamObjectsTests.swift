@@ -194,11 +194,57 @@ struct ExamObjectsTests {
             #expect(errors.isEmpty, "\(o.name): \(errors.joined(separator: "; "))")
             #expect(o.dataset.text(.studyInstanceUID) == exam.studyInstanceUID)
             #expect(o.dataset.text(.modality) == "SR")
+            // The only warnings: the product's declared coding scheme, which dciodvfy does not know.
+            #expect(warnings.allSatisfy { $0.contains("<99DXA>") }, "\(o.name): \(warnings)")
+            if o.name == "dose-sr" { #expect(warnings.isEmpty) }
             if let out = ProcessInfo.processInfo.environment["DEXA_DICOM_EXAMPLE"] {
                 try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
                 try DicomFile.write(o.dataset, to: out + "/" + o.name + ".dcm")
                 try warnings.sorted().joined(separator: "\n").write(toFile: out + "/dciodvfy-warnings-\(o.name).txt", atomically: true, encoding: .utf8)
             }
         }
+    }
+
+    /// No two things share a UID: within a revision every object, series, tracked region,
+    /// irradiation event and the procedure step differ; a revision's objects are new
+    /// instances while its series, regions and events are the same things as before.
+    @Test func noTwoThingsShareAUID() throws {
+        let (base, _, _) = try Self.objects()
+        let scans = try Self.example.get().1
+        func uidrefs(_ ds: DicomDataset) -> [String] {
+            ds.attributes.flatMap { tag, value -> [String] in
+                switch value {
+                case .sequence(let items): return items.flatMap(uidrefs)
+                case .text(let t) where tag == .uid: return [t]
+                default: return []
+                }
+            }
+        }
+        var instances: [String] = []
+        var things: Set<String> = []
+        for revision in 1...3 {
+            var exam = base
+            exam.revision = revision
+            exam.results.exposures = (1...4).map { k in
+                .init(site: "ap_spine", attempt: k, status: "completed", startedAt: "2026-12-04T09:0\(k):00Z", endedAt: nil,
+                      dose: ScanDose(scans: 1, exposureMs: 1000, dapMGyCm2: 1))
+            }
+            let images = try exam.images(scans: scans, created: Date(timeIntervalSince1970: 1_796_374_800))
+            let all = images + [exam.resultsReport(images: images, created: Date()), exam.doseReport(created: Date())]
+            let regionsAndEvents = Set(all.flatMap { uidrefs($0.dataset) }).subtracting([exam.uids.uid(exam: "device-observer"), exam.studyInstanceUID])
+            let rois = exam.results.sites.reduce(0) { $0 + ($1.result?.rois.count ?? 0) }
+            #expect(regionsAndEvents.count == rois + 4, "revision \(revision): a UID per region and per event")
+            let series = Set(all.compactMap { $0.dataset.text(.seriesInstanceUID) })
+            let named: [Set<String>] = [regionsAndEvents, series, [exam.mppsInstanceUID], [exam.studyInstanceUID]]
+            let union = named.reduce(Set<String>()) { $0.union($1) }
+            #expect(named.reduce(0) { $0 + $1.count } == union.count, "revision \(revision): two kinds of thing share a UID")
+            let objects = all.map(\.sopInstanceUID)
+            #expect(Set(objects).count == objects.count)
+            #expect(Set(objects).isDisjoint(with: union), "revision \(revision): an object shares a UID with a series, region, event or the step")
+            instances += objects
+            things.formUnion(union)
+        }
+        #expect(Set(instances).count == instances.count, "every revision's objects are new instances")
+        #expect(Set(instances).isDisjoint(with: things))
     }
 }

@@ -87,6 +87,7 @@ enum FuzzSeeds {
                 mpps = RIS@ris.example:11113
                 storage = PACS@pacs.example:104
                 commitment = PACS@pacs.example:104
+                listen_port = 11114
                 connect_timeout_s = 5
                 association_timeout_s = 10
                 message_timeout_s = 30

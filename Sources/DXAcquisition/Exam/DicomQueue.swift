@@ -81,17 +81,20 @@ public struct PerformedStepRecord: Sendable, Equatable, Codable {
     public var nextAttemptAt: Date
     public var createdAt: Date?
     public var endedAt: Date?
+    /// Since when the current message (N-CREATE or N-SET) has gone unaccepted; nil when none
+    /// waits (the exam may simply be running).
+    public var waitingSince: Date?
 
     public enum CodingKeys: String, CodingKey {
         case state, attempts
         case examID = "exam_id", sopInstanceUID = "sop_instance_uid", lastError = "last_error", queuedAt = "queued_at"
-        case nextAttemptAt = "next_attempt_at", createdAt = "created_at", endedAt = "ended_at"
+        case nextAttemptAt = "next_attempt_at", createdAt = "created_at", endedAt = "ended_at", waitingSince = "waiting_since"
     }
 
     public init(examID: Int64, sopInstanceUID: String, state: State, attempts: Int, lastError: String?, queuedAt: Date, nextAttemptAt: Date,
-                createdAt: Date?, endedAt: Date?) {
+                createdAt: Date?, endedAt: Date?, waitingSince: Date? = nil) {
         self.examID = examID; self.sopInstanceUID = sopInstanceUID; self.state = state; self.attempts = attempts; self.lastError = lastError
-        self.queuedAt = queuedAt; self.nextAttemptAt = nextAttemptAt; self.createdAt = createdAt; self.endedAt = endedAt
+        self.queuedAt = queuedAt; self.nextAttemptAt = nextAttemptAt; self.createdAt = createdAt; self.endedAt = endedAt; self.waitingSince = waitingSince
     }
 }
 
@@ -146,7 +149,7 @@ public struct DicomQueueStatus: Sendable, Equatable, Codable {
         failed = objects.filter { $0.state == .failed }.count + unbuilt.filter { $0.error != nil }.count + steps.filter { $0.state == .failed }.count
         let waits = objects.filter { $0.state == .pending }.map { now.timeIntervalSince($0.pendingSince) }
             + unbuilt.filter { $0.error == nil }.map { now.timeIntervalSince($0.publishedAt) }
-            + steps.filter { ($0.state == .create || $0.state == .inProgress) && $0.attempts > 0 && $0.lastError != nil }.map { now.timeIntervalSince($0.queuedAt) }
+            + steps.filter { $0.state == .create || $0.state == .inProgress }.compactMap { $0.waitingSince.map(now.timeIntervalSince) }
             + objects.filter { $0.state == .sent && $0.committedAt == nil }.compactMap { $0.commitmentRequestedAt.map(now.timeIntervalSince) }
         oldestPendingSeconds = waits.max()
         self.alertAfterSeconds = alertAfterSeconds
