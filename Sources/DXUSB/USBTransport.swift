@@ -94,9 +94,13 @@ public final class USBTransport: DeviceTransport {
         let stream: AsyncThrowingStream<TransportChunk, any Error>
         private let continuation: AsyncThrowingStream<TransportChunk, any Error>.Continuation
         // The context and handle are plain C pointers owned by this link; libusb itself is
-        // thread-safe for the calls made on them (submit, cancel, clear_halt, close).
+        // thread-safe for the calls made on them (submit, cancel, clear_halt, close). They are
+        // freed by the event thread at the end: every call from another thread is made under
+        // `open` and only while it is true, so none can land on a freed handle or context
+        // (a send racing the device's loss once aborted dexad in libusb's mutex lock).
         private let context: UnsafeSendable<OpaquePointer>
         private let handle: UnsafeSendable<OpaquePointer>
+        private let open = Mutex(true)
         private let running = Mutex(true)
         private let live = Mutex<Set<ObjectIdentifier>>([])
         private let transferSize: Int
@@ -157,14 +161,24 @@ public final class USBTransport: DeviceTransport {
         }
 
         private func eventLoop() {
-            // Deadline-based: libusb may return early (and under umockdev it often does).
-            while running.withLock({ $0 }) || !live.withLock({ $0.isEmpty }) {
-                var tv = timeval(tv_sec: 0, tv_usec: 200_000)
-                _ = libusb_handle_events_timeout_completed(context.value, &tv, nil)
+            while true {
+                // Deadline-based: libusb may return early (and under umockdev it often does).
+                while running.withLock({ $0 }) || !live.withLock({ $0.isEmpty }) {
+                    var tv = timeval(tv_sec: 0, tv_usec: 200_000)
+                    _ = libusb_handle_events_timeout_completed(context.value, &tv, nil)
+                }
+                // Closed under the gate, and only with no transfer in flight: a send that got
+                // in between the loop's test and here has its callback delivered first.
+                let closed = open.withLock { isOpen -> Bool in
+                    guard live.withLock({ $0.isEmpty }) else { return false }
+                    isOpen = false
+                    libusb_release_interface(handle.value, 0)
+                    libusb_close(handle.value)
+                    libusb_exit(context.value)
+                    return true
+                }
+                if closed { break }
             }
-            libusb_release_interface(handle.value, 0)
-            libusb_close(handle.value)
-            libusb_exit(context.value)
             eventThreadDone.withLock { $0 = true }
         }
 
@@ -196,7 +210,7 @@ public final class USBTransport: DeviceTransport {
                 // Clear the halt off the event thread (libusb_clear_halt is synchronous), then go on.
                 logger.warning("endpoint stalled; clearing halt", metadata: ["endpoint": "0x\(String(box.endpoint.rawValue, radix: 16))"])
                 Thread.detachNewThread { [self] in
-                    let rc = libusb_clear_halt(handle.value, box.endpoint.rawValue)
+                    let rc = open.withLock { $0 ? libusb_clear_halt(handle.value, box.endpoint.rawValue) : LIBUSB_ERROR_NO_DEVICE.rawValue }
                     if rc != 0 { logger.error("clear halt failed", metadata: ["error": "\(usbErrorName(rc))"]) }
                     resubmit(box)
                 }
@@ -218,7 +232,8 @@ public final class USBTransport: DeviceTransport {
 
         private func resubmit(_ box: TransferBox) {
             guard running.withLock({ $0 }) else { retire(box); return }
-            if libusb_submit_transfer(box.transfer) != 0 {
+            // From the event thread (the handle is open) or a clear-halt thread (it may not be).
+            if open.withLock({ $0 ? libusb_submit_transfer(box.transfer) : LIBUSB_ERROR_NO_DEVICE.rawValue }) != 0 {
                 retire(box)
                 shutdown(reason: "resubmit failed", error: TransportError.disconnected("cannot resubmit a transfer: the DX-1 left the bus"))
             }
@@ -237,10 +252,20 @@ public final class USBTransport: DeviceTransport {
             bytes.withUnsafeBufferPointer { src in box.buffer.update(from: src.baseAddress!, count: bytes.count) }
             try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
                 box.completion = c
-                live.withLock { _ = $0.insert(ObjectIdentifier(box)) }
-                libusb_fill_bulk_transfer(box.transfer, handle.value, Endpoint.commandOut.rawValue, box.buffer, Int32(bytes.count),
-                                          outCallback, Unmanaged.passRetained(box).toOpaque(), outTimeoutMs)
-                let rc = libusb_submit_transfer(box.transfer)
+                // Under the gate, and only while the link runs: the event thread frees the
+                // handle once it has stopped and no transfer is in flight.
+                let submitted = open.withLock { isOpen -> Int32? in
+                    guard isOpen, running.withLock({ $0 }) else { return nil }
+                    live.withLock { _ = $0.insert(ObjectIdentifier(box)) }
+                    libusb_fill_bulk_transfer(box.transfer, handle.value, Endpoint.commandOut.rawValue, box.buffer, Int32(bytes.count),
+                                              outCallback, Unmanaged.passRetained(box).toOpaque(), outTimeoutMs)
+                    return libusb_submit_transfer(box.transfer)
+                }
+                guard let rc = submitted else {
+                    box.completion = nil
+                    c.resume(throwing: TransportError.disconnected("link closed"))
+                    return
+                }
                 if rc != 0 {
                     box.completion = nil
                     retire(box)
@@ -260,7 +285,7 @@ public final class USBTransport: DeviceTransport {
             case LIBUSB_TRANSFER_COMPLETED: c?.resume(throwing: TransportError.io("short write: \(t.actual_length) of \(t.length) bytes"))
             case LIBUSB_TRANSFER_TIMED_OUT: c?.resume(throwing: TransportError.timeout(.commandOut))
             case LIBUSB_TRANSFER_STALL:
-                Thread.detachNewThread { [handle] in _ = libusb_clear_halt(handle.value, Endpoint.commandOut.rawValue) }
+                Thread.detachNewThread { [self] in _ = open.withLock { $0 ? libusb_clear_halt(handle.value, Endpoint.commandOut.rawValue) : 0 } }
                 c?.resume(throwing: TransportError.stall(.commandOut))
             case LIBUSB_TRANSFER_NO_DEVICE: c?.resume(throwing: TransportError.disconnected("the DX-1 left the bus"))
             case LIBUSB_TRANSFER_CANCELLED: c?.resume(throwing: TransportError.disconnected("link closed"))
@@ -275,8 +300,11 @@ public final class USBTransport: DeviceTransport {
         func shutdown(reason: String, error: (any Error)? = nil) {
             let wasRunning = running.withLock { r in defer { r = false }; return r }
             guard wasRunning else { return }
-            for box in TransferBox.all(owner: self) { _ = libusb_cancel_transfer(box.transfer) }
-            libusb_interrupt_event_handler(context.value)
+            open.withLock { isOpen in
+                guard isOpen else { return }
+                for box in TransferBox.all(owner: self) { _ = libusb_cancel_transfer(box.transfer) }
+                libusb_interrupt_event_handler(context.value)
+            }
             if let error { continuation.finish(throwing: error) } else { continuation.finish() }
         }
 
