@@ -148,15 +148,23 @@ public final class USBTransport: DeviceTransport {
             context = UnsafeSendable(ctx)
             handle = UnsafeSendable(h)
             (stream, continuation) = AsyncThrowingStream.makeStream()
-            let thread = Thread { [self] in self.eventLoop() }
-            thread.name = "dexa-usb-events"
-            thread.start()
+            // The first transfers are queued before the event thread exists: nothing can close
+            // the handle under them (a device leaving during these submits let the event thread
+            // free it while this thread still submitted, and libusb aborted dexad). Their
+            // completions wait in the kernel until the thread reaps them.
+            var failure: (any Error)?
             do {
                 for _ in 0..<transport.inFlight { try submitIn(endpoint: .dataIn) }
                 for _ in 0..<2 { try submitIn(endpoint: .responseIn) }
             } catch {
-                shutdown(reason: "cannot queue transfers", error: error)
-                throw error
+                failure = error
+            }
+            let thread = Thread { [self] in self.eventLoop() }
+            thread.name = "dexa-usb-events"
+            thread.start()
+            if let failure {
+                shutdown(reason: "cannot queue transfers", error: failure)
+                throw failure
             }
         }
 
@@ -231,9 +239,14 @@ public final class USBTransport: DeviceTransport {
         }
 
         private func resubmit(_ box: TransferBox) {
-            guard running.withLock({ $0 }) else { retire(box); return }
-            // From the event thread (the handle is open) or a clear-halt thread (it may not be).
-            if open.withLock({ $0 ? libusb_submit_transfer(box.transfer) : LIBUSB_ERROR_NO_DEVICE.rawValue }) != 0 {
+            // Under the gate, and `running` tested there: a shutdown clears it before its
+            // cancellation sweep, so a transfer submitted here is either swept or never sent.
+            let submitted: Int32? = open.withLock { isOpen in
+                guard isOpen, running.withLock({ $0 }) else { return nil }
+                return libusb_submit_transfer(box.transfer)
+            }
+            guard let rc = submitted else { retire(box); return }
+            if rc != 0 {
                 retire(box)
                 shutdown(reason: "resubmit failed", error: TransportError.disconnected("cannot resubmit a transfer: the DX-1 left the bus"))
             }
