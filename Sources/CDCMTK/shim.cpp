@@ -167,8 +167,11 @@ OFList<OFString> transferSyntaxes() {
     return ts;
 }
 
-int normalised(const dx_dcm_peer *peer, const char *sopClass, const char *sopInstance, const dx_dcm_dataset *ds, bool create,
-               uint16_t *status, char *err, size_t errlen) {
+// One normalised request (N-CREATE, N-SET, N-ACTION) of `sopClass` on an association of its
+// own: `send` makes it on the accepted context and fills the peer's status.
+template <typename Send>
+int normalisedRequest(const dx_dcm_peer *peer, const char *sopClass, const char *sopInstance, const dx_dcm_dataset *ds, const char *what,
+                      uint16_t *status, char *err, size_t errlen, Send send) {
     if (!peer || !sopClass || !sopInstance || !ds || !status) return fail(err, errlen, "missing argument");
     Association a(peer);
     a.addPresentationContext(sopClass, transferSyntaxes());
@@ -178,11 +181,19 @@ int normalised(const dx_dcm_peer *peer, const char *sopClass, const char *sopIns
     if (pc == 0) return fail(err, errlen, peerText(peer) + " does not accept " + sopClass);
     std::unique_ptr<DcmDataset> copy(datasetCopy(ds));
     Uint16 s = 0xFFFF;
-    c = create ? a.nCreate(pc, sopClass, sopInstance, copy.get(), s) : a.nSet(pc, sopClass, sopInstance, copy.get(), s);
+    c = send(a, pc, copy.get(), s);
     *status = s;
-    if (c.bad()) return fail(err, errlen, std::string(create ? "N-CREATE" : "N-SET") + " to " + peerText(peer), c);
+    if (c.bad()) return fail(err, errlen, std::string(what) + " to " + peerText(peer), c);
     a.releaseAssociation();
     return 0;
+}
+
+int normalised(const dx_dcm_peer *peer, const char *sopClass, const char *sopInstance, const dx_dcm_dataset *ds, bool create,
+               uint16_t *status, char *err, size_t errlen) {
+    return normalisedRequest(peer, sopClass, sopInstance, ds, create ? "N-CREATE" : "N-SET", status, err, errlen,
+                             [&](Association &a, T_ASC_PresentationContextID pc, DcmDataset *d, Uint16 &s) {
+                                 return create ? a.nCreate(pc, sopClass, sopInstance, d, s) : a.nSet(pc, sopClass, sopInstance, d, s);
+                             });
 }
 
 // An acceptor for N-EVENT-REPORTs (a storage commitment's result), one association at a
@@ -523,20 +534,10 @@ int dx_dcm_nset(const dx_dcm_peer *peer, const char *sop_class, const char *sop_
 
 int dx_dcm_naction(const dx_dcm_peer *peer, const char *sop_class, const char *sop_instance, uint16_t action_type, const dx_dcm_dataset *ds,
                    uint16_t *status, char *err, size_t errlen) {
-    if (!peer || !sop_class || !sop_instance || !ds || !status) return fail(err, errlen, "missing argument");
-    Association a(peer);
-    a.addPresentationContext(sop_class, transferSyntaxes());
-    OFCondition c = a.open();
-    if (c.bad()) return fail(err, errlen, "association with " + peerText(peer), c);
-    T_ASC_PresentationContextID pc = a.findAnyPresentationContextID(sop_class, "");
-    if (pc == 0) return fail(err, errlen, peerText(peer) + " does not accept " + sop_class);
-    std::unique_ptr<DcmDataset> copy(datasetCopy(ds));
-    Uint16 s = 0xFFFF;
-    c = a.sendACTIONRequest(pc, sop_instance, action_type, copy.get(), s);
-    *status = s;
-    if (c.bad()) return fail(err, errlen, std::string("N-ACTION to ") + peerText(peer), c);
-    a.releaseAssociation();
-    return 0;
+    return normalisedRequest(peer, sop_class, sop_instance, ds, "N-ACTION", status, err, errlen,
+                             [&](Association &a, T_ASC_PresentationContextID pc, DcmDataset *d, Uint16 &s) {
+                                 return a.sendACTIONRequest(pc, sop_instance, action_type, d, s);
+                             });
 }
 
 dx_dcm_listener *dx_dcm_listener_new(const char *ae_title, uint16_t port, const char *sop_class, dx_dcm_event_handler handler, void *context,
