@@ -28,6 +28,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.1.0"),
     ],
     targets: [
         // zlib's crc32 is the ICD's CRC by definition, and the fastest one on this machine.
@@ -68,7 +69,7 @@ let package = Package(
         // The exam store: SQLite through GRDB, in the daemon's state directory.
         .target(name: "DXStore", dependencies: [
             "DXProtocol", "DXAcquisition", "DXAnalysis", "DXClinical",
-            .product(name: "GRDB", package: "GRDB.swift"),
+            .product(name: "GRDB", package: "GRDB.swift"), .product(name: "GRDBSQLite", package: "GRDB.swift"),
         ]),
         // Control path: socket -> sequencer -> device.
         .target(name: "DXControl", dependencies: [
@@ -85,6 +86,7 @@ let package = Package(
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Metrics", package: "swift-metrics"),
             .product(name: "Prometheus", package: "swift-prometheus"),
+            .product(name: "DequeModule", package: "swift-collections"),
         ]),
         .target(name: "DXCommandLine", dependencies: [
             "DXProtocol", "DXControl", "DXUSB", "DXDecomposition", "DXAcquisition", "DXAnalysis", "DXClinical", "DXReport", "DXDicom",

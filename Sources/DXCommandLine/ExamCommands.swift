@@ -165,7 +165,14 @@ struct ExamCommands: AsyncParsableCommand {
                         current = try await options.call(.examSkip, ExamSkipParams(examID: exam, site: site, reason: reason))
                         continue
                     case "a":
-                        current = try await options.call(.examAbort, ExamAbortParams(examID: exam, reason: "aborted at the console"))
+                        // Between sites: no scan runs while the technologist says why.
+                        let causes = AbortCause.allCases
+                        print("why? " + causes.enumerated().map { "\($0.offset + 1): \($0.element.rawValue)" }.joined(separator: " · ") + " > ", terminator: "")
+                        let picked = readLine().flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }.flatMap { causes.indices.contains($0 - 1) ? causes[$0 - 1] : nil }
+                        print("in words (Enter: none) > ", terminator: "")
+                        let words = readLine()?.trimmingCharacters(in: .whitespaces) ?? ""
+                        current = try await options.call(.examAbort, ExamAbortParams(examID: exam, reason: words.isEmpty ? "aborted at the console" : words,
+                                                                                     cause: picked ?? .other))
                         print("exam \(exam) aborted; X-rays off")
                         continue
                     case nil: return
@@ -441,16 +448,19 @@ struct ExamCommands: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "abort", abstract: "Abort the exam: a running scan stops at once, X-rays off.")
         @OptionGroup var options: ConnectionOptions
         @Argument(help: "The exam number.") var exam: Int64
-        @Option(help: "Why.") var reason: String = "aborted at the console"
+        @Option(help: "Why, in words (the exam's record, the RIS's comments).") var reason: String = "aborted at the console"
+        @Option(help: "Why, as the RIS hears it: \(AbortCause.allCases.map(\.rawValue).joined(separator: ", ")).")
+        var cause: AbortCause = .other
 
         func run() async throws {
-            let r = try await options.call(.examAbort, ExamAbortParams(examID: exam, reason: reason))
+            let r = try await options.call(.examAbort, ExamAbortParams(examID: exam, reason: reason, cause: cause))
             if options.json { Output.json(r) } else { print("exam \(exam) aborted") }
         }
     }
 }
 
 extension Site: ExpressibleByArgument {}
+extension AbortCause: ExpressibleByArgument {}
 extension PatientRecord.Sex: ExpressibleByArgument {}
 extension ChecklistAnswers.Pregnancy: ExpressibleByArgument {}
 extension ChecklistAnswers.RecentStudy: ExpressibleByArgument {

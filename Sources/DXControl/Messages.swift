@@ -554,8 +554,10 @@ public struct ExamAddParams: Codable, Sendable, Equatable {
 public struct ExamAbortParams: Codable, Sendable, Equatable {
     public var examID: Int64
     public var reason: String?
-    public enum CodingKeys: String, CodingKey { case reason, examID = "exam_id" }
-    public init(examID: Int64, reason: String? = nil) { self.examID = examID; self.reason = reason }
+    /// Why, as the RIS hears it (CID 9301); absent: `other`.
+    public var cause: AbortCause?
+    public enum CodingKeys: String, CodingKey { case reason, cause, examID = "exam_id" }
+    public init(examID: Int64, reason: String? = nil, cause: AbortCause? = nil) { self.examID = examID; self.reason = reason; self.cause = cause }
 }
 
 /// `dicom.queue`: one exam's objects, or every one.

@@ -23,9 +23,11 @@ public struct DaemonMetrics: Sendable, Codable, Equatable {
     /// waits, what failed, and whether it is stuck (`dicom_queue_alert_s`). nil when the
     /// store could not be read.
     public var dicomQueue: DicomQueueMetrics?
+    /// The daemon's memory when the figures were taken (nil where it cannot be read).
+    public var memory: MemoryMetrics?
 
     public enum CodingKeys: String, CodingKey {
-        case link, reconnects, dicomQueue = "dicom_queue"
+        case link, reconnects, dicomQueue = "dicom_queue", memory
         case scansCompleted = "scans_completed", scansAborted = "scans_aborted", scansInterrupted = "scans_interrupted"
         case linesReceived = "lines_received", linesMissing = "lines_missing", exposureMs = "exposure_ms", dapMGyCm2 = "dap_mgy_cm2"
         case estimatedExposureMs = "estimated_exposure_ms", estimatedDAPMGyCm2 = "estimated_dap_mgy_cm2"
@@ -50,6 +52,47 @@ public struct DaemonMetrics: Sendable, Codable, Equatable {
             estimatedDAPMGyCm2 += o.dapMGyCm2
         }
         longestScanHostGapMs = max(longestScanHostGapMs, o.longestHostGapMs)
+    }
+}
+
+/// The daemon's memory: what the kernel holds resident for it and what its heap has handed
+/// out. A leak grows `heapInUseBytes`; fragmentation grows resident memory with the heap's
+/// free bytes and not what is in use (docs/RELIABILITY.md, "A clinic day").
+public struct MemoryMetrics: Sendable, Codable, Equatable {
+    public var residentBytes: Int
+    public var heapInUseBytes: Int
+    public var heapFreeBytes: Int
+    /// Of the heap in use, two caches that fill during a day and then hold their size:
+    /// SQLite's (the exam store's page caches, under its soft heap limit) and the log ring's
+    /// lines (for service reports, at most 1 MiB).
+    public var sqliteBytes: Int
+    public var logRingBytes: Int
+    /// Their limits: SQLite's soft heap limit, the ring's size.
+    public var sqliteLimitBytes: Int
+    public var logRingLimitBytes: Int
+    /// Resident anonymous memory (the heap's touched pages, stacks): `RssAnon`. The rest of
+    /// resident memory is pages of the program's files, paged in as code is first run.
+    public var anonymousBytes: Int
+
+    public init(residentBytes: Int, anonymousBytes: Int, heapInUseBytes: Int, heapFreeBytes: Int, sqliteBytes: Int, logRingBytes: Int,
+                sqliteLimitBytes: Int, logRingLimitBytes: Int) {
+        self.sqliteLimitBytes = sqliteLimitBytes
+        self.logRingLimitBytes = logRingLimitBytes
+        self.residentBytes = residentBytes
+        self.anonymousBytes = anonymousBytes
+        self.heapInUseBytes = heapInUseBytes
+        self.heapFreeBytes = heapFreeBytes
+        self.sqliteBytes = sqliteBytes
+        self.logRingBytes = logRingBytes
+    }
+
+    /// What the heap holds besides its two caches: a leak grows this.
+    public var workingHeapBytes: Int { heapInUseBytes - sqliteBytes - logRingBytes }
+
+    public enum CodingKeys: String, CodingKey {
+        case residentBytes = "resident_bytes", anonymousBytes = "anonymous_bytes", heapInUseBytes = "heap_in_use_bytes", heapFreeBytes = "heap_free_bytes"
+        case sqliteBytes = "sqlite_bytes", logRingBytes = "log_ring_bytes"
+        case sqliteLimitBytes = "sqlite_limit_bytes", logRingLimitBytes = "log_ring_limit_bytes"
     }
 }
 

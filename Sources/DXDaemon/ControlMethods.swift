@@ -1,4 +1,3 @@
-import CGlibcExtras
 import DXAcquisition
 import DXClinical
 import DXControl
@@ -49,10 +48,11 @@ public struct DaemonControlHandler: ControlHandler {
             audit.record(peer: context.peer, role: context.role, method: method.rawValue, decision: decision, detail: detail, params: request.params)
         }
         var accepted = false
-        // A scan, a calibration, an analysis or a report frees tens of MB when it ends; glibc
-        // keeps freed pages for the next allocation, so resident memory would rise to the day's
-        // largest job and stay there (the clinic day, docs/RELIABILITY.md). They go back.
-        defer { if method.allocatesScans { dx_release_free_memory() } }
+        // A scan, a calibration, an analysis or a report frees tens of MB when it ends, an
+        // exam's record or results some hundred kB; glibc keeps freed pages for the next
+        // allocation, so resident memory would rise to the day's largest job and stay there
+        // (the clinic day, docs/RELIABILITY.md). They go back after every request (Heap).
+        defer { Heap.releaseFree() }
         do {
             return try await handler(request.params, context) {
                 accepted = true
@@ -66,18 +66,6 @@ public struct DaemonControlHandler: ControlHandler {
     }
 }
 
-extension ControlMethod {
-    /// Methods that scan, decompose, fit or analyse: each ends having freed large buffers.
-    var allocatesScans: Bool {
-        switch self {
-        case .scanRun, .serviceCalibrate, .serviceReport, .examStart, .examNext, .examRepeat, .examAdd, .examCorrect,
-             .precisionStudy, .qcRun, .examAbort:
-            true
-        default:
-            false
-        }
-    }
-}
 
 /// One typed handler per method. `on` decodes the parameters strictly (an unknown key, a
 /// wrong type or a missing field is refused before the handler runs) and encodes the result.
@@ -166,7 +154,7 @@ private struct Methods: Sendable {
         }
         t.on(.examSkip) { p, context in try await exams.skip(examID: p.examID, site: p.site, reason: p.reason, by: Self.user(context)) }
         t.on(.examAdd) { p, _ in try await exams.add(examID: p.examID, site: p.site) }
-        t.on(.examAbort) { p, context in try await exams.abort(examID: p.examID, reason: p.reason ?? "aborted by \(Self.user(context))") }
+        t.on(.examAbort) { p, context in try await exams.abort(examID: p.examID, reason: p.reason ?? "aborted by \(Self.user(context))", cause: p.cause ?? .other) }
         t.on(.examGet) { p, _ in try await exams.get(p.examID) }
         t.on(.examResults) { p, _ in try await exams.results(p.examID) }
         t.on(.examCorrect) { p, context in

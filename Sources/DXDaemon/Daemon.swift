@@ -28,6 +28,7 @@ public struct Daemon: Sendable {
     }
 
     public func run() async throws {
+        Heap.configure()
         let clock = ScaledClock(speed: configuration.timeScale)
         if configuration.timeScale != 1 {
             logger.notice("time runs \(configuration.timeScale)× faster than real time (simulator use only)")

@@ -2,27 +2,47 @@ import DXAcquisition
 import DXControl
 import DXDecomposition
 import DXProtocol
+import DequeModule
 import Foundation
 import Logging
 import Synchronization
 
 /// The daemon's recent log lines, kept in memory for service reports (the journal keeps the
-/// full log on a console; a report must not need root to read it).
+/// full log on a console; a report must not need root to read it). Bounded by lines and by
+/// bytes (a line longer than the whole ring is cut): a cache that fills during the first
+/// hours and then holds its size, which `service.metrics` reports (`log_ring_bytes`).
 public final class LogRing: Sendable {
-    public static let shared = LogRing(capacity: 5000)
-    private let lines = Mutex<[String]>([])
+    public static let shared = LogRing(capacity: 5000, maxBytes: 1 << 20)
+    private struct Lines {
+        var lines = Deque<String>()
+        var bytes = 0
+    }
+    private let state = Mutex(Lines())
     private let capacity: Int
+    public let maxBytes: Int
 
-    public init(capacity: Int) { self.capacity = capacity }
+    public init(capacity: Int, maxBytes: Int) {
+        self.capacity = max(1, capacity)
+        self.maxBytes = max(1, maxBytes)
+    }
 
     public func append(_ line: String) {
-        lines.withLock { l in
-            l.append(line)
-            if l.count > capacity { l.removeFirst(l.count - capacity) }
+        // Cut with room for the replacement character a split sequence decodes to.
+        let line = line.utf8.count > maxBytes ? String(decoding: line.utf8.prefix(max(0, maxBytes - 3)), as: UTF8.self) : line
+        state.withLock { s in
+            s.lines.append(line)
+            s.bytes += line.utf8.count
+            while s.lines.count > capacity || s.bytes > maxBytes, let first = s.lines.popFirst() {
+                s.bytes -= first.utf8.count
+            }
         }
     }
 
-    public var text: String { lines.withLock { $0.joined(separator: "\n") + "\n" } }
+    public var text: String { state.withLock { $0.lines.joined(separator: "\n") + "\n" } }
+
+    /// The UTF-8 bytes of the lines it holds (at most `maxBytes`).
+    public var bytes: Int { state.withLock { $0.bytes } }
+    public var count: Int { state.withLock { $0.lines.count } }
 
     /// A swift-log handler that writes into this ring.
     public func handler(label: String, level: Logger.Level) -> some LogHandler { RingLogHandler(ring: self, label: label, logLevel: level) }

@@ -19,6 +19,7 @@ final class DaemonTelemetry: Sendable {
     private let exposureSeconds, dapMGyCm2, estimatedExposureSeconds, estimatedDAPMGyCm2: CoreMetrics.FloatingPointCounter
     private let longestHostGapSeconds, uptimeSeconds: CoreMetrics.Gauge
     private let dicomPending, dicomFailed, dicomStepsOpen, dicomOldestSeconds, dicomStuck: CoreMetrics.Gauge
+    private let residentBytes, anonymousBytes, heapInUseBytes, heapFreeBytes, sqliteBytes, logRingBytes: CoreMetrics.Gauge
     private let dicom = Mutex<DicomQueueMetrics?>(nil)
 
     /// The device session's link counters are cumulative on the session; each export adds
@@ -52,6 +53,12 @@ final class DaemonTelemetry: Sendable {
         dicomStepsOpen = gauge("dicom_steps_open")
         dicomOldestSeconds = gauge("dicom_queue_oldest_pending_seconds")
         dicomStuck = gauge("dicom_queue_stuck")
+        residentBytes = gauge("memory_resident_bytes")
+        anonymousBytes = gauge("memory_anonymous_bytes")
+        logRingBytes = gauge("memory_log_ring_bytes")
+        heapInUseBytes = gauge("memory_heap_in_use_bytes")
+        heapFreeBytes = gauge("memory_heap_free_bytes")
+        sqliteBytes = gauge("memory_sqlite_bytes")
         link = [
             LinkCounter(counter: counter("frames_total", [("kind", "response")]), read: { $0.responses }),
             LinkCounter(counter: counter("frames_total", [("kind", "event")]), read: { $0.events }),
@@ -113,6 +120,7 @@ final class DaemonTelemetry: Sendable {
         m.link = counters
         m.uptimeSeconds = up
         m.dicomQueue = dicom.withLock { $0 }
+        m.memory = Heap.account()
         return m
     }
 
@@ -128,6 +136,14 @@ final class DaemonTelemetry: Sendable {
             last = counters
         }
         uptimeSeconds.record(up)
+        if let m = Heap.account() {
+            residentBytes.record(m.residentBytes)
+            anonymousBytes.record(m.anonymousBytes)
+            logRingBytes.record(m.logRingBytes)
+            heapInUseBytes.record(m.heapInUseBytes)
+            heapFreeBytes.record(m.heapFreeBytes)
+            sqliteBytes.record(m.sqliteBytes)
+        }
         return registry.emitToString()
     }
 }

@@ -81,7 +81,7 @@ extension ExamObjects {
         ds.set(.performedProcedureStepEndDate, date)
         ds.set(.performedProcedureStepEndTime, time)
         if discontinued {
-            ds.set(.performedProcedureStepDiscontinuationReasonCodeSequence, items: [Self.discontinuation(results.abortReason).item])
+            ds.set(.performedProcedureStepDiscontinuationReasonCodeSequence, items: [Self.discontinuation(results.abortCause, words: results.abortReason).item])
             ds.set(.commentsOnThePerformedProcedureStep, "Exam \(results.state.rawValue)\(results.abortReason.map { ": \($0)" } ?? "")")
         }
         // The performed series, in the order of their numbers.
@@ -147,9 +147,23 @@ extension ExamObjects {
         return nil
     }
 
-    /// Why the step was discontinued (PS3.16 CID 9301), from the technologist's words: an
+    /// Why the step was discontinued (PS3.16 CID 9301): the cause the technologist chose at
+    /// the abort. Results published before the cause was kept have only words; for them the
+    /// code is read from the words. The words themselves go in the step's comments.
+    public static func discontinuation(_ cause: AbortCause?, words: String?) -> Code {
+        switch cause {
+        case .equipmentFailure: Codes.equipmentFailure
+        case .patientRefused: Codes.patientRefused
+        case .patientCondition: Codes.patientCondition
+        case .wrongWorklistEntry: Codes.wrongWorklistEntry
+        case .other: Codes.unspecifiedReason
+        case nil: discontinuation(words)
+        }
+    }
+
+    /// The code read from the words alone (results from before the cause was kept): an
     /// equipment fault, the patient's refusal or condition, a wrong worklist entry; otherwise
-    /// "unspecified". The words themselves go in the step's comments.
+    /// "unspecified".
     public static func discontinuation(_ reason: String?) -> Code {
         // The most specific first: "wrong worklist entry, operator error" is the entry, "patient
         // refused, afraid of the X-rays" the refusal.

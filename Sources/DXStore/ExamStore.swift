@@ -3,6 +3,7 @@ import DXAcquisition
 import DXClinical
 import Foundation
 import GRDB
+import GRDBSQLite
 
 /// The exam store: one SQLite database (`STATE/exams.sqlite`, WAL, synchronous FULL) with
 /// patients, exams, every checklist answer (who and when), every scan attempt and every
@@ -17,7 +18,17 @@ public final class ExamStore: ExamRecorder {
     /// before it fails with `StoreFailure.locked`. Short: the sequencer waits on it.
     public static let busyTimeout: TimeInterval = 0.5
 
+    /// What SQLite has allocated in this process, every connection's page cache included
+    /// (sqlite3_memory_used): the store's share of the daemon's heap.
+    public static var sqliteMemoryBytes: Int { Int(clamping: sqlite3_memory_used()) }
+
+    /// SQLite's memory in this process, every connection's page cache included: a soft limit
+    /// (sqlite3_soft_heap_limit64) that SQLite keeps by recycling cache pages. The database of
+    /// a console's years is tens of MB; its hot pages fit (docs/RELIABILITY.md, "A clinic day").
+    public static let sqliteMemoryLimit: Int64 = 8 << 20
+
     public init(path: String) throws {
+        sqlite3_soft_heap_limit64(Self.sqliteMemoryLimit)
         var config = Configuration()
         config.busyMode = .timeout(Self.busyTimeout)
         config.prepareDatabase { db in
@@ -176,6 +187,9 @@ public final class ExamStore: ExamRecorder {
             try db.alter(table: "exam") { t in t.add(column: "scheduled", .text) }
         }
         registerDicomMigrations(&m)
+        m.registerMigration("v14: why an exam was aborted, as the technologist chose it") { db in
+            try db.alter(table: "exam") { t in t.add(column: "abort_cause", .text) }
+        }
         return m
     }
 
@@ -328,6 +342,13 @@ public final class ExamStore: ExamRecorder {
             default:
                 try db.execute(sql: "UPDATE exam SET state = ? WHERE id = ?", arguments: [state.rawValue, examID])
             }
+        }
+    }
+
+    public func setAborted(examID: Int64, cause: AbortCause, at: Date) throws {
+        try db.write { db in
+            try db.execute(sql: "UPDATE exam SET state = ?, ended_at = ?, abort_cause = ? WHERE id = ?",
+                           arguments: [ExamState.aborted.rawValue, at.timeIntervalSince1970, cause.rawValue, examID])
         }
     }
 
@@ -485,7 +506,8 @@ public final class ExamStore: ExamRecorder {
         let scheduledText: String? = e["scheduled"]
         let sexText: String = e["sex"]
         let stateText: String = e["state"]
-        return StoredExam(
+        let causeText: String? = e["abort_cause"]
+        var stored = StoredExam(
             id: e["id"],
             patient: PatientRecord(id: e["patient_id"], name: e["name"], sex: PatientRecord.Sex(rawValue: sexText) ?? .female,
                                    birthDate: e["birth_date"], ethnicity: e["ethnicity"]),
@@ -495,6 +517,9 @@ public final class ExamStore: ExamRecorder {
             endedAt: (e["ended_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
             plan: try JSONDecoder().decode([Site].self, from: Data(planText.utf8)), attempts: attempts, warnings: examWarnings)
             .with(scheduled: try scheduledText.map { try JSONDecoder().decode(ScheduledProcedure.self, from: Data($0.utf8)) })
+        // A cause this version does not know (a newer one wrote it) reads as "other".
+        stored.abortCause = causeText.map { AbortCause(rawValue: $0) ?? .other }
+        return stored
     }
 
     static func attempt(_ row: Row, warnings: [ExamWarning]) throws -> SiteAttempt? {

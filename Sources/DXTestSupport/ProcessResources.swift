@@ -5,12 +5,18 @@ import Foundation
 public struct ProcessResources: Sendable, Equatable, CustomStringConvertible {
     /// Resident set size, kB (`VmRSS`).
     public let residentKB: Int
+    /// Of it, anonymous memory (`RssAnon`: the heap, stacks) and pages of files (`RssFile`:
+    /// code and data of the executable and its libraries, mapped and paged in as first used).
+    public let anonymousKB: Int
+    public let fileKB: Int
     /// Open file descriptors (entries of /proc/PID/fd).
     public let fileDescriptors: Int
     public let threads: Int
 
-    public init(residentKB: Int, fileDescriptors: Int, threads: Int) {
+    public init(residentKB: Int, anonymousKB: Int = 0, fileKB: Int = 0, fileDescriptors: Int, threads: Int) {
         self.residentKB = residentKB
+        self.anonymousKB = anonymousKB
+        self.fileKB = fileKB
         self.fileDescriptors = fileDescriptors
         self.threads = threads
     }
@@ -24,7 +30,8 @@ public struct ProcessResources: Sendable, Equatable, CustomStringConvertible {
                 .flatMap { Int($0.dropFirst(name.count + 1).trimmingCharacters(in: .whitespaces).split(separator: " ").first ?? "") }
         }
         guard let rss = field("VmRSS"), let threads = field("Threads") else { return nil }
-        return ProcessResources(residentKB: rss, fileDescriptors: fds.count, threads: threads)
+        return ProcessResources(residentKB: rss, anonymousKB: field("RssAnon") ?? rss, fileKB: field("RssFile") ?? 0,
+                                fileDescriptors: fds.count, threads: threads)
     }
 
     /// The children of a process (from /proc/PID/task/*/children).
@@ -37,7 +44,8 @@ public struct ProcessResources: Sendable, Equatable, CustomStringConvertible {
     }
 
     public var description: String {
-        String(format: "%.1f MB resident, %d fds, %d threads", Double(residentKB) / 1024, fileDescriptors, threads)
+        String(format: "%.1f MB resident (%.1f MB anonymous, %.1f MB of files), %d fds, %d threads", Double(residentKB) / 1024,
+               Double(anonymousKB) / 1024, Double(fileKB) / 1024, fileDescriptors, threads)
     }
 }
 

@@ -282,7 +282,10 @@ struct DicomServiceTests {
         #expect(status.stuck, "a step unanswered longer than the alert time")
         // The exam is aborted while the RIS is down.
         r.state = .aborted
-        r.abortReason = "device fault: interlock opened"
+        // The cause the technologist chose, not the words, is the code (these words alone
+        // would read as "unspecified").
+        r.abortReason = "the table would not move"
+        r.abortCause = .equipmentFailure
         r.exposures = Array(Self.exposures.prefix(1))
         try store.setState(examID: r.examID, state: .aborted, at: now.get())
         try store.publishResults(examID: r.examID, results: r, at: now.get())
@@ -298,10 +301,23 @@ struct DicomServiceTests {
         #expect(merged.text(.performedProcedureStepStatus) == "DISCONTINUED")
         let reason = try #require(merged.items(.performedProcedureStepDiscontinuationReasonCodeSequence).first)
         #expect(reason.text(.codeValue) == "110501" && reason.text(.codingSchemeDesignator) == "DCM" && reason.text(.codeMeaning) == "Equipment failure")
-        #expect(merged.text(.commentsOnThePerformedProcedureStep) == "Exam aborted: device fault: interlock opened")
+        #expect(merged.text(.commentsOnThePerformedProcedureStep) == "Exam aborted: the table would not move")
     }
 
-    /// The technologist's words chosen to a discontinuation code (CID 9301).
+    /// The cause chosen at the abort is the step's code (CID 9301), whatever the words say;
+    /// every cause has its own code.
+    @Test func anAbortsCauseIsItsCode() {
+        let codes: [AbortCause: String] = [.equipmentFailure: "110501", .patientRefused: "110505", .patientCondition: "110515",
+                                           .wrongWorklistEntry: "110514", .other: "110513"]
+        #expect(Set(codes.keys) == Set(AbortCause.allCases))
+        for (cause, value) in codes {
+            #expect(ExamObjects.discontinuation(cause, words: "patient refused, device fault").value == value, "\(cause)")
+        }
+        #expect(ExamObjects.discontinuation(nil, words: "patient refused").value == "110505", "no cause kept: the words")
+    }
+
+    /// Results from before the cause was kept: the technologist's words chosen to a
+    /// discontinuation code (CID 9301).
     @Test func anAbortsWordsChooseItsCode() {
         #expect(ExamObjects.discontinuation("device fault: tube arc").value == "110501")
         #expect(ExamObjects.discontinuation("patient refused to continue").value == "110505")

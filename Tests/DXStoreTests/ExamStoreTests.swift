@@ -47,6 +47,25 @@ struct ExamStoreTests {
         #expect(try store.exam(999) == nil)
     }
 
+    /// An abort's cause is kept with the exam's end, and read back after a restart; an exam
+    /// that was not aborted has none.
+    @Test func anAbortsCauseSurvivesReopening() throws {
+        let dir = TemporaryDirectory()
+        let path = dir.file("exams.sqlite")
+        var aborted: Int64 = 0, completed: Int64 = 0
+        do {
+            let store = try ExamStore(path: path)
+            aborted = try store.createExam(patient: Self.patient, referral: "r", operatorName: "t", plan: [.apSpine], at: Date())
+            completed = try store.createExam(patient: Self.patient, referral: "r", operatorName: "t", plan: [.apSpine], at: Date())
+            try store.setAborted(examID: aborted, cause: .wrongWorklistEntry, at: Date(timeIntervalSince1970: 1_800_000_000))
+            try store.setState(examID: completed, state: .completed, at: Date())
+        }
+        let store = try ExamStore(path: path)
+        let a = try #require(try store.exam(aborted))
+        #expect(a.state == .aborted && a.abortCause == .wrongWorklistEntry && a.endedAt == Date(timeIntervalSince1970: 1_800_000_000))
+        #expect(try store.exam(completed)?.abortCause == nil)
+    }
+
     @Test func everyAnswerIsKeptWithWhoAndWhen() throws {
         let dir = TemporaryDirectory()
         let path = dir.file("exams.sqlite")

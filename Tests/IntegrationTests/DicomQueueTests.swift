@@ -4,10 +4,11 @@ import DXTestSupport
 import Foundation
 import Testing
 
-/// Store and forward through the real processes: dexad publishes a finished exam's results,
-/// dexa-dicomd builds the objects and queues them in the exam store; the PACS is down (the
-/// queue holds, retried with backoff), dexa-dicomd is killed and started again (the queue
-/// resumes), the PACS comes up: every object arrives once. `dexa dicom queue` shows it all.
+/// Store and forward through the real processes: the PACS is down during the exam; dexad
+/// publishes the finished exam's results, dexa-dicomd builds the objects and queues them in
+/// the exam store (the queue holds, retried with backoff); dexad and dexa-dicomd are killed
+/// and started again (the queue resumes), the PACS comes up: every object arrives once.
+/// `dexa dicom queue` shows it all.
 @Suite("DICOM queue", .serialized)
 struct DicomQueueTests {
     static func dicomd(_ dir: TemporaryDirectory, config: String, run: Int) throws -> ChildProcess {
@@ -41,8 +42,10 @@ struct DicomQueueTests {
         try "ae_title = DEXA1\nstorage = ORTHANC@127.0.0.1:\(pacsPort)\nconnect_timeout_s = 2\n".write(toFile: config, atomically: true, encoding: .utf8)
         try await ExamTests.calibrated(dir)
         let sim = try await SimulatorProcess(in: dir, speed: ExamTests.timeScale, extra: ["--phantom", "patient"])
-        let daemon = try await DaemonProcess(in: dir, device: "sim:\(sim.devicePath)", timeScale: ExamTests.timeScale)
+        var daemon = try await DaemonProcess(in: dir, device: "sim:\(sim.devicePath)", timeScale: ExamTests.timeScale)
         try await daemon.waitForDevice()
+        // The DICOM service runs from the start; the PACS is down throughout the exam.
+        var dicomd = try Self.dicomd(dir, config: config, run: 1)
         let created = try await daemon.cli(["exam", "new", "--patient-id", "P-0077", "--name", "Grace Example", "--sex", "female",
                                             "--birth-date", "1950-05-05", "--referral", "screening", "--json"])
         let exam = try #require(try JSONDecoder().decode(JSONValue.self, from: Data(created.out.utf8))["id"]?.intValue)
@@ -51,11 +54,8 @@ struct DicomQueueTests {
                                   "--measured-today", "--identity-confirmed", "--referral-confirmed"])
         let run = try await daemon.cli(["exam", "run", String(exam), "--auto"])
         #expect(run.status == 0, "\(run.err)")
-        // Nothing queued yet: no DICOM service runs.
-        #expect(try await Self.queue(daemon).objects.isEmpty)
 
-        // The service starts; the PACS is down.
-        var dicomd = try Self.dicomd(dir, config: config, run: 1)
+        // The exam's objects wait for the PACS.
         var q = try await Self.waitFor(daemon) { q in !q.objects.isEmpty && q.objects.allSatisfy { $0.attempts >= 2 } }
         #expect(q.objects.count >= 6, "four sites and the report's pages: \(q.objects.map(\.name)) \(dicomd.log.suffix(2000))")
         #expect(q.pending == q.objects.count && q.sent == 0)
@@ -74,9 +74,14 @@ struct DicomQueueTests {
         let figures = try JSONDecoder().decode(MetricsResult.self, from: Data(metrics.out.utf8)).metrics.dicomQueue
         #expect(figures?.pending == count && figures?.stuck == false, "\(metrics.out)")
 
-        // Killed at any moment, started again: the queue is in the store.
+        // Both killed at any moment, started again: the queue is in the store.
         dicomd.signal(SIGKILL)
+        daemon.child.signal(SIGKILL)
         _ = await dicomd.waitForExit()
+        _ = await daemon.child.waitForExit()
+        daemon = try await DaemonProcess(in: dir, device: "sim:\(sim.devicePath)", timeScale: ExamTests.timeScale)
+        try await daemon.waitForDevice()
+        #expect(try await Self.queue(daemon).objects.count == count, "the queue after the restart")
         dicomd = try Self.dicomd(dir, config: config, run: 2)
         defer { dicomd.stop() }
         let orthanc = try await OrthancServer(dicomPort: pacsPort)

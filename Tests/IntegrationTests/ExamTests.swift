@@ -73,8 +73,12 @@ struct ExamTests {
             // The scout's lines lie over the spine (y 580–800 mm); the dark scan is in the air zone.
             return s["xray_on"] == .bool(true) && (s["y_um"]?.numberValue ?? 0) < 1_500_000
         }
-        _ = try await daemon.call("exam.abort", .object(["exam_id": exam, "reason": .string("patient unwell")]))
+        let aborted = try await daemon.call("exam.abort", .object(["exam_id": exam, "reason": .string("patient unwell"), "cause": .string("patient_condition")]))
         let stepped = try? await step.value
+        // The technologist's cause is on the exam's record and in its results (the RIS's code).
+        #expect(aborted["state"]?.stringValue == "aborted" && aborted["abort_cause"]?.stringValue == "patient_condition", "\(aborted)")
+        let results = try await daemon.call("exam.results", .object(["exam_id": exam]))
+        #expect(results["abort_cause"]?.stringValue == "patient_condition" && results["abort_reason"]?.stringValue == "patient unwell", "\(results)")
         let attempt = stepped?["attempt"]
         #expect(attempt?["status"]?.stringValue == "aborted", "\(String(describing: stepped))")
         #expect(attempt?["reason"]?.stringValue?.contains("during the scout") == true, "\(String(describing: attempt))")

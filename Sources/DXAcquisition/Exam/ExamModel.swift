@@ -109,6 +109,22 @@ public struct CalendarDay: Sendable, Codable, Hashable, Comparable, CustomString
     }
 }
 
+/// Why the technologist ended an exam before its plan was done: chosen at the abort, so the
+/// RIS hears it as a coded reason (DICOM PS3.16 CID 9301, docs/dicom-conformance.md) and not
+/// as words to be guessed at.
+public enum AbortCause: String, Sendable, Codable, CaseIterable {
+    /// The scanner failed or could not be used (a fault, an interlock, no calibration).
+    case equipmentFailure = "equipment_failure"
+    /// The patient did not want to go on.
+    case patientRefused = "patient_refused"
+    /// The patient's condition prevented going on (pain, could not lie still or flat).
+    case patientCondition = "patient_condition"
+    /// The exam was started for the wrong patient or the wrong order.
+    case wrongWorklistEntry = "wrong_worklist_entry"
+    /// Anything else (the reason's words say what).
+    case other
+}
+
 /// Where an exam stands.
 public enum ExamState: String, Sendable, Codable {
     /// Created; the checklist is not complete.
@@ -270,10 +286,12 @@ public struct ExamRecord: Sendable, Codable, Equatable {
     public var dose: ScanDose
     /// The worklist's order the exam fulfils; nil for an exam typed in.
     public var scheduled: ScheduledProcedure?
+    /// Why it was aborted (an aborted exam's; nil for one aborted before the cause was kept).
+    public var abortCause: AbortCause?
 
     public enum CodingKeys: String, CodingKey {
         case id, patient, referral, state, plan, attempts, checklist, warnings, dose, scheduled
-        case operatorName = "operator", createdAt = "created_at", startedAt = "started_at", endedAt = "ended_at"
+        case operatorName = "operator", createdAt = "created_at", startedAt = "started_at", endedAt = "ended_at", abortCause = "abort_cause"
     }
 }
 

@@ -29,6 +29,8 @@ public protocol ExamRecorder: Sendable {
     /// The latest answer to each item.
     func answers(examID: Int64) throws -> ChecklistAnswers
     func setState(examID: Int64, state: ExamState, at: Date) throws
+    /// Ends the exam as aborted, with the technologist's cause, in one transaction.
+    func setAborted(examID: Int64, cause: AbortCause, at: Date) throws
     func setPlan(examID: Int64, plan: [Site]) throws
     /// A new attempt at a site, before anything is exposed; returns its row.
     func beginAttempt(examID: Int64, attempt: SiteAttempt) throws -> Int64
@@ -102,6 +104,8 @@ public struct StoredExam: Sendable, Equatable, ExamProgress {
     public var warnings: [ExamWarning]
     /// The worklist's order the exam fulfils; nil for an exam typed in.
     public var scheduled: ScheduledProcedure?
+    /// Why an aborted exam was aborted (nil: not aborted, or aborted before it was kept).
+    public var abortCause: AbortCause?
 
     public init(id: Int64, patient: PatientRecord, referral: String, operatorName: String, state: ExamState, createdAt: Date,
                 startedAt: Date?, endedAt: Date?, plan: [Site], attempts: [SiteAttempt], warnings: [ExamWarning]) {

@@ -102,6 +102,8 @@ public struct ExamResults: Sendable, Codable, Equatable {
     public var endedAt: String?
     public var operatorName: String?
     public var abortReason: String?
+    /// The technologist's choice of why (nil: not aborted, or results from before it was kept).
+    public var abortCause: AbortCause?
     /// Every attempt that exposed the patient, in order, rejected and aborted ones included:
     /// the irradiation events of the dose report. Empty in results published before it was
     /// kept (the sites' doses then stand for them).
@@ -133,7 +135,7 @@ public struct ExamResults: Sendable, Codable, Equatable {
         case examID = "exam_id", examDate = "exam_date", analysisVersion = "analysis_version", followUp = "follow_up"
         case qualityControl = "quality_control", vfaIndication = "vfa_indication"
         case createdAt = "created_at", startedAt = "started_at", scheduled
-        case endedAt = "ended_at", operatorName = "operator", abortReason = "abort_reason"
+        case endedAt = "ended_at", operatorName = "operator", abortReason = "abort_reason", abortCause = "abort_cause"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -156,6 +158,7 @@ public struct ExamResults: Sendable, Codable, Equatable {
         endedAt = try c.decodeIfPresent(String.self, forKey: .endedAt)
         operatorName = try c.decodeIfPresent(String.self, forKey: .operatorName)
         abortReason = try c.decodeIfPresent(String.self, forKey: .abortReason)
+        abortCause = try c.decodeIfPresent(AbortCause.self, forKey: .abortCause)
         exposures = try c.decodeIfPresent([Exposure].self, forKey: .exposures) ?? []
     }
 
@@ -176,6 +179,7 @@ public struct ExamResults: Sendable, Codable, Equatable {
         abortReason = exam.state == .aborted
             ? exam.warnings.last { $0.kind == .aborted && $0.message.hasPrefix("exam aborted: ") }.map { String($0.message.dropFirst("exam aborted: ".count)) }
             : nil
+        abortCause = exam.state == .aborted ? exam.abortCause : nil
         exposures = exam.attempts.compactMap { a in
             guard let d = a.dose, d.scans > 0 else { return nil }
             return Exposure(site: a.site.rawValue, attempt: a.attempt, status: a.status.rawValue, startedAt: a.startedAt, endedAt: a.endedAt,

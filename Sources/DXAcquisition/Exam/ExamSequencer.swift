@@ -150,7 +150,7 @@ public actor ExamSequencer {
                           createdAt: exam.createdAt.formatted(.iso8601), startedAt: exam.startedAt?.formatted(.iso8601),
                           endedAt: exam.endedAt?.formatted(.iso8601), plan: exam.plan, attempts: exam.attempts,
                           checklist: try evaluate(exam), warnings: exam.warnings, dose: ScanDose.total(exam.attempts.compactMap(\.dose)),
-                          scheduled: exam.scheduled)
+                          scheduled: exam.scheduled, abortCause: exam.abortCause)
     }
 
     /// The exam's clinical answer (`exam.results`): each site's analysis, the diagnosis, and the
@@ -419,7 +419,7 @@ public actor ExamSequencer {
     }
 
     /// Stops the running step at once (X-rays off) and ends the exam.
-    public func abort(examID: Int64, reason: String) async throws(ExamError) -> ExamRecord {
+    public func abort(examID: Int64, reason: String, cause: AbortCause) async throws(ExamError) -> ExamRecord {
         let exam = try stored(examID)
         guard [.created, .blocked, .ready, .inProgress].contains(exam.state) else { throw .wrongState(examID, exam.state, "it has already ended") }
         // The scan first: X-rays off does not wait for the database (locked, read-only).
@@ -428,7 +428,7 @@ public actor ExamSequencer {
             abortLatch.set(true)
             do { _ = try await runner.abort() } catch { logger.error("abort: \(error)") }
         }
-        try store { try recorder.setState(examID: examID, state: .aborted, at: now()) }
+        try store { try recorder.setAborted(examID: examID, cause: cause, at: now()) }
         try store { try recorder.addWarning(examID: examID, attemptRow: nil, warning: ExamWarning(kind: .aborted, message: "exam aborted: \(reason)"), at: now()) }
         publish(examID)
         return try get(examID)
