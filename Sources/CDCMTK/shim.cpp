@@ -5,6 +5,7 @@
 #include "cdcmtk.h"
 
 #include <dcmtk/config/osconfig.h>
+#include <dcmtk/dcmdata/dcddirif.h>
 #include <dcmtk/dcmdata/dctk.h>
 #include <dcmtk/dcmnet/scp.h>
 #include <dcmtk/dcmnet/scu.h>
@@ -386,6 +387,22 @@ dx_dcm_dataset *dx_dcm_load(const char *path, char *err, size_t errlen) {
         return NULL;
     }
     return handle(new DcmDataset(*file.getDataset()));
+}
+
+int dx_dcm_dicomdir(const char *root, const char *const *files, size_t count, const char *fileset_id, char *err, size_t errlen) {
+    if (!root || (!files && count > 0) || !fileset_id) return fail(err, errlen, "missing argument");
+    DicomDirInterface dir;
+    dir.disableBackupMode();
+    const std::string path = std::string(root) + "/" + DEFAULT_DICOMDIR_NAME;
+    OFCondition c = dir.createNewDicomDir(DicomDirInterface::AP_GeneralPurpose, OFFilename(path.c_str()), fileset_id);
+    if (c.bad()) return fail(err, errlen, "cannot start " + path, c);
+    for (size_t i = 0; i < count; i++) {
+        if (!files[i]) return fail(err, errlen, "missing file name");
+        c = dir.addDicomFile(OFFilename(files[i]), OFFilename(root));
+        if (c.bad()) return fail(err, errlen, std::string("cannot add ") + files[i] + " to " + path, c);
+    }
+    c = dir.writeDicomDir();
+    return c.good() ? 0 : fail(err, errlen, "cannot write " + path, c);
 }
 
 int dx_dcm_echo(const dx_dcm_peer *peer, char *err, size_t errlen) {

@@ -125,9 +125,16 @@ struct DicomCommands: AsyncParsableCommand {
     struct Export: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Copy an exam's DICOM objects (each site's image and the report's pages as Secondary Capture, modality BMD; the results and the dose reports, SR) to a folder, for a CD or a USB stick.",
-            discussion: "The objects are the ones dexa-dicomd built for the PACS (the latest revision of the exam's results): the same files, the same UIDs. They are named after what they hold (image-ap_spine.dcm, report-1.dcm, results-sr.dcm, dose-sr.dcm) in DIR/exam-N/.")
+            discussion: """
+                The objects are the ones dexa-dicomd built for the PACS (the latest revision of the exam's results): the same files, the same UIDs. \
+                They are named after what they hold (image-ap_spine.dcm, report-1.dcm, results-sr.dcm, dose-sr.dcm) in DIR/exam-N/. \
+                With --media, DIR is laid out as DICOM media for a CD or a USB stick that another hospital's viewer opens: the files under \
+                DIR/DICOM/EX<exam>/ (APSPINE, LEFTHIP, RIGHTHIP, LATSPINE, REPORT1..., RESULTS, DOSE) and a DICOMDIR at DIR listing \
+                every exam exported there (General Purpose CD-R profile).
+                """)
         @OptionGroup var options: ConnectionOptions
         @Option(help: "The exam number.") var exam: Int64
+        @Flag(help: "DICOM media: PS3.10 file IDs and a DICOMDIR (for a CD or a USB stick).") var media = false
         @Argument(help: "The folder to write into (made when missing).") var directory: String
 
         func run() async throws {
@@ -137,13 +144,21 @@ struct DicomCommands: AsyncParsableCommand {
                 throw CLIError(message: "exam \(exam) has no DICOM objects: \(why)", status: .failure)
             }
             let objects = q.objects.filter { $0.revision == latest }
-            let folder = (directory as NSString).appendingPathComponent("exam-\(exam)")
+            let names = objects.map(\.name)
+            let folder = (directory as NSString).appendingPathComponent(media ? DicomMedia.examFolder(exam) : "exam-\(exam)")
+            // On a medium the exam's folder holds this export only (an earlier revision's
+            // files would be listed with it).
+            if media, FileManager.default.fileExists(atPath: folder) {
+                do { try FileManager.default.removeItem(atPath: folder) } catch {
+                    throw CLIError(message: "cannot empty \(folder): \(error.localizedDescription)", status: .failure)
+                }
+            }
             do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
                 throw CLIError(message: "cannot make \(folder): \(error.localizedDescription)", status: .failure)
             }
             var written: [[String: String]] = []
             for o in objects {
-                let path = (folder as NSString).appendingPathComponent(o.name + ".dcm")
+                let path = (folder as NSString).appendingPathComponent(media ? DicomMedia.fileID(forObjectNamed: o.name, among: names) : o.name + ".dcm")
                 do {
                     if FileManager.default.fileExists(atPath: path) { try FileManager.default.removeItem(atPath: path) }
                     try FileManager.default.copyItem(atPath: o.path, toPath: path)
@@ -151,6 +166,13 @@ struct DicomCommands: AsyncParsableCommand {
                     throw CLIError(message: "cannot copy \(o.path) to \(path): \(error.localizedDescription)", status: .failure)
                 }
                 written.append(["file": path, "sop_instance_uid": o.sopInstanceUID, "sop_class_uid": o.sopClassUID, "revision": String(o.revision)])
+            }
+            if media {
+                // The DICOMDIR lists every exam on the medium: this one and those exported before.
+                do { try DicomMedia.writeDirectory(root: directory, files: DicomMedia.filesOnMedium(root: directory)) } catch {
+                    throw CLIError(message: "cannot write the DICOMDIR: \(error.description)", status: .failure)
+                }
+                written.append(["file": (directory as NSString).appendingPathComponent("DICOMDIR"), "sop_class_uid": "1.2.840.10008.1.3.10"])
             }
             if options.json { Output.json(written); return }
             for w in written { print(w["file"] ?? "") }

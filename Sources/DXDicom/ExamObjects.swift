@@ -90,6 +90,18 @@ public struct ExamObjects: Sendable {
     /// 1 for the exam's first results; 2, 3, ... after corrections: a revised object is a new
     /// instance (its UID carries the revision) in the same series.
     public var revision: Int
+    /// The procedure step the RIS was told of (MPPS), when one was: every object refers to it
+    /// (Referenced Performed Procedure Step Sequence). nil when no MPPS peer announced the exam.
+    public var performedStepUID: String?
+
+    /// The Referenced Performed Procedure Step Sequence's item, or none.
+    var performedStepReference: [DicomDataset] {
+        guard let uid = performedStepUID else { return [] }
+        var item = DicomDataset()
+        item.set(.referencedSOPClassUID, SOPClass.modalityPerformedProcedureStep)
+        item.set(.referencedSOPInstanceUID, uid)
+        return [item]
+    }
 
     /// A series of the exam: one for each site's image (as DXA systems send a scan), one
     /// for the report's pages. Numbers as docs/dicom-conformance.md lists them.
@@ -211,6 +223,7 @@ public struct ExamObjects: Sendable {
         ds.set(.seriesInstanceUID, seriesInstanceUID(series))
         ds.set(.seriesNumber, series.number)
         ds.set(.seriesDescription, series.description)
+        if performedStepUID != nil { ds.set(.referencedPerformedProcedureStepSequence, items: performedStepReference) }
         // Laterality (type 2C): a hip's; absent for the spine (unpaired); empty for the report,
         // which has no one body part (dciodvfy asks for it when Body Part Examined is absent).
         if let laterality = series.laterality { ds.set(.laterality, laterality) } else if series.bodyPart == nil { ds.set(.laterality, nil) }

@@ -309,7 +309,8 @@ extension ExamObjects {
         ds.set(.seriesInstanceUID, seriesInstanceUID(series))
         ds.set(.seriesNumber, series.number)
         ds.set(.seriesDescription, series.description)
-        ds.set(.referencedPerformedProcedureStepSequence, items: [])
+        // Type 2: the step the RIS was told of, or empty.
+        ds.set(.referencedPerformedProcedureStepSequence, items: performedStepReference)
         ds.set(.deviceSerialNumber, serialNumber)
         ds.set(.instanceNumber, (revision - 1) * 100 + 1)
         ds.set(.completionFlag, complete ? "COMPLETE" : "PARTIAL")

@@ -107,6 +107,7 @@ public final class CommitmentListener: Sendable {
     nonisolated(unsafe) private let handle: OpaquePointer
     private let finished = DispatchSemaphore(value: 0)
     private let running = Mutex(false)
+    private let stoppedBy = Mutex<String?>(nil)
 
     public init(aeTitle: String, port: UInt16) throws(DicomFailure) {
         self.port = port
@@ -123,13 +124,15 @@ public final class CommitmentListener: Sendable {
         dx_dcm_listener_free(handle)
     }
 
-    /// Listens until `stop`; an error (the port taken) is kept for `drainProblems`.
+    /// Listens until `stop`; ending without it (the port taken) is kept as `failure`.
     public func start() {
         guard running.withLock({ r in defer { r = true }; return !r }) else { return }
         dx_dcm_listener_set_context(handle, Unmanaged.passUnretained(self).toOpaque())
         let thread = Thread { [self] in
             var err = [CChar](repeating: 0, count: 512)
-            if dx_dcm_listener_run(handle, &err, err.count) != 0 { problems.withLock { $0.append(DCMTK.text(err)) } }
+            let failed = dx_dcm_listener_run(handle, &err, err.count) != 0
+            // Ended without stop(): the port could not be taken, or listening failed.
+            if running.withLock({ $0 }) { stoppedBy.withLock { $0 = failed ? DCMTK.text(err) : "the listener ended" } }
             finished.signal()
         }
         thread.name = "dicom-listener"
@@ -142,6 +145,10 @@ public final class CommitmentListener: Sendable {
         dx_dcm_listener_stop(handle)
         finished.wait()
     }
+
+    /// Why the listener stopped listening without being stopped (its port taken, the
+    /// network gone): nil while it listens or after `stop`.
+    public var failure: String? { stoppedBy.withLock { $0 } }
 
     /// The reports received since the last drain, oldest first.
     public func drain() -> [CommitmentReport] { reports.withLock { r in defer { r = [] }; return r } }

@@ -74,6 +74,12 @@ public actor DicomService: Service {
         defer { stopListening() }
         while !Task.isCancelled && !Task.isShuttingDownGracefully {
             await round()
+            // A listener that is not listening leaves every commitment unanswered: said and
+            // ended (systemd starts the service again), not left to the queue's alert.
+            if let why = listener?.failure {
+                logger.critical("the storage commitment listener on port \(listener?.port ?? 0) stopped: \(why)")
+                throw DicomFailure("the storage commitment listener on port \(listener?.port ?? 0) stopped: \(why)")
+            }
             do { try await clock.sleep(for: settings.pollInterval) } catch { break }
         }
         logger.notice("dexa-dicomd stopped")
@@ -144,7 +150,12 @@ public actor DicomService: Service {
             if paths.contains(where: { FileManager.default.fileExists(atPath: $0) }) { throw .transient(why) }
             throw .permanent(why + " (its file is gone)")
         }
-        let exam = objects(of: p)
+        var exam = objects(of: p)
+        // The step announced to the RIS when the exam started (announce() runs before build()
+        // in every round): each object refers to it.
+        do { exam.performedStepUID = try store.performedSteps(examID: p.examID).first?.sopInstanceUID } catch {
+            throw .transient("reading the exam's procedure step: \(error)")
+        }
         let built: [DicomObject]
         do { built = try exam.all(scans: scans, created: p.at) } catch { throw .transient(error.description) }
         let folder = "\(settings.objectDirectory)/exam-\(p.examID)/revision-\(p.revision)"

@@ -324,10 +324,16 @@ extension ExamStore {
 
     /// Steps whose next message is due: N-CREATEs, and steps in progress (whose N-SET goes when
     /// their exam has ended and its objects are built).
+    /// Steps with a message due: a start not yet announced, or an end whose exam has ended
+    /// (a step in progress waits for its exam without a read of it each round).
     public func dueSteps(now: Date) throws -> [PerformedStepRecord] {
         try dbRead { db in
-            try Row.fetchAll(db, sql: "SELECT * FROM mpps WHERE state IN ('create', 'in_progress') AND next_attempt_at <= ? ORDER BY exam_id",
-                             arguments: [now.timeIntervalSince1970]).map(Self.step)
+            try Row.fetchAll(db, sql: """
+                SELECT mpps.* FROM mpps JOIN exam ON exam.id = mpps.exam_id
+                WHERE mpps.next_attempt_at <= ?
+                  AND (mpps.state = 'create' OR (mpps.state = 'in_progress' AND exam.state IN ('completed', 'aborted')))
+                ORDER BY mpps.exam_id
+                """, arguments: [now.timeIntervalSince1970]).map(Self.step)
         }
     }
 

@@ -12,6 +12,7 @@ public enum DicomTools {
     public static let dump2dcm = "/usr/bin/dump2dcm"
     public static let dciodvfy = "/usr/bin/dciodvfy"
     public static let dsrdump = "/usr/bin/dsrdump"
+    public static let dcmdump = "/usr/bin/dcmdump"
 
     public static var available: Bool {
         ProcessInfo.processInfo.environment["CI"] == "true"
@@ -19,6 +20,20 @@ public enum DicomTools {
     }
 
     /// A TCP port on loopback that was free a moment ago (the kernel's choice for port 0).
+    /// Whether something accepts TCP connections on 127.0.0.1:`port`.
+    public static func isListening(port: UInt16) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        addr.sin_port = port.bigEndian
+        return withUnsafePointer(to: &addr) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
     public static func freePort() throws -> UInt16 {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw PeerFailure("socket: \(errno)") }

@@ -165,6 +165,11 @@ struct DicomServiceTests {
         try await Self.service(store2, dir2, storage: nil, now: now).round()
         let local = try store2.outbox(examID: nil)
         #expect(local.count == 7 && local.allSatisfy { $0.state == .local })
+        // No RIS was told of the exam: no object refers to a procedure step (the reports'
+        // sequence, type 2, is there and empty).
+        for o in local {
+            #expect(try DicomFile.read(o.path).items(.referencedPerformedProcedureStepSequence).isEmpty, "\(o.name)")
+        }
         #expect(!DicomQueueStatus(objects: local, now: now.get().addingTimeInterval(86_400), alertAfterSeconds: 1800).stuck)
     }
 
@@ -247,6 +252,13 @@ struct DicomServiceTests {
         let others = series.flatMap { $0.items(.referencedNonImageCompositeSOPInstanceSequence) }.compactMap { $0.text(.referencedSOPInstanceUID) }
         #expect(Set(images + others) == Set(objects.map(\.sopInstanceUID)), "every object of the exam, each once")
         #expect(others.count == 2, "the two reports")
+        // Each object refers to the step the RIS heard of (Referenced Performed Procedure Step
+        // Sequence: General Series of the images, SR Document General of the reports).
+        for o in objects {
+            let reference = try #require(try DicomFile.read(o.path).items(.referencedPerformedProcedureStepSequence).first, "\(o.name)")
+            #expect(reference.text(.referencedSOPClassUID) == "1.2.840.10008.3.1.2.3.3" && reference.text(.referencedSOPInstanceUID) == step.sopInstanceUID,
+                    "\(o.name)")
+        }
         #expect(series.allSatisfy { $0.text(.operatorsName) == "Tech^Tina" && $0.text(.protocolName) != nil })
         // The dose: the exam's DAP in dGy·cm², each exposure's time and current.
         #expect(merged.text(.imageAndFluoroscopyAreaDoseProduct) == String(format: "%.5f", r.dose.dapMGyCm2 / 100), "8.65 mGy·cm² is 0.0865 dGy·cm²")
@@ -328,6 +340,31 @@ struct DicomServiceTests {
     }
 
     // MARK: Storage commitment
+
+    /// A listening port another program holds: the service says so and ends (systemd starts
+    /// it again), instead of waiting for commitments that can never arrive.
+    @Test func aListenerWhosePortIsTakenEndsTheService() async throws {
+        let dir = TemporaryDirectory("dxsvc")
+        let (store, _) = try Self.storeWithPublishedExam(dir)
+        let port = try DicomTools.freePort()
+        let holder = try CommitmentListener(aeTitle: "OTHER", port: port)
+        holder.start()
+        defer { holder.stop() }
+        try await eventually("the other listener listening", seconds: 10) { DicomTools.isListening(port: port) }
+        let now = TestNow()
+        let service = try Self.service(store, dir, storage: nil, commitment: DicomPeer(host: "127.0.0.1", port: 1, aeTitle: "PACS"),
+                                       listenPort: port, now: now)
+        let run = Task { try await service.run() }
+        let ended = Task { try await Task.sleep(for: .seconds(30)); run.cancel() }
+        defer { ended.cancel() }
+        do {
+            try await run.value
+            Issue.record("the service ran on without its listener")
+        } catch let e as DicomFailure {
+            #expect(e.description.contains("port \(port)"), "\(e)")
+        }
+        #expect(holder.failure == nil, "the holder still listens")
+    }
 
     /// Orthanc commits what it holds: asked after the objects are sent (N-ACTION), it reports
     /// on an association of its own to the service's listener, and the store marks each

@@ -120,6 +120,23 @@ struct DicomExamTests {
             let (errors, _) = try DicomTools.verify(file)
             #expect(errors.isEmpty, "\(file): \(errors)")
         }
+        // The same as DICOM media (a CD for another hospital): PS3.10 file IDs and a DICOMDIR
+        // that lists every object once, which dciodvfy and DCMTK read; exported twice, still once.
+        let cd = dir.file("cd")
+        for _ in 0..<2 {
+            let onMedia = try await daemon.cli(["dicom", "export", "--exam", String(exam), "--media", cd, "--json"])
+            #expect(onMedia.status == 0, "\(onMedia.err)")
+        }
+        let mediaFiles = DicomMedia.filesOnMedium(root: cd)
+        #expect(mediaFiles.count == q.objects.count && mediaFiles.allSatisfy { $0.hasPrefix(DicomMedia.examFolder(Int64(exam)) + "/") }, "\(mediaFiles)")
+        let (dumpStatus, directory) = try DicomTools.run(DicomTools.dcmdump, [cd + "/DICOMDIR"])
+        #expect(dumpStatus == 0, "\(directory.suffix(2000))")
+        let records = directory.split(separator: "\n").filter { $0.contains("(0004,1511)") }
+        #expect(records.count == q.objects.count, "one record per object: \(records)")
+        for o in q.objects { #expect(records.contains { $0.contains(o.sopInstanceUID) }, "\(o.name) in the DICOMDIR") }
+        #expect(directory.contains("DICOM\\EX"), "file IDs in the records")
+        let (directoryErrors, _) = try DicomTools.verify(cd + "/DICOMDIR")
+        #expect(directoryErrors.isEmpty, "DICOMDIR: \(directoryErrors)")
         let studies = try await orthanc.get("/studies") as? [String] ?? []
         #expect(studies.count == 1, "every object in the one study the RIS scheduled")
 

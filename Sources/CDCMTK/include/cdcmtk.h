@@ -71,6 +71,12 @@ int dx_dcm_save(const dx_dcm_dataset *ds, const char *path, char *err, size_t er
 /// Reads a DICOM Part 10 file; its dataset, owned by the caller.
 dx_dcm_dataset *dx_dcm_load(const char *path, char *err, size_t errlen);
 
+/// Writes `root`/DICOMDIR (a new one, in place of any there) for the files `files`, given
+/// relative to `root` as PS3.10 file IDs (components of up to 8 of A-Z 0-9 _ joined by '/'),
+/// with DCMTK's DicomDirInterface and the General Purpose CD-R profile (STD-GEN-CD): every
+/// file checked against it, patient, study and series records made from the files.
+int dx_dcm_dicomdir(const char *root, const char *const *files, size_t count, const char *fileset_id, char *err, size_t errlen);
+
 // MARK: Associations
 
 /// A peer and how long to wait for it (seconds; 0 is DCMTK's default for ACSE and DIMSE,
