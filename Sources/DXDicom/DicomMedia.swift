@@ -22,6 +22,7 @@ public enum DicomMedia {
         case "image-lateral_spine": return "LATSPINE"
         case "results-sr": return "RESULTS"
         case "dose-sr": return "DOSE"
+        case "rejection": return "REJECTED"
         default:
             if name.hasPrefix("report-"), let n = Int(name.dropFirst("report-".count)), (1...9999).contains(n) {
                 return "REPORT" + (n < 100 ? String(n) : String(format: "%02d", n % 100))

@@ -21,6 +21,9 @@ public enum Codes {
     public static let procedureReported = Code("121058", "DCM", "Procedure reported")
     public static let dxa = Code("241686001", "SCT", "Dual energy X-ray absorptiometry")
     public static let imageLibrary = Code("111028", "DCM", "Image Library")
+    /// CID 7010's title of a rejection note (IHE IOCM), and TID 2010's description.
+    public static let rejectedForQualityReasons = Code("113001", "DCM", "Rejected for Quality Reasons")
+    public static let keyObjectDescription = Code("113012", "DCM", "Key Object Description")
     public static let imageLibraryGroup = Code("126200", "DCM", "Image Library Group")
     public static let imagingMeasurements = Code("126010", "DCM", "Imaging Measurements")
     public static let measurementGroup = Code("125007", "DCM", "Measurement Group")
@@ -110,6 +113,61 @@ public enum Codes {
 extension ExamObjects.Series {
     public static let resultsReport = ExamObjects.Series(number: 11, description: "Bone densitometry results (SR)", bodyPart: nil, laterality: nil)
     public static let doseReport = ExamObjects.Series(number: 12, description: "Radiation dose (SR)", bodyPart: nil, laterality: nil)
+    public static let rejections = ExamObjects.Series(number: 13, description: "Rejected objects (KO)", bodyPart: nil, laterality: nil)
+}
+
+extension ExamObjects {
+    /// A revision's rejection note (IHE IOCM, PS3.3 A.35.4 Key Object Selection Document on
+    /// TID 2010, titled 113001 "Rejected for Quality Reasons"): every object of earlier
+    /// revisions the PACS was sent, which this revision replaces, so that a PACS that honours
+    /// it hides them and a reader sees one version of the results. `rejected`: those objects
+    /// with the series each belongs to (by name, `series(ofObjectNamed:)`).
+    public func rejectionNote(rejected: [PerformedObject], created: Date) -> DicomObject? {
+        let references = rejected.compactMap { o in series(ofObjectNamed: o.name).map { (o, $0) } }
+        guard !references.isEmpty else { return nil }
+        let noteSeries = Series.rejections
+        let instance = instanceUID(noteSeries, 1)
+        var ds = common(sopClass: SOPClass.keyObjectSelection, instance: instance, created: created)
+        // Key Object Document Series
+        ds.set(.modality, "KO")
+        ds.set(.seriesInstanceUID, seriesInstanceUID(noteSeries))
+        ds.set(.seriesNumber, noteSeries.number)
+        ds.set(.seriesDescription, noteSeries.description)
+        ds.set(.referencedPerformedProcedureStepSequence, items: performedStepReference)
+        // Key Object Document
+        ds.set(.instanceNumber, revision)
+        let (date, time) = Self.dateTime(created)
+        ds.set(.contentDate, date)
+        ds.set(.contentTime, time)
+        var bySeries: [(uid: String, items: [DicomDataset])] = []
+        for (o, s) in references {
+            var ref = DicomDataset()
+            ref.set(.referencedSOPClassUID, o.sopClassUID)
+            ref.set(.referencedSOPInstanceUID, o.sopInstanceUID)
+            let uid = seriesInstanceUID(s)
+            if let i = bySeries.firstIndex(where: { $0.uid == uid }) { bySeries[i].items.append(ref) } else { bySeries.append((uid, [ref])) }
+        }
+        var evidence = DicomDataset()
+        evidence.set(.studyInstanceUID, studyInstanceUID)
+        evidence.set(.referencedSeriesSequence, items: bySeries.map { s in
+            var item = DicomDataset()
+            item.set(.seriesInstanceUID, s.uid)
+            item.set(.referencedSOPSequence, items: s.items)
+            return item
+        })
+        ds.set(.currentRequestedProcedureEvidenceSequence, items: [evidence])
+        // The content (TID 2010): why, then each rejected object.
+        let why = SRItem(.contains, Codes.keyObjectDescription,
+                         .text("Replaced by revision \(revision) of this exam's results, after a correction of its analysis"))
+        let items = references.map { o, _ in
+            o.sopClassUID == SOPClass.secondaryCapture
+                ? SRItem(.contains, nil, .image(sopClass: o.sopClassUID, instance: o.sopInstanceUID))
+                : SRItem(.contains, nil, .composite(sopClass: o.sopClassUID, instance: o.sopInstanceUID))
+        }
+        SRItem.container(nil, Codes.rejectedForQualityReasons, template: "2010", [why] + items).encode(into: &ds)
+        if ds.needsUnicode { ds.set(.specificCharacterSet, "ISO_IR 192") }
+        return DicomObject(name: "rejection", sopClassUID: SOPClass.keyObjectSelection, sopInstanceUID: instance, dataset: ds)
+    }
 }
 
 extension ExamObjects {

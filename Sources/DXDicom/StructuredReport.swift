@@ -38,6 +38,8 @@ public struct SRItem: Sendable, Equatable {
         /// A DICOM DT.
         case datetime(String)
         case image(sopClass: String, instance: String)
+        /// A reference to a non-image object (an SR document).
+        case composite(sopClass: String, instance: String)
     }
 
     public var relationship: Relationship?
@@ -86,8 +88,8 @@ public struct SRItem: Sendable, Equatable {
         case .datetime(let dt):
             ds.set(.valueType, "DATETIME")
             ds.set(.dateTime, dt)
-        case .image(let sopClass, let instance):
-            ds.set(.valueType, "IMAGE")
+        case .image(let sopClass, let instance), .composite(let sopClass, let instance):
+            if case .image = value { ds.set(.valueType, "IMAGE") } else { ds.set(.valueType, "COMPOSITE") }
             var r = DicomDataset()
             r.set(.referencedSOPClassUID, sopClass)
             r.set(.referencedSOPInstanceUID, instance)

@@ -75,6 +75,7 @@ public enum SOPClass {
     public static let secondaryCapture = "1.2.840.10008.5.1.4.1.1.7"
     public static let comprehensiveSR = "1.2.840.10008.5.1.4.1.1.88.33"
     public static let xRayRadiationDoseSR = "1.2.840.10008.5.1.4.1.1.88.67"
+    public static let keyObjectSelection = "1.2.840.10008.5.1.4.1.1.88.59"
     public static let modalityWorklistFind = "1.2.840.10008.5.1.4.31"
     public static let modalityPerformedProcedureStep = "1.2.840.10008.3.1.2.3.3"
     public static let storageCommitmentPushModel = "1.2.840.10008.1.20.1"

@@ -156,8 +156,17 @@ public actor DicomService: Service {
         do { exam.performedStepUID = try store.performedSteps(examID: p.examID).first?.sopInstanceUID } catch {
             throw .transient("reading the exam's procedure step: \(error)")
         }
-        let built: [DicomObject]
+        var built: [DicomObject]
         do { built = try exam.all(scans: scans, created: p.at) } catch { throw .transient(error.description) }
+        // A later revision rejects what the PACS was sent of the earlier ones (IHE IOCM):
+        // every object of theirs that ever reached it, but their own rejection notes.
+        if p.revision > 1 {
+            let sent: [OutboxObject]
+            do { sent = try store.outbox(examID: p.examID) } catch { throw .transient("reading the exam's queue: \(error)") }
+            let rejected = sent.filter { $0.revision < p.revision && $0.sentAt != nil && $0.sopClassUID != SOPClass.keyObjectSelection }
+                .map { PerformedObject(name: $0.name, sopClassUID: $0.sopClassUID, sopInstanceUID: $0.sopInstanceUID) }
+            if let note = exam.rejectionNote(rejected: rejected, created: p.at) { built.append(note) }
+        }
         let folder = "\(settings.objectDirectory)/exam-\(p.examID)/revision-\(p.revision)"
         do { try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true) } catch {
             throw .transient("cannot make \(folder): \(error.localizedDescription)")

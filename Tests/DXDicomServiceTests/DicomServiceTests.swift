@@ -116,6 +116,28 @@ struct DicomServiceTests {
         await service.round()
         #expect(try store.outbox(examID: nil).allSatisfy { $0.state == .sent && $0.attempts == 4 })
         #expect(try await orthanc.instances().count == 7)
+
+        // A correction after they were sent: revision 2's objects, and a rejection note (IHE
+        // IOCM, Key Object Selection 113001) naming every object of revision 1, which the
+        // PACS holds. dciodvfy finds no error in it; dsrdump reads its references.
+        let published = try #require(try store.builtResults(examID: queue[0].examID)).results
+        try store.publishResults(examID: queue[0].examID, results: published.results, at: now.get())
+        await service.round()
+        let second = try store.outbox(examID: queue[0].examID).filter { $0.revision == 2 }
+        #expect(second.count == 8 && second.allSatisfy { $0.state == .sent }, "\(second.map { "\($0.name) \($0.state)" })")
+        let note = try #require(second.first { $0.name == "rejection" })
+        #expect(note.sopClassUID == "1.2.840.10008.5.1.4.1.1.88.59")
+        let (errors, warnings) = try DicomTools.verify(note.path)
+        #expect(errors.isEmpty, "\(errors)")
+        let (status, dump) = try DicomTools.run(DicomTools.dsrdump, ["+Pc", "+Pu", note.path])
+        #expect(status == 0 && dump.contains("Rejected for Quality Reasons"), "\(dump)")
+        for o in queue { #expect(dump.contains(o.sopInstanceUID), "\(o.name) of revision 1 rejected") }
+        #expect(try await orthanc.instances().count == 15, "revision 1, revision 2 and the note")
+        print("rejection note: dciodvfy warnings \(warnings)")
+        if let out = ProcessInfo.processInfo.environment["DEXA_DICOM_EXAMPLE"] {
+            try? FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+            try dump.write(toFile: out + "/dicom-rejection-note.txt", atomically: true, encoding: .utf8)
+        }
     }
 
     @Test func waitsDoubleUpToTheLongest() throws {
