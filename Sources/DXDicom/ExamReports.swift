@@ -139,23 +139,8 @@ extension ExamObjects {
         let (date, time) = Self.dateTime(created)
         ds.set(.contentDate, date)
         ds.set(.contentTime, time)
-        var bySeries: [(uid: String, items: [DicomDataset])] = []
-        for (o, s) in references {
-            var ref = DicomDataset()
-            ref.set(.referencedSOPClassUID, o.sopClassUID)
-            ref.set(.referencedSOPInstanceUID, o.sopInstanceUID)
-            let uid = seriesInstanceUID(s)
-            if let i = bySeries.firstIndex(where: { $0.uid == uid }) { bySeries[i].items.append(ref) } else { bySeries.append((uid, [ref])) }
-        }
-        var evidence = DicomDataset()
-        evidence.set(.studyInstanceUID, studyInstanceUID)
-        evidence.set(.referencedSeriesSequence, items: bySeries.map { s in
-            var item = DicomDataset()
-            item.set(.seriesInstanceUID, s.uid)
-            item.set(.referencedSOPSequence, items: s.items)
-            return item
-        })
-        ds.set(.currentRequestedProcedureEvidenceSequence, items: [evidence])
+        ds.set(.currentRequestedProcedureEvidenceSequence,
+               items: [evidence(references.map { o, s in (seriesInstanceUID(s), o.sopClassUID, o.sopInstanceUID) })])
         // The content (TID 2010): why, then each rejected object.
         let why = SRItem(.contains, Codes.keyObjectDescription,
                          .text("Replaced by revision \(revision) of this exam's results, after a correction of its analysis"))
@@ -390,23 +375,8 @@ extension ExamObjects {
             ds.set(.referencedRequestSequence, items: [request])
         }
         if !references.isEmpty {
-            var bySeries: [(uid: String, items: [DicomDataset])] = []
-            for o in references {
-                guard let s = o.dataset.text(.seriesInstanceUID) else { continue }
-                var ref = DicomDataset()
-                ref.set(.referencedSOPClassUID, o.sopClassUID)
-                ref.set(.referencedSOPInstanceUID, o.sopInstanceUID)
-                if let i = bySeries.firstIndex(where: { $0.uid == s }) { bySeries[i].items.append(ref) } else { bySeries.append((s, [ref])) }
-            }
-            var evidence = DicomDataset()
-            evidence.set(.studyInstanceUID, studyInstanceUID)
-            evidence.set(.referencedSeriesSequence, items: bySeries.map { s in
-                var item = DicomDataset()
-                item.set(.seriesInstanceUID, s.uid)
-                item.set(.referencedSOPSequence, items: s.items)
-                return item
-            })
-            ds.set(.currentRequestedProcedureEvidenceSequence, items: [evidence])
+            let refs = references.compactMap { o in o.dataset.text(.seriesInstanceUID).map { ($0, o.sopClassUID, o.sopInstanceUID) } }
+            ds.set(.currentRequestedProcedureEvidenceSequence, items: [evidence(refs)])
         }
         if sopClass == SOPClass.comprehensiveSR {
             // The product's own codes, declared (PS3.3 C.12.1.1.2.1).
@@ -417,6 +387,29 @@ extension ExamObjects {
             ds.set(.codingSchemeIdentificationSequence, items: [scheme])
         }
         return ds
+    }
+}
+
+extension ExamObjects {
+    /// A Current Requested Procedure Evidence Sequence item: the study, its series in the
+    /// order first named, each with the instances referenced in it.
+    func evidence(_ references: [(seriesUID: String, sopClass: String, instance: String)]) -> DicomDataset {
+        var bySeries: [(uid: String, items: [DicomDataset])] = []
+        for r in references {
+            var ref = DicomDataset()
+            ref.set(.referencedSOPClassUID, r.sopClass)
+            ref.set(.referencedSOPInstanceUID, r.instance)
+            if let i = bySeries.firstIndex(where: { $0.uid == r.seriesUID }) { bySeries[i].items.append(ref) } else { bySeries.append((r.seriesUID, [ref])) }
+        }
+        var evidence = DicomDataset()
+        evidence.set(.studyInstanceUID, studyInstanceUID)
+        evidence.set(.referencedSeriesSequence, items: bySeries.map { s in
+            var item = DicomDataset()
+            item.set(.seriesInstanceUID, s.uid)
+            item.set(.referencedSOPSequence, items: s.items)
+            return item
+        })
+        return evidence
     }
 }
 
