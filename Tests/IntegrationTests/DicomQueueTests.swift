@@ -84,9 +84,13 @@ struct DicomQueueTests {
         #expect(try await Self.queue(daemon).objects.count == count, "the queue after the restart")
         dicomd = try Self.dicomd(dir, config: config, run: 2)
         defer { dicomd.stop() }
+        let attemptsWhileDown = q.objects.map(\.attempts)
         let orthanc = try await OrthancServer(dicomPort: pacsPort)
         defer { orthanc.stop() }
+        let up = Date()
         q = try await Self.waitFor(daemon) { $0.sent == count }
+        print(String(format: "PACS down: %d objects held, %@ attempts each before the restart; dexad and dexa-dicomd killed and started again; PACS up: all sent %.1f s later, each once",
+                     count, "\(Set(attemptsWhileDown).sorted())", Date().timeIntervalSince(up)))
         #expect(q.sent == count, "\(q.objects.map { "\($0.name) \($0.state) \($0.lastError ?? "")" }) \(dicomd.log.suffix(3000))")
         #expect(q.objects.count == count, "built once: the restart queued nothing again")
         #expect(q.stuck == false)
