@@ -150,7 +150,8 @@ public actor DicomService: Service {
             if paths.contains(where: { FileManager.default.fileExists(atPath: $0) }) { throw .transient(why) }
             throw .permanent(why + " (its file is gone)")
         }
-        var exam = objects(of: p)
+        var exam: ExamObjects
+        do { exam = try objects(of: p) } catch { throw .transient("reading the exam's UIDs: \(error)") }
         // The step announced to the RIS when the exam started (announce() runs before build()
         // in every round): each object refers to it.
         do { exam.performedStepUID = try store.performedSteps(examID: p.examID).first?.sopInstanceUID } catch {
@@ -181,9 +182,18 @@ public actor DicomService: Service {
     }
 
     /// The objects of published results, as this station makes them.
-    nonisolated func objects(of p: PublishedResults) -> ExamObjects {
+    nonisolated func objects(of p: PublishedResults) throws -> ExamObjects {
         let serial = p.results.sites.compactMap(\.device).first.map { String($0.split(separator: " ").last ?? "") } ?? ""
-        return ExamObjects(results: p.results, station: station(serial: serial, analysis: p.results.analysisVersion), uids: config.uids, revision: p.revision)
+        return ExamObjects(results: p.results, station: station(serial: serial, analysis: p.results.analysisVersion), uids: try uids(forExam: p.examID),
+                           revision: p.revision)
+    }
+
+    /// The UIDs of an exam's objects: under the root and station identity kept when the
+    /// service first named the exam (the configuration's then), so that a changed `uid_root`
+    /// moves no later revision, step or resend of it into another study.
+    nonisolated func uids(forExam examID: Int64) throws -> UIDGenerator {
+        let base = try store.examUIDBase(examID: examID, current: (config.uidRoot, config.stationIdentity), at: now())
+        return UIDGenerator(root: base.root, station: base.station)
     }
 
     nonisolated func station(serial: String, analysis: String) -> DicomStation {
@@ -204,7 +214,7 @@ public actor DicomService: Service {
             }
             for id in try store.startedExamsWithoutStep() {
                 guard let exam = try store.exam(id) else { continue }
-                try store.addStep(examID: id, sopInstanceUID: inProgress(exam).mppsInstanceUID, at: now())
+                try store.addStep(examID: id, sopInstanceUID: try inProgress(exam).mppsInstanceUID, at: now())
                 logger.info("exam \(id) started: its procedure step is announced to the RIS")
             }
         } catch {
@@ -214,7 +224,7 @@ public actor DicomService: Service {
 
     /// A started exam as its objects name it before it has results: the same study, the
     /// same step UID.
-    nonisolated func inProgress(_ exam: StoredExam) -> ExamObjects {
+    nonisolated func inProgress(_ exam: StoredExam) throws -> ExamObjects {
         var r = ExamResults(examID: exam.id, state: exam.state,
                             patient: .init(id: exam.patient.id, name: exam.patient.name, sex: exam.patient.sex.rawValue, birthDate: exam.patient.birthDate, ageYears: nil),
                             examDate: String((exam.startedAt ?? exam.createdAt).formatted(.iso8601).prefix(10)), sites: [],
@@ -223,7 +233,7 @@ public actor DicomService: Service {
         r.startedAt = exam.startedAt?.formatted(.iso8601)
         r.scheduled = exam.scheduled
         r.operatorName = exam.operatorName
-        return ExamObjects(results: r, station: station(serial: "", analysis: AnalysisVersion.current), uids: config.uids)
+        return ExamObjects(results: r, station: station(serial: "", analysis: AnalysisVersion.current), uids: try uids(forExam: exam.id))
     }
 
     /// The due steps' messages: an N-CREATE (IN PROGRESS) when the exam started; the N-SET
@@ -244,7 +254,7 @@ public actor DicomService: Service {
                 switch step.state {
                 case .create:
                     guard let exam = try store.exam(step.examID) else { continue }
-                    let objects = inProgress(exam)
+                    let objects = try inProgress(exam)
                     let attributes = objects.mppsInProgress(started: exam.startedAt ?? exam.createdAt)
                     let answer = await Blocking.run { Result { () throws(DicomFailure) in
                         try association.create(sopClass: SOPClass.modalityPerformedProcedureStep, instance: step.sopInstanceUID, attributes: attributes)
@@ -254,7 +264,7 @@ public actor DicomService: Service {
                 case .inProgress:
                     guard let exam = try store.exam(step.examID), [.completed, .aborted].contains(exam.state),
                           let (published, built) = try store.builtResults(examID: step.examID) else { continue }
-                    let objects = self.objects(of: published)
+                    let objects = try self.objects(of: published)
                     let performed = built.map { PerformedObject(name: $0.name, sopClassUID: $0.sopClassUID, sopInstanceUID: $0.sopInstanceUID) }
                     let attributes = objects.mppsEnd(objects: performed, ended: exam.endedAt ?? now())
                     let answer = await Blocking.run { Result { () throws(DicomFailure) in

@@ -91,6 +91,23 @@ extension ExamStore {
         }
     }
 
+    // MARK: The exam's UIDs
+
+    /// The UID root and station identity the exam's objects are named under: the ones kept
+    /// when the DICOM service first named the exam, or `current` kept now. Every revision,
+    /// the procedure step and every resend then name the exam alike, whatever the
+    /// configuration says later (docs/dicom-conformance.md, "UIDs").
+    public func examUIDBase(examID: Int64, current: (root: String?, station: String), at: Date) throws -> (root: String?, station: String) {
+        try dbWrite { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO dicom_exam (exam_id, uid_root, uid_station, at) VALUES (?, ?, ?, ?)",
+                           arguments: [examID, current.root, current.station, at.timeIntervalSince1970])
+            guard let row = try Row.fetchOne(db, sql: "SELECT uid_root, uid_station FROM dicom_exam WHERE exam_id = ?", arguments: [examID]) else {
+                return current
+            }
+            return (row["uid_root"], row["uid_station"])
+        }
+    }
+
     // MARK: The daemon's side
 
     /// Keeps the exam's results as they are now, for the DICOM service; returns the revision.

@@ -190,6 +190,14 @@ public final class ExamStore: ExamRecorder {
         m.registerMigration("v14: why an exam was aborted, as the technologist chose it") { db in
             try db.alter(table: "exam") { t in t.add(column: "abort_cause", .text) }
         }
+        m.registerMigration("v15: the UID root and station each exam's DICOM objects are named under") { db in
+            try db.create(table: "dicom_exam") { t in
+                t.primaryKey("exam_id", .integer).references("exam")
+                t.column("uid_root", .text)
+                t.column("uid_station", .text).notNull()
+                t.column("at", .double).notNull()
+            }
+        }
         return m
     }
 

@@ -53,8 +53,9 @@ struct DicomServiceTests {
     }
 
     static func service(_ store: ExamStore, _ dir: TemporaryDirectory, storage: DicomPeer?, mpps: DicomPeer? = nil, commitment: DicomPeer? = nil,
-                        listenPort: UInt16? = nil, now: TestNow) throws -> DicomService {
+                        listenPort: UInt16? = nil, uidRoot: String? = nil, now: TestNow) throws -> DicomService {
         var config = DicomConfiguration(stationName: "DX1-TEST", stationIdentity: "test-station")
+        config.uidRoot = uidRoot
         config.aeTitle = "DEXA1"
         config.storage = storage
         config.mpps = mpps
@@ -193,6 +194,28 @@ struct DicomServiceTests {
             #expect(try DicomFile.read(o.path).items(.referencedPerformedProcedureStepSequence).isEmpty, "\(o.name)")
         }
         #expect(!DicomQueueStatus(objects: local, now: now.get().addingTimeInterval(86_400), alertAfterSeconds: 1800).stuck)
+    }
+
+    /// The UID root changed between two revisions of an exam (a hospital registers its own
+    /// root): the second revision stays in the first one's study and series, its instances
+    /// under the root the exam was first named with.
+    @Test func aChangedUIDRootMovesNoRevisionIntoAnotherStudy() async throws {
+        let dir = TemporaryDirectory("dxsvc")
+        let (store, r) = try Self.storeWithPublishedExam(dir)
+        let now = TestNow()
+        try await Self.service(store, dir, storage: nil, uidRoot: "1.2.826.0.1.3680043.10.1", now: now).round()
+        try store.publishResults(examID: r.examID, results: r, at: now.get())
+        try await Self.service(store, dir, storage: nil, uidRoot: "1.2.826.0.1.3680043.10.2", now: now).round()
+        let objects = try store.outbox(examID: r.examID)
+        let first = objects.filter { $0.revision == 1 }, second = objects.filter { $0.revision == 2 }
+        #expect(first.count == 7 && second.count == 7)
+        for o in second {
+            let was = try #require(first.first { $0.name == o.name }, "\(o.name)")
+            let (a, b) = (try DicomFile.read(was.path), try DicomFile.read(o.path))
+            #expect(b.text(.seriesInstanceUID) == a.text(.seriesInstanceUID), "\(o.name)")
+            #expect(b.text(.studyInstanceUID) == a.text(.studyInstanceUID))
+            #expect(o.sopInstanceUID.hasPrefix("1.2.826.0.1.3680043.10.1.") && o.sopInstanceUID != was.sopInstanceUID, "\(o.sopInstanceUID)")
+        }
     }
 
     /// A file that is gone (a power cut before it reached the disk, a cleaned folder) is built
