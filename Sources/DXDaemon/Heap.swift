@@ -11,7 +11,12 @@ import Foundation
 /// and reports allocate tens of MB on dispatch threads that come and go then holds free
 /// pages in many arenas: resident memory rose by 5 MB over twelve exams with a flat heap.
 /// Two arenas (the machine has two cores; the real-time path is one thread) and the free
-/// pages handed back after every request keep it where the warm-up left it.
+/// pages handed back after every control request keep it where the warm-up left it.
+/// malloc_trim holds an arena's lock while it walks it: 0.17 ms on average and 0.74 ms at
+/// worst over a fragmented 3 MB heap of 10,000 free blocks on this machine, against a line
+/// period of 10 ms at the DX-1's fastest (100 lines/s), with lines queued between the link
+/// and the decomposition. (Trimming only when no other request was in flight left anonymous
+/// memory at 9.1 MB after an 8-exam day, against 6.6 trimming after each: requests overlap.)
 enum Heap {
     /// Before the first thread starts.
     static func configure() {
