@@ -88,6 +88,9 @@ public struct MemoryMetrics: Sendable, Codable, Equatable {
 
     /// What the heap holds besides its two caches: a leak grows this.
     public var workingHeapBytes: Int { heapInUseBytes - sqliteBytes - logRingBytes }
+    /// Anonymous resident memory less every free byte of the heap (resident or not): an upper
+    /// bound on what is anonymous and in use (the heap's blocks, stacks, other mappings).
+    public var anonymousNotFreeBytes: Int { anonymousBytes - heapFreeBytes }
 
     public enum CodingKeys: String, CodingKey {
         case residentBytes = "resident_bytes", anonymousBytes = "anonymous_bytes", heapInUseBytes = "heap_in_use_bytes", heapFreeBytes = "heap_free_bytes"
