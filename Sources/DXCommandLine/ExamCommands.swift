@@ -166,13 +166,11 @@ struct ExamCommands: AsyncParsableCommand {
                         continue
                     case "a":
                         // Between sites: no scan runs while the technologist says why.
-                        let causes = AbortCause.allCases
-                        print("why? " + causes.enumerated().map { "\($0.offset + 1): \($0.element.rawValue)" }.joined(separator: " · ") + " > ", terminator: "")
-                        let picked = readLine().flatMap { Int($0.trimmingCharacters(in: .whitespaces)) }.flatMap { causes.indices.contains($0 - 1) ? causes[$0 - 1] : nil }
+                        let cause = Self.askCause()
                         print("in words (Enter: none) > ", terminator: "")
                         let words = readLine()?.trimmingCharacters(in: .whitespaces) ?? ""
                         current = try await options.call(.examAbort, ExamAbortParams(examID: exam, reason: words.isEmpty ? "aborted at the console" : words,
-                                                                                     cause: picked ?? .other))
+                                                                                     cause: cause))
                         print("exam \(exam) aborted; X-rays off")
                         continue
                     case nil: return
@@ -181,6 +179,19 @@ struct ExamCommands: AsyncParsableCommand {
                 }
             }
             if !options.json { ExamText.printSummary(current) }
+        }
+
+        /// The cause, asked until the answer is one (Enter or end of input: none chosen, the
+        /// RIS's code is then read from the words).
+        static func askCause() -> AbortCause? {
+            let causes = AbortCause.allCases
+            while true {
+                print("why? " + causes.enumerated().map { "\($0.offset + 1): \($0.element.rawValue)" }.joined(separator: " · ") + " (Enter: none) > ",
+                      terminator: "")
+                guard let line = readLine(), !line.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
+                if let cause = AbortCause(answer: line) { return cause }
+                print("\"\(line)\" is not one of them: a number from 1 to \(causes.count) or a name")
+            }
         }
     }
 
@@ -449,8 +460,8 @@ struct ExamCommands: AsyncParsableCommand {
         @OptionGroup var options: ConnectionOptions
         @Argument(help: "The exam number.") var exam: Int64
         @Option(help: "Why, in words (the exam's record, the RIS's comments).") var reason: String = "aborted at the console"
-        @Option(help: "Why, as the RIS hears it: \(AbortCause.allCases.map(\.rawValue).joined(separator: ", ")).")
-        var cause: AbortCause = .other
+        @Option(help: "Why, as the RIS hears it: \(AbortCause.allCases.map(\.rawValue).joined(separator: ", ")). Without it the RIS's code is read from the reason's words.")
+        var cause: AbortCause?
 
         func run() async throws {
             let r = try await options.call(.examAbort, ExamAbortParams(examID: exam, reason: reason, cause: cause))

@@ -554,7 +554,8 @@ public struct ExamAddParams: Codable, Sendable, Equatable {
 public struct ExamAbortParams: Codable, Sendable, Equatable {
     public var examID: Int64
     public var reason: String?
-    /// Why, as the RIS hears it (CID 9301); absent: `other`.
+    /// Why, as the RIS hears it (CID 9301); absent: none chosen, the RIS's code is read from
+    /// the reason's words.
     public var cause: AbortCause?
     public enum CodingKeys: String, CodingKey { case reason, cause, examID = "exam_id" }
     public init(examID: Int64, reason: String? = nil, cause: AbortCause? = nil) { self.examID = examID; self.reason = reason; self.cause = cause }

@@ -60,22 +60,27 @@ public struct DaemonMetrics: Sendable, Codable, Equatable {
 /// free bytes and not what is in use (docs/RELIABILITY.md, "A clinic day").
 public struct MemoryMetrics: Sendable, Codable, Equatable {
     public var residentBytes: Int
+    /// What glibc's heap has handed out (mallinfo2: blocks in use and mapped blocks) and what
+    /// it holds free. Blocks a thread keeps in its own cache (tcache) count as in use.
     public var heapInUseBytes: Int
     public var heapFreeBytes: Int
-    /// Of the heap in use, two caches that fill during a day and then hold their size:
-    /// SQLite's (the exam store's page caches, under its soft heap limit) and the log ring's
-    /// lines (for service reports, at most 1 MiB).
+    /// All SQLite has allocated (sqlite3_memory_used: page caches, schemas, prepared
+    /// statements), and of it the page caches (SQLITE_STATUS_PAGECACHE_OVERFLOW), which fill
+    /// during a day and are then recycled under the soft heap limit (`sqliteLimitBytes`; soft:
+    /// SQLite may pass it for a moment rather than fail).
     public var sqliteBytes: Int
-    public var logRingBytes: Int
-    /// Their limits: SQLite's soft heap limit, the ring's size.
+    public var sqlitePageCacheBytes: Int
     public var sqliteLimitBytes: Int
+    /// The log ring's share of the heap (its slots and lines, estimated) and the most it can
+    /// hold.
+    public var logRingBytes: Int
     public var logRingLimitBytes: Int
     /// Resident anonymous memory (the heap's touched pages, stacks): `RssAnon`. The rest of
     /// resident memory is pages of the program's files, paged in as code is first run.
     public var anonymousBytes: Int
 
-    public init(residentBytes: Int, anonymousBytes: Int, heapInUseBytes: Int, heapFreeBytes: Int, sqliteBytes: Int, logRingBytes: Int,
-                sqliteLimitBytes: Int, logRingLimitBytes: Int) {
+    public init(residentBytes: Int, anonymousBytes: Int, heapInUseBytes: Int, heapFreeBytes: Int, sqliteBytes: Int, sqlitePageCacheBytes: Int,
+                logRingBytes: Int, sqliteLimitBytes: Int, logRingLimitBytes: Int) {
         self.sqliteLimitBytes = sqliteLimitBytes
         self.logRingLimitBytes = logRingLimitBytes
         self.residentBytes = residentBytes
@@ -83,18 +88,22 @@ public struct MemoryMetrics: Sendable, Codable, Equatable {
         self.heapInUseBytes = heapInUseBytes
         self.heapFreeBytes = heapFreeBytes
         self.sqliteBytes = sqliteBytes
+        self.sqlitePageCacheBytes = sqlitePageCacheBytes
         self.logRingBytes = logRingBytes
     }
 
-    /// What the heap holds besides its two caches: a leak grows this.
-    public var workingHeapBytes: Int { heapInUseBytes - sqliteBytes - logRingBytes }
-    /// Anonymous resident memory less every free byte of the heap (resident or not): an upper
-    /// bound on what is anonymous and in use (the heap's blocks, stacks, other mappings).
-    public var anonymousNotFreeBytes: Int { anonymousBytes - heapFreeBytes }
+    /// What the heap holds besides its two caches (SQLite's page caches, the log ring): a leak
+    /// grows this, SQLite's own (a statement never finalised) included.
+    public var workingHeapBytes: Int { heapInUseBytes - sqlitePageCacheBytes - logRingBytes }
+    /// Anonymous resident memory less every free byte of the heap and the two caches: what is
+    /// anonymous and in use besides the caches (the heap's other blocks, stacks, other
+    /// mappings), or less (free bytes need not be resident): a lower bound that grows with a
+    /// leak outside malloc.
+    public var anonymousBesideCachesBytes: Int { anonymousBytes - heapFreeBytes - sqlitePageCacheBytes - logRingBytes }
 
     public enum CodingKeys: String, CodingKey {
         case residentBytes = "resident_bytes", anonymousBytes = "anonymous_bytes", heapInUseBytes = "heap_in_use_bytes", heapFreeBytes = "heap_free_bytes"
-        case sqliteBytes = "sqlite_bytes", logRingBytes = "log_ring_bytes"
+        case sqliteBytes = "sqlite_bytes", sqlitePageCacheBytes = "sqlite_page_cache_bytes", logRingBytes = "log_ring_bytes"
         case sqliteLimitBytes = "sqlite_limit_bytes", logRingLimitBytes = "log_ring_limit_bytes"
     }
 }

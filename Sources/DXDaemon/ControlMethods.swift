@@ -19,9 +19,13 @@ public struct DaemonControlHandler: ControlHandler {
     let table: MethodTable
     let audit: AuditLog
     let configuration: DaemonConfiguration
+    let heap: HeapTrimmer
 
-    public init(device: DeviceService, exams: ExamSequencer, deviceName: String, audit: AuditLog, configuration: DaemonConfiguration, logger: Logger) {
+    /// `clock`: the daemon's, for the heap's trimming after requests (at most once a second).
+    public init(device: DeviceService, exams: ExamSequencer, deviceName: String, audit: AuditLog, configuration: DaemonConfiguration,
+                clock: any Clock<Duration>, logger: Logger) {
         self.audit = audit
+        heap = HeapTrimmer(clock: clock)
         self.configuration = configuration
         table = Methods(device: device, exams: exams, deviceName: deviceName, configuration: configuration).table()
         // A method without a handler is a build that must not ship: it fails at start, and
@@ -49,10 +53,9 @@ public struct DaemonControlHandler: ControlHandler {
         }
         var accepted = false
         // A scan, a calibration, an analysis or a report frees tens of MB when it ends, an
-        // exam's record or results some hundred kB; glibc keeps freed pages for the next
-        // allocation, so resident memory would rise to the day's largest job and stay there
-        // (the clinic day, docs/RELIABILITY.md). They go back after every request (Heap).
-        defer { Heap.releaseFree() }
+        // exam's record or results some hundred kB: the free pages go back to the system
+        // after requests, at most once a second (TrimSchedule; the clinic day, docs/RELIABILITY.md).
+        defer { heap.requestEnded() }
         do {
             return try await handler(request.params, context) {
                 accepted = true
@@ -154,7 +157,7 @@ private struct Methods: Sendable {
         }
         t.on(.examSkip) { p, context in try await exams.skip(examID: p.examID, site: p.site, reason: p.reason, by: Self.user(context)) }
         t.on(.examAdd) { p, _ in try await exams.add(examID: p.examID, site: p.site) }
-        t.on(.examAbort) { p, context in try await exams.abort(examID: p.examID, reason: p.reason ?? "aborted by \(Self.user(context))", cause: p.cause ?? .other) }
+        t.on(.examAbort) { p, context in try await exams.abort(examID: p.examID, reason: p.reason ?? "aborted by \(Self.user(context))", cause: p.cause) }
         t.on(.examGet) { p, _ in try await exams.get(p.examID) }
         t.on(.examResults) { p, _ in try await exams.results(p.examID) }
         t.on(.examCorrect) { p, context in

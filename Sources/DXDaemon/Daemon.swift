@@ -28,7 +28,7 @@ public struct Daemon: Sendable {
     }
 
     public func run() async throws {
-        Heap.configure()
+        ExamStore.limitMemory()
         let clock = ScaledClock(speed: configuration.timeScale)
         if configuration.timeScale != 1 {
             logger.notice("time runs \(configuration.timeScale)× faster than real time (simulator use only)")
@@ -73,7 +73,8 @@ public struct Daemon: Sendable {
         let policy = AccessPolicy(technologistGroup: configuration.technologistGroup, serviceGroup: configuration.serviceGroup)
         let exams = try Self.examSequencer(configuration, device: device, logger: logger)
         for note in try await exams.recover(countLines: Self.linesInCapture) { logger.warning("recovered: \(note)") }
-        let handler = DaemonControlHandler(device: device, exams: exams, deviceName: transport.name, audit: audit, configuration: configuration, logger: logger)
+        let handler = DaemonControlHandler(device: device, exams: exams, deviceName: transport.name, audit: audit, configuration: configuration,
+                                           clock: clock, logger: logger)
         let inherited = SocketActivation.inheritedListener()
         let listener: ControlServer.Listener = inherited.map { .inherited($0) } ?? .path(configuration.socketPath)
         let configuration = self.configuration

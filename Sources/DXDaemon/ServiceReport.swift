@@ -9,33 +9,61 @@ import Synchronization
 
 /// The daemon's recent log lines, kept in memory for service reports (the journal keeps the
 /// full log on a console; a report must not need root to read it). Bounded by lines and by
-/// bytes (a line longer than the whole ring is cut): a cache that fills during the first
-/// hours and then holds its size, which `service.metrics` reports (`log_ring_bytes`).
+/// bytes; a line over 8 kB (a runaway message) is cut at a character boundary and marked.
+/// A cache that fills during the first hours and then holds its size: `service.metrics`
+/// reports what it holds of the heap (`log_ring_bytes`), and the most it can hold.
 public final class LogRing: Sendable {
     public static let shared = LogRing(capacity: 5000, maxBytes: 1 << 20)
+    /// The longest line kept whole.
+    public static let maxLineBytes = 8 << 10
     private struct Lines {
-        var lines = Deque<String>()
+        var lines: Deque<String>
         var bytes = 0
+        var heapBytes = 0
     }
-    private let state = Mutex(Lines())
+    private let state: Mutex<Lines>
     private let capacity: Int
     public let maxBytes: Int
 
     public init(capacity: Int, maxBytes: Int) {
         self.capacity = max(1, capacity)
         self.maxBytes = max(1, maxBytes)
+        // The slots are allocated once, at the start: the ring's storage does not step up
+        // (doubling) half-way through a day.
+        state = Mutex(Lines(lines: Deque(minimumCapacity: self.capacity + 1)))
     }
 
     public func append(_ line: String) {
-        // Cut with room for the replacement character a split sequence decodes to.
-        let line = line.utf8.count > maxBytes ? String(decoding: line.utf8.prefix(max(0, maxBytes - 3)), as: UTF8.self) : line
+        let line = Self.cut(line, to: min(maxBytes, Self.maxLineBytes))
         state.withLock { s in
             s.lines.append(line)
             s.bytes += line.utf8.count
+            s.heapBytes += Self.heapBytes(line)
             while s.lines.count > capacity || s.bytes > maxBytes, let first = s.lines.popFirst() {
                 s.bytes -= first.utf8.count
+                s.heapBytes -= Self.heapBytes(first)
             }
         }
+    }
+
+    /// The line, or its first bytes up to a character boundary and "…" within `limit` bytes.
+    static func cut(_ line: String, to limit: Int) -> String {
+        let utf8 = line.utf8
+        guard utf8.count > limit else { return line }
+        let mark = "…"
+        var end = utf8.index(utf8.startIndex, offsetBy: max(0, limit - mark.utf8.count))
+        // Back to the first byte of a character: a continuation byte is 0b10xxxxxx.
+        while end > utf8.startIndex, utf8[end] & 0xC0 == 0x80 { end = utf8.index(before: end) }
+        return String(line[..<end]) + mark
+    }
+
+    /// What a line of text costs the heap (an estimate of Swift's and glibc's layout): a
+    /// string of 15 bytes or fewer lives in its slot; a longer one is an object of a 32-byte
+    /// header and its bytes with a terminator, in a malloc chunk of 8 more, rounded up to 16.
+    static func heapBytes(_ line: String) -> Int {
+        let n = line.utf8.count
+        guard n > 15 else { return 0 }
+        return max(32, (32 + n + 1 + 8 + 15) & ~15)
     }
 
     public var text: String { state.withLock { $0.lines.joined(separator: "\n") + "\n" } }
@@ -43,6 +71,14 @@ public final class LogRing: Sendable {
     /// The UTF-8 bytes of the lines it holds (at most `maxBytes`).
     public var bytes: Int { state.withLock { $0.bytes } }
     public var count: Int { state.withLock { $0.lines.count } }
+    /// What it holds of the heap: its slots and its lines' objects (estimated, `heapBytes(_:)`).
+    public var heapBytes: Int { slotBytes + state.withLock { $0.heapBytes } }
+    /// The most it can hold of the heap: every slot full, every line at least 16 bytes (the
+    /// byte limit spread over as many lines as the slots allow).
+    public var maxHeapBytes: Int { slotBytes + capacity * (32 + 1 + 8 + 15) + maxBytes }
+    /// The slots reserved at the start (one more than the lines: a line goes in before the
+    /// oldest comes out).
+    private var slotBytes: Int { (capacity + 1) * MemoryLayout<String>.stride }
 
     /// A swift-log handler that writes into this ring.
     public func handler(label: String, level: Logger.Level) -> some LogHandler { RingLogHandler(ring: self, label: label, logLevel: level) }

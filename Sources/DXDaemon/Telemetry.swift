@@ -19,7 +19,7 @@ final class DaemonTelemetry: Sendable {
     private let exposureSeconds, dapMGyCm2, estimatedExposureSeconds, estimatedDAPMGyCm2: CoreMetrics.FloatingPointCounter
     private let longestHostGapSeconds, uptimeSeconds: CoreMetrics.Gauge
     private let dicomPending, dicomFailed, dicomStepsOpen, dicomOldestSeconds, dicomStuck: CoreMetrics.Gauge
-    private let residentBytes, anonymousBytes, heapInUseBytes, heapFreeBytes, sqliteBytes, logRingBytes: CoreMetrics.Gauge
+    private let residentBytes, anonymousBytes, heapInUseBytes, heapFreeBytes, sqliteBytes, sqlitePageCacheBytes, logRingBytes: CoreMetrics.Gauge
     private let dicom = Mutex<DicomQueueMetrics?>(nil)
 
     /// The device session's link counters are cumulative on the session; each export adds
@@ -59,6 +59,7 @@ final class DaemonTelemetry: Sendable {
         heapInUseBytes = gauge("memory_heap_in_use_bytes")
         heapFreeBytes = gauge("memory_heap_free_bytes")
         sqliteBytes = gauge("memory_sqlite_bytes")
+        sqlitePageCacheBytes = gauge("memory_sqlite_page_cache_bytes")
         link = [
             LinkCounter(counter: counter("frames_total", [("kind", "response")]), read: { $0.responses }),
             LinkCounter(counter: counter("frames_total", [("kind", "event")]), read: { $0.events }),
@@ -143,6 +144,7 @@ final class DaemonTelemetry: Sendable {
             heapInUseBytes.record(m.heapInUseBytes)
             heapFreeBytes.record(m.heapFreeBytes)
             sqliteBytes.record(m.sqliteBytes)
+            sqlitePageCacheBytes.record(m.sqlitePageCacheBytes)
         }
         return registry.emitToString()
     }

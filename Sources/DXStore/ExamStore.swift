@@ -18,17 +18,31 @@ public final class ExamStore: ExamRecorder {
     /// before it fails with `StoreFailure.locked`. Short: the sequencer waits on it.
     public static let busyTimeout: TimeInterval = 0.5
 
-    /// What SQLite has allocated in this process, every connection's page cache included
-    /// (sqlite3_memory_used): the store's share of the daemon's heap.
+    /// What SQLite has allocated in this process (sqlite3_memory_used): page caches, schemas,
+    /// prepared statements.
     public static var sqliteMemoryBytes: Int { Int(clamping: sqlite3_memory_used()) }
 
-    /// SQLite's memory in this process, every connection's page cache included: a soft limit
-    /// (sqlite3_soft_heap_limit64) that SQLite keeps by recycling cache pages. The database of
-    /// a console's years is tens of MB; its hot pages fit (docs/RELIABILITY.md, "A clinic day").
+    /// Of it, the page caches (SQLITE_STATUS_PAGECACHE_OVERFLOW: with no static page-cache
+    /// buffer configured, every cache page comes from the heap and is counted here).
+    public static var sqlitePageCacheBytes: Int {
+        var current: sqlite3_int64 = 0, highest: sqlite3_int64 = 0
+        guard sqlite3_status64(SQLITE_STATUS_PAGECACHE_OVERFLOW, &current, &highest, 0) == SQLITE_OK else { return 0 }
+        return Int(clamping: current)
+    }
+
+    /// SQLite's memory in this process: a soft limit (sqlite3_soft_heap_limit64) that SQLite
+    /// keeps by recycling cache pages, and may pass for a moment rather than fail. The
+    /// database of a console's years is tens of MB; its hot pages fit (docs/RELIABILITY.md,
+    /// "A clinic day").
     public static let sqliteMemoryLimit: Int64 = 8 << 20
 
+    /// Sets the soft limit for this process: once, at the start of a program that keeps the
+    /// store open all day (dexad, dexa-dicomd), not as a side effect of opening a store.
+    public static func limitMemory() {
+        sqlite3_soft_heap_limit64(sqliteMemoryLimit)
+    }
+
     public init(path: String) throws {
-        sqlite3_soft_heap_limit64(Self.sqliteMemoryLimit)
         var config = Configuration()
         config.busyMode = .timeout(Self.busyTimeout)
         config.prepareDatabase { db in
@@ -353,10 +367,17 @@ public final class ExamStore: ExamRecorder {
         }
     }
 
-    public func setAborted(examID: Int64, cause: AbortCause, at: Date) throws {
+    public func setAborted(examID: Int64, cause: AbortCause?, warning: ExamWarning, at: Date) throws -> Bool {
         try db.write { db in
-            try db.execute(sql: "UPDATE exam SET state = ?, ended_at = ?, abort_cause = ? WHERE id = ?",
-                           arguments: [ExamState.aborted.rawValue, at.timeIntervalSince1970, cause.rawValue, examID])
+            // Only an exam still open: a step that completed the exam while the abort waited
+            // for X-rays off keeps its completed record.
+            try db.execute(sql: "UPDATE exam SET state = ?, ended_at = ?, abort_cause = ? WHERE id = ? AND state IN (?, ?, ?, ?)",
+                           arguments: [ExamState.aborted.rawValue, at.timeIntervalSince1970, cause?.rawValue, examID,
+                                       ExamState.created.rawValue, ExamState.blocked.rawValue, ExamState.ready.rawValue, ExamState.inProgress.rawValue])
+            guard db.changesCount > 0 else { return false }
+            try db.execute(sql: "INSERT INTO warning (exam_id, scan_row, at, kind, detail) VALUES (?, ?, ?, ?, ?)",
+                           arguments: [examID, nil, at.timeIntervalSince1970, warning.kind.rawValue, try Self.json(warning)])
+            return true
         }
     }
 

@@ -49,6 +49,7 @@ struct DexaDicomd: AsyncParsableCommand {
             logger.critical("cannot keep this station's identity in \(objects): \(error)")
             throw ExitCode(73)  // EX_CANTCREAT
         }
+        ExamStore.limitMemory()
         let store = try ExamStore(path: database)
         var settings = DicomService.Settings(objectDirectory: objects)
         settings.pollInterval = .milliseconds(Int(pollSeconds * 1000))

@@ -35,6 +35,8 @@ struct Dexad: AsyncParsableCommand {
     var noCaptures = false
 
     func run() async throws {
+        // Before anything else allocates on another thread (docs/RELIABILITY.md, "A clinic day").
+        let arenasLimited = Heap.configure()
         var c = DaemonConfiguration()
         do {
             let path = config ?? "/etc/dexa/dexad.conf"
@@ -58,6 +60,7 @@ struct Dexad: AsyncParsableCommand {
         }
         let logger = Logger(label: "dexad")
         logger.notice("dexad starting", metadata: ["device": "\(c.device)", "socket": "\(c.socketPath)"])
+        if !arenasLimited { logger.warning("glibc did not take the limit of two malloc arenas: memory may grow with free pages over a day") }
         do {
             try await Daemon(configuration: c, logger: logger).run()
         } catch let e as ConfigurationError {

@@ -51,6 +51,28 @@ import Testing
         #expect(try failure(ScanRunParams.self, #"{"lines": null}"#) == nil)
     }
 
+    /// An abort's cause is one of the five, or absent (null): a wrong one is refused naming
+    /// them, and a number or an object is no cause either.
+    @Test func anAbortsCauseIsOneOfTheFiveOrNone() throws {
+        let wrong = try #require(try failure(ExamAbortParams.self, #"{"exam_id": 1, "cause": "patient_unwell"}"#))
+        #expect(wrong.description.contains("'cause'") && wrong.description.contains("patient_condition")
+                && wrong.description.contains("wrong_worklist_entry"), "\(wrong)")
+        #expect(try failure(ExamAbortParams.self, #"{"exam_id": 1, "cause": 2}"#)?.description.contains("'cause'") == true)
+        #expect(try failure(ExamAbortParams.self, #"{"exam_id": 1, "cause": {"code": "110513"}}"#) != nil)
+        #expect(try StrictDecoder.decode(ExamAbortParams.self, from: try json(#"{"exam_id": 1, "cause": null}"#)).cause == nil)
+        #expect(try StrictDecoder.decode(ExamAbortParams.self, from: try json(#"{"exam_id": 1}"#)).cause == nil)
+        #expect(try StrictDecoder.decode(ExamAbortParams.self, from: try json(#"{"exam_id": 1, "cause": "patient_refused"}"#)).cause == .patientRefused)
+    }
+
+    /// The console's answer: the number shown or the name, any case, spaces for underscores.
+    @Test func aTechnologistsAnswerNamesACause() {
+        #expect(AbortCause(answer: "1") == .equipmentFailure)
+        #expect(AbortCause(answer: " 5 ") == .other)
+        #expect(AbortCause(answer: "Patient refused") == .patientRefused)
+        #expect(AbortCause(answer: "wrong-worklist-entry") == .wrongWorklistEntry)
+        for nonsense in ["0", "6", "-1", "patient", "", "1.0", "🙂"] { #expect(AbortCause(answer: nonsense) == nil, "\(nonsense)") }
+    }
+
     /// A field that takes any JSON takes any keys; objects inside arrays are checked; a key
     /// with a dot in it is its own key, not a path.
     @Test func freeFormFieldsArraysAndDottedKeys() throws {
@@ -85,6 +107,7 @@ import Testing
         try roundTrip(ExamRepeatParams(examID: 2, site: .lateralSpine))
         try roundTrip(ExamRepeatParams(examID: 2))
         try roundTrip(ExamAbortParams(examID: 3, reason: "patient unwell"))
+        try roundTrip(ExamAbortParams(examID: 3, reason: "tube arc fault", cause: .equipmentFailure))
         try roundTrip(ExamAddParams(examID: 4, site: .leftHip))
         try roundTrip(ExamListParams(limit: 5))
         try roundTrip(LogParams(offset: 100, maxBytes: 512))

@@ -47,23 +47,44 @@ struct ExamStoreTests {
         #expect(try store.exam(999) == nil)
     }
 
-    /// An abort's cause is kept with the exam's end, and read back after a restart; an exam
-    /// that was not aborted has none.
+    /// An abort's cause is kept with the exam's end and its warning, and read back after a
+    /// restart; an abort with no cause chosen keeps none (the words then decide the RIS's
+    /// code); an exam that was not aborted has none.
     @Test func anAbortsCauseSurvivesReopening() throws {
         let dir = TemporaryDirectory()
         let path = dir.file("exams.sqlite")
-        var aborted: Int64 = 0, completed: Int64 = 0
+        var aborted: Int64 = 0, uncaused: Int64 = 0, completed: Int64 = 0
         do {
             let store = try ExamStore(path: path)
             aborted = try store.createExam(patient: Self.patient, referral: "r", operatorName: "t", plan: [.apSpine], at: Date())
+            uncaused = try store.createExam(patient: Self.patient, referral: "r", operatorName: "t", plan: [.apSpine], at: Date())
             completed = try store.createExam(patient: Self.patient, referral: "r", operatorName: "t", plan: [.apSpine], at: Date())
-            try store.setAborted(examID: aborted, cause: .wrongWorklistEntry, at: Date(timeIntervalSince1970: 1_800_000_000))
+            #expect(try store.setAborted(examID: aborted, cause: .wrongWorklistEntry, warning: ExamWarning(kind: .aborted, message: "exam aborted: wrong order"),
+                                         at: Date(timeIntervalSince1970: 1_800_000_000)))
+            #expect(try store.setAborted(examID: uncaused, cause: nil, warning: ExamWarning(kind: .aborted, message: "exam aborted: tube arc fault"), at: Date()))
             try store.setState(examID: completed, state: .completed, at: Date())
         }
         let store = try ExamStore(path: path)
         let a = try #require(try store.exam(aborted))
         #expect(a.state == .aborted && a.abortCause == .wrongWorklistEntry && a.endedAt == Date(timeIntervalSince1970: 1_800_000_000))
+        #expect(a.warnings.map(\.message) == ["exam aborted: wrong order"])
+        let u = try #require(try store.exam(uncaused))
+        #expect(u.state == .aborted && u.abortCause == nil)
         #expect(try store.exam(completed)?.abortCause == nil)
+    }
+
+    /// An abort that comes after the exam ended (its last step completed it while X-rays
+    /// were being turned off) changes nothing: the completed record stays, with no warning.
+    @Test func anAbortAfterTheEndChangesNothing() throws {
+        let dir = TemporaryDirectory()
+        let store = try ExamStore(path: dir.file("exams.sqlite"))
+        let id = try store.createExam(patient: Self.patient, referral: "r", operatorName: "t", plan: [.apSpine], at: Date())
+        let ended = Date(timeIntervalSince1970: 1_800_000_000)
+        try store.setState(examID: id, state: .completed, at: ended)
+        #expect(try store.setAborted(examID: id, cause: .patientRefused, warning: ExamWarning(kind: .aborted, message: "exam aborted: late"), at: Date()) == false)
+        let e = try #require(try store.exam(id))
+        #expect(e.state == .completed && e.endedAt == ended && e.abortCause == nil && e.warnings.isEmpty)
+        #expect(try store.setAborted(examID: 999, cause: nil, warning: ExamWarning(kind: .aborted, message: "x"), at: Date()) == false)
     }
 
     @Test func everyAnswerIsKeptWithWhoAndWhen() throws {

@@ -138,6 +138,7 @@ struct ControlSurfaceTests {
         _ = try await Self.call(daemon, seen, .examAbort, .object(["exam_id": examID, "reason": .string("test over")]))
         let shown = try await Self.call(daemon, seen, .examGet, idParams)
         #expect(shown["state"]?.stringValue == "aborted")
+        #expect(shown["abort_cause"] == nil || shown["abort_cause"] == .null, "no cause chosen, none kept (the RIS reads the words): \(shown)")
         // The results: the AP spine was analysed the moment it completed; a phantom lies on
         // this table, so the analysis says there is no spine, and gives no number.
         let examResults = try await Self.call(daemon, seen, .examResults, idParams)

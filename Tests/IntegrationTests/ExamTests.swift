@@ -77,6 +77,11 @@ struct ExamTests {
         let stepped = try? await step.value
         // The technologist's cause is on the exam's record and in its results (the RIS's code).
         #expect(aborted["state"]?.stringValue == "aborted" && aborted["abort_cause"]?.stringValue == "patient_condition", "\(aborted)")
+        // The abort answers once the step has recorded its end: the record it returns (the
+        // one the RIS and the dose report are made from) holds the aborted attempt.
+        if case .array(let shown)? = aborted["attempts"] {
+            #expect(shown.last?["status"]?.stringValue == "aborted" && shown.last?["ended_at"] != nil, "\(shown)")
+        } else { Issue.record("no attempts in \(aborted)") }
         let results = try await daemon.call("exam.results", .object(["exam_id": exam]))
         #expect(results["abort_cause"]?.stringValue == "patient_condition" && results["abort_reason"]?.stringValue == "patient unwell", "\(results)")
         let attempt = stepped?["attempt"]

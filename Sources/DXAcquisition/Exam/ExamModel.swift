@@ -123,6 +123,30 @@ public enum AbortCause: String, Sendable, Codable, CaseIterable {
     case wrongWorklistEntry = "wrong_worklist_entry"
     /// Anything else (the reason's words say what).
     case other
+
+    /// A technologist's answer at the console: the cause's number in `allCases` (from 1) or
+    /// its name, spaces or hyphens for underscores, any case; nil for anything else.
+    public init?(answer: String) {
+        let a = answer.trimmingCharacters(in: .whitespaces).lowercased()
+        if let n = Int(a) {
+            guard Self.allCases.indices.contains(n - 1) else { return nil }
+            self = Self.allCases[n - 1]
+            return
+        }
+        let name = a.replacingOccurrences(of: " ", with: "_").replacingOccurrences(of: "-", with: "_")
+        guard let c = Self(rawValue: name) else { return nil }
+        self = c
+    }
+
+    /// A wrong cause is refused naming the ones there are.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let name = try c.decode(String.self)
+        guard let cause = Self(rawValue: name) else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: "'\(name)' is not a cause: one of \(Self.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        self = cause
+    }
 }
 
 /// Where an exam stands.

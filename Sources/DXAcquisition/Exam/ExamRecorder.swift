@@ -29,8 +29,10 @@ public protocol ExamRecorder: Sendable {
     /// The latest answer to each item.
     func answers(examID: Int64) throws -> ChecklistAnswers
     func setState(examID: Int64, state: ExamState, at: Date) throws
-    /// Ends the exam as aborted, with the technologist's cause, in one transaction.
-    func setAborted(examID: Int64, cause: AbortCause, at: Date) throws
+    /// Ends the exam as aborted, with the technologist's cause (nil: none chosen) and the
+    /// warning that says why, in one transaction, if it is still open (created, blocked,
+    /// ready, in progress); false, and nothing changed, if it had already ended.
+    func setAborted(examID: Int64, cause: AbortCause?, warning: ExamWarning, at: Date) throws -> Bool
     func setPlan(examID: Int64, plan: [Site]) throws
     /// A new attempt at a site, before anything is exposed; returns its row.
     func beginAttempt(examID: Int64, attempt: SiteAttempt) throws -> Int64

@@ -158,7 +158,8 @@ public struct ExamResults: Sendable, Codable, Equatable {
         endedAt = try c.decodeIfPresent(String.self, forKey: .endedAt)
         operatorName = try c.decodeIfPresent(String.self, forKey: .operatorName)
         abortReason = try c.decodeIfPresent(String.self, forKey: .abortReason)
-        abortCause = try c.decodeIfPresent(AbortCause.self, forKey: .abortCause)
+        // A cause a later version added reads as "other": the results stay readable.
+        abortCause = try c.decodeIfPresent(String.self, forKey: .abortCause).map { AbortCause(rawValue: $0) ?? .other }
         exposures = try c.decodeIfPresent([Exposure].self, forKey: .exposures) ?? []
     }
 

@@ -61,6 +61,8 @@ public actor ExamSequencer {
     private var running: (examID: Int64, site: Site)?
     /// `abort` came while the running step was positioning: it must not go on to scan.
     private var stepAborted = false
+    /// Aborts waiting for the running step to record its end.
+    private var stepEndWaiters: [CheckedContinuation<Void, Never>] = []
     /// Steps that ended while the exam database refused writes (read-only, locked, full):
     /// their outcome, kept until the database takes it. Written before any other request
     /// reads the store, so no step is shown as still running, and none is scanned again
@@ -418,8 +420,10 @@ public actor ExamSequencer {
         return try await runSite(exam, target, observer: observer)
     }
 
-    /// Stops the running step at once (X-rays off) and ends the exam.
-    public func abort(examID: Int64, reason: String, cause: AbortCause) async throws(ExamError) -> ExamRecord {
+    /// Stops the running step at once (X-rays off) and ends the exam. The cause is the one
+    /// the technologist chose; nil when none was (the RIS's code is then read from the words,
+    /// docs/dicom-conformance.md).
+    public func abort(examID: Int64, reason: String, cause: AbortCause?) async throws(ExamError) -> ExamRecord {
         let exam = try stored(examID)
         guard [.created, .blocked, .ready, .inProgress].contains(exam.state) else { throw .wrongState(examID, exam.state, "it has already ended") }
         // The scan first: X-rays off does not wait for the database (locked, read-only).
@@ -427,9 +431,21 @@ public actor ExamSequencer {
             stepAborted = true
             abortLatch.set(true)
             do { _ = try await runner.abort() } catch { logger.error("abort: \(error)") }
+            // The step records its attempt (aborted, with its lines and its dose) before the
+            // exam ends: whatever reads the ended exam (the RIS's step, the dose report) sees
+            // every exposure.
+            while running?.examID == examID { await withCheckedContinuation { stepEndWaiters.append($0) } }
+            // An outcome kept while the database refused writes goes in first.
+            _ = try stored(examID)
         }
-        try store { try recorder.setAborted(examID: examID, cause: cause, at: now()) }
-        try store { try recorder.addWarning(examID: examID, attemptRow: nil, warning: ExamWarning(kind: .aborted, message: "exam aborted: \(reason)"), at: now()) }
+        let warning = ExamWarning(kind: .aborted, message: "exam aborted: \(reason)")
+        guard try store({ try recorder.setAborted(examID: examID, cause: cause, warning: warning, at: now()) }) else {
+            // The step completed the exam while X-rays were being turned off.
+            let ended = try stored(examID)
+            throw .wrongState(examID, ended.state, "it ended while the abort waited for its step")
+        }
+        examClocks[examID] = nil
+        budgetWarned.remove(examID)
         publish(examID)
         return try get(examID)
     }
@@ -460,7 +476,12 @@ public actor ExamSequencer {
         running = (examID, site)
         stepAborted = false
         abortLatch.set(false)
-        defer { running = nil }
+        defer {
+            running = nil
+            let waiters = stepEndWaiters
+            stepEndWaiters = []
+            for w in waiters { w.resume() }
+        }
         guard let info = await session.info else { throw DeviceError.notConnected }
         // Aborted while this step waited for the session: nothing moves, nothing exposes.
         if stepAborted { throw ExamError.wrongState(examID, .aborted, "the exam was aborted before its step began") }
@@ -696,6 +717,7 @@ public actor ExamSequencer {
             }
         }
         examClocks[examID] = nil
+        budgetWarned.remove(examID)
         publish(examID)
     }
 
