@@ -63,6 +63,9 @@ public actor ExamSequencer {
     private var stepAborted = false
     /// Aborts waiting for the running step to record its end.
     private var stepEndWaiters: [CheckedContinuation<Void, Never>] = []
+    /// Exams an abort is ending: no step of theirs starts while the abort waits (a request
+    /// for the next site that got in between the step's end and the abort's would expose).
+    private var aborting: Set<Int64> = []
     /// Steps that ended while the exam database refused writes (read-only, locked, full):
     /// their outcome, kept until the database takes it. Written before any other request
     /// reads the store, so no step is shown as still running, and none is scanned again
@@ -426,6 +429,8 @@ public actor ExamSequencer {
     public func abort(examID: Int64, reason: String, cause: AbortCause?) async throws(ExamError) -> ExamRecord {
         let exam = try stored(examID)
         guard [.created, .blocked, .ready, .inProgress].contains(exam.state) else { throw .wrongState(examID, exam.state, "it has already ended") }
+        aborting.insert(examID)
+        defer { aborting.remove(examID) }
         // The scan first: X-rays off does not wait for the database (locked, read-only).
         if running?.examID == examID {
             stepAborted = true
@@ -464,6 +469,7 @@ public actor ExamSequencer {
     /// after it ends, whatever way it ends.
     private func runSite(_ exam: StoredExam, _ site: Site, observer: Observer?) async throws -> StepResult {
         if let r = running { throw ExamError.stepRunning(r.examID, r.site) }
+        if aborting.contains(exam.id) { throw ExamError.wrongState(exam.id, exam.state, "the exam is being aborted") }
         guard let scan = examProtocol.scan(site) else { throw ExamError.noProtocolScan(site) }
         let cal: Calibration
         switch calibration() {
