@@ -375,8 +375,7 @@ public final class ExamStore: ExamRecorder {
                            arguments: [ExamState.aborted.rawValue, at.timeIntervalSince1970, cause?.rawValue, examID,
                                        ExamState.created.rawValue, ExamState.blocked.rawValue, ExamState.ready.rawValue, ExamState.inProgress.rawValue])
             guard db.changesCount > 0 else { return false }
-            try db.execute(sql: "INSERT INTO warning (exam_id, scan_row, at, kind, detail) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [examID, nil, at.timeIntervalSince1970, warning.kind.rawValue, try Self.json(warning)])
+            try Self.insertWarning(db, examID: examID, attemptRow: nil, warning: warning, at: at)
             return true
         }
     }
@@ -416,10 +415,12 @@ public final class ExamStore: ExamRecorder {
     }
 
     public func addWarning(examID: Int64, attemptRow: Int64?, warning: ExamWarning, at: Date) throws {
-        try db.write { db in
-            try db.execute(sql: "INSERT INTO warning (exam_id, scan_row, at, kind, detail) VALUES (?, ?, ?, ?, ?)",
-                           arguments: [examID, attemptRow, at.timeIntervalSince1970, warning.kind.rawValue, try Self.json(warning)])
-        }
+        try db.write { db in try Self.insertWarning(db, examID: examID, attemptRow: attemptRow, warning: warning, at: at) }
+    }
+
+    private static func insertWarning(_ db: Database, examID: Int64, attemptRow: Int64?, warning: ExamWarning, at: Date) throws {
+        try db.execute(sql: "INSERT INTO warning (exam_id, scan_row, at, kind, detail) VALUES (?, ?, ?, ?, ?)",
+                       arguments: [examID, attemptRow, at.timeIntervalSince1970, warning.kind.rawValue, try json(warning)])
     }
 
     public func exam(_ id: Int64) throws -> StoredExam? {
