@@ -135,6 +135,11 @@ public struct PreparedAttenuation: Sendable {
     /// The scatter kernel (n × n, empty: no scatter correction) and its amplitudes per window.
     let scatterKernel: [Double]
     let scatterLow: Double, scatterHigh: Double
+    let scatterThickness: ScatterThickness
+    /// Whether the scatter is computed again from the primary alone: so measured since
+    /// 2026-12-05 (calibrations with `ScatterModel.thickness`); not for older ones, whose
+    /// amplitude was measured from the recorded counts.
+    let scatterFromPrimary: Bool
 
     init(dark: DarkReference, air: AirReference, periodUs: UInt32, currentUA: UInt32, transmissions: Bool,
          response: ChannelResponse? = nil, deadTimeUs: Double = 0, scatter: ScatterModel? = nil) {
@@ -158,6 +163,8 @@ public struct PreparedAttenuation: Sendable {
         scatterKernel = scatter?.kernel(channels: channels) ?? []
         scatterLow = scatter?.amplitudeLow ?? 0
         scatterHigh = scatter?.amplitudeHigh ?? 0
+        scatterThickness = scatter?.thickness ?? .highWindow
+        scatterFromPrimary = scatter?.thickness != nil
     }
 
     /// One line's counts with the dark level taken off and the rate loss undone, which of them
@@ -184,30 +191,24 @@ public struct PreparedAttenuation: Sendable {
     /// without a scatter model or for a line of another width.
     public func scatterSources(_ line: ScanLine) -> ScatterSources? {
         guard !scatterKernel.isEmpty, let counts = trueCounts(line) else { return nil }
-        let n = channels
-        var sL = [Double](repeating: 0, count: n), sH = sL
-        counts.low.withUnsafeBufferPointer { lo in counts.high.withUnsafeBufferPointer { hi in
-            lnI0High.withUnsafeBufferPointer { a in sL.withUnsafeMutableBufferPointer { l in sH.withUnsafeMutableBufferPointer { h in
-                ScatterModel.sources(low: lo, high: hi, valid: { counts.valid[$0] }, lnI0High: a, into: l, h)
-            } } } } }
-        return ScatterSources(low: sL, high: sH, measured: counts.valid, exposure: exposure)
+        let s = ScatterModel.sources(low: counts.low, high: counts.high, valid: counts.valid, lnI0Low: lnI0Low, lnI0High: lnI0High,
+                                     thickness: scatterThickness)
+        return ScatterSources(low: s.low, high: s.high, measured: counts.valid, exposure: exposure,
+                              countsLow: counts.low, countsHigh: counts.high)
     }
 
-    /// The scatter each channel received, per window, from the line's sources (`ScatterModel`).
+    /// The scatter each channel received, per window, from the line's sources (`ScatterModel`):
+    /// computed again from the primary alone where the sources' counts are known.
     func scatter(from sources: ScatterSources) -> (low: [Double], high: [Double]) {
         let n = channels
-        var outL = [Double](repeating: 0, count: n), outH = outL
-        guard sources.low.count == n, sources.high.count == n else { return (outL, outH) }
-        scatterKernel.withUnsafeBufferPointer { k in
-            for c in 0..<n {
-                var l = 0.0, h = 0.0
-                let row = c * n
-                for j in 0..<n { l += k[row + j] * sources.low[j]; h += k[row + j] * sources.high[j] }
-                outL[c] = scatterLow * l
-                outH[c] = scatterHigh * h
-            }
+        guard sources.low.count == n, sources.high.count == n else { return ([Double](repeating: 0, count: n), [Double](repeating: 0, count: n)) }
+        var s = (low: sources.low, high: sources.high)
+        if scatterFromPrimary, sources.countsLow.count == n, sources.countsHigh.count == n, sources.measured.count == n {
+            s = ScatterModel.primarySources(low: sources.countsLow, high: sources.countsHigh, valid: sources.measured,
+                                            lnI0Low: lnI0Low, lnI0High: lnI0High, thickness: scatterThickness,
+                                            kernel: scatterKernel, amplitudeLow: scatterLow, amplitudeHigh: scatterHigh)
         }
-        return (outL, outH)
+        return ScatterModel.received(kernel: scatterKernel, amplitudeLow: scatterLow, amplitudeHigh: scatterHigh, low: s.low, high: s.high)
     }
 
     public var channels: Int { darkLow.count }

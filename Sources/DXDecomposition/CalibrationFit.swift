@@ -19,8 +19,24 @@ public enum CalibrationFit {
         let deadTimeUs = CountRate.deadTimeUs(airs)
         let bare = passes.map { stage.prepared(periodUs: $0.configuration.linePeriodUs, currentUA: $0.configuration.tubeCurrentUA, deadTimeUs: deadTimeUs ?? 0) }
         let indexed = passes.enumerated().flatMap { i, p in p.lines.map { (line: $0, pass: i) } }
+        // The thickness the scatter sees, from the cells as measured before any scatter is
+        // taken off (`ScatterThickness`); only when there are scatter passes to measure it.
+        var thickness = ScatterThickness.highWindow
+        if passes.contains(where: { isScatterPass($0.configuration) }) {
+            var raw: [AttenuationLine] = []
+            for (i, p) in passes.enumerated() where !isScatterPass(p.configuration) {
+                for line in p.lines { raw.append(try bare[i].process(line)) }
+            }
+            if !raw.isEmpty, let fitted = ScatterThickness.fit(try CalibrationMeasurement.points(lines: raw, geometry: geometry, phantom: phantom)) {
+                thickness = fitted
+            }
+        }
+        // The width is the air's choice. Choosing it by the cells' own bone residual was tried
+        // (2026-12-05) and not kept: where the residual barely depends on the width it picked
+        // 17.5 mm for a 25 mm kernel and moved the ESP by up to −0.9 %, and on the full second
+        // model it accepted a calibration reading L1 −1.9 % (docs/physics.md).
         let scatter = ScatterModel.measure(lines: indexed, trueCounts: { line, pass in bare[pass].trueCounts(line) },
-                                           geometry: geometry, phantom: phantom)
+                                           geometry: geometry, phantom: phantom, thickness: thickness)
         // The cells from the passes made for them; the scatter passes (at the air reference's
         // exposure) measure the scatter only, so the cells are measured as they always were.
         let prepared = passes.map {

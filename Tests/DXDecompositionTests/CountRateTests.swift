@@ -184,6 +184,53 @@ struct ScatterTests {
         #expect(rms(low) < 0.006 && rms(high) < 0.006)
     }
 
+    /// The thickness the scatter sees is the electrons crossed. With two materials whose log
+    /// attenuations are exactly linear (made-up coefficients, no physics), α·L_low + β·L_high
+    /// reproduces the electron thickness of every mixture, and of pure soft tissue and pure
+    /// bone mineral per gram their Z/A over water's (NIST, Hubbell & Seltzer table 2, ICRU 44
+    /// soft tissue 0.54996, water 0.55508; hydroxyapatite 500/1004.6 from its formula).
+    @Test func theElectronThicknessIsFitted() throws {
+        func point(lean: Double, mineral: Double) -> CalibrationPoint {
+            CalibrationPoint(lLow: 0.25 * lean + 0.90 * mineral, lHigh: 0.19 * lean + 0.45 * mineral, softRatio: 0.25 / 0.19,
+                             hydroxyapatite: mineral, lean: lean, fat: 0, pixels: 100, exposure: 1)
+        }
+        var points: [CalibrationPoint] = []
+        for lean in [10.0, 15, 20, 25] { for mineral in [0.0, 0.5, 1.0, 2.0] { points.append(point(lean: lean, mineral: mineral)) } }
+        let t = try #require(ScatterThickness.fit(points))
+        #expect(t.rmsMisfit < 1e-9 && t.cells == 16)
+        let soft = point(lean: 1, mineral: 0), bone = point(lean: 0, mineral: 1)
+        #expect(abs(t.fromLow * soft.lLow + t.fromHigh * soft.lHigh - 0.54996 / 0.55508) < 1e-9)
+        #expect(abs(t.fromLow * bone.lLow + t.fromHigh * bone.lHigh - 0.49771 / 0.55508) < 1e-4)
+        // Too few cells, or cells that cannot tell the two windows apart: no fit.
+        #expect(ScatterThickness.fit(Array(points.prefix(2))) == nil)
+        #expect(ScatterThickness.fit(points.filter { $0.hydroxyapatite == 0 }.map { var p = $0; p.lLow = 1.5 * p.lHigh; return p }) == nil)
+    }
+
+    /// Scatter is made by the primary alone: from recorded counts holding primary and
+    /// scatter, the sources computed again from what is left after a first estimate is taken
+    /// off are nearer the primary's own sources than those of the recorded counts, most
+    /// behind thick tissue beside thin (where the scatter is largest against the primary).
+    @Test func sourcesComeFromThePrimary() {
+        let n = 40
+        let kernel = ScatterModel.kernel(channels: n, widthChannels: 6)
+        let lnAir = [Double](repeating: log(1e5), count: n)
+        // Thin tissue on the left half, thick on the right; t = the high window's log.
+        let primaryLow = (0..<n).map { $0 < n / 2 ? 3e4 : 4e2 }, primaryHigh = (0..<n).map { $0 < n / 2 ? 4e4 : 1.5e3 }
+        let valid = [Bool](repeating: true, count: n), a = 0.02
+        let truth = ScatterModel.sources(low: primaryLow, high: primaryHigh, valid: valid, lnI0Low: lnAir, lnI0High: lnAir,
+                                         thickness: .highWindow)
+        let s = ScatterModel.received(kernel: kernel, amplitudeLow: a, amplitudeHigh: a, low: truth.low, high: truth.high)
+        let recordedLow = zip(primaryLow, s.low).map { $0 + $1 }, recordedHigh = zip(primaryHigh, s.high).map { $0 + $1 }
+        let raw = ScatterModel.sources(low: recordedLow, high: recordedHigh, valid: valid, lnI0Low: lnAir, lnI0High: lnAir,
+                                       thickness: .highWindow)
+        let refined = ScatterModel.primarySources(low: recordedLow, high: recordedHigh, valid: valid, lnI0Low: lnAir, lnI0High: lnAir,
+                                                  thickness: .highWindow, kernel: kernel, amplitudeLow: a, amplitudeHigh: a)
+        func worst(_ x: [Double], _ y: [Double]) -> Double { zip(x, y).map { abs($0 / $1 - 1) }.max() ?? .nan }
+        #expect(worst(refined.low, truth.low) < worst(raw.low, truth.low) / 4, "\(worst(refined.low, truth.low)) vs \(worst(raw.low, truth.low))")
+        #expect(worst(refined.high, truth.high) < worst(raw.high, truth.high) / 4)
+        #expect(worst(raw.low, truth.low) > 0.1, "the case should have scatter comparable to the primary somewhere")
+    }
+
     /// Filling a line's unmeasured channels from another exposure scales them and leaves the
     /// measured ones alone.
     @Test func sourcesAreFilledAtTheirExposure() {

@@ -127,7 +127,7 @@ struct HonestResultTests {
         var s = Scanner(seed: 64, physics: physics)
         let (stage, cal) = try s.calibrate()
         let verdict = cal.verdict
-        print("calibration (\(physics)): \(verdict)")
+        print("calibration (\(physics)): \(verdict); dead time \(cal.deadTimeUs ?? 0) µs, scatter \(String(describing: cal.scatter))")
         if physics == .kramers { #expect(verdict.accepted) }
         // The full second model is refused while the host does not correct its pile-up and
         // scatter (docs/physics.md); when it is accepted, this pin goes and the check below
