@@ -141,14 +141,14 @@ struct HipStudyTests {
         // Every scan is of the side it says: a refusal naming the other side is a wrong sentence.
         #expect(wrongSide == 0, "\(wrongSide) hips called the other side")
         #expect(totalErrors.count >= analysed && Double(totalErrors.filter { abs($0) <= 0.03 }.count) >= 0.9 * Double(analysed))
-        // Not met yet, and said (docs/analysis.md, "Hips: what the study found"): rows that run
-        // from the pubic ramus at the field's medial edge to saturated tissue at the body's edge
-        // have no soft-tissue reference and no number, and some hips are then refused; in thick
-        // or fatty patients four necks read 3.5–9.4 % low and one total hip 6.2 % (bone beside
-        // the run that the reference rules do not catch); positioning warnings on 4 of 47
-        // well-positioned hips.
-        withKnownIssue("hips refused or read low where whole rows lose their soft-tissue reference; the neck low (docs/analysis.md)") {
-            #expect(Double(analysed) >= 0.98 * Double(Self.patients))
+        // Every hip analysed since faint bone with no tissue within reach is measured as bone
+        // (2026-12-05: three necks crossed by a row that read 0 had been refused as 5–10 mm wide).
+        #expect(Double(analysed) >= 0.98 * Double(Self.patients))
+        // Not met yet, and said (docs/analysis.md, "Hips: what the study found"): in thick or
+        // fatty patients four necks read 3.9–7.7 % low and one total hip 6.3 % (bone beside the
+        // run that the reference rules do not catch); the lesser trochanter placed 6–7 mm off
+        // in five rotated hips; positioning warnings on 5 of 50 well-positioned hips.
+        withKnownIssue("necks read low where the soft-tissue reference holds bone; lesser trochanter off in rotated hips (docs/analysis.md)") {
             #expect(Double(placed) >= 0.98 * Double(Self.patients))
             #expect(neckErrors.count >= analysed && neckErrors.allSatisfy { abs($0) <= 0.03 })
             #expect(totalErrors.allSatisfy { abs($0) <= 0.03 })
