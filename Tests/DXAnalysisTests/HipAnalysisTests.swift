@@ -144,13 +144,15 @@ struct HipStudyTests {
         // Every hip analysed since faint bone with no tissue within reach is measured as bone
         // (2026-12-05: three necks crossed by a row that read 0 had been refused as 5–10 mm wide).
         #expect(Double(analysed) >= 0.98 * Double(Self.patients))
-        // Not met yet, and said (docs/analysis.md, "Hips: what the study found"): in thick or
-        // fatty patients four necks read 3.9–7.7 % low and one total hip 6.3 % (bone beside the
-        // run that the reference rules do not catch); the lesser trochanter placed 6–7 mm off
-        // in five rotated hips; positioning warnings on 5 of 50 well-positioned hips.
-        withKnownIssue("necks read low where the soft-tissue reference holds bone; lesser trochanter off in rotated hips (docs/analysis.md)") {
+        // Every neck within 3 % since long runs are anchored on the tissue earlier lines saw
+        // over their own channels (2026-12-05: four necks had read 3.9–7.7 % low).
+        #expect(neckErrors.count >= analysed && neckErrors.allSatisfy { abs($0) <= 0.03 })
+        // Not met yet, and said (docs/analysis.md, "Hips: what the study found"): one total hip
+        // reads 3.2 % low (seed 42, a thick patient); the lesser trochanter is placed 6–7 mm
+        // off in five rotated hips and one neck axis 8.9° off (seed 46, a thin patient);
+        // positioning warnings on 6 of 50 well-positioned hips.
+        withKnownIssue("one total hip 3.2 % low; lesser trochanter off in rotated hips; warnings (docs/analysis.md)") {
             #expect(Double(placed) >= 0.98 * Double(Self.patients))
-            #expect(neckErrors.count >= analysed && neckErrors.allSatisfy { abs($0) <= 0.03 })
             #expect(totalErrors.allSatisfy { abs($0) <= 0.03 })
             // No positioning warning on well-positioned patients beyond one in twenty.
             #expect(Double(warned.values.reduce(0, +)) <= 0.05 * Double(analysed), "\(warned)")
@@ -160,8 +162,9 @@ struct HipStudyTests {
     /// The necks traced pixel by pixel (docs/physics.md, "Only tissue is a reference"): bone the
     /// classification missed beside the run (the trochanter to the body's edge under thin
     /// tissue: seeds 5, 21, 26; the pelvis under fatty tissue: seeds 10, 22) was the soft-tissue
-    /// reference of a few rows, and the neck read 4–20 % low. Now within 3 % (seed 10 within 4).
-    @Test(arguments: [(UInt64(5), 0.03), (10, 0.04), (21, 0.03), (22, 0.03), (26, 0.03)])
+    /// reference of a few rows, and the neck read 4–20 % low. Now within 3 % (seed 10 was within
+    /// 4 % until long runs were anchored on the tissue over their own channels, 2026-12-05).
+    @Test(arguments: [(UInt64(5), 0.03), (10, 0.03), (21, 0.03), (22, 0.03), (26, 0.03)])
     func necksWhoseReferenceHeldBone(_ seed: UInt64, _ limit: Double) async throws {
         let spec = PatientVariety.patient(seed: seed)
         let side: ProximalFemur.Side = seed % 2 == 1 ? .left : .right
