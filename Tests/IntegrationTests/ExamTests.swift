@@ -93,6 +93,50 @@ struct ExamTests {
         #expect(try await daemon.call("device.status")["xray_on"] == .bool(false))
     }
 
+    /// An abort while requests for the next site keep arriving (a second console, a script):
+    /// none of them starts a step, whether it reaches the sequencer while the scan runs, between
+    /// the step's end and the abort's, or after it; the exam ends aborted with the one attempt,
+    /// and nothing exposes after the abort. The requests are sent back to back from before the
+    /// abort until a second after it answered, so that some land in each window.
+    @Test func nextRequestsDuringAnAbortStartNothing() async throws {
+        let dir = TemporaryDirectory()
+        try await Self.calibrated(dir)
+        let daemon = try await Self.patientDaemon(dir)
+        let id = try await Self.newExam(daemon)
+        let exam: JSONValue = .number(Double(id))
+        let step = Task { try await daemon.call("exam.start", .object(["exam_id": exam])) }
+        try await eventually("the spine scan exposing", seconds: 60) {
+            guard let shown = try? await daemon.call("exam.get", .object(["exam_id": exam])),
+                  case .array(let attempts)? = shown["attempts"], attempts.last?["exposure"] != nil,
+                  let s = try? await daemon.call("device.status") else { return false }
+            return s["xray_on"] == .bool(true)
+        }
+        let stop = StopFlag()
+        let nexts = Task { () -> (sent: Int, started: Int) in
+            var sent = 0, started = 0
+            while await !stop.isSet {
+                sent += 1
+                if (try? await daemon.call("exam.next", .object(["exam_id": exam]))) != nil { started += 1 }
+            }
+            return (sent, started)
+        }
+        let aborted = try await daemon.call("exam.abort", .object(["exam_id": exam, "reason": .string("patient unwell"), "cause": .string("patient_condition")]))
+        try await Task.sleep(for: .seconds(1))
+        await stop.set()
+        let (sent, started) = await nexts.value
+        _ = try? await step.value
+        print("exam.next during and after the abort: \(sent) sent, \(started) answered with a step")
+        #expect(sent >= 10, "too few requests to reach the windows: \(sent)")
+        #expect(started == 0)
+        #expect(aborted["state"]?.stringValue == "aborted", "\(aborted)")
+        let shown = try await daemon.call("exam.get", .object(["exam_id": exam]))
+        if case .array(let attempts)? = shown["attempts"] {
+            #expect(attempts.count == 1 && attempts.first?["status"]?.stringValue == "aborted", "\(attempts)")
+        } else { Issue.record("no attempts in \(shown)") }
+        #expect(shown["state"]?.stringValue == "aborted")
+        #expect(try await daemon.call("device.status")["xray_on"] == .bool(false))
+    }
+
     /// The whole standard exam from the CLI, as a technologist runs it.
     @Test func fullStandardExamThroughTheCLI() async throws {
         let dir = TemporaryDirectory()
@@ -590,4 +634,10 @@ struct ExamActionTests {
             Issue.record("an aborted exam went on")
         } catch let err as RPCError { #expect(err.code == RPCError.examStateCode) }
     }
+}
+
+/// Set once, read by a loop in another task.
+private actor StopFlag {
+    private(set) var isSet = false
+    func set() { isSet = true }
 }
