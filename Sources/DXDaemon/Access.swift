@@ -77,14 +77,25 @@ public final class AuditLog: Sendable {
         self.logger = logger
         let url = URL(fileURLWithPath: path)
         try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        if !FileManager.default.fileExists(atPath: path) {
-            FileManager.default.createFile(atPath: path, contents: nil, attributes: [.posixPermissions: 0o640])
+        // Appended by the kernel (O_APPEND): every line lands at the end whatever else wrote
+        // to the file since it was opened (a second daemon started by mistake, a rotation that
+        // truncates); a handle positioned once at the end would write over those lines. Not
+        // inherited by the programs the daemon starts (O_CLOEXEC).
+        var fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0o640)
+        if fd >= 0 {
+            _ = fchmod(fd, 0o640)  // a new log is 0640 whatever the umask
+        } else if errno == EEXIST {
+            fd = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
         }
-        let h = try? FileHandle(forWritingTo: url)
-        _ = try? h?.seekToEnd()
-        if h == nil { logger.error("cannot open the audit log; audit entries go to the daemon log", metadata: ["path": "\(path)"]) }
-        handle = Mutex(h)
+        if fd < 0 {
+            logger.error("cannot open the audit log; audit entries go to the daemon log",
+                         metadata: ["path": "\(path)", "error": "\(String(cString: strerror(errno)))"])
+        }
+        handle = Mutex(fd >= 0 ? FileHandle(fileDescriptor: fd, closeOnDealloc: true) : nil)
     }
+
+    /// The audit log's descriptor (-1: none), for tests of how it is opened.
+    var descriptor: Int32 { handle.withLock { $0?.fileDescriptor ?? -1 } }
 
     /// One line of the audit log (docs/console.md).
     struct Entry: Encodable {
