@@ -120,8 +120,9 @@ public struct ScatterModel: Sendable, Equatable, Codable {
     /// Measures the model from calibration lines: `trueCounts` gives each line's counts with
     /// the rate loss undone, the validity of each channel and the expected air counts at the
     /// line's exposure. Air channels are those at least `marginUm` outside every cell the line
-    /// crosses. Nil when fewer than 200 air pixels were seen or neither amplitude is three of
-    /// its standard errors above 0.
+    /// crosses. Two rounds: the second takes the sources from the primary alone, with the
+    /// first round's kernel. Nil when fewer than 200 air pixels were seen or the amplitude is
+    /// not four of its standard errors above 0.
     static func measure(lines: [(line: ScanLine, pass: Int)],
                         trueCounts: (ScanLine, Int) -> (low: [Double], high: [Double], valid: [Bool], airLow: [Double], airHigh: [Double])?,
                         geometry: ScanGeometry, phantom: Phantom, thickness: ScatterThickness,
