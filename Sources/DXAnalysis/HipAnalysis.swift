@@ -244,6 +244,7 @@ public enum HipAnalysis {
             warnings.append(AnalysisWarning(code: "scan_incomplete", message: "\(missing) lines of the scan are missing",
                                             value: Double(missing), unit: "lines"))
         }
+        if let w = AnalysisWarning.moved(scan) { warnings.append(w) }
         let nsa = acos(max(-1, min(1, -(e.x * down.x + e.y * down.y)))) * 180 / .pi
         return HipMeasurement(
             side: side, headCentre: TablePoint(head.x, head.y), headRadiusMM: head.radius, neckWaist: waist,

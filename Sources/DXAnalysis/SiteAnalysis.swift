@@ -56,6 +56,23 @@ public enum SiteAnalysis {
     }
 }
 
+extension AnalysisWarning {
+    /// The patient moved during the scan (`DecomposedScan.motion`): where, and `across` (the
+    /// regions the movement runs through, when the analysis can name them); `read`: they were
+    /// measured anyway (the lateral spine, whose heights the movement does not stretch). Nil
+    /// for a still scan.
+    static func moved(_ scan: DecomposedScan, across: [String] = [], read: Bool = false) -> AnalysisWarning? {
+        guard !scan.motion.isEmpty else { return nil }
+        let moves = scan.motion.map { String(format: "%+.1f mm at line %d", $0.shiftMM, $0.line) }.joined(separator: ", ")
+        let them = across.count == 1 ? "its" : "their"
+        let through = if across.isEmpty { read ? "between the bodies read" : "the image is stepped there: check the ROIs across it" }
+            else if read { "through \(across.joined(separator: ", ")) (measured: check \(them) points, and repeat the scan if they miss the endplates)" }
+            else { "through \(across.joined(separator: ", ")): \(them) outline is stepped there; check \(them) ROI, and repeat the scan if the step shows" }
+        return AnalysisWarning(code: "patient_moved", message: "the patient moved (\(moves)): \(through)",
+                               value: scan.motion.map { abs($0.shiftMM) }.max(), unit: "mm")
+    }
+}
+
 extension PatientContext {
     /// From a stored sex and birth date (YYYY-MM-DD) on the day of the scan; nil when either
     /// is unreadable or the birth date is after the scan.

@@ -226,6 +226,14 @@ public enum SpineAnalysis {
             warnings.append(AnalysisWarning(code: "scan_incomplete", message: "\(missingRows) of the scan's \(map.rows) lines never arrived (a stopped scan or lost data): vertebrae in them are not measured",
                                             value: Double(missingRows), unit: "lines"))
         }
+        let movedThrough = lumbar.filter { l in
+            scan.motion.contains { m in
+                let y = scan.geometry.y(row: m.line)
+                let a = l.upper.y(atX: l.centreX), b = l.lower.y(atX: l.centreX)
+                return y >= min(a, b) && y <= max(a, b)
+            }
+        }
+        if let w = AnalysisWarning.moved(scan, across: movedThrough.map(\.name)) { warnings.append(w) }
         for l in lumbar where l.missingLines > 0 {
             warnings.append(AnalysisWarning(code: "lines_missing", message: "\(l.name): \(l.missingLines) of its lines never arrived; its ROI is incomplete",
                                             value: Double(l.missingLines), unit: "lines"))

@@ -106,6 +106,10 @@ public enum VertebralMorphometry {
     /// Genant's bands of height loss (Genant et al., J Bone Miner Res 1993;8:1137–48): grade 1
     /// from 20 %, grade 2 from 25 %, grade 3 from 40 %.
     public static let gradeBands = [0.20, 0.25, 0.40]
+    /// How far beyond a body's endplates a movement still reaches it: the endplate profiles
+    /// are sampled from the 3 × 3 mean, one pixel (1 mm) either side, and the stillness check
+    /// places a movement within a line or two of where it began.
+    static let motionMarginMM = 2.0
 
     /// The Genant grade of a height loss (0…1).
     public static func grade(loss: Double) -> Int {
@@ -254,6 +258,20 @@ public enum VertebralMorphometry {
             if uncertain.contains(name) { return VertebralBody(name: name, unreadable: "its level is uncertain: a body below it is missing or merged") }
             return image.read(f, name: name)
         }
+        // A body the patient moved across is drawn in two places, its front and back stepped
+        // where the movement began. Its heights run along the scan, which a movement across the
+        // table does not stretch, and the checks above refuse a body whose endplates the step
+        // spoils (measured on the simulator: bodies across movements of ±1.5 to ±5 mm read within
+        // 1.5 mm or refused; docs/analysis.md); the result names the bodies crossed so that
+        // the reader checks their points.
+        let crossed = bodies.filter { b in
+            guard b.readable, let top = b.points.map({ $0[1] }).min(), let bottom = b.points.map({ $0[1] }).max() else { return false }
+            return scan.motion.contains { m in
+                let y = scan.geometry.y(row: m.line)
+                return y >= top - Self.motionMarginMM && y <= bottom + Self.motionMarginMM
+            }
+        }.map(\.name)
+        if let w = AnalysisWarning.moved(scan, across: crossed, read: true) { warnings.append(w) }
         // The reader's points replace the found ones before grading (a body placed by hand
         // counts towards the expected height like any other); the reader's grades after it.
         let xRange = min(map.x(0), map.x(map.columns - 1))...max(map.x(0), map.x(map.columns - 1))

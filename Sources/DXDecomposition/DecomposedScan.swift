@@ -91,6 +91,10 @@ public struct DecomposedScan: Sendable {
     public var marks: [Marks]
     /// Which configured lines arrived.
     public var rowPresent: [Bool]
+    /// The patient's movements the stillness check found while the scan was decomposed
+    /// (`MotionEvent.line` is a row): rows on either side of one show the body in two places,
+    /// and an analysis that measures across it says so.
+    public var motion: [MotionEvent] = []
 
     public init(geometry: Geometry, provenance: Provenance) {
         self.geometry = geometry
@@ -141,6 +145,8 @@ public struct DecomposedScan: Sendable {
         var provenance: Provenance
         /// Bytes of the zlib stream that follows.
         var compressedBytes: Int
+        /// Absent in files written before 2026-12-05 (no movement recorded: read as none).
+        var motion: [MotionEvent]?
     }
 
     public enum FileError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -177,7 +183,8 @@ public struct DecomposedScan: Sendable {
         }
         guard status == Z_OK else { throw .io("zlib could not compress the decomposed scan (\(status))") }
         packed.removeSubrange(Int(size)...)
-        let header = Header(version: Self.formatVersion, geometry: geometry, provenance: provenance, compressedBytes: packed.count)
+        let header = Header(version: Self.formatVersion, geometry: geometry, provenance: provenance, compressedBytes: packed.count,
+                            motion: motion.isEmpty ? nil : motion)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         guard let json = try? encoder.encode(header) else { throw .io("the header could not be written") }
@@ -219,8 +226,13 @@ public struct DecomposedScan: Sendable {
                 return Float(bitPattern: bits)
             }
         }
+        let motion = header.motion ?? []
+        guard motion.allSatisfy({ (0..<g.lines).contains($0.line) && $0.shiftMM.isFinite }) else {
+            throw .damaged("a movement recorded outside the scan's lines")
+        }
         geometry = g
         provenance = header.provenance
+        self.motion = motion
         bone = plane(0)
         softTissue = plane(1)
         fatFraction = plane(2)

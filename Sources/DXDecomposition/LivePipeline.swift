@@ -147,9 +147,11 @@ public struct ScanDecomposition: Sendable {
         let attenuation = try stage.process(line)
         let d = decomposer.decompose(attenuation, memory: &memory)
         ledger.record(line.index)
-        _ = stillness.add(highAttenuation: attenuation.high)
+        let found = stillness.events.count
+        _ = stillness.add(highAttenuation: attenuation.high, line: Int(line.index))
         for k in rois.indices { rois[k].add(d) }
         decomposed.add(d)
+        if stillness.events.count > found { decomposed.motion = stillness.events }
         for c in 0..<d.bone.count where d.isBone[c] && d.bone[c].isFinite {
             boneSum += d.bone[c]
             bonePixels += 1

@@ -39,6 +39,9 @@ public struct StillnessCheck: Sendable {
     public var searchMM = 12.0
     public var memory = 1
     public var confirmLines = 3
+    /// How many lines a movement may take to settle (twice the confirmation: 3 s of the
+    /// lateral spine's 0.5 s lines, 6 s of the AP spine's 1 s lines).
+    public var settleLines = 6
     /// How much better (in units of the noise, summed over the line) the best shift must fit
     /// than no shift at all before it counts.
     public var minimumEvidence = 40.0
@@ -48,7 +51,9 @@ public struct StillnessCheck: Sendable {
     public var minimumStructure = 200.0
 
     private var history: [[Double]] = []
-    private var pending: (line: Int, shifts: [Double])?
+    /// A movement begun and not yet confirmed: its first line, that line's profile, and the
+    /// shifts of the lines since.
+    private var pending: (line: Int, first: [Double], shifts: [Double])?
     private var lineNumber = 0
     public private(set) var events: [MotionEvent] = []
 
@@ -69,8 +74,11 @@ public struct StillnessCheck: Sendable {
     }
 
     /// Feeds the next line's high-window attenuation (NaN where a pixel is flagged); returns a
-    /// movement when this line confirms one.
-    public mutating func add(highAttenuation values: [Double]) -> MotionEvent? {
+    /// movement when this line confirms one. `line`: the line's index in the scan, which the
+    /// events then name (a scan that lost lines counts them); without it lines are counted
+    /// from 0 as they come.
+    public mutating func add(highAttenuation values: [Double], line: Int? = nil) -> MotionEvent? {
+        if let line { lineNumber = line }
         defer { lineNumber += 1 }
         let profile = binned(values)
         guard history.count >= memory else {
@@ -90,10 +98,28 @@ public struct StillnessCheck: Sendable {
         var found: MotionEvent?
         if abs(shift) >= minimumMM {
             if var p = pending, let last = p.shifts.last, (last > 0) == (shift > 0) {
+                // A movement is a step that holds: the lines after it agree with each other. A
+                // profile still sliding between the first of them and the last is a patient
+                // still moving, or anatomy that changes its place along the scan (a rib sloping
+                // across the lateral field): the confirmation starts again from this line against
+                // the same reference, for as long as a movement takes (`settleLines`); a slide
+                // that outlasts it is anatomy, and the reference follows it.
+                if p.shifts.count + 1 >= confirmLines {
+                    let drift = Self.bestShift(profile, against: p.first, maxShift: Int((searchMM / pitchMM).rounded(.up)))
+                    if drift.evidence >= minimumEvidence && abs(drift.shift * pitchMM) >= minimumMM {
+                        if lineNumber - p.line < settleLines {
+                            pending = (p.line, profile, [shift])
+                        } else {
+                            pending = nil
+                            history = [profile]
+                        }
+                        return nil
+                    }
+                }
                 p.shifts.append(shift)
                 pending = p
             } else {
-                pending = (lineNumber, [shift])
+                pending = (lineNumber, profile, [shift])
             }
             if let p = pending, p.shifts.count >= confirmLines {
                 let size = p.shifts.sorted()[p.shifts.count / 2]

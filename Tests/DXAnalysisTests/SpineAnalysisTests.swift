@@ -68,6 +68,25 @@ struct SpineAnalysisTests {
     }
 }
 
+extension SpineAnalysisTests {
+    /// A patient who moved 1.5 mm across the table (under the 2 mm stop) while L2 was scanned:
+    /// the result says so and names L2, whose bone the image holds in two places; a still scan
+    /// says nothing of the kind.
+    @Test func aMovementThroughAVertebraIsNamed() async throws {
+        var spec = PatientSpec()
+        let l2 = try #require(spec.spine.truth().first { $0.name == "L2" })
+        spec.motion = .init(fromYMM: l2.centreYMM, shiftXMM: 1.5)
+        let scan = try await SharedScanner.shared.scan(spec, noise: 2)
+        #expect(scan.motion.contains { abs(scan.geometry.y(row: $0.line) - l2.centreYMM) <= 3 }, "\(scan.motion)")
+        let m = try SpineAnalysis.measure(scan)
+        let warning = try #require(m.warnings.first { $0.code == "patient_moved" })
+        print(warning.message)
+        #expect(warning.message.contains("through L2") && !warning.message.contains("L1") && !warning.message.contains("L3"))
+        let still = try SpineAnalysis.measure(try await SharedScanner.shared.scan(PatientSpec(), noise: 2))
+        #expect(!still.warnings.contains { $0.code == "patient_moved" })
+    }
+}
+
 /// The figures over seeded patients (PatientVariety: size, fat, scoliosis, rotation,
 /// density and crest height varied): labels, BMD per vertebra and L1–L4 against the scene's
 /// truth, and abnormal vertebrae excluded with their reason.

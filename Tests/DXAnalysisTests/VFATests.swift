@@ -40,6 +40,64 @@ struct VFATests {
         #expect(!m.warnings.contains { $0.code == "labels_disagree" })
     }
 
+    /// A patient who moved 1.5 mm (under the protocol's 2 mm stop) across the table while T9
+    /// was scanned: the stillness check finds the movement where it began and the analysis keeps
+    /// it with the scan; T9 is still read right (its heights run along the scan, which such a
+    /// movement does not stretch) and the result names it as crossed, so that the reader checks
+    /// its points. The same movement in the disc between L2 and L3 crosses no body.
+    @Test func aPatientWhoMoved() async throws {
+        let still = PatientSpec()
+        func body(_ name: String) throws -> PatientSpec.LateralVertebra { try #require(still.thoracolumbar.first { $0.name == name }) }
+        let t9 = try body("T9"), l2 = try body("L2"), l3 = try body("L3")
+        for (y, across) in [(t9.topMM + t9.posteriorMM / 2, "T9"), ((l2.topMM + l2.posteriorMM + l3.topMM) / 2, nil)] {
+            var spec = still
+            spec.motion = .init(fromYMM: y, shiftXMM: 1.5)
+            let scan = try await Self.scan(spec, noise: 3)
+            let move = try #require(scan.motion.first { abs(scan.geometry.y(row: $0.line) - y) <= 3 }, "\(scan.motion) for y \(y)")
+            #expect(abs(move.shiftMM - 1.5) <= 0.5, "\(move)")
+            let m = try VertebralMorphometry.measure(scan)
+            let warning = try #require(m.warnings.first { $0.code == "patient_moved" })
+            print(warning.message)
+            #expect(warning.message.contains(String(format: "%+.1f mm at line %d", move.shiftMM, move.line)))
+            if let across { #expect(warning.message.contains(across) && warning.message.contains("(measured: check")) }
+            #expect(!warning.message.contains("L2") && !warning.message.contains("L3"))
+            for truth in spec.thoracolumbar {
+                let v = try #require(m.vertebra(truth.name))
+                #expect(v.readable, "\(truth.name): \(v.reason ?? "")")
+                #expect(v.grade == 0, "\(truth.name)")
+                for (got, want) in [(v.anteriorMM, truth.anteriorMM), (v.middleMM, truth.middleMM), (v.posteriorMM, truth.posteriorMM)] {
+                    #expect(abs((got ?? .nan) - want) <= 1.5, "\(truth.name)")
+                }
+            }
+        }
+    }
+
+    /// Still patients' lateral spines: the stillness check must not stop the scan (a movement
+    /// of 2 mm or more, the protocol's limit) nor flag a movement. The standard patient under six
+    /// noise draws and 25 varied patients of each lateral anatomy (with their fractures).
+    @Test func stillLateralSpinesRaiseNoAlarm() async throws {
+        var flagged: [String] = [], stopped: [String] = [], scans = 0
+        func look(_ name: String, _ scan: DecomposedScan) {
+            scans += 1
+            guard !scan.motion.isEmpty else { return }
+            let moves = scan.motion.map { String(format: "%+.1f mm at line %d", $0.shiftMM, $0.line) }.joined(separator: ", ")
+            flagged.append("\(name): \(moves)")
+            if scan.motion.contains(where: { abs($0.shiftMM) >= 2 /* the standard protocol's motion_limit_mm */ }) { stopped.append(name) }
+        }
+        for noise in UInt64(1)...6 { look("standard, noise \(noise)", try await Self.scan(PatientSpec(), noise: noise)) }
+        for anatomy in [PatientVariety.LateralAnatomy.bodiesAndRibs, .full] {
+            for seed in UInt64(1)...25 {
+                look("\(anatomy.rawValue) \(seed)", try await Self.scan(PatientVariety.patient(seed: seed, lateralFractures: nil, lateralAnatomy: anatomy), noise: seed))
+            }
+        }
+        print("still lateral spines: \(flagged.count) of \(scans) flagged, \(stopped.count) at the stop limit: \(flagged)")
+        #expect(scans == 56)
+        withKnownIssue("the stillness check on the lateral spine: ribs and tilted endplates read as movements (docs/exam.md)") {
+            #expect(flagged.isEmpty)
+            #expect(stopped.isEmpty)
+        }
+    }
+
     /// The grading rule at its boundaries, for each type (the issue's 19, 21, 24, 26, 39 and
     /// 41 %): a body of 20 mm among neighbours of 20 mm with one height lost.
     @Test(arguments: [(0.19, 0), (0.21, 1), (0.24, 1), (0.26, 2), (0.39, 2), (0.41, 3)])

@@ -25,7 +25,7 @@ import Testing
     static func same(_ a: DecomposedScan, _ b: DecomposedScan) -> Bool {
         a.geometry == b.geometry && a.provenance == b.provenance && a.marks == b.marks && a.rowPresent == b.rowPresent
             && a.bone.map(\.bitPattern) == b.bone.map(\.bitPattern) && a.softTissue.map(\.bitPattern) == b.softTissue.map(\.bitPattern)
-            && a.fatFraction.map(\.bitPattern) == b.fatFraction.map(\.bitPattern)
+            && a.fatFraction.map(\.bitPattern) == b.fatFraction.map(\.bitPattern) && a.motion == b.motion
     }
 
     @Test func geometryIsInMillimetres() {
@@ -60,6 +60,25 @@ import Testing
         #expect(path.hasSuffix("2026-scan1-patient.dxdec"))
         try s.write(to: path)
         #expect(Self.same(s, try DecomposedScan.read(path: path)))
+    }
+
+    /// The patient's movements travel with the pixels; a file from before they were recorded
+    /// reads as a still scan, and one naming a movement outside its lines is refused.
+    @Test func movementsReadBack() throws {
+        var s = Self.sample()
+        s.motion = [MotionEvent(line: 12, shiftMM: -1.5, detectedAtLine: 15)]
+        let back = try DecomposedScan(decoding: try s.encoded())
+        #expect(Self.same(s, back) && back.motion.count == 1)
+        let still = try DecomposedScan(decoding: try Self.sample().encoded())
+        #expect(still.motion.isEmpty)
+        #expect(!String(decoding: try Self.sample().encoded().prefix(400), as: UTF8.self).contains("motion"))
+        for line in [-1, s.geometry.lines] {
+            var bad = s
+            bad.motion = [MotionEvent(line: line, shiftMM: 2, detectedAtLine: 0)]
+            #expect(throws: DecomposedScan.FileError.damaged("a movement recorded outside the scan's lines")) {
+                _ = try DecomposedScan(decoding: try bad.encoded())
+            }
+        }
     }
 
     /// Truncated at every length, bytes flipped, another version, garbage: refused, never a crash.

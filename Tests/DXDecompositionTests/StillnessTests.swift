@@ -106,3 +106,30 @@ extension StillnessTests {
         #expect(abs((check.events.first?.shiftMM ?? 0) - 2) <= 0.3, "\(check.events)")
     }
 }
+
+extension StillnessTests {
+    /// A movement is a step that holds. Synthetic lines of 1 mm (a body of soft tissue, a
+    /// vertebral body and a smaller bone): a rib-like strip sliding 1.2 mm a line across the field
+    /// for 40 lines while the rest stays is anatomy and raises nothing; the whole line drifting
+    /// 1.2 mm a line for 5 lines and then holding is one movement of about 6 mm where it began.
+    @Test func aSlidingStructureIsNotAMovementAndADriftIs() {
+        var rng = SplitMix64(seed: 11)
+        func line(shiftMM s: Double, stripAtMM strip: Double?) -> [Double] {
+            (0..<144).map { c in
+                let x = Double(c) - 71.5 - s
+                var v = 3.5 * (1 - 0.00015 * x * x) + (abs(x + 20) < 14 ? 0.25 : 0) + (abs(x - 25) < 8 ? 0.2 : 0)
+                if let strip, abs(Double(c) - 71.5 - strip) < 5 { v += 0.35 }
+                return v + 0.01 * rng.gaussian()
+            }
+        }
+        var sliding = StillnessCheck(pitchUm: 1000)
+        for k in 0..<80 { _ = sliding.add(highAttenuation: line(shiftMM: 0, stripAtMM: k < 20 ? nil : -10 + 1.2 * Double(k - 20))) }
+        #expect(sliding.events.isEmpty, "\(sliding.events)")
+        var drifting = StillnessCheck(pitchUm: 1000)
+        for k in 0..<60 { _ = drifting.add(highAttenuation: line(shiftMM: 1.2 * Double(min(max(k - 29, 0), 5)), stripAtMM: nil)) }
+        #expect(drifting.events.count == 1, "\(drifting.events)")
+        if let e = drifting.events.first {
+            #expect((29...31).contains(e.line) && abs(e.shiftMM - 6) <= 1.2, "\(e)")
+        }
+    }
+}

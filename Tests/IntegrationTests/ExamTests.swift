@@ -455,6 +455,10 @@ struct ExamChecksTests {
         #expect(stored.rowPresent.allSatisfy { $0 })
         #expect(stored.bone.map(\.bitPattern) == offline.bone.map(\.bitPattern), "live and offline decompositions differ")
         #expect(stored.marks == offline.marks && stored.softTissue.map(\.bitPattern) == offline.softTissue.map(\.bitPattern))
+        // The movement is kept with the decomposed scan, and the site's analysis names it.
+        #expect(stored.motion.count == 1 && stored.motion == offline.motion && stored.motion.first?.line == motion["line"]?.intValue)
+        guard case .array(let analysisWarnings) = attempt["analysis"]?["warnings"] else { Issue.record("no analysis in \(attempt)"); return }
+        #expect(analysisWarnings.contains { $0["code"]?.stringValue == "patient_moved" }, "\(analysisWarnings)")
     }
 
     /// A stall and a slow line rate injected into the simulator are each reported as they happen.
