@@ -42,7 +42,7 @@ public enum ReportRaster {
         if h > tallest { h = tallest; w = h / aspect }
         let columns = max(1, Int((w * scale).rounded())), rows = max(1, Int((h * scale).rounded()))
         let image = try draw(columns: columns, rows: rows, scale: scale) { c in
-            c.image(rgb: SpineFigure.raster(map), columns: map.columns, rows: map.rows, x: 0, y: 0, w: w, h: h)
+            c.image(rgb: result.vfa != nil ? ReadingImage.raster(map) : SpineFigure.raster(map), columns: map.columns, rows: map.rows, x: 0, y: 0, w: w, h: h)
             let box = (x: 0.0, y: 0.0, w: w, h: h)
             if let spine = result.spine { SpineFigure.overlay(spine, result: result, map: map, box: box, on: c) }
             if let hip = result.hip { HipFigure.overlay(hip, result: result, map: map, box: box, on: c) }

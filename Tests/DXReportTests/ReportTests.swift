@@ -157,3 +157,47 @@ struct ReportTests {
         #expect(throws: ReportWriter.Failure.self) { try ReportWriter.pdf(r, scans: scans, to: "/nonexistent/dir/report.pdf") }
     }
 }
+
+/// The lateral spine's reading image (`ReadingImage`): sharper edges, its own window, flagged
+/// pixels kept apart, nothing measured from it.
+@Suite("Reading image")
+struct ReadingImageTests {
+    /// A 60 × 60 image of 1 mm pixels: soft tissue 0 with a body of 0.6 g/cm² from column 20 to
+    /// 39, one unmeasured pixel, a little noise.
+    static func map(body: Float = 0.6) -> BoneMap {
+        var scan = DecomposedScan(geometry: .init(channels: 60, lines: 60, pitchMM: 1, lineStepMM: 1, carriageXMM: 0, firstLineYMM: 0),
+                                  provenance: .init(capture: nil, scanID: 1, calibration: "test"))
+        var rng = SplitMix64(seed: 3)
+        for r in 0..<60 {
+            for c in 0..<60 {
+                let i = scan.index(row: r, column: c)
+                scan.bone[i] = ((20..<40).contains(c) ? body : 0) + Float(0.005 * rng.gaussian())
+            }
+            scan.rowPresent[r] = true
+        }
+        scan.bone[scan.index(row: 30, column: 5)] = .nan
+        return BoneMap(scan)
+    }
+
+    @Test func edgesAreBoostedAndTheWindowIsTheImagesOwn() {
+        let m = Self.map()
+        let rgb = ReadingImage.raster(m)
+        func grey(_ r: Int, _ c: Int) -> Int { Int(rgb[3 * (r * 60 + c) + 1]) }
+        // Just inside the body's edge brighter than its middle, just outside darker than the
+        // soft tissue far away: the edge's contrast grows (unsharp masking's overshoot).
+        let inside = (20...22).map { grey(30, $0) }.max() ?? 0, outside = (17...19).map { grey(30, $0) }.min() ?? 0
+        #expect(inside > grey(30, 30) + 20 && outside + 20 < grey(30, 2), "\(inside) \(grey(30, 30)) \(outside) \(grey(30, 2))")
+        // The window is the image's own: a body of 0.3 g/cm² fills the same grey range as one of
+        // 0.9, where the AP raster's fixed 0–2 g/cm² gives it a third as much.
+        let faint = ReadingImage.raster(Self.map(body: 0.3)), dense = ReadingImage.raster(Self.map(body: 0.9))
+        #expect(abs(Int(faint[3 * (30 * 60 + 30)]) - Int(dense[3 * (30 * 60 + 30)])) <= 10)  // the AP raster: 77 apart
+        #expect(rgb.max() == 255 && rgb.enumerated().filter { $0.offset % 3 == 1 }.map(\.element).min() == 0)
+        // The unmeasured pixel stays dark red; a uniform image, or one with no number at all, draws.
+        #expect(Array(rgb[(3 * (30 * 60 + 5))..<(3 * (30 * 60 + 5) + 3)]) == [100, 0, 0])
+        var flat = DecomposedScan(geometry: .init(channels: 8, lines: 8, pitchMM: 1, lineStepMM: 1, carriageXMM: 0, firstLineYMM: 0),
+                                  provenance: .init(capture: nil, scanID: 1, calibration: "test"))
+        #expect(ReadingImage.raster(BoneMap(flat)).count == 8 * 8 * 3)
+        flat.bone = [Float](repeating: 0.5, count: 64)
+        #expect(Set(ReadingImage.raster(BoneMap(flat))).count <= 2)
+    }
+}
