@@ -69,10 +69,13 @@ public struct DecomposedScan: Sendable {
         public var region: String?
         /// The arm's angle for the scan, when known (0 AP, 90 lateral).
         public var armAngleDeg: Double?
+        /// A single-energy scan (mode SINGLE): its bone plane is an image to find bones in
+        /// (`SingleEnergyDecomposer`), not a density. Absent (nil) for a dual-energy scan.
+        public var singleEnergy: Bool?
 
         public enum CodingKeys: String, CodingKey {
             case capture, calibration, region
-            case scanID = "scan_id", armAngleDeg = "arm_angle_deg"
+            case scanID = "scan_id", armAngleDeg = "arm_angle_deg", singleEnergy = "single_energy"
         }
 
         public init(capture: String?, scanID: UInt32, calibration: String, region: String? = nil, armAngleDeg: Double? = nil) {

@@ -124,34 +124,83 @@ public struct ScanDecomposition: Sendable {
     private(set) public var lines = 0
     private(set) public var ledger: LineLedger
     /// The scan so far as an image with its geometry (the value analyses work on); its
-    /// provenance's capture and region are the caller's to fill in.
-    public var decomposed: DecomposedScan
+    /// provenance's capture and region are the caller's to fill in. A single-energy scan's
+    /// image is made over the whole scan when it is read (`SingleEnergyDecomposer.image`);
+    /// its lines as they come carry each line's own.
+    public var decomposed: DecomposedScan {
+        get {
+            guard let single, !singleHigh.isEmpty else { return lines_ }
+            var scan = lines_
+            single.image(high: singleHigh, variance: singleVariance, into: &scan)
+            return scan
+        }
+        set { lines_ = newValue }
+    }
+    private var lines_: DecomposedScan
+    /// A single-energy scan's high-window log attenuations and their variances, row by row.
+    private var singleHigh: [Double] = [], singleVariance: [Double] = []
+
+    /// For a single-energy scan (mode SINGLE): its bone image from the high window alone
+    /// (`SingleEnergyDecomposer`); nil for a dual-energy one, or when the calibration cannot
+    /// give one (then the lines are counted and their pixels left without a number).
+    public let single: SingleEnergyDecomposer?
 
     public init(stage: AttenuationStage, calibration: Calibration, geometry: ScanGeometry, rois: [Phantom.ROI],
                 configuration: ScanConfiguration) {
         self.stage = stage.prepared(for: configuration, calibration: calibration)
         decomposer = Decomposer(calibration: calibration, pitchUm: geometry.pitchUm)
+        single = configuration.mode == .single ? SingleEnergyDecomposer(calibration: calibration, pitchUm: geometry.pitchUm) : nil
         memory = TissueMemory(channels: geometry.channels)
         pixelAreaCm2 = Double(geometry.pitchUm) * Double(abs(configuration.lineStepUm)) / 1e8
         self.rois = rois.map { ROIAccumulator(roi: $0, geometry: geometry) }
         stillness = StillnessCheck(pitchUm: geometry.pitchUm)
         ledger = LineLedger(configuration: configuration)
-        decomposed = DecomposedScan(geometry: .init(scan: geometry, configuration: configuration),
-                                    provenance: .init(capture: nil, scanID: configuration.scanID, calibration: calibration.source))
+        lines_ = DecomposedScan(geometry: .init(scan: geometry, configuration: configuration),
+                                provenance: .init(capture: nil, scanID: configuration.scanID, calibration: calibration.source))
+        if configuration.mode == .single {
+            lines_.provenance.singleEnergy = true
+            if single != nil {
+                let n = geometry.channels * Int(configuration.lineCount)
+                singleHigh = [Double](repeating: .nan, count: n)
+                singleVariance = singleHigh
+            }
+        }
     }
 
     /// A line in: decomposed, added to the ROIs and the bone totals, and checked for patient
     /// movement (`motion` holds what the stillness check found so far).
     @discardableResult
     public mutating func add(_ line: ScanLine) throws(DecompositionError) -> DecomposedLine {
+        if ledger.configuration.mode == .single {
+            // No bone mineral: no ROI or bone totals, only the image and the checks.
+            let attenuation = try stage.processHigh(line)
+            let n = attenuation.high.count, none = [Double](repeating: .nan, count: n)
+            let d = single?.decompose(attenuation)
+                ?? DecomposedLine(index: line.index, yUm: line.yUm, xUm: line.xUm, bone: none, soft: none, fatFraction: none,
+                                  isBone: [Bool](repeating: false, count: n), flags: attenuation.flags)
+            ledger.record(line.index)
+            let found = stillness.events.count
+            _ = stillness.add(highAttenuation: attenuation.high, line: Int(line.index))
+            lines_.add(d)
+            if stillness.events.count > found { lines_.motion = stillness.events }
+            let row = Int(line.index), width = lines_.geometry.channels
+            if !singleHigh.isEmpty, row >= 0, row < lines_.geometry.lines, n == width {
+                for c in 0..<n {
+                    singleHigh[row * width + c] = attenuation.high[c]
+                    singleVariance[row * width + c] = attenuation.varianceHigh[c]
+                }
+            }
+            lines += 1
+            return d
+        }
         let attenuation = try stage.process(line)
         let d = decomposer.decompose(attenuation, memory: &memory)
         ledger.record(line.index)
         let found = stillness.events.count
         _ = stillness.add(highAttenuation: attenuation.high, line: Int(line.index))
         for k in rois.indices { rois[k].add(d) }
-        decomposed.add(d)
-        if stillness.events.count > found { decomposed.motion = stillness.events }
+        lines_.add(d)
+        if stillness.events.count > found { lines_.motion = stillness.events }
         for c in 0..<d.bone.count where d.isBone[c] && d.bone[c].isFinite {
             boneSum += d.bone[c]
             bonePixels += 1

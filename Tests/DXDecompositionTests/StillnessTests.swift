@@ -1,4 +1,4 @@
-import DXDecomposition
+@testable import DXDecomposition
 import DXProtocol
 import Foundation
 import Testing
@@ -131,5 +131,41 @@ extension StillnessTests {
         if let e = drifting.events.first {
             #expect((29...31).contains(e.line) && abs(e.shiftMM - 6) <= 1.2, "\(e)")
         }
+    }
+}
+
+/// Single-energy lines (`PreparedAttenuation.processHigh`, `SingleEnergyDecomposer`).
+@Suite("Single-energy lines")
+struct SingleEnergyTests {
+    /// The high window's log attenuation of a single-energy line is the dual path's, pixel for
+    /// pixel, with the low window's counts gone (no scatter model here: it needs both windows).
+    @Test func theHighWindowIsTheDualPathsOwn() throws {
+        var s = Scanner(seed: 31)
+        let stage = try StillnessTests.references(&s)
+        let lines = s.scan(PatientScene(PatientSpec()), y0: 600_000, y1: 610_000, stepUm: 1000, periodUs: 200_000, currentUA: 2000)
+        for line in lines {
+            let dual = try stage.process(line)
+            var single = line
+            for c in 0..<line.channels { single.samples[2 * c] = 0 }
+            let high = try stage.processHigh(single)
+            #expect(high.low.allSatisfy { $0.isNaN })
+            for c in 0..<line.channels where dual.flags[c].isMeasured {
+                #expect(abs(high.high[c] - dual.high[c]) < 1e-12 && high.flags[c].isMeasured, "channel \(c)")
+            }
+        }
+    }
+
+    /// The coefficients come back exactly from cells that follow the linear model, and are
+    /// refused from too few cells or cells without a spread of bone.
+    @Test func coefficientsFromTheCells() {
+        func point(_ ha: Double, _ lean: Double, _ fat: Double) -> CalibrationPoint {
+            CalibrationPoint(lLow: 0, lHigh: 0.1 + 0.35 * ha + 0.2 * (lean + fat), softRatio: 1, hydroxyapatite: ha, lean: lean, fat: fat,
+                             pixels: 100, exposure: 1)
+        }
+        let cells = [point(0, 10, 0), point(1, 10, 0), point(2, 20, 3), point(0.5, 30, 9), point(1.5, 15, 6)]
+        let k = SingleEnergyDecomposer.coefficients(cells)
+        #expect(abs((k?.bone ?? 0) - 0.35) < 1e-9 && abs((k?.soft ?? 0) - 0.2) < 1e-9)
+        #expect(SingleEnergyDecomposer.coefficients(Array(cells.prefix(3)))?.bone == nil)
+        #expect(SingleEnergyDecomposer.coefficients([point(1, 10, 0), point(1, 20, 0), point(1, 30, 0), point(1, 15, 3)])?.bone == nil)
     }
 }

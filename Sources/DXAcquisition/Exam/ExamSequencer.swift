@@ -569,12 +569,12 @@ public actor ExamSequencer {
             }
             observer?(.step(examID: examID, site: site, phase: "scanning"))
             let plans = ScanPlan.references(xUm: scan.xUm, info: info, region: site) + [sitePlan]
-            if scan.scanMode == .dual {
-                analysis = LiveSequenceAnalysis(
-                    calibration: cal, geometry: ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm)), rois: [],
-                    scans: plans.map { .init(role: $0.role, configuration: $0.configuration(id: 0)) },
-                    onMotion: { [runner] m in if live.motion(m) { Task { _ = try? await runner.abort() } } })
-            }
+            // Dual- and single-energy alike: a single-energy scan's lines make its image
+            // (`SingleEnergyDecomposer`) and feed the stillness check.
+            analysis = LiveSequenceAnalysis(
+                calibration: cal, geometry: ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm)), rois: [],
+                scans: plans.map { .init(role: $0.role, configuration: $0.configuration(id: 0)) },
+                onMotion: { [runner] m in if live.motion(m) { Task { _ = try? await runner.abort() } } })
             let watcher = Task { [clock, session] in await live.watch(clock: clock, session: session) }
             defer { watcher.cancel() }
             let measured = plans.count - 1
@@ -642,9 +642,12 @@ public actor ExamSequencer {
             observer?(.step(examID: examID, site: site, phase: "quick_look"))
             switch await analysis.finishWithScan() {
             case .success(let (r, decomposed)):
-                attempt.quickLook = QuickLook(bonePixels: r.bonePixels, boneAreaCm2: (r.boneAreaCm2 * 100).rounded() / 100,
-                                              meanBoneBMD: r.meanBoneBMD.map { ($0 * 1000).rounded() / 1000 }, complete: r.complete,
-                                              note: r.complete ? nil : "the live pipeline missed lines: dexa analyze on the capture gives the full result")
+                let missed = r.complete ? nil : "the live pipeline missed lines: dexa analyze on the capture gives the full result"
+                attempt.quickLook = scan.scanMode == .single
+                    ? QuickLook(bonePixels: 0, boneAreaCm2: 0, meanBoneBMD: nil, complete: r.complete,
+                                note: missed ?? "single-energy image: no bone mineral density; the image is kept for reading")
+                    : QuickLook(bonePixels: r.bonePixels, boneAreaCm2: (r.boneAreaCm2 * 100).rounded() / 100,
+                                meanBoneBMD: r.meanBoneBMD.map { ($0 * 1000).rounded() / 1000 }, complete: r.complete, note: missed)
                 // The decomposed scan, beside its capture, for the site's analysis.
                 if let capture = attempt.capture {
                     var scan = decomposed
@@ -677,9 +680,6 @@ public actor ExamSequencer {
             case .failure(let e):
                 attempt.quickLook = QuickLook(bonePixels: 0, boneAreaCm2: 0, meanBoneBMD: nil, complete: false, note: e.description)
             }
-        } else if scan.scanMode == .single, attempt.status == .completed {
-            attempt.quickLook = QuickLook(bonePixels: 0, boneAreaCm2: 0, meanBoneBMD: nil, complete: true,
-                                          note: "single-energy image: no bone mineral; the image is in the capture")
         }
         attempt.warnings = warnings
         live.drain()
