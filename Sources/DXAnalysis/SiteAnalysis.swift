@@ -22,12 +22,10 @@ public enum SiteAnalysis {
             r.correction = correction
             return r
         }
-        if scan.provenance.singleEnergy == true {
-            // The image is made (`SingleEnergyDecomposer`) and kept; morphometry on it is not
-            // yet fit to grade a patient (docs/analysis.md, "Single-energy lateral scans").
-            return .failure(SiteAnalysisError(scan.provenance.region == "lateral_spine"
-                ? "single-energy lateral scans are not measured automatically yet (on the simulator's 50 varied patients 6.5 % of normal vertebrae read as fractured and 13 % of labels were wrong): read the image, or scan the lateral spine in dual-energy mode"
-                : "a single-energy scan has no bone mineral density: scan the \(scan.provenance.region ?? "site") in dual-energy mode"))
+        // A single-energy image (`SingleEnergyDecomposer`) holds no density: only the lateral
+        // spine's morphometry reads it (docs/analysis.md, "Single-energy lateral scans").
+        if scan.provenance.singleEnergy == true, scan.provenance.region != "lateral_spine" {
+            return .failure(SiteAnalysisError("a single-energy scan has no bone mineral density: scan the \(scan.provenance.region ?? "site") in dual-energy mode"))
         }
         switch scan.provenance.region {
         case "ap_spine":
@@ -48,7 +46,12 @@ public enum SiteAnalysis {
             if let why = correction?.problem(site: "lateral_spine") { return .failure(SiteAnalysisError(why)) }
             do {
                 let m = try VertebralMorphometry.measure(scan, correction: correction)
-                var r = SiteResult(site: "lateral_spine", rois: [], warnings: m.warnings, interpretation: nil, reference: reference.label,
+                var warnings = m.warnings
+                if scan.provenance.singleEnergy == true {
+                    warnings.append(AnalysisWarning(code: "single_energy",
+                                                    message: "measured on a single-energy image: where bone overlaps the bodies (the shoulder blades) more of them are left unread than on a dual-energy scan"))
+                }
+                var r = SiteResult(site: "lateral_spine", rois: [], warnings: warnings, interpretation: nil, reference: reference.label,
                                    analysisVersion: AnalysisVersion.current, spine: nil)
                 r.vfa = m
                 return .success(corrected(r))

@@ -42,11 +42,13 @@ extension PreparedAttenuation {
 /// A single-energy scan as a bone image: the lateral spine for VFA may be scanned in the high
 /// window alone (less dose, no bone mineral density). One window cannot tell bone from soft
 /// tissue in a pixel; across the image it can, the way a reader does: the soft tissue changes
-/// slowly and the bones stand on it. So the soft tissue's attenuation is the image's lower
-/// envelope, a morphological opening over a rectangle wider than any vertebral body
-/// (`openingMM` across) and taller than a body with its disc (`openingHeightMM` along the scan:
-/// every column of it then crosses a disc space, and a rib sloping across the field leaves
-/// some of its lines), smoothed; what stands above it, divided by the high window's attenuation
+/// slowly along the scan and the bones stand on it. So the soft tissue's attenuation is the
+/// image's lower envelope, a morphological opening over a rectangle narrow across the table
+/// (`openingMM`, where the soft tissue changes: the skin's edge, the lungs in front of the
+/// thoracic bodies) and tall along the scan (`openingHeightMM`: two bodies with their discs,
+/// so that each column of it crosses a disc space, where a column has no bone, even where one
+/// disc is narrow or tilted, and a rib sloping across the field leaves most of its lines),
+/// smoothed; what stands above it, divided by the high window's attenuation
 /// per g/cm² of hydroxyapatite measured on the calibration phantom's cells (`perBone`), is bone
 /// mineral-equivalent: an image to find and measure vertebral bodies in, not a density to
 /// diagnose from (its scale rests on the soft tissue's envelope). Line by line (`decompose`,
@@ -57,12 +59,16 @@ public struct SingleEnergyDecomposer: Sendable {
     /// mean of lean and fat), over the calibration phantom's cells.
     public let perBone: Double
     public let perSoft: Double
-    /// Wider than the deepest vertebral body seen from the side (a lumbar body and its cortex
-    /// about 45 mm front to back) and narrower than the soft tissue's own changes across the
-    /// field.
-    public static let openingMM = 60.0
-    /// The tallest body (about 30 mm) and its disc (up to 8 mm).
-    public static let openingHeightMM = 40.0
+    /// Across: enough pixels to average the noise of the envelope's least value, narrow beside
+    /// the soft tissue's changes across the field. Along: two of the tallest bodies (about
+    /// 30 mm) with their discs. Chosen between a 60 × 40 mm rectangle (wider than any body,
+    /// the first version) and three narrow-and-tall ones on 20 of the study's patients, and
+    /// measured on 50 others (docs/analysis.md).
+    public static let openingMM = 10.0
+    public static let openingHeightMM = 60.0
+    /// The line-by-line image's envelope (`decompose`, the live view): across the line only, so
+    /// wider than any body.
+    public static let lineOpeningMM = 60.0
     let halfWidth: Int
 
     /// Nil when the calibration's cells do not give a positive coefficient for both (fewer than
@@ -71,7 +77,7 @@ public struct SingleEnergyDecomposer: Sendable {
         guard let k = Self.coefficients(calibration.points), k.bone > 0, k.soft > 0 else { return nil }
         perBone = k.bone
         perSoft = k.soft
-        halfWidth = max(1, Int((Self.openingMM * 1000 / Double(max(pitchUm, 1)) / 2).rounded()))
+        halfWidth = max(1, Int((Self.lineOpeningMM * 1000 / Double(max(pitchUm, 1)) / 2).rounded()))
     }
 
     /// L_high ≈ a + b·HA + s·(lean + fat) by least squares over the cells.
@@ -106,7 +112,7 @@ public struct SingleEnergyDecomposer: Sendable {
     public func image(high: [Double], variance: [Double], into scan: inout DecomposedScan) {
         let g = scan.geometry, columns = g.channels, rows = g.lines
         guard columns > 0, rows > 0, high.count == columns * rows, variance.count == high.count else { return }
-        let across = halfWidth, along = max(1, Int((Self.openingHeightMM / abs(g.lineStepMM) / 2).rounded()))
+        let across = max(1, Int((Self.openingMM / g.pitchMM / 2).rounded())), along = max(1, Int((Self.openingHeightMM / abs(g.lineStepMM) / 2).rounded()))
         // Erosion then dilation over the rectangle, each separable: across the rows, then along
         // the columns.
         func extreme(_ v: [Double], minimum: Bool) -> [Double] {
@@ -115,13 +121,13 @@ public struct SingleEnergyDecomposer: Sendable {
             Self.slide(&rowsDone, count: columns, length: rows, stride: columns, step: 1, halfWidth: along, minimum: minimum)
             return rowsDone
         }
-        // On the image smoothed over 5 × 5 pixels: the erosion takes the least of thousands of
-        // pixels, which on single pixels lies about 3.5 of their σ below the soft tissue (a
-        // grey veil of about 0.2 g/cm² over the whole image, measured); on means of 25, a fifth
-        // of that.
+        // On the image smoothed over 3 × 3 pixels: the erosion takes the least of hundreds of
+        // pixels, which on single pixels lies about 3σ below the soft tissue (a grey veil over
+        // the image, measured); on means of 9, a third of that. More smoothing would carry the
+        // endplates into a narrow disc's least value.
         var smoothed = high
-        Self.mean(&smoothed, count: rows, length: columns, stride: 1, step: columns, halfWidth: 2)
-        Self.mean(&smoothed, count: columns, length: rows, stride: columns, step: 1, halfWidth: 2)
+        Self.mean(&smoothed, count: rows, length: columns, stride: 1, step: columns, halfWidth: 1)
+        Self.mean(&smoothed, count: columns, length: rows, stride: columns, step: 1, halfWidth: 1)
         let envelope = extreme(extreme(smoothed, minimum: true), minimum: false)
         // Smoothed over half the rectangle, measured pixels only.
         var base = envelope

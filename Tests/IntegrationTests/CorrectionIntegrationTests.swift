@@ -254,10 +254,10 @@ struct VFACorrectionIntegrationTests {
 
 /// A lateral spine scanned single-energy (the protocol's `mode: single`) through the daemon:
 /// scanned, its image made and kept beside the capture (a single-energy scan, rows present),
-/// no bone mineral in the quick look, and no grades: the analysis says why.
+/// no bone mineral in the quick look, and the vertebrae measured on it, said to be.
 @Suite("Single-energy lateral spine through the daemon", .serialized)
 struct SingleEnergyLateralIntegrationTests {
-    @Test func scannedKeptAndNotGraded() async throws {
+    @Test func scannedKeptAndMeasured() async throws {
         let dir = TemporaryDirectory()
         try await ExamTests.calibrated(dir)
         let protocolFile = dir.file("protocol.json")
@@ -277,7 +277,10 @@ struct SingleEnergyLateralIntegrationTests {
         let scan = try DecomposedScan.read(path: try #require(attempt["decomposed"]?.stringValue))
         #expect(scan.provenance.singleEnergy == true && scan.provenance.region == "lateral_spine" && scan.rowPresent.allSatisfy { $0 })
         #expect(scan.bone.filter(\.isFinite).count > scan.bone.count / 2, "the image has no numbers")
-        #expect(attempt["analysis"] == nil || attempt["analysis"] == .null)
-        #expect(attempt["analysis_note"]?.stringValue?.contains("single-energy lateral scans are not measured automatically yet") == true, "\(attempt)")
+        guard case .array(let vertebrae)? = attempt["analysis"]?["vfa"]?["vertebrae"], case .array(let warnings)? = attempt["analysis"]?["warnings"] else {
+            Issue.record("no VFA in \(attempt)"); return
+        }
+        #expect(vertebrae.count == 13 && vertebrae.filter { $0["readable"] == .bool(true) }.count >= 10, "\(vertebrae)")
+        #expect(warnings.contains { $0["code"]?.stringValue == "single_energy" }, "\(warnings)")
     }
 }

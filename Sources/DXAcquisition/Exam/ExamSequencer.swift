@@ -645,7 +645,7 @@ public actor ExamSequencer {
                 let missed = r.complete ? nil : "the live pipeline missed lines: dexa analyze on the capture gives the full result"
                 attempt.quickLook = scan.scanMode == .single
                     ? QuickLook(bonePixels: 0, boneAreaCm2: 0, meanBoneBMD: nil, complete: r.complete,
-                                note: missed ?? "single-energy image: no bone mineral density; the image is kept for reading")
+                                note: missed ?? "single-energy image: no bone mineral density; the vertebrae are measured on it")
                     : QuickLook(bonePixels: r.bonePixels, boneAreaCm2: (r.boneAreaCm2 * 100).rounded() / 100,
                                 meanBoneBMD: r.meanBoneBMD.map { ($0 * 1000).rounded() / 1000 }, complete: r.complete, note: missed)
                 // The decomposed scan, beside its capture, for the site's analysis.
