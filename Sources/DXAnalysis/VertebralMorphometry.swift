@@ -285,6 +285,16 @@ public enum VertebralMorphometry {
                 }
             }
             bodies[i] = VertebralBody(placed: points, name: name)
+            // Points placed on the body the analysis named otherwise: the reader's label and
+            // the analysis's disagree (a mislabel either way). Said, not refused: without a
+            // relabel the reader may know better (docs/analysis.md).
+            let centroid = (x: points.map { $0[0] }.reduce(0, +) / 6, y: points.map { $0[1] }.reduce(0, +) / 6)
+            func distance(_ f: LateralImage.Found) -> Double { hypot(f.centre.x - centroid.x, f.centre.y - centroid.y) }
+            if let nearest = named.min(by: { distance($0.value) < distance($1.value) }), nearest.key != name,
+               distance(nearest.value) < 0.5 * spacing {
+                warnings.append(AnalysisWarning(code: "points_on_another_body",
+                                                message: String(format: "%@'s points lie on the body the analysis labelled %@ (%.0f mm from its centre): check the labels", name, nearest.key, distance(nearest.value))))
+            }
         }
         bodies = grade(bodies)
         for (name, set) in (correction?.vfaGrades ?? [:]).sorted(by: { $0.key < $1.key }) {

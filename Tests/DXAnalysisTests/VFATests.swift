@@ -256,6 +256,12 @@ struct VFATests {
         #expect(l2.grade == 1 && l2.kind == .biconcave && l2.gradeBy == "reader" && l2.measuredGrade == 0)
         #expect(m.summary.contains("L2 grade 1 biconcave (the reader's)"), "\(m.summary)")
         #expect(m.vertebra("T9") == auto.vertebra("T9").map { var b = $0; b.expectedMM = m.vertebra("T9")?.expectedMM; return b })
+        #expect(!m.warnings.contains { $0.code == "points_on_another_body" }, "T8's own points moved")
+        // T8's points placed on the body labelled T9: applied as the reader's, and said.
+        let t9 = try #require(auto.vertebra("T9"))
+        let onT9 = try VertebralMorphometry.measure(scan, correction: ROICorrection(vfaPoints: ["T8": t9.points]))
+        let said = try #require(onT9.warnings.first { $0.code == "points_on_another_body" })
+        #expect(said.message.hasPrefix("T8's points lie on the body the analysis labelled T9") && onT9.vertebra("T8")?.pointsBy == "reader", "\(said)")
         // A body that was not read can be graded by eye; its heights stay unmeasured.
         // (The scan stopped inside L3, as in `aScanStoppedHalfWay`: L3 unread.)
         let spec = PatientSpec()
