@@ -5,6 +5,7 @@ import DXClinical
 import DXControl
 import DXDecomposition
 import DXProtocol
+import DXReport
 import Foundation
 
 /// Offline commands: no daemon, only files. Bad input is one line on standard error and exit
@@ -73,7 +74,14 @@ struct Analyze: AsyncParsableCommand {
         let forcedWhy = (result.verdict.accepted ? [] : [result.verdict.description]) + (result.otherUnit.map { [$0] } ?? [])
         let forcedNote = "FORCED: \(forcedWhy.joined(separator: "; ")); these figures are not fit for a patient"
         if result.forced { FileHandle.standardError.write(Data("dexa analyze: \(forcedNote)\n".utf8)) }
-        if let image, let picture = result.image {
+        // A patient scan's image is drawn with its analysis (the report's figure); a phantom's
+        // with the phantom's ROIs.
+        let figure = image != nil && result.role == .patient ? SiteAnalysis.analyze(result.decomposed, patient: nil) : nil
+        var drewSite = false
+        if let image, case .success(let r)? = figure {
+            do { try ReportRaster.sitePNG(r, scan: result.decomposed, to: image) } catch { throw Offline.fail("analyze", "cannot write \(image): \(error)") }
+            drewSite = true
+        } else if let image, let picture = result.image {
             do {
                 try Data(try picture.png(rois: result.roiDefinitions)).write(to: URL(fileURLWithPath: image))
             } catch {
@@ -117,7 +125,10 @@ struct Analyze: AsyncParsableCommand {
         } else {
             for m in result.motion { print(String(format: "motion: %+.1f mm from line %d", m.shiftMM, m.line)) }
         }
-        if let image { print("image: \(image) (bone mineral 0 black to 2.0 g/cm² white, flagged pixels red, ROIs yellow)") }
+        if let image {
+            print(drewSite ? "image: \(image) (the site's image with its analysis drawn as in the report; the lateral spine sharpened for reading)"
+                : "image: \(image) (bone mineral 0 black to 2.0 g/cm² white, flagged pixels red, ROIs yellow)")
+        }
     }
 }
 

@@ -33,23 +33,33 @@ public enum ReportRaster {
     public static func site(_ site: ExamResults.Site, scan: DecomposedScan, scale: Double = 4) throws(Failure) -> RGBImage? {
         guard let result = site.result, scan.geometry.channels > 0, scan.geometry.lines > 0 else { return nil }
         let map = BoneMap(scan)
-        let isHip = result.hip != nil
-        // The report's own size for the site (ReportPage.drawSite): its width, at true aspect.
-        var w = isHip ? 130.0 : 190.0
-        let aspect = (Double(map.rows) * map.dy) / (Double(map.columns) * map.dx)
-        var h = w * aspect
-        let tallest = isHip ? 140.0 : 250.0
-        if h > tallest { h = tallest; w = h / aspect }
+        let (w, h) = SiteFigure.size(map, result: result)
         let columns = max(1, Int((w * scale).rounded())), rows = max(1, Int((h * scale).rounded()))
-        let image = try draw(columns: columns, rows: rows, scale: scale) { c in
-            c.image(rgb: result.vfa != nil ? ReadingImage.raster(map) : SpineFigure.raster(map), columns: map.columns, rows: map.rows, x: 0, y: 0, w: w, h: h)
-            let box = (x: 0.0, y: 0.0, w: w, h: h)
-            if let spine = result.spine { SpineFigure.overlay(spine, result: result, map: map, box: box, on: c) }
-            if let hip = result.hip { HipFigure.overlay(hip, result: result, map: map, box: box, on: c) }
-            if let vfa = result.vfa { VFAFigure.overlay(vfa, map: map, box: box, on: c) }
-        }
+        let image = try draw(columns: columns, rows: rows, scale: scale) { c in SiteFigure.draw(result, map: map, w: w, h: h, on: c) }
         let mmWide = Double(map.columns) * map.dx, mmHigh = Double(map.rows) * map.dy
         return RGBImage(columns: columns, rows: rows, pixels: image, pixelSpacingMM: (mmHigh / Double(rows), mmWide / Double(columns)))
+    }
+
+    /// A site's image with its analysis drawn over it, as `site` draws it, written as a PNG
+    /// (`dexa analyze --image` on a patient scan).
+    public static func sitePNG(_ result: SiteResult, scan: DecomposedScan, to path: String, scale: Double = 4) throws(Failure) {
+        guard scan.geometry.channels > 0, scan.geometry.lines > 0 else { throw Failure(description: "the scan has no lines to draw") }
+        let map = BoneMap(scan)
+        let (w, h) = SiteFigure.size(map, result: result)
+        guard let surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, Int32(max(1, (w * scale).rounded())), Int32(max(1, (h * scale).rounded()))) else {
+            throw Failure(description: "cannot create an image surface")
+        }
+        defer { cairo_surface_destroy(surface) }
+        guard let cr = cairo_create(surface) else { throw Failure(description: "cannot draw") }
+        cairo_set_source_rgb(cr, 1, 1, 1)
+        cairo_paint(cr)
+        cairo_scale(cr, scale, scale)
+        SiteFigure.draw(result, map: map, w: w, h: h, on: Canvas(cr: cr))
+        let drawn = cairo_status(cr)
+        cairo_destroy(cr)
+        guard drawn == CAIRO_STATUS_SUCCESS else { throw Failure(description: "drawing failed: \(String(cString: cairo_status_to_string(drawn)))") }
+        let status = cairo_surface_write_to_png(surface, path)
+        guard status == CAIRO_STATUS_SUCCESS else { throw Failure(description: "cannot write \(path): \(String(cString: cairo_status_to_string(status)))") }
     }
 
     /// The report's pages at `dpi`, as the PNG pages are drawn.
@@ -96,5 +106,28 @@ public enum ReportRaster {
             }
         }
         return rgb
+    }
+}
+
+/// A site's image and its analysis as the report draws them (the report's sizes, in points).
+enum SiteFigure {
+    /// The report's own size for the site (ReportPage.drawSite): its width, at true aspect,
+    /// within 250 pt high (a hip 130 wide, 140 high).
+    static func size(_ map: BoneMap, result: SiteResult) -> (w: Double, h: Double) {
+        let isHip = result.hip != nil
+        var w = isHip ? 130.0 : 190.0
+        let aspect = (Double(map.rows) * map.dy) / (Double(map.columns) * map.dx)
+        var h = w * aspect
+        let tallest = isHip ? 140.0 : 250.0
+        if h > tallest { h = tallest; w = h / aspect }
+        return (w, h)
+    }
+
+    static func draw(_ result: SiteResult, map: BoneMap, w: Double, h: Double, on c: Canvas) {
+        c.image(rgb: result.vfa != nil ? ReadingImage.raster(map) : SpineFigure.raster(map), columns: map.columns, rows: map.rows, x: 0, y: 0, w: w, h: h)
+        let box = (x: 0.0, y: 0.0, w: w, h: h)
+        if let spine = result.spine { SpineFigure.overlay(spine, result: result, map: map, box: box, on: c) }
+        if let hip = result.hip { HipFigure.overlay(hip, result: result, map: map, box: box, on: c) }
+        if let vfa = result.vfa { VFAFigure.overlay(vfa, map: map, box: box, on: c) }
     }
 }

@@ -441,8 +441,17 @@ struct ExamChecksTests {
         // Offline, on the capture the daemon wrote: the same check, the same movement.
         let calibration = try JSONDecoder().decode(JSONValue.self, from: Data(contentsOf: URL(fileURLWithPath: daemon.stateDirectory + "/calibration.json")))
         let analysed = try await runCLI(["analyze", "--calibration", try #require(calibration["source"]?.stringValue),
-                                         try #require(attempt["capture"]?.stringValue), "--json", "--decomposed", dir.file("offline.dxdec")])
+                                         try #require(attempt["capture"]?.stringValue), "--json", "--decomposed", dir.file("offline.dxdec"),
+                                         "--image", dir.file("site.png")])
         #expect(analysed.status == 0, "\(analysed.err)")
+        // The image of a patient scan is the report's figure of the site at 4 pixels a point: the
+        // spine's 220 × 144 mm within 190 pt wide and 250 pt high.
+        let png = try #require(FileManager.default.contents(atPath: dir.file("site.png")))
+        #expect(png.starts(with: [0x89, 0x50, 0x4E, 0x47]) && png.count > 24)
+        if png.count > 24 {
+            #expect(png[16..<20].reduce(0) { $0 << 8 | Int($1) } == Int((250.0 * 144 / 220 * 4).rounded()), "PNG width")
+            #expect(png[20..<24].reduce(0) { $0 << 8 | Int($1) } == 1000, "PNG height")
+        }
         let out = try JSONDecoder().decode(JSONValue.self, from: Data(analysed.out.utf8))
         #expect(out["motion"]?[0]?["line"] == motion["line"], "\(out)")
         #expect(out["motion"]?[0]?["shift_mm"] == motion["shift_mm"])
