@@ -46,20 +46,11 @@ public enum ReportRaster {
         guard scan.geometry.channels > 0, scan.geometry.lines > 0 else { throw Failure(description: "the scan has no lines to draw") }
         let map = BoneMap(scan)
         let (w, h) = SiteFigure.size(map, result: result)
-        guard let surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, Int32(max(1, (w * scale).rounded())), Int32(max(1, (h * scale).rounded()))) else {
-            throw Failure(description: "cannot create an image surface")
+        try render(columns: max(1, Int((w * scale).rounded())), rows: max(1, Int((h * scale).rounded())), scale: scale,
+                   { c in SiteFigure.draw(result, map: map, w: w, h: h, on: c) }) { surface throws(Failure) in
+            let status = cairo_surface_write_to_png(surface, path)
+            guard status == CAIRO_STATUS_SUCCESS else { throw Failure(description: "cannot write \(path): \(String(cString: cairo_status_to_string(status)))") }
         }
-        defer { cairo_surface_destroy(surface) }
-        guard let cr = cairo_create(surface) else { throw Failure(description: "cannot draw") }
-        cairo_set_source_rgb(cr, 1, 1, 1)
-        cairo_paint(cr)
-        cairo_scale(cr, scale, scale)
-        SiteFigure.draw(result, map: map, w: w, h: h, on: Canvas(cr: cr))
-        let drawn = cairo_status(cr)
-        cairo_destroy(cr)
-        guard drawn == CAIRO_STATUS_SUCCESS else { throw Failure(description: "drawing failed: \(String(cString: cairo_status_to_string(drawn)))") }
-        let status = cairo_surface_write_to_png(surface, path)
-        guard status == CAIRO_STATUS_SUCCESS else { throw Failure(description: "cannot write \(path): \(String(cString: cairo_status_to_string(status)))") }
     }
 
     /// The report's pages at `dpi`, as the PNG pages are drawn.
@@ -79,6 +70,28 @@ public enum ReportRaster {
 
     /// Draws on a white image of `columns` x `rows` pixels, `scale` pixels a unit; its pixels.
     static func draw(columns: Int, rows: Int, scale: Double, _ body: (Canvas) -> Void) throws(Failure) -> [UInt8] {
+        try render(columns: columns, rows: rows, scale: scale, body) { surface throws(Failure) in
+            guard let data = cairo_image_surface_get_data(surface) else { throw Failure(description: "no pixels") }
+            let stride = Int(cairo_image_surface_get_stride(surface))
+            var rgb = [UInt8](repeating: 0, count: columns * rows * 3)
+            for r in 0..<rows {
+                for c in 0..<columns {
+                    // RGB24: a native-endian 32-bit word 0x00RRGGBB.
+                    let word = UnsafeRawPointer(data + r * stride + c * 4).loadUnaligned(as: UInt32.self)
+                    let i = (r * columns + c) * 3
+                    rgb[i] = UInt8(truncatingIfNeeded: word >> 16)
+                    rgb[i + 1] = UInt8(truncatingIfNeeded: word >> 8)
+                    rgb[i + 2] = UInt8(truncatingIfNeeded: word)
+                }
+            }
+            return rgb
+        }
+    }
+
+    /// Draws `body` on a white RGB image surface of `columns` x `rows` pixels, `scale` pixels a
+    /// unit, and hands the finished surface to `use`.
+    static func render<T>(columns: Int, rows: Int, scale: Double, _ body: (Canvas) -> Void,
+                          then use: (OpaquePointer) throws(Failure) -> T) throws(Failure) -> T {
         guard let surface = cairo_image_surface_create(CAIRO_FORMAT_RGB24, Int32(columns), Int32(rows)) else {
             throw Failure(description: "cannot create an image surface")
         }
@@ -92,20 +105,7 @@ public enum ReportRaster {
         cairo_destroy(cr)
         guard status == CAIRO_STATUS_SUCCESS else { throw Failure(description: "drawing failed: \(String(cString: cairo_status_to_string(status)))") }
         cairo_surface_flush(surface)
-        guard let data = cairo_image_surface_get_data(surface) else { throw Failure(description: "no pixels") }
-        let stride = Int(cairo_image_surface_get_stride(surface))
-        var rgb = [UInt8](repeating: 0, count: columns * rows * 3)
-        for r in 0..<rows {
-            for c in 0..<columns {
-                // RGB24: a native-endian 32-bit word 0x00RRGGBB.
-                let word = UnsafeRawPointer(data + r * stride + c * 4).loadUnaligned(as: UInt32.self)
-                let i = (r * columns + c) * 3
-                rgb[i] = UInt8(truncatingIfNeeded: word >> 16)
-                rgb[i + 1] = UInt8(truncatingIfNeeded: word >> 8)
-                rgb[i + 2] = UInt8(truncatingIfNeeded: word)
-            }
-        }
-        return rgb
+        return try use(surface)
     }
 }
 
