@@ -129,14 +129,14 @@ public struct ScanDecomposition: Sendable {
     /// its lines as they come carry each line's own.
     public var decomposed: DecomposedScan {
         get {
-            guard let single, !singleHigh.isEmpty else { return lines_ }
-            var scan = lines_
+            guard let single, !singleHigh.isEmpty else { return lineByLine }
+            var scan = lineByLine
             single.image(high: singleHigh, variance: singleVariance, into: &scan)
             return scan
         }
-        set { lines_ = newValue }
+        set { lineByLine = newValue }
     }
-    private var lines_: DecomposedScan
+    private var lineByLine: DecomposedScan
     /// A single-energy scan's high-window log attenuations and their variances, row by row.
     private var singleHigh: [Double] = [], singleVariance: [Double] = []
 
@@ -155,10 +155,10 @@ public struct ScanDecomposition: Sendable {
         self.rois = rois.map { ROIAccumulator(roi: $0, geometry: geometry) }
         stillness = StillnessCheck(pitchUm: geometry.pitchUm)
         ledger = LineLedger(configuration: configuration)
-        lines_ = DecomposedScan(geometry: .init(scan: geometry, configuration: configuration),
+        lineByLine = DecomposedScan(geometry: .init(scan: geometry, configuration: configuration),
                                 provenance: .init(capture: nil, scanID: configuration.scanID, calibration: calibration.source))
         if configuration.mode == .single {
-            lines_.provenance.singleEnergy = true
+            lineByLine.provenance.singleEnergy = true
             if single != nil {
                 let n = geometry.channels * Int(configuration.lineCount)
                 singleHigh = [Double](repeating: .nan, count: n)
@@ -181,10 +181,10 @@ public struct ScanDecomposition: Sendable {
             ledger.record(line.index)
             let found = stillness.events.count
             _ = stillness.add(highAttenuation: attenuation.high, line: Int(line.index))
-            lines_.add(d)
-            if stillness.events.count > found { lines_.motion = stillness.events }
-            let row = Int(line.index), width = lines_.geometry.channels
-            if !singleHigh.isEmpty, row >= 0, row < lines_.geometry.lines, n == width {
+            lineByLine.add(d)
+            if stillness.events.count > found { lineByLine.motion = stillness.events }
+            let row = Int(line.index), width = lineByLine.geometry.channels
+            if !singleHigh.isEmpty, row >= 0, row < lineByLine.geometry.lines, n == width {
                 for c in 0..<n {
                     singleHigh[row * width + c] = attenuation.high[c]
                     singleVariance[row * width + c] = attenuation.varianceHigh[c]
@@ -199,8 +199,8 @@ public struct ScanDecomposition: Sendable {
         let found = stillness.events.count
         _ = stillness.add(highAttenuation: attenuation.high, line: Int(line.index))
         for k in rois.indices { rois[k].add(d) }
-        lines_.add(d)
-        if stillness.events.count > found { lines_.motion = stillness.events }
+        lineByLine.add(d)
+        if stillness.events.count > found { lineByLine.motion = stillness.events }
         for c in 0..<d.bone.count where d.isBone[c] && d.bone[c].isFinite {
             boneSum += d.bone[c]
             bonePixels += 1
