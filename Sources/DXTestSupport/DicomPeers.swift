@@ -297,6 +297,11 @@ public final class MisbehavingPeer: Sendable {
     }
 }
 
+/// A test peer the project's own scripts install is not installed.
+public struct PeerMissing: Error, CustomStringConvertible {
+    public let description: String
+}
+
 /// A RIS as far as MPPS goes: pynetdicom's SCP (Tests/Peers/mpps-scp.py, run by the Python
 /// of the project's own environment that scripts/setup makes in `.build-peers/venv`) on a
 /// loopback port. It writes each N-CREATE, N-SET and the step as it stands into `directory`.
@@ -318,6 +323,11 @@ public final class MPPSServer: Sendable {
 
     /// `port` nil: a free one.
     public init(aeTitle: String = "MPPSSCP", port: UInt16? = nil) async throws {
+        // Said plainly: a clone the project's setup has not run in lacks it (found running the
+        // suite in a fresh clone: "The file doesn't exist" with the path and nothing more).
+        guard FileManager.default.isExecutableFile(atPath: Self.python) else {
+            throw PeerMissing(description: "the MPPS peer's Python environment \(Self.python) is missing: run scripts/setup")
+        }
         directory = TemporaryDirectory("dxmpps")
         self.port = try port ?? DicomTools.freePort()
         self.aeTitle = aeTitle
