@@ -164,6 +164,10 @@ final class SQLiteShell: Sendable {
         let pipe = Pipe()
         child = try ChildProcess(executable: "/usr/bin/sqlite3", arguments: [database], logPath: log, standardInput: pipe.fileHandleForReading)
         input = pipe.fileHandleForWriting
+        // The daemon may be in the middle of its own short write when the lock is asked
+        // for: without a busy timeout sqlite3 fails at once ("database is locked") and the
+        // lock is never taken (seen once in CI on the fault matrix's trial 2).
+        send(".timeout 10000")
     }
 
     private func send(_ text: String) { input.write(Data((text + "\n").utf8)) }
@@ -173,7 +177,7 @@ final class SQLiteShell: Sendable {
     func lock() async throws {
         let n = locks.withLock { $0 += 1; return $0 }
         send("BEGIN EXCLUSIVE; SELECT 'held';")
-        try await eventually("sqlite3 holding the lock") { said("held") >= n }
+        try await eventually("sqlite3 holding the lock", seconds: 15) { said("held") >= n }
     }
 
     func unlock() async throws {
