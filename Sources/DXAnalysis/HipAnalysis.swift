@@ -52,6 +52,13 @@ public enum HipAnalysis {
         /// than this (the leg turned outwards), the shaft at more than this to the scan.
         public var lesserTrochanterLimitMM = 8.0
         public var shaftAngleLimitDeg = 5.0
+        /// Positioning: soft tissue the field must hold beside the femur's lateral edge (the
+        /// greater trochanter). Hologic sets the total hip box 5 pixels out from the bone on
+        /// every side but the bottom (ISCD DXA atlas, "Total hip region of interest
+        /// incorrect/Hologic"), so the field holds at least that much tissue beside the
+        /// trochanter; with less, the soft-tissue reference under the trochanter's rows has
+        /// nothing on that side to stand on (docs/analysis.md, "Hips").
+        public var lateralTissueMM = 5.0
         /// Metal: pixels of at least this bone-mineral equivalent or opaque, covering this. The
         /// smallest hip fixation, one cannulated screw (6.5 mm by 50 mm or more), covers over
         /// 300 mm² in projection; a few starved pixels where the head and the acetabulum
@@ -191,6 +198,15 @@ public enum HipAnalysis {
                 }
                 pixels["total_hip"] = totalPixels
                 rois.append(h.roi("total_hip", totalPixels, missingOver: totalRows))
+                // The femur's lateral edge against the field's lateral edge.
+                let lateralEdge = lat > 0 ? map.x(map.columns - 1) + map.dx / 2 : map.x(0) - map.dx / 2
+                let margin = totalPixels.map { lat * (lateralEdge - map.x($0 % map.columns)) - map.dx / 2 }.min() ?? .infinity
+                if margin < p.lateralTissueMM {
+                    warnings.append(AnalysisWarning(code: "trochanter_at_field_edge",
+                                                    message: String(format: "the femur comes within %.0f mm of the field's lateral edge: the total hip needs %.0f mm of soft tissue beside the greater trochanter (move the field %.0f mm laterally and scan again)",
+                                                                    max(0, margin), p.lateralTissueMM, p.lateralTissueMM - max(0, margin) + 10),
+                                                    value: max(0, margin), unit: "mm"))
+                }
                 // The pelvis joined to the femur below the neck: the fill ran into it.
                 let medialLimit = shaft.radius + (lesser.prominenceMM) + 12
                 if total.contains(where: { i in

@@ -9,8 +9,11 @@ import Testing
 
 /// The standard exam's hips: 150 lines of 1 mm from y 860 mm, 1.2 s at 0.333 mA, the carriage
 /// 100 mm to the patient's left (x 300 mm) or right (x 100 mm) of the table's midline.
-func hipScan(_ side: ProximalFemur.Side) -> ScanConfiguration {
-    ScanConfiguration(scanID: 2, mode: .dual, xUm: side == .left ? 300_000 : 100_000, yStartUm: 860_000, lineCount: 150, lineStepUm: 1000,
+/// The exam's hip scan; `lateralShiftMM` moves the field towards the hip's lateral side (a
+/// technologist repositioning after the analysis found the trochanter at the field's edge).
+func hipScan(_ side: ProximalFemur.Side, lateralShiftMM: Double = 0) -> ScanConfiguration {
+    let x = (side == .left ? 300_000 : 100_000) + Int32((side == .left ? 1 : -1) * lateralShiftMM * 1000)
+    return ScanConfiguration(scanID: 2, mode: .dual, xUm: x, yStartUm: 860_000, lineCount: 150, lineStepUm: 1000,
                       linePeriodUs: 1_200_000, tubeCurrentUA: 333, linesPerFrame: 1)
 }
 
@@ -30,13 +33,38 @@ func femurTruth(_ spec: PatientSpec, _ hip: ProximalFemur, _ m: HipMeasurement, 
 }
 
 extension SharedScanner {
-    func hip(_ spec: PatientSpec, _ side: ProximalFemur.Side, noise: UInt64, keep: @Sendable (ScanLine) -> Bool = { _ in true }) throws -> DecomposedScan {
-        try scan(spec, noise: noise, hipScan(side), region: side == .left ? "left_hip" : "right_hip", keep: keep)
+    func hip(_ spec: PatientSpec, _ side: ProximalFemur.Side, noise: UInt64, lateralShiftMM: Double = 0,
+             keep: @Sendable (ScanLine) -> Bool = { _ in true }) throws -> DecomposedScan {
+        try scan(spec, noise: noise, hipScan(side, lateralShiftMM: lateralShiftMM), region: side == .left ? "left_hip" : "right_hip", keep: keep)
     }
 }
 
 @Suite("Hip analysis")
 struct HipAnalysisTests {
+    /// A field that cuts the greater trochanter: the analysis says how near the femur comes to
+    /// the field's lateral edge and how far to move it; moved as it says, the hip is measured
+    /// with no warning. The field is moved 20 mm medially from the exam's position, which
+    /// brings the standard patient's femur within 5 mm of its edge.
+    @Test(arguments: [ProximalFemur.Side.left, .right])
+    func aTrochanterAtTheFieldsEdgeIsSaid(_ side: ProximalFemur.Side) async throws {
+        let spec = PatientSpec()
+        let hip = try #require(spec.hips.first { $0.side == side })
+        let cut = try await SharedScanner.shared.hip(spec, side, noise: 12, lateralShiftMM: -20)
+        let m = try HipAnalysis.measure(cut)
+        let edge = try #require(m.warnings.first { $0.code == "trochanter_at_field_edge" }, "\(m.warnings)")
+        let margin = try #require(edge.value)
+        #expect(margin < HipAnalysis.Parameters().lateralTissueMM)
+        #expect(edge.message.contains("move the field"), "\(edge.message)")
+        let moved = try await SharedScanner.shared.hip(spec, side, noise: 13, lateralShiftMM: -20 + HipAnalysis.Parameters().lateralTissueMM - margin + 10)
+        let again = try HipAnalysis.measure(moved)
+        #expect(!again.warnings.contains { $0.code == "trochanter_at_field_edge" }, "\(again.warnings)")
+        let total = try #require(again.roi("total_hip")?.bmdGCm2), truth = try #require(femurTruth(spec, hip, again, moved, roi: "total_hip"))
+        #expect(abs(total / truth.bmd - 1) < 0.03)
+        // At the exam's own position there is room: no warning (the test below checks all).
+        let standard = try HipAnalysis.measure(try await SharedScanner.shared.hip(spec, side, noise: 11))
+        #expect(!standard.warnings.contains { $0.code == "trochanter_at_field_edge" })
+    }
+
     @Test(arguments: [ProximalFemur.Side.left, .right])
     func theStandardPatientsHip(_ side: ProximalFemur.Side) async throws {
         let spec = PatientSpec()
@@ -85,6 +113,9 @@ struct HipAnalysisTests {
 @Suite("Hip analysis over many patients", .serialized)
 struct HipStudyTests {
     static let patients = Int(ProcessInfo.processInfo.environment["DEXA_HIP_PATIENTS"] ?? "") ?? 50
+    /// The first seed of the study (`DEXA_HIP_FIRST`, default 1): a study of patients it was
+    /// not developed on, or one patient traced alone.
+    static let first = UInt64(ProcessInfo.processInfo.environment["DEXA_HIP_FIRST"] ?? "") ?? 1
 
     @Test func fiftyPatientsHips() async throws {
         var analysed = 0, placed = 0
@@ -92,18 +123,32 @@ struct HipStudyTests {
         var warned: [String: Int] = [:]
         var failures: [String] = []
         var wrongSide = 0
-        for seed in 1...UInt64(Self.patients) {
+        var edgeFound: [UInt64] = []
+        for seed in Self.first..<(Self.first + UInt64(Self.patients)) {
             let spec = PatientVariety.patient(seed: seed)
             // Alternate sides: each patient gives one hip.
             let side: ProximalFemur.Side = seed % 2 == 1 ? .left : .right
             guard let hip = spec.hips.first(where: { $0.side == side }) else { continue }
-            let scan = try await SharedScanner.shared.hip(spec, side, noise: 100 + seed)
-            let m: HipMeasurement
+            var scan = try await SharedScanner.shared.hip(spec, side, noise: 100 + seed)
+            var m: HipMeasurement
             do { m = try HipAnalysis.measure(scan) } catch {
                 ImageDump.hip(scan, nil, name: "hip-study-\(seed)")
                 failures.append("seed \(seed) \(side): \(error)")
                 if case .otherSide = error { wrongSide += 1 }
                 continue
+            }
+            // The field is where the exam's protocol puts it, whatever the patient's width: a
+            // wide patient's trochanter can reach its edge. The analysis says so, and the
+            // technologist moves the field as it asks and scans again (another noise draw):
+            // the study counts both.
+            if let edge = m.warnings.first(where: { $0.code == "trochanter_at_field_edge" }), let margin = edge.value {
+                edgeFound.append(seed)
+                let shift = HipAnalysis.Parameters().lateralTissueMM - margin + 10
+                scan = try await SharedScanner.shared.hip(spec, side, noise: 10_000 + seed, lateralShiftMM: shift)
+                do { m = try HipAnalysis.measure(scan) } catch {
+                    failures.append("seed \(seed) \(side), moved \(shift) mm: \(error)")
+                    continue
+                }
             }
             ImageDump.hip(scan, m, name: "hip-study-\(seed)")
             analysed += 1
@@ -125,6 +170,12 @@ struct HipStudyTests {
                 if errors == 0 { neckErrors.append(e) } else { totalErrors.append(e) }
                 if abs(e) > 0.03 {
                     ImageDump.hip(truthScan(spec, scan), m, name: "hip-study-\(seed)-truth")
+                    // Which part of the hip the error sits in.
+                    let parts = m.rois.compactMap { part -> String? in
+                        guard let b = part.bmdGCm2, let t = femurTruth(spec, hip, m, scan, roi: part.name) else { return nil }
+                        return String(format: "%@ %+.2f %% (BMC %.2f of %.2f g)", part.name, (b / t.bmd - 1) * 100, part.bmcG, t.bmc)
+                    }
+                    failures.append("    " + parts.joined(separator: "; "))
                     failures.append(String(format: "seed %llu %@ %@: %+.2f %% (area %+.1f %%; tissue %.1f, hip half-width %.0f)", seed, side.rawValue, name,
                                            e * 100, (r.areaCm2 / t.area - 1) * 100, spec.softTissue, spec.hipHalfWidthMM ?? 0))
                 }
@@ -134,6 +185,7 @@ struct HipStudyTests {
         print("  neck: \(studyStats(neckErrors))")
         print("  total hip: \(studyStats(totalErrors))")
         print("  warnings: \(warned.sorted { $0.key < $1.key })")
+        print("  trochanter at the field's edge, the field moved and the hip scanned again: seeds \(edgeFound)")
         for f in failures { print("  \(f)") }
         // Nine in ten hips analysed have their total hip within 3 % of the truth (all of them is
         // the target, below).
@@ -147,13 +199,15 @@ struct HipStudyTests {
         // Every neck within 3 % since long runs are anchored on the tissue earlier lines saw
         // over their own channels (2026-12-05: four necks had read 3.9–7.7 % low).
         #expect(neckErrors.count >= analysed && neckErrors.allSatisfy { abs($0) <= 0.03 })
-        // Not met yet, and said (docs/analysis.md, "Hips: what the study found"): one total hip
-        // reads 3.2 % low (seed 42, a thick patient); the lesser trochanter is placed 6–7 mm
+        // Not met yet, and said (docs/analysis.md, "Hips: what the study found"): the lesser
+        // trochanter is placed 6–7 mm
         // off in five rotated hips and one neck axis 8.9° off (seed 46, a thin patient);
         // positioning warnings on 6 of 50 well-positioned hips.
-        withKnownIssue("one total hip 3.2 % low; lesser trochanter off in rotated hips; warnings (docs/analysis.md)") {
+        // Every total hip within 3 % since a trochanter at the field's edge is said and the
+        // field moved (2026-12-05: seed 42's had read 3.2 % low, with 1 mm of tissue beside it).
+        #expect(totalErrors.allSatisfy { abs($0) <= 0.03 })
+        withKnownIssue("lesser trochanter off in rotated hips; warnings (docs/analysis.md)") {
             #expect(Double(placed) >= 0.98 * Double(Self.patients))
-            #expect(totalErrors.allSatisfy { abs($0) <= 0.03 })
             // No positioning warning on well-positioned patients beyond one in twenty.
             #expect(Double(warned.values.reduce(0, +)) <= 0.05 * Double(analysed), "\(warned)")
         }
