@@ -34,12 +34,23 @@ public struct VertebralBody: Sendable, Codable, Equatable {
     /// `measuredGrade`, the grade the heights give (nil when the body could not be measured).
     public var gradeBy: String?
     public var measuredGrade: Int?
+    /// "anterior", "posterior" or "anterior_posterior": the height at that corner (or both)
+    /// could not be read (its standard error over the limit), the middle could. Such a body is
+    /// graded only when the heights read already show a fracture (the grade is then the least
+    /// the body can have; with both corners unread its type cannot be told), and is unreadable
+    /// otherwise; its height at such a corner is nil.
+    public var uncertainHeight: String?
+    /// With both corners uncertain: the taller corner's height less twice its standard error
+    /// (the least it can be), which the grading divides the middle by. Not stored: it serves
+    /// the grading only.
+    var cornerAtLeastMM: Double?
 
     public enum CodingKeys: String, CodingKey {
         case name, readable, reason, points, grade
         case anteriorMM = "anterior_mm", middleMM = "middle_mm", posteriorMM = "posterior_mm", tiltDegrees = "tilt_deg"
         case expectedMM = "expected_mm", heightLoss = "height_loss", kind = "type"
         case pointsBy = "points_by", gradeBy = "grade_by", measuredGrade = "measured_grade"
+        case uncertainHeight = "uncertain_height"
     }
 
     public init(name: String, anteriorMM: Double, middleMM: Double, posteriorMM: Double, points: [[Double]] = [], tiltDegrees: Double? = nil) {
@@ -86,7 +97,7 @@ public struct VFAMeasurement: Sendable, Codable, Equatable {
         } else {
             parts.append(f.map { v in
                 v.gradeBy != nil ? "\(v.name) grade \(v.grade ?? 0) \(v.kind?.rawValue ?? "") (the reader's)"
-                    : String(format: "%@ grade %d %@ (%.0f %%)", v.name, v.grade ?? 0, v.kind?.rawValue ?? "", (v.heightLoss ?? 0) * 100)
+                    : String(format: "%@ grade %@%d %@ (%.0f %%)", v.name, v.uncertainHeight != nil ? "at least " : "", v.grade ?? 0, v.kind?.rawValue ?? "", (v.heightLoss ?? 0) * 100)
             }.joined(separator: "; "))
         }
         let u = unreadable.map(\.name)
@@ -137,6 +148,9 @@ public enum VertebralMorphometry {
         return bodies.map { b in
             var b = b
             guard b.readable else { return b }
+            if let corner = b.uncertainHeight {
+                return gradeWithoutCorner(b, corner: corner, expected: line.flatMap { l in index[b.name].map { l.intercept + l.slope * $0 } })
+            }
             guard let a = b.anteriorMM, let m = b.middleMM, let p = b.posteriorMM, a > 0, m > 0, p > 0 else {
                 return VertebralBody(name: b.name, unreadable: "its heights could not be measured")
             }
@@ -158,6 +172,51 @@ public enum VertebralMorphometry {
             b.kind = (b.grade ?? 0) > 0 ? chosen.0 : nil
             return b
         }
+    }
+
+    /// A body with one corner's height uncertain, graded from the two heights read: the middle
+    /// against the corner read (biconcave) and against the expected height (crush). Each is
+    /// one of the full rule's losses or less (the full rule divides by the taller corner), so
+    /// a grade found here is the least the body can have, and on the same heights the full
+    /// rule would call no fracture this one does not. A wedge needs both corners: with no
+    /// fracture in the heights read, the body is unreadable (never graded 0 for want of a
+    /// corner).
+    static func gradeWithoutCorner(_ body: VertebralBody, corner: String, expected: Double?) -> VertebralBody {
+        var b = body
+        let read = [b.anteriorMM, b.posteriorMM].compactMap { $0 }.filter { $0 > 0 }
+        guard let m = b.middleMM, m > 0 else {
+            return VertebralBody(name: b.name, unreadable: b.reason ?? "its heights could not be measured")
+        }
+        var losses: [(VertebralBody.Kind?, Double)] = []
+        if let c = read.max() {
+            losses.append((.biconcave, 1 - m / c))
+            if let expected, expected > 0 {
+                b.expectedMM = expected
+                losses.append((.crush, 1 - m / expected))
+            }
+        } else if let c = b.cornerAtLeastMM, c > 0 {
+            // Both corners uncertain: the fit itself is in doubt (the study found middles read
+            // 5–7 mm short where a rib's or a shoulder blade's edge was taken for an endplate,
+            // and every height short with them), so only the body's own shape may call a
+            // fracture, against the least the corners can be; never the middle against the
+            // expected height alone.
+            b.expectedMM = expected
+            losses.append((.biconcave, 1 - m / c))
+        }
+        guard let worst = losses.max(by: { $0.1 < $1.1 }), grade(loss: worst.1) > 0 else {
+            var unread = VertebralBody(name: b.name, unreadable: (b.reason ?? "a corner's height is uncertain")
+                                       + "; the heights read show no fracture, and a wedge cannot be excluded without both corners")
+            unread.expectedMM = b.expectedMM
+            return unread
+        }
+        let shape = losses.first { $0.0 == .biconcave }
+        let chosen = shape.map { grade(loss: $0.1) == grade(loss: worst.1) ? $0 : worst } ?? worst
+        b.heightLoss = chosen.1
+        b.grade = grade(loss: chosen.1)
+        b.kind = chosen.0
+        let from = read.isEmpty ? "its middle height against the least its corners can be" : "its \(b.anteriorMM == nil ? "posterior" : "anterior") and middle heights"
+        b.reason = (b.reason ?? "") + String(format: "; graded from %@: at least grade %d", from, b.grade ?? 0)
+        return b
     }
 
     /// A robust line through points (median of pairwise slopes, median intercept); nil for
@@ -515,12 +574,17 @@ struct LateralImage {
         }
         var frame = sides(f)
         var result = endplates(frame, name: name)
-        if let lean = result.lean, abs(lean) > .pi / 180 {
+        // The frame turned by the endplates' lean until they lie square to it (a body whose
+        // endplates lean the other way each time, or still lean after three turns, has no axis
+        // to measure along).
+        var turns = 0
+        while let lean = result.lean, abs(lean) > .pi / 180, turns < 3 {
             frame.angle += lean
             result = endplates(frame, name: name)
-            if let again = result.lean, abs(again) > 2 * .pi / 180 {
-                return VertebralBody(name: name, unreadable: String(format: "its endplates do not settle square to one axis (%.1f° off)", again * 180 / .pi))
-            }
+            turns += 1
+        }
+        if let again = result.lean, abs(again) > 2 * .pi / 180 {
+            return VertebralBody(name: name, unreadable: String(format: "its endplates do not settle square to one axis (%.1f° off)", again * 180 / .pi))
         }
         return result.body
     }
@@ -671,9 +735,17 @@ struct LateralImage {
         }
         // Each height's standard error from the two fits: one over half the 1.5 mm the
         // heights are held to (so that 95 % of them land within it) cannot be graded.
+        // One corner's height uncertain (a rib over that corner's endplate, the others clear)
+        // leaves the other two read: the body is graded only if they already show a fracture
+        // (`grade`). The middle, or both corners, uncertain: unreadable.
+        var uncertainCorners: [(side: String, se: Double)] = []
         for (w, side) in [(-0.5, "posterior"), (0.0, "middle"), (0.5, "anterior")] {
             let se = Self.lineCorrelation * (pow(upper.standardError(at: w), 2) + pow(lower.standardError(at: w), 2)).squareRoot()
             if !(se <= Self.heightStandardError) {
+                if side != "middle", se.isFinite {
+                    uncertainCorners.append((side, se))
+                    continue
+                }
                 return (VertebralBody(name: name, unreadable: String(format: "its %@ height is uncertain (± %.1f mm: the endplates there are unclear)", side, se)), nil)
             }
         }
@@ -685,8 +757,20 @@ struct LateralImage {
             }
         }
         let lean = atan((upper.slope(at: 0) + lower.slope(at: 0)) / 2 / depth)
-        return (VertebralBody(name: name, anteriorMM: height(0.5), middleMM: height(0), posteriorMM: height(-0.5), points: points,
-                              tiltDegrees: (f.angle + lean) * 180 / .pi), lean)
+        var body = VertebralBody(name: name, anteriorMM: height(0.5), middleMM: height(0), posteriorMM: height(-0.5), points: points,
+                                 tiltDegrees: (f.angle + lean) * 180 / .pi)
+        if !uncertainCorners.isEmpty {
+            for corner in uncertainCorners {
+                if corner.side == "posterior" { body.posteriorMM = nil } else { body.anteriorMM = nil }
+            }
+            body.uncertainHeight = uncertainCorners.map(\.side).sorted().joined(separator: "_")
+            if uncertainCorners.count == 2 {
+                body.cornerAtLeastMM = uncertainCorners.map { height($0.side == "posterior" ? -0.5 : 0.5) - 2 * $0.se }.max()
+            }
+            body.reason = "its " + uncertainCorners.map { String(format: "%@ height (± %.1f mm)", $0.side, $0.se) }.joined(separator: " and ")
+                + (uncertainCorners.count > 1 ? " are" : " is") + " uncertain: the endplates there are unclear"
+        }
+        return (body, lean)
     }
 }
 

@@ -47,7 +47,9 @@ enum ResultsText {
             var line = v.name.padding(toLength: 8, withPad: " ", startingAt: 0)
             guard v.readable else { print(line + "  not readable: \(v.reason ?? "")"); continue }
             line += number(v.anteriorMM, "%.1f").leftPadded(10) + number(v.middleMM, "%.1f").leftPadded(8) + number(v.posteriorMM, "%.1f").leftPadded(11)
-            line += number(v.grade.map(Double.init), "%.0f").leftPadded(7)
+            // A grade from the heights read, a corner's uncertain: the least it can be.
+            let least = v.uncertainHeight != nil && v.gradeBy == nil ? "≥" : ""
+            line += (least + number(v.grade.map(Double.init), "%.0f")).leftPadded(7)
             if v.gradeBy != nil {
                 line += "  " + (v.kind?.rawValue ?? "") + " (the reader's; measured " + (v.measuredGrade.map(String.init) ?? "—") + ")"
             } else if let kind = v.kind {
@@ -55,6 +57,7 @@ enum ResultsText {
             }
             if v.pointsBy != nil { line += "  points placed by the reader" }
             print(line)
+            if v.uncertainHeight != nil, v.gradeBy == nil, let reason = v.reason { print("          " + reason) }
         }
         print("  \(m.summary)")
     }

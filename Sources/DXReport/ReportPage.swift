@@ -582,13 +582,20 @@ enum VFAFigure {
                 c.text(mm(v.anteriorMM), x: tx + 95, y: y, align: .right)
                 c.text(mm(v.middleMM), x: tx + 145, y: y, align: .right)
                 c.text(mm(v.posteriorMM), x: tx + 200, y: y, align: .right)
-                c.text((v.grade.map(String.init) ?? "—") + (v.gradeBy != nil || v.pointsBy != nil ? "*" : ""), x: tx + 235, y: y, align: .right)
+                // A grade from the heights read, a corner's uncertain: the least it can be.
+                let least = v.uncertainHeight != nil && v.gradeBy == nil ? "≥" : ""
+                c.text(least + (v.grade.map(String.init) ?? "—") + (v.gradeBy != nil || v.pointsBy != nil ? "*" : ""), x: tx + 235, y: y, align: .right)
                 if v.gradeBy != nil {
                     c.text((v.kind?.rawValue ?? "none") + " (reader; measured " + (v.measuredGrade.map(String.init) ?? "—") + ")", x: tx + 245, y: y)
                 } else if let kind = v.kind {
                     c.text(String(format: "%@ (%.0f %%)", kind.rawValue, (v.heightLoss ?? 0) * 100), x: tx + 245, y: y)
                 }
                 y += 9
+                if v.uncertainHeight != nil, v.gradeBy == nil, let reason = v.reason {
+                    c.colour(.grey)
+                    c.font(7.5)
+                    y = c.paragraph(reason, x: tx + 40, y: y, width: 250, leading: 9)
+                }
             } else {
                 y = c.paragraph("not readable: \(v.reason ?? "")", x: tx + 40, y: y, width: 250, leading: 9)
             }

@@ -127,6 +127,48 @@ struct VFATests {
         #expect(unread[names.firstIndex(of: "T8") ?? 0].grade == nil)
     }
 
+    /// A body with a corner's height uncertain (a rib over that corner): graded only when the
+    /// heights read already show a fracture, as the least grade it can have; otherwise
+    /// unreadable, never grade 0. With both corners uncertain only its own shape counts,
+    /// against the least its corners can be (not its middle against the expected height: in
+    /// the study such bodies' middles were misread short by 5–7 mm).
+    @Test func aCornerUncertainIsGradedOnlyOnWhatWasRead() throws {
+        let names = VertebralMorphometry.levels
+        func spine(_ body: VertebralBody) -> [VertebralBody] {
+            names.map { $0 == "T8" ? body : VertebralBody(name: $0, anteriorMM: 20, middleMM: 20, posteriorMM: 20) }
+        }
+        func partial(a: Double?, m: Double, p: Double?, atLeast: Double? = nil) -> VertebralBody {
+            var b = VertebralBody(name: "T8", anteriorMM: a ?? 0, middleMM: m, posteriorMM: p ?? 0)
+            if a == nil { b.anteriorMM = nil }
+            if p == nil { b.posteriorMM = nil }
+            b.uncertainHeight = [a == nil ? "anterior" : nil, p == nil ? "posterior" : nil].compactMap { $0 }.joined(separator: "_")
+            b.cornerAtLeastMM = atLeast
+            b.reason = "a corner's height is uncertain"
+            return b
+        }
+        func t8(_ b: VertebralBody) -> VertebralBody { VertebralMorphometry.grade(spine(b))[names.firstIndex(of: "T8") ?? 0] }
+        // The posterior unread, the middle 30 % under the anterior: grade 2 biconcave at least.
+        let biconcave = t8(partial(a: 20, m: 14, p: nil))
+        #expect(biconcave.readable && biconcave.grade == 2 && biconcave.kind == .biconcave && biconcave.posteriorMM == nil)
+        #expect(biconcave.reason?.contains("at least grade 2") == true, "\(biconcave.reason ?? "")")
+        // The middle 45 % under the expected (20 mm) with the anterior low too (a crush): grade 3.
+        let crush = t8(partial(a: 12, m: 11, p: nil))
+        #expect(crush.grade == 3 && crush.kind == .crush)
+        // Nothing lost in what was read: a wedge cannot be excluded: unreadable, not grade 0.
+        let unsure = t8(partial(a: 19.5, m: 19, p: nil))
+        #expect(!unsure.readable && unsure.grade == nil && unsure.reason?.contains("wedge cannot be excluded") == true)
+        // Both corners uncertain: the shape against the least the corners can be.
+        let both = t8(partial(a: nil, m: 10, p: nil, atLeast: 18))
+        #expect(both.readable && both.grade == 3 && both.kind == .biconcave && both.uncertainHeight == "anterior_posterior")
+        // Every height short (an edge taken for the endplates): no fracture from the middle
+        // against the expected height alone.
+        let short = t8(partial(a: nil, m: 9, p: nil, atLeast: 8.5))
+        #expect(!short.readable && short.grade == nil)
+        // The JSON names the corner and leaves its height out; the bound stays inside.
+        let json = String(decoding: try JSONEncoder().encode(biconcave), as: UTF8.self)
+        #expect(json.contains("\"uncertain_height\":\"posterior\"") && !json.contains("posterior_mm\":") && !json.contains("cornerAtLeast") && !json.contains("at_least_mm"), "\(json)")
+    }
+
     /// A scan stopped half-way: with no L4 and no lumbar body below the ribs, the bodies
     /// cannot be named, and nothing is graded; stopped below T12, they are named from its rib.
     @Test func aScanStoppedHalfWay() async throws {
@@ -340,7 +382,7 @@ struct VFAStudyTests {
     @Test func lateralSpinesOverManyPatients() async throws {
         var byTruth = [Int: (n: Int, found: Int, exact: Int)]()
         var normal = 0, falsePositive = 0, unreadable = 0, vertebrae = 0, labelled = 0, labelsRight = 0, refused = 0, unreadFractures = 0
-        var heightErrors: [Double] = [], typeRight = 0, typed = 0
+        var heightErrors: [Double] = [], typeRight = 0, typed = 0, partlyRead = 0
         var warnings: [String: Int] = [:]
         // `DEXA_VFA_FIRST`: the first seed (1), for a run on patients a choice was not made on.
         let first = UInt64(ProcessInfo.processInfo.environment["DEXA_VFA_FIRST"] ?? "") ?? 1
@@ -358,7 +400,10 @@ struct VFAStudyTests {
             for w in m.warnings { warnings[w.code, default: 0] += 1 }
             for truth in spec.thoracolumbar {
                 vertebrae += 1
-                guard let v = m.vertebra(truth.name), v.readable, let a = v.anteriorMM, let mid = v.middleMM, let p = v.posteriorMM else {
+                // A body read but for one corner (`uncertainHeight`) is graded only when the
+                // heights read show a fracture; it counts as read, with the heights it has.
+                guard let v = m.vertebra(truth.name), v.readable, let mid = v.middleMM,
+                      v.uncertainHeight != nil || (v.anteriorMM != nil && v.posteriorMM != nil) else {
                     unreadable += 1
                     // A fracture that could not be read is not found: it counts against the
                     // finding rate (the reader is told the level is unread, not that it is whole).
@@ -366,14 +411,19 @@ struct VFAStudyTests {
                     t.n += 1
                     byTruth[truth.grade] = t
                     if truth.grade > 0 { unreadFractures += 1 }
-                    print("seed \(seed) \(truth.name): unreadable: \(m.vertebra(truth.name)?.reason ?? "missing")")
+                    print("seed \(seed) \(truth.name)\(truth.grade > 0 ? " (\(truth.fracture?.rawValue ?? "") grade \(truth.grade))" : ""): unreadable: \(m.vertebra(truth.name)?.reason ?? "missing")")
                     continue
                 }
                 // The label: the body measured lies where the scene put this vertebra.
                 labelled += 1
                 let centre = v.points.map { $0[1] }.reduce(0, +) / 6
                 if abs(centre - truth.centre.y) < 8 { labelsRight += 1 }
-                heightErrors += [a - truth.anteriorMM, mid - truth.middleMM, p - truth.posteriorMM]
+                let a = v.anteriorMM ?? .nan, p = v.posteriorMM ?? .nan
+                if v.uncertainHeight != nil {
+                    partlyRead += 1
+                    print(String(format: "seed %d %@ (grade %d): %@ height uncertain, read as grade %d %@", seed, truth.name, truth.grade, v.uncertainHeight ?? "", v.grade ?? 0, v.kind?.rawValue ?? ""))
+                }
+                heightErrors += [a - truth.anteriorMM, mid - truth.middleMM, p - truth.posteriorMM].filter(\.isFinite)
                 let grade = v.grade ?? 0
                 var t = byTruth[truth.grade] ?? (0, 0, 0)
                 t.n += 1
@@ -403,7 +453,7 @@ struct VFAStudyTests {
         let sorted = heightErrors.map(abs).sorted()
         let mean = heightErrors.reduce(0, +) / Double(max(1, heightErrors.count))
         let sd = (heightErrors.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(1, heightErrors.count))).squareRoot()
-        print("VFA study: \(refused) scans refused; \(unreadFractures) fractured vertebrae unread (counted as not found)")
+        print("VFA study: \(refused) scans refused; \(unreadFractures) fractured vertebrae unread (counted as not found); \(partlyRead) graded without a corner's height")
         print(String(format: "VFA study, %d patients, %d vertebrae: unreadable %d; labels right %d/%d; heights mean %+.2f mm, SD %.2f, 95th %.2f, worst %.2f, within 1.5 mm %.1f %%",
                      Self.patients, vertebrae, unreadable, labelsRight, labelled, mean, sd, sorted[Int(0.95 * Double(sorted.count))], sorted.last ?? .nan,
                      pct(sorted.filter { $0 <= 1.5 }.count, sorted.count)))
