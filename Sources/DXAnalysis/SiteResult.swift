@@ -99,8 +99,9 @@ public struct SiteResult: Sendable, Codable, Equatable {
 }
 
 public enum AnalysisVersion {
-    /// Bumped whenever a rule or parameter changes a number.
-    public static let current = "spine-2 hip-1 vfa-3 (2026-12-04)"
+    /// Bumped whenever a rule or parameter changes a number (or a warning: hip-2 says a
+    /// trochanter at the field's edge; vfa-4 grades a body with a corner's height uncertain).
+    public static let current = "spine-2 hip-2 vfa-4 (2026-12-05)"
 }
 
 extension SpineAnalysis {

@@ -556,7 +556,8 @@ enum VFAFigure {
                 c.line(px(v.points[k][0]), py(v.points[k][1]), px(v.points[k + 1][0]), py(v.points[k + 1][1]), width: 0.7)
                 c.line(px(v.points[k + 1][0]), py(v.points[k + 1][1]), px(v.points[k + 2][0]), py(v.points[k + 2][1]), width: 0.7)
             }
-            let label = v.name + ((v.grade ?? 0) > 0 ? " \(v.grade ?? 0)" : "")
+            let least = v.uncertainHeight != nil && v.gradeBy == nil ? "≥" : ""
+            let label = v.name + ((v.grade ?? 0) > 0 ? " \(least)\(v.grade ?? 0)" : "")
             c.text(label, x: px(v.points[2][0]) + 4, y: py((v.points[2][1] + v.points[5][1]) / 2) + 2)
         }
     }

@@ -53,6 +53,35 @@ struct ReportTests {
         }
     }
 
+    /// A lateral body with its posterior height uncertain, graded from its anterior and middle
+    /// heights: the table prints its grade as the least it can be ("≥2"), its posterior height
+    /// as unmeasured, and why, and the summary says "at least".
+    @Test func aBodyGradedWithoutACornerSaysSo() throws {
+        var (r, scans) = try Self.results()
+        let k = try #require(r.sites.firstIndex { $0.site == "lateral_spine" })
+        var vfa = try #require(r.sites[k].result?.vfa)
+        let i = try #require(vfa.vertebrae.firstIndex { $0.name.hasPrefix("T") && $0.readable && $0.grade == 0 })
+        let name = vfa.vertebrae[i].name
+        var t8 = vfa.vertebrae[i]
+        t8.posteriorMM = nil
+        t8.middleMM = (t8.anteriorMM ?? 20) * 0.7
+        t8.uncertainHeight = "posterior"
+        t8.reason = "its posterior height (± 0.9 mm) is uncertain: the endplates there are unclear"
+        vfa.vertebrae[i] = t8
+        vfa.vertebrae = VertebralMorphometry.grade(vfa.vertebrae)
+        #expect(vfa.vertebrae[i].grade == 2 && vfa.vertebrae[i].uncertainHeight == "posterior")
+        r.sites[k].result?.vfa = vfa
+        let tmp = TemporaryDirectory()
+        let dir = ProcessInfo.processInfo.environment["DEXA_REPORT_EXAMPLE"] ?? tmp.path
+        try ReportWriter.png(r, scans: scans, to: dir + "/report-vfa-corner.png")
+        try ReportWriter.pdf(r, scans: scans, to: tmp.path + "/corner.pdf")
+        let (text, status) = try Self.pdfText(tmp.path + "/corner.pdf")
+        #expect(status == 0)
+        for expected in ["≥2", "\(name) grade at least 2 biconcave", "graded from its anterior and middle heights"] {
+            #expect(text.contains(expected), "\(expected) not in the PDF's text")
+        }
+    }
+
     /// A woman of 41 with a Z-score reference installed (SYNTHETIC numbers, the arithmetic
     /// only): the diagnosis reads on the lowest Z-score, not the WHO classes, and the page says so.
     @Test func underFiftyTheReportReadsOnZ() throws {
