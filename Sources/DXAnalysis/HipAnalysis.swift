@@ -577,7 +577,15 @@ private struct Hip {
             guard let m = medial(r) else { streak = 0; continue }
             streak = m > base + p.edgeDepartureMM ? streak + 1 : 0
             if streak == 3 {
-                let bottom = r + 2
+                // The trochanter's lower end: below the rows that left the shaft by the
+                // departure, down while its edge still stands out by half of it (a trochanter
+                // that barely stands out, the leg turned inwards as it should be, tapers over
+                // several millimetres below the departure, into the shaft's rows if it reaches
+                // them: their edge is a median, which a trochanter over a few of them does not move).
+                var bottom = r + 2
+                while bottom + 1 < map.rows, map.y(bottom + 1) <= shaft.bottomY, let m = medial(bottom + 1), m > base + p.edgeDepartureMM / 2 {
+                    bottom += 1
+                }
                 let top = map.row(atY: map.y(bottom) - 15)
                 let prominence = (max(0, top)...bottom).compactMap(medial).max() ?? base
                 return (map.y(bottom), prominence - base)

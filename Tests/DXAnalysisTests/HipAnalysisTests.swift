@@ -157,8 +157,9 @@ struct HipStudyTests {
             let headError = hypot(m.headCentre.xMM - truth.headCentre.x, m.headCentre.yMM - truth.headCentre.y)
             let ltError = abs((m.lesserTrochanterBottomYMM ?? .infinity) - truth.lesserTrochanterBottomY)
             if headError < 4 && axisError < 6 && ltError < 5 { placed += 1 } else {
-                failures.append(String(format: "seed %llu %@: head off %.1f mm, axis off %.1f°, lesser trochanter off %.1f mm (rotation %.0f°, NSA %.0f°)",
-                                       seed, side.rawValue, headError, axisError, ltError, hip.internalRotationDeg, hip.neckShaftAngleDeg))
+                failures.append(String(format: "seed %llu %@: head off %.1f mm, axis off %.1f°, lesser trochanter off %+.1f mm (rotation %.0f°, NSA %.0f°)",
+                                       seed, side.rawValue, headError, axisError, (m.lesserTrochanterBottomYMM ?? .nan) - truth.lesserTrochanterBottomY,
+                                       hip.internalRotationDeg, hip.neckShaftAngleDeg))
             }
             for w in m.warnings { warned[w.code, default: 0] += 1 }
             for (name, errors) in [("neck", 0), ("total_hip", 1)] {
@@ -199,15 +200,16 @@ struct HipStudyTests {
         // Every neck within 3 % since long runs are anchored on the tissue earlier lines saw
         // over their own channels (2026-12-05: four necks had read 3.9–7.7 % low).
         #expect(neckErrors.count >= analysed && neckErrors.allSatisfy { abs($0) <= 0.03 })
-        // Not met yet, and said (docs/analysis.md, "Hips: what the study found"): the lesser
-        // trochanter is placed 6–7 mm
-        // off in five rotated hips and one neck axis 8.9° off (seed 46, a thin patient);
-        // positioning warnings on 6 of 50 well-positioned hips.
         // Every total hip within 3 % since a trochanter at the field's edge is said and the
         // field moved (2026-12-05: seed 42's had read 3.2 % low, with 1 mm of tissue beside it).
         #expect(totalErrors.allSatisfy { abs($0) <= 0.03 })
-        withKnownIssue("lesser trochanter off in rotated hips; warnings (docs/analysis.md)") {
-            #expect(Double(placed) >= 0.98 * Double(Self.patients))
+        // Landmarks right in 49 of 50 since the lesser trochanter's lower end is followed down
+        // its taper (2026-12-05: five hips turned inwards had it 6–7 mm high; left: seed 46's
+        // neck axis 8.9° off, a thin patient).
+        #expect(Double(placed) >= 0.98 * Double(Self.patients))
+        // Not met yet, and said (docs/analysis.md, "Hips: what the study found"): positioning
+        // warnings on 10 of 50 well-positioned hips, 3 of them the stillness check's.
+        withKnownIssue("warnings on well-positioned hips (docs/analysis.md)") {
             // No positioning warning on well-positioned patients beyond one in twenty.
             #expect(Double(warned.values.reduce(0, +)) <= 0.05 * Double(analysed), "\(warned)")
         }
