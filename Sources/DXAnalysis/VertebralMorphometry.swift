@@ -522,6 +522,18 @@ struct LateralImage {
             let around = (max(0, i - 3)...min(found.count - 1, i + 3)).map { centres[$0] }
             return abs(centres[i] - Profile.median(around)) <= 25
         }.map { found[$0] }
+        // And on the spine's curve: a quadratic across-position against the position along the
+        // scan, fitted (robustly) to the bodies that stood apart at half the level, not to
+        // those joined to a shoulder blade; a centre more than `chainToleranceMM` across from it
+        // is not a body of the chain. Where the blade joined the real upper bodies, the running
+        // median above had only strips between ribs over the blade to go by, and such a strip
+        // was read as T4 or T5 with every height half the truth (docs/analysis.md).
+        if found.count >= 6 {
+            let clear = found.filter { !$0.joined }
+            if clear.count >= 6, let curve = Quadratic.robustFit(clear.map(\.centre.y), clear.map(\.centre.x)) {
+                found = found.filter { abs($0.centre.x - curve.value(at: $0.centre.y)) <= Self.chainToleranceMM }
+            }
+        }
         guard found.count >= 2 else { throw SiteAnalysisError("fewer than two vertebral bodies in the lateral image") }
         return found
     }
@@ -652,6 +664,11 @@ struct LateralImage {
     /// are read where the endplates were seen, not extrapolated over a tenth of the depth
     /// (where a rib's bias on a few samples bends the fitted curve by a millimetre or two).
     static let edgeMarginMM = 2.0
+
+    /// How far across from the spine's fitted curve a body's centre may lie (mm): about half a
+    /// thoracic body's depth (30–40 mm at T4–T8), so that a centre beyond it lies outside the
+    /// column of bodies.
+    static let chainToleranceMM = 20.0
 
     /// The least share of its box a body's outline fills: a body with concave endplates or a
     /// grade 3 wedge still fills three quarters of it.
