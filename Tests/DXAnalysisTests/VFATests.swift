@@ -169,6 +169,29 @@ struct VFATests {
         #expect(json.contains("\"uncertain_height\":\"posterior\"") && !json.contains("posterior_mm\":") && !json.contains("cornerAtLeast") && !json.contains("at_least_mm"), "\(json)")
     }
 
+    /// The full side view of study patient 49: its T4–T7 are joined to the shoulder blade, and
+    /// a strip between two ribs over the blade, beside the spine, was read as T5 (a grade 2
+    /// crush, every height half the truth). The chain is held to the spine's curve: every body
+    /// read lies on its vertebra, and no normal one is called fractured.
+    @Test func aStripBetweenRibsOverTheShoulderBladeIsNotABody() async throws {
+        let spec = PatientVariety.patient(seed: 49, lateralFractures: nil, lateralAnatomy: .full)
+        let m = try VertebralMorphometry.measure(try await Self.scan(spec, noise: 49))
+        // The scene's across-position is measured from the spine's own line: compared after the
+        // offset the bodies share.
+        var read: [(truth: PatientSpec.LateralVertebra, v: VertebralBody, x: Double, y: Double)] = []
+        for truth in spec.thoracolumbar {
+            guard let v = m.vertebra(truth.name), v.readable, v.points.count == 6 else { continue }
+            read.append((truth, v, v.points.map { $0[0] }.reduce(0, +) / 6, v.points.map { $0[1] }.reduce(0, +) / 6))
+        }
+        #expect(read.count >= 6)
+        let offset = Profile.median(read.map { $0.x - $0.truth.centre.x })
+        for (truth, v, x, y) in read {
+            #expect(abs(x - truth.centre.x - offset) < 10 && abs(y - truth.centre.y) < 8,
+                    "\(truth.name) read at (\(x - offset), \(y)), truth (\(truth.centre.x), \(truth.centre.y))")
+            if truth.grade == 0 { #expect((v.grade ?? 0) == 0, "\(truth.name) called grade \(v.grade ?? 0)") }
+        }
+    }
+
     /// A scan stopped half-way: with no L4 and no lumbar body below the ribs, the bodies
     /// cannot be named, and nothing is graded; stopped below T12, they are named from its rib.
     @Test func aScanStoppedHalfWay() async throws {
