@@ -48,6 +48,9 @@ public enum HipAnalysis {
         /// The femur's medial (lateral) edge has left the shaft's when it lies this far beyond it
         /// for three rows running.
         public var edgeDepartureMM = 2.0
+        /// How far below the departure the lesser trochanter's lower end is followed (its
+        /// taper: 6–7 mm in the hips turned inwards of the study, docs/analysis.md).
+        public var lesserTrochanterTaperMM = 10.0
         /// Positioning: the lesser trochanter standing out beyond the shaft's medial edge by more
         /// than this (the leg turned outwards), the shaft at more than this to the scan.
         public var lesserTrochanterLimitMM = 8.0
@@ -203,7 +206,7 @@ public enum HipAnalysis {
                 let margin = totalPixels.map { lat * (lateralEdge - map.x($0 % map.columns)) - map.dx / 2 }.min() ?? .infinity
                 if margin < p.lateralTissueMM {
                     warnings.append(AnalysisWarning(code: "trochanter_at_field_edge",
-                                                    message: String(format: "the femur comes within %.0f mm of the field's lateral edge: the total hip needs %.0f mm of soft tissue beside the greater trochanter (move the field %.0f mm laterally and scan again)",
+                                                    message: String(format: "the femur comes within %.1f mm of the field's lateral edge: the total hip needs %.0f mm of soft tissue beside the greater trochanter (move the field %.0f mm laterally and scan again)",
                                                                     max(0, margin), p.lateralTissueMM, p.lateralTissueMM - max(0, margin) + 10),
                                                     value: max(0, margin), unit: "mm"))
                 }
@@ -582,8 +585,12 @@ private struct Hip {
                 // that barely stands out, the leg turned inwards as it should be, tapers over
                 // several millimetres below the departure, into the shaft's rows if it reaches
                 // them: their edge is a median, which a trochanter over a few of them does not move).
-                var bottom = r + 2
-                while bottom + 1 < map.rows, map.y(bottom + 1) <= shaft.bottomY, let m = medial(bottom + 1), m > base + p.edgeDepartureMM / 2 {
+                // At most `lesserTrochanterTaperMM` (the shaft itself widens towards the top of
+                // its fit, and must not carry the end down with it).
+                let departure = r + 2
+                var bottom = departure
+                while bottom + 1 < map.rows, map.y(bottom + 1) <= shaft.bottomY, map.y(bottom + 1) - map.y(departure) <= p.lesserTrochanterTaperMM,
+                      let m = medial(bottom + 1), m > base + p.edgeDepartureMM / 2 {
                     bottom += 1
                 }
                 let top = map.row(atY: map.y(bottom) - 15)

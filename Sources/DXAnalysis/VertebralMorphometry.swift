@@ -37,8 +37,8 @@ public struct VertebralBody: Sendable, Codable, Equatable {
     /// "anterior", "posterior" or "anterior_posterior": the height at that corner (or both)
     /// could not be read (its standard error over the limit), the middle could. Such a body is
     /// graded only when the heights read already show a fracture (the grade is then the least
-    /// the body can have; with both corners unread its type cannot be told), and is unreadable
-    /// otherwise; its height at such a corner is nil.
+    /// the body can have, and its type is not told), and is unreadable otherwise; its height at
+    /// such a corner is nil.
     public var uncertainHeight: String?
     /// With both corners uncertain: the taller corner's height less twice its standard error
     /// (the least it can be), which the grading divides the middle by. Not stored: it serves
@@ -97,7 +97,8 @@ public struct VFAMeasurement: Sendable, Codable, Equatable {
         } else {
             parts.append(f.map { v in
                 v.gradeBy != nil ? "\(v.name) grade \(v.grade ?? 0) \(v.kind?.rawValue ?? "") (the reader's)"
-                    : String(format: "%@ grade %@%d %@ (%.0f %%)", v.name, v.uncertainHeight != nil ? "at least " : "", v.grade ?? 0, v.kind?.rawValue ?? "", (v.heightLoss ?? 0) * 100)
+                    : String(format: "%@ grade %@%d%@ (%.0f %%)", v.name, v.uncertainHeight != nil ? "at least " : "", v.grade ?? 0,
+                             v.kind.map { " " + $0.rawValue } ?? "", (v.heightLoss ?? 0) * 100)
             }.joined(separator: "; "))
         }
         let u = unreadable.map(\.name)
@@ -187,7 +188,7 @@ public enum VertebralMorphometry {
         guard let m = b.middleMM, m > 0 else {
             return VertebralBody(name: b.name, unreadable: b.reason ?? "its heights could not be measured")
         }
-        var losses: [(VertebralBody.Kind?, Double)] = []
+        var losses: [(VertebralBody.Kind, Double)] = []
         if let c = read.max() {
             losses.append((.biconcave, 1 - m / c))
             if let expected, expected > 0 {
@@ -209,13 +210,14 @@ public enum VertebralMorphometry {
             unread.expectedMM = b.expectedMM
             return unread
         }
-        let shape = losses.first { $0.0 == .biconcave }
-        let chosen = shape.map { grade(loss: $0.1) == grade(loss: worst.1) ? $0 : worst } ?? worst
-        b.heightLoss = chosen.1
-        b.grade = grade(loss: chosen.1)
-        b.kind = chosen.0
+        b.heightLoss = worst.1
+        b.grade = grade(loss: worst.1)
+        // The type is not told: a corner unread may be the low one (a wedge read as a middle
+        // short against the expected height is no crush).
+        b.kind = nil
+        b.cornerAtLeastMM = nil
         let from = read.isEmpty ? "its middle height against the least its corners can be" : "its \(b.anteriorMM == nil ? "posterior" : "anterior") and middle heights"
-        b.reason = (b.reason ?? "") + String(format: "; graded from %@: at least grade %d", from, b.grade ?? 0)
+        b.reason = (b.reason ?? "") + String(format: "; graded from %@: at least grade %d, its type not told", from, b.grade ?? 0)
         return b
     }
 
@@ -522,16 +524,20 @@ struct LateralImage {
             let around = (max(0, i - 3)...min(found.count - 1, i + 3)).map { centres[$0] }
             return abs(centres[i] - Profile.median(around)) <= 25
         }.map { found[$0] }
-        // And on the spine's curve: a quadratic across-position against the position along the
-        // scan, fitted (robustly) to the bodies that stood apart at half the level, not to
-        // those joined to a shoulder blade; a centre more than `chainToleranceMM` across from it
-        // is not a body of the chain. Where the blade joined the real upper bodies, the running
-        // median above had only strips between ribs over the blade to go by, and such a strip
-        // was read as T4 or T5 with every height half the truth (docs/analysis.md).
-        if found.count >= 6 {
-            let clear = found.filter { !$0.joined }
-            if clear.count >= 6, let curve = Quadratic.robustFit(clear.map(\.centre.y), clear.map(\.centre.x)) {
-                found = found.filter { abs($0.centre.x - curve.value(at: $0.centre.y)) <= Self.chainToleranceMM }
+        // And every body must lie on the spine where the bodies that stood apart at half the
+        // level put it: within `chainToleranceMM` across of the straight line through the four
+        // of them nearest along the scan, itself left out (a local line follows the spine's S,
+        // kyphosis above lordosis, where one curve through them all would not, and bodies
+        // joined to a shoulder blade do not steer it). Where the blade joined the real upper
+        // bodies, the running median above had only strips between ribs over the blade to go
+        // by, and such a strip was read as T4 or T5 with every height half the truth
+        // (docs/analysis.md).
+        let clear = found.filter { !$0.joined }
+        if clear.count >= 5 {
+            found = found.filter { f in
+                let nearest = clear.filter { $0.centre != f.centre }.sorted { abs($0.centre.y - f.centre.y) < abs($1.centre.y - f.centre.y) }.prefix(4)
+                guard let line = Self.line(nearest.map(\.centre.y), nearest.map(\.centre.x)) else { return true }
+                return abs(f.centre.x - (line.intercept + line.slope * f.centre.y)) <= Self.chainToleranceMM
             }
         }
         guard found.count >= 2 else { throw SiteAnalysisError("fewer than two vertebral bodies in the lateral image") }
@@ -665,7 +671,17 @@ struct LateralImage {
     /// (where a rib's bias on a few samples bends the fitted curve by a millimetre or two).
     static let edgeMarginMM = 2.0
 
-    /// How far across from the spine's fitted curve a body's centre may lie (mm): about half a
+    /// Least squares y = intercept + slope·x; nil for fewer than two distinct x.
+    static func line(_ x: [Double], _ y: [Double]) -> (slope: Double, intercept: Double)? {
+        guard x.count == y.count, x.count >= 2 else { return nil }
+        let n = Double(x.count), mx = x.reduce(0, +) / n, my = y.reduce(0, +) / n
+        let sxx = x.reduce(0) { $0 + ($1 - mx) * ($1 - mx) }
+        guard sxx > 1e-9 else { return nil }
+        let slope = zip(x, y).reduce(0) { $0 + ($1.0 - mx) * ($1.1 - my) } / sxx
+        return (slope, my - slope * mx)
+    }
+
+    /// How far across from the spine's line a joined body's centre may lie (mm): about half a
     /// thoracic body's depth (30–40 mm at T4–T8), so that a centre beyond it lies outside the
     /// column of bodies.
     static let chainToleranceMM = 20.0
@@ -752,9 +768,9 @@ struct LateralImage {
         }
         // Each height's standard error from the two fits: one over half the 1.5 mm the
         // heights are held to (so that 95 % of them land within it) cannot be graded.
-        // One corner's height uncertain (a rib over that corner's endplate, the others clear)
-        // leaves the other two read: the body is graded only if they already show a fracture
-        // (`grade`). The middle, or both corners, uncertain: unreadable.
+        // A corner's height uncertain (a rib over that corner's endplate) leaves the others
+        // read: the body is graded only if they already show a fracture (`grade`,
+        // `gradeWithoutCorner`). The middle uncertain: unreadable.
         var uncertainCorners: [(side: String, se: Double)] = []
         for (w, side) in [(-0.5, "posterior"), (0.0, "middle"), (0.5, "anterior")] {
             let se = Self.lineCorrelation * (pow(upper.standardError(at: w), 2) + pow(lower.standardError(at: w), 2)).squareRoot()
