@@ -7,7 +7,20 @@ import Foundation
 public enum JSONOverlay {
     public static func decode<T: Codable>(_ type: T.Type, defaults: T, overlay: Any) throws -> T {
         let base = try JSONSerialization.jsonObject(with: JSONEncoder().encode(defaults))
-        return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: merge(base, overlay)))
+        let merged = merge(base, overlay)
+        // A number or a string laid over an object replaces it; Foundation traps (it does not
+        // throw) when asked to write one at the top (found by fuzzing: `{"patient": 2.0}`).
+        guard JSONSerialization.isValidJSONObject(merged) else { throw OverlayError(overlay: overlay) }
+        return try JSONDecoder().decode(T.self, from: JSONSerialization.data(withJSONObject: merged))
+    }
+
+    /// The overlay is not an object (or a list) where the default is one.
+    public struct OverlayError: Error, CustomStringConvertible {
+        public var description: String
+        init(overlay: Any) {
+            let kind = overlay is String ? "a string" : overlay is NSNumber ? "a number" : overlay is NSNull ? "null" : "not a JSON object"
+            description = "expected a JSON object with the fields to change, found \(kind)"
+        }
     }
 
     static func merge(_ a: Any, _ b: Any) -> Any {

@@ -171,14 +171,18 @@ public final class USBTransport: DeviceTransport {
         private func eventLoop() {
             while true {
                 // Deadline-based: libusb may return early (and under umockdev it often does).
-                while running.withLock({ $0 }) || !live.withLock({ $0.isEmpty }) {
+                while running.withLock({ $0 }) || !live.withLock({ $0.isEmpty }) || TransferBox.count(owner: self) > 0 {
                     var tv = timeval(tv_sec: 0, tv_usec: 200_000)
                     _ = libusb_handle_events_timeout_completed(context.value, &tv, nil)
                 }
-                // Closed under the gate, and only with no transfer in flight: a send that got
-                // in between the loop's test and here has its callback delivered first.
+                // Closed under the gate, and only with no transfer in flight and none left to
+                // free: a send that got in between the loop's test and here has its callback
+                // delivered first, and a transfer freed after the handle and the context would
+                // have libusb read both through it (`libusb_free_transfer` logs with the
+                // transfer's context: a send's box released on a task thread after the close
+                // once made dexad jump through freed memory; docs/RELIABILITY.md).
                 let closed = open.withLock { isOpen -> Bool in
-                    guard live.withLock({ $0.isEmpty }) else { return false }
+                    guard live.withLock({ $0.isEmpty }), TransferBox.count(owner: self) == 0 else { return false }
                     isOpen = false
                     libusb_release_interface(handle.value, 0)
                     libusb_close(handle.value)
@@ -340,7 +344,12 @@ final class TransferBox: @unchecked Sendable {
     var completion: CheckedContinuation<Void, any Error>?
 
     private static let registry = Mutex<[ObjectIdentifier: Weak]>([:])
-    struct Weak: @unchecked Sendable { weak var box: TransferBox? }  // read under the registry's lock only
+    /// The box (nil once it is being freed) and the link it belongs to, which stays counted
+    /// until its transfer has been freed.
+    struct Weak: @unchecked Sendable {  // read under the registry's lock only
+        weak var box: TransferBox?
+        let owner: ObjectIdentifier
+    }
 
     init(size: Int, owner: USBTransport.Link, endpoint: Endpoint) {
         transfer = libusb_alloc_transfer(0)
@@ -349,18 +358,27 @@ final class TransferBox: @unchecked Sendable {
         self.owner = owner
         self.endpoint = endpoint
         let id = ObjectIdentifier(self)
-        Self.registry.withLock { $0[id] = Weak(box: self) }
+        Self.registry.withLock { $0[id] = Weak(box: self, owner: ObjectIdentifier(owner)) }
     }
 
     static func all(owner: USBTransport.Link) -> [TransferBox] {
         registry.withLock { r in r.values.compactMap { $0.box }.filter { $0.owner === owner } }
     }
 
+    /// The link's transfers not yet freed, in flight or not: its handle and context must
+    /// outlive them.
+    static func count(owner: USBTransport.Link) -> Int {
+        let id = ObjectIdentifier(owner)
+        return registry.withLock { r in r.values.filter { $0.owner == id }.count }
+    }
+
     deinit {
-        let id = ObjectIdentifier(self)
-        Self.registry.withLock { _ = $0.removeValue(forKey: id) }
+        // Freed first, counted out after: the link closes its handle and context only when
+        // none of its transfers is left to free.
         libusb_free_transfer(transfer)
         buffer.deallocate()
+        let id = ObjectIdentifier(self)
+        Self.registry.withLock { _ = $0.removeValue(forKey: id) }
     }
 }
 

@@ -54,6 +54,20 @@ struct FuzzCorpusTests {
         #expect(outcome == .accepted("lateral_spine: not analysed: no whole vertebral body in the lateral image"))
     }
 
+    /// Found by fuzzing the scene files (Tests/Fuzz/crashes/scene, after 827,272 executions):
+    /// `{"patient": 2.0}` laid a number over the default patient, and Foundation trapped when
+    /// asked to write it as JSON; `dexa-sim` reads these files. Now refused, with why, and the
+    /// same for an exam protocol whose overlay is not an object.
+    @Test func aPatientThatIsANumberIsRefusedNotATrap() throws {
+        let input = try #require(Self.inputs("crashes", .scene).first { $0.0 == "patient-a-number" })
+        #expect(String(decoding: input.1, as: UTF8.self).contains("\"patient\""))
+        let outcome = FuzzTarget.scene.run(input.1)
+        #expect(!outcome.accepted && "\(outcome)".contains("expected a JSON object"), "\(outcome)")
+        for overlay: Any in [2.0, "text", NSNull(), [1, 2]] {
+            #expect(throws: (any Error).self) { try JSONOverlay.decode(PatientSpec.self, defaults: PatientSpec(), overlay: overlay) }
+        }
+    }
+
     /// The rpc target decodes every method's parameters, with the daemon's own descriptors.
     @Test func theRPCTargetKnowsEveryMethod() {
         #expect(ControlTargets.probes.map(\.method) == ControlMethod.allCases)
