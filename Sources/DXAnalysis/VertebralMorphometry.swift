@@ -175,13 +175,13 @@ public enum VertebralMorphometry {
         }
     }
 
-    /// A body with one corner's height uncertain, graded from the two heights read: the middle
-    /// against the corner read (biconcave) and against the expected height (crush). Each is
-    /// one of the full rule's losses or less (the full rule divides by the taller corner), so
-    /// a grade found here is the least the body can have, and on the same heights the full
-    /// rule would call no fracture this one does not. A wedge needs both corners: with no
-    /// fracture in the heights read, the body is unreadable (never graded 0 for want of a
-    /// corner).
+    /// A body with one or both corners' heights uncertain, graded from what was read. One
+    /// corner read: the middle against it and against the expected height, each one of the
+    /// full rule's losses or less (the full rule divides by the taller corner), so a grade
+    /// found here is the least the body can have. Both corners uncertain: the middle against
+    /// the least the taller corner can be, only. The type is never told. A wedge needs both
+    /// corners: with no fracture in the heights read, the body is unreadable (never graded 0
+    /// for want of a corner).
     static func gradeWithoutCorner(_ body: VertebralBody, corner: String, expected: Double?) -> VertebralBody {
         var b = body
         let read = [b.anteriorMM, b.posteriorMM].compactMap { $0 }.filter { $0 > 0 }
@@ -681,7 +681,7 @@ struct LateralImage {
         return (slope, my - slope * mx)
     }
 
-    /// How far across from the spine's line a joined body's centre may lie (mm): about half a
+    /// How far across from the spine's local line a body's centre may lie (mm): about half a
     /// thoracic body's depth (30–40 mm at T4–T8), so that a centre beyond it lies outside the
     /// column of bodies.
     static let chainToleranceMM = 20.0
