@@ -45,6 +45,13 @@ public struct VertebralBody: Sendable, Codable, Equatable {
     /// the grading only.
     var cornerAtLeastMM: Double?
 
+    /// The grade as shown: "≥2" for a grade found with a corner uncertain (the least the body
+    /// can have), "2" otherwise, nil without a grade. The reader's grade is shown as it is.
+    public var gradeShown: String? { grade.map { (uncertainHeight != nil && gradeBy == nil ? "≥" : "") + String($0) } }
+    /// The grade the heights gave under a reader's grade, with "≥" as `gradeShown`; "—" when
+    /// the body could not be measured.
+    public var measuredGradeShown: String { measuredGrade.map { (uncertainHeight != nil ? "≥" : "") + String($0) } ?? "—" }
+
     public enum CodingKeys: String, CodingKey {
         case name, readable, reason, points, grade
         case anteriorMM = "anterior_mm", middleMM = "middle_mm", posteriorMM = "posterior_mm", tiltDegrees = "tilt_deg"
@@ -149,8 +156,8 @@ public enum VertebralMorphometry {
         return bodies.map { b in
             var b = b
             guard b.readable else { return b }
-            if let corner = b.uncertainHeight {
-                return gradeWithoutCorner(b, corner: corner, expected: line.flatMap { l in index[b.name].map { l.intercept + l.slope * $0 } })
+            if b.uncertainHeight != nil {
+                return gradeWithoutCorner(b, expected: line.flatMap { l in index[b.name].map { l.intercept + l.slope * $0 } })
             }
             guard let a = b.anteriorMM, let m = b.middleMM, let p = b.posteriorMM, a > 0, m > 0, p > 0 else {
                 return VertebralBody(name: b.name, unreadable: "its heights could not be measured")
@@ -182,18 +189,18 @@ public enum VertebralMorphometry {
     /// the least the taller corner can be, only. The type is never told. A wedge needs both
     /// corners: with no fracture in the heights read, the body is unreadable (never graded 0
     /// for want of a corner).
-    static func gradeWithoutCorner(_ body: VertebralBody, corner: String, expected: Double?) -> VertebralBody {
+    static func gradeWithoutCorner(_ body: VertebralBody, expected: Double?) -> VertebralBody {
         var b = body
         let read = [b.anteriorMM, b.posteriorMM].compactMap { $0 }.filter { $0 > 0 }
         guard let m = b.middleMM, m > 0 else {
             return VertebralBody(name: b.name, unreadable: b.reason ?? "its heights could not be measured")
         }
-        var losses: [(VertebralBody.Kind, Double)] = []
+        var losses: [Double] = []
         if let c = read.max() {
-            losses.append((.biconcave, 1 - m / c))
+            losses.append(1 - m / c)
             if let expected, expected > 0 {
                 b.expectedMM = expected
-                losses.append((.crush, 1 - m / expected))
+                losses.append(1 - m / expected)
             }
         } else if let c = b.cornerAtLeastMM, c > 0 {
             // Both corners uncertain: the fit itself is in doubt (the study found middles read
@@ -202,16 +209,16 @@ public enum VertebralMorphometry {
             // fracture, against the least the corners can be; never the middle against the
             // expected height alone.
             b.expectedMM = expected
-            losses.append((.biconcave, 1 - m / c))
+            losses.append(1 - m / c)
         }
-        guard let worst = losses.max(by: { $0.1 < $1.1 }), grade(loss: worst.1) > 0 else {
+        guard let worst = losses.max(), grade(loss: worst) > 0 else {
             var unread = VertebralBody(name: b.name, unreadable: (b.reason ?? "a corner's height is uncertain")
                                        + "; the heights read show no fracture, and a wedge cannot be excluded without both corners")
             unread.expectedMM = b.expectedMM
             return unread
         }
-        b.heightLoss = worst.1
-        b.grade = grade(loss: worst.1)
+        b.heightLoss = worst
+        b.grade = grade(loss: worst)
         // The type is not told: a corner unread may be the low one (a wedge read as a middle
         // short against the expected height is no crush).
         b.kind = nil

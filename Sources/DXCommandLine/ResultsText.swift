@@ -48,10 +48,9 @@ enum ResultsText {
             guard v.readable else { print(line + "  not readable: \(v.reason ?? "")"); continue }
             line += number(v.anteriorMM, "%.1f").leftPadded(10) + number(v.middleMM, "%.1f").leftPadded(8) + number(v.posteriorMM, "%.1f").leftPadded(11)
             // A grade from the heights read, a corner's uncertain: the least it can be.
-            let least = v.uncertainHeight != nil && v.gradeBy == nil ? "≥" : ""
-            line += (least + number(v.grade.map(Double.init), "%.0f")).leftPadded(7)
+            line += (v.gradeShown ?? "—").leftPadded(7)
             if v.gradeBy != nil {
-                line += "  " + (v.kind?.rawValue ?? "") + " (the reader's; measured " + (v.measuredGrade.map(String.init) ?? "—") + ")"
+                line += "  " + (v.kind?.rawValue ?? "") + " (the reader's; measured " + v.measuredGradeShown + ")"
             } else if let kind = v.kind {
                 line += "  " + kind.rawValue + String(format: " (%.0f %% lost)", (v.heightLoss ?? 0) * 100)
             }

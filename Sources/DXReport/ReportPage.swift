@@ -556,8 +556,7 @@ enum VFAFigure {
                 c.line(px(v.points[k][0]), py(v.points[k][1]), px(v.points[k + 1][0]), py(v.points[k + 1][1]), width: 0.7)
                 c.line(px(v.points[k + 1][0]), py(v.points[k + 1][1]), px(v.points[k + 2][0]), py(v.points[k + 2][1]), width: 0.7)
             }
-            let least = v.uncertainHeight != nil && v.gradeBy == nil ? "≥" : ""
-            let label = v.name + ((v.grade ?? 0) > 0 ? " \(least)\(v.grade ?? 0)" : "")
+            let label = v.name + ((v.grade ?? 0) > 0 ? " " + (v.gradeShown ?? "") : "")
             c.text(label, x: px(v.points[2][0]) + 4, y: py((v.points[2][1] + v.points[5][1]) / 2) + 2)
         }
     }
@@ -583,11 +582,9 @@ enum VFAFigure {
                 c.text(mm(v.anteriorMM), x: tx + 95, y: y, align: .right)
                 c.text(mm(v.middleMM), x: tx + 145, y: y, align: .right)
                 c.text(mm(v.posteriorMM), x: tx + 200, y: y, align: .right)
-                // A grade from the heights read, a corner's uncertain: the least it can be.
-                let least = v.uncertainHeight != nil && v.gradeBy == nil ? "≥" : ""
-                c.text(least + (v.grade.map(String.init) ?? "—") + (v.gradeBy != nil || v.pointsBy != nil ? "*" : ""), x: tx + 235, y: y, align: .right)
+                c.text((v.gradeShown ?? "—") + (v.gradeBy != nil || v.pointsBy != nil ? "*" : ""), x: tx + 235, y: y, align: .right)
                 if v.gradeBy != nil {
-                    c.text((v.kind?.rawValue ?? "none") + " (reader; measured " + (v.measuredGrade.map(String.init) ?? "—") + ")", x: tx + 245, y: y)
+                    c.text((v.kind?.rawValue ?? "none") + " (reader; measured " + v.measuredGradeShown + ")", x: tx + 245, y: y)
                 } else if let kind = v.kind {
                     c.text(String(format: "%@ (%.0f %%)", kind.rawValue, (v.heightLoss ?? 0) * 100), x: tx + 245, y: y)
                 }

@@ -174,6 +174,24 @@ struct VFATests {
         #expect(json.contains("\"uncertain_height\":\"posterior\"") && !json.contains("posterior_mm\":") && !json.contains("cornerAtLeast") && !json.contains("at_least_mm"), "\(json)")
     }
 
+    /// "≥" goes with a grade found on a corner uncertain wherever it is shown: the grade, and the
+    /// measured grade under a reader's.
+    @Test func theLeastAGradeCanBeIsShownAsSuch() {
+        var b = VertebralBody(name: "T8", anteriorMM: 20, middleMM: 14, posteriorMM: 20)
+        #expect(b.gradeShown == nil && b.measuredGradeShown == "—")
+        b.grade = 2
+        #expect(b.gradeShown == "2")
+        b.uncertainHeight = "posterior"
+        #expect(b.gradeShown == "≥2")
+        // The reader's grade over it: shown as the reader gave it; the measured one keeps "≥".
+        b.measuredGrade = 2
+        b.grade = 3
+        b.gradeBy = "reader"
+        #expect(b.gradeShown == "3" && b.measuredGradeShown == "≥2")
+        b.uncertainHeight = nil
+        #expect(b.measuredGradeShown == "2")
+    }
+
     /// The full side view of study patient 49: its T4–T7 are joined to the shoulder blade, and
     /// a strip between two ribs over the blade, beside the spine, was read as T5 (a grade 2
     /// crush, every height half the truth). The chain is held to the spine's curve: every body
