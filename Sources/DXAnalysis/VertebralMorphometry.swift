@@ -148,7 +148,7 @@ public enum VertebralMorphometry {
         let index = Dictionary(levels.enumerated().map { ($1, Double($0)) }, uniquingKeysWith: { a, _ in a })
         var samples: [(Double, Double)] = []
         for b in bodies where b.readable {
-            guard let i = index[b.name], let a = b.anteriorMM, let m = b.middleMM, let p = b.posteriorMM else { continue }
+            guard let i = index[b.name], b.anteriorMM != nil, let m = b.middleMM, b.posteriorMM != nil else { continue }
             samples.append((i, m))
         }
         // The expected height needs enough bodies that two fractured ones cannot carry it.

@@ -165,6 +165,8 @@ enum Output {
 /// A progress bar on standard error, redrawn in place, only when it is a terminal.
 struct ProgressBar {
     let enabled = Output.stderrIsTerminal
+    /// What is counted, plural ("lines", "captures").
+    var unit = "lines"
 
     func draw(done: Int, total: Int, rate: Double, eta: Double) {
         guard enabled, total > 0 else { return }
@@ -172,7 +174,7 @@ struct ProgressBar {
         let filled = min(width, done * width / total)
         let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: width - filled)
         let etaText = eta > 0 ? String(format: "%d:%02d", Int(eta) / 60, Int(eta) % 60) : "-:--"
-        let line = String(format: "\r[%@] %d/%d lines  %.1f lines/s  ETA %@ ", bar, done, total, rate, etaText)
+        let line = String(format: "\r[%@] %d/%d %@  %.1f %@/s  ETA %@ ", bar, done, total, unit, rate, unit, etaText)
         FileHandle.standardError.write(Data(line.utf8))
     }
 

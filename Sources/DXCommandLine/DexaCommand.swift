@@ -11,7 +11,7 @@ public struct DexaCommand: AsyncParsableCommand {
         commandName: "dexa",
         abstract: "Drive the DX-1 densitometer through dexad.",
         discussion: "Exit status: " + ExitStatus.allCases.map { "\($0.rawValue) \($0.meaning)" }.joined(separator: "; ") + ".",
-        subcommands: [Info.self, Status.self, Home.self, Move.self, Scan.self, Abort.self, Watch.self, Devices.self, Analyze.self, CaptureCommands.self, ExamCommands.self, PrecisionCommands.self, QCCommands.self,
+        subcommands: [Info.self, Status.self, Home.self, Move.self, Scan.self, Abort.self, Watch.self, Devices.self, Analyze.self, Reanalyze.self, CaptureCommands.self, ExamCommands.self, PrecisionCommands.self, QCCommands.self,
                       Worklist.self, DicomCommands.self, ServiceCommands.self, SelfTest.self, Sensors.self, Log.self])
 
     public init() {}

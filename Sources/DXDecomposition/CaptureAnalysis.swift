@@ -60,6 +60,23 @@ public enum CaptureReader {
         return contents.header.scans.map { CapturedScan(scan: $0, configuration: configs[$0.scanID], lines: lines[$0.scanID] ?? []) }
     }
 
+    /// A capture's header alone: its preamble is read, not its records (a batch sorts an
+    /// archive by what each file is before reading any whole).
+    public static func header(path: String) throws(AnalysisError) -> CaptureHeader {
+        guard let file = FileHandle(forReadingAtPath: path) else { throw .unreadable(path, "cannot read the file") }
+        defer { try? file.close() }
+        do {
+            let first = Array((try file.read(upToCount: CaptureFormat.fixedPreambleBytes)) ?? Data())
+            let length = try CaptureFormat.headerLength(first)
+            let json = Array((try file.read(upToCount: length)) ?? Data())
+            return try CaptureFormat.header(first + json)
+        } catch let error as CaptureError {
+            throw .unreadable(path, error.description)
+        } catch {
+            throw .unreadable(path, "cannot read the file: \(error)")
+        }
+    }
+
     public static func read(path: String) throws(AnalysisError) -> (CaptureHeader, [CapturedScan]) {
         guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path, "cannot read the file") }
         let contents: CaptureFormat.Contents
@@ -114,7 +131,7 @@ public struct CaptureAnalysis: Sendable {
     }
 
     /// The calibration a calibration capture gives (its header's phantom, its scans).
-    static func fit(_ calibrationCapture: (CaptureHeader, [CapturedScan]), path calibrationPath: String) throws(AnalysisError) -> Calibration {
+    public static func fit(_ calibrationCapture: (CaptureHeader, [CapturedScan]), path calibrationPath: String) throws(AnalysisError) -> Calibration {
         let (calHeader, calScans) = calibrationCapture
         guard let phantom = calHeader.phantom, phantom.cells?.isEmpty == false else { throw .noPhantom(calibrationPath, "cells") }
         let geometry = ScanGeometry(channels: Int(calHeader.device.channels), pitchUm: Int(calHeader.device.pitchUm))

@@ -194,20 +194,42 @@ public enum CaptureFormat {
         public var truncatedTail: Bool
     }
 
-    public static func parse(_ bytes: [UInt8]) throws(CaptureError) -> Contents {
-        var r = WireReader(bytes)
+    /// The bytes before the header's JSON: magic, version and the JSON's length.
+    public static let fixedPreambleBytes = 12
+
+    /// The header's length from the first `fixedPreambleBytes` of a file: what to read next
+    /// to have the whole preamble.
+    public static func headerLength(_ first: [UInt8]) throws(CaptureError) -> Int {
+        var r = WireReader(first)
         guard let m = try? r.raw(6), Array(m) == magic else { throw .notACapture }
         guard let v = try? r.u16() else { throw .truncatedHeader }
         guard v == version else { throw .unsupportedVersion(v) }
         guard let n = try? r.u32() else { throw .truncatedHeader }
         guard Int(n) <= maxHeaderBytes else { throw .badHeader("length \(n) is implausible") }
-        guard let json = try? r.raw(Int(n)) else { throw .truncatedHeader }
-        let header: CaptureHeader
+        return Int(n)
+    }
+
+    /// The header alone, from a file's first bytes (at least its preamble): what a capture
+    /// is, without reading its records.
+    public static func header(_ bytes: [UInt8]) throws(CaptureError) -> CaptureHeader {
+        try readPreamble(bytes).header
+    }
+
+    static func readPreamble(_ bytes: [UInt8]) throws(CaptureError) -> (header: CaptureHeader, length: Int) {
+        let n = try headerLength(Array(bytes.prefix(fixedPreambleBytes)))
+        guard bytes.count >= fixedPreambleBytes + n else { throw .truncatedHeader }
+        let json = bytes[fixedPreambleBytes..<(fixedPreambleBytes + n)]
         do {
-            header = try JSONDecoder().decode(CaptureHeader.self, from: Data(json))
+            return (try JSONDecoder().decode(CaptureHeader.self, from: Data(json)), fixedPreambleBytes + n)
         } catch {
             throw .badHeader(String(describing: error).prefix(200).description)
         }
+    }
+
+    public static func parse(_ bytes: [UInt8]) throws(CaptureError) -> Contents {
+        let (header, length) = try readPreamble(bytes)
+        var r = WireReader(bytes)
+        _ = try? r.raw(length)
         var records: [CaptureRecord] = []
         var truncated = false
         while r.remaining > 0 {

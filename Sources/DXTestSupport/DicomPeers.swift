@@ -90,7 +90,7 @@ public final class WorklistServer: Sendable {
         directory = TemporaryDirectory("dxwl")
         let folder = directory.file(aeTitle)
         try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: folder + "/lockfile", contents: Data())
+        guard FileManager.default.createFile(atPath: folder + "/lockfile", contents: Data()) else { throw CocoaError(.fileWriteUnknown) }
         for (k, dump) in items.enumerated() {
             let dumpPath = directory.file("item\(k + 1).dump")
             // An item that names Latin-1 is written in Latin-1, as such a RIS stores it.

@@ -6,15 +6,24 @@ import Foundation
 ///   dexa-bench decompose [--seconds S]  attenuation + decomposition of 512-channel lines
 ///   dexa-bench analyze                  `dexa analyze` on 20,000 × 512: time, peak memory
 ///   dexa-bench latency                  live pipeline latency at 10 × the maximum line rate
+///   dexa-bench batch [--captures N] [--keep DIR]
+///                                       `dexa reanalyze` over N exam captures on 1 and all cores
 /// Prints readable figures, then one JSON line for scripts.
 let args = CommandLine.arguments.dropFirst()
-guard let what = args.first, ["decode", "decompose", "analyze", "latency"].contains(what) else {
-    FileHandle.standardError.write(Data("usage: dexa-bench decode|decompose|analyze|latency [--seconds S]\n".utf8))
+guard let what = args.first, ["decode", "decompose", "analyze", "latency", "batch"].contains(what) else {
+    FileHandle.standardError.write(Data("usage: dexa-bench decode|decompose|analyze|latency [--seconds S] | batch [--captures N]\n".utf8))
     exit(2)
 }
 do {
     if what == "analyze" { try PipelineBenchmarks.analyze(); exit(0) }
     if what == "latency" { try await PipelineBenchmarks.latency(); exit(0) }
+    if what == "batch" {
+        var count = 24
+        if let i = args.firstIndex(of: "--captures"), args.index(after: i) < args.endIndex, let n = Int(args[args.index(after: i)]), (1...10_000).contains(n) { count = n }
+        let keep = args.firstIndex(of: "--keep").flatMap { args.index(after: $0) < args.endIndex ? args[args.index(after: $0)] : nil }
+        try BatchBenchmark.run(captures: count, keep: keep)
+        exit(0)
+    }
 } catch {
     FileHandle.standardError.write(Data("dexa-bench \(what): \(error)\n".utf8))
     exit(1)

@@ -223,6 +223,74 @@ struct AnalyzeTests {
         ]))
         #expect(patient["result"]?.stringValue == "completed")
         #expect(patient["analysis"]?["bone_pixels"]?.intValue ?? 0 > 0, "\(patient)")
+
+        // The archive analysed again at once (`dexa reanalyze`): each capture against the
+        // calibration its unit was using (the refused one, made later, is passed over), every
+        // failure the file's own.
+        let batch = dir.file("batch")
+        try FileManager.default.createDirectory(atPath: batch, withIntermediateDirectories: true)
+        let patientCapture = try #require(patient["capture"]?.stringValue)
+        var copies: [String: String] = [:]
+        for (name, path) in [("1-calibration.dxcap", calCapture), ("2-esp.dxcap", espCapture), ("3-damaged.dxcap", damaged),
+                             ("4-other-unit.dxcap", otherUnit), ("5-refused-calibration.dxcap", refusedCapture), ("6-patient.dxcap", patientCapture)] {
+            try FileManager.default.copyItem(atPath: path, toPath: batch + "/" + name)
+            copies[name] = batch + "/" + name
+        }
+        try Data("not a capture".utf8).write(to: URL(fileURLWithPath: batch + "/7-garbage.dxcap"))
+        try Data("notes".utf8).write(to: URL(fileURLWithPath: batch + "/notes.txt"))
+        func outcomes(_ r: (status: Int32, out: String, err: String)) throws -> (captures: [String: JSONValue], summary: JSONValue?) {
+            var captures: [String: JSONValue] = [:], summary: JSONValue?
+            for line in r.out.split(separator: "\n") {
+                let v = try JSONDecoder().decode(JSONValue.self, from: Data(line.utf8))
+                if v["type"]?.stringValue == "summary" { summary = v["data"] } else if let c = v["data"]?["capture"]?.stringValue {
+                    captures[(c as NSString).lastPathComponent] = v["data"]
+                }
+            }
+            return (captures, summary)
+        }
+        let two = try await runCLI(["reanalyze", "--json", "--jobs", "2", batch])
+        #expect(two.status == 2, "some captures failed: \(two.err)")
+        let (got, summary) = try outcomes(two)
+        #expect(Set(got.keys) == ["2-esp.dxcap", "3-damaged.dxcap", "4-other-unit.dxcap", "6-patient.dxcap", "7-garbage.dxcap"], "\(got.keys)")
+        #expect(summary?["captures"]?.intValue == 5 && summary?["analysed"]?.intValue == 3 && summary?["failed"]?.intValue == 2
+                && summary?["calibrations"]?.intValue == 2 && summary?["jobs"]?.intValue == 2 && summary?["incomplete"]?.intValue == 1
+                && summary?["unanalysed"]?.intValue == 1, "\(summary ?? .null)")
+        let esp = try #require(got["2-esp.dxcap"])
+        #expect(esp["ok"] == .bool(true) && esp["calibration"]?.stringValue == copies["1-calibration.dxcap"], "\(esp)")
+        // The same numbers as `dexa analyze` gave for this capture.
+        #expect(esp["result"]?["rois"] == out["rois"], "\(esp)")
+        #expect(got["3-damaged.dxcap"]?["result"]?["missing_lines"]?.intValue == missing && got["3-damaged.dxcap"]?["result"]?["complete"] == .bool(false))
+        #expect(got["4-other-unit.dxcap"]?["ok"] == .bool(false)
+                && got["4-other-unit.dxcap"]?["error"]?.stringValue?.contains("no calibration capture of its unit") == true, "\(got["4-other-unit.dxcap"] ?? .null)")
+        #expect(got["7-garbage.dxcap"]?["error"]?.stringValue?.contains("not a DX-1 capture") == true)
+        let patientResult = try #require(got["6-patient.dxcap"])
+        #expect(patientResult["ok"] == .bool(true) && patientResult["calibration"]?.stringValue == copies["1-calibration.dxcap"]
+                && patientResult["result"]?["region"]?.stringValue == "ap_spine", "\(patientResult)")
+        // One job at a time: the same results.
+        let one = try await runCLI(["reanalyze", "--json", "--jobs", "1", batch])
+        let (gotOne, _) = try outcomes(one)
+        for (name, v) in got { #expect(gotOne[name]?["result"] == v["result"] && gotOne[name]?["error"] == v["error"], "\(name)") }
+        // One calibration named for all: the other unit's capture is refused for that, not
+        // for want of a calibration; with --force it is analysed and marked.
+        let named = try await runCLI(["reanalyze", "--json", "--calibration", calCapture, copies["4-other-unit.dxcap"] ?? "", copies["2-esp.dxcap"] ?? ""])
+        let (gotNamed, _) = try outcomes(named)
+        #expect(named.status == 2 && gotNamed["4-other-unit.dxcap"]?["error"]?.stringValue?.contains("this is DX-1 DX1-000999") == true, "\(named.out)")
+        #expect(gotNamed["2-esp.dxcap"]?["result"]?["rois"] == out["rois"])
+        let forcedBatch = try await runCLI(["reanalyze", "--json", "--force", "--calibration", calCapture, copies["4-other-unit.dxcap"] ?? ""])
+        let forcedOutcomes = try outcomes(forcedBatch).captures
+        #expect(forcedBatch.status == 0 && forcedOutcomes["4-other-unit.dxcap"]?["result"]?["forced"] == .bool(true), "\(forcedBatch)")
+        // The table: a line a capture and the summary.
+        let text = try await runCLI(["reanalyze", batch])
+        let lines = text.out.split(separator: "\n")
+        #expect(text.status == 2 && lines.count == 6 && lines.last?.contains("5 captures: 3 analysed (1 incomplete, 1 without an automatic analysis), 2 failed; 2 calibration captures") == true, "\(text.out)")
+        #expect(lines.contains { $0.contains("2-esp.dxcap: L1 ") && $0.contains("[calibration 1-calibration.dxcap]") }, "\(text.out)")
+        // Bad arguments: one line, status 2, nothing analysed.
+        for arguments in [["reanalyze", "--jobs", "0", batch], ["reanalyze", "--calibration", dir.file("none.dxcap"), batch]] {
+            let r = try await runCLI(arguments)
+            #expect(r.status == 2 && r.out.isEmpty && r.err.split(separator: "\n").count == 1, "\(arguments): \(r)")
+        }
+        let nowhere = try await runCLI(["reanalyze", dir.file("nowhere")])
+        #expect(nowhere.status == 2 && nowhere.out.contains("no such file or folder"), "\(nowhere)")
     }
 
     @Test func badInputIsOneLineAndExitStatus2() async throws {
