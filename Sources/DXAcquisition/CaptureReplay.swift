@@ -9,12 +9,11 @@ import Foundation
 /// of the day and `dexa analyze`.
 public enum CaptureReplay {
     public static func analyse(path: String, calibration: Calibration, speed: Double = .infinity) async throws(AnalysisError) -> LiveResult {
-        guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path, "cannot read the file") }
-        let contents: CaptureFormat.Contents
-        do { contents = try CaptureFormat.parse(Array(data)) } catch { throw .unreadable(path, error.description) }
         // Roles and configurations come from the header and the recorded CONFIGURE_SCAN
-        // commands (the host's side of the link, which a replay does not send again).
-        let scans = CaptureReader.scans(in: contents)
+        // commands (the host's side of the link, which a replay does not send again), read
+        // before the replay; then the file is played as it is read, never held whole.
+        let file = try CaptureFile(path: path)
+        let scans = try CaptureSource.file(file).survey(keep: []).scans
         guard let dark = scans.first(where: { $0.scan.role == .dark }) else { throw .missingScan(path, role: "dark") }
         guard let air = scans.first(where: { $0.scan.role == .air }) else { throw .missingScan(path, role: "air") }
         guard let measured = scans.last(where: { [.patient, .qc, .calibration].contains($0.scan.role) }) else {
@@ -26,10 +25,11 @@ public enum CaptureReplay {
             order.append((s, .init(role: s.scan.role, configuration: c)))
         }
         let index = Dictionary(order.enumerated().map { ($1.0.scan.scanID, $0) }, uniquingKeysWith: { a, _ in a })
-        let geometry = ScanGeometry(channels: Int(contents.header.device.channels), pitchUm: Int(contents.header.device.pitchUm))
-        let analysis = LiveSequenceAnalysis(calibration: calibration, geometry: geometry, rois: contents.header.phantom?.rois ?? [],
-                                            scans: order.map(\.1))
-        let transport = ReplayTransport(contents: contents, name: path, speed: speed)
+        let geometry = ScanGeometry(channels: Int(file.header.device.channels), pitchUm: Int(file.header.device.pitchUm))
+        let analysis = LiveSequenceAnalysis(calibration: calibration, geometry: geometry, rois: file.header.phantom?.rois ?? [],
+                                            scans: order.map(\.1), keepsImage: false)
+        let transport: ReplayTransport
+        do { transport = try ReplayTransport(path: path, speed: speed) } catch { throw .unreadable(path, "\(error)") }
         var decoder = FrameDecoder()
         do {
             for try await chunk in try await transport.open() where chunk.endpoint == .dataIn {

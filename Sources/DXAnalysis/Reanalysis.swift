@@ -194,14 +194,13 @@ public enum Reanalysis {
                            seconds: elapsed())
         }
         do {
-            let capture = try CaptureReader.read(path: job.capture)
-            let result = try CaptureAnalysis.run(calibration: chosen.calibration, calibrationPath: chosen.path, scan: capture,
+            let result = try CaptureAnalysis.run(calibration: chosen.calibration, calibrationPath: chosen.path, source: .file(try CaptureFile(path: job.capture)),
                                                  scanPath: job.capture, force: force)
-            if result.role == .patient {
+            if result.role == .patient, let scan = result.decomposed {
                 let day = ISO8601DateFormatter().date(from: result.header.created) ?? Date()
                 let patient = result.header.patient.flatMap { PatientContext(sex: $0.sex, birthDate: $0.birthDate, on: day) }
-                let site = SiteAnalysis.analyze(result.decomposed, patient: patient, reference: reference)
-                let report = PatientScanReport(AnalysisReport(result), region: result.decomposed.provenance.region, site: site, patient: patient)
+                let site = SiteAnalysis.analyze(scan, patient: patient, reference: reference)
+                let report = PatientScanReport(AnalysisReport(result), region: scan.provenance.region, site: site, patient: patient)
                 return Outcome(capture: job.capture, calibration: chosen.path, ok: true, error: nil, patient: report, phantom: nil, seconds: elapsed())
             }
             return Outcome(capture: job.capture, calibration: chosen.path, ok: true, error: nil, patient: nil, phantom: AnalysisReport(result), seconds: elapsed())

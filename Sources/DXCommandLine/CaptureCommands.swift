@@ -64,22 +64,23 @@ struct Analyze: AsyncParsableCommand {
     func run() async throws {
         let result: CaptureAnalysis
         do {
-            result = try CaptureAnalysis.run(calibrationPath: calibration, scanPath: scan, image: image != nil, force: force)
+            result = try CaptureAnalysis.run(calibrationPath: calibration, scanPath: scan, image: image != nil, force: force, decomposed: decomposed != nil)
         } catch {
             throw Offline.fail("analyze", error.description)
         }
-        if let decomposed {
-            do { try result.decomposed.write(to: decomposed) } catch { throw Offline.fail("analyze", error.description) }
+        if let decomposed, let scan = result.decomposed {
+            do { try scan.write(to: decomposed) } catch { throw Offline.fail("analyze", error.description) }
         }
         let forcedWhy = (result.verdict.accepted ? [] : [result.verdict.description]) + (result.otherUnit.map { [$0] } ?? [])
         let forcedNote = "FORCED: \(forcedWhy.joined(separator: "; ")); these figures are not fit for a patient"
         if result.forced { FileHandle.standardError.write(Data("dexa analyze: \(forcedNote)\n".utf8)) }
         // A patient scan's image is drawn with its analysis (the report's figure); a phantom's
         // with the phantom's ROIs.
-        let figure = image != nil && result.role == .patient ? SiteAnalysis.analyze(result.decomposed, patient: nil) : nil
+        let patientScan = result.role == .patient ? result.decomposed : nil
+        let figure = image != nil ? patientScan.map { SiteAnalysis.analyze($0, patient: nil) } : nil
         var drewSite = false
-        if let image, case .success(let r)? = figure {
-            do { try ReportRaster.sitePNG(r, scan: result.decomposed, to: image) } catch { throw Offline.fail("analyze", "cannot write \(image): \(error)") }
+        if let image, let patientScan, case .success(let r)? = figure {
+            do { try ReportRaster.sitePNG(r, scan: patientScan, to: image) } catch { throw Offline.fail("analyze", "cannot write \(image): \(error)") }
             drewSite = true
         } else if let image, let picture = result.image {
             do {
@@ -88,7 +89,7 @@ struct Analyze: AsyncParsableCommand {
                 throw Offline.fail("analyze", "cannot write \(image): \(error)")
             }
         }
-        if result.role == .patient {
+        if let patientScan {
             let patient = try patient(result.header)
             var reference = ReferenceSet.nhanes
             if let zReference {
@@ -96,9 +97,9 @@ struct Analyze: AsyncParsableCommand {
                     throw Offline.fail("analyze", "--z-reference: \(error.description)")
                 }
             }
-            let site = SiteAnalysis.analyze(result.decomposed, patient: patient, reference: reference)
+            let site = SiteAnalysis.analyze(patientScan, patient: patient, reference: reference)
             if output.json {
-                Output.json(PatientScanReport(AnalysisReport(result), region: result.decomposed.provenance.region, site: site, patient: patient))
+                Output.json(PatientScanReport(AnalysisReport(result), region: patientScan.provenance.region, site: site, patient: patient))
                 return
             }
             if result.forced { print(forcedNote) }

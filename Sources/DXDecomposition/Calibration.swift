@@ -487,6 +487,14 @@ public enum CalibrationMeasurement {
 
     public static func measure(lines: [AttenuationLine], geometry: ScanGeometry, phantom: Phantom,
                                marginUm: Double = 1_500) throws(DecompositionError) -> Result {
+        try measure(each: { body throws(DecompositionError) in for line in lines { body(line) } }, geometry: geometry, phantom: phantom, marginUm: marginUm)
+    }
+
+    /// The same with the lines made as they are needed: `each` hands every line to its body
+    /// and is called twice (the saturated cells first, then the sums), so that a calibration's
+    /// attenuation lines (17 bytes a pixel) are never all held at once (issue 18).
+    public static func measure(each: (_ body: (AttenuationLine) -> Void) throws(DecompositionError) -> Void, geometry: ScanGeometry,
+                               phantom: Phantom, marginUm: Double = 1_500) throws(DecompositionError) -> Result {
         guard let cells = phantom.cells, !cells.isEmpty else { throw .calibrationRangeMissing("any cells (the phantom lists none)") }
         let n = geometry.channels
         // A cell is measured in a scan only if none of its pixels saturated there: leaving out
@@ -500,7 +508,7 @@ public enum CalibrationMeasurement {
                     Double(min(cell.yUm[0], cell.yUm[1])) + marginUm, Double(max(cell.yUm[0], cell.yUm[1])) - marginUm)
         }
         let boxes = cells.map(interior)
-        for line in lines {
+        try each { line in
             let y = Double(line.yUm)
             for (k, box) in boxes.enumerated() {
                 guard let b = box, y >= b.y0 && y < b.y1 else { continue }
@@ -511,7 +519,8 @@ public enum CalibrationMeasurement {
             }
         }
         var sums = [[Sum]](repeating: [Sum](repeating: Sum(), count: n), count: cells.count)
-        for line in lines where line.channels == n && line.transmissionLow.count == n && line.transmissionHigh.count == n {
+        try each { line in
+            guard line.channels == n && line.transmissionLow.count == n && line.transmissionHigh.count == n else { return }
             let y = Double(line.yUm)
             let noise = line.transmissionVarianceLow.count == n && line.transmissionVarianceHigh.count == n
             for (k, box) in boxes.enumerated() {

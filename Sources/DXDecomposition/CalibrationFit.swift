@@ -22,14 +22,15 @@ public enum CalibrationFit {
         // The thickness the scatter sees, from the cells as measured before any scatter is
         // taken off (`ScatterThickness`); only when there are scatter passes to measure it.
         var thickness = ScatterThickness.highWindow
-        if passes.contains(where: { isScatterPass($0.configuration) }) {
-            var raw: [AttenuationLine] = []
-            for (i, p) in passes.enumerated() where !isScatterPass(p.configuration) {
-                for line in p.lines { raw.append(try bare[i].process(line)) }
-            }
-            if !raw.isEmpty, let fitted = ScatterThickness.fit(try CalibrationMeasurement.points(lines: raw, geometry: geometry, phantom: phantom)) {
-                thickness = fitted
-            }
+        // The cells' lines are made as the measurement reads them, twice, never all held (a
+        // calibration's attenuation lines are 17 bytes a pixel: issue 18).
+        let cellPasses = passes.indices.filter { !isScatterPass(passes[$0].configuration) }
+        let anyCellLine = cellPasses.contains { !passes[$0].lines.isEmpty }
+        if passes.contains(where: { isScatterPass($0.configuration) }), anyCellLine {
+            let raw = try CalibrationMeasurement.measure(each: { body throws(DecompositionError) in
+                for i in cellPasses { for line in passes[i].lines { body(try bare[i].process(line)) } }
+            }, geometry: geometry, phantom: phantom)
+            if let fitted = ScatterThickness.fit(raw.points) { thickness = fitted }
         }
         // The width is the air's choice. Choosing it by the cells' own bone residual was tried
         // (2026-12-05) and not kept: where the residual barely depends on the width it picked
@@ -56,21 +57,21 @@ public enum CalibrationFit {
             }
             for key in byPlace.keys { byPlace[key]?.sort { $0.exposure < $1.exposure } }
         }
-        var attenuation: [AttenuationLine] = []
-        for (i, p) in passes.enumerated() where !isScatterPass(p.configuration) {
-            for line in p.lines {
-                var sources = prepared[i].scatterSources(line)
-                if var own = sources, own.measured.contains(false) {
-                    for other in (byPlace[Place(xUm: line.xUm, yUm: line.yUm)] ?? []).reversed() where other.exposure < own.exposure {
-                        own = own.filled(from: other)
+        guard anyCellLine else { throw .noLines("calibration: every pass was a scatter pass") }
+        let measurement = try CalibrationMeasurement.measure(each: { body throws(DecompositionError) in
+            for i in cellPasses {
+                for line in passes[i].lines {
+                    var sources = prepared[i].scatterSources(line)
+                    if var own = sources, own.measured.contains(false) {
+                        for other in (byPlace[Place(xUm: line.xUm, yUm: line.yUm)] ?? []).reversed() where other.exposure < own.exposure {
+                            own = own.filled(from: other)
+                        }
+                        sources = own
                     }
-                    sources = own
+                    body(try prepared[i].process(line, scatterSources: sources))
                 }
-                attenuation.append(try prepared[i].process(line, scatterSources: sources))
             }
-        }
-        guard !attenuation.isEmpty else { throw .noLines("calibration: every pass was a scatter pass") }
-        let measurement = try CalibrationMeasurement.measure(lines: attenuation, geometry: geometry, phantom: phantom)
+        }, geometry: geometry, phantom: phantom)
         var calibration = try Calibration.fit(measurement, source: source, unit: unit, deadTimeUs: deadTimeUs)
         calibration.scatter = scatter
         return calibration

@@ -63,18 +63,7 @@ public enum CaptureReader {
     /// A capture's header alone: its preamble is read, not its records (a batch sorts an
     /// archive by what each file is before reading any whole).
     public static func header(path: String) throws(AnalysisError) -> CaptureHeader {
-        guard let file = FileHandle(forReadingAtPath: path) else { throw .unreadable(path, "cannot read the file") }
-        defer { try? file.close() }
-        do {
-            let first = Array((try file.read(upToCount: CaptureFormat.fixedPreambleBytes)) ?? Data())
-            let length = try CaptureFormat.headerLength(first)
-            let json = Array((try file.read(upToCount: length)) ?? Data())
-            return try CaptureFormat.header(first + json)
-        } catch let error as CaptureError {
-            throw .unreadable(path, error.description)
-        } catch {
-            throw .unreadable(path, "cannot read the file: \(error)")
-        }
+        try CaptureFile(path: path).header
     }
 
     public static func read(path: String) throws(AnalysisError) -> (CaptureHeader, [CapturedScan]) {
@@ -105,20 +94,25 @@ public struct CaptureAnalysis: Sendable {
     /// Why the calibration is not this unit's, when it is not (analysed only with `--force`).
     public var otherUnit: String?
     public var forced: Bool
-    /// The measured scan decomposed, with its geometry: the same value an exam stores.
-    public var decomposed: DecomposedScan
+    /// The measured scan decomposed, with its geometry: the same value an exam stores. Kept for
+    /// a patient scan and when asked for (`run(decomposed:)`); nil otherwise, so that a long
+    /// phantom capture is measured in bounded memory.
+    public var decomposed: DecomposedScan?
     /// The measured capture's header (its patient, when a patient scan) and the scan's role.
     public var header: CaptureHeader
     public var role: CaptureScan.Role
 
     /// `image`: also keep the bone mineral image (for `dexa analyze --image`). `force`: analyse
-    /// with a calibration the acceptance rule refuses (the result says so).
+    /// with a calibration the acceptance rule refuses (the result says so). `decomposed`: keep
+    /// the decomposed scan (a patient scan's is always kept: its site analysis reads it). The
+    /// measured capture is read as it goes (`CaptureFile`): what is held is the analysis's, not
+    /// the capture's raw samples.
     public static func run(calibrationPath: String, scanPath: String, image: Bool = false,
-                           force: Bool = false) throws(AnalysisError) -> CaptureAnalysis {
+                           force: Bool = false, decomposed: Bool = false) throws(AnalysisError) -> CaptureAnalysis {
         let calibration = try fit(try CaptureReader.read(path: calibrationPath), path: calibrationPath)
         // The scan is read only once the calibration stands (its errors come first).
-        return try run(calibration: calibration, calibrationPath: calibrationPath, scan: try CaptureReader.read(path: scanPath),
-                       scanPath: scanPath, image: image, force: force)
+        return try run(calibration: calibration, calibrationPath: calibrationPath, source: .file(try CaptureFile(path: scanPath)),
+                       scanPath: scanPath, image: image, force: force, decomposed: decomposed)
     }
 
     /// The same over captures already read (the paths only name them in messages): what the
@@ -126,8 +120,70 @@ public struct CaptureAnalysis: Sendable {
     public static func run(calibration calibrationCapture: (CaptureHeader, [CapturedScan]), calibrationPath: String,
                            scan scanCapture: (CaptureHeader, [CapturedScan]), scanPath: String, image: Bool = false,
                            force: Bool = false) throws(AnalysisError) -> CaptureAnalysis {
-        try run(calibration: try fit(calibrationCapture, path: calibrationPath), calibrationPath: calibrationPath, scan: scanCapture,
-                scanPath: scanPath, image: image, force: force)
+        try run(calibration: try fit(calibrationCapture, path: calibrationPath), calibrationPath: calibrationPath,
+                source: .scans(scanCapture.0, scanCapture.1), scanPath: scanPath, image: image, force: force, decomposed: true)
+    }
+
+    /// The measured capture against a calibration already fitted (`calibrationPath` names it).
+    public static func run(calibration: Calibration, calibrationPath: String, scan scanCapture: (CaptureHeader, [CapturedScan]),
+                           scanPath: String, image: Bool = false, force: Bool = false) throws(AnalysisError) -> CaptureAnalysis {
+        try run(calibration: calibration, calibrationPath: calibrationPath, source: .scans(scanCapture.0, scanCapture.1), scanPath: scanPath,
+                image: image, force: force, decomposed: true)
+    }
+
+    /// The measured capture from `source` against a calibration already fitted: the one path
+    /// every form above takes.
+    public static func run(calibration: Calibration, calibrationPath: String, source: CaptureSource, scanPath: String,
+                           image: Bool = false, force: Bool = false, decomposed keepDecomposed: Bool = false) throws(AnalysisError) -> CaptureAnalysis {
+        let verdict = calibration.verdict
+        guard verdict.accepted || force else { throw .calibrationRefused(calibrationPath, verdict) }
+
+        let header = source.header
+        let otherUnit = calibration.unitProblem(for: header.device).map { "\(scanPath) was measured on \(CalibratedUnit(header.device)): \($0)" }
+        if let otherUnit, !force { throw .otherUnit(otherUnit) }
+        guard calibration.channelResponse?.fits(channels: Int(header.device.channels)) ?? false else {
+            throw .decomposition("\(scanPath): the calibration \(calibrationPath) was made on a detector of other channels")
+        }
+        // First the references' lines and every scan's configuration, then the measured scan's
+        // lines one by one: the references come first in the capture, but nothing rests on it.
+        let references = Set([CaptureScan.Role.dark, .air].compactMap { role in header.scans.first { $0.role == role }?.scanID })
+        let (scans, lineCounts) = try source.survey(keep: references)
+        let scanStage = try stage(scans, path: scanPath)
+        guard let measured = scans.first(where: { [.patient, .qc, .calibration].contains($0.scan.role) }),
+              lineCounts[measured.scan.scanID, default: 0] > 0 else {
+            throw .missingScan(scanPath, role: "patient, QC or phantom")
+        }
+        guard let config = measured.configuration else { throw .noConfiguration(scanPath, scanID: measured.scan.scanID) }
+        let scanGeometry = ScanGeometry(channels: Int(header.device.channels), pitchUm: Int(header.device.pitchUm))
+        let keep = keepDecomposed || measured.scan.role == .patient
+        var work = ScanDecomposition(stage: scanStage, calibration: calibration, geometry: scanGeometry,
+                                     rois: header.phantom?.rois ?? [], configuration: config, keepsImage: keep)
+        var picture = image ? BoneImage(geometry: scanGeometry, lineStepUm: config.lineStepUm) : nil
+        var lines = 0
+        try source.forEachLine(ofScan: measured.scan.scanID) { line throws(AnalysisError) in
+            do throws(DecompositionError) {
+                let d = try work.add(line)
+                picture?.add(d)
+                lines += 1
+            } catch {
+                throw .decomposition("\(scanPath): \(error.description)")
+            }
+        }
+        var scan: DecomposedScan?
+        if keep {
+            var d = work.decomposed
+            d.provenance.capture = scanPath
+            d.provenance.scanID = measured.scan.scanID
+            d.provenance.region = measured.scan.region?.rawValue
+            // The capture does not record the arm; the region implies it (the lateral view at 90°).
+            d.provenance.armAngleDeg = measured.scan.region.map { $0 == .lateralSpine ? 90 : 0 }
+            scan = d
+        }
+        return CaptureAnalysis(calibration: calibration, rois: work.roiResults, lines: lines,
+                               motion: work.motion, bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2, meanBoneBMD: work.meanBoneBMD,
+                               image: picture, roiDefinitions: header.phantom?.rois ?? [], ledger: work.ledger,
+                               verdict: verdict, otherUnit: otherUnit, forced: !verdict.accepted || otherUnit != nil, decomposed: scan,
+                               header: header, role: measured.scan.role)
     }
 
     /// The calibration a calibration capture gives (its header's phantom, its scans).
@@ -137,47 +193,6 @@ public struct CaptureAnalysis: Sendable {
         let geometry = ScanGeometry(channels: Int(calHeader.device.channels), pitchUm: Int(calHeader.device.pitchUm))
         return try Self.calibration(from: calScans, phantom: phantom, geometry: geometry, source: calibrationPath,
                                     unit: CalibratedUnit(calHeader.device))
-    }
-
-    /// The measured capture against a calibration already fitted (`calibrationPath` names it).
-    public static func run(calibration: Calibration, calibrationPath: String, scan scanCapture: (CaptureHeader, [CapturedScan]),
-                           scanPath: String, image: Bool = false, force: Bool = false) throws(AnalysisError) -> CaptureAnalysis {
-        let verdict = calibration.verdict
-        guard verdict.accepted || force else { throw .calibrationRefused(calibrationPath, verdict) }
-
-        let (header, scans) = scanCapture
-        let otherUnit = calibration.unitProblem(for: header.device).map { "\(scanPath) was measured on \(CalibratedUnit(header.device)): \($0)" }
-        if let otherUnit, !force { throw .otherUnit(otherUnit) }
-        guard calibration.channelResponse?.fits(channels: Int(header.device.channels)) ?? false else {
-            throw .decomposition("\(scanPath): the calibration \(calibrationPath) was made on a detector of other channels")
-        }
-        let scanStage = try stage(scans, path: scanPath)
-        guard let measured = scans.first(where: { [.patient, .qc, .calibration].contains($0.scan.role) }), !measured.lines.isEmpty else {
-            throw .missingScan(scanPath, role: "patient, QC or phantom")
-        }
-        guard let config = measured.configuration else { throw .noConfiguration(scanPath, scanID: measured.scan.scanID) }
-        let scanGeometry = ScanGeometry(channels: Int(header.device.channels), pitchUm: Int(header.device.pitchUm))
-        var work = ScanDecomposition(stage: scanStage, calibration: calibration, geometry: scanGeometry,
-                                     rois: header.phantom?.rois ?? [], configuration: config)
-        var picture = image ? BoneImage(geometry: scanGeometry, lineStepUm: config.lineStepUm) : nil
-        do {
-            for line in measured.lines {
-                let d = try work.add(line)
-                picture?.add(d)
-            }
-        } catch {
-            throw .decomposition("\(scanPath): \(error.description)")
-        }
-        var decomposed = work.decomposed
-        decomposed.provenance.capture = scanPath
-        decomposed.provenance.scanID = measured.scan.scanID
-        decomposed.provenance.region = measured.scan.region?.rawValue
-        // The capture does not record the arm; the region implies it (the lateral view at 90°).
-        decomposed.provenance.armAngleDeg = measured.scan.region.map { $0 == .lateralSpine ? 90 : 0 }
-        return CaptureAnalysis(calibration: calibration, rois: work.roiResults, lines: measured.lines.count,
-                               motion: work.motion, bonePixels: work.bonePixels, boneAreaCm2: work.boneAreaCm2, meanBoneBMD: work.meanBoneBMD,
-                               image: picture, roiDefinitions: header.phantom?.rois ?? [], ledger: work.ledger,
-                               verdict: verdict, otherUnit: otherUnit, forced: !verdict.accepted || otherUnit != nil, decomposed: decomposed, header: header, role: measured.scan.role)
     }
 
     /// The calibration from a capture's dark, air and calibration scans: the one code path

@@ -145,8 +145,11 @@ public struct ScanDecomposition: Sendable {
     /// give one (then the lines are counted and their pixels left without a number).
     public let single: SingleEnergyDecomposer?
 
+    /// `keepsImage`: fill `decomposed` line by line (13 bytes a pixel); without it the scan's
+    /// image has no rows and only the ROIs, bone totals, ledger and stillness check are kept,
+    /// whatever the scan's length.
     public init(stage: AttenuationStage, calibration: Calibration, geometry: ScanGeometry, rois: [Phantom.ROI],
-                configuration: ScanConfiguration) {
+                configuration: ScanConfiguration, keepsImage: Bool = true) {
         self.stage = stage.prepared(for: configuration, calibration: calibration)
         decomposer = Decomposer(calibration: calibration, pitchUm: geometry.pitchUm)
         single = configuration.mode == .single ? SingleEnergyDecomposer(calibration: calibration, pitchUm: geometry.pitchUm) : nil
@@ -155,9 +158,11 @@ public struct ScanDecomposition: Sendable {
         self.rois = rois.map { ROIAccumulator(roi: $0, geometry: geometry) }
         stillness = StillnessCheck(pitchUm: geometry.pitchUm)
         ledger = LineLedger(configuration: configuration)
-        lineByLine = DecomposedScan(geometry: .init(scan: geometry, configuration: configuration),
+        var imageGeometry = DecomposedScan.Geometry(scan: geometry, configuration: configuration)
+        if !keepsImage { imageGeometry.lines = 0 }
+        lineByLine = DecomposedScan(geometry: imageGeometry,
                                 provenance: .init(capture: nil, scanID: configuration.scanID, calibration: calibration.source))
-        if configuration.mode == .single {
+        if configuration.mode == .single && keepsImage {
             lineByLine.provenance.singleEnergy = true
             if single != nil {
                 let n = geometry.channels * Int(configuration.lineCount)
@@ -349,11 +354,15 @@ public final class LiveSequenceAnalysis: Sendable {
     private let rois: [Phantom.ROI]
     private let scans: [Scan]
     private let onMotion: (@Sendable (MotionEvent) -> Void)?
+    private let keepsImage: Bool
     private let state = Mutex(State())
 
+    /// `keepsImage`: keep the measured scan's decomposed image (an exam's site needs it; a
+    /// replay's figures do not, and then memory does not grow with the scan's length).
     public init(calibration: Calibration, geometry: ScanGeometry, rois: [Phantom.ROI], scans: [Scan],
-                onMotion: (@Sendable (MotionEvent) -> Void)? = nil) {
+                onMotion: (@Sendable (MotionEvent) -> Void)? = nil, keepsImage: Bool = true) {
         self.onMotion = onMotion
+        self.keepsImage = keepsImage
         self.calibration = calibration
         self.geometry = geometry
         self.rois = rois
@@ -377,7 +386,7 @@ public final class LiveSequenceAnalysis: Sendable {
                         let stage = try AttenuationStage(darkLines: s.dark, airLines: s.air, airPeriodUs: airConfig?.linePeriodUs ?? 0,
                                                          airCurrentUA: airConfig?.tubeCurrentUA ?? 0)
                         let work = ScanDecomposition(stage: stage, calibration: calibration,
-                                                     geometry: geometry, rois: rois, configuration: scan.configuration)
+                                                     geometry: geometry, rois: rois, configuration: scan.configuration, keepsImage: keepsImage)
                         s.pipeline = LivePipeline.start(work, onMotion: onMotion)
                         s.dark = []; s.air = []
                     } catch {

@@ -130,13 +130,20 @@ public struct ScatterModel: Sendable, Equatable, Codable {
         guard let cells = phantom.cells, !cells.isEmpty, geometry.channels > 0 else { return nil }
         let n = geometry.channels
         let widths = Self.searchedWidthsUm(marginUm: marginUm)
-        let kernels = widths.map { kernel(channels: n, widthChannels: $0 / Double(geometry.pitchUm)) }
+        // Each width's kernel by distance in channels (the matrix's rows are shifts of one
+        // profile): 24 profiles of n values, not 24 matrices of n² (50 MB at 512 channels).
+        let profiles = widths.map { w in
+            let s = w / Double(geometry.pitchUm), norm = 1 / (s * (2 * Double.pi).squareRoot())
+            return (0..<n).map { d in let x = Double(d) / s; return norm * exp(-0.5 * x * x) }
+        }
         struct Sums { var f = 0.0, e = 0.0, fe = 0.0, ff = 0.0, ee = 0.0, n = 0.0 }
         struct Fit { var sse: Double, width: Int, a: Double, se: Double }
         // One round over the lines: each air channel's excess against what each kernel width
         // predicts from the line's sources (`primaryFrom`: a first fit whose scatter is taken
         // off the sources' counts, `primarySources`), then the best width.
         func round(primaryFrom first: Fit?) -> (fit: Fit?, airPixels: Int) {
+            // The first round's kernel as a matrix, for its sources (`primarySources`).
+            let firstKernel = first.map { kernel(channels: n, widthChannels: widths[$0.width] / Double(geometry.pitchUm)) }
             // [width][pass][window]
             var sums: [[Int: [Sums]]] = Array(repeating: [:], count: widths.count)
             var airPixels = 0
@@ -155,17 +162,16 @@ public struct ScatterModel: Sendable, Equatable, Codable {
                 let lnAirLow = counts.airLow.map { $0 > 0 ? log($0) : 0 }, lnAirHigh = counts.airHigh.map { $0 > 0 ? log($0) : 0 }
                 let (sL, sH) = first.map {
                     primarySources(low: counts.low, high: counts.high, valid: counts.valid, lnI0Low: lnAirLow, lnI0High: lnAirHigh,
-                                   thickness: thickness, kernel: kernels[$0.width], amplitudeLow: $0.a, amplitudeHigh: $0.a)
+                                   thickness: thickness, kernel: firstKernel ?? [], amplitudeLow: $0.a, amplitudeHigh: $0.a)
                 } ?? sources(low: counts.low, high: counts.high, valid: counts.valid, lnI0Low: lnAirLow, lnI0High: lnAirHigh, thickness: thickness)
                 // Each air channel's excess over the air reference, per window.
                 let excess = air.map { c in (counts.low[c] / counts.airLow[c] - 1, counts.high[c] / counts.airHigh[c] - 1) }
-                for (w, k) in kernels.enumerated() {
+                for (w, k) in profiles.enumerated() {
                     var low = sums[w][pass]?[0] ?? Sums(), high = sums[w][pass]?[1] ?? Sums()
                     k.withUnsafeBufferPointer { k in sL.withUnsafeBufferPointer { sL in sH.withUnsafeBufferPointer { sH in
                         for (i, c) in air.enumerated() {
                             var fL = 0.0, fH = 0.0
-                            let row = c * n
-                            for j in 0..<n { fL += k[row + j] * sL[j]; fH += k[row + j] * sH[j] }
+                            for j in 0..<n { let kj = k[abs(c - j)]; fL += kj * sL[j]; fH += kj * sH[j] }
                             fL /= counts.airLow[c]; fH /= counts.airHigh[c]
                             let (eL, eH) = excess[i]
                             low.f += fL; low.e += eL; low.fe += fL * eL; low.ff += fL * fL; low.ee += eL * eL; low.n += 1

@@ -29,8 +29,8 @@ enum CaptureTargets {
         }
         _ = try? analysis.image?.png(rois: analysis.roiDefinitions)
         _ = AnalysisReport(analysis)
-        if analysis.role == .patient {
-            _ = SiteAnalysis.analyze(analysis.decomposed, patient: PatientContext(sex: .female, ageYears: 65))
+        if analysis.role == .patient, let scan = analysis.decomposed {
+            _ = SiteAnalysis.analyze(scan, patient: PatientContext(sex: .female, ageYears: 65))
         }
         return .accepted("\(scans.count) scans analysed: \(analysis.lines) lines, \(analysis.rois.count) ROIs")
     }

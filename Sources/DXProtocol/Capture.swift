@@ -228,20 +228,53 @@ public enum CaptureFormat {
 
     public static func parse(_ bytes: [UInt8]) throws(CaptureError) -> Contents {
         let (header, length) = try readPreamble(bytes)
-        var r = WireReader(bytes)
-        _ = try? r.raw(length)
+        var reader = CaptureRecordReader(offset: length)
+        reader.append(bytes[length...])
         var records: [CaptureRecord] = []
-        var truncated = false
-        while r.remaining > 0 {
-            let at = r.offset
-            guard r.remaining >= CaptureRecord.headerSize,
-                  let t = try? r.u64(), let ep = try? r.u8(), (try? r.u8()) != nil, let len = try? r.u32()
-            else { truncated = true; break }
-            guard let endpoint = Endpoint(rawValue: ep) else { throw .badRecord(offset: at, "endpoint 0x\(String(ep, radix: 16))") }
-            guard Int(len) <= maxRecordBytes else { throw .badRecord(offset: at, "length \(len) is implausible") }
-            guard let body = try? r.raw(Int(len)) else { truncated = true; break }
-            records.append(CaptureRecord(tUs: t, endpoint: endpoint, bytes: Array(body)))
-        }
-        return Contents(header: header, records: records, truncatedTail: truncated)
+        while let record = try reader.next() { records.append(record) }
+        return Contents(header: header, records: records, truncatedTail: reader.pending > 0)
     }
+}
+
+/// Records from a capture's bytes as they are read (ICD §7): append what was read, take the
+/// whole records it completes. `CaptureFormat.parse` reads a file held whole through it, and
+/// a streaming reader a chunk at a time (`CaptureStream`), so the two cannot disagree.
+public struct CaptureRecordReader: Sendable {
+    private var buffer: [UInt8] = []
+    private var start = 0
+    /// The file offset of the next record, for messages.
+    public private(set) var offset: Int
+
+    /// `offset`: where the first record starts in the file (after the preamble).
+    public init(offset: Int) { self.offset = offset }
+
+    public mutating func append(_ bytes: some Sequence<UInt8>) {
+        // What was consumed is dropped before the buffer grows again.
+        if start > 0 && start >= buffer.count / 2 {
+            buffer.removeFirst(start)
+            start = 0
+        }
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// The next whole record, nil when the bytes so far end inside one (more may come; at the
+    /// end of the file, `pending` bytes are a cut tail). A record that cannot be one (an
+    /// unknown endpoint, an implausible length) is an error as soon as its header is read.
+    public mutating func next() throws(CaptureError) -> CaptureRecord? {
+        let headerSize = CaptureRecord.headerSize
+        guard buffer.count - start >= headerSize else { return nil }
+        var r = WireReader(buffer[start..<(start + headerSize)])
+        guard let t = try? r.u64(), let ep = try? r.u8(), (try? r.u8()) != nil, let len = try? r.u32() else { return nil }
+        guard let endpoint = Endpoint(rawValue: ep) else { throw .badRecord(offset: offset, "endpoint 0x\(String(ep, radix: 16))") }
+        guard Int(len) <= CaptureFormat.maxRecordBytes else { throw .badRecord(offset: offset, "length \(len) is implausible") }
+        let end = start + headerSize + Int(len)
+        guard buffer.count >= end else { return nil }
+        let record = CaptureRecord(tUs: t, endpoint: endpoint, bytes: Array(buffer[(start + headerSize)..<end]))
+        offset += end - start
+        start = end
+        return record
+    }
+
+    /// Bytes read that make no whole record yet.
+    public var pending: Int { buffer.count - start }
 }

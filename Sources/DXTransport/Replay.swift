@@ -7,45 +7,113 @@ import Foundation
 /// `speed` = .infinity). Whatever reads a live link reads a replay the same way. A replay
 /// cannot be commanded: `send` throws.
 public final class ReplayTransport: DeviceTransport {
+    /// Where the records come from: held in memory, or read from the file as they are played
+    /// (`init(path:)`: a capture of any length, never held whole).
+    private enum Source: Sendable {
+        case records([CaptureRecord])
+        case file(path: String, recordsOffset: Int)
+    }
+
     public let name: String
-    private let records: [CaptureRecord]
+    private let source: Source
     private let speed: Double
     private let clock: any Clock<Duration>
 
     public init(contents: CaptureFormat.Contents, name: String, speed: Double = .infinity, clock: any Clock<Duration> = ContinuousClock()) {
         self.name = "replay:\(name)"
-        records = contents.records.filter { $0.endpoint != .commandOut }
+        source = .records(contents.records.filter { $0.endpoint != .commandOut })
         self.speed = speed
         self.clock = clock
     }
 
-    public convenience init(path: String, speed: Double = .infinity) throws {
-        guard let data = FileManager.default.contents(atPath: path) else { throw TransportError.unreachable("cannot read \(path)") }
-        let contents: CaptureFormat.Contents
-        do { contents = try CaptureFormat.parse(Array(data)) } catch { throw TransportError.io("\(path): \(error.description)") }
-        self.init(contents: contents, name: path, speed: speed)
+    /// A capture file played as it is read: its preamble is checked now, its records are read
+    /// a chunk at a time while they are played (a bad record ends the stream with its error).
+    public init(path: String, speed: Double = .infinity, clock: any Clock<Duration> = ContinuousClock()) throws {
+        guard let file = FileHandle(forReadingAtPath: path) else { throw TransportError.unreachable("cannot read \(path)") }
+        defer { try? file.close() }
+        do {
+            let first = Array((try file.read(upToCount: CaptureFormat.fixedPreambleBytes)) ?? Data())
+            let length = try CaptureFormat.headerLength(first)
+            _ = try CaptureFormat.header(first + Array((try file.read(upToCount: length)) ?? Data()))
+            source = .file(path: path, recordsOffset: CaptureFormat.fixedPreambleBytes + length)
+        } catch let error as CaptureError {
+            throw TransportError.io("\(path): \(error.description)")
+        } catch {
+            throw TransportError.io("\(path): \(error)")
+        }
+        name = "replay:\(path)"
+        self.speed = speed
+        self.clock = clock
+    }
+
+    /// The records in order, the host's commands left out, read on demand.
+    private actor Feed {
+        private var memory: [CaptureRecord]
+        private var position = 0
+        private var file: FileHandle?
+        private var reader: CaptureRecordReader
+        private let path: String
+        private var played: UInt64?
+
+        init(_ source: Source) throws {
+            switch source {
+            case .records(let r):
+                memory = r; reader = CaptureRecordReader(offset: 0); path = ""
+            case let .file(path, offset):
+                memory = []; reader = CaptureRecordReader(offset: offset); self.path = path
+                guard let f = FileHandle(forReadingAtPath: path) else { throw TransportError.unreachable("cannot read \(path)") }
+                try f.seek(toOffset: UInt64(offset))
+                file = f
+            }
+        }
+
+        func next() throws -> CaptureRecord? {
+            while true {
+                guard let file else {
+                    guard position < memory.count else { return nil }
+                    defer { position += 1 }
+                    return memory[position]
+                }
+                do {
+                    if let r = try reader.next() {
+                        if r.endpoint == .commandOut { continue }
+                        return r
+                    }
+                } catch {
+                    throw TransportError.io("\(path): \(error.description)")
+                }
+                let chunk = try file.read(upToCount: 1 << 20) ?? Data()
+                if chunk.isEmpty {
+                    try? file.close()
+                    self.file = nil
+                    return nil
+                }
+                reader.append(chunk)
+            }
+        }
+
+        /// How long to wait before `record` at `speed` (none the first time).
+        func wait(before record: CaptureRecord, speed: Double) -> Double {
+            defer { played = max(played ?? record.tUs, record.tUs) }
+            guard speed.isFinite, speed > 0, let played, record.tUs > played else { return 0 }
+            return Double(record.tUs - played) / speed
+        }
     }
 
     public func open() async throws -> AsyncThrowingStream<TransportChunk, any Error> {
-        let (stream, continuation) = AsyncThrowingStream<TransportChunk, any Error>.makeStream(bufferingPolicy: .unbounded)
-        let records = self.records, speed = self.speed, clock = self.clock
-        let player = Task {
-            let first = records.first?.tUs ?? 0
-            var played: UInt64 = first
-            for record in records {
-                if Task.isCancelled { break }
-                if speed.isFinite, speed > 0, record.tUs > played {
-                    let wait = Double(record.tUs - played) / speed
-                    try? await clock.sleep(for: .microseconds(Int64(wait)))
-                    played = record.tUs
-                }
-                continuation.yield(TransportChunk(endpoint: record.endpoint, bytes: record.bytes))
+        let feed = try Feed(source)
+        let speed = self.speed, clock = self.clock
+        // Pulled, not pushed: a record is read when the reader wants the next one, so a
+        // replay as fast as it can be read holds one chunk of the file, not the file.
+        return AsyncThrowingStream(unfolding: {
+            guard let record = try await feed.next() else {
+                // The end of the recording is the device leaving.
+                throw TransportError.disconnected("end of the capture")
             }
-            // The end of the recording is the device leaving.
-            continuation.finish(throwing: TransportError.disconnected("end of the capture"))
-        }
-        continuation.onTermination = { _ in player.cancel() }
-        return stream
+            let wait = await feed.wait(before: record, speed: speed)
+            if wait > 0 { try? await clock.sleep(for: .microseconds(Int64(wait))) }
+            return TransportChunk(endpoint: record.endpoint, bytes: record.bytes)
+        })
     }
 
     public func send(_ bytes: [UInt8]) async throws {

@@ -6,8 +6,8 @@ import DXSimulator
 import DXTransport
 import Foundation
 
-/// `dexa-bench analyze`: end-to-end `dexa analyze` (the real binary, beside this one) on a
-/// capture of 20,000 lines × 512 channels: wall time and the child's peak memory.
+/// `dexa-bench analyze`: end-to-end `dexa analyze` (the real binary, beside this one) on
+/// captures of 20,000 and 80,000 lines × 512 channels: wall time and the child's peak memory.
 /// `dexa-bench latency`: the live pipeline's latency while the embedded simulator streams at
 /// ten times the device's maximum line rate, through the device session and scan runner.
 enum PipelineBenchmarks {
@@ -49,38 +49,64 @@ enum PipelineBenchmarks {
         writer.close()
     }
 
-    static func analyze() throws {
+    /// `dexa analyze` on captures of each of `sizes` lines (512 channels): wall time and the
+    /// child's peak resident memory, measured in a child process of its own for each.
+    static func analyze(sizes: [Int]) throws {
         let dir = NSTemporaryDirectory() + "dexa-bench-\(getpid())"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let cal = dir + "/calibration.dxcap", scan = dir + "/scan.dxcap"
+        let cal = dir + "/calibration.dxcap"
         let bench = PhantomScene(StandardPhantoms.bench)
         try writeCapture(path: cal, role: .calibration, phantom: StandardPhantoms.calibration, scene: bench, lines: 600,
                          y0: 295_000, step: 100, period: 0, current: 0, passes: [(50_000, 1000), (100_000, 3000)])
-        let lines = 20_000
-        try writeCapture(path: scan, role: .qc, phantom: Phantom(name: "ESP", rois: StandardPhantoms.esp.rois), scene: bench, lines: lines,
-                         y0: 500_000, step: 10, period: 10_000, current: 3000)
-        let size = (try FileManager.default.attributesOfItem(atPath: scan)[.size] as? Int) ?? 0
         let dexa = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("dexa").path
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: dexa)
-        p.arguments = ["analyze", "--calibration", cal, scan, "--json"]
-        let out = Pipe()
-        p.standardOutput = out
-        let clock = ContinuousClock()
-        let start = clock.now
-        try p.run()
-        let result = out.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        let wall = (clock.now - start).seconds
+        var peaks: [Int: Double] = [:]
+        for lines in sizes {
+            let scan = dir + "/scan-\(lines).dxcap"
+            try writeCapture(path: scan, role: .qc, phantom: Phantom(name: "ESP", rois: StandardPhantoms.esp.rois), scene: bench, lines: lines,
+                             y0: 500_000, step: 10, period: 10_000, current: 3000)
+            let size = (try FileManager.default.attributesOfItem(atPath: scan)[.size] as? Int) ?? 0
+            // Each size in a child of its own, waited for with wait4, which gives that child's
+            // own peak (getrusage(RUSAGE_CHILDREN) keeps the largest of all children so far).
+            let outPath = dir + "/analyze-\(lines).json"
+            let clock = ContinuousClock()
+            let start = clock.now
+            let (status, usage) = try spawn(dexa, ["analyze", "--calibration", cal, scan, "--json"], stdout: outPath)
+            let wall = (clock.now - start).seconds
+            guard status == 0 else { throw BenchError(message: "dexa analyze exited \(status)") }
+            let text = (try? String(contentsOfFile: outPath, encoding: .utf8)) ?? ""
+            let peakMB = Double(usage.ru_maxrss) / 1024
+            peaks[lines] = peakMB
+            let result = text.split(separator: "\n").first { $0.hasPrefix("{") }.map(String.init) ?? ""
+            print("dexa analyze: \(lines) lines × 512 channels (\(size / 1_000_000) MB capture), calibration of 2 × 600 lines")
+            print(String(format: "%.2f s wall, %.1f MB peak resident, %.1f M pixels/s end to end", wall, peakMB, Double(lines * 512) / wall / 1e6))
+            print("result: " + result)
+            print("{\"analyze_s\": \(String(format: "%.3f", wall)), \"analyze_peak_mb\": \(String(format: "%.1f", peakMB)), \"lines\": \(lines), \"channels\": 512}")
+            try? FileManager.default.removeItem(atPath: scan)
+        }
+        if let small = sizes.first.flatMap({ peaks[$0] }), let large = sizes.last.flatMap({ peaks[$0] }), sizes.count > 1 {
+            print(String(format: "peak resident memory, %d lines against %d: %+.1f %%", sizes.last ?? 0, sizes.first ?? 0, (large / small - 1) * 100))
+        }
+    }
+
+    /// Runs `path` with `arguments`, its standard output into `stdout`; its exit status and its
+    /// own resource usage (wait4).
+    static func spawn(_ path: String, _ arguments: [String], stdout: String) throws -> (Int32, rusage) {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 1, stdout, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let argv = ([path] + arguments).map { strdup($0) } + [nil]
+        defer { for a in argv { free(a) } }
+        var pid: pid_t = 0
+        let spawned = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        guard spawned == 0 else { throw BenchError(message: "cannot start \(path): \(String(cString: strerror(spawned)))") }
+        var status: Int32 = 0
         var usage = rusage()
-        getrusage(RUSAGE_CHILDREN.rawValue, &usage)
-        let peakMB = Double(usage.ru_maxrss) / 1024
-        guard p.terminationStatus == 0 else { throw BenchError(message: "dexa analyze exited \(p.terminationStatus)") }
-        print("dexa analyze: \(lines) lines × 512 channels (\(size / 1_000_000) MB capture), calibration of 2 × 600 lines")
-        print(String(format: "%.2f s wall, %.1f MB peak resident, %.1f M pixels/s end to end", wall, peakMB, Double(lines * 512) / wall / 1e6))
-        print("result: " + String(decoding: result, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
-        print("{\"analyze_s\": \(String(format: "%.3f", wall)), \"analyze_peak_mb\": \(String(format: "%.1f", peakMB)), \"lines\": \(lines), \"channels\": 512}")
+        guard wait4(pid, &status, 0, &usage) == pid else { throw BenchError(message: "wait4 failed for \(path)") }
+        // WIFEXITED / WEXITSTATUS by hand (macros Swift does not import).
+        let exited = status & 0x7F == 0
+        return (exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F), usage)
     }
 
     static func latency() async throws {

@@ -4,7 +4,7 @@ import Foundation
 /// `dexa-bench`: throughput of the host's hot paths, measured in a release build.
 ///   dexa-bench decode [--seconds S]     frame decoding (reassembly, CRC, data payload to lines)
 ///   dexa-bench decompose [--seconds S]  attenuation + decomposition of 512-channel lines
-///   dexa-bench analyze                  `dexa analyze` on 20,000 × 512: time, peak memory
+///   dexa-bench analyze [--lines N]      `dexa analyze` on 20,000 and 80,000 × 512 (or N): time, peak memory
 ///   dexa-bench latency                  live pipeline latency at 10 × the maximum line rate
 ///   dexa-bench batch [--captures N] [--keep DIR]
 ///                                       `dexa reanalyze` over N exam captures on 1 and all cores
@@ -15,7 +15,12 @@ guard let what = args.first, ["decode", "decompose", "analyze", "latency", "batc
     exit(2)
 }
 do {
-    if what == "analyze" { try PipelineBenchmarks.analyze(); exit(0) }
+    if what == "analyze" {
+        var sizes = [20_000, 80_000]
+        if let i = args.firstIndex(of: "--lines"), args.index(after: i) < args.endIndex, let n = Int(args[args.index(after: i)]), (1...1_000_000).contains(n) { sizes = [n] }
+        try PipelineBenchmarks.analyze(sizes: sizes)
+        exit(0)
+    }
     if what == "latency" { try await PipelineBenchmarks.latency(); exit(0) }
     if what == "batch" {
         var count = 24
