@@ -127,7 +127,9 @@ let package = Package(
         // libFuzzer's driver, declared for the fuzzing build; nothing else imports it.
         .target(name: "CLibFuzzer"),
         .executableTarget(name: "dexa-fuzz", dependencies: ["DXFuzzing", "CLibFuzzer"]),
-        .executableTarget(name: "dexa-bench", dependencies: ["DXProtocol", "DXDecomposition", "DXSimulator", "DXTransport", "DXDevice", "DXAcquisition"]),
+        // DXTestSupport for `sites`: the tests' calibrated table scanner makes its exams.
+        .executableTarget(name: "dexa-bench", dependencies: ["DXProtocol", "DXDecomposition", "DXSimulator", "DXTransport", "DXDevice", "DXAcquisition",
+                                                             "DXAnalysis", "DXClinical", "DXTestSupport"]),
 
         // The DX-1 as far as the host can tell.
         .target(name: "DXSimulator", dependencies: [

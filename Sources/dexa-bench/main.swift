@@ -6,12 +6,13 @@ import Foundation
 ///   dexa-bench decompose [--seconds S]  attenuation + decomposition of 512-channel lines
 ///   dexa-bench analyze [--lines N]      `dexa analyze` on 20,000 and 80,000 × 512 (or N): time, peak memory
 ///   dexa-bench latency                  live pipeline latency at 10 × the maximum line rate
+///   dexa-bench sites [--exams N]        the analysis layer: a whole exam's four sites, CPU seconds
 ///   dexa-bench batch [--captures N] [--keep DIR]
 ///                                       `dexa reanalyze` over N exam captures on 1 and all cores
 /// Prints readable figures, then one JSON line for scripts.
 let args = CommandLine.arguments.dropFirst()
-guard let what = args.first, ["decode", "decompose", "analyze", "latency", "batch"].contains(what) else {
-    FileHandle.standardError.write(Data("usage: dexa-bench decode|decompose|analyze|latency [--seconds S] | batch [--captures N]\n".utf8))
+guard let what = args.first, ["decode", "decompose", "analyze", "latency", "batch", "sites"].contains(what) else {
+    FileHandle.standardError.write(Data("usage: dexa-bench decode|decompose|analyze|latency [--seconds S] | batch [--captures N] | sites [--exams N]\n".utf8))
     exit(2)
 }
 do {
@@ -22,6 +23,12 @@ do {
         exit(0)
     }
     if what == "latency" { try await PipelineBenchmarks.latency(); exit(0) }
+    if what == "sites" {
+        var exams = 10
+        if let i = args.firstIndex(of: "--exams"), args.index(after: i) < args.endIndex, let n = Int(args[args.index(after: i)]), (1...1000).contains(n) { exams = n }
+        try SitesBenchmark.run(exams: exams)
+        exit(0)
+    }
     if what == "batch" {
         var count = 24
         if let i = args.firstIndex(of: "--captures"), args.index(after: i) < args.endIndex, let n = Int(args[args.index(after: i)]), (1...10_000).contains(n) { count = n }
