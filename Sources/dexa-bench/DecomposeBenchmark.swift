@@ -40,6 +40,27 @@ enum DecomposeBenchmark {
         return (stage, try Calibration.fit(measurement, source: "benchmark"))
     }
 
+    /// Pixels per second of a plain copy of `input`'s samples, line by line, for `seconds`.
+    static func copyLimit(_ input: [ScanLine], seconds: Double) -> Double {
+        let widest = input.map(\.samples.count).max() ?? 0
+        var target = [UInt16](repeating: 0, count: widest)
+        let clock = ContinuousClock(), start = clock.now
+        var pixels = 0, elapsed = 0.0, check = 0
+        repeat {
+            for line in input {
+                line.samples.withUnsafeBytes { from in
+                    target.withUnsafeMutableBytes { to in to.copyMemory(from: from) }
+                }
+                check &+= Int(target[line.samples.count / 2])
+                pixels += line.samples.count / 2
+            }
+            elapsed = (clock.now - start).seconds
+        } while elapsed < seconds
+        // The copy's result is used, so that it is not optimised away.
+        if check == -1 { print(check) }
+        return Double(pixels) / elapsed
+    }
+
     static func run(seconds: Double) {
         let channels = 512, pitch = 300
         var d = Detector(channels: channels, pitchUm: pitch, seed: 1)
@@ -78,12 +99,17 @@ enum DecomposeBenchmark {
             for _ in 0..<20 { for a in once { checksum += decomposer.decompose(a).soft[0].isFinite ? 0 : 1; decPixels += channels } }
             let decRate = Double(decPixels) / (clock.now - decStart).seconds
             print(String(format: "stages alone: attenuation %.1f M pixels/s, decomposition %.1f M pixels/s", attRate / 1e6, decRate / 1e6))
+            // The memory limit on this core: the same input bytes (two 16-bit samples a pixel, the
+            // 380 lines in turn) copied plainly to another buffer, as pixels per second.
+            let copyRate = copyLimit(input, seconds: min(1, seconds))
             let p50 = latencies[latencies.count / 2], p99 = latencies[min(latencies.count - 1, latencies.count * 99 / 100)]
             let rate = Double(pixels) / elapsed
+            print(String(format: "plain copy of the same samples on this core: %.0f M pixels/s; the decomposition is %.2f %% of it",
+                         copyRate / 1e6, rate / copyRate * 100))
             print("decompose: \(channels)-channel lines (attenuation + classification + calibration), one core, \(input.count) distinct lines")
             print(String(format: "%.1f million pixels/s, %.0f lines/s; per line p50 %.1f µs, p99 %.1f µs (checksum %.3f)",
                          rate / 1e6, rate / Double(channels), p50, p99, checksum))
-            print("{\"pixels_per_s\": \(Int(rate)), \"line_p50_us\": \(String(format: "%.1f", p50)), \"line_p99_us\": \(String(format: "%.1f", p99))}")
+            print("{\"pixels_per_s\": \(Int(rate)), \"copy_pixels_per_s\": \(Int(copyRate)), \"ratio_to_copy\": \(String(format: "%.4f", rate / copyRate)), \"line_p50_us\": \(String(format: "%.1f", p50)), \"line_p99_us\": \(String(format: "%.1f", p99))}")
         } catch {
             FileHandle.standardError.write(Data("dexa-bench decompose: \(error)\n".utf8))
             exit(1)
