@@ -1,5 +1,6 @@
 import DXClinical
 import DXDecomposition
+import DXProtocol
 import Foundation
 
 /// Why a site has no result: one sentence for the technologist and the report.
@@ -86,6 +87,13 @@ extension AnalysisWarning {
 extension PatientContext {
     /// From a stored sex and birth date (YYYY-MM-DD) on the day of the scan; nil when either
     /// is unreadable or the birth date is after the scan.
+    /// Who a capture's header says was scanned, aged on the day the capture was made; nil
+    /// without a patient or with a sex or birth date that cannot be read.
+    public init?(capture header: CaptureHeader) {
+        guard let p = header.patient else { return nil }
+        self.init(sex: p.sex, birthDate: p.birthDate, on: ISO8601DateFormatter().date(from: header.created) ?? Date())
+    }
+
     public init?(sex: String, birthDate: String, on day: Date) {
         guard let s = Applicability.Sex(rawValue: sex), let age = Self.age(birthDate: birthDate, on: day) else { return nil }
         self.init(sex: s, ageYears: age)

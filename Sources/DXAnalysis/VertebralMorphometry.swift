@@ -434,7 +434,11 @@ struct LateralImage {
     /// (u across, v along the body's axis), whether the field or a missing line cuts it.
     struct Found {
         var centre: (x: Double, y: Double)
-        var angle: Double
+        /// The axis's angle; its cosine and sine kept with it (`point` is called for every
+        /// sample of every profile: the analysis's cost was a third trigonometry).
+        var angle: Double { didSet { cosine = cos(angle); sine = sin(angle) } }
+        private(set) var cosine: Double
+        private(set) var sine: Double
         var back: Double, front: Double
         var top: Double, bottom: Double
         var partial: Bool
@@ -445,9 +449,14 @@ struct LateralImage {
         /// (a shoulder blade, ribs), which then lies over its edges.
         var joined = false
 
+        init(centre: (x: Double, y: Double), angle: Double, back: Double, front: Double, top: Double, bottom: Double, partial: Bool) {
+            self.centre = centre; self.angle = angle; cosine = cos(angle); sine = sin(angle)
+            self.back = back; self.front = front; self.top = top; self.bottom = bottom; self.partial = partial
+        }
+
         /// Table point of body coordinates (u across, v along the axis).
         func point(u: Double, v: Double) -> (x: Double, y: Double) {
-            (centre.x + u * cos(angle) - v * sin(angle), centre.y + u * sin(angle) + v * cos(angle))
+            (centre.x + u * cosine - v * sine, centre.y + u * sine + v * cosine)
         }
     }
 
@@ -501,7 +510,7 @@ struct LateralImage {
             var f = Found(centre: (cx, cy), angle: angle, back: .infinity, front: -.infinity, top: .infinity, bottom: -.infinity, partial: false)
             for (x, y) in zip(xs, ys) {
                 let dx = x - cx, dy = y - cy
-                let u = dx * cos(angle) + dy * sin(angle), v = -dx * sin(angle) + dy * cos(angle)
+                let u = dx * f.cosine + dy * f.sine, v = -dx * f.sine + dy * f.cosine
                 f.back = min(f.back, u); f.front = max(f.front, u); f.top = min(f.top, v); f.bottom = max(f.bottom, v)
             }
             let depth = f.front - f.back, height = f.bottom - f.top
@@ -591,7 +600,7 @@ struct LateralImage {
         for r in 0..<map.rows {
             for c in 0..<map.columns where map.opaque[r * map.columns + c] {
                 let dx = map.x(c) - f.centre.x, dy = map.y(r) - f.centre.y
-                let u = dx * cos(f.angle) + dy * sin(f.angle), v = -dx * sin(f.angle) + dy * cos(f.angle)
+                let u = dx * f.cosine + dy * f.sine, v = -dx * f.sine + dy * f.cosine
                 if u >= f.back - 2, u <= f.front + 2, v >= f.top - 2, v <= f.bottom + 2 {
                     return VertebralBody(name: name, unreadable: "metal or a dense artefact over the body")
                 }
@@ -623,13 +632,15 @@ struct LateralImage {
     func sides(_ f: Found) -> Found {
         let step = 0.5 * min(map.dx, map.dy)
         let height = f.bottom - f.top, vMid = (f.top + f.bottom) / 2
+        let across = (-map.dy, 0.0, map.dy)
         func profile(_ u: Double, _ v: Double) -> Double {
             var s = 0.0, n = 0
-            for dv in [-map.dy, 0, map.dy] {
+            func add(_ dv: Double) {
                 let p = f.point(u: u, v: v + dv)
                 let x = at(x: p.x, y: p.y)
                 if x.isFinite { s += x; n += 1 }
             }
+            add(across.0); add(across.1); add(across.2)
             return n > 0 ? s / Double(n) : .nan
         }
         // The body's own level: the median along its middle line, over its middle half.
@@ -716,13 +727,15 @@ struct LateralImage {
         // a rib laid over the edge, or over the disc beside it, moves both levels and not the
         // crossing), to a fraction of a step, searched near the neighbouring line's.
         let step = 0.5 * min(map.dx, map.dy)
+        let across = (-map.dx, 0.0, map.dx)
         func profile(_ u: Double, _ v: Double) -> Double {
             var s = 0.0, n = 0
-            for du in [-map.dx, 0, map.dx] {
+            func add(_ du: Double) {
                 let p = f.point(u: u + du, v: v)
                 let x = at(x: p.x, y: p.y)
                 if x.isFinite { s += x; n += 1 }
             }
+            add(across.0); add(across.1); add(across.2)
             return n > 0 ? s / Double(n) : .nan
         }
         func edge(_ u: Double, near v0: Double, inward: Double, reach: Int) -> Double? {

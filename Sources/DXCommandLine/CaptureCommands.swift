@@ -55,8 +55,7 @@ struct Analyze: AsyncParsableCommand {
     func patient(_ header: CaptureHeader) throws -> PatientContext? {
         if let sex, Applicability.Sex(rawValue: sex) == nil { throw Offline.fail("analyze", "--sex: female or male, not \(sex)") }
         if let age, !(age >= 0 && age <= 130) { throw Offline.fail("analyze", "--age: 0 to 130 years, not \(age)") }
-        let day = ISO8601DateFormatter().date(from: header.created) ?? Date()
-        let stored = header.patient.flatMap { PatientContext(sex: $0.sex, birthDate: $0.birthDate, on: day) }
+        let stored = PatientContext(capture: header)
         guard let s = sex.flatMap(Applicability.Sex.init(rawValue:)) ?? stored?.sex, let a = age ?? stored?.ageYears else { return nil }
         return PatientContext(sex: s, ageYears: a)
     }
@@ -249,7 +248,7 @@ struct CaptureCommands: AsyncParsableCommand {
                 // The same rules as `dexa analyze` (without its --force): a calibration the
                 // acceptance rule refuses, or another unit's, measures nothing here.
                 guard cal.verdict.accepted else { throw AnalysisError.calibrationRefused(calibration, cal.verdict) }
-                let (measured, _) = try CaptureReader.read(path: path)
+                let measured = try CaptureReader.header(path: path)
                 if let why = cal.unitProblem(for: measured.device) {
                     throw AnalysisError.otherUnit("\(path) was measured on \(CalibratedUnit(measured.device)): \(why)")
                 }

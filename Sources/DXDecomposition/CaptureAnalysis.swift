@@ -135,19 +135,21 @@ public struct CaptureAnalysis: Sendable {
     /// every form above takes.
     public static func run(calibration: Calibration, calibrationPath: String, source: CaptureSource, scanPath: String,
                            image: Bool = false, force: Bool = false, decomposed keepDecomposed: Bool = false) throws(AnalysisError) -> CaptureAnalysis {
+        // First the references' lines and every scan's configuration, then the measured scan's
+        // lines one by one: the references come first in the capture, but nothing rests on it.
+        // The first pass reads the whole file, so a damaged capture is said before the
+        // calibration is judged, as when the capture was read whole.
+        let header = source.header
+        let references = Set([CaptureScan.Role.dark, .air].compactMap { role in header.scans.first { $0.role == role }?.scanID })
+        let (scans, lineCounts) = try source.survey(keep: references)
         let verdict = calibration.verdict
         guard verdict.accepted || force else { throw .calibrationRefused(calibrationPath, verdict) }
 
-        let header = source.header
         let otherUnit = calibration.unitProblem(for: header.device).map { "\(scanPath) was measured on \(CalibratedUnit(header.device)): \($0)" }
         if let otherUnit, !force { throw .otherUnit(otherUnit) }
         guard calibration.channelResponse?.fits(channels: Int(header.device.channels)) ?? false else {
             throw .decomposition("\(scanPath): the calibration \(calibrationPath) was made on a detector of other channels")
         }
-        // First the references' lines and every scan's configuration, then the measured scan's
-        // lines one by one: the references come first in the capture, but nothing rests on it.
-        let references = Set([CaptureScan.Role.dark, .air].compactMap { role in header.scans.first { $0.role == role }?.scanID })
-        let (scans, lineCounts) = try source.survey(keep: references)
         let scanStage = try stage(scans, path: scanPath)
         guard let measured = scans.first(where: { [.patient, .qc, .calibration].contains($0.scan.role) }),
               lineCounts[measured.scan.scanID, default: 0] > 0 else {

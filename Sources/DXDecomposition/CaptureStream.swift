@@ -44,7 +44,7 @@ public struct CaptureFile: Sendable {
         }
         while true {
             let chunk: Data
-            do { chunk = try file.read(upToCount: chunkBytes) ?? Data() } catch { throw .unreadable(path, "cannot read the file: \(error)") }
+            do { chunk = try file.read(upToCount: max(1, chunkBytes)) ?? Data() } catch { throw .unreadable(path, "cannot read the file: \(error)") }
             if chunk.isEmpty { break }
             reader.append(chunk)
             do {

@@ -178,7 +178,7 @@ public enum CaptureFormat {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
         let json = try encoder.encode(header)
-        var w = WireWriter(capacity: 12 + json.count)
+        var w = WireWriter(capacity: fixedPreambleBytes + json.count)
         w.raw(magic)
         w.u16(version)
         w.u32(UInt32(json.count))
@@ -228,17 +228,21 @@ public enum CaptureFormat {
 
     public static func parse(_ bytes: [UInt8]) throws(CaptureError) -> Contents {
         let (header, length) = try readPreamble(bytes)
-        var reader = CaptureRecordReader(offset: length)
-        reader.append(bytes[length...])
+        // The records read in place (a whole file is not copied into a reader's buffer).
         var records: [CaptureRecord] = []
-        while let record = try reader.next() { records.append(record) }
-        return Contents(header: header, records: records, truncatedTail: reader.pending > 0)
+        var at = length
+        while let (record, end) = try CaptureRecordReader.record(in: bytes[...], at: at, fileOffset: at) {
+            records.append(record)
+            at = end
+        }
+        return Contents(header: header, records: records, truncatedTail: at < bytes.count)
     }
 }
 
 /// Records from a capture's bytes as they are read (ICD §7): append what was read, take the
-/// whole records it completes. `CaptureFormat.parse` reads a file held whole through it, and
-/// a streaming reader a chunk at a time (`CaptureStream`), so the two cannot disagree.
+/// whole records it completes. `CaptureFormat.parse` reads a file held whole with the same
+/// `record(in:at:fileOffset:)`, and a streaming reader a chunk at a time (`CaptureFile`), so
+/// the two cannot disagree.
 public struct CaptureRecordReader: Sendable {
     private var buffer: [UInt8] = []
     private var start = 0
@@ -258,18 +262,9 @@ public struct CaptureRecordReader: Sendable {
     }
 
     /// The next whole record, nil when the bytes so far end inside one (more may come; at the
-    /// end of the file, `pending` bytes are a cut tail). A record that cannot be one (an
-    /// unknown endpoint, an implausible length) is an error as soon as its header is read.
+    /// end of the file, `pending` bytes are a cut tail).
     public mutating func next() throws(CaptureError) -> CaptureRecord? {
-        let headerSize = CaptureRecord.headerSize
-        guard buffer.count - start >= headerSize else { return nil }
-        var r = WireReader(buffer[start..<(start + headerSize)])
-        guard let t = try? r.u64(), let ep = try? r.u8(), (try? r.u8()) != nil, let len = try? r.u32() else { return nil }
-        guard let endpoint = Endpoint(rawValue: ep) else { throw .badRecord(offset: offset, "endpoint 0x\(String(ep, radix: 16))") }
-        guard Int(len) <= CaptureFormat.maxRecordBytes else { throw .badRecord(offset: offset, "length \(len) is implausible") }
-        let end = start + headerSize + Int(len)
-        guard buffer.count >= end else { return nil }
-        let record = CaptureRecord(tUs: t, endpoint: endpoint, bytes: Array(buffer[(start + headerSize)..<end]))
+        guard let (record, end) = try Self.record(in: buffer[...], at: start, fileOffset: offset) else { return nil }
         offset += end - start
         start = end
         return record
@@ -277,4 +272,19 @@ public struct CaptureRecordReader: Sendable {
 
     /// Bytes read that make no whole record yet.
     public var pending: Int { buffer.count - start }
+
+    /// The record starting at index `at` of `bytes` and the index after it; nil when the bytes
+    /// end inside it. A record that cannot be one (an unknown endpoint, an implausible length)
+    /// is an error as soon as its header is there; `fileOffset` names where it is.
+    public static func record(in bytes: ArraySlice<UInt8>, at: Int, fileOffset: Int) throws(CaptureError) -> (CaptureRecord, Int)? {
+        let headerSize = CaptureRecord.headerSize
+        guard bytes.endIndex - at >= headerSize else { return nil }
+        var r = WireReader(bytes[at..<(at + headerSize)])
+        guard let t = try? r.u64(), let ep = try? r.u8(), (try? r.u8()) != nil, let len = try? r.u32() else { return nil }
+        guard let endpoint = Endpoint(rawValue: ep) else { throw .badRecord(offset: fileOffset, "endpoint 0x\(String(ep, radix: 16))") }
+        guard Int(len) <= CaptureFormat.maxRecordBytes else { throw .badRecord(offset: fileOffset, "length \(len) is implausible") }
+        let end = at + headerSize + Int(len)
+        guard bytes.endIndex >= end else { return nil }
+        return (CaptureRecord(tUs: t, endpoint: endpoint, bytes: Array(bytes[(at + headerSize)..<end])), end)
+    }
 }

@@ -21,6 +21,7 @@ public final class ReplayTransport: DeviceTransport {
 
     public init(contents: CaptureFormat.Contents, name: String, speed: Double = .infinity, clock: any Clock<Duration> = ContinuousClock()) {
         self.name = "replay:\(name)"
+        chunkBytes = 1 << 20
         source = .records(contents.records.filter { $0.endpoint != .commandOut })
         self.speed = speed
         self.clock = clock
@@ -28,7 +29,7 @@ public final class ReplayTransport: DeviceTransport {
 
     /// A capture file played as it is read: its preamble is checked now, its records are read
     /// a chunk at a time while they are played (a bad record ends the stream with its error).
-    public init(path: String, speed: Double = .infinity, clock: any Clock<Duration> = ContinuousClock()) throws {
+    public init(path: String, speed: Double = .infinity, clock: any Clock<Duration> = ContinuousClock(), chunkBytes: Int = 1 << 20) throws {
         guard let file = FileHandle(forReadingAtPath: path) else { throw TransportError.unreachable("cannot read \(path)") }
         defer { try? file.close() }
         do {
@@ -42,9 +43,13 @@ public final class ReplayTransport: DeviceTransport {
             throw TransportError.io("\(path): \(error)")
         }
         name = "replay:\(path)"
+        self.chunkBytes = chunkBytes
         self.speed = speed
         self.clock = clock
     }
+
+    /// Bytes read from the file at a time (tests make it small to cross many chunks).
+    public let chunkBytes: Int
 
     /// The records in order, the host's commands left out, read on demand.
     private actor Feed {
@@ -53,9 +58,10 @@ public final class ReplayTransport: DeviceTransport {
         private var file: FileHandle?
         private var reader: CaptureRecordReader
         private let path: String
-        private var played: UInt64?
+        private let chunkBytes: Int
 
-        init(_ source: Source) throws {
+        init(_ source: Source, chunkBytes: Int) throws {
+            self.chunkBytes = max(1, chunkBytes)
             switch source {
             case .records(let r):
                 memory = r; reader = CaptureRecordReader(offset: 0); path = ""
@@ -80,40 +86,60 @@ public final class ReplayTransport: DeviceTransport {
                         return r
                     }
                 } catch {
+                    close()
                     throw TransportError.io("\(path): \(error.description)")
                 }
-                let chunk = try file.read(upToCount: 1 << 20) ?? Data()
+                let chunk = try file.read(upToCount: chunkBytes) ?? Data()
                 if chunk.isEmpty {
-                    try? file.close()
-                    self.file = nil
+                    close()
                     return nil
                 }
                 reader.append(chunk)
             }
         }
 
-        /// How long to wait before `record` at `speed` (none the first time).
-        func wait(before record: CaptureRecord, speed: Double) -> Double {
-            defer { played = max(played ?? record.tUs, record.tUs) }
-            guard speed.isFinite, speed > 0, let played, record.tUs > played else { return 0 }
-            return Double(record.tUs - played) / speed
+        func close() {
+            try? file?.close()
+            file = nil
         }
     }
 
     public func open() async throws -> AsyncThrowingStream<TransportChunk, any Error> {
-        let feed = try Feed(source)
+        let feed = try Feed(source, chunkBytes: chunkBytes)
         let speed = self.speed, clock = self.clock
-        // Pulled, not pushed: a record is read when the reader wants the next one, so a
-        // replay as fast as it can be read holds one chunk of the file, not the file.
-        return AsyncThrowingStream(unfolding: {
-            guard let record = try await feed.next() else {
-                // The end of the recording is the device leaving.
-                throw TransportError.disconnected("end of the capture")
+        guard speed.isFinite, speed > 0 else {
+            // As fast as it can be read: pulled, not pushed, so a record is read when the reader
+            // wants the next one and the replay holds one chunk of the file, not the file.
+            return AsyncThrowingStream(unfolding: {
+                guard let record = try await feed.next() else {
+                    // The end of the recording is the device leaving.
+                    throw TransportError.disconnected("end of the capture")
+                }
+                return TransportChunk(endpoint: record.endpoint, bytes: record.bytes)
+            })
+        }
+        // Paced: a player of its own keeps the recording's timing whatever the reader does with
+        // each record (what it holds is what the reader has not yet taken).
+        let (stream, continuation) = AsyncThrowingStream<TransportChunk, any Error>.makeStream(bufferingPolicy: .unbounded)
+        let player = Task {
+            var played: UInt64?
+            do {
+                while let record = try await feed.next() {
+                    if Task.isCancelled { break }
+                    if let last = played, record.tUs > last {
+                        try? await clock.sleep(for: .microseconds(Int64(Double(record.tUs - last) / speed)))
+                    }
+                    played = max(played ?? record.tUs, record.tUs)
+                    continuation.yield(TransportChunk(endpoint: record.endpoint, bytes: record.bytes))
+                }
+                continuation.finish(throwing: TransportError.disconnected("end of the capture"))
+            } catch {
+                continuation.finish(throwing: error)
             }
-            let wait = await feed.wait(before: record, speed: speed)
-            if wait > 0 { try? await clock.sleep(for: .microseconds(Int64(wait))) }
-            return TransportChunk(endpoint: record.endpoint, bytes: record.bytes)
-        })
+            await feed.close()
+        }
+        continuation.onTermination = { _ in player.cancel() }
+        return stream
     }
 
     public func send(_ bytes: [UInt8]) async throws {

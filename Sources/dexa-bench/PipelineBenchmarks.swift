@@ -103,7 +103,9 @@ enum PipelineBenchmarks {
         guard spawned == 0 else { throw BenchError(message: "cannot start \(path): \(String(cString: strerror(spawned)))") }
         var status: Int32 = 0
         var usage = rusage()
-        guard wait4(pid, &status, 0, &usage) == pid else { throw BenchError(message: "wait4 failed for \(path)") }
+        var waited = wait4(pid, &status, 0, &usage)
+        while waited == -1 && errno == EINTR { waited = wait4(pid, &status, 0, &usage) }
+        guard waited == pid else { throw BenchError(message: "wait4 failed for \(path)") }
         // WIFEXITED / WEXITSTATUS by hand (macros Swift does not import).
         let exited = status & 0x7F == 0
         return (exited ? (status >> 8) & 0xFF : 128 + (status & 0x7F), usage)

@@ -13,7 +13,8 @@ struct ReanalysisTests {
     static func header(serial: String = "DX1-000123", at seconds: Double, scan: UInt32, calibration: Bool) -> CaptureHeader {
         var info = SimulatorConfiguration.standardInfo
         info.serial = serial
-        let scans = [CaptureScan(scanID: scan - 1, role: .dark), CaptureScan(scanID: scan, role: calibration ? .calibration : .patient, region: calibration ? nil : .apSpine)]
+        let scans = [CaptureScan(scanID: scan - 2, role: .dark), CaptureScan(scanID: scan - 1, role: .air),
+                     CaptureScan(scanID: scan, role: calibration ? .calibration : .patient, region: calibration ? nil : .apSpine)]
         return CaptureHeader(device: info, created: Date(timeIntervalSince1970: 1_780_000_000 + seconds), scans: scans)
     }
 
@@ -39,7 +40,11 @@ struct ReanalysisTests {
         // Its unit's only calibration was made after it: none.
         #expect(jobs["scan-b"] == [])
         #expect(plan.unreadable.map(\.capture) == ["garbage"] && plan.unreadable.first?.error?.contains("bad magic") == true)
-        #expect(plan.jobs.allSatisfy { $0.isPatient })
+        // A scout (a dark scan and its lines, no air scan) has nothing to measure.
+        var scout = Self.header(at: 300, scan: 9, calibration: false)
+        scout.scans = [CaptureScan(scanID: 8, role: .dark), CaptureScan(scanID: 9, role: .patient, region: .apSpine)]
+        let withScout = Reanalysis.plan(headers + [("scout", .success(scout))], calibration: nil)
+        #expect(withScout.scouts == ["scout"] && withScout.jobs.count == 4)
         // One calibration named: every capture against it, whatever its unit or time.
         let named = Reanalysis.plan(headers, calibration: "/x/cal.dxcap")
         #expect(named.jobs.count == 4 && named.jobs.allSatisfy { $0.calibrations == ["/x/cal.dxcap"] })

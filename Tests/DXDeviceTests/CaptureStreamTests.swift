@@ -48,7 +48,7 @@ struct CaptureStreamTests {
     }
 
     static func lines(_ scans: [CapturedScan]) -> [String] {
-        scans.flatMap { s in s.lines.map { "\(s.scan.scanID):\($0.index):\($0.samples.hashValue)" } }
+        scans.flatMap { s in s.lines.map { "\(s.scan.scanID):\($0.index):\($0.samples)" } }
     }
 
     @Test func everyChunkSizeReadsWhatAWholeReadReads() throws {
@@ -67,7 +67,7 @@ struct CaptureStreamTests {
                 #expect(file.header == header)
                 var configs: [UInt32: ScanConfiguration] = [:], got: [UInt32: [ScanLine]] = [:]
                 try file.forEachLine(configuration: { configs[$0.scanID] = $0 }, line: { got[$0, default: []].append($1) })
-                let streamed = header.scans.flatMap { s in (got[s.scanID] ?? []).map { "\(s.scanID):\($0.index):\($0.samples.hashValue)" } }
+                let streamed = header.scans.flatMap { s in (got[s.scanID] ?? []).map { "\(s.scanID):\($0.index):\($0.samples)" } }
                 #expect(streamed == Self.lines(expected), "\(name), chunks of \(chunk)")
                 #expect(header.scans.map { configs[$0.scanID] } == expected.map { $0.configuration })
                 #expect(try file.forEachRecord { _ in } == (name == "cut"), "a cut tail is reported")
@@ -107,11 +107,31 @@ struct CaptureStreamTests {
             } catch TransportError.disconnected {}
             return chunks
         }
-        let fromFile = try await play(try ReplayTransport(path: path))
         let fromMemory = try await play(ReplayTransport(contents: try CaptureFormat.parse(bytes), name: path))
-        #expect(fromFile.count == fromMemory.count && fromFile.count > 10)
-        #expect(zip(fromFile, fromMemory).allSatisfy { $0.endpoint == $1.endpoint && $0.bytes == $1.bytes })
-        #expect(!fromFile.contains { $0.endpoint == .commandOut })
+        #expect(fromMemory.count > 10)
+        // In chunks of 1 MiB (the file in one) and of 333 bytes (records across many).
+        for chunk in [1 << 20, 333] {
+            let fromFile = try await play(try ReplayTransport(path: path, chunkBytes: chunk))
+            #expect(fromFile.count == fromMemory.count, "chunks of \(chunk)")
+            #expect(zip(fromFile, fromMemory).allSatisfy { $0.endpoint == $1.endpoint && $0.bytes == $1.bytes })
+        }
+        // A bad record half-way: what comes before it is played, then its error ends the replay.
+        var damaged = bytes
+        let preamble = try CaptureFormat.preamble(CaptureFormat.header(bytes)).count
+        let records = try CaptureFormat.parse(bytes).records
+        let half = records.prefix(records.count / 2).reduce(preamble) { $0 + CaptureRecord.headerSize + $1.bytes.count }
+        damaged[half + 8] = 0x07
+        try Data(damaged).write(to: URL(fileURLWithPath: dir.file("damaged.dxcap")))
+        var played = 0
+        do {
+            for try await _ in try await ReplayTransport(path: dir.file("damaged.dxcap"), chunkBytes: 333).open() { played += 1 }
+            Issue.record("a bad record was played through")
+        } catch TransportError.io(let why) {
+            #expect(why.contains("capture record at byte \(half) is not valid: endpoint 0x7"), "\(why)")
+        }
+        let before = records.prefix(records.count / 2).filter { $0.endpoint != .commandOut }.count
+        #expect(played == before, "\(played) of \(before) records before the bad one")
+        #expect(!fromMemory.contains { $0.endpoint == .commandOut })
         #expect(throws: TransportError.self) { try ReplayTransport(path: dir.file("none.dxcap")) }
         try Data("garbage".utf8).write(to: URL(fileURLWithPath: dir.file("garbage.dxcap")))
         #expect(throws: TransportError.self) { try ReplayTransport(path: dir.file("garbage.dxcap")) }

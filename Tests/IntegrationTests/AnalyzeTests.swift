@@ -237,6 +237,11 @@ struct AnalyzeTests {
             copies[name] = batch + "/" + name
         }
         try Data("not a capture".utf8).write(to: URL(fileURLWithPath: batch + "/7-garbage.dxcap"))
+        // A scout's capture (a dark scan and the scout's lines, no air scan): nothing to measure.
+        let patientContents = try CaptureFormat.parse([UInt8](Data(contentsOf: URL(fileURLWithPath: patientCapture))))
+        var scoutHeader = patientContents.header
+        scoutHeader.scans.removeAll { $0.role == .air }
+        try Data(try CaptureFormat.preamble(scoutHeader) + patientContents.records.flatMap(\.encoded)).write(to: URL(fileURLWithPath: batch + "/8-scout.dxcap"))
         try Data("notes".utf8).write(to: URL(fileURLWithPath: batch + "/notes.txt"))
         func outcomes(_ r: (status: Int32, out: String, err: String)) throws -> (captures: [String: JSONValue], summary: JSONValue?) {
             var captures: [String: JSONValue] = [:], summary: JSONValue?
@@ -254,7 +259,7 @@ struct AnalyzeTests {
         #expect(Set(got.keys) == ["2-esp.dxcap", "3-damaged.dxcap", "4-other-unit.dxcap", "6-patient.dxcap", "7-garbage.dxcap"], "\(got.keys)")
         #expect(summary?["captures"]?.intValue == 5 && summary?["analysed"]?.intValue == 3 && summary?["failed"]?.intValue == 2
                 && summary?["calibrations"]?.intValue == 2 && summary?["jobs"]?.intValue == 2 && summary?["incomplete"]?.intValue == 1
-                && summary?["unanalysed"]?.intValue == 1, "\(summary ?? .null)")
+                && summary?["unanalysed"]?.intValue == 1 && summary?["scouts"]?.intValue == 1, "\(summary ?? .null)")
         let esp = try #require(got["2-esp.dxcap"])
         #expect(esp["ok"] == .bool(true) && esp["calibration"]?.stringValue == copies["1-calibration.dxcap"], "\(esp)")
         // The same numbers as `dexa analyze` gave for this capture.
@@ -266,6 +271,17 @@ struct AnalyzeTests {
         let patientResult = try #require(got["6-patient.dxcap"])
         #expect(patientResult["ok"] == .bool(true) && patientResult["calibration"]?.stringValue == copies["1-calibration.dxcap"]
                 && patientResult["result"]?["region"]?.stringValue == "ap_spine", "\(patientResult)")
+        // The newer, refused calibration is named as passed over, with why.
+        if case .array(let over)? = patientResult["calibrations_passed_over"] {
+            #expect(over.count == 1 && over.first?.stringValue?.contains("5-refused-calibration.dxcap: calibration refused") == true, "\(over)")
+        } else {
+            Issue.record("no calibration passed over: \(patientResult)")
+        }
+        #expect(esp["calibrations_passed_over"] == nil, "the ESP capture was made before the refused calibration")
+        // --force does not move a capture onto the refused calibration while an accepted one is there.
+        let forcedAll = try await runCLI(["reanalyze", "--json", "--force", copies["1-calibration.dxcap"] ?? "", copies["5-refused-calibration.dxcap"] ?? "",
+                                          copies["6-patient.dxcap"] ?? ""])
+        #expect(try outcomes(forcedAll).captures["6-patient.dxcap"]?["calibration"]?.stringValue == copies["1-calibration.dxcap"], "\(forcedAll.out)")
         // One job at a time: the same results.
         let one = try await runCLI(["reanalyze", "--json", "--jobs", "1", batch])
         let (gotOne, _) = try outcomes(one)
@@ -282,10 +298,14 @@ struct AnalyzeTests {
         // The table: a line a capture and the summary.
         let text = try await runCLI(["reanalyze", batch])
         let lines = text.out.split(separator: "\n")
-        #expect(text.status == 2 && lines.count == 6 && lines.last?.contains("5 captures: 3 analysed (1 incomplete, 1 without an automatic analysis), 2 failed; 2 calibration captures") == true, "\(text.out)")
+        #expect(text.status == 2 && lines.count == 7 && lines.last?.contains("5 captures: 3 analysed (1 incomplete, 1 without an automatic analysis), 2 failed; 2 calibration captures and 1 scouts not analysed") == true, "\(text.out)")
+        #expect(lines.contains { $0.contains("newer calibrations of its unit passed over: ") && $0.contains("5-refused-calibration.dxcap") }, "\(text.out)")
         #expect(lines.contains { $0.contains("2-esp.dxcap: L1 ") && $0.contains("[calibration 1-calibration.dxcap]") }, "\(text.out)")
         // Bad arguments: one line, status 2, nothing analysed.
-        for arguments in [["reanalyze", "--jobs", "0", batch], ["reanalyze", "--calibration", dir.file("none.dxcap"), batch]] {
+        let empty = dir.file("empty-folder")
+        try FileManager.default.createDirectory(atPath: empty, withIntermediateDirectories: true)
+        for arguments in [["reanalyze", "--jobs", "0", batch], ["reanalyze", "--calibration", dir.file("none.dxcap"), batch],
+                          ["reanalyze", "--calibration", copies["5-refused-calibration.dxcap"] ?? "", batch], ["reanalyze", empty]] {
             let r = try await runCLI(arguments)
             #expect(r.status == 2 && r.out.isEmpty && r.err.split(separator: "\n").count == 1, "\(arguments): \(r)")
         }
