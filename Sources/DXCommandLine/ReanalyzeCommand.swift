@@ -1,4 +1,5 @@
 import ArgumentParser
+import DXAcquisition
 import DXAnalysis
 import DXClinical
 import DXControl

@@ -1,4 +1,5 @@
-@testable import DXAnalysis
+@testable import DXAcquisition
+import DXAnalysis
 import DXDecomposition
 import DXProtocol
 import DXSimulator

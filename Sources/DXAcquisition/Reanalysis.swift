@@ -1,9 +1,11 @@
+import DXAnalysis
 import DXClinical
 import DXDecomposition
 import DXProtocol
 import Foundation
 
-/// Many captures analysed again at once (`dexa reanalyze`, issue 18): when a reference table or
+/// Many captures analysed again at once (`dexa reanalyze`, issue 18; here, not in the pure
+/// DXAnalysis, because it reads files and runs tasks): when a reference table or
 /// the calibration model changes, a department runs the analysis over its archive.
 ///
 /// Each capture is measured against the calibration its unit was using when it was made: the
