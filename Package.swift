@@ -127,9 +127,9 @@ let package = Package(
         // libFuzzer's driver, declared for the fuzzing build; nothing else imports it.
         .target(name: "CLibFuzzer"),
         .executableTarget(name: "dexa-fuzz", dependencies: ["DXFuzzing", "CLibFuzzer"]),
-        // DXTestSupport for `sites`: the tests' calibrated table scanner makes its exams.
+        // Not DXTestSupport: it links FoundationNetworking, which the static release build cannot.
         .executableTarget(name: "dexa-bench", dependencies: ["DXProtocol", "DXDecomposition", "DXSimulator", "DXTransport", "DXDevice", "DXAcquisition",
-                                                             "DXAnalysis", "DXClinical", "DXTestSupport"]),
+                                                             "DXAnalysis", "DXClinical"]),
 
         // The DX-1 as far as the host can tell.
         .target(name: "DXSimulator", dependencies: [

@@ -60,11 +60,11 @@ enum BatchBenchmark {
                                                            stepUm: $0.lineStepUm, periodUs: $0.linePeriodUs, currentUA: $0.tubeCurrentUA) }
     }
 
-    /// `keep`: write the archive there and leave it (to look at, or to run `dexa reanalyze` on).
-    static func run(captures count: Int, keep: String? = nil) throws {
-        let dir = keep ?? NSTemporaryDirectory() + "dexa-bench-batch-\(getpid())"
-        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        defer { if keep == nil { try? FileManager.default.removeItem(atPath: dir) } }
+    /// Writes an archive into `dir`: `0000-calibration.dxcap` and, for each of `patients`
+    /// patients (`PatientVariety` seeds 1…N), one capture per site of `sites` (the standard
+    /// protocol's scan, in the exposure mode its scout chooses, the lateral spine seen from the
+    /// side). Returns the calibration capture and the patients' captures, in order.
+    static func writeArchive(dir: String, patients count: Int, sites: [Site]) throws -> (calibration: String, captures: [String]) {
         let info = SimulatorConfiguration.standardInfo
         let made = Date(timeIntervalSince1970: 1_780_000_000)
         var detector = Detector(channels: Int(info.channels), pitchUm: Int(info.pitchUm), seed: 11)
@@ -76,38 +76,54 @@ enum BatchBenchmark {
                     periodUs: low.linePeriodUs, currentUA: low.tubeCurrentUA)]
             + procedure.passes.map { Plan(role: .calibration, region: nil, mode: .dual, xUm: $0.xUm, yStartUm: $0.yStartUm, lines: Int($0.lineCount),
                                           stepUm: $0.lineStepUm, periodUs: $0.linePeriodUs, currentUA: $0.tubeCurrentUA) }
-        try write(path: dir + "/0000-calibration.dxcap", info: info, detector: &detector, plans: calibrationPlans,
+        let calibration = dir + "/0000-calibration.dxcap"
+        try write(path: calibration, info: info, detector: &detector, plans: calibrationPlans,
                   scene: PhantomScene(StandardPhantoms.calibration), phantom: StandardPhantoms.calibration, patient: nil, created: made)
-        guard let site = ExamProtocol.standard.scan(.apSpine) else { throw BenchError(message: "no AP spine site") }
+        var captures: [String] = []
         for k in 1...count {
-            let spec = PatientVariety.patient(seed: UInt64(k))
-            var d = Detector(channels: Int(info.channels), pitchUm: Int(info.pitchUm), seed: 11)
-            d.reseedNoise(UInt64(1000 + k))
-            // The exam's scout and exposure mode: thin patients saturate at the standard current.
-            let scene = PatientScene(spec)
-            let standard = ScanConfiguration(scanID: 0, mode: .dual, xUm: site.xUm, yStartUm: site.yStartUm, lineCount: site.lines,
-                                             lineStepUm: site.lineStepUm, linePeriodUs: site.linePeriodUs, tubeCurrentUA: site.tubeCurrentUA, linesPerFrame: 1)
-            let scout = ExposureModeChooser.scout(of: standard)
-            func lines(_ c: ScanConfiguration, _ mode: ScanMode, _ scene: any Scene) -> [ScanLine] {
-                (0..<Int(c.lineCount)).map { i in
-                    let y = c.yStartUm + Int32(i) * c.lineStepUm
-                    let r = d.readLine(mode: mode, xUm: c.xUm, yUm: y, periodUs: c.linePeriodUs, currentUA: c.tubeCurrentUA, outputFactor: 1, scene: scene)
-                    return ScanLine(index: UInt32(i), yUm: y, xUm: c.xUm, tUs: 0, flags: mode == .dark ? [] : [.xrayOn], samples: r.samples)
+            let patient = PatientScene(PatientVariety.patient(seed: UInt64(k)))
+            for (n, region) in sites.enumerated() {
+                guard let site = ExamProtocol.standard.scan(region) else { throw BenchError(message: "no \(region.rawValue) in the standard protocol") }
+                var d = Detector(channels: Int(info.channels), pitchUm: Int(info.pitchUm), seed: 11)
+                d.reseedNoise(UInt64(1000 + 10 * k + n))
+                // The exam's scout and exposure mode: thin patients saturate at the standard current.
+                let scene = patient.projection(armAngleX10: site.armAngleX10)
+                let standard = ScanConfiguration(scanID: 0, mode: .dual, xUm: site.xUm, yStartUm: site.yStartUm, lineCount: site.lines,
+                                                 lineStepUm: site.lineStepUm, linePeriodUs: site.linePeriodUs, tubeCurrentUA: site.tubeCurrentUA, linesPerFrame: 1)
+                let scout = ExposureModeChooser.scout(of: standard)
+                func lines(_ c: ScanConfiguration, _ mode: ScanMode, _ scene: any Scene) -> [ScanLine] {
+                    (0..<Int(c.lineCount)).map { i in
+                        let y = c.yStartUm + Int32(i) * c.lineStepUm
+                        let r = d.readLine(mode: mode, xUm: c.xUm, yUm: y, periodUs: c.linePeriodUs, currentUA: c.tubeCurrentUA, outputFactor: 1, scene: scene)
+                        return ScanLine(index: UInt32(i), yUm: y, xUm: c.xUm, tUs: 0, flags: mode == .dark ? [] : [.xrayOn], samples: r.samples)
+                    }
                 }
+                var darkConfig = standard
+                darkConfig.lineCount = 50
+                darkConfig.linePeriodUs = 10_000
+                let dark = try DarkReference(lines: lines(darkConfig, .dark, EmptyTable()))
+                let choice = ExposureModeChooser().choose(scout: lines(scout, .dual, scene), scoutPeriodUs: scout.linePeriodUs, scoutCurrentUA: scout.tubeCurrentUA,
+                                                          dark: dark, periodUs: site.linePeriodUs, currentUA: site.tubeCurrentUA, bmi: nil)
+                d.reseedNoise(UInt64(2000 + 10 * k + n))
+                let plans = references(info, x: site.xUm) + [Plan(role: .patient, region: region, mode: .dual, xUm: site.xUm, yStartUm: site.yStartUm,
+                                                                  lines: Int(site.lines), stepUm: site.lineStepUm, periodUs: site.linePeriodUs,
+                                                                  currentUA: choice.current(standard: site.tubeCurrentUA))]
+                let path = dir + String(format: "/%04d-%@.dxcap", k, region.rawValue)
+                try write(path: path, info: info, detector: &d, plans: plans, scene: scene, phantom: nil,
+                          patient: CapturePatient(sex: "female", birthDate: "1955-03-14"), created: made.addingTimeInterval(Double(60 * k + n)))
+                captures.append(path)
             }
-            var darkConfig = standard
-            darkConfig.lineCount = 50
-            darkConfig.linePeriodUs = 10_000
-            let dark = try DarkReference(lines: lines(darkConfig, .dark, EmptyTable()))
-            let choice = ExposureModeChooser().choose(scout: lines(scout, .dual, scene), scoutPeriodUs: scout.linePeriodUs, scoutCurrentUA: scout.tubeCurrentUA,
-                                                      dark: dark, periodUs: site.linePeriodUs, currentUA: site.tubeCurrentUA, bmi: nil)
-            d.reseedNoise(UInt64(2000 + k))
-            let plans = references(info, x: site.xUm) + [Plan(role: .patient, region: .apSpine, mode: .dual, xUm: site.xUm, yStartUm: site.yStartUm,
-                                                              lines: Int(site.lines), stepUm: site.lineStepUm, periodUs: site.linePeriodUs,
-                                                              currentUA: choice.current(standard: site.tubeCurrentUA))]
-            try write(path: dir + String(format: "/%04d-patient.dxcap", k), info: info, detector: &d, plans: plans, scene: scene,
-                      phantom: nil, patient: CapturePatient(sex: "female", birthDate: "1955-03-14"), created: made.addingTimeInterval(Double(60 * k)))
         }
+        return (calibration, captures)
+    }
+
+    /// `keep`: write the archive there and leave it (to look at, or to run `dexa reanalyze` on).
+    static func run(captures count: Int, keep: String? = nil) throws {
+        let dir = keep ?? NSTemporaryDirectory() + "dexa-bench-batch-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { if keep == nil { try? FileManager.default.removeItem(atPath: dir) } }
+        _ = try writeArchive(dir: dir, patients: count, sites: [.apSpine])
+        let info = SimulatorConfiguration.standardInfo
         let dexa = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("dexa").path
         let cores = ProcessInfo.processInfo.activeProcessorCount
         var rates: [Int: Double] = [:]

@@ -4,7 +4,6 @@ import DXClinical
 import DXDecomposition
 import DXProtocol
 import DXSimulator
-import DXTestSupport
 import Foundation
 
 /// `dexa-bench sites`: the analysis layer's cost (issue 18): a whole exam's four sites (AP
@@ -12,7 +11,8 @@ import Foundation
 /// (ROIs, labels, T- and Z-scores, WHO class, the hip's landmarks, VFA morphometry and
 /// grading), in CPU seconds of this process. The decomposed scans are made first (not timed):
 /// `exams` patients (`PatientVariety` seeds 1…N) scanned with the standard protocol in the
-/// exposure mode a scout chooses, on the simulator's detector.
+/// exposure mode a scout chooses, on the simulator's detector, written as captures and
+/// decomposed from them (`BatchBenchmark.writeArchive`, `CaptureAnalysis`).
 enum SitesBenchmark {
     /// This process's CPU time (user and system), seconds.
     static func cpuSeconds() -> Double {
@@ -22,18 +22,21 @@ enum SitesBenchmark {
     }
 
     static func run(exams: Int) throws {
-        var scanner = TableScanner(seed: 2026)
-        try scanner.calibrate()
+        let dir = NSTemporaryDirectory() + "dexa-bench-sites-\(getpid())"
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: dir) }
         let order: [Site] = [.apSpine, .leftHip, .rightHip, .lateralSpine]
+        let archive = try BatchBenchmark.writeArchive(dir: dir, patients: exams, sites: order)
+        let calibration = try CaptureAnalysis.fit(try CaptureReader.read(path: archive.calibration), path: archive.calibration)
         var scans: [[(Site, DecomposedScan)]] = []
-        for k in 1...exams {
-            let scene = PatientScene(PatientVariety.patient(seed: UInt64(k)))
-            scanner.detector.reseedNoise(UInt64(k))
+        for k in 0..<exams {
             var exam: [(Site, DecomposedScan)] = []
-            for site in order {
-                guard let s = ExamProtocol.standard.scan(site) else { throw BenchError(message: "no \(site.rawValue) in the standard protocol") }
-                let c = s.plan(region: site).configuration(id: 1)
-                exam.append((site, try scanner.decompose(scene, c, region: site.rawValue, armAngleX10: s.armAngleX10)))
+            for (n, site) in order.enumerated() {
+                let path = archive.captures[k * order.count + n]
+                let result = try CaptureAnalysis.run(calibration: calibration, calibrationPath: archive.calibration,
+                                                     source: .file(try CaptureFile(path: path)), scanPath: path)
+                guard let scan = result.decomposed else { throw BenchError(message: "\(path): no decomposed scan") }
+                exam.append((site, scan))
             }
             scans.append(exam)
         }
