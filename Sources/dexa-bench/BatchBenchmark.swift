@@ -92,11 +92,8 @@ enum BatchBenchmark {
                                                  lineStepUm: site.lineStepUm, linePeriodUs: site.linePeriodUs, tubeCurrentUA: site.tubeCurrentUA, linesPerFrame: 1)
                 let scout = ExposureModeChooser.scout(of: standard)
                 func lines(_ c: ScanConfiguration, _ mode: ScanMode, _ scene: any Scene) -> [ScanLine] {
-                    (0..<Int(c.lineCount)).map { i in
-                        let y = c.yStartUm + Int32(i) * c.lineStepUm
-                        let r = d.readLine(mode: mode, xUm: c.xUm, yUm: y, periodUs: c.linePeriodUs, currentUA: c.tubeCurrentUA, outputFactor: 1, scene: scene)
-                        return ScanLine(index: UInt32(i), yUm: y, xUm: c.xUm, tUs: 0, flags: mode == .dark ? [] : [.xrayOn], samples: r.samples)
-                    }
+                    DecomposeBenchmark.lines(&d, scene, mode: mode, x: c.xUm, y0: c.yStartUm, y1: c.yStartUm + Int32(c.lineCount) * c.lineStepUm,
+                                             step: c.lineStepUm, period: c.linePeriodUs, current: c.tubeCurrentUA)
                 }
                 var darkConfig = standard
                 darkConfig.lineCount = 50

@@ -18,35 +18,10 @@ enum PipelineBenchmarks {
         info.channels = 512
         info.pitchUm = 300
         var d = Detector(channels: 512, pitchUm: 300, seed: 7)
-        let plans: [(CaptureScan.Role, ScanMode, Int32, Int, Int32, UInt32, UInt32)] =
-            [(.dark, .dark, 1_910_000, 50, 1000, 10_000, 0), (.air, .dual, 1_910_000, 50, 1000, 10_000, 1000)]
-            + (passes.isEmpty ? [(period, current)] : passes).map { (role, .dual, y0, count, step, $0.0, $0.1) }
-        let header = CaptureHeader(device: info, scans: plans.enumerated().map { CaptureScan(scanID: UInt32($0.offset + 1), role: $0.element.0) },
-                                   phantom: phantom)
-        let writer = try CaptureWriter(path: path, header: header, clock: ContinuousClock())
-        var seq: UInt32 = 1
-        for (k, p) in plans.enumerated() {
-            let id = UInt32(k + 1)
-            let config = ScanConfiguration(scanID: id, mode: p.1, xUm: 200_000, yStartUm: p.2, lineCount: UInt32(p.3), lineStepUm: p.4,
-                                           linePeriodUs: p.5, tubeCurrentUA: p.6, linesPerFrame: 16)
-            try writer.record(.commandOut, Frame(kind: .command, seq: seq, payload: Command.configureScan(config).payload).encoded())
-            seq += 1
-            var batch: [ScanLine] = []
-            for i in 0..<p.3 {
-                let y = p.2 + Int32(i) * p.4
-                let r = d.readLine(mode: p.1, xUm: 200_000, yUm: y, periodUs: p.5, currentUA: p.6, outputFactor: 1, scene: scene)
-                var flags: LineFlags = p.1 == .dark ? [] : [.xrayOn]
-                if r.saturated { flags.insert(.saturated) }
-                batch.append(ScanLine(index: UInt32(i), yUm: y, xUm: 200_000, tUs: UInt64(i) * UInt64(p.5), flags: flags, samples: r.samples))
-                if batch.count == 16 || i == p.3 - 1 {
-                    let frame = DataFrame(scanID: id, firstLine: batch[0].index, channels: 512, lines: batch)
-                    try writer.record(.dataIn, Frame(kind: .data, seq: seq, payload: frame.payload).encoded())
-                    seq += 1
-                    batch = []
-                }
-            }
+        let plans = BatchBenchmark.references(info, x: 200_000) + (passes.isEmpty ? [(period, current)] : passes).map {
+            BatchBenchmark.Plan(role: role, region: nil, mode: .dual, xUm: 200_000, yStartUm: y0, lines: count, stepUm: step, periodUs: $0.0, currentUA: $0.1)
         }
-        writer.close()
+        try BatchBenchmark.write(path: path, info: info, detector: &d, plans: plans, scene: scene, phantom: phantom, patient: nil, created: Date())
     }
 
     /// `dexa analyze` on captures of each of `sizes` lines (512 channels): wall time and the
