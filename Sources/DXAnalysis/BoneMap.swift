@@ -130,6 +130,58 @@ extension BoneMap {
     }
 }
 
+/// Grey-level morphology on an image of `columns` × `rows` values (NaN: no value, which
+/// neither an erosion nor a dilation takes into account, and which stays NaN).
+enum Morphology {
+    /// The opening (erosion, then dilation) by a rectangle of (2·halfWidth + 1) × (2·halfHeight
+    /// + 1) pixels: at each pixel the largest value under which the rectangle, placed anywhere
+    /// over the pixel, fits. Structures smaller than the rectangle go; a plate larger than it
+    /// stays. Both steps are separable for a rectangle (rows, then columns), each a sliding
+    /// minimum or maximum with a monotonic queue: O(pixels) whatever the rectangle's size.
+    static func opening(_ image: [Double], columns: Int, rows: Int, halfWidth: Int, halfHeight: Int) -> [Double] {
+        guard columns > 0, rows > 0, image.count == columns * rows else { return image }
+        var v = image
+        slide(&v, columns: columns, rows: rows, halfWidth: halfWidth, halfHeight: halfHeight, minimum: true)
+        slide(&v, columns: columns, rows: rows, halfWidth: halfWidth, halfHeight: halfHeight, minimum: false)
+        for i in v.indices where image[i].isNaN { v[i] = .nan }
+        return v
+    }
+
+    /// A sliding minimum (or maximum) over the rectangle, in place: along each row, then along
+    /// each column of that. A window with no value gives NaN.
+    private static func slide(_ v: inout [Double], columns: Int, rows: Int, halfWidth: Int, halfHeight: Int, minimum: Bool) {
+        var line = [Double](repeating: .nan, count: max(columns, rows))
+        var out = line
+        var queue = [Int](repeating: 0, count: max(columns, rows))
+        func run(count n: Int, half w: Int) {
+            var head = 0, tail = 0, next = 0
+            for c in 0..<n {
+                while next < n && next <= c + w {
+                    let x = line[next]
+                    if !x.isNaN {
+                        while tail > head && (minimum ? line[queue[tail - 1]] >= x : line[queue[tail - 1]] <= x) { tail -= 1 }
+                        queue[tail] = next
+                        tail += 1
+                    }
+                    next += 1
+                }
+                while tail > head && queue[head] < c - w { head += 1 }
+                out[c] = tail > head ? line[queue[head]] : .nan
+            }
+        }
+        for r in 0..<rows {
+            for c in 0..<columns { line[c] = v[r * columns + c] }
+            run(count: columns, half: max(0, halfWidth))
+            for c in 0..<columns { v[r * columns + c] = out[c] }
+        }
+        for c in 0..<columns {
+            for r in 0..<rows { line[r] = v[r * columns + c] }
+            run(count: rows, half: max(0, halfHeight))
+            for r in 0..<rows { v[r * columns + c] = out[r] }
+        }
+    }
+}
+
 /// A set of pixels (a mask) over a `BoneMap`, with the few morphological tools the analyses
 /// need.
 struct Mask: Sendable {

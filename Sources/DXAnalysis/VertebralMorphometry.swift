@@ -402,15 +402,41 @@ struct LateralImage {
     /// apart, of the 3 × 3 mean, i.e. 3 rows × 5 columns weighted 1, 2, 3, 2, 1 (/27 each):
     /// σ √(19/243) = 0.28 σ.
     var profileNoise: Double { noise * (19.0 / 243.0).squareRoot() }
-    /// Bone mineral, each pixel the mean of its 3 × 3 neighbourhood (NaN with fewer than 5).
+    /// Bone mineral, each pixel the mean of its 3 × 3 neighbourhood (NaN with fewer than 5),
+    /// less the background of bone larger than any body (`background`).
     let smooth: [Double]
+    /// The bone under the bodies that is larger than any of them: a shoulder blade's plate,
+    /// the pelvis. The opening of the smoothed image by a rectangle of `backgroundSizeMM` (a
+    /// rectangle taller than the tallest body always takes in a disc beside it, so the bodies
+    /// do not fit; a plate does), and never below 0 (over soft tissue alone the opening of the
+    /// noise is a little under 0, which is no bone). The bodies are found and read on what
+    /// stands above it: a blade of 0.1–0.3 g/cm² over the upper thoracic bodies no longer joins
+    /// them at half their level, and its border across a body is no step (the white top-hat;
+    /// Soille, *Morphological Image Analysis*, 2nd ed., §4.4). Ribs and discs, narrower than
+    /// the rectangle, are not in it.
+    let background: [Double]
+    /// The rectangle of the background's opening (mm, across × along the scan): taller than
+    /// an L4 of a large adult (27 mm × 1.15), and as wide.
+    static let backgroundSizeMM = (across: 40.0, along: 40.0)
     /// A body's level: the 95th percentile of the image.
     var level = 0.0
 
     init(_ map: BoneMap, noise: Double) {
         self.map = map
         self.noise = noise.isFinite ? noise : 0.02
-        smooth = map.neighbourhoodMean()
+        let mean = map.neighbourhoodMean()
+        // In pixels, held to the image's size (a header from elsewhere may claim any pitch).
+        func half(_ mm: Double, _ pitch: Double, _ limit: Int) -> Int? {
+            let h = mm / abs(pitch) / 2
+            return h.isFinite ? Int(min(h, Double(limit)).rounded()) : nil
+        }
+        let opened = half(Self.backgroundSizeMM.across, map.dx, map.columns).flatMap { w in
+            half(Self.backgroundSizeMM.along, map.dy, map.rows).map { h in
+                Morphology.opening(mean, columns: map.columns, rows: map.rows, halfWidth: w, halfHeight: h)
+            }
+        } ?? [Double](repeating: 0, count: mean.count)
+        background = opened.map { $0.isFinite ? max(0, $0) : 0 }
+        smooth = zip(mean, background).map { $0 - $1 }
     }
 
     func at(_ r: Int, _ c: Int) -> Double {

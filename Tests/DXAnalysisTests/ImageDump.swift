@@ -1,4 +1,4 @@
-import DXAnalysis
+@testable import DXAnalysis
 import DXDecomposition
 import Foundation
 
@@ -125,6 +125,19 @@ extension ImageDump {
         }
         if let png = try? PNG.encode(width: image.width, height: image.height, rgb: image.rgb) {
             try? Data(png).write(to: URL(fileURLWithPath: "\(dir)/\(name).png"))
+        }
+        // What the bodies are found and read on: the smoothed image less its background.
+        let lateral = LateralImage(map, noise: 0.02)
+        var above = Raster(map)
+        for r in 0..<map.rows {
+            for c in 0..<map.columns {
+                let v = lateral.at(r, c)
+                let col: (UInt8, UInt8, UInt8) = v.isFinite ? { let g = UInt8(max(0, min(255, v / 1.5 * 255))); return (g, g, g) }() : (90, 0, 0)
+                for dy in 0..<s { for dx in 0..<s { above.put(c * s + dx, r * s + dy, col) } }
+            }
+        }
+        if let png = try? PNG.encode(width: above.width, height: above.height, rgb: above.rgb) {
+            try? Data(png).write(to: URL(fileURLWithPath: "\(dir)/\(name)-above-background.png"))
         }
     }
 }
