@@ -202,6 +202,38 @@ struct ChannelResponseTests {
         print(String(format: "cdte channels (seed %d) without the response: worst error %.2f %%", seed, worst * 100))
     }
 
+    /// The second model's detector as a detector is: each channel's threshold trim and the heel
+    /// effect, and the energy blur, K-escape and charge sharing that put high-energy photons in
+    /// the low window (pile-up and scatter off: each has its own correction and test). The
+    /// calibration must be accepted, and the ESP-like phantom should read within 1 % (mean of
+    /// three scans) on each of three seeds: not yet on every seed (seed 67's L1 reads −1.06 %;
+    /// docs/physics.md), so that check is a known issue that may or may not show on a seed.
+    @Test(arguments: [64, 66, 67] as [UInt64])
+    func theSecondModelsDetectorResponse(seed: UInt64) throws {
+        var p = CdTeParameters()
+        p.pileUp = false
+        p.scatterPerGcm2 = 0
+        var s = Scanner(seed: seed)
+        s.detector = Detector(channels: 144, pitchUm: 1000, seed: seed, model: .cdte,
+                              physics: CdTeLinePhysics(channels: 144, pitchUm: 1000, seed: seed, parameters: p))
+        let (stage, cal) = try s.calibrate()
+        print("calibration (cdte detector, seed \(seed)): \(cal.verdict)")
+        #expect(cal.verdict.accepted, "\(cal.verdict)")
+        var sums: [String: Double] = [:]
+        for _ in 0..<3 {
+            let bmd = try s.measure(StandardPhantoms.esp, stage: stage, calibration: cal)
+            for (name, value) in bmd { sums[name, default: 0] += value / 3 }
+        }
+        for (name, expected) in HonestResultTests.nominal.sorted(by: { $0.key < $1.key }) {
+            let got = try #require(sums[name])
+            print(String(format: "cdte detector (seed %d) ESP %@: %.4f (%+.2f %%)", seed, name, got, (got - expected) / expected * 100))
+            #expect(abs(got - expected) / expected <= 0.02, "far outside the target: a regression")
+            withKnownIssue("the second model's detector response reads the ESP up to 1.1 % off (issue 10)", isIntermittent: true) {
+                #expect(abs(got - expected) / expected <= 0.01)
+            }
+        }
+    }
+
     /// Alternating least squares recovers known channel scales from cells seen by overlapping
     /// sets of channels (hand-made attenuations, no physics).
     @Test func knownScalesAreRecovered() throws {
