@@ -17,6 +17,7 @@ let package = Package(
         .executable(name: "dexa", targets: ["dexa"]),
         .executable(name: "dexa-sim", targets: ["dexa-sim"]),
         .executable(name: "dexa-dicomd", targets: ["dexa-dicomd"]),
+        .executable(name: "dexa-console", targets: ["dexa-console"]),
         .executable(name: "dexa-bench", targets: ["dexa-bench"]),
         .executable(name: "dexa-fuzz", targets: ["dexa-fuzz"]),
     ],
@@ -125,6 +126,19 @@ let package = Package(
                                                  .product(name: "NIOCore", package: "swift-nio"),
                                                  .product(name: "NIOEmbedded", package: "swift-nio")]),
         // libFuzzer's driver, declared for the fuzzing build; nothing else imports it.
+        // The technologist's web console: a client of the control socket, its own process.
+        .target(name: "DXConsole", dependencies: [
+            "DXControl",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "dexa-console", dependencies: [
+            "DXConsole",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
         .target(name: "CLibFuzzer"),
         .executableTarget(name: "dexa-fuzz", dependencies: ["DXFuzzing", "CLibFuzzer"]),
         // Not DXTestSupport: it links FoundationNetworking, which the static release build cannot.
@@ -162,6 +176,7 @@ let package = Package(
         .testTarget(name: "DXStoreTests", dependencies: ["DXStore", "DXAcquisition", "DXAnalysis", "DXClinical", "DXTestSupport",
                                                         .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXAcquisition"]),
+        .testTarget(name: "DXConsoleTests", dependencies: ["DXConsole", "DXControl"]),
         .testTarget(name: "DXDaemonTests", dependencies: ["DXDaemon", "DXControl", "DXDecomposition", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXFuzzingTests", dependencies: ["DXFuzzing", "DXAcquisition", "DXClinical", "DXControl", "DXDecomposition", "DXProtocol", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXDicomTests", dependencies: ["DXDicom", "DXAcquisition", "DXDecomposition", "DXReport", "DXSimulator", "DXTestSupport"]),

@@ -1,0 +1,281 @@
+/// The console's one page: HTML, style and script together, served by the binary (no file on
+/// disk, nothing from any other server). Everything it shows comes from `/api/state` (every
+/// second) and `/api/events` (as it happens); everything it does goes through `/api/call`,
+/// i.e. one dexad method with the user's own rights, and the Stop button through `/api/stop`.
+enum ConsolePage {
+    static let html = #"""
+<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>DX-1 console</title>
+<style>
+  :root { --bg: #101418; --panel: #1b2229; --text: #eef2f5; --dim: #9aa7b2; --ok: #2e9d57; --warn: #d9a400; --bad: #d23a2f; --accent: #3b82c4; }
+  * { box-sizing: border-box; }
+  body { margin: 0; background: var(--bg); color: var(--text); font: 20px/1.4 system-ui, sans-serif; }
+  header { display: flex; gap: 16px; align-items: stretch; padding: 12px 16px; background: #0a0d10; }
+  .pill { padding: 10px 18px; border-radius: 10px; background: var(--panel); font-weight: 600; }
+  .pill.ok { background: var(--ok); } .pill.warn { background: var(--warn); color: #111; } .pill.bad { background: var(--bad); }
+  #xray { font-size: 28px; min-width: 260px; text-align: center; }
+  #xray.on { background: var(--bad); animation: blink 1s steps(2) infinite; }
+  @keyframes blink { 50% { background: #7a1610; } }
+  #disconnected { display: none; position: fixed; inset: 0; background: rgba(10,10,10,.88); z-index: 5; align-items: center; justify-content: center;
+                  font-size: 40px; text-align: center; }
+  #disconnected.show { display: flex; }
+  main { display: grid; grid-template-columns: 420px 1fr; gap: 16px; padding: 16px; padding-bottom: 140px; }
+  section { background: var(--panel); border-radius: 12px; padding: 16px; }
+  h2 { margin: 0 0 12px; font-size: 24px; }
+  button { font: inherit; padding: 12px 20px; border-radius: 10px; border: 0; background: var(--accent); color: white; cursor: pointer; min-height: 56px; }
+  button:disabled { background: #3a444d; color: #8b969f; cursor: default; }
+  button:focus-visible, input:focus-visible, select:focus-visible { outline: 4px solid #ffd34d; outline-offset: 2px; }
+  #stop { position: fixed; right: 24px; bottom: 24px; width: 300px; height: 110px; font-size: 40px; font-weight: 800; background: var(--bad);
+          border: 6px solid #fff; z-index: 10; }
+  #stop-note { position: fixed; right: 24px; bottom: 140px; width: 300px; text-align: center; color: var(--dim); z-index: 10; }
+  ul.exams { list-style: none; margin: 0; padding: 0; }
+  ul.exams li { padding: 12px; border-radius: 8px; margin-bottom: 8px; background: #232c35; cursor: pointer; }
+  ul.exams li.selected { outline: 3px solid var(--accent); }
+  .state { float: right; font-weight: 700; }
+  .state.in_progress { color: #ff8a80; } .state.completed { color: #7ee2a0; } .state.blocked, .state.aborted { color: var(--warn); }
+  label { display: block; margin: 8px 0 4px; color: var(--dim); }
+  input, select { font: inherit; padding: 10px; border-radius: 8px; border: 1px solid #44515c; background: #0f1418; color: var(--text); width: 100%; }
+  .row { display: grid; grid-template-columns: 1fr 1fr; gap: 12px; }
+  .rules { margin-top: 12px; }
+  .rules .block { color: #ffb4ab; } .rules .missing { color: var(--warn); } .rules .fine { color: #7ee2a0; }
+  progress { width: 100%; height: 36px; }
+  table { border-collapse: collapse; width: 100%; } td, th { border-bottom: 1px solid #33404b; padding: 6px 8px; text-align: left; }
+  #log { max-height: 200px; overflow: auto; color: var(--dim); font-size: 16px; }
+  .actions { display: flex; flex-wrap: wrap; gap: 10px; margin: 12px 0; }
+  #error { color: #ffb4ab; min-height: 1.4em; }
+</style>
+</head>
+<body>
+<header>
+  <div id="xray" class="pill">X-rays off</div>
+  <div id="device" class="pill">device: …</div>
+  <div id="interlocks" class="pill">interlocks: …</div>
+  <div id="qc" class="pill">QC: …</div>
+  <div id="link" class="pill">dexad: …</div>
+</header>
+<div id="disconnected" role="alert"><div>Disconnected from dexad<br><small>reconnecting… nothing shown here is current</small></div></div>
+<main>
+  <section>
+    <h2>Today</h2>
+    <ul class="exams" id="exams"></ul>
+    <h2 style="margin-top:20px">New exam</h2>
+    <form id="new-exam">
+      <div class="row"><div><label for="pid">Patient ID</label><input id="pid" required></div>
+      <div><label for="pname">Name</label><input id="pname" required></div></div>
+      <div class="row"><div><label for="psex">Sex</label><select id="psex"><option value="female">female</option><option value="male">male</option></select></div>
+      <div><label for="pbirth">Birth date</label><input id="pbirth" type="date" required></div></div>
+      <label for="preferral">Referral</label><input id="preferral" required>
+      <div class="actions"><button type="submit">Create exam</button></div>
+    </form>
+  </section>
+  <section id="detail">
+    <h2 id="detail-title">No exam selected</h2>
+    <div id="error" role="status"></div>
+    <div id="scan" hidden>
+      <div id="scan-site" style="font-size:28px;font-weight:700"></div>
+      <progress id="scan-progress" max="1" value="0"></progress>
+      <div id="scan-text"></div>
+    </div>
+    <div class="actions" id="exam-actions"></div>
+    <form id="checklist" hidden>
+      <h2>Checklist</h2>
+      <div class="row">
+        <div><label for="c-pregnancy">Pregnancy</label><select id="c-pregnancy"><option value="">—</option><option>no</option><option>yes</option><option>unknown</option></select></div>
+        <div><label for="c-jewellery">Jewellery and piercings removed</label><select id="c-jewellery"><option value="">—</option><option value="true">yes</option><option value="false">no</option></select></div>
+      </div>
+      <div class="row">
+        <div><label for="c-contrast">Contrast study (date, or none)</label><input id="c-contrast" placeholder="none or YYYY-MM-DD"></div>
+        <div><label for="c-nuclear">Nuclear medicine study (date, or none)</label><input id="c-nuclear" placeholder="none or YYYY-MM-DD"></div>
+      </div>
+      <div class="row">
+        <div><label for="c-fracture">Recent fracture at (sites, comma-separated, or none)</label><input id="c-fracture" placeholder="none"></div>
+        <div><label for="c-metal">Metal at (sites, or none)</label><input id="c-metal" placeholder="none"></div>
+      </div>
+      <div class="row">
+        <div><label for="c-height">Height (cm)</label><input id="c-height" type="number" step="0.1"></div>
+        <div><label for="c-weight">Weight (kg)</label><input id="c-weight" type="number" step="0.1"></div>
+      </div>
+      <div class="row">
+        <div><label for="c-today">Measured today</label><select id="c-today"><option value="">—</option><option value="true">yes</option><option value="false">no</option></select></div>
+        <div><label for="c-identity">Identity confirmed</label><select id="c-identity"><option value="">—</option><option value="true">yes</option><option value="false">no</option></select></div>
+      </div>
+      <label for="c-referral">Referral confirmed</label><select id="c-referral"><option value="">—</option><option value="true">yes</option><option value="false">no</option></select>
+      <div class="rules" id="rules"></div>
+    </form>
+    <div id="results"></div>
+    <h2 style="margin-top:20px">Events</h2>
+    <div id="log" aria-live="polite"></div>
+  </section>
+</main>
+<div id="stop-note">Esc stops X-rays</div>
+<button id="stop" title="Stop: X-rays off (Esc)">STOP</button>
+<script>
+"use strict";
+const token = new URLSearchParams(location.search).get("token") || "";
+
+let state = {}, selected = null, progress = {}, connected = false;
+const $ = id => document.getElementById(id);
+function text(el, s) { el.textContent = s; }
+async function api(path, body) {
+  const r = await fetch(path, { method: body === undefined ? "GET" : "POST", headers: { "X-Dexa-Token": token, "Content-Type": "application/json" },
+                                body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
+  return r.json();
+}
+async function call(method, params) {
+  const r = await api("/api/call", { method, params });
+  if (r.error) { text($("error"), method + ": " + (r.error.message || r.error)); throw new Error(r.error.message || r.error); }
+  text($("error"), "");
+  return r.result;
+}
+function log(s) { const d = document.createElement("div"); d.textContent = new Date().toLocaleTimeString() + "  " + s; $("log").prepend(d); }
+async function stop() {
+  $("stop").disabled = true; text($("stop"), "STOPPING");
+  try {
+    const r = await api("/api/stop", {});
+    if (r.error) log("STOP FAILED: " + r.error);
+    else log("Stop: " + ((r.aborted_exams || []).length ? "exam " + r.aborted_exams.join(", ") + " aborted" : r.scan && r.scan.aborted_scan_id !== undefined ? "scan " + r.scan.aborted_scan_id + " aborted" : "nothing was exposing") + ", X-rays off" + ((r.errors || []).length ? " (" + r.errors.join("; ") + ")" : ""));
+  }
+  catch (e) { log("Stop failed: " + e + " — use the scanner's emergency stop"); }
+  finally { $("stop").disabled = false; text($("stop"), "STOP"); refresh(); }
+}
+$("stop").addEventListener("click", stop);
+document.addEventListener("keydown", e => { if (e.key === "Escape") { e.preventDefault(); stop(); } });
+
+function render() {
+  const d = state.device || {};
+  connected = !!(state.daemon && state.daemon.connected);
+  $("disconnected").classList.toggle("show", !connected);
+  text($("link"), connected ? "dexad connected" : "dexad disconnected"); $("link").className = "pill " + (connected ? "ok" : "bad");
+  const xray = connected && d.xray_on === true;
+  text($("xray"), !connected ? "X-rays: unknown" : xray ? "X-RAYS ON" : "X-rays off"); $("xray").className = "pill" + (xray ? " on" : "");
+  text($("device"), connected ? "device: " + (d.state || "no device") + (d.fault ? " — fault " + (d.fault_text || d.fault) : "") : "device: —");
+  $("device").className = "pill " + (!connected || !d.state ? "warn" : d.fault ? "bad" : "ok");
+  const open = (d.interlocks_open || []);
+  text($("interlocks"), !connected || !d.state ? "interlocks: —" : open.length ? "interlocks open: " + open.join(", ") : "interlocks closed");
+  $("interlocks").className = "pill " + (!connected || !d.state ? "" : open.length ? "bad" : "ok");
+  const qc = state.qc || {};
+  const qcWords = { baseline_incomplete: "baseline incomplete", in_control: "in control", repeat_required: "repeat required", failed: "FAILED", drifted: "drifted" };
+  text($("qc"), "QC: " + (qcWords[qc.condition] || "—") + (qc.due ? ", due today" : ""));
+  $("qc").className = "pill " + (qc.condition === "in_control" && !qc.due ? "ok" : qc.condition === "failed" || qc.condition === "drifted" ? "bad" : qc.condition ? "warn" : "");
+  $("qc").title = qc.reason || "";
+  const ul = $("exams"); ul.replaceChildren();
+  // Today's exams, and any older one still open.
+  const today = new Date().toISOString().slice(0, 10);
+  const shown = (state.exams || []).filter(ex => (ex.created_at || "").slice(0, 10) === today || ["created", "blocked", "ready", "in_progress"].includes(ex.state));
+  if (!shown.length) { const li = document.createElement("li"); li.textContent = connected ? "No exams today yet" : "—"; li.style.cursor = "default"; ul.append(li); }
+  for (const ex of shown) {
+    const li = document.createElement("li"); li.tabIndex = 0; li.dataset.id = ex.id;
+    li.className = ex.id === selected ? "selected" : "";
+    const s = document.createElement("span"); s.className = "state " + ex.state; s.textContent = ex.state.replace("_", " ");
+    li.append(s, document.createTextNode((ex.patient && ex.patient.name || "?") + " — " + (ex.patient && ex.patient.id || "")));
+    li.addEventListener("click", () => { selected = ex.id; render(); });
+    li.addEventListener("keydown", e => { if (e.key === "Enter") { selected = ex.id; render(); } });
+    ul.append(li);
+  }
+  renderDetail();
+}
+const siteNames = { ap_spine: "AP spine", left_hip: "left hip", right_hip: "right hip", lateral_spine: "lateral spine (VFA)" };
+const site = s => siteNames[s] || s;
+function exam() { return (state.exams || []).find(e => e.id === selected); }
+function renderDetail() {
+  const ex = exam();
+  $("checklist").hidden = !ex || !["created", "blocked", "ready"].includes(ex.state);
+  const actions = $("exam-actions"); actions.replaceChildren();
+  if (!ex) { text($("detail-title"), "No exam selected"); return; }
+  text($("detail-title"), (ex.patient && ex.patient.name) + " — " + ex.state.replace("_", " ") + " — plan: " + (ex.plan || []).map(site).join(", "));
+  const button = (label, fn, enabled = true) => { const b = document.createElement("button"); b.textContent = label; b.disabled = !enabled || !connected; b.addEventListener("click", fn); actions.append(b); };
+  const running = ex.state === "in_progress" && (ex.attempts || []).some(a => a.status === "running");
+  button("Start", () => call("exam.start", { exam_id: ex.id }).then(refresh, refresh), ex.state === "ready");
+  button("Next site", () => call("exam.next", { exam_id: ex.id }).then(refresh, refresh), ex.state === "in_progress" && !running);
+  button("Repeat", () => call("exam.repeat", { exam_id: ex.id }).then(refresh, refresh), ex.state === "in_progress" && !running);
+  button("Skip site…", () => { const site = prompt("Site to skip (" + (ex.plan || []).join(", ") + ")"); const reason = site && prompt("Reason"); if (site && reason) call("exam.skip", { exam_id: ex.id, site, reason }).then(refresh, refresh); },
+         ex.state === "in_progress" && !running);
+  button("Results", () => call("exam.results", { exam_id: ex.id }).then(showResults), ["in_progress", "completed"].includes(ex.state));
+  button("Abort exam…", () => { const reason = prompt("Why is the exam aborted?"); if (reason) call("exam.abort", { exam_id: ex.id, reason }).then(refresh, refresh); },
+         ["ready", "in_progress", "blocked", "created"].includes(ex.state));
+  const p = progress[ex.id];
+  $("scan").hidden = !running || !p;
+  if (running && p) {
+    text($("scan-site"), "Scanning " + site(p.site) + " — keep the patient still");
+    $("scan-progress").max = p.planned_lines || 1; $("scan-progress").value = p.lines || 0;
+    text($("scan-text"), p.lines + " of " + p.planned_lines + " lines" + (p.eta_s !== undefined ? ", " + Math.round(p.eta_s) + " s left" : "") + (p.gaps ? ", " + p.gaps + " gaps" : ""));
+  }
+  const cl = ex.checklist || {};
+  const rules = $("rules"); rules.replaceChildren();
+  for (const b of (cl.blocks || [])) { const d = document.createElement("div"); d.className = "block"; d.textContent = "Blocked: " + b.item + " — " + b.reason + (b.earliest_date ? " (possible from " + b.earliest_date + ")" : ""); rules.append(d); }
+  for (const m of (cl.missing || [])) { const d = document.createElement("div"); d.className = "missing"; d.textContent = "Still to answer: " + m; rules.append(d); }
+  for (const f of (cl.findings || [])) { const d = document.createElement("div"); d.className = "fine"; d.textContent = "Note: " + (f.message || JSON.stringify(f)); rules.append(d); }
+  if (cl.complete) { const d = document.createElement("div"); d.className = "fine"; d.textContent = "Checklist complete: plan " + (cl.plan || ex.plan || []).join(", "); rules.append(d); }
+}
+function showResults(r) {
+  const div = $("results"); div.replaceChildren();
+  const t = document.createElement("table");
+  t.innerHTML = "<tr><th>site</th><th>region</th><th>BMD g/cm²</th><th>T</th><th>Z</th></tr>";
+  for (const site of (r.sites || [])) {
+    for (const roi of ((site.analysis && site.analysis.rois) || [])) {
+      const tr = document.createElement("tr");
+      for (const v of [site.site, roi.name, roi.bmd_g_cm2 != null ? roi.bmd_g_cm2.toFixed(3) : "—", roi.t_score != null ? roi.t_score.toFixed(1) : "—", roi.z_score != null ? roi.z_score.toFixed(1) : "—"]) {
+        const td = document.createElement("td"); td.textContent = v; tr.append(td);
+      }
+      t.append(tr);
+    }
+  }
+  const h = document.createElement("h2"); h.textContent = "Results" + (r.diagnosis && r.diagnosis.classification ? ": " + r.diagnosis.classification : "");
+  div.append(h, t);
+}
+function answers() {
+  const v = id => $(id).value.trim();
+  const a = {};
+  if (v("c-pregnancy")) a.pregnancy = v("c-pregnancy");
+  if (v("c-jewellery")) a.jewellery_removed = v("c-jewellery") === "true";
+  if (v("c-contrast")) a.contrast = v("c-contrast");
+  if (v("c-nuclear")) a.nuclear_medicine = v("c-nuclear");
+  const sites = s => s === "none" ? [] : s.split(",").map(x => x.trim()).filter(Boolean);
+  if (v("c-fracture")) a.recent_fracture = sites(v("c-fracture"));
+  if (v("c-metal")) a.metal = sites(v("c-metal"));
+  if (v("c-height")) a.height_cm = Number(v("c-height"));
+  if (v("c-weight")) a.weight_kg = Number(v("c-weight"));
+  if (v("c-today")) a.measured_today = v("c-today") === "true";
+  if (v("c-identity")) a.identity_confirmed = v("c-identity") === "true";
+  if (v("c-referral")) a.referral_confirmed = v("c-referral") === "true";
+  return a;
+}
+$("checklist").addEventListener("change", () => { const ex = exam(); if (ex) call("exam.checklist", { exam_id: ex.id, answers: answers() }).then(refresh, refresh); });
+$("new-exam").addEventListener("submit", e => {
+  e.preventDefault();
+  call("exam.create", { patient: { id: $("pid").value.trim(), name: $("pname").value.trim(), sex: $("psex").value, birth_date: $("pbirth").value },
+                        referral: $("preferral").value.trim() }).then(ex => { selected = ex.id; $("new-exam").reset(); refresh(); }, () => {});
+});
+async function refresh() {
+  try { state = await api("/api/state"); } catch (e) { state = { daemon: { connected: false } }; }
+  if (selected === null && state.exams) { const running = state.exams.find(e => e.state === "in_progress"); if (running) selected = running.id; }
+  render();
+}
+function listen() {
+  const es = new EventSource("/api/events?token=" + encodeURIComponent(token));
+  es.addEventListener("daemon", e => { const d = JSON.parse(e.data); log(d.connected ? "dexad connected" : "dexad disconnected"); refresh(); });
+  es.addEventListener("scan.progress", e => { const p = JSON.parse(e.data); if (p.exam_id !== undefined) progress[p.exam_id] = p; renderDetail(); });
+  es.addEventListener("exam.step", e => { const s = JSON.parse(e.data); log("exam " + s.exam_id + ": " + site(s.site) + " " + s.phase.replace("_", " ")); refresh(); });
+  es.addEventListener("exam.warning", e => { const w = JSON.parse(e.data); log("WARNING " + (w.site ? site(w.site) + ": " : "") + w.message); });
+  es.addEventListener("event", e => {
+    const ev = JSON.parse(e.data);
+    const words = { state: () => "device " + (ev.old || "?") + " → " + (ev.new || "?"), scan_started: () => "scan " + ev.scan_id + " started",
+                    scan_complete: () => "scan " + ev.scan_id + " complete, " + ev.lines + " lines", scan_aborted: () => "scan " + ev.scan_id + " aborted (" + ev.reason + ")",
+                    interlocks: () => "interlocks " + ((ev.interlocks_open || []).length ? "open: " + ev.interlocks_open.join(", ") : "closed"),
+                    fault: () => "FAULT " + (ev.fault || ev.code) + ": " + (ev.message || ""), link_lost: () => "device link lost: " + (ev.reason || ""),
+                    connected: () => "device " + (ev.serial || "") + " connected" };
+    log(words[ev.type] ? words[ev.type]() : "device: " + ev.type);
+    refresh();
+  });
+  es.onerror = () => { state = { daemon: { connected: false } }; render(); };
+}
+listen(); refresh(); setInterval(refresh, 1000);
+</script>
+</body>
+</html>
+"""#
+}

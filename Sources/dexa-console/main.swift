@@ -1,0 +1,71 @@
+import ArgumentParser
+import DXConsole
+import Foundation
+import Logging
+
+/// `dexa-console`: the technologist's console, a web page on this machine (127.0.0.1 only) that
+/// runs the day through dexad as the user who started it. Its own process and unit
+/// (dexa-console.service, a user unit): the process that turns X-rays on serves no network.
+@main
+struct DexaConsole: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dexa-console",
+        abstract: "Serve the technologist's console on 127.0.0.1 and print its URL (with this session's token).")
+
+    @Option(help: "dexad's control socket.") var socket = ProcessInfo.processInfo.environment["DEXA_SOCKET"] ?? "/run/dexa/control.sock"
+    @Option(help: "The port on 127.0.0.1 (0: any free port).") var port = 8642
+    @Option(help: "Also write the URL to this file (mode 0600), for the desktop entry to open.") var urlFile: String?
+    @Option(help: "debug, info, notice, warning or error.") var logLevel: String = "info"
+    @Flag(help: "Start this user's console unit if it is not running and open its URL in the browser (the desktop entry).") var open = false
+
+    func run() async throws {
+        if open { try Self.openRunning() }
+        var logger = Logger(label: "dexa-console")
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            FileHandle.standardError.write(Data("dexa-console: --log-level must be one of \(Logger.Level.allCases.map(\.rawValue).joined(separator: ", "))\n".utf8))
+            throw ExitCode(64)  // EX_USAGE
+        }
+        logger.logLevel = level
+        guard (0...65535).contains(port) else {
+            FileHandle.standardError.write(Data("dexa-console: --port must be 0 to 65535\n".utf8))
+            throw ExitCode(64)
+        }
+        let server = ConsoleServer(socketPath: socket, logger: logger)
+        let urlFile = self.urlFile
+        try await server.run(port: port) { bound in
+            let url = "http://127.0.0.1:\(bound)/?token=\(server.token)"
+            FileHandle.standardOutput.write(Data("dexa-console: open \(url)\n".utf8))
+            if let urlFile {
+                _ = FileManager.default.createFile(atPath: urlFile, contents: Data((url + "\n").utf8), attributes: [.posixPermissions: 0o600])
+            }
+        }
+    }
+
+    /// `--open`: `systemctl --user start dexa-console.service`, then the URL it wrote to the
+    /// user's runtime directory, opened with `xdg-open`.
+    static func openRunning() throws -> Never {
+        guard let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"] else {
+            FileHandle.standardError.write(Data("dexa-console --open: no XDG_RUNTIME_DIR (not in a login session)\n".utf8))
+            throw ExitCode(69)  // EX_UNAVAILABLE
+        }
+        let urlFile = runtime + "/dexa-console.url"
+        let start = Process()
+        start.executableURL = URL(fileURLWithPath: "/usr/bin/systemctl")
+        start.arguments = ["--user", "start", "dexa-console.service"]
+        try start.run()
+        start.waitUntilExit()
+        for _ in 0..<20 {
+            if let url = try? String(contentsOfFile: urlFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), url.hasPrefix("http://127.0.0.1:") {
+                let open = Process()
+                open.executableURL = URL(fileURLWithPath: "/usr/bin/xdg-open")
+                open.arguments = [url]
+                try open.run()
+                open.waitUntilExit()
+                throw ExitCode(open.terminationStatus)
+            }
+            usleep(250_000)
+        }
+        FileHandle.standardError.write(Data("dexa-console --open: the console did not start (journalctl --user -u dexa-console)\n".utf8))
+        throw ExitCode(69)
+    }
+}

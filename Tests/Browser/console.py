@@ -1,0 +1,122 @@
+#!/usr/bin/env python3
+"""The web console in a real browser (Debian's chromium through chromium-driver, driven by
+Selenium), as a technologist uses it. Run by WebConsoleTests.aTechnologistsDayInTheBrowser,
+which starts dexad, the simulator and dexa-console, and plays the machine's side: this script
+and the test meet through files in --sync (this script writes `scanning` when the scan
+exposes and waits for `press`; writes `stopped`, waits for `restarting`, then writes
+`reconnected`). Screenshots of each screen go to --shots. Prints one JSON line of what it saw.
+"""
+import argparse, json, os, sys, time
+
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import Select, WebDriverWait
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", required=True)
+    ap.add_argument("--shots", required=True)
+    ap.add_argument("--sync", required=True)
+    args = ap.parse_args()
+    os.makedirs(args.shots, exist_ok=True)
+    options = Options()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000",
+                 "--hide-scrollbars", "--disable-extensions", "--no-first-run"):
+        options.add_argument(flag)
+    options.binary_location = "/usr/bin/chromium"
+    driver = webdriver.Chrome(service=Service("/usr/bin/chromedriver"), options=options)
+    seen = {}
+    try:
+        wait = WebDriverWait(driver, 60, poll_frequency=0.05)
+        text = lambda el_id: driver.find_element(By.ID, el_id).text
+
+        def shot(name):
+            driver.save_screenshot(os.path.join(args.shots, name + ".png"))
+
+        def until(what, condition, timeout=60):
+            try:
+                WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition())
+            except Exception:
+                shot("failed-" + what.replace(" ", "-"))
+                raise SystemExit(f"console.py: timed out waiting for {what}; page: {driver.find_element(By.TAG_NAME, 'body').text[:600]}")
+
+        def sync_wait(name, timeout=120):
+            path = os.path.join(args.sync, name)
+            end = time.time() + timeout
+            while not os.path.exists(path):
+                if time.time() > end:
+                    raise SystemExit(f"console.py: the test never wrote {name}")
+                time.sleep(0.02)
+
+        def sync_say(name):
+            open(os.path.join(args.sync, name), "w").close()
+
+        driver.get(args.url)
+        until("the daemon linked", lambda: text("link") == "dexad connected")
+        until("the device idle", lambda: "IDLE" in text("device"))
+        seen["url_keeps_token"] = "token=" in driver.current_url
+        shot("01-the-day")
+
+        # A new exam from the form.
+        driver.find_element(By.ID, "pid").send_keys("P-0042")
+        driver.find_element(By.ID, "pname").send_keys("Ada Example")
+        Select(driver.find_element(By.ID, "psex")).select_by_value("female")
+        driver.execute_script("document.getElementById('pbirth').value = '1956-03-14'")
+        driver.find_element(By.ID, "preferral").send_keys("Dr Who: postmenopausal, screening")
+        driver.find_element(By.CSS_SELECTOR, "#new-exam button[type=submit]").click()
+        until("the exam listed", lambda: "Ada Example" in text("exams") and "Ada Example" in text("detail-title"))
+        shot("02-new-exam")
+
+        # The checklist: a pregnancy blocks, at once and with its reason.
+        Select(driver.find_element(By.ID, "c-pregnancy")).select_by_visible_text("yes")
+        until("the block shown", lambda: "Blocked" in text("rules"))
+        seen["blocked_text"] = text("rules").split("\n")[0]
+        shot("03-checklist-blocked")
+        Select(driver.find_element(By.ID, "c-pregnancy")).select_by_visible_text("no")
+        for field, value in (("c-contrast", "none"), ("c-nuclear", "none"), ("c-fracture", "none"), ("c-metal", "none"),
+                             ("c-height", "162"), ("c-weight", "64")):
+            el = driver.find_element(By.ID, field)
+            el.clear()
+            el.send_keys(value)
+            driver.execute_script("arguments[0].dispatchEvent(new Event('change', {bubbles: true}))", el)
+        for field in ("c-jewellery", "c-today", "c-identity", "c-referral"):
+            Select(driver.find_element(By.ID, field)).select_by_value("true")
+        until("the checklist complete", lambda: "Checklist complete" in text("rules") and "ready" in text("detail-title"))
+        shot("04-checklist-complete")
+
+        # Start: the scan exposes, the page says so across the room.
+        start = next(b for b in driver.find_elements(By.CSS_SELECTOR, "#exam-actions button") if b.text == "Start")
+        start.click()
+        until("X-rays on", lambda: text("xray") == "X-RAYS ON" and driver.find_element(By.ID, "scan").is_displayed(), timeout=120)
+        seen["scanning_text"] = text("scan-site")
+        shot("05-scanning")
+        sync_say("scanning")
+        sync_wait("press")
+        # Stop with the keyboard, as a technologist would with hands on the patient.
+        driver.find_element(By.TAG_NAME, "body").send_keys("\ue00c")  # Escape
+        until("X-rays off", lambda: text("xray") == "X-rays off", timeout=20)
+        until("the exam aborted", lambda: "aborted" in text("detail-title"), timeout=20)
+        seen["after_stop"] = text("detail-title")
+        shot("06-stopped")
+        sync_say("stopped")
+
+        # The daemon restarted under the page: it says so, and comes back by itself.
+        sync_wait("restarting")
+        until("disconnected shown", lambda: driver.find_element(By.ID, "disconnected").is_displayed(), timeout=30)
+        seen["disconnected_text"] = text("disconnected").split("\n")[0]
+        seen["xray_while_disconnected"] = text("xray")
+        shot("07-disconnected")
+        until("reconnected", lambda: text("link") == "dexad connected" and not driver.find_element(By.ID, "disconnected").is_displayed(), timeout=60)
+        until("the exam's state after the restart", lambda: "aborted" in text("detail-title") or "aborted" in text("exams"), timeout=20)
+        shot("08-reconnected")
+        sync_say("reconnected")
+        print(json.dumps(seen))
+    finally:
+        driver.quit()
+
+
+if __name__ == "__main__":
+    main()
