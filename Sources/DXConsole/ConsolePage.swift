@@ -31,7 +31,7 @@ enum ConsolePage {
   button:focus-visible, input:focus-visible, select:focus-visible { outline: 4px solid #ffd34d; outline-offset: 2px; }
   #stop { position: fixed; right: 24px; bottom: 24px; width: 300px; height: 110px; font-size: 40px; font-weight: 800; background: var(--bad);
           border: 6px solid #fff; z-index: 10; }
-  #stop-note { position: fixed; right: 24px; bottom: 140px; width: 300px; text-align: center; color: var(--dim); z-index: 10; }
+  #stop small { display: block; font-size: 18px; font-weight: 600; }
   ul.exams { list-style: none; margin: 0; padding: 0; }
   ul.exams li { padding: 12px; border-radius: 8px; margin-bottom: 8px; background: #232c35; cursor: pointer; }
   ul.exams li.selected { outline: 3px solid var(--accent); }
@@ -47,6 +47,8 @@ enum ConsolePage {
   #log { max-height: 200px; overflow: auto; color: var(--dim); font-size: 16px; }
   .actions { display: flex; flex-wrap: wrap; gap: 10px; margin: 12px 0; }
   #error { color: #ffb4ab; min-height: 1.4em; }
+  #image-box { float: right; margin: 0 0 12px 16px; text-align: center; color: var(--dim); font-size: 16px; }
+  #image { height: 340px; image-rendering: pixelated; background: #000; border: 2px solid #33404b; }
 </style>
 </head>
 <body>
@@ -80,6 +82,10 @@ enum ConsolePage {
       <progress id="scan-progress" max="1" value="0"></progress>
       <div id="scan-text"></div>
     </div>
+    <div id="image-box" hidden>
+      <canvas id="image" width="1" height="1" aria-label="the scan's bone image, growing as lines arrive"></canvas>
+      <div id="image-caption"></div>
+    </div>
     <div class="actions" id="exam-actions"></div>
     <form id="checklist" hidden>
       <h2>Checklist</h2>
@@ -111,8 +117,7 @@ enum ConsolePage {
     <div id="log" aria-live="polite"></div>
   </section>
 </main>
-<div id="stop-note">Esc stops X-rays</div>
-<button id="stop" title="Stop: X-rays off (Esc)">STOP</button>
+<button id="stop" title="Stop: X-rays off (Esc)"><span id="stop-label">STOP</span><small>Esc</small></button>
 <script>
 "use strict";
 const token = new URLSearchParams(location.search).get("token") || "";
@@ -133,14 +138,14 @@ async function call(method, params) {
 }
 function log(s) { const d = document.createElement("div"); d.textContent = new Date().toLocaleTimeString() + "  " + s; $("log").prepend(d); }
 async function stop() {
-  $("stop").disabled = true; text($("stop"), "STOPPING");
+  $("stop").disabled = true; text($("stop-label"), "STOPPING");
   try {
     const r = await api("/api/stop", {});
     if (r.error) log("STOP FAILED: " + r.error);
     else log("Stop: " + ((r.aborted_exams || []).length ? "exam " + r.aborted_exams.join(", ") + " aborted" : r.scan && r.scan.aborted_scan_id !== undefined ? "scan " + r.scan.aborted_scan_id + " aborted" : "nothing was exposing") + ", X-rays off" + ((r.errors || []).length ? " (" + r.errors.join("; ") + ")" : ""));
   }
   catch (e) { log("Stop failed: " + e + " — use the scanner's emergency stop"); }
-  finally { $("stop").disabled = false; text($("stop"), "STOP"); refresh(); }
+  finally { $("stop").disabled = false; text($("stop-label"), "STOP"); refresh(); }
 }
 $("stop").addEventListener("click", stop);
 document.addEventListener("keydown", e => { if (e.key === "Escape") { e.preventDefault(); stop(); } });
@@ -183,6 +188,7 @@ const site = s => siteNames[s] || s;
 function exam() { return (state.exams || []).find(e => e.id === selected); }
 function renderDetail() {
   const ex = exam();
+  renderImageBox();
   $("checklist").hidden = !ex || !["created", "blocked", "ready"].includes(ex.state);
   const actions = $("exam-actions"); actions.replaceChildren();
   if (!ex) { text($("detail-title"), "No exam selected"); return; }
@@ -210,6 +216,35 @@ function renderDetail() {
   for (const m of (cl.missing || [])) { const d = document.createElement("div"); d.className = "missing"; d.textContent = "Still to answer: " + m; rules.append(d); }
   for (const f of (cl.findings || [])) { const d = document.createElement("div"); d.className = "fine"; d.textContent = "Note: " + (f.message || JSON.stringify(f)); rules.append(d); }
   if (cl.complete) { const d = document.createElement("div"); d.className = "fine"; d.textContent = "Checklist complete: plan " + (cl.plan || ex.plan || []).join(", "); rules.append(d); }
+}
+// The site's bone image, row by row as dexad decomposes the lines (scan.image: a byte a pixel,
+// 0 no number, 1-255 0 to full scale g/cm²), shown 0-1.5 g/cm² black to white; red where a
+// pixel has no number (metal, saturation).
+let image = null;
+function drawRows(n) {
+  if (!n.rows || !n.rows.length) return;
+  const key = n.exam_id + "/" + n.site;
+  if (!image || image.key !== key) {
+    const width = atob(n.rows[0].bone).length, height = Math.max(1, n.planned_lines);
+    const c = $("image"); c.width = width; c.height = height;
+    const ctx = c.getContext("2d"); ctx.fillStyle = "#000"; ctx.fillRect(0, 0, width, height);
+    image = { key, exam: n.exam_id, site: n.site, ctx, width, height, rows: 0 };
+  }
+  for (const r of n.rows) {
+    const b = atob(r.bone), row = image.ctx.createImageData(image.width, 1);
+    for (let i = 0; i < image.width && i < b.length; i++) {
+      const v = b.charCodeAt(i), g = Math.min(255, Math.round((v - 1) / 254 * n.full_scale_g_cm2 / 1.5 * 255));
+      row.data.set(v === 0 ? [150, 0, 0, 255] : [g, g, g, 255], 4 * i);
+    }
+    if (r.line >= 0 && r.line < image.height) image.ctx.putImageData(row, 0, r.line);
+    image.rows++;
+  }
+  renderImageBox();
+}
+function renderImageBox() {
+  const show = !!image && image.exam === selected;
+  $("image-box").hidden = !show;
+  if (show) text($("image-caption"), site(image.site) + ": " + image.rows + " of " + image.height + " lines");
 }
 function showResults(r) {
   const div = $("results"); div.replaceChildren();
@@ -259,6 +294,7 @@ function listen() {
   const es = new EventSource("/api/events?token=" + encodeURIComponent(token));
   es.addEventListener("daemon", e => { const d = JSON.parse(e.data); log(d.connected ? "dexad connected" : "dexad disconnected"); refresh(); });
   es.addEventListener("scan.progress", e => { const p = JSON.parse(e.data); if (p.exam_id !== undefined) progress[p.exam_id] = p; renderDetail(); });
+  es.addEventListener("scan.image", e => drawRows(JSON.parse(e.data)));
   es.addEventListener("exam.step", e => { const s = JSON.parse(e.data); log("exam " + s.exam_id + ": " + site(s.site) + " " + s.phase.replace("_", " ")); refresh(); });
   es.addEventListener("exam.warning", e => { const w = JSON.parse(e.data); log("WARNING " + (w.site ? site(w.site) + ": " : "") + w.message); });
   es.addEventListener("event", e => {

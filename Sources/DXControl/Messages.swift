@@ -207,6 +207,33 @@ public struct ScanProgressNotice: Sendable, Equatable, Codable {
     }
 }
 
+/// `scan.image`: rows of an exam site's bone image as the scan decomposes them (about every
+/// 100 ms, just before `scan.progress`), for a screen to draw the image growing. Each row: the
+/// line's number in the scan and its pixels in bytes, base64 (0: no number; 1–255: 0 to 2
+/// g/cm² of bone mineral, `ImageRows`). A picture only: the figures are the analysis's.
+public struct ScanImageNotice: Sendable, Equatable, Codable {
+    public struct Row: Sendable, Equatable, Codable {
+        public var line: Int
+        public var bone: String
+        public init(line: Int, bone: String) { self.line = line; self.bone = bone }
+    }
+    public var examID: Int64
+    public var site: Site
+    public var plannedLines: Int
+    public var fullScaleGcm2: Double
+    public var rows: [Row]
+
+    public enum CodingKeys: String, CodingKey {
+        case site, rows
+        case examID = "exam_id", plannedLines = "planned_lines", fullScaleGcm2 = "full_scale_g_cm2"
+    }
+
+    public init(examID: Int64, site: Site, _ image: ImageRows) {
+        self.examID = examID; self.site = site; plannedLines = image.plannedLines; fullScaleGcm2 = ImageRows.fullScale
+        rows = image.rows.map { Row(line: $0.line, bone: Data($0.bone).base64EncodedString()) }
+    }
+}
+
 // MARK: - events.subscribe
 
 public struct SubscribeResult: Codable, Sendable, Equatable {

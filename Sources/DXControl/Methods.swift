@@ -125,6 +125,8 @@ public enum ControlNotification: String, CaseIterable, Sendable {
     case examStep = "exam.step"
     /// `ExamWarningNotice`.
     case examWarning = "exam.warning"
+    /// `ScanImageNotice`: an exam site's image rows as they are decomposed.
+    case scanImage = "scan.image"
 }
 
 /// A notification with its type: the client decodes `params` as `Params`.
@@ -142,4 +144,5 @@ public struct Notice<Params: Codable & Sendable>: Sendable {
 extension Notice where Params == ScanProgressNotice { public static var scanProgress: Self { .init(notification: .scanProgress) } }
 extension Notice where Params == DeviceEventNotice { public static var event: Self { .init(notification: .event) } }
 extension Notice where Params == ExamStepNotice { public static var examStep: Self { .init(notification: .examStep) } }
+extension Notice where Params == ScanImageNotice { public static var scanImage: Self { .init(notification: .scanImage) } }
 extension Notice where Params == ExamWarningNotice { public static var examWarning: Self { .init(notification: .examWarning) } }

@@ -369,13 +369,15 @@ private struct Methods: Sendable {
         return "uid \(uid)"
     }
 
-    /// Notifications on the caller's connection: `exam.step`, `exam.warning`, `scan.progress`.
+    /// Notifications on the caller's connection: `exam.step`, `exam.warning`, `scan.progress`,
+    /// `scan.image`.
     static func observer(_ context: ControlContext) -> ExamSequencer.Observer {
         { notice in
             switch notice {
             case let .step(id, site, phase): context.notify(.examStep, ExamStepNotice(examID: id, site: site, phase: phase))
             case let .progress(id, site, p): context.notify(.scanProgress, ScanProgressNotice(p, examID: id, site: site))
             case let .warning(id, site, w): context.notify(.examWarning, ExamWarningNotice(examID: id, site: site, warning: w))
+            case let .image(id, site, rows): context.notify(.scanImage, ScanImageNotice(examID: id, site: site, rows))
             }
         }
     }

@@ -13,6 +13,11 @@ public struct DecomposedLine: Sendable {
     public var fatFraction: [Double]
     public var isBone: [Bool]
     public var flags: [PixelFlags]
+
+    public init(index: UInt32, yUm: Int32, xUm: Int32, bone: [Double], soft: [Double], fatFraction: [Double], isBone: [Bool], flags: [PixelFlags]) {
+        self.index = index; self.yUm = yUm; self.xUm = xUm; self.bone = bone; self.soft = soft; self.fatFraction = fatFraction
+        self.isBone = isBone; self.flags = flags
+    }
 }
 
 /// The decomposition of a line: classify bone against the soft tissue beside it, carry that

@@ -354,14 +354,19 @@ public final class LiveSequenceAnalysis: Sendable {
     private let rois: [Phantom.ROI]
     private let scans: [Scan]
     private let onMotion: (@Sendable (MotionEvent) -> Void)?
+    private let onLine: (@Sendable (DecomposedLine) -> Void)?
     private let keepsImage: Bool
     private let state = Mutex(State())
 
     /// `keepsImage`: keep the measured scan's decomposed image (an exam's site needs it; a
     /// replay's figures do not, and then memory does not grow with the scan's length).
+    /// `onLine`: each of the measured scan's lines once decomposed (a screen draws the image
+    /// growing from them).
     public init(calibration: Calibration, geometry: ScanGeometry, rois: [Phantom.ROI], scans: [Scan],
-                onMotion: (@Sendable (MotionEvent) -> Void)? = nil, keepsImage: Bool = true) {
+                onMotion: (@Sendable (MotionEvent) -> Void)? = nil, onLine: (@Sendable (DecomposedLine) -> Void)? = nil,
+                keepsImage: Bool = true) {
         self.onMotion = onMotion
+        self.onLine = onLine
         self.keepsImage = keepsImage
         self.calibration = calibration
         self.geometry = geometry
@@ -387,7 +392,7 @@ public final class LiveSequenceAnalysis: Sendable {
                                                          airCurrentUA: airConfig?.tubeCurrentUA ?? 0)
                         let work = ScanDecomposition(stage: stage, calibration: calibration,
                                                      geometry: geometry, rois: rois, configuration: scan.configuration, keepsImage: keepsImage)
-                        s.pipeline = LivePipeline.start(work, onMotion: onMotion)
+                        s.pipeline = LivePipeline.start(work, onLine: onLine, onMotion: onMotion)
                         s.dark = []; s.air = []
                     } catch {
                         s.failure = "references: \(error)"

@@ -91,8 +91,21 @@ def main():
         start = next(b for b in driver.find_elements(By.CSS_SELECTOR, "#exam-actions button") if b.text == "Start")
         start.click()
         until("X-rays on", lambda: text("xray") == "X-RAYS ON" and driver.find_element(By.ID, "scan").is_displayed(), timeout=120)
-        seen["scanning_text"] = text("scan-site")
+        # The image grows as the lines arrive: rows drawn, and more of them a moment later.
+        rows = lambda: int((text("image-caption").split(": ")[-1].split(" of ")[0] or "0")) if driver.find_element(By.ID, "image-box").is_displayed() else 0
+        until("the image's first rows", lambda: rows() >= 5, timeout=60)
+        first_rows = rows()
+        until("the image growing", lambda: rows() >= first_rows + 10, timeout=60)
+        # Enough of it to see the spine in the screenshot.
+        until("the image half drawn", lambda: rows() >= 110, timeout=120)
         shot("05-scanning")
+        seen["image_rows_seen"] = [first_rows, rows()]
+        seen["image_caption"] = text("image-caption")
+        # A pixel in the middle of the drawn rows is not black (bone or tissue drawn).
+        seen["image_has_content"] = driver.execute_script(
+            "const c = document.getElementById('image'); const d = c.getContext('2d').getImageData(0, 0, c.width, 5).data;"
+            "let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s > 0;")
+        seen["scanning_text"] = text("scan-site")
         sync_say("scanning")
         sync_wait("press")
         # Stop with the keyboard, as a technologist would with hands on the patient.

@@ -241,6 +241,7 @@ struct WebConsoleTests {
         print("browser saw: \(report.map { "\($0)" } ?? browser.log)")
         #expect(report?["blocked_text"]?.stringValue?.hasPrefix("Blocked: pregnancy") == true, "\(String(describing: report))")
         #expect(report?["xray_while_disconnected"]?.stringValue == "X-rays: unknown")
+        #expect(report?["image_has_content"] == .bool(true), "\(String(describing: report))")
         #expect(report?["url_keeps_token"] == .bool(true))
         for name in ["01-the-day", "03-checklist-blocked", "05-scanning", "06-stopped", "07-disconnected", "08-reconnected"] {
             #expect(FileManager.default.fileExists(atPath: "\(shots)/\(name).png"), "no screenshot \(name)")

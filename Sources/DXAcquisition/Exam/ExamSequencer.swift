@@ -13,6 +13,45 @@ public enum ExamNotice: Sendable {
     case step(examID: Int64, site: Site, phase: String)
     case progress(examID: Int64, site: Site, ScanProgress)
     case warning(examID: Int64, site: Site?, ExamWarning)
+    /// Rows of the site's image as they are decomposed (about every 100 ms, with `progress`).
+    case image(examID: Int64, site: Site, ImageRows)
+}
+
+/// Rows of a site's bone image as the scan decomposes them, for a screen to draw the image
+/// growing: each row a line of the scan (its number) and its pixels' bone mineral in a byte
+/// (0: no number, saturated or no photons; 1–255: 0 to 2 g/cm², 2/254 g/cm² a step; more than
+/// 2 is 255). A picture, not a measurement: the measurements are the analysis's.
+public struct ImageRows: Sendable, Equatable {
+    public struct Row: Sendable, Equatable {
+        public var line: Int
+        public var bone: [UInt8]
+        public init(line: Int, bone: [UInt8]) { self.line = line; self.bone = bone }
+    }
+    public var plannedLines: Int
+    public var rows: [Row]
+
+    public init(plannedLines: Int, rows: [Row]) { self.plannedLines = plannedLines; self.rows = rows }
+
+    /// The top of the byte scale (g/cm²).
+    public static let fullScale = 2.0
+
+    public static func quantised(_ bone: [Double]) -> [UInt8] {
+        bone.map { b in
+            guard b.isFinite else { return 0 }
+            return UInt8(1 + (min(max(b, 0), fullScale) / fullScale * 254).rounded())
+        }
+    }
+}
+
+/// The rows decomposed since the last look (the pipeline's thread adds, the progress callback
+/// takes them).
+final class RowBatch: Sendable {
+    private let rows = Mutex<[ImageRows.Row]>([])
+    func add(_ line: DecomposedLine) {
+        let row = ImageRows.Row(line: Int(line.index), bone: ImageRows.quantised(line.bone))
+        rows.withLock { $0.append(row) }
+    }
+    func take() -> [ImageRows.Row] { rows.withLock { r in defer { r = [] }; return r } }
 }
 
 /// One site's step, as `exam.start`, `exam.next` and `exam.repeat` return it.
@@ -510,6 +549,7 @@ public actor ExamSequencer {
         observer?(.step(examID: examID, site: site, phase: "positioning"))
         let outcome: ScanOutcome
         var analysis: LiveSequenceAnalysis?
+        var flushRows: (@Sendable () -> Void)?
         do {
             _ = try await Positioning.move(.move(xUm: scan.xUm, yUm: scan.yStartUm, armAngle: scan.armAngleX10), session: session, clock: clock)
             // The exam was aborted while the table moved: nothing is exposed.
@@ -569,18 +609,34 @@ public actor ExamSequencer {
             }
             observer?(.step(examID: examID, site: site, phase: "scanning"))
             let plans = ScanPlan.references(xUm: scan.xUm, info: info, region: site) + [sitePlan]
+            // The image's rows for whoever follows the step, sent with the progress (about
+            // every 100 ms) rather than one notification a line.
+            let batch = observer == nil ? nil : RowBatch()
+            let planned = Int(sitePlan.configuration(id: 0).lineCount)
+            let flush: @Sendable () -> Void = {
+                guard let rows = batch?.take(), !rows.isEmpty else { return }
+                observer?(.image(examID: examID, site: site, ImageRows(plannedLines: planned, rows: rows)))
+            }
+            flushRows = flush
+            var onLine: (@Sendable (DecomposedLine) -> Void)?
+            if let batch { onLine = { line in batch.add(line) } }
             // Dual- and single-energy alike: a single-energy scan's lines make its image
             // (`SingleEnergyDecomposer`) and feed the stillness check.
             analysis = LiveSequenceAnalysis(
                 calibration: cal, geometry: ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm)), rois: [],
                 scans: plans.map { .init(role: $0.role, configuration: $0.configuration(id: 0)) },
-                onMotion: { [runner] m in if live.motion(m) { Task { _ = try? await runner.abort() } } })
+                onMotion: { [runner] m in if live.motion(m) { Task { _ = try? await runner.abort() } } },
+                onLine: onLine)
             let watcher = Task { [clock, session] in await live.watch(clock: clock, session: session) }
             defer { watcher.cancel() }
             let measured = plans.count - 1
             let (outcomes, _) = try await runner.runSequence(
                 plans, phantom: nil,
-                progress: { p in if live.isMeasured(p.scanID) { observer?(.progress(examID: examID, site: site, p)) } },
+                progress: { p in
+                    guard live.isMeasured(p.scanID) else { return }
+                    flush()
+                    observer?(.progress(examID: examID, site: site, p))
+                },
                 onLines: { [analysis] index, lines in
                     analysis?.lines(lines, scan: index)
                     if index == measured { live.lines(lines) }
@@ -640,7 +696,10 @@ public actor ExamSequencer {
         }
         if let analysis, attempt.status == .completed {
             observer?(.step(examID: examID, site: site, phase: "quick_look"))
-            switch await analysis.finishWithScan() {
+            let finished = await analysis.finishWithScan()
+            // The last rows, decomposed after the last progress.
+            flushRows?()
+            switch finished {
             case .success(let (r, decomposed)):
                 let missed = r.complete ? nil : "the live pipeline missed lines: dexa analyze on the capture gives the full result"
                 attempt.quickLook = scan.scanMode == .single
