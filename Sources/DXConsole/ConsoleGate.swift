@@ -33,6 +33,10 @@ public struct ConsoleGate: Sendable {
         case events
         case call
         case stop
+        /// The exam's report as PDF (`?exam=N`).
+        case report
+        /// A site's image with its analysis drawn over it, PNG (`?exam=N&site=S`).
+        case siteImage
     }
 
     public enum Decision: Equatable, Sendable {
@@ -56,13 +60,16 @@ public struct ConsoleGate: Sendable {
         case ("GET", "/"), ("GET", "/index.html"): return .allow(.page)
         case ("GET", "/api/state"): return .allow(.state)
         case ("GET", "/api/events"): return .allow(.events)
+        case ("GET", "/api/report"): return .allow(.report)
+        case ("GET", "/api/site-image"): return .allow(.siteImage)
         case ("POST", "/api/call"), ("POST", "/api/stop"):
             // Changes need the header, never the query alone (a link or a form cannot set it).
             guard header("x-dexa-token") != nil else {
                 return .refuse(status: 403, reason: "changes need the X-Dexa-Token header")
             }
             return .allow(path == "/api/call" ? .call : .stop)
-        case (_, "/"), (_, "/index.html"), (_, "/api/state"), (_, "/api/events"), (_, "/api/call"), (_, "/api/stop"):
+        case (_, "/"), (_, "/index.html"), (_, "/api/state"), (_, "/api/events"), (_, "/api/call"), (_, "/api/stop"),
+             (_, "/api/report"), (_, "/api/site-image"):
             return .refuse(status: 405, reason: "\(method) is not allowed on \(path)")
         default:
             return .refuse(status: 404, reason: "no such page: \(path)")

@@ -177,8 +177,9 @@ function render() {
     li.className = ex.id === selected ? "selected" : "";
     const s = document.createElement("span"); s.className = "state " + ex.state; s.textContent = ex.state.replace("_", " ");
     li.append(s, document.createTextNode((ex.patient && ex.patient.name || "?") + " — " + (ex.patient && ex.patient.id || "")));
-    li.addEventListener("click", () => { selected = ex.id; render(); });
-    li.addEventListener("keydown", e => { if (e.key === "Enter") { selected = ex.id; render(); } });
+    const choose = () => { if (selected !== ex.id) $("results").replaceChildren(); selected = ex.id; render(); };
+    li.addEventListener("click", choose);
+    li.addEventListener("keydown", e => { if (e.key === "Enter") choose(); });
     ul.append(li);
   }
   renderDetail();
@@ -248,19 +249,47 @@ function renderImageBox() {
 }
 function showResults(r) {
   const div = $("results"); div.replaceChildren();
+  const h = document.createElement("h2");
+  h.textContent = "Results" + (r.diagnosis && r.diagnosis.words ? ": " + r.diagnosis.words : "");
+  div.append(h);
+  const report = document.createElement("button");
+  report.textContent = "Report (PDF)";
+  report.addEventListener("click", () => window.open("/api/report?exam=" + encodeURIComponent(r.exam_id) + "&token=" + encodeURIComponent(token), "_blank", "noopener"));
+  div.append(report);
   const t = document.createElement("table");
-  t.innerHTML = "<tr><th>site</th><th>region</th><th>BMD g/cm²</th><th>T</th><th>Z</th></tr>";
-  for (const site of (r.sites || [])) {
-    for (const roi of ((site.analysis && site.analysis.rois) || [])) {
+  const head = document.createElement("tr");
+  for (const c of ["site", "region", "BMD g/cm²", "T", "Z", ""]) { const th = document.createElement("th"); th.textContent = c; head.append(th); }
+  t.append(head);
+  const fixed = (v, n) => v === null || v === undefined ? "—" : Number(v).toFixed(n);
+  for (const s of (r.sites || [])) {
+    const rois = (s.result && s.result.rois) || [];
+    if (!rois.length) {
       const tr = document.createElement("tr");
-      for (const v of [site.site, roi.name, roi.bmd_g_cm2 != null ? roi.bmd_g_cm2.toFixed(3) : "—", roi.t_score != null ? roi.t_score.toFixed(1) : "—", roi.z_score != null ? roi.z_score.toFixed(1) : "—"]) {
+      for (const v of [s.title || site(s.site), s.note || s.status.replace("_", " "), "", "", "", ""]) { const td = document.createElement("td"); td.textContent = v; tr.append(td); }
+      t.append(tr);
+    }
+    for (const roi of rois) {
+      const tr = document.createElement("tr");
+      const why = roi.excluded ? "excluded" + (roi.reason ? ": " + roi.reason : "") : roi.complete === false ? "incomplete" : "";
+      for (const v of [s.title || site(s.site), roi.name, fixed(roi.bmd_g_cm2, 3), fixed(roi.t_score, 1), fixed(roi.z_score, 1), why]) {
         const td = document.createElement("td"); td.textContent = v; tr.append(td);
       }
       t.append(tr);
     }
   }
-  const h = document.createElement("h2"); h.textContent = "Results" + (r.diagnosis && r.diagnosis.classification ? ": " + r.diagnosis.classification : "");
-  div.append(h, t);
+  div.append(t);
+  const images = document.createElement("div");
+  images.style.display = "flex"; images.style.flexWrap = "wrap"; images.style.gap = "12px"; images.style.marginTop = "12px";
+  for (const s of (r.sites || []).filter(s => s.result)) {
+    const fig = document.createElement("figure"); fig.style.margin = "0";
+    const img = document.createElement("img");
+    img.alt = (s.title || site(s.site)) + " with its analysis";
+    img.style.height = "320px"; img.style.background = "#000";
+    img.src = "/api/site-image?exam=" + encodeURIComponent(r.exam_id) + "&site=" + encodeURIComponent(s.site) + "&token=" + encodeURIComponent(token);
+    const cap = document.createElement("figcaption"); cap.textContent = s.title || site(s.site);
+    fig.append(img, cap); images.append(fig);
+  }
+  div.append(images);
 }
 function answers() {
   const v = id => $(id).value.trim();

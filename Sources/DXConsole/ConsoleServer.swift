@@ -71,7 +71,7 @@ public struct ConsoleServer: Sendable {
                         logger.notice("refused", metadata: ["status": "\(status)", "path": "\(ConsoleGate.split(head.uri).path)", "reason": "\(reason)"])
                         try await Self.respond(outbound, status: status, json: ["error": .string(reason)])
                     case .allow(let route):
-                        try await handle(route, body: Array(body.readableBytesView), outbound: outbound, link: link)
+                        try await handle(route, target: head.uri, body: Array(body.readableBytesView), outbound: outbound, link: link)
                     }
                     return
                 }
@@ -79,7 +79,7 @@ public struct ConsoleServer: Sendable {
         }
     }
 
-    func handle(_ route: ConsoleGate.Route, body: [UInt8], outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
+    func handle(_ route: ConsoleGate.Route, target: String, body: [UInt8], outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>,
                 link: DaemonLink) async throws {
         switch route {
         case .page:
@@ -108,6 +108,14 @@ public struct ConsoleServer: Sendable {
                 try await Self.respond(outbound, status: 200, json: ["error": .object(["code": .number(Double(e.code)), "message": .string(e.message)])])
             } catch {
                 try await Self.respond(outbound, status: 503, json: ["error": .string("dexad: \(error)")])
+            }
+        case .report, .siteImage:
+            let query = ConsoleGate.split(target).query
+            switch await Documents.make(route, query: query, link: link) {
+            case .success(let (contentType, bytes)):
+                try await Self.respond(outbound, status: 200, contentType: contentType, body: bytes)
+            case .failure(let failure):
+                try await Self.respond(outbound, status: failure.status, json: ["error": .string(failure.message)])
             }
         case .stop:
             let outcome = await Stop.press(socketPath: socketPath)

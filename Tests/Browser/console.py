@@ -88,8 +88,7 @@ def main():
         shot("04-checklist-complete")
 
         # Start: the scan exposes, the page says so across the room.
-        start = next(b for b in driver.find_elements(By.CSS_SELECTOR, "#exam-actions button") if b.text == "Start")
-        start.click()
+        driver.execute_script("[...document.querySelectorAll('#exam-actions button')].find(b => b.textContent === 'Start').click();")
         until("X-rays on", lambda: text("xray") == "X-RAYS ON" and driver.find_element(By.ID, "scan").is_displayed(), timeout=120)
         # The image grows as the lines arrive: rows drawn, and more of them a moment later.
         rows = lambda: int((text("image-caption").split(": ")[-1].split(" of ")[0] or "0")) if driver.find_element(By.ID, "image-box").is_displayed() else 0
@@ -106,6 +105,35 @@ def main():
             "const c = document.getElementById('image'); const d = c.getContext('2d').getImageData(0, 0, c.width, 5).data;"
             "let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s > 0;")
         seen["scanning_text"] = text("scan-site")
+
+        # The spine's scan ends and is analysed; the results, the site's image with its
+        # regions, and the report.
+        # The buttons are drawn again every second: found and pressed in one step, in the page.
+        def enabled(label):
+            return driver.execute_script(
+                "const b = [...document.querySelectorAll('#exam-actions button')].find(b => b.textContent === arguments[0]); return !!b && !b.disabled;", label)
+        def press(label):
+            driver.execute_script("[...document.querySelectorAll('#exam-actions button')].find(b => b.textContent === arguments[0]).click();", label)
+        until("the spine done", lambda: enabled("Next site"), timeout=180)
+        press("Results")
+        until("the results table", lambda: "L1-L4" in text("results") or "L1–L4" in text("results"), timeout=30)
+        until("the site's image", lambda: driver.execute_script(
+            "const i = document.querySelector('#results img'); return !!i && i.complete && i.naturalWidth > 0;"), timeout=30)
+        seen["results_heading"] = driver.find_element(By.CSS_SELECTOR, "#results h2").text
+        seen["site_image_width"] = driver.execute_script("return document.querySelector('#results img').naturalWidth;")
+        seen["report"] = driver.execute_script(
+            "const r = await fetch('/api/report?exam=' + encodeURIComponent(selected) + '&token=' + encodeURIComponent(new URLSearchParams(location.search).get('token')));"
+            "const b = await r.arrayBuffer(); const h = String.fromCharCode(...new Uint8Array(b.slice(0, 5)));"
+            "return [r.status, r.headers.get('content-type'), b.byteLength, h];")
+        driver.set_window_size(1400, 1500)
+        driver.execute_script("document.getElementById('results').scrollIntoView()")
+        shot("06-results")
+        driver.set_window_size(1400, 1000)
+        driver.execute_script("window.scrollTo(0, 0)")
+
+        # The next site: the left hip exposes; the test lets the page press Stop.
+        press("Next site")
+        until("X-rays on for the hip", lambda: text("xray") == "X-RAYS ON" and "left hip" in text("scan-site"), timeout=120)
         sync_say("scanning")
         sync_wait("press")
         # Stop with the keyboard, as a technologist would with hands on the patient.
@@ -113,7 +141,7 @@ def main():
         until("X-rays off", lambda: text("xray") == "X-rays off", timeout=20)
         until("the exam aborted", lambda: "aborted" in text("detail-title"), timeout=20)
         seen["after_stop"] = text("detail-title")
-        shot("06-stopped")
+        shot("07-stopped")
         sync_say("stopped")
 
         # The daemon restarted under the page: it says so, and comes back by itself.
@@ -121,10 +149,10 @@ def main():
         until("disconnected shown", lambda: driver.find_element(By.ID, "disconnected").is_displayed(), timeout=30)
         seen["disconnected_text"] = text("disconnected").split("\n")[0]
         seen["xray_while_disconnected"] = text("xray")
-        shot("07-disconnected")
+        shot("08-disconnected")
         until("reconnected", lambda: text("link") == "dexad connected" and not driver.find_element(By.ID, "disconnected").is_displayed(), timeout=60)
         until("the exam's state after the restart", lambda: "aborted" in text("detail-title") or "aborted" in text("exams"), timeout=20)
-        shot("08-reconnected")
+        shot("09-reconnected")
         sync_say("reconnected")
         print(json.dumps(seen))
     finally:

@@ -126,7 +126,8 @@ struct WebConsoleTests {
             guard let s = try? await console.state(), case .array(let exams)? = s["exams"],
                   let e = exams.first(where: { $0["id"] == id }), case .array(let attempts)? = e["attempts"],
                   attempts.last?["exposure"] != nil, s["device"]?["xray_on"] == .bool(true) else { return false }
-            return true
+            // Over the patient, not the air reference in the air zone (y beyond 1.5 m) before it.
+            return (s["device"]?["y_um"]?.numberValue ?? .infinity) < 1_500_000
         }
         // The unit at real time from the press: at 10× a 100 ms hiccup of this machine would
         // be a second of device time.
@@ -187,9 +188,10 @@ struct WebConsoleTests {
 
     /// A technologist's day in a real browser (Tests/Browser/console.py: Debian's chromium
     /// through chromium-driver, driven by Selenium): the page linked, an exam created from the
-    /// form, the checklist blocked by a pregnancy and then complete, Start, X-rays shown on as
-    /// the spine's scan exposes, Esc pressed: X-rays off within 1 s of the press on the
-    /// simulator's clock; dexad restarted under the page: "disconnected", then back with the
+    /// form, the checklist blocked by a pregnancy and then complete, Start, X-rays shown on and
+    /// the image growing as the spine's scan exposes, the spine's results (regions, its image
+    /// with the regions drawn, the report as PDF), Next site, Esc pressed while the hip
+    /// exposes: X-rays off within 1 s of the press on the simulator's clock; dexad restarted under the page: "disconnected", then back with the
     /// exam's true state. Screenshots of each screen in `DEXA_CONSOLE_SHOTS` when set
     /// (docs/console-ui/ was made so), else in the test's directory.
     @Test func aTechnologistsDayInTheBrowser() async throws {
@@ -242,8 +244,13 @@ struct WebConsoleTests {
         #expect(report?["blocked_text"]?.stringValue?.hasPrefix("Blocked: pregnancy") == true, "\(String(describing: report))")
         #expect(report?["xray_while_disconnected"]?.stringValue == "X-rays: unknown")
         #expect(report?["image_has_content"] == .bool(true), "\(String(describing: report))")
+        // The report made by the console from the results and the site's decomposed scan.
+        let pdf = report?["report"]
+        #expect(pdf?[0]?.intValue == 200 && pdf?[1]?.stringValue == "application/pdf" && (pdf?[2]?.intValue ?? 0) > 10_000
+                && pdf?[3]?.stringValue == "%PDF-", "\(String(describing: pdf))")
+        #expect((report?["site_image_width"]?.intValue ?? 0) > 100)
         #expect(report?["url_keeps_token"] == .bool(true))
-        for name in ["01-the-day", "03-checklist-blocked", "05-scanning", "06-stopped", "07-disconnected", "08-reconnected"] {
+        for name in ["01-the-day", "03-checklist-blocked", "05-scanning", "06-results", "07-stopped", "08-disconnected", "09-reconnected"] {
             #expect(FileManager.default.fileExists(atPath: "\(shots)/\(name).png"), "no screenshot \(name)")
         }
     }
