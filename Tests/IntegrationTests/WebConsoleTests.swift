@@ -90,6 +90,11 @@ struct WebConsoleTests {
         #expect(try await console.request("POST", "/api/call", body: .object(["method": .string("exam.explode")])).status == 400)
         #expect(try await console.request("POST", "/api/call", body: .object(["method": .string("exam.list"), "parms": .object([:])])).status == 400)
         #expect(try await console.request("POST", "/api/call", body: .string("garbage")).status == 400)
+        // Documents: a bad exam number or site is refused; an exam that does not exist is not found.
+        for (path, status) in [("/api/report", 400), ("/api/report?exam=abc", 400), ("/api/report?exam=-1", 400),
+                               ("/api/report?exam=999999", 404), ("/api/site-image?exam=999999&site=ap_spine", 404)] {
+            #expect(try await console.request("GET", path).status == status, "\(path)")
+        }
         // Bound to loopback only: from this machine's other addresses, nothing answers.
         for address in Self.nonLoopbackAddresses() {
             #expect(!Self.tcpConnects(address, port: console.port), "the console answered on \(address)")
