@@ -17,12 +17,15 @@ enum ConsolePage {
   header { display: flex; gap: 16px; align-items: stretch; padding: 12px 16px; background: #0a0d10; }
   .pill { padding: 10px 18px; border-radius: 10px; background: var(--panel); font-weight: 600; }
   .pill.ok { background: var(--ok); } .pill.warn { background: var(--warn); color: #111; } .pill.bad { background: var(--bad); }
+  #xray.warn { background: var(--warn); color: #111; }
   #xray { font-size: 28px; min-width: 260px; text-align: center; }
   #xray.on { background: var(--bad); animation: blink 1s steps(2) infinite; }
   @keyframes blink { 50% { background: #7a1610; } }
   #disconnected { display: none; position: fixed; inset: 0; background: rgba(10,10,10,.88); z-index: 5; align-items: center; justify-content: center;
                   font-size: 40px; text-align: center; }
   #disconnected.show { display: flex; }
+  #stop-failed { position: fixed; left: 16px; right: 340px; bottom: 24px; z-index: 11; background: var(--bad); color: #fff; font-size: 26px; font-weight: 800;
+                 padding: 18px; border-radius: 12px; border: 4px solid #fff; }
   main { display: grid; grid-template-columns: 420px 1fr; gap: 16px; padding: 16px; padding-bottom: 140px; }
   section { background: var(--panel); border-radius: 12px; padding: 16px; }
   h2 { margin: 0 0 12px; font-size: 24px; }
@@ -59,7 +62,8 @@ enum ConsolePage {
   <div id="qc" class="pill">QC: …</div>
   <div id="link" class="pill">dexad: …</div>
 </header>
-<div id="disconnected" role="alert"><div>Disconnected from dexad<br><small>reconnecting… nothing shown here is current</small></div></div>
+<div id="disconnected" role="alert"><div><span id="disconnected-title">Disconnected from dexad</span><br><small id="disconnected-detail">reconnecting… nothing shown here is current</small></div></div>
+<div id="stop-failed" role="alert" hidden></div>
 <main>
   <section>
     <h2>Today</h2>
@@ -125,44 +129,70 @@ const token = new URLSearchParams(location.search).get("token") || "";
 let state = {}, selected = null, progress = {}, connected = false;
 const $ = id => document.getElementById(id);
 function text(el, s) { el.textContent = s; }
-async function api(path, body) {
-  const r = await fetch(path, { method: body === undefined ? "GET" : "POST", headers: { "X-Dexa-Token": token, "Content-Type": "application/json" },
-                                body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store" });
-  return r.json();
+// Every request has a time limit: a console or dexad that does not answer is unknown, never
+// taken for its last answer.
+async function api(path, body, ms = 3000) {
+  const abort = new AbortController(), timer = setTimeout(() => abort.abort(), ms);
+  try {
+    const r = await fetch(path, { method: body === undefined ? "GET" : "POST", headers: { "X-Dexa-Token": token, "Content-Type": "application/json" },
+                                  body: body === undefined ? undefined : JSON.stringify(body), cache: "no-store", signal: abort.signal });
+    const json = await r.json();
+    json.httpStatus = r.status;
+    return json;
+  } finally { clearTimeout(timer); }
 }
+// One dexad method. Steps and scans are answered at once (202) and their result comes as a
+// call.result event.
 async function call(method, params) {
-  const r = await api("/api/call", { method, params });
+  const r = await api("/api/call", { method, params }, 30000);
   if (r.error) { text($("error"), method + ": " + (r.error.message || r.error)); throw new Error(r.error.message || r.error); }
   text($("error"), "");
+  if (r.accepted) { log(method + " started"); return null; }
   return r.result;
 }
 function log(s) { const d = document.createElement("div"); d.textContent = new Date().toLocaleTimeString() + "  " + s; $("log").prepend(d); }
+// Stop is never disabled (pressing again sends it again); a Stop that fails or is not answered
+// within 6 s says so in a red banner: the scanner's emergency stop is then the way.
+function stopFailed(why) {
+  const b = $("stop-failed"); b.hidden = false;
+  text(b, "STOP FAILED — use the scanner's emergency stop. " + why);
+  log("STOP FAILED: " + why);
+}
 async function stop() {
-  $("stop").disabled = true; text($("stop-label"), "STOPPING");
+  text($("stop-label"), "STOPPING");
   try {
-    const r = await api("/api/stop", {});
-    if (r.error) log("STOP FAILED: " + r.error);
-    else log("Stop: " + ((r.aborted_exams || []).length ? "exam " + r.aborted_exams.join(", ") + " aborted" : r.scan && r.scan.aborted_scan_id !== undefined ? "scan " + r.scan.aborted_scan_id + " aborted" : "nothing was exposing") + ", X-rays off" + ((r.errors || []).length ? " (" + r.errors.join("; ") + ")" : ""));
+    const r = await api("/api/stop", {}, 6000);
+    if (r.httpStatus !== 200 || r.error || r.xray_on !== false) stopFailed(r.error || ("answer " + r.httpStatus));
+    else {
+      $("stop-failed").hidden = true;
+      log("Stop: X-rays off (the unit says so)" + ((r.aborted_exams || []).length ? "; exam " + r.aborted_exams.join(", ") + " aborted" : "") +
+          (r.scan && r.scan.aborted_scan_id !== undefined ? "; scan " + r.scan.aborted_scan_id + " aborted" : "") + ((r.errors || []).length ? " (" + r.errors.join("; ") + ")" : ""));
+    }
   }
-  catch (e) { log("Stop failed: " + e + " — use the scanner's emergency stop"); }
-  finally { $("stop").disabled = false; text($("stop-label"), "STOP"); refresh(); }
+  catch (e) { stopFailed(e.name === "AbortError" ? "no answer within 6 s" : String(e)); }
+  finally { text($("stop-label"), "STOP"); refresh(); }
 }
 $("stop").addEventListener("click", stop);
-document.addEventListener("keydown", e => { if (e.key === "Escape") { e.preventDefault(); stop(); } });
+// Esc anywhere, before any field sees it; a held key sends one Stop.
+window.addEventListener("keydown", e => { if (e.key === "Escape") { e.preventDefault(); e.stopPropagation(); if (!e.repeat) stop(); } }, true);
 
 function render() {
-  const d = state.device || {};
+  // The device's figures only from a fresh answer of dexad's; anything else is unknown.
+  const d = state.device && !state.device.error && typeof state.device.xray_on === "boolean" ? state.device : null;
   connected = !!(state.daemon && state.daemon.connected);
   $("disconnected").classList.toggle("show", !connected);
+  if (state.consoleGone) { text($("disconnected-title"), "This page's console has gone"); text($("disconnected-detail"), state.consoleGone); }
+  else if (state.noAnswer) { text($("disconnected-title"), "No answer from the console"); text($("disconnected-detail"), "nothing shown here is current"); }
+  else { text($("disconnected-title"), "Disconnected from dexad"); text($("disconnected-detail"), "reconnecting… nothing shown here is current"); }
   text($("link"), connected ? "dexad connected" : "dexad disconnected"); $("link").className = "pill " + (connected ? "ok" : "bad");
-  const xray = connected && d.xray_on === true;
-  text($("xray"), !connected ? "X-rays: unknown" : xray ? "X-RAYS ON" : "X-rays off"); $("xray").className = "pill" + (xray ? " on" : "");
-  text($("device"), connected ? "device: " + (d.state || "no device") + (d.fault ? " — fault " + (d.fault_text || d.fault) : "") : "device: —");
-  $("device").className = "pill " + (!connected || !d.state ? "warn" : d.fault ? "bad" : "ok");
-  const open = (d.interlocks_open || []);
-  text($("interlocks"), !connected || !d.state ? "interlocks: —" : open.length ? "interlocks open: " + open.join(", ") : "interlocks closed");
-  $("interlocks").className = "pill " + (!connected || !d.state ? "" : open.length ? "bad" : "ok");
-  const qc = state.qc || {};
+  const xray = !!d && d.xray_on === true;
+  text($("xray"), !d ? "X-RAYS: UNKNOWN" : xray ? "X-RAYS ON" : "X-rays off"); $("xray").className = "pill" + (xray ? " on" : !d ? " warn" : "");
+  text($("device"), d ? "device: " + (d.state || "no device") + (d.fault ? " — fault " + (d.fault_text || d.fault) : "") : connected ? "device: no answer" : "device: —");
+  $("device").className = "pill " + (!d || !d.state ? "warn" : d.fault ? "bad" : "ok");
+  const open = d ? (d.interlocks_open || []) : [];
+  text($("interlocks"), !d ? "interlocks: —" : open.length ? "interlocks open: " + open.join(", ") : "interlocks closed");
+  $("interlocks").className = "pill " + (!d ? "" : open.length ? "bad" : "ok");
+  const qc = state.qc && !state.qc.error ? state.qc : {};
   const qcWords = { baseline_incomplete: "baseline incomplete", in_control: "in control", repeat_required: "repeat required", failed: "FAILED", drifted: "drifted" };
   text($("qc"), "QC: " + (qcWords[qc.condition] || "—") + (qc.due ? ", due today" : ""));
   $("qc").className = "pill " + (qc.condition === "in_control" && !qc.due ? "ok" : qc.condition === "failed" || qc.condition === "drifted" ? "bad" : qc.condition ? "warn" : "");
@@ -170,8 +200,9 @@ function render() {
   const ul = $("exams"); ul.replaceChildren();
   // Today's exams, and any older one still open.
   const today = new Date().toISOString().slice(0, 10);
-  const shown = (state.exams || []).filter(ex => (ex.created_at || "").slice(0, 10) === today || ["created", "blocked", "ready", "in_progress"].includes(ex.state));
-  if (!shown.length) { const li = document.createElement("li"); li.textContent = connected ? "No exams today yet" : "—"; li.style.cursor = "default"; ul.append(li); }
+  const exams = Array.isArray(state.exams) ? state.exams : [];
+  const shown = exams.filter(ex => (ex.created_at || "").slice(0, 10) === today || ["created", "blocked", "ready", "in_progress"].includes(ex.state));
+  if (!shown.length) { const li = document.createElement("li"); li.textContent = !connected ? "—" : Array.isArray(state.exams) ? "No exams today yet" : "the exam list did not come: retrying"; li.style.cursor = "default"; ul.append(li); }
   for (const ex of shown) {
     const li = document.createElement("li"); li.tabIndex = 0; li.dataset.id = ex.id;
     li.className = ex.id === selected ? "selected" : "";
@@ -186,7 +217,7 @@ function render() {
 }
 const siteNames = { ap_spine: "AP spine", left_hip: "left hip", right_hip: "right hip", lateral_spine: "lateral spine (VFA)" };
 const site = s => siteNames[s] || s;
-function exam() { return (state.exams || []).find(e => e.id === selected); }
+function exam() { return (Array.isArray(state.exams) ? state.exams : []).find(e => e.id === selected); }
 function renderDetail() {
   const ex = exam();
   renderImageBox();
@@ -202,8 +233,9 @@ function renderDetail() {
   button("Skip site…", () => { const site = prompt("Site to skip (" + (ex.plan || []).join(", ") + ")"); const reason = site && prompt("Reason"); if (site && reason) call("exam.skip", { exam_id: ex.id, site, reason }).then(refresh, refresh); },
          ex.state === "in_progress" && !running);
   button("Results", () => call("exam.results", { exam_id: ex.id }).then(showResults), ["in_progress", "completed"].includes(ex.state));
+  // Not while a scan runs: Stop is the way then (a prompt would hold the page, and Stop, while open).
   button("Abort exam…", () => { const reason = prompt("Why is the exam aborted?"); if (reason) call("exam.abort", { exam_id: ex.id, reason }).then(refresh, refresh); },
-         ["ready", "in_progress", "blocked", "created"].includes(ex.state));
+         ["ready", "in_progress", "blocked", "created"].includes(ex.state) && !running);
   const p = progress[ex.id];
   $("scan").hidden = !running || !p;
   if (running && p) {
@@ -243,7 +275,7 @@ function drawRows(n) {
   renderImageBox();
 }
 function renderImageBox() {
-  const show = !!image && image.exam === selected;
+  const show = !!image && image.exam === selected && !!exam();
   $("image-box").hidden = !show;
   if (show) text($("image-caption"), site(image.site) + ": " + image.rows + " of " + image.height + " lines");
 }
@@ -314,9 +346,22 @@ $("new-exam").addEventListener("submit", e => {
   call("exam.create", { patient: { id: $("pid").value.trim(), name: $("pname").value.trim(), sex: $("psex").value, birth_date: $("pbirth").value },
                         referral: $("preferral").value.trim() }).then(ex => { selected = ex.id; $("new-exam").reset(); refresh(); }, () => {});
 });
+// One state request at a time, the newest answer only: a slow answer never overwrites a newer one.
+let asked = 0, answered = 0, inFlight = false;
 async function refresh() {
-  try { state = await api("/api/state"); } catch (e) { state = { daemon: { connected: false } }; }
-  if (selected === null && state.exams) { const running = state.exams.find(e => e.state === "in_progress"); if (running) selected = running.id; }
+  if (inFlight) return;
+  inFlight = true;
+  const n = ++asked;
+  let next;
+  try {
+    next = await api("/api/state");
+    if (next.httpStatus === 403) next = { daemon: { connected: false }, consoleGone: "The console was restarted (a new session): open it again from the desktop entry" };
+  } catch (e) { next = { daemon: { connected: false }, noAnswer: true }; }
+  finally { inFlight = false; }
+  if (n < answered) return;
+  answered = n;
+  state = next;
+  if (selected === null && Array.isArray(state.exams)) { const running = state.exams.find(e => e.state === "in_progress"); if (running) selected = running.id; }
   render();
 }
 function listen() {
@@ -324,7 +369,19 @@ function listen() {
   es.addEventListener("daemon", e => { const d = JSON.parse(e.data); log(d.connected ? "dexad connected" : "dexad disconnected"); refresh(); });
   es.addEventListener("scan.progress", e => { const p = JSON.parse(e.data); if (p.exam_id !== undefined) progress[p.exam_id] = p; renderDetail(); });
   es.addEventListener("scan.image", e => drawRows(JSON.parse(e.data)));
-  es.addEventListener("exam.step", e => { const s = JSON.parse(e.data); log("exam " + s.exam_id + ": " + site(s.site) + " " + s.phase.replace("_", " ")); refresh(); });
+  es.addEventListener("exam.step", e => {
+    const s = JSON.parse(e.data);
+    log("exam " + s.exam_id + ": " + site(s.site) + " " + s.phase.replace("_", " "));
+    // A new attempt: its progress and image start afresh.
+    if (s.phase === "positioning") { delete progress[s.exam_id]; if (image && image.exam === s.exam_id) { image = null; $("image-box").hidden = true; } }
+    refresh();
+  });
+  es.addEventListener("call.result", e => {
+    const c = JSON.parse(e.data);
+    if (c.error) { text($("error"), c.method + ": " + (c.error.message || JSON.stringify(c.error))); log(c.method + " failed: " + (c.error.message || "")); }
+    else log(c.method + ": " + ((c.result && c.result.message) || "done"));
+    refresh();
+  });
   es.addEventListener("exam.warning", e => { const w = JSON.parse(e.data); log("WARNING " + (w.site ? site(w.site) + ": " : "") + w.message); });
   es.addEventListener("event", e => {
     const ev = JSON.parse(e.data);

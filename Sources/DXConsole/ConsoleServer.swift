@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import Synchronization
 
 /// The technologist's console: a web page on 127.0.0.1 that runs the day through dexad's
 /// control socket (docs/console-ui.md). It holds no state of its own but the session token:
@@ -12,6 +13,7 @@ public struct ConsoleServer: Sendable {
     public let socketPath: String
     public let token: String
     let logger: Logger
+    let refusals = RefusalLog()
 
     public init(socketPath: String, token: String = ConsoleGate.newToken(), logger: Logger = Logger(label: "dexa-console")) {
         self.socketPath = socketPath
@@ -19,8 +21,15 @@ public struct ConsoleServer: Sendable {
         self.logger = logger
     }
 
-    /// The largest request body read (a checklist or an exam's creation is a few hundred bytes).
-    static let maximumBody = 1 << 20
+    /// The largest request body read (a checklist or an exam's creation is a few hundred bytes;
+    /// far below dexad's 1 MiB line, which a longer call would pass and so lose the exam's
+    /// connection).
+    static let maximumBody = 64 << 10
+    /// Connections served at once; more are closed at once (a local user opening thousands
+    /// would otherwise take the descriptors Stop needs).
+    static let maximumConnections = 64
+    /// A request must arrive whole within this (a connection that sends nothing is closed).
+    static let requestTimeout: Duration = .seconds(10)
 
     /// Binds 127.0.0.1:`port` (0: any free port), calls `ready` with the port bound, and serves
     /// until cancelled.
@@ -37,42 +46,64 @@ public struct ConsoleServer: Sendable {
         guard let bound = server.channel.localAddress?.port else { throw ConsoleError("the console's socket has no port") }
         let gate = ConsoleGate(token: token, port: bound)
         let link = DaemonLink(socketPath: socketPath)
+        let open = ConnectionCount()
         ready(bound)
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask { await link.run() }
             try await server.executeThenClose { inbound in
                 for try await connection in inbound {
-                    group.addTask { await self.serve(connection, gate: gate, link: link) }
+                    guard open.enter(limit: Self.maximumConnections) else {
+                        connection.channel.close(promise: nil)
+                        continue
+                    }
+                    group.addTask {
+                        defer { open.leave() }
+                        await self.serve(connection, gate: gate, link: link)
+                    }
                 }
             }
         }
     }
 
     /// One connection: one request, answered, then closed (server-sent events stay open while
-    /// the page listens).
+    /// the page listens). The gate decides on the request's head, before any body is read; a
+    /// request that is not whole within `requestTimeout` is closed.
     func serve(_ connection: NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>, gate: ConsoleGate, link: DaemonLink) async {
+        let arrived = Flag()
+        let channel = connection.channel
+        let watchdog = Task {
+            try? await Task.sleep(for: Self.requestTimeout)
+            if !arrived.isSet { channel.close(promise: nil) }
+        }
+        defer { watchdog.cancel() }
         try? await connection.executeThenClose { inbound, outbound in
             var head: HTTPRequestHead?
+            var route: ConsoleGate.Route?
             var body = ByteBuffer()
             for try await part in inbound {
                 switch part {
-                case .head(let h): head = h
+                case .head(let h):
+                    head = h
+                    switch gate.decide(method: h.method.rawValue, target: h.uri, headers: h.headers.map { ($0.name, $0.value) }) {
+                    case let .refuse(status, reason):
+                        arrived.set()
+                        refusals.note(status: status, path: ConsoleGate.split(h.uri).path, reason: reason, logger: logger)
+                        try await Self.respond(outbound, status: status, json: ["error": .string(reason)])
+                        return
+                    case .allow(let r):
+                        route = r
+                    }
                 case .body(var chunk):
                     guard body.readableBytes + chunk.readableBytes <= Self.maximumBody else {
+                        arrived.set()
                         try await Self.respond(outbound, status: 413, json: ["error": .string("request too large")])
                         return
                     }
                     body.writeBuffer(&chunk)
                 case .end:
-                    guard let head else { return }
-                    let decision = gate.decide(method: head.method.rawValue, target: head.uri, headers: head.headers.map { ($0.name, $0.value) })
-                    switch decision {
-                    case let .refuse(status, reason):
-                        logger.notice("refused", metadata: ["status": "\(status)", "path": "\(ConsoleGate.split(head.uri).path)", "reason": "\(reason)"])
-                        try await Self.respond(outbound, status: status, json: ["error": .string(reason)])
-                    case .allow(let route):
-                        try await handle(route, target: head.uri, body: Array(body.readableBytesView), outbound: outbound, link: link)
-                    }
+                    arrived.set()
+                    guard let head, let route else { return }
+                    try await handle(route, target: head.uri, body: Array(body.readableBytesView), outbound: outbound, link: link)
                     return
                 }
             }
@@ -101,8 +132,22 @@ public struct ConsoleServer: Sendable {
                 try await Self.respond(outbound, status: 400, json: ["error": .string("unknown field(s) \(extra.sorted().joined(separator: ", "))")])
                 return
             }
+            // The link's own subscription is the console's; a second one would send every
+            // event twice.
+            if method == ControlMethod.eventsSubscribe.rawValue {
+                try await Self.respond(outbound, status: 400, json: ["error": .string("the console subscribes to events itself: listen on /api/events")])
+                return
+            }
+            // A step or a scan takes minutes: answered at once (202) and its result sent to the
+            // pages as `call.result`, so that no browser connection is held for the whole step
+            // (a browser has six per server, and Stop needs one).
+            if Self.longMethods.contains(method) {
+                let id = await link.startCall(method, request["params"])
+                try await Self.respond(outbound, status: 202, json: ["accepted": .bool(true), "call_id": .number(Double(id))])
+                return
+            }
             do {
-                let result = try await link.call(method, request["params"])
+                let result = try await withTimeout(.seconds(30)) { try await link.call(method, request["params"]) }
                 try await Self.respond(outbound, status: 200, json: ["result": result])
             } catch let e as RPCError {
                 try await Self.respond(outbound, status: 200, json: ["error": .object(["code": .number(Double(e.code)), "message": .string(e.message)])])
@@ -146,6 +191,10 @@ public struct ConsoleServer: Sendable {
         }
     }
 
+    /// Methods that run for as long as a step, a scan or a calibration does.
+    static let longMethods: Set<String> = [ControlMethod.examStart, .examNext, .examRepeat, .scanRun, .serviceCalibrate, .qcRun].map(\.rawValue)
+        .reduce(into: Set<String>()) { $0.insert($1) }
+
     static func commonHeaders(contentType: String) -> HTTPHeaders {
         var h = HTTPHeaders()
         h.add(name: "Content-Type", value: contentType)
@@ -183,5 +232,37 @@ extension JSONValue {
     var objectKeys: Set<String>? {
         if case .object(let o) = self { return Set(o.keys) }
         return nil
+    }
+}
+
+/// Connections being served (the listening loop counts them in, each task out).
+final class ConnectionCount: Sendable {
+    private let count = Mutex(0)
+    func enter(limit: Int) -> Bool { count.withLock { n in guard n < limit else { return false }; n += 1; return true } }
+    func leave() { count.withLock { $0 -= 1 } }
+}
+
+final class Flag: Sendable {
+    private let value = Mutex(false)
+    func set() { value.withLock { $0 = true } }
+    var isSet: Bool { value.withLock { $0 } }
+}
+
+/// Refusals logged at most 20 a minute (a flood of them would fill the journal); the rest
+/// counted and said in the next minute's first line.
+final class RefusalLog: Sendable {
+    private struct State { var minute = 0; var logged = 0; var suppressed = 0 }
+    private let state = Mutex(State())
+    func note(status: Int, path: String, reason: String, logger: Logger) {
+        let minute = Int(Date().timeIntervalSince1970 / 60)
+        let (log, suppressed) = state.withLock { s -> (Bool, Int) in
+            var carried = 0
+            if s.minute != minute { carried = s.suppressed; s = State(minute: minute) }
+            guard s.logged < 20 else { s.suppressed += 1; return (false, 0) }
+            s.logged += 1
+            return (true, carried)
+        }
+        if suppressed > 0 { logger.notice("\(suppressed) more requests were refused in the last minute") }
+        if log { logger.notice("refused", metadata: ["status": "\(status)", "path": "\(path)", "reason": "\(reason)"]) }
     }
 }

@@ -58,6 +58,27 @@ public actor DaemonLink {
         return try await connection.call(method, params)
     }
 
+    private var nextCall = 0
+
+    /// Starts `method` over the standing connection and returns at once with a number; its
+    /// result (or error) goes to every page as `call.result` `{call_id, method, result|error}`.
+    public func startCall(_ method: String, _ params: JSONValue?) -> Int {
+        nextCall += 1
+        let id = nextCall
+        Task {
+            var message: [String: JSONValue] = ["call_id": .number(Double(id)), "method": .string(method)]
+            do {
+                message["result"] = try await self.call(method, params)
+            } catch let e as RPCError {
+                message["error"] = .object(["code": .number(Double(e.code)), "message": .string(e.message)])
+            } catch {
+                message["error"] = .object(["message": .string("\(error)")])
+            }
+            self.publish(Self.message(kind: "call.result", .object(message)))
+        }
+        return id
+    }
+
     /// A stream of server-sent-event messages (`event: KIND`, `data: JSON`) for one page, the
     /// first saying whether the daemon is connected.
     public func listen() -> (id: Int, stream: AsyncStream<String>) {

@@ -34,9 +34,13 @@ struct DexaConsole: AsyncParsableCommand {
         let urlFile = self.urlFile
         try await server.run(port: port) { bound in
             let url = "http://127.0.0.1:\(bound)/?token=\(server.token)"
-            FileHandle.standardOutput.write(Data("dexa-console: open \(url)\n".utf8))
             if let urlFile {
+                // The token only in the file (mode 0600): standard output goes to the journal,
+                // which others (adm, systemd-journal) may read.
                 _ = FileManager.default.createFile(atPath: urlFile, contents: Data((url + "\n").utf8), attributes: [.posixPermissions: 0o600])
+                FileHandle.standardOutput.write(Data("dexa-console: serving http://127.0.0.1:\(bound)/; the URL with this session's token is in \(urlFile)\n".utf8))
+            } else {
+                FileHandle.standardOutput.write(Data("dexa-console: open \(url)\n".utf8))
             }
         }
     }
@@ -55,10 +59,21 @@ struct DexaConsole: AsyncParsableCommand {
         try start.run()
         start.waitUntilExit()
         for _ in 0..<20 {
-            if let url = try? String(contentsOfFile: urlFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), url.hasPrefix("http://127.0.0.1:") {
+            if let url = try? String(contentsOfFile: urlFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), url.hasPrefix("http://127.0.0.1:"),
+               url.allSatisfy({ $0.isLetter || $0.isNumber || ":/?=.".contains($0) }) {
+                // The browser is given a file of this user's (mode 0600) that sends it on to
+                // the URL: a command line is readable by every user (/proc/PID/cmdline), and the
+                // browser's keeps its arguments for as long as it runs.
+                let page = runtime + "/dexa-console-open.html"
+                let html = "<!doctype html><meta http-equiv=\"refresh\" content=\"0; url=\(url)\"><title>DX-1 console</title>"
+                try? FileManager.default.removeItem(atPath: page)
+                guard FileManager.default.createFile(atPath: page, contents: Data(html.utf8), attributes: [.posixPermissions: 0o600]) else {
+                    FileHandle.standardError.write(Data("dexa-console --open: cannot write \(page)\n".utf8))
+                    throw ExitCode(73)  // EX_CANTCREAT
+                }
                 let open = Process()
                 open.executableURL = URL(fileURLWithPath: "/usr/bin/xdg-open")
-                open.arguments = [url]
+                open.arguments = [page]
                 try open.run()
                 open.waitUntilExit()
                 throw ExitCode(open.terminationStatus)

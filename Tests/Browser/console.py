@@ -100,10 +100,10 @@ def main():
         shot("05-scanning")
         seen["image_rows_seen"] = [first_rows, rows()]
         seen["image_caption"] = text("image-caption")
-        # A pixel in the middle of the drawn rows is not black (bone or tissue drawn).
+        # Grey pixels drawn (bone or tissue with a number; pixels without one are drawn red).
         seen["image_has_content"] = driver.execute_script(
-            "const c = document.getElementById('image'); const d = c.getContext('2d').getImageData(0, 0, c.width, 5).data;"
-            "let s = 0; for (let i = 0; i < d.length; i += 4) s += d[i]; return s > 0;")
+            "const c = document.getElementById('image'); const d = c.getContext('2d').getImageData(0, 0, c.width, 100).data;"
+            "let grey = 0; for (let i = 0; i < d.length; i += 4) if (d[i + 1] > 40 && d[i] === d[i + 1]) grey++; return grey > 100;")
         seen["scanning_text"] = text("scan-site")
 
         # The spine's scan ends and is analysed; the results, the site's image with its
