@@ -51,6 +51,7 @@ enum ConsolePage {
   .actions { display: flex; flex-wrap: wrap; gap: 10px; margin: 12px 0; }
   #error { color: #ffb4ab; min-height: 1.4em; }
   #image-box { float: right; margin: 0 0 12px 16px; text-align: center; color: var(--dim); font-size: 16px; }
+  #reason-form, #checklist { overflow: hidden; }
   #image { height: 340px; image-rendering: pixelated; background: #000; border: 2px solid #33404b; }
 </style>
 </head>
@@ -91,6 +92,12 @@ enum ConsolePage {
       <div id="image-caption"></div>
     </div>
     <div class="actions" id="exam-actions"></div>
+    <form id="reason-form" hidden>
+      <h2 id="reason-title"></h2>
+      <div id="reason-site-row"><label for="reason-site">Site</label><select id="reason-site"></select></div>
+      <label for="reason-text">Reason (on the record and the report)</label><input id="reason-text" maxlength="500" required>
+      <div class="actions"><button type="submit" id="reason-ok">Confirm</button><button type="button" id="reason-cancel">Cancel</button></div>
+    </form>
     <form id="checklist" hidden>
       <h2>Checklist</h2>
       <div class="row">
@@ -230,12 +237,10 @@ function renderDetail() {
   button("Start", () => call("exam.start", { exam_id: ex.id }).then(refresh, refresh), ex.state === "ready");
   button("Next site", () => call("exam.next", { exam_id: ex.id }).then(refresh, refresh), ex.state === "in_progress" && !running);
   button("Repeat", () => call("exam.repeat", { exam_id: ex.id }).then(refresh, refresh), ex.state === "in_progress" && !running);
-  button("Skip site…", () => { const site = prompt("Site to skip (" + (ex.plan || []).join(", ") + ")"); const reason = site && prompt("Reason"); if (site && reason) call("exam.skip", { exam_id: ex.id, site, reason }).then(refresh, refresh); },
-         ex.state === "in_progress" && !running);
+  button("Skip site…", () => askReason("skip", ex), ex.state === "in_progress" && !running);
   button("Results", () => call("exam.results", { exam_id: ex.id }).then(showResults), ["in_progress", "completed"].includes(ex.state));
   // Not while a scan runs: Stop is the way then (a prompt would hold the page, and Stop, while open).
-  button("Abort exam…", () => { const reason = prompt("Why is the exam aborted?"); if (reason) call("exam.abort", { exam_id: ex.id, reason }).then(refresh, refresh); },
-         ["ready", "in_progress", "blocked", "created"].includes(ex.state) && !running);
+  button("Abort exam…", () => askReason("abort", ex), ["ready", "in_progress", "blocked", "created"].includes(ex.state) && !running);
   const p = progress[ex.id];
   $("scan").hidden = !running || !p;
   if (running && p) {
@@ -279,6 +284,29 @@ function renderImageBox() {
   $("image-box").hidden = !show;
   if (show) text($("image-caption"), site(image.site) + ": " + image.rows + " of " + image.height + " lines");
 }
+// A reason asked for in the page (a browser prompt would hold the page, and Stop with it).
+let asking = null;
+function askReason(kind, ex) {
+  asking = { kind, exam: ex.id };
+  text($("reason-title"), kind === "skip" ? "Skip a site of " + (ex.patient && ex.patient.name) : "Abort the exam of " + (ex.patient && ex.patient.name));
+  $("reason-site-row").hidden = kind !== "skip";
+  const sel = $("reason-site"); sel.replaceChildren();
+  const done = new Set((ex.attempts || []).filter(a => a.status === "completed" || a.status === "skipped").map(a => a.site));
+  for (const s of (ex.plan || []).filter(s => !done.has(s))) { const o = document.createElement("option"); o.value = s; o.textContent = site(s); sel.append(o); }
+  $("reason-text").value = "";
+  $("reason-form").hidden = false;
+  $("reason-text").focus();
+}
+$("reason-cancel").addEventListener("click", () => { asking = null; $("reason-form").hidden = true; });
+$("reason-form").addEventListener("submit", e => {
+  e.preventDefault();
+  if (!asking) return;
+  const reason = $("reason-text").value.trim();
+  if (!reason) return;
+  const done = () => { asking = null; $("reason-form").hidden = true; refresh(); };
+  if (asking.kind === "skip") call("exam.skip", { exam_id: asking.exam, site: $("reason-site").value, reason }).then(done, refresh);
+  else call("exam.abort", { exam_id: asking.exam, reason }).then(done, refresh);
+});
 function showResults(r) {
   const div = $("results"); div.replaceChildren();
   const h = document.createElement("h2");

@@ -131,6 +131,19 @@ def main():
         driver.set_window_size(1400, 1000)
         driver.execute_script("window.scrollTo(0, 0)")
 
+        # A site skipped with its reason, in the page (no browser prompt).
+        press("Skip site…")
+        until("the reason form", lambda: driver.find_element(By.ID, "reason-form").is_displayed())
+        Select(driver.find_element(By.ID, "reason-site")).select_by_value("right_hip")
+        driver.find_element(By.ID, "reason-text").send_keys("right hip replaced (metal)")
+        shot("06b-skip-reason")
+        driver.find_element(By.ID, "reason-ok").click()
+        until("the reason form closed", lambda: not driver.find_element(By.ID, "reason-form").is_displayed())
+        seen["skipped"] = driver.execute_script(
+            "const r = await fetch('/api/call', {method: 'POST', headers: {'X-Dexa-Token': new URLSearchParams(location.search).get('token'), 'Content-Type': 'application/json'},"
+            " body: JSON.stringify({method: 'exam.get', params: {exam_id: selected}})}); const j = await r.json();"
+            "return (j.result.attempts || []).filter(a => a.status === 'skipped').map(a => [a.site, a.reason]);")
+
         # The next site: the left hip exposes; the test lets the page press Stop.
         press("Next site")
         until("X-rays on for the hip", lambda: text("xray") == "X-RAYS ON" and "left hip" in text("scan-site"), timeout=120)

@@ -309,6 +309,9 @@ struct WebConsoleTests {
         #expect(pdf?[0]?.intValue == 200 && pdf?[1]?.stringValue == "application/pdf" && (pdf?[2]?.intValue ?? 0) > 10_000
                 && pdf?[3]?.stringValue == "%PDF-", "\(String(describing: pdf))")
         #expect((report?["site_image_width"]?.intValue ?? 0) > 100)
+        // The skip and its reason on the record (dexad adds who skipped it).
+        #expect(report?["skipped"]?[0]?[0]?.stringValue == "right_hip" && report?["skipped"]?[0]?[1]?.stringValue?.hasSuffix(": right hip replaced (metal)") == true,
+                "\(String(describing: report))")
         #expect(report?["url_keeps_token"] == .bool(true))
         for name in ["01-the-day", "03-checklist-blocked", "05-scanning", "06-results", "07-stopped", "08-disconnected", "09-reconnected"] {
             #expect(FileManager.default.fileExists(atPath: "\(shots)/\(name).png"), "no screenshot \(name)")
