@@ -421,7 +421,14 @@ function listen() {
     log(words[ev.type] ? words[ev.type]() : "device: " + ev.type);
     refresh();
   });
-  es.onerror = () => { state = { daemon: { connected: false } }; render(); };
+  // A stream refused (too many pages open) or lost for good: the page says so and keeps polling.
+  es.onerror = () => {
+    if (es.readyState === EventSource.CLOSED) {
+      text($("error"), "Live events are off on this page (too many console pages open, or the console restarted): close the others; the state still updates every second.");
+      setTimeout(listen, 10000);
+    }
+    refresh();
+  };
 }
 listen(); refresh(); setInterval(refresh, 1000);
 </script>

@@ -166,17 +166,20 @@ public struct ConsoleServer: Sendable {
             let outcome = await Stop.press(socketPath: socketPath)
             try await Self.respond(outbound, status: outcome.ok ? 200 : 503, json: outcome.json)
         case .events:
+            guard let (id, stream) = await link.listen() else {
+                try await Self.respond(outbound, status: 429, json: ["error": .string("\(DaemonLink.maximumListeners) console pages are open already: close the others (this one still shows the state, without live events)")])
+                return
+            }
             var headers = Self.commonHeaders(contentType: "text/event-stream")
             headers.replaceOrAdd(name: "Cache-Control", value: "no-store")
             try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
-            let (id, stream) = await link.listen()
             defer { Task { await link.stopListening(id) } }
-            // A comment every 15 s keeps proxies and the page's own timeout from closing a quiet
-            // stream; a write that fails means the page has gone.
+            // A comment every 5 s keeps the page's own timeout from closing a quiet stream, and finds a
+            // page that has gone (its write fails) within 5 s, freeing its place.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
                     while !Task.isCancelled {
-                        try await Task.sleep(for: .seconds(15))
+                        try await Task.sleep(for: .seconds(5))
                         try await outbound.write(.body(.byteBuffer(ByteBuffer(string: ": keep-alive\n\n"))))
                     }
                 }

@@ -81,7 +81,13 @@ public actor DaemonLink {
 
     /// A stream of server-sent-event messages (`event: KIND`, `data: JSON`) for one page, the
     /// first saying whether the daemon is connected.
-    public func listen() -> (id: Int, stream: AsyncStream<String>) {
+    /// Pages listening at once at most: a browser opens six connections to a server, shared
+    /// by its tabs, and each listening tab holds one; three leave three for the pages' requests
+    /// and Stop. A page refused a stream still polls the state every second.
+    public static let maximumListeners = 3
+
+    public func listen() -> (id: Int, stream: AsyncStream<String>)? {
+        guard listeners.count < Self.maximumListeners else { return nil }
         let (stream, sink) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1024))
         nextListener += 1
         listeners[nextListener] = sink

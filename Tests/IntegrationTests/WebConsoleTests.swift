@@ -214,6 +214,34 @@ struct WebConsoleTests {
         #expect(try await console.call("exam.get", .object(["exam_id": id]))["state"]?.stringValue == "aborted")
     }
 
+    /// Three pages may listen at once (a browser's six connections to a server are shared by
+    /// its tabs: three streams leave three for requests and Stop); a fourth is refused (429)
+    /// and still gets the state; a page that goes frees its place within seconds.
+    @Test func aFourthPageGetsNoStream() async throws {
+        let dir = TemporaryDirectory()
+        let daemon = try await DaemonProcess(in: dir, device: "simulator", timeScale: 10)
+        defer { daemon.child.stop() }
+        let console = try await Console(in: dir, socket: daemon.socketPath)
+        defer { console.child.stop() }
+        let pages = try (0..<3).map { _ in try ServerSentEvents(port: console.port, token: console.token) }
+        for page in pages { try await eventually("a stream's first word") { page.text.contains("event: daemon") } }
+        #expect(try await console.request("GET", "/api/events").status == 429)
+        #expect(try await console.request("GET", "/api/state").status == 200)
+        pages[0].close()
+        let again = try await {
+            var fourth: ServerSentEvents?
+            try await eventually("a place freed", seconds: 15) {
+                fourth?.close()
+                fourth = try? ServerSentEvents(port: console.port, token: console.token)
+                try? await Task.sleep(for: .milliseconds(300))
+                return fourth?.text.contains("event: daemon") == true
+            }
+            return fourth
+        }()
+        again?.close()
+        for page in pages.dropFirst() { page.close() }
+    }
+
     /// The daemon restarted while the page is open: the console says "disconnected" (state and
     /// stream), connects again by itself, and shows the exam's true state after the restart.
     @Test func aRestartedDaemonIsSeenAndRejoined() async throws {
