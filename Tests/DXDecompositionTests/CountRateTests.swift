@@ -50,14 +50,7 @@ struct CountRateTests {
     /// and none on a detector that loses no counts.
     @Test(arguments: [(PhysicsModel.kramers, 0.0), (.cdte, 25.0), (.cdte, 60.0)])
     func theDetectorsDeadTimeIsMeasured(physics: PhysicsModel, deadTimeNs: Double) throws {
-        var s = Scanner(seed: 71, physics: physics)
-        if physics == .cdte {
-            var p = CdTeParameters()
-            p.deadTimeNs = deadTimeNs
-            p.scatterPerGcm2 = 0
-            s.detector = Detector(channels: 144, pitchUm: 1000, seed: 71, model: .cdte,
-                                  physics: CdTeLinePhysics(channels: 144, pitchUm: 1000, seed: 71, parameters: p))
-        }
+        var s = physics == .cdte ? Scanner.cdte(seed: 71) { $0.deadTimeNs = deadTimeNs; $0.scatterPerGcm2 = 0 } : Scanner(seed: 71, physics: physics)
         let (_, cal) = try s.calibrate()
         let measuredNs = (cal.deadTimeUs ?? -1) * 1000
         print(String(format: "%@, dead time %.1f ns: measured %.2f ns", physics.rawValue, deadTimeNs, measuredNs))
@@ -69,15 +62,7 @@ struct CountRateTests {
     /// without pile-up does; without the correction the rule refused it (docs/physics.md).
     @Test(arguments: [66, 67] as [UInt64])
     func pileUpNoLongerMovesBoneMineral(seed: UInt64) throws {
-        func scanner(pileUp: Bool) -> Scanner {
-            var p = CdTeParameters()
-            p.pileUp = pileUp
-            p.scatterPerGcm2 = 0
-            var s = Scanner(seed: seed)
-            s.detector = Detector(channels: 144, pitchUm: 1000, seed: seed, model: .cdte,
-                                  physics: CdTeLinePhysics(channels: 144, pitchUm: 1000, seed: seed, parameters: p))
-            return s
-        }
+        func scanner(pileUp: Bool) -> Scanner { Scanner.cdte(seed: seed) { $0.pileUp = pileUp; $0.scatterPerGcm2 = 0 } }
         var piled = scanner(pileUp: true), clean = scanner(pileUp: false)
         let (piledStage, piledCal) = try piled.calibrate()
         let (cleanStage, cleanCal) = try clean.calibrate()
@@ -95,21 +80,13 @@ struct CountRateTests {
 
 @Suite("Scatter, measured and taken off")
 struct ScatterTests {
-    static func cdte(seed: UInt64, _ change: (inout CdTeParameters) -> Void = { _ in }) -> Scanner {
-        var p = CdTeParameters()
-        change(&p)
-        var s = Scanner(seed: seed)
-        s.detector = Detector(channels: 144, pitchUm: 1000, seed: seed, model: .cdte,
-                              physics: CdTeLinePhysics(channels: 144, pitchUm: 1000, seed: seed, parameters: p))
-        return s
-    }
 
     /// No scatter, no model: the first model and the second with its scatter off.
     @Test func aDetectorWithoutScatterGetsNoModel() throws {
         var kramers = Scanner(seed: 72)
         let (_, k) = try kramers.calibrate()
         #expect(k.scatter == nil, "\(String(describing: k.scatter))")
-        var clean = Self.cdte(seed: 72) { $0.scatterPerGcm2 = 0 }
+        var clean = Scanner.cdte(seed: 72) { $0.scatterPerGcm2 = 0 }
         let (_, c) = try clean.calibrate()
         #expect(c.scatter == nil, "\(String(describing: c.scatter))")
     }
@@ -119,7 +96,7 @@ struct ScatterTests {
     /// from noise (no model: docs/physics.md).
     @Test(arguments: [(0.002, 25.0), (0.004, 25.0), (0.002, 45.0)])
     func theKernelIsMeasured(perGcm2: Double, spreadMM: Double) throws {
-        var s = Self.cdte(seed: 73) { $0.scatterPerGcm2 = perGcm2; $0.scatterSpreadMM = spreadMM }
+        var s = Scanner.cdte(seed: 73) { $0.scatterPerGcm2 = perGcm2; $0.scatterSpreadMM = spreadMM }
         let (_, cal) = try s.calibrate()
         let m = try #require(cal.scatter)
         print(String(format: "scatter %.3f %%/(g/cm²), spread %.0f mm: measured width %.1f mm, amplitudes %.5f ± %.5f / %.5f ± %.5f from %d air pixels",
@@ -135,13 +112,13 @@ struct ScatterTests {
     /// shows (docs/physics.md); one seed of the two is.
     @Test(arguments: [66, 67] as [UInt64])
     func scatterIsTakenOff(seed: UInt64) throws {
-        var s = Self.cdte(seed: seed) { $0.pileUp = false; $0.energyBlur = false; $0.kEscape = false; $0.chargeSharing = false }
+        var s = Scanner.cdte(seed: seed) { $0.pileUp = false; $0.energyBlur = false; $0.kEscape = false; $0.chargeSharing = false }
         let (stage, cal) = try s.calibrate()
         print("scatter alone, seed \(seed): \(cal.verdict); \(String(describing: cal.scatter))")
         #expect(cal.verdict.accepted || cal.verdict.residual < 0.012, "\(cal.verdict)")
         #expect(cal.scatter != nil)
         let bmd = try s.measure(StandardPhantoms.esp, stage: stage, calibration: cal)
-        var plain = Self.cdte(seed: seed) { $0.pileUp = false; $0.energyBlur = false; $0.kEscape = false; $0.chargeSharing = false }
+        var plain = Scanner.cdte(seed: seed) { $0.pileUp = false; $0.energyBlur = false; $0.kEscape = false; $0.chargeSharing = false }
         let (plainStage, plainCal) = try plain.calibrate(scatterPasses: false)
         #expect(plainCal.scatter == nil)
         let uncorrected = try plain.measure(StandardPhantoms.esp, stage: plainStage, calibration: plainCal)
@@ -165,8 +142,8 @@ struct ScatterTests {
     /// to 0.13 (low window) and 0.023 (high) short, and the calibration's residual 0.074
     /// (now 0.012).
     @Test func saturatedNeighboursStillScatter() throws {
-        var scattering = Self.cdte(seed: 66) { $0.pileUp = false; $0.energyBlur = false; $0.chargeSharing = false }
-        var clean = Self.cdte(seed: 66) { $0.pileUp = false; $0.energyBlur = false; $0.chargeSharing = false; $0.scatterPerGcm2 = 0 }
+        var scattering = Scanner.cdte(seed: 66) { $0.pileUp = false; $0.energyBlur = false; $0.chargeSharing = false }
+        var clean = Scanner.cdte(seed: 66) { $0.pileUp = false; $0.energyBlur = false; $0.chargeSharing = false; $0.scatterPerGcm2 = 0 }
         let (_, withScatter) = try scattering.calibrate()
         let (_, without) = try clean.calibrate()
         #expect(withScatter.scatter != nil)
@@ -245,7 +222,7 @@ struct ScatterTests {
     /// is accepted and the ESP-like phantom reads within 1 %, or the rule refuses it.
     @Test(arguments: [64, 66, 67] as [UInt64])
     func theWholeSecondModel(seed: UInt64) throws {
-        var s = Self.cdte(seed: seed)
+        var s = Scanner.cdte(seed: seed)
         let (stage, cal) = try s.calibrate()
         print("whole second model, seed \(seed): \(cal.verdict)")
         let bmd = try s.measure(StandardPhantoms.esp, stage: stage, calibration: cal)

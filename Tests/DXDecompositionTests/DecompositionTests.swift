@@ -12,6 +12,17 @@ struct Scanner {
 
     init(seed: UInt64, physics: PhysicsModel = .kramers) { detector = Detector(channels: 144, pitchUm: 1000, seed: seed, physics: physics) }
 
+    /// The second physics model's detector with `change` made to its parameters (the model's
+    /// own defaults otherwise).
+    static func cdte(seed: UInt64, _ change: (inout CdTeParameters) -> Void = { _ in }) -> Scanner {
+        var p = CdTeParameters()
+        change(&p)
+        var s = Scanner(seed: seed)
+        s.detector = Detector(channels: 144, pitchUm: 1000, seed: seed, model: .cdte,
+                              physics: CdTeLinePhysics(channels: 144, pitchUm: 1000, seed: seed, parameters: p))
+        return s
+    }
+
     mutating func scan(_ scene: any Scene, mode: ScanMode = .dual, xUm: Int32 = 200_000, y0: Int32, y1: Int32, stepUm: Int32 = 1000,
                        periodUs: UInt32, currentUA: UInt32 = 1000) -> [ScanLine] {
         var lines: [ScanLine] = []

@@ -172,15 +172,9 @@ struct ChannelResponseTests {
     /// refuses it (`neverSilentlyWrong`; docs/physics.md).
     @Test(arguments: [66, 67] as [UInt64])
     func theSecondModelsChannelsAreEqualised(seed: UInt64) throws {
-        var p = CdTeParameters()
-        p.pileUp = false
-        p.scatterPerGcm2 = 0
-        p.energyBlur = false
-        p.kEscape = false
-        p.chargeSharing = false
-        var s = Scanner(seed: seed)
-        s.detector = Detector(channels: 144, pitchUm: 1000, seed: seed, model: .cdte,
-                              physics: CdTeLinePhysics(channels: 144, pitchUm: 1000, seed: seed, parameters: p))
+        var s = Scanner.cdte(seed: seed) {
+            $0.pileUp = false; $0.scatterPerGcm2 = 0; $0.energyBlur = false; $0.kEscape = false; $0.chargeSharing = false
+        }
         let (stage, cal) = try s.calibrate()
         print("calibration (cdte channels, seed \(seed)): \(cal.verdict); dead time \(cal.deadTimeUs ?? 0) µs, scatter \(String(describing: cal.scatter))")
         #expect(cal.verdict.accepted, "\(cal.verdict)")
@@ -210,12 +204,7 @@ struct ChannelResponseTests {
     /// docs/physics.md), so that check is a known issue that may or may not show on a seed.
     @Test(arguments: [64, 66, 67] as [UInt64])
     func theSecondModelsDetectorResponse(seed: UInt64) throws {
-        var p = CdTeParameters()
-        p.pileUp = false
-        p.scatterPerGcm2 = 0
-        var s = Scanner(seed: seed)
-        s.detector = Detector(channels: 144, pitchUm: 1000, seed: seed, model: .cdte,
-                              physics: CdTeLinePhysics(channels: 144, pitchUm: 1000, seed: seed, parameters: p))
+        var s = Scanner.cdte(seed: seed) { $0.pileUp = false; $0.scatterPerGcm2 = 0 }
         let (stage, cal) = try s.calibrate()
         print("calibration (cdte detector, seed \(seed)): \(cal.verdict)")
         #expect(cal.verdict.accepted, "\(cal.verdict)")
