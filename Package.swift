@@ -128,7 +128,7 @@ let package = Package(
         // libFuzzer's driver, declared for the fuzzing build; nothing else imports it.
         // The technologist's web console: a client of the control socket, its own process.
         .target(name: "DXConsole", dependencies: [
-            "DXControl", "DXAcquisition", "DXDecomposition", "DXReport",
+            "DXControl", "DXAcquisition", "DXDecomposition", "DXReport", "DXDicom",
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -39,16 +39,8 @@ struct Worklist: AsyncParsableCommand {
         }
         let found = try await WorklistLookup.query(WorklistQuery(stationAETitle: allStations ? nil : config.aeTitle, date: day, modality: config.worklistModality),
                                                    config: config, dicom: dicom)
-        var items: [WorklistItem] = []
-        var refused: [String] = []
-        if found.leftOut > 0 { refused.append("\(found.leftOut) item\(found.leftOut == 1 ? "" : "s"): \(found.note ?? "unreadable")") }
-        for answer in found.datasets {
-            switch WorklistItem.from(answer) {
-            case .success(let item): items.append(item)
-            case .failure(let why): refused.append(why.description)
-            }
-        }
-        items.sort { ($0.scheduledDate, $0.scheduledTime, $0.accessionNumber) < ($1.scheduledDate, $1.scheduledTime, $1.accessionNumber) }
+        let listing = WorklistListing(found)
+        let items = listing.items, refused = listing.leftOut
         // What was left out is said on standard error in either form: the list is not silently short.
         for why in refused { FileHandle.standardError.write(Data("dexa worklist: left out: \(why)\n".utf8)) }
         if output.json { Output.json(items); return }
@@ -210,16 +202,6 @@ struct DicomCommands: AsyncParsableCommand {
 }
 
 
-extension DicomDate {
-    /// Today in the station's time zone, as DA.
-    static func today() -> String {
-        var calendar = Calendar(identifier: .gregorian)
-        calendar.timeZone = TimeZone.current
-        let c = calendar.dateComponents([.year, .month, .day], from: Date())
-        return String(format: "%04d%02d%02d", c.year ?? 0, c.month ?? 0, c.day ?? 0)
-    }
-}
-
 /// An exam from a worklist item: found by its accession number among today's items for this
 /// station, its patient and order taken unchanged.
 enum WorklistLookup {
@@ -256,24 +238,11 @@ enum WorklistLookup {
         }
     }
 
-    /// exam.new's parameters from `item`: the patient as the worklist names them (the
-    /// display name for people, the DICOM name kept in the order), the referral from the
-    /// referring physician and the requested procedure unless given.
+    /// exam.new's parameters from `item` (`WorklistItem.registration`).
     static func params(_ item: WorklistItem, ethnicity: String?, referral: String?, operatorName: String?) throws -> ExamCreateParams {
-        let sex: PatientRecord.Sex
-        switch item.patientSex {
-        case "F": sex = .female
-        case "M": sex = .male
-        default:
-            throw CLIError(message: "the worklist gives patient \(item.patientID)'s sex as '\(item.patientSex)': the reference data need female or male; correct it in the RIS, or register the exam by hand", status: .badInput)
+        switch item.registration(ethnicity: ethnicity, referral: referral) {
+        case .success(let r): return ExamCreateParams(patient: r.patient, referral: r.referral, operatorName: operatorName, scheduled: r.scheduled)
+        case .failure(let why): throw CLIError(message: why.description, status: .badInput)
         }
-        guard let birth = item.birthDateISO else {
-            throw CLIError(message: "the worklist gives no valid birth date for patient \(item.patientID) ('\(item.patientBirthDate)'): correct it in the RIS", status: .badInput)
-        }
-        let words = [item.requestedProcedureDescription, item.referringPhysicianName.isEmpty ? "" : "referred by \(PersonName.display(item.referringPhysicianName))"]
-            .filter { !$0.isEmpty }.joined(separator: ", ")
-        let patient = PatientRecord(id: item.patientID, name: item.displayName, sex: sex, birthDate: birth, ethnicity: ethnicity)
-        return ExamCreateParams(patient: patient, referral: referral ?? (words.isEmpty ? "worklist \(item.accessionNumber)" : words),
-                                operatorName: operatorName, scheduled: item.order)
     }
 }

@@ -37,6 +37,8 @@ public struct ConsoleGate: Sendable {
         case report
         /// A site's image with its analysis drawn over it, PNG (`?exam=N&site=S`).
         case siteImage
+        /// Today's scheduled patients from the hospital's worklist.
+        case worklist
     }
 
     public enum Decision: Equatable, Sendable {
@@ -62,6 +64,7 @@ public struct ConsoleGate: Sendable {
         case ("GET", "/api/events"): return .allow(.events)
         case ("GET", "/api/report"): return .allow(.report)
         case ("GET", "/api/site-image"): return .allow(.siteImage)
+        case ("GET", "/api/worklist"): return .allow(.worklist)
         case ("POST", "/api/call"), ("POST", "/api/stop"):
             // Changes need the header, never the query alone (a link or a form cannot set it).
             guard header("x-dexa-token") != nil else {
@@ -69,7 +72,7 @@ public struct ConsoleGate: Sendable {
             }
             return .allow(path == "/api/call" ? .call : .stop)
         case (_, "/"), (_, "/index.html"), (_, "/api/state"), (_, "/api/events"), (_, "/api/call"), (_, "/api/stop"),
-             (_, "/api/report"), (_, "/api/site-image"):
+             (_, "/api/report"), (_, "/api/site-image"), (_, "/api/worklist"):
             return .refuse(status: 405, reason: "\(method) is not allowed on \(path)")
         default:
             return .refuse(status: 404, reason: "no such page: \(path)")

@@ -52,6 +52,15 @@ enum ConsolePage {
   #error { color: #ffb4ab; min-height: 1.4em; }
   #image-box { float: right; margin: 0 0 12px 16px; text-align: center; color: var(--dim); font-size: 16px; }
   #reason-form, #checklist { overflow: hidden; }
+  button.small { min-height: 40px; padding: 6px 14px; font-size: 17px; }
+  ul.exams li.scheduled { cursor: default; }
+  ul.exams li .sub { display: block; color: var(--dim); font-size: 16px; }
+  .note { color: var(--dim); font-size: 17px; }
+  .problem { color: var(--warn); font-size: 17px; }
+  .qc-line { background: var(--warn); color: #111; padding: 8px 12px; border-radius: 8px; margin: 8px 0; font-weight: 600; }
+  .warning { color: var(--warn); }
+  h3 { margin: 16px 0 6px; font-size: 21px; }
+  #attempts td, #attempts th { font-size: 17px; }
   #image { height: 340px; image-rendering: pixelated; background: #000; border: 2px solid #33404b; }
 </style>
 </head>
@@ -69,6 +78,9 @@ enum ConsolePage {
   <section>
     <h2>Today</h2>
     <ul class="exams" id="exams"></ul>
+    <h2 style="margin-top:20px">Scheduled <button type="button" class="small" id="worklist-refresh">Ask the worklist</button></h2>
+    <div id="worklist-note" class="note"></div>
+    <ul class="exams" id="worklist"></ul>
     <h2 style="margin-top:20px">New exam</h2>
     <form id="new-exam">
       <div class="row"><div><label for="pid">Patient ID</label><input id="pid" required></div>
@@ -92,11 +104,22 @@ enum ConsolePage {
       <div id="image-caption"></div>
     </div>
     <div class="actions" id="exam-actions"></div>
+    <div id="attempts"></div>
     <form id="reason-form" hidden>
       <h2 id="reason-title"></h2>
       <div id="reason-site-row"><label for="reason-site">Site</label><select id="reason-site"></select></div>
-      <label for="reason-text">Reason (on the record and the report)</label><input id="reason-text" maxlength="500" required>
+      <div id="reason-text-row"><label for="reason-text">Reason (on the record and the report)</label><input id="reason-text" maxlength="500" required></div>
       <div class="actions"><button type="submit" id="reason-ok">Confirm</button><button type="button" id="reason-cancel">Cancel</button></div>
+    </form>
+    <form id="correct-form" hidden>
+      <h2 id="correct-title">Correct the analysis</h2>
+      <div class="row">
+        <div><label for="correct-site">Site</label><select id="correct-site"></select></div>
+        <div><label for="correct-kind">Correction</label><select id="correct-kind"></select></div>
+      </div>
+      <div class="row" id="correct-fields"></div>
+      <label for="correct-reason">Reason (on the record and the report)</label><input id="correct-reason" maxlength="500" required>
+      <div class="actions"><button type="submit" id="correct-ok">Apply correction</button><button type="button" id="correct-cancel">Cancel</button></div>
     </form>
     <form id="checklist" hidden>
       <h2>Checklist</h2>
@@ -215,22 +238,59 @@ function render() {
     li.className = ex.id === selected ? "selected" : "";
     const s = document.createElement("span"); s.className = "state " + ex.state; s.textContent = ex.state.replace("_", " ");
     li.append(s, document.createTextNode((ex.patient && ex.patient.name || "?") + " — " + (ex.patient && ex.patient.id || "")));
-    const choose = () => { if (selected !== ex.id) $("results").replaceChildren(); selected = ex.id; render(); };
+    const choose = () => { if (selected !== ex.id) showResults(null); selected = ex.id; render(); };
     li.addEventListener("click", choose);
     li.addEventListener("keydown", e => { if (e.key === "Enter") choose(); });
     ul.append(li);
   }
   renderDetail();
+  renderWorklist();
 }
 const siteNames = { ap_spine: "AP spine", left_hip: "left hip", right_hip: "right hip", lateral_spine: "lateral spine (VFA)" };
 const site = s => siteNames[s] || s;
+const allSites = ["ap_spine", "left_hip", "right_hip", "lateral_spine"];
+// Sites exam.add takes: one not in the plan, or one skipped (added again at the end).
+function addable(ex) {
+  const latest = s => (ex.attempts || []).filter(a => a.site === s).slice(-1)[0];
+  return allSites.filter(s => !(ex.plan || []).includes(s) || (latest(s) && latest(s).status === "skipped"));
+}
 function exam() { return (Array.isArray(state.exams) ? state.exams : []).find(e => e.id === selected); }
+const fixed = (v, n) => v === null || v === undefined ? "—" : Number(v).toFixed(n);
+const signed = (v, n) => v === null || v === undefined ? "—" : (v > 0 ? "+" : v < 0 ? "−" : "") + Math.abs(Number(v)).toFixed(n);
+function cell(tr, v, tag = "td") { const c = document.createElement(tag); c.textContent = v; tr.append(c); return c; }
+function table(headings) { const t = document.createElement("table"); const tr = document.createElement("tr"); for (const h of headings) cell(tr, h, "th"); t.append(tr); return t; }
+function para(parent, words, cls) { const d = document.createElement("div"); d.textContent = words; if (cls) d.className = cls; parent.append(d); return d; }
+// Every attempt of the exam: its state, lines, the quick look's figures (bone found, its mean
+// BMD: what the technologist checks before moving on) and its warnings, as dexa exam show.
+function renderAttempts(ex) {
+  const div = $("attempts"); div.replaceChildren();
+  const attempts = ex.attempts || [];
+  if (!attempts.length) return;
+  const h = document.createElement("h3"); h.textContent = "Sites"; div.append(h);
+  const t = table(["site", "#", "state", "lines", "quick look", ""]);
+  for (const a of attempts) {
+    const tr = document.createElement("tr");
+    cell(tr, site(a.site)); cell(tr, String(a.attempt)); cell(tr, a.status.replace("_", " "));
+    cell(tr, a.planned_lines ? a.lines + " of " + a.planned_lines : "—");
+    const q = a.quick_look;
+    cell(tr, !q ? "—" : q.mean_bone_bmd_g_cm2 !== undefined && q.mean_bone_bmd_g_cm2 !== null
+      ? "bone " + fixed(q.bone_area_cm2, 1) + " cm², mean " + fixed(q.mean_bone_bmd_g_cm2, 3) + " g/cm²" + (q.complete === false ? " (incomplete)" : "")
+      : (q.note || "no bone found"));
+    const notes = [];
+    if (a.reason && a.status !== "completed") notes.push(a.reason);
+    for (const w of (a.warnings || [])) notes.push("! " + w.message);
+    if (a.analysis_note) notes.push(a.analysis_note);
+    const c = cell(tr, notes.join("; ")); if ((a.warnings || []).length) c.className = "warning";
+    t.append(tr);
+  }
+  div.append(t);
+}
 function renderDetail() {
   const ex = exam();
   renderImageBox();
   $("checklist").hidden = !ex || !["created", "blocked", "ready"].includes(ex.state);
   const actions = $("exam-actions"); actions.replaceChildren();
-  if (!ex) { text($("detail-title"), "No exam selected"); return; }
+  if (!ex) { text($("detail-title"), "No exam selected"); $("attempts").replaceChildren(); return; }
   text($("detail-title"), (ex.patient && ex.patient.name) + " — " + ex.state.replace("_", " ") + " — plan: " + (ex.plan || []).map(site).join(", "));
   const button = (label, fn, enabled = true) => { const b = document.createElement("button"); b.textContent = label; b.disabled = !enabled || !connected; b.addEventListener("click", fn); actions.append(b); };
   const running = ex.state === "in_progress" && (ex.attempts || []).some(a => a.status === "running");
@@ -238,7 +298,10 @@ function renderDetail() {
   button("Next site", () => call("exam.next", { exam_id: ex.id }).then(refresh, refresh), ex.state === "in_progress" && !running);
   button("Repeat", () => call("exam.repeat", { exam_id: ex.id }).then(refresh, refresh), ex.state === "in_progress" && !running);
   button("Skip site…", () => askReason("skip", ex), ex.state === "in_progress" && !running);
-  button("Results", () => call("exam.results", { exam_id: ex.id }).then(showResults), ["in_progress", "completed"].includes(ex.state));
+  button("Add site…", () => askReason("add", ex), ["created", "blocked", "ready", "in_progress"].includes(ex.state) && !running && addable(ex).length > 0);
+  button("Results", () => loadResults(ex.id), ["in_progress", "completed"].includes(ex.state));
+  const analysed = (ex.attempts || []).some(a => a.status === "completed");
+  button("Correct…", () => askCorrection(ex), ["in_progress", "completed"].includes(ex.state) && !running && analysed);
   // Not while a scan runs: Stop is the way then (a prompt would hold the page, and Stop, while open).
   button("Abort exam…", () => askReason("abort", ex), ["ready", "in_progress", "blocked", "created"].includes(ex.state) && !running);
   const p = progress[ex.id];
@@ -248,6 +311,12 @@ function renderDetail() {
     $("scan-progress").max = p.planned_lines || 1; $("scan-progress").value = p.lines || 0;
     text($("scan-text"), p.lines + " of " + p.planned_lines + " lines" + (p.eta_s !== undefined ? ", " + Math.round(p.eta_s) + " s left" : "") + (p.gaps ? ", " + p.gaps + " gaps" : ""));
   }
+  renderAttempts(ex);
+  // A site done (or an exam chosen that has one): its results and images without a click,
+  // once for each number of completed sites; not for an exam aborted or not yet begun.
+  const completed = (ex.attempts || []).filter(a => a.status === "completed").length;
+  const key = ex.id + ":" + completed + ":" + ex.state;
+  if (completed > 0 && ["in_progress", "completed"].includes(ex.state) && resultsKey !== key) { resultsKey = key; loadResults(ex.id); }
   const cl = ex.checklist || {};
   const rules = $("rules"); rules.replaceChildren();
   for (const b of (cl.blocks || [])) { const d = document.createElement("div"); d.className = "block"; d.textContent = "Blocked: " + b.item + " — " + b.reason + (b.earliest_date ? " (possible from " + b.earliest_date + ")" : ""); rules.append(d); }
@@ -288,56 +357,118 @@ function renderImageBox() {
 let asking = null;
 function askReason(kind, ex) {
   asking = { kind, exam: ex.id };
-  text($("reason-title"), kind === "skip" ? "Skip a site of " + (ex.patient && ex.patient.name) : "Abort the exam of " + (ex.patient && ex.patient.name));
-  $("reason-site-row").hidden = kind !== "skip";
+  const who = ex.patient && ex.patient.name;
+  text($("reason-title"), kind === "skip" ? "Skip a site of " + who : kind === "add" ? "Add a site to the plan of " + who : "Abort the exam of " + who);
+  $("reason-site-row").hidden = kind === "abort";
+  $("reason-text-row").hidden = kind === "add";
+  $("reason-text").required = kind !== "add";
   const sel = $("reason-site"); sel.replaceChildren();
   const done = new Set((ex.attempts || []).filter(a => a.status === "completed" || a.status === "skipped").map(a => a.site));
-  for (const s of (ex.plan || []).filter(s => !done.has(s))) { const o = document.createElement("option"); o.value = s; o.textContent = site(s); sel.append(o); }
+  const choices = kind === "add" ? addable(ex) : (ex.plan || []).filter(s => !done.has(s));
+  for (const s of choices) { const o = document.createElement("option"); o.value = s; o.textContent = site(s); sel.append(o); }
   $("reason-text").value = "";
   $("reason-form").hidden = false;
-  $("reason-text").focus();
+  (kind === "add" ? sel : $("reason-text")).focus();
 }
 $("reason-cancel").addEventListener("click", () => { asking = null; $("reason-form").hidden = true; });
 $("reason-form").addEventListener("submit", e => {
   e.preventDefault();
   if (!asking) return;
   const reason = $("reason-text").value.trim();
-  if (!reason) return;
   const done = () => { asking = null; $("reason-form").hidden = true; refresh(); };
+  if (asking.kind === "add") { call("exam.add", { exam_id: asking.exam, site: $("reason-site").value }).then(done, refresh); return; }
+  if (!reason) return;
   if (asking.kind === "skip") call("exam.skip", { exam_id: asking.exam, site: $("reason-site").value, reason }).then(done, refresh);
   else call("exam.abort", { exam_id: asking.exam, reason }).then(done, refresh);
 });
+// The exam's results as dexa exam report gives them: per site its regions (BMD, T, Z, BMC,
+// area; the excluded ones with their reason), its classification, warnings and corrections; the
+// lateral spine's vertebrae with their heights and Genant grades; the diagnosis, the change since
+// the last exam, the VFA indication, the dose; QC's objections on top.
+let results = null, resultsKey = null;
+function loadResults(id) { return call("exam.results", { exam_id: id }).then(showResults, () => {}); }
+const roiNames = { neck: "femoral neck", total_hip: "total hip", trochanter: "trochanter", intertrochanter: "intertrochanter", wards: "Ward's area" };
+const whoWords = { normal: "normal", low_bone_mass: "low bone mass (osteopenia)", osteoporosis: "osteoporosis" };
 function showResults(r) {
+  results = r;
   const div = $("results"); div.replaceChildren();
+  if (!r) { resultsKey = null; return; }
   const h = document.createElement("h2");
   h.textContent = "Results" + (r.diagnosis && r.diagnosis.words ? ": " + r.diagnosis.words : "");
   div.append(h);
+  for (const q of (r.quality_control || [])) para(div, "QUALITY CONTROL: " + q, "qc-line");
+  const d = r.diagnosis || {};
+  if (d.t_score !== undefined && d.t_score !== null && d.roi) para(div, "Lowest T-score " + signed(d.t_score, 1) + " at " + (roiNames[d.roi] || d.roi) + " (" + site(d.site) + "); WHO classes apply to " + d.basis);
+  else if (d.z_score !== undefined && d.z_score !== null && d.roi) para(div, "Lowest Z-score " + signed(d.z_score, 1) + " at " + (roiNames[d.roi] || d.roi) + " (" + site(d.site) + "); Z-scores apply to " + d.basis);
+  if (d.note) para(div, d.note, "note");
+  const actions = document.createElement("div"); actions.className = "actions";
   const report = document.createElement("button");
-  report.textContent = "Report (PDF)";
+  report.textContent = "Report (PDF): view and print";
+  report.title = "Opens the report in the browser's PDF viewer, whose print button prints it";
   report.addEventListener("click", () => window.open("/api/report?exam=" + encodeURIComponent(r.exam_id) + "&token=" + encodeURIComponent(token), "_blank", "noopener"));
-  div.append(report);
-  const t = document.createElement("table");
-  const head = document.createElement("tr");
-  for (const c of ["site", "region", "BMD g/cm²", "T", "Z", ""]) { const th = document.createElement("th"); th.textContent = c; head.append(th); }
-  t.append(head);
-  const fixed = (v, n) => v === null || v === undefined ? "—" : Number(v).toFixed(n);
+  actions.append(report); div.append(actions);
   for (const s of (r.sites || [])) {
-    const rois = (s.result && s.result.rois) || [];
-    if (!rois.length) {
-      const tr = document.createElement("tr");
-      for (const v of [s.title || site(s.site), s.note || s.status.replace("_", " "), "", "", "", ""]) { const td = document.createElement("td"); td.textContent = v; tr.append(td); }
-      t.append(tr);
-    }
-    for (const roi of rois) {
-      const tr = document.createElement("tr");
-      const why = roi.excluded ? "excluded" + (roi.reason ? ": " + roi.reason : "") : roi.complete === false ? "incomplete" : "";
-      for (const v of [s.title || site(s.site), roi.name, fixed(roi.bmd_g_cm2, 3), fixed(roi.t_score, 1), fixed(roi.z_score, 1), why]) {
-        const td = document.createElement("td"); td.textContent = v; tr.append(td);
+    const sh = document.createElement("h3"); sh.textContent = (s.title || site(s.site)) + (s.attempt ? " (attempt " + s.attempt + ")" : ""); div.append(sh);
+    const res = s.result;
+    if (!res) { para(div, "no result: " + (s.note || s.status.replace("_", " ")), "note"); continue; }
+    if (res.vfa) {
+      const t = table(["vertebra", "anterior mm", "middle mm", "posterior mm", "grade", "type", ""]);
+      for (const v of (res.vfa.vertebrae || [])) {
+        const tr = document.createElement("tr");
+        cell(tr, v.name);
+        if (!v.readable) { cell(tr, "not readable: " + (v.reason || "")).colSpan = 6; t.append(tr); continue; }
+        cell(tr, fixed(v.anterior_mm, 1)); cell(tr, fixed(v.middle_mm, 1)); cell(tr, fixed(v.posterior_mm, 1));
+        const g = cell(tr, v.grade === undefined || v.grade === null ? "—" : (v.uncertain_height && !v.grade_by ? "≥" : "") + v.grade);
+        if (v.grade >= 2) g.className = "warning";
+        cell(tr, v.type ? v.type + (v.grade_by ? "" : " (" + Math.round((v.height_loss || 0) * 100) + " % lost)") : "");
+        const notes = [];
+        if (v.grade_by) notes.push("the reader's grade; measured " + (v.measured_grade === undefined || v.measured_grade === null ? "—" : v.measured_grade));
+        if (v.points_by) notes.push("points placed by the reader");
+        if (v.uncertain_height && !v.grade_by && v.reason) notes.push(v.reason);
+        cell(tr, notes.join("; "));
+        t.append(tr);
       }
+      div.append(t);
+      const fractured = (res.vfa.vertebrae || []).filter(v => (v.grade || 0) >= 1);
+      para(div, fractured.length ? "Fractures (Genant): " + fractured.map(v => v.name + " grade " + v.grade + (v.type ? " " + v.type : "")).join("; ") : "No vertebral fracture found", fractured.length ? "warning" : "");
+    } else {
+      const t = table(["region", "BMD g/cm²", "T", "Z", "BMC g", "area cm²", ""]);
+      for (const roi of (res.rois || [])) {
+        const tr = document.createElement("tr");
+        const measured = roi.bmd_g_cm2 !== undefined && roi.bmd_g_cm2 !== null;
+        cell(tr, roiNames[roi.name] || roi.name); cell(tr, fixed(roi.bmd_g_cm2, 3)); cell(tr, signed(roi.t_score, 1)); cell(tr, signed(roi.z_score, 1));
+        cell(tr, measured ? fixed(roi.bmc_g, 2) : "—"); cell(tr, measured ? fixed(roi.area_cm2, 2) : "—");
+        cell(tr, roi.excluded ? "excluded" + (roi.reason ? ": " + roi.reason : "") : roi.complete === false ? "incomplete" : roi.for_diagnosis === false ? "not for diagnosis" : "");
+        t.append(tr);
+      }
+      div.append(t);
+      const i = res.interpretation;
+      if (i && i.who_class) para(div, "WHO classification: " + (whoWords[i.who_class] || i.who_class) + " (for " + i.basis + ")");
+      if (i && i.z_interpretation) para(div, "Z-score " + (i.z_interpretation === "below_expected_range" ? "below" : "within") + " the expected range for age (for " + i.basis + ")");
+      if (i && i.note) para(div, i.basis + ": " + i.note, "note");
+    }
+    for (const w of (res.warnings || [])) para(div, "! " + w.message, "warning");
+    for (const c of (s.corrections || [])) para(div, "Corrected by " + c.by + " at " + c.at + ": " + c.change + " (" + c.reason + ")", "note");
+    if (s.dose) para(div, "dose " + fixed(s.dose.dap_mgy_cm2, 2) + " mGy·cm²", "note");
+  }
+  const f = r.follow_up;
+  if (f) {
+    const fh = document.createElement("h3"); fh.textContent = "Since exam " + f.prior.exam_id + " of " + f.prior.exam_date; div.append(fh);
+    const t = table(["site", "region", "prior", "now g/cm²", "change", "%", "LSC", "significant"]);
+    for (const c of (f.changes || [])) {
+      const tr = document.createElement("tr");
+      cell(tr, site(c.site)); cell(tr, roiNames[c.roi] || c.roi); cell(tr, fixed(c.prior_bmd_g_cm2, 3)); cell(tr, fixed(c.bmd_g_cm2, 3));
+      cell(tr, signed(c.change_g_cm2, 3)); cell(tr, signed(c.change_percent, 1)); cell(tr, fixed(c.lsc_g_cm2, 3));
+      cell(tr, c.significant === undefined || c.significant === null ? "not judged" : c.significant ? (c.change_g_cm2 < 0 ? "yes, a loss" : "yes, a gain") : "no");
       t.append(tr);
     }
+    div.append(t);
+    for (const n of (f.notes || [])) para(div, n, "note");
   }
-  div.append(t);
+  const v = r.vfa_indication;
+  if (v) para(div, "VFA " + (v.indicated ? "indicated" : "not indicated") + " (ISCD 2019): " + (v.reasons || []).join("; ") + ((v.unanswered || []).length ? " — not answered: " + v.unanswered.join(", ") : ""));
+  if (r.dose) para(div, "Exam dose: " + fixed(r.dose.dap_mgy_cm2, 2) + " mGy·cm² DAP over " + r.dose.scans + " scans" + (r.dose.estimated ? " (estimated in part)" : ""), "note");
+  para(div, "Reference " + r.reference + "; analysis " + r.analysis_version, "note");
   const images = document.createElement("div");
   images.style.display = "flex"; images.style.flexWrap = "wrap"; images.style.gap = "12px"; images.style.marginTop = "12px";
   for (const s of (r.sites || []).filter(s => s.result)) {
@@ -345,12 +476,129 @@ function showResults(r) {
     const img = document.createElement("img");
     img.alt = (s.title || site(s.site)) + " with its analysis";
     img.style.height = "320px"; img.style.background = "#000";
-    img.src = "/api/site-image?exam=" + encodeURIComponent(r.exam_id) + "&site=" + encodeURIComponent(s.site) + "&token=" + encodeURIComponent(token);
+    img.src = "/api/site-image?exam=" + encodeURIComponent(r.exam_id) + "&site=" + encodeURIComponent(s.site) + "&attempt=" + encodeURIComponent(s.attempt || 0) + "&corrections=" + (s.corrections || []).length + "&token=" + encodeURIComponent(token);
     const cap = document.createElement("figcaption"); cap.textContent = s.title || site(s.site);
     fig.append(img, cap); images.append(fig);
   }
   div.append(images);
 }
+// A correction of a site's analysis (exam.correct), as dexa exam correct makes it: the kinds
+// each site has, the reason always; made on the attempt whose results are on screen (dexad
+// refuses it if that site's result has since become another attempt's).
+const vertebraNames = ["T4", "T5", "T6", "T7", "T8", "T9", "T10", "T11", "T12", "L1", "L2", "L3", "L4"];
+const correctionKinds = {
+  ap_spine: [
+    { value: "relabel", label: "Relabel a vertebra", fields: [{ id: "from", label: "The vertebra now called", options: ["T11", "T12", "L1", "L2", "L3", "L4", "L5"] }, { id: "to", label: "is", options: ["T11", "T12", "L1", "L2", "L3", "L4", "L5"] }] },
+    { value: "l4", label: "L4 is the level at y", fields: [{ id: "y", label: "y on the table (mm)", number: true }] },
+    { value: "discs", label: "Place the disc lines", fields: [{ id: "lines", label: "every disc line's y (mm), top to bottom, comma-separated" }] },
+    { value: "reset", label: "Back to the automatic ROIs", fields: [] }],
+  left_hip: [
+    { value: "neck", label: "Move the neck box", fields: [{ id: "shift", label: "along the neck (mm, + towards the trochanter)", number: true }] },
+    { value: "reset", label: "Back to the automatic ROIs", fields: [] }],
+  lateral_spine: [
+    { value: "grade", label: "Grade a vertebra", fields: [{ id: "vertebra", label: "Vertebra", options: vertebraNames }, { id: "grade", label: "Genant grade", options: ["0", "1", "2", "3"] }, { id: "type", label: "Type (grade 1 and over)", options: ["", "wedge", "biconcave", "crush"] }] },
+    { value: "points", label: "Place a vertebra's six points", fields: [{ id: "vertebra", label: "Vertebra", options: vertebraNames }, { id: "points", label: "six x,y in mm: upper endplate posterior, middle, anterior, then the lower's (x,y x,y …)" }] },
+    { value: "restore", label: "A vertebra back to the analysis", fields: [{ id: "vertebra", label: "Vertebra", options: vertebraNames }] },
+    { value: "reset", label: "Back to the analysis for every vertebra", fields: [] }]
+};
+correctionKinds.right_hip = correctionKinds.left_hip;
+let correcting = null;
+async function askCorrection(ex) {
+  if (!results || results.exam_id !== ex.id) await loadResults(ex.id);
+  if (!results || results.exam_id !== ex.id) return;
+  correcting = { exam: ex.id };
+  const sel = $("correct-site"); sel.replaceChildren();
+  for (const s of (results.sites || []).filter(s => s.result && correctionKinds[s.site])) { const o = document.createElement("option"); o.value = s.site; o.textContent = s.title || site(s.site); sel.append(o); }
+  text($("correct-title"), "Correct the analysis of " + (ex.patient && ex.patient.name));
+  $("correct-reason").value = "";
+  fillCorrectionKinds();
+  $("correct-form").hidden = false;
+  sel.focus();
+}
+function fillCorrectionKinds() {
+  const kinds = correctionKinds[$("correct-site").value] || [];
+  const sel = $("correct-kind"); sel.replaceChildren();
+  for (const k of kinds) { const o = document.createElement("option"); o.value = k.value; o.textContent = k.label; sel.append(o); }
+  fillCorrectionFields();
+}
+function fillCorrectionFields() {
+  const kind = (correctionKinds[$("correct-site").value] || []).find(k => k.value === $("correct-kind").value);
+  const box = $("correct-fields"); box.replaceChildren();
+  for (const f of (kind ? kind.fields : [])) {
+    const wrap = document.createElement("div");
+    const label = document.createElement("label"); label.htmlFor = "cf-" + f.id; label.textContent = f.label;
+    let input;
+    if (f.options) { input = document.createElement("select"); for (const v of f.options) { const o = document.createElement("option"); o.value = v; o.textContent = v || "—"; input.append(o); } }
+    else { input = document.createElement("input"); if (f.number) { input.type = "number"; input.step = "0.1"; } input.required = true; }
+    input.id = "cf-" + f.id;
+    wrap.append(label, input); box.append(wrap);
+  }
+}
+$("correct-site").addEventListener("change", fillCorrectionKinds);
+$("correct-kind").addEventListener("change", fillCorrectionFields);
+$("correct-cancel").addEventListener("click", () => { correcting = null; $("correct-form").hidden = true; });
+$("correct-form").addEventListener("submit", e => {
+  e.preventDefault();
+  if (!correcting || !results) return;
+  const siteName = $("correct-site").value, kind = $("correct-kind").value, reason = $("correct-reason").value.trim();
+  if (!reason) return;
+  const v = id => $("cf-" + id).value.trim();
+  const shown = (results.sites || []).find(s => s.site === siteName);
+  const params = { exam_id: correcting.exam, site: siteName, reason };
+  if (shown && shown.attempt) params.attempt = shown.attempt;
+  const numbers = t => t.split(/[\s,]+/).filter(Boolean).map(Number);
+  if (kind === "relabel") params.relabel = { from: v("from"), to: v("to") };
+  else if (kind === "l4") params.l4_y_mm = Number(v("y"));
+  else if (kind === "discs") params.disc_lines_mm = numbers(v("lines"));
+  else if (kind === "neck") params.neck_box_shift_mm = Number(v("shift"));
+  else if (kind === "grade") { params.vertebra_grade = { vertebra: v("vertebra"), grade: Number(v("grade")) }; if (v("type")) params.vertebra_grade.type = v("type"); }
+  else if (kind === "points") { const n = numbers(v("points")); const pts = []; for (let i = 0; i + 1 < n.length; i += 2) pts.push([n[i], n[i + 1]]); params.vertebra_points = { vertebra: v("vertebra"), points: pts }; }
+  else if (kind === "restore") params.vertebra_restore = v("vertebra");
+  else if (kind === "reset") params.reset = true;
+  call("exam.correct", params).then(r => {
+    log("correction of the " + site(siteName) + ": " + ((r && r.correction && r.correction.change) || "done"));
+    correcting = null; $("correct-form").hidden = true; loadResults(params.exam_id);
+  }, () => {});
+});
+// Today's scheduled patients from the hospital's worklist (as dexa worklist): an exam is
+// created from an item with the patient and the order as the worklist gives them, nothing
+// retyped; an item already made into an exam says which.
+let worklist = null;
+async function loadWorklist() {
+  text($("worklist-note"), "asking the worklist…");
+  try { worklist = await api("/api/worklist", undefined, 20000); }
+  catch (e) { worklist = { configured: true, error: e.name === "AbortError" ? "no answer within 20 s" : String(e) }; }
+  renderWorklist();
+}
+function renderWorklist() {
+  const ul = $("worklist"); ul.replaceChildren();
+  const w = worklist;
+  if (!w) return;
+  const items = Array.isArray(w.items) ? w.items : [];
+  text($("worklist-note"), w.error ? "Worklist: " + w.error : !w.configured ? (w.note || "no worklist") : items.length ? "" : "Nothing scheduled for " + w.station + " on " + w.date);
+  for (const why of (w.left_out || [])) para(ul, "left out: " + why, "problem");
+  const exams = Array.isArray(state.exams) ? state.exams : [];
+  for (const item of items) {
+    const li = document.createElement("li"); li.className = "scheduled";
+    const time = (item.scheduled_start || "").length > 11 ? item.scheduled_start.slice(11) + "  " : "";
+    li.append(document.createTextNode(time + (item.display_name || item.patient_name) + " — " + item.patient_id));
+    const sub = document.createElement("span"); sub.className = "sub";
+    sub.textContent = [item.patient_sex || "?", "born " + (item.birth_date || "?"), item.requested_procedure_description, "accession " + item.accession_number].filter(Boolean).join(" · ");
+    li.append(sub);
+    const made = exams.find(ex => ex.scheduled && ex.scheduled.accession_number === item.accession_number && ex.scheduled.study_instance_uid === item.study_instance_uid);
+    if (made) {
+      const b = document.createElement("button"); b.className = "small"; b.textContent = "Exam " + made.id + " (" + made.state.replace("_", " ") + ")";
+      b.addEventListener("click", () => { if (selected !== made.id) showResults(null); selected = made.id; render(); });
+      li.append(b);
+    } else if (item.registration) {
+      const b = document.createElement("button"); b.className = "small"; b.textContent = "Create exam"; b.disabled = !connected;
+      b.addEventListener("click", () => call("exam.create", item.registration).then(ex => { selected = ex.id; showResults(null); refresh(); }, () => {}));
+      li.append(b);
+    } else para(li, item.problem || "this item cannot start an exam", "problem");
+    ul.append(li);
+  }
+}
+$("worklist-refresh").addEventListener("click", loadWorklist);
 function answers() {
   const v = id => $(id).value.trim();
   const a = {};
@@ -431,6 +679,8 @@ function listen() {
   };
 }
 listen(); refresh(); setInterval(refresh, 1000);
+// The worklist at the start and every five minutes (and on the button): a C-FIND each time.
+loadWorklist(); setInterval(loadWorklist, 300000);
 </script>
 </body>
 </html>

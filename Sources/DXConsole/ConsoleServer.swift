@@ -12,12 +12,16 @@ import Synchronization
 public struct ConsoleServer: Sendable {
     public let socketPath: String
     public let token: String
+    /// The DICOM settings whose worklist peer lists the day's scheduled patients.
+    public let dicomConfigPath: String
     let logger: Logger
     let refusals = RefusalLog()
 
-    public init(socketPath: String, token: String = ConsoleGate.newToken(), logger: Logger = Logger(label: "dexa-console")) {
+    public init(socketPath: String, token: String = ConsoleGate.newToken(), dicomConfigPath: String = "/etc/dexa/dicom.conf",
+                logger: Logger = Logger(label: "dexa-console")) {
         self.socketPath = socketPath
         self.token = token
+        self.dicomConfigPath = dicomConfigPath
         self.logger = logger
     }
 
@@ -162,6 +166,9 @@ public struct ConsoleServer: Sendable {
             case .failure(let failure):
                 try await Self.respond(outbound, status: failure.status, json: ["error": .string(failure.message)])
             }
+        case .worklist:
+            let (status, json) = await ScheduledPatients.read(configPath: dicomConfigPath)
+            try await Self.respond(outbound, status: status, json: json)
         case .stop:
             let outcome = await Stop.press(socketPath: socketPath)
             try await Self.respond(outbound, status: outcome.ok ? 200 : 503, json: outcome.json)

@@ -15,6 +15,14 @@ enum Documents {
     }
 
     static func make(_ route: ConsoleGate.Route, query: [String: String], link: DaemonLink) async -> Result<(String, [UInt8]), Failure> {
+        // Every parameter known (a misspelt one is refused, not ignored): the image's attempt
+        // and count of corrections name the result the page shows, and a result that has
+        // since changed is refused rather than drawn under the page's older numbers (and they
+        // make a changed image's address a new one, which no browser cache answers).
+        let known: Set<String> = route == .siteImage ? ["token", "exam", "site", "attempt", "corrections"] : ["token", "exam"]
+        if let unknown = query.keys.filter({ !known.contains($0) }).sorted().first {
+            return .failure(Failure(status: 400, message: "unknown parameter \(unknown) (\(known.subtracting(["token"]).sorted().joined(separator: ", ")))"))
+        }
         guard let text = query["exam"], let exam = Int64(text), exam > 0 else {
             return .failure(Failure(status: 400, message: "expected ?exam=N, the exam's number"))
         }
@@ -47,6 +55,12 @@ enum Documents {
                 return .failure(Failure(status: 400, message: "expected &site= one of \(results.sites.map(\.site).joined(separator: ", "))"))
             }
             guard let result = site.result else { return .failure(Failure(status: 404, message: "the \(site.title) has no analysis yet")) }
+            if let asked = query["attempt"], asked != String(site.attempt ?? 0) {
+                return .failure(Failure(status: 409, message: "the \(site.title)'s result is attempt \(site.attempt ?? 0)'s now, not \(asked)'s: show the results again"))
+            }
+            if let asked = query["corrections"], asked != String(site.corrections.count) {
+                return .failure(Failure(status: 409, message: "the \(site.title)'s result has \(site.corrections.count) corrections now, not \(asked): show the results again"))
+            }
             guard let capture = site.capture, let scan = try? DecomposedScan.read(path: DecomposedScan.path(forCapture: capture)) else {
                 return .failure(Failure(status: 404, message: "the \(site.title)'s decomposed scan cannot be read here"))
             }

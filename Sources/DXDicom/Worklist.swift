@@ -87,6 +87,60 @@ public struct WorklistItem: Sendable, Codable, Equatable {
     }
 }
 
+/// An exam's registration from a worklist item: the patient as the worklist names them (the
+/// display name for people, the DICOM name kept in the order), the referral from the
+/// requested procedure and the referring physician unless given, and the order it fulfils.
+/// The CLI (`dexa exam new --worklist`) and the console make exams from items through this.
+public struct WorklistRegistration: Sendable, Codable, Equatable {
+    public var patient: PatientRecord
+    public var referral: String
+    public var scheduled: ScheduledProcedure
+
+    public enum CodingKeys: String, CodingKey { case patient, referral, scheduled }
+}
+
+extension WorklistItem {
+    /// The exam this item starts; a failure says what the RIS must correct (the reference data
+    /// need the sex as female or male, and a birth date for the patient's age).
+    public func registration(ethnicity: String? = nil, referral: String? = nil) -> Result<WorklistRegistration, DicomFailure> {
+        let sex: PatientRecord.Sex
+        switch patientSex {
+        case "F": sex = .female
+        case "M": sex = .male
+        default:
+            return .failure(DicomFailure("the worklist gives patient \(patientID)'s sex as '\(patientSex)': the reference data need female or male; correct it in the RIS, or register the exam by hand"))
+        }
+        guard let birth = birthDateISO else {
+            return .failure(DicomFailure("the worklist gives no valid birth date for patient \(patientID) ('\(patientBirthDate)'): correct it in the RIS"))
+        }
+        let words = [requestedProcedureDescription, referringPhysicianName.isEmpty ? "" : "referred by \(PersonName.display(referringPhysicianName))"]
+            .filter { !$0.isEmpty }.joined(separator: ", ")
+        let patient = PatientRecord(id: patientID, name: displayName, sex: sex, birthDate: birth, ethnicity: ethnicity)
+        return .success(WorklistRegistration(patient: patient, referral: referral ?? (words.isEmpty ? "worklist \(accessionNumber)" : words), scheduled: order))
+    }
+}
+
+/// A worklist's answers as a day's list: the items in the order of their scheduled start (then
+/// accession number), and what was left out and why (an item the exam cannot start from, or
+/// answers the association could not read), so that a list is never silently short.
+public struct WorklistListing: Sendable, Equatable {
+    public var items: [WorklistItem]
+    public var leftOut: [String]
+
+    public init(_ answers: DicomAssociation.WorklistAnswers) {
+        var items: [WorklistItem] = [], leftOut: [String] = []
+        if answers.leftOut > 0 { leftOut.append("\(answers.leftOut) item\(answers.leftOut == 1 ? "" : "s"): \(answers.note ?? "unreadable")") }
+        for answer in answers.datasets {
+            switch WorklistItem.from(answer) {
+            case .success(let item): items.append(item)
+            case .failure(let why): leftOut.append(why.description)
+            }
+        }
+        self.items = items.sorted { ($0.scheduledDate, $0.scheduledTime, $0.accessionNumber) < ($1.scheduledDate, $1.scheduledTime, $1.accessionNumber) }
+        self.leftOut = leftOut
+    }
+}
+
 /// What the DX-1 asks the worklist for: today's steps for its AE title and modality.
 public struct WorklistQuery: Sendable, Equatable {
     /// This station's AE title (Scheduled Station AE Title); nil asks for every station's.
@@ -133,6 +187,14 @@ public struct WorklistQuery: Sendable, Equatable {
 
 /// DICOM dates (DA, PS3.5 §6.2).
 public enum DicomDate {
+    /// Today in the station's time zone, as DA.
+    public static func today() -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone.current
+        let c = calendar.dateComponents([.year, .month, .day], from: Date())
+        return String(format: "%04d%02d%02d", c.year ?? 0, c.month ?? 0, c.day ?? 0)
+    }
+
     /// `YYYYMMDD` as `YYYY-MM-DD`, or nil when it is not a valid date.
     public static func iso(_ da: String) -> String? {
         guard da.count == 8, da.allSatisfy({ $0.isASCII && $0.isNumber }), let y = Int(da.prefix(4)), let m = Int(da.dropFirst(4).prefix(2)),

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The web console in a real browser (Debian's chromium through chromium-driver, driven by
 Selenium), as a technologist uses it. Run by WebConsoleTests.aTechnologistsDayInTheBrowser,
-which starts dexad, the simulator and dexa-console, and plays the machine's side: this script
+which starts dexad, the simulator, a worklist server and dexa-console, and plays the machine's side: this script
 and the test meet through files in --sync (this script writes `scanning` when the scan
 exposes and waits for `press`; writes `stopped`, waits for `restarting`, then writes
 `reconnected`). Screenshots of each screen go to --shots. Prints one JSON line of what it saw.
@@ -58,16 +58,19 @@ def main():
         until("the daemon linked", lambda: text("link") == "dexad connected")
         until("the device idle", lambda: "IDLE" in text("device"))
         seen["url_keeps_token"] = "token=" in driver.current_url
+        # The day's scheduled patients from the worklist.
+        until("the worklist's patients", lambda: "Chidi Okafor" in text("worklist"))
+        seen["scheduled"] = text("worklist")
         shot("01-the-day")
 
-        # A new exam from the form.
-        driver.find_element(By.ID, "pid").send_keys("P-0042")
-        driver.find_element(By.ID, "pname").send_keys("Ada Example")
+        # A new exam from the form (a patient the worklist does not have).
+        driver.find_element(By.ID, "pid").send_keys("P-0107")
+        driver.find_element(By.ID, "pname").send_keys("Edith Walker")
         Select(driver.find_element(By.ID, "psex")).select_by_value("female")
         driver.execute_script("document.getElementById('pbirth').value = '1956-03-14'")
         driver.find_element(By.ID, "preferral").send_keys("Dr Who: postmenopausal, screening")
         driver.find_element(By.CSS_SELECTOR, "#new-exam button[type=submit]").click()
-        until("the exam listed", lambda: "Ada Example" in text("exams") and "Ada Example" in text("detail-title"))
+        until("the exam listed", lambda: "Edith Walker" in text("exams") and "Edith Walker" in text("detail-title"))
         shot("02-new-exam")
 
         # The checklist: a pregnancy blocks, at once and with its reason.
@@ -75,16 +78,18 @@ def main():
         until("the block shown", lambda: "Blocked" in text("rules"))
         seen["blocked_text"] = text("rules").split("\n")[0]
         shot("03-checklist-blocked")
-        Select(driver.find_element(By.ID, "c-pregnancy")).select_by_visible_text("no")
-        for field, value in (("c-contrast", "none"), ("c-nuclear", "none"), ("c-fracture", "none"), ("c-metal", "none"),
-                             ("c-height", "162"), ("c-weight", "64")):
-            el = driver.find_element(By.ID, field)
-            el.clear()
-            el.send_keys(value)
-            driver.execute_script("arguments[0].dispatchEvent(new Event('change', {bubbles: true}))", el)
-        for field in ("c-jewellery", "c-today", "c-identity", "c-referral"):
-            Select(driver.find_element(By.ID, field)).select_by_value("true")
-        until("the checklist complete", lambda: "Checklist complete" in text("rules") and "ready" in text("detail-title"))
+        def checklist(metal="none"):
+            Select(driver.find_element(By.ID, "c-pregnancy")).select_by_visible_text("no")
+            for field, value in (("c-contrast", "none"), ("c-nuclear", "none"), ("c-fracture", "none"), ("c-metal", metal),
+                                 ("c-height", "162"), ("c-weight", "64")):
+                el = driver.find_element(By.ID, field)
+                el.clear()
+                el.send_keys(value)
+                driver.execute_script("arguments[0].dispatchEvent(new Event('change', {bubbles: true}))", el)
+            for field in ("c-jewellery", "c-today", "c-identity", "c-referral"):
+                Select(driver.find_element(By.ID, field)).select_by_value("true")
+            until("the checklist complete", lambda: "Checklist complete" in text("rules") and "ready" in text("detail-title"))
+        checklist()
         shot("04-checklist-complete")
 
         # Start: the scan exposes, the page says so across the room.
@@ -115,7 +120,9 @@ def main():
         def press(label):
             driver.execute_script("[...document.querySelectorAll('#exam-actions button')].find(b => b.textContent === arguments[0]).click();", label)
         until("the spine done", lambda: enabled("Next site"), timeout=180)
-        press("Results")
+        # The quick look's figures in the sites' table, and the results without a click.
+        until("the quick look", lambda: "mean" in text("attempts") and "g/cm²" in text("attempts"), timeout=30)
+        seen["quick_look"] = [line for line in text("attempts").split("\n") if line.startswith("AP spine")]
         until("the results table", lambda: "L1-L4" in text("results") or "L1–L4" in text("results"), timeout=30)
         until("the site's image", lambda: driver.execute_script(
             "const i = document.querySelector('#results img'); return !!i && i.complete && i.naturalWidth > 0;"), timeout=30)
@@ -144,9 +151,68 @@ def main():
             " body: JSON.stringify({method: 'exam.get', params: {exam_id: selected}})}); const j = await r.json();"
             "return (j.result.attempts || []).filter(a => a.status === 'skipped').map(a => [a.site, a.reason]);")
 
-        # The next site: the left hip exposes; the test lets the page press Stop.
+        # The left hip, then the lateral spine: the exam completes, and its results give the
+        # vertebrae with their heights and grades.
         press("Next site")
         until("X-rays on for the hip", lambda: text("xray") == "X-RAYS ON" and "left hip" in text("scan-site"), timeout=120)
+        until("the hip done", lambda: enabled("Next site"), timeout=180)
+        press("Next site")
+        until("X-rays on for the lateral spine", lambda: text("xray") == "X-RAYS ON" and "lateral spine" in text("scan-site"), timeout=120)
+        until("the exam completed", lambda: "completed" in text("detail-title"), timeout=240)
+        until("the VFA's vertebrae in the results", lambda: "T12" in text("results") and ("No vertebral fracture" in text("results") or "Fractures (Genant)" in text("results")), timeout=60)
+        lines = text("results").split("\n")
+        table = lines[next(i for i, l in enumerate(lines) if l.startswith("vertebra anterior")) + 1:]
+        seen["vfa_rows"] = [l for l in table if l.split(" ")[0] in ("T4", "T12", "L1", "L4")][:4]
+        seen["results_text"] = text("results")
+        # Every site's image loaded (a broken one is complete with no width).
+        until("the sites' images", lambda: driver.execute_script(
+            "return [...document.querySelectorAll('#results img')].every(i => i.complete);"), timeout=60)
+        seen["site_images"] = driver.execute_script("return [...document.querySelectorAll('#results img')].map(i => [i.alt, i.naturalWidth]);")
+        driver.set_window_size(1400, 2600)
+        driver.execute_script("document.getElementById('results').scrollIntoView()")
+        shot("06c-completed-results")
+        driver.set_window_size(1400, 1000)
+
+        # A reader's grade: T12 graded 2 (wedge) by the technologist, with the reason.
+        press("Correct…")
+        until("the correction form", lambda: driver.find_element(By.ID, "correct-form").is_displayed())
+        Select(driver.find_element(By.ID, "correct-site")).select_by_value("lateral_spine")
+        Select(driver.find_element(By.ID, "correct-kind")).select_by_value("grade")
+        Select(driver.find_element(By.ID, "cf-vertebra")).select_by_value("T12")
+        Select(driver.find_element(By.ID, "cf-grade")).select_by_value("2")
+        Select(driver.find_element(By.ID, "cf-type")).select_by_value("wedge")
+        driver.find_element(By.ID, "correct-reason").send_keys("visual reading: anterior wedging of T12")
+        driver.execute_script("document.getElementById('correct-form').scrollIntoView()")
+        shot("06d-correction")
+        driver.find_element(By.ID, "correct-ok").click()
+        until("the reader's grade shown", lambda: "the reader's grade" in text("results") and "Corrected by" in text("results"), timeout=30)
+        seen["corrected_row"] = [line for line in text("results").split("\n") if line.startswith("T12")]
+        driver.execute_script("[...document.querySelectorAll('#results h3')].find(h => h.textContent.startsWith('lateral spine')).scrollIntoView()")
+        shot("06e-corrected")
+        driver.execute_script("window.scrollTo(0, 0)")
+
+        # A patient from the worklist: the exam made from the item, nothing retyped.
+        driver.execute_script("[...document.querySelectorAll('#worklist li')].find(li => li.textContent.includes('Chidi Okafor')).querySelector('button').click();")
+        until("the worklist's exam", lambda: "Chidi Okafor" in text("detail-title") and "created" in text("detail-title"))
+        until("the item linked to its exam", lambda: driver.execute_script(
+            "return [...document.querySelectorAll('#worklist li')].some(li => li.textContent.includes('Chidi Okafor') && li.textContent.includes('Exam '));"))
+        seen["worklist_exam"] = driver.execute_script(
+            "const r = await fetch('/api/call', {method: 'POST', headers: {'X-Dexa-Token': new URLSearchParams(location.search).get('token'), 'Content-Type': 'application/json'},"
+            " body: JSON.stringify({method: 'exam.get', params: {exam_id: selected}})}); const j = await r.json();"
+            "return [j.result.patient.name, j.result.patient.id, j.result.scheduled && j.result.scheduled.accession_number];")
+        # Metal in the right hip takes it out of the plan; the technologist adds it back.
+        checklist(metal="right_hip")
+        seen["plan_before_add"] = text("detail-title")
+        press("Add site…")
+        until("the add form", lambda: driver.find_element(By.ID, "reason-form").is_displayed())
+        Select(driver.find_element(By.ID, "reason-site")).select_by_value("right_hip")
+        driver.find_element(By.ID, "reason-ok").click()
+        until("the right hip in the plan", lambda: "right hip" in text("detail-title"), timeout=20)
+        seen["plan_after_add"] = text("detail-title")
+
+        # Its spine exposes; the test lets the page press Stop.
+        press("Start")
+        until("X-rays on for the second exam", lambda: text("xray") == "X-RAYS ON" and "AP spine" in text("scan-site"), timeout=120)
         sync_say("scanning")
         sync_wait("press")
         # Stop with the keyboard, as a technologist would with hands on the patient.

@@ -11,6 +11,15 @@ struct ConsoleGateTests {
         #expect(gate.decide(method: "GET", target: "/?token=\(token)", headers: [host]) == .allow(.page))
         #expect(gate.decide(method: "GET", target: "/api/events?token=\(token)", headers: [("host", "localhost:8642")]) == .allow(.events))
         #expect(gate.decide(method: "GET", target: "/api/state", headers: [host, ("X-Dexa-Token", token)]) == .allow(.state))
+        #expect(gate.decide(method: "GET", target: "/api/worklist", headers: [host, ("X-Dexa-Token", token)]) == .allow(.worklist))
+        guard case .refuse(405, _) = gate.decide(method: "POST", target: "/api/worklist", headers: [host, ("X-Dexa-Token", token)]) else {
+            Issue.record("POST on /api/worklist was not refused")
+            return
+        }
+        guard case .refuse(403, _) = gate.decide(method: "GET", target: "/api/worklist", headers: [host]) else {
+            Issue.record("the worklist was served without the token")
+            return
+        }
     }
 
     @Test(arguments: ["", "?token=", "?token=abab", "?tok=x", "?token=\(String(repeating: "ab", count: 31))ac"])

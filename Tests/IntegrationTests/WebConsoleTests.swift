@@ -22,10 +22,13 @@ struct WebConsoleTests {
         let token: String
         var base: String { "http://127.0.0.1:\(port)" }
 
-        init(in dir: TemporaryDirectory, socket: String) async throws {
+        /// `dicomConfig`: the DICOM settings (its worklist peer); by default a file that does
+        /// not exist (no peers), never the machine's own /etc/dexa/dicom.conf.
+        init(in dir: TemporaryDirectory, socket: String, dicomConfig: String? = nil) async throws {
             let urlFile = dir.file("console.url")
             child = try ChildProcess(executable: BuiltProducts.path("dexa-console"),
-                                     arguments: ["--socket", socket, "--port", "0", "--url-file", urlFile], logPath: dir.file("console.log"))
+                                     arguments: ["--socket", socket, "--port", "0", "--url-file", urlFile, "--dicom-config", dicomConfig ?? dir.file("no-dicom.conf")],
+                                     logPath: dir.file("console.log"))
             try await eventually("dexa-console's URL") { FileManager.default.fileExists(atPath: urlFile) }
             let url = try String(contentsOfFile: urlFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
             guard let components = URLComponents(string: url), let port = components.port,
@@ -274,14 +277,74 @@ struct WebConsoleTests {
         #expect(shown["state"]?.stringValue == "created", "\(shown)")
     }
 
+    /// Today's scheduled patients through the console (DCMTK's worklist server as the RIS):
+    /// this station's items in the order of their time, each with the exam it registers (or
+    /// why it cannot: a sex the reference data lack); an exam created from one carries the
+    /// worklist's patient and order unchanged. No worklist peer: said, not an error; a peer that
+    /// does not answer: an error the page shows.
+    @Test(.enabled(if: DicomTools.available)) func theWorklistsPatientsBecomeExams() async throws {
+        let dir = TemporaryDirectory()
+        let today = DicomExamTests.today()
+        let odd = try #require(WorklistServer.exampleItems(date: today).first)
+            .replacingOccurrences(of: "(0010,0040) CS [F]", with: "(0010,0040) CS [O]").replacingOccurrences(of: "ACC-1", with: "ACC-9")
+            .replacingOccurrences(of: "1.2.826.0.1.3680043.10.9.1]", with: "1.2.826.0.1.3680043.10.9.9]")
+        let worklist = try await WorklistServer(items: WorklistServer.exampleItems(date: today) + [odd])
+        defer { worklist.stop() }
+        let config = dir.file("dicom.conf")
+        try "ae_title = DEXA1\nworklist = \(worklist.aeTitle)@127.0.0.1:\(worklist.port)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let daemon = try await DaemonProcess(in: dir, device: "simulator", timeScale: 10)
+        defer { daemon.child.stop() }
+        let console = try await Console(in: dir, socket: daemon.socketPath, dicomConfig: config)
+        defer { console.child.stop() }
+
+        let (status, body) = try await console.request("GET", "/api/worklist")
+        let list = try JSONDecoder().decode(JSONValue.self, from: body)
+        #expect(status == 200 && list["configured"] == .bool(true) && list["station"]?.stringValue == "DEXA1", "\(list)")
+        guard case .array(let items)? = list["items"] else { Issue.record("no items: \(list)"); return }
+        // ACC-4 is another station's.
+        #expect(items.compactMap { $0["accession_number"]?.stringValue } == ["ACC-1", "ACC-9", "ACC-2", "ACC-3", "ACC-5"])
+        #expect(items.contains { $0["display_name"]?.stringValue == "Søren Ødegård" }, "the Latin-1 item read: \(items)")
+        let ninth = try #require(items.first { $0["accession_number"]?.stringValue == "ACC-9" })
+        #expect(ninth["registration"] == nil && ninth["problem"]?.stringValue?.contains("female or male") == true, "\(ninth)")
+        let second = try #require(items.first { $0["accession_number"]?.stringValue == "ACC-2" })
+        let registration = try #require(second["registration"])
+        #expect(registration["patient"]?["name"]?.stringValue == "Zoë Müller" && registration["patient"]?["birth_date"]?.stringValue == "1948-01-01",
+                "\(registration)")
+
+        // The page's "Create exam": exam.create with the registration as it came.
+        let exam = try await console.call("exam.create", registration)
+        #expect(exam["patient"]?["id"]?.stringValue == "P-0043" && exam["scheduled"]?["accession_number"]?.stringValue == "ACC-2"
+                && exam["scheduled"]?["study_instance_uid"]?.stringValue == "1.2.826.0.1.3680043.10.9.2", "\(exam)")
+        #expect(exam["referral"]?.stringValue?.contains("referred by Rita Referrer") == true, "\(exam)")
+
+        // The RIS gone: an error, said; the console still serves the day.
+        worklist.stop()
+        let (downStatus, downBody) = try await console.request("GET", "/api/worklist")
+        let down = try JSONDecoder().decode(JSONValue.self, from: downBody)
+        #expect(downStatus == 503 && down["error"]?.stringValue?.contains("worklist WORKLIST@127.0.0.1") == true, "\(down)")
+        #expect(try await console.request("GET", "/api/state").status == 200)
+
+        // No worklist peer configured: said, not an error; no query made.
+        let plain = try await Console(in: TemporaryDirectory(), socket: daemon.socketPath)
+        defer { plain.child.stop() }
+        let none = try JSONDecoder().decode(JSONValue.self, from: try await plain.request("GET", "/api/worklist").body)
+        #expect(none["configured"] == .bool(false) && none["note"]?.stringValue?.contains("no worklist peer") == true, "\(none)")
+        // A misspelt parameter of a document is refused, not ignored.
+        #expect(try await console.request("GET", "/api/report?exam=1&exm=2").status == 400)
+    }
+
     /// A technologist's day in a real browser (Tests/Browser/console.py: Debian's chromium
-    /// through chromium-driver, driven by Selenium): the page linked, an exam created from the
-    /// form, the checklist blocked by a pregnancy and then complete, Start, X-rays shown on and
-    /// the image growing as the spine's scan exposes, the spine's results (regions, its image
-    /// with the regions drawn, the report as PDF), Next site, Esc pressed while the hip
-    /// exposes: X-rays off within 1 s of the press on the simulator's clock; dexad restarted under the page: "disconnected", then back with the
-    /// exam's true state. Screenshots of each screen in `DEXA_CONSOLE_SHOTS` when set
-    /// (docs/console-ui/ was made so), else in the test's directory.
+    /// through chromium-driver, driven by Selenium), with DCMTK's worklist server as the RIS:
+    /// the page linked and the day's scheduled patients listed; an exam typed in by hand, its
+    /// checklist blocked by a pregnancy and then complete, Start, X-rays shown on and the image
+    /// growing; the spine's quick look and results without a click (regions, its image, the
+    /// report as PDF); a site skipped with its reason; the left hip and the lateral spine, the
+    /// exam complete with the vertebrae's heights and grades; a reader's grade through
+    /// **Correct…**; a second exam from a worklist item, a site added back to its plan, Start,
+    /// Esc while its spine exposes: X-rays off within 1 s of the press on the simulator's
+    /// clock; dexad restarted under the page: "disconnected", then back with the exam's true
+    /// state. Screenshots of each screen in `DEXA_CONSOLE_SHOTS` when set (docs/console-ui/ was
+    /// made so), else in the test's directory.
     @Test func aTechnologistsDayInTheBrowser() async throws {
         let python = MPPSServer.python
         guard FileManager.default.isExecutableFile(atPath: python), FileManager.default.isExecutableFile(atPath: "/usr/bin/chromedriver") else {
@@ -290,10 +353,14 @@ struct WebConsoleTests {
         }
         let dir = TemporaryDirectory()
         let speed = Self.speed
+        let worklist = try await WorklistServer(items: WorklistServer.exampleItems(date: DicomExamTests.today()))
+        defer { worklist.stop() }
+        let config = dir.file("dicom.conf")
+        try "ae_title = DEXA1\nworklist = \(worklist.aeTitle)@127.0.0.1:\(worklist.port)\n".write(toFile: config, atomically: true, encoding: .utf8)
         let (sim, first) = try await Self.examRig(dir)
         var daemon = first
         defer { sim.child.stop(); daemon.child.stop() }
-        let console = try await Console(in: dir, socket: daemon.socketPath)
+        let console = try await Console(in: dir, socket: daemon.socketPath, dicomConfig: config)
         defer { console.child.stop() }
         let sync = dir.file("sync")
         try FileManager.default.createDirectory(atPath: sync, withIntermediateDirectories: true)
@@ -341,7 +408,21 @@ struct WebConsoleTests {
         #expect(report?["skipped"]?[0]?[0]?.stringValue == "right_hip" && report?["skipped"]?[0]?[1]?.stringValue?.hasSuffix(": right hip replaced (metal)") == true,
                 "\(String(describing: report))")
         #expect(report?["url_keeps_token"] == .bool(true))
-        for name in ["01-the-day", "03-checklist-blocked", "05-scanning", "06-results", "07-stopped", "08-disconnected", "09-reconnected"] {
+        // The day's worklist, the exam made from it, a site added, the quick look, the VFA, a reader's grade.
+        #expect(report?["scheduled"]?.stringValue?.contains("Zoë Müller") == true, "\(String(describing: report))")
+        #expect(report?["worklist_exam"] == .array([.string("Chidi Okafor"), .string("P-0044"), .string("ACC-3")]), "\(String(describing: report))")
+        #expect(report?["plan_before_add"]?.stringValue?.contains("right hip") == false && report?["plan_after_add"]?.stringValue?.contains("right hip") == true,
+                "\(String(describing: report))")
+        #expect(report?["quick_look"]?[0]?.stringValue?.contains("g/cm²") == true, "\(String(describing: report))")
+        #expect(report?["vfa_rows"]?[0]?.stringValue?.hasPrefix("T4") == true, "\(String(describing: report))")
+        // Each analysed site's image drawn (the spine's, the hip's, the lateral spine's).
+        if case .array(let images)? = report?["site_images"] {
+            #expect(images.count == 3 && images.allSatisfy { ($0[1]?.intValue ?? 0) > 100 }, "\(images)")
+        } else { Issue.record("no site images: \(String(describing: report))") }
+        #expect(report?["corrected_row"]?[0]?.stringValue?.contains("wedge") == true
+                && report?["corrected_row"]?[0]?.stringValue?.contains("the reader's grade") == true, "\(String(describing: report))")
+        for name in ["01-the-day", "03-checklist-blocked", "05-scanning", "06-results", "06c-completed-results", "06d-correction", "07-stopped", "08-disconnected",
+                     "09-reconnected"] {
             #expect(FileManager.default.fileExists(atPath: "\(shots)/\(name).png"), "no screenshot \(name)")
         }
     }
