@@ -154,7 +154,7 @@ struct Watch: AsyncParsableCommand {
         let json = options.json
         let limit = count
         try await options.run { connection in
-            _ = try await connection.call(.eventsSubscribe)
+            _ = try await connection.call(.eventsSubscribe, SubscribeParams())
             var seen = 0
             for await n in connection.notifications {
                 guard let e = Notice.event.decode(n.method, n.params) else { continue }

@@ -26,7 +26,9 @@ public actor DaemonLink {
         while !Task.isCancelled {
             do {
                 _ = try await ControlConnection.with(socketPath: socketPath) { connection in
-                    _ = try await connection.call("events.subscribe")
+                    // The exams' notifications too: an exam run from the CLI shows its
+                    // progress and image here as one started from the page does.
+                    _ = try await connection.call("events.subscribe", .object(["exams": .bool(true)]))
                     await self.connected(connection)
                     for await n in connection.notifications {
                         await self.publish(Self.message(kind: n.method, n.params))

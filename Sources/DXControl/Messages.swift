@@ -236,6 +236,15 @@ public struct ScanImageNotice: Sendable, Equatable, Codable {
 
 // MARK: - events.subscribe
 
+/// `events.subscribe`: the device's events, and with `exams` also the exams' notifications
+/// (`exam.step`, `exam.warning`, `scan.progress`, `scan.image`) of steps that other connections
+/// started (a step's own connection has them already), so that a screen shows an exam the CLI
+/// runs as it runs.
+public struct SubscribeParams: Codable, Sendable, Equatable {
+    public var exams: Bool?
+    public init(exams: Bool? = nil) { self.exams = exams }
+}
+
 public struct SubscribeResult: Codable, Sendable, Equatable {
     public var subscribed: Bool
     public init(subscribed: Bool) { self.subscribed = subscribed }

@@ -84,7 +84,7 @@ extension RPC where Params == NoParams, Result == PositionResult { public static
 extension RPC where Params == MoveParams, Result == PositionResult { public static var deviceMove: Self { .init(.deviceMove) } }
 extension RPC where Params == ScanRunParams, Result == ScanReport { public static var scanRun: Self { .init(.scanRun) } }
 extension RPC where Params == NoParams, Result == ScanAbortResult { public static var scanAbort: Self { .init(.scanAbort) } }
-extension RPC where Params == NoParams, Result == SubscribeResult { public static var eventsSubscribe: Self { .init(.eventsSubscribe) } }
+extension RPC where Params == SubscribeParams, Result == SubscribeResult { public static var eventsSubscribe: Self { .init(.eventsSubscribe) } }
 extension RPC where Params == NoParams, Result == SelfTestResult { public static var serviceSelftest: Self { .init(.serviceSelftest) } }
 extension RPC where Params == NoParams, Result == SensorsResult { public static var serviceSensors: Self { .init(.serviceSensors) } }
 extension RPC where Params == LogParams, Result == LogResult { public static var serviceLog: Self { .init(.serviceLog) } }

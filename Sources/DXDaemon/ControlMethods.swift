@@ -27,7 +27,7 @@ public struct DaemonControlHandler: ControlHandler {
         self.audit = audit
         heap = HeapTrimmer(clock: clock)
         self.configuration = configuration
-        table = Methods(device: device, exams: exams, deviceName: deviceName, configuration: configuration).table()
+        table = Methods(device: device, exams: exams, deviceName: deviceName, configuration: configuration, hub: ExamNoticeHub()).table()
         // A method without a handler is a build that must not ship: it fails at start, and
         // every test that starts a daemon with it.
         precondition(table.methods == ControlMethod.allCases, "methods without a handler: \(Set(ControlMethod.allCases).subtracting(table.methods))")
@@ -97,6 +97,8 @@ private struct Methods: Sendable {
     let exams: ExamSequencer
     let deviceName: String
     let configuration: DaemonConfiguration
+    /// The exams' notifications, for the subscribers that asked for them.
+    let hub: ExamNoticeHub
 
     var session: DeviceSession { device.session }
 
@@ -114,10 +116,16 @@ private struct Methods: Sendable {
         }
         t.on(.scanRun) { p, context in try await scan(p, context) }
         t.on(.scanAbort) { _, _ in ScanAbortResult(abortedScanID: try await device.runner.abort()) }
-        t.on(.eventsSubscribe) { _, context in
+        t.on(.eventsSubscribe) { p, context in
             let notices = await session.notices()
             context.keepStreaming {
                 for await n in notices { context.notify(.event, DeviceEventNotice(n)) }
+            }
+            if p.exams == true {
+                let exams = hub.subscribe(connection: context.connectionID)
+                context.keepStreaming {
+                    for await n in exams { Self.send(n, on: context) }
+                }
             }
             return SubscribeResult(subscribed: true)
         }
@@ -150,10 +158,10 @@ private struct Methods: Sendable {
             try await exams.create(patient: p.patient, referral: p.referral, operatorName: p.operatorName ?? Self.user(context), scheduled: p.scheduled)
         }
         t.on(.examChecklist) { p, context in try await exams.checklist(examID: p.examID, answers: p.answers, by: Self.user(context)) }
-        t.on(.examStart) { p, context in ExamStepResult(try await exams.start(examID: p.examID, observer: Self.observer(context))) }
-        t.on(.examNext) { p, context in ExamStepResult(try await exams.next(examID: p.examID, observer: Self.observer(context))) }
+        t.on(.examStart) { p, context in ExamStepResult(try await exams.start(examID: p.examID, observer: observer(context))) }
+        t.on(.examNext) { p, context in ExamStepResult(try await exams.next(examID: p.examID, observer: observer(context))) }
         t.on(.examRepeat) { p, context in
-            ExamStepResult(try await exams.repeatSite(examID: p.examID, site: p.site, observer: Self.observer(context)))
+            ExamStepResult(try await exams.repeatSite(examID: p.examID, site: p.site, observer: observer(context)))
         }
         t.on(.examSkip) { p, context in try await exams.skip(examID: p.examID, site: p.site, reason: p.reason, by: Self.user(context)) }
         t.on(.examAdd) { p, _ in try await exams.add(examID: p.examID, site: p.site) }
@@ -369,16 +377,22 @@ private struct Methods: Sendable {
         return "uid \(uid)"
     }
 
-    /// Notifications on the caller's connection: `exam.step`, `exam.warning`, `scan.progress`,
-    /// `scan.image`.
-    static func observer(_ context: ControlContext) -> ExamSequencer.Observer {
-        { notice in
-            switch notice {
-            case let .step(id, site, phase): context.notify(.examStep, ExamStepNotice(examID: id, site: site, phase: phase))
-            case let .progress(id, site, p): context.notify(.scanProgress, ScanProgressNotice(p, examID: id, site: site))
-            case let .warning(id, site, w): context.notify(.examWarning, ExamWarningNotice(examID: id, site: site, warning: w))
-            case let .image(id, site, rows): context.notify(.scanImage, ScanImageNotice(examID: id, site: site, rows))
-            }
+    /// Notifications on the caller's connection (`exam.step`, `exam.warning`, `scan.progress`,
+    /// `scan.image`), and to the subscribers that asked for the exams' (`events.subscribe`
+    /// with `exams`) on other connections.
+    func observer(_ context: ControlContext) -> ExamSequencer.Observer {
+        { [hub] notice in
+            Self.send(notice, on: context)
+            hub.publish(notice, from: context.connectionID)
+        }
+    }
+
+    static func send(_ notice: ExamNotice, on context: ControlContext) {
+        switch notice {
+        case let .step(id, site, phase): context.notify(.examStep, ExamStepNotice(examID: id, site: site, phase: phase))
+        case let .progress(id, site, p): context.notify(.scanProgress, ScanProgressNotice(p, examID: id, site: site))
+        case let .warning(id, site, w): context.notify(.examWarning, ExamWarningNotice(examID: id, site: site, warning: w))
+        case let .image(id, site, rows): context.notify(.scanImage, ScanImageNotice(examID: id, site: site, rows))
         }
     }
 }

@@ -36,6 +36,11 @@ import Testing
         #expect(try failure(NoParams.self, "{}") == nil)
         #expect(try failure(NoParams.self, #"{"verbose": true}"#)?.description.contains("'verbose'") == true)
         #expect(try failure(NoParams.self, "[1]") != nil)
+        // events.subscribe: `exams` or nothing; a misspelt key is refused, not ignored.
+        #expect(try failure(SubscribeParams.self, "{}") == nil)
+        #expect(try failure(SubscribeParams.self, #"{"exams": true}"#) == nil)
+        #expect(try failure(SubscribeParams.self, #"{"exam": true}"#)?.description.contains("'exam'") == true)
+        #expect(try failure(SubscribeParams.self, #"{"exams": "yes"}"#)?.description.contains("'exams'") == true)
     }
 
     @Test func typesRangesAndMissingFieldsAreNamed() throws {

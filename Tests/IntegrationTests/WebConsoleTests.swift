@@ -99,6 +99,13 @@ struct WebConsoleTests {
         return try #require(running?["xrayOffMs"]?.numberValue, "no exposure ran at the press: \(exposures)") - pressed
     }
 
+    /// The blocks of a page's stream of one kind for one exam (a block may start with the
+    /// chunked encoding's size line).
+    static func events(_ page: ServerSentEvents, _ kind: String, exam id: JSONValue) -> [String] {
+        let exam = id.intValue.map { "\"exam_id\":\($0)" } ?? "-"
+        return page.text.components(separatedBy: "\n\n").filter { $0.contains("event: \(kind)\n") && $0.contains(exam) }
+    }
+
     @Test func withoutItsTokenOrFromElsewhereTheConsoleRefuses() async throws {
         let dir = TemporaryDirectory()
         let daemon = try await DaemonProcess(in: dir, device: "simulator", timeScale: 10)
@@ -162,6 +169,9 @@ struct WebConsoleTests {
         let ready = try await console.call("exam.checklist", .object(["exam_id": id, "answers": ExamTests.clearAnswers]))
         #expect(ready["state"]?.stringValue == "ready", "\(ready)")
 
+        let page = try ServerSentEvents(port: console.port, token: console.token)
+        defer { page.close() }
+        try await eventually("the stream's first word") { page.text.contains("event: daemon") }
         let step = Task { try await console.call("exam.start", .object(["exam_id": id])) }
         try await eventually("the spine scan exposing", seconds: 90) {
             guard let s = try? await console.state(), case .array(let exams)? = s["exams"],
@@ -180,6 +190,10 @@ struct WebConsoleTests {
             #expect(warnings.contains { $0["message"]?.stringValue == "exam aborted: Stop pressed on the console" }, "\(warnings)")
         } else { Issue.record("no warnings in \(shown)") }
         #expect(try await console.state()["device"]?["xray_on"] == .bool(false))
+        // The console's own step reached the page once (its connection also subscribes to the
+        // exams' notifications: dexad sends a step's to the others only).
+        let positioning = Self.events(page, "exam.step", exam: id).filter { $0.contains("\"phase\":\"positioning\"") }
+        #expect(positioning.count == 1, "\(positioning)")
         // The press is in the audit trail as the console's user's own call.
         #expect(daemon.auditEntries.contains { $0["method"]?.stringValue == "exam.abort" })
     }
@@ -187,6 +201,8 @@ struct WebConsoleTests {
     /// Stop ends whatever scan runs, not only the exam's: with an exam idle between sites (the
     /// spine done, the hips not begun) and a service scan (`scan.run`) exposing, Stop turns
     /// X-rays off, aborts the idle exam as well, and says "X-rays off" only once the unit does.
+    /// The spine is stepped on another connection (as `dexa exam run` does it): its steps,
+    /// progress and image reach the console's page all the same.
     @Test func stopEndsAScanThatIsNotTheExams() async throws {
         let dir = TemporaryDirectory()
         let (sim, daemon, console) = try await Self.examRigWithConsole(dir)
@@ -194,13 +210,16 @@ struct WebConsoleTests {
         let exam = try await console.call("exam.create", .object(["patient": ExamTests.patient, "referral": .string("Dr Who: screening")]))
         let id = try #require(exam["id"])
         _ = try await console.call("exam.checklist", .object(["exam_id": id, "answers": ExamTests.clearAnswers]))
-        // exam.start is answered at once (202); the spine runs to its end.
-        let (accepted, _) = try await console.request("POST", "/api/call", body: .object(["method": .string("exam.start"), "params": .object(["exam_id": id])]))
-        #expect(accepted == 202)
-        try await eventually("the spine done, the exam idle between sites", seconds: 180) {
-            guard let e = try? await console.call("exam.get", .object(["exam_id": id])), case .array(let attempts)? = e["attempts"] else { return false }
-            return e["state"]?.stringValue == "in_progress" && attempts.last?["status"]?.stringValue == "completed"
-        }
+        // The spine started on a connection of the test's own, as `dexa exam run` does: its
+        // steps, progress and image reach the console's page as it runs.
+        let page = try ServerSentEvents(port: console.port, token: console.token)
+        defer { page.close() }
+        try await eventually("the stream's first word") { page.text.contains("event: daemon") }
+        let step = try await ControlConnection.with(socketPath: daemon.socketPath) { c in try await c.call("exam.start", .object(["exam_id": id])) }
+        #expect(step["attempt"]?["status"]?.stringValue == "completed", "\(step)")
+        try await eventually("the spine's end on the page") { Self.events(page, "exam.step", exam: id).contains { $0.contains("\"phase\":\"done\"") } }
+        #expect(Self.events(page, "scan.progress", exam: id).count >= 3 && Self.events(page, "scan.image", exam: id).count >= 3, "\(page.text.suffix(1500))")
+        #expect(Self.events(page, "exam.step", exam: id).contains { $0.contains("\"phase\":\"scanning\"") && $0.contains("ap_spine") })
         // A service scan of 1,500 lines, started through the console too.
         let (started, _) = try await console.request("POST", "/api/call", body: .object(["method": .string("scan.run"),
                                                       "params": .object(["mode": .string("dual"), "lines": .number(1500), "y_start_um": .number(100_000)])]))

@@ -1,0 +1,45 @@
+import DXAcquisition
+import Synchronization
+
+/// The exams' notifications for the connections that subscribed to them (`events.subscribe`
+/// with `exams`): a screen that watches the day (the web console) sees an exam the CLI runs
+/// as it runs. A step's own connection gets its notifications from the step itself, so a
+/// subscriber is never sent those of the steps it started.
+///
+/// Each subscriber has a bounded buffer (`bufferSize` notifications, the newest kept): a
+/// subscriber that reads slowly loses old images and progress, never the daemon's memory or
+/// the step's pace. The notifications are for display; the exam's record is in the store, and
+/// the console reads it again every second.
+final class ExamNoticeHub: Sendable {
+    /// About 20 s of a scan's notifications (an image batch and a progress every 100 ms, a
+    /// step now and then).
+    static let bufferSize = 400
+
+    private struct Subscriber {
+        var connection: Int
+        var continuation: AsyncStream<ExamNotice>.Continuation
+    }
+
+    private let subscribers = Mutex<(next: Int, all: [Int: Subscriber])>((0, [:]))
+
+    /// The notifications of steps other connections start, until the stream is dropped (the
+    /// subscriber's connection closed).
+    func subscribe(connection: Int) -> AsyncStream<ExamNotice> {
+        let (stream, continuation) = AsyncStream<ExamNotice>.makeStream(bufferingPolicy: .bufferingNewest(Self.bufferSize))
+        let id = subscribers.withLock { s in
+            defer { s.next += 1 }
+            s.all[s.next] = Subscriber(connection: connection, continuation: continuation)
+            return s.next
+        }
+        continuation.onTermination = { [weak self] _ in self?.subscribers.withLock { _ = $0.all.removeValue(forKey: id) } }
+        return stream
+    }
+
+    /// `notice` to every subscriber but the connection whose step it is.
+    func publish(_ notice: ExamNotice, from connection: Int) {
+        let targets = subscribers.withLock { s in s.all.values.filter { $0.connection != connection }.map(\.continuation) }
+        for c in targets { c.yield(notice) }
+    }
+
+    var count: Int { subscribers.withLock { $0.all.count } }
+}
