@@ -76,7 +76,16 @@ enum ConsolePage {
 <div id="stop-failed" role="alert" hidden></div>
 <main>
   <section>
-    <h2>Today</h2>
+    <div id="qc-panel">
+      <h2>Quality control</h2>
+      <div id="qc-detail" class="note"></div>
+      <div class="actions"><button type="button" id="qc-run">Run QC…</button></div>
+      <form id="qc-confirm" hidden>
+        <div>The QC phantom on the table, centred, and nobody else in the room? The scan exposes.</div>
+        <div class="actions"><button type="submit" id="qc-go">Scan the phantom</button><button type="button" id="qc-cancel">Cancel</button></div>
+      </form>
+    </div>
+    <h2 style="margin-top:20px">Today</h2>
     <ul class="exams" id="exams"></ul>
     <h2 style="margin-top:20px">Scheduled <button type="button" class="small" id="worklist-refresh">Ask the worklist</button></h2>
     <div id="worklist-note" class="note"></div>
@@ -227,6 +236,7 @@ function render() {
   text($("qc"), "QC: " + (qcWords[qc.condition] || "—") + (qc.due ? ", due today" : ""));
   $("qc").className = "pill " + (qc.condition === "in_control" && !qc.due ? "ok" : qc.condition === "failed" || qc.condition === "drifted" ? "bad" : qc.condition ? "warn" : "");
   $("qc").title = qc.reason || "";
+  renderQC(qc, d);
   const ul = $("exams"); ul.replaceChildren();
   // Today's exams, and any older one still open.
   const today = new Date().toISOString().slice(0, 10);
@@ -246,6 +256,35 @@ function render() {
   renderDetail();
   renderWorklist();
 }
+// The daily QC scan (qc.run, as dexa qc run): the phantom's file is the console's setting
+// (--qc-phantom); the page asks first that the phantom is on the table, as the scan exposes.
+function renderQC(qc, d) {
+  const phantom = state.console && state.console.qc_phantom;
+  const lines = [];
+  if (qc.condition) lines.push((qcWordsLong[qc.condition] || qc.condition) + (qc.due ? "; due today" : qc.last_pass ? "; passed " + qc.last_pass.slice(0, 16).replace("T", " ") : ""));
+  if (qc.reason) lines.push(qc.reason);
+  for (const w of (qc.warnings || [])) lines.push("! " + w);
+  if (qc.patient_exams && qc.patient_exams.message) lines.push(qc.patient_exams.message);
+  if (!phantom) lines.push("The QC scan needs the phantom's file: start the console with --qc-phantom FILE (dexa qc run --phantom FILE meanwhile).");
+  text($("qc-detail"), lines.join("\n"));
+  $("qc-detail").style.whiteSpace = "pre-line";
+  const busy = (Array.isArray(state.exams) ? state.exams : []).some(e => e.state === "in_progress");
+  $("qc-run").disabled = !connected || !phantom || !d || d.state !== "IDLE" || busy || qcRunning;
+  $("qc-run").title = busy ? "an exam is in progress" : !d || d.state !== "IDLE" ? "the unit is not idle" : "";
+}
+const qcVerdicts = { baseline: "added to the baseline", pass: "passed", repeat_required: "outside the limits: scan the phantom again", fail: "FAILED" };
+const qcWordsLong = { baseline_incomplete: "Baseline incomplete", in_control: "In control", repeat_required: "Repeat required: scan the phantom again", failed: "FAILED: patient exams are locked until QC passes", drifted: "Drifted: service is needed" };
+let qcRunning = false;
+$("qc-run").addEventListener("click", () => { $("qc-confirm").hidden = false; $("qc-go").focus(); });
+$("qc-cancel").addEventListener("click", () => { $("qc-confirm").hidden = true; });
+$("qc-confirm").addEventListener("submit", e => {
+  e.preventDefault();
+  $("qc-confirm").hidden = true;
+  const phantom = state.console && state.console.qc_phantom;
+  if (!phantom) return;
+  qcRunning = true;
+  call("qc.run", { phantom }).then(() => {}, () => { qcRunning = false; }).finally(refresh);
+});
 const siteNames = { ap_spine: "AP spine", left_hip: "left hip", right_hip: "right hip", lateral_spine: "lateral spine (VFA)" };
 const site = s => siteNames[s] || s;
 const allSites = ["ap_spine", "left_hip", "right_hip", "lateral_spine"];
@@ -654,7 +693,12 @@ function listen() {
   });
   es.addEventListener("call.result", e => {
     const c = JSON.parse(e.data);
+    if (c.method === "qc.run") qcRunning = false;
     if (c.error) { text($("error"), c.method + ": " + (c.error.message || JSON.stringify(c.error))); log(c.method + " failed: " + (c.error.message || "")); }
+    else if (c.method === "qc.run" && c.result) {
+      const bmd = Object.entries(c.result.bmd_g_cm2 || {}).map(([k, v]) => k + " " + Number(v).toFixed(3)).join(", ");
+      log("QC: " + (qcVerdicts[c.result.verdict] || c.result.verdict) + (bmd ? " (" + bmd + " g/cm²)" : ""));
+    }
     else log(c.method + ": " + ((c.result && c.result.message) || "done"));
     refresh();
   });

@@ -14,14 +14,17 @@ public struct ConsoleServer: Sendable {
     public let token: String
     /// The DICOM settings whose worklist peer lists the day's scheduled patients.
     public let dicomConfigPath: String
+    /// The QC phantom's file, for the page's daily QC scan (none: the page says how to set it).
+    public let qcPhantomPath: String?
     let logger: Logger
     let refusals = RefusalLog()
 
     public init(socketPath: String, token: String = ConsoleGate.newToken(), dicomConfigPath: String = "/etc/dexa/dicom.conf",
-                logger: Logger = Logger(label: "dexa-console")) {
+                qcPhantomPath: String? = nil, logger: Logger = Logger(label: "dexa-console")) {
         self.socketPath = socketPath
         self.token = token
         self.dicomConfigPath = dicomConfigPath
+        self.qcPhantomPath = qcPhantomPath
         self.logger = logger
     }
 
@@ -120,7 +123,8 @@ public struct ConsoleServer: Sendable {
         case .page:
             try await Self.respond(outbound, status: 200, contentType: "text/html; charset=utf-8", body: Array(ConsolePage.html.utf8))
         case .state:
-            let state = await ConsoleState.read(link: link)
+            var state = await ConsoleState.read(link: link)
+            state["console"] = .object(["qc_phantom": qcPhantomPath.map(JSONValue.string) ?? .null])
             try await Self.respond(outbound, status: 200, json: state)
         case .call:
             guard let request = try? JSONDecoder().decode(JSONValue.self, from: Data(body)),

@@ -16,6 +16,8 @@ struct DexaConsole: AsyncParsableCommand {
     @Option(help: "The port on 127.0.0.1 (0: any free port).") var port = 8642
     @Option(help: "The DICOM settings whose worklist peer lists today's scheduled patients (as dexa worklist).")
     var dicomConfig = ProcessInfo.processInfo.environment["DEXA_DICOM_CONFIG"] ?? "/etc/dexa/dicom.conf"
+    @Option(help: "The QC phantom's ICD §8 file (its ROIs), readable by dexad: with it the page runs the daily QC scan (qc.run), as dexa qc run --phantom does.")
+    var qcPhantom: String?
     @Option(help: "Also write the URL to this file (mode 0600), for the desktop entry to open.") var urlFile: String?
     @Option(help: "debug, info, notice, warning or error.") var logLevel: String = "info"
     @Flag(help: "Start this user's console unit if it is not running and open its URL in the browser (the desktop entry).") var open = false
@@ -32,7 +34,7 @@ struct DexaConsole: AsyncParsableCommand {
             FileHandle.standardError.write(Data("dexa-console: --port must be 0 to 65535\n".utf8))
             throw ExitCode(64)
         }
-        let server = ConsoleServer(socketPath: socket, dicomConfigPath: dicomConfig, logger: logger)
+        let server = ConsoleServer(socketPath: socket, dicomConfigPath: dicomConfig, qcPhantomPath: qcPhantom, logger: logger)
         let urlFile = self.urlFile
         try await server.run(port: port) { bound in
             let url = "http://127.0.0.1:\(bound)/?token=\(server.token)"

@@ -24,10 +24,11 @@ struct WebConsoleTests {
 
         /// `dicomConfig`: the DICOM settings (its worklist peer); by default a file that does
         /// not exist (no peers), never the machine's own /etc/dexa/dicom.conf.
-        init(in dir: TemporaryDirectory, socket: String, dicomConfig: String? = nil) async throws {
+        init(in dir: TemporaryDirectory, socket: String, dicomConfig: String? = nil, qcPhantom: String? = nil) async throws {
             let urlFile = dir.file("console.url")
             child = try ChildProcess(executable: BuiltProducts.path("dexa-console"),
-                                     arguments: ["--socket", socket, "--port", "0", "--url-file", urlFile, "--dicom-config", dicomConfig ?? dir.file("no-dicom.conf")],
+                                     arguments: ["--socket", socket, "--port", "0", "--url-file", urlFile, "--dicom-config", dicomConfig ?? dir.file("no-dicom.conf")]
+                                        + (qcPhantom.map { ["--qc-phantom", $0] } ?? []),
                                      logPath: dir.file("console.log"))
             try await eventually("dexa-console's URL") { FileManager.default.fileExists(atPath: urlFile) }
             let url = try String(contentsOfFile: urlFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
@@ -236,6 +237,39 @@ struct WebConsoleTests {
         #expect(try await console.call("exam.get", .object(["exam_id": id]))["state"]?.stringValue == "aborted")
     }
 
+    /// The morning's QC scan from the console (`qc.run` with the console's `--qc-phantom`), the
+    /// ESP phantom on the simulator's table: answered at once (202), its verdict comes to the
+    /// page as `call.result`, and the state's QC shows the scan in the baseline. A console
+    /// without the phantom's file says so in its state (the page disables the button).
+    @Test func theDailyQCScanFromTheConsole() async throws {
+        let dir = TemporaryDirectory()
+        let (_, esp) = try AnalyzeTests.writePhantoms(dir)
+        let (sim, daemon) = try await Self.examRig(dir)
+        defer { sim.child.stop(); daemon.child.stop() }
+        #expect(try await sim.control("phantom bench").contains("ok"))
+        let console = try await Console(in: dir, socket: daemon.socketPath, qcPhantom: esp)
+        defer { console.child.stop() }
+        try await eventually("the console linked to dexad") { (try? await console.state())?["daemon"]?["connected"] == .bool(true) }
+        let before = try await console.state()
+        #expect(before["console"]?["qc_phantom"]?.stringValue == esp && before["qc"]?["scans"]?.intValue == 0, "\(before)")
+        let page = try ServerSentEvents(port: console.port, token: console.token)
+        defer { page.close() }
+        try await eventually("the stream's first word") { page.text.contains("event: daemon") }
+        let (accepted, _) = try await console.request("POST", "/api/call", body: .object(["method": .string("qc.run"), "params": .object(["phantom": .string(esp)])]))
+        #expect(accepted == 202)
+        try await eventually("the QC scan's result on the page", seconds: 120) { page.text.contains("\"method\":\"qc.run\"") }
+        let result = try #require(page.text.components(separatedBy: "\n\n").first { $0.contains("event: call.result") && $0.contains("qc.run") })
+        #expect(result.contains("\"verdict\":\"baseline\""), "\(result)")
+        let after = try await console.state()
+        #expect(after["qc"]?["scans"]?.intValue == 1 && after["qc"]?["condition"]?.stringValue == "baseline_incomplete", "\(String(describing: after["qc"]))")
+        // The audit trail has it as the console's user's call.
+        #expect(daemon.auditEntries.contains { $0["method"]?.stringValue == "qc.run" })
+        // Without the file: the state says so.
+        let plain = try await Console(in: TemporaryDirectory(), socket: daemon.socketPath)
+        defer { plain.child.stop() }
+        #expect(try await plain.state()["console"]?["qc_phantom"] == .null)
+    }
+
     /// Three pages may listen at once (a browser's six connections to a server are shared by
     /// its tabs: three streams leave three for requests and Stop); a fourth is refused (429)
     /// and still gets the state; a page that goes frees its place within seconds.
@@ -379,7 +413,8 @@ struct WebConsoleTests {
         let (sim, first) = try await Self.examRig(dir)
         var daemon = first
         defer { sim.child.stop(); daemon.child.stop() }
-        let console = try await Console(in: dir, socket: daemon.socketPath, dicomConfig: config)
+        let (_, esp) = try AnalyzeTests.writePhantoms(dir)
+        let console = try await Console(in: dir, socket: daemon.socketPath, dicomConfig: config, qcPhantom: esp)
         defer { console.child.stop() }
         let sync = dir.file("sync")
         try FileManager.default.createDirectory(atPath: sync, withIntermediateDirectories: true)
