@@ -184,7 +184,7 @@ async function api(path, body, ms = 3000) {
 // call.result event.
 async function call(method, params) {
   const r = await api("/api/call", { method, params }, 30000);
-  if (r.error) { text($("error"), method + ": " + (r.error.message || r.error)); throw new Error(r.error.message || r.error); }
+  if (r.error) { text($("error"), method + ": " + (r.error.message || r.error)); log(method + " refused: " + (r.error.message || r.error)); throw new Error(r.error.message || r.error); }
   text($("error"), "");
   if (r.accepted) { log(method + " started"); return null; }
   return r.result;
@@ -248,7 +248,7 @@ function render() {
     li.className = ex.id === selected ? "selected" : "";
     const s = document.createElement("span"); s.className = "state " + ex.state; s.textContent = ex.state.replace("_", " ");
     li.append(s, document.createTextNode((ex.patient && ex.patient.name || "?") + " — " + (ex.patient && ex.patient.id || "")));
-    const choose = () => { if (selected !== ex.id) showResults(null); selected = ex.id; render(); };
+    const choose = () => { if (selected !== ex.id) deselect(); selected = ex.id; render(); };
     li.addEventListener("click", choose);
     li.addEventListener("keydown", e => { if (e.key === "Enter") choose(); });
     ul.append(li);
@@ -288,6 +288,13 @@ $("qc-confirm").addEventListener("submit", e => {
 const siteNames = { ap_spine: "AP spine", left_hip: "left hip", right_hip: "right hip", lateral_spine: "lateral spine (VFA)" };
 const site = s => siteNames[s] || s;
 const allSites = ["ap_spine", "left_hip", "right_hip", "lateral_spine"];
+// Another exam chosen: nothing of the last one stays on screen (its results, a correction or
+// a reason being typed for it).
+function deselect() {
+  showResults(null);
+  correcting = null; $("correct-form").hidden = true;
+  asking = null; $("reason-form").hidden = true;
+}
 // Sites exam.add takes: one not in the plan, or one skipped (added again at the end).
 function addable(ex) {
   const latest = s => (ex.attempts || []).filter(a => a.site === s).slice(-1)[0];
@@ -337,7 +344,8 @@ function renderDetail() {
   button("Next site", () => call("exam.next", { exam_id: ex.id }).then(refresh, refresh), ex.state === "in_progress" && !running);
   button("Repeat", () => call("exam.repeat", { exam_id: ex.id }).then(refresh, refresh), ex.state === "in_progress" && !running);
   button("Skip site…", () => askReason("skip", ex), ex.state === "in_progress" && !running);
-  button("Add site…", () => askReason("add", ex), ["created", "blocked", "ready", "in_progress"].includes(ex.state) && !running && addable(ex).length > 0);
+  // Once the exam runs (before, an answer to the checklist plans the sites again from the answers).
+  button("Add site…", () => askReason("add", ex), ex.state === "in_progress" && !running && addable(ex).length > 0);
   button("Results", () => loadResults(ex.id), ["in_progress", "completed"].includes(ex.state));
   const analysed = (ex.attempts || []).some(a => a.status === "completed");
   button("Correct…", () => askCorrection(ex), ["in_progress", "completed"].includes(ex.state) && !running && analysed);
@@ -425,7 +433,13 @@ $("reason-form").addEventListener("submit", e => {
 // lateral spine's vertebrae with their heights and Genant grades; the diagnosis, the change since
 // the last exam, the VFA indication, the dose; QC's objections on top.
 let results = null, resultsKey = null;
-function loadResults(id) { return call("exam.results", { exam_id: id }).then(showResults, () => {}); }
+// Only the newest request's answer, and only while its exam is still the one selected: an
+// answer for another exam is never shown under this one's name.
+let resultsAsked = 0;
+function loadResults(id) {
+  const n = ++resultsAsked;
+  return call("exam.results", { exam_id: id }).then(r => { if (n === resultsAsked && r && r.exam_id === selected) showResults(r); }, () => {});
+}
 const roiNames = { neck: "femoral neck", total_hip: "total hip", trochanter: "trochanter", intertrochanter: "intertrochanter", wards: "Ward's area" };
 const whoWords = { normal: "normal", low_bone_mass: "low bone mass (osteopenia)", osteoporosis: "osteoporosis" };
 function showResults(r) {
@@ -433,7 +447,7 @@ function showResults(r) {
   const div = $("results"); div.replaceChildren();
   if (!r) { resultsKey = null; return; }
   const h = document.createElement("h2");
-  h.textContent = "Results" + (r.diagnosis && r.diagnosis.words ? ": " + r.diagnosis.words : "");
+  h.textContent = "Results of " + r.patient.name + " (" + r.patient.id + "), exam " + r.exam_id + (r.diagnosis && r.diagnosis.words ? ": " + r.diagnosis.words : "");
   div.append(h);
   for (const q of (r.quality_control || [])) para(div, "QUALITY CONTROL: " + q, "qc-line");
   const d = r.diagnosis || {};
@@ -517,6 +531,7 @@ function showResults(r) {
     img.style.height = "320px"; img.style.background = "#000";
     img.src = "/api/site-image?exam=" + encodeURIComponent(r.exam_id) + "&site=" + encodeURIComponent(s.site) + "&attempt=" + encodeURIComponent(s.attempt || 0) + "&corrections=" + (s.corrections || []).length + "&token=" + encodeURIComponent(token);
     const cap = document.createElement("figcaption"); cap.textContent = s.title || site(s.site);
+    img.addEventListener("error", () => { cap.textContent = (s.title || site(s.site)) + ": the image could not be shown (the results may have changed: press Results)"; cap.className = "warning"; });
     fig.append(img, cap); images.append(fig);
   }
   div.append(images);
@@ -545,7 +560,9 @@ let correcting = null;
 async function askCorrection(ex) {
   if (!results || results.exam_id !== ex.id) await loadResults(ex.id);
   if (!results || results.exam_id !== ex.id) return;
-  correcting = { exam: ex.id };
+  // The attempt each site's numbers on screen come from, kept from now: dexad refuses the
+  // correction if that site's result has since become another attempt's.
+  correcting = { exam: ex.id, attempts: Object.fromEntries((results.sites || []).map(s => [s.site, s.attempt])) };
   const sel = $("correct-site"); sel.replaceChildren();
   for (const s of (results.sites || []).filter(s => s.result && correctionKinds[s.site])) { const o = document.createElement("option"); o.value = s.site; o.textContent = s.title || site(s.site); sel.append(o); }
   text($("correct-title"), "Correct the analysis of " + (ex.patient && ex.patient.name));
@@ -578,13 +595,13 @@ $("correct-kind").addEventListener("change", fillCorrectionFields);
 $("correct-cancel").addEventListener("click", () => { correcting = null; $("correct-form").hidden = true; });
 $("correct-form").addEventListener("submit", e => {
   e.preventDefault();
-  if (!correcting || !results) return;
+  if (!correcting) return;
+  if (correcting.exam !== selected) { correcting = null; $("correct-form").hidden = true; return; }
   const siteName = $("correct-site").value, kind = $("correct-kind").value, reason = $("correct-reason").value.trim();
   if (!reason) return;
   const v = id => $("cf-" + id).value.trim();
-  const shown = (results.sites || []).find(s => s.site === siteName);
   const params = { exam_id: correcting.exam, site: siteName, reason };
-  if (shown && shown.attempt) params.attempt = shown.attempt;
+  if (correcting.attempts[siteName]) params.attempt = correcting.attempts[siteName];
   const numbers = t => t.split(/[\s,]+/).filter(Boolean).map(Number);
   if (kind === "relabel") params.relabel = { from: v("from"), to: v("to") };
   else if (kind === "l4") params.l4_y_mm = Number(v("y"));
@@ -602,19 +619,26 @@ $("correct-form").addEventListener("submit", e => {
 // Today's scheduled patients from the hospital's worklist (as dexa worklist): an exam is
 // created from an item with the patient and the order as the worklist gives them, nothing
 // retyped; an item already made into an exam says which.
-let worklist = null;
-async function loadWorklist() {
-  text($("worklist-note"), "asking the worklist…");
-  try { worklist = await api("/api/worklist", undefined, 20000); }
-  catch (e) { worklist = { configured: true, error: e.name === "AbortError" ? "no answer within 20 s" : String(e) }; }
+// The console answers at once with the last listing it has and asks the worklist in the
+// background (a slow RIS never holds one of the browser's connections, which Stop needs);
+// while it asks, the page looks again every 2 s.
+let worklist = null, worklistTimer = null;
+const creating = new Set();
+async function loadWorklist(refresh = false) {
+  clearTimeout(worklistTimer); worklistTimer = null;
+  let w;
+  try { w = await api("/api/worklist" + (refresh ? "?refresh=1" : ""), undefined, 3000); }
+  catch (e) { w = { configured: true, error: e.name === "AbortError" ? "the console did not answer" : String(e) }; }
+  worklist = w;
   renderWorklist();
+  if (w.refreshing) worklistTimer = setTimeout(() => loadWorklist(false), 2000);
 }
 function renderWorklist() {
   const ul = $("worklist"); ul.replaceChildren();
   const w = worklist;
   if (!w) return;
   const items = Array.isArray(w.items) ? w.items : [];
-  text($("worklist-note"), w.error ? "Worklist: " + w.error : !w.configured ? (w.note || "no worklist") : items.length ? "" : "Nothing scheduled for " + w.station + " on " + w.date);
+  text($("worklist-note"), (w.refreshing ? "asking the worklist… " : "") + (w.error ? "Worklist: " + w.error : w.configured === false ? (w.note || "no worklist") : w.configured !== true ? "" : items.length ? "" : "Nothing scheduled for " + w.station + " on " + w.date));
   for (const why of (w.left_out || [])) para(ul, "left out: " + why, "problem");
   const exams = Array.isArray(state.exams) ? state.exams : [];
   for (const item of items) {
@@ -627,17 +651,22 @@ function renderWorklist() {
     const made = exams.find(ex => ex.scheduled && ex.scheduled.accession_number === item.accession_number && ex.scheduled.study_instance_uid === item.study_instance_uid);
     if (made) {
       const b = document.createElement("button"); b.className = "small"; b.textContent = "Exam " + made.id + " (" + made.state.replace("_", " ") + ")";
-      b.addEventListener("click", () => { if (selected !== made.id) showResults(null); selected = made.id; render(); });
+      b.addEventListener("click", () => { if (selected !== made.id) deselect(); selected = made.id; render(); });
       li.append(b);
     } else if (item.registration) {
       const b = document.createElement("button"); b.className = "small"; b.textContent = "Create exam"; b.disabled = !connected;
-      b.addEventListener("click", () => call("exam.create", item.registration).then(ex => { selected = ex.id; showResults(null); refresh(); }, () => {}));
+      // Once: a second press would make a second exam for the same order.
+      b.addEventListener("click", () => {
+        b.disabled = true; creating.add(item.accession_number);
+        call("exam.create", item.registration).then(ex => { deselect(); selected = ex.id; refresh(); }, () => {}).finally(() => creating.delete(item.accession_number));
+      });
+      if (creating.has(item.accession_number)) b.disabled = true;
       li.append(b);
     } else para(li, item.problem || "this item cannot start an exam", "problem");
     ul.append(li);
   }
 }
-$("worklist-refresh").addEventListener("click", loadWorklist);
+$("worklist-refresh").addEventListener("click", () => loadWorklist(true));
 function answers() {
   const v = id => $(id).value.trim();
   const a = {};
@@ -659,7 +688,7 @@ $("checklist").addEventListener("change", () => { const ex = exam(); if (ex) cal
 $("new-exam").addEventListener("submit", e => {
   e.preventDefault();
   call("exam.create", { patient: { id: $("pid").value.trim(), name: $("pname").value.trim(), sex: $("psex").value, birth_date: $("pbirth").value },
-                        referral: $("preferral").value.trim() }).then(ex => { selected = ex.id; $("new-exam").reset(); refresh(); }, () => {});
+                        referral: $("preferral").value.trim() }).then(ex => { deselect(); selected = ex.id; $("new-exam").reset(); refresh(); }, () => {});
 });
 // One state request at a time, the newest answer only: a slow answer never overwrites a newer one.
 let asked = 0, answered = 0, inFlight = false;
@@ -724,7 +753,7 @@ function listen() {
 }
 listen(); refresh(); setInterval(refresh, 1000);
 // The worklist at the start and every five minutes (and on the button): a C-FIND each time.
-loadWorklist(); setInterval(loadWorklist, 300000);
+loadWorklist(false); setInterval(() => loadWorklist(true), 300000);
 </script>
 </body>
 </html>

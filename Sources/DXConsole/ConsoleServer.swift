@@ -16,6 +16,8 @@ public struct ConsoleServer: Sendable {
     public let dicomConfigPath: String
     /// The QC phantom's file, for the page's daily QC scan (none: the page says how to set it).
     public let qcPhantomPath: String?
+    /// The day's scheduled patients, asked of the worklist in the background.
+    let scheduled: ScheduledPatients
     let logger: Logger
     let refusals = RefusalLog()
 
@@ -25,6 +27,7 @@ public struct ConsoleServer: Sendable {
         self.token = token
         self.dicomConfigPath = dicomConfigPath
         self.qcPhantomPath = qcPhantomPath
+        scheduled = ScheduledPatients(configPath: dicomConfigPath)
         self.logger = logger
     }
 
@@ -171,7 +174,12 @@ public struct ConsoleServer: Sendable {
                 try await Self.respond(outbound, status: failure.status, json: ["error": .string(failure.message)])
             }
         case .worklist:
-            let (status, json) = await ScheduledPatients.read(configPath: dicomConfigPath)
+            let query = ConsoleGate.split(target).query
+            if let unknown = query.keys.filter({ !["token", "refresh"].contains($0) }).sorted().first {
+                try await Self.respond(outbound, status: 400, json: ["error": .string("unknown parameter \(unknown) (refresh=1)")])
+                return
+            }
+            let (status, json) = await scheduled.answer(refresh: query["refresh"] == "1")
             try await Self.respond(outbound, status: status, json: json)
         case .stop:
             let outcome = await Stop.press(socketPath: socketPath)

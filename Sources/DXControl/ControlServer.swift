@@ -12,6 +12,13 @@ public struct ControlContext: Sendable {
     public let role: Role
     let sendLine: @Sendable ([UInt8]) -> Void
     let addStream: @Sendable (@escaping @Sendable () async -> Void) -> Void
+    let unsent: @Sendable () -> Int
+
+    /// Lines queued for this connection and not yet written to it: a client that does not read
+    /// lets them pile up (up to 8192, then new lines are lost). A stream of notifications for
+    /// display (the exams' images and progress to a subscriber) sends nothing while this is
+    /// high, so that such a client costs neither memory nor its own calls' answers.
+    public var unsentLines: Int { unsent() }
 
     public func notify(_ method: String, _ params: JSONValue) { sendLine(RPCLine.notification(method, params)) }
 
@@ -134,15 +141,18 @@ public final class ControlServer: Sendable {
                 let requests = TaskSet()
                 let streams = TaskSet()
                 let (writes, writer) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingOldest(8192))
+                let queued = Atomic<Int>(0)
                 let context = ControlContext(
                     connectionID: id,
                     peer: peer,
                     role: role,
-                    sendLine: { writer.yield($0) },
-                    addStream: { body in streams.add(Task { await body() }) })
+                    sendLine: { if case .enqueued = writer.yield($0) { queued.add(1, ordering: .relaxed) } },
+                    addStream: { body in streams.add(Task { await body() }) },
+                    unsent: { queued.load(ordering: .relaxed) })
 
                 async let writing: Void = {
                     for await line in writes {
+                        queued.subtract(1, ordering: .relaxed)
                         do { try await outbound.write(ByteBuffer(bytes: line)) } catch {
                             // The client is gone: whatever it asked for stops (a scan aborts).
                             requests.cancelAll()

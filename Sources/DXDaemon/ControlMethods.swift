@@ -124,7 +124,13 @@ private struct Methods: Sendable {
             if p.exams == true {
                 let exams = hub.subscribe(connection: context.connectionID)
                 context.keepStreaming {
-                    for await n in exams { Self.send(n, on: context) }
+                    for await n in exams {
+                        // Images and progress are for display: not while this client has not
+                        // read what it was sent (steps and warnings always go).
+                        if case .image = n, context.unsentLines > ExamNoticeHub.unsentLimit { continue }
+                        if case .progress = n, context.unsentLines > ExamNoticeHub.unsentLimit { continue }
+                        Self.send(n, on: context)
+                    }
                 }
             }
             return SubscribeResult(subscribed: true)

@@ -6,14 +6,19 @@ import Synchronization
 /// as it runs. A step's own connection gets its notifications from the step itself, so a
 /// subscriber is never sent those of the steps it started.
 ///
-/// Each subscriber has a bounded buffer (`bufferSize` notifications, the newest kept): a
-/// subscriber that reads slowly loses old images and progress, never the daemon's memory or
-/// the step's pace. The notifications are for display; the exam's record is in the store, and
-/// the console reads it again every second.
+/// Each subscriber has a bounded buffer (`bufferSize` notifications, the newest kept), and its
+/// connection is sent no image or progress while more than `unsentLimit` lines wait unwritten
+/// for it: a subscriber that reads slowly loses images and progress, never the daemon's memory,
+/// its own calls' answers or the step's pace (`publish` takes a lock and hands over). The
+/// notifications are for display; the exam's record is in the store, and the console reads it
+/// again every second.
 final class ExamNoticeHub: Sendable {
     /// About 20 s of a scan's notifications (an image batch and a progress every 100 ms, a
     /// step now and then).
     static let bufferSize = 400
+    /// Lines waiting unwritten for a subscriber's connection above which its images and
+    /// progress are not sent (a scan's batch of image rows is a line of a few kB).
+    static let unsentLimit = 64
 
     private struct Subscriber {
         var connection: Int

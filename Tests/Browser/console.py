@@ -41,7 +41,8 @@ def main():
                 WebDriverWait(driver, timeout, poll_frequency=0.05).until(lambda d: condition())
             except Exception:
                 shot("failed-" + what.replace(" ", "-"))
-                raise SystemExit(f"console.py: timed out waiting for {what}; page: {driver.find_element(By.TAG_NAME, 'body').text[:600]}")
+                raise SystemExit(f"console.py: timed out waiting for {what}; page: {driver.find_element(By.TAG_NAME, 'body').text[:600]}; "
+                                 f"error: {driver.find_element(By.ID, 'error').text}; events: {driver.find_element(By.ID, 'log').text[:1500]}")
 
         def sync_wait(name, timeout=120):
             path = os.path.join(args.sync, name)
@@ -200,9 +201,12 @@ def main():
             "const r = await fetch('/api/call', {method: 'POST', headers: {'X-Dexa-Token': new URLSearchParams(location.search).get('token'), 'Content-Type': 'application/json'},"
             " body: JSON.stringify({method: 'exam.get', params: {exam_id: selected}})}); const j = await r.json();"
             "return [j.result.patient.name, j.result.patient.id, j.result.scheduled && j.result.scheduled.accession_number];")
-        # Metal in the right hip takes it out of the plan; the technologist adds it back.
+        # Metal in the right hip takes it out of the plan; the spine first, then the technologist
+        # (the metal was a removed piercing) adds the right hip back.
         checklist(metal="right_hip")
         seen["plan_before_add"] = text("detail-title")
+        press("Start")
+        until("the second exam's spine done", lambda: enabled("Next site"), timeout=180)
         press("Add site…")
         until("the add form", lambda: driver.find_element(By.ID, "reason-form").is_displayed())
         Select(driver.find_element(By.ID, "reason-site")).select_by_value("right_hip")
@@ -210,9 +214,10 @@ def main():
         until("the right hip in the plan", lambda: "right hip" in text("detail-title"), timeout=20)
         seen["plan_after_add"] = text("detail-title")
 
-        # Its spine exposes; the test lets the page press Stop.
-        press("Start")
-        until("X-rays on for the second exam", lambda: text("xray") == "X-RAYS ON" and "AP spine" in text("scan-site"), timeout=120)
+        # Its left hip exposes; the test lets the page press Stop.
+        until("Next site possible", lambda: enabled("Next site"), timeout=30)
+        press("Next site")
+        until("X-rays on for the second exam's hip", lambda: text("xray") == "X-RAYS ON" and "left hip" in text("scan-site"), timeout=120)
         sync_say("scanning")
         sync_wait("press")
         # Stop with the keyboard, as a technologist would with hands on the patient.

@@ -350,8 +350,7 @@ struct WebConsoleTests {
         let console = try await Console(in: dir, socket: daemon.socketPath, dicomConfig: config)
         defer { console.child.stop() }
 
-        let (status, body) = try await console.request("GET", "/api/worklist")
-        let list = try JSONDecoder().decode(JSONValue.self, from: body)
+        let (status, list) = try await Self.worklist(console)
         #expect(status == 200 && list["configured"] == .bool(true) && list["station"]?.stringValue == "DEXA1", "\(list)")
         guard case .array(let items)? = list["items"] else { Issue.record("no items: \(list)"); return }
         // ACC-4 is another station's.
@@ -372,18 +371,65 @@ struct WebConsoleTests {
 
         // The RIS gone: an error, said; the console still serves the day.
         worklist.stop()
-        let (downStatus, downBody) = try await console.request("GET", "/api/worklist")
-        let down = try JSONDecoder().decode(JSONValue.self, from: downBody)
+        let (downStatus, down) = try await Self.worklist(console, refresh: true)
         #expect(downStatus == 503 && down["error"]?.stringValue?.contains("worklist WORKLIST@127.0.0.1") == true, "\(down)")
         #expect(try await console.request("GET", "/api/state").status == 200)
+        #expect(try await console.request("GET", "/api/worklist?refesh=1").status == 400)
+
+        // A RIS that takes the connection and never answers: the console answers at once all
+        // the same ("asking"), so that the page's requests, and Stop, are never held behind it.
+        let silent = try Self.silentListener()
+        defer { Glibc.close(silent.fd) }
+        let slowConfig = dir.file("slow.conf")
+        try "ae_title = DEXA1\nworklist = SLOW@127.0.0.1:\(silent.port)\n".write(toFile: slowConfig, atomically: true, encoding: .utf8)
+        let slow = try await Console(in: TemporaryDirectory(), socket: daemon.socketPath, dicomConfig: slowConfig)
+        defer { slow.child.stop() }
+        for _ in 0..<3 {
+            let started = ContinuousClock.now
+            let (asking, body) = try await slow.request("GET", "/api/worklist?refresh=1")
+            let answer = try JSONDecoder().decode(JSONValue.self, from: body)
+            #expect(asking == 200 && answer["refreshing"] == .bool(true), "\(answer)")
+            #expect(ContinuousClock.now - started < .seconds(2), "the worklist's answer waited for the RIS")
+        }
+        #expect(try await slow.request("POST", "/api/stop", body: .object([:])).status == 200)
 
         // No worklist peer configured: said, not an error; no query made.
         let plain = try await Console(in: TemporaryDirectory(), socket: daemon.socketPath)
         defer { plain.child.stop() }
-        let none = try JSONDecoder().decode(JSONValue.self, from: try await plain.request("GET", "/api/worklist").body)
+        let none = try await Self.worklist(plain).json
         #expect(none["configured"] == .bool(false) && none["note"]?.stringValue?.contains("no worklist peer") == true, "\(none)")
         // A misspelt parameter of a document is refused, not ignored.
         #expect(try await console.request("GET", "/api/report?exam=1&exm=2").status == 400)
+    }
+
+    /// The console's worklist once its query in the background has ended (`refresh`: a new one).
+    static func worklist(_ console: Console, refresh: Bool = false) async throws -> (status: Int, json: JSONValue) {
+        var answer: (status: Int, json: JSONValue) = (0, .null)
+        var path = "/api/worklist" + (refresh ? "?refresh=1" : "")
+        try await eventually("the worklist's answer", seconds: 30) {
+            guard let (status, body) = try? await console.request("GET", path), let json = try? JSONDecoder().decode(JSONValue.self, from: body) else { return false }
+            answer = (status, json)
+            path = "/api/worklist"
+            return json["refreshing"] == .bool(false)
+        }
+        return answer
+    }
+
+    /// A TCP port on 127.0.0.1 that takes connections (the kernel completes them) and never
+    /// answers: a RIS that hangs.
+    static func silentListener() throws -> (fd: Int32, port: Int) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestTimeout("no socket") }
+        var sa = sockaddr_in()
+        sa.sin_family = sa_family_t(AF_INET)
+        sa.sin_port = 0
+        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr)
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &sa) { p in
+            p.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && listen(fd, 8) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { Glibc.close(fd); throw TestTimeout("cannot listen") }
+        return (fd, Int(UInt16(bigEndian: sa.sin_port)))
     }
 
     /// A technologist's day in a real browser (Tests/Browser/console.py: Debian's chromium
