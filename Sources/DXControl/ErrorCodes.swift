@@ -72,7 +72,7 @@ extension ExamError: ControlReportable {
         switch self {
         case .unknownExam, .invalidPatient, .noReferral, .invalidAnswer, .noSkipReason, .notInPlan, .precision, .correction:
             RPCError(code: RPCError.invalidParamsCode, message: description)
-        case .wrongState, .checklistIncomplete, .blocked, .anotherExamRunning, .alreadyInPlan, .nothingToRepeat, .allSitesDone:
+        case .wrongState, .checklistIncomplete, .blocked, .anotherExamRunning, .alreadyInPlan, .orderTaken, .nothingToRepeat, .allSitesDone:
             RPCError(code: RPCError.examStateCode, message: description)
         case .stepRunning: RPCError(code: RPCError.busyCode, message: description)
         case .notCalibrated: RPCError(code: RPCError.notCalibratedCode, message: description)

@@ -368,6 +368,15 @@ struct WebConsoleTests {
         #expect(exam["patient"]?["id"]?.stringValue == "P-0043" && exam["scheduled"]?["accession_number"]?.stringValue == "ACC-2"
                 && exam["scheduled"]?["study_instance_uid"]?.stringValue == "1.2.826.0.1.3680043.10.9.2", "\(exam)")
         #expect(exam["referral"]?.stringValue?.contains("referred by Rita Referrer") == true, "\(exam)")
+        // The same order again (a double press, the item chosen twice): refused, naming the exam
+        // that holds it; once that exam is aborted, the order may be taken again.
+        let (_, againBody) = try await console.request("POST", "/api/call", body: .object(["method": .string("exam.create"), "params": registration]))
+        let again = try JSONDecoder().decode(JSONValue.self, from: againBody)
+        #expect(again["error"]?["code"]?.intValue == -32007 && again["error"]?["message"]?.stringValue?.contains("already fulfils the order with accession number ACC-2") == true,
+                "\(again)")
+        _ = try await console.call("exam.abort", .object(["exam_id": try #require(exam["id"]), "reason": .string("registered twice")]))
+        let retaken = try await console.call("exam.create", registration)
+        #expect(retaken["scheduled"]?["accession_number"]?.stringValue == "ACC-2" && retaken["id"] != exam["id"])
 
         // The RIS gone: an error, said; the console still serves the day.
         worklist.stop()

@@ -139,6 +139,8 @@ public enum ExamError: Error, Sendable, Equatable, CustomStringConvertible {
     case invalidAnswer(String)
     case noSkipReason
     case alreadyInPlan(Site)
+    /// The worklist's order (accession number, Study Instance UID) has an exam already.
+    case orderTaken(Int64, ExamState, String)
     case notInPlan(Site)
     case nothingToRepeat(Int64)
     case allSitesDone(Int64)
@@ -169,6 +171,8 @@ public enum ExamError: Error, Sendable, Equatable, CustomStringConvertible {
         case .invalidAnswer(let why): why
         case .noSkipReason: "a skipped site needs a reason"
         case .alreadyInPlan(let site): "the \(site.title) is already in the plan"
+        case .orderTaken(let id, let state, let accession):
+            "exam \(id) (\(state.rawValue)) already fulfils the order with accession number \(accession): continue that exam, or abort it before making another for the same order"
         case .notInPlan(let site): "the \(site.title) is not in this exam's plan (exam.add adds it)"
         case .nothingToRepeat(let id): "exam \(id): no site has been scanned yet"
         case .allSitesDone(let id): "every site of exam \(id) is done"

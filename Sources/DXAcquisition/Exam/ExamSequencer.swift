@@ -136,10 +136,22 @@ public actor ExamSequencer {
 
     // MARK: - Requests that only record
 
+    /// The newest exams searched for one holding a worklist order (weeks of a unit's exams).
+    static let orderLookback = 1000
+
     public func create(patient: PatientRecord, referral: String, operatorName: String, scheduled: ScheduledProcedure? = nil) throws(ExamError) -> ExamRecord {
         if let why = patient.problem { throw .invalidPatient(why) }
         if let why = scheduled?.problem { throw .invalidPatient("worklist item: \(why)") }
         guard !referral.trimmingCharacters(in: .whitespaces).isEmpty else { throw .noReferral }
+        // One exam per order: a second (a double press, the same item chosen twice) would make
+        // two studies with one Study Instance UID at the hospital. An aborted exam's order may
+        // be taken again (the RIS still lists it as scheduled).
+        if let order = scheduled {
+            let held = try store { try recorder.list(limit: Self.orderLookback) }.first { e in
+                e.scheduled?.accessionNumber == order.accessionNumber && e.scheduled?.studyInstanceUID == order.studyInstanceUID && e.state != .aborted
+            }
+            if let held { throw .orderTaken(held.id, held.state, order.accessionNumber) }
+        }
         let id = try store {
             try recorder.createExam(patient: patient, referral: referral, operatorName: operatorName, plan: Site.standardOrder, scheduled: scheduled, at: now())
         }
