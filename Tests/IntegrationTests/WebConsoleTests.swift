@@ -536,6 +536,54 @@ struct WebConsoleTests {
         }
     }
 
+    /// The console in Firefox (Tests/Browser/console_firefox.py: Debian's firefox-esr, headless,
+    /// through its Marionette protocol): the page linked, the worklist's patients, an exam from
+    /// the form and its checklist, Start, X-rays shown on and the image growing, Esc while the
+    /// spine exposes: X-rays off within 1 s of the press on the simulator's clock.
+    @Test func theConsoleInFirefox() async throws {
+        let python = MPPSServer.python
+        guard FileManager.default.isExecutableFile(atPath: python), FileManager.default.isExecutableFile(atPath: "/usr/bin/firefox-esr") else {
+            if ProcessInfo.processInfo.environment["CI"] == "true" { Issue.record("Firefox or the browser tests' environment is missing: run scripts/setup") }
+            return
+        }
+        let dir = TemporaryDirectory()
+        let worklist = try await WorklistServer(items: WorklistServer.exampleItems(date: DicomExamTests.today()))
+        defer { worklist.stop() }
+        let config = dir.file("dicom.conf")
+        try "ae_title = DEXA1\nworklist = \(worklist.aeTitle)@127.0.0.1:\(worklist.port)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        let (sim, daemon) = try await Self.examRig(dir)
+        defer { sim.child.stop(); daemon.child.stop() }
+        let console = try await Console(in: dir, socket: daemon.socketPath, dicomConfig: config)
+        defer { console.child.stop() }
+        let sync = dir.file("sync")
+        try FileManager.default.createDirectory(atPath: sync, withIntermediateDirectories: true)
+        let shots = ProcessInfo.processInfo.environment["DEXA_CONSOLE_SHOTS"] ?? dir.file("shots")
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+        let browser = try ChildProcess(executable: python,
+                                       arguments: [root + "/Tests/Browser/console_firefox.py", "--url", "\(console.base)/?token=\(console.token)",
+                                                   "--shots", shots, "--sync", sync],
+                                       logPath: dir.file("firefox.log"))
+        defer { browser.stop() }
+        func said(_ name: String) -> Bool { FileManager.default.fileExists(atPath: sync + "/" + name) }
+        try await eventually("Firefox showing the scan exposing", seconds: 240) { said("scanning") || !browser.isRunning }
+        try #require(said("scanning"), "Firefox gave up: \(browser.log)")
+        #expect(try await sim.control("speed 1").contains("ok"))
+        let pressed = try #require(try await sim.status()["uptimeMs"]?.numberValue)
+        _ = FileManager.default.createFile(atPath: sync + "/press", contents: nil)
+        try await eventually("Firefox showing the stop", seconds: 60) { said("stopped") || !browser.isRunning }
+        try #require(said("stopped"), "Firefox gave up: \(browser.log)")
+        let exposures: [JSONValue] = if case .array(let a)? = try await sim.status()["exposures"] { a } else { [] }
+        let running = exposures.first { ($0["xrayOnMs"]?.numberValue ?? .infinity) <= pressed && ($0["xrayOffMs"]?.numberValue ?? 0) >= pressed }
+        let off = try #require(running?["xrayOffMs"]?.numberValue, "no exposure ran when the test let Firefox press: \(exposures)") - pressed
+        print(String(format: "Firefox Stop (Esc): X-rays off %.0f ms after the test let the page press (simulator's clock)", off))
+        #expect(off <= 1000)
+        #expect(await browser.waitForExit(seconds: 30) == 0, "\(browser.log)")
+        let report = browser.log.split(separator: "\n").last.flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+        print("Firefox saw: \(report.map { "\($0)" } ?? browser.log)")
+        #expect(report?["user_agent"]?.stringValue?.contains("Firefox/") == true, "\(String(describing: report))")
+        #expect(report?["image_has_content"] == .bool(true) && report?["after_stop"]?.stringValue?.contains("aborted") == true, "\(String(describing: report))")
+    }
+
     // MARK: - Sockets
 
     /// A server-sent-event stream read on a thread of its own.
