@@ -8,6 +8,7 @@ exposes and waits for `press`; writes `stopped`, waits for `restarting`, then wr
 """
 import argparse, json, os, sys, time
 
+from meeting import Meeting
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -44,16 +45,8 @@ def main():
                 raise SystemExit(f"console.py: timed out waiting for {what}; page: {driver.find_element(By.TAG_NAME, 'body').text[:600]}; "
                                  f"error: {driver.find_element(By.ID, 'error').text}; events: {driver.find_element(By.ID, 'log').text[:1500]}")
 
-        def sync_wait(name, timeout=120):
-            path = os.path.join(args.sync, name)
-            end = time.time() + timeout
-            while not os.path.exists(path):
-                if time.time() > end:
-                    raise SystemExit(f"console.py: the test never wrote {name}")
-                time.sleep(0.02)
-
-        def sync_say(name):
-            open(os.path.join(args.sync, name), "w").close()
+        meeting = Meeting(args.sync, "console.py")
+        sync_wait, sync_say = meeting.wait, meeting.say
 
         driver.get(args.url)
         until("the daemon linked", lambda: text("link") == "dexad connected")

@@ -12,6 +12,7 @@ import argparse, json, os, shutil, socket, subprocess, sys, tempfile, time
 from marionette_driver.by import By
 from marionette_driver.keys import Keys
 from marionette_driver.marionette import Marionette
+from meeting import Meeting
 
 
 def free_port():
@@ -61,16 +62,8 @@ def main():
             shot("firefox-failed-" + what.replace(" ", "-"))
             raise SystemExit(f"console_firefox.py: timed out waiting for {what}; page: {m.find_element(By.TAG_NAME, 'body').text[:600]}")
 
-        def sync_wait(name, timeout=120):
-            path = os.path.join(args.sync, name)
-            end = time.time() + timeout
-            while not os.path.exists(path):
-                if time.time() > end:
-                    raise SystemExit(f"console_firefox.py: the test never wrote {name}")
-                time.sleep(0.02)
-
-        def sync_say(name):
-            open(os.path.join(args.sync, name), "w").close()
+        meeting = Meeting(args.sync, "console_firefox.py")
+        sync_wait, sync_say = meeting.wait, meeting.say
 
         def button(label):
             return m.execute_script("return [...document.querySelectorAll('#exam-actions button')].some(b => b.textContent === arguments[0] && !b.disabled);",

@@ -471,29 +471,15 @@ struct WebConsoleTests {
         let (_, esp) = try AnalyzeTests.writePhantoms(dir)
         let console = try await Console(in: dir, socket: daemon.socketPath, dicomConfig: config, qcPhantom: esp)
         defer { console.child.stop() }
-        let sync = dir.file("sync")
-        try FileManager.default.createDirectory(atPath: sync, withIntermediateDirectories: true)
-        let shots = ProcessInfo.processInfo.environment["DEXA_CONSOLE_SHOTS"] ?? dir.file("shots")
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-        let browser = try ChildProcess(executable: python,
-                                       arguments: [root + "/Tests/Browser/console.py", "--url", "\(console.base)/?token=\(console.token)",
-                                                   "--shots", shots, "--sync", sync],
-                                       logPath: dir.file("browser.log"))
+        let run = try BrowserRun("console.py", python: python, console: console, dir: dir)
+        let browser = run.child
         defer { browser.stop() }
-        func said(_ name: String) -> Bool { FileManager.default.fileExists(atPath: sync + "/" + name) }
-        try await eventually("the page showing the scan exposing", seconds: 240) { said("scanning") || !browser.isRunning }
-        try #require(said("scanning"), "the browser gave up: \(browser.log)")
-        #expect(try await sim.control("speed 1").contains("ok"))
-        let pressed = try #require(try await sim.status()["uptimeMs"]?.numberValue)
-        _ = FileManager.default.createFile(atPath: sync + "/press", contents: nil)
-        try await eventually("the page showing the stop", seconds: 60) { said("stopped") || !browser.isRunning }
-        try #require(said("stopped"), "the browser gave up: \(browser.log)")
-        let exposures: [JSONValue] = if case .array(let a)? = try await sim.status()["exposures"] { a } else { [] }
-        let running = exposures.first { ($0["xrayOnMs"]?.numberValue ?? .infinity) <= pressed && ($0["xrayOffMs"]?.numberValue ?? 0) >= pressed }
-        let off = try #require(running?["xrayOffMs"]?.numberValue, "no exposure ran when the test let the browser press: \(exposures)") - pressed
+        func said(_ name: String) -> Bool { run.said(name) }
+        let off = try await run.letThePagePressStop(sim)
         print(String(format: "browser Stop (Esc): X-rays off %.0f ms after the test let the page press (simulator's clock)", off))
         #expect(off <= 1000)
         _ = try await sim.control("speed \(speed)")
+        let sync = run.sync
 
         daemon.child.signal(SIGTERM)
         _ = await daemon.child.waitForExit()
@@ -503,7 +489,7 @@ struct WebConsoleTests {
         try await eventually("the page reconnected", seconds: 90) { said("reconnected") || !browser.isRunning }
         #expect(said("reconnected"), "\(browser.log)")
         #expect(await browser.waitForExit(seconds: 30) == 0, "\(browser.log)")
-        let report = browser.log.split(separator: "\n").last.flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
+        let report = run.report
         print("browser saw: \(report.map { "\($0)" } ?? browser.log)")
         #expect(report?["blocked_text"]?.stringValue?.hasPrefix("Blocked: pregnancy") == true, "\(String(describing: report))")
         #expect(report?["xray_while_disconnected"]?.stringValue == "X-RAYS: UNKNOWN")
@@ -532,7 +518,7 @@ struct WebConsoleTests {
                 && report?["corrected_row"]?[0]?.stringValue?.contains("the reader's grade") == true, "\(String(describing: report))")
         for name in ["01-the-day", "03-checklist-blocked", "05-scanning", "06-results", "06c-completed-results", "06d-correction", "07-stopped", "08-disconnected",
                      "09-reconnected"] {
-            #expect(FileManager.default.fileExists(atPath: "\(shots)/\(name).png"), "no screenshot \(name)")
+            #expect(FileManager.default.fileExists(atPath: "\(run.shots)/\(name).png"), "no screenshot \(name)")
         }
     }
 
@@ -555,33 +541,57 @@ struct WebConsoleTests {
         defer { sim.child.stop(); daemon.child.stop() }
         let console = try await Console(in: dir, socket: daemon.socketPath, dicomConfig: config)
         defer { console.child.stop() }
-        let sync = dir.file("sync")
-        try FileManager.default.createDirectory(atPath: sync, withIntermediateDirectories: true)
-        let shots = ProcessInfo.processInfo.environment["DEXA_CONSOLE_SHOTS"] ?? dir.file("shots")
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
-        let browser = try ChildProcess(executable: python,
-                                       arguments: [root + "/Tests/Browser/console_firefox.py", "--url", "\(console.base)/?token=\(console.token)",
-                                                   "--shots", shots, "--sync", sync],
-                                       logPath: dir.file("firefox.log"))
-        defer { browser.stop() }
-        func said(_ name: String) -> Bool { FileManager.default.fileExists(atPath: sync + "/" + name) }
-        try await eventually("Firefox showing the scan exposing", seconds: 240) { said("scanning") || !browser.isRunning }
-        try #require(said("scanning"), "Firefox gave up: \(browser.log)")
-        #expect(try await sim.control("speed 1").contains("ok"))
-        let pressed = try #require(try await sim.status()["uptimeMs"]?.numberValue)
-        _ = FileManager.default.createFile(atPath: sync + "/press", contents: nil)
-        try await eventually("Firefox showing the stop", seconds: 60) { said("stopped") || !browser.isRunning }
-        try #require(said("stopped"), "Firefox gave up: \(browser.log)")
-        let exposures: [JSONValue] = if case .array(let a)? = try await sim.status()["exposures"] { a } else { [] }
-        let running = exposures.first { ($0["xrayOnMs"]?.numberValue ?? .infinity) <= pressed && ($0["xrayOffMs"]?.numberValue ?? 0) >= pressed }
-        let off = try #require(running?["xrayOffMs"]?.numberValue, "no exposure ran when the test let Firefox press: \(exposures)") - pressed
+        let run = try BrowserRun("console_firefox.py", python: python, console: console, dir: dir)
+        defer { run.child.stop() }
+        let off = try await run.letThePagePressStop(sim)
         print(String(format: "Firefox Stop (Esc): X-rays off %.0f ms after the test let the page press (simulator's clock)", off))
         #expect(off <= 1000)
-        #expect(await browser.waitForExit(seconds: 30) == 0, "\(browser.log)")
-        let report = browser.log.split(separator: "\n").last.flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) }
-        print("Firefox saw: \(report.map { "\($0)" } ?? browser.log)")
+        #expect(await run.child.waitForExit(seconds: 30) == 0, "\(run.child.log)")
+        let report = run.report
+        print("Firefox saw: \(report.map { "\($0)" } ?? run.child.log)")
         #expect(report?["user_agent"]?.stringValue?.contains("Firefox/") == true, "\(String(describing: report))")
         #expect(report?["image_has_content"] == .bool(true) && report?["after_stop"]?.stringValue?.contains("aborted") == true, "\(String(describing: report))")
+    }
+
+    /// A browser script (Tests/Browser/SCRIPT) on the console's page, and the test's side of
+    /// their meeting through files in `sync` (Tests/Browser/meeting.py). Screenshots go to
+    /// `DEXA_CONSOLE_SHOTS` when set, else to the test's directory.
+    struct BrowserRun {
+        let child: ChildProcess
+        let sync: String
+        let shots: String
+
+        init(_ script: String, python: String, console: Console, dir: TemporaryDirectory) throws {
+            sync = dir.file("sync")
+            try FileManager.default.createDirectory(atPath: sync, withIntermediateDirectories: true)
+            shots = ProcessInfo.processInfo.environment["DEXA_CONSOLE_SHOTS"] ?? dir.file("shots")
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+            child = try ChildProcess(executable: python,
+                                     arguments: [root + "/Tests/Browser/" + script, "--url", "\(console.base)/?token=\(console.token)", "--shots", shots, "--sync", sync],
+                                     logPath: dir.file(script + ".log"))
+        }
+
+        func said(_ name: String) -> Bool { FileManager.default.fileExists(atPath: sync + "/" + name) }
+
+        /// Waits for the page to show the scan exposing (`scanning`), sets the unit to real
+        /// time (a hiccup of this machine is then not multiplied by the test speed), lets the
+        /// page press Stop (`press`) and waits for it to show the stop (`stopped`): how long
+        /// after the word X-rays went off, on the simulator's clock (ms).
+        func letThePagePressStop(_ sim: SimulatorProcess) async throws -> Double {
+            try await eventually("the page showing the scan exposing", seconds: 240) { said("scanning") || !child.isRunning }
+            try #require(said("scanning"), "the browser gave up: \(child.log)")
+            #expect(try await sim.control("speed 1").contains("ok"))
+            let pressed = try #require(try await sim.status()["uptimeMs"]?.numberValue)
+            _ = FileManager.default.createFile(atPath: sync + "/press", contents: nil)
+            try await eventually("the page showing the stop", seconds: 60) { said("stopped") || !child.isRunning }
+            try #require(said("stopped"), "the browser gave up: \(child.log)")
+            let exposures: [JSONValue] = if case .array(let a)? = try await sim.status()["exposures"] { a } else { [] }
+            let running = exposures.first { ($0["xrayOnMs"]?.numberValue ?? .infinity) <= pressed && ($0["xrayOffMs"]?.numberValue ?? 0) >= pressed }
+            return try #require(running?["xrayOffMs"]?.numberValue, "no exposure ran when the test let the page press: \(exposures)") - pressed
+        }
+
+        /// The JSON line the script printed last: what it saw.
+        var report: JSONValue? { child.log.split(separator: "\n").last.flatMap { try? JSONDecoder().decode(JSONValue.self, from: Data($0.utf8)) } }
     }
 
     // MARK: - Sockets
