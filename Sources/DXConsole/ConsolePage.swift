@@ -264,7 +264,10 @@ function renderQC(qc, d) {
   if (qc.condition) lines.push((qcWordsLong[qc.condition] || qc.condition) + (qc.due ? "; due today" : qc.last_pass ? "; passed " + qc.last_pass.slice(0, 16).replace("T", " ") : ""));
   if (qc.reason) lines.push(qc.reason);
   for (const w of (qc.warnings || [])) lines.push("! " + w);
-  if (qc.patient_exams && qc.patient_exams.message) lines.push(qc.patient_exams.message);
+  // What it means for patient exams when they are locked or let through by service (a
+  // warning only says the reason again).
+  const gate = qc.patient_exams && qc.patient_exams.gate;
+  if ((gate === "blocked" || gate === "overridden") && qc.patient_exams.message) lines.push((gate === "blocked" ? "PATIENT EXAMS LOCKED: " : "") + qc.patient_exams.message);
   if (!phantom) lines.push("The QC scan needs the phantom's file: start the console with --qc-phantom FILE (dexa qc run --phantom FILE meanwhile).");
   text($("qc-detail"), lines.join("\n"));
   $("qc-detail").style.whiteSpace = "pre-line";
