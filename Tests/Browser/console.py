@@ -6,9 +6,9 @@ and the test meet through files in --sync (this script writes `scanning` when th
 exposes and waits for `press`; writes `stopped`, waits for `restarting`, then writes
 `reconnected`). Screenshots of each screen go to --shots. Prints one JSON line of what it saw.
 """
-import argparse, json, os, sys, time
+import json, os, sys, time
 
-from meeting import Meeting
+from meeting import Meeting, arguments
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
@@ -17,12 +17,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--url", required=True)
-    ap.add_argument("--shots", required=True)
-    ap.add_argument("--sync", required=True)
-    args = ap.parse_args()
-    os.makedirs(args.shots, exist_ok=True)
+    args = arguments()
     options = Options()
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1400,1000",
                  "--hide-scrollbars", "--disable-extensions", "--no-first-run"):

@@ -7,12 +7,12 @@ writes `scanning` when the scan exposes and waits for `press`, then presses Esc 
 `stopped`. A shorter day than Chromium's: the page linked, the worklist's patients, an exam from
 the form, its checklist, Start, X-rays on and the image growing, Esc. Prints one JSON line.
 """
-import argparse, json, os, shutil, socket, subprocess, sys, tempfile, time
+import json, os, shutil, socket, subprocess, sys, tempfile, time
 
 from marionette_driver.by import By
 from marionette_driver.keys import Keys
 from marionette_driver.marionette import Marionette
-from meeting import Meeting
+from meeting import Meeting, arguments
 
 
 def free_port():
@@ -24,12 +24,7 @@ def free_port():
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--url", required=True)
-    ap.add_argument("--shots", required=True)
-    ap.add_argument("--sync", required=True)
-    args = ap.parse_args()
-    os.makedirs(args.shots, exist_ok=True)
+    args = arguments()
     profile = tempfile.mkdtemp(prefix="dexa-firefox-")
     port = free_port()
     with open(os.path.join(profile, "user.js"), "w") as f:

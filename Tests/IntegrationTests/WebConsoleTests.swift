@@ -454,17 +454,11 @@ struct WebConsoleTests {
     /// state. Screenshots of each screen in `DEXA_CONSOLE_SHOTS` when set (docs/console-ui/ was
     /// made so), else in the test's directory.
     @Test func aTechnologistsDayInTheBrowser() async throws {
-        let python = MPPSServer.python
-        guard FileManager.default.isExecutableFile(atPath: python), FileManager.default.isExecutableFile(atPath: "/usr/bin/chromedriver") else {
-            if ProcessInfo.processInfo.environment["CI"] == "true" { Issue.record("the browser test's peers are missing: run scripts/setup") }
-            return
-        }
+        guard let python = Self.browserPeers("/usr/bin/chromedriver") else { return }
         let dir = TemporaryDirectory()
         let speed = Self.speed
-        let worklist = try await WorklistServer(items: WorklistServer.exampleItems(date: DicomExamTests.today()))
+        let (worklist, config) = try await Self.worklistRig(dir)
         defer { worklist.stop() }
-        let config = dir.file("dicom.conf")
-        try "ae_title = DEXA1\nworklist = \(worklist.aeTitle)@127.0.0.1:\(worklist.port)\n".write(toFile: config, atomically: true, encoding: .utf8)
         let (sim, first) = try await Self.examRig(dir)
         var daemon = first
         defer { sim.child.stop(); daemon.child.stop() }
@@ -527,16 +521,10 @@ struct WebConsoleTests {
     /// the form and its checklist, Start, X-rays shown on and the image growing, Esc while the
     /// spine exposes: X-rays off within 1 s of the press on the simulator's clock.
     @Test func theConsoleInFirefox() async throws {
-        let python = MPPSServer.python
-        guard FileManager.default.isExecutableFile(atPath: python), FileManager.default.isExecutableFile(atPath: "/usr/bin/firefox-esr") else {
-            if ProcessInfo.processInfo.environment["CI"] == "true" { Issue.record("Firefox or the browser tests' environment is missing: run scripts/setup") }
-            return
-        }
+        guard let python = Self.browserPeers("/usr/bin/firefox-esr") else { return }
         let dir = TemporaryDirectory()
-        let worklist = try await WorklistServer(items: WorklistServer.exampleItems(date: DicomExamTests.today()))
+        let (worklist, config) = try await Self.worklistRig(dir)
         defer { worklist.stop() }
-        let config = dir.file("dicom.conf")
-        try "ae_title = DEXA1\nworklist = \(worklist.aeTitle)@127.0.0.1:\(worklist.port)\n".write(toFile: config, atomically: true, encoding: .utf8)
         let (sim, daemon) = try await Self.examRig(dir)
         defer { sim.child.stop(); daemon.child.stop() }
         let console = try await Console(in: dir, socket: daemon.socketPath, dicomConfig: config)
@@ -551,6 +539,24 @@ struct WebConsoleTests {
         print("Firefox saw: \(report.map { "\($0)" } ?? run.child.log)")
         #expect(report?["user_agent"]?.stringValue?.contains("Firefox/") == true, "\(String(describing: report))")
         #expect(report?["image_has_content"] == .bool(true) && report?["after_stop"]?.stringValue?.contains("aborted") == true, "\(String(describing: report))")
+    }
+
+    /// The browser tests' Python and `browser`, or nil (and under CI a failure: never a silent skip).
+    static func browserPeers(_ browser: String) -> String? {
+        let python = MPPSServer.python
+        guard FileManager.default.isExecutableFile(atPath: python), FileManager.default.isExecutableFile(atPath: browser) else {
+            if ProcessInfo.processInfo.environment["CI"] == "true" { Issue.record("\(browser) or the browser tests' environment is missing: run scripts/setup") }
+            return nil
+        }
+        return python
+    }
+
+    /// DCMTK's worklist server with today's example items, and DICOM settings naming it.
+    static func worklistRig(_ dir: TemporaryDirectory) async throws -> (WorklistServer, String) {
+        let worklist = try await WorklistServer(items: WorklistServer.exampleItems(date: DicomExamTests.today()))
+        let config = dir.file("dicom.conf")
+        try "ae_title = DEXA1\nworklist = \(worklist.aeTitle)@127.0.0.1:\(worklist.port)\n".write(toFile: config, atomically: true, encoding: .utf8)
+        return (worklist, config)
     }
 
     /// A browser script (Tests/Browser/SCRIPT) on the console's page, and the test's side of
