@@ -15,13 +15,13 @@ import Testing
 /// the heap and open files stay within 10 % (with the margins below). At the end nothing runs: X-rays
 /// off, no scan, no exam in progress, no child process, every exam complete in the store.
 ///
-/// `DEXA_CLINIC_EXAMS` (default 8, the documented run 30), `DEXA_CLINIC_WARMUP` (exams before
-/// the reference sample, default 4), `DEXA_CLINIC_REPORT` (a file for the samples' table).
+/// `DEXA_CLINIC_EXAMS` (default 6, the documented run 30), `DEXA_CLINIC_WARMUP` (exams before
+/// the reference sample, default 3), `DEXA_CLINIC_REPORT` (a file for the samples' table).
 @Suite("A clinic day", .serialized)
 struct ClinicDayTests {
     static let environment = ProcessInfo.processInfo.environment
-    static let exams = max(2, Int(environment["DEXA_CLINIC_EXAMS"] ?? "") ?? 8)
-    static let warmUp = min(exams - 1, max(1, Int(environment["DEXA_CLINIC_WARMUP"] ?? "") ?? 4))
+    static let exams = max(2, Int(environment["DEXA_CLINIC_EXAMS"] ?? "") ?? 6)
+    static let warmUp = min(exams - 1, max(1, Int(environment["DEXA_CLINIC_WARMUP"] ?? "") ?? 3))
     static let speed = 50.0
 
     struct Sample {

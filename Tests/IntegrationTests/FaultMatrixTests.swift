@@ -12,7 +12,7 @@ import Testing
 /// exposure started after it, every line the store counts in the capture, no attempt left
 /// running after a restart, and the restarted daemon scanning again.
 ///
-/// `DEXA_FAULT_TRIALS` (default 20, the suite's share), `DEXA_FAULT_SEED` (default 1): the
+/// `DEXA_FAULT_TRIALS` (default 11, the suite's share: every kind once), `DEXA_FAULT_SEED` (default 1): the
 /// seed picks each trial's fault kind (every kind in turn, in a shuffled order), site,
 /// moment, and the simulator's ICD freedoms and noise; `DEXA_FAULT_ONLY=N` runs trial N of
 /// that sequence alone. What the processes' scheduling does with it is not repeatable.
@@ -29,7 +29,7 @@ struct FaultMatrixTests {
 
     @Test func randomisedFaultMatrix() async throws {
         let env = ProcessInfo.processInfo.environment
-        let trials = env["DEXA_FAULT_TRIALS"].flatMap { Int($0) } ?? 20
+        let trials = env["DEXA_FAULT_TRIALS"].flatMap { Int($0) } ?? FaultKind.allCases.count
         let seed = env["DEXA_FAULT_SEED"].flatMap { UInt64($0) } ?? 1
         let only = env["DEXA_FAULT_ONLY"].flatMap { Int($0) }
         let plans = FaultTrialPlan.sequence(seed: seed, count: max(trials, (only ?? 0) + 1))

@@ -51,10 +51,57 @@ struct USBTests {
         // Byte for byte what the simulator put on EP 0x82.
         let sent = Array(try Data(contentsOf: URL(fileURLWithPath: usb.dumpDirectory + "/ep82.bin")))
         #expect(recorded.count == sent.count)
-        #expect(recorded == sent, "the capture differs from what the simulator sent")
-        print("USB scan: \(lines) lines, \(seqs.count) data frames, \(recorded.count) bytes, capture identical: \(recorded == sent)")
+        // Compared as one truth value: a failing comparison of the arrays would print them whole.
+        let identical = recorded == sent
+        #expect(identical, "the capture differs from what the simulator sent: \(Self.placeDifference(capture: capture, sent: sent, dump: usb.dumpDirectory))")
+        // The bridge's log of the chunks it handed over covers the dump, in order.
+        let chunkLog = (try? String(contentsOfFile: usb.dumpDirectory + "/chunks.log", encoding: .utf8)) ?? ""
+        let handed = chunkLog.split(separator: "\n").compactMap { l -> (Int, Int)? in
+            let f = l.split(separator: " ")
+            return f.count == 4 && f[0] == "82" ? Int(f[1]).flatMap { o in Int(f[2]).map { (o, $0) } } : nil
+        }
+        #expect(handed.first?.0 == 0 && zip(handed, handed.dropFirst()).allSatisfy { $0.0 + $0.1 == $1.0 }
+                && handed.last.map { $0.0 + $0.1 } == sent.count, "chunks.log: \(handed.count) chunks")
+        print("USB scan: \(lines) lines, \(seqs.count) data frames, \(recorded.count) bytes, capture identical: \(identical)")
         let bridge = try await usb.status()
         #expect((bridge["submitted"]?.intValue ?? 0) > 100)
+    }
+
+    /// Where a capture that differs from what the simulator sent went wrong, from the bridge's
+    /// log of the chunks it handed over (offset in ep82.bin, length, urb), in reap order: each
+    /// capture record against its chunk. A record holding another chunk's bytes is an order
+    /// problem; one holding the bytes its urb carried the time before, a buffer written late;
+    /// anything else, bytes changed on the way.
+    static func placeDifference(capture: CaptureFormat.Contents, sent: [UInt8], dump: String) -> String {
+        let records = capture.records.filter { $0.endpoint == .dataIn }.map(\.bytes)
+        let log = (try? String(contentsOfFile: dump + "/chunks.log", encoding: .utf8)) ?? ""
+        let chunks: [(offset: Int, count: Int, urb: String)] = log.split(separator: "\n").compactMap { line in
+            let f = line.split(separator: " ")
+            guard f.count == 4, f[0] == "82", let o = Int(f[1]), let n = Int(f[2]) else { return nil }
+            return (o, n, String(f[3]))
+        }
+        var notes = ["\(records.count) records, \(chunks.count) chunks reaped"]
+        var lastOfUrb: [String: Range<Int>] = [:]
+        for (i, chunk) in chunks.enumerated() {
+            defer { lastOfUrb[chunk.urb] = chunk.offset..<(chunk.offset + chunk.count) }
+            guard i < records.count, chunk.offset + chunk.count <= sent.count else { notes.append("chunk \(i): no record or beyond the dump"); break }
+            let expected = Array(sent[chunk.offset..<(chunk.offset + chunk.count)])
+            let got = records[i]
+            if got == expected { continue }
+            if got.count != expected.count { notes.append("record \(i): \(got.count) bytes, chunk \(chunk.count)"); continue }
+            let wrong = zip(got, expected).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
+            var what = "record \(i) (urb \(chunk.urb), \(chunk.count) bytes at \(chunk.offset)): \(wrong.count) of them differ, the first at \(wrong.first ?? -1)"
+            if let j = chunks.indices.first(where: { $0 != i && chunks[$0].count == got.count && Array(sent[chunks[$0].offset..<(chunks[$0].offset + chunks[$0].count)]) == got }) {
+                what += "; it holds chunk \(j)'s bytes (order)"
+            } else if let previous = lastOfUrb[chunk.urb] {
+                let before = Array(sent[previous])
+                let stale = wrong.filter { $0 < before.count && got[$0] == before[$0] }.count
+                what += "; \(stale) of them are what this urb carried before (a buffer written late)"
+            }
+            notes.append(what)
+            if notes.count > 6 { break }
+        }
+        return notes.joined(separator: "; ")
     }
 
     @Test func hotplugAddUnplugMidScanAndReconnect() async throws {

@@ -76,6 +76,12 @@ class Bridge:
         self.dump = None
         if args.dump:
             self.dump = {ep: open(os.path.join(args.dump, "ep%02x.bin" % ep), "wb") for ep in (0x81, 0x82)}
+            # One line per IN urb handed to the host, in the order it was reaped: endpoint,
+            # offset of its bytes in epNN.bin, length, urb address. A capture that differs
+            # from the dump is then placed: the wrong chunk (order) or the wrong bytes (memory).
+            self.chunk_log = open(os.path.join(args.dump, "chunks.log"), "w")
+        self.sent_offset = {0x81: 0, 0x82: 0}
+        self.chunk_of = {}                    # id(urb) -> (ep, offset, n) until reaped
 
     # -- device presence --------------------------------------------------------------
     def plug(self):
@@ -164,6 +170,8 @@ class Bridge:
                 del self.in_bytes[ep][:n]
                 buf.update(0, list(chunk))
                 self.counts["in_bytes"] += n
+                self.chunk_of[id(urb)] = (ep, self.sent_offset[ep], n)
+                self.sent_offset[ep] += n
                 self.finish(urb, 0, n)
 
     def finish(self, urb, status, actual):
@@ -244,6 +252,10 @@ class Bridge:
             slot = arg.resolve(0, 8)
             slot.set_ptr(0, urb)
             self.counts["reaped"] += 1
+            chunk = self.chunk_of.pop(id(urb), None)
+            if chunk and self.dump:
+                self.chunk_log.write("%02x %d %d %x\n" % (chunk + (urb.client_addr,)))
+                self.chunk_log.flush()
             client.complete(0, 0)
             return True
         if final:
