@@ -219,6 +219,7 @@ public struct PreparedAttenuation: Sendable {
     public func process(_ line: ScanLine, scatterSources sources: ScatterSources? = nil) throws(DecompositionError) -> AttenuationLine {
         let n = line.channels
         guard n == channels, line.samples.count == 2 * n else { throw .channelMismatch(expected: channels, got: n) }
+        if deadTimeFraction == 0 && scatterKernel.isEmpty && !keepsTransmissions { return plain(line) }
         // One scratch block for the six outputs, filled by one loop over raw pointers, then
         // copied into the line's arrays.
         let out = UnsafeMutablePointer<Double>.allocate(capacity: 8 * n)
@@ -307,19 +308,111 @@ public struct PreparedAttenuation: Sendable {
     }
 }
 
+extension PreparedAttenuation {
+    /// `process` where there is no rate loss to undo, no scatter to take off and no transmission
+    /// to keep (the first physics model, a unit whose calibration measured neither, every
+    /// benchmark line): the same arithmetic in the same order as the general loop, so the same
+    /// bits (FastPathEquivalenceTests), without its branches, so that the compiler vectorises
+    /// it (issue 18, docs/PERFORMANCE.md: attenuation alone 54 → 71 M pixels/s). The flags in
+    /// one pass over the counts; each window's values in another (`windowValues`), every
+    /// channel computed; then NaN where the flags say the pixel has no number. The scatter's and
+    /// the rate's factors of the general loop (`before / il`) are exactly 1 here and are left
+    /// out (a product with 1 is exact).
+    func plain(_ line: ScanLine) -> AttenuationLine {
+        let n = channels
+        let beam: UInt8 = line.flags.contains(.xrayOn) ? 0 : PixelFlags.noBeam.rawValue
+        let saturatedBit = PixelFlags.saturated.rawValue, belowDarkBit = PixelFlags.belowDark.rawValue
+        let starvedBit = PixelFlags.photonStarved.rawValue, minimum = Self.minimumPhotons
+        let unmeasuredBits = PixelFlags.unmeasured.rawValue
+        // The loops write through plain pointers taken once: through the `inout` buffer the
+        // compiler must assume a store may change the buffer itself, and does not vectorise.
+        let flags = [PixelFlags](unsafeUninitializedCapacity: n) { buffer, count in
+            count = n
+            guard let out = buffer.baseAddress else { return }
+            line.samples.withUnsafeBufferPointer { samples in
+            darkLow.withUnsafeBufferPointer { dL in darkHigh.withUnsafeBufferPointer { dH in
+            floorLow.withUnsafeBufferPointer { fL in floorHigh.withUnsafeBufferPointer { fH in
+                for c in 0..<n {
+                    let lo = samples[2 &* c], hi = samples[2 &* c &+ 1]
+                    let il = Double(lo) - dL[c], ih = Double(hi) - dH[c]
+                    let saturated = lo == 65535 || hi == 65535 ? saturatedBit : 0
+                    let below = il < fL[c] || ih < fH[c] || il <= 0 || ih <= 0
+                    let starved = il < minimum || ih < minimum
+                    out[c] = PixelFlags(rawValue: beam | saturated | (below ? belowDarkBit : (starved ? starvedBit : 0)))
+                }
+            } } } }
+            }
+        }
+        var low = [Double](), high = [Double](), varianceLow = [Double](), varianceHigh = [Double]()
+        line.samples.withUnsafeBufferPointer { samples in
+        flags.withUnsafeBytes { flagBytes in
+            guard let counts = samples.baseAddress, let flagBits = flagBytes.baseAddress?.assumingMemoryBound(to: UInt8.self) else { return }
+            // One window's values; the two windows in turn.
+            func window(_ offset: Int, dark: [Double], lnI0: [Double], scale: [Double], values: inout [Double], variances: inout [Double]) {
+                variances = [Double](unsafeUninitializedCapacity: n) { vBuffer, vCount in
+                    vCount = n
+                    values = [Double](unsafeUninitializedCapacity: n) { lBuffer, lCount in
+                        lCount = n
+                        guard let v = vBuffer.baseAddress, let l = lBuffer.baseAddress else { return }
+                        dark.withUnsafeBufferPointer { d in lnI0.withUnsafeBufferPointer { ln0 in scale.withUnsafeBufferPointer { k in
+                            guard let d = d.baseAddress, let ln0 = ln0.baseAddress, let k = k.baseAddress else { return }
+                            Self.windowValues(counts: counts + offset, dark: d, lnI0: ln0, scale: k, values: l, variances: v, n)
+                        } } }
+                        // The pixels without a number: NaN (their lanes above computed nothing of use).
+                        for c in 0..<n where flagBits[c] & unmeasuredBits != 0 { l[c] = .nan; v[c] = .nan }
+                    }
+                }
+            }
+            window(0, dark: darkLow, lnI0: lnI0Low, scale: scaleLow, values: &low, variances: &varianceLow)
+            window(1, dark: darkHigh, lnI0: lnI0High, scale: scaleHigh, values: &high, variances: &varianceHigh)
+        } }
+        return AttenuationLine(index: line.index, yUm: line.yUm, xUm: line.xUm, low: low, high: high,
+                               transmissionLow: [], transmissionHigh: [], transmissionVarianceLow: [], transmissionVarianceHigh: [],
+                               varianceLow: varianceLow, varianceHigh: varianceHigh, flags: flags, exposure: exposure)
+    }
+}
+
+extension PreparedAttenuation {
+    /// One window's log attenuations and their variances for every channel, whatever its
+    /// flags (`counts`: the line's samples from this window's first, every second one): the
+    /// arithmetic of `process`, in its order. Plain pointers and no branch or select, which is
+    /// what the compiler vectorises (a select on the flags in the same loop kept it scalar).
+    @inline(never)
+    static func windowValues(counts: UnsafePointer<UInt16>, dark: UnsafePointer<Double>, lnI0: UnsafePointer<Double>, scale: UnsafePointer<Double>,
+                             values: UnsafeMutablePointer<Double>, variances: UnsafeMutablePointer<Double>, _ n: Int) {
+        for c in 0..<n {
+            let i = Double(counts[2 &* c]) - dark[c]
+            let r = 1 / i
+            // ln of a Poisson count is biased low by about 1/(2N): see `process`.
+            let variance = (i + 1) * r * r
+            let k = scale[c]
+            variances[c] = variance * k * k
+            values[c] = (lnI0[c] - FastLog.ln(i) - variance / 2) * k
+        }
+    }
+}
+
 /// The natural logarithm of a positive, finite, normal Double, to about 1e-15 relative: the
 /// exponent from the bits, the mantissa (scaled into [√½, √2)) by the atanh series. About
 /// four times faster than the C library's `log`, which matters at two per pixel.
 public enum FastLog {
+    ///
+    /// Written without branches or integer conversions, so that a loop of them vectorises (SSE2
+    /// and AVX2 have no conversion of 64-bit integers to doubles): the exponent is made a double
+    /// by placing its bits in the mantissa of 2⁵², exactly; the mantissa's halving is a select.
+    /// The same value, bit for bit, as with an integer exponent and a branch. Any other input
+    /// (zero, negative, NaN) gives a meaningless number, never a trap.
     @inline(__always)
     public static func ln(_ x: Double) -> Double {
-        var bits = x.bitPattern
-        var e = Int((bits >> 52) & 0x7FF) - 1023
-        bits = (bits & 0x000F_FFFF_FFFF_FFFF) | 0x3FF0_0000_0000_0000
-        var m = Double(bitPattern: bits)
-        if m > 1.4142135623730951 { m *= 0.5; e += 1 }
+        let bits = x.bitPattern
+        // 2⁵² + the biased exponent, less 2⁵² + 1023: the exponent, exactly.
+        let exponent = Double(bitPattern: 0x4330_0000_0000_0000 | ((bits >> 52) & 0x7FF)) - 4_503_599_627_371_519.0
+        let mantissa = Double(bitPattern: (bits & 0x000F_FFFF_FFFF_FFFF) | 0x3FF0_0000_0000_0000)
+        let halve = mantissa > 1.4142135623730951
+        let m = halve ? mantissa * 0.5 : mantissa
+        let e = halve ? exponent + 1 : exponent
         let s = (m - 1) / (m + 1), s2 = s * s
         let series = 2 + s2 * (2.0 / 3 + s2 * (2.0 / 5 + s2 * (2.0 / 7 + s2 * (2.0 / 9 + s2 * (2.0 / 11 + s2 * (2.0 / 13 + s2 * (2.0 / 15)))))))
-        return Double(e) * 0.693_147_180_559_945_3 + s * series
+        return e * 0.693_147_180_559_945_3 + s * series
     }
 }

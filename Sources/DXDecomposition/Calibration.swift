@@ -337,7 +337,11 @@ public struct Calibration: Sendable, Equatable, Codable {
             let disc = b * b - 4 * a * c
             guard disc >= 0 else { return nil }
             let root = disc.squareRoot()
-            for r in [(-b - root) / (2 * a), (-b + root) / (2 * a)] where r > 0 && 2 * a * r + b < 0 { return r }
+            // The two roots in turn (no array: this runs three times for every pixel under bone).
+            let first = (-b - root) / (2 * a)
+            if first > 0 && 2 * a * first + b < 0 { return first }
+            let second = (-b + root) / (2 * a)
+            if second > 0 && 2 * a * second + b < 0 { return second }
             return nil
         }
     }

@@ -62,7 +62,7 @@ public struct Decomposer: Sendable {
     /// (neck −1.92 % against −1.80 % over 50 patients).
     public var edgeWidth = 1
 
-    private let fast: Calibration.FastBoneModel
+    let fast: Calibration.FastBoneModel
 
     /// `pitchUm`: the detector's channel pitch, to size the baseline window (40 mm).
     public init(calibration: Calibration, pitchUm: Int = 1000) {
@@ -417,18 +417,37 @@ public struct Decomposer: Sendable {
     /// window go, slopes stay).
     static func slidingExtreme(_ v: UnsafePointer<Double>, _ n: Int, halfWidth w: Int, minimum: Bool,
                                queue: UnsafeMutablePointer<Int>, into out: UnsafeMutablePointer<Double>) {
+        let values = UnsafeMutablePointer<Double>.allocate(capacity: max(n, 1))
+        defer { values.deallocate() }
+        if minimum {
+            slidingExtreme(v, n, halfWidth: w, queue: queue, values: values, into: out) { $0 >= $1 }
+        } else {
+            slidingExtreme(v, n, halfWidth: w, queue: queue, values: values, into: out) { $0 <= $1 }
+        }
+    }
+
+    /// The monotonic queue, specialised for one comparison (`dominated(kept, entering)`: the
+    /// kept value can never again be the window's extreme) and with each entry's value beside
+    /// its index, so that the comparisons read no pixel through the queue (issue 18: the same
+    /// values as before, in the same order).
+    @inline(__always)
+    static func slidingExtreme(_ v: UnsafePointer<Double>, _ n: Int, halfWidth w: Int, queue: UnsafeMutablePointer<Int>,
+                               values: UnsafeMutablePointer<Double>, into out: UnsafeMutablePointer<Double>,
+                               dominated: (Double, Double) -> Bool) {
         var head = 0, tail = 0, next = 0
         for c in 0..<n {
-            while next < n && next <= c + w {
+            while next < n && next <= c &+ w {
                 let x = v[next]
                 if !x.isNaN {
-                    while tail > head && (minimum ? v[queue[tail - 1]] >= x : v[queue[tail - 1]] <= x) { tail -= 1 }
-                    queue[tail] = next; tail += 1
+                    while tail > head && dominated(values[tail &- 1], x) { tail &-= 1 }
+                    queue[tail] = next
+                    values[tail] = x
+                    tail &+= 1
                 }
-                next += 1
+                next &+= 1
             }
-            while tail > head && queue[head] < c - w { head += 1 }
-            out[c] = tail > head && !v[c].isNaN ? v[queue[head]] : .nan
+            while tail > head && queue[head] < c &- w { head &+= 1 }
+            out[c] = tail > head && !v[c].isNaN ? values[head] : .nan
         }
     }
 

@@ -1,0 +1,185 @@
+@testable import DXDecomposition
+import DXProtocol
+import Foundation
+import Testing
+@testable import DXSimulator
+
+/// Issue 18: the fast paths of the attenuation stage and the decomposer give the scalar
+/// reference's numbers to the last bit (ScalarReference.swift), on every kind of scene the
+/// product meets: the calibration phantom's cells, the ESP and bench phantoms, fat across the
+/// field, patients' spines and hips (with the tissue memory carried line to line), the lateral
+/// view, thick tissue at a short exposure (photon-starved pixels), lines of random counts (every
+/// flag), both physics models, the second with its rate loss and scatter corrected (the stage's
+/// general branch), and the transmissions kept. One flipped pixel moves runs, references and
+/// ROIs, so nothing on the decision path may differ at all (docs/PERFORMANCE.md).
+@Suite("Fast paths equal the scalar reference")
+struct FastPathEquivalenceTests {
+    struct Outcome {
+        var lines = 0, pixels = 0, boneAny = 0
+        var problems: [String] = []
+    }
+
+    static func sameBits(_ a: [Double], _ b: [Double]) -> Bool {
+        a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern }
+    }
+
+    /// The first differing element, for the message.
+    static func firstDifference(_ a: [Double], _ b: [Double]) -> String {
+        guard a.count == b.count else { return "\(a.count) against \(b.count) values" }
+        guard let i = zip(a, b).enumerated().first(where: { $0.element.0.bitPattern != $0.element.1.bitPattern })?.offset else { return "equal" }
+        return "channel \(i): \(a[i]) against \(b[i])"
+    }
+
+    /// Every line through both paths, the memory carried through each on its own.
+    static func compare(_ lines: [ScanLine], prepared: PreparedAttenuation, decomposer: Decomposer, memory useMemory: Bool,
+                        into outcome: inout Outcome, scene: String) {
+        let n = prepared.channels
+        var referenceMemory: TissueMemory? = useMemory ? TissueMemory(channels: n) : nil
+        var fastMemory = referenceMemory
+        for line in lines {
+            outcome.lines += 1
+            func problem(_ what: String) { if outcome.problems.count < 12 { outcome.problems.append("\(scene), line \(line.index): \(what)") } }
+            let reference: AttenuationLine, fast: AttenuationLine
+            do {
+                reference = try prepared.processReference(line)
+                fast = try prepared.process(line)
+            } catch {
+                problem("\(error)")
+                continue
+            }
+            for (name, r, f) in [("low", reference.low, fast.low), ("high", reference.high, fast.high),
+                                 ("varianceLow", reference.varianceLow, fast.varianceLow), ("varianceHigh", reference.varianceHigh, fast.varianceHigh),
+                                 ("transmissionLow", reference.transmissionLow, fast.transmissionLow),
+                                 ("transmissionHigh", reference.transmissionHigh, fast.transmissionHigh),
+                                 ("transmissionVarianceLow", reference.transmissionVarianceLow, fast.transmissionVarianceLow),
+                                 ("transmissionVarianceHigh", reference.transmissionVarianceHigh, fast.transmissionVarianceHigh)]
+                where !sameBits(r, f) { problem("attenuation \(name): \(firstDifference(r, f))") }
+            if reference.flags != fast.flags { problem("attenuation flags differ") }
+            if reference.exposure.bitPattern != fast.exposure.bitPattern || reference.index != fast.index || reference.yUm != fast.yUm {
+                problem("attenuation line fields differ")
+            }
+            let r = decomposer.decomposeReference(reference, memory: &referenceMemory)
+            let f = decomposer.decompose(reference, memory: &fastMemory)
+            outcome.pixels += n
+            outcome.boneAny += r.isBone.filter { $0 }.count
+            for (name, a, b) in [("bone", r.bone, f.bone), ("soft", r.soft, f.soft), ("fatFraction", r.fatFraction, f.fatFraction)]
+                where !sameBits(a, b) { problem("\(name): \(firstDifference(a, b))") }
+            if r.isBone != f.isBone { problem("isBone: \(zip(r.isBone, f.isBone).filter { $0 != $1 }.count) pixels differ") }
+            if r.flags != f.flags { problem("flags differ") }
+            if let rm = referenceMemory, let fm = fastMemory {
+                if !sameBits(rm.ratio, fm.ratio) || !sameBits(rm.high, fm.high) || rm.yUm != fm.yUm { problem("the tissue memory differs") }
+            }
+        }
+    }
+
+    static func check(_ outcome: Outcome, _ what: String) {
+        print("\(what): \(outcome.lines) lines, \(outcome.pixels) pixels (\(outcome.boneAny) bone) through both paths, \(outcome.problems.count) differences")
+        #expect(outcome.lines > 0 && outcome.pixels > 0)
+        #expect(outcome.problems.isEmpty, "\(outcome.problems.joined(separator: "\n"))")
+    }
+
+    /// Lines of random counts: zeros, full scale, below the dark level, a few photons; some with
+    /// the beam off. Every flag and every branch of the stage.
+    static func randomLines(channels: Int, count: Int, seed: UInt64) -> [ScanLine] {
+        var rng = SplitMix64(seed: seed)
+        return (0..<count).map { i in
+            let samples: [UInt16] = (0..<(2 * channels)).map { _ in
+                switch rng.next() % 8 {
+                case 0: 0
+                case 1: 65535
+                case 2: UInt16(rng.next() % 300)
+                case 3: UInt16(200 + rng.next() % 100)
+                default: UInt16(rng.next() % 65536)
+                }
+            }
+            return ScanLine(index: UInt32(i), yUm: Int32(i) * 1000, xUm: 200_000, tUs: UInt64(i) * 40_000, flags: i % 5 == 4 ? [] : [.xrayOn], samples: samples)
+        }
+    }
+
+    /// One calibrated detector's scenes.
+    static func scenes(_ s: inout Scanner, stage: AttenuationStage, calibration: Calibration, label: String, patients: ClosedRange<UInt64>) -> Outcome {
+        var outcome = Outcome()
+        let decomposer = Decomposer(calibration: calibration)
+        let standard = stage.prepared(periodUs: 40_000, currentUA: 3000, calibration: calibration)
+        let kept = stage.prepared(periodUs: 40_000, currentUA: 3000, calibration: calibration, transmissions: true)
+        let short = stage.prepared(periodUs: 10_000, currentUA: 1000, calibration: calibration)
+        for (name, phantom) in [("esp", StandardPhantoms.esp), ("bench", StandardPhantoms.bench), ("fat 0→6", spinePhantom(lean: 20, fatLeft: 0, fatRight: 6)),
+                                ("calibration", StandardPhantoms.calibration)] {
+            let lines = s.scan(PhantomScene(phantom), y0: 505_000, y1: 695_000, stepUm: 2000, periodUs: 40_000, currentUA: 3000)
+            compare(lines, prepared: standard, decomposer: decomposer, memory: false, into: &outcome, scene: "\(label) \(name)")
+            compare(Array(lines.prefix(20)), prepared: kept, decomposer: decomposer, memory: false, into: &outcome, scene: "\(label) \(name), transmissions kept")
+        }
+        // Thick tissue at a tenth of the exposure: photon-starved and below-dark pixels.
+        let thick = s.scan(PhantomScene(spinePhantom(lean: 30, fatLeft: 6, fatRight: 9)), y0: 505_000, y1: 695_000, stepUm: 4000, periodUs: 10_000, currentUA: 1000)
+        compare(thick, prepared: short, decomposer: decomposer, memory: true, into: &outcome, scene: "\(label) thick, short exposure")
+        compare(randomLines(channels: 144, count: 40, seed: 7), prepared: standard, decomposer: decomposer, memory: true, into: &outcome, scene: "\(label) random counts")
+        for seed in patients {
+            let spec = PatientVariety.patient(seed: seed)
+            let scene = PatientScene(spec)
+            let spine = s.scan(scene, y0: 560_000, y1: 780_000, stepUm: 2000, periodUs: 40_000, currentUA: 3000)
+            compare(spine, prepared: standard, decomposer: decomposer, memory: true, into: &outcome, scene: "\(label) patient \(seed) AP spine")
+            for hip in spec.hips.prefix(1) {
+                var shifted = spec
+                shifted.midlineMM = hip.side == .left ? 200 - hip.headOffsetMM - 20 : 200 + hip.headOffsetMM + 20
+                let lines = s.scan(PatientScene(shifted), y0: Int32(hip.headYMM - 40) * 1000, y1: Int32(hip.headYMM + 100) * 1000, stepUm: 2000,
+                                   periodUs: 40_000, currentUA: 3000)
+                compare(lines, prepared: standard, decomposer: decomposer, memory: true, into: &outcome, scene: "\(label) patient \(seed) \(hip.side) hip")
+            }
+            let lateral = s.scan(scene.projection(armAngleX10: 900), y0: 420_000, y1: 800_000, stepUm: 4000, periodUs: 40_000, currentUA: 3000)
+            compare(lateral, prepared: standard, decomposer: decomposer, memory: true, into: &outcome, scene: "\(label) patient \(seed) lateral")
+        }
+        return outcome
+    }
+
+    @Test func theFirstPhysicsModel() throws {
+        var s = Scanner(seed: 8)
+        let (stage, calibration) = try s.calibrate()
+        // The tissue ratio's roots without an array: the same answers over the fat model's range
+        // and beyond it (no root, one, the other).
+        let fast = calibration.fastBoneModel
+        var rng = SplitMix64(seed: 3)
+        var answered = 0
+        for _ in 0..<20_000 {
+            let v = 100 * Double(rng.next() >> 11) * 0x1p-53 - 50, fat = 40 * Double(rng.next() >> 11) * 0x1p-53 - 20
+            let new = fast.tissueRatio(highAttenuation: v, fat: fat), old = fast.tissueRatioReference(highAttenuation: v, fat: fat)
+            #expect(new?.bitPattern == old?.bitPattern, "v \(v), fat \(fat)")
+            if new != nil { answered += 1 }
+        }
+        #expect(answered > 1000 && answered < 20_000)
+        Self.check(Self.scenes(&s, stage: stage, calibration: calibration, label: "kramers", patients: 1...3), "first physics model")
+    }
+
+    /// The second model with every effect on: its calibration carries a dead time and a
+    /// scatter kernel, so the stage takes its general branch.
+    @Test func theSecondPhysicsModelWithRateLossAndScatter() throws {
+        var s = Scanner.cdte(seed: 64)
+        let (stage, calibration) = try s.calibrate()
+        #expect((calibration.deadTimeUs ?? 0) > 0 && calibration.scatter != nil, "the second model's calibration corrects rate loss and scatter")
+        Self.check(Self.scenes(&s, stage: stage, calibration: calibration, label: "cdte", patients: 4...4), "second physics model")
+    }
+}
+
+@Suite("The branch-free logarithm")
+struct BranchFreeLogTests {
+    /// The same bits as the integer-exponent version over every count a pixel can hold and
+    /// beyond (0.5 to 10⁹, and every value where the mantissa's halving changes), and no trap
+    /// on what a select later discards.
+    @Test func theSameBitsAsBefore() {
+        var x = 1e-3, differing = 0, checked = 0
+        while x < 1e9 {
+            for y in [x, x.nextUp, x.nextDown] {
+                checked += 1
+                if FastLog.ln(y).bitPattern != FastLogReference.ln(y).bitPattern { differing += 1 }
+            }
+            x *= 1.000_61
+        }
+        for k in -30...30 {
+            let edge = 1.4142135623730951 * Foundation.pow(2, Double(k))
+            for y in [edge, edge.nextUp, edge.nextDown] where FastLog.ln(y).bitPattern != FastLogReference.ln(y).bitPattern { differing += 1 }
+        }
+        for c in 1...65_535 where FastLog.ln(Double(c)).bitPattern != FastLogReference.ln(Double(c)).bitPattern { differing += 1 }
+        #expect(checked > 100_000)
+        #expect(differing == 0)
+        for y in [0.0, -1.0, -0.0, .nan, .infinity, 5e-324] { _ = FastLog.ln(y) }
+    }
+}
