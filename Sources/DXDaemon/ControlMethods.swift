@@ -124,13 +124,7 @@ private struct Methods: Sendable {
             if p.exams == true {
                 let exams = hub.subscribe(connection: context.connectionID)
                 context.keepStreaming {
-                    for await n in exams {
-                        // Images and progress are for display: not while this client has not
-                        // read what it was sent (steps and warnings always go).
-                        if case .image = n, context.unsentLines > ExamNoticeHub.unsentLimit { continue }
-                        if case .progress = n, context.unsentLines > ExamNoticeHub.unsentLimit { continue }
-                        Self.send(n, on: context)
-                    }
+                    for await n in exams { ExamNoticeHub.send(n, on: context) }
                 }
             }
             return SubscribeResult(subscribed: true)
@@ -223,7 +217,10 @@ private struct Methods: Sendable {
         let phantom = try p.phantom.map { try Self.loadPhantom($0) }
         let plan = try p.request.plan(for: info, phantom: phantom)
         if let why = plan.configuration(id: 1).violation(for: info) { throw ScanError.rejected("scan parameters rejected: \(why)") }
-        let progress: @Sendable (ScanProgress) -> Void = { context.notify(.scanProgress, ScanProgressNotice($0)) }
+        // Progress is for display: not queued for a client that has stopped reading (`send`).
+        let progress: @Sendable (ScanProgress) -> Void = {
+            if context.unsentLines <= ExamNoticeHub.unsentLimit { context.notify(.scanProgress, ScanProgressNotice($0)) }
+        }
         var calibration: Calibration?
         var notDecomposed = "no valid calibration: the scan was recorded, not decomposed"
         switch CalibrationStore(stateDirectory: configuration.stateDirectory).load(for: info) {
@@ -388,17 +385,8 @@ private struct Methods: Sendable {
     /// with `exams`) on other connections.
     func observer(_ context: ControlContext) -> ExamSequencer.Observer {
         { [hub] notice in
-            Self.send(notice, on: context)
+            ExamNoticeHub.send(notice, on: context)
             hub.publish(notice, from: context.connectionID)
-        }
-    }
-
-    static func send(_ notice: ExamNotice, on context: ControlContext) {
-        switch notice {
-        case let .step(id, site, phase): context.notify(.examStep, ExamStepNotice(examID: id, site: site, phase: phase))
-        case let .progress(id, site, p): context.notify(.scanProgress, ScanProgressNotice(p, examID: id, site: site))
-        case let .warning(id, site, w): context.notify(.examWarning, ExamWarningNotice(examID: id, site: site, warning: w))
-        case let .image(id, site, rows): context.notify(.scanImage, ScanImageNotice(examID: id, site: site, rows))
         }
     }
 }

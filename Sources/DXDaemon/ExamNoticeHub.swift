@@ -1,4 +1,5 @@
 import DXAcquisition
+import DXControl
 import Synchronization
 
 /// The exams' notifications for the connections that subscribed to them (`events.subscribe`
@@ -47,4 +48,28 @@ final class ExamNoticeHub: Sendable {
     }
 
     var count: Int { subscribers.withLock { $0.all.count } }
+}
+
+extension ExamNoticeHub {
+    /// One exam notice on a connection (the step's own or a subscriber's).
+    ///
+    /// Images and progress are for display: none is queued while the connection has more than
+    /// `ExamNoticeHub.unsentLimit` lines it has not taken (steps, warnings and answers always
+    /// go). A client stopped mid-step (`dexa exam run` suspended with Ctrl-Z) would otherwise
+    /// have every image of the step queued for it, megabytes at test speed, and past the
+    /// connection's 8,192 lines the answer to its own `exam.start` would be lost.
+    static func send(_ notice: ExamNotice, on context: ControlContext) {
+        switch notice {
+        case .image, .progress:
+            if context.unsentLines > ExamNoticeHub.unsentLimit { return }
+        case .step, .warning:
+            break
+        }
+        switch notice {
+        case let .step(id, site, phase): context.notify(.examStep, ExamStepNotice(examID: id, site: site, phase: phase))
+        case let .progress(id, site, p): context.notify(.scanProgress, ScanProgressNotice(p, examID: id, site: site))
+        case let .warning(id, site, w): context.notify(.examWarning, ExamWarningNotice(examID: id, site: site, warning: w))
+        case let .image(id, site, rows): context.notify(.scanImage, ScanImageNotice(examID: id, site: site, rows))
+        }
+    }
 }

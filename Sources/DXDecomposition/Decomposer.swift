@@ -91,14 +91,14 @@ public struct Decomposer: Sendable {
                                   isBone: [Bool](repeating: false, count: n), flags: a.flags)
         }
         // Scratch for the whole line in two blocks (the hot path allocates nothing per pixel).
-        let scratch = UnsafeMutablePointer<Double>.allocate(capacity: 7 * n)
+        let scratch = UnsafeMutablePointer<Double>.allocate(capacity: 8 * n)
         defer { scratch.deallocate() }
         let marks = UnsafeMutablePointer<Bool>.allocate(capacity: 6 * n)
         defer { marks.deallocate() }
         let queue = UnsafeMutablePointer<Int>.allocate(capacity: max(n, 1))
         defer { queue.deallocate() }
         let ratio = scratch, su = scratch + n, sv = scratch + 2 * n, sr = scratch + 3 * n, eroded = scratch + 4 * n, baseline = scratch + 5 * n
-        let sideHigh = scratch + 6 * n
+        let sideHigh = scratch + 6 * n, queued = scratch + 7 * n
         let tissue = marks, isBone = marks + n, covered = marks + 2 * n, usable = marks + 3 * n, plausible = marks + 4 * n
         let rejected = marks + 5 * n
         var bone = [Double](repeating: .nan, count: n), soft = bone, fat = bone
@@ -127,8 +127,8 @@ public struct Decomposer: Sendable {
             Self.smooth(lowBase, tissue, n, halfWidth: smoothing, into: su)
             Self.smooth(highBase, tissue, n, halfWidth: smoothing, into: sv)
             for c in 0..<n { sr[c] = tissue[c] && sv[c] > 0 ? su[c] / sv[c] : .nan }
-            Self.slidingExtreme(sr, n, halfWidth: baselineHalfWidth, minimum: true, queue: queue, into: eroded)
-            Self.slidingExtreme(eroded, n, halfWidth: baselineHalfWidth, minimum: false, queue: queue, into: baseline)
+            Self.slidingExtreme(sr, n, halfWidth: baselineHalfWidth, minimum: true, queue: queue, values: queued, into: eroded)
+            Self.slidingExtreme(eroded, n, halfWidth: baselineHalfWidth, minimum: false, queue: queue, values: queued, into: baseline)
             // Bone wider than the opening's window (a hip's rows run from the pelvis through the
             // head and neck to the trochanter) lifts the baseline onto bone. No soft tissue is
             // leaner than lean: a baseline the fat model reads as leaner than `leanestTissue` is
@@ -419,6 +419,12 @@ public struct Decomposer: Sendable {
                                queue: UnsafeMutablePointer<Int>, into out: UnsafeMutablePointer<Double>) {
         let values = UnsafeMutablePointer<Double>.allocate(capacity: max(n, 1))
         defer { values.deallocate() }
+        slidingExtreme(v, n, halfWidth: w, minimum: minimum, queue: queue, values: values, into: out)
+    }
+
+    /// `slidingExtreme` with the queue's values in scratch of the caller's (`n` doubles).
+    static func slidingExtreme(_ v: UnsafePointer<Double>, _ n: Int, halfWidth w: Int, minimum: Bool,
+                               queue: UnsafeMutablePointer<Int>, values: UnsafeMutablePointer<Double>, into out: UnsafeMutablePointer<Double>) {
         if minimum {
             slidingExtreme(v, n, halfWidth: w, queue: queue, values: values, into: out) { $0 >= $1 }
         } else {

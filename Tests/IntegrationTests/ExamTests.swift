@@ -55,6 +55,39 @@ struct ExamTests {
         return id
     }
 
+    /// The technologist's client stops reading while its step scans (`dexa exam run` suspended
+    /// with Ctrl-Z): the step runs at its pace to its end, and when the client reads again it
+    /// finds the answer to its `exam.start` and every step notice in order. (Images and progress
+    /// are not queued while 64 lines wait for a connection: `DisplayNoticeTests`; a step at test
+    /// speed sends about 130 kB, which the socket's own buffer holds, so here they all arrive.)
+    @Test func aClientThatStopsReadingDuringItsStepStillGetsItsAnswer() async throws {
+        let dir = TemporaryDirectory()
+        try await Self.calibrated(dir)
+        let daemon = try await Self.patientDaemon(dir)
+        defer { daemon.child.stop() }
+        let id = try await Self.newExam(daemon)
+        let client = try SilentClient(socketPath: daemon.socketPath)
+        defer { client.close() }
+        try client.send(#"{"jsonrpc": "2.0", "id": 7, "method": "exam.start", "params": {"exam_id": \#(id)}}"#)
+        // The step, watched from another connection while the client reads nothing.
+        try await eventually("the spine's step ends", seconds: 120) {
+            guard let e = try? await daemon.call("exam.get", .object(["exam_id": .number(Double(id))])), case .array(let a)? = e["attempts"] else { return false }
+            return a.contains { $0["status"]?.stringValue == "completed" }
+        }
+        let (lines, bytes) = client.drain()
+        let answer = lines.first { $0["id"]?.intValue == 7 }
+        #expect(answer?["result"]?["attempt"]?["status"]?.stringValue == "completed", "\(String(describing: answer))")
+        let phases = lines.filter { $0["method"]?.stringValue == "exam.step" }.compactMap { $0["params"]?["phase"]?.stringValue }
+        #expect(phases.contains("scanning") && phases.last == "done", "\(phases)")
+        let images = lines.filter { $0["method"]?.stringValue == "scan.image" }
+        let planned = images.compactMap { $0["params"]?["planned_lines"]?.intValue }.max() ?? 0
+        var rows = Set<Int>()
+        for image in images { if case .array(let r)? = image["params"]?["rows"] { for row in r { if let l = row["line"]?.intValue { rows.insert(l) } } } }
+        let progress = lines.filter { $0["method"]?.stringValue == "scan.progress" }.count
+        print("a client that stopped reading during its step: \(lines.count) lines (\(bytes) bytes) waiting for it, \(images.count) images with \(rows.count) of \(planned) rows, \(progress) progress, steps \(phases)")
+        #expect(planned > 0 && !rows.isEmpty && progress > 0)
+    }
+
     /// An abort while the scout exposes: X-rays off, the step ends aborted "during the scout",
     /// its dose (the scout's) and its capture (the scout's) on the record, no site scan.
     @Test func abortDuringTheScout() async throws {

@@ -68,35 +68,35 @@ struct USBTests {
     }
 
     /// Where a capture that differs from what the simulator sent went wrong, from the bridge's
-    /// log of the chunks it handed over (offset in ep82.bin, length, urb), in reap order: each
-    /// capture record against its chunk. A record holding another chunk's bytes is an order
-    /// problem; one holding the bytes its urb carried the time before, a buffer written late;
-    /// anything else, bytes changed on the way.
+    /// log of the chunks it handed over (offset in ep82.bin, length, the transfer's buffer), in
+    /// reap order: each capture record against its chunk. A record holding the bytes an earlier
+    /// chunk left in the same buffer is a buffer not written (or written late); one holding
+    /// another chunk's bytes, an order problem; anything else, bytes changed on the way.
     static func placeDifference(capture: CaptureFormat.Contents, sent: [UInt8], dump: String) -> String {
         let records = capture.records.filter { $0.endpoint == .dataIn }.map(\.bytes)
         let log = (try? String(contentsOfFile: dump + "/chunks.log", encoding: .utf8)) ?? ""
-        let chunks: [(offset: Int, count: Int, urb: String)] = log.split(separator: "\n").compactMap { line in
+        let chunks: [(offset: Int, count: Int, buffer: String)] = log.split(separator: "\n").compactMap { line in
             let f = line.split(separator: " ")
             guard f.count == 4, f[0] == "82", let o = Int(f[1]), let n = Int(f[2]) else { return nil }
             return (o, n, String(f[3]))
         }
-        var notes = ["\(records.count) records, \(chunks.count) chunks reaped"]
-        var lastOfUrb: [String: Range<Int>] = [:]
+        var notes = ["\(records.count) records, \(chunks.count) chunks reaped\(records.count == chunks.count ? "" : ": a record lost or added shifts every one after it")"]
+        var lastOfBuffer: [String: Range<Int>] = [:]
         for (i, chunk) in chunks.enumerated() {
-            defer { lastOfUrb[chunk.urb] = chunk.offset..<(chunk.offset + chunk.count) }
+            defer { lastOfBuffer[chunk.buffer] = chunk.offset..<(chunk.offset + chunk.count) }
             guard i < records.count, chunk.offset + chunk.count <= sent.count else { notes.append("chunk \(i): no record or beyond the dump"); break }
             let expected = Array(sent[chunk.offset..<(chunk.offset + chunk.count)])
             let got = records[i]
             if got == expected { continue }
             if got.count != expected.count { notes.append("record \(i): \(got.count) bytes, chunk \(chunk.count)"); continue }
             let wrong = zip(got, expected).enumerated().filter { $0.element.0 != $0.element.1 }.map(\.offset)
-            var what = "record \(i) (urb \(chunk.urb), \(chunk.count) bytes at \(chunk.offset)): \(wrong.count) of them differ, the first at \(wrong.first ?? -1)"
-            if let j = chunks.indices.first(where: { $0 != i && chunks[$0].count == got.count && Array(sent[chunks[$0].offset..<(chunks[$0].offset + chunks[$0].count)]) == got }) {
+            var what = "record \(i) (buffer \(chunk.buffer), \(chunk.count) bytes at \(chunk.offset)): \(wrong.count) of them differ, the first at \(wrong.first ?? -1)"
+            let previous = lastOfBuffer[chunk.buffer].map { Array(sent[$0]) } ?? []
+            let stale = wrong.filter { $0 < previous.count && got[$0] == previous[$0] }.count
+            if stale > 0 {
+                what += "; \(stale) of them are what this buffer held from the chunk before (a buffer not written, or written late)"
+            } else if let j = chunks.indices.first(where: { $0 != i && chunks[$0].count == got.count && Array(sent[chunks[$0].offset..<(chunks[$0].offset + chunks[$0].count)]) == got }) {
                 what += "; it holds chunk \(j)'s bytes (order)"
-            } else if let previous = lastOfUrb[chunk.urb] {
-                let before = Array(sent[previous])
-                let stale = wrong.filter { $0 < before.count && got[$0] == before[$0] }.count
-                what += "; \(stale) of them are what this urb carried before (a buffer written late)"
             }
             notes.append(what)
             if notes.count > 6 { break }

@@ -76,8 +76,8 @@ class Bridge:
         self.dump = None
         if args.dump:
             self.dump = {ep: open(os.path.join(args.dump, "ep%02x.bin" % ep), "wb") for ep in (0x81, 0x82)}
-            # One line per IN urb handed to the host, in the order it was reaped: endpoint,
-            # offset of its bytes in epNN.bin, length, urb address. A capture that differs
+            # One line per IN urb with bytes handed to the host, in the order it was reaped:
+            # endpoint, offset of its bytes in epNN.bin, length, buffer address. A capture that differs
             # from the dump is then placed: the wrong chunk (order) or the wrong bytes (memory).
             self.chunk_log = open(os.path.join(args.dump, "chunks.log"), "w")
         self.sent_offset = {0x81: 0, 0x82: 0}
@@ -114,6 +114,8 @@ class Bridge:
             for urb, buf in self.pending[ep]:
                 self.finish(urb, -errno.ENODEV, 0)
             self.pending[ep] = []
+            # Dumped but never handed over: the chunk log's offsets skip them.
+            self.sent_offset[ep] += len(self.in_bytes[ep])
             self.in_bytes[ep].clear()
         for urb in self.out_pending:
             self.finish(urb, -errno.ENODEV, 0)
@@ -170,7 +172,9 @@ class Bridge:
                 del self.in_bytes[ep][:n]
                 buf.update(0, list(chunk))
                 self.counts["in_bytes"] += n
-                self.chunk_of[id(urb)] = (ep, self.sent_offset[ep], n)
+                if n > 0:
+                    # The buffer's address, not the urb's: libusb allocates a urb per submission.
+                    self.chunk_of[id(urb)] = (ep, self.sent_offset[ep], n, URB.unpack(data_of(urb))[4])
                 self.sent_offset[ep] += n
                 self.finish(urb, 0, n)
 
@@ -254,7 +258,7 @@ class Bridge:
             self.counts["reaped"] += 1
             chunk = self.chunk_of.pop(id(urb), None)
             if chunk and self.dump:
-                self.chunk_log.write("%02x %d %d %x\n" % (chunk + (urb.client_addr,)))
+                self.chunk_log.write("%02x %d %d %x\n" % chunk)
                 self.chunk_log.flush()
             client.complete(0, 0)
             return True
