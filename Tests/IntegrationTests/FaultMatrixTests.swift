@@ -12,7 +12,7 @@ import Testing
 /// exposure started after it, every line the store counts in the capture, no attempt left
 /// running after a restart, and the restarted daemon scanning again.
 ///
-/// `DEXA_FAULT_TRIALS` (default 11, the suite's share: every kind once), `DEXA_FAULT_SEED` (default 1): the
+/// `DEXA_FAULT_TRIALS` (default 20, the suite's share), `DEXA_FAULT_SEED` (default 1): the
 /// seed picks each trial's fault kind (every kind in turn, in a shuffled order), site,
 /// moment, and the simulator's ICD freedoms and noise; `DEXA_FAULT_ONLY=N` runs trial N of
 /// that sequence alone. What the processes' scheduling does with it is not repeatable.
@@ -29,18 +29,32 @@ struct FaultMatrixTests {
 
     @Test func randomisedFaultMatrix() async throws {
         let env = ProcessInfo.processInfo.environment
-        let trials = env["DEXA_FAULT_TRIALS"].flatMap { Int($0) } ?? FaultKind.allCases.count
+        let trials = env["DEXA_FAULT_TRIALS"].flatMap { Int($0) } ?? 20
         let seed = env["DEXA_FAULT_SEED"].flatMap { UInt64($0) } ?? 1
         let only = env["DEXA_FAULT_ONLY"].flatMap { Int($0) }
         let plans = FaultTrialPlan.sequence(seed: seed, count: max(trials, (only ?? 0) + 1))
+        // Trials at once (each has its own folder, disk, simulator, daemon and client): two, one
+        // a core, unless `DEXA_FAULT_PARALLEL` says otherwise (the documented runs take one).
+        let parallel = max(1, env["DEXA_FAULT_PARALLEL"].flatMap { Int($0) } ?? 2)
+        let chosen = plans.filter { plan in only.map { plan.index == $0 } ?? (plan.index < trials) }
         var results: [FaultTrialResult] = []
         let started = Date()
-        for plan in plans where only.map({ $0 == plan.index }) ?? (plan.index < trials) {
-            let result = await FaultTrial(plan).run()
-            for problem in result.problems { Issue.record("trial \(plan.index) (seed \(seed), \(plan)): \(problem)") }
-            print("fault trial \(result.line)")
-            results.append(result)
+        await withTaskGroup(of: FaultTrialResult.self) { group in
+            var next = chosen.makeIterator()
+            func startOne() -> Bool {
+                guard let plan = next.next() else { return false }
+                group.addTask { await FaultTrial(plan).run() }
+                return true
+            }
+            for _ in 0..<parallel where !startOne() { break }
+            while let result = await group.next() {
+                for problem in result.problems { Issue.record("trial \(result.plan.index) (seed \(seed), \(result.plan)): \(problem)") }
+                print("fault trial \(result.line)")
+                results.append(result)
+                _ = startOne()
+            }
         }
+        results.sort { $0.plan.index < $1.plan.index }
         let table = FaultTrialResult.table(results, seed: seed, seconds: Date().timeIntervalSince(started))
         print(table)
         if let path = env["DEXA_FAULT_REPORT"] {
