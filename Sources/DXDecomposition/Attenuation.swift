@@ -25,6 +25,18 @@ public struct PixelFlags: OptionSet, Sendable, Hashable, Codable {
 
     /// The pixel carries numbers (it may still be photon-starved).
     @inline(__always) public var isMeasured: Bool { isDisjoint(with: .unmeasured) }
+
+    /// A pixel's flags from its two samples, their counts above dark as recorded and after the
+    /// rate loss and scatter are taken off (`low`, `high`), the channel's no-photon floors and
+    /// whether the beam was off: the one rule for every path of `PreparedAttenuation`.
+    @inline(__always)
+    static func of(samples lo: UInt16, _ hi: UInt16, recorded recordedLow: Double, _ recordedHigh: Double,
+                   counts low: Double, _ high: Double, floors floorLow: Double, _ floorHigh: Double, beamOff: UInt8) -> UInt8 {
+        let saturated = lo == 65535 || hi == 65535 ? PixelFlags.saturated.rawValue : 0
+        let below = recordedLow < floorLow || recordedHigh < floorHigh || low <= 0 || high <= 0
+        let starved = recordedLow < PreparedAttenuation.minimumPhotons || recordedHigh < PreparedAttenuation.minimumPhotons
+        return beamOff | saturated | (below ? PixelFlags.belowDark.rawValue : (starved ? PixelFlags.photonStarved.rawValue : 0))
+    }
 }
 
 /// One line as log attenuations per window: L = ln(I₀ / I), dark-subtracted, I₀ from the
@@ -228,8 +240,6 @@ public struct PreparedAttenuation: Sendable {
         defer { flagBits.deallocate() }
         let beam: UInt8 = line.flags.contains(.xrayOn) ? 0 : PixelFlags.noBeam.rawValue
         let scattered = scatterKernel.isEmpty ? nil : (sources ?? scatterSources(line)).map { scatter(from: $0) }
-        let saturatedBit = PixelFlags.saturated.rawValue, belowDarkBit = PixelFlags.belowDark.rawValue
-        let starvedBit = PixelFlags.photonStarved.rawValue, minimum = Self.minimumPhotons
         let unmeasuredBits = PixelFlags.unmeasured.rawValue
         line.samples.withUnsafeBufferPointer { samples in
             darkLow.withUnsafeBufferPointer { dL in darkHigh.withUnsafeBufferPointer { dH in
@@ -241,7 +251,7 @@ public struct PreparedAttenuation: Sendable {
                 let tVarLow = out + 6 * n, tVarHigh = out + 7 * n
                 let keeps = keepsTransmissions, a = deadTimeFraction
                 for c in 0..<n {
-                    var f = beam
+                    let f: UInt8
                     let lo = samples[2 * c], hi = samples[2 * c + 1]
                     var il = Double(lo) - dL[c], ih = Double(hi) - dH[c]
                     // The rate loss undone (`CountRate`); the noise stays that of the counts
@@ -252,8 +262,8 @@ public struct PreparedAttenuation: Sendable {
                     // relative noise grows by what was taken.
                     let beforeLow = il, beforeHigh = ih
                     if let scattered { il -= scattered.low[c]; ih -= scattered.high[c] }
+                    f = PixelFlags.of(samples: lo, hi, recorded: recordedLow, recordedHigh, counts: il, ih, floors: fL[c], fH[c], beamOff: beam)
                     if lo == 65535 || hi == 65535 {
-                        f |= saturatedBit
                         tLow[c] = .nan
                         tHigh[c] = .nan
                         tVarLow[c] = .nan
@@ -268,11 +278,6 @@ public struct PreparedAttenuation: Sendable {
                             tVarLow[c] = (max(recordedLow, 0) + 1) * gl * gl * iL[c] * iL[c]
                             tVarHigh[c] = (max(recordedHigh, 0) + 1) * gh * gh * iH[c] * iH[c]
                         }
-                    }
-                    if recordedLow < fL[c] || recordedHigh < fH[c] || il <= 0 || ih <= 0 {
-                        f |= belowDarkBit
-                    } else if recordedLow < minimum || recordedHigh < minimum {
-                        f |= starvedBit
                     }
                     if f & unmeasuredBits == 0 {
                         // ln of a Poisson count is biased low by about 1/(2N) (N photons,
@@ -321,8 +326,6 @@ extension PreparedAttenuation {
     func plain(_ line: ScanLine) -> AttenuationLine {
         let n = channels
         let beam: UInt8 = line.flags.contains(.xrayOn) ? 0 : PixelFlags.noBeam.rawValue
-        let saturatedBit = PixelFlags.saturated.rawValue, belowDarkBit = PixelFlags.belowDark.rawValue
-        let starvedBit = PixelFlags.photonStarved.rawValue, minimum = Self.minimumPhotons
         let unmeasuredBits = PixelFlags.unmeasured.rawValue
         // The loops write through plain pointers taken once: through the `inout` buffer the
         // compiler must assume a store may change the buffer itself, and does not vectorise.
@@ -335,10 +338,7 @@ extension PreparedAttenuation {
                 for c in 0..<n {
                     let lo = samples[2 &* c], hi = samples[2 &* c &+ 1]
                     let il = Double(lo) - dL[c], ih = Double(hi) - dH[c]
-                    let saturated = lo == 65535 || hi == 65535 ? saturatedBit : 0
-                    let below = il < fL[c] || ih < fH[c] || il <= 0 || ih <= 0
-                    let starved = il < minimum || ih < minimum
-                    out[c] = PixelFlags(rawValue: beam | saturated | (below ? belowDarkBit : (starved ? starvedBit : 0)))
+                    out[c] = PixelFlags(rawValue: PixelFlags.of(samples: lo, hi, recorded: il, ih, counts: il, ih, floors: fL[c], fH[c], beamOff: beam))
                 }
             } } } }
             }
