@@ -175,7 +175,7 @@ let package = Package(
         .testTarget(name: "DXAcquisitionTests", dependencies: ["DXAcquisition", "DXClinical", "DXReport", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXStoreTests", dependencies: ["DXStore", "DXAcquisition", "DXAnalysis", "DXClinical", "DXTestSupport",
                                                         .product(name: "GRDB", package: "GRDB.swift")]),
-        .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXAcquisition"]),
+        .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXAcquisition", "DXTestSupport"]),
         .testTarget(name: "DXConsoleTests", dependencies: ["DXConsole", "DXControl"]),
         .testTarget(name: "DXDaemonTests", dependencies: ["DXDaemon", "DXControl", "DXDecomposition", "DXAcquisition", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXFuzzingTests", dependencies: ["DXFuzzing", "DXAcquisition", "DXClinical", "DXControl", "DXDecomposition", "DXProtocol", "DXSimulator", "DXTestSupport"]),

@@ -142,6 +142,15 @@ public final class ControlServer: Sendable {
                 let streams = TaskSet()
                 let (writes, writer) = AsyncStream<[UInt8]>.makeStream(bufferingPolicy: .bufferingOldest(8192))
                 let queued = Atomic<Int>(0)
+                // The connection closed, not half-closed: the client is gone (it closed its
+                // socket, or its process ended). Linux reports that as a hang-up at once, and NIO
+                // closes the channel then; what the client asked for stops now, not at the next
+                // write to it, which during a scan step may be a while (a half-close, as `socat`
+                // sends after its request, keeps the channel open and the requests running).
+                connection.channel.closeFuture.whenComplete { _ in
+                    requests.cancelAll()
+                    streams.cancelAll()
+                }
                 let context = ControlContext(
                     connectionID: id,
                     peer: peer,
@@ -189,7 +198,7 @@ public final class ControlServer: Sendable {
                             })
                         }
                     }
-                    // End of input (the client closed or half-closed): finish what was asked.
+                    // End of input. A half-close: finish what was asked (a full close has cancelled it).
                     streams.cancelAll()
                     await requests.waitAll()
                 } catch is LineDecoder.LineTooLong {
@@ -213,24 +222,41 @@ public final class ControlServer: Sendable {
 
 /// Tasks of one connection, so they can be cancelled or awaited together.
 final class TaskSet: Sendable {
-    private let tasks = Mutex<[Int: Task<Void, Never>]>([:])
-    private let counter = Mutex(0)
+    private struct State {
+        var tasks: [Int: Task<Void, Never>] = [:]
+        var counter = 0
+        var cancelled = false
+    }
+    private let state = Mutex(State())
 
-    var count: Int { tasks.withLock { t in t.values.filter { !$0.isCancelled }.count } }
+    var count: Int { state.withLock { s in s.tasks.values.filter { !$0.isCancelled }.count } }
 
+    /// Adds a task; one added after `cancelAll` is cancelled at once (a request read from the
+    /// buffer after its client hung up: it runs, cancelled, as one the hang-up caught running).
     func add(_ task: Task<Void, Never>) {
-        let key = counter.withLock { $0 += 1; return $0 }
-        tasks.withLock { $0[key] = task }
+        let (key, cancelled) = state.withLock { s in
+            s.counter += 1
+            s.tasks[s.counter] = task
+            return (s.counter, s.cancelled)
+        }
+        if cancelled { task.cancel() }
         Task {
             await task.value
-            _ = self.tasks.withLock { $0.removeValue(forKey: key) }
+            _ = self.state.withLock { $0.tasks.removeValue(forKey: key) }
         }
     }
 
-    func cancelAll() { for t in tasks.withLock({ Array($0.values) }) { t.cancel() } }
+    /// Cancels every task, and every task added from now on.
+    func cancelAll() {
+        let tasks = state.withLock { s in
+            s.cancelled = true
+            return Array(s.tasks.values)
+        }
+        for t in tasks { t.cancel() }
+    }
 
     func waitAll() async {
-        for t in tasks.withLock({ Array($0.values) }) { await t.value }
+        for t in state.withLock({ Array($0.tasks.values) }) { await t.value }
     }
 }
 

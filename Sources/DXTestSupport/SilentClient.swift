@@ -63,5 +63,9 @@ public final class SilentClient: Sendable {
         return (lines, data.count)
     }
 
+    /// Half-closes: the daemon reads end of input, and can still write (what `socat` does
+    /// after sending its request).
+    public func shutdownWrite() { _ = shutdown(fd, Int32(SHUT_WR)) }
+
     public func close() { _ = Glibc.close(fd) }
 }
