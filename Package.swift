@@ -182,7 +182,7 @@ let package = Package(
         .testTarget(name: "DXDicomTests", dependencies: ["DXDicom", "DXAcquisition", "DXDecomposition", "DXReport", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXDicomServiceTests", dependencies: ["DXDicomService", "DXDicom", "DXStore", "DXAcquisition", "DXTestSupport",
                                                                .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "IntegrationTests", dependencies: ["DXControl", "DXProtocol", "DXAcquisition", "DXAnalysis", "DXDicom", "DXSimulator", "DXTestSupport"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["DXConsole", "DXControl", "DXProtocol", "DXAcquisition", "DXAnalysis", "DXDicom", "DXSimulator", "DXTestSupport"]),
     ],
     swiftLanguageModes: [.v6],
     cxxLanguageStandard: .cxx17

@@ -31,6 +31,8 @@ public struct ConsoleGate: Sendable {
         case page
         case state
         case events
+        /// The shared worker that keeps one event stream for all of a browser's tabs.
+        case eventsWorker
         case call
         case stop
         /// The exam's report as PDF (`?exam=N`).
@@ -62,6 +64,7 @@ public struct ConsoleGate: Sendable {
         case ("GET", "/"), ("GET", "/index.html"): return .allow(.page)
         case ("GET", "/api/state"): return .allow(.state)
         case ("GET", "/api/events"): return .allow(.events)
+        case ("GET", "/api/events-worker.js"): return .allow(.eventsWorker)
         case ("GET", "/api/report"): return .allow(.report)
         case ("GET", "/api/site-image"): return .allow(.siteImage)
         case ("GET", "/api/worklist"): return .allow(.worklist)
@@ -71,7 +74,7 @@ public struct ConsoleGate: Sendable {
                 return .refuse(status: 403, reason: "changes need the X-Dexa-Token header")
             }
             return .allow(path == "/api/call" ? .call : .stop)
-        case (_, "/"), (_, "/index.html"), (_, "/api/state"), (_, "/api/events"), (_, "/api/call"), (_, "/api/stop"),
+        case (_, "/"), (_, "/index.html"), (_, "/api/state"), (_, "/api/events"), (_, "/api/events-worker.js"), (_, "/api/call"), (_, "/api/stop"),
              (_, "/api/report"), (_, "/api/site-image"), (_, "/api/worklist"):
             return .refuse(status: 405, reason: "\(method) is not allowed on \(path)")
         default:

@@ -3,6 +3,40 @@
 /// second) and `/api/events` (as it happens); everything it does goes through `/api/call`,
 /// i.e. one dexad method with the user's own rights, and the Stop button through `/api/stop`.
 enum ConsolePage {
+    /// The shared worker that keeps one event stream for every tab of this console in the
+    /// browser (the page's `listen`): each page joins with the names of the events it handles
+    /// and is sent each one as `{name, data}`, or `{name: "lost", closed}` when the stream
+    /// fails (closed: refused or ended; it is opened again after 10 s). The browser ends the
+    /// worker, and with it the stream, when the last page goes.
+    static let eventsWorker = #"""
+"use strict";
+const pages = new Set();
+let source = null, names = [];
+function send(message) { for (const page of pages) page.postMessage(message); }
+function relay(name) { source.addEventListener(name, e => send({ name, data: e.data })); }
+function open() {
+  source = new EventSource("/api/events" + location.search);
+  for (const name of names) relay(name);
+  source.onerror = () => {
+    const closed = source.readyState === EventSource.CLOSED;
+    send({ name: "lost", closed });
+    if (closed) { source = null; setTimeout(() => { if (!source && pages.size) open(); }, 10000); }
+  };
+}
+onconnect = e => {
+  const page = e.ports[0];
+  page.onmessage = m => {
+    if (m.data.leave) { pages.delete(page); return; }
+    if (m.data.names) {
+      pages.add(page);
+      for (const name of m.data.names) if (!names.includes(name)) { names.push(name); if (source) relay(name); }
+      if (!source) open();
+    }
+  };
+  page.start();
+};
+"""#
+
     static let html = #"""
 <!doctype html>
 <html lang="en">
@@ -711,20 +745,18 @@ async function refresh() {
   if (selected === null && Array.isArray(state.exams)) { const running = state.exams.find(e => e.state === "in_progress"); if (running) selected = running.id; }
   render();
 }
-function listen() {
-  const es = new EventSource("/api/events?token=" + encodeURIComponent(token));
-  es.addEventListener("daemon", e => { const d = JSON.parse(e.data); log(d.connected ? "dexad connected" : "dexad disconnected"); refresh(); });
-  es.addEventListener("scan.progress", e => { const p = JSON.parse(e.data); if (p.exam_id !== undefined) progress[p.exam_id] = p; renderDetail(); });
-  es.addEventListener("scan.image", e => drawRows(JSON.parse(e.data)));
-  es.addEventListener("exam.step", e => {
-    const s = JSON.parse(e.data);
+// What each kind of live event does on the page (the data parsed).
+const handlers = {
+  "daemon": d => { log(d.connected ? "dexad connected" : "dexad disconnected"); refresh(); },
+  "scan.progress": p => { if (p.exam_id !== undefined) progress[p.exam_id] = p; renderDetail(); },
+  "scan.image": rows => drawRows(rows),
+  "exam.step": s => {
     log("exam " + s.exam_id + ": " + site(s.site) + " " + s.phase.replace("_", " "));
     // A new attempt: its progress and image start afresh.
     if (s.phase === "positioning") { delete progress[s.exam_id]; if (image && image.exam === s.exam_id) { image = null; $("image-box").hidden = true; } }
     refresh();
-  });
-  es.addEventListener("call.result", e => {
-    const c = JSON.parse(e.data);
+  },
+  "call.result": c => {
     if (c.method === "qc.run") qcRunning = false;
     if (c.error) { text($("error"), c.method + ": " + (c.error.message || JSON.stringify(c.error))); log(c.method + " failed: " + (c.error.message || "")); }
     else if (c.method === "qc.run" && c.result) {
@@ -733,10 +765,9 @@ function listen() {
     }
     else log(c.method + ": " + ((c.result && c.result.message) || "done"));
     refresh();
-  });
-  es.addEventListener("exam.warning", e => { const w = JSON.parse(e.data); log("WARNING " + (w.site ? site(w.site) + ": " : "") + w.message); });
-  es.addEventListener("event", e => {
-    const ev = JSON.parse(e.data);
+  },
+  "exam.warning": w => log("WARNING " + (w.site ? site(w.site) + ": " : "") + w.message),
+  "event": ev => {
     const words = { state: () => "device " + (ev.old || "?") + " → " + (ev.new || "?"), scan_started: () => "scan " + ev.scan_id + " started",
                     scan_complete: () => "scan " + ev.scan_id + " complete, " + ev.lines + " lines", scan_aborted: () => "scan " + ev.scan_id + " aborted (" + ev.reason + ")",
                     interlocks: () => "interlocks " + ((ev.interlocks_open || []).length ? "open: " + ev.interlocks_open.join(", ") : "closed"),
@@ -744,15 +775,41 @@ function listen() {
                     connected: () => "device " + (ev.serial || "") + " connected" };
     log(words[ev.type] ? words[ev.type]() : "device: " + ev.type);
     refresh();
-  });
-  // A stream refused (too many pages open) or lost for good: the page says so and keeps polling.
+  },
+};
+function handle(name, data) { const h = handlers[name]; if (h) h(JSON.parse(data)); }
+// A stream refused (too many browsers listening) or lost for good: the page says so and keeps polling.
+function streamLost(closed) {
+  if (closed) text($("error"), "Live events are off on this page (too many browsers on this console, or the console restarted); the state still updates every second, and the stream is tried again every 10 s.");
+  refresh();
+}
+// Every tab of this console in the browser shares one stream, kept by a shared worker: tabs
+// then cost no connections, and the browser's six to this server stay free for the pages'
+// requests and Stop. Without shared workers (or should its script not load), a stream of the
+// page's own.
+let ownStream = false;
+function listenAlone() {
+  if (ownStream) return;
+  ownStream = true;
+  const es = new EventSource("/api/events?token=" + encodeURIComponent(token));
+  for (const name of Object.keys(handlers)) es.addEventListener(name, e => handle(name, e.data));
   es.onerror = () => {
-    if (es.readyState === EventSource.CLOSED) {
-      text($("error"), "Live events are off on this page (too many console pages open, or the console restarted): close the others; the state still updates every second.");
-      setTimeout(listen, 10000);
-    }
-    refresh();
+    const closed = es.readyState === EventSource.CLOSED;
+    streamLost(closed);
+    if (closed) setTimeout(() => { ownStream = false; listenAlone(); }, 10000);
   };
+}
+function listen() {
+  if (typeof SharedWorker !== "function") return listenAlone();
+  let worker;
+  try { worker = new SharedWorker("/api/events-worker.js?token=" + encodeURIComponent(token)); } catch (e) { return listenAlone(); }
+  worker.onerror = () => listenAlone();
+  worker.port.onmessage = m => { if (m.data.name === "lost") streamLost(m.data.closed); else handle(m.data.name, m.data.data); };
+  worker.port.start();
+  const join = () => worker.port.postMessage({ names: Object.keys(handlers) });
+  join();
+  addEventListener("pagehide", () => worker.port.postMessage({ leave: true }));
+  addEventListener("pageshow", e => { if (e.persisted) join(); });
 }
 listen(); refresh(); setInterval(refresh, 1000);
 // The worklist at the start and every five minutes (and on the button): a C-FIND each time.

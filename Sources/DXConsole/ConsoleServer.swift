@@ -125,9 +125,12 @@ public struct ConsoleServer: Sendable {
         switch route {
         case .page:
             try await Self.respond(outbound, status: 200, contentType: "text/html; charset=utf-8", body: Array(ConsolePage.html.utf8))
+        case .eventsWorker:
+            try await Self.respond(outbound, status: 200, contentType: "text/javascript; charset=utf-8", body: Array(ConsolePage.eventsWorker.utf8))
         case .state:
             var state = await ConsoleState.read(link: link)
-            state["console"] = .object(["qc_phantom": qcPhantomPath.map(JSONValue.string) ?? .null])
+            state["console"] = .object(["qc_phantom": qcPhantomPath.map(JSONValue.string) ?? .null,
+                                        "streams": .number(Double(await link.listenerCount))])
             try await Self.respond(outbound, status: 200, json: state)
         case .call:
             guard let request = try? JSONDecoder().decode(JSONValue.self, from: Data(body)),

@@ -81,13 +81,14 @@ public actor DaemonLink {
         return id
     }
 
-    /// A stream of server-sent-event messages (`event: KIND`, `data: JSON`) for one page, the
-    /// first saying whether the daemon is connected.
-    /// Pages listening at once at most: a browser opens six connections to a server, shared
-    /// by its tabs, and each listening tab holds one; three leave three for the pages' requests
-    /// and Stop. A page refused a stream still polls the state every second.
+    /// Streams at once at most: a browser's pages share one (the page's shared worker), so
+    /// three are three browsers, or pages of a browser without shared workers, where each
+    /// holds one of its six connections to a server and three leave three for requests and
+    /// Stop. A page refused a stream still polls the state every second.
     public static let maximumListeners = 3
 
+    /// A stream of server-sent-event messages (`event: KIND`, `data: JSON`) for one page, the
+    /// first saying whether the daemon is connected.
     public func listen() -> (id: Int, stream: AsyncStream<String>)? {
         guard listeners.count < Self.maximumListeners else { return nil }
         let (stream, sink) = AsyncStream<String>.makeStream(bufferingPolicy: .bufferingNewest(1024))
@@ -96,6 +97,9 @@ public actor DaemonLink {
         sink.yield(Self.message(kind: "daemon", .object(["connected": .bool(connection != nil), "generation": .number(Double(generation))])))
         return (nextListener, stream)
     }
+
+    /// Event streams open now (one per browser whose pages share a worker, one per page otherwise).
+    public var listenerCount: Int { listeners.count }
 
     public func stopListening(_ id: Int) {
         listeners.removeValue(forKey: id)?.finish()

@@ -156,7 +156,7 @@ public final class ControlServer: Sendable {
                     peer: peer,
                     role: role,
                     sendLine: { if case .enqueued = writer.yield($0) { queued.add(1, ordering: .relaxed) } },
-                    addStream: { body in streams.add(Task { await body() }) },
+                    addStream: { body in streams.add(body) },
                     unsent: { queued.load(ordering: .relaxed) })
 
                 async let writing: Void = {
@@ -184,7 +184,7 @@ public final class ControlServer: Sendable {
                                 continue
                             }
                             let handler = self.handler
-                            requests.add(Task {
+                            requests.add {
                                 let reply: [UInt8]
                                 do {
                                     let result = try await handler.handle(request, context: context)
@@ -195,7 +195,7 @@ public final class ControlServer: Sendable {
                                     reply = RPCLine.error(id: request.id, RPCError(code: RPCError.internalErrorCode, message: String(describing: error)))
                                 }
                                 if request.id != nil { writer.yield(reply) }
-                            })
+                            }
                         }
                     }
                     // End of input. A half-close: finish what was asked (a full close has cancelled it).
@@ -221,6 +221,12 @@ public final class ControlServer: Sendable {
 }
 
 /// Tasks of one connection, so they can be cancelled or awaited together.
+///
+/// Once cancelled (the client hung up, or the connection failed) the set stays so: a task
+/// added later runs cancelled, and every task in it counts against the connection's limit,
+/// so that requests still buffered from a client that is gone start at most that many.
+/// Cancelling runs the tasks' cancellation handlers on the caller's thread (NIO's event loop
+/// for a hang-up): they must not block.
 final class TaskSet: Sendable {
     private struct State {
         var tasks: [Int: Task<Void, Never>] = [:]
@@ -229,17 +235,24 @@ final class TaskSet: Sendable {
     }
     private let state = Mutex(State())
 
-    var count: Int { state.withLock { s in s.tasks.values.filter { !$0.isCancelled }.count } }
+    var isCancelled: Bool { state.withLock { $0.cancelled } }
 
-    /// Adds a task; one added after `cancelAll` is cancelled at once (a request read from the
-    /// buffer after its client hung up: it runs, cancelled, as one the hang-up caught running).
-    func add(_ task: Task<Void, Never>) {
-        let (key, cancelled) = state.withLock { s in
+    /// Tasks that count against the connection's limit: the running ones not cancelled, or,
+    /// once the set is cancelled, all it still holds.
+    var count: Int { state.withLock { s in s.cancelled ? s.tasks.count : s.tasks.values.filter { !$0.isCancelled }.count } }
+
+    /// Starts `body` as a task of the set. Either the task finds the set cancelled when it
+    /// starts (and cancels itself before the body runs) or `cancelAll` finds it in the set.
+    func add(_ body: @escaping @Sendable () async -> Void) {
+        let (key, task) = state.withLock { s -> (Int, Task<Void, Never>) in
             s.counter += 1
+            let task = Task {
+                if self.isCancelled { withUnsafeCurrentTask { $0?.cancel() } }
+                await body()
+            }
             s.tasks[s.counter] = task
-            return (s.counter, s.cancelled)
+            return (s.counter, task)
         }
-        if cancelled { task.cancel() }
         Task {
             await task.value
             _ = self.state.withLock { $0.tasks.removeValue(forKey: key) }

@@ -202,10 +202,34 @@ def main():
         until("the right hip in the plan", lambda: "right hip" in text("detail-title"), timeout=20)
         seen["plan_after_add"] = text("detail-title")
 
+        # Five more tabs of the console (more than the three streams the console allows): they
+        # share the first tab's stream (a shared worker), so the browser's connections stay
+        # free for Stop, and each shows the scan live.
+        main_tab = driver.current_window_handle
+        tabs = []
+        for _ in range(5):
+            driver.switch_to.new_window("tab")
+            driver.get(args.url)
+            until("another tab linked", lambda: text("link") == "dexad connected")
+            tabs.append(driver.current_window_handle)
+        driver.switch_to.window(main_tab)
+        streams = lambda: driver.execute_script(
+            "const r = await fetch('/api/state', {headers: {'X-Dexa-Token': new URLSearchParams(location.search).get('token')}, cache: 'no-store'});"
+            " return (await r.json()).console.streams;")
+        seen["streams_with_six_tabs"] = streams()
+
         # Its left hip exposes; the test lets the page press Stop.
         until("Next site possible", lambda: enabled("Next site"), timeout=30)
         press("Next site")
         until("X-rays on for the second exam's hip", lambda: text("xray") == "X-RAYS ON" and "left hip" in text("scan-site"), timeout=120)
+        # Every tab has the scan's live events: the progress bar moving on the shared stream.
+        live = []
+        for tab in tabs:
+            driver.switch_to.window(tab)
+            until("X-rays on in another tab", lambda: text("xray") == "X-RAYS ON", timeout=30)
+            live.append(driver.execute_script("return Object.keys(progress).length > 0 && !document.getElementById('error').textContent.includes('Live events are off');"))
+        seen["other_tabs_live"] = live
+        driver.switch_to.window(main_tab)
         sync_say("scanning")
         sync_wait("press")
         # Stop with the keyboard, as a technologist would with hands on the patient.
@@ -214,6 +238,12 @@ def main():
         until("the exam aborted", lambda: "aborted" in text("detail-title"), timeout=20)
         seen["after_stop"] = text("detail-title")
         shot("07-stopped")
+        for tab in tabs:
+            driver.switch_to.window(tab)
+            until("X-rays off in another tab", lambda: text("xray") == "X-rays off", timeout=20)
+            driver.close()
+        driver.switch_to.window(main_tab)
+        seen["streams_with_one_tab"] = streams()
         sync_say("stopped")
 
         # The daemon restarted under the page: it says so, and comes back by itself.

@@ -10,6 +10,11 @@ struct ConsoleGateTests {
     @Test func theTokenInTheURLOpensThePageAndTheStreams() {
         #expect(gate.decide(method: "GET", target: "/?token=\(token)", headers: [host]) == .allow(.page))
         #expect(gate.decide(method: "GET", target: "/api/events?token=\(token)", headers: [("host", "localhost:8642")]) == .allow(.events))
+        #expect(gate.decide(method: "GET", target: "/api/events-worker.js?token=\(token)", headers: [host]) == .allow(.eventsWorker))
+        guard case .refuse(403, _) = gate.decide(method: "GET", target: "/api/events-worker.js", headers: [host]) else {
+            Issue.record("the events' worker was served without the token")
+            return
+        }
         #expect(gate.decide(method: "GET", target: "/api/state", headers: [host, ("X-Dexa-Token", token)]) == .allow(.state))
         #expect(gate.decide(method: "GET", target: "/api/worklist", headers: [host, ("X-Dexa-Token", token)]) == .allow(.worklist))
         guard case .refuse(405, _) = gate.decide(method: "POST", target: "/api/worklist", headers: [host, ("X-Dexa-Token", token)]) else {

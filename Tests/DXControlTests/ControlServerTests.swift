@@ -1,4 +1,4 @@
-import DXControl
+@testable import DXControl
 import DXTestSupport
 import Synchronization
 import Testing
@@ -73,6 +73,21 @@ import Testing
             try await eventually("every request cancelled", seconds: 20) { recorder.cancelled.withLock { $0.count } == 20 }
             #expect(recorder.started.withLock { $0.count } == 20)
         }
+    }
+
+    /// The set's own rules, without sockets: cancelled once, cancelled for good; what it holds
+    /// then counts against the limit.
+    @Test func aCancelledTaskSetCancelsWhatIsAddedLater() async throws {
+        let set = TaskSet()
+        let ran = Mutex<[Bool]>([])
+        set.add { try? await Task.sleep(for: .seconds(600)); ran.withLock { $0.append(Task.isCancelled) } }
+        #expect(set.count == 1)
+        set.cancelAll()
+        #expect(set.count <= 1)
+        for _ in 0..<3 { set.add { ran.withLock { $0.append(Task.isCancelled) } } }
+        await set.waitAll()
+        #expect(ran.withLock { $0 } == [true, true, true, true])
+        try await eventually("the set emptied") { set.count == 0 }
     }
 
     @Test func aClientThatHalfClosesGetsItsAnswer() async throws {

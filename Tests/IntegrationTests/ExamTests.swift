@@ -88,6 +88,36 @@ struct ExamTests {
         #expect(planned > 0 && !rows.isEmpty && progress > 0)
     }
 
+    /// The technologist's client gone while the gantry moves to the site (its process ended:
+    /// the socket closed): the step stops at once and its attempt says why, not "timed out" or
+    /// "link lost" as the cancelled wait for the motion would read.
+    @Test func aClientGoneDuringPositioningLeavesItsReasonOnRecord() async throws {
+        let dir = TemporaryDirectory()
+        try await Self.calibrated(dir)
+        // Real time: the move to the spine takes seconds.
+        let daemon = try await DaemonProcess(in: dir, device: "simulator", timeScale: 1, config: ["simulator_phantom = patient"])
+        defer { daemon.child.stop() }
+        try await daemon.waitForDevice()
+        let id = try await Self.newExam(daemon)
+        let exam: JSONValue = .number(Double(id))
+        let client = try SilentClient(socketPath: daemon.socketPath)
+        try client.send(#"{"jsonrpc": "2.0", "id": 1, "method": "exam.start", "params": {"exam_id": \#(id)}}"#)
+        try await eventually("the gantry moving for the step", seconds: 30) {
+            guard let s = try? await daemon.call("device.status") else { return false }
+            return s["state"]?.stringValue == "MOVING" && s["xray_on"] == .bool(false)
+        }
+        client.close()
+        try await eventually("the step ended", seconds: 30) {
+            guard let e = try? await daemon.call("exam.get", .object(["exam_id": exam])), case .array(let a)? = e["attempts"] else { return false }
+            return !a.isEmpty && !a.contains { $0["status"]?.stringValue == "running" }
+        }
+        let shown = try await daemon.call("exam.get", .object(["exam_id": exam]))
+        let attempt = shown["attempts"]?[0]
+        #expect(attempt?["status"]?.stringValue == "aborted", "\(shown)")
+        #expect(attempt?["reason"]?.stringValue?.hasPrefix("cancelled: the client that ran the step went away") == true, "\(String(describing: attempt))")
+        #expect((try await daemon.call("device.status"))["xray_on"] == .bool(false))
+    }
+
     /// An abort while the scout exposes: X-rays off, the step ends aborted "during the scout",
     /// its dose (the scout's) and its capture (the scout's) on the record, no site scan.
     @Test func abortDuringTheScout() async throws {

@@ -1,3 +1,4 @@
+import DXConsole
 import DXControl
 import DXTestSupport
 import Foundation
@@ -298,6 +299,71 @@ struct WebConsoleTests {
         for page in pages.dropFirst() { page.close() }
     }
 
+    /// The desktop entry (`dexa-console --open`) and the user unit's own command line: with
+    /// `systemctl` and `xdg-open` stood in for by scripts on the PATH (no user session here),
+    /// `--open` starts the unit, passes over a URL file left by the unit's run before (another
+    /// token: the console answers it 403), and gives the browser a file of the user's own that
+    /// leads to the console now running, which answers to it. The console is started from the
+    /// unit's `ExecStart=` as written, `%t` the runtime directory (the port made 0: a free one).
+    @Test func theDesktopEntryStartsTheUnitAndOpensTheConsole() async throws {
+        let dir = TemporaryDirectory()
+        let runtime = dir.file("run"), bin = dir.file("bin")
+        for d in [runtime, bin] { try FileManager.default.createDirectory(atPath: d, withIntermediateDirectories: true) }
+        let unitFile = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("Systemd/dexa-console.service")
+        let unit = try String(contentsOf: unitFile, encoding: .utf8)
+        let exec = try #require(unit.split(separator: "\n").first { $0.hasPrefix("ExecStart=") }?.dropFirst("ExecStart=".count))
+        #expect(exec.hasPrefix("/usr/bin/dexa-console ") && exec.contains("--url-file %t/dexa-console.url"), "\(exec)")
+        let command = String(exec).replacingOccurrences(of: "/usr/bin/dexa-console", with: BuiltProducts.path("dexa-console"))
+            .replacingOccurrences(of: "%t", with: runtime).replacingOccurrences(of: "--port 8642", with: "--port 0")
+
+        // The URL file of the unit's run before: a console that answers, but not to that token.
+        let before = try await Console(in: dir, socket: dir.file("no-dexad.sock"))
+        defer { before.child.stop() }
+        let stale = "http://127.0.0.1:\(before.port)/?token=" + String(repeating: "0f", count: 32)
+        try (stale + "\n").write(toFile: runtime + "/dexa-console.url", atomically: true, encoding: .utf8)
+
+        // systemctl --user start: the unit's command a second later (a restart), in the
+        // background, with no descriptor but the standard three of whoever ran it (as systemd
+        // starts a unit; this test's own process would otherwise wait for the console to end
+        // before it saw `--open` end, Foundation's `Process` watching a descriptor it passed).
+        let systemctl = """
+            #!/bin/bash
+            echo "$@" >> \(dir.file("systemctl.args"))
+            ( for fd in $(ls /proc/$BASHPID/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done
+              sleep 1; DEXA_SOCKET=\(dir.file("no-dexad.sock")) DEXA_DICOM_CONFIG=\(dir.file("no-dicom.conf")) exec \(command) > \(dir.file("unit.log")) 2>&1 ) &
+            echo $! > \(dir.file("unit.pid"))
+            """
+        let xdgOpen = """
+            #!/bin/sh
+            cp "$1" \(dir.file("opened.html")) && stat -c %a "$1" > \(dir.file("opened.mode"))
+            """
+        for (name, script) in [("systemctl", systemctl), ("xdg-open", xdgOpen)] {
+            try (script + "\n").write(toFile: bin + "/" + name, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: bin + "/" + name)
+        }
+        let path = bin + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+        let open = try ChildProcess(executable: BuiltProducts.path("dexa-console"), arguments: ["--open"], logPath: dir.file("open.log"),
+                                    environment: ["PATH": path, "XDG_RUNTIME_DIR": runtime])
+        let status = await open.waitForExit(seconds: 30)
+        defer {
+            if let pid = (try? String(contentsOfFile: dir.file("unit.pid"), encoding: .utf8)).flatMap({ Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
+                kill(pid, SIGTERM)
+            }
+        }
+        #expect(status == 0, "\(open.log)")
+        #expect((try? String(contentsOfFile: dir.file("systemctl.args"), encoding: .utf8)) == "--user start dexa-console.service\n")
+        let opened = try String(contentsOfFile: dir.file("opened.html"), encoding: .utf8)
+        #expect((try? String(contentsOfFile: dir.file("opened.mode"), encoding: .utf8))?.hasPrefix("600") == true)
+        let url = try #require(opened.components(separatedBy: "url=").last?.components(separatedBy: "\"").first)
+        #expect(url != stale && url.hasPrefix("http://127.0.0.1:"), "\(opened)")
+        #expect(await ConsoleProbe.answers(url))
+        #expect(!(await ConsoleProbe.answers(stale)))
+        // The unit's URL file: the user's alone.
+        let mode = try FileManager.default.attributesOfItem(atPath: runtime + "/dexa-console.url")[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+    }
+
     /// The daemon restarted while the page is open: the console says "disconnected" (state and
     /// stream), connects again by itself, and shows the exam's true state after the restart.
     @Test func aRestartedDaemonIsSeenAndRejoined() async throws {
@@ -497,6 +563,10 @@ struct WebConsoleTests {
         #expect(report?["skipped"]?[0]?[0]?.stringValue == "right_hip" && report?["skipped"]?[0]?[1]?.stringValue?.hasSuffix(": right hip replaced (metal)") == true,
                 "\(String(describing: report))")
         #expect(report?["url_keeps_token"] == .bool(true))
+        // Six tabs, one stream between them (a shared worker), every tab live; Stop (above) with them open.
+        #expect(report?["streams_with_six_tabs"] == .number(1), "\(String(describing: report))")
+        #expect(report?["other_tabs_live"] == .array(Array(repeating: .bool(true), count: 5)), "\(String(describing: report))")
+        #expect(report?["streams_with_one_tab"] == .number(1), "\(String(describing: report))")
         // The day's worklist, the exam made from it, a site added, the quick look, the VFA, a reader's grade.
         #expect(report?["scheduled"]?.stringValue?.contains("Zoë Müller") == true, "\(String(describing: report))")
         #expect(report?["worklist_exam"] == .array([.string("Chidi Okafor"), .string("P-0044"), .string("ACC-3")]), "\(String(describing: report))")

@@ -506,6 +506,9 @@ public actor ExamSequencer {
         return try get(examID)
     }
 
+    /// The reason on the record of an attempt whose step's request was cancelled.
+    static let cancelledReason = "cancelled: the client that ran the step went away, or dexad is stopping"
+
     private func runNext(_ examID: Int64, observer: Observer?) async throws -> StepResult {
         let exam = try stored(examID)
         guard let site = exam.nextSite else {
@@ -663,18 +666,20 @@ public actor ExamSequencer {
         } catch let ScanError.ended(o) {
             outcome = o
         } catch let e as MotionError {
+            // A cancelled wait for the gantry reads as a timeout or a lost link: say what it was.
+            let why = Task.isCancelled ? Self.cancelledReason : e.description
             attempt.status = .aborted
-            attempt.reason = e.description
+            attempt.reason = why
             attempt.endedAt = stamp()
             attempt.dose = live.snapshot().dose.scans > 0 ? live.snapshot().dose : attempt.dose
             live.drain()
             _ = recordOrKeep(row: row, attempt)
-            throw ExamError.positioningFailed(site, e.description)
+            throw ExamError.positioningFailed(site, why)
         } catch {
             // Refused before the site's scan (busy, interlock, not ready): nothing more was
             // exposed; the scout's dose, if it ran, stays on the record.
             attempt.status = .aborted
-            attempt.reason = "\(error)"
+            attempt.reason = Task.isCancelled ? Self.cancelledReason : "\(error)"
             attempt.endedAt = stamp()
             attempt.dose = live.snapshot().dose.scans > 0 ? live.snapshot().dose : attempt.dose
             live.drain()
