@@ -81,8 +81,10 @@ let package = Package(
         ]),
         // glibc functions the Glibc module lacks, for the daemon (malloc_trim, closefrom for spawn).
         .target(name: "CGlibcExtras"),
+        // Programs run to their end (posix_spawn, no signal blocked, no descriptor passed on).
+        .target(name: "DXSpawn", dependencies: ["CGlibcExtras"]),
         .target(name: "DXDaemon", dependencies: [
-            "CGlibcExtras", "DXProtocol", "DXTransport", "DXUSB", "DXDevice", "DXDecomposition", "DXAcquisition", "DXClinical", "DXStore", "DXControl", "DXSimulator",
+            "CGlibcExtras", "DXSpawn", "DXProtocol", "DXTransport", "DXUSB", "DXDevice", "DXDecomposition", "DXAcquisition", "DXClinical", "DXStore", "DXControl", "DXSimulator",
             .product(name: "Logging", package: "swift-log"),
             .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             .product(name: "Metrics", package: "swift-metrics"),
@@ -135,7 +137,7 @@ let package = Package(
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "dexa-console", dependencies: [
-            "DXConsole",
+            "DXConsole", "DXSpawn",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
@@ -175,6 +177,7 @@ let package = Package(
         .testTarget(name: "DXAcquisitionTests", dependencies: ["DXAcquisition", "DXClinical", "DXReport", "DXSimulator", "DXTestSupport"]),
         .testTarget(name: "DXStoreTests", dependencies: ["DXStore", "DXAcquisition", "DXAnalysis", "DXClinical", "DXTestSupport",
                                                         .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "DXSpawnTests", dependencies: ["DXSpawn"]),
         .testTarget(name: "DXControlTests", dependencies: ["DXControl", "DXAcquisition", "DXTestSupport"]),
         .testTarget(name: "DXConsoleTests", dependencies: ["DXConsole", "DXControl"]),
         .testTarget(name: "DXDaemonTests", dependencies: ["DXDaemon", "DXControl", "DXDecomposition", "DXAcquisition", "DXSimulator", "DXTestSupport"]),

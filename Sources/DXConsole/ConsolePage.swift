@@ -11,26 +11,39 @@ enum ConsolePage {
     static let eventsWorker = #"""
 "use strict";
 const pages = new Set();
-let source = null, names = [];
+let source = null, names = [], retry = null, live = false;
 function send(message) { for (const page of pages) page.postMessage(message); }
 function relay(name) { source.addEventListener(name, e => send({ name, data: e.data })); }
+function close() { if (source) { source.close(); source = null; } live = false; clearTimeout(retry); retry = null; }
 function open() {
+  clearTimeout(retry); retry = null;
   source = new EventSource("/api/events" + location.search);
   for (const name of names) relay(name);
+  source.onopen = () => { live = true; send({ name: "open" }); };
   source.onerror = () => {
     const closed = source.readyState === EventSource.CLOSED;
+    live = false;
     send({ name: "lost", closed });
-    if (closed) { source = null; setTimeout(() => { if (!source && pages.size) open(); }, 10000); }
+    // One retry at a time, 10 s after a stream that ended for good (refused or lost).
+    if (closed) { source = null; retry = setTimeout(() => { retry = null; if (!source && pages.size) open(); }, 10000); }
   };
 }
 onconnect = e => {
   const page = e.ports[0];
   page.onmessage = m => {
-    if (m.data.leave) { pages.delete(page); return; }
+    if (m.data.leave) {
+      pages.delete(page);
+      // No page left (every tab closed, or kept by the browser's back-forward cache): the
+      // stream goes, and its place on the console with it.
+      if (!pages.size) close();
+      return;
+    }
     if (m.data.names) {
       pages.add(page);
       for (const name of m.data.names) if (!names.includes(name)) { names.push(name); if (source) relay(name); }
-      if (!source) open();
+      if (!source && !retry) open();
+      // A page that joins learns the stream's state now, not at its next change.
+      page.postMessage(live ? { name: "open" } : { name: "lost", closed: !source });
     }
   };
   page.start();
@@ -747,14 +760,14 @@ async function refresh() {
 }
 // What each kind of live event does on the page (the data parsed).
 const handlers = {
-  "daemon": d => { log(d.connected ? "dexad connected" : "dexad disconnected"); refresh(); },
+  "daemon": d => { log(d.connected ? "dexad connected" : "dexad disconnected"); refreshIfSeen(); },
   "scan.progress": p => { if (p.exam_id !== undefined) progress[p.exam_id] = p; renderDetail(); },
   "scan.image": rows => drawRows(rows),
   "exam.step": s => {
     log("exam " + s.exam_id + ": " + site(s.site) + " " + s.phase.replace("_", " "));
     // A new attempt: its progress and image start afresh.
     if (s.phase === "positioning") { delete progress[s.exam_id]; if (image && image.exam === s.exam_id) { image = null; $("image-box").hidden = true; } }
-    refresh();
+    refreshIfSeen();
   },
   "call.result": c => {
     if (c.method === "qc.run") qcRunning = false;
@@ -764,7 +777,7 @@ const handlers = {
       log("QC: " + (qcVerdicts[c.result.verdict] || c.result.verdict) + (bmd ? " (" + bmd + " g/cm²)" : ""));
     }
     else log(c.method + ": " + ((c.result && c.result.message) || "done"));
-    refresh();
+    refreshIfSeen();
   },
   "exam.warning": w => log("WARNING " + (w.site ? site(w.site) + ": " : "") + w.message),
   "event": ev => {
@@ -774,15 +787,25 @@ const handlers = {
                     fault: () => "FAULT " + (ev.fault || ev.code) + ": " + (ev.message || ""), link_lost: () => "device link lost: " + (ev.reason || ""),
                     connected: () => "device " + (ev.serial || "") + " connected" };
     log(words[ev.type] ? words[ev.type]() : "device: " + ev.type);
-    refresh();
+    refreshIfSeen();
   },
 };
-function handle(name, data) { const h = handlers[name]; if (h) h(JSON.parse(data)); }
-// A stream refused (too many browsers listening) or lost for good: the page says so and keeps polling.
+function handle(name, data) {
+  const h = handlers[name];
+  if (!h) return;
+  let value;
+  try { value = JSON.parse(data); } catch (e) { log("an event that is not JSON was left out (" + name + ")"); return; }
+  h(value);
+}
+const streamOffText = "Live events are off on this page (too many browsers on this console, or the console restarted); the state still updates every second, and the stream is tried again every 10 s.";
+// A stream refused (too many browsers listening) or lost: the page says so and keeps polling;
+// the scan's progress it showed may be stale, so it goes (the state brings it back).
 function streamLost(closed) {
-  if (closed) text($("error"), "Live events are off on this page (too many browsers on this console, or the console restarted); the state still updates every second, and the stream is tried again every 10 s.");
+  for (const k of Object.keys(progress)) delete progress[k];
+  if (closed) text($("error"), streamOffText);
   refresh();
 }
+function streamOpen() { if ($("error").textContent === streamOffText) text($("error"), ""); }
 // Every tab of this console in the browser shares one stream, kept by a shared worker: tabs
 // then cost no connections, and the browser's six to this server stay free for the pages'
 // requests and Stop. Without shared workers (or should its script not load), a stream of the
@@ -793,6 +816,7 @@ function listenAlone() {
   ownStream = true;
   const es = new EventSource("/api/events?token=" + encodeURIComponent(token));
   for (const name of Object.keys(handlers)) es.addEventListener(name, e => handle(name, e.data));
+  es.onopen = streamOpen;
   es.onerror = () => {
     const closed = es.readyState === EventSource.CLOSED;
     streamLost(closed);
@@ -803,15 +827,28 @@ function listen() {
   if (typeof SharedWorker !== "function") return listenAlone();
   let worker;
   try { worker = new SharedWorker("/api/events-worker.js?token=" + encodeURIComponent(token)); } catch (e) { return listenAlone(); }
-  worker.onerror = () => listenAlone();
-  worker.port.onmessage = m => { if (m.data.name === "lost") streamLost(m.data.closed); else handle(m.data.name, m.data.data); };
+  // The worker's script failed: a stream of the page's own, the worker's port closed first
+  // (never both, which would bring every event twice).
+  worker.onerror = () => { worker.port.onmessage = null; worker.port.close(); listenAlone(); };
+  worker.port.onmessage = m => {
+    if (m.data.name === "lost") streamLost(m.data.closed);
+    else if (m.data.name === "open") streamOpen();
+    else handle(m.data.name, m.data.data);
+  };
   worker.port.start();
-  const join = () => worker.port.postMessage({ names: Object.keys(handlers) });
-  join();
+  worker.port.postMessage({ names: Object.keys(handlers) });
   addEventListener("pagehide", () => worker.port.postMessage({ leave: true }));
-  addEventListener("pageshow", e => { if (e.persisted) join(); });
+  // Back from the browser's back-forward cache: the worker may have ended meanwhile, so a
+  // new one (or the same, if it still runs) is joined afresh.
+  addEventListener("pageshow", e => { if (e.persisted) { worker.port.onmessage = null; worker.port.close(); listen(); } });
 }
-listen(); refresh(); setInterval(refresh, 1000);
+// Every tab has the events now, and an event asks for the state: a hidden tab waits to be
+// looked at (and polls every 5 s), so that six tabs do not send six requests at each event
+// and Stop never queues behind them.
+let hiddenTicks = 0;
+function refreshIfSeen() { if (!document.hidden) refresh(); }
+document.addEventListener("visibilitychange", refreshIfSeen);
+listen(); refresh(); setInterval(() => { if (!document.hidden || ++hiddenTicks % 5 === 0) refresh(); }, 1000);
 // The worklist at the start and every five minutes (and on the button): a C-FIND each time.
 loadWorklist(false); setInterval(() => loadWorklist(true), 300000);
 </script>

@@ -189,7 +189,7 @@ public struct ConsoleServer: Sendable {
             try await Self.respond(outbound, status: outcome.ok ? 200 : 503, json: outcome.json)
         case .events:
             guard let (id, stream) = await link.listen() else {
-                try await Self.respond(outbound, status: 429, json: ["error": .string("\(DaemonLink.maximumListeners) console pages are open already: close the others (this one still shows the state, without live events)")])
+                try await Self.respond(outbound, status: 429, json: ["error": .string("\(DaemonLink.maximumListeners) event streams are open already (a browser's tabs share one; a browser without shared workers opens one per page): close the others (this page still shows the state, without live events)")])
                 return
             }
             var headers = Self.commonHeaders(contentType: "text/event-stream")

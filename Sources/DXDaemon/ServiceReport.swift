@@ -2,6 +2,7 @@ import DXAcquisition
 import DXControl
 import DXDecomposition
 import DXProtocol
+import DXSpawn
 import DequeModule
 import Foundation
 import Logging

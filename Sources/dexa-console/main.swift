@@ -1,9 +1,7 @@
 import ArgumentParser
 import DXConsole
+import DXSpawn
 import Foundation
-#if canImport(Glibc)
-import Glibc
-#endif
 import Logging
 
 /// `dexa-console`: the technologist's console, a web page on this machine (127.0.0.1 only) that
@@ -56,19 +54,30 @@ struct DexaConsole: AsyncParsableCommand {
     /// user's runtime directory, once the console there answers to it, opened with `xdg-open`
     /// (both found on the PATH, as the desktop's own launcher finds them). A URL the console
     /// does not answer to (a file left by the unit's run before a restart: its token is old) is
-    /// waited past, for up to 10 s.
+    /// waited past, for up to 10 s on the clock.
     static func openRunning() async throws -> Never {
+        /// A program found on the PATH, run to its end on a thread of its own (`Spawn`: no
+        /// signal blocked, no descriptor of ours passed on).
+        func runFromPath(_ program: String, _ arguments: [String]) async throws -> Int32 {
+            do {
+                return try await onThreadOfItsOwn { try Spawn.run(program, arguments, searchingPath: true) }
+            } catch {
+                FileHandle.standardError.write(Data("dexa-console --open: \(error)\n".utf8))
+                throw ExitCode(69)
+            }
+        }
         guard let runtime = ProcessInfo.processInfo.environment["XDG_RUNTIME_DIR"] else {
             FileHandle.standardError.write(Data("dexa-console --open: no XDG_RUNTIME_DIR (not in a login session)\n".utf8))
             throw ExitCode(69)  // EX_UNAVAILABLE
         }
         let urlFile = runtime + "/dexa-console.url"
-        let started = try runFromPath("systemctl", ["--user", "start", "dexa-console.service"])
+        let started = try await runFromPath("systemctl", ["--user", "start", "dexa-console.service"])
         guard started == 0 else {
             FileHandle.standardError.write(Data("dexa-console --open: systemctl --user start dexa-console.service failed (\(started))\n".utf8))
             throw ExitCode(69)
         }
-        for _ in 0..<40 {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while ContinuousClock.now < deadline {
             if let url = try? String(contentsOfFile: urlFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines), url.hasPrefix("http://127.0.0.1:"),
                url.allSatisfy({ $0.isLetter || $0.isNumber || ":/?=.".contains($0) }), await ConsoleProbe.answers(url) {
                 // The browser is given a file of this user's (mode 0600) that sends it on to
@@ -81,29 +90,11 @@ struct DexaConsole: AsyncParsableCommand {
                     FileHandle.standardError.write(Data("dexa-console --open: cannot write \(page)\n".utf8))
                     throw ExitCode(73)  // EX_CANTCREAT
                 }
-                throw ExitCode(try runFromPath("xdg-open", [page]))
+                throw ExitCode(try await runFromPath("xdg-open", [page]))
             }
             try await Task.sleep(for: .milliseconds(250))
         }
         FileHandle.standardError.write(Data("dexa-console --open: the console did not start, or does not answer to the URL in \(urlFile) (journalctl --user -u dexa-console)\n".utf8))
         throw ExitCode(69)
-    }
-
-    /// Runs a program found on the PATH (`posix_spawnp`) and waits for it: its exit status
-    /// (127 when it could not be started). Not Foundation's `Process`, which learns that a child
-    /// ended when every holder of a descriptor it passes the child has closed it: a program
-    /// that leaves a process of its own running (a `systemctl` stand-in that starts the unit in
-    /// the background) kept `waitUntilExit` waiting for good.
-    static func runFromPath(_ program: String, _ arguments: [String]) throws -> Int32 {
-        let argv: [UnsafeMutablePointer<CChar>?] = ([program] + arguments).map { strdup($0) } + [nil]
-        defer { for a in argv { free(a) } }
-        var pid: pid_t = 0
-        guard posix_spawnp(&pid, program, nil, nil, argv, environ) == 0 else { return 127 }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0 {
-            guard errno == EINTR else { return 127 }
-        }
-        // WIFEXITED / WEXITSTATUS, which the Glibc overlay does not export as functions.
-        return status & 0x7f == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
     }
 }

@@ -346,11 +346,8 @@ struct WebConsoleTests {
         let open = try ChildProcess(executable: BuiltProducts.path("dexa-console"), arguments: ["--open"], logPath: dir.file("open.log"),
                                     environment: ["PATH": path, "XDG_RUNTIME_DIR": runtime])
         let status = await open.waitForExit(seconds: 30)
-        defer {
-            if let pid = (try? String(contentsOfFile: dir.file("unit.pid"), encoding: .utf8)).flatMap({ Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }) {
-                kill(pid, SIGTERM)
-            }
-        }
+        let unitPid = (try? String(contentsOfFile: dir.file("unit.pid"), encoding: .utf8)).flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        defer { if let unitPid { kill(unitPid, SIGKILL) } }
         #expect(status == 0, "\(open.log)")
         #expect((try? String(contentsOfFile: dir.file("systemctl.args"), encoding: .utf8)) == "--user start dexa-console.service\n")
         let opened = try String(contentsOfFile: dir.file("opened.html"), encoding: .utf8)
@@ -362,6 +359,15 @@ struct WebConsoleTests {
         // The unit's URL file: the user's alone.
         let mode = try FileManager.default.attributesOfItem(atPath: runtime + "/dexa-console.url")[.posixPermissions] as? Int
         #expect(mode == 0o600)
+        // The unit's console ends on SIGTERM (what `systemctl stop` sends): it was not started
+        // with the signal blocked.
+        let pid = try #require(unitPid)
+        kill(pid, SIGTERM)
+        // Ended: gone, or a zombie nobody reaps (its parent, the stand-in's shell, is gone).
+        try await eventually("the unit's console ended by SIGTERM", seconds: 10) {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return true }
+            return stat.components(separatedBy: ") ").last?.hasPrefix("Z") == true
+        }
     }
 
     /// The daemon restarted while the page is open: the console says "disconnected" (state and

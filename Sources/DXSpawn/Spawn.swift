@@ -2,7 +2,7 @@ import CGlibcExtras
 import Foundation
 
 /// Runs blocking work on a thread of its own and resumes the caller with its result.
-func onThreadOfItsOwn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+public func onThreadOfItsOwn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
     try await withCheckedThrowingContinuation { c in
         Thread { c.resume(with: Result { try body() }) }.start()
     }
@@ -11,15 +11,17 @@ func onThreadOfItsOwn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) a
 /// A program run to its end with posix_spawn and waitpid, from the calling thread. Not
 /// Foundation's `Process`: on Linux its wait runs a run loop, which leaves an epoll, an eventfd
 /// and a timerfd open on every thread that ever waited, and blocks a cooperative thread
-/// meanwhile (the clinic day found 11 descriptors left open after one service report).
-enum Spawn {
-    struct Failed: Error, CustomStringConvertible {
-        let description: String
+/// meanwhile (the clinic day found 11 descriptors left open after one service report). Used by
+/// dexad (the service report's tar) and by `dexa-console --open` (systemctl, xdg-open).
+public enum Spawn {
+    public struct Failed: Error, CustomStringConvertible {
+        public let description: String
     }
 
     /// The program's exit status (128 + the signal when a signal ended it). Its standard input
-    /// and output are /dev/null; its standard error is the daemon's (the journal).
-    static func run(_ path: String, _ arguments: [String]) throws -> Int32 {
+    /// and output are /dev/null; its standard error is the caller's (the journal). `path` is a
+    /// path, or with `searchingPath` a name looked up on the PATH (`posix_spawnp`).
+    public static func run(_ path: String, _ arguments: [String], searchingPath: Bool = false) throws -> Int32 {
         var actions = posix_spawn_file_actions_t()
         guard posix_spawn_file_actions_init(&actions) == 0 else { throw Failed(description: "cannot start \(path): no memory") }
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -30,7 +32,7 @@ enum Spawn {
               dx_spawn_close_from(&actions, 3) == 0 else {
             throw Failed(description: "cannot start \(path): the file actions were refused")
         }
-        // The calling thread descends from a dispatch worker, which blocks most signals; a
+        // The calling thread descends from a dispatch worker (or is a cooperative one), which blocks most signals; a
         // mask survives exec, and a tar that cannot get SIGTERM holds up `systemctl stop`.
         // The program starts with no signal blocked and every signal at its default.
         var attributes = posix_spawnattr_t()
@@ -50,7 +52,8 @@ enum Spawn {
         guard copies.allSatisfy({ $0 != nil }) else { throw Failed(description: "cannot start \(path): no memory") }
         let argv: [UnsafeMutablePointer<CChar>?] = copies + [nil]
         var pid: pid_t = 0
-        let rc = posix_spawn(&pid, path, &actions, &attributes, argv, environ)
+        let rc = searchingPath ? posix_spawnp(&pid, path, &actions, &attributes, argv, environ)
+                               : posix_spawn(&pid, path, &actions, &attributes, argv, environ)
         guard rc == 0 else { throw Failed(description: "cannot start \(path): \(String(cString: strerror(rc)))") }
         var status: Int32 = 0
         while waitpid(pid, &status, 0) == -1 {
