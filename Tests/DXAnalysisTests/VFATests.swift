@@ -215,6 +215,49 @@ struct VFATests {
         }
     }
 
+    /// Two bodies joined across their disc (seed 11 of the full side view: T7 and T8, a rib and
+    /// the shoulder blade's border over the disc between them, stood as one part 53 mm tall at
+    /// half the level, under the 60 mm that split a part before). The part is over 1.6 times the
+    /// bodies' median height, so it is thresholded again and counted as two: the levels above
+    /// stay named (until 2026-12-06 T5–T8 were "level uncertain" and T4 "not found"), each body
+    /// read lies on its own vertebra, and the two joined ones are unreadable, not graded.
+    @Test func twoBodiesJoinedAcrossTheirDiscAreCountedAsTwo() async throws {
+        let spec = PatientVariety.patient(seed: 11, lateralFractures: nil, lateralAnatomy: .full)
+        let m = try VertebralMorphometry.measure(try await Self.scan(spec, noise: 11))
+        #expect(!m.warnings.contains { $0.code == "labels_uncertain" }, "\(m.warnings.map(\.message))")
+        for name in ["T4", "T5"] {
+            let v = try #require(m.vertebra(name))
+            let truth = try #require(spec.thoracolumbar.first { $0.name == name })
+            #expect(v.readable, "\(name): \(v.reason ?? "")")
+            let centre = v.points.map { $0[1] }.reduce(0, +) / Double(max(1, v.points.count))
+            #expect(abs(centre - truth.centre.y) < 8, "\(name) named on another body")
+        }
+        for name in ["T7", "T8"] {
+            let v = try #require(m.vertebra(name))
+            #expect(!v.readable && v.grade == nil && (v.reason ?? "").contains("joined"), "\(name): \(v.reason ?? "read")")
+        }
+    }
+
+    /// A rib's head lies over the disc at a thoracic body's posterior corners (where it
+    /// articulates): bone beyond the endplate there is no sign of a wrong edge. Seed 14 of the
+    /// full side view: T5 and T6 (a grade 3 biconcave fracture) were left unread for it; now
+    /// read, the fracture found, and every height read within 1.5 mm.
+    @Test func aRibHeadAtTheBackCornerIsNoWrongEdge() async throws {
+        let spec = PatientVariety.patient(seed: 14, lateralFractures: nil, lateralAnatomy: .full)
+        let m = try VertebralMorphometry.measure(try await Self.scan(spec, noise: 14))
+        let t6truth = try #require(spec.thoracolumbar.first { $0.name == "T6" })
+        #expect(t6truth.grade == 3)
+        for name in ["T5", "T6"] {
+            let v = try #require(m.vertebra(name))
+            let truth = try #require(spec.thoracolumbar.first { $0.name == name })
+            #expect(v.readable, "\(name): \(v.reason ?? "")")
+            #expect(((v.grade ?? -1) >= 1) == (truth.grade >= 1), "\(name) graded \(v.grade ?? -1), truth \(truth.grade)")
+            for (got, want) in [(v.anteriorMM, truth.anteriorMM), (v.middleMM, truth.middleMM), (v.posteriorMM, truth.posteriorMM)] {
+                #expect(abs((got ?? .nan) - want) <= 1.5, "\(name)")
+            }
+        }
+    }
+
     /// A scan stopped half-way: with no L4 and no lumbar body below the ribs, the bodies
     /// cannot be named, and nothing is graded; stopped below T12, they are named from its rib.
     @Test func aScanStoppedHalfWay() async throws {
