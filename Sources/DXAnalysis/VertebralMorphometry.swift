@@ -521,69 +521,68 @@ struct LateralImage {
         // blade or ribs laid over them and the discs between) is thresholded again within
         // itself at 0.6, then 0.7 of the level: the bodies stand that much above what joins
         // them (a plate of 0.1–0.3 g/cm² under bodies of 0.7–1.2).
-        var pending: [(pixels: [(row: Int, column: Int)], fraction: Double)] = opened(nil, threshold: level / 2).components(minimum: minimum).map { ($0, 0.5) }
-        // Each part kept, with its pixels and the fraction of the level it stood apart at.
-        var parts: [(found: Found, pixels: [(row: Int, column: Int)], fraction: Double)] = []
-        func thresholdAgain(_ component: [(row: Int, column: Int)], above fraction: Double) {
-            guard fraction < 0.65 else { return }
+        typealias Pixels = [(row: Int, column: Int)]
+        /// Within `component`, the parts standing above `fraction` of the level.
+        func thresholdAgain(_ component: Pixels, at fraction: Double) -> [Pixels] {
             var bits = [Bool](repeating: false, count: rows * columns)
             for p in component { bits[p.row * columns + p.column] = true }
             let region = Mask(columns: columns, rows: rows) { r, c in bits[r * columns + c] }
-            pending += opened(region, threshold: level * (fraction + 0.1)).components(minimum: minimum).map { ($0, fraction + 0.1) }
+            return opened(region, threshold: level * fraction).components(minimum: minimum)
         }
-        // Two passes: the parts as found, then again within any part much taller than the
-        // bodies found (below).
-        for pass in 0..<2 {
-            while let (component, fraction) = pending.popLast() {
-                // Its centre and principal directions (moments of the pixels' positions).
-                let n = Double(component.count)
-                let xs = component.map { map.x($0.column) }, ys = component.map { map.y($0.row) }
-                let cx = xs.reduce(0, +) / n, cy = ys.reduce(0, +) / n
-                var sxx = 0.0, syy = 0.0, sxy = 0.0
-                for (x, y) in zip(xs, ys) { sxx += (x - cx) * (x - cx); syy += (y - cy) * (y - cy); sxy += (x - cx) * (y - cy) }
-                // The depth runs along the larger axis when the body is deeper than tall (every
-                // vertebral body seen from the side); the angle of that axis to x.
-                var angle = 0.5 * atan2(2 * sxy, sxx - syy)
-                if abs(angle) > .pi / 4 { angle += angle > 0 ? -.pi / 2 : .pi / 2 }
-                var f = Found(centre: (cx, cy), angle: angle, back: .infinity, front: -.infinity, top: .infinity, bottom: -.infinity, partial: false)
-                for (x, y) in zip(xs, ys) {
-                    let dx = x - cx, dy = y - cy
-                    let u = dx * f.cosine + dy * f.sine, v = -dx * f.sine + dy * f.cosine
-                    f.back = min(f.back, u); f.front = max(f.front, u); f.top = min(f.top, v); f.bottom = max(f.bottom, v)
-                }
-                let depth = f.front - f.back, height = f.bottom - f.top
-                if depth > 60 || height > 60 {
-                    thresholdAgain(component, above: fraction)
-                    continue
-                }
-                guard depth >= 12, height >= 5 else { continue }
-                f.fill = n * map.dx * map.dy / ((depth + map.dx) * (height + map.dy))
-                f.joined = fraction > 0.5
-                let rowSpan = component.map(\.row)
-                let r0 = rowSpan.min() ?? 0, r1 = rowSpan.max() ?? 0
-                f.partial = r0 == 0 || r1 == rows - 1 || (max(0, r0 - 2)...min(rows - 1, r1 + 2)).contains { !map.rowPresent[$0] }
-                    || component.contains { $0.column == 0 || $0.column == columns - 1 }
-                parts.append((f, component, fraction))
+        /// A part's frame: nil for one too small for a body, `tooLarge` for one over 60 mm.
+        func frame(_ component: Pixels, fraction: Double) -> (found: Found?, tooLarge: Bool) {
+            // Its centre and principal directions (moments of the pixels' positions).
+            let n = Double(component.count)
+            let xs = component.map { map.x($0.column) }, ys = component.map { map.y($0.row) }
+            let cx = xs.reduce(0, +) / n, cy = ys.reduce(0, +) / n
+            var sxx = 0.0, syy = 0.0, sxy = 0.0
+            for (x, y) in zip(xs, ys) { sxx += (x - cx) * (x - cx); syy += (y - cy) * (y - cy); sxy += (x - cx) * (y - cy) }
+            // The depth runs along the larger axis when the body is deeper than tall (every
+            // vertebral body seen from the side); the angle of that axis to x.
+            var angle = 0.5 * atan2(2 * sxy, sxx - syy)
+            if abs(angle) > .pi / 4 { angle += angle > 0 ? -.pi / 2 : .pi / 2 }
+            var f = Found(centre: (cx, cy), angle: angle, back: .infinity, front: -.infinity, top: .infinity, bottom: -.infinity, partial: false)
+            for (x, y) in zip(xs, ys) {
+                let dx = x - cx, dy = y - cy
+                let u = dx * f.cosine + dy * f.sine, v = -dx * f.sine + dy * f.cosine
+                f.back = min(f.back, u); f.front = max(f.front, u); f.top = min(f.top, v); f.bottom = max(f.bottom, v)
             }
-            // A part over `mergedHeight` times the bodies' median height is two bodies joined
-            // (a rib or the shoulder blade's border across the disc between them, at half the
-            // level): thresholded again within itself like a part over 60 mm, so that the
-            // bodies are counted as two and the labels above them stay named (each such body is
-            // then `joined`, unreadable). A part that does not split stays as it was.
-            guard pass == 0 else { break }
-            let median = Profile.median(parts.map { $0.found.bottom - $0.found.top })
-            guard median.isFinite, median > 0 else { break }
-            var kept: [(found: Found, pixels: [(row: Int, column: Int)], fraction: Double)] = []
-            for part in parts {
-                if part.found.bottom - part.found.top > Self.mergedHeight * median && !part.found.partial && part.fraction < 0.65 {
-                    let before = pending.count
-                    thresholdAgain(part.pixels, above: part.fraction)
-                    if pending.count - before >= 2 { continue }
-                    pending.removeLast(pending.count - before)
+            let depth = f.front - f.back, height = f.bottom - f.top
+            if depth > 60 || height > 60 { return (nil, true) }
+            guard depth >= 12, height >= 5 else { return (nil, false) }
+            f.fill = n * map.dx * map.dy / ((depth + map.dx) * (height + map.dy))
+            f.joined = fraction > 0.5
+            let rowSpan = component.map(\.row)
+            let r0 = rowSpan.min() ?? 0, r1 = rowSpan.max() ?? 0
+            f.partial = r0 == 0 || r1 == rows - 1 || (max(0, r0 - 2)...min(rows - 1, r1 + 2)).contains { !map.rowPresent[$0] }
+                || component.contains { $0.column == 0 || $0.column == columns - 1 }
+            return (f, false)
+        }
+        // Half the level first; a part over 60 mm again within itself at 0.6, then 0.7.
+        var pending: [(pixels: Pixels, fraction: Double)] = opened(nil, threshold: level / 2).components(minimum: minimum).map { ($0, 0.5) }
+        var parts: [(found: Found, pixels: Pixels, fraction: Double)] = []
+        while let (component, fraction) = pending.popLast() {
+            let (f, tooLarge) = frame(component, fraction: fraction)
+            if tooLarge, fraction < 0.65 { pending += thresholdAgain(component, at: fraction + 0.1).map { ($0, fraction + 0.1) } }
+            if let f { parts.append((f, component, fraction)) }
+        }
+        // A part over `mergedHeight` times the parts' median height is two bodies joined (a rib
+        // or the shoulder blade's border across the disc between them, at half the level): it
+        // is thresholded again within itself, once, and replaced by its pieces only when two or
+        // more of them are bodies by size (each then `joined`, unreadable), so that the labels
+        // above count both; otherwise it stays as it was (and the labels above it stay
+        // uncertain, as before). A split into one body and a fragment would leave one body
+        // where there are two, and every label above one level off.
+        let median = Profile.median(parts.map { $0.found.bottom - $0.found.top })
+        if median.isFinite, median > 0 {
+            parts = parts.flatMap { part -> [(found: Found, pixels: Pixels, fraction: Double)] in
+                guard part.found.bottom - part.found.top > Self.mergedHeight * median, !part.found.partial, part.fraction < 0.65 else { return [part] }
+                let fraction = part.fraction + 0.1
+                let pieces = thresholdAgain(part.pixels, at: fraction).compactMap { piece in
+                    frame(piece, fraction: fraction).found.map { (found: $0, pixels: piece, fraction: fraction) }
                 }
-                kept.append(part)
+                return pieces.count >= 2 ? pieces : [part]
             }
-            parts = kept
         }
         found = parts.map(\.found)
         found.sort { $0.centre.y < $1.centre.y }
