@@ -566,22 +566,39 @@ struct LateralImage {
             if tooLarge, fraction < 0.65 { pending += thresholdAgain(component, at: fraction + 0.1).map { ($0, fraction + 0.1) } }
             if let f { parts.append((f, component, fraction)) }
         }
-        // A part over `mergedHeight` times the parts' median height is two bodies joined (a rib
-        // or the shoulder blade's border across the disc between them, at half the level): it
-        // is thresholded again within itself, once, and replaced by its pieces only when two or
-        // more of them are bodies by size (each then `joined`, unreadable), so that the labels
-        // above count both; otherwise it stays as it was (and the labels above it stay
-        // uncertain, as before). A split into one body and a fragment would leave one body
-        // where there are two, and every label above one level off.
-        let median = Profile.median(parts.map { $0.found.bottom - $0.found.top })
-        if median.isFinite, median > 0 {
+        // A part over `mergedHeight` times the median height of the bodies that stood apart at
+        // half the level (whole ones) is two bodies joined (a rib or the shoulder blade's border
+        // across the disc between them): it is thresholded again within itself, once, and
+        // replaced by its pieces only when they are exactly two bodies by size (pieces further
+        // across than `chainToleranceMM` from the pieces' median are left out, as the chain
+        // below would), neighbours along the spine with no body's room between or beyond them
+        // (below), each then `joined`, unreadable. Otherwise it stays as it was, and the labels
+        // above it stay uncertain. A split into one body and a fragment would leave one body
+        // where there are two, and a third piece one too many: either would move every label
+        // above by one, unseen (the outside review of 2026-12-06).
+        let apart = parts.filter { $0.fraction == 0.5 && !$0.found.partial }.map { $0.found.bottom - $0.found.top }
+        let median = Profile.median(apart)
+        if apart.count >= 3, median.isFinite, median > 0 {
             parts = parts.flatMap { part -> [(found: Found, pixels: Pixels, fraction: Double)] in
-                guard part.found.bottom - part.found.top > Self.mergedHeight * median, !part.found.partial, part.fraction < 0.65 else { return [part] }
+                let height = part.found.bottom - part.found.top
+                guard height > Self.mergedHeight * median, !part.found.partial, part.fraction < 0.65 else { return [part] }
                 let fraction = part.fraction + 0.1
-                let pieces = thresholdAgain(part.pixels, at: fraction).compactMap { piece in
+                let all = thresholdAgain(part.pixels, at: fraction).compactMap { piece in
                     frame(piece, fraction: fraction).found.map { (found: $0, pixels: piece, fraction: fraction) }
                 }
-                return pieces.count >= 2 ? pieces : [part]
+                // Pieces off the spine's line (a rib's scrap in front of the bodies) are no bodies.
+                let across = Profile.median(all.map(\.found.centre.x))
+                let pieces = all.filter { abs($0.found.centre.x - across) <= Self.chainToleranceMM }.sorted { $0.found.centre.y < $1.found.centre.y }
+                guard pieces.count == 2 else { return [part] }
+                let (a, b) = (pieces[0].found, pieces[1].found)
+                // Neighbours: one above the other, no body's room between them (centres 0.5–1.8
+                // median heights apart; two spacings are about 2.5), and no body's room left in
+                // the part beyond them (their span from the upper's top to the lower's bottom
+                // short of the part's height by under 0.8 of a median height).
+                let dy = b.centre.y - a.centre.y
+                let neighbours = dy >= 0.5 * median && dy <= 1.8 * median && abs(b.centre.x - a.centre.x) <= Self.chainToleranceMM
+                let span = dy + (a.bottom - a.top) / 2 + (b.bottom - b.top) / 2
+                return neighbours && span >= height - 0.8 * median ? pieces : [part]
             }
         }
         found = parts.map(\.found)
@@ -761,6 +778,9 @@ struct LateralImage {
     /// bodies joined: the same 1.6 the labels take as "two merged".
     static let mergedHeight = 1.6
 
+    /// The levels whose posterior corners hold a rib's head over the disc (ribs 2–10).
+    static let ribHeadLevels: Set<String> = Set((4...10).map { "T\($0)" })
+
     /// The least share of its box a body's outline fills: a body with concave endplates or a
     /// grade 3 wedge still fills three quarters of it.
     static let minimumFill = 0.55
@@ -834,20 +854,22 @@ struct LateralImage {
         func height(_ w: Double) -> Double { lower.value(at: w) - upper.value(at: w) }
         // Beyond a true endplate lies the disc, below the bodies' threshold (half their level)
         // even with a rib over it; beyond a rib's edge taken for an endplate lies the rest of
-        // the body. Looked at 1.5–3 mm past each endplate at four places from the back to the
-        // front. Not at the posterior corner itself: a thoracic rib's head articulates there,
-        // across the disc between two bodies (the costovertebral joint of ribs 2–9, its
-        // demifacets on the bodies' upper and lower posterior corners: Standring (ed.), Gray's
-        // Anatomy, 42nd ed., 2020),
-        // so bone beyond a true endplate is the rule there, not a sign of a wrong edge. Checked
-        // there, 22 of 650 vertebrae on the full side view were left unread for it (2026-12-06,
-        // docs/analysis.md); an edge taken wrongly at the back still shows at 30 % of the depth.
+        // the body. Looked at 1.5–3 mm past each endplate at five places from end to end. At
+        // the posterior corner (5 % of the depth from the back) of T4–T10 a rib's head lies
+        // over the disc: ribs 2–9 articulate across the disc with demifacets on the upper and
+        // lower posterior corners of the two bodies, rib 10 at T10's upper border (the
+        // costovertebral joints: Standring (ed.), Gray's Anatomy, 42nd ed., 2020, chapter
+        // "Chest wall and breast"). There bone beyond a true endplate is the rule, not a sign
+        // of a wrong edge; a wrong edge there still shows at 20 % of the depth from the back.
+        // At T11–L4 the corner is checked like the rest. (The rib can lengthen the posterior
+        // height by 2–3 mm, a known source of false biconcave grade 1: docs/analysis.md.)
+        let ribHeads = Self.ribHeadLevels.contains(name)
         for (curve, outward, which) in [(upper, -1.0, "upper"), (lower, 1.0, "lower")] {
-            for (w, part) in [(-0.3, "back"), (0.0, "middle"), (0.3, "front"), (0.45, "front")] {
+            for (w, part) in [(-0.45, "back"), (-0.3, "back"), (0.0, "middle"), (0.3, "front"), (0.45, "front")] {
                 let beyond = Profile.median(stride(from: 1.5, through: 3.0, by: 0.5).map { profile(mid + w * depth, curve.value(at: w) + outward * $0) })
-                if beyond.isFinite, beyond >= level / 2 {
-                    return (VertebralBody(name: name, unreadable: "its \(which) endplate found at its \(part) has bone beyond it (a rib's edge taken for the endplate)"), nil)
-                }
+                guard beyond.isFinite, beyond >= level / 2 else { continue }
+                if w == -0.45 && ribHeads { continue }
+                return (VertebralBody(name: name, unreadable: "its \(which) endplate found at its \(part) has bone beyond it (a rib's edge taken for the endplate)"), nil)
             }
         }
         // Each height's standard error from the two fits: one over half the 1.5 mm the

@@ -21,6 +21,13 @@ struct VFATests {
         return try await scanner.scan(spec, noise: noise, config, region: "lateral_spine", armAngleX10: 900)
     }
 
+    /// The study's documented runs (the second physics model, single-energy scans) scan through
+    /// `scan` too: the tests made from seeds of the first model's dual-energy study skip them.
+    static var documentedRun: Bool {
+        let environment = ProcessInfo.processInfo.environment
+        return environment["DEXA_VFA_PHYSICS"] == "cdte" || environment["DEXA_VFA_MODE"] == "single"
+    }
+
     /// The standard patient, no fracture: T4–L4 found, labelled, every height within 1 mm of
     /// the scene's, every vertebra grade 0.
     @Test func theStandardPatientsSpine() async throws {
@@ -222,6 +229,7 @@ struct VFATests {
     /// stay named (until 2026-12-06 T5–T8 were "level uncertain" and T4 "not found"), each body
     /// read lies on its own vertebra, and the two joined ones are unreadable, not graded.
     @Test func twoBodiesJoinedAcrossTheirDiscAreCountedAsTwo() async throws {
+        guard !Self.documentedRun else { return }
         let spec = PatientVariety.patient(seed: 11, lateralFractures: nil, lateralAnatomy: .full)
         let m = try VertebralMorphometry.measure(try await Self.scan(spec, noise: 11))
         #expect(!m.warnings.contains { $0.code == "labels_uncertain" }, "\(m.warnings.map(\.message))")
@@ -243,6 +251,7 @@ struct VFATests {
     /// full side view: T5 and T6 (a grade 3 biconcave fracture) were left unread for it; now
     /// read, the fracture found, and every height read within 1.5 mm.
     @Test func aRibHeadAtTheBackCornerIsNoWrongEdge() async throws {
+        guard !Self.documentedRun else { return }
         let spec = PatientVariety.patient(seed: 14, lateralFractures: nil, lateralAnatomy: .full)
         let m = try VertebralMorphometry.measure(try await Self.scan(spec, noise: 14))
         let t6truth = try #require(spec.thoracolumbar.first { $0.name == "T6" })
@@ -251,7 +260,7 @@ struct VFATests {
             let v = try #require(m.vertebra(name))
             let truth = try #require(spec.thoracolumbar.first { $0.name == name })
             #expect(v.readable, "\(name): \(v.reason ?? "")")
-            #expect(((v.grade ?? -1) >= 1) == (truth.grade >= 1), "\(name) graded \(v.grade ?? -1), truth \(truth.grade)")
+            #expect(v.grade == truth.grade, "\(name) graded \(v.grade ?? -1), truth \(truth.grade)")
             for (got, want) in [(v.anteriorMM, truth.anteriorMM), (v.middleMM, truth.middleMM), (v.posteriorMM, truth.posteriorMM)] {
                 #expect(abs((got ?? .nan) - want) <= 1.5, "\(name)")
             }
