@@ -443,9 +443,12 @@ public struct CalibrateResult: Codable, Sendable, Equatable {
     /// The scatter in the fan measured beside the phantom; absent when none was told from noise.
     public var scatterAmplitude: Double?
     public var scatterWidthMM: Double?
+    /// Channels at the fan's ends that saw no cell's interior and took their neighbours'
+    /// response (absent: every channel measured).
+    public var inferredChannels: [Int]?
 
     public enum CodingKeys: String, CodingKey {
-        case calibration, capture, version, cells
+        case calibration, capture, version, cells, inferredChannels = "inferred_channels"
         case residualHydroxyapatiteGCm2 = "residual_hydroxyapatite_g_cm2", residualSoftTissueGCm2 = "residual_soft_tissue_g_cm2"
         case residualFatFraction = "residual_fat_fraction", noiseHydroxyapatiteGCm2 = "noise_hydroxyapatite_g_cm2"
         case limitHydroxyapatiteGCm2 = "limit_hydroxyapatite_g_cm2", deadTimeNs = "dead_time_ns"
@@ -459,6 +462,7 @@ public struct CalibrateResult: Codable, Sendable, Equatable {
         deadTimeNs = (c.deadTimeUs ?? 0) * 1000
         scatterAmplitude = c.scatter?.amplitudeHigh
         scatterWidthMM = c.scatter.map { $0.widthUm / 1000 }
+        inferredChannels = c.inferredChannels
     }
 }
 

@@ -139,6 +139,10 @@ public struct Calibration: Sendable, Equatable, Codable {
     /// The scatter in the fan, measured beside the calibration phantom (`ScatterModel`); nil
     /// when none could be told from noise: no correction.
     public var scatter: ScatterModel?
+    /// Channels at the fan's ends that saw no calibration cell's interior (the phantom is
+    /// narrower than the fan), whose response is their nearest measured neighbours'
+    /// (`CalibrationMeasurement.Result.unmeasured`); nil or empty: every channel measured.
+    public var inferredChannels: [Int]?
 
     public init(source: String, created: String, hydroxyapatite: LinearModel, softTissue: LinearModel, fatFraction: LinearModel,
                 points: [CalibrationPoint], residualHydroxyapatite: Double, residualSoftTissue: Double, residualFatFraction: Double,
@@ -203,6 +207,7 @@ public struct Calibration: Sendable, Equatable, Codable {
                            unit: CalibratedUnit? = nil, deadTimeUs: Double? = nil) throws(DecompositionError) -> Calibration {
         var c = try fit(points: measurement.points, source: source)
         c.channelResponse = measurement.response
+        c.inferredChannels = measurement.unmeasured.isEmpty ? nil : measurement.unmeasured
         c.unit = unit
         c.deadTimeUs = deadTimeUs
         return c
@@ -427,8 +432,17 @@ public struct CalibrationProcedure: Sendable, Equatable {
 
     /// Exposures: (line period µs, tube current µA).
     public static let exposures: [(UInt32, UInt32)] = [(50_000, 1000), (400_000, 3000)]
-    /// Carriage positions either side of the phantom's centre, in cell widths.
+    /// Carriage positions either side of the phantom's centre: `offsets` steps of
+    /// `stepInCellWidths` cell widths.
     public static let offsets = -4...4
+    /// One cell width and 1/9 (1/`offsets.count`): each step moves the cells' edges across the
+    /// detector by a ninth of a width more, so that over the nine positions every channel sees
+    /// cell interiors (at about 5 of them, the interior being 5/8 of a width). A step of exactly
+    /// one width put the interiors on the same channels at every position: with 8 mm cells on
+    /// a 1 mm pitch, 54 of the 144 channels (those 2–4 mm from a cell's edge) never saw one and
+    /// kept a response of 1, unmeasured and unsaid (found 2026-12-06 by an outside analysis of
+    /// the second physics model, whose channels differ; docs/physics.md).
+    public static var stepInCellWidths: Double { Double(offsets.count + 1) / Double(offsets.count) }
     /// Passes at the air reference's exposure, where the air beside the phantom does not
     /// saturate: the scatter in the fan is measured there (`ScatterModel`; these passes do not
     /// enter the cells' measurement), at every
@@ -448,8 +462,9 @@ public struct CalibrationProcedure: Sendable, Equatable {
         let centre = (Int64(x0) + Int64(x1)) / 2
         var positions: [Int32] = []
         let lines = UInt32(max(1, (Int64(y1) - Int64(y0)) / Int64(stepUm)))
+        func at(_ k: Int) -> Int64 { centre + Int64((Double(k) * Self.stepInCellWidths * Double(cellWidth)).rounded()) }
         for k in Self.offsets {
-            let x = centre + Int64(k) * cellWidth
+            let x = at(k)
             if x >= 0 && x <= Int64(travelXUm), let position = Int32(exactly: x) { positions.append(position) }
         }
         func pass(_ x: Int32, _ exposure: (UInt32, UInt32)) -> ScanConfiguration {
@@ -457,6 +472,8 @@ public struct CalibrationProcedure: Sendable, Equatable {
                               linePeriodUs: exposure.0, tubeCurrentUA: exposure.1, linesPerFrame: 16)
         }
         passes = Self.exposures.flatMap { exposure in positions.map { pass($0, exposure) } }
+        // The scatter passes at whole cell widths, as measured before (2026-12-04): they read
+        // the air beside the phantom, where the cells' phase does not matter.
         for k in Self.scatterOffsets {
             let x = centre + Int64(k) * cellWidth
             if x >= 0 && x <= Int64(travelXUm), let position = Int32(exactly: x) { passes.append(pass(position, Self.scatterExposure)) }
@@ -477,6 +494,12 @@ public enum CalibrationMeasurement {
     public struct Result: Sendable, Equatable {
         public var points: [CalibrationPoint]
         public var response: ChannelResponse
+        /// Channels that counted in the calibration's lines but saw no cell's interior, so
+        /// that their response could not be measured: at the fan's ends only, where the
+        /// phantom lay under them at fewer than half the carriage positions (their response is
+        /// then their nearest measured neighbours'); any other refuses the calibration
+        /// (`measure`).
+        public var unmeasured: [Int] = []
     }
 
     public static func points(lines: [AttenuationLine], geometry: ScanGeometry, phantom: Phantom,
@@ -512,8 +535,20 @@ public enum CalibrationMeasurement {
                     Double(min(cell.yUm[0], cell.yUm[1])) + marginUm, Double(max(cell.yUm[0], cell.yUm[1])) - marginUm)
         }
         let boxes = cells.map(interior)
+        // The channels that counted at all (a dead channel never does: its response does not
+        // matter, since none of its pixels carries a number).
+        var live = [Bool](repeating: false, count: n)
+        // And the carriage positions at which each channel lay over the phantom's cells (from
+        // the first cell's left edge to the last one's right).
+        let xs = cells.flatMap(\.xUm).map(Double.init)
+        let span = (xs.min() ?? 0)...(xs.max() ?? 0)
+        var over = [Set<Int32>](repeating: [], count: n)
+        var positions = Set<Int32>()
         try each { line in
             let y = Double(line.yUm)
+            positions.insert(line.xUm)
+            for c in 0..<min(line.channels, n) where !live[c] && line.flags[c].isMeasured { live[c] = true }
+            for c in 0..<min(line.channels, n) where span.contains(geometry.x(ofChannel: c, carriageX: line.xUm)) { over[c].insert(line.xUm) }
             for (k, box) in boxes.enumerated() {
                 guard let b = box, y >= b.y0 && y < b.y1 else { continue }
                 for c in 0..<min(line.channels, n) where line.flags[c].contains(.saturated) {
@@ -583,6 +618,7 @@ public enum CalibrationMeasurement {
             mutating func add(_ l: Double, _ ref: Double, _ w: Double) { a11 += w * l * l; b1 += w * l * ref }
             var scale: Double? { a11 > 0 ? b1 / a11 : nil }
         }
+        var measured: [Int] = []
         for _ in 0..<20 {
             for k in cells.indices where !seen[k].isEmpty {
                 var su = 0.0, wu = 0.0, sv = 0.0, wv = 0.0
@@ -604,7 +640,7 @@ public enum CalibrationMeasurement {
                     high[c].add(x.v, refV[k], x.weightV)
                 }
             }
-            var measured: [Int] = []
+            measured = []
             for c in 0..<n {
                 guard let l = low[c].scale, let h = high[c].scale, l > 0, h > 0 else { continue }
                 sL[c] = l
@@ -627,6 +663,25 @@ public enum CalibrationMeasurement {
                                     lean: cell.lean, fat: cell.fat, pixels: pixels, exposure: exposure,
                                     varianceLow: varRefU[k], varianceHigh: varRefV[k])
         }
-        return Result(points: points, response: ChannelResponse(low: sL, high: sH))
+        // A channel that counted and was not measured. One the phantom lay under at fewer than
+        // half the carriage positions (the fan's ends: the phantom is narrower than the fan,
+        // and there the few positions that bring a cell may all put a cell's margin on it)
+        // takes the mean response of the nearest measured channel on each side, and is listed
+        // (`unmeasured`). One under the phantom at most positions that never saw a cell's
+        // interior shows that the passes do not cover the detector (the cells' edges at the
+        // same place each time): any response there would be a guess, refused.
+        let unmeasured = (0..<n).filter { live[$0] && !measured.contains($0) }
+        let inside = unmeasured.filter { 2 * over[$0].count >= positions.count }
+        if !inside.isEmpty {
+            throw .calibrationRangeMissing("every channel: channels \(DecompositionError.list(inside)) saw no cell's interior, so their response is unknown")
+        }
+        for c in unmeasured {
+            let below = measured.last { $0 < c }, above = measured.first { $0 > c }
+            let near = [below, above].compactMap { $0 }
+            guard !near.isEmpty else { continue }
+            sL[c] = near.map { sL[$0] }.reduce(0, +) / Double(near.count)
+            sH[c] = near.map { sH[$0] }.reduce(0, +) / Double(near.count)
+        }
+        return Result(points: points, response: ChannelResponse(low: sL, high: sH), unmeasured: unmeasured)
     }
 }
