@@ -57,7 +57,8 @@ public enum CalibrationRun {
         let geometry = ScanGeometry(channels: Int(info.channels), pitchUm: Int(info.pitchUm))
         do {
             let calibration = try CaptureAnalysis.calibration(from: CaptureReader.scans(in: contents), phantom: phantom, geometry: geometry,
-                                                              source: capture, unit: CalibratedUnit(contents.header.device))
+                                                              source: capture, unit: CalibratedUnit(contents.header.device),
+                                                              coverage: .refuseGaps)
             return (calibration, capture)
         } catch {
             throw Failure.fit(error.description)

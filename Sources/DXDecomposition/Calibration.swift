@@ -422,9 +422,10 @@ public struct ChannelResponse: Sendable, Equatable, Codable {
 /// How the calibration phantom is scanned, for the daemon, the tests and the benchmark alike:
 /// dark and air references, then two exposures (thin cells at 50 ms·mA, where the thinnest does
 /// not saturate; thick ones at 1.2 s·mA, where they still get photons) at nine carriage
-/// positions, a cell's width apart, 0.5 mm between lines, so that every channel sees most cells
-/// and each cell is seen by most channels (`CalibrationMeasurement` measures each channel's
-/// response from that). The calibration's own photon noise is the largest error left in a
+/// positions, a cell's width and a ninth apart (`stepInCellWidths`), 0.5 mm between lines, so
+/// that every channel sees cell interiors at several phases and each cell is seen by many
+/// channels (`CalibrationMeasurement` measures each channel's response from that); the
+/// scatter passes at whole widths. The calibration's own photon noise is the largest error left in a
 /// patient's result (docs/physics.md), so it takes photons: 405 s of exposure.
 public struct CalibrationProcedure: Sendable, Equatable {
     /// Each pass as the device is to be configured (scan id 0: the runner gives it one).
@@ -433,7 +434,7 @@ public struct CalibrationProcedure: Sendable, Equatable {
     /// Exposures: (line period µs, tube current µA).
     public static let exposures: [(UInt32, UInt32)] = [(50_000, 1000), (400_000, 3000)]
     /// Carriage positions either side of the phantom's centre: `offsets` steps of
-    /// `stepInCellWidths` cell widths.
+    /// `stepInCellWidths` cell widths (the scatter passes: whole widths).
     public static let offsets = -4...4
     /// One cell width and 1/9 (1/`offsets.count`): each step moves the cells' edges across the
     /// detector by a ninth of a width more, so that over the nine positions every channel sees
@@ -491,6 +492,17 @@ public struct CalibrationProcedure: Sendable, Equatable {
 /// (`ChannelResponse`), and a cell's attenuations are the mean over the channels that saw it,
 /// each put onto the detector's mean response.
 public enum CalibrationMeasurement {
+    /// What a channel that counted but saw no cell's interior does to the calibration, away
+    /// from the fan's ends. A new calibration (`service.calibrate`) is refused: its passes did
+    /// not cover the detector. A calibration capture from the archive is fitted again with
+    /// such channels inferred from their neighbours and listed: captures made before
+    /// 2026-12-06 stepped the carriage by whole cell widths and leave 54 of 144 channels
+    /// unseen, and refusing them would leave their scans unanalysable.
+    public enum Coverage: Sendable, Equatable {
+        case refuseGaps
+        case inferGaps
+    }
+
     public struct Result: Sendable, Equatable {
         public var points: [CalibrationPoint]
         public var response: ChannelResponse
@@ -503,8 +515,8 @@ public enum CalibrationMeasurement {
     }
 
     public static func points(lines: [AttenuationLine], geometry: ScanGeometry, phantom: Phantom,
-                              marginUm: Double = 1_500) throws(DecompositionError) -> [CalibrationPoint] {
-        try measure(lines: lines, geometry: geometry, phantom: phantom, marginUm: marginUm).points
+                              marginUm: Double = 1_500, coverage: Coverage = .refuseGaps) throws(DecompositionError) -> [CalibrationPoint] {
+        try measure(lines: lines, geometry: geometry, phantom: phantom, marginUm: marginUm, coverage: coverage).points
     }
 
     /// One cell as one channel saw it, pooled over lines and exposures.
@@ -513,15 +525,16 @@ public enum CalibrationMeasurement {
     }
 
     public static func measure(lines: [AttenuationLine], geometry: ScanGeometry, phantom: Phantom,
-                               marginUm: Double = 1_500) throws(DecompositionError) -> Result {
-        try measure(each: { body throws(DecompositionError) in for line in lines { body(line) } }, geometry: geometry, phantom: phantom, marginUm: marginUm)
+                               marginUm: Double = 1_500, coverage: Coverage = .refuseGaps) throws(DecompositionError) -> Result {
+        try measure(each: { body throws(DecompositionError) in for line in lines { body(line) } }, geometry: geometry, phantom: phantom,
+                    marginUm: marginUm, coverage: coverage)
     }
 
     /// The same with the lines made as they are needed: `each` hands every line to its body
     /// and is called twice (the saturated cells first, then the sums), so that a calibration's
     /// attenuation lines (17 bytes a pixel) are never all held at once (issue 18).
     public static func measure(each: (_ body: (AttenuationLine) -> Void) throws(DecompositionError) -> Void, geometry: ScanGeometry,
-                               phantom: Phantom, marginUm: Double = 1_500) throws(DecompositionError) -> Result {
+                               phantom: Phantom, marginUm: Double = 1_500, coverage: Coverage = .refuseGaps) throws(DecompositionError) -> Result {
         guard let cells = phantom.cells, !cells.isEmpty else { throw .calibrationRangeMissing("any cells (the phantom lists none)") }
         let n = geometry.channels
         // A cell is measured in a scan only if none of its pixels saturated there: leaving out
@@ -672,7 +685,7 @@ public enum CalibrationMeasurement {
         // same place each time): any response there would be a guess, refused.
         let unmeasured = (0..<n).filter { live[$0] && !measured.contains($0) }
         let inside = unmeasured.filter { 2 * over[$0].count >= positions.count }
-        if !inside.isEmpty {
+        if !inside.isEmpty && !measured.isEmpty && coverage == .refuseGaps {
             throw .calibrationRangeMissing("every channel: channels \(DecompositionError.list(inside)) saw no cell's interior, so their response is unknown")
         }
         for c in unmeasured {

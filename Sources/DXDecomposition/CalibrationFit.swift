@@ -15,7 +15,8 @@ public enum CalibrationFit {
     }
 
     public static func run(stage: AttenuationStage, airs: [CountRate.AirMeasurement], passes: [Pass], phantom: Phantom,
-                           geometry: ScanGeometry, source: String, unit: CalibratedUnit? = nil) throws(DecompositionError) -> Calibration {
+                           geometry: ScanGeometry, source: String, unit: CalibratedUnit? = nil,
+                           coverage: CalibrationMeasurement.Coverage = .refuseGaps) throws(DecompositionError) -> Calibration {
         let deadTimeUs = CountRate.deadTimeUs(airs)
         let bare = passes.map { stage.prepared(periodUs: $0.configuration.linePeriodUs, currentUA: $0.configuration.tubeCurrentUA, deadTimeUs: deadTimeUs ?? 0) }
         let indexed = passes.enumerated().flatMap { i, p in p.lines.map { (line: $0, pass: i) } }
@@ -29,7 +30,7 @@ public enum CalibrationFit {
         if passes.contains(where: { isScatterPass($0.configuration) }), anyCellLine {
             let raw = try CalibrationMeasurement.measure(each: { body throws(DecompositionError) in
                 for i in cellPasses { for line in passes[i].lines { body(try bare[i].process(line)) } }
-            }, geometry: geometry, phantom: phantom)
+            }, geometry: geometry, phantom: phantom, coverage: coverage)
             if let fitted = ScatterThickness.fit(raw.points) { thickness = fitted }
         }
         // The width is the air's choice. Choosing it by the cells' own bone residual was tried
@@ -71,7 +72,7 @@ public enum CalibrationFit {
                     body(try prepared[i].process(line, scatterSources: sources))
                 }
             }
-        }, geometry: geometry, phantom: phantom)
+        }, geometry: geometry, phantom: phantom, coverage: coverage)
         var calibration = try Calibration.fit(measurement, source: source, unit: unit, deadTimeUs: deadTimeUs)
         calibration.scatter = scatter
         return calibration

@@ -199,9 +199,13 @@ public struct CaptureAnalysis: Sendable {
 
     /// The calibration from a capture's dark, air and calibration scans: the one code path
     /// for `service.calibrate` and `dexa analyze`.
-    /// `unit`: the unit the capture's header names.
+    /// `unit`: the unit the capture's header names. `coverage`: `service.calibrate` refuses a
+    /// calibration whose passes left channels unseen; a capture from the archive (made before
+    /// 2026-12-06 with whole-width steps) is fitted with them inferred and listed
+    /// (`Calibration.inferredChannels`).
     public static func calibration(from scans: [CapturedScan], phantom: Phantom, geometry: ScanGeometry,
-                                   source: String, unit: CalibratedUnit) throws(AnalysisError) -> Calibration {
+                                   source: String, unit: CalibratedUnit,
+                                   coverage: CalibrationMeasurement.Coverage = .inferGaps) throws(AnalysisError) -> Calibration {
         let stage = try stage(scans, path: source)
         // Every calibration scan counts: thin cells come from a short exposure, thick ones
         // from a long one (CalibrationMeasurement pools them by exposure).
@@ -217,7 +221,8 @@ public struct CaptureAnalysis: Sendable {
                 guard let config = scan.configuration else { throw AnalysisError.noConfiguration(source, scanID: scan.scan.scanID) }
                 passes.append(.init(configuration: config, lines: scan.lines))
             }
-            return try CalibrationFit.run(stage: stage, airs: airs, passes: passes, phantom: phantom, geometry: geometry, source: source, unit: unit)
+            return try CalibrationFit.run(stage: stage, airs: airs, passes: passes, phantom: phantom, geometry: geometry, source: source, unit: unit,
+                                          coverage: coverage)
         } catch let error as AnalysisError {
             throw error
         } catch {
@@ -255,6 +260,9 @@ public struct AnalysisReport: Sendable, Equatable, Codable {
     public var forced: Bool
     /// Why the calibration is not the measured unit's (absent when it is).
     public var calibrationOtherUnit: String?
+    /// Channels whose response the calibration inferred from their neighbours (absent: every
+    /// channel measured; many: a calibration capture from before 2026-12-06).
+    public var calibrationInferredChannels: [Int]?
     /// Absent when no pixel was bone.
     public var boneAreaCm2: Double?
     public var meanBoneBMDGCm2: Double?
@@ -262,7 +270,7 @@ public struct AnalysisReport: Sendable, Equatable, Codable {
     public enum CodingKeys: String, CodingKey {
         case rois, motion, lines, complete, calibration, forced
         case plannedLines = "planned_lines", missingLines = "missing_lines", missingLineRanges = "missing_line_ranges"
-        case calibrationOtherUnit = "calibration_other_unit"
+        case calibrationOtherUnit = "calibration_other_unit", calibrationInferredChannels = "calibration_inferred_channels"
         case calibrationResidualGCm2 = "calibration_residual_g_cm2", boneAreaCm2 = "bone_area_cm2", meanBoneBMDGCm2 = "mean_bone_bmd_g_cm2"
     }
 
@@ -272,6 +280,7 @@ public struct AnalysisReport: Sendable, Equatable, Codable {
         complete = a.ledger.missingCount == 0 && a.rois.allSatisfy(\.complete)
         calibrationResidualGCm2 = a.verdict.residual; calibration = a.verdict; forced = a.forced
         calibrationOtherUnit = a.otherUnit
+        calibrationInferredChannels = a.calibration.inferredChannels
         boneAreaCm2 = a.bonePixels > 0 ? a.boneAreaCm2 : nil
         meanBoneBMDGCm2 = a.bonePixels > 0 ? a.meanBoneBMD : nil
     }

@@ -186,8 +186,14 @@ struct ChannelResponseTests {
         for (name, expected) in HonestResultTests.nominal.sorted(by: { $0.key < $1.key }) {
             let got = try #require(bmd[name])
             print(String(format: "cdte channels (seed %d) ESP %@: %.4f (%+.2f %%)", seed, name, got, (got - expected) / expected * 100))
-            #expect(abs(got - expected) / expected <= 0.02, "far outside the target: a regression")
-            withKnownIssue("the second model's channel response reads the ESP's L1 up to 1.2 % off on a seed (issue 10)", isIntermittent: true) {
+            // L2 and L3 meet the target; L1 (0.5 g/cm², where a reference error weighs most)
+            // not on every seed.
+            if name == "L1" {
+                #expect(abs(got - expected) / expected <= 0.02, "far outside the target: a regression")
+                withKnownIssue("the second model's channel response reads the ESP's L1 up to 1.2 % off on a seed (issue 10)", isIntermittent: true) {
+                    #expect(abs(got - expected) / expected <= 0.01)
+                }
+            } else {
                 #expect(abs(got - expected) / expected <= 0.01)
             }
         }
@@ -225,7 +231,8 @@ struct ChannelResponseTests {
         for (name, expected) in HonestResultTests.nominal.sorted(by: { $0.key < $1.key }) {
             let got = try #require(sums[name])
             print(String(format: "cdte detector (seed %d) ESP %@: %.4f (%+.2f %%)", seed, name, got, (got - expected) / expected * 100))
-            #expect(abs(got - expected) / expected <= 0.03, "far outside the target: a regression")
+            // L1 up to 2.3 % low today, L2 and L3 within 0.91 %: each held near what it reads.
+            #expect(abs(got - expected) / expected <= (name == "L1" ? 0.03 : 0.015), "far outside the target: a regression")
             withKnownIssue("the second model's detector response reads the ESP's L1 up to 2.3 % low (issue 10)", isIntermittent: true) {
                 #expect(abs(got - expected) / expected <= 0.01)
             }
@@ -291,9 +298,10 @@ struct ChannelResponseTests {
         }
     }
 
-    /// The service procedure's passes over the DX-1's calibration phantom reach every channel
-    /// but the outermost (positions a cell width and a ninth apart; at whole widths 54 of 144
-    /// channels saw no cell's interior), the scatter passes at the same positions.
+    /// The service procedure's cell passes over the DX-1's calibration phantom reach every
+    /// channel but two near the fan's ends (positions a cell width and a ninth apart; at whole
+    /// widths 54 of 144 channels saw no cell's interior). The scatter passes, at whole widths,
+    /// are not counted.
     @Test func theCalibrationPassesCoverEveryChannel() throws {
         let info = SimulatorConfiguration.standardInfo
         let procedure = try #require(CalibrationProcedure(phantom: StandardPhantoms.calibration, travelXUm: info.travelXUm))
@@ -308,8 +316,8 @@ struct ChannelResponseTests {
         }
         let missed = (0..<geometry.channels).filter { !covered.contains($0) }
         print("calibration passes: \(Set(procedure.passes.filter { !CalibrationFit.isScatterPass($0) }.map(\.xUm)).count) positions, \(covered.count) of \(geometry.channels) channels see a cell's interior; not: \(missed)")
-        // At most the outermost two at either end (beyond the cells' reach at the last
-        // position), never one between covered channels.
+        // Only within two channels of either end, where the outermost positions alone bring a
+        // cell (channel 1 may be missed while channel 0 is not).
         #expect(missed.allSatisfy { $0 < 2 || $0 >= geometry.channels - 2 }, "\(missed)")
     }
 }
