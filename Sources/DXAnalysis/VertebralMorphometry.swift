@@ -307,7 +307,7 @@ public enum VertebralMorphometry {
         var doubtfulAbove = -1
         for k in found.indices where k <= anchor.index {
             let gap = k + 1 < found.count ? found[k + 1].centre.y - found[k].centre.y : 0
-            if (k < anchor.index && gap > 1.6 * spacing) || found[k].bottom - found[k].top > 1.6 * heights { doubtfulAbove = max(doubtfulAbove, k) }
+            if (k < anchor.index && gap > 1.6 * spacing) || found[k].bottom - found[k].top > LateralImage.mergedHeight * heights { doubtfulAbove = max(doubtfulAbove, k) }
         }
         if doubtfulAbove >= 0 {
             warnings.append(AnalysisWarning(code: "labels_uncertain",

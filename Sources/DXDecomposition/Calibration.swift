@@ -551,17 +551,12 @@ public enum CalibrationMeasurement {
         // The channels that counted at all (a dead channel never does: its response does not
         // matter, since none of its pixels carries a number).
         var live = [Bool](repeating: false, count: n)
-        // And the carriage positions at which each channel lay over the phantom's cells (from
-        // the first cell's left edge to the last one's right).
-        let xs = cells.flatMap(\.xUm).map(Double.init)
-        let span = (xs.min() ?? 0)...(xs.max() ?? 0)
-        var over = [Set<Int32>](repeating: [], count: n)
+        // And the carriage positions the lines were taken at.
         var positions = Set<Int32>()
         try each { line in
             let y = Double(line.yUm)
             positions.insert(line.xUm)
             for c in 0..<min(line.channels, n) where !live[c] && line.flags[c].isMeasured { live[c] = true }
-            for c in 0..<min(line.channels, n) where span.contains(geometry.x(ofChannel: c, carriageX: line.xUm)) { over[c].insert(line.xUm) }
             for (k, box) in boxes.enumerated() {
                 guard let b = box, y >= b.y0 && y < b.y1 else { continue }
                 for c in 0..<min(line.channels, n) where line.flags[c].contains(.saturated) {
@@ -683,8 +678,14 @@ public enum CalibrationMeasurement {
         // (`unmeasured`). One under the phantom at most positions that never saw a cell's
         // interior shows that the passes do not cover the detector (the cells' edges at the
         // same place each time): any response there would be a guess, refused.
-        let unmeasured = (0..<n).filter { live[$0] && !measured.contains($0) }
-        let inside = unmeasured.filter { 2 * over[$0].count >= positions.count }
+        // How many of the positions put each channel over the phantom's cells (from the first
+        // cell's left edge to the last one's right).
+        let xs = cells.flatMap(\.xUm).map(Double.init)
+        let span = (xs.min() ?? 0)...(xs.max() ?? 0)
+        func overPhantom(_ c: Int) -> Int { positions.filter { span.contains(geometry.x(ofChannel: c, carriageX: $0)) }.count }
+        let seenChannels = Set(measured)
+        let unmeasured = (0..<n).filter { live[$0] && !seenChannels.contains($0) }
+        let inside = unmeasured.filter { 2 * overPhantom($0) >= positions.count }
         if !inside.isEmpty && !measured.isEmpty && coverage == .refuseGaps {
             throw .calibrationRangeMissing("every channel: channels \(DecompositionError.list(inside)) saw no cell's interior, so their response is unknown")
         }
