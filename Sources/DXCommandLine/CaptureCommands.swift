@@ -120,6 +120,9 @@ struct Analyze: AsyncParsableCommand {
         }
         print("lines: \(result.ledger.summary)")
         print("calibration: \(result.verdict.description)")
+        if let f = result.calibration.lowWindowMixing {
+            print(String(format: "calibration: %.1f %% of the low window's air counts are high-energy photons, taken out of every pixel", f * 100))
+        }
         if let inferred = result.calibration.inferredChannels, !inferred.isEmpty {
             print("calibration: \(inferred.count) channels saw no calibration cell (a capture made before 2026-12-06 steps by whole cell widths); their response is their neighbours': recalibrate")
         }

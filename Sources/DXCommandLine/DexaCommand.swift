@@ -244,6 +244,8 @@ struct Calibrate: AsyncParsableCommand {
         print("calibrated from \(r.cells) cells: residual bone \(String(format: "%.4f", r.residualHydroxyapatiteGCm2)) g/cm² (limit \(String(format: "%.4f", r.limitHydroxyapatiteGCm2))), soft \(String(format: "%.3f", r.residualSoftTissueGCm2)) g/cm²")
         print("detector dead time \(String(format: "%.1f", r.deadTimeNs)) ns; scatter in the fan: "
               + (r.scatterAmplitude.map { a in String(format: "amplitude %.4f, width %.1f mm", a, r.scatterWidthMM ?? 0) } ?? "none told from noise"))
+        print("low window: " + (r.lowWindowMixing.map { String(format: "%.1f %% of its air counts are high-energy photons, taken out", $0 * 100) }
+                                ?? "no high-energy photons found in it"))
         if let inferred = r.inferredChannels, !inferred.isEmpty {
             print("channels \(inferred.map(String.init).joined(separator: ", ")) at the fan's ends saw no cell: their response is their neighbours'")
         }

@@ -446,9 +446,12 @@ public struct CalibrateResult: Codable, Sendable, Equatable {
     /// Channels at the fan's ends that saw no cell's interior and took their neighbours'
     /// response (absent: every channel measured).
     public var inferredChannels: [Int]?
+    /// The share of the low window's air counts found to be high-energy photons, taken out of
+    /// every pixel (`LowWindowMixing`; absent: none found).
+    public var lowWindowMixing: Double?
 
     public enum CodingKeys: String, CodingKey {
-        case calibration, capture, version, cells, inferredChannels = "inferred_channels"
+        case calibration, capture, version, cells, inferredChannels = "inferred_channels", lowWindowMixing = "low_window_mixing"
         case residualHydroxyapatiteGCm2 = "residual_hydroxyapatite_g_cm2", residualSoftTissueGCm2 = "residual_soft_tissue_g_cm2"
         case residualFatFraction = "residual_fat_fraction", noiseHydroxyapatiteGCm2 = "noise_hydroxyapatite_g_cm2"
         case limitHydroxyapatiteGCm2 = "limit_hydroxyapatite_g_cm2", deadTimeNs = "dead_time_ns"
@@ -463,6 +466,7 @@ public struct CalibrateResult: Codable, Sendable, Equatable {
         scatterAmplitude = c.scatter?.amplitudeHigh
         scatterWidthMM = c.scatter.map { $0.widthUm / 1000 }
         inferredChannels = c.inferredChannels
+        lowWindowMixing = c.lowWindowMixing
     }
 }
 

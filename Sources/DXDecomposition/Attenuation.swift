@@ -93,10 +93,13 @@ public struct AttenuationStage: Sendable {
     /// `deadTimeUs`: the detector's dead time from the calibration (`CountRate`); the rate loss
     /// of the air reference and of every pixel is undone (0: none).
     /// `scatter`: the scatter in the fan from the calibration (`ScatterModel`), taken off each line.
+    /// `lowWindowMixing`: the high-energy share of the low window from the calibration
+    /// (`LowWindowMixing`), taken out of each pixel's low window (0: none).
     public func prepared(periodUs: UInt32, currentUA: UInt32, transmissions: Bool = true,
-                         response: ChannelResponse? = nil, deadTimeUs: Double = 0, scatter: ScatterModel? = nil) -> PreparedAttenuation {
+                         response: ChannelResponse? = nil, deadTimeUs: Double = 0, scatter: ScatterModel? = nil,
+                         lowWindowMixing: Double = 0) -> PreparedAttenuation {
         PreparedAttenuation(dark: dark, air: air, periodUs: periodUs, currentUA: currentUA, transmissions: transmissions,
-                            response: response, deadTimeUs: deadTimeUs, scatter: scatter)
+                            response: response, deadTimeUs: deadTimeUs, scatter: scatter, lowWindowMixing: lowWindowMixing)
     }
 
     /// The stage for `configuration` with what `calibration` knows of the detector (each
@@ -107,7 +110,8 @@ public struct AttenuationStage: Sendable {
 
     public func prepared(periodUs: UInt32, currentUA: UInt32, calibration: Calibration, transmissions: Bool = false) -> PreparedAttenuation {
         prepared(periodUs: periodUs, currentUA: currentUA, transmissions: transmissions,
-                 response: calibration.channelResponse, deadTimeUs: calibration.deadTimeUs ?? 0, scatter: calibration.scatter)
+                 response: calibration.channelResponse, deadTimeUs: calibration.deadTimeUs ?? 0, scatter: calibration.scatter,
+                 lowWindowMixing: calibration.lowWindowMixing ?? 0)
     }
 
     public func process(_ line: ScanLine, periodUs: UInt32, currentUA: UInt32) throws(DecompositionError) -> AttenuationLine {
@@ -152,9 +156,15 @@ public struct PreparedAttenuation: Sendable {
     /// 2026-12-05 (calibrations with `ScatterModel.thickness`); not for older ones, whose
     /// amplitude was measured from the recorded counts.
     let scatterFromPrimary: Bool
+    /// The fraction of the low window's air counts that are high-energy photons, taken out of
+    /// every pixel's low window before its logarithm (`LowWindowMixing`; 0: none), and each
+    /// channel's air counts low over high, which turns a high-window count into the low
+    /// window's share of it.
+    let mixing: Double
+    let airLowOverHigh: [Double]
 
     init(dark: DarkReference, air: AirReference, periodUs: UInt32, currentUA: UInt32, transmissions: Bool,
-         response: ChannelResponse? = nil, deadTimeUs: Double = 0, scatter: ScatterModel? = nil) {
+         response: ChannelResponse? = nil, deadTimeUs: Double = 0, scatter: ScatterModel? = nil, lowWindowMixing: Double = 0) {
         keepsTransmissions = transmissions
         let channels = dark.means.low.count
         let r = response.flatMap { $0.fits(channels: channels) ? $0 : nil } ?? .identity(channels: channels)
@@ -177,6 +187,8 @@ public struct PreparedAttenuation: Sendable {
         scatterHigh = scatter?.amplitudeHigh ?? 0
         scatterThickness = scatter?.thickness ?? .highWindow
         scatterFromPrimary = scatter?.thickness != nil
+        mixing = lowWindowMixing.isFinite && lowWindowMixing > 0 && lowWindowMixing < 1 ? lowWindowMixing : 0
+        airLowOverHigh = mixing > 0 ? zip(trueAir.low, trueAir.high).map { $1 > 0 ? $0 / $1 : 0 } : []
     }
 
     /// One line's counts with the dark level taken off and the rate loss undone, which of them
@@ -231,7 +243,7 @@ public struct PreparedAttenuation: Sendable {
     public func process(_ line: ScanLine, scatterSources sources: ScatterSources? = nil) throws(DecompositionError) -> AttenuationLine {
         let n = line.channels
         guard n == channels, line.samples.count == 2 * n else { throw .channelMismatch(expected: channels, got: n) }
-        if deadTimeFraction == 0 && scatterKernel.isEmpty && !keepsTransmissions { return plain(line) }
+        if deadTimeFraction == 0 && scatterKernel.isEmpty && !keepsTransmissions && mixing == 0 { return plain(line) }
         // One scratch block for the six outputs, filled by one loop over raw pointers, then
         // copied into the line's arrays.
         let out = UnsafeMutablePointer<Double>.allocate(capacity: 8 * n)
@@ -249,7 +261,7 @@ public struct PreparedAttenuation: Sendable {
             floorLow.withUnsafeBufferPointer { fL in floorHigh.withUnsafeBufferPointer { fH in
                 let low = out, high = out + n, tLow = out + 2 * n, tHigh = out + 3 * n, varLow = out + 4 * n, varHigh = out + 5 * n
                 let tVarLow = out + 6 * n, tVarHigh = out + 7 * n
-                let keeps = keepsTransmissions, a = deadTimeFraction
+                let keeps = keepsTransmissions, a = deadTimeFraction, mix = mixing, unmix = 1 / (1 - mixing)
                 for c in 0..<n {
                     let f: UInt8
                     let lo = samples[2 * c], hi = samples[2 * c + 1]
@@ -262,6 +274,10 @@ public struct PreparedAttenuation: Sendable {
                     // relative noise grows by what was taken.
                     let beforeLow = il, beforeHigh = ih
                     if let scattered { il -= scattered.low[c]; ih -= scattered.high[c] }
+                    // The high window's photons in the low one taken out (`LowWindowMixing`):
+                    // f of the low window's air counts, attenuated as the high window's are.
+                    let mixedLow = il, share = mix > 0 ? mix * airLowOverHigh[c] : 0
+                    if mix > 0 { il = (il - share * ih) * unmix }
                     f = PixelFlags.of(samples: lo, hi, recorded: recordedLow, recordedHigh, counts: il, ih, floors: fL[c], fH[c], beamOff: beam)
                     if lo == 65535 || hi == 65535 {
                         tLow[c] = .nan
@@ -275,8 +291,15 @@ public struct PreparedAttenuation: Sendable {
                             // Poisson variance of the count (at least the pedestal's noise),
                             // scaled with the count where its rate loss was undone.
                             let gl = recordedLow > 0 ? il / recordedLow : 1, gh = recordedHigh > 0 ? ih / recordedHigh : 1
-                            tVarLow[c] = (max(recordedLow, 0) + 1) * gl * gl * iL[c] * iL[c]
                             tVarHigh[c] = (max(recordedHigh, 0) + 1) * gh * gh * iH[c] * iH[c]
+                            if mix > 0 {
+                                // Both windows' noise in the unmixed count.
+                                let gm = recordedLow > 0 ? mixedLow / recordedLow : 1
+                                let counts = (max(recordedLow, 0) + 1) * gm * gm + share * share * (max(recordedHigh, 0) + 1) * gh * gh
+                                tVarLow[c] = counts * unmix * unmix * iL[c] * iL[c]
+                            } else {
+                                tVarLow[c] = (max(recordedLow, 0) + 1) * gl * gl * iL[c] * iL[c]
+                            }
                         }
                     }
                     if f & unmeasuredBits == 0 {
@@ -286,7 +309,16 @@ public struct PreparedAttenuation: Sendable {
                         // (docs/physics.md: the residual bias is under 0.002 from 12 counts on).
                         let rl = 1 / recordedLow, rh = 1 / recordedHigh
                         let ql = beforeLow / il, qh = beforeHigh / ih
-                        let vl = (recordedLow + 1) * rl * rl * ql * ql, vh = (recordedHigh + 1) * rh * rh * qh * qh
+                        var vl = (recordedLow + 1) * rl * rl * ql * ql
+                        let vh = (recordedHigh + 1) * rh * rh * qh * qh
+                        if mix > 0 {
+                            // The unmixed count's variance: the low window's own, and the
+                            // high window's share taken from it (var T_L + f²·var T_H)/(1 − f)²,
+                            // relative to the count that is left.
+                            let countsLow = (recordedLow + 1) * rl * rl * beforeLow * beforeLow
+                            let countsHigh = (recordedHigh + 1) * rh * rh * beforeHigh * beforeHigh
+                            vl = (countsLow + share * share * countsHigh) * unmix * unmix / (il * il)
+                        }
                         // This channel's response onto the detector's mean: a scale.
                         let kl = sL[c], kh = sH[c]
                         varLow[c] = vl * kl * kl

@@ -114,7 +114,10 @@ public struct LinearModel: Sendable, Equatable, Codable {
 public struct Calibration: Sendable, Equatable, Codable {
     /// 3: each channel's spectral response (`channelResponse`) is part of the calibration.
     /// 4: the unit it was measured on (`unit`), so that no other unit's calibration is used.
-    public static let formatVersion = 4
+    /// 5: the low window's unmixing (`lowWindowMixing`), and every channel measured (the
+    /// passes step by 10/9 of a cell since 2026-12-06; a version 4 calibration left 54 of 144
+    /// channels at a response of 1 unseen, and is refused: recalibrate).
+    public static let formatVersion = 5
     public var version = Calibration.formatVersion
     public var source: String
     public var created: String
@@ -143,6 +146,11 @@ public struct Calibration: Sendable, Equatable, Codable {
     /// narrower than the fan), whose response is their nearest measured neighbours'
     /// (`CalibrationMeasurement.Result.unmeasured`); nil or empty: every channel measured.
     public var inferredChannels: [Int]?
+    /// The fraction of the low window's air counts that are high-energy photons (K-escape,
+    /// charge sharing, the window edges' blur), measured on the calibration cells
+    /// (`LowWindowMixing`) and taken out of every pixel's low window before its logarithm;
+    /// nil or 0: none found.
+    public var lowWindowMixing: Double?
 
     public init(source: String, created: String, hydroxyapatite: LinearModel, softTissue: LinearModel, fatFraction: LinearModel,
                 points: [CalibrationPoint], residualHydroxyapatite: Double, residualSoftTissue: Double, residualFatFraction: Double,
@@ -208,6 +216,7 @@ public struct Calibration: Sendable, Equatable, Codable {
         var c = try fit(points: measurement.points, source: source)
         c.channelResponse = measurement.response
         c.inferredChannels = measurement.unmeasured.isEmpty ? nil : measurement.unmeasured
+        c.lowWindowMixing = measurement.lowWindowMixing == 0 ? nil : measurement.lowWindowMixing
         c.unit = unit
         c.deadTimeUs = deadTimeUs
         return c
@@ -260,6 +269,28 @@ public struct Calibration: Sendable, Equatable, Codable {
             residualHydroxyapatite: rms(haModel, haRows, ha),
             residualSoftTissue: rms(softModel, softRows, usable.map { $0.lean + $0.fat }),
             residualFatFraction: rms(fatModel, fatRows, softOnly.map { $0.fat / max($0.lean + $0.fat, 1e-9) }))
+    }
+
+    /// The weighted residual sum of squares of the full bone model (`boneTerms`) over the
+    /// usable points, and those points' weights (those of `fit`): what `LowWindowMixing`
+    /// compares unmixings by. `weighing`: the points whose weights to use, the same cells in
+    /// the same order (an unmixing lowers every cell's low-window count, and with it the weight
+    /// `fit` would give it: compared under their own weights, the thick cells' residuals would
+    /// count for less the more was unmixed, and the search would run to the largest). Nil
+    /// where the model cannot be fitted or `weighing` lists other cells.
+    static func boneMisfit(points: [CalibrationPoint], weighing: [CalibrationPoint]? = nil) -> (rss: Double, weighed: [CalibrationPoint])? {
+        func usable(_ p: [CalibrationPoint]) -> [CalibrationPoint] {
+            p.filter { $0.pixels >= 10 && $0.lLow.isFinite && $0.lHigh.isFinite && $0.softRatio.isFinite }
+        }
+        let cells = usable(points), weighed = weighing.map(usable) ?? cells
+        guard cells.count > boneTermCount, weighed.count == cells.count,
+              zip(cells, weighed).allSatisfy({ ($0.hydroxyapatite, $0.lean, $0.fat) == ($1.hydroxyapatite, $1.lean, $1.fat) }) else { return nil }
+        let rows = cells.map { boneTerms($0.lLow, $0.lHigh, $0.softRatio) }
+        let weights = weighed.map { $0.exposure * Foundation.exp(-$0.lLow) }
+        let ha = cells.map(\.hydroxyapatite)
+        guard let model = try? LinearModel.fit(rows, ha, weights: weights, centred: false) else { return nil }
+        let rss = zip(zip(rows, ha), weights).reduce(0.0) { s, x in let d = model.evaluate(x.0.0) - x.0.1; return s + x.1 * d * d }
+        return rss.isFinite ? (rss, weighed) : nil
     }
 
     /// The bone, soft-tissue and fat polynomials with their coefficients unfolded into
@@ -512,6 +543,8 @@ public enum CalibrationMeasurement {
         /// then their nearest measured neighbours'); any other refuses the calibration
         /// (`measure`).
         public var unmeasured: [Int] = []
+        /// The low window's unmixing the points were measured with (`LowWindowMixing`; 0: none).
+        public var lowWindowMixing = 0.0
     }
 
     public static func points(lines: [AttenuationLine], geometry: ScanGeometry, phantom: Phantom,
@@ -520,8 +553,18 @@ public enum CalibrationMeasurement {
     }
 
     /// One cell as one channel saw it, pooled over lines and exposures.
-    struct Sum {
+    struct Sum: Sendable {
         var u = 0.0, v = 0.0, e = 0.0, varU = 0.0, varV = 0.0, n = 0
+
+        /// The low window's sums unmixed (`LowWindowMixing`): u' = (u − f·v)/(1 − f), its
+        /// variance (var u + f²·var v)/(1 − f)²; none left (u' ≤ 0) reads as unmeasured.
+        func unmixed(_ f: Double) -> Sum {
+            var s = self
+            let k = 1 / (1 - f)
+            s.u = (u - f * v) * k
+            s.varU = (varU + f * f * varV) * k * k
+            return s
+        }
     }
 
     public static func measure(lines: [AttenuationLine], geometry: ScanGeometry, phantom: Phantom,
@@ -535,6 +578,25 @@ public enum CalibrationMeasurement {
     /// attenuation lines (17 bytes a pixel) are never all held at once (issue 18).
     public static func measure(each: (_ body: (AttenuationLine) -> Void) throws(DecompositionError) -> Void, geometry: ScanGeometry,
                                phantom: Phantom, marginUm: Double = 1_500, coverage: Coverage = .refuseGaps) throws(DecompositionError) -> Result {
+        try solve(gather(each: each, geometry: geometry, phantom: phantom, marginUm: marginUm), lowWindowMixing: 0, coverage: coverage)
+    }
+
+    /// Each cell's transmissions as each channel saw them, pooled over lines and exposures
+    /// (sums of exposure × transmission, linear in the transmissions), with what the
+    /// measurement needs besides: which channels counted, and where the carriage stood. From
+    /// these the cells' attenuations follow for any unmixing of the low window
+    /// (`LowWindowMixing`) without a second pass over the lines.
+    public struct Gathered: Sendable {
+        let sums: [[Sum]]
+        let live: [Bool]
+        let positions: Set<Int32>
+        let cells: [Phantom.Cell]
+        let geometry: ScanGeometry
+    }
+
+    /// The pooled sums (`Gathered`) from a calibration's lines; `each` as for `measure`.
+    public static func gather(each: (_ body: (AttenuationLine) -> Void) throws(DecompositionError) -> Void, geometry: ScanGeometry,
+                              phantom: Phantom, marginUm: Double = 1_500) throws(DecompositionError) -> Gathered {
         guard let cells = phantom.cells, !cells.isEmpty else { throw .calibrationRangeMissing("any cells (the phantom lists none)") }
         let n = geometry.channels
         // A cell is measured in a scan only if none of its pixels saturated there: leaving out
@@ -586,6 +648,16 @@ public enum CalibrationMeasurement {
                 }
             }
         }
+        return Gathered(sums: sums, live: live, positions: positions, cells: cells, geometry: geometry)
+    }
+
+    /// The cells' points and the channels' responses from the pooled sums, the low window
+    /// unmixed with the fraction `f` of its air counts that are high-energy photons
+    /// (`LowWindowMixing`: T_L' = (T_L − f·T_H)/(1 − f), linear, so it applies to the sums).
+    public static func solve(_ gathered: Gathered, lowWindowMixing f: Double, coverage: Coverage) throws(DecompositionError) -> Result {
+        let cells = gathered.cells, geometry = gathered.geometry, n = geometry.channels
+        let live = gathered.live, positions = gathered.positions
+        let sums = f == 0 ? gathered.sums : gathered.sums.map { $0.map { $0.unmixed(f) } }
         // Each (cell, channel): the log of its pooled transmission, less the log's bias, and its
         // variance (Σe²·var T / (Σe·T)²).
         // Weights: the photons each (cell, channel) can be expected to hold, from the cell's
@@ -696,6 +768,6 @@ public enum CalibrationMeasurement {
             sL[c] = near.map { sL[$0] }.reduce(0, +) / Double(near.count)
             sH[c] = near.map { sH[$0] }.reduce(0, +) / Double(near.count)
         }
-        return Result(points: points, response: ChannelResponse(low: sL, high: sH), unmeasured: unmeasured)
+        return Result(points: points, response: ChannelResponse(low: sL, high: sH), unmeasured: unmeasured, lowWindowMixing: f)
     }
 }

@@ -16,7 +16,8 @@ public enum CalibrationFit {
 
     public static func run(stage: AttenuationStage, airs: [CountRate.AirMeasurement], passes: [Pass], phantom: Phantom,
                            geometry: ScanGeometry, source: String, unit: CalibratedUnit? = nil,
-                           coverage: CalibrationMeasurement.Coverage = .refuseGaps) throws(DecompositionError) -> Calibration {
+                           coverage: CalibrationMeasurement.Coverage = .refuseGaps,
+                           lowWindowMixing: Double? = nil) throws(DecompositionError) -> Calibration {
         let deadTimeUs = CountRate.deadTimeUs(airs)
         let bare = passes.map { stage.prepared(periodUs: $0.configuration.linePeriodUs, currentUA: $0.configuration.tubeCurrentUA, deadTimeUs: deadTimeUs ?? 0) }
         let indexed = passes.enumerated().flatMap { i, p in p.lines.map { (line: $0, pass: i) } }
@@ -59,7 +60,7 @@ public enum CalibrationFit {
             for key in byPlace.keys { byPlace[key]?.sort { $0.exposure < $1.exposure } }
         }
         guard anyCellLine else { throw .noLines("calibration: every pass was a scatter pass") }
-        let measurement = try CalibrationMeasurement.measure(each: { body throws(DecompositionError) in
+        let gathered = try CalibrationMeasurement.gather(each: { body throws(DecompositionError) in
             for i in cellPasses {
                 for line in passes[i].lines {
                     var sources = prepared[i].scatterSources(line)
@@ -72,7 +73,15 @@ public enum CalibrationFit {
                     body(try prepared[i].process(line, scatterSources: sources))
                 }
             }
-        }, geometry: geometry, phantom: phantom, coverage: coverage)
+        }, geometry: geometry, phantom: phantom)
+        // The low window's high-energy photons, where the cells show them (`LowWindowMixing`),
+        // or as the caller knows them (a comparison of two detectors at the same unmixing).
+        let measurement: CalibrationMeasurement.Result
+        if let f = lowWindowMixing {
+            measurement = try CalibrationMeasurement.solve(gathered, lowWindowMixing: f, coverage: coverage)
+        } else {
+            measurement = try LowWindowMixing.measure(gathered, coverage: coverage)
+        }
         var calibration = try Calibration.fit(measurement, source: source, unit: unit, deadTimeUs: deadTimeUs)
         calibration.scatter = scatter
         return calibration

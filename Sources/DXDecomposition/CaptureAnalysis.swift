@@ -263,6 +263,9 @@ public struct AnalysisReport: Sendable, Equatable, Codable {
     /// Channels whose response the calibration inferred from their neighbours (absent: every
     /// channel measured; many: a calibration capture from before 2026-12-06).
     public var calibrationInferredChannels: [Int]?
+    /// The share of the low window's air counts the calibration found to be high-energy
+    /// photons and took out of every pixel (`LowWindowMixing`; absent: none found).
+    public var calibrationLowWindowMixing: Double?
     /// Absent when no pixel was bone.
     public var boneAreaCm2: Double?
     public var meanBoneBMDGCm2: Double?
@@ -271,6 +274,7 @@ public struct AnalysisReport: Sendable, Equatable, Codable {
         case rois, motion, lines, complete, calibration, forced
         case plannedLines = "planned_lines", missingLines = "missing_lines", missingLineRanges = "missing_line_ranges"
         case calibrationOtherUnit = "calibration_other_unit", calibrationInferredChannels = "calibration_inferred_channels"
+        case calibrationLowWindowMixing = "calibration_low_window_mixing"
         case calibrationResidualGCm2 = "calibration_residual_g_cm2", boneAreaCm2 = "bone_area_cm2", meanBoneBMDGCm2 = "mean_bone_bmd_g_cm2"
     }
 
@@ -281,6 +285,7 @@ public struct AnalysisReport: Sendable, Equatable, Codable {
         calibrationResidualGCm2 = a.verdict.residual; calibration = a.verdict; forced = a.forced
         calibrationOtherUnit = a.otherUnit
         calibrationInferredChannels = a.calibration.inferredChannels
+        calibrationLowWindowMixing = a.calibration.lowWindowMixing
         boneAreaCm2 = a.bonePixels > 0 ? a.boneAreaCm2 : nil
         meanBoneBMDGCm2 = a.bonePixels > 0 ? a.meanBoneBMD : nil
     }

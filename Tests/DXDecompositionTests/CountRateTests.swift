@@ -138,14 +138,18 @@ struct ScatterTests {
     /// the most scatter: their sources come from the same place in a pass of less exposure.
     /// Measured against the same detector without scatter (K-escape on, so that the low window
     /// keeps counting where the high one saturates), the cells' corrected attenuations agree
-    /// to 0.004 RMS; with the saturated channels' scatter left out, the thickest cells were up
+    /// to 0.005 RMS (0.006 in the low window, unmixed since 2026-12-06); with the saturated channels' scatter left out, the thickest cells were up
     /// to 0.13 (low window) and 0.023 (high) short, and the calibration's residual 0.074
     /// (now 0.012).
     @Test func saturatedNeighboursStillScatter() throws {
         var scattering = Scanner.cdte(seed: 66) { $0.pileUp = false; $0.energyBlur = false; $0.chargeSharing = false }
         var clean = Scanner.cdte(seed: 66) { $0.pileUp = false; $0.energyBlur = false; $0.chargeSharing = false; $0.scatterPerGcm2 = 0 }
-        let (_, withScatter) = try scattering.calibrate()
+        // Both at the same unmixing of the low window (K-escape is on in both), the one the
+        // detector without scatter measures: this compares the scatter's correction alone (the
+        // two measure it 0.059 and 0.073 on their own: the cells' noise and what scatter is
+        // left move it).
         let (_, without) = try clean.calibrate()
+        let (_, withScatter) = try scattering.calibrate(lowWindowMixing: without.lowWindowMixing ?? 0)
         #expect(withScatter.scatter != nil)
         func key(_ p: CalibrationPoint) -> String { "\(p.hydroxyapatite)/\(p.lean)/\(p.fat)" }
         let reference = Dictionary(without.points.map { (key($0), $0) }, uniquingKeysWith: { a, _ in a })
@@ -156,9 +160,12 @@ struct ScatterTests {
             high.append(p.lHigh - r.lHigh)
         }
         func rms(_ x: [Double]) -> Double { (x.map { $0 * $0 }.reduce(0, +) / Double(max(x.count, 1))).squareRoot() }
-        print(String(format: "scatter taken off, against no scatter: low %.4f, high %.4f RMS over %d cells; %@", rms(low), rms(high), low.count, withScatter.verdict.description))
+        print(String(format: "scatter taken off, against no scatter: low %.4f, high %.4f RMS over %d cells; %@; low window mixing %.4f and %.4f", rms(low), rms(high), low.count, withScatter.verdict.description, withScatter.lowWindowMixing ?? 0, without.lowWindowMixing ?? 0))
         #expect(low.count >= 70)
-        #expect(rms(low) < 0.006 && rms(high) < 0.006)
+        // The low window's bound is wider since it is unmixed: the unmixing takes f·T_H from
+        // T_L, so a difference in the high window returns in the low one magnified where the
+        // low window's own photons are few (the thick cells; 0.0059 today against 0.004 before).
+        #expect(rms(low) < 0.008 && rms(high) < 0.006)
     }
 
     /// The thickness the scatter sees is the electrons crossed. With two materials whose log

@@ -43,7 +43,7 @@ struct Scanner {
     /// `wholeWidths`: the cells' passes at whole cell widths, as every calibration capture
     /// made before 2026-12-06 has them (an archive's capture, fitted again with `coverage`).
     mutating func calibrate(scatterPasses: Bool = true, wholeWidths: Bool = false,
-                            coverage: CalibrationMeasurement.Coverage = .refuseGaps) throws -> (AttenuationStage, Calibration) {
+                            coverage: CalibrationMeasurement.Coverage = .refuseGaps, lowWindowMixing: Double? = nil) throws -> (AttenuationStage, Calibration) {
         let dark = try DarkReference(lines: scan(EmptyTable(), mode: .dark, y0: 1_900_000, y1: 1_950_000, periodUs: 10_000))
         let air = try AirReference(lines: scan(EmptyTable(), y0: 1_900_000, y1: 1_950_000, periodUs: 10_000), dark: dark,
                                    periodUs: 10_000, currentUA: 1000)
@@ -81,7 +81,8 @@ struct Scanner {
             CountRate.AirMeasurement(lines: lowRate, dark: dark, periodUs: 10_000, currentUA: 250),
         ].compactMap { $0 }
         return (stage, try CalibrationFit.run(stage: stage, airs: airs, passes: passes, phantom: StandardPhantoms.calibration, geometry: geometry,
-                                              source: "simulated calibration", coverage: coverage))
+                                              source: "simulated calibration", coverage: coverage,
+                                              lowWindowMixing: lowWindowMixing))
     }
 
     /// The standard exposure: 40 ms lines at 3 mA, 0.5 mm apart, 15 s for the phantom (a

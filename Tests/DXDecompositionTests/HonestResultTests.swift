@@ -128,7 +128,11 @@ struct HonestResultTests {
         let (stage, cal) = try s.calibrate()
         let verdict = cal.verdict
         print("calibration (\(physics)): \(verdict); dead time \(cal.deadTimeUs ?? 0) µs, scatter \(String(describing: cal.scatter))")
-        if physics == .kramers { #expect(verdict.accepted) }
+        if physics == .kramers {
+            #expect(verdict.accepted)
+            // Sharp windows do not mix: nothing to unmix, and the stage's fast path.
+            #expect(cal.lowWindowMixing == nil)
+        }
         // The full second model is refused while the host does not correct its pile-up and
         // scatter (docs/physics.md); when it is accepted, this pin goes and the check below
         // holds it to 1 %.
@@ -208,21 +212,20 @@ struct ChannelResponseTests {
     /// The second model's detector as a detector is: each channel's threshold trim and the heel
     /// effect, and the energy blur, K-escape and charge sharing that put high-energy photons in
     /// the low window (pile-up and scatter off: each has its own correction and test). The
-    /// calibration should be accepted, and the ESP-like phantom should read within 1 % (mean of
-    /// three scans) on each of three seeds. Not yet: since every channel's response is measured
-    /// (2026-12-06), the low window's share of high-energy photons (K-escape, charge sharing,
-    /// blur) shows as L1 read 1.4–2.3 % low on all three seeds, and seed 67's calibration is
-    /// refused by a hair (0.0087 against 0.0086); docs/physics.md names the correction to come.
-    /// Both are known issues here; the calibration is read anyway (as `--force` would) and held
-    /// to 3 %, so that a regression beyond today's error still fails.
+    /// calibration is accepted, and the ESP-like phantom should read within 1 % (mean of three
+    /// scans) on each of three seeds. With the low window unmixed (`LowWindowMixing`, f measured
+    /// 0.065 / 0.089 / 0.099; without it L1 read 1.4–2.3 % low and seed 67's calibration was
+    /// refused) L1 reads −0.64 / −1.53 / −0.46 % and L2, L3 within 0.9 %: seed 66's L1 is left,
+    /// the same −1.2 % its channels alone give (`theSecondModelsChannelsAreEqualised`), a known
+    /// issue held to 2 % (docs/physics.md).
     @Test(arguments: [64, 66, 67] as [UInt64])
     func theSecondModelsDetectorResponse(seed: UInt64) throws {
         var s = Scanner.cdte(seed: seed) { $0.pileUp = false; $0.scatterPerGcm2 = 0 }
         let (stage, cal) = try s.calibrate()
-        print("calibration (cdte detector, seed \(seed)): \(cal.verdict)")
-        withKnownIssue("the second model's detector response is refused on a seed (issue 10)", isIntermittent: true) {
-            #expect(cal.verdict.accepted, "\(cal.verdict)")
-        }
+        print("calibration (cdte detector, seed \(seed)): \(cal.verdict); low window mixing \(cal.lowWindowMixing ?? 0)")
+        #expect(cal.verdict.accepted, "\(cal.verdict)")
+        let f = try #require(cal.lowWindowMixing, "K-escape, charge sharing and the blur put high-energy photons in the low window")
+        #expect(f > 0.03 && f < 0.15, "\(f)")
         var sums: [String: Double] = [:]
         for _ in 0..<3 {
             let bmd = try s.measure(StandardPhantoms.esp, stage: stage, calibration: cal)
@@ -231,9 +234,12 @@ struct ChannelResponseTests {
         for (name, expected) in HonestResultTests.nominal.sorted(by: { $0.key < $1.key }) {
             let got = try #require(sums[name])
             print(String(format: "cdte detector (seed %d) ESP %@: %.4f (%+.2f %%)", seed, name, got, (got - expected) / expected * 100))
-            // L1 up to 2.3 % low today, L2 and L3 within 0.91 %: each held near what it reads.
-            #expect(abs(got - expected) / expected <= (name == "L1" ? 0.03 : 0.015), "far outside the target: a regression")
-            withKnownIssue("the second model's detector response reads the ESP's L1 up to 2.3 % low (issue 10)", isIntermittent: true) {
+            if name == "L1" {
+                #expect(abs(got - expected) / expected <= 0.02, "far outside the target: a regression")
+                withKnownIssue("the second model's detector response reads the ESP's L1 1.5 % low on a seed (issue 10)", isIntermittent: true) {
+                    #expect(abs(got - expected) / expected <= 0.01)
+                }
+            } else {
                 #expect(abs(got - expected) / expected <= 0.01)
             }
         }

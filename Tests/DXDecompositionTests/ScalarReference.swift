@@ -43,7 +43,7 @@ extension PreparedAttenuation {
             floorLow.withUnsafeBufferPointer { fL in floorHigh.withUnsafeBufferPointer { fH in
                 let low = out, high = out + n, tLow = out + 2 * n, tHigh = out + 3 * n, varLow = out + 4 * n, varHigh = out + 5 * n
                 let tVarLow = out + 6 * n, tVarHigh = out + 7 * n
-                let keeps = keepsTransmissions, a = deadTimeFraction
+                let keeps = keepsTransmissions, a = deadTimeFraction, mix = mixing, unmix = 1 / (1 - mixing)
                 for c in 0..<n {
                     var f = beam
                     let lo = samples[2 * c], hi = samples[2 * c + 1]
@@ -56,6 +56,9 @@ extension PreparedAttenuation {
                     // relative noise grows by what was taken.
                     let beforeLow = il, beforeHigh = ih
                     if let scattered { il -= scattered.low[c]; ih -= scattered.high[c] }
+                    // The low window unmixed (added with `LowWindowMixing`, 2026-12-06).
+                    let mixedLow = il, share = mix > 0 ? mix * airLowOverHigh[c] : 0
+                    if mix > 0 { il = (il - share * ih) * unmix }
                     if lo == 65535 || hi == 65535 {
                         f |= saturatedBit
                         tLow[c] = .nan
@@ -69,8 +72,14 @@ extension PreparedAttenuation {
                             // Poisson variance of the count (at least the pedestal's noise),
                             // scaled with the count where its rate loss was undone.
                             let gl = recordedLow > 0 ? il / recordedLow : 1, gh = recordedHigh > 0 ? ih / recordedHigh : 1
-                            tVarLow[c] = (max(recordedLow, 0) + 1) * gl * gl * iL[c] * iL[c]
                             tVarHigh[c] = (max(recordedHigh, 0) + 1) * gh * gh * iH[c] * iH[c]
+                            if mix > 0 {
+                                let gm = recordedLow > 0 ? mixedLow / recordedLow : 1
+                                let counts = (max(recordedLow, 0) + 1) * gm * gm + share * share * (max(recordedHigh, 0) + 1) * gh * gh
+                                tVarLow[c] = counts * unmix * unmix * iL[c] * iL[c]
+                            } else {
+                                tVarLow[c] = (max(recordedLow, 0) + 1) * gl * gl * iL[c] * iL[c]
+                            }
                         }
                     }
                     if recordedLow < fL[c] || recordedHigh < fH[c] || il <= 0 || ih <= 0 {
@@ -85,7 +94,13 @@ extension PreparedAttenuation {
                         // (docs/physics.md: the residual bias is under 0.002 from 12 counts on).
                         let rl = 1 / recordedLow, rh = 1 / recordedHigh
                         let ql = beforeLow / il, qh = beforeHigh / ih
-                        let vl = (recordedLow + 1) * rl * rl * ql * ql, vh = (recordedHigh + 1) * rh * rh * qh * qh
+                        var vl = (recordedLow + 1) * rl * rl * ql * ql
+                        let vh = (recordedHigh + 1) * rh * rh * qh * qh
+                        if mix > 0 {
+                            let countsLow = (recordedLow + 1) * rl * rl * beforeLow * beforeLow
+                            let countsHigh = (recordedHigh + 1) * rh * rh * beforeHigh * beforeHigh
+                            vl = (countsLow + share * share * countsHigh) * unmix * unmix / (il * il)
+                        }
                         // This channel's response onto the detector's mean: a scale.
                         let kl = sL[c], kh = sH[c]
                         varLow[c] = vl * kl * kl
