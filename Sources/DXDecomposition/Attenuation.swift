@@ -162,6 +162,9 @@ public struct PreparedAttenuation: Sendable {
     /// window's share of it.
     let mixing: Double
     let airLowOverHigh: [Double]
+    /// Each channel's low window's share of its high window's log (`ChannelResponse.lowCross`;
+    /// empty: none).
+    let crossLow: [Double]
 
     init(dark: DarkReference, air: AirReference, periodUs: UInt32, currentUA: UInt32, transmissions: Bool,
          response: ChannelResponse? = nil, deadTimeUs: Double = 0, scatter: ScatterModel? = nil, lowWindowMixing: Double = 0) {
@@ -170,6 +173,7 @@ public struct PreparedAttenuation: Sendable {
         let r = response.flatMap { $0.fits(channels: channels) ? $0 : nil } ?? .identity(channels: channels)
         scaleLow = r.low
         scaleHigh = r.high
+        crossLow = r.lowCross.flatMap { $0.contains { $0 != 0 } ? $0 : nil } ?? []
         let e = Double(periodUs) * Double(max(currentUA, 1))
         darkLow = dark.means.low
         darkHigh = dark.means.high
@@ -243,7 +247,7 @@ public struct PreparedAttenuation: Sendable {
     public func process(_ line: ScanLine, scatterSources sources: ScatterSources? = nil) throws(DecompositionError) -> AttenuationLine {
         let n = line.channels
         guard n == channels, line.samples.count == 2 * n else { throw .channelMismatch(expected: channels, got: n) }
-        if deadTimeFraction == 0 && scatterKernel.isEmpty && !keepsTransmissions && mixing == 0 { return plain(line) }
+        if deadTimeFraction == 0 && scatterKernel.isEmpty && !keepsTransmissions && mixing == 0 && crossLow.isEmpty { return plain(line) }
         // One scratch block for the six outputs, filled by one loop over raw pointers, then
         // copied into the line's arrays.
         let out = UnsafeMutablePointer<Double>.allocate(capacity: 8 * n)
@@ -262,6 +266,7 @@ public struct PreparedAttenuation: Sendable {
                 let low = out, high = out + n, tLow = out + 2 * n, tHigh = out + 3 * n, varLow = out + 4 * n, varHigh = out + 5 * n
                 let tVarLow = out + 6 * n, tVarHigh = out + 7 * n
                 let keeps = keepsTransmissions, a = deadTimeFraction, mix = mixing, unmix = 1 / (1 - mixing)
+                let crosses = !crossLow.isEmpty
                 for c in 0..<n {
                     let f: UInt8
                     let lo = samples[2 * c], hi = samples[2 * c + 1]
@@ -325,6 +330,12 @@ public struct PreparedAttenuation: Sendable {
                         varHigh[c] = vh * kh * kh
                         low[c] = (lnL[c] - FastLog.ln(il) - vl / 2) * kl
                         high[c] = (lnH[c] - FastLog.ln(ih) - vh / 2) * kh
+                        if crosses {
+                            // The low window's share of the high window's own log.
+                            let b = crossLow[c]
+                            low[c] += b * (lnH[c] - FastLog.ln(ih) - vh / 2)
+                            varLow[c] += b * b * vh
+                        }
                     } else {
                         low[c] = .nan; high[c] = .nan; varLow[c] = .nan; varHigh[c] = .nan
                     }

@@ -435,8 +435,11 @@ public struct ScanGeometry: Sendable, Equatable {
 public struct ChannelResponse: Sendable, Equatable, Codable {
     public var low: [Double]
     public var high: [Double]
+    /// Each channel's low window as k·L_low + b·L_high: the b (`ChannelCrossTerm.swift`; nil:
+    /// 0 for every channel, the scales alone).
+    public var lowCross: [Double]?
 
-    public init(low: [Double], high: [Double]) { self.low = low; self.high = high }
+    public init(low: [Double], high: [Double], lowCross: [Double]? = nil) { self.low = low; self.high = high; self.lowCross = lowCross }
 
     public static func identity(channels n: Int) -> ChannelResponse {
         ChannelResponse(low: [Double](repeating: 1, count: n), high: [Double](repeating: 1, count: n))
@@ -447,6 +450,7 @@ public struct ChannelResponse: Sendable, Equatable, Codable {
     /// Usable for a detector of `n` channels: every scale finite and positive.
     public func fits(channels n: Int) -> Bool {
         low.count == n && high.count == n && (low + high).allSatisfy { $0.isFinite && $0 > 0 }
+            && (lowCross.map { $0.count == n && $0.allSatisfy(\.isFinite) } ?? true)
     }
 }
 
@@ -654,7 +658,11 @@ public enum CalibrationMeasurement {
     /// The cells' points and the channels' responses from the pooled sums, the low window
     /// unmixed with the fraction `f` of its air counts that are high-energy photons
     /// (`LowWindowMixing`: T_L' = (T_L − f·T_H)/(1 − f), linear, so it applies to the sums).
-    public static func solve(_ gathered: Gathered, lowWindowMixing f: Double, coverage: Coverage) throws(DecompositionError) -> Result {
+    /// `crossTerms`: the low window's cross term per channel where the cells ask for it
+    /// (`ChannelResponse.lowCross`); off for `LowWindowMixing`'s trials, which compare
+    /// unmixings under the scales alone.
+    public static func solve(_ gathered: Gathered, lowWindowMixing f: Double, coverage: Coverage,
+                             crossTerms: Bool = true) throws(DecompositionError) -> Result {
         let cells = gathered.cells, geometry = gathered.geometry, n = geometry.channels
         let live = gathered.live, positions = gathered.positions
         let sums = f == 0 ? gathered.sums : gathered.sums.map { $0.map { $0.unmixed(f) } }
@@ -732,6 +740,34 @@ public enum CalibrationMeasurement {
             let meanH = measured.reduce(0) { $0 + sH[$1] } / Double(measured.count)
             for c in measured { sL[c] /= meanL; sH[c] /= meanH }
         }
+        // The low window's cross term (`ChannelCrossTerm.swift`), where the cells ask for it.
+        // Only channels that saw `crossTermCells` cells or more take part (the fan's ends see
+        // as few as four: with two parameters each, they came out wild and, through the mean
+        // held at the detector's, pulled every other channel's term; on the whole second model
+        // b = −11.6 at channel 0 and +0.2 at the centre). The others keep a scale alone, fitted
+        // again onto the cells' new values.
+        var cross: [Double]? = nil
+        var cellsSeen = [Int](repeating: 0, count: n)
+        for k in cells.indices { for (c, _) in seen[k] { cellsSeen[c] += 1 } }
+        let crossed = measured.filter { cellsSeen[$0] >= crossTermCells }
+        if crossTerms, crossed.count >= 2 {
+            let views = seen.map { $0.map { c, x in View(channel: c, u: x.u, v: x.v, varU: x.varU, varV: x.varV, weight: x.weightU) } }
+            if let r = crossTermsIfNeeded(views, channels: crossed) {
+                var b = [Double](repeating: 0, count: n)
+                for c in crossed {
+                    if let k = r.scale[c] { sL[c] = k }
+                    b[c] = r.cross[c] ?? 0
+                }
+                for k in cells.indices where r.values[k].isFinite { refU[k] = r.values[k]; varRefU[k] = r.variances[k] }
+                var rest = [Normal](repeating: Normal(), count: n)
+                let others = Set(measured).subtracting(crossed)
+                for k in cells.indices where refU[k].isFinite {
+                    for (c, x) in seen[k] where others.contains(c) { rest[c].add(x.u, refU[k], x.weightU) }
+                }
+                for c in others { if let k = rest[c].scale, k > 0 { sL[c] = k } }
+                cross = b
+            }
+        }
         var softRatio: [String: Double] = [:]
         for (k, cell) in cells.enumerated() where cell.hydroxyapatite == 0 && refU[k].isFinite && refV[k] > 0 {
             softRatio["\(cell.lean)/\(cell.fat)"] = refU[k] / refV[k]
@@ -767,7 +803,8 @@ public enum CalibrationMeasurement {
             guard !near.isEmpty else { continue }
             sL[c] = near.map { sL[$0] }.reduce(0, +) / Double(near.count)
             sH[c] = near.map { sH[$0] }.reduce(0, +) / Double(near.count)
+            if let b = cross { cross?[c] = near.map { b[$0] }.reduce(0, +) / Double(near.count) }
         }
-        return Result(points: points, response: ChannelResponse(low: sL, high: sH), unmeasured: unmeasured, lowWindowMixing: f)
+        return Result(points: points, response: ChannelResponse(low: sL, high: sH, lowCross: cross), unmeasured: unmeasured, lowWindowMixing: f)
     }
 }

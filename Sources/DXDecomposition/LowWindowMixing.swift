@@ -36,8 +36,10 @@ public enum LowWindowMixing {
     /// (0 when they ask for none).
     public static func measure(_ gathered: CalibrationMeasurement.Gathered,
                                coverage: CalibrationMeasurement.Coverage) throws(DecompositionError) -> CalibrationMeasurement.Result {
-        let none = try CalibrationMeasurement.solve(gathered, lowWindowMixing: 0, coverage: coverage)
-        guard let f = fraction(gathered, unmixed: none, coverage: coverage), f > 0 else { return none }
+        let none = try CalibrationMeasurement.solve(gathered, lowWindowMixing: 0, coverage: coverage, crossTerms: false)
+        guard let f = fraction(gathered, unmixed: none, coverage: coverage), f > 0 else {
+            return try CalibrationMeasurement.solve(gathered, lowWindowMixing: 0, coverage: coverage)
+        }
         return try CalibrationMeasurement.solve(gathered, lowWindowMixing: f, coverage: coverage)
     }
 
@@ -47,7 +49,7 @@ public enum LowWindowMixing {
         guard let base = Calibration.boneMisfit(points: none.points) else { return nil }
         func misfit(_ f: Double) -> Double {
             guard f > 0 else { return base.rss }
-            guard let m = try? CalibrationMeasurement.solve(gathered, lowWindowMixing: f, coverage: coverage),
+            guard let m = try? CalibrationMeasurement.solve(gathered, lowWindowMixing: f, coverage: coverage, crossTerms: false),
                   let r = Calibration.boneMisfit(points: m.points, weighing: base.weighed) else { return .infinity }
             return r.rss
         }

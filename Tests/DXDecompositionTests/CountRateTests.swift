@@ -231,7 +231,7 @@ struct ScatterTests {
     func theWholeSecondModel(seed: UInt64) throws {
         var s = Scanner.cdte(seed: seed)
         let (stage, cal) = try s.calibrate()
-        print("whole second model, seed \(seed): \(cal.verdict)")
+        print("whole second model, seed \(seed): \(cal.verdict); low window mixing \(cal.lowWindowMixing ?? 0), cross terms \(cal.channelResponse?.lowCross.map { "\($0.min() ?? 0) … \($0.max() ?? 0)" } ?? "none")")
         let bmd = try s.measure(StandardPhantoms.esp, stage: stage, calibration: cal)
         for (name, expected) in HonestResultTests.nominal.sorted(by: { $0.key < $1.key }) {
             let got = try #require(bmd[name])

@@ -44,6 +44,7 @@ extension PreparedAttenuation {
                 let low = out, high = out + n, tLow = out + 2 * n, tHigh = out + 3 * n, varLow = out + 4 * n, varHigh = out + 5 * n
                 let tVarLow = out + 6 * n, tVarHigh = out + 7 * n
                 let keeps = keepsTransmissions, a = deadTimeFraction, mix = mixing, unmix = 1 / (1 - mixing)
+                let crosses = !crossLow.isEmpty
                 for c in 0..<n {
                     var f = beam
                     let lo = samples[2 * c], hi = samples[2 * c + 1]
@@ -107,6 +108,12 @@ extension PreparedAttenuation {
                         varHigh[c] = vh * kh * kh
                         low[c] = (lnL[c] - FastLogReference.ln(il) - vl / 2) * kl
                         high[c] = (lnH[c] - FastLogReference.ln(ih) - vh / 2) * kh
+                        // The low window's cross term (added 2026-12-06).
+                        if crosses {
+                            let b = crossLow[c]
+                            low[c] += b * (lnH[c] - FastLogReference.ln(ih) - vh / 2)
+                            varLow[c] += b * b * vh
+                        }
                     } else {
                         low[c] = .nan; high[c] = .nan; varLow[c] = .nan; varHigh[c] = .nan
                     }

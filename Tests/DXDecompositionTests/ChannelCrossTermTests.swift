@@ -1,0 +1,111 @@
+@testable import DXDecomposition
+import DXProtocol
+import Foundation
+import Testing
+
+/// Each channel's low window as k·L_low + b·L_high (`ChannelCrossTerm.swift`): recovered from
+/// cells whose channels were made so, left out where the channels differ only in scale, and
+/// applied to every pixel as measured.
+@Suite("The low window's cross term per channel")
+struct ChannelCrossTermTests {
+    /// Twenty 4 mm cells of soft tissue and bone (so that the two windows' logs are not
+    /// proportional), seen by 40 channels at 27 carriage positions 2.2 mm apart (so that every
+    /// channel sees the eight cells or more a cross term needs); channel c reads the
+    /// detector's mean high log V as V and its low log as (R − b_c·V)/k_c, R the mean low log.
+    static func cells(k: [Double], b: [Double]) -> (phantom: Phantom, geometry: ScanGeometry, lines: [AttenuationLine]) {
+        let channels = k.count
+        var cells: [Phantom.Cell] = []
+        for i in 0..<20 {
+            cells.append(Phantom.Cell(xUm: [Int32(i * 4_000), Int32(i * 4_000 + 4_000)], yUm: [0, 10_000],
+                                      hydroxyapatite: Double(i % 4) * 0.6, lean: 5 + Double(i), fat: 0))
+        }
+        let geometry = ScanGeometry(channels: channels, pitchUm: 1000)
+        var lines: [AttenuationLine] = []
+        for (p, carriage) in (0..<27).map({ Int32(19_500 + 2_222 * $0) }).enumerated() {
+            for y in stride(from: Int32(2_000), to: 8_000, by: 1000) {
+                var tl = [Double](repeating: .nan, count: channels), th = tl
+                for c in 0..<channels {
+                    let x = geometry.x(ofChannel: c, carriageX: carriage)
+                    guard let cell = cells.first(where: { x >= Double($0.xUm[0]) && x < Double($0.xUm[1]) }) else { continue }
+                    let r = 0.2 * cell.lean + 0.9 * cell.hydroxyapatite, v = 0.14 * cell.lean + 0.4 * cell.hydroxyapatite
+                    tl[c] = exp(-(r - b[c] * v) / k[c])
+                    th[c] = exp(-v)
+                }
+                let tiny = [Double](repeating: 1e-12, count: channels)
+                lines.append(AttenuationLine(index: UInt32(p), yUm: y, xUm: carriage, low: tl.map { -log($0) }, high: th.map { -log($0) },
+                                             transmissionLow: tl, transmissionHigh: th, transmissionVarianceLow: tiny,
+                                             transmissionVarianceHigh: tiny, varianceLow: tiny, varianceHigh: tiny,
+                                             flags: [PixelFlags](repeating: [], count: channels), exposure: 1))
+            }
+        }
+        return (Phantom(name: "tissue and bone steps", cells: cells), geometry, lines)
+    }
+
+    /// Known maps (mean k 1, mean b 0, so that the detector's mean is the truth's) come back to
+    /// a few parts in 10⁴, and every cell's value is the mean channel's.
+    @Test func knownCrossTermsAreRecovered() throws {
+        let n = 40
+        let k = (0..<n).map { 1 + 0.02 * sin(Double($0) / 5) }
+        let b0 = (0..<n).map { 0.03 * cos(Double($0) / 3) }
+        let meanK = k.reduce(0, +) / Double(n), meanB = b0.reduce(0, +) / Double(n)
+        let truthK = k.map { $0 / meanK }, truthB = b0.map { ($0 - meanB) / meanK }
+        let s = Self.cells(k: truthK, b: truthB)
+        let m = try CalibrationMeasurement.measure(lines: s.lines, geometry: s.geometry, phantom: s.phantom, marginUm: 500)
+        #expect(m.unmeasured.isEmpty)
+        let cross = try #require(m.response.lowCross, "the cells ask for the cross term")
+        let worstK = zip(m.response.low, truthK).map { abs($0 - $1) }.max() ?? 1
+        let worstB = zip(cross, truthB).map { abs($0 - $1) }.max() ?? 1
+        print(String(format: "cross terms: k within %.2e, b within %.2e", worstK, worstB))
+        #expect(worstK < 5e-4 && worstB < 5e-4)
+        for p in m.points {
+            #expect(abs(p.lLow - (0.2 * p.lean + 0.9 * p.hydroxyapatite)) < 1e-3, "\(p.lean)/\(p.hydroxyapatite): \(p.lLow)")
+        }
+    }
+
+    /// Channels that differ in scale alone: no cross term is stored (the F test finds none).
+    @Test func scalesAloneNeedNoCrossTerm() throws {
+        let n = 40
+        let k = (0..<n).map { 1 + 0.02 * sin(Double($0) / 5) }
+        let mean = k.reduce(0, +) / Double(n)
+        let s = Self.cells(k: k.map { $0 / mean }, b: [Double](repeating: 0, count: n))
+        let m = try CalibrationMeasurement.measure(lines: s.lines, geometry: s.geometry, phantom: s.phantom, marginUm: 500)
+        #expect(m.response.lowCross == nil)
+    }
+
+    /// A channel whose map no energy response makes (its low window read as its high one:
+    /// b = 1) is not taken for one: the scales alone are kept.
+    @Test func anImplausibleChannelKeepsTheScalesAlone() throws {
+        let n = 40
+        var b = [Double](repeating: 0, count: n), k = [Double](repeating: 1, count: n)
+        b[20] = 1; k[20] = 1
+        let s = Self.cells(k: k, b: b)
+        let m = try CalibrationMeasurement.measure(lines: s.lines, geometry: s.geometry, phantom: s.phantom, marginUm: 500)
+        #expect(m.response.lowCross == nil)
+        #expect(m.response.fits(channels: n))
+    }
+
+    /// A pixel's low window takes b of its channel's high log, and b² of its variance; a
+    /// response without a cross term leaves every bit as it was.
+    @Test func aPixelTakesItsChannelsCrossTerm() throws {
+        let channels = 2
+        let darkLine = ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [], samples: [UInt16](repeating: 100, count: 2 * channels))
+        let airLine = ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: .xrayOn, samples: [20_100, 10_100, 20_100, 10_100])
+        let stage = try AttenuationStage(darkLines: [darkLine], airLines: [airLine], airPeriodUs: 1000, airCurrentUA: 1000)
+        let line = ScanLine(index: 1, yUm: 0, xUm: 0, tUs: 0, flags: .xrayOn, samples: [2_100, 3_100, 5_100, 6_100])
+        let plain = try stage.prepared(periodUs: 1000, currentUA: 1000, transmissions: false,
+                                       response: ChannelResponse(low: [1, 1], high: [1, 1])).process(line)
+        let crossed = try stage.prepared(periodUs: 1000, currentUA: 1000, transmissions: false,
+                                         response: ChannelResponse(low: [1, 1], high: [1, 1], lowCross: [0.05, -0.02])).process(line)
+        let zero = try stage.prepared(periodUs: 1000, currentUA: 1000, transmissions: false,
+                                      response: ChannelResponse(low: [1, 1], high: [1, 1], lowCross: [0, 0])).process(line)
+        for (c, b) in [0.05, -0.02].enumerated() {
+            #expect(abs(crossed.low[c] - (plain.low[c] + b * plain.high[c])) < 1e-12)
+            #expect(abs(crossed.varianceLow[c] - (plain.varianceLow[c] + b * b * plain.varianceHigh[c])) < 1e-15)
+            #expect(crossed.high[c] == plain.high[c])
+        }
+        #expect(FastPathEquivalenceTests.sameBits(zero.low, plain.low) && FastPathEquivalenceTests.sameBits(zero.varianceLow, plain.varianceLow))
+        // A cross term that is not finite, or of another length, makes the response unusable.
+        #expect(!ChannelResponse(low: [1, 1], high: [1, 1], lowCross: [.nan, 0]).fits(channels: 2))
+        #expect(!ChannelResponse(low: [1, 1], high: [1, 1], lowCross: [0]).fits(channels: 2))
+    }
+}
