@@ -117,7 +117,9 @@ public struct Calibration: Sendable, Equatable, Codable {
     /// 5: the low window's unmixing (`lowWindowMixing`), and every channel measured (the
     /// passes step by 10/9 of a cell since 2026-12-06; a version 4 calibration left 54 of 144
     /// channels at a response of 1 unseen, and is refused: recalibrate).
-    public static let formatVersion = 5
+    /// 6: each channel's low-window cross term (`ChannelResponse.lowCross`), which a reader of
+    /// version 5 would drop while keeping the scales fitted with it.
+    public static let formatVersion = 6
     public var version = Calibration.formatVersion
     public var source: String
     public var created: String
@@ -393,8 +395,11 @@ public struct Calibration: Sendable, Equatable, Codable {
             m.coefficients.count == n && m.means.count == n && m.scales.count == n && m.coefficients.allSatisfy(\.isFinite)
         }
         let response = channelResponse.map { $0.fits(channels: $0.channels) && $0.channels > 0 } ?? false
+        // The low window's unmixing within what the calibration searches (a value outside it
+        // would be set aside by the stage, and the models, fitted to unmixed cells, read wrong).
+        let mixing = lowWindowMixing.map { $0.isFinite && $0 >= 0 && $0 <= LowWindowMixing.largest } ?? true
         return (ok(hydroxyapatite, Self.boneTermCount) || ok(hydroxyapatite, Self.boneTermCountReduced)) && ok(softTissue, 14) && ok(fatFraction, 6)
-            && response
+            && response && mixing
     }
 
     /// Fat fraction of a bone-free pixel.
@@ -448,9 +453,11 @@ public struct ChannelResponse: Sendable, Equatable, Codable {
     public var channels: Int { low.count }
 
     /// Usable for a detector of `n` channels: every scale finite and positive.
+    /// A cross term, where there is one, within what the calibration keeps
+    /// (`CalibrationMeasurement.plausibleCross`).
     public func fits(channels n: Int) -> Bool {
         low.count == n && high.count == n && (low + high).allSatisfy { $0.isFinite && $0 > 0 }
-            && (lowCross.map { $0.count == n && $0.allSatisfy(\.isFinite) } ?? true)
+            && (lowCross.map { $0.count == n && $0.allSatisfy { $0.isFinite && abs($0) <= CalibrationMeasurement.plausibleCross } } ?? true)
     }
 }
 
@@ -663,6 +670,7 @@ public enum CalibrationMeasurement {
     /// unmixings under the scales alone.
     public static func solve(_ gathered: Gathered, lowWindowMixing f: Double, coverage: Coverage,
                              crossTerms: Bool = true) throws(DecompositionError) -> Result {
+        guard f.isFinite, f >= 0, f < 1 else { throw .singularFit("the low window's unmixing \(f) is outside 0 to 1") }
         let cells = gathered.cells, geometry = gathered.geometry, n = geometry.channels
         let live = gathered.live, positions = gathered.positions
         let sums = f == 0 ? gathered.sums : gathered.sums.map { $0.map { $0.unmixed(f) } }
@@ -765,6 +773,15 @@ public enum CalibrationMeasurement {
                     for (c, x) in seen[k] where others.contains(c) { rest[c].add(x.u, refU[k], x.weightU) }
                 }
                 for c in others { if let k = rest[c].scale, k > 0 { sL[c] = k } }
+                // A cell no crossed channel saw takes its value from the others, as now scaled,
+                // not the one the scales alone gave (normalised otherwise).
+                for k in cells.indices where !r.values[k].isFinite {
+                    var sum = 0.0, total = 0.0, noise = 0.0
+                    for (c, x) in seen[k] where others.contains(c) {
+                        sum += x.weightU * sL[c] * x.u; total += x.weightU; noise += x.weightU * x.weightU * sL[c] * sL[c] * x.varU
+                    }
+                    if total > 0 { refU[k] = sum / total; varRefU[k] = noise / (total * total) }
+                }
                 cross = b
             }
         }

@@ -29,9 +29,9 @@ public enum CalibrationFit {
         let cellPasses = passes.indices.filter { !isScatterPass(passes[$0].configuration) }
         let anyCellLine = cellPasses.contains { !passes[$0].lines.isEmpty }
         if passes.contains(where: { isScatterPass($0.configuration) }), anyCellLine {
-            let raw = try CalibrationMeasurement.measure(each: { body throws(DecompositionError) in
+            let raw = try CalibrationMeasurement.solve(CalibrationMeasurement.gather(each: { body throws(DecompositionError) in
                 for i in cellPasses { for line in passes[i].lines { body(try bare[i].process(line)) } }
-            }, geometry: geometry, phantom: phantom, coverage: coverage)
+            }, geometry: geometry, phantom: phantom), lowWindowMixing: 0, coverage: coverage, crossTerms: false)
             if let fitted = ScatterThickness.fit(raw.points) { thickness = fitted }
         }
         // The width is the air's choice. Choosing it by the cells' own bone residual was tried

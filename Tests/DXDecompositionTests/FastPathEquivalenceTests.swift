@@ -121,7 +121,8 @@ struct FastPathEquivalenceTests {
         sameTissueRatios(calibration)
         let decomposer = Decomposer(calibration: calibration)
         let standard = stage.prepared(periodUs: 40_000, currentUA: 3000, calibration: calibration)
-        #expect((standard.deadTimeFraction == 0 && standard.scatterKernel.isEmpty) == plain, "\(label): the stage's path is not the one this test is about")
+        #expect((standard.deadTimeFraction == 0 && standard.scatterKernel.isEmpty && standard.mixing == 0 && standard.crossLow.isEmpty) == plain,
+                "\(label): the stage's path is not the one this test is about")
         let kept = stage.prepared(periodUs: 40_000, currentUA: 3000, calibration: calibration, transmissions: true)
         let short = stage.prepared(periodUs: 10_000, currentUA: 1000, calibration: calibration)
         for (name, phantom) in [("esp", StandardPhantoms.esp), ("bench", StandardPhantoms.bench), ("fat 0→6", spinePhantom(lean: 20, fatLeft: 0, fatRight: 6)),

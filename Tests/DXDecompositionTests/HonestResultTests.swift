@@ -130,8 +130,10 @@ struct HonestResultTests {
         print("calibration (\(physics)): \(verdict); dead time \(cal.deadTimeUs ?? 0) µs, scatter \(String(describing: cal.scatter))")
         if physics == .kramers {
             #expect(verdict.accepted)
-            // Sharp windows do not mix: nothing to unmix, and the stage's fast path.
+            // Sharp windows do not mix and alike channels need no cross term: nothing to
+            // unmix, and the stage's fast path.
             #expect(cal.lowWindowMixing == nil)
+            #expect(cal.channelResponse?.lowCross == nil)
         }
         // The full second model is refused while the host does not correct its pile-up and
         // scatter (docs/physics.md); when it is accepted, this pin goes and the check below

@@ -88,6 +88,16 @@ extension PreparedAttenuation {
                     } else if recordedLow < minimum || recordedHigh < minimum {
                         f |= starvedBit
                     }
+                    // The unmixed count judged by its own noise (added 2026-12-06).
+                    if mix > 0 && f & belowDarkBit == 0 && recordedLow > 0 && recordedHigh > 0 {
+                        let countsHigh = (recordedHigh + 1) * (beforeHigh / recordedHigh) * (beforeHigh / recordedHigh)
+                        let countsLow = (recordedLow + 1) * (beforeLow / recordedLow) * (beforeLow / recordedLow)
+                        if !(il >= max(Self.noPhotons, Self.noPhotonSigmas * share * countsHigh.squareRoot() * unmix)) {
+                            f = (f & ~starvedBit) | belowDarkBit
+                        } else if il * il < minimum * (countsLow + share * share * countsHigh) * unmix * unmix {
+                            f |= starvedBit
+                        }
+                    }
                     if f & unmeasuredBits == 0 {
                         // ln of a Poisson count is biased low by about 1/(2N) (N photons,
                         // variance N plus the pedestal's noise): corrected per pixel so that
