@@ -149,24 +149,35 @@ public struct ExposureModeChooser: Sendable {
                       reason: factor < thinFactor ? reason + String(format: "; current ×%.2f", factor) : reason, currentFactor: factor)
     }
 
-    /// The channels of a line that see the body: all but a plateau of the line's highest counts
-    /// (within `airPlateau` of its maximum: the channels' gains spread ±8 %, and the thinnest
-    /// tissue at the body's edge passes far less) that reaches a field edge and is at least 3
-    /// channels wide (air beyond the body's edge, which saturates in any mode and is normal).
-    static func bodyChannels(_ counts: [Double], airPlateau: Double = 0.15) -> Range<Int> {
+    /// The channels of a line that see the body: all but a plateau at either field edge (air
+    /// beyond the body's edge, which saturates in any mode and is normal). A side's plateau is
+    /// the run of channels from its edge that stay within `airPlateau` of the run's mean (the
+    /// channels' gains spread ±8 %), at least 3 channels wide and at least `airShare` of the
+    /// line's highest count: the heel effect leaves one side's air a third under the other's
+    /// (the second physics model: 42,000 against 64,000), and a plateau taken against the
+    /// line's maximum counted that side's air as body, so that a patient of 36 g/cm² was refused
+    /// the thick mode for fear of saturating it (docs/physics.md). The thinnest tissue at the
+    /// body's edge passes far less than half the air.
+    static func bodyChannels(_ counts: [Double], airPlateau: Double = 0.15, airShare: Double = 0.5) -> Range<Int> {
         guard let top = counts.max(), top > 0 else { return 0..<counts.count }
-        var lo = 0, hi = counts.count
-        while lo < hi && counts[lo] >= top * (1 - airPlateau) { lo += 1 }
-        while hi > lo && counts[hi - 1] >= top * (1 - airPlateau) { hi -= 1 }
+        func plateau(_ channels: [Int]) -> Int {
+            var sum = 0.0, k = 0
+            for c in channels {
+                let mean = k > 0 ? sum / Double(k) : counts[c]
+                guard abs(counts[c] - mean) <= airPlateau * mean else { break }
+                sum += counts[c]; k += 1
+            }
+            return k >= 3 && sum / Double(k) >= airShare * top ? k : 0
+        }
+        var lo = plateau(Array(counts.indices)), hi = counts.count - plateau(counts.indices.reversed())
         // A line level throughout shows no edge: all body (or all air, which the scout's other
         // lines and the densest tenth will tell).
         if lo >= hi { return 0..<counts.count }
-        if lo < 3 { lo = 0 }
-        if counts.count - hi < 3 { hi = counts.count }
         // A few channels into the body, its very edge (a partial channel) left out.
         let margin = 2
-        let a = lo > 0 ? min(hi, lo + margin) : lo, b = hi < counts.count ? max(a, hi - margin) : hi
-        return a..<b
+        if lo > 0 { lo = min(hi, lo + margin) }
+        if hi < counts.count { hi = max(lo, hi - margin) }
+        return lo..<hi
     }
 
     /// The scout for a site: `lines` lines spread over the scan's length, each a tenth of the

@@ -92,6 +92,28 @@ struct Scanner {
     /// the low window (and where thinner tissue would saturate).
     mutating func measure(_ phantom: Phantom, stage: AttenuationStage, calibration: Calibration, thick: Bool = false) throws -> [String: Double] {
         let (period, current, step): (UInt32, UInt32, Int32) = thick ? (200_000, 3000, 500) : (40_000, 3000, 500)
+        return try measure(phantom, stage: stage, calibration: calibration, periodUs: period, currentUA: current, stepUm: step)
+    }
+
+    /// The phantom scanned in the exposure mode the exam would choose: a scout of 12 lines
+    /// first (`ExposureModeChooser`), then the scan at the chosen current. The standard
+    /// exposure is the one above (120 ms·mA per 0.5 mm line), taken as 100 ms at 1.2 mA so that
+    /// the thick mode's 2.5 times fits under the ICD's 3 mA.
+    mutating func measureInChosenMode(_ phantom: Phantom, stage: AttenuationStage,
+                                      calibration: Calibration) throws -> ([String: Double], ExposureModeChooser.Choice) {
+        let standard = ScanConfiguration(scanID: 1, mode: .dual, xUm: 200_000, yStartUm: 505_000, lineCount: 380, lineStepUm: 500,
+                                         linePeriodUs: 100_000, tubeCurrentUA: 1200, linesPerFrame: 4)
+        let scout = ExposureModeChooser.scout(of: standard)
+        let scoutLines = scan(PhantomScene(phantom), xUm: scout.xUm, y0: scout.yStartUm, y1: scout.yStartUm + Int32(scout.lineCount) * scout.lineStepUm,
+                              stepUm: scout.lineStepUm, periodUs: scout.linePeriodUs, currentUA: scout.tubeCurrentUA)
+        let choice = ExposureModeChooser().choose(scout: scoutLines, scoutPeriodUs: scout.linePeriodUs, scoutCurrentUA: scout.tubeCurrentUA,
+                                                  dark: stage.dark, periodUs: standard.linePeriodUs, currentUA: standard.tubeCurrentUA, bmi: nil)
+        return (try measure(phantom, stage: stage, calibration: calibration, periodUs: standard.linePeriodUs,
+                            currentUA: choice.current(standard: standard.tubeCurrentUA), stepUm: standard.lineStepUm), choice)
+    }
+
+    mutating func measure(_ phantom: Phantom, stage: AttenuationStage, calibration: Calibration,
+                          periodUs period: UInt32, currentUA current: UInt32, stepUm step: Int32) throws -> [String: Double] {
         let lines = scan(PhantomScene(phantom), y0: 505_000, y1: 695_000, stepUm: step, periodUs: period, currentUA: current)
         let decomposer = Decomposer(calibration: calibration)
         var rois = (phantom.rois ?? []).map { ROIAccumulator(roi: $0, geometry: geometry) }

@@ -4,40 +4,39 @@ import Foundation
 import Testing
 @testable import DXSimulator
 
-/// Issue 10's tissue matrix under the second physics model's detector (threshold trims, heel
-/// effect, energy blur, K-escape, charge sharing; pile-up and scatter off, since the whole model's
-/// calibration is still refused, docs/physics.md): the ESP's vertebrae under lean 10–30 g/cm²
-/// and fat 0–9, uniform and with fat across the field, each the mean of three scans against
-/// nominal; and the precision of ten scans. The same matrix as the first model's
-/// (`softTissueCompositionAndThicknessBarelyMatter`, `precisionOfTenRepeatedScans`).
-/// Not yet met (2026-12-06, seed 66, docs/physics.md): the thinnest tissue saturates at the
-/// standard exposure (lean 10, no fat: L1 −100 %, L2 and L3 no number), the thickest reads
-/// high (lean 30, no fat, thick mode: +5.5 / +3.8 / +4.2 %), fat across the field −2.0 % at
-/// L1, lean 20 under fat 6 +3.2 % at L1; L1's precision 0.56 %. Known issues here, so that
-/// the suite shows them and says when they are met.
-@Suite("The second model's detector over tissues")
+/// Issue 10's tissue matrix under both physics models: the ESP's vertebrae under lean 10–30
+/// g/cm² and fat 0–9, uniform and with fat across the field, each scanned in the exposure mode
+/// the exam's scout chooses (`Scanner.measureInChosenMode`) and the mean of three scans held
+/// against nominal; and the precision of ten scans. The second model is its detector
+/// (threshold trims, heel effect, energy blur, K-escape, charge sharing; pile-up and scatter
+/// off, since the whole model's calibration is still refused, docs/physics.md). Cases not yet
+/// within 1 % are known issues, so that the suite shows them and says when they are met
+/// (figures in docs/physics.md, "The tissue matrix in the exam's modes").
+@Suite("Both models' detectors over tissues")
 struct SecondModelTissueTests {
     static func scanner(seed: UInt64) -> Scanner {
         Scanner.cdte(seed: seed) { $0.pileUp = false; $0.scatterPerGcm2 = 0 }
     }
 
-    @Test(arguments: [66] as [UInt64])
-    func theTissueMatrix(seed: UInt64) throws {
-        var s = Self.scanner(seed: seed)
+    @Test(arguments: ["kramers", "cdte"])
+    func theTissueMatrix(model: String) throws {
+        var s = model == "cdte" ? Self.scanner(seed: 66) : Scanner(seed: 4)
         let (stage, cal) = try s.calibrate()
         #expect(cal.verdict.accepted, "\(cal.verdict)")
-        // lean, fat left, fat right, the thick mode.
-        let cases: [(Double, Double, Double, Bool)] = [
-            (10, 0, 0, false), (10, 9, 9, false), (15, 0, 6, false), (15, 6, 0, false), (15, 9, 3, false),
-            (20, 0, 0, false), (20, 6, 6, false), (25, 3, 3, true), (30, 0, 0, true), (30, 6, 6, true),
+        // lean, fat left, fat right; each in the exposure mode the exam's scout chooses.
+        let cases: [(Double, Double, Double)] = [
+            (10, 0, 0), (10, 9, 9), (15, 0, 6), (15, 6, 0), (15, 9, 3),
+            (20, 0, 0), (20, 6, 6), (25, 3, 3), (30, 0, 0), (30, 6, 6),
         ]
         var worst = 0.0
-        for (lean, left, right, thick) in cases {
+        for (lean, left, right) in cases {
             var sums: [String: Double] = [:]
+            var mode = ""
             for _ in 0..<3 {
-                for (k, v) in try s.measure(spinePhantom(lean: lean, fatLeft: left, fatRight: right), stage: stage, calibration: cal, thick: thick) {
-                    sums[k, default: 0] += v / 3
-                }
+                let (bmd, choice) = try s.measureInChosenMode(spinePhantom(lean: lean, fatLeft: left, fatRight: right), stage: stage, calibration: cal)
+                mode = String(format: "%@ ×%.2f, densest %.0f, brightest %.0f", choice.mode.rawValue, choice.currentFactor,
+                              choice.predictedDensestCounts ?? .nan, choice.predictedBrightestCounts ?? .nan)
+                for (k, v) in bmd { sums[k, default: 0] += v / 3 }
             }
             var line: [String] = []
             var errors: [Double] = []
@@ -47,12 +46,12 @@ struct SecondModelTissueTests {
                 errors.append(error)
                 line.append(String(format: "%@ %+.2f %%", name, error * 100))
             }
-            withKnownIssue("the second model's detector over tissues beyond the ESP's (issue 10)", isIntermittent: true) {
+            withKnownIssue("\(model) over tissues beyond the ESP's (issue 10)", isIntermittent: true) {
                 #expect(errors.allSatisfy { $0.isFinite && abs($0) <= 0.01 }, "lean \(lean) fat \(left)→\(right): \(line)")
             }
-            print(String(format: "cdte detector (seed %d) lean %.0f fat %.0f→%.0f%@: ", seed, lean, left, right, thick ? " (thick)" : "") + line.joined(separator: ", "))
+            print(String(format: "%@ tissue matrix lean %.0f fat %.0f→%.0f (%@): ", model, lean, left, right, mode) + line.joined(separator: ", "))
         }
-        print(String(format: "cdte detector (seed %d) tissue matrix: worst %.2f %%", seed, worst * 100))
+        print(String(format: "%@ tissue matrix: worst %.2f %%", model, worst * 100))
     }
 
     @Test func precisionOfTenScans() throws {
