@@ -38,11 +38,8 @@ public struct Decomposer: Sendable {
     /// tissue the threshold rises to `noiseSigmas` standard deviations of the smoothed noise.
     public var boneThreshold = 0.15
     public var noiseSigmas = 3.0
-    /// Half-width (pixels) of the smoothing before classification, at least; a noisy line is
-    /// smoothed wider, up to `widestSmoothing`, until `noiseSigmas` standard deviations of its
-    /// tissue's smoothed bone signal are within `boneThreshold` (`smoothingWidth`).
+    /// Half-width (pixels) of the smoothing before classification.
     public var smoothing = 3
-    public var widestSmoothing = 8
     /// Half-width (pixels) of the baseline's opening: wider than half the widest bone.
     public var baselineHalfWidth: Int
     /// Soft-tissue pixels taken on each side of a run of bone for its ratio, and the
@@ -64,13 +61,10 @@ public struct Decomposer: Sendable {
     /// two fixed the phantom too but took the reference from thin hips at the body's edge
     /// (neck −1.92 % against −1.80 % over 50 patients).
     public var edgeWidth = 1
-    /// Times the classification's baseline is taken again as the mean of the tissue the last
-    /// pass did not call bone (0: the opening alone).
-    public var baselinePasses = 2
 
     let fast: Calibration.FastBoneModel
 
-    /// `pitchUm`: the detector's channel pitch, to size the baseline window (40 mm).
+    /// `pitchUm`: the detector's channel pitch, to size the baseline window (±70 mm).
     public init(calibration: Calibration, pitchUm: Int = 1000) {
         self.calibration = calibration
         fast = calibration.fastBoneModel
@@ -130,9 +124,8 @@ public struct Decomposer: Sendable {
                 ratio[c] = tissue[c] ? low[c] / high[c] : .nan
             }
             // Classification: smooth, take the opened baseline, decompose against it.
-            let width = smoothingWidth(low: lowBase, high: highBase, varLow: varLow, varHigh: varHigh, tissue: tissue, n)
-            Self.smooth(lowBase, tissue, n, halfWidth: width, into: su)
-            Self.smooth(highBase, tissue, n, halfWidth: width, into: sv)
+            Self.smooth(lowBase, tissue, n, halfWidth: smoothing, into: su)
+            Self.smooth(highBase, tissue, n, halfWidth: smoothing, into: sv)
             for c in 0..<n { sr[c] = tissue[c] && sv[c] > 0 ? su[c] / sv[c] : .nan }
             Self.slidingExtreme(sr, n, halfWidth: baselineHalfWidth, minimum: true, queue: queue, values: queued, into: eroded)
             Self.slidingExtreme(eroded, n, halfWidth: baselineHalfWidth, minimum: false, queue: queue, values: queued, into: baseline)
@@ -145,43 +138,17 @@ public struct Decomposer: Sendable {
             }
             // Noise of the smoothed bone signal: b ≈ (L_low − R·L_high)/k, k the bone's
             // sensitivity, here taken from the calibration at this pixel.
-            let rootWindow = Double(2 * width + 1).squareRoot()
-            func classify() {
-                for c in 0..<n { isBone[c] = false }
-                for c in 0..<n where tissue[c] && baseline[c].isFinite && sr[c] > baseline[c] {
-                    let r = baseline[c]
-                    let signal = su[c] - r * sv[c]
-                    guard signal > 0 else { continue }
-                    let b = fast.bone(su[c], sv[c], r)
-                    let sigma = (varLow[c] + r * r * varHigh[c]).squareRoot() * b / signal / rootWindow
-                    isBone[c] = b > max(boneThreshold, noiseSigmas * sigma)
-                }
-                Self.close(isBone, n, gap: 3)
-                Self.dropShortRuns(isBone, n, shorterThan: 4)
+            let rootWindow = Double(2 * smoothing + 1).squareRoot()
+            for c in 0..<n where tissue[c] && baseline[c].isFinite && sr[c] > baseline[c] {
+                let r = baseline[c]
+                let signal = su[c] - r * sv[c]
+                guard signal > 0 else { continue }
+                let b = fast.bone(su[c], sv[c], r)
+                let sigma = (varLow[c] + r * r * varHigh[c]).squareRoot() * b / signal / rootWindow
+                isBone[c] = b > max(boneThreshold, noiseSigmas * sigma)
             }
-            classify()
-            // The opening lies under the tissue where the ratio is noisy (its minimum picks the
-            // noise's lows): against it, tissue pixels whose noise went up crossed the threshold,
-            // left the reference, and pulled it down, and every pixel read bone it did not have
-            // (lean 25–30 g/cm² at the standard exposure: 7–11 % of tissue pixels were bone,
-            // tissue read +0.005 to +0.03 g/cm²; docs/physics.md). In a line that noisy (one the
-            // smoothing had to widen for), the baseline is taken again as the mean of the tissue
-            // that was not bone around each pixel (where there is any within the opening's
-            // window), and the line classified against it, `baselinePasses` times: each pass
-            // leaves fewer noise pixels out. Quieter lines keep the opening: taken again there,
-            // the 50 patients' vertebrae and hips moved (per vertebra SD 0.72 → 0.98 %, necks'
-            // worst −2.9 → −7.5 %), for a reason not yet understood (docs/physics.md).
-            for _ in 0..<(width > smoothing ? baselinePasses : 0) {
-                for c in 0..<n { covered[c] = isBone[c] }
-                Self.close(covered, n, gap: holeWidth)
-                for c in 0..<n { plausible[c] = tissue[c] && !covered[c] && sr[c].isFinite }
-                Self.windowMean(sr, plausible, n, halfWidth: baselineHalfWidth, into: eroded)
-                for c in 0..<n where eroded[c].isFinite && baseline[c].isFinite { baseline[c] = eroded[c] }
-                for c in 0..<n where baseline[c].isFinite && sv[c] > 0 && fast.fatFraction(baseline[c] * sv[c], sv[c]) < leanestTissue {
-                    if let r = fast.tissueRatio(highAttenuation: sv[c], fat: leanestTissue) { baseline[c] = r }
-                }
-                classify()
-            }
+            Self.close(isBone, n, gap: 3)
+            Self.dropShortRuns(isBone, n, shorterThan: 4)
             // Bone and the holes inside it (noisy bone pixels that fell under the threshold):
             // neither may serve as the soft-tissue reference.
             for c in 0..<n { covered[c] = isBone[c] }
@@ -263,32 +230,6 @@ public struct Decomposer: Sendable {
         } } } } }
         let boneMask = Array(UnsafeBufferPointer(start: isBone, count: n))
         return DecomposedLine(index: a.index, yUm: a.yUm, xUm: a.xUm, bone: bone, soft: soft, fatFraction: fat, isBone: boneMask, flags: a.flags)
-    }
-
-    /// The classification's smoothing half-width for a line: `smoothing`, or wider where its
-    /// tissue is so noisy that `noiseSigmas` standard deviations of the smoothed bone signal
-    /// exceed `boneThreshold`, so that faint bone under thick tissue is still found above the
-    /// noise (a vertebra of 0.5 g/cm² under 36 g/cm² of tissue at the standard exposure went
-    /// unfound, and read against its own ratio: −79 %; docs/physics.md). The noise is the
-    /// tissue pixels' mean variance of the bone signal, (var L_low + r²·var L_high)·(∂b/∂L_low)²
-    /// at no bone, r the pixel's own ratio. Never wider than `widestSmoothing` (17 mm: narrower
-    /// than a vertebra or a femoral neck).
-    func smoothingWidth(low: UnsafePointer<Double>, high: UnsafePointer<Double>, varLow: UnsafeBufferPointer<Double>,
-                        varHigh: UnsafeBufferPointer<Double>, tissue: UnsafePointer<Bool>, _ n: Int) -> Int {
-        guard widestSmoothing > smoothing, boneThreshold > 0 else { return smoothing }
-        var sum = 0.0, count = 0
-        for c in 0..<n where tissue[c] && high[c] > 0 {
-            let r = low[c] / high[c], step = 0.01
-            let slope = (fast.bone(low[c] + step, high[c], r) - fast.bone(low[c], high[c], r)) / step
-            let variance = (varLow[c] + r * r * varHigh[c]) * slope * slope
-            if variance.isFinite { sum += variance; count += 1 }
-        }
-        guard count > 0 else { return smoothing }
-        // noiseSigmas·σ/√(2w + 1) ≤ boneThreshold.
-        let z = noiseSigmas * (sum / Double(count)).squareRoot() / boneThreshold
-        let needed = (z * z - 1) / 2
-        guard needed.isFinite else { return smoothing }
-        return min(widestSmoothing, max(smoothing, Int(needed.rounded(.up))))
     }
 
     /// The carried ratio moved to the thickness of the tissue under the bone. Beam hardening
@@ -457,25 +398,17 @@ public struct Decomposer: Sendable {
         }
     }
 
-    /// Running mean over ±halfWidth of the pixels in `mask`, at every pixel (in the mask or
-    /// not); NaN where the window holds none of them.
-    static func windowMean(_ v: UnsafePointer<Double>, _ mask: UnsafePointer<Bool>, _ n: Int, halfWidth w: Int,
-                           into out: UnsafeMutablePointer<Double>) {
+    /// Running mean over ±halfWidth of the pixels in `mask`; NaN where the pixel is not in it.
+    static func smooth(_ v: UnsafePointer<Double>, _ mask: UnsafePointer<Bool>, _ n: Int, halfWidth w: Int,
+                       into out: UnsafeMutablePointer<Double>) {
         var sum = 0.0, count = 0
         for k in 0..<min(n, w) where mask[k] { sum += v[k]; count += 1 }
         for c in 0..<n {
             let entering = c + w, leaving = c - w - 1
             if entering < n, mask[entering] { sum += v[entering]; count += 1 }
             if leaving >= 0, mask[leaving] { sum -= v[leaving]; count -= 1 }
-            out[c] = count > 0 ? sum / Double(count) : .nan
+            out[c] = mask[c] && count > 0 ? sum / Double(count) : .nan
         }
-    }
-
-    /// Running mean over ±halfWidth of the pixels in `mask`; NaN where the pixel is not in it.
-    static func smooth(_ v: UnsafePointer<Double>, _ mask: UnsafePointer<Bool>, _ n: Int, halfWidth w: Int,
-                       into out: UnsafeMutablePointer<Double>) {
-        windowMean(v, mask, n, halfWidth: w, into: out)
-        for c in 0..<n where !mask[c] { out[c] = .nan }
     }
 
     /// Sliding minimum or maximum over ±halfWidth with a monotonic queue: O(n). NaN values

@@ -8,7 +8,8 @@ import Foundation
 public enum ExposureMode: String, Sendable, Codable, CaseIterable, CustomStringConvertible {
     case thin, standard, thick
 
-    /// The tube current as a multiple of the protocol's (standard) current.
+    /// The tube current as a multiple of the protocol's (standard) current: the mode's own;
+    /// a scout's choice may lower thin's or raise thick's (`ExposureModeChooser.Choice`).
     public var currentFactor: Double {
         switch self {
         case .thin: 0.5
@@ -61,7 +62,8 @@ public struct ExposureModeChooser: Sendable {
         public var reason: String
         /// The tube current as a multiple of the protocol's: the mode's, or in the thin mode
         /// less when half the current would still saturate the brightest tenth (never under
-        /// `ExposureModeChooser.leastThinFactor`).
+        /// `ExposureModeChooser.leastThinFactor`), in the thick mode 5 or 7.5 when 2.5 would
+        /// still starve the densest tenth (never beyond the ICD's current).
         public var currentFactor: Double
 
         public enum CodingKeys: String, CodingKey {
@@ -89,6 +91,10 @@ public struct ExposureModeChooser: Sendable {
             UInt32(min(Double(ExposureMode.maximumCurrentUA), max(1, (Double(standard) * currentFactor).rounded())))
         }
     }
+
+    /// The thick mode's current factors: 2.5, or the next that brings the densest tenth to
+    /// `thickBelow` photons (`choose`).
+    static let thickSteps = [2.5, 5, 7.5]
 
     /// The thin mode lowers the current below half as far as this, when half would still
     /// saturate the brightest tenth (a thin patient's hips: the body's edge is in the field).
@@ -123,7 +129,7 @@ public struct ExposureModeChooser: Sendable {
         let densest = low[min(low.count - 1, Int(Double(low.count) * densestShare))]
         let brightest = bright[min(bright.count - 1, Int(Double(bright.count) * (1 - densestShare)))]
         let mode: ExposureMode
-        let reason: String
+        var reason: String
         // A mode is taken only if it does not break the other limit: thick must not saturate
         // the brightest tenth, thin must not starve the densest.
         let thickFactor = ExposureMode.thick.currentFactor, thinFactor = ExposureMode.thin.currentFactor
@@ -143,31 +149,65 @@ public struct ExposureModeChooser: Sendable {
             mode = .standard
             reason = String(format: "the densest tenth would get %.0f photons, the brightest tenth count %.0f", densest, brightest)
         }
-        // Thin: half the current, or less if half would still reach `thinAbove`.
-        let factor = mode == .thin ? max(leastThinFactor, min(thinFactor, thinAbove / max(brightest, 1))) : mode.currentFactor
+        // Thin: half the current, or less if half would still reach `thinAbove`. Thick: 2.5
+        // times, or 5 or 7.5 where 2.5 would still leave the densest tenth under `thickBelow` (a
+        // patient of 34 g/cm² got 62 photons there at 2.5 times and read L1–L4 +6.1 %, +1.0 %
+        // at 7.5 times; docs/physics.md): steps, not a continuous factor, so that the scout's
+        // few counts (it takes a tenth of the period) do not give the same patient another
+        // current at every visit. Never beyond the ICD's highest current or what would bring the
+        // brightest tenth to `thinAbove`.
+        var factor: Double
+        var limit = ""
+        switch mode {
+        case .thin: factor = max(leastThinFactor, min(thinFactor, thinAbove / max(brightest, 1)))
+        case .standard: factor = 1
+        case .thick:
+            let icd = Double(ExposureMode.maximumCurrentUA) / Double(max(currentUA, 1)), bright = thinAbove / max(brightest, 1)
+            factor = thickFactor
+            for step in Self.thickSteps where factor < step && densest * factor < thickBelow {
+                guard step <= min(icd, bright) else {
+                    limit = step > icd ? " (the ICD's 3 mA allows no more)" : String(format: " (the brightest tenth would reach %.0f)", thinAbove)
+                    break
+                }
+                factor = step
+            }
+            factor = min(factor, icd)
+        }
+        let scaled = (mode == .thin && factor < thinFactor) || (mode == .thick && factor != thickFactor)
+        if scaled { reason += String(format: "; current ×%.2f", factor) + limit } else if !limit.isEmpty { reason += limit }
         return Choice(mode: mode, predictedDensestCounts: densest.rounded(), predictedBrightestCounts: brightest.rounded(),
-                      reason: factor < thinFactor ? reason + String(format: "; current ×%.2f", factor) : reason, currentFactor: factor)
+                      reason: reason, currentFactor: factor)
     }
 
     /// The channels of a line that see the body: all but a plateau at either field edge (air
     /// beyond the body's edge, which saturates in any mode and is normal). A side's plateau is
-    /// the run of channels from its edge that stay within `airPlateau` of the run's mean (the
-    /// channels' gains spread ±8 %), at least 3 channels wide and at least `airShare` of the
-    /// line's highest count: the heel effect leaves one side's air a third under the other's
-    /// (the second physics model: 42,000 against 64,000), and a plateau taken against the
-    /// line's maximum counted that side's air as body, so that a patient of 36 g/cm² was refused
-    /// the thick mode for fear of saturating it (docs/physics.md). The thinnest tissue at the
-    /// body's edge passes far less than half the air.
+    /// the run of channels from its edge that stay within `airPlateau` of the run's mean,
+    /// started from the median of its first three channels (two neighbours' gains can differ
+    /// by 16 %, and the edge channel may be dim or dead: such a first channel is passed over
+    /// and counted with the air; a dead second or third channel ends the plateau, and that
+    /// side's air counts as body), at least 3 channels wide and at least `airShare` of the line's
+    /// highest count. The heel effect leaves one side's air a third under the other's (the
+    /// second physics model: 42,000 against 64,000), and a plateau taken against the line's
+    /// maximum counted that side's air as body, so that a phantom of 36 g/cm² was refused the
+    /// thick mode for fear of saturating it (docs/physics.md). Tissue at the body's very edge
+    /// that passes more than half the air and falls off slowly is taken for air too (it may
+    /// saturate in any mode); an air reference per channel would tell them apart, which the
+    /// scout does not take.
     static func bodyChannels(_ counts: [Double], airPlateau: Double = 0.15, airShare: Double = 0.5) -> Range<Int> {
         guard let top = counts.max(), top > 0 else { return 0..<counts.count }
         func plateau(_ channels: [Int]) -> Int {
-            var sum = 0.0, k = 0
-            for c in channels {
-                let mean = k > 0 ? sum / Double(k) : counts[c]
-                guard abs(counts[c] - mean) <= airPlateau * mean else { break }
-                sum += counts[c]; k += 1
+            guard channels.count >= 3 else { return 0 }
+            let anchor = channels.prefix(3).map { counts[$0] }.sorted()[1]
+            var sum = anchor, k = 1, length = 0
+            for (i, c) in channels.enumerated() {
+                let mean = sum / Double(k)
+                if abs(counts[c] - mean) <= airPlateau * mean {
+                    sum += counts[c]; k += 1; length = i + 1
+                } else if i > 0 {
+                    break
+                }
             }
-            return k >= 3 && sum / Double(k) >= airShare * top ? k : 0
+            return length >= 3 && (sum - anchor) / Double(k - 1) >= airShare * top ? length : 0
         }
         var lo = plateau(Array(counts.indices)), hi = counts.count - plateau(counts.indices.reversed())
         // A line level throughout shows no edge: all body (or all air, which the scout's other

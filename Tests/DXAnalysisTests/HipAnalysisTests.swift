@@ -116,6 +116,9 @@ struct HipStudyTests {
     /// The first seed of the study (`DEXA_HIP_FIRST`, default 1): a study of patients it was
     /// not developed on, or one patient traced alone.
     static let first = UInt64(ProcessInfo.processInfo.environment["DEXA_HIP_FIRST"] ?? "") ?? 1
+    /// Every patient's soft tissue (`DEXA_SOFT_TISSUE`, g/cm²) in place of the drawn 12–26: a
+    /// study of obese patients (docs/physics.md, "The thick mode scaled to the need").
+    static let softTissue = Double(ProcessInfo.processInfo.environment["DEXA_SOFT_TISSUE"] ?? "")
 
     @Test func fiftyPatientsHips() async throws {
         var analysed = 0, placed = 0
@@ -125,7 +128,8 @@ struct HipStudyTests {
         var wrongSide = 0
         var edgeFound: [UInt64] = []
         for seed in Self.first..<(Self.first + UInt64(Self.patients)) {
-            let spec = PatientVariety.patient(seed: seed)
+            var spec = PatientVariety.patient(seed: seed)
+            if let soft = Self.softTissue { spec.softTissue = soft }
             // Alternate sides: each patient gives one hip.
             let side: ProximalFemur.Side = seed % 2 == 1 ? .left : .right
             guard let hip = spec.hips.first(where: { $0.side == side }) else { continue }

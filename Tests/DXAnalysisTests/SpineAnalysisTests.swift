@@ -93,6 +93,9 @@ extension SpineAnalysisTests {
 @Suite("AP spine analysis over many patients", .serialized)
 struct SpineStudyTests {
     static let patients = Int(ProcessInfo.processInfo.environment["DEXA_SPINE_PATIENTS"] ?? "") ?? 50
+    /// Every patient's soft tissue (`DEXA_SOFT_TISSUE`, g/cm²) in place of the drawn 12–26: a
+    /// study of obese patients (docs/physics.md, "The thick mode scaled to the need").
+    static let softTissue = Double(ProcessInfo.processInfo.environment["DEXA_SOFT_TISSUE"] ?? "")
 
     @Test func fiftyPatientsLabelledAndMeasured() async throws {
         try await study(SharedScanner.shared, patients: Self.patients, model: "kramers")
@@ -117,7 +120,8 @@ struct SpineStudyTests {
         var vertebraErrors: [Double] = [], totalErrors: [Double] = []
         var failures: [String] = []
         for seed in 1...UInt64(patients) {
-            let spec = PatientVariety.patient(seed: seed)
+            var spec = PatientVariety.patient(seed: seed)
+            if let soft = Self.softTissue { spec.softTissue = soft }
             let scan = try await scanner.scan(spec, noise: seed)
             let truth = lumbarTruth(spec)
             let m: SpineMeasurement

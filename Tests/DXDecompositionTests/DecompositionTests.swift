@@ -97,12 +97,12 @@ struct Scanner {
 
     /// The phantom scanned in the exposure mode the exam would choose: a scout of 12 lines
     /// first (`ExposureModeChooser`), then the scan at the chosen current. The standard
-    /// exposure is the one above (120 ms·mA per 0.5 mm line), taken as 100 ms at 1.2 mA so that
-    /// the thick mode's 2.5 times fits under the ICD's 3 mA.
+    /// exposure is the one above (120 ms·mA per 0.5 mm line), taken as 300 ms at 0.4 mA, the
+    /// AP spine protocol's current, so that the thick mode may go to 7.5 times as in the exam.
     mutating func measureInChosenMode(_ phantom: Phantom, stage: AttenuationStage,
                                       calibration: Calibration) throws -> ([String: Double], ExposureModeChooser.Choice) {
         let standard = ScanConfiguration(scanID: 1, mode: .dual, xUm: 200_000, yStartUm: 505_000, lineCount: 380, lineStepUm: 500,
-                                         linePeriodUs: 100_000, tubeCurrentUA: 1200, linesPerFrame: 4)
+                                         linePeriodUs: 300_000, tubeCurrentUA: 400, linesPerFrame: 4)
         let scout = ExposureModeChooser.scout(of: standard)
         let scoutLines = scan(PhantomScene(phantom), xUm: scout.xUm, y0: scout.yStartUm, y1: scout.yStartUm + Int32(scout.lineCount) * scout.lineStepUm,
                               stepUm: scout.lineStepUm, periodUs: scout.linePeriodUs, currentUA: scout.tubeCurrentUA)

@@ -186,22 +186,8 @@ extension Decomposer {
                 ratio[c] = tissue[c] ? low[c] / high[c] : .nan
             }
             // Classification: smooth, take the opened baseline, decompose against it.
-            // The smoothing's width from the tissue's noise (plainly: mean variance of the bone
-            // signal, then the least width that brings noiseSigmas·σ/√(2w + 1) within the threshold).
-            var width = smoothing
-            var noise: [Double] = []
-            for c in 0..<n where tissue[c] && high[c] > 0 {
-                let r = low[c] / high[c]
-                let slope = (fast.bone(low[c] + 0.01, high[c], r) - fast.bone(low[c], high[c], r)) / 0.01
-                let v = (varLow[c] + r * r * varHigh[c]) * slope * slope
-                if v.isFinite { noise.append(v) }
-            }
-            if !noise.isEmpty {
-                let sigma = (noise.reduce(0, +) / Double(noise.count)).squareRoot()
-                while width < widestSmoothing && noiseSigmas * sigma / Double(2 * width + 1).squareRoot() > boneThreshold { width += 1 }
-            }
-            Self.smoothReference(lowBase, tissue, n, halfWidth: width, into: su)
-            Self.smoothReference(highBase, tissue, n, halfWidth: width, into: sv)
+            Self.smoothReference(lowBase, tissue, n, halfWidth: smoothing, into: su)
+            Self.smoothReference(highBase, tissue, n, halfWidth: smoothing, into: sv)
             for c in 0..<n { sr[c] = tissue[c] && sv[c] > 0 ? su[c] / sv[c] : .nan }
             Self.slidingExtremeReference(sr, n, halfWidth: baselineHalfWidth, minimum: true, queue: queue, into: eroded)
             Self.slidingExtremeReference(eroded, n, halfWidth: baselineHalfWidth, minimum: false, queue: queue, into: baseline)
@@ -214,41 +200,17 @@ extension Decomposer {
             }
             // Noise of the smoothed bone signal: b ≈ (L_low − R·L_high)/k, k the bone's
             // sensitivity, here taken from the calibration at this pixel.
-            let rootWindow = Double(2 * width + 1).squareRoot()
-            func classify() {
-                for c in 0..<n { isBone[c] = false }
-                for c in 0..<n where tissue[c] && baseline[c].isFinite && sr[c] > baseline[c] {
-                    let r = baseline[c]
-                    let signal = su[c] - r * sv[c]
-                    guard signal > 0 else { continue }
-                    let b = fast.bone(su[c], sv[c], r)
-                    let sigma = (varLow[c] + r * r * varHigh[c]).squareRoot() * b / signal / rootWindow
-                    isBone[c] = b > max(boneThreshold, noiseSigmas * sigma)
-                }
-                Self.close(isBone, n, gap: 3)
-                Self.dropShortRuns(isBone, n, shorterThan: 4)
+            let rootWindow = Double(2 * smoothing + 1).squareRoot()
+            for c in 0..<n where tissue[c] && baseline[c].isFinite && sr[c] > baseline[c] {
+                let r = baseline[c]
+                let signal = su[c] - r * sv[c]
+                guard signal > 0 else { continue }
+                let b = fast.bone(su[c], sv[c], r)
+                let sigma = (varLow[c] + r * r * varHigh[c]).squareRoot() * b / signal / rootWindow
+                isBone[c] = b > max(boneThreshold, noiseSigmas * sigma)
             }
-            classify()
-            // A noisy line's baseline again, as the plain mean of the tissue not called bone
-            // within the opening's window.
-            if width > smoothing {
-                for _ in 0..<baselinePasses {
-                    for c in 0..<n { covered[c] = isBone[c] }
-                    Self.close(covered, n, gap: holeWidth)
-                    let mean = (0..<n).map { c -> Double in
-                        var sum = 0.0, k = 0
-                        for i in max(0, c - baselineHalfWidth)...min(n - 1, c + baselineHalfWidth) where tissue[i] && !covered[i] && sr[i].isFinite {
-                            sum += sr[i]; k += 1
-                        }
-                        return k > 0 ? sum / Double(k) : .nan
-                    }
-                    for c in 0..<n where mean[c].isFinite && baseline[c].isFinite { baseline[c] = mean[c] }
-                    for c in 0..<n where baseline[c].isFinite && sv[c] > 0 && fast.fatFraction(baseline[c] * sv[c], sv[c]) < leanestTissue {
-                        if let r = fast.tissueRatio(highAttenuation: sv[c], fat: leanestTissue) { baseline[c] = r }
-                    }
-                    classify()
-                }
-            }
+            Self.close(isBone, n, gap: 3)
+            Self.dropShortRuns(isBone, n, shorterThan: 4)
             // Bone and the holes inside it (noisy bone pixels that fell under the threshold):
             // neither may serve as the soft-tissue reference.
             for c in 0..<n { covered[c] = isBone[c] }

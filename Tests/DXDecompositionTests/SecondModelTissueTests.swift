@@ -18,6 +18,14 @@ struct SecondModelTissueTests {
         Scanner.cdte(seed: seed) { $0.pileUp = false; $0.scatterPerGcm2 = 0 }
     }
 
+    /// The first model's cases not yet within 1 % (lean, fat left, fat right): the thickest
+    /// tissue (noise called bone: docs/physics.md), and the fattest gradient's L1.
+    static let notYetMet: [(Double, Double, Double)] = [(15, 9, 3), (30, 0, 0), (30, 6, 6)]
+    /// The second model's detector: all but lean 20 fat 6 (docs/physics.md).
+    static let notYetMetSecond: [(Double, Double, Double)] = [
+        (10, 0, 0), (10, 9, 9), (15, 0, 6), (15, 6, 0), (15, 9, 3), (20, 0, 0), (25, 3, 3), (30, 0, 0), (30, 6, 6),
+    ]
+
     @Test(arguments: ["kramers", "cdte"])
     func theTissueMatrix(model: String) throws {
         var s = model == "cdte" ? Self.scanner(seed: 66) : Scanner(seed: 4)
@@ -46,8 +54,17 @@ struct SecondModelTissueTests {
                 errors.append(error)
                 line.append(String(format: "%@ %+.2f %%", name, error * 100))
             }
-            withKnownIssue("\(model) over tissues beyond the ESP's (issue 10)", isIntermittent: true) {
-                #expect(errors.allSatisfy { $0.isFinite && abs($0) <= 0.01 }, "lean \(lean) fat \(left)→\(right): \(line)")
+            // Every case reads a number; those not yet within 1 % (docs/physics.md) are known
+            // issues, the rest are held to it.
+            #expect(errors.allSatisfy { $0.isFinite }, "lean \(lean) fat \(left)→\(right): \(line)")
+            let open = (model == "cdte" ? Self.notYetMetSecond : Self.notYetMet).contains { $0 == (lean, left, right) }
+            if open {
+                // Deterministic (fixed seeds): a case that is met fails here, to be moved out.
+                withKnownIssue("\(model) over tissues beyond the ESP's (issue 10)") {
+                    #expect(errors.allSatisfy { abs($0) <= 0.01 }, "lean \(lean) fat \(left)→\(right): \(line)")
+                }
+            } else {
+                #expect(errors.allSatisfy { abs($0) <= 0.01 }, "lean \(lean) fat \(left)→\(right): \(line)")
             }
             print(String(format: "%@ tissue matrix lean %.0f fat %.0f→%.0f (%@): ", model, lean, left, right, mode) + line.joined(separator: ", "))
         }
