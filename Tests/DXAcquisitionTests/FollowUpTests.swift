@@ -1,5 +1,6 @@
 @testable import DXAcquisition
 import DXAnalysis
+import DXDecomposition
 import Foundation
 import Testing
 
@@ -72,6 +73,27 @@ struct FollowUpTests {
         let unknown = FollowUp.compare(Self.exam(2, [(.apSpine, Self.spine(0.800))]),
                                        prior: Self.exam(1, device: nil, [(.apSpine, Self.spine(0.900))]), precision: [])
         #expect(unknown.changes.isEmpty && unknown.notes.first?.contains("not recorded") == true)
+    }
+
+    /// Two scans exposed differently (the thick mode at another current): the change is given,
+    /// with a note that part of it may be the exposure's; the same exposure, no note.
+    @Test func anotherExposureIsSaid() throws {
+        func exposed(_ e: ExamRecord, _ mode: ExposureMode, _ current: UInt32) -> ExamRecord {
+            var e = e
+            let choice = ExposureModeChooser.Choice(mode: mode, predictedDensestCounts: 40, predictedBrightestCounts: 2000, reason: "test")
+            e.attempts[0].exposure = SiteExposure(choice, tubeCurrentUA: current, scoutCapture: nil)
+            return e
+        }
+        let prior = exposed(Self.exam(1, [(.apSpine, Self.spine(0.900))]), .thick, 1000)
+        let other = FollowUp.compare(exposed(Self.exam(2, [(.apSpine, Self.spine(0.850))]), .thick, 3000), prior: prior, precision: [])
+        let c = try #require(other.changes.first)
+        #expect(abs(c.changeGCm2 + 0.050) < 1e-12)
+        #expect(c.notes.contains { $0.contains("thick mode at 1000 µA") && $0.contains("thick mode at 3000 µA") && $0.contains("exposure's") })
+        let same = FollowUp.compare(exposed(Self.exam(2, [(.apSpine, Self.spine(0.850))]), .thick, 1000), prior: prior, precision: [])
+        #expect(same.changes.first?.notes.contains { $0.contains("exposure") } == false)
+        // Records from before the exposure was kept: nothing to compare, no note.
+        let unrecorded = FollowUp.compare(Self.exam(2, [(.apSpine, Self.spine(0.850))]), prior: prior, precision: [])
+        #expect(unrecorded.changes.first?.notes.contains { $0.contains("exposure") } == false)
     }
 
     /// L1–L4 only over the same vertebrae; an excluded ROI is not compared; a bone area 3 %

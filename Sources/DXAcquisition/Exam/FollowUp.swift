@@ -237,6 +237,13 @@ public struct FollowUp: Sendable, Codable, Equatable {
                 var roiNotes: [String] = []
                 if lsc == nil { roiNotes.append("no precision study for \(name) on this device (dexa precision): significance not judged") }
                 if let p = lsc, !p.meetsISCD { roiNotes.append("the LSC comes from a precision study of \(p.degreesOfFreedom) degree\(p.degreesOfFreedom == 1 ? "" : "s") of freedom (ISCD asks for 27)") }
+                // The two scans exposed differently (another mode, or another current in the same
+                // mode): under much soft tissue the result depends on the photons (30 patients of
+                // 34 g/cm² read L1–L4 +6.1 % at 2.5 times the current, +1.6 % at 5–7.5 times;
+                // docs/physics.md), so part of a change may be the exposure's.
+                if let e = now.exposure, let f = then.exposure, e.mode != f.mode || e.tubeCurrentUA != f.tubeCurrentUA {
+                    roiNotes.append("the prior scan was exposed in the \(f.mode) mode at \(f.tubeCurrentUA) µA, this one in the \(e.mode) mode at \(e.tubeCurrentUA) µA: under much soft tissue the BMD depends on the exposure, so part of the change may be the exposure's")
+                }
                 let change = Change(priorGCm2: priorBMD, currentGCm2: bmd, lscGCm2: lsc?.lscGCm2 ?? .nan)
                 let area = (a.areaCm2 / b.areaCm2 - 1) * 100
                 let flagged = abs(area) > areaLimitPercent
