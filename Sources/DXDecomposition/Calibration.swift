@@ -153,6 +153,19 @@ public struct Calibration: Sendable, Equatable, Codable {
     /// (`LowWindowMixing`) and taken out of every pixel's low window before its logarithm;
     /// nil or 0: none found.
     public var lowWindowMixing: Double?
+    /// With `lowWindowMixing`: the air's low-window counts over its high-window counts (the
+    /// median over the channels, from the calibration's air reference), so that a scout can say
+    /// how many of a pixel's low-window counts are the high window's photons and how many photons
+    /// the unmixed low window really has (`ExposureModeChooser`). Nil without mixing (and in
+    /// calibrations made before it was kept: the scout then counts photons as they were recorded).
+    public var lowWindowAirRatio: Double?
+
+    /// What a scout needs to count the unmixed low window's photons; nil where the windows do
+    /// not mix or the calibration does not say how.
+    public var unmixing: ExposureModeChooser.Unmixing? {
+        guard let f = lowWindowMixing, f > 0, f < 1, let g = lowWindowAirRatio, g.isFinite, g > 0 else { return nil }
+        return ExposureModeChooser.Unmixing(fraction: f, airLowOverHigh: g)
+    }
 
     public init(source: String, created: String, hydroxyapatite: LinearModel, softTissue: LinearModel, fatFraction: LinearModel,
                 points: [CalibrationPoint], residualHydroxyapatite: Double, residualSoftTissue: Double, residualFatFraction: Double,
@@ -398,8 +411,9 @@ public struct Calibration: Sendable, Equatable, Codable {
         // The low window's unmixing within what the calibration searches (a value outside it
         // would be set aside by the stage, and the models, fitted to unmixed cells, read wrong).
         let mixing = lowWindowMixing.map { $0.isFinite && $0 >= 0 && $0 <= LowWindowMixing.largest } ?? true
+        let airRatio = lowWindowAirRatio.map { $0.isFinite && $0 > 0 && $0 < 1_000 } ?? true
         return (ok(hydroxyapatite, Self.boneTermCount) || ok(hydroxyapatite, Self.boneTermCountReduced)) && ok(softTissue, 14) && ok(fatFraction, 6)
-            && response && mixing
+            && response && mixing && airRatio
     }
 
     /// Fat fraction of a bone-free pixel.

@@ -84,6 +84,11 @@ public enum CalibrationFit {
         }
         var calibration = try Calibration.fit(measurement, source: source, unit: unit, deadTimeUs: deadTimeUs)
         calibration.scatter = scatter
+        if calibration.lowWindowMixing != nil {
+            let air = stage.air.corrected(deadTimeUs: deadTimeUs ?? 0)
+            let ratios = zip(air.low, air.high).compactMap { $1 > 0 && $0 > 0 ? $0 / $1 : nil }.sorted()
+            calibration.lowWindowAirRatio = ratios.isEmpty ? nil : ratios[ratios.count / 2]
+        }
         return calibration
     }
 

@@ -56,7 +56,9 @@ public struct ExposureModeChooser: Sendable {
     public struct Choice: Sendable, Equatable, Codable {
         public var mode: ExposureMode
         /// Predicted low-window photons at the densest tenth of the central pixels in the
-        /// standard mode, and the counts (either window) at the brightest tenth.
+        /// standard mode (the unmixed low window's, where the detector mixes its windows and the
+        /// calibration says how: `Unmixing`), and the counts (either window) at the brightest
+        /// tenth.
         public var predictedDensestCounts: Double?
         public var predictedBrightestCounts: Double?
         public var reason: String
@@ -100,17 +102,45 @@ public struct ExposureModeChooser: Sendable {
     /// saturate the brightest tenth (a thin patient's hips: the body's edge is in the field).
     public var leastThinFactor = 0.1
 
+    /// A detector whose low window counts some of the high window's photons
+    /// (`LowWindowMixing`): `fraction` of the low window's air counts, and the air's low over
+    /// high counts (`Calibration.unmixing`).
+    public struct Unmixing: Sendable, Equatable {
+        public var fraction: Double
+        public var airLowOverHigh: Double
+        public init(fraction: Double, airLowOverHigh: Double) { self.fraction = fraction; self.airLowOverHigh = airLowOverHigh }
+
+        /// The photons the unmixed low window has at a pixel of `low` and `high` counts: its
+        /// signal squared over its variance. The high window's share, `fraction` ×
+        /// `airLowOverHigh` × `high`, is taken out and its noise stays:
+        /// (I_L − k·I_H)² / (I_L + k²·I_H), k = f·g. Behind the thickest tissue most of the low
+        /// window is the high window's (three quarters behind the thickest calibration cells on
+        /// the second physics model), and the counts recorded overstate the photons many times.
+        public func photons(low: Double, high: Double) -> Double {
+            let k = fraction * airLowOverHigh
+            let own = low - k * high, variance = low + k * k * max(high, 0)
+            return own > 0 && variance > 0 ? own * own / variance : 0
+        }
+    }
+
     /// `scout`: the scout's lines, taken with `scoutPeriodUs` and `scoutCurrentUA`; `dark`: the
     /// dark reference; the site's scan in the standard mode has `periodUs` and `currentUA`.
+    /// `unmixing`: the detector's low window mixing (the calibration's), so that the densest
+    /// tenth is judged by the photons the unmixed low window has, not by the counts recorded.
     public func choose(scout: [ScanLine], scoutPeriodUs: UInt32, scoutCurrentUA: UInt32, dark: DarkReference,
-                       periodUs: UInt32, currentUA: UInt32, bmi: Double?) -> Choice {
+                       periodUs: UInt32, currentUA: UInt32, bmi: Double?, unmixing: Unmixing? = nil) -> Choice {
         let n = dark.means.channels
         let scale = Double(periodUs) * Double(currentUA) / max(1, Double(scoutPeriodUs) * Double(scoutCurrentUA))
         var low: [Double] = [], bright: [Double] = []
         for line in scout where line.channels == n && line.flags.contains(.xrayOn) {
             for c in (n / 4)..<(n - n / 4) {
-                let l = Double(line.low(c)) - dark.means.low[c]
-                low.append(max(l, 0) * scale)
+                let l = max(Double(line.low(c)) - dark.means.low[c], 0) * scale
+                if let unmixing {
+                    let h = max(Double(line.high(c)) - dark.means.high[c], 0) * scale
+                    low.append(unmixing.photons(low: l, high: h))
+                } else {
+                    low.append(l)
+                }
             }
             // The brightest tissue over the whole field, the air beyond the body's edge left
             // out: a hip's thinnest tissue lies beside the trochanter near the edge, and the
@@ -136,6 +166,7 @@ public struct ExposureModeChooser: Sendable {
         if densest < thickBelow && brightest * thickFactor <= thinAbove {
             mode = .thick
             reason = String(format: "the densest tenth would get %.0f photons in the standard mode (fewer than %.0f)", densest, thickBelow)
+                + (unmixing == nil ? "" : " in its unmixed low window")
         } else if brightest > thinAbove {
             // Saturation loses a pixel's number and the soft-tissue reference beside bone with it;
             // fewer photons only add noise (counted, and corrected below 25). So thin, even when

@@ -107,7 +107,8 @@ struct Scanner {
         let scoutLines = scan(PhantomScene(phantom), xUm: scout.xUm, y0: scout.yStartUm, y1: scout.yStartUm + Int32(scout.lineCount) * scout.lineStepUm,
                               stepUm: scout.lineStepUm, periodUs: scout.linePeriodUs, currentUA: scout.tubeCurrentUA)
         let choice = ExposureModeChooser().choose(scout: scoutLines, scoutPeriodUs: scout.linePeriodUs, scoutCurrentUA: scout.tubeCurrentUA,
-                                                  dark: stage.dark, periodUs: standard.linePeriodUs, currentUA: standard.tubeCurrentUA, bmi: nil)
+                                                  dark: stage.dark, periodUs: standard.linePeriodUs, currentUA: standard.tubeCurrentUA, bmi: nil,
+                                                  unmixing: calibration.unmixing)
         return (try measure(phantom, stage: stage, calibration: calibration, periodUs: standard.linePeriodUs,
                             currentUA: choice.current(standard: standard.tubeCurrentUA), stepUm: standard.lineStepUm), choice)
     }

@@ -133,6 +133,7 @@ struct HonestResultTests {
             // Sharp windows do not mix and alike channels need no cross term: nothing to
             // unmix, and the stage's fast path.
             #expect(cal.lowWindowMixing == nil)
+            #expect(cal.lowWindowAirRatio == nil && cal.unmixing == nil)
             #expect(cal.channelResponse?.lowCross == nil)
         }
         // The full second model is refused while the host does not correct its pile-up and

@@ -250,13 +250,36 @@ struct ExposureModeTests {
 struct ExposureModeRuleTests {
     /// Hand-made scouts (a flat line of counts over the central channels): each rule, and the
     /// cross-checks that keep a mode from breaking the other limit.
-    static func choose(low: Double, high: Double, currentUA: UInt32 = 100) -> ExposureModeChooser.Choice {
+    static func choose(low: Double, high: Double, currentUA: UInt32 = 100, unmixing: ExposureModeChooser.Unmixing? = nil) -> ExposureModeChooser.Choice {
         let dark = try? DarkReference(lines: [ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [], samples: [UInt16](repeating: 200, count: 2 * 40))])
         let samples = (0..<40).flatMap { _ in [UInt16(200 + low), UInt16(200 + high)] }
         let line = ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [.xrayOn], samples: samples)
         // Scout and scan alike: the counts are the prediction.
         return ExposureModeChooser().choose(scout: [line], scoutPeriodUs: 1000, scoutCurrentUA: currentUA, dark: dark ?? .empty,
-                                            periodUs: 1000, currentUA: currentUA, bmi: nil)
+                                            periodUs: 1000, currentUA: currentUA, bmi: nil, unmixing: unmixing)
+    }
+
+    /// A detector whose low window holds the high window's photons (the second physics model:
+    /// K-escape, charge sharing) is judged by the photons its unmixed low window has: the
+    /// counts recorded overstate them, and a scout that counted them chose the standard mode
+    /// for 30 g/cm² (270 counts, 83 photons: docs/physics.md).
+    @Test func theUnmixedLowWindowsPhotonsDecide() {
+        let u = ExposureModeChooser.Unmixing(fraction: 0.2, airLowOverHigh: 1)
+        // (1000 − 0.2·2000)² / (1000 + 0.04·2000) = 360,000 / 1,080.
+        #expect(abs(u.photons(low: 1000, high: 2000) - 333.333_333) < 1e-5)
+        #expect(ExposureModeChooser.Unmixing(fraction: 0, airLowOverHigh: 1).photons(low: 1000, high: 2000) == 1000)
+        // All of the low window the high window's, or more (noise): no photons of its own.
+        #expect(u.photons(low: 400, high: 2000) == 0)
+        #expect(u.photons(low: 300, high: 2000) == 0)
+        // 300 counts in the low window and 1,000 in the high: standard by the counts, thick by
+        // the photons ((300 − 200)² / (300 + 40) = 29), and at 7.5 times (29 · 5 < 150).
+        let counted = Self.choose(low: 300, high: 1000)
+        let unmixed = Self.choose(low: 300, high: 1000, unmixing: u)
+        #expect(counted.mode == .standard && counted.predictedDensestCounts == 300)
+        #expect(unmixed.mode == .thick && unmixed.predictedDensestCounts == 29)
+        #expect(unmixed.currentFactor == 7.5 && unmixed.reason.contains("unmixed"), "\(unmixed.reason)")
+        // A detector whose windows do not mix: the same choice as without.
+        #expect(Self.choose(low: 300, high: 1000, unmixing: ExposureModeChooser.Unmixing(fraction: 0, airLowOverHigh: 1.2)).mode == .standard)
     }
 
     /// The air beyond a body's edge is left out of the brightest tenth even with the channels'

@@ -31,6 +31,19 @@ struct SecondModelTissueTests {
         var s = model == "cdte" ? Self.scanner(seed: 66) : Scanner(seed: 4)
         let (stage, cal) = try s.calibrate()
         #expect(cal.verdict.accepted, "\(cal.verdict)")
+        // The second model's windows mix: the calibration says how, and the scout counts the
+        // unmixed low window's photons with it (the air's low counts over its high counts, near
+        // 1 on both models' spectra).
+        if model == "cdte" {
+            let u = try #require(cal.unmixing, "no unmixing: \(String(describing: cal.lowWindowMixing)), \(String(describing: cal.lowWindowAirRatio))")
+            print(String(format: "cdte unmixing: fraction %.4f, air low/high %.4f", u.fraction, u.airLowOverHigh))
+            #expect(u.fraction > 0.05 && u.fraction <= LowWindowMixing.largest && u.airLowOverHigh > 0.3 && u.airLowOverHigh < 3, "\(u)")
+            var broken = cal
+            broken.lowWindowAirRatio = -1
+            #expect(!broken.isWellFormed && broken.unmixing == nil)
+        } else {
+            #expect(cal.unmixing == nil)
+        }
         // lean, fat left, fat right; each in the exposure mode the exam's scout chooses.
         let cases: [(Double, Double, Double)] = [
             (10, 0, 0), (10, 9, 9), (15, 0, 6), (15, 6, 0), (15, 9, 3),

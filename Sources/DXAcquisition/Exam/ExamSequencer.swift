@@ -604,7 +604,8 @@ public actor ExamSequencer {
                 var choice: ExposureModeChooser.Choice
                 if whole, let dark = try? DarkReference(lines: darkLines) {
                     choice = ExposureModeChooser().choose(scout: scoutLines, scoutPeriodUs: scout.linePeriodUs, scoutCurrentUA: scout.tubeCurrentUA,
-                                                          dark: dark, periodUs: scan.linePeriodUs, currentUA: scan.tubeCurrentUA, bmi: bmi)
+                                                          dark: dark, periodUs: scan.linePeriodUs, currentUA: scan.tubeCurrentUA, bmi: bmi,
+                                                          unmixing: cal.unmixing)
                 } else {
                     choice = ExposureModeChooser().choose(scout: [], scoutPeriodUs: 1, scoutCurrentUA: 1,
                                                           dark: DarkReference.empty, periodUs: 1, currentUA: 1, bmi: bmi)
