@@ -22,6 +22,8 @@ public struct BoneMap: Sendable {
     public let saturated: [Bool]
     /// Rows whose line arrived.
     public let rowPresent: [Bool]
+    /// Soft tissue, g/cm² (under bone, the tissue carried beside it); NaN where there is none.
+    public let softTissue: [Float]
 
     public init(_ scan: DecomposedScan) {
         let g = scan.geometry
@@ -35,6 +37,7 @@ public struct BoneMap: Sendable {
         var b = [Float](repeating: .nan, count: columns * rows)
         var o = [Bool](repeating: false, count: columns * rows)
         var sat = [Bool](repeating: false, count: columns * rows)
+        var soft = [Float](repeating: .nan, count: columns * rows)
         var present = [Bool](repeating: false, count: rows)
         for r in 0..<rows {
             let source = flip ? rows - 1 - r : r
@@ -49,6 +52,7 @@ public struct BoneMap: Sendable {
             for c in 0..<columns {
                 let v = scan.bone[base + c]
                 b[r * columns + c] = v
+                if base + c < scan.softTissue.count { soft[r * columns + c] = scan.softTissue[base + c] }
                 let marks = scan.marks[base + c]
                 o[r * columns + c] = present[r] && !v.isFinite && c > first && c < last && marks.contains(.unmeasured) && !marks.contains(.saturated)
                 sat[r * columns + c] = present[r] && marks.contains(.saturated)
@@ -57,6 +61,7 @@ public struct BoneMap: Sendable {
         bone = b
         opaque = o
         saturated = sat
+        softTissue = soft
         rowPresent = present
     }
 

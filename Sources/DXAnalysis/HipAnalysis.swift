@@ -264,6 +264,17 @@ public enum HipAnalysis {
                                             value: Double(missing), unit: "lines"))
         }
         if let w = AnalysisWarning.moved(scan) { warnings.append(w) }
+        // The soft tissue over the femur measured (the total hip's, or the neck's without one).
+        let measured = pixels["total_hip"] ?? pixels["neck"] ?? []
+        let soft = measured.compactMap { i -> Double? in
+            guard i >= 0, i < map.softTissue.count else { return nil }
+            let s = Double(map.softTissue[i])
+            return s.isFinite ? s : nil
+        }
+        if !soft.isEmpty, let w = AnalysisWarning.beyondCalibration(scan, softTissueGCm2: soft.reduce(0, +) / Double(soft.count),
+                                                                     over: pixels["total_hip"] != nil ? "the total hip" : "the femoral neck") {
+            warnings.append(w)
+        }
         let nsa = acos(max(-1, min(1, -(e.x * down.x + e.y * down.y)))) * 180 / .pi
         return HipMeasurement(
             side: side, headCentre: TablePoint(head.x, head.y), headRadiusMM: head.radius, neckWaist: waist,

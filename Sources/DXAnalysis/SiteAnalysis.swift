@@ -68,6 +68,20 @@ public enum SiteAnalysis {
 }
 
 extension AnalysisWarning {
+    /// The soft tissue over the measured bone is thicker than the calibration's thickest cell
+    /// (`DecomposedScan.Provenance.calibratedSoftTissueGCm2`): the BMD rests on the
+    /// calibration's models extrapolated (docs/physics.md: patients of 34 g/cm², 34–35 g/cm²
+    /// over L1–L4 against the phantom's 31, read L1–L4 +1.6 %). The mean over the measured bone
+    /// pixels of the soft tissue under them. Nil within the calibration, or when the scan does
+    /// not say how far it reaches (decomposed before it was kept).
+    static func beyondCalibration(_ scan: DecomposedScan, softTissueGCm2 soft: Double, over what: String) -> AnalysisWarning? {
+        guard let limit = scan.provenance.calibratedSoftTissueGCm2, limit > 0, soft.isFinite, soft > limit else { return nil }
+        return AnalysisWarning(code: "soft_tissue_beyond_calibration",
+                               message: String(format: "the soft tissue over %@ (%.1f g/cm²) is thicker than the calibration phantom's thickest (%.1f g/cm²): its BMD rests on the calibration extrapolated; compare follow-ups with care",
+                                               what, soft, limit),
+                               value: soft, unit: "g/cm²")
+    }
+
     /// The patient moved during the scan (`DecomposedScan.motion`): where, and `across` (the
     /// regions the movement runs through, when the analysis can name them); `read`: they were
     /// measured anyway (the lateral spine, whose heights the movement does not stretch). Nil

@@ -234,6 +234,12 @@ public enum SpineAnalysis {
             }
         }
         if let w = AnalysisWarning.moved(scan, across: movedThrough.map(\.name)) { warnings.append(w) }
+        let softPixels = lumbar.reduce(0) { $0 + $1.softTissuePixels }
+        if softPixels > 0, let top = lumbar.first, let bottom = lumbar.last,
+           let w = AnalysisWarning.beyondCalibration(scan, softTissueGCm2: lumbar.reduce(0) { $0 + $1.softTissueSum } / Double(softPixels),
+                                                     over: top.name == bottom.name ? top.name : "\(top.name)–\(bottom.name)") {
+            warnings.append(w)
+        }
         for l in lumbar where l.missingLines > 0 {
             warnings.append(AnalysisWarning(code: "lines_missing", message: "\(l.name): \(l.missingLines) of its lines never arrived; its ROI is incomplete",
                                             value: Double(l.missingLines), unit: "lines"))
@@ -398,6 +404,9 @@ public enum SpineAnalysis {
         var centreY: Double
         var abnormality: String?
         var missingLines: Int
+        /// The soft tissue over the level's bone pixels: sum (g/cm²) and count.
+        var softTissueSum = 0.0
+        var softTissuePixels = 0
 
         var measure: VertebraMeasure {
             VertebraMeasure(name: name, bmdGCm2: area > 0 ? bmc / area : nil, bmcG: bmc, areaCm2: area, heightMM: height, upper: upper, lower: lower,
@@ -431,6 +440,7 @@ public enum SpineAnalysis {
         let left = lefts.isEmpty ? 20 : Profile.median(lefts), right = rights.isEmpty ? 20 : Profile.median(rights)
         var bmc = 0.0, pixels = 0, metal = 0, saturated = 0, inROI = 0, dense: [Int: Int] = [-1: 0, 1: 0]
         var missing = 0
+        var softSum = 0.0, softPixels = 0
         let top = max(0, map.row(atY: min(upper.y(atX: axis[rUp] - left - 20), upper.y(atX: axis[rUp] + right + 20))) - 1)
         let bottom = min(map.rows - 1, map.row(atY: max(lower.y(atX: axis[rDown] - left - 20), lower.y(atX: axis[rDown] + right + 20))) + 1)
         if top <= bottom {
@@ -447,7 +457,11 @@ public enum SpineAnalysis {
                     if inside { inROI += 1 }
                     if inside && map.saturated[r * map.columns + c] { saturated += 1; continue }
                     if inside && (map.opaque[r * map.columns + c] || (v.isFinite && v >= p.metalGCm2)) { metal += 1; continue }
-                    if inside && bone[r, c] { bmc += v; pixels += 1 }
+                    if inside && bone[r, c] {
+                        bmc += v; pixels += 1
+                        let s = Double(map.softTissue[r * map.columns + c])
+                        if s.isFinite { softSum += s; softPixels += 1 }
+                    }
                     // Dense bone beyond the body's side (within 15 mm of it).
                     let beyond = d < 0 ? -d - left : d - right
                     if beyond > p.osteophyteBeyondMM && beyond <= 15 && v.isFinite && v >= p.osteophyteDensityGCm2 {
@@ -484,7 +498,7 @@ public enum SpineAnalysis {
         }
         return Level(upper: upper, lower: lower, leftExtent: left, rightExtent: right, height: height,
                      bmc: bmc * pixelArea, area: Double(pixels) * pixelArea, centreX: axis[centreRow], centreY: (upper.yMM + lower.yMM) / 2,
-                     abnormality: abnormality, missingLines: missing)
+                     abnormality: abnormality, missingLines: missing, softTissueSum: softSum, softTissuePixels: softPixels)
     }
 
     // MARK: - Landmarks

@@ -154,11 +154,17 @@ public struct Calibration: Sendable, Equatable, Codable {
     /// nil or 0: none found.
     public var lowWindowMixing: Double?
     /// With `lowWindowMixing`: the air's low-window counts over its high-window counts (the
-    /// median over the channels, from the calibration's air reference), so that a scout can say
+    /// median over the central half of the fan, from the calibration's air reference), so that a scout can say
     /// how many of a pixel's low-window counts are the high window's photons and how many photons
     /// the unmixed low window really has (`ExposureModeChooser`). Nil without mixing (and in
     /// calibrations made before it was kept: the scout then counts photons as they were recorded).
     public var lowWindowAirRatio: Double?
+
+    /// The soft tissue (lean and fat, g/cm²) of the calibration's thickest cell: the models
+    /// are fitted up to it and extrapolated beyond (ICD §8: at least 25 + 6). Nil without cells.
+    public var thickestSoftTissueGCm2: Double? {
+        points.map { $0.lean + $0.fat }.filter(\.isFinite).max()
+    }
 
     /// What a scout needs to count the unmixed low window's photons; nil where the windows do
     /// not mix or the calibration does not say how.

@@ -85,8 +85,11 @@ public enum CalibrationFit {
         var calibration = try Calibration.fit(measurement, source: source, unit: unit, deadTimeUs: deadTimeUs)
         calibration.scatter = scatter
         if calibration.lowWindowMixing != nil {
+            // Over the central half of the fan, the channels the scout judges (the heel effect
+            // moves the ratio across the fan).
             let air = stage.air.corrected(deadTimeUs: deadTimeUs ?? 0)
-            let ratios = zip(air.low, air.high).compactMap { $1 > 0 && $0 > 0 ? $0 / $1 : nil }.sorted()
+            let n = min(air.low.count, air.high.count), central = (n / 4)..<(n - n / 4)
+            let ratios = central.compactMap { c in air.high[c] > 0 && air.low[c] > 0 ? air.low[c] / air.high[c] : nil }.sorted()
             calibration.lowWindowAirRatio = ratios.isEmpty ? nil : ratios[ratios.count / 2]
         }
         return calibration

@@ -72,10 +72,15 @@ public struct DecomposedScan: Sendable {
         /// A single-energy scan (mode SINGLE): its bone plane is an image to find bones in
         /// (`SingleEnergyDecomposer`), not a density. Absent (nil) for a dual-energy scan.
         public var singleEnergy: Bool?
+        /// The calibration's thickest soft tissue (lean and fat of its thickest cell, g/cm²):
+        /// beyond it a pixel's numbers are the calibration's models extrapolated. Nil in scans
+        /// decomposed before it was kept.
+        public var calibratedSoftTissueGCm2: Double?
 
         public enum CodingKeys: String, CodingKey {
             case capture, calibration, region
             case scanID = "scan_id", armAngleDeg = "arm_angle_deg", singleEnergy = "single_energy"
+            case calibratedSoftTissueGCm2 = "calibrated_soft_tissue_g_cm2"
         }
 
         public init(capture: String?, scanID: UInt32, calibration: String, region: String? = nil, armAngleDeg: Double? = nil) {

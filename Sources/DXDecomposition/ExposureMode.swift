@@ -131,16 +131,11 @@ public struct ExposureModeChooser: Sendable {
                        periodUs: UInt32, currentUA: UInt32, bmi: Double?, unmixing: Unmixing? = nil) -> Choice {
         let n = dark.means.channels
         let scale = Double(periodUs) * Double(currentUA) / max(1, Double(scoutPeriodUs) * Double(scoutCurrentUA))
-        var low: [Double] = [], bright: [Double] = []
+        var low: [Double] = [], high: [Double] = [], bright: [Double] = []
         for line in scout where line.channels == n && line.flags.contains(.xrayOn) {
             for c in (n / 4)..<(n - n / 4) {
-                let l = max(Double(line.low(c)) - dark.means.low[c], 0) * scale
-                if let unmixing {
-                    let h = max(Double(line.high(c)) - dark.means.high[c], 0) * scale
-                    low.append(unmixing.photons(low: l, high: h))
-                } else {
-                    low.append(l)
-                }
+                low.append(max(Double(line.low(c)) - dark.means.low[c], 0) * scale)
+                if unmixing != nil { high.append(max(Double(line.high(c)) - dark.means.high[c], 0) * scale) }
             }
             // The brightest tissue over the whole field, the air beyond the body's edge left
             // out: a hip's thinnest tissue lies beside the trochanter near the edge, and the
@@ -155,8 +150,14 @@ public struct ExposureModeChooser: Sendable {
                           reason: bmi.map { String(format: "no scout; body mass index %.1f", $0) } ?? "no scout and no body mass index: standard")
         }
         low.sort()
+        high.sort()
         bright.sort()
-        let densest = low[min(low.count - 1, Int(Double(low.count) * densestShare))]
+        // The densest tenth's counts in each window (the same pixels: the densest are the
+        // dimmest in both), and then, where the windows mix, the unmixed low window's photons
+        // from them: a tenth's quantile of photons computed pixel by pixel from the scout's few
+        // counts would fall far under the truth (a squared quantity of signal-to-noise 3).
+        let tenth = min(low.count - 1, Int(Double(low.count) * densestShare))
+        let densest = unmixing.map { u in high.count == low.count ? u.photons(low: low[tenth], high: high[tenth]) : low[tenth] } ?? low[tenth]
         let brightest = bright[min(bright.count - 1, Int(Double(bright.count) * (1 - densestShare)))]
         let mode: ExposureMode
         var reason: String
@@ -179,6 +180,7 @@ public struct ExposureModeChooser: Sendable {
         } else {
             mode = .standard
             reason = String(format: "the densest tenth would get %.0f photons, the brightest tenth count %.0f", densest, brightest)
+                + (unmixing == nil ? "" : " (the densest tenth's photons in its unmixed low window)")
         }
         // Thin: half the current, or less if half would still reach `thinAbove`. Thick: 2.5
         // times, or 5 or 7.5 where 2.5 would still leave the densest tenth under `thickBelow` (a

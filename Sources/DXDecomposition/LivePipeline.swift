@@ -162,6 +162,7 @@ public struct ScanDecomposition: Sendable {
         if !keepsImage { imageGeometry.lines = 0 }
         lineByLine = DecomposedScan(geometry: imageGeometry,
                                 provenance: .init(capture: nil, scanID: configuration.scanID, calibration: calibration.source))
+        lineByLine.provenance.calibratedSoftTissueGCm2 = calibration.thickestSoftTissueGCm2
         if configuration.mode == .single && keepsImage {
             lineByLine.provenance.singleEnergy = true
             if single != nil {

@@ -328,6 +328,20 @@ struct HipBadInputTests {
                      m.shaftBottom.xMM, centre, m.neckShaftAngleDeg, truth.projectedNeckShaftAngleDeg))
     }
 
+    /// The hip's warning for soft tissue beyond the calibration, measured over the total hip
+    /// (the standard patient's: 14.1 g/cm²): a calibration that reached only 12 g/cm² (an ICD
+    /// phantom must reach 31, so a stored scan's reach is lowered here) warns, the simulator's
+    /// 31 does not.
+    @Test func tissueBeyondTheCalibrationIsSaidOverTheHip() async throws {
+        var scan = try await SharedScanner.shared.hip(PatientSpec(), .left, noise: 23)
+        #expect(scan.provenance.calibratedSoftTissueGCm2 == 31)
+        #expect(!(try HipAnalysis.measure(scan)).warnings.contains { $0.code == "soft_tissue_beyond_calibration" })
+        scan.provenance.calibratedSoftTissueGCm2 = 12
+        let m = try HipAnalysis.measure(scan)
+        let w = try #require(m.warnings.first { $0.code == "soft_tissue_beyond_calibration" }, "\(m.warnings)")
+        #expect(w.message.contains("the total hip") && (w.value ?? 0) > 12 && (w.value ?? 0) < 18, "\(w)")
+    }
+
     @Test func aSpineScanIsNotAHip() async throws {
         let scan = try await SharedScanner.shared.scan(PatientSpec(), noise: 22)
         #expect(throws: HipAnalysisError.notAHip("ap spine")) { try HipAnalysis.measure(scan) }

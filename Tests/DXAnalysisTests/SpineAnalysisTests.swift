@@ -226,6 +226,25 @@ struct SpineBadInputTests {
         do { _ = try SpineAnalysis.measure(scan) } catch { #expect("\(error)".hasPrefix("no spine in the field")) }
     }
 
+    /// Soft tissue thicker than the calibration phantom's thickest cell (lean 25 and fat 6: 31
+    /// g/cm²): the BMD is the calibration extrapolated, and the analysis says so, with the
+    /// tissue measured over L1–L4 and the calibration's reach; the standard patient (18 g/cm²)
+    /// is not warned, nor a stored scan decomposed before the reach was kept.
+    @Test func tissueBeyondTheCalibrationIsSaid() async throws {
+        var obese = PatientSpec()
+        obese.softTissue = 34
+        let scan = try await SharedScanner.shared.scan(obese, noise: 5)
+        let m = try SpineAnalysis.measure(scan)
+        let w = try #require(m.warnings.first { $0.code == "soft_tissue_beyond_calibration" }, "\(m.warnings)")
+        #expect((w.value ?? 0) > 32 && (w.value ?? 0) < 37 && w.unit == "g/cm²", "\(w)")
+        #expect(w.message.contains("L1–L4") && w.message.contains("31.0 g/cm²"), "\(w.message)")
+        let standard = try SpineAnalysis.measure(try await SharedScanner.shared.scan(PatientSpec(), noise: 6))
+        #expect(!standard.warnings.contains { $0.code == "soft_tissue_beyond_calibration" })
+        var old = scan
+        old.provenance.calibratedSoftTissueGCm2 = nil
+        #expect(!(try SpineAnalysis.measure(old)).warnings.contains { $0.code == "soft_tissue_beyond_calibration" })
+    }
+
     @Test func aHipScanIsNotASpine() async throws {
         let scan = try await SharedScanner.shared.scan(PatientSpec(), noise: 4, region: "left_hip")
         #expect(throws: SpineAnalysisError.notAnAPSpine("left hip")) { try SpineAnalysis.measure(scan) }

@@ -10,6 +10,7 @@ import Testing
         var scan = DecomposedScan(geometry: .init(channels: channels, lines: lines, pitchMM: 1.0, lineStepMM: -0.5, carriageXMM: 200,
                                                   firstLineYMM: 580),
                                   provenance: .init(capture: "/x/a.dxcap", scanID: 9, calibration: "/x/cal.dxcap", region: "ap_spine", armAngleDeg: 0))
+        scan.provenance.calibratedSoftTissueGCm2 = 31
         var state = seed
         func next() -> Double { state = state &* 6364136223846793005 &+ 1442695040888963407; return Double(state >> 11) / Double(1 << 53) }
         for row in 0..<lines where row != 7 {  // line 7 never arrived

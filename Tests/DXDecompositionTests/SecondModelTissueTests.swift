@@ -38,6 +38,12 @@ struct SecondModelTissueTests {
             let u = try #require(cal.unmixing, "no unmixing: \(String(describing: cal.lowWindowMixing)), \(String(describing: cal.lowWindowAirRatio))")
             print(String(format: "cdte unmixing: fraction %.4f, air low/high %.4f", u.fraction, u.airLowOverHigh))
             #expect(u.fraction > 0.05 && u.fraction <= LowWindowMixing.largest && u.airLowOverHigh > 0.3 && u.airLowOverHigh < 3, "\(u)")
+            // Kept with the calibration (and an old calibration without it reads as one without).
+            let stored = try JSONDecoder().decode(Calibration.self, from: JSONEncoder().encode(cal))
+            #expect(stored.unmixing == u)
+            var old = cal
+            old.lowWindowAirRatio = nil
+            #expect(try JSONDecoder().decode(Calibration.self, from: JSONEncoder().encode(old)).unmixing == nil)
             var broken = cal
             broken.lowWindowAirRatio = -1
             #expect(!broken.isWellFormed && broken.unmixing == nil)
