@@ -299,7 +299,7 @@ private struct Methods: Sendable {
         let choice: ExposureModeChooser.Choice
         do {
             let (dark, lines) = scout.lines
-            (plans, choice) = try QCRun.exposed(plans, darkLines: dark, scoutLines: lines)
+            (plans, choice) = try QCRun.exposed(plans, darkLines: dark, scoutLines: lines, unmixing: calibration.unmixing)
         } catch {
             throw RPCError(code: RPCError.scanFailedCode, message: "\(scoutCapture ?? "the QC scout"): \(error.description)")
         }
