@@ -44,6 +44,18 @@ struct SecondModelTissueTests {
             var old = cal
             old.lowWindowAirRatio = nil
             #expect(try JSONDecoder().decode(Calibration.self, from: JSONEncoder().encode(old)).unmixing == nil)
+            // The scout's photons are the attenuation stage's: a pixel of 300 low and 1,000 high
+            // counts above dark (each channel's own) has the variance of its unmixed low
+            // attenuation near 1/photons in the central half (the stage's own g per channel, its
+            // cross term and the +1 of each count make the difference).
+            let prepared = stage.prepared(periodUs: 300_000, currentUA: 400, calibration: cal)
+            let n = stage.dark.means.channels
+            let samples = (0..<n).flatMap { c in [UInt16((stage.dark.means.low[c] + 300).rounded()), UInt16((stage.dark.means.high[c] + 1000).rounded())] }
+            let a = try prepared.process(ScanLine(index: 0, yUm: 0, xUm: 200_000, tUs: 0, flags: [.xrayOn], samples: samples))
+            let photons = u.photons(low: 300, high: 1000)
+            let ratios = ((n / 4)..<(n - n / 4)).map { 1 / a.varianceLow[$0] / photons }.sorted()
+            print(String(format: "cdte: the stage's 1/var(L_low) over the scout's photons (%.1f), central half: %.3f … %.3f", photons, ratios.first ?? .nan, ratios.last ?? .nan))
+            #expect(ratios.allSatisfy { abs($0 - 1) < 0.15 }, "\(ratios)")
             var broken = cal
             broken.lowWindowAirRatio = -1
             #expect(!broken.isWellFormed && broken.unmixing == nil)
