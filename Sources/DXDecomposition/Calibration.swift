@@ -394,7 +394,8 @@ public struct Calibration: Sendable, Equatable, Codable {
             let disc = b * b - 4 * a * c
             guard disc >= 0 else { return nil }
             let root = disc.squareRoot()
-            // The two roots in turn (no array: this runs three times for every pixel under bone).
+            // The two roots in turn (no array: this runs for every pixel with a baseline, and three
+            // times more for every pixel under bone).
             let first = (-b - root) / (2 * a)
             if first > 0 && 2 * a * first + b < 0 { return first }
             let second = (-b + root) / (2 * a)

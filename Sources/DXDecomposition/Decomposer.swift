@@ -27,9 +27,10 @@ public struct DecomposedLine: Sendable {
 /// Classification works in bone units, not in raw ratios, so that one threshold holds for
 /// thin and thick patients alike: a pixel is bone where the calibrated bone mineral, taken
 /// against the local soft-tissue baseline and smoothed over a few pixels, exceeds
-/// `boneThreshold`. The baseline is the morphological opening of the smoothed ratio
-/// L_low/L_high (a minimum then a maximum over a window wider than any bone), which removes
-/// bone's bumps and keeps the soft tissue's slow changes (fat varying across the body).
+/// `boneThreshold`. The baseline is the morphological opening of the smoothed tissue's fat
+/// fraction as the calibration reads it (of its negative: a minimum then a maximum over a window
+/// wider than any bone), which removes bone's dips (bone reads as leaner tissue) and keeps the
+/// soft tissue's slow changes (fat varying across the body), whatever its thickness.
 public struct Decomposer: Sendable {
     public let calibration: Calibration
     /// High-window attenuation below which a pixel is air.
@@ -127,14 +128,27 @@ public struct Decomposer: Sendable {
             Self.smooth(lowBase, tissue, n, halfWidth: smoothing, into: su)
             Self.smooth(highBase, tissue, n, halfWidth: smoothing, into: sv)
             for c in 0..<n { sr[c] = tissue[c] && sv[c] > 0 ? su[c] / sv[c] : .nan }
-            Self.slidingExtreme(sr, n, halfWidth: baselineHalfWidth, minimum: true, queue: queue, values: queued, into: eroded)
+            // The baseline is opened in the fat model's terms, not in the ratio's: the ratio of
+            // soft tissue falls as the tissue thickens (beam hardening), its fat fraction does
+            // not (the fat model is fitted over the calibration's thickness steps). Where bone
+            // fills most of the window (a hip's rows from the thin tissue at the body's side
+            // through the trochanter and neck to the pelvis), an opening of the ratio kept the
+            // thinnest tissue's ratio, higher than the thick tissue's under the neck, and the
+            // neck went unfound: obese patients' necks read 1.4 % low with a tenth of the noise;
+            // and under fat rising across the field (the tissue thickening with it) 9 % of the
+            // tissue was called bone, 0.2 % now (docs/physics.md, "The neck's own bias"). Bone
+            // reads as leaner tissue, so the opening removes dips of the fat fraction: it opens
+            // its negative.
+            for c in 0..<n { baseline[c] = sr[c].isFinite ? -fast.fatFraction(su[c], sv[c]) : .nan }
+            Self.slidingExtreme(baseline, n, halfWidth: baselineHalfWidth, minimum: true, queue: queue, values: queued, into: eroded)
             Self.slidingExtreme(eroded, n, halfWidth: baselineHalfWidth, minimum: false, queue: queue, values: queued, into: baseline)
-            // Bone wider than the opening's window (a hip's rows run from the pelvis through the
-            // head and neck to the trochanter) lifts the baseline onto bone. No soft tissue is
-            // leaner than lean: a baseline the fat model reads as leaner than `leanestTissue` is
-            // bone's, and is held at that tissue's ratio.
-            for c in 0..<n where baseline[c].isFinite && sv[c] > 0 && fast.fatFraction(baseline[c] * sv[c], sv[c]) < leanestTissue {
-                if let r = fast.tissueRatio(highAttenuation: sv[c], fat: leanestTissue) { baseline[c] = r }
+            // Bone wider than the opening's window lifts the baseline onto bone. No soft tissue is
+            // leaner than lean: a baseline leaner than `leanestTissue` is bone's, and is held at
+            // that tissue; none is fatter than fat (a fraction over 1 is noise's). The baseline's
+            // ratio is the opened fat fraction's at the pixel's own high-window attenuation (NaN
+            // where the fat model has no such ratio: the pixel is not classified).
+            for c in 0..<n where baseline[c].isFinite {
+                baseline[c] = fast.tissueRatio(highAttenuation: sv[c], fat: min(1, max(-baseline[c], leanestTissue))) ?? .nan
             }
             // Noise of the smoothed bone signal: b ≈ (L_low − R·L_high)/k, k the bone's
             // sensitivity, here taken from the calibration at this pixel.

@@ -227,16 +227,21 @@ struct VFATests {
     /// half the level, under the 60 mm that split a part before). The part is over 1.6 times the
     /// bodies' median height, so it is thresholded again and counted as two: the levels above
     /// stay named (until 2026-12-06 T5–T8 were "level uncertain" and T4 "not found"), each body
-    /// read lies on its own vertebra, and the two joined ones are unreadable, not graded.
+    /// read above them lies on its own vertebra, and the two joined ones are unreadable, not
+    /// graded. (Until the baseline was opened in the fat model's terms, 2026-12-07, T4 and T5
+    /// were both read; since, T4 under the shoulder blade is not found and T5's endplates are
+    /// unclear, and T6 is read: docs/physics.md, "The neck's own bias".)
     @Test func twoBodiesJoinedAcrossTheirDiscAreCountedAsTwo() async throws {
         guard !Self.documentedRun else { return }
         let spec = PatientVariety.patient(seed: 11, lateralFractures: nil, lateralAnatomy: .full)
         let m = try VertebralMorphometry.measure(try await Self.scan(spec, noise: 11))
         #expect(!m.warnings.contains { $0.code == "labels_uncertain" }, "\(m.warnings.map(\.message))")
-        for name in ["T4", "T5"] {
+        // T6 is read, on its own vertebra; T4 and T5, where read, on theirs.
+        #expect(m.vertebra("T6")?.readable == true, "T6: \(m.vertebra("T6")?.reason ?? "missing")")
+        for name in ["T4", "T5", "T6"] {
             let v = try #require(m.vertebra(name))
             let truth = try #require(spec.thoracolumbar.first { $0.name == name })
-            #expect(v.readable, "\(name): \(v.reason ?? "")")
+            guard v.readable else { continue }
             let centre = v.points.map { $0[1] }.reduce(0, +) / Double(max(1, v.points.count))
             #expect(abs(centre - truth.centre.y) < 8, "\(name) named on another body")
         }

@@ -4,7 +4,10 @@ import DXProtocol
 // The scalar reference of issue 18's fast paths: the bodies of `PreparedAttenuation.process` and
 // `Decomposer.decompose(_:memory:)` as they were before they were vectorised (591e428), kept
 // verbatim so that the fast paths are held bit-equal to them (FastPathEquivalenceTests). Not
-// used by the product.
+// used by the product. Changes of the algorithm itself are made here as in the product, as
+// written: on 2026-12-07 the baseline's opening in the fat model's terms (docs/physics.md, "The
+// neck's own bias"); the comparison holds the fast paths, not that change, which its own tests
+// hold (`DecompositionTests`, "a baseline in the fat model's terms").
 
 /// `FastLog.ln` as it was: an integer exponent and a branch.
 enum FastLogReference {
@@ -189,14 +192,13 @@ extension Decomposer {
             Self.smoothReference(lowBase, tissue, n, halfWidth: smoothing, into: su)
             Self.smoothReference(highBase, tissue, n, halfWidth: smoothing, into: sv)
             for c in 0..<n { sr[c] = tissue[c] && sv[c] > 0 ? su[c] / sv[c] : .nan }
-            Self.slidingExtremeReference(sr, n, halfWidth: baselineHalfWidth, minimum: true, queue: queue, into: eroded)
+            // The baseline opened in the fat model's terms (since 2026-12-07: the product's
+            // change, copied here as written).
+            for c in 0..<n { baseline[c] = sr[c].isFinite ? -fast.fatFraction(su[c], sv[c]) : .nan }
+            Self.slidingExtremeReference(baseline, n, halfWidth: baselineHalfWidth, minimum: true, queue: queue, into: eroded)
             Self.slidingExtremeReference(eroded, n, halfWidth: baselineHalfWidth, minimum: false, queue: queue, into: baseline)
-            // Bone wider than the opening's window (a hip's rows run from the pelvis through the
-            // head and neck to the trochanter) lifts the baseline onto bone. No soft tissue is
-            // leaner than lean: a baseline the fat model reads as leaner than `leanestTissue` is
-            // bone's, and is held at that tissue's ratio.
-            for c in 0..<n where baseline[c].isFinite && sv[c] > 0 && fast.fatFraction(baseline[c] * sv[c], sv[c]) < leanestTissue {
-                if let r = fast.tissueRatio(highAttenuation: sv[c], fat: leanestTissue) { baseline[c] = r }
+            for c in 0..<n where baseline[c].isFinite {
+                baseline[c] = fast.tissueRatio(highAttenuation: sv[c], fat: min(1, max(-baseline[c], leanestTissue))) ?? .nan
             }
             // Noise of the smoothed bone signal: b ≈ (L_low − R·L_high)/k, k the bone's
             // sensitivity, here taken from the calibration at this pixel.
