@@ -32,16 +32,18 @@ struct FatBaselineTests {
     /// The first run of bone (the trochanter and neck) is found and measured as bone across its
     /// whole length. With the ratio opened, the baseline under its far end was the thin tissue's
     /// ratio, higher than that of the thick tissue under it (seed 18's obese hip, row 53): the
-    /// bone went unfound there and was measured against itself. At 60 ms·mA: before, 88 % of the
-    /// run classified (64 % of its far end) and it read −12.7 % (far end −19.7 %); now 100 %,
-    /// −0.7 % and +0.2 %. (At 200 ms·mA it now reads −1.8 %, far end −3.1 %, not yet explained:
-    /// docs/physics.md.)
+    /// bone went unfound there and was measured against itself. At 60 ms·mA over 120 lines:
+    /// before, 88 % of the run classified (64 % of its far end) and it read −12.0 % (far end
+    /// −19.3 %); now 100 %, −0.6 % and −0.2 %. Over five other noise draws the run reads −0.36
+    /// to −1.81 % (mean −1.14 %): the references' own noise moves a run's mean by about half a
+    /// percent at this length, and a low bias of about 1 % is left, not yet traced
+    /// (docs/physics.md, "The neck's own bias").
     @Test func boneFillingALineUnderThickeningTissueIsFound() throws {
         var s = Scanner(seed: 4)
         let (stage, cal) = try s.calibrate()
         let scene = ThickeningTissueScene()
         let (periodUs, currentUA): (UInt32, UInt32) = (60_000, 1000)
-        let lines = s.scan(scene, y0: 500_000, y1: 530_000, periodUs: periodUs, currentUA: currentUA)
+        let lines = s.scan(scene, y0: 500_000, y1: 620_000, periodUs: periodUs, currentUA: currentUA)
         let prepared = stage.prepared(periodUs: periodUs, currentUA: currentUA, calibration: cal)
         let decomposer = Decomposer(calibration: cal)
         var memory: TissueMemory? = TissueMemory(channels: s.geometry.channels)
@@ -62,11 +64,11 @@ struct FatBaselineTests {
         let mean = sum / Double(max(1, pixels)), farMean = farSum / Double(max(1, farPixels))
         print(String(format: "thickening tissue 18→32 g/cm² under 0.5 g/cm² of bone: classified bone %d of %d (far end %d of %d); bone %.4f (far end %.4f)",
                      found, pixels, farFound, farPixels, mean, farMean))
-        #expect(pixels > 1000)
+        #expect(pixels > 4000)
         #expect(Double(found) >= 0.95 * Double(pixels))
         #expect(Double(farFound) >= 0.95 * Double(farPixels))
-        #expect(abs(mean / scene.bone - 1) <= 0.02)
-        #expect(abs(farMean / scene.bone - 1) <= 0.02)
+        #expect(abs(mean / scene.bone - 1) <= 0.03)
+        #expect(abs(farMean / scene.bone - 1) <= 0.04)
     }
 
     /// Fat rising across the field from 0 to 6 g/cm² (the tissue thickening with it) beside the
