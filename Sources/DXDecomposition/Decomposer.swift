@@ -139,7 +139,13 @@ public struct Decomposer: Sendable {
             // tissue was called bone, 0.2 % now (docs/physics.md, "The neck's own bias"). Bone
             // reads as leaner tissue, so the opening removes dips of the fat fraction: it opens
             // its negative.
-            for c in 0..<n { baseline[c] = sr[c].isFinite ? -fast.fatFraction(su[c], sv[c]) : .nan }
+            // Each tissue pixel's fat fraction, kept for the lean rule below (in `sideHigh`, free
+            // until the soft tissue is carried).
+            let fatHere = sideHigh
+            for c in 0..<n {
+                fatHere[c] = sr[c].isFinite ? fast.fatFraction(su[c], sv[c]) : .nan
+                baseline[c] = -fatHere[c]
+            }
             Self.slidingExtreme(baseline, n, halfWidth: baselineHalfWidth, minimum: true, queue: queue, values: queued, into: eroded)
             Self.slidingExtreme(eroded, n, halfWidth: baselineHalfWidth, minimum: false, queue: queue, values: queued, into: baseline)
             // Bone wider than the opening's window lifts the baseline onto bone. No soft tissue is
@@ -172,7 +178,7 @@ public struct Decomposer: Sendable {
             // lifted onto bone where the run reaches the field's edge: the greater trochanter
             // under thin tissue beside a hip's neck) reads leaner than lean, and would carry
             // its bone under the run (the neck read up to 20 % low).
-            for c in 0..<n { plausible[c] = tissue[c] && sv[c] > 0 && fast.fatFraction(su[c], sv[c]) >= leanestTissue }
+            for c in 0..<n { plausible[c] = tissue[c] && sv[c] > 0 && fatHere[c] >= leanestTissue }
             // The soft tissue under bone (into `baseline`, no longer needed): the ratio
             // carried across each covered run from the tissue beside it.
             let softRatio = baseline
