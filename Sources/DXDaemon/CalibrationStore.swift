@@ -17,7 +17,7 @@ public struct CalibrationStore: Sendable {
         do { calibration = try JSONDecoder().decode(Calibration.self, from: data) } catch {
             return .failure(.unreadable(path, "\(error)"))
         }
-        guard calibration.version == Calibration.formatVersion else {
+        guard Calibration.readableVersions.contains(calibration.version) else {
             return .failure(.wrongVersion(path, calibration.version, expected: Calibration.formatVersion))
         }
         guard calibration.isWellFormed else { return .failure(.unreadable(path, "its models do not have the terms this version uses, or its channel response is not whole")) }
@@ -53,7 +53,8 @@ public enum CalibrationProblem: ControlReportable, Sendable, Equatable, CustomSt
         return switch self {
         case .missing(let p): "no calibration (\(p) does not exist); \(fix)"
         case let .unreadable(p, why): "the calibration \(p) cannot be read (\(why)); \(fix)"
-        case let .wrongVersion(p, v, e): "the calibration \(p) has format \(v), this daemon needs \(e); \(fix)"
+        case let .wrongVersion(p, v, e):
+            "the calibration \(p) has format \(v), this daemon reads formats \(Calibration.readableVersions.lowerBound) to \(e); \(fix)"
         case let .poorFit(p, v): "\(p): \(v.description); \(fix)"
         case let .otherUnit(p, why): "\(p): \(why); \(fix) on this unit"
         }

@@ -165,6 +165,9 @@ public struct PreparedAttenuation: Sendable {
     /// Each channel's low window's share of its high window's log (`ChannelResponse.lowCross`;
     /// empty: none).
     let crossLow: [Double]
+    /// The square of each channel's own low log in its map (`ChannelResponse.lowSquare`;
+    /// empty: none).
+    let squareLow: [Double]
 
     init(dark: DarkReference, air: AirReference, periodUs: UInt32, currentUA: UInt32, transmissions: Bool,
          response: ChannelResponse? = nil, deadTimeUs: Double = 0, scatter: ScatterModel? = nil, lowWindowMixing: Double = 0) {
@@ -174,6 +177,7 @@ public struct PreparedAttenuation: Sendable {
         scaleLow = r.low
         scaleHigh = r.high
         crossLow = r.lowCross.flatMap { $0.contains { $0 != 0 } ? $0 : nil } ?? []
+        squareLow = r.lowSquare.flatMap { $0.contains { $0 != 0 } ? $0 : nil } ?? []
         let e = Double(periodUs) * Double(max(currentUA, 1))
         darkLow = dark.means.low
         darkHigh = dark.means.high
@@ -247,7 +251,7 @@ public struct PreparedAttenuation: Sendable {
     public func process(_ line: ScanLine, scatterSources sources: ScatterSources? = nil) throws(DecompositionError) -> AttenuationLine {
         let n = line.channels
         guard n == channels, line.samples.count == 2 * n else { throw .channelMismatch(expected: channels, got: n) }
-        if deadTimeFraction == 0 && scatterKernel.isEmpty && !keepsTransmissions && mixing == 0 && crossLow.isEmpty { return plain(line) }
+        if deadTimeFraction == 0 && scatterKernel.isEmpty && !keepsTransmissions && mixing == 0 && crossLow.isEmpty && squareLow.isEmpty { return plain(line) }
         // One scratch block for the six outputs, filled by one loop over raw pointers, then
         // copied into the line's arrays.
         let out = UnsafeMutablePointer<Double>.allocate(capacity: 8 * n)
@@ -267,6 +271,7 @@ public struct PreparedAttenuation: Sendable {
                 let tVarLow = out + 6 * n, tVarHigh = out + 7 * n
                 let keeps = keepsTransmissions, a = deadTimeFraction, mix = mixing, unmix = 1 / (1 - mixing)
                 let crosses = !crossLow.isEmpty
+                let squares = !squareLow.isEmpty
                 for c in 0..<n {
                     let f: UInt8
                     let lo = samples[2 * c], hi = samples[2 * c + 1]
@@ -333,7 +338,16 @@ public struct PreparedAttenuation: Sendable {
                         varHigh[c] = vh * kh * kh
                         low[c] = (lnL[c] - FastLog.ln(il) - vl / 2) * kl
                         high[c] = (lnH[c] - FastLog.ln(ih) - vh / 2) * kh
-                        if crosses {
+                        if squares {
+                            // The whole map: the channel's own low log, its high log and the
+                            // square of its own (less the noise's share of it, var, so that the
+                            // square is unbiased); the variance through the map's slope.
+                            let ownLow = lnL[c] - FastLog.ln(il) - vl / 2, ownHigh = lnH[c] - FastLog.ln(ih) - vh / 2
+                            let b = crosses ? crossLow[c] : 0, q = squareLow[c]
+                            low[c] = kl * ownLow + b * ownHigh + q * (ownLow * ownLow - vl)
+                            let slope = kl + 2 * q * ownLow
+                            varLow[c] = slope * slope * vl + b * b * vh
+                        } else if crosses {
                             // The low window's share of the high window's own log.
                             let b = crossLow[c]
                             low[c] += b * (lnH[c] - FastLog.ln(ih) - vh / 2)

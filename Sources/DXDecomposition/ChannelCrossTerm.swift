@@ -37,10 +37,15 @@ extension CalibrationMeasurement {
         var weight: Double
     }
 
-    /// The low window's response of each channel in `channels` and the cells' values under it.
-    struct LowResponse {
+    /// A window's response of each channel in `channels` and the cells' values under it: the
+    /// channel's map onto the detector's mean, k·L + b·L' + q·L² (L its own log, L' the other
+    /// window's), with as many of those terms as were fitted (`terms`: 1 the scale alone, 2 with
+    /// the cross term, 3 with the square).
+    struct WindowResponse {
+        var terms: Int
         var scale: [Int: Double]
         var cross: [Int: Double]
+        var square: [Int: Double]
         var values: [Double]
         var variances: [Double]
         var rss: Double
@@ -48,14 +53,17 @@ extension CalibrationMeasurement {
         var unknowns: Int
     }
 
-    /// The channels' low-window maps fitted jointly with the cells' values; `cross`: with the
-    /// L_high term. Nil where the system is singular.
-    static func lowResponse(_ cells: [[View]], channels: [Int], cross: Bool) -> LowResponse? {
-        let m = channels.count
-        guard m >= 2 else { return nil }
+    /// The channels' maps fitted jointly with the cells' values, with the first `terms` of
+    /// (L, L', L²). `View.u` is the window's own log, `View.v` the other window's. Nil where the
+    /// system is singular.
+    static func windowResponse(_ cells: [[View]], channels: [Int], terms: Int) -> WindowResponse? {
+        let m = channels.count, q = terms
+        guard m >= 2, (1...3).contains(q) else { return nil }
         var position = [Int: Int]()
         for (j, c) in channels.enumerated() { position[c] = j }
-        let q = cross ? 2 : 1, p = q * m, size = p + q
+        func features(_ x: View) -> (Double, Double, Double) { (x.u, x.v, x.u * x.u) }
+        func feature(_ f: (Double, Double, Double), _ i: Int) -> Double { i == 0 ? f.0 : i == 1 ? f.1 : f.2 }
+        let p = q * m, size = p + q
         // The normal equations with the cells' values eliminated (their Schur complement),
         // bordered by the constraints: [S Cᵀ; C 0]·[θ; λ] = [0; d].
         var a = [Double](repeating: 0, count: size * (size + 1))
@@ -71,14 +79,10 @@ extension CalibrationMeasurement {
             var index: [Int] = [], g: [Double] = []
             for x in mine {
                 guard let j = position[x.channel] else { continue }
-                let w = x.weight
-                a[(q * j) * row + q * j] += w * x.u * x.u
-                index.append(q * j); g.append(w * x.u)
-                if cross {
-                    a[(q * j) * row + q * j + 1] += w * x.u * x.v
-                    a[(q * j + 1) * row + q * j] += w * x.u * x.v
-                    a[(q * j + 1) * row + q * j + 1] += w * x.v * x.v
-                    index.append(q * j + 1); g.append(w * x.v)
+                let w = x.weight, f = features(x)
+                for r in 0..<q {
+                    for s in 0..<q { a[(q * j + r) * row + q * j + s] += w * feature(f, r) * feature(f, s) }
+                    index.append(q * j + r); g.append(w * feature(f, r))
                 }
             }
             for (r, gr) in zip(index, g) {
@@ -94,10 +98,11 @@ extension CalibrationMeasurement {
             a[(p + i) * row + size] = i == 0 ? Double(m) : 0
         }
         guard let theta = Self.solveDense(&a, size) else { return nil }
-        var scale = [Int: Double](), crossTerm = [Int: Double]()
+        var scale = [Int: Double](), crossTerm = [Int: Double](), squareTerm = [Int: Double]()
         for (j, c) in channels.enumerated() {
             scale[c] = theta[q * j]
-            crossTerm[c] = cross ? theta[q * j + 1] : 0
+            crossTerm[c] = q > 1 ? theta[q * j + 1] : 0
+            squareTerm[c] = q > 2 ? theta[q * j + 2] : 0
         }
         var values = [Double](repeating: .nan, count: cells.count), variances = values
         var rss = 0.0
@@ -105,10 +110,12 @@ extension CalibrationMeasurement {
             var sum = 0.0, total = 0.0, noise = 0.0
             var mapped: [(Double, Double)] = []
             for x in cell {
-                guard let kc = scale[x.channel], let bc = crossTerm[x.channel], x.weight > 0, x.u.isFinite, x.v.isFinite else { continue }
-                let y = kc * x.u + bc * x.v
+                guard let kc = scale[x.channel], let bc = crossTerm[x.channel], let qc = squareTerm[x.channel],
+                      x.weight > 0, x.u.isFinite, x.v.isFinite else { continue }
+                let y = kc * x.u + bc * x.v + qc * x.u * x.u
+                let slope = kc + 2 * qc * x.u
                 sum += x.weight * y; total += x.weight
-                noise += x.weight * x.weight * (kc * kc * x.varU + bc * bc * x.varV)
+                noise += x.weight * x.weight * (slope * slope * x.varU + bc * bc * x.varV)
                 mapped.append((y, x.weight))
             }
             guard total > 0 else { continue }
@@ -117,31 +124,42 @@ extension CalibrationMeasurement {
             for (y, w) in mapped { rss += w * (y - values[k]) * (y - values[k]) }
         }
         guard rss.isFinite, theta.allSatisfy(\.isFinite) else { return nil }
-        return LowResponse(scale: scale, cross: crossTerm, values: values, variances: variances, rss: rss, views: views,
-                           unknowns: p - q + used)
+        return WindowResponse(terms: q, scale: scale, cross: crossTerm, square: squareTerm, values: values, variances: variances,
+                              rss: rss, views: views, unknowns: p - q + used)
     }
 
     /// The largest departure of a channel's map from the detector's mean that is taken as a
-    /// channel's response: a scale k between ½ and 2 and a cross term |b| ≤ ½. A threshold
-    /// trimmed a keV off or the heel's few degrees move them by a few hundredths (the second
-    /// model's detector: k 0.99–1.01 with scales alone); a map beyond these is not a channel's
-    /// energy response but something the channel's cells carry that it cannot describe (on the
-    /// whole second model, pile-up and scatter not fully undone, channel 116 came out k ≈ 0,
-    /// b = 1.6), and the scales alone are kept.
+    /// channel's response: a scale k between ½ and 2, a cross term |b| ≤ ½ and a square
+    /// |q| ≤ 0.02 (2 % of the scale at a log of 1, a fifth of it at 10, the thickest cells'). A
+    /// threshold trimmed a keV off or the heel's few degrees move them by a few hundredths (the
+    /// second model's detector: k 0.99–1.01 with scales alone); a map beyond these is not a
+    /// channel's energy response but something the channel's cells carry that it cannot
+    /// describe (on the whole second model, pile-up and scatter not fully undone, channel 116
+    /// came out k ≈ 0, b = 1.6), and the smaller map is kept.
     static let plausibleScale = 0.5...2.0
     static let plausibleCross = 0.5
+    static let plausibleSquare = 0.02
 
-    /// The low window's response with the cross term where an F test at 99 % asks for it and
-    /// every channel's map is plausible, or nil (the scales alone).
-    static func crossTermsIfNeeded(_ cells: [[View]], channels: [Int]) -> LowResponse? {
-        guard let scaled = lowResponse(cells, channels: channels, cross: false),
-              let crossed = lowResponse(cells, channels: channels, cross: true) else { return nil }
-        guard crossed.scale.values.allSatisfy({ plausibleScale.contains($0) }),
-              crossed.cross.values.allSatisfy({ abs($0) <= plausibleCross }) else { return nil }
-        let extra = channels.count - 1, dof = crossed.views - crossed.unknowns
-        guard extra > 0, dof > 0, crossed.rss > 0, crossed.rss < scaled.rss else { return nil }
-        let F = ((scaled.rss - crossed.rss) / Double(extra)) / (crossed.rss / Double(dof))
-        return F > Calibration.fQuantile99(extra, dof) ? crossed : nil
+    static func plausible(_ r: WindowResponse) -> Bool {
+        r.scale.values.allSatisfy { plausibleScale.contains($0) } && r.cross.values.allSatisfy { abs($0) <= plausibleCross }
+            && r.square.values.allSatisfy { abs($0) <= plausibleSquare }
+    }
+
+    /// A window's response with each further term where an F test at 99 % asks for it (the
+    /// cross term over the scales alone, then the square over the cross term) and every
+    /// channel's map is plausible; nil where even the cross term is not asked for (the scales
+    /// alone).
+    static func responseIfNeeded(_ cells: [[View]], channels: [Int]) -> WindowResponse? {
+        guard var kept = windowResponse(cells, channels: channels, terms: 1) else { return nil }
+        for terms in 2...3 {
+            guard let more = windowResponse(cells, channels: channels, terms: terms), plausible(more) else { break }
+            let extra = channels.count - 1, dof = more.views - more.unknowns
+            guard extra > 0, dof > 0, more.rss > 0, more.rss < kept.rss else { break }
+            let F = ((kept.rss - more.rss) / Double(extra)) / (more.rss / Double(dof))
+            guard F > Calibration.fQuantile99(extra, dof) else { break }
+            kept = more
+        }
+        return kept.terms > 1 ? kept : nil
     }
 
     /// Gaussian elimination with partial pivoting of the n × (n + 1) augmented matrix `a`

@@ -65,7 +65,7 @@ enum FileTargets {
     static func calibration(_ bytes: [UInt8]) -> FuzzOutcome {
         let calibration: Calibration
         do { calibration = try JSONDecoder().decode(Calibration.self, from: Data(bytes)) } catch { return .refused("\(error)") }
-        guard calibration.version == Calibration.formatVersion else { return .refused("version \(calibration.version)") }
+        guard Calibration.readableVersions.contains(calibration.version) else { return .refused("version \(calibration.version)") }
         guard calibration.isWellFormed else { return .refused("not well formed") }
         let verdict = calibration.verdict
         _ = calibration.unitProblem(for: SimulatorConfiguration.standardInfo)

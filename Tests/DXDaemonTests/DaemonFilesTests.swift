@@ -36,7 +36,18 @@ struct DaemonFilesTests {
         c.version = 1
         try store.save(c)
         guard case .failure(.wrongVersion) = store.load() else { Issue.record("an old format loaded"); return }
+        // Format 6 (before the low window's square): read, its squares 0; unless it carries
+        // squares it cannot have been fitted with.
+        c.version = 6
+        try store.save(c)
+        guard case .success = store.load() else { Issue.record("a format 6 calibration was refused"); return }
+        c.channelResponse?.lowSquare = [Double](repeating: 0.001, count: 144)
+        try store.save(c)
+        guard case .failure(.unreadable) = store.load() else { Issue.record("a format 6 calibration with squares loaded"); return }
         c.version = Calibration.formatVersion
+        try store.save(c)
+        guard case .success = store.load() else { Issue.record("a format 7 calibration with squares was refused"); return }
+        c.channelResponse?.lowSquare = nil
         c.residualHydroxyapatite = 0.03
         try store.save(c)
         guard case .failure(.poorFit) = store.load() else { Issue.record("a poor fit loaded"); return }

@@ -3,16 +3,17 @@ import DXProtocol
 import Foundation
 import Testing
 
-/// Each channel's low window as k·L_low + b·L_high (`ChannelCrossTerm.swift`): recovered from
-/// cells whose channels were made so, left out where the channels differ only in scale, and
-/// applied to every pixel as measured.
+/// Each channel's low window as k·L_low + b·L_high + q·L_low² (`ChannelCrossTerm.swift`):
+/// recovered from cells whose channels were made so, left out where the channels differ only in
+/// scale (or have no square), and applied to every pixel as measured.
 @Suite("The low window's cross term per channel")
 struct ChannelCrossTermTests {
     /// Twenty 4 mm cells of soft tissue and bone (so that the two windows' logs are not
     /// proportional), seen by 40 channels at 27 carriage positions 2.2 mm apart (so that every
     /// channel sees the eight cells or more a cross term needs); channel c reads the
-    /// detector's mean high log V as V and its low log as (R − b_c·V)/k_c, R the mean low log.
-    static func cells(k: [Double], b: [Double]) -> (phantom: Phantom, geometry: ScanGeometry, lines: [AttenuationLine]) {
+    /// detector's mean high log V as V and its low log L as the root of k_c·L + q_c·L² = R − b_c·V,
+    /// R the mean low log ((R − b_c·V)/k_c without a square).
+    static func cells(k: [Double], b: [Double], q: [Double]? = nil) -> (phantom: Phantom, geometry: ScanGeometry, lines: [AttenuationLine]) {
         let channels = k.count
         var cells: [Phantom.Cell] = []
         for i in 0..<20 {
@@ -28,7 +29,9 @@ struct ChannelCrossTermTests {
                     let x = geometry.x(ofChannel: c, carriageX: carriage)
                     guard let cell = cells.first(where: { x >= Double($0.xUm[0]) && x < Double($0.xUm[1]) }) else { continue }
                     let r = 0.2 * cell.lean + 0.9 * cell.hydroxyapatite, v = 0.14 * cell.lean + 0.4 * cell.hydroxyapatite
-                    tl[c] = exp(-(r - b[c] * v) / k[c])
+                    let rest = r - b[c] * v, square = q?[c] ?? 0
+                    let own = square == 0 ? rest / k[c] : (-k[c] + (k[c] * k[c] + 4 * square * rest).squareRoot()) / (2 * square)
+                    tl[c] = exp(-own)
                     th[c] = exp(-v)
                 }
                 let tiny = [Double](repeating: 1e-12, count: channels)
@@ -60,6 +63,33 @@ struct ChannelCrossTermTests {
         for p in m.points {
             #expect(abs(p.lLow - (0.2 * p.lean + 0.9 * p.hydroxyapatite)) < 1e-3, "\(p.lean)/\(p.hydroxyapatite): \(p.lLow)")
         }
+        // Maps without a square need none: what a square would add is the arithmetic's rounding.
+        #expect(m.response.lowSquare.map { $0.allSatisfy { abs($0) < 1e-8 } } ?? true, "\(m.response.lowSquare ?? [])")
+    }
+
+    /// Known maps with a square (mean k 1, mean b and q 0: the detector's mean is the truth's)
+    /// come back with it: the square to 10⁻⁶ (its largest is 0.002: 2 % of the log at a log of
+    /// 10, the channels' spread on the second physics model's detector), the rest as above.
+    @Test func knownSquaresAreRecovered() throws {
+        let n = 40
+        func centred(_ x: [Double]) -> [Double] { let m = x.reduce(0, +) / Double(x.count); return x.map { $0 - m } }
+        let k0 = (0..<n).map { 1 + 0.02 * sin(Double($0) / 5) }
+        let meanK = k0.reduce(0, +) / Double(n)
+        let k = k0.map { $0 / meanK }
+        let b = centred((0..<n).map { 0.03 * cos(Double($0) / 3) })
+        let q = centred((0..<n).map { 0.002 * sin(Double($0) / 4 + 1) })
+        let s = Self.cells(k: k, b: b, q: q)
+        let m = try CalibrationMeasurement.measure(lines: s.lines, geometry: s.geometry, phantom: s.phantom, marginUm: 500)
+        let cross = try #require(m.response.lowCross), square = try #require(m.response.lowSquare, "the cells ask for the square")
+        let worstK = zip(m.response.low, k).map { abs($0 - $1) }.max() ?? 1
+        let worstB = zip(cross, b).map { abs($0 - $1) }.max() ?? 1
+        let worstQ = zip(square, q).map { abs($0 - $1) }.max() ?? 1
+        print(String(format: "squares: k within %.2e, b within %.2e, q within %.2e", worstK, worstB, worstQ))
+        #expect(worstK < 5e-4 && worstB < 5e-4 && worstQ < 1e-6)
+        for p in m.points {
+            #expect(abs(p.lLow - (0.2 * p.lean + 0.9 * p.hydroxyapatite)) < 1e-3, "\(p.lean)/\(p.hydroxyapatite): \(p.lLow)")
+        }
+        #expect(m.response.fits(channels: n))
     }
 
     /// Channels that differ in scale alone: no cross term is stored (the F test finds none).
@@ -84,14 +114,19 @@ struct ChannelCrossTermTests {
         #expect(m.response.fits(channels: n))
     }
 
+    /// A stage of two channels (dark 100 counts, air 20,000 low and 10,000 high) and one line
+    /// through tissue.
+    static func twoChannels() throws -> (AttenuationStage, ScanLine) {
+        let darkLine = ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [], samples: [UInt16](repeating: 100, count: 4))
+        let airLine = ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: .xrayOn, samples: [20_100, 10_100, 20_100, 10_100])
+        let stage = try AttenuationStage(darkLines: [darkLine], airLines: [airLine], airPeriodUs: 1000, airCurrentUA: 1000)
+        return (stage, ScanLine(index: 1, yUm: 0, xUm: 0, tUs: 0, flags: .xrayOn, samples: [2_100, 3_100, 5_100, 6_100]))
+    }
+
     /// A pixel's low window takes b of its channel's high log, and b² of its variance; a
     /// response without a cross term leaves every bit as it was.
     @Test func aPixelTakesItsChannelsCrossTerm() throws {
-        let channels = 2
-        let darkLine = ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [], samples: [UInt16](repeating: 100, count: 2 * channels))
-        let airLine = ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: .xrayOn, samples: [20_100, 10_100, 20_100, 10_100])
-        let stage = try AttenuationStage(darkLines: [darkLine], airLines: [airLine], airPeriodUs: 1000, airCurrentUA: 1000)
-        let line = ScanLine(index: 1, yUm: 0, xUm: 0, tUs: 0, flags: .xrayOn, samples: [2_100, 3_100, 5_100, 6_100])
+        let (stage, line) = try Self.twoChannels()
         let plain = try stage.prepared(periodUs: 1000, currentUA: 1000, transmissions: false,
                                        response: ChannelResponse(low: [1, 1], high: [1, 1])).process(line)
         let crossed = try stage.prepared(periodUs: 1000, currentUA: 1000, transmissions: false,
@@ -107,5 +142,34 @@ struct ChannelCrossTermTests {
         // A cross term that is not finite, or of another length, makes the response unusable.
         #expect(!ChannelResponse(low: [1, 1], high: [1, 1], lowCross: [.nan, 0]).fits(channels: 2))
         #expect(!ChannelResponse(low: [1, 1], high: [1, 1], lowCross: [0]).fits(channels: 2))
+    }
+
+    /// A pixel's low window with a square: k·L + b·V + q·(L² − var L), the square's noise bias
+    /// (E[L²] = L² + var L) taken off, and the variance through the map's slope,
+    /// (k + 2q·L)²·var L + b²·var V; the high window as it was. A square of 0 everywhere is no
+    /// square (the cross term's bits), and one beyond `plausibleSquare` or not finite makes the
+    /// response unusable.
+    @Test func aPixelTakesItsChannelsSquare() throws {
+        let (stage, line) = try Self.twoChannels()
+        let k = [1.02, 0.98], b = [0.05, -0.02], q = [0.003, -0.001]
+        func prepared(_ square: [Double]?) -> PreparedAttenuation {
+            stage.prepared(periodUs: 1000, currentUA: 1000, transmissions: false,
+                           response: ChannelResponse(low: k, high: [1, 1], lowCross: b, lowSquare: square))
+        }
+        let plain = try stage.prepared(periodUs: 1000, currentUA: 1000, transmissions: false,
+                                       response: ChannelResponse(low: [1, 1], high: [1, 1])).process(line)
+        let squared = try prepared(q).process(line), crossed = try prepared(nil).process(line), zero = try prepared([0, 0]).process(line)
+        for c in 0..<2 {
+            let l = plain.low[c], v = plain.high[c], vl = plain.varianceLow[c], vh = plain.varianceHigh[c]
+            #expect(abs(squared.low[c] - (k[c] * l + b[c] * v + q[c] * (l * l - vl))) < 1e-12)
+            let slope = k[c] + 2 * q[c] * l
+            #expect(abs(squared.varianceLow[c] - (slope * slope * vl + b[c] * b[c] * vh)) < 1e-15)
+            #expect(squared.high[c] == plain.high[c] && squared.varianceHigh[c] == plain.varianceHigh[c])
+        }
+        #expect(FastPathEquivalenceTests.sameBits(zero.low, crossed.low) && FastPathEquivalenceTests.sameBits(zero.varianceLow, crossed.varianceLow))
+        #expect(ChannelResponse(low: k, high: [1, 1], lowCross: b, lowSquare: q).fits(channels: 2))
+        #expect(!ChannelResponse(low: k, high: [1, 1], lowCross: b, lowSquare: [0.03, 0]).fits(channels: 2))
+        #expect(!ChannelResponse(low: k, high: [1, 1], lowCross: b, lowSquare: [.nan, 0]).fits(channels: 2))
+        #expect(!ChannelResponse(low: k, high: [1, 1], lowCross: b, lowSquare: [0]).fits(channels: 2))
     }
 }

@@ -121,7 +121,8 @@ struct FastPathEquivalenceTests {
         sameTissueRatios(calibration)
         let decomposer = Decomposer(calibration: calibration)
         let standard = stage.prepared(periodUs: 40_000, currentUA: 3000, calibration: calibration)
-        #expect((standard.deadTimeFraction == 0 && standard.scatterKernel.isEmpty && standard.mixing == 0 && standard.crossLow.isEmpty) == plain,
+        #expect((standard.deadTimeFraction == 0 && standard.scatterKernel.isEmpty && standard.mixing == 0 && standard.crossLow.isEmpty
+                  && standard.squareLow.isEmpty) == plain,
                 "\(label): the stage's path is not the one this test is about")
         let kept = stage.prepared(periodUs: 40_000, currentUA: 3000, calibration: calibration, transmissions: true)
         let short = stage.prepared(periodUs: 10_000, currentUA: 1000, calibration: calibration)
@@ -165,6 +166,10 @@ struct FastPathEquivalenceTests {
         var s = Scanner.cdte(seed: 64)
         let (stage, calibration) = try s.calibrate()
         #expect((calibration.deadTimeUs ?? 0) > 0 && calibration.scatter != nil, "the second model's calibration corrects rate loss and scatter")
+        // And maps each channel's low window with a cross term and a square (2026-12-07), so
+        // that the square's branch is compared too.
+        #expect(calibration.channelResponse?.lowCross != nil && calibration.channelResponse?.lowSquare != nil,
+                "the second model's calibration has no square: the square's branch is not compared")
         Self.check(Self.scenes(&s, stage: stage, calibration: calibration, label: "cdte", patients: 4...4, plain: false), "second physics model")
     }
 }

@@ -121,8 +121,15 @@ extension PreparedAttenuation {
                         varHigh[c] = vh * kh * kh
                         low[c] = (lnL[c] - FastLogReference.ln(il) - vl / 2) * kl
                         high[c] = (lnH[c] - FastLogReference.ln(ih) - vh / 2) * kh
+                        // The low window's square (added 2026-12-07), with its cross term.
+                        if !squareLow.isEmpty {
+                            let ownLow = lnL[c] - FastLogReference.ln(il) - vl / 2, ownHigh = lnH[c] - FastLogReference.ln(ih) - vh / 2
+                            let b = crosses ? crossLow[c] : 0, q = squareLow[c]
+                            low[c] = kl * ownLow + b * ownHigh + q * (ownLow * ownLow - vl)
+                            let slope = kl + 2 * q * ownLow
+                            varLow[c] = slope * slope * vl + b * b * vh
                         // The low window's cross term (added 2026-12-06).
-                        if crosses {
+                        } else if crosses {
                             let b = crossLow[c]
                             low[c] += b * (lnH[c] - FastLogReference.ln(ih) - vh / 2)
                             varLow[c] += b * b * vh

@@ -21,9 +21,9 @@ struct SecondModelTissueTests {
     /// The first model's cases not yet within 1 % (lean, fat left, fat right): the thickest
     /// tissue (noise called bone: docs/physics.md), and the fattest gradient's L1.
     static let notYetMet: [(Double, Double, Double)] = [(15, 9, 3), (30, 0, 0), (30, 6, 6)]
-    /// The second model's detector: all but lean 20 fat 6 (docs/physics.md).
+    /// The second model's detector: all but lean 10, lean 20 and lean 30 fat 6 (docs/physics.md).
     static let notYetMetSecond: [(Double, Double, Double)] = [
-        (10, 0, 0), (10, 9, 9), (15, 0, 6), (15, 6, 0), (15, 9, 3), (20, 0, 0), (25, 3, 3), (30, 0, 0), (30, 6, 6),
+        (10, 9, 9), (15, 0, 6), (15, 6, 0), (15, 9, 3), (20, 6, 6), (25, 3, 3), (30, 0, 0),
     ]
 
     @Test(arguments: ["kramers", "cdte"])
