@@ -94,14 +94,14 @@ public struct Decomposer: Sendable {
         // Scratch for the whole line in two blocks (the hot path allocates nothing per pixel).
         let scratch = UnsafeMutablePointer<Double>.allocate(capacity: 8 * n)
         defer { scratch.deallocate() }
-        let marks = UnsafeMutablePointer<Bool>.allocate(capacity: 6 * n)
+        let marks = UnsafeMutablePointer<Bool>.allocate(capacity: 9 * n)
         defer { marks.deallocate() }
         let queue = UnsafeMutablePointer<Int>.allocate(capacity: max(n, 1))
         defer { queue.deallocate() }
         let ratio = scratch, su = scratch + n, sv = scratch + 2 * n, sr = scratch + 3 * n, eroded = scratch + 4 * n, baseline = scratch + 5 * n
         let sideHigh = scratch + 6 * n, queued = scratch + 7 * n
         let tissue = marks, isBone = marks + n, covered = marks + 2 * n, usable = marks + 3 * n, plausible = marks + 4 * n
-        let rejected = marks + 5 * n
+        let rejected = marks + 5 * n, confirmed = marks + 6 * n, found = marks + 7 * n, referable = marks + 8 * n
         var bone = [Double](repeating: .nan, count: n), soft = bone, fat = bone
         a.low.withUnsafeBufferPointer { low in a.high.withUnsafeBufferPointer { high in
         a.varianceLow.withUnsafeBufferPointer { varLow in a.varianceHigh.withUnsafeBufferPointer { varHigh in
@@ -173,18 +173,52 @@ public struct Decomposer: Sendable {
             // neither may serve as the soft-tissue reference.
             for c in 0..<n { covered[c] = isBone[c] }
             Self.close(covered, n, gap: holeWidth)
+            // What the references leave out: the bone the previous line confirms. Tissue whose
+            // noise went up is called bone in one line (12–18 % of it under lean 25–30 g/cm²)
+            // but rarely at the same channels in the next (5–24 % of those pixels); left out of
+            // the references it biased them towards the tissue whose noise went down. Bone is
+            // bone in the next line too. Either way it is measured against the tissue carried
+            // beside it (docs/physics.md, "Noise that the rules select").
+            if let m = memory { m.confirm(covered, n, yUm: a.yUm, into: confirmed) } else { for c in 0..<n { confirmed[c] = covered[c] } }
+            for c in 0..<n { found[c] = covered[c] }
             // Soft tissue that can serve as a reference: not leaner than lean over the smoothing
             // window. Faint bone beside a run that the classification missed (its baseline
             // lifted onto bone where the run reaches the field's edge: the greater trochanter
             // under thin tissue beside a hip's neck) reads leaner than lean, and would carry
             // its bone under the run (the neck read up to 20 % low).
             for c in 0..<n { plausible[c] = tissue[c] && sv[c] > 0 && fatHere[c] >= leanestTissue }
+            // The lean rule judges each pixel by its own noisy fat fraction: where that noise
+            // reaches the rule's margin (`leanestTissue`) within `noiseSigmas`, it sets aside
+            // pure lean tissue whose noise went lean, and the references keep the tissue whose
+            // noise went fat: bone measured against them read high under thick lean tissue
+            // (lean 30 g/cm²: L1 +1.4 % on the first model, +5.9 % on the second's detector).
+            // There, a pixel the rule sets aside by no more than that noise is still a reference
+            // unless the previous line set it aside too (at the same channel or one beside it):
+            // faint bone beside a run is there line after line, noise is not; and bone that
+            // reads leaner still is bone (an oblique shaft's edge moves across the channels
+            // from line to line). Where the noise is small beside the margin the rule is as it
+            // was (docs/physics.md, "Noise that the rules select").
+            if let m = memory, m.lean.count == n, let y = m.boneYUm, abs(Int64(y) - Int64(a.yUm)) <= Int64(TissueMemory.boneReachUm) {
+                let h = 1e-4, margin = -leanestTissue, window = Double(2 * smoothing + 1)
+                for c in 0..<n {
+                    referable[c] = plausible[c]
+                    guard !plausible[c], tissue[c], sv[c] > 0,
+                          !(m.lean[c] || (c > 0 && m.lean[c - 1]) || (c + 1 < n && m.lean[c + 1])) else { continue }
+                    // The smoothed fat fraction's noise, through the fat model's slopes.
+                    let du = (fast.fatFraction(su[c] + h, sv[c]) - fast.fatFraction(su[c] - h, sv[c])) / (2 * h)
+                    let dv = (fast.fatFraction(su[c], sv[c] + h) - fast.fatFraction(su[c], sv[c] - h)) / (2 * h)
+                    let sigma = ((du * du * varLow[c] + dv * dv * varHigh[c]) / window).squareRoot()
+                    referable[c] = noiseSigmas * sigma > margin && fatHere[c] >= leanestTissue - noiseSigmas * sigma
+                }
+            } else {
+                for c in 0..<n { referable[c] = plausible[c] }
+            }
             // The soft tissue under bone (into `baseline`, no longer needed): the ratio
             // carried across each covered run from the tissue beside it.
             let softRatio = baseline
             for c in 0..<n { softRatio[c] = ratio[c] }
-            carrySoftTissueRatio(ratio: ratio, high: highBase, tissue: plausible, anyTissue: tissue, isBone: covered, n, into: softRatio,
-                                 sideHigh: sideHigh, rejected: rejected, memory: memory, yUm: a.yUm)
+            carrySoftTissueRatio(ratio: ratio, high: highBase, tissue: referable, anyTissue: tissue, isBone: covered, excluded: confirmed, n,
+                                 into: softRatio, sideHigh: sideHigh, rejected: rejected, memory: memory, yUm: a.yUm)
             // The soft-tissue reference of every other pixel (into `su`): the mean ratio of
             // the uncovered tissue around it, not its own ratio, so that its bone mineral is
             // measured against soft tissue too: noise around 0 where there is none, the bone
@@ -193,7 +227,7 @@ public struct Decomposer: Sendable {
             // reference for the pixels around it either: it is measured against the tissue
             // beyond it, and reads its bone.
             let localRatio = su
-            for c in 0..<n { usable[c] = tissue[c] && !covered[c] && plausible[c] && !rejected[c] }
+            for c in 0..<n { usable[c] = tissue[c] && !confirmed[c] && referable[c] && !rejected[c] }
             Self.smooth(ratio, usable, n, halfWidth: neighbours, into: localRatio)
             // Faint bone with no tissue within reach (a stretch the lean rule set aside between
             // two runs: a hip's neck on a row where the classification missed it) is measured as
@@ -215,13 +249,20 @@ public struct Decomposer: Sendable {
                 k = end + 1
             }
             if memory?.ratio.count == n {
-                for c in 0..<n where usable[c] && ratio[c].isFinite {
+                // The tissue remembered is what no run covers and the lean rule keeps, noisy or not
+                // (bone not confirmed, or set aside by the rule in this line alone, is still not
+                // remembered as tissue: a hip's shaft at the field's edge takes its reference from
+                // the memory, and faint bone remembered there read it as tissue).
+                for c in 0..<n where usable[c] && !found[c] && plausible[c] && ratio[c].isFinite {
                     memory?.ratio[c] = ratio[c]; memory?.high[c] = high[c]; memory?.yUm[c] = a.yUm
                 }
                 // Where this line's window was bone, the tissue remembered there stays in force
                 // (it would otherwise expire after `reachUm` of such lines, and the bone become
                 // the reference again).
                 for c in 0..<n where rejected[c] && (memory?.ratio[c].isFinite ?? false) { memory?.yUm[c] = a.yUm }
+                memory?.bone = Array(UnsafeBufferPointer(start: found, count: n))
+                memory?.lean = (0..<n).map { tissue[$0] && !plausible[$0] }
+                memory?.boneYUm = a.yUm
             }
             for c in 0..<n { usable[c] = tissue[c] && ratio[c].isFinite }
             bone.withUnsafeMutableBufferPointer { bone in soft.withUnsafeMutableBufferPointer { soft in fat.withUnsafeMutableBufferPointer { fat in
@@ -281,9 +322,10 @@ public struct Decomposer: Sendable {
     /// `tissue`: the pixels that may be a reference (plausible tissue); `anyTissue`: every
     /// pixel with tissue, the last resort when neither side of a run has plausible tissue in
     /// this line or the earlier ones (a run is not left without a number where it had one
-    /// before the plausibility rule).
+    /// before the plausibility rule). `isBone`: the runs; `excluded`: what the side windows leave
+    /// out (the runs' bone that the previous line confirms; all of it by default).
     func carrySoftTissueRatio(ratio: UnsafePointer<Double>, high: UnsafePointer<Double>, tissue: UnsafePointer<Bool>, anyTissue: UnsafePointer<Bool>,
-                              isBone: UnsafePointer<Bool>, _ n: Int, into softRatio: UnsafeMutablePointer<Double>,
+                              isBone: UnsafePointer<Bool>, excluded: UnsafePointer<Bool>? = nil, _ n: Int, into softRatio: UnsafeMutablePointer<Double>,
                               sideHigh: UnsafeMutablePointer<Double>, rejected: UnsafeMutablePointer<Bool>, memory: TissueMemory? = nil,
                               yUm: Int32 = 0) {
         // Whether a side window's mean reads as bone against a reference tissue (moved to the
@@ -295,12 +337,13 @@ public struct Decomposer: Sendable {
             return b.isFinite && b > boneThreshold
         }
         for c in 0..<n { rejected[c] = false }
+        let out = excluded ?? isBone
         func mean(from: Int, to: Int, in mask: UnsafePointer<Bool>? = nil) -> (ratio: Double, high: Double)? {
             let m = mask ?? tissue
             var s = 0.0, h = 0.0, k = 0
             var i = from
             while i < to {
-                if m[i] && !isBone[i] { s += ratio[i]; h += high[i]; k += 1 }
+                if m[i] && !out[i] { s += ratio[i]; h += high[i]; k += 1 }
                 i += 1
             }
             return k > 0 ? (s / Double(k), h / Double(k)) : nil
@@ -631,13 +674,37 @@ public struct ROIAccumulator: Sendable {
 public struct TissueMemory: Sendable, Equatable {
     /// How far along the scan a remembered tissue still serves (µm): 25 mm.
     public static let reachUm: Int32 = 25_000
+    /// How far the line whose bone confirms this line's may lie (µm): 3 mm, two or three lines
+    /// of every protocol (a line lost in between does not break the confirmation; more do).
+    public static let boneReachUm: Int32 = 3_000
     public var ratio: [Double]
     public var high: [Double]
     public var yUm: [Int32]
+    /// The bone the previous line found (its runs and their holes), and that line's y; nil
+    /// before the first line.
+    public var bone: [Bool]
+    public var lean: [Bool]
+    public var boneYUm: Int32?
 
     public init(channels: Int) {
         ratio = [Double](repeating: .nan, count: max(0, channels))
         high = ratio
         yUm = [Int32](repeating: 0, count: max(0, channels))
+        bone = [Bool](repeating: false, count: max(0, channels))
+        lean = bone
+        boneYUm = nil
+    }
+
+    /// Which of this line's bone (`covered`, its runs and their holes) the previous line
+    /// confirms: bone there too, at the same channel or one beside it, within `boneReachUm`
+    /// (into `confirmed`). Without such a line, all of it.
+    func confirm(_ covered: UnsafePointer<Bool>, _ n: Int, yUm: Int32, into confirmed: UnsafeMutablePointer<Bool>) {
+        guard bone.count == n, let y = boneYUm, abs(Int64(y) - Int64(yUm)) <= Int64(Self.boneReachUm) else {
+            for c in 0..<n { confirmed[c] = covered[c] }
+            return
+        }
+        for c in 0..<n {
+            confirmed[c] = covered[c] && (bone[c] || (c > 0 && bone[c - 1]) || (c + 1 < n && bone[c + 1]))
+        }
     }
 }

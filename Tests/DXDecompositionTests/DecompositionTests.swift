@@ -119,8 +119,10 @@ struct Scanner {
         let decomposer = Decomposer(calibration: calibration)
         var rois = (phantom.rois ?? []).map { ROIAccumulator(roi: $0, geometry: geometry) }
         let prepared = stage.prepared(periodUs: period, currentUA: current, calibration: calibration)
+        // As the live pipeline and `dexa analyze` decompose: in order, with the scan's memory.
+        var memory: TissueMemory? = TissueMemory(channels: geometry.channels)
         for l in lines {
-            let d = decomposer.decompose(try prepared.process(l))
+            let d = decomposer.decompose(try prepared.process(l), memory: &memory)
             for k in rois.indices { rois[k].add(d) }
         }
         return Dictionary(uniqueKeysWithValues: rois.map { ($0.result.name, $0.result.bmdGcm2) })

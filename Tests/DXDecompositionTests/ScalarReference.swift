@@ -165,14 +165,14 @@ extension Decomposer {
         // Scratch for the whole line in two blocks (the hot path allocates nothing per pixel).
         let scratch = UnsafeMutablePointer<Double>.allocate(capacity: 7 * n)
         defer { scratch.deallocate() }
-        let marks = UnsafeMutablePointer<Bool>.allocate(capacity: 6 * n)
+        let marks = UnsafeMutablePointer<Bool>.allocate(capacity: 9 * n)
         defer { marks.deallocate() }
         let queue = UnsafeMutablePointer<Int>.allocate(capacity: max(n, 1))
         defer { queue.deallocate() }
         let ratio = scratch, su = scratch + n, sv = scratch + 2 * n, sr = scratch + 3 * n, eroded = scratch + 4 * n, baseline = scratch + 5 * n
         let sideHigh = scratch + 6 * n
         let tissue = marks, isBone = marks + n, covered = marks + 2 * n, usable = marks + 3 * n, plausible = marks + 4 * n
-        let rejected = marks + 5 * n
+        let rejected = marks + 5 * n, confirmed = marks + 6 * n, found = marks + 7 * n, referable = marks + 8 * n
         var bone = [Double](repeating: .nan, count: n), soft = bone, fat = bone
         a.low.withUnsafeBufferPointer { low in a.high.withUnsafeBufferPointer { high in
         a.varianceLow.withUnsafeBufferPointer { varLow in a.varianceHigh.withUnsafeBufferPointer { varHigh in
@@ -224,18 +224,39 @@ extension Decomposer {
             // neither may serve as the soft-tissue reference.
             for c in 0..<n { covered[c] = isBone[c] }
             Self.close(covered, n, gap: holeWidth)
+            // The references leave out the bone the previous line confirms (since 2026-12-07:
+            // the product's change, copied here as written).
+            if let m = memory, m.bone.count == n, let y = m.boneYUm, abs(Int64(y) - Int64(a.yUm)) <= Int64(TissueMemory.boneReachUm) {
+                for c in 0..<n { confirmed[c] = covered[c] && (m.bone[c] || (c > 0 && m.bone[c - 1]) || (c + 1 < n && m.bone[c + 1])) }
+            } else {
+                for c in 0..<n { confirmed[c] = covered[c] }
+            }
+            for c in 0..<n { found[c] = covered[c] }
             // Soft tissue that can serve as a reference: not leaner than lean over the smoothing
             // window. Faint bone beside a run that the classification missed (its baseline
             // lifted onto bone where the run reaches the field's edge: the greater trochanter
             // under thin tissue beside a hip's neck) reads leaner than lean, and would carry
             // its bone under the run (the neck read up to 20 % low).
             for c in 0..<n { plausible[c] = tissue[c] && sv[c] > 0 && fast.fatFraction(su[c], sv[c]) >= leanestTissue }
+            // Where the lean rule cuts into the noise, what the previous line did not set aside
+            // stays a reference (since 2026-12-07: the product's change, copied as written).
+            for c in 0..<n { referable[c] = plausible[c] }
+            if let m = memory, m.lean.count == n, let y = m.boneYUm, abs(Int64(y) - Int64(a.yUm)) <= Int64(TissueMemory.boneReachUm) {
+                let h = 1e-4, margin = -leanestTissue, window = Double(2 * smoothing + 1)
+                for c in 0..<n where !plausible[c] && tissue[c] && sv[c] > 0 {
+                    if m.lean[c] || (c > 0 && m.lean[c - 1]) || (c + 1 < n && m.lean[c + 1]) { continue }
+                    let du = (fast.fatFraction(su[c] + h, sv[c]) - fast.fatFraction(su[c] - h, sv[c])) / (2 * h)
+                    let dv = (fast.fatFraction(su[c], sv[c] + h) - fast.fatFraction(su[c], sv[c] - h)) / (2 * h)
+                    let sigma = ((du * du * varLow[c] + dv * dv * varHigh[c]) / window).squareRoot()
+                    referable[c] = noiseSigmas * sigma > margin && fast.fatFraction(su[c], sv[c]) >= leanestTissue - noiseSigmas * sigma
+                }
+            }
             // The soft tissue under bone (into `baseline`, no longer needed): the ratio
             // carried across each covered run from the tissue beside it.
             let softRatio = baseline
             for c in 0..<n { softRatio[c] = ratio[c] }
-            carrySoftTissueRatio(ratio: ratio, high: highBase, tissue: plausible, anyTissue: tissue, isBone: covered, n, into: softRatio,
-                                 sideHigh: sideHigh, rejected: rejected, memory: memory, yUm: a.yUm)
+            carrySoftTissueRatio(ratio: ratio, high: highBase, tissue: referable, anyTissue: tissue, isBone: covered, excluded: confirmed, n,
+                                 into: softRatio, sideHigh: sideHigh, rejected: rejected, memory: memory, yUm: a.yUm)
             // The soft-tissue reference of every other pixel (into `su`): the mean ratio of
             // the uncovered tissue around it, not its own ratio, so that its bone mineral is
             // measured against soft tissue too: noise around 0 where there is none, the bone
@@ -244,7 +265,7 @@ extension Decomposer {
             // reference for the pixels around it either: it is measured against the tissue
             // beyond it, and reads its bone.
             let localRatio = su
-            for c in 0..<n { usable[c] = tissue[c] && !covered[c] && plausible[c] && !rejected[c] }
+            for c in 0..<n { usable[c] = tissue[c] && !confirmed[c] && referable[c] && !rejected[c] }
             Self.smoothReference(ratio, usable, n, halfWidth: neighbours, into: localRatio)
             // Faint bone with no tissue within reach (a stretch the lean rule set aside between
             // two runs: a hip's neck on a row where the classification missed it) is measured as
@@ -266,13 +287,16 @@ extension Decomposer {
                 k = end + 1
             }
             if memory?.ratio.count == n {
-                for c in 0..<n where usable[c] && ratio[c].isFinite {
+                for c in 0..<n where usable[c] && !found[c] && plausible[c] && ratio[c].isFinite {
                     memory?.ratio[c] = ratio[c]; memory?.high[c] = high[c]; memory?.yUm[c] = a.yUm
                 }
                 // Where this line's window was bone, the tissue remembered there stays in force
                 // (it would otherwise expire after `reachUm` of such lines, and the bone become
                 // the reference again).
                 for c in 0..<n where rejected[c] && (memory?.ratio[c].isFinite ?? false) { memory?.yUm[c] = a.yUm }
+                memory?.bone = Array(UnsafeBufferPointer(start: found, count: n))
+                memory?.lean = (0..<n).map { tissue[$0] && !plausible[$0] }
+                memory?.boneYUm = a.yUm
             }
             for c in 0..<n { usable[c] = tissue[c] && ratio[c].isFinite }
             bone.withUnsafeMutableBufferPointer { bone in soft.withUnsafeMutableBufferPointer { soft in fat.withUnsafeMutableBufferPointer { fat in
