@@ -123,6 +123,7 @@ struct Analyze: AsyncParsableCommand {
         if let f = result.calibration.lowWindowMixing {
             print(String(format: "calibration: %.1f %% of the low window's air counts are high-energy photons, taken out of every pixel", f * 100))
         }
+        print("calibration: each channel's map onto the detector's mean: \(result.calibration.channelMap)")
         if let inferred = result.calibration.inferredChannels, !inferred.isEmpty {
             print("calibration: \(inferred.count) channels saw no calibration cell (a capture made before 2026-12-06 steps by whole cell widths); their response is their neighbours': recalibrate")
         }

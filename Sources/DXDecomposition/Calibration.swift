@@ -124,8 +124,16 @@ public struct Calibration: Sendable, Equatable, Codable {
     public static let formatVersion = 7
     /// The formats this software reads: 7, and 6, whose maps have no square (read as squares of
     /// 0, which is what it was fitted with; a format 6 file that carries squares is not well
-    /// formed). Older formats are refused: recalibrate.
+    /// formed). Older formats are refused: recalibrate. A calibration is written in the oldest
+    /// of these that holds it (6 without squares: `fit`), so that the software before this
+    /// one still reads a unit's calibration that has nothing it does not know.
     public static let readableVersions = 6...formatVersion
+
+    /// The channels' maps in words, for the outputs that report a calibration.
+    public var channelMap: String {
+        guard let r = channelResponse else { return "none" }
+        return r.lowSquare != nil ? "scale, cross term and square" : r.lowCross != nil ? "scale and cross term" : "scale"
+    }
     public var version = Calibration.formatVersion
     public var source: String
     public var created: String
@@ -246,6 +254,7 @@ public struct Calibration: Sendable, Equatable, Codable {
         c.lowWindowMixing = measurement.lowWindowMixing == 0 ? nil : measurement.lowWindowMixing
         c.unit = unit
         c.deadTimeUs = deadTimeUs
+        c.version = c.channelResponse?.lowSquare == nil ? readableVersions.lowerBound : formatVersion
         return c
     }
 
@@ -488,11 +497,13 @@ public struct ChannelResponse: Sendable, Equatable, Codable {
 
     /// Usable for a detector of `n` channels: every scale finite and positive.
     /// A cross term and a square, where there are, within what the calibration keeps
-    /// (`CalibrationMeasurement.plausibleCross`, `plausibleSquare`).
+    /// (`CalibrationMeasurement.plausibleCross`, `plausibleSquare`); a square only with a cross
+    /// term (the calibration fits it only over one).
     public func fits(channels n: Int) -> Bool {
         func within(_ t: [Double]?, _ limit: Double) -> Bool { t.map { $0.count == n && $0.allSatisfy { $0.isFinite && abs($0) <= limit } } ?? true }
         return low.count == n && high.count == n && (low + high).allSatisfy { $0.isFinite && $0 > 0 }
             && within(lowCross, CalibrationMeasurement.plausibleCross) && within(lowSquare, CalibrationMeasurement.plausibleSquare)
+            && (lowSquare == nil || lowCross != nil)
     }
 }
 

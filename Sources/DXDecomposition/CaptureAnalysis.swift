@@ -266,6 +266,9 @@ public struct AnalysisReport: Sendable, Equatable, Codable {
     /// The share of the low window's air counts the calibration found to be high-energy
     /// photons and took out of every pixel (`LowWindowMixing`; absent: none found).
     public var calibrationLowWindowMixing: Double?
+    /// Each channel's map onto the detector's mean the calibration fitted (`Calibration.channelMap`):
+    /// a calibration capture fitted again with a newer `dexa` may fit a richer one than it had.
+    public var calibrationChannelMap: String
     /// Absent when no pixel was bone.
     public var boneAreaCm2: Double?
     public var meanBoneBMDGCm2: Double?
@@ -274,7 +277,7 @@ public struct AnalysisReport: Sendable, Equatable, Codable {
         case rois, motion, lines, complete, calibration, forced
         case plannedLines = "planned_lines", missingLines = "missing_lines", missingLineRanges = "missing_line_ranges"
         case calibrationOtherUnit = "calibration_other_unit", calibrationInferredChannels = "calibration_inferred_channels"
-        case calibrationLowWindowMixing = "calibration_low_window_mixing"
+        case calibrationLowWindowMixing = "calibration_low_window_mixing", calibrationChannelMap = "calibration_channel_map"
         case calibrationResidualGCm2 = "calibration_residual_g_cm2", boneAreaCm2 = "bone_area_cm2", meanBoneBMDGCm2 = "mean_bone_bmd_g_cm2"
     }
 
@@ -286,6 +289,7 @@ public struct AnalysisReport: Sendable, Equatable, Codable {
         calibrationOtherUnit = a.otherUnit
         calibrationInferredChannels = a.calibration.inferredChannels
         calibrationLowWindowMixing = a.calibration.lowWindowMixing
+        calibrationChannelMap = a.calibration.channelMap
         boneAreaCm2 = a.bonePixels > 0 ? a.boneAreaCm2 : nil
         meanBoneBMDGCm2 = a.bonePixels > 0 ? a.meanBoneBMD : nil
     }

@@ -23,9 +23,9 @@ import Foundation
 /// gain (the first physics model) keeps the scales alone and the attenuation stage's fast path.
 extension CalibrationMeasurement {
     /// The fewest cells a channel must have seen to take part: two parameters and eight cells
-    /// leave it six degrees of freedom (the outside analysis found the same floor for the
-    /// shapes' estimate); the service procedure's channels see 4–30, all but the outermost
-    /// dozen at least 8.
+    /// leave it six degrees of freedom, three (with the square) five (the outside analysis
+    /// found the same floor for the shapes' estimate); the service procedure's channels see
+    /// 4–30, all but the outermost dozen at least 8, those under a patient's spine 17–30.
     static let crossTermCells = 8
 
     /// One channel's view of one cell: its raw logs, their variances, and the weight of its
@@ -43,6 +43,8 @@ extension CalibrationMeasurement {
     /// the cross term, 3 with the square).
     struct WindowResponse {
         var terms: Int
+        /// The largest own log among the views (the thickest cell's): how far the map was seen.
+        var largestLog: Double
         var scale: [Int: Double]
         var cross: [Int: Double]
         var square: [Int: Double]
@@ -61,7 +63,9 @@ extension CalibrationMeasurement {
         guard m >= 2, (1...3).contains(q) else { return nil }
         var position = [Int: Int]()
         for (j, c) in channels.enumerated() { position[c] = j }
-        func features(_ x: View) -> (Double, Double, Double) { (x.u, x.v, x.u * x.u) }
+        // The square less its noise's share (E[L²] = L² + var L), as the attenuation stage takes
+        // it of every pixel.
+        func features(_ x: View) -> (Double, Double, Double) { (x.u, x.v, x.u * x.u - x.varU) }
         func feature(_ f: (Double, Double, Double), _ i: Int) -> Double { i == 0 ? f.0 : i == 1 ? f.1 : f.2 }
         let p = q * m, size = p + q
         // The normal equations with the cells' values eliminated (their Schur complement),
@@ -112,7 +116,7 @@ extension CalibrationMeasurement {
             for x in cell {
                 guard let kc = scale[x.channel], let bc = crossTerm[x.channel], let qc = squareTerm[x.channel],
                       x.weight > 0, x.u.isFinite, x.v.isFinite else { continue }
-                let y = kc * x.u + bc * x.v + qc * x.u * x.u
+                let y = kc * x.u + bc * x.v + qc * (x.u * x.u - x.varU)
                 let slope = kc + 2 * qc * x.u
                 sum += x.weight * y; total += x.weight
                 noise += x.weight * x.weight * (slope * slope * x.varU + bc * bc * x.varV)
@@ -124,13 +128,16 @@ extension CalibrationMeasurement {
             for (y, w) in mapped { rss += w * (y - values[k]) * (y - values[k]) }
         }
         guard rss.isFinite, theta.allSatisfy(\.isFinite) else { return nil }
-        return WindowResponse(terms: q, scale: scale, cross: crossTerm, square: squareTerm, values: values, variances: variances,
-                              rss: rss, views: views, unknowns: p - q + used)
+        let largest = cells.joined().filter { position[$0.channel] != nil && $0.weight > 0 && $0.u.isFinite }.map(\.u).max() ?? 0
+        return WindowResponse(terms: q, largestLog: largest, scale: scale, cross: crossTerm, square: squareTerm, values: values,
+                              variances: variances, rss: rss, views: views, unknowns: p - q + used)
     }
 
     /// The largest departure of a channel's map from the detector's mean that is taken as a
     /// channel's response: a scale k between ½ and 2, a cross term |b| ≤ ½ and a square
-    /// |q| ≤ 0.02 (2 % of the scale at a log of 1, a fifth of it at 10, the thickest cells'). A
+    /// |q| ≤ 0.02 (2 % of the scale at a log of 1, a fifth of it at 10, the thickest cells'),
+    /// and no more than keeps the map's slope k + 2q·L within half of k up to twice the
+    /// thickest cell's log (patients beyond the phantom take the square extrapolated). A
     /// threshold trimmed a keV off or the heel's few degrees move them by a few hundredths (the
     /// second model's detector: k 0.99–1.01 with scales alone); a map beyond these is not a
     /// channel's energy response but something the channel's cells carry that it cannot
@@ -143,6 +150,7 @@ extension CalibrationMeasurement {
     static func plausible(_ r: WindowResponse) -> Bool {
         r.scale.values.allSatisfy { plausibleScale.contains($0) } && r.cross.values.allSatisfy { abs($0) <= plausibleCross }
             && r.square.values.allSatisfy { abs($0) <= plausibleSquare }
+            && r.square.allSatisfy { c, q in abs(2 * q * 2 * r.largestLog) <= 0.5 * (r.scale[c] ?? 0) }
     }
 
     /// A window's response with each further term where an F test at 99 % asks for it (the

@@ -41,12 +41,17 @@ struct DaemonFilesTests {
         c.version = 6
         try store.save(c)
         guard case .success = store.load() else { Issue.record("a format 6 calibration was refused"); return }
+        c.channelResponse?.lowCross = [Double](repeating: 0.01, count: 144)
         c.channelResponse?.lowSquare = [Double](repeating: 0.001, count: 144)
         try store.save(c)
         guard case .failure(.unreadable) = store.load() else { Issue.record("a format 6 calibration with squares loaded"); return }
         c.version = Calibration.formatVersion
         try store.save(c)
         guard case .success = store.load() else { Issue.record("a format 7 calibration with squares was refused"); return }
+        // A square without its cross term is no map the calibration makes: not well formed.
+        c.channelResponse?.lowCross = nil
+        try store.save(c)
+        guard case .failure(.unreadable) = store.load() else { Issue.record("a square without a cross term loaded"); return }
         c.channelResponse?.lowSquare = nil
         c.residualHydroxyapatite = 0.03
         try store.save(c)
