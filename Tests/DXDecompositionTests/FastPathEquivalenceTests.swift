@@ -68,6 +68,7 @@ struct FastPathEquivalenceTests {
             if r.flags != f.flags { problem("flags differ") }
             if let rm = referenceMemory, let fm = fastMemory {
                 if !sameBits(rm.ratio, fm.ratio) || !sameBits(rm.high, fm.high) || rm.yUm != fm.yUm { problem("the tissue memory differs") }
+                if rm.bone != fm.bone || rm.lean != fm.lean || rm.boneYUm != fm.boneYUm { problem("the previous line's bone or lean rule differs") }
             }
         }
     }
@@ -133,7 +134,8 @@ struct FastPathEquivalenceTests {
             compare(Array(lines.prefix(20)), prepared: kept, decomposer: decomposer, memory: false, into: &outcome, scene: "\(label) \(name), transmissions kept")
         }
         // Thick tissue at a tenth of the exposure: photon-starved and below-dark pixels.
-        let thick = s.scan(PhantomScene(spinePhantom(lean: 30, fatLeft: 6, fatRight: 9)), y0: 505_000, y1: 695_000, stepUm: 4000, periodUs: 10_000, currentUA: 1000)
+        // (1 mm apart: the rules that look at the previous line take one within 3 mm.)
+        let thick = s.scan(PhantomScene(spinePhantom(lean: 30, fatLeft: 6, fatRight: 9)), y0: 505_000, y1: 695_000, stepUm: 1000, periodUs: 10_000, currentUA: 1000)
         compare(thick, prepared: short, decomposer: decomposer, memory: true, into: &outcome, scene: "\(label) thick, short exposure")
         compare(randomLines(channels: 144, count: 40, seed: 7), prepared: standard, decomposer: decomposer, memory: true, into: &outcome, scene: "\(label) random counts")
         for seed in patients {
@@ -148,7 +150,7 @@ struct FastPathEquivalenceTests {
                                    periodUs: 40_000, currentUA: 3000)
                 compare(lines, prepared: standard, decomposer: decomposer, memory: true, into: &outcome, scene: "\(label) patient \(seed) \(hip.side) hip")
             }
-            let lateral = s.scan(scene.projection(armAngleX10: 900), y0: 420_000, y1: 800_000, stepUm: 4000, periodUs: 40_000, currentUA: 3000)
+            let lateral = s.scan(scene.projection(armAngleX10: 900), y0: 420_000, y1: 800_000, stepUm: 2000, periodUs: 40_000, currentUA: 3000)
             compare(lateral, prepared: standard, decomposer: decomposer, memory: true, into: &outcome, scene: "\(label) patient \(seed) lateral")
         }
         return outcome

@@ -50,8 +50,9 @@ struct NoiseSelectionTests {
         #expect(e.allSatisfy { abs($0) < 0.02 }, "\(e)")
     }
 
-    /// Bone is confirmed by the previous line's at the same channel or one beside it, within 3
-    /// mm; without such a line (the first, or after more than 3 mm of lost lines) all of it is.
+    /// Bone is confirmed by the previous line's at the same channel or within a channel per
+    /// pitch of distance (an edge at 45°), within 3 mm; without such a line (the first, or after
+    /// more than 3 mm of lost lines) all of it is.
     @Test func theBoneThePreviousLineConfirms() {
         var m = TissueMemory(channels: 12)
         let covered: [Bool] = (0..<12).map { [3, 4, 5, 6, 10].contains($0) }
@@ -59,7 +60,7 @@ struct NoiseSelectionTests {
         func run(_ y: Int32) -> [Int] {
             covered.withUnsafeBufferPointer { c in confirmed.withUnsafeMutableBufferPointer { out in
                 // Both buffers hold 12 elements.
-                if let cb = c.baseAddress, let ob = out.baseAddress { m.confirm(cb, 12, yUm: y, into: ob) }
+                if let cb = c.baseAddress, let ob = out.baseAddress { m.confirm(cb, 12, yUm: y, pitchUm: 1000, into: ob) }
             } }
             return (0..<12).filter { confirmed[$0] }
         }
@@ -67,8 +68,9 @@ struct NoiseSelectionTests {
         m.bone = (0..<12).map { $0 == 5 }
         m.boneYUm = 1_000
         #expect(run(2_000) == [4, 5, 6])
-        #expect(run(4_000) == [4, 5, 6], "3 mm away")
+        #expect(run(2_500) == [3, 4, 5, 6], "1.5 mm away: two channels")
+        #expect(run(4_000) == [3, 4, 5, 6], "3 mm away: three channels")
         #expect(run(4_001) == [3, 4, 5, 6, 10], "beyond 3 mm: all of it")
-        #expect(run(-2_000) == [4, 5, 6], "lines in either direction")
+        #expect(run(0) == [4, 5, 6], "lines in either direction")
     }
 }

@@ -227,7 +227,8 @@ extension Decomposer {
             // The references leave out the bone the previous line confirms (since 2026-12-07:
             // the product's change, copied here as written).
             if let m = memory, m.bone.count == n, let y = m.boneYUm, abs(Int64(y) - Int64(a.yUm)) <= Int64(TissueMemory.boneReachUm) {
-                for c in 0..<n { confirmed[c] = covered[c] && (m.bone[c] || (c > 0 && m.bone[c - 1]) || (c + 1 < n && m.bone[c + 1])) }
+                let reach = max(1, Int((abs(Int64(y) - Int64(a.yUm)) + Int64(pitchUm) - 1) / Int64(pitchUm)))
+                for c in 0..<n { confirmed[c] = covered[c] && m.bone[max(0, c - reach)...min(n - 1, c + reach)].contains(true) }
             } else {
                 for c in 0..<n { confirmed[c] = covered[c] }
             }
@@ -243,8 +244,9 @@ extension Decomposer {
             for c in 0..<n { referable[c] = plausible[c] }
             if let m = memory, m.lean.count == n, let y = m.boneYUm, abs(Int64(y) - Int64(a.yUm)) <= Int64(TissueMemory.boneReachUm) {
                 let h = 1e-4, margin = -leanestTissue, window = Double(2 * smoothing + 1)
+                let reach = max(1, Int((abs(Int64(y) - Int64(a.yUm)) + Int64(pitchUm) - 1) / Int64(pitchUm)))
                 for c in 0..<n where !plausible[c] && tissue[c] && sv[c] > 0 {
-                    if m.lean[c] || (c > 0 && m.lean[c - 1]) || (c + 1 < n && m.lean[c + 1]) { continue }
+                    if m.lean[max(0, c - reach)...min(n - 1, c + reach)].contains(true) { continue }
                     let du = (fast.fatFraction(su[c] + h, sv[c]) - fast.fatFraction(su[c] - h, sv[c])) / (2 * h)
                     let dv = (fast.fatFraction(su[c], sv[c] + h) - fast.fatFraction(su[c], sv[c] - h)) / (2 * h)
                     let sigma = ((du * du * varLow[c] + dv * dv * varHigh[c]) / window).squareRoot()
@@ -294,9 +296,11 @@ extension Decomposer {
                 // (it would otherwise expire after `reachUm` of such lines, and the bone become
                 // the reference again).
                 for c in 0..<n where rejected[c] && (memory?.ratio[c].isFinite ?? false) { memory?.yUm[c] = a.yUm }
-                memory?.bone = Array(UnsafeBufferPointer(start: found, count: n))
-                memory?.lean = (0..<n).map { tissue[$0] && !plausible[$0] }
-                memory?.boneYUm = a.yUm
+                if (0..<n).contains(where: { tissue[$0] }) {
+                    memory?.bone = (0..<n).map { tissue[$0] ? found[$0] : true }
+                    memory?.lean = (0..<n).map { tissue[$0] ? !plausible[$0] : true }
+                    memory?.boneYUm = a.yUm
+                }
             }
             for c in 0..<n { usable[c] = tissue[c] && ratio[c].isFinite }
             bone.withUnsafeMutableBufferPointer { bone in soft.withUnsafeMutableBufferPointer { soft in fat.withUnsafeMutableBufferPointer { fat in
