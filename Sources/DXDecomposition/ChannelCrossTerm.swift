@@ -1,6 +1,6 @@
 import Foundation
 
-/// Each channel's low window as a mixture of the two windows' logs.
+/// Each channel's low window as a mixture of the two windows' logs, and of its own log's square.
 ///
 /// A channel's thresholds (their trims) and its angle in the fan (the heel effect) shift the
 /// mean energy of its windows: its low window then reads a log attenuation between the detector's
@@ -11,7 +11,9 @@ import Foundation
 /// ROI's channels and the channels its soft-tissue reference is read from, and the ESP's L1
 /// read up to 1.2 % low on seeds 60–79, noise-free). The response of channel c's low window is
 /// therefore k_c·L_low + b_c·L_high (b_c = 0: the scale alone), the high window keeping its
-/// scale.
+/// scale; and + q_c·L_low² where the cells ask for that too over the cross term (2026-12-07: the
+/// heel effect and the trims bend a channel's response; docs/physics.md, "The low window's
+/// square per channel").
 ///
 /// Measured on the calibration cells with the cells' values in one weighted least-squares
 /// problem (alternating between the two converges slowly along the direction that moves every
@@ -19,8 +21,9 @@ import Foundation
 /// cell's residuals only), the channels' (k_c, b_c) solved with the mean k held at 1 and the
 /// mean b at 0, so the detector's mean response stays the reference, as with the scales. Kept
 /// only where the cells ask for it: an F test at 99 % of the weighted residual with and without
-/// the b_c (M − 1 more parameters for M channels); a detector whose channels differ only in
-/// gain (the first physics model) keeps the scales alone and the attenuation stage's fast path.
+/// the b_c (M − 1 more parameters for M channels), then the same for the q_c (their mean held
+/// at 0); a detector whose channels differ only in gain (the first physics model) keeps the
+/// scales alone and the attenuation stage's fast path.
 extension CalibrationMeasurement {
     /// The fewest cells a channel must have seen to take part: two parameters and eight cells
     /// leave it six degrees of freedom, three (with the square) five (the outside analysis
@@ -65,8 +68,7 @@ extension CalibrationMeasurement {
         for (j, c) in channels.enumerated() { position[c] = j }
         // The square less its noise's share (E[L²] = L² + var L), as the attenuation stage takes
         // it of every pixel.
-        func features(_ x: View) -> (Double, Double, Double) { (x.u, x.v, x.u * x.u - x.varU) }
-        func feature(_ f: (Double, Double, Double), _ i: Int) -> Double { i == 0 ? f.0 : i == 1 ? f.1 : f.2 }
+        func features(_ x: View) -> [Double] { [x.u, x.v, x.u * x.u - x.varU] }
         let p = q * m, size = p + q
         // The normal equations with the cells' values eliminated (their Schur complement),
         // bordered by the constraints: [S Cᵀ; C 0]·[θ; λ] = [0; d].
@@ -85,8 +87,8 @@ extension CalibrationMeasurement {
                 guard let j = position[x.channel] else { continue }
                 let w = x.weight, f = features(x)
                 for r in 0..<q {
-                    for s in 0..<q { a[(q * j + r) * row + q * j + s] += w * feature(f, r) * feature(f, s) }
-                    index.append(q * j + r); g.append(w * feature(f, r))
+                    for s in 0..<q { a[(q * j + r) * row + q * j + s] += w * f[r] * f[s] }
+                    index.append(q * j + r); g.append(w * f[r])
                 }
             }
             for (r, gr) in zip(index, g) {

@@ -203,9 +203,8 @@ public struct Decomposer: Sendable {
             // reads leaner still is bone (an oblique shaft's edge moves across the channels
             // from line to line). Where the noise is small beside the margin the rule is as it
             // was (docs/physics.md, "Noise that the rules select").
-            if let m = memory, m.lean.count == n, let y = m.boneYUm, abs(Int64(y) - Int64(a.yUm)) <= Int64(TissueMemory.boneReachUm) {
+            if let m = memory, let reach = m.reach(channels: n, yUm: a.yUm, pitchUm: pitchUm) {
                 let h = 1e-4, margin = -leanestTissue, window = Double(2 * smoothing + 1)
-                let reach = TissueMemory.reach(from: y, to: a.yUm, pitchUm: pitchUm)
                 for c in 0..<n {
                     referable[c] = plausible[c]
                     // (Leaving out the pixels of runs, and photon-starved ones, was tried after an
@@ -717,18 +716,21 @@ public struct TissueMemory: Sendable, Equatable {
     /// confirms: bone there too, at the same channel or within `reach` channels of it, within
     /// `boneReachUm` (into `confirmed`). Without such a line, all of it.
     func confirm(_ covered: UnsafePointer<Bool>, _ n: Int, yUm: Int32, pitchUm: Int, into confirmed: UnsafeMutablePointer<Bool>) {
-        guard bone.count == n, let y = boneYUm, abs(Int64(y) - Int64(yUm)) <= Int64(Self.boneReachUm) else {
+        guard let reach = reach(channels: n, yUm: yUm, pitchUm: pitchUm) else {
             for c in 0..<n { confirmed[c] = covered[c] }
             return
         }
-        let reach = Self.reach(from: y, to: yUm, pitchUm: pitchUm)
         for c in 0..<n { confirmed[c] = covered[c] && any(bone, around: c, within: reach) }
     }
 
-    /// How many channels an edge may move between lines `from` and `to`: one for every pitch
-    /// of distance along the scan (an edge at 45°), at least one.
-    static func reach(from: Int32, to: Int32, pitchUm: Int) -> Int {
-        let d = abs(Int64(from) - Int64(to)), p = Int64(max(pitchUm, 1))
+    /// How many channels an edge may have moved since the previous line, for a line of `n`
+    /// channels at `yUm`: one for every pitch of distance along the scan (an edge at 45°), at
+    /// least one. Nil where there is no previous line to judge by (none yet, another width, or
+    /// farther than `boneReachUm`).
+    func reach(channels n: Int, yUm: Int32, pitchUm: Int) -> Int? {
+        guard bone.count == n, lean.count == n, let y = boneYUm else { return nil }
+        let d = abs(Int64(y) - Int64(yUm)), p = Int64(max(pitchUm, 1))
+        guard d <= Int64(Self.boneReachUm) else { return nil }
         return max(1, Int((d + p - 1) / p))
     }
 
