@@ -249,10 +249,12 @@ public struct Decomposer: Sendable {
                 guard tissue[k] && !plausible[k] && !covered[k] && !localRatio[k].isFinite else { k += 1; continue }
                 var end = k
                 while end + 1 < n && tissue[end + 1] && !plausible[end + 1] && !covered[end + 1] && !localRatio[end + 1].isFinite { end += 1 }
-                let left = k > 0 && covered[k - 1] && softRatio[k - 1].isFinite ? (ratio: softRatio[k - 1], high: sideHigh[k - 1]) : nil
-                let right = end + 1 < n && covered[end + 1] && softRatio[end + 1].isFinite ? (ratio: softRatio[end + 1], high: sideHigh[end + 1]) : nil
+                let left = k > 0 && covered[k - 1] && softRatio[k - 1].isFinite
+                    ? SideReference(ratio: softRatio[k - 1], high: sideHigh[k - 1], at: Double(k - 1)) : nil
+                let right = end + 1 < n && covered[end + 1] && softRatio[end + 1].isFinite
+                    ? SideReference(ratio: softRatio[end + 1], high: sideHigh[end + 1], at: Double(end + 1)) : nil
                 if left != nil || right != nil {
-                    Self.interpolate(left, right, over: k...end, into: softRatio, sideHigh: sideHigh)
+                    interpolate(left, right, over: k...end, into: softRatio, sideHigh: sideHigh)
                     for i in k...end { covered[i] = true }
                 }
                 k = end + 1
@@ -347,7 +349,7 @@ public struct Decomposer: Sendable {
                               yUm: Int32 = 0) {
         // Whether a side window's mean reads as bone against a reference tissue (moved to the
         // window's thickness): over `boneThreshold`.
-        func readsAsBone(_ w: (ratio: Double, high: Double), against ref: (ratio: Double, high: Double)) -> Bool {
+        func readsAsBone(_ w: SideReference, against ref: SideReference) -> Bool {
             let u = w.ratio * w.high, v = w.high
             let r = thicknessCorrected(ratio: ref.ratio, sideHigh: ref.high, u: u, v: v)
             let b = fast.bone(u, v, r)
@@ -355,26 +357,26 @@ public struct Decomposer: Sendable {
         }
         for c in 0..<n { rejected[c] = false }
         let out = excluded ?? isBone
-        func mean(from: Int, to: Int, in mask: UnsafePointer<Bool>? = nil) -> (ratio: Double, high: Double)? {
+        func mean(from: Int, to: Int, in mask: UnsafePointer<Bool>? = nil) -> SideReference? {
             let m = mask ?? tissue
-            var s = 0.0, h = 0.0, k = 0
+            var s = 0.0, h = 0.0, x = 0.0, k = 0
             var i = from
             while i < to {
-                if m[i] && !out[i] { s += ratio[i]; h += high[i]; k += 1 }
+                if m[i] && !out[i] { s += ratio[i]; h += high[i]; x += Double(i); k += 1 }
                 i += 1
             }
-            return k > 0 ? (s / Double(k), h / Double(k)) : nil
+            return k > 0 ? SideReference(ratio: s / Double(k), high: h / Double(k), at: x / Double(k)) : nil
         }
         // The earlier lines' tissue over the same channels, when this line has none there.
-        func remembered(from: Int, to: Int, atLeast minimum: Int = 1) -> (ratio: Double, high: Double)? {
+        func remembered(from: Int, to: Int, atLeast minimum: Int = 1) -> SideReference? {
             guard let m = memory, m.ratio.count == n else { return nil }
-            var s = 0.0, h = 0.0, k = 0
+            var s = 0.0, h = 0.0, x = 0.0, k = 0
             var i = from
             while i < to {
-                if m.ratio[i].isFinite && abs(Int64(m.yUm[i]) - Int64(yUm)) <= Int64(TissueMemory.reachUm) { s += m.ratio[i]; h += m.high[i]; k += 1 }
+                if m.ratio[i].isFinite && abs(Int64(m.yUm[i]) - Int64(yUm)) <= Int64(TissueMemory.reachUm) { s += m.ratio[i]; h += m.high[i]; x += Double(i); k += 1 }
                 i += 1
             }
-            return k >= max(minimum, 1) ? (s / Double(k), h / Double(k)) : nil
+            return k >= max(minimum, 1) ? SideReference(ratio: s / Double(k), high: h / Double(k), at: x / Double(k)) : nil
         }
         for c in 0..<n { sideHigh[c] = .nan }
         var c = 0
@@ -422,14 +424,14 @@ public struct Decomposer: Sendable {
             // Across 137 channels from the thin tissue at a hip's lateral edge, a neck's rows
             // read 14–28 % low (seed 42 of the hip study; docs/analysis.md).
             if end - c + 1 > 4 * neighbours, memory != nil {
-                var anchors: [(at: Int, ref: (ratio: Double, high: Double))] = []
+                var anchors: [(at: Int, ref: SideReference)] = []
                 if let l = left { anchors.append((c - 1, l)) }
                 var k = c + neighbours
                 while k + neighbours <= end {
                     // An anchor that reads as bone against the straight line between the run's
                     // ends held faint bone in an earlier line (the trochanter at a thin body's
                     // edge): not an anchor.
-                    let straight = Self.between(left, right, at: Double(k - c + 1) / Double(end - c + 2))
+                    let straight = between(left, right, at: Double(k))
                     if let a = remembered(from: k - neighbours / 2, to: k + neighbours / 2 + 1, atLeast: neighbours / 2),
                        !(straight.map { readsAsBone(a, against: $0) } ?? false) {
                         anchors.append((k, a))
@@ -440,41 +442,72 @@ public struct Decomposer: Sendable {
                 if anchors.count >= 2 {
                     for (a, b) in zip(anchors, anchors.dropFirst()) {
                         let from = max(c, a.at + 1), to = min(end, b.at - 1)
-                        if from <= to { Self.interpolate(a.ref, b.ref, over: from...to, into: softRatio, sideHigh: sideHigh) }
+                        if from <= to { interpolate(a.ref, b.ref, over: from...to, into: softRatio, sideHigh: sideHigh) }
                         if b.at >= c && b.at <= end { softRatio[b.at] = b.ref.ratio; sideHigh[b.at] = b.ref.high }
                     }
-                    if let first = anchors.first, first.at > c { Self.interpolate(first.ref, nil, over: c...(first.at - 1), into: softRatio, sideHigh: sideHigh) }
-                    if let last = anchors.last, last.at < end { Self.interpolate(last.ref, nil, over: (last.at + 1)...end, into: softRatio, sideHigh: sideHigh) }
+                    if let first = anchors.first, first.at > c { interpolate(first.ref, nil, over: c...(first.at - 1), into: softRatio, sideHigh: sideHigh) }
+                    if let last = anchors.last, last.at < end { interpolate(last.ref, nil, over: (last.at + 1)...end, into: softRatio, sideHigh: sideHigh) }
                     c = end + 1
                     continue
                 }
             }
-            Self.interpolate(left, right, over: c...end, into: softRatio, sideHigh: sideHigh)
+            interpolate(left, right, over: c...end, into: softRatio, sideHigh: sideHigh)
             c = end + 1
         }
     }
 
-    /// The soft tissue across a run: linear between the references on its two sides (each
-    /// pixel's share by its place in the run), one side's where only one is known, NaN where
-    /// neither is.
-    static func interpolate(_ left: (ratio: Double, high: Double)?, _ right: (ratio: Double, high: Double)?, over run: ClosedRange<Int>,
-                            into softRatio: UnsafeMutablePointer<Double>, sideHigh: UnsafeMutablePointer<Double>) {
+    /// The soft tissue across a run, between the references on its two sides, each taken at the
+    /// place it was measured (the mean channel of its window's pixels); one side's where only
+    /// one is known, NaN where neither is.
+    func interpolate(_ left: SideReference?, _ right: SideReference?, over run: ClosedRange<Int>,
+                     into softRatio: UnsafeMutablePointer<Double>, sideHigh: UnsafeMutablePointer<Double>) {
+        let sides = (left.flatMap(tissue(of:)), right.flatMap(tissue(of:)))
         for k in run {
-            let v = between(left, right, at: Double(k - run.lowerBound + 1) / Double(run.count + 1))
+            let v = between(left, right, at: Double(k), tissues: sides)
             softRatio[k] = v?.ratio ?? .nan
             if let v { sideHigh[k] = v.high }
         }
     }
 
-    /// The reference a fraction `t` of the way from `left` to `right`; one side's where only
-    /// one is known.
-    static func between(_ left: (ratio: Double, high: Double)?, _ right: (ratio: Double, high: Double)?,
-                        at t: Double) -> (ratio: Double, high: Double)? {
+    /// A side's tissue in the fat model's terms: its mass (g/cm², lean and fat) and the fat's;
+    /// nil where the model does not give the side its own ratio back (no root, or the other
+    /// root of its quadratic), so that the reference never jumps at a run's side.
+    func tissue(of side: SideReference) -> (mass: Double, fat: Double)? {
+        let u = side.ratio * side.high
+        let mass = fast.soft(u, side.high, side.ratio), fraction = fast.fatFraction(u, side.high)
+        guard mass > 0, mass.isFinite, fraction.isFinite,
+              let back = fast.tissueRatio(highAttenuation: side.high, fat: fraction), abs(back - side.ratio) <= 1e-9 * max(1, abs(side.ratio)) else { return nil }
+        return (mass, mass * fraction)
+    }
+
+    /// The reference at channel `x` between `left` and `right`; one side's where only one is
+    /// known. What runs straight across the field is the tissue, not its ratio: each side's lean
+    /// and fat masses (through the calibration's fat model, which gives each side back its own
+    /// ratio exactly) are joined straight from where they were measured, with the high window's
+    /// attenuation, and the ratio is the fat model's for the tissue found there. The ratio itself
+    /// is curved wherever the tissue's thickness changes (lean 15 g/cm² with fat 0 → 6 across
+    /// the field: (A + B·f)/(C + D·f), a curve even at one energy); joined straight from the
+    /// run's edges (until 2026-12-07), though a window's mean lies `2 + neighbours / 2` channels
+    /// beyond them, the ESP's vertebrae under a fat gradient read 0.004–0.009 g/cm² low
+    /// (docs/physics.md, "The references at their places"). Where the fat model has no answer
+    /// the ratio is joined straight.
+    func between(_ left: SideReference?, _ right: SideReference?, at x: Double,
+                 tissues: ((mass: Double, fat: Double)?, (mass: Double, fat: Double)?)? = nil) -> SideReference? {
         switch (left, right) {
-        case let (l?, r?): (l.ratio + (r.ratio - l.ratio) * t, l.high + (r.high - l.high) * t)
-        case let (l?, nil): l
-        case let (nil, r?): r
-        default: nil
+        case let (l?, r?):
+            let span = r.at - l.at
+            // Within the two places only (a side taken from the run's own first channels, at
+            // the field's edge, lies inside the run: no extrapolation beyond it).
+            let t = span > 1e-9 ? min(1, max(0, (x - l.at) / span)) : 0.5
+            let high = l.high + (r.high - l.high) * t, straight = l.ratio + (r.ratio - l.ratio) * t
+            let (tl, tr) = tissues ?? (tissue(of: l), tissue(of: r))
+            guard let tl, let tr, high > 0 else { return SideReference(ratio: straight, high: high, at: x) }
+            let mass = tl.mass + (tr.mass - tl.mass) * t, fat = tl.fat + (tr.fat - tl.fat) * t
+            let ratio = fast.tissueRatio(highAttenuation: high, fat: fat / mass) ?? straight
+            return SideReference(ratio: ratio, high: high, at: x)
+        case let (l?, nil): return l
+        case let (nil, r?): return r
+        default: return nil
         }
     }
 
@@ -688,6 +721,14 @@ public struct ROIAccumulator: Sendable {
 /// The soft tissue a scan's lines saw at each channel most recently (its ratio L_low/L_high and
 /// high-window attenuation, and the line's y): the reference a bone run takes on a side where
 /// its own line has none (`Decomposer.decompose(_:memory:)`).
+/// A soft-tissue reference beside a run of bone: the mean tissue ratio and high-window
+/// attenuation of a window's pixels, and the place they were measured (their mean channel).
+struct SideReference {
+    var ratio: Double
+    var high: Double
+    var at: Double
+}
+
 public struct TissueMemory: Sendable, Equatable {
     /// How far along the scan a remembered tissue still serves (µm): 25 mm.
     public static let reachUm: Int32 = 25_000

@@ -34,10 +34,12 @@ struct FatBaselineTests {
     /// ratio, higher than that of the thick tissue under it (seed 18's obese hip, row 53): the
     /// bone went unfound there and was measured against itself. At 60 ms·mA over 120 lines:
     /// before, 88 % of the run classified (64 % of its far end) and it read −12.0 % (far end
-    /// −19.3 %); now 100 %, −0.6 % and −0.2 %. Over five other noise draws the run reads −0.36
-    /// to −1.81 % (mean −1.14 %): the references' own noise moves a run's mean by about half a
-    /// percent at this length, and a low bias of about 1 % is left, not yet traced
-    /// (docs/physics.md, "The neck's own bias").
+    /// −19.3 %); then 100 %, −0.6 % and −0.2 %, and since the reference under bone follows the
+    /// tissue across the field (2026-12-07, docs/physics.md "The references at their places")
+    /// +0.58 % and +0.40 % (the reference's ratio joined straight between its sides' places:
+    /// −1.2 %; the attenuations joined straight: +3.2 %). Over five other noise draws the run
+    /// read −0.36 to −1.81 % (mean −1.14 %) before: the references' own noise moves a run's
+    /// mean by about half a percent at this length.
     @Test func boneFillingALineUnderThickeningTissueIsFound() throws {
         var s = Scanner(seed: 4)
         let (stage, cal) = try s.calibrate()

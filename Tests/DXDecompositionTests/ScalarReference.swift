@@ -280,10 +280,12 @@ extension Decomposer {
                 guard tissue[k] && !plausible[k] && !covered[k] && !localRatio[k].isFinite else { k += 1; continue }
                 var end = k
                 while end + 1 < n && tissue[end + 1] && !plausible[end + 1] && !covered[end + 1] && !localRatio[end + 1].isFinite { end += 1 }
-                let left = k > 0 && covered[k - 1] && softRatio[k - 1].isFinite ? (ratio: softRatio[k - 1], high: sideHigh[k - 1]) : nil
-                let right = end + 1 < n && covered[end + 1] && softRatio[end + 1].isFinite ? (ratio: softRatio[end + 1], high: sideHigh[end + 1]) : nil
+                let left = k > 0 && covered[k - 1] && softRatio[k - 1].isFinite
+                    ? SideReference(ratio: softRatio[k - 1], high: sideHigh[k - 1], at: Double(k - 1)) : nil
+                let right = end + 1 < n && covered[end + 1] && softRatio[end + 1].isFinite
+                    ? SideReference(ratio: softRatio[end + 1], high: sideHigh[end + 1], at: Double(end + 1)) : nil
                 if left != nil || right != nil {
-                    Self.interpolate(left, right, over: k...end, into: softRatio, sideHigh: sideHigh)
+                    interpolate(left, right, over: k...end, into: softRatio, sideHigh: sideHigh)
                     for i in k...end { covered[i] = true }
                 }
                 k = end + 1

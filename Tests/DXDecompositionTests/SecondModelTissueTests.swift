@@ -21,11 +21,11 @@ struct SecondModelTissueTests {
     /// The first model's cases not yet within 1 % (lean, fat left, fat right): the thickest
     /// tissue (36 g/cm², beyond the calibration phantom's 31: docs/physics.md), and the fattest
     /// gradient's L1 (fat 9, beyond the phantom's 6).
-    static let notYetMet: [(Double, Double, Double)] = [(15, 9, 3), (30, 6, 6)]
+    static let notYetMet: [(Double, Double, Double)] = [(30, 6, 6)]
     /// The second model's detector: all but lean 10, lean 20 (fat 0 and 6) and lean 30 fat 6
     /// (docs/physics.md).
     static let notYetMetSecond: [(Double, Double, Double)] = [
-        (10, 9, 9), (15, 0, 6), (15, 6, 0), (15, 9, 3), (25, 3, 3), (30, 0, 0),
+        (10, 9, 9), (15, 6, 0), (25, 3, 3), (30, 0, 0),
     ]
 
     @Test(arguments: ["kramers", "cdte"])
