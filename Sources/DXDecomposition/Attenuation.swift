@@ -63,6 +63,16 @@ public struct AttenuationLine: Sendable {
     public var flags: [PixelFlags]
     /// Line period × tube current (ms·mA): how many photons the air reference promised.
     public var exposure: Double
+    /// Covariance of `low` and `high` (empty: none). The unmixed low window takes a share of
+    /// the high window's counts off (`LowWindowMixing`), and a channel's map adds a share of its
+    /// high log: both make the two windows' noise move together (the second physics model's
+    /// detector: correlation −0.13 to −0.18 over lean 20–30 g/cm²; docs/physics.md, "The two
+    /// windows' noise together").
+    public var covariance: [Double] = []
+
+    /// The covariance of pixel `c`'s two windows (0 where the line carries none).
+    @inline(__always)
+    public func covariance(at c: Int) -> Double { covariance.isEmpty ? 0 : covariance[c] }
 
     public var channels: Int { low.count }
 }
@@ -254,7 +264,7 @@ public struct PreparedAttenuation: Sendable {
         if deadTimeFraction == 0 && scatterKernel.isEmpty && !keepsTransmissions && mixing == 0 && crossLow.isEmpty && squareLow.isEmpty { return plain(line) }
         // One scratch block for the six outputs, filled by one loop over raw pointers, then
         // copied into the line's arrays.
-        let out = UnsafeMutablePointer<Double>.allocate(capacity: 8 * n)
+        let out = UnsafeMutablePointer<Double>.allocate(capacity: 9 * n)
         defer { out.deallocate() }
         let flagBits = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
         defer { flagBits.deallocate() }
@@ -268,7 +278,7 @@ public struct PreparedAttenuation: Sendable {
             scaleLow.withUnsafeBufferPointer { sL in scaleHigh.withUnsafeBufferPointer { sH in
             floorLow.withUnsafeBufferPointer { fL in floorHigh.withUnsafeBufferPointer { fH in
                 let low = out, high = out + n, tLow = out + 2 * n, tHigh = out + 3 * n, varLow = out + 4 * n, varHigh = out + 5 * n
-                let tVarLow = out + 6 * n, tVarHigh = out + 7 * n
+                let tVarLow = out + 6 * n, tVarHigh = out + 7 * n, covLH = out + 8 * n
                 let keeps = keepsTransmissions, a = deadTimeFraction, mix = mixing, unmix = 1 / (1 - mixing)
                 let crosses = !crossLow.isEmpty
                 let squares = !squareLow.isEmpty
@@ -324,6 +334,7 @@ public struct PreparedAttenuation: Sendable {
                         let ql = beforeLow / il, qh = beforeHigh / ih
                         var vl = (recordedLow + 1) * rl * rl * ql * ql
                         let vh = (recordedHigh + 1) * rh * rh * qh * qh
+                        var own = 0.0
                         if mix > 0 {
                             // The unmixed count's variance: the low window's own, and the
                             // high window's share taken from it (var T_L + f²·var T_H)/(1 − f)²,
@@ -331,11 +342,15 @@ public struct PreparedAttenuation: Sendable {
                             let countsLow = (recordedLow + 1) * rl * rl * beforeLow * beforeLow
                             let countsHigh = (recordedHigh + 1) * rh * rh * beforeHigh * beforeHigh
                             vl = (countsLow + share * share * countsHigh) * unmix * unmix / (il * il)
+                            // The share taken off is the high window's own noise: the two logs
+                            // move together, cov = −f·var T_H/(1 − f), relative to both counts.
+                            own = -share * unmix * countsHigh / (il * ih)
                         }
                         // This channel's response onto the detector's mean: a scale.
                         let kl = sL[c], kh = sH[c]
                         varLow[c] = vl * kl * kl
                         varHigh[c] = vh * kh * kh
+                        covLH[c] = own * kl * kh
                         low[c] = (lnL[c] - FastLog.ln(il) - vl / 2) * kl
                         high[c] = (lnH[c] - FastLog.ln(ih) - vh / 2) * kh
                         if squares {
@@ -346,15 +361,17 @@ public struct PreparedAttenuation: Sendable {
                             let b = crosses ? crossLow[c] : 0, q = squareLow[c]
                             low[c] = kl * ownLow + b * ownHigh + q * (ownLow * ownLow - vl)
                             let slope = kl + 2 * q * ownLow
-                            varLow[c] = slope * slope * vl + b * b * vh
+                            varLow[c] = slope * slope * vl + b * b * vh + 2 * slope * b * own
+                            covLH[c] = kh * (slope * own + b * vh)
                         } else if crosses {
                             // The low window's share of the high window's own log.
                             let b = crossLow[c]
                             low[c] += b * (lnH[c] - FastLog.ln(ih) - vh / 2)
-                            varLow[c] += b * b * vh
+                            varLow[c] += b * b * vh + 2 * kl * b * own
+                            covLH[c] = kh * (kl * own + b * vh)
                         }
                     } else {
-                        low[c] = .nan; high[c] = .nan; varLow[c] = .nan; varHigh[c] = .nan
+                        low[c] = .nan; high[c] = .nan; varLow[c] = .nan; varHigh[c] = .nan; covLH[c] = .nan
                     }
                     flagBits[c] = f
                 }
@@ -369,7 +386,7 @@ public struct PreparedAttenuation: Sendable {
                                transmissionLow: keepsTransmissions ? array(2) : [], transmissionHigh: keepsTransmissions ? array(3) : [],
                                transmissionVarianceLow: keepsTransmissions ? array(6) : [],
                                transmissionVarianceHigh: keepsTransmissions ? array(7) : [],
-                               varianceLow: array(4), varianceHigh: array(5), flags: flags, exposure: exposure)
+                               varianceLow: array(4), varianceHigh: array(5), flags: flags, exposure: exposure, covariance: array(8))
     }
 }
 

@@ -370,14 +370,14 @@ public struct Calibration: Sendable, Equatable, Codable {
         /// per pixel) and that the mean over an ROI would otherwise keep. Second-order delta
         /// method; docs/physics.md.
         @inline(__always)
-        public func unbiasedBone(_ u: Double, _ v: Double, _ r: Double, varU: Double, varV: Double) -> Double {
+        public func unbiasedBone(_ u: Double, _ v: Double, _ r: Double, varU: Double, varV: Double, covUV: Double = 0) -> Double {
             let x = u - r * v
             let bB = b.6 + r * (b.7 + r * b.14) + v * (b.8 + r * b.15)
             let fxx = 2 * bB + 6 * b.9 * x
             let aV = b.3 + r * b.4 + 2 * v * b.5 + r * r * b.10 + 2 * v * r * b.11 + 3 * v * v * b.13
             let fxv = aV + 2 * x * (b.8 + r * b.15)
             let fvv = x * (2 * b.5 + 2 * r * b.11 + 6 * v * b.13)
-            let varX = varU + r * r * varV, covXV = -r * varV
+            let varX = varU + r * r * varV - 2 * r * covUV, covXV = covUV - r * varV
             return bone(u, v, r) - 0.5 * (fxx * varX + 2 * fxv * covXV + fvv * varV)
         }
 

@@ -169,7 +169,7 @@ public struct Decomposer: Sendable {
                 let signal = su[c] - r * sv[c]
                 guard signal > 0 else { continue }
                 let b = fast.bone(su[c], sv[c], r)
-                let sigma = (varLow[c] + r * r * varHigh[c]).squareRoot() * b / signal / rootWindow
+                let sigma = max(0, varLow[c] + r * r * varHigh[c] - 2 * r * a.covariance(at: c)).squareRoot() * b / signal / rootWindow
                 isBone[c] = b > max(boneThreshold, noiseSigmas * sigma)
             }
             Self.close(isBone, n, gap: 3)
@@ -216,7 +216,7 @@ public struct Decomposer: Sendable {
                     // The smoothed fat fraction's noise, through the fat model's slopes.
                     let du = (fast.fatFraction(su[c] + h, sv[c]) - fast.fatFraction(su[c] - h, sv[c])) / (2 * h)
                     let dv = (fast.fatFraction(su[c], sv[c] + h) - fast.fatFraction(su[c], sv[c] - h)) / (2 * h)
-                    let sigma = ((du * du * varLow[c] + dv * dv * varHigh[c]) / window).squareRoot()
+                    let sigma = (max(0, du * du * varLow[c] + dv * dv * varHigh[c] + 2 * du * dv * a.covariance(at: c)) / window).squareRoot()
                     referable[c] = noiseSigmas * sigma > margin && fatHere[c] >= leanestTissue - noiseSigmas * sigma
                 }
             } else {
@@ -295,13 +295,13 @@ public struct Decomposer: Sendable {
                         var r = softRatio[c]
                         guard r.isFinite else { continue }
                         r = thicknessCorrected(ratio: r, sideHigh: sideHigh[c], u: u, v: v)
-                        bone[c] = fast.unbiasedBone(u, v, r, varU: varLow[c], varV: varHigh[c])
+                        bone[c] = fast.unbiasedBone(u, v, r, varU: varLow[c], varV: varHigh[c], covUV: a.covariance(at: c))
                         soft[c] = fast.soft(u, v, r)
                     } else {
                         // Against the tissue around it; a pixel with no tissue around it has
                         // only its own ratio, against which it reads 0 (no bias to remove).
                         bone[c] = localRatio[c].isFinite
-                            ? fast.unbiasedBone(u, v, localRatio[c], varU: varLow[c], varV: varHigh[c]) : fast.bone(u, v, ratio[c])
+                            ? fast.unbiasedBone(u, v, localRatio[c], varU: varLow[c], varV: varHigh[c], covUV: a.covariance(at: c)) : fast.bone(u, v, ratio[c])
                         soft[c] = fast.soft(u, v, ratio[c])
                         fat[c] = min(1, max(0, fast.fatFraction(u, v)))
                     }
@@ -467,30 +467,43 @@ public struct Decomposer: Sendable {
             softRatio[k] = v?.ratio ?? .nan
             if let v { sideHigh[k] = v.high }
         }
+        // One rule for the whole run: where the fat model has no ratio for a pixel inside it
+        // (its quadratic can lose its root between two sides that have one), the run takes the
+        // straight line of the ratios throughout, so that no pixel steps off its neighbours.
+        if left != nil, right != nil, run.contains(where: { softRatio[$0].isNaN }) {
+            for k in run {
+                let v = between(left, right, at: Double(k), tissues: (nil, nil))
+                softRatio[k] = v?.ratio ?? .nan
+                if let v { sideHigh[k] = v.high }
+            }
+        }
     }
 
     /// A side's tissue in the fat model's terms: its mass (g/cm², lean and fat) and the fat's;
     /// nil where the model does not give the side its own ratio back (no root, or the other
-    /// root of its quadratic), so that the reference never jumps at a run's side.
+    /// root of its quadratic; within 1e-6, as the root's formula loses about √ε to cancellation
+    /// where the model is nearly linear), so that the reference never jumps at a run's side.
     func tissue(of side: SideReference) -> (mass: Double, fat: Double)? {
         let u = side.ratio * side.high
         let mass = fast.soft(u, side.high, side.ratio), fraction = fast.fatFraction(u, side.high)
-        guard mass > 0, mass.isFinite, fraction.isFinite,
-              let back = fast.tissueRatio(highAttenuation: side.high, fat: fraction), abs(back - side.ratio) <= 1e-9 * max(1, abs(side.ratio)) else { return nil }
+        // Tissue between lean and fat (with room for a window's noise), of a mass a body has.
+        guard mass > 0, mass < 100, fraction >= -0.25, fraction <= 1.25,
+              let back = fast.tissueRatio(highAttenuation: side.high, fat: fraction), abs(back - side.ratio) <= 1e-6 * max(1, abs(side.ratio)) else { return nil }
         return (mass, mass * fraction)
     }
 
     /// The reference at channel `x` between `left` and `right`; one side's where only one is
-    /// known. What runs straight across the field is the tissue, not its ratio: each side's lean
-    /// and fat masses (through the calibration's fat model, which gives each side back its own
-    /// ratio exactly) are joined straight from where they were measured, with the high window's
-    /// attenuation, and the ratio is the fat model's for the tissue found there. The ratio itself
+    /// known. What runs straight across the field is the tissue, not its ratio: each side's fat
+    /// fraction, weighted by its mass (through the calibration's soft-tissue and fat models, which
+    /// give each side back its own ratio), is joined straight from where they were measured, with
+    /// the high window's attenuation, and the ratio is the fat model's for that fat fraction at
+    /// that attenuation. The ratio itself
     /// is curved wherever the tissue's thickness changes (lean 15 g/cm² with fat 0 → 6 across
     /// the field: (A + B·f)/(C + D·f), a curve even at one energy); joined straight from the
     /// run's edges (until 2026-12-07), though a window's mean lies `2 + neighbours / 2` channels
     /// beyond them, the ESP's vertebrae under a fat gradient read 0.004–0.009 g/cm² low
     /// (docs/physics.md, "The references at their places"). Where the fat model has no answer
-    /// the ratio is joined straight.
+    /// for a side the ratio is joined straight between the sides' places.
     func between(_ left: SideReference?, _ right: SideReference?, at x: Double,
                  tissues: ((mass: Double, fat: Double)?, (mass: Double, fat: Double)?)? = nil) -> SideReference? {
         switch (left, right) {
@@ -503,7 +516,9 @@ public struct Decomposer: Sendable {
             let (tl, tr) = tissues ?? (tissue(of: l), tissue(of: r))
             guard let tl, let tr, high > 0 else { return SideReference(ratio: straight, high: high, at: x) }
             let mass = tl.mass + (tr.mass - tl.mass) * t, fat = tl.fat + (tr.fat - tl.fat) * t
-            let ratio = fast.tissueRatio(highAttenuation: high, fat: fat / mass) ?? straight
+            // NaN where the model has no ratio here: `interpolate` then takes the straight line
+            // for the whole run.
+            let ratio = fast.tissueRatio(highAttenuation: high, fat: fat / mass) ?? .nan
             return SideReference(ratio: ratio, high: high, at: x)
         case let (l?, nil): return l
         case let (nil, r?): return r
@@ -718,9 +733,6 @@ public struct ROIAccumulator: Sendable {
     public var result: ROIResult { result() }
 }
 
-/// The soft tissue a scan's lines saw at each channel most recently (its ratio L_low/L_high and
-/// high-window attenuation, and the line's y): the reference a bone run takes on a side where
-/// its own line has none (`Decomposer.decompose(_:memory:)`).
 /// A soft-tissue reference beside a run of bone: the mean tissue ratio and high-window
 /// attenuation of a window's pixels, and the place they were measured (their mean channel).
 struct SideReference {
@@ -729,6 +741,9 @@ struct SideReference {
     var at: Double
 }
 
+/// The soft tissue a scan's lines saw at each channel most recently (its ratio L_low/L_high and
+/// high-window attenuation, and the line's y): the reference a bone run takes on a side where
+/// its own line has none (`Decomposer.decompose(_:memory:)`).
 public struct TissueMemory: Sendable, Equatable {
     /// How far along the scan a remembered tissue still serves (µm): 25 mm.
     public static let reachUm: Int32 = 25_000

@@ -55,6 +55,9 @@ struct FastPathEquivalenceTests {
                                  ("transmissionVarianceHigh", reference.transmissionVarianceHigh, fast.transmissionVarianceHigh)]
                 where !sameBits(r, f) { problem("attenuation \(name): \(firstDifference(r, f))") }
             if reference.flags != fast.flags { problem("attenuation flags differ") }
+            // The covariance where the pixel has a number (the plain path carries none: 0).
+            let covariances = [reference, fast].map { l in (0..<n).map { l.low[$0].isNaN ? Double.nan : l.covariance(at: $0) } }
+            if !sameBits(covariances[0], covariances[1]) { problem("attenuation covariance: \(firstDifference(covariances[0], covariances[1]))") }
             if reference.exposure.bitPattern != fast.exposure.bitPattern || reference.index != fast.index || reference.yUm != fast.yUm {
                 problem("attenuation line fields differ")
             }

@@ -165,6 +165,13 @@ struct NoiseBiasTests {
             let numeric = m.bone(u, v, r) - 0.5 * (fuu * vu + fvv * vv)
             let analytic = m.unbiasedBone(u, v, r, varU: vu, varV: vv)
             #expect(abs(numeric - analytic) < 1e-6, "\(u) \(v) \(r): \(numeric) vs \(analytic)")
+            // The two windows' covariance (the second model's unmixed low window: correlation
+            // about −0.18): the mixed derivative's term, 2·f_uv·cov.
+            let cov = -0.18 * (vu * vv).squareRoot()
+            let fuv = (m.bone(u + h, v + h, r) - m.bone(u + h, v - h, r) - m.bone(u - h, v + h, r) + m.bone(u - h, v - h, r)) / (4 * h * h)
+            let numericCov = m.bone(u, v, r) - 0.5 * (fuu * vu + fvv * vv + 2 * fuv * cov)
+            let analyticCov = m.unbiasedBone(u, v, r, varU: vu, varV: vv, covUV: cov)
+            #expect(abs(numericCov - analyticCov) < 1e-6, "\(u) \(v) \(r) with covariance: \(numericCov) vs \(analyticCov)")
         }
     }
 }

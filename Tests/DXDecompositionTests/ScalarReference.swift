@@ -29,7 +29,7 @@ extension PreparedAttenuation {
         guard n == channels, line.samples.count == 2 * n else { throw .channelMismatch(expected: channels, got: n) }
         // One scratch block for the six outputs, filled by one loop over raw pointers, then
         // copied into the line's arrays.
-        let out = UnsafeMutablePointer<Double>.allocate(capacity: 8 * n)
+        let out = UnsafeMutablePointer<Double>.allocate(capacity: 9 * n)
         defer { out.deallocate() }
         let flagBits = UnsafeMutablePointer<UInt8>.allocate(capacity: n)
         defer { flagBits.deallocate() }
@@ -45,6 +45,7 @@ extension PreparedAttenuation {
             scaleLow.withUnsafeBufferPointer { sL in scaleHigh.withUnsafeBufferPointer { sH in
             floorLow.withUnsafeBufferPointer { fL in floorHigh.withUnsafeBufferPointer { fH in
                 let low = out, high = out + n, tLow = out + 2 * n, tHigh = out + 3 * n, varLow = out + 4 * n, varHigh = out + 5 * n
+                let covLH = out + 8 * n
                 let tVarLow = out + 6 * n, tVarHigh = out + 7 * n
                 let keeps = keepsTransmissions, a = deadTimeFraction, mix = mixing, unmix = 1 / (1 - mixing)
                 let crosses = !crossLow.isEmpty
@@ -110,15 +111,19 @@ extension PreparedAttenuation {
                         let ql = beforeLow / il, qh = beforeHigh / ih
                         var vl = (recordedLow + 1) * rl * rl * ql * ql
                         let vh = (recordedHigh + 1) * rh * rh * qh * qh
+                        var own = 0.0
                         if mix > 0 {
                             let countsLow = (recordedLow + 1) * rl * rl * beforeLow * beforeLow
                             let countsHigh = (recordedHigh + 1) * rh * rh * beforeHigh * beforeHigh
                             vl = (countsLow + share * share * countsHigh) * unmix * unmix / (il * il)
+                            // The two windows' covariance (added 2026-12-07).
+                            own = -share * unmix * countsHigh / (il * ih)
                         }
                         // This channel's response onto the detector's mean: a scale.
                         let kl = sL[c], kh = sH[c]
                         varLow[c] = vl * kl * kl
                         varHigh[c] = vh * kh * kh
+                        covLH[c] = own * kl * kh
                         low[c] = (lnL[c] - FastLogReference.ln(il) - vl / 2) * kl
                         high[c] = (lnH[c] - FastLogReference.ln(ih) - vh / 2) * kh
                         // The low window's square (added 2026-12-07), with its cross term.
@@ -127,15 +132,17 @@ extension PreparedAttenuation {
                             let b = crosses ? crossLow[c] : 0, q = squareLow[c]
                             low[c] = kl * ownLow + b * ownHigh + q * (ownLow * ownLow - vl)
                             let slope = kl + 2 * q * ownLow
-                            varLow[c] = slope * slope * vl + b * b * vh
+                            varLow[c] = slope * slope * vl + b * b * vh + 2 * slope * b * own
+                            covLH[c] = kh * (slope * own + b * vh)
                         // The low window's cross term (added 2026-12-06).
                         } else if crosses {
                             let b = crossLow[c]
                             low[c] += b * (lnH[c] - FastLogReference.ln(ih) - vh / 2)
-                            varLow[c] += b * b * vh
+                            varLow[c] += b * b * vh + 2 * kl * b * own
+                            covLH[c] = kh * (kl * own + b * vh)
                         }
                     } else {
-                        low[c] = .nan; high[c] = .nan; varLow[c] = .nan; varHigh[c] = .nan
+                        low[c] = .nan; high[c] = .nan; varLow[c] = .nan; varHigh[c] = .nan; covLH[c] = .nan
                     }
                     flagBits[c] = f
                 }
@@ -150,7 +157,7 @@ extension PreparedAttenuation {
                                transmissionLow: keepsTransmissions ? array(2) : [], transmissionHigh: keepsTransmissions ? array(3) : [],
                                transmissionVarianceLow: keepsTransmissions ? array(6) : [],
                                transmissionVarianceHigh: keepsTransmissions ? array(7) : [],
-                               varianceLow: array(4), varianceHigh: array(5), flags: flags, exposure: exposure)
+                               varianceLow: array(4), varianceHigh: array(5), flags: flags, exposure: exposure, covariance: array(8))
     }
 }
 
@@ -215,7 +222,7 @@ extension Decomposer {
                 let signal = su[c] - r * sv[c]
                 guard signal > 0 else { continue }
                 let b = fast.bone(su[c], sv[c], r)
-                let sigma = (varLow[c] + r * r * varHigh[c]).squareRoot() * b / signal / rootWindow
+                let sigma = max(0, varLow[c] + r * r * varHigh[c] - 2 * r * a.covariance(at: c)).squareRoot() * b / signal / rootWindow
                 isBone[c] = b > max(boneThreshold, noiseSigmas * sigma)
             }
             Self.close(isBone, n, gap: 3)
@@ -249,7 +256,7 @@ extension Decomposer {
                     if m.lean[max(0, c - reach)...min(n - 1, c + reach)].contains(true) { continue }
                     let du = (fast.fatFraction(su[c] + h, sv[c]) - fast.fatFraction(su[c] - h, sv[c])) / (2 * h)
                     let dv = (fast.fatFraction(su[c], sv[c] + h) - fast.fatFraction(su[c], sv[c] - h)) / (2 * h)
-                    let sigma = ((du * du * varLow[c] + dv * dv * varHigh[c]) / window).squareRoot()
+                    let sigma = (max(0, du * du * varLow[c] + dv * dv * varHigh[c] + 2 * du * dv * a.covariance(at: c)) / window).squareRoot()
                     referable[c] = noiseSigmas * sigma > margin && fast.fatFraction(su[c], sv[c]) >= leanestTissue - noiseSigmas * sigma
                 }
             }
@@ -316,13 +323,13 @@ extension Decomposer {
                         var r = softRatio[c]
                         guard r.isFinite else { continue }
                         r = thicknessCorrected(ratio: r, sideHigh: sideHigh[c], u: u, v: v)
-                        bone[c] = fast.unbiasedBone(u, v, r, varU: varLow[c], varV: varHigh[c])
+                        bone[c] = fast.unbiasedBone(u, v, r, varU: varLow[c], varV: varHigh[c], covUV: a.covariance(at: c))
                         soft[c] = fast.soft(u, v, r)
                     } else {
                         // Against the tissue around it; a pixel with no tissue around it has
                         // only its own ratio, against which it reads 0 (no bias to remove).
                         bone[c] = localRatio[c].isFinite
-                            ? fast.unbiasedBone(u, v, localRatio[c], varU: varLow[c], varV: varHigh[c]) : fast.bone(u, v, ratio[c])
+                            ? fast.unbiasedBone(u, v, localRatio[c], varU: varLow[c], varV: varHigh[c], covUV: a.covariance(at: c)) : fast.bone(u, v, ratio[c])
                         soft[c] = fast.soft(u, v, ratio[c])
                         fat[c] = min(1, max(0, fast.fatFraction(u, v)))
                     }

@@ -19,13 +19,15 @@ struct SecondModelTissueTests {
     }
 
     /// The first model's cases not yet within 1 % (lean, fat left, fat right): the thickest
-    /// tissue (36 g/cm², beyond the calibration phantom's 31: docs/physics.md), and the fattest
-    /// gradient's L1 (fat 9, beyond the phantom's 6).
+    /// tissue (36 g/cm², beyond the calibration phantom's 31: docs/physics.md). The fattest
+    /// gradient is met since 2026-12-07 ("The references at their places").
     static let notYetMet: [(Double, Double, Double)] = [(30, 6, 6)]
-    /// The second model's detector: all but lean 10, lean 20 (fat 0 and 6) and lean 30 fat 6
-    /// (docs/physics.md).
+    /// The second model's detector: all but lean 10, lean 15 fat 0 → 6 and lean 20 (fat 0 and
+    /// 6). Since the two windows' covariance is carried (2026-12-07) lean 30 fat 6 (L3 −1.12 %)
+    /// and lean 15 fat 9 → 3 (L1 −1.02 %) stand just past the target, where they stood just
+    /// inside it (docs/physics.md, "The two windows' noise together").
     static let notYetMetSecond: [(Double, Double, Double)] = [
-        (10, 9, 9), (15, 6, 0), (25, 3, 3), (30, 0, 0),
+        (10, 9, 9), (15, 6, 0), (15, 9, 3), (25, 3, 3), (30, 0, 0), (30, 6, 6),
     ]
 
     @Test(arguments: ["kramers", "cdte"])
@@ -102,6 +104,46 @@ struct SecondModelTissueTests {
             print(String(format: "%@ tissue matrix lean %.0f fat %.0f→%.0f (%@): ", model, lean, left, right, mode) + line.joined(separator: ", "))
         }
         print(String(format: "%@ tissue matrix: worst %.2f %%", model, worst * 100))
+    }
+
+    /// The two windows' noise together. The second model's low window holds a share of the high
+    /// window's photons; the stage takes that share off (`LowWindowMixing`), and with it the
+    /// high window's noise, so the two logs move against each other. Measured on uniform lean
+    /// tissue (64 channels × 200 lines, each channel against its own mean): the stage's
+    /// covariance within 15 % of the measured one, and the spread of a pixel's bone signal
+    /// (L_low − R·L_high, the classification's) within 5 % of what the stage's variances and
+    /// covariance predict. Before the covariance was carried (2026-12-07) the prediction was 6–8 %
+    /// low on this detector (1.00 on the first model), and the classification's 3σ stood at
+    /// 2.8σ (docs/physics.md, "The two windows' noise together").
+    @Test(arguments: [(20.0, 1.0), (30.0, 2.5), (30.0, 7.5)])
+    func theTwoWindowsNoiseTogether(lean: Double, exposureFactor: Double) throws {
+        var s = Self.scanner(seed: 66)
+        let (stage, cal) = try s.calibrate()
+        let slab = Phantom(name: "slab", cells: [Phantom.Cell(xUm: [100_000, 300_000], yUm: [500_000, 700_000], hydroxyapatite: 0, lean: lean, fat: 0)], rois: nil)
+        let current = UInt32(400 * exposureFactor)
+        let prepared = stage.prepared(periodUs: 300_000, currentUA: current, calibration: cal)
+        let lines = try s.scan(PhantomScene(slab), y0: 505_000, y1: 605_000, stepUm: 500, periodUs: 300_000, currentUA: current).map { try prepared.process($0) }
+        let channels = 40..<104
+        var measured = 0.0, predicted = 0.0, signal = 0.0, predictedSignal = 0.0, count = 0.0
+        var ratios: [Double] = []
+        for c in channels { for a in lines { ratios.append(a.low[c] / a.high[c]) } }
+        let r = ratios.reduce(0, +) / Double(ratios.count)
+        for c in channels {
+            let ml = lines.map { $0.low[c] }.reduce(0, +) / Double(lines.count), mh = lines.map { $0.high[c] }.reduce(0, +) / Double(lines.count)
+            for a in lines {
+                let dl = a.low[c] - ml, dh = a.high[c] - mh
+                measured += dl * dh
+                predicted += a.covariance(at: c)
+                signal += (dl - r * dh) * (dl - r * dh)
+                predictedSignal += a.varianceLow[c] + r * r * a.varianceHigh[c] - 2 * r * a.covariance(at: c)
+                count += 1
+            }
+        }
+        measured /= count; predicted /= count
+        let spread = (signal / predictedSignal).squareRoot()
+        print(String(format: "cdte lean %.0f ×%.1f: covariance measured %.3g, carried %.3g; bone signal's spread over the predicted %.3f", lean, exposureFactor, measured, predicted, spread))
+        #expect(measured < 0 && abs(predicted / measured - 1) < 0.15)
+        #expect(abs(spread - 1) < 0.05)
     }
 
     @Test func precisionOfTenScans() throws {

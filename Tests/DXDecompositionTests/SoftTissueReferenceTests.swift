@@ -12,6 +12,13 @@ struct SoftTissueReferenceTests {
     /// bone over `run`; the carried reference per channel, with `memory` as the earlier lines saw.
     static func carried(_ decomposer: Decomposer, n: Int = 200, run: ClosedRange<Int>, memory: TissueMemory?,
                         tissueAt: (Int) -> (ratio: Double, high: Double) = { _ in (1.45, 3.0) }) -> [Double] {
+        carriedWithHigh(decomposer, n: n, run: run, memory: memory, tissueAt: tissueAt).ratio
+    }
+
+    /// The same, with the high-window attenuation carried beside the ratio (what the thickness
+    /// correction moves the ratio from).
+    static func carriedWithHigh(_ decomposer: Decomposer, n: Int = 200, run: ClosedRange<Int>, memory: TissueMemory?,
+                                tissueAt: (Int) -> (ratio: Double, high: Double)) -> (ratio: [Double], high: [Double]) {
         var ratio = (0..<n).map { tissueAt($0).ratio }, high = (0..<n).map { tissueAt($0).high }
         var tissue = [Bool](repeating: true, count: n), isBone = [Bool](repeating: false, count: n)
         for c in run { isBone[c] = true; tissue[c] = false; ratio[c] = 1.6; high[c] = 4.5 }
@@ -23,7 +30,7 @@ struct SoftTissueReferenceTests {
                                                     isBone: b.baseAddress!, n, into: s.baseAddress!, sideHigh: sh.baseAddress!,
                                                     rejected: rj.baseAddress!, memory: memory, yUm: 900_000)
                 } } } } } } }
-        return soft
+        return (soft, sideHigh)
     }
 
     static func memory(n: Int = 200, over channels: ClosedRange<Int>, ratio: Double, high: Double, yUm: Int32) -> TissueMemory {
@@ -43,7 +50,8 @@ struct SoftTissueReferenceTests {
         let remembered = Self.memory(over: 80...120, ratio: 1.40, high: 3.2, yUm: 890_000)
         let long = Self.carried(d, run: 20...179, memory: remembered)
         #expect(abs(long[100] - 1.40) < 1e-9, "\(long[100])")
-        // Between the anchors and the run's ends, straight: halfway from 1.45 at channel 19 to
+        // Between the anchors and the run's ends, straight: from 1.45 (the left window's, at its
+        // mean channel 9.5) to
         // the first anchor (1.40 at channel 84, the first window holding enough memory).
         #expect(long[50] > 1.40 && long[50] < 1.45)
         let stale = Self.carried(d, run: 20...179, memory: Self.memory(over: 80...120, ratio: 1.40, high: 3.2, yUm: 860_000))
@@ -54,7 +62,7 @@ struct SoftTissueReferenceTests {
 
     /// Tissue whose thickness changes across the field: the ESP's lean 15 g/cm² under fat that
     /// rises 0 → 6 g/cm² over 120 mm, and tissue of fixed composition thickening 18 → 32 g/cm²,
-    /// scanned without bone through the first model (400 lines averaged per channel, so that
+    /// scanned without bone through the first model (380 lines averaged per channel, so that
     /// the photon noise is small beside what is measured): the reference carried under a run of
     /// bone across the field's middle is the tissue's own ratio. Until 2026-12-07 the sides' mean
     /// ratios were placed at the run's edges (their windows' means lie 10 channels beyond) and
@@ -78,21 +86,55 @@ struct SoftTissueReferenceTests {
             }
             #expect((20...124).allSatisfy { u[$0].isFinite && v[$0].isFinite }, "\(label): a channel without a number")
             let run = 55...88
-            let soft = Self.carried(d, n: 144, run: run, memory: nil) { (u[$0] / v[$0], v[$0]) }
-            // In bone mineral, at the tissue's own attenuations: what a vertebra there reads wrong.
-            let errors = run.map { fast.bone(u[$0], v[$0], soft[$0]) }
+            let (soft, sideHigh) = Self.carriedWithHigh(d, n: 144, run: run, memory: nil) { (u[$0] / v[$0], v[$0]) }
+            // In bone mineral, at the tissue's own attenuations, with the thickness correction the
+            // decomposer applies to every pixel under bone: what a vertebra there reads wrong.
+            let errors = run.map { fast.bone(u[$0], v[$0], d.thicknessCorrected(ratio: soft[$0], sideHigh: sideHigh[$0], u: u[$0], v: v[$0])) }
             let mean = errors.reduce(0, +) / Double(errors.count)
             // The old rule, for scale: the windows' mean ratios joined straight from the run's edges.
             func windowMean(_ r: Range<Int>) -> Double { r.map { u[$0] / v[$0] }.reduce(0, +) / Double(r.count) }
             let left = windowMean(37..<53), right = windowMean(91..<107)
-            let old = run.map { k in fast.bone(u[k], v[k], left + (right - left) * Double(k - run.lowerBound + 1) / Double(run.count + 1)) }
+            let leftHigh = (37..<53).map { v[$0] }.reduce(0, +) / 16, rightHigh = (91..<107).map { v[$0] }.reduce(0, +) / 16
+            let old = run.map { k in
+                let t = Double(k - run.lowerBound + 1) / Double(run.count + 1)
+                return fast.bone(u[k], v[k], d.thicknessCorrected(ratio: left + (right - left) * t, sideHigh: leftHigh + (rightHigh - leftHigh) * t, u: u[k], v: v[k]))
+            }
             let oldMean = old.reduce(0, +) / Double(old.count)
             print(String(format: "%@: tissue under the run reads %+.4f g/cm² of bone (the old rule %+.4f)", label, mean, oldMean))
-            // Fixed composition is left to the fat model's own drift with thickness (this tissue
-            // reaches 32 g/cm², beyond the calibration phantom's 31): −0.0021 g/cm² measured.
-            #expect(abs(mean) <= (label == "thickening" ? 0.003 : 0.0015), "\(label): \(mean)")
-            #expect(abs(mean) < abs(oldMean) / 2, "\(label): \(mean) against the old rule's \(oldMean)")
+            // At fixed composition −0.0020 g/cm² is left, not yet explained (the tissue here is
+            // 21.7–28.4 g/cm², inside the calibration phantom's range; docs/physics.md): held to
+            // 0.0025, where the old rule reads −0.0045.
+            #expect(abs(mean) <= (label == "thickening" ? 0.0025 : 0.0015), "\(label): \(mean)")
+            #expect(abs(mean) < abs(oldMean), "\(label): \(mean) against the old rule's \(oldMean)")
         }
+    }
+
+    /// `between` on made-up sides: each side's own ratio at its place, the sides' ratio beyond
+    /// them (no extrapolation), continuous in between, and the ratios' straight line where a side
+    /// has no tissue in the fat model's terms.
+    @Test func betweenTheSides() throws {
+        var s = Scanner(seed: 5)
+        let (_, cal) = try s.calibrate()
+        let d = Decomposer(calibration: cal)
+        let left = SideReference(ratio: 1.46, high: 3.2, at: 40.5), right = SideReference(ratio: 1.42, high: 3.8, at: 90.5)
+        let tissues = (d.tissue(of: left), d.tissue(of: right))
+        #expect(tissues.0 != nil && tissues.1 != nil)
+        for (x, expected) in [(40.5, 1.46), (90.5, 1.42), (10.0, 1.46), (120.0, 1.42)] {
+            let ratio = try #require(d.between(left, right, at: x)).ratio
+            #expect(abs(ratio - expected) < 1e-6, "at \(x): \(ratio)")
+        }
+        var previous = 1.46
+        for k in 41...90 {
+            let ratio = try #require(d.between(left, right, at: Double(k))).ratio
+            #expect(ratio < previous + 1e-12 && previous - ratio < 0.002, "at \(k): \(ratio) after \(previous)")
+            previous = ratio
+        }
+        // No tissue in the model's terms (a ratio no tissue has): the straight line.
+        let odd = SideReference(ratio: 40, high: 3.2, at: 40.5)
+        #expect(d.tissue(of: odd) == nil)
+        let straight = try #require(d.between(odd, right, at: 65.5)).ratio
+        #expect(abs(straight - (40 + 1.42) / 2) < 1e-9)
+        #expect(d.between(nil, right, at: 3)?.ratio == 1.42 && d.between(nil, nil, at: 3) == nil)
     }
 
     /// Remembered tissue that reads as bone against the straight line (faint bone an earlier line
