@@ -265,7 +265,13 @@ public struct Decomposer: Sendable {
                 // remembered as tissue: a hip's shaft at the field's edge takes its reference from
                 // the memory, and faint bone remembered there read it as tissue).
                 for c in 0..<n where usable[c] && !found[c] && plausible[c] && ratio[c].isFinite {
-                    memory?.ratio[c] = ratio[c]; memory?.high[c] = high[c]; memory?.yUm[c] = a.yUm
+                    if let m = memory, m.ratio[c].isFinite {
+                        let w = TissueMemory.weight(ofLineAt: a.yUm, after: m.yUm[c])
+                        memory?.ratio[c] = m.ratio[c] + w * (ratio[c] - m.ratio[c]); memory?.high[c] = m.high[c] + w * (high[c] - m.high[c])
+                    } else {
+                        memory?.ratio[c] = ratio[c]; memory?.high[c] = high[c]
+                    }
+                    memory?.yUm[c] = a.yUm
                 }
                 // Where this line's window was bone, the tissue remembered there stays in force
                 // (it would otherwise expire after `reachUm` of such lines, and the bone become
@@ -747,6 +753,21 @@ struct SideReference {
 public struct TissueMemory: Sendable, Equatable {
     /// How far along the scan a remembered tissue still serves (µm): 25 mm.
     public static let reachUm: Int32 = 25_000
+    /// The length along the scan (µm) over which the remembered tissue is averaged: 4 mm.
+    /// What a long run is anchored on is the memory of a window of channels; one line's pixels
+    /// alone carried their photon noise into every row anchored on them, the same offset row
+    /// after row (a hip's neck under 34 g/cm² of tissue read up to 4.3 % off the neck read
+    /// against the tissue's true ratio; docs/physics.md, "The memory averaged").
+    public static let averagedOverUm = 4_000.0
+
+    /// The weight of a line's tissue against what is remembered from the line at `previous`:
+    /// the distance between them over `averagedOverUm`, at most 1 (an exponential mean over
+    /// about 4 mm of lines whatever their pitch: a quarter at 1 mm, an eighth at 0.5 mm; a line
+    /// 4 mm or more from the last one replaces it).
+    @inline(__always)
+    static func weight(ofLineAt y: Int32, after previous: Int32) -> Double {
+        min(1, Double(abs(Int64(y) - Int64(previous))) / averagedOverUm)
+    }
     /// How far the line whose bone confirms this line's may lie (µm): 3 mm, two or three lines
     /// of every protocol (a line lost in between does not break the confirmation; more do).
     public static let boneReachUm: Int32 = 3_000

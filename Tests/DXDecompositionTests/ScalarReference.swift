@@ -299,7 +299,13 @@ extension Decomposer {
             }
             if memory?.ratio.count == n {
                 for c in 0..<n where usable[c] && !found[c] && plausible[c] && ratio[c].isFinite {
-                    memory?.ratio[c] = ratio[c]; memory?.high[c] = high[c]; memory?.yUm[c] = a.yUm
+                    if let m = memory, m.ratio[c].isFinite {
+                        let w = TissueMemory.weight(ofLineAt: a.yUm, after: m.yUm[c])
+                        memory?.ratio[c] = m.ratio[c] + w * (ratio[c] - m.ratio[c]); memory?.high[c] = m.high[c] + w * (high[c] - m.high[c])
+                    } else {
+                        memory?.ratio[c] = ratio[c]; memory?.high[c] = high[c]
+                    }
+                    memory?.yUm[c] = a.yUm
                 }
                 // Where this line's window was bone, the tissue remembered there stays in force
                 // (it would otherwise expire after `reachUm` of such lines, and the bone become

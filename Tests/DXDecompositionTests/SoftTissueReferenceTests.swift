@@ -147,3 +147,43 @@ struct SoftTissueReferenceTests {
         #expect(abs(bony[100] - 1.45) < 1e-9, "\(bony[100])")
     }
 }
+
+/// The tissue a scan's lines remember (`TissueMemory`) is averaged over about 4 mm of lines, not
+/// one line's pixels: a long run anchored on it read that line's photon noise in every row after
+/// (docs/physics.md, "The memory averaged").
+@Suite("The memory averaged")
+struct TissueMemoryAveragingTests {
+    @Test func theWeightIsTheDistanceOverFourMillimetres() {
+        #expect(TissueMemory.weight(ofLineAt: 1_000, after: 0) == 0.25)
+        #expect(TissueMemory.weight(ofLineAt: 0, after: 500) == 0.125)
+        #expect(TissueMemory.weight(ofLineAt: 10_000, after: 6_000) == 1)
+        #expect(TissueMemory.weight(ofLineAt: 50_000, after: 0) == 1)
+    }
+
+    /// Uniform lean tissue, 40 lines of 1 mm: what the memory holds at each channel scatters
+    /// across the channels as an exponential mean of the lines does (a quarter weight: variance
+    /// w/(2 − w) = 1/7 of one line's, SD 0.38 of it), not as one line's pixels (SD 1).
+    @Test func theMemoryHoldsLessNoiseThanALine() throws {
+        var s = Scanner(seed: 7)
+        let (stage, cal) = try s.calibrate()
+        let slab = Phantom(name: "slab", cells: [Phantom.Cell(xUm: [100_000, 300_000], yUm: [500_000, 700_000], hydroxyapatite: 0, lean: 25, fat: 3)], rois: nil)
+        let prepared = stage.prepared(periodUs: 40_000, currentUA: 3000, calibration: cal)
+        let lines = s.scan(PhantomScene(slab), y0: 505_000, y1: 545_000, stepUm: 1000, periodUs: 40_000, currentUA: 3000)
+        let d = Decomposer(calibration: cal)
+        var memory: TissueMemory? = TissueMemory(channels: 144)
+        var last: AttenuationLine?
+        for l in lines {
+            let a = try prepared.process(l)
+            _ = d.decompose(a, memory: &memory)
+            last = a
+        }
+        let m = try #require(memory), a = try #require(last)
+        func sd(_ x: [Double]) -> Double { let mean = x.reduce(0, +) / Double(x.count); return (x.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(x.count - 1)).squareRoot() }
+        let channels = 40..<104
+        let remembered = sd(channels.map { m.ratio[$0] }), oneLine = sd(channels.map { a.low[$0] / a.high[$0] })
+        print(String(format: "memory's ratio SD %.5f, one line's %.5f (%.2f of it)", remembered, oneLine, remembered / oneLine))
+        // (A channel the last line set aside as bone keeps what it held before.)
+        #expect(channels.allSatisfy { m.ratio[$0].isFinite } && channels.filter { m.yUm[$0] == a.yUm }.count >= 58)
+        #expect(remembered / oneLine > 0.25 && remembered / oneLine < 0.5)
+    }
+}
