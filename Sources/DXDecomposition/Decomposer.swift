@@ -265,13 +265,19 @@ public struct Decomposer: Sendable {
                 // remembered as tissue: a hip's shaft at the field's edge takes its reference from
                 // the memory, and faint bone remembered there read it as tissue).
                 for c in 0..<n where usable[c] && !found[c] && plausible[c] && ratio[c].isFinite {
-                    if let m = memory, m.ratio[c].isFinite {
-                        let w = TissueMemory.weight(ofLineAt: a.yUm, after: m.yUm[c])
-                        memory?.ratio[c] = m.ratio[c] + w * (ratio[c] - m.ratio[c]); memory?.high[c] = m.high[c] + w * (high[c] - m.high[c])
-                    } else {
-                        memory?.ratio[c] = ratio[c]; memory?.high[c] = high[c]
-                    }
+                    // (Scalars read, not the memory: a copy of it held here would make every
+                    // write below copy its arrays.)
+                    let old = memory?.ratio[c] ?? .nan, oldHigh = memory?.high[c] ?? .nan
+                    var w = TissueMemory.weight(ofLineAt: a.yUm, after: memory?.sampledYUm[c] ?? a.yUm)
+                    // Bone only raises the ratio: tissue reading lower than what is remembered by
+                    // more than 3σ of its own noise says the memory learnt faint bone, and replaces it.
+                    let v = high[c], r = ratio[c]
+                    let sigma = max(0, varLow[c] + r * r * varHigh[c] - 2 * r * a.covariance(at: c)).squareRoot() / v
+                    if !old.isFinite || !oldHigh.isFinite || old - r > noiseSigmas * sigma { w = 1 }
+                    memory?.ratio[c] = old.isFinite ? old + w * (r - old) : r
+                    memory?.high[c] = oldHigh.isFinite ? oldHigh + w * (high[c] - oldHigh) : high[c]
                     memory?.yUm[c] = a.yUm
+                    memory?.sampledYUm[c] = a.yUm
                 }
                 // Where this line's window was bone, the tissue remembered there stays in force
                 // (it would otherwise expire after `reachUm` of such lines, and the bone become
@@ -437,7 +443,9 @@ public struct Decomposer: Sendable {
                     // An anchor that reads as bone against the straight line between the run's
                     // ends held faint bone in an earlier line (the trochanter at a thin body's
                     // edge): not an anchor.
-                    let straight = between(left, right, at: Double(k))
+                    // (Where the fat model has no ratio, the ratios' straight line: a NaN would
+                    // read as no bone and let a bony anchor in.)
+                    let straight = between(left, right, at: Double(k)).flatMap { $0.ratio.isNaN ? between(left, right, at: Double(k), tissues: (nil, nil)) : $0 }
                     if let a = remembered(from: k - neighbours / 2, to: k + neighbours / 2 + 1, atLeast: neighbours / 2),
                        !(straight.map { readsAsBone(a, against: $0) } ?? false) {
                         anchors.append((k, a))
@@ -760,20 +768,27 @@ public struct TissueMemory: Sendable, Equatable {
     /// against the tissue's true ratio; docs/physics.md, "The memory averaged").
     public static let averagedOverUm = 4_000.0
 
-    /// The weight of a line's tissue against what is remembered from the line at `previous`:
-    /// the distance between them over `averagedOverUm`, at most 1 (an exponential mean over
-    /// about 4 mm of lines whatever their pitch: a quarter at 1 mm, an eighth at 0.5 mm; a line
-    /// 4 mm or more from the last one replaces it).
+    /// The weight of a line's tissue against what is remembered from the line at `previous`
+    /// (the last line the memory took tissue from there): the distance between them over
+    /// `averagedOverUm`, at least 1/16 (a line at the same place still counts) and at most 1
+    /// (a line 4 mm or more from the last one replaces it). At 1 mm a quarter: an exponential
+    /// mean whose weights fall to 1/e over about 3.5 mm, as noisy as the mean of 7 lines; at
+    /// 0.5 mm an eighth (about 3.7 mm, 15 lines).
     @inline(__always)
     static func weight(ofLineAt y: Int32, after previous: Int32) -> Double {
-        min(1, Double(abs(Int64(y) - Int64(previous))) / averagedOverUm)
+        min(1, max(1.0 / 16, Double(abs(Int64(y) - Int64(previous))) / averagedOverUm))
     }
     /// How far the line whose bone confirms this line's may lie (µm): 3 mm, two or three lines
     /// of every protocol (a line lost in between does not break the confirmation; more do).
     public static let boneReachUm: Int32 = 3_000
     public var ratio: [Double]
     public var high: [Double]
+    /// The y of the line whose tissue is still in force at each channel (kept fresh where a
+    /// later line's window there was bone: `reachUm` runs from it).
     public var yUm: [Int32]
+    /// The y of the last line the memory took tissue from at each channel (what the next
+    /// line's weight is measured from; `yUm` may have been kept fresh since).
+    public var sampledYUm: [Int32]
     /// The bone the previous line found (its runs and their holes), and that line's y; nil
     /// before the first line.
     public var bone: [Bool]
@@ -784,6 +799,7 @@ public struct TissueMemory: Sendable, Equatable {
         ratio = [Double](repeating: .nan, count: max(0, channels))
         high = ratio
         yUm = [Int32](repeating: 0, count: max(0, channels))
+        sampledYUm = yUm
         bone = [Bool](repeating: false, count: max(0, channels))
         lean = bone
         boneYUm = nil

@@ -209,6 +209,7 @@ struct VFATests {
         // The scene's across-position is measured from the spine's own line: compared after the
         // offset the bodies share.
         var read: [(truth: PatientSpec.LateralVertebra, v: VertebralBody, x: Double, y: Double)] = []
+        var ribOverCorner = 0
         for truth in spec.thoracolumbar {
             guard let v = m.vertebra(truth.name), v.readable, v.points.count == 6 else { continue }
             read.append((truth, v, v.points.map { $0[0] }.reduce(0, +) / 6, v.points.map { $0[1] }.reduce(0, +) / 6))
@@ -224,7 +225,10 @@ struct VFATests {
             // and the body grade-1 biconcave (docs/analysis.md, "The rib's head"). Since the
             // decomposer's memory is averaged (2026-12-07) this scan's T8, unread before (a rib's
             // edge beyond its upper endplate), is read so: posterior 22.2 mm for 19.9.
-            if v.grade == 1, v.kind == .biconcave, let p = v.posteriorMM, p - truth.posteriorMM >= 1.5 {
+            if ["T6", "T7", "T8", "T9"].contains(truth.name), v.grade == 1, v.kind == .biconcave, let p = v.posteriorMM,
+               (1.5...3.5).contains(p - truth.posteriorMM), let an = v.anteriorMM, let mi = v.middleMM,
+               abs(an - truth.anteriorMM) < 1.5, abs(mi - truth.middleMM) < 1.5 {
+                ribOverCorner += 1
                 withKnownIssue("\(truth.name): a rib over the posterior corner, posterior \(p) mm for \(truth.posteriorMM) (issue 12)") {
                     #expect((v.grade ?? 0) == 0)
                 }
@@ -232,6 +236,7 @@ struct VFATests {
                 #expect((v.grade ?? 0) == 0, "\(truth.name) called grade \(v.grade ?? 0)")
             }
         }
+        #expect(ribOverCorner <= 1, "\(ribOverCorner) bodies with a rib over the posterior corner called fractured")
     }
 
     /// Two bodies joined across their disc (seed 11 of the full side view: T7 and T8, a rib and

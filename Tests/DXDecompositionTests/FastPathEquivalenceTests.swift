@@ -70,7 +70,7 @@ struct FastPathEquivalenceTests {
             if r.isBone != f.isBone { problem("isBone: \(zip(r.isBone, f.isBone).filter { $0 != $1 }.count) pixels differ") }
             if r.flags != f.flags { problem("flags differ") }
             if let rm = referenceMemory, let fm = fastMemory {
-                if !sameBits(rm.ratio, fm.ratio) || !sameBits(rm.high, fm.high) || rm.yUm != fm.yUm { problem("the tissue memory differs") }
+                if !sameBits(rm.ratio, fm.ratio) || !sameBits(rm.high, fm.high) || rm.yUm != fm.yUm || rm.sampledYUm != fm.sampledYUm { problem("the tissue memory differs") }
                 if rm.bone != fm.bone || rm.lean != fm.lean || rm.boneYUm != fm.boneYUm { problem("the previous line's bone or lean rule differs") }
             }
         }
