@@ -146,6 +146,35 @@ struct SecondModelTissueTests {
         #expect(abs(spread - 1) < 0.05)
     }
 
+    /// The decomposer uses the covariance where it reckons a pixel's noise: under lean 30 g/cm²
+    /// of the second model's detector (no bone), the same lines decomposed with their covariance
+    /// and with it taken away. With it the classification's σ is the true one, larger here (the
+    /// windows move against each other), so fewer tissue pixels are called bone; a covariance
+    /// taken with the wrong sign would call more.
+    @Test func theDecomposerReckonsWithTheCovariance() throws {
+        var s = Self.scanner(seed: 66)
+        let (stage, cal) = try s.calibrate()
+        let slab = Phantom(name: "slab", cells: [Phantom.Cell(xUm: [100_000, 300_000], yUm: [500_000, 700_000], hydroxyapatite: 0, lean: 30, fat: 0)], rois: nil)
+        let prepared = stage.prepared(periodUs: 300_000, currentUA: 1000, calibration: cal)
+        let lines = try s.scan(PhantomScene(slab), y0: 505_000, y1: 605_000, stepUm: 500, periodUs: 300_000, currentUA: 1000).map { try prepared.process($0) }
+        let d = Decomposer(calibration: cal)
+        func calledBone(_ change: (inout AttenuationLine) -> Void) -> Double {
+            var memory: TissueMemory? = TissueMemory(channels: 144)
+            var bone = 0, pixels = 0
+            for var a in lines {
+                change(&a)
+                let line = d.decompose(a, memory: &memory)
+                for c in 40..<104 { pixels += 1; if line.isBone[c] { bone += 1 } }
+            }
+            return Double(bone) / Double(pixels)
+        }
+        let carried = calledBone { _ in }, none = calledBone { $0.covariance = [] }
+        let flipped = calledBone { $0.covariance = $0.covariance.map { -$0 } }
+        print(String(format: "cdte lean 30, tissue called bone: with the covariance %.2f %%, without %.2f %%, with its sign flipped %.2f %%", carried * 100, none * 100, flipped * 100))
+        #expect(lines.allSatisfy { a in (40..<104).allSatisfy { a.covariance(at: $0) < 0 } })
+        #expect(carried < none && none < flipped)
+    }
+
     @Test func precisionOfTenScans() throws {
         var s = Self.scanner(seed: 66)
         let (stage, cal) = try s.calibrate()
