@@ -265,19 +265,9 @@ public struct Decomposer: Sendable {
                 // remembered as tissue: a hip's shaft at the field's edge takes its reference from
                 // the memory, and faint bone remembered there read it as tissue).
                 for c in 0..<n where usable[c] && !found[c] && plausible[c] && ratio[c].isFinite {
-                    // (Scalars read, not the memory: a copy of it held here would make every
-                    // write below copy its arrays.)
-                    let old = memory?.ratio[c] ?? .nan, oldHigh = memory?.high[c] ?? .nan
-                    var w = TissueMemory.weight(ofLineAt: a.yUm, after: memory?.sampledYUm[c] ?? a.yUm)
-                    // Bone only raises the ratio: tissue reading lower than what is remembered by
-                    // more than 3σ of its own noise says the memory learnt faint bone, and replaces it.
-                    let v = high[c], r = ratio[c]
-                    let sigma = max(0, varLow[c] + r * r * varHigh[c] - 2 * r * a.covariance(at: c)).squareRoot() / v
-                    if !old.isFinite || !oldHigh.isFinite || old - r > noiseSigmas * sigma { w = 1 }
-                    memory?.ratio[c] = old.isFinite ? old + w * (r - old) : r
-                    memory?.high[c] = oldHigh.isFinite ? oldHigh + w * (high[c] - oldHigh) : high[c]
-                    memory?.yUm[c] = a.yUm
-                    memory?.sampledYUm[c] = a.yUm
+                    let r = ratio[c]
+                    let sigma = max(0, varLow[c] + r * r * varHigh[c] - 2 * r * a.covariance(at: c)).squareRoot() / high[c]
+                    memory?.learn(at: c, ratio: r, high: high[c], sigma: sigma, noiseSigmas: noiseSigmas, yUm: a.yUm)
                 }
                 // Where this line's window was bone, the tissue remembered there stays in force
                 // (it would otherwise expire after `reachUm` of such lines, and the bone become
@@ -437,6 +427,7 @@ public struct Decomposer: Sendable {
             // read 14–28 % low (seed 42 of the hip study; docs/analysis.md).
             if end - c + 1 > 4 * neighbours, memory != nil {
                 var anchors: [(at: Int, ref: SideReference)] = []
+                let sides = (left.flatMap(tissue(of:)), right.flatMap(tissue(of:)))  // once for every anchor
                 if let l = left { anchors.append((c - 1, l)) }
                 var k = c + neighbours
                 while k + neighbours <= end {
@@ -445,7 +436,7 @@ public struct Decomposer: Sendable {
                     // edge): not an anchor.
                     // (Where the fat model has no ratio, the ratios' straight line: a NaN would
                     // read as no bone and let a bony anchor in.)
-                    let straight = between(left, right, at: Double(k)).flatMap { $0.ratio.isNaN ? between(left, right, at: Double(k), tissues: (nil, nil)) : $0 }
+                    let straight = between(left, right, at: Double(k), tissues: sides).flatMap { $0.ratio.isNaN ? between(left, right, at: Double(k), tissues: (nil, nil)) : $0 }
                     if let a = remembered(from: k - neighbours / 2, to: k + neighbours / 2 + 1, atLeast: neighbours / 2),
                        !(straight.map { readsAsBone(a, against: $0) } ?? false) {
                         anchors.append((k, a))
@@ -778,6 +769,20 @@ public struct TissueMemory: Sendable, Equatable {
     static func weight(ofLineAt y: Int32, after previous: Int32) -> Double {
         min(1, max(1.0 / 16, Double(abs(Int64(y) - Int64(previous))) / averagedOverUm))
     }
+    /// Channel `c`'s tissue of the line at `y`: ratio `r`, high-window attenuation `v`, the
+    /// ratio's noise `sigma`, averaged into what is remembered with `weight(ofLineAt:after:)`.
+    /// Bone only raises the ratio: tissue reading lower than what is remembered by more than
+    /// `noiseSigmas` of its own noise says the memory learnt faint bone, and replaces it.
+    mutating func learn(at c: Int, ratio r: Double, high v: Double, sigma: Double, noiseSigmas: Double, yUm y: Int32) {
+        let old = ratio[c], oldHigh = high[c]
+        var w = Self.weight(ofLineAt: y, after: sampledYUm[c])
+        if !old.isFinite || !oldHigh.isFinite || old - r > noiseSigmas * sigma { w = 1 }
+        ratio[c] = old.isFinite ? old + w * (r - old) : r
+        high[c] = oldHigh.isFinite ? oldHigh + w * (v - oldHigh) : v
+        yUm[c] = y
+        sampledYUm[c] = y
+    }
+
     /// How far the line whose bone confirms this line's may lie (µm): 3 mm, two or three lines
     /// of every protocol (a line lost in between does not break the confirmation; more do).
     public static let boneReachUm: Int32 = 3_000

@@ -299,19 +299,9 @@ extension Decomposer {
             }
             if memory?.ratio.count == n {
                 for c in 0..<n where usable[c] && !found[c] && plausible[c] && ratio[c].isFinite {
-                    // (Scalars read, not the memory: a copy of it held here would make every
-                    // write below copy its arrays.)
-                    let old = memory?.ratio[c] ?? .nan, oldHigh = memory?.high[c] ?? .nan
-                    var w = TissueMemory.weight(ofLineAt: a.yUm, after: memory?.sampledYUm[c] ?? a.yUm)
-                    // Bone only raises the ratio: tissue reading lower than what is remembered by
-                    // more than 3σ of its own noise says the memory learnt faint bone, and replaces it.
-                    let v = high[c], r = ratio[c]
-                    let sigma = max(0, varLow[c] + r * r * varHigh[c] - 2 * r * a.covariance(at: c)).squareRoot() / v
-                    if !old.isFinite || !oldHigh.isFinite || old - r > noiseSigmas * sigma { w = 1 }
-                    memory?.ratio[c] = old.isFinite ? old + w * (r - old) : r
-                    memory?.high[c] = oldHigh.isFinite ? oldHigh + w * (high[c] - oldHigh) : high[c]
-                    memory?.yUm[c] = a.yUm
-                    memory?.sampledYUm[c] = a.yUm
+                    let r = ratio[c]
+                    let sigma = max(0, varLow[c] + r * r * varHigh[c] - 2 * r * a.covariance(at: c)).squareRoot() / high[c]
+                    memory?.learn(at: c, ratio: r, high: high[c], sigma: sigma, noiseSigmas: noiseSigmas, yUm: a.yUm)
                 }
                 // Where this line's window was bone, the tissue remembered there stays in force
                 // (it would otherwise expire after `reachUm` of such lines, and the bone become
