@@ -70,8 +70,9 @@ public enum SiteAnalysis {
 extension AnalysisWarning {
     /// The soft tissue over the measured bone is thicker than the calibration's thickest cell
     /// (`DecomposedScan.Provenance.calibratedSoftTissueGCm2`): the BMD rests on the
-    /// calibration's models extrapolated (docs/physics.md: patients of 34 g/cm², 34–35 g/cm²
-    /// over L1–L4 against the phantom's 31, read L1–L4 +1.6 %). The mean over the measured bone
+    /// calibration's models beyond its cells (continued by its effective spectra since
+    /// 2026-12-07; docs/physics.md: patients of 34 g/cm², 34–35 g/cm² over L1–L4 against the
+    /// phantom's 31, read L1–L4 +1.6 %). The mean over the measured bone
     /// pixels of the soft tissue under them. Nil within the calibration, or when the scan does
     /// not say how far it reaches (decomposed before it was kept).
     static func beyondCalibration(_ scan: DecomposedScan, softTissueGCm2 soft: Double, over what: String) -> AnalysisWarning? {

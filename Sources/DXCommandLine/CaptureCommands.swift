@@ -124,6 +124,11 @@ struct Analyze: AsyncParsableCommand {
             print(String(format: "calibration: %.1f %% of the low window's air counts are high-energy photons, taken out of every pixel", f * 100))
         }
         print("calibration: each channel's map onto the detector's mean: \(result.calibration.channelMap)")
+        if let spectra = result.calibration.spectra {
+            print(String(format: "calibration: the windows as spectra fit the cells to %.2fσ and %.2fσ; ", spectra.residualLow, spectra.residualHigh)
+                  + (result.calibration.extensionSetAside == nil ? "the models are continued by them beyond the phantom's cells"
+                     : String(format: "the models are the cells' alone (continued, they fit the cells to %.4f g/cm², beyond the rule)", result.calibration.extensionSetAside ?? .nan)))
+        }
         if let inferred = result.calibration.inferredChannels, !inferred.isEmpty {
             print("calibration: \(inferred.count) channels saw no calibration cell (a capture made before 2026-12-06 steps by whole cell widths); their response is their neighbours': recalibrate")
         }

@@ -249,6 +249,11 @@ struct Calibrate: AsyncParsableCommand {
         if let inferred = r.inferredChannels, !inferred.isEmpty {
             print("channels \(inferred.map(String.init).joined(separator: ", ")) at the fan's ends saw no cell: their response is their neighbours'")
         }
+        if let e = r.spectraMeanKeV, let z = r.spectraResidualSigmas, e.count == 2, z.count == 2 {
+            print(String(format: "spectra: the windows count at a mean %.1f and %.1f keV, fitting the cells to %.2fσ and %.2fσ; ", e[0], e[1], z[0], z[1])
+                  + (r.modelsContinued == true ? "the models continued by them beyond the phantom's cells"
+                     : "the models are the cells' alone (continued by the spectra they would fail the acceptance rule)"))
+        }
         print("calibration \(r.calibration) from capture \(r.capture)")
     }
 }

@@ -449,9 +449,18 @@ public struct CalibrateResult: Codable, Sendable, Equatable {
     /// The share of the low window's air counts found to be high-energy photons, taken out of
     /// every pixel (`LowWindowMixing`; absent: none found).
     public var lowWindowMixing: Double?
+    /// Each window's effective spectrum fitted to the cells (`EffectiveSpectra`): its mean
+    /// energy (keV, low then high) and its residual over the cells in units of their photon
+    /// noise; absent where the cells gave none.
+    public var spectraMeanKeV: [Double]?
+    public var spectraResidualSigmas: [Double]?
+    /// Whether the models were continued beyond the phantom's cells by the spectra (false: the
+    /// cells' alone, the continuation having failed the rule; absent without spectra).
+    public var modelsContinued: Bool?
 
     public enum CodingKeys: String, CodingKey {
         case calibration, capture, version, cells, inferredChannels = "inferred_channels", lowWindowMixing = "low_window_mixing"
+        case spectraMeanKeV = "spectra_mean_kev", spectraResidualSigmas = "spectra_residual_sigmas", modelsContinued = "models_continued"
         case residualHydroxyapatiteGCm2 = "residual_hydroxyapatite_g_cm2", residualSoftTissueGCm2 = "residual_soft_tissue_g_cm2"
         case residualFatFraction = "residual_fat_fraction", noiseHydroxyapatiteGCm2 = "noise_hydroxyapatite_g_cm2"
         case limitHydroxyapatiteGCm2 = "limit_hydroxyapatite_g_cm2", deadTimeNs = "dead_time_ns"
@@ -467,6 +476,9 @@ public struct CalibrateResult: Codable, Sendable, Equatable {
         scatterWidthMM = c.scatter.map { $0.widthUm / 1000 }
         inferredChannels = c.inferredChannels
         lowWindowMixing = c.lowWindowMixing
+        spectraMeanKeV = c.spectra.map { [$0.meanEnergy(low: true), $0.meanEnergy(low: false)] }
+        spectraResidualSigmas = c.spectra.map { [$0.residualLow, $0.residualHigh] }
+        modelsContinued = c.spectra.map { _ in c.extensionSetAside == nil }
     }
 }
 

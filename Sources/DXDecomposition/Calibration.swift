@@ -173,6 +173,16 @@ public struct Calibration: Sendable, Equatable, Codable {
     /// the unmixed low window really has (`ExposureModeChooser`). Nil without mixing (and in
     /// calibrations made before it was kept: the scout then counts photons as they were recorded).
     public var lowWindowAirRatio: Double?
+    /// Each window's effective spectrum, fitted to the cells (`EffectiveSpectra`): the models
+    /// were fitted beyond the phantom's cells to the cells it continues there, unless
+    /// `extensionSetAside` says otherwise. Nil in calibrations made before it (fitted to the
+    /// cells alone) or where the cells did not give one.
+    public var spectra: EffectiveSpectra?
+    /// Set where the models are the phantom's cells' alone although the spectra were found: the
+    /// bone residual (g/cm²) the models continued by the spectra had over the cells, which
+    /// failed the one rule where the cells alone pass it (`fit`). Nil where the models were
+    /// continued, or no spectra were found.
+    public var extensionSetAside: Double?
 
     /// The soft tissue (lean and fat, g/cm²) of the calibration's thickest cell: the models
     /// are fitted up to it and extrapolated beyond (ICD §8: at least 25 + 6). Nil without cells.
@@ -248,31 +258,58 @@ public struct Calibration: Sendable, Equatable, Codable {
     /// Fits from a phantom's measurement: the cells, and each channel's response.
     public static func fit(_ measurement: CalibrationMeasurement.Result, source: String,
                            unit: CalibratedUnit? = nil, deadTimeUs: Double? = nil) throws(DecompositionError) -> Calibration {
-        var c = try fit(points: measurement.points, source: source)
-        c.channelResponse = measurement.response
-        c.inferredChannels = measurement.unmeasured.isEmpty ? nil : measurement.unmeasured
-        c.lowWindowMixing = measurement.lowWindowMixing == 0 ? nil : measurement.lowWindowMixing
-        c.unit = unit
-        c.deadTimeUs = deadTimeUs
-        c.version = c.channelResponse?.lowSquare == nil ? readableVersions.lowerBound : formatVersion
-        return c
+        func completed(_ fitted: Calibration) -> Calibration {
+            var c = fitted
+            c.channelResponse = measurement.response
+            c.inferredChannels = measurement.unmeasured.isEmpty ? nil : measurement.unmeasured
+            c.lowWindowMixing = measurement.lowWindowMixing == 0 ? nil : measurement.lowWindowMixing
+            c.unit = unit
+            c.deadTimeUs = deadTimeUs
+            c.version = c.channelResponse?.lowSquare == nil ? readableVersions.lowerBound : formatVersion
+            return c
+        }
+        // The models continued beyond the phantom by its spectra, unless that fails the one
+        // rule on the phantom's own cells where the cells alone pass it: the continuation may
+        // not cost a unit its calibration (cells the spectra do not describe, such as those of
+        // an archived capture whose channels were partly inferred, or scatter not all taken off).
+        let alone = { () throws(DecompositionError) -> Calibration in completed(try fit(points: measurement.points, source: source, extending: false)) }
+        guard let extended = (try? fit(points: measurement.points, source: source)).map(completed) else { return try alone() }
+        guard extended.spectra != nil, !extended.verdict.accepted else { return extended }
+        var cellsAlone = try alone()
+        guard cellsAlone.verdict.accepted else { return extended }
+        cellsAlone.spectra = extended.spectra
+        cellsAlone.extensionSetAside = extended.verdict.residual
+        return cellsAlone
     }
 
     /// Fits from measured cells. The cells must span the ICD's ranges.
-    public static func fit(points: [CalibrationPoint], source: String) throws(DecompositionError) -> Calibration {
+    /// `extending`: fit the models beyond the phantom's cells to its effective spectra too
+    /// (where the cells give spectra: `EffectiveSpectra`).
+    public static func fit(points: [CalibrationPoint], source: String, extending: Bool = true) throws(DecompositionError) -> Calibration {
         let usable = points.filter { $0.pixels >= 10 && $0.lLow.isFinite && $0.lHigh.isFinite && $0.softRatio.isFinite }
         let needed = 20
         guard usable.count >= needed else { throw .tooFewCalibrationPoints(usable.count, needed: needed) }
-        let ha = usable.map(\.hydroxyapatite), lean = usable.map(\.lean), fat = usable.map(\.fat)
-        guard (ha.min() ?? 1) <= 0.05, (ha.max() ?? 0) >= 1.95 else { throw .calibrationRangeMissing("hydroxyapatite 0 to 2.0 g/cm²") }
+        let measuredBone = usable.map(\.hydroxyapatite), lean = usable.map(\.lean), fat = usable.map(\.fat)
+        guard (measuredBone.min() ?? 1) <= 0.05, (measuredBone.max() ?? 0) >= 1.95 else { throw .calibrationRangeMissing("hydroxyapatite 0 to 2.0 g/cm²") }
         guard (lean.min() ?? 99) <= 5.5, (lean.max() ?? 0) >= 24.5 else { throw .calibrationRangeMissing("lean 5 to 25 g/cm²") }
         guard (fat.min() ?? 99) <= 0.05, (fat.max() ?? 0) >= 5.95 else { throw .calibrationRangeMissing("fat 0 to 6 g/cm²") }
 
-        let boneRows = usable.map { boneTerms($0.lLow, $0.lHigh, $0.softRatio) }
+        // The phantom's cells, and beyond their span the cells the effective spectra predict
+        // (`EffectiveSpectra`, `extending`): the models are fitted to both, judged on the
+        // phantom's alone.
+        let spectra = EffectiveSpectra.fit(points: usable)
+        let none: (cells: [CalibrationPoint], shares: [Double]) = ([], [])
+        let continued = extending ? spectra.map { Self.extending(usable, by: $0) } ?? none : none
+        let cells = usable + continued.cells
+        // The fat model was fitted unweighted over the phantom's bone-free cells; a continued cell
+        // counts for its share of the cell it continues.
+        let fatWeights = [Double](repeating: 1, count: usable.count) + continued.shares
+        let ha = cells.map(\.hydroxyapatite)
+        let boneRows = cells.map { boneTerms($0.lLow, $0.lHigh, $0.softRatio) }
         // Weight each cell by the photons behind its measurement (exposure × low-window
         // transmission): photon-starved thick cells must not pull the fit where data is good.
-        let weights = usable.map { $0.exposure * Foundation.exp(-$0.lLow) }
-        let softRows = usable.map { softTerms($0.lLow, $0.lHigh, $0.softRatio) }
+        let weights = cells.map { $0.exposure * Foundation.exp(-$0.lLow) }
+        let softRows = cells.map { softTerms($0.lLow, $0.lHigh, $0.softRatio) }
         // The bone model's last four terms only where the cells need them: an F test of the
         // weighted residuals with and without them at 99 % (F(4, 59) ≈ 3.66 for 75 cells);
         // terms the data do not ask for only carry the cells' noise to the patient.
@@ -288,23 +325,91 @@ public struct Calibration: Sendable, Equatable, Codable {
         let fullRows = full.coefficients.count == Calibration.boneTermCount ? boneRows : reduced
         let f = dof > 0 && fullRows.first?.count == Calibration.boneTermCount
             ? ((rss(small, reduced) - rss(full, fullRows)) / extra) / (rss(full, fullRows) / dof) : 0
-        let useFull = f > fQuantile99(Int(extra), Int(dof))
+        // Continued cells span more than the phantom's and carry no noise of their own: there the
+        // full model is taken (the F test's distribution is the measured cells').
+        let useFull = !continued.cells.isEmpty || f > fQuantile99(Int(extra), Int(dof))
         let haModel = useFull ? full : small
-        let haRows = useFull ? boneRows : reduced
-        let softModel = try LinearModel.fit(softRows, usable.map { $0.lean + $0.fat }, weights: weights)
-        let softOnly = usable.filter { $0.hydroxyapatite == 0 }
-        let fatRows = softOnly.map { fatTerms($0.lLow / $0.lHigh, $0.lHigh) }
-        let fatModel = try LinearModel.fit(fatRows, softOnly.map { $0.fat / max($0.lean + $0.fat, 1e-9) })
+        let softModel = try LinearModel.fit(softRows, cells.map { $0.lean + $0.fat }, weights: weights)
+        let softOnly = cells.indices.filter { cells[$0].hydroxyapatite == 0 }
+        let fatRows = softOnly.map { fatTerms(cells[$0].lLow / cells[$0].lHigh, cells[$0].lHigh) }
+        let fatModel = try LinearModel.fit(fatRows, softOnly.map { cells[$0].fat / max(cells[$0].lean + cells[$0].fat, 1e-9) },
+                                           weights: softOnly.map { fatWeights[$0] })
 
-        func rms(_ m: LinearModel, _ rows: [[Double]], _ t: [Double]) -> Double {
-            (zip(rows, t).map { let d = m.evaluate($0) - $1; return d * d }.reduce(0, +) / Double(t.count)).squareRoot()
+        // Residuals over the phantom's cells only: what was measured.
+        func rms(_ values: [(model: Double, truth: Double)]) -> Double {
+            (values.map { ($0.model - $0.truth) * ($0.model - $0.truth) }.reduce(0, +) / Double(max(values.count, 1))).squareRoot()
         }
-        return Calibration(
+        let measuredSoft = usable.filter { $0.hydroxyapatite == 0 }
+        var calibration = Calibration(
             source: source, created: Date().formatted(.iso8601), hydroxyapatite: haModel, softTissue: softModel, fatFraction: fatModel,
             points: usable,
-            residualHydroxyapatite: rms(haModel, haRows, ha),
-            residualSoftTissue: rms(softModel, softRows, usable.map { $0.lean + $0.fat }),
-            residualFatFraction: rms(fatModel, fatRows, softOnly.map { $0.fat / max($0.lean + $0.fat, 1e-9) }))
+            residualHydroxyapatite: rms(usable.map { let t = boneTerms($0.lLow, $0.lHigh, $0.softRatio); return (haModel.evaluate(useFull ? t : Array(t.prefix(boneTermCountReduced))), $0.hydroxyapatite) }),
+            residualSoftTissue: rms(usable.map { (softModel.evaluate(softTerms($0.lLow, $0.lHigh, $0.softRatio)), $0.lean + $0.fat) }),
+            residualFatFraction: rms(measuredSoft.map { (fatModel.evaluate(fatTerms($0.lLow / $0.lHigh, $0.lHigh)), $0.fat / max($0.lean + $0.fat, 1e-9)) }))
+        calibration.spectra = spectra
+        return calibration
+    }
+
+    /// The compositions the models are fitted to beyond the phantom (g/cm²): soft tissue of 5
+    /// to 35 g/cm² (the obese patients of the studies: 34–35 over the spine; the continuation
+    /// is held against measured slabs to lean 35 and fat 12, `EffectiveSpectraTests`) in steps
+    /// of 2.5, fat fractions 0 to 0.5 in tenths, each at every bone level of the phantom's
+    /// cells, wherever the phantom's cells do not reach that lean and fat (leaner than its
+    /// leanest, or more lean or fat than its most: its bounding box; ICD §8's phantom spans at
+    /// least lean 5–25 and fat 0–6, a patient's tissue more).
+    static let extensionSoftTissue = Array(stride(from: 5.0, through: 35.0, by: 2.5))
+    static let extensionFatFractions = Array(stride(from: 0.0, through: 0.5, by: 0.1))
+
+    /// The cells the effective spectra predict beyond the phantom's, each continued from the
+    /// phantom's nearest cell of the same bone (its lean and fat held within the phantom's): the
+    /// measured attenuations of that cell plus what the spectra say changes from its composition
+    /// to the new one, so that the models meet the measured cells where the continuation begins
+    /// (the spectra describe the phantom to about its noise, not better). Its soft-tissue ratio is
+    /// that cell's measured one, scaled by the ratio's change the spectra predict. The
+    /// continuations of one cell share its weight: each gets, as its exposure, what gives it
+    /// that cell's weight (exposure × low-window transmission) over their number, and `shares`
+    /// the same fraction for the unweighted fat fit.
+    static func extending(_ cells: [CalibrationPoint], by spectra: EffectiveSpectra) -> (cells: [CalibrationPoint], shares: [Double]) {
+        let leans = cells.map(\.lean), fats = cells.map(\.fat)
+        guard let leanLow = leans.min(), let leanHigh = leans.max(), let fatLow = fats.min(), let fatHigh = fats.max() else { return ([], []) }
+        // The phantom's bone levels, as its cells have them.
+        var levels: [Double] = []
+        for b in cells.map(\.hydroxyapatite).sorted() where levels.last.map({ b - $0 > 1e-6 }) ?? true { levels.append(b) }
+        let margin = 0.01
+        func anchor(ha: Double, lean: Double, fat: Double) -> Int? {
+            let l = min(max(lean, leanLow), leanHigh), f = min(max(fat, fatLow), fatHigh)
+            return cells.indices.filter { abs(cells[$0].hydroxyapatite - ha) < 1e-6 }
+                .min { abs(cells[$0].lean - l) + abs(cells[$0].fat - f) < abs(cells[$1].lean - l) + abs(cells[$1].fat - f) }
+        }
+        var out: [(point: CalibrationPoint, from: Int)] = []
+        for total in extensionSoftTissue {
+            for fraction in extensionFatFractions {
+                let lean = total * (1 - fraction), fat = total * fraction
+                guard lean < leanLow - margin || lean > leanHigh + margin || fat > fatHigh + margin else { continue }
+                let tissueThere = spectra.attenuations(hydroxyapatite: 0, lean: lean, fat: fat)
+                for ha in levels {
+                    guard let i = anchor(ha: ha, lean: lean, fat: fat) else { continue }
+                    let a = cells[i]
+                    let there = spectra.attenuations(hydroxyapatite: ha, lean: lean, fat: fat)
+                    let here = spectra.attenuations(hydroxyapatite: a.hydroxyapatite, lean: a.lean, fat: a.fat)
+                    let tissueHere = spectra.attenuations(hydroxyapatite: 0, lean: a.lean, fat: a.fat)
+                    let low = a.lLow + there.low - here.low, high = a.lHigh + there.high - here.high
+                    let ratio = a.softRatio * (tissueThere.low / tissueThere.high) / (tissueHere.low / tissueHere.high)
+                    guard low.isFinite, high.isFinite, high > 0, ratio.isFinite, ratio > 0 else { continue }
+                    out.append((CalibrationPoint(lLow: low, lHigh: high, softRatio: ratio, hydroxyapatite: ha, lean: lean, fat: fat,
+                                                 pixels: 0, exposure: 0), i))
+                }
+            }
+        }
+        var count = [Int](repeating: 0, count: cells.count)
+        for o in out { count[o.from] += 1 }
+        let continued = out.map { o -> CalibrationPoint in
+            var p = o.point
+            let a = cells[o.from]
+            p.exposure = a.exposure * Foundation.exp(-a.lLow) / Double(count[o.from]) * Foundation.exp(p.lLow)
+            return p
+        }
+        return (continued, out.map { 1 / Double(count[$0.from]) })
     }
 
     /// The weighted residual sum of squares of the full bone model (`boneTerms`) over the
@@ -437,8 +542,10 @@ public struct Calibration: Sendable, Equatable, Codable {
         // Squares came with format 7: a file of an older format that has them was not fitted
         // with them by this software.
         let squares = version >= 7 || channelResponse?.lowSquare == nil
+        // Spectra from a file must be whole (their bins within the table, as many weights as bins).
+        let spectraWhole = spectra?.isWellFormed ?? true
         return (ok(hydroxyapatite, Self.boneTermCount) || ok(hydroxyapatite, Self.boneTermCountReduced)) && ok(softTissue, 14) && ok(fatFraction, 6)
-            && response && mixing && airRatio && squares
+            && response && mixing && airRatio && squares && spectraWhole
     }
 
     /// Fat fraction of a bone-free pixel.
