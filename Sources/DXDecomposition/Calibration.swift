@@ -274,7 +274,7 @@ public struct Calibration: Sendable, Equatable, Codable {
         // an archived capture whose channels were partly inferred, or scatter not all taken off).
         let alone = { () throws(DecompositionError) -> Calibration in completed(try fit(points: measurement.points, source: source, extending: false)) }
         guard let extended = (try? fit(points: measurement.points, source: source)).map(completed) else { return try alone() }
-        guard extended.spectra != nil, !extended.verdict.accepted else { return extended }
+        guard extended.spectra != nil, extended.verdict.residual > extended.verdict.limit else { return extended }
         var cellsAlone = try alone()
         guard cellsAlone.verdict.accepted else { return extended }
         cellsAlone.spectra = extended.spectra
@@ -346,7 +346,9 @@ public struct Calibration: Sendable, Equatable, Codable {
             residualHydroxyapatite: rms(usable.map { let t = boneTerms($0.lLow, $0.lHigh, $0.softRatio); return (haModel.evaluate(useFull ? t : Array(t.prefix(boneTermCountReduced))), $0.hydroxyapatite) }),
             residualSoftTissue: rms(usable.map { (softModel.evaluate(softTerms($0.lLow, $0.lHigh, $0.softRatio)), $0.lean + $0.fat) }),
             residualFatFraction: rms(measuredSoft.map { (fatModel.evaluate(fatTerms($0.lLow / $0.lHigh, $0.lHigh)), $0.fat / max($0.lean + $0.fat, 1e-9)) }))
-        calibration.spectra = spectra
+        // The spectra are kept where they continued the models (`fit(_:)` keeps them with
+        // `extensionSetAside` where it set the continuation aside).
+        calibration.spectra = continued.cells.isEmpty ? nil : spectra
         return calibration
     }
 
@@ -365,7 +367,7 @@ public struct Calibration: Sendable, Equatable, Codable {
     /// measured attenuations of that cell plus what the spectra say changes from its composition
     /// to the new one, so that the models meet the measured cells where the continuation begins
     /// (the spectra describe the phantom to about its noise, not better). Its soft-tissue ratio is
-    /// that cell's measured one, scaled by the ratio's change the spectra predict. The
+    /// that of the bone-free cell continued to the same lean and fat. The
     /// continuations of one cell share its weight: each gets, as its exposure, what gives it
     /// that cell's weight (exposure × low-window transmission) over their number, and `shares`
     /// the same fraction for the unweighted fat fit.
@@ -381,22 +383,37 @@ public struct Calibration: Sendable, Equatable, Codable {
             return cells.indices.filter { abs(cells[$0].hydroxyapatite - ha) < 1e-6 }
                 .min { abs(cells[$0].lean - l) + abs(cells[$0].fat - f) < abs(cells[$1].lean - l) + abs(cells[$1].fat - f) }
         }
+        func continued(_ i: Int, ha: Double, lean: Double, fat: Double) -> (low: Double, high: Double)? {
+            let a = cells[i]
+            let there = spectra.attenuations(hydroxyapatite: ha, lean: lean, fat: fat)
+            let here = spectra.attenuations(hydroxyapatite: a.hydroxyapatite, lean: a.lean, fat: a.fat)
+            let low = a.lLow + there.low - here.low, high = a.lHigh + there.high - here.high
+            return low.isFinite && high.isFinite && high > 0 ? (low, high) : nil
+        }
         var out: [(point: CalibrationPoint, from: Int)] = []
         for total in extensionSoftTissue {
             for fraction in extensionFatFractions {
                 let lean = total * (1 - fraction), fat = total * fraction
                 guard lean < leanLow - margin || lean > leanHigh + margin || fat > fatHigh + margin else { continue }
-                let tissueThere = spectra.attenuations(hydroxyapatite: 0, lean: lean, fat: fat)
+                // The soft-tissue ratio every bone level at this lean and fat is measured against:
+                // the bone-free cell's continuation, as a measured cell's ratio is its bone-free
+                // partner's, so that soft tissue reads exactly 0 (every bone term carries
+                // L_low − R·L_high). A phantom without bone-free cells: its lowest level's ratio,
+                // scaled by the ratio's change the spectra predict.
+                guard let lowest = levels.first, let j = anchor(ha: lowest, lean: lean, fat: fat) else { continue }
+                let ratio: Double
+                if lowest <= 1e-6 {
+                    guard let t = continued(j, ha: 0, lean: lean, fat: fat) else { continue }
+                    ratio = t.low / t.high
+                } else {
+                    let there = spectra.attenuations(hydroxyapatite: 0, lean: lean, fat: fat)
+                    let here = spectra.attenuations(hydroxyapatite: 0, lean: cells[j].lean, fat: cells[j].fat)
+                    ratio = cells[j].softRatio * (there.low / there.high) / (here.low / here.high)
+                }
+                guard ratio.isFinite, ratio > 0 else { continue }
                 for ha in levels {
-                    guard let i = anchor(ha: ha, lean: lean, fat: fat) else { continue }
-                    let a = cells[i]
-                    let there = spectra.attenuations(hydroxyapatite: ha, lean: lean, fat: fat)
-                    let here = spectra.attenuations(hydroxyapatite: a.hydroxyapatite, lean: a.lean, fat: a.fat)
-                    let tissueHere = spectra.attenuations(hydroxyapatite: 0, lean: a.lean, fat: a.fat)
-                    let low = a.lLow + there.low - here.low, high = a.lHigh + there.high - here.high
-                    let ratio = a.softRatio * (tissueThere.low / tissueThere.high) / (tissueHere.low / tissueHere.high)
-                    guard low.isFinite, high.isFinite, high > 0, ratio.isFinite, ratio > 0 else { continue }
-                    out.append((CalibrationPoint(lLow: low, lHigh: high, softRatio: ratio, hydroxyapatite: ha, lean: lean, fat: fat,
+                    guard let i = anchor(ha: ha, lean: lean, fat: fat), let a = continued(i, ha: ha, lean: lean, fat: fat) else { continue }
+                    out.append((CalibrationPoint(lLow: a.low, lHigh: a.high, softRatio: ratio, hydroxyapatite: ha, lean: lean, fat: fat,
                                                  pixels: 0, exposure: 0), i))
                 }
             }

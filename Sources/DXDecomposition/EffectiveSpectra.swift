@@ -162,24 +162,28 @@ enum NonNegativeLeastSquares {
             let z = (0..<p).map { mat[$0][p] / mat[$0][$0] }
             return z.allSatisfy(\.isFinite) ? z : nil
         }
-        var setAside: Set<Int> = []
+        // Lawson and Hanson bound the steps by 3n; set-asides within a step are not steps (each
+        // leaves one candidate fewer, so a step tries at most n).
+        var steps = 0
         var converged = false
-        for _ in 0..<(3 * n) {
+        while steps <= 3 * n {
             let w = gradient()
-            guard let j = usable.filter({ !passive.contains($0) && !setAside.contains($0) && w[$0] > tolerance }).max(by: { w[$0] < w[$1] }) else {
+            var setAside: Set<Int> = []
+            var step: (j: Int, z: [Double])?
+            while step == nil, let j = usable.filter({ !passive.contains($0) && !setAside.contains($0) && w[$0] > tolerance }).max(by: { w[$0] < w[$1] }) {
+                // The new column's own coefficient must come out positive, else it is set aside
+                // (its column depends on the set's, or the gradient was rounding's).
+                if let z = leastSquares(passive + [j]), let last = z.last, last > 0 { step = (j, z) } else { setAside.insert(j) }
+            }
+            guard let (j, first) = step else {
                 converged = true
                 break
             }
-            // The new column's own coefficient must come out positive, else it is set aside for
-            // this step (its column depends on the set's, or the gradient was rounding's).
-            guard var z = leastSquares(passive + [j]), let last = z.last, last > 0 else {
-                setAside.insert(j)
-                continue
-            }
+            steps += 1
             passive.append(j)
-            setAside = []
-            // Cut the step back where a coefficient would turn negative; those at the boundary
-            // leave the set (at most n times).
+            var z = first
+            // Cut the step back where a coefficient would turn negative; the one at the boundary
+            // leaves the set (at most n times).
             var cuts = 0
             func boundary() -> (k: Int, alpha: Double)? {
                 var best: (k: Int, alpha: Double)?
@@ -205,5 +209,23 @@ enum NonNegativeLeastSquares {
         guard converged else { return nil }
         let result = (0..<n).map { scale[$0] > 0 ? x[$0] / scale[$0] : 0 }
         return result.allSatisfy(\.isFinite) ? result : nil
+    }
+
+    /// Weighted least squares without the constraint, through the normal equations (for tests
+    /// that check `solve` against every subset); nil where singular.
+    static func unconstrained(_ a: [[Double]], _ y: [Double], weights: [Double]) -> [Double]? {
+        guard let n = a.first?.count, n > 0 else { return nil }
+        var mat = (0..<n).map { r in (0..<n).map { c in zip(zip(a, weights), a).reduce(0.0) { $0 + $1.0.0[r] * $1.0.1 * $1.1[c] } } }
+        for r in 0..<n { mat[r].append(zip(zip(a, weights), y).reduce(0.0) { $0 + $1.0.0[r] * $1.0.1 * $1.1 }) }
+        let largest = (0..<n).map { mat[$0][$0] }.max() ?? 0
+        for col in 0..<n {
+            guard let pivot = (col..<n).max(by: { abs(mat[$0][col]) < abs(mat[$1][col]) }), abs(mat[pivot][col]) > 1e-12 * largest else { return nil }
+            mat.swapAt(col, pivot)
+            for r in 0..<n where r != col {
+                let f = mat[r][col] / mat[col][col]
+                if f != 0 { for c in col...n { mat[r][c] -= f * mat[col][c] } }
+            }
+        }
+        return (0..<n).map { mat[$0][n] / mat[$0][$0] }
     }
 }

@@ -45,6 +45,32 @@ struct EffectiveSpectraTests {
         let misfit = zip(rows, t).map { abs(times($0.0, s) / $0.1 - 1) }.max() ?? .infinity
         #expect(s.allSatisfy { $0 >= 0 })
         #expect(misfit < 1e-5, "\(misfit)")
+        // Small problems of every kind (y of either sign, so that columns enter and must leave
+        // again; a column duplicated, so that a set is singular and the new column set aside):
+        // the solution is the best of every subset's unconstrained least squares that is
+        // non-negative, found by trying them all.
+        for trial in 0..<300 {
+            let rows = 7, cols = 5
+            var m = (0..<rows).map { _ in (0..<cols).map { _ in Double.random(in: -1...1, using: &g) } }
+            if trial % 3 == 0 { for r in 0..<rows { m[r][4] = m[r][1] } }
+            let target = (0..<rows).map { _ in Double.random(in: -1...1, using: &g) }
+            let w = (0..<rows).map { _ in Double.random(in: 0.1...2, using: &g) }
+            func cost(_ x: [Double]) -> Double {
+                zip(zip(m, target), w).reduce(0.0) { acc, r in let d = zip(r.0.0, x).reduce(0.0) { $0 + $1.0 * $1.1 } - r.0.1; return acc + r.1 * d * d }
+            }
+            var best = cost(Array(repeating: 0, count: cols))
+            for mask in 1..<(1 << cols) {
+                let set = (0..<cols).filter { mask & (1 << $0) != 0 }
+                guard let sub = NonNegativeLeastSquares.unconstrained(m.map { r in set.map { r[$0] } }, target, weights: w),
+                      sub.allSatisfy({ $0 >= 0 }) else { continue }
+                var x = [Double](repeating: 0, count: cols)
+                for (i, c) in set.enumerated() { x[c] = sub[i] }
+                best = min(best, cost(x))
+            }
+            let got = try #require(NonNegativeLeastSquares.solve(m, target, weights: w), "trial \(trial)")
+            #expect(got.allSatisfy { $0 >= 0 }, "trial \(trial)")
+            #expect(cost(got) <= best * (1 + 1e-9) + 1e-12, "trial \(trial): \(cost(got)) against \(best)")
+        }
         // Weights count: a row with no weight does not pull the solution.
         let w = try #require(NonNegativeLeastSquares.solve([[1.0], [1.0]], [1, 100], weights: [1, 0]))
         #expect(abs(w[0] - 1) < 1e-12)
@@ -127,7 +153,8 @@ struct EffectiveSpectraTests {
     }
 
     /// Beyond the phantom the bone model follows the spectra, where a model fitted to the cells
-    /// alone extrapolates as a polynomial does. Measured against the spectra's attenuations at
+    /// alone extrapolates as a polynomial does (a check of the fit to the continued cells, which
+    /// the spectra made; that the spectra are right there is `theSpectraPredictBeyondThePhantom`). Measured against the spectra's attenuations at
     /// lean 30 (fat 0 and 6), 35, fat 9 and 12, bone 0.5–1.5 g/cm²: on the second model's
     /// detector the cells alone read up to 3.7 % off there (lean 20 fat 12) and now about a
     /// third of it; on the first model, whose polynomial extrapolates well, both stay under
