@@ -148,19 +148,7 @@ enum NonNegativeLeastSquares {
             (0..<n).map { k in bt[k] - (0..<n).reduce(0.0) { $0 + gram[k][$1] * x[$1] } }
         }
         func leastSquares(_ set: [Int]) -> [Double]? {
-            let p = set.count
-            var mat = set.map { r in set.map { gram[r][$0] } + [bt[r]] }
-            for col in 0..<p {
-                guard let pivot = (col..<p).max(by: { abs(mat[$0][col]) < abs(mat[$1][col]) }),
-                      abs(mat[pivot][col]) > 1e-12 * largestDiagonal else { return nil }
-                mat.swapAt(col, pivot)
-                for r in 0..<p where r != col {
-                    let f = mat[r][col] / mat[col][col]
-                    if f != 0 { for c in col...p { mat[r][c] -= f * mat[col][c] } }
-                }
-            }
-            let z = (0..<p).map { mat[$0][p] / mat[$0][$0] }
-            return z.allSatisfy(\.isFinite) ? z : nil
+            eliminate(set.map { r in set.map { gram[r][$0] } + [bt[r]] }, singularBelow: 1e-12 * largestDiagonal)
         }
         // Lawson and Hanson bound the steps by 3n; set-asides within a step are not steps (each
         // leaves one candidate fewer, so a step tries at most n).
@@ -217,15 +205,24 @@ enum NonNegativeLeastSquares {
         guard let n = a.first?.count, n > 0 else { return nil }
         var mat = (0..<n).map { r in (0..<n).map { c in zip(zip(a, weights), a).reduce(0.0) { $0 + $1.0.0[r] * $1.0.1 * $1.1[c] } } }
         for r in 0..<n { mat[r].append(zip(zip(a, weights), y).reduce(0.0) { $0 + $1.0.0[r] * $1.0.1 * $1.1 }) }
-        let largest = (0..<n).map { mat[$0][$0] }.max() ?? 0
-        for col in 0..<n {
-            guard let pivot = (col..<n).max(by: { abs(mat[$0][col]) < abs(mat[$1][col]) }), abs(mat[pivot][col]) > 1e-12 * largest else { return nil }
+        return eliminate(mat, singularBelow: 1e-12 * ((0..<n).map { mat[$0][$0] }.max() ?? 0))
+    }
+
+    /// Solves the p × p system of an augmented matrix (its last column the right-hand side) by
+    /// Gauss–Jordan elimination with partial pivoting; nil where a pivot is at most
+    /// `singularBelow` or a result is not finite.
+    static func eliminate(_ augmented: [[Double]], singularBelow: Double) -> [Double]? {
+        var mat = augmented
+        let p = mat.count
+        for col in 0..<p {
+            guard let pivot = (col..<p).max(by: { abs(mat[$0][col]) < abs(mat[$1][col]) }), abs(mat[pivot][col]) > singularBelow else { return nil }
             mat.swapAt(col, pivot)
-            for r in 0..<n where r != col {
+            for r in 0..<p where r != col {
                 let f = mat[r][col] / mat[col][col]
-                if f != 0 { for c in col...n { mat[r][c] -= f * mat[col][c] } }
+                if f != 0 { for c in col...p { mat[r][c] -= f * mat[col][c] } }
             }
         }
-        return (0..<n).map { mat[$0][n] / mat[$0][$0] }
+        let z = (0..<p).map { mat[$0][p] / mat[$0][$0] }
+        return z.allSatisfy(\.isFinite) ? z : nil
     }
 }
