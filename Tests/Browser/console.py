@@ -195,6 +195,10 @@ def main():
         seen["plan_before_add"] = text("detail-title")
         press("Start")
         until("the second exam's spine done", lambda: enabled("Next site"), timeout=180)
+        # The button is drawn from the same exam as Next site, but the page may draw it again
+        # between the two (an event's refresh): press it when it is there and enabled, not before
+        # (once, under the clinic day's load, the form never opened).
+        until("Add site possible", lambda: enabled("Add site…"), timeout=30)
         press("Add site…")
         until("the add form", lambda: driver.find_element(By.ID, "reason-form").is_displayed())
         Select(driver.find_element(By.ID, "reason-site")).select_by_value("right_hip")
