@@ -95,14 +95,25 @@ struct Scanner {
         return try measure(phantom, stage: stage, calibration: calibration, periodUs: period, currentUA: current, stepUm: step)
     }
 
+    /// A protocol's lines for the phantoms: their period and current in the standard mode, and
+    /// their step.
+    struct LineProtocol: Sendable {
+        var periodUs: UInt32, currentUA: UInt32, stepUm: Int32
+        /// The exam's AP spine (`ExamProtocol.standard`: 1 mm lines of 1 s at 0.4 mA, 400 ms·mA
+        /// a pixel).
+        static let examAPSpine = LineProtocol(periodUs: 1_000_000, currentUA: 400, stepUm: 1000)
+        /// The tests' reduced exposure: 300 ms at 0.4 mA per 0.5 mm line (120 ms·mA a pixel, 0.3
+        /// of the exam's; 0.6 of its photons per mm²), the matrix's protocol until 2026-12-07.
+        static let reduced = LineProtocol(periodUs: 300_000, currentUA: 400, stepUm: 500)
+    }
+
     /// The phantom scanned in the exposure mode the exam would choose: a scout of 12 lines
-    /// first (`ExposureModeChooser`), then the scan at the chosen current. The standard
-    /// exposure is the one above (120 ms·mA per 0.5 mm line), taken as 300 ms at 0.4 mA, the
-    /// AP spine protocol's current, so that the thick mode may go to 7.5 times as in the exam.
-    mutating func measureInChosenMode(_ phantom: Phantom, stage: AttenuationStage,
-                                      calibration: Calibration) throws -> ([String: Double], ExposureModeChooser.Choice) {
-        let standard = ScanConfiguration(scanID: 1, mode: .dual, xUm: 200_000, yStartUm: 505_000, lineCount: 380, lineStepUm: 500,
-                                         linePeriodUs: 300_000, tubeCurrentUA: 400, linesPerFrame: 4)
+    /// first (`ExposureModeChooser`), then the scan at the chosen current, with `lines`' period
+    /// and step (the exam's AP spine unless said otherwise).
+    mutating func measureInChosenMode(_ phantom: Phantom, stage: AttenuationStage, calibration: Calibration,
+                                      lines p: LineProtocol = .examAPSpine) throws -> ([String: Double], ExposureModeChooser.Choice) {
+        let standard = ScanConfiguration(scanID: 1, mode: .dual, xUm: 200_000, yStartUm: 505_000, lineCount: UInt32(190_000 / p.stepUm), lineStepUm: p.stepUm,
+                                         linePeriodUs: p.periodUs, tubeCurrentUA: p.currentUA, linesPerFrame: 4)
         let scout = ExposureModeChooser.scout(of: standard)
         let scoutLines = scan(PhantomScene(phantom), xUm: scout.xUm, y0: scout.yStartUm, y1: scout.yStartUm + Int32(scout.lineCount) * scout.lineStepUm,
                               stepUm: scout.lineStepUm, periodUs: scout.linePeriodUs, currentUA: scout.tubeCurrentUA)

@@ -18,18 +18,17 @@ struct SecondModelTissueTests {
         Scanner.cdte(seed: seed) { $0.pileUp = false; $0.scatterPerGcm2 = 0 }
     }
 
-    /// The first model's cases not yet within 1 % (lean, fat left, fat right): the thickest
-    /// tissue (36 g/cm², beyond the calibration phantom's 31: docs/physics.md). The fattest
-    /// gradient is met since 2026-12-07 ("The references at their places").
-    static let notYetMet: [(Double, Double, Double)] = [(30, 6, 6)]
-    /// The second model's detector: all but lean 10 (fat 0 and 9), lean 15 fat 0 → 6, lean 20
-    /// (fat 0 and 6) and lean 30 fat 6. Lean 10 fat 9 and lean 30 fat 6 are met since the models
-    /// are continued beyond the phantom by its effective spectra (2026-12-07: +2.40 → +0.90 % and
-    /// −1.33 → −0.06 % at their worst; docs/physics.md, "The phantom's cells as spectra"). What is
-    /// left: the fat gradients at lean 15 (L1 −1.4 and −1.2 %) and the thick tissue in few photons
-    /// (lean 25 fat 3 +1.7 %, lean 30 +1.9 %).
+    /// The first model's cases not yet within 1 % (lean, fat left, fat right): none since the
+    /// matrix is scanned in the exam's own lines and judged on ten scans (2026-12-07: docs/physics.md,
+    /// "The matrix in the exam's own lines").
+    static let notYetMet: [(Double, Double, Double)] = []
+    /// The second model's detector, in the exam's own lines, ten scans each: lean 10 (L1 −1.04 %),
+    /// the fat gradients at lean 15 (L1 −1.19 and −1.29 %), lean 20 fat 6 (L1 −1.02 %) and lean
+    /// 30 in the standard mode (L1 +3.37 %: 321 photons at the densest tenth pass the chooser's
+    /// 150, but this detector's low window, 43 keV against the first model's 36, separates bone
+    /// less per photon).
     static let notYetMetSecond: [(Double, Double, Double)] = [
-        (15, 6, 0), (15, 9, 3), (25, 3, 3), (30, 0, 0),
+        (10, 0, 0), (15, 6, 0), (15, 9, 3), (20, 6, 6), (30, 0, 0),
     ]
 
     @Test(arguments: ["kramers", "cdte"])
@@ -73,15 +72,21 @@ struct SecondModelTissueTests {
             (10, 0, 0), (10, 9, 9), (15, 0, 6), (15, 6, 0), (15, 9, 3),
             (20, 0, 0), (20, 6, 6), (25, 3, 3), (30, 0, 0), (30, 6, 6),
         ]
+        // `DEXA_MATRIX_LINES=reduced`: the tests' reduced exposure (0.3 of the exam's photons a
+        // pixel), printed, not held (docs/physics.md, "The matrix in the exam's own lines").
+        let reduced = ProcessInfo.processInfo.environment["DEXA_MATRIX_LINES"] == "reduced"
         var worst = 0.0
         for (lean, left, right) in cases {
-            var sums: [String: Double] = [:]
+            var sums: [String: Double] = [:], squares: [String: Double] = [:]
             var mode = ""
-            for _ in 0..<3 {
-                let (bmd, choice) = try s.measureInChosenMode(spinePhantom(lean: lean, fatLeft: left, fatRight: right), stage: stage, calibration: cal)
+            // `DEXA_MATRIX_SCANS`: how many scans each case's mean takes (10).
+            let scans = Int(ProcessInfo.processInfo.environment["DEXA_MATRIX_SCANS"] ?? "") ?? 10
+            for _ in 0..<scans {
+                let (bmd, choice) = try s.measureInChosenMode(spinePhantom(lean: lean, fatLeft: left, fatRight: right), stage: stage, calibration: cal,
+                                                          lines: reduced ? .reduced : .examAPSpine)
                 mode = String(format: "%@ ×%.2f, densest %.0f, brightest %.0f", choice.mode.rawValue, choice.currentFactor,
                               choice.predictedDensestCounts ?? .nan, choice.predictedBrightestCounts ?? .nan)
-                for (k, v) in bmd { sums[k, default: 0] += v / 3 }
+                for (k, v) in bmd { sums[k, default: 0] += v / Double(scans); squares[k, default: 0] += v * v / Double(scans) }
             }
             var line: [String] = []
             var errors: [Double] = []
@@ -89,13 +94,17 @@ struct SecondModelTissueTests {
                 let error = ((sums[name] ?? .nan) - expected) / expected
                 worst = error.isFinite ? max(worst, abs(error)) : .infinity
                 errors.append(error)
-                line.append(String(format: "%@ %+.2f %%", name, error * 100))
+                // The mean's own standard error, from the scans' spread.
+                let m = sums[name] ?? .nan, se = (max(0, (squares[name] ?? .nan) - m * m) * Double(scans) / Double(max(1, scans - 1)) / Double(scans)).squareRoot()
+                line.append(String(format: "%@ %+.2f %% (±%.2f)", name, error * 100, se / expected * 100))
             }
             // Every case reads a number; those not yet within 1 % (docs/physics.md) are known
             // issues, the rest are held to it.
             #expect(errors.allSatisfy { $0.isFinite }, "lean \(lean) fat \(left)→\(right): \(line)")
             let open = (model == "cdte" ? Self.notYetMetSecond : Self.notYetMet).contains { $0 == (lean, left, right) }
-            if open {
+            if reduced {
+                // Printed only.
+            } else if open {
                 // Deterministic (fixed seeds): a case that is met fails here, to be moved out.
                 withKnownIssue("\(model) over tissues beyond the ESP's (issue 10)") {
                     #expect(errors.allSatisfy { abs($0) <= 0.01 }, "lean \(lean) fat \(left)→\(right): \(line)")
@@ -177,19 +186,41 @@ struct SecondModelTissueTests {
         #expect(carried < none && none < flipped)
     }
 
+    /// Precision as a physicist measures it on a clinical unit: ten scans of the ESP in the
+    /// exam's own AP spine protocol and the mode its scout chooses (thin here), each with its
+    /// own noise, the CV per vertebra at most 0.5 %. The tests' fixed exposure (40 ms at 3 mA
+    /// per 0.5 mm line: 1.2 times the photons per mm² of the exam's thin mode here) is printed
+    /// beside it.
     @Test func precisionOfTenScans() throws {
         var s = Self.scanner(seed: 66)
         let (stage, cal) = try s.calibrate()
-        var values: [String: [Double]] = [:]
-        for _ in 0..<10 {
-            for (name, v) in try s.measure(StandardPhantoms.esp, stage: stage, calibration: cal) { values[name, default: []].append(v) }
+        var values: [String: [Double]] = [:], fixed: [String: [Double]] = [:]
+        var modes = Set<String>()
+        // Thirty scans: the issue's ten (the first), and thirty for a CV known to about 13 %
+        // rather than 24 % (ten scans' CV of a true 0.43 % exceeds 0.5 % one time in five).
+        for k in 0..<30 {
+            let (bmd, choice) = try s.measureInChosenMode(StandardPhantoms.esp, stage: stage, calibration: cal)
+            modes.insert(String(format: "%@ ×%.2f", choice.mode.rawValue, choice.currentFactor))
+            for (name, v) in bmd { values[name, default: []].append(v) }
+            guard k < 10 else { continue }
+            for (name, v) in try s.measure(StandardPhantoms.esp, stage: stage, calibration: cal) { fixed[name, default: []].append(v) }
         }
-        for (name, v) in values.sorted(by: { $0.key < $1.key }) {
+        func cv(_ v: [Double]) -> (mean: Double, cv: Double) {
             let mean = v.reduce(0, +) / Double(v.count)
-            let sd = (v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(v.count - 1)).squareRoot()
-            print(String(format: "cdte detector precision %@: mean %.4f, CV %.3f %%", name, mean, sd / mean * 100))
-            withKnownIssue("the second model's L1 precision 0.56 % (issue 10)", isIntermittent: true) {
-                #expect(sd / mean <= 0.005)
+            return (mean, (v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(v.count - 1)).squareRoot() / mean)
+        }
+        // The same mode every time (thin: the ESP's brightest tenth would count 78,000).
+        #expect(modes.count == 1, "\(modes)")
+        for (name, v) in values.sorted(by: { $0.key < $1.key }) {
+            let (mean, c) = cv(Array(v.prefix(10))), (_, c30) = cv(v), (_, f) = cv(fixed[name] ?? [])
+            print(String(format: "cdte detector precision %@ (exam's protocol, %@): mean %.4f, CV %.3f %% (30 scans: %.3f %%); the tests' fixed exposure CV %.3f %%",
+                         name, modes.sorted().joined(separator: ", "), mean, c * 100, c30 * 100, f * 100))
+            #expect(v.count == 30)
+            // L1 (0.5 g/cm²) reads 0.65 % over thirty scans in the exam's lines (0.46 % over
+            // the first ten): in the thin mode the ESP's tissue takes (its brightest tenth would
+            // count 78,000 in the standard mode), half the exam's photons.
+            withKnownIssue("the second model's L1 precision over thirty scans 0.65 % (issue 10)", isIntermittent: true) {
+                #expect(c <= 0.005 && c30 <= 0.005, "\(name): CV \(c * 100) %, 30 scans \(c30 * 100) %")
             }
         }
     }
