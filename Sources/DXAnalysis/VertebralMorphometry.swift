@@ -300,14 +300,26 @@ public enum VertebralMorphometry {
         } else {
             throw SiteAnalysisError("the scan stops above L4 and no rib marks T12: the vertebrae cannot be named")
         }
-        // A body lost (a gap of over 1.6 times the usual spacing to the next) or two merged (over
-        // 1.6 times the usual height) shifts every label above it: those are not named.
+        // A body lost (a gap of over 1.6 times the usual spacing to the next), one too many (under
+        // 1/1.6 of it) or two merged (over 1.6 times the usual height) shifts every label above
+        // it: those are not named.
         let spacing = Profile.median(zip(found, found.dropFirst()).map { $1.centre.y - $0.centre.y })
         let heights = Profile.median(found.map { $0.bottom - $0.top })
         var doubtfulAbove = -1
         for k in found.indices where k <= anchor.index {
             let gap = k + 1 < found.count ? found[k + 1].centre.y - found[k].centre.y : 0
-            if (k < anchor.index && gap > 1.6 * spacing) || found[k].bottom - found[k].top > LateralImage.mergedHeight * heights { doubtfulAbove = max(doubtfulAbove, k) }
+            // The usual spacing here: the median of the (up to four) gaps around this one, the
+            // whole spine's where fewer: bodies grow caudally (about 20 mm apart at T4, 35 at
+            // L4), and against the spine's median a body lost among the upper thoracic ones
+            // (a gap of 43.6 mm between gaps of 20) looked like one spacing and a half.
+            var usual = spacing
+            let around = (max(0, k - 2)...max(0, min(found.count - 2, k + 2))).filter { $0 != k && $0 + 1 < found.count }
+                .map { found[$0 + 1].centre.y - found[$0].centre.y }
+            if around.count >= 2 { usual = Profile.median(around) }
+            // A gap under 1/1.6 of it: a piece of bone counted as a body (a body split by a rib
+            // across it, a shoulder blade's part), which would move every label above it by one.
+            let extra = k < anchor.index && gap < usual / 1.6
+            if (k < anchor.index && gap > 1.6 * usual) || extra || found[k].bottom - found[k].top > LateralImage.mergedHeight * heights { doubtfulAbove = max(doubtfulAbove, k) }
         }
         if doubtfulAbove >= 0 {
             warnings.append(AnalysisWarning(code: "labels_uncertain",
@@ -472,7 +484,10 @@ struct LateralImage {
         /// it, a body merged with a rib or an artefact much less.
         var fill = 1.0
         /// Found only above half the level: at half of it, it was joined to bone around it
-        /// (a shoulder blade, ribs), which then lies over its edges.
+        /// (a shoulder blade, ribs), which then lies over its edges. It does not steer the
+        /// spine's line (`bodies`); it is read like any body, whose own tests (endplates found
+        /// on most lines, a disc beyond each, its fill, its heights' errors) say whether its
+        /// edges could be traced (until 2026-12-07 every joined body was unreadable).
         var joined = false
 
         init(centre: (x: Double, y: Double), angle: Double, back: Double, front: Double, top: Double, bottom: Double, partial: Bool) {
@@ -572,7 +587,7 @@ struct LateralImage {
         // replaced by its pieces only when they are exactly two bodies by size (pieces further
         // across than `chainToleranceMM` from the pieces' median are left out, as the chain
         // below would), neighbours along the spine with no body's room between or beyond them
-        // (below), each then `joined`, unreadable. Otherwise it stays as it was, and the labels
+        // (below), each then `joined`. Otherwise it stays as it was, and the labels
         // above it stay uncertain. A split into one body and a fragment would leave one body
         // where there are two, and a third piece one too many: either would move every label
         // above by one, unseen (the outside review of 2026-12-06).
@@ -660,9 +675,6 @@ struct LateralImage {
     /// then measured again square to the endplates found, once, when they lean more than 1°.
     func read(_ f: Found, name: String) -> VertebralBody {
         if f.partial { return VertebralBody(name: name, unreadable: "cut by the edge of the field or a missing line") }
-        if f.joined {
-            return VertebralBody(name: name, unreadable: "joined to bone around it (a shoulder blade, ribs) at the bodies' level: its edges cannot be traced")
-        }
         if f.fill < Self.minimumFill {
             return VertebralBody(name: name, unreadable: String(format: "its outline is not a body's (it fills %.0f %% of its box: a rib or an artefact joins it)", f.fill * 100))
         }
@@ -866,8 +878,14 @@ struct LateralImage {
         let ribHeads = Self.ribHeadLevels.contains(name)
         for (curve, outward, which) in [(upper, -1.0, "upper"), (lower, 1.0, "lower")] {
             for (w, part) in [(-0.45, "back"), (-0.3, "back"), (0.0, "middle"), (0.3, "front"), (0.45, "front")] {
-                let beyond = Profile.median(stride(from: 1.5, through: 3.0, by: 0.5).map { profile(mid + w * depth, curve.value(at: w) + outward * $0) })
-                guard beyond.isFinite, beyond >= level / 2 else { continue }
+                // The disc's trough (the least 0.5–3.5 mm past the endplate: a crushed body's
+                // disc can be 2–3 mm across before the next body rises) against the body's own
+                // bone 1.5–3 mm inside: a true endplate steps down to under half the level, or,
+                // where a rib and a shoulder blade lie over the disc, by at least 40 % of the
+                // level (the step the sides' edges ask for: a rib's edge steps down by less).
+                let inside = Profile.median(stride(from: 1.5, through: 3.0, by: 0.5).map { profile(mid + w * depth, curve.value(at: w) - outward * $0) })
+                let trough = stride(from: 0.5, through: 3.5, by: 0.5).map { profile(mid + w * depth, curve.value(at: w) + outward * $0) }.filter(\.isFinite).min() ?? .nan
+                guard trough.isFinite, inside.isFinite, trough >= level / 2, inside - trough < 0.4 * level else { continue }
                 if w == -0.45 && ribHeads { continue }
                 return (VertebralBody(name: name, unreadable: "its \(which) endplate found at its \(part) has bone beyond it (a rib's edge taken for the endplate)"), nil)
             }
