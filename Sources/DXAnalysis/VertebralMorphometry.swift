@@ -638,7 +638,13 @@ struct LateralImage {
             found = found.filter { f in
                 let nearest = clear.filter { $0.centre != f.centre }.sorted { abs($0.centre.y - f.centre.y) < abs($1.centre.y - f.centre.y) }.prefix(4)
                 guard let line = Self.line(nearest.map(\.centre.y), nearest.map(\.centre.x)) else { return true }
-                return abs(f.centre.x - (line.intercept + line.slope * f.centre.y)) <= Self.chainToleranceMM
+                // And as deep as a body: at least `minimumDepthShare` of the median depth of the
+                // same four. A fracture takes height, not depth; a piece of a rib or of the
+                // blade's border between the ribs, 12–18 mm deep beside bodies of 30–37, counted
+                // as a body, left every label above it uncertain (seeds 2, 12, 13 and 28 of the
+                // full side view, 2026-12-07).
+                let deepEnough = f.front - f.back >= Self.minimumDepthShare * Profile.median(nearest.map { $0.front - $0.back })
+                return deepEnough && abs(f.centre.x - (line.intercept + line.slope * f.centre.y)) <= Self.chainToleranceMM
             }
         }
         guard found.count >= 2 else { throw SiteAnalysisError("fewer than two vertebral bodies in the lateral image") }
@@ -780,6 +786,12 @@ struct LateralImage {
         let slope = zip(x, y).reduce(0) { $0 + ($1.0 - mx) * ($1.1 - my) } / sxx
         return (slope, my - slope * mx)
     }
+
+    /// The least depth of a body against the bodies nearest it along the spine: the depth grows
+    /// from about 25 mm at T4 to 35 at L4 (a body four levels from the nearest clear ones is
+    /// 0.8 of their depth), and a body found only above 0.6 or 0.7 of the level is a little
+    /// shallower than its outline.
+    static let minimumDepthShare = 0.6
 
     /// How far across from the spine's local line a body's centre may lie (mm): about half a
     /// thoracic body's depth (30–40 mm at T4–T8), so that a centre beyond it lies outside the
