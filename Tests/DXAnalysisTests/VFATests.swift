@@ -267,9 +267,10 @@ struct VFATests {
         for name in ["T7", "T8"] {
             let v = try #require(m.vertebra(name))
             let truth = try #require(spec.thoracolumbar.first { $0.name == name })
-            print(String(format: "%@: read %@, a %.1f/%.1f m %.1f/%.1f p %.1f/%.1f, grade %d (true %d) %@", name, v.readable ? "yes" : "no", v.anteriorMM ?? .nan, truth.anteriorMM,
-                         v.middleMM ?? .nan, truth.middleMM, v.posteriorMM ?? .nan, truth.posteriorMM, v.grade ?? -1, truth.grade, v.reason ?? ""))
             #expect(v.readable, "\(name): \(v.reason ?? "")")
+            // No fracture called that is not there (T7 is whole; T8's grade-1 crush reads 16 %:
+            // grade 0, a miss the study counts, not a false call).
+            #expect((v.grade ?? 0) <= truth.grade, "\(name): grade \(v.grade ?? 0) for \(truth.grade)")
             let centre = v.points.map { $0[1] }.reduce(0, +) / Double(max(1, v.points.count))
             #expect(abs(centre - truth.centre.y) < 8, "\(name) named on another body")
             for (got, want) in [(v.anteriorMM, truth.anteriorMM), (v.middleMM, truth.middleMM), (v.posteriorMM, truth.posteriorMM)] {
@@ -635,5 +636,75 @@ struct SingleEnergyLateralTests {
         ap.provenance.region = "ap_spine"
         guard case .failure(let apWhy) = SiteAnalysis.analyze(ap, patient: nil) else { Issue.record("a single-energy AP spine was measured"); return }
         #expect(apWhy.message.contains("no bone mineral density"))
+    }
+}
+
+/// The labels' check on made-up spines (`VertebralMorphometry.unnamedAbove`): bodies top to
+/// bottom, T4 to L4, 20 mm apart at T4 growing by a millimetre a level, heights 15–27 mm.
+@Suite("The labels' check")
+struct LabelCheckTests {
+    static let healthy: (centres: [Double], heights: [Double]) = {
+        var centres = [300.0], heights = [15.0]
+        for k in 1..<13 { centres.append(centres[k - 1] + 20 + Double(k)); heights.append(15 + Double(k)) }
+        return (centres, heights)
+    }()
+
+    @Test func aHealthySpineIsNamedThroughout() {
+        let (c, h) = Self.healthy
+        #expect(VertebralMorphometry.unnamedAbove(centres: c, heights: h, anchor: 12) == -1)
+        // A body crushed by half (its bottom in place, its top and every body above it down by
+        // half its height) shortens the gaps on either side of it to about 0.8: still named.
+        var crushed = c
+        for k in 0..<6 { crushed[k] += 0.5 * h[6] }
+        crushed[6] += 0.25 * h[6]
+        #expect(VertebralMorphometry.unnamedAbove(centres: crushed, heights: h, anchor: 12) == -1)
+    }
+
+    @Test func aLostBodyLeavesTheLevelsAboveUnnamed() {
+        let (c, h) = Self.healthy
+        // T8 (index 4) not found, of full height: a gap of two spacings between T7 and T9.
+        var centres = c, heights = h
+        centres.remove(at: 4); heights.remove(at: 4)
+        #expect(VertebralMorphometry.unnamedAbove(centres: centres, heights: heights, anchor: 11) == 3)
+        // Collapsed by half before it was lost: the bodies above close up on it (the spine is
+        // shorter by half its height), a gap of about 1.6 spacings.
+        var collapsed = c
+        for k in 0..<4 { collapsed[k] += 0.5 * h[4] }
+        collapsed.remove(at: 4)
+        let gap = collapsed[4] - collapsed[3], usual = collapsed[5] - collapsed[4]
+        #expect(gap / usual > 1.4 && gap / usual < 1.65, "\(gap / usual)")
+        #expect(VertebralMorphometry.unnamedAbove(centres: collapsed, heights: heights, anchor: 11) == 3)
+    }
+
+    @Test func aPieceTooManyLeavesBothSidesOfItsGapUnnamed() {
+        let (c, h) = Self.healthy
+        // A piece 7 mm below T7 (index 3): gaps of 0.3 and 0.7 spacings; either of the two may
+        // be the piece, so neither, nor anything above, is named.
+        var centres = c, heights = h
+        centres.insert(c[3] + 7, at: 4); heights.insert(8, at: 4)
+        #expect(VertebralMorphometry.unnamedAbove(centres: centres, heights: heights, anchor: 13) == 4)
+        // Nearer the body below it (gaps 0.7 then 0.3): the short gap is below the piece.
+        centres[4] = c[4] - 7
+        #expect(VertebralMorphometry.unnamedAbove(centres: centres, heights: heights, anchor: 13) == 5)
+        // Two neighbouring crushes of grade 3 (half their height each): the gap between them is
+        // 0.68 of the gaps around it, themselves shortened (0.6 of the healthy spacing): named.
+        var crushes = c
+        crushes[6] += 0.25 * h[6] + 0.5 * h[7]
+        crushes[7] += 0.25 * h[7]
+        for k in 0..<6 { crushes[k] += 0.5 * (h[6] + h[7]) }
+        #expect(VertebralMorphometry.unnamedAbove(centres: crushes, heights: h, anchor: 12) == -1)
+    }
+
+    @Test func twoBodiesMergedAndTheAnchor() {
+        let (c, h) = Self.healthy
+        // T9 and T10 found as one part: 1.9 heights tall.
+        var centres = c, heights = h
+        centres[5] = (c[5] + c[6]) / 2; heights[5] = h[5] + h[6] + 4
+        centres.remove(at: 6); heights.remove(at: 6)
+        #expect(VertebralMorphometry.unnamedAbove(centres: centres, heights: heights, anchor: 11) == 5)
+        // Below the anchor nothing is judged; nothing at all to judge is no doubt.
+        #expect(VertebralMorphometry.unnamedAbove(centres: c, heights: h, anchor: 2) == -1)
+        #expect(VertebralMorphometry.unnamedAbove(centres: [], heights: [], anchor: 0) == -1)
+        #expect(VertebralMorphometry.unnamedAbove(centres: [400], heights: [20], anchor: 0) == -1)
     }
 }
