@@ -817,8 +817,8 @@ struct LateralImage {
     static let minimumDepthShare = 0.7
 
     /// How far across from the spine's local line a body's centre may lie (mm): about half a
-    /// thoracic body's depth (about 25 mm at T4 to 31 at T8 in the scenes), so that a centre beyond it lies outside the
-    /// column of bodies.
+    /// thoracic body's depth (about 25 mm at T4 to 31 at T8 in the scenes), so that a centre
+    /// beyond it lies outside the column of bodies.
     static let chainToleranceMM = 20.0
 
     /// A part found at half the level over this many times the bodies' median height is two
