@@ -5,13 +5,15 @@ import Testing
 @testable import DXSimulator
 
 /// Issue 10's tissue matrix under both physics models: the ESP's vertebrae under lean 10–30
-/// g/cm² and fat 0–9, uniform and with fat across the field, each scanned in the exposure mode
-/// the exam's scout chooses (`Scanner.measureInChosenMode`) and the mean of three scans held
-/// against nominal; and the precision of ten scans. The second model is its detector
-/// (threshold trims, heel effect, energy blur, K-escape, charge sharing; pile-up and scatter
-/// off, since the whole model's calibration is still refused, docs/physics.md). Cases not yet
-/// within 1 % are known issues, so that the suite shows them and says when they are met
-/// (figures in docs/physics.md, "The tissue matrix in the exam's modes").
+/// g/cm² and fat 0–9, uniform and with fat across the field, each scanned in the exam's AP
+/// spine lines and the exposure mode its scout chooses (`Scanner.measureInChosenMode`), and the
+/// mean of ten scans held against nominal (each mean's standard error printed beside it); and
+/// the precision of thirty scans. The second model is its detector (threshold trims, heel
+/// effect, energy blur, K-escape, charge sharing; pile-up and scatter off, since the whole
+/// model's calibration is still refused, docs/physics.md). Cases not yet within 1 % are known
+/// issues, so that the suite shows them and says when they are met (figures in
+/// docs/physics.md, "The matrix in the exam's own lines"). All cases share one noise stream:
+/// a case added, removed or scanned more often changes every later case's noise.
 @Suite("Both models' detectors over tissues")
 struct SecondModelTissueTests {
     static func scanner(seed: UInt64) -> Scanner {
@@ -26,7 +28,9 @@ struct SecondModelTissueTests {
     /// the fat gradients at lean 15 (L1 −1.19 and −1.29 %), lean 20 fat 6 (L1 −1.02 %) and lean
     /// 30 in the standard mode (L1 +3.37 %: 321 photons at the densest tenth pass the chooser's
     /// 150, but this detector's low window, 43 keV against the first model's 36, separates bone
-    /// less per photon).
+    /// less per photon). Lean 10 (−1.04 ± 0.08) and lean 20 fat 6 (−1.02 ± 0.33) are within
+    /// their standard errors of the limit; lean 25 fat 3 is met because the noise's selection
+    /// (positive) offsets the model's bias (negative: −1.2 to −1.4 % with more photons).
     static let notYetMetSecond: [(Double, Double, Double)] = [
         (10, 0, 0), (15, 6, 0), (15, 9, 3), (20, 6, 6), (30, 0, 0),
     ]
@@ -79,6 +83,7 @@ struct SecondModelTissueTests {
         for (lean, left, right) in cases {
             var sums: [String: Double] = [:], squares: [String: Double] = [:]
             var mode = ""
+            var modes = Set<String>()
             // `DEXA_MATRIX_SCANS`: how many scans each case's mean takes (10).
             let scans = Int(ProcessInfo.processInfo.environment["DEXA_MATRIX_SCANS"] ?? "") ?? 10
             for _ in 0..<scans {
@@ -86,6 +91,7 @@ struct SecondModelTissueTests {
                                                           lines: reduced ? .reduced : .examAPSpine)
                 mode = String(format: "%@ ×%.2f, densest %.0f, brightest %.0f", choice.mode.rawValue, choice.currentFactor,
                               choice.predictedDensestCounts ?? .nan, choice.predictedBrightestCounts ?? .nan)
+                modes.insert(String(format: "%@ ×%.2f", choice.mode.rawValue, choice.currentFactor))
                 for (k, v) in bmd { sums[k, default: 0] += v / Double(scans); squares[k, default: 0] += v * v / Double(scans) }
             }
             var line: [String] = []
@@ -101,6 +107,8 @@ struct SecondModelTissueTests {
             // Every case reads a number; those not yet within 1 % (docs/physics.md) are known
             // issues, the rest are held to it.
             #expect(errors.allSatisfy { $0.isFinite }, "lean \(lean) fat \(left)→\(right): \(line)")
+            // One mode for every scan of a case, so that its mean is of one exposure.
+            #expect(modes.count == 1, "lean \(lean) fat \(left)→\(right): \(modes)")
             let open = (model == "cdte" ? Self.notYetMetSecond : Self.notYetMet).contains { $0 == (lean, left, right) }
             if reduced {
                 // Printed only.
@@ -186,11 +194,12 @@ struct SecondModelTissueTests {
         #expect(carried < none && none < flipped)
     }
 
-    /// Precision as a physicist measures it on a clinical unit: ten scans of the ESP in the
-    /// exam's own AP spine protocol and the mode its scout chooses (thin here), each with its
-    /// own noise, the CV per vertebra at most 0.5 %. The tests' fixed exposure (40 ms at 3 mA
-    /// per 0.5 mm line: 1.2 times the photons per mm² of the exam's thin mode here) is printed
-    /// beside it.
+    /// Precision as a physicist measures it on a clinical unit: scans of the ESP in the exam's
+    /// own AP spine protocol and the mode its scout chooses (thin here), each with its own noise,
+    /// the CV per vertebra at most 0.5 %. Judged over thirty scans (a CV to about 13 %; the
+    /// issue's ten know it to about a quarter), the first ten's printed beside it, and the tests'
+    /// fixed exposure (40 ms at 3 mA per 0.5 mm line: 1.2 times the photons per mm² of the
+    /// exam's thin mode here) over ten. L2 and L3 are held; L1 is a known issue.
     @Test func precisionOfTenScans() throws {
         var s = Self.scanner(seed: 66)
         let (stage, cal) = try s.calibrate()
@@ -209,18 +218,23 @@ struct SecondModelTissueTests {
             let mean = v.reduce(0, +) / Double(v.count)
             return (mean, (v.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(v.count - 1)).squareRoot() / mean)
         }
-        // The same mode every time (thin: the ESP's brightest tenth would count 78,000).
+        // The same mode every time (thin: the ESP's brightest tenth would count 78,000), and
+        // every vertebra read in every scan.
         #expect(modes.count == 1, "\(modes)")
+        #expect(values.count == 3 && values.values.allSatisfy { $0.count == 30 && $0.allSatisfy(\.isFinite) }, "\(values.mapValues(\.count))")
         for (name, v) in values.sorted(by: { $0.key < $1.key }) {
             let (mean, c) = cv(Array(v.prefix(10))), (_, c30) = cv(v), (_, f) = cv(fixed[name] ?? [])
             print(String(format: "cdte detector precision %@ (exam's protocol, %@): mean %.4f, CV %.3f %% (30 scans: %.3f %%); the tests' fixed exposure CV %.3f %%",
                          name, modes.sorted().joined(separator: ", "), mean, c * 100, c30 * 100, f * 100))
-            #expect(v.count == 30)
-            // L1 (0.5 g/cm²) reads 0.65 % over thirty scans in the exam's lines (0.46 % over
-            // the first ten): in the thin mode the ESP's tissue takes (its brightest tenth would
-            // count 78,000 in the standard mode), half the exam's photons.
-            withKnownIssue("the second model's L1 precision over thirty scans 0.65 % (issue 10)", isIntermittent: true) {
-                #expect(c <= 0.005 && c30 <= 0.005, "\(name): CV \(c * 100) %, 30 scans \(c30 * 100) %")
+            if name == "L1" {
+                // 0.65 % over thirty scans in the exam's lines: in the thin mode the ESP's tissue
+                // takes (its brightest tenth would count 78,000 in the standard mode), half the
+                // exam's photons.
+                withKnownIssue("the second model's L1 precision over thirty scans 0.65 % (issue 10)") {
+                    #expect(c30 <= 0.005, "\(name): CV over thirty scans \(c30 * 100) %")
+                }
+            } else {
+                #expect(c30 <= 0.005, "\(name): CV over thirty scans \(c30 * 100) %")
             }
         }
     }
