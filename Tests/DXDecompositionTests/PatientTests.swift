@@ -158,8 +158,10 @@ struct PatientTests {
 @Suite("Exposure modes")
 struct ExposureModeTests {
     /// The exam's AP spine (220 lines of 1 mm, 1 s at 0.4 mA): a scout first, the mode from it.
-    static let apSpine = ScanConfiguration(scanID: 0, mode: .dual, xUm: 200_000, yStartUm: 580_000, lineCount: 220, lineStepUm: 1000,
-                                           linePeriodUs: 1_000_000, tubeCurrentUA: 400, linesPerFrame: 1)
+    static let apSpine = ScanConfiguration(scanID: 0, mode: .dual, xUm: 200_000, yStartUm: 580_000, lineCount: 220,
+                                           lineStepUm: Scanner.LineProtocol.examAPSpine.stepUm,
+                                           linePeriodUs: Scanner.LineProtocol.examAPSpine.periodUs,
+                                           tubeCurrentUA: Scanner.LineProtocol.examAPSpine.currentUA, linesPerFrame: 1)
 
     static func choose(_ scene: any Scene, _ s: inout Scanner, stage: AttenuationStage, bmi: Double? = nil) -> ExposureModeChooser.Choice {
         let scout = ExposureModeChooser.scout(of: apSpine)
