@@ -69,15 +69,18 @@ public enum QCRun {
 
     /// The plans with the pass's current chosen from the scout (its dark scan and its lines);
     /// refused when the scout did not give what a choice needs. `unmixing`: the calibration's,
-    /// so that a detector whose windows mix is judged by its photons as an exam's scout is.
+    /// so that a detector whose windows mix is judged by its photons as an exam's scout is;
+    /// `boneNoise`: the calibration's noise per photon, likewise.
     public static func exposed(_ plans: [ScanPlan], darkLines: [ScanLine], scoutLines: [ScanLine],
-                               unmixing: ExposureModeChooser.Unmixing? = nil) throws(Failure) -> (plans: [ScanPlan], choice: ExposureModeChooser.Choice) {
+                               unmixing: ExposureModeChooser.Unmixing? = nil,
+                               boneNoise: ExposureModeChooser.BoneNoise? = nil) throws(Failure) -> (plans: [ScanPlan], choice: ExposureModeChooser.Choice) {
         guard let pass = plans.last, let scout = scoutPlans(plans).last else { throw .invalid("no QC pass to expose") }
         guard !scoutLines.isEmpty, scoutLines.count == Int(scout.lineCount), let dark = try? DarkReference(lines: darkLines) else {
             throw .unusable("the scout before the pass was incomplete (\(scoutLines.count) of \(scout.lineCount) lines)")
         }
         let choice = ExposureModeChooser().choose(scout: scoutLines, scoutPeriodUs: scout.linePeriodUs, scoutCurrentUA: scout.tubeCurrentUA,
-                                                  dark: dark, periodUs: pass.linePeriodUs, currentUA: pass.tubeCurrentUA, bmi: nil, unmixing: unmixing)
+                                                  dark: dark, periodUs: pass.linePeriodUs, currentUA: pass.tubeCurrentUA, bmi: nil, unmixing: unmixing,
+                                                  boneNoise: boneNoise)
         var out = plans
         out[out.count - 1].tubeCurrentUA = choice.current(standard: pass.tubeCurrentUA)
         return (out, choice)

@@ -299,7 +299,8 @@ private struct Methods: Sendable {
         let choice: ExposureModeChooser.Choice
         do {
             let (dark, lines) = scout.lines
-            (plans, choice) = try QCRun.exposed(plans, darkLines: dark, scoutLines: lines, unmixing: calibration.unmixing)
+            (plans, choice) = try QCRun.exposed(plans, darkLines: dark, scoutLines: lines, unmixing: calibration.unmixing,
+                                            boneNoise: calibration.boneNoise)
         } catch {
             throw RPCError(code: RPCError.scanFailedCode, message: "\(scoutCapture ?? "the QC scout"): \(error.description)")
         }

@@ -197,6 +197,28 @@ public struct Calibration: Sendable, Equatable, Codable {
         return ExposureModeChooser.Unmixing(fraction: f, airLowOverHigh: g)
     }
 
+    /// What a scout needs to predict the bone signal's noise from photons: κ at each of the
+    /// phantom's bone cells (`ExposureModeChooser.BoneNoise`), from the fitted bone model's
+    /// derivatives and the cells' own variances. Nil for a calibration made before the cells'
+    /// variances were kept, or one without bone cells.
+    public var boneNoise: ExposureModeChooser.BoneNoise? {
+        guard isWellFormed else { return nil }
+        let model = fastBoneModel
+        let h = 1e-5
+        let cells: [(photonsPerMsMA: Double, kappa: Double)] = points.compactMap { p in
+            guard p.hydroxyapatite > 0, p.varianceLow > 0, p.varianceHigh > 0, p.pixels > 0, p.exposure > 0 else { return nil }
+            let dU = (model.bone(p.lLow + h, p.lHigh, p.softRatio) - model.bone(p.lLow - h, p.lHigh, p.softRatio)) / (2 * h)
+            let dV = (model.bone(p.lLow, p.lHigh + h, p.softRatio) - model.bone(p.lLow, p.lHigh - h, p.softRatio)) / (2 * h)
+            let kappa = (dU * dU + dV * dV * p.varianceHigh / p.varianceLow).squareRoot()
+            // One pixel's photons (the cell's mean has the variance of one pixel over its count)
+            // over one pixel's exposure.
+            let photons = 1 / (p.varianceLow * Double(p.pixels)), msMA = p.exposure / Double(p.pixels)
+            guard kappa.isFinite, kappa > 0, photons.isFinite, msMA.isFinite else { return nil }
+            return (photons / msMA, kappa)
+        }
+        return cells.isEmpty ? nil : ExposureModeChooser.BoneNoise(cells: cells)
+    }
+
     public init(source: String, created: String, hydroxyapatite: LinearModel, softTissue: LinearModel, fatFraction: LinearModel,
                 points: [CalibrationPoint], residualHydroxyapatite: Double, residualSoftTissue: Double, residualFatFraction: Double,
                 channelResponse: ChannelResponse? = nil, unit: CalibratedUnit? = nil) {

@@ -35,7 +35,11 @@ public enum ExposureMode: String, Sendable, Codable, CaseIterable, CustomStringC
 /// - **thick** when a tenth of the central pixels would get fewer than `thickBelow` photons in
 ///   the low window (the densest tissue: bone under the most soft tissue). 150 photons keep those
 ///   pixels six times above the 25-photon low-count line and the log's bias under 0.01 %
-///   (docs/physics.md);
+///   (docs/physics.md); thick also when the bone signal there would be noisier than
+///   `boneNoiseAbove` (0.25 g/cm² a pixel), predicted from those photons with the
+///   calibration's own noise per photon (`BoneNoise`): a detector that separates bone from soft
+///   tissue less per photon needs more photons for the same noise, which a rule in photons
+///   alone cannot see;
 /// - **thin** when the brightest tenth of the body's pixels (the whole field but the air beyond
 ///   the body's edge) would count more than `thinAbove`
 ///   (55,000) in either window: within reach of the 16-bit ceiling once a channel's gain (up to
@@ -46,6 +50,14 @@ public enum ExposureMode: String, Sendable, Codable, CaseIterable, CustomStringC
 ///   thin, 30 and over thick (WHO classes).
 public struct ExposureModeChooser: Sendable {
     public var thickBelow = 150.0
+    /// The most bone-signal noise (g/cm², one pixel's standard deviation) the densest tenth may
+    /// have in the mode chosen. The photon rule above was set and shown on the first physics
+    /// model, whose thickest tissue reads within 1 % from 131 photons at the densest tenth,
+    /// where its calibration's noise per photon (κ, `BoneNoise`: 2.7–3.0 g/cm² × √photon at
+    /// its densest cells) gives 0.24–0.26 g/cm²; the same noise is asked of every detector
+    /// (docs/physics.md, "Bone noise, not photons"). On the first model the photon rule binds
+    /// (150 photons give 0.22–0.24); on a detector of κ 6 the noise rule asks for 576.
+    public var boneNoiseAbove = 0.25
     public var thinAbove = 55_000.0
     /// The share of central pixels that must reach `thickBelow`.
     public var densestShare = 0.1
@@ -61,6 +73,9 @@ public struct ExposureModeChooser: Sendable {
         /// tenth.
         public var predictedDensestCounts: Double?
         public var predictedBrightestCounts: Double?
+        /// The densest tenth's predicted bone-signal noise in the standard mode (g/cm², one
+        /// pixel's standard deviation), where the calibration says the noise per photon.
+        public var predictedDensestBoneSD: Double?
         public var reason: String
         /// The tube current as a multiple of the protocol's: the mode's, or in the thin mode
         /// less when half the current would still saturate the brightest tenth (never under
@@ -71,12 +86,14 @@ public struct ExposureModeChooser: Sendable {
         public enum CodingKeys: String, CodingKey {
             case mode, reason
             case predictedDensestCounts = "predicted_densest_counts", predictedBrightestCounts = "predicted_brightest_counts"
-            case currentFactor = "current_factor"
+            case currentFactor = "current_factor", predictedDensestBoneSD = "predicted_densest_bone_sd_g_cm2"
         }
 
-        public init(mode: ExposureMode, predictedDensestCounts: Double?, predictedBrightestCounts: Double?, reason: String, currentFactor: Double? = nil) {
+        public init(mode: ExposureMode, predictedDensestCounts: Double?, predictedBrightestCounts: Double?, reason: String, currentFactor: Double? = nil,
+                    predictedDensestBoneSD: Double? = nil) {
             self.mode = mode; self.predictedDensestCounts = predictedDensestCounts; self.predictedBrightestCounts = predictedBrightestCounts
             self.reason = reason; self.currentFactor = currentFactor ?? mode.currentFactor
+            self.predictedDensestBoneSD = predictedDensestBoneSD
         }
 
         /// Records written before the factor was kept carry the mode's.
@@ -85,7 +102,8 @@ public struct ExposureModeChooser: Sendable {
             let mode = try c.decode(ExposureMode.self, forKey: .mode)
             self.init(mode: mode, predictedDensestCounts: try c.decodeIfPresent(Double.self, forKey: .predictedDensestCounts),
                       predictedBrightestCounts: try c.decodeIfPresent(Double.self, forKey: .predictedBrightestCounts),
-                      reason: try c.decode(String.self, forKey: .reason), currentFactor: try c.decodeIfPresent(Double.self, forKey: .currentFactor))
+                      reason: try c.decode(String.self, forKey: .reason), currentFactor: try c.decodeIfPresent(Double.self, forKey: .currentFactor),
+                      predictedDensestBoneSD: try c.decodeIfPresent(Double.self, forKey: .predictedDensestBoneSD))
         }
 
         /// The site scan's tube current, within the ICD's range.
@@ -123,12 +141,57 @@ public struct ExposureModeChooser: Sendable {
         }
     }
 
+    /// A detector's bone-signal noise per photon, from its calibration's cells: at each cell
+    /// κ = σ_bone·√N_L, one pixel's bone standard deviation times the square root of its low
+    /// window's photons (the unmixed window's where the windows mix), from the fitted bone
+    /// model's derivatives and the cell's variances of (L_low, L_high):
+    /// κ² = (∂B/∂L_low)² + (∂B/∂L_high)²·var L_high / var L_low (the cell's pixel count cancels).
+    /// It grows with the tissue (the first physics model 2.0 at its thinnest cell to 3.0 at
+    /// its densest; the second model's detector 3.1 to 6.3). The scout's densest tenth takes the
+    /// κ of the cells that pass as many photons per ms·mA as it does (`kappa(photonsPerMsMA:)`).
+    public struct BoneNoise: Sendable, Equatable {
+        /// Per cell: the low window's photons one pixel gets per ms·mA of exposure, and κ.
+        public var cells: [(photonsPerMsMA: Double, kappa: Double)]
+
+        public init(cells: [(photonsPerMsMA: Double, kappa: Double)]) { self.cells = cells }
+
+        public static func == (a: BoneNoise, b: BoneNoise) -> Bool {
+            a.cells.count == b.cells.count && zip(a.cells, b.cells).allSatisfy { $0.photonsPerMsMA == $1.photonsPerMsMA && $0.kappa == $1.kappa }
+        }
+
+        /// κ where a pixel gets `photonsPerMsMA`: the cells weighted by how near their
+        /// transmission is (a Gaussian in the logarithm, half a factor of two wide); beyond the
+        /// cells' range the nearest cells decide. Nil without cells.
+        public func kappa(photonsPerMsMA: Double) -> Double? {
+            guard !cells.isEmpty, photonsPerMsMA > 0, photonsPerMsMA.isFinite else { return cells.map(\.kappa).max() }
+            let target = log(photonsPerMsMA)
+            let nearest = cells.map { abs(log($0.photonsPerMsMA) - target) }.min() ?? 0
+            let width = 0.5 * log(2.0)
+            var sum = 0.0, total = 0.0
+            for c in cells {
+                let d = abs(log(c.photonsPerMsMA) - target) - nearest
+                let w = exp(-0.5 * d * d / (width * width))
+                sum += w * c.kappa; total += w
+            }
+            return total > 0 ? sum / total : nil
+        }
+
+        /// One pixel's predicted bone standard deviation (g/cm²) with `photons` in the low
+        /// window at an exposure of `msMA` per pixel.
+        public func boneSD(photons: Double, msMA: Double) -> Double? {
+            guard photons > 0, msMA > 0, let k = kappa(photonsPerMsMA: photons / msMA) else { return nil }
+            return k / photons.squareRoot()
+        }
+    }
+
     /// `scout`: the scout's lines, taken with `scoutPeriodUs` and `scoutCurrentUA`; `dark`: the
     /// dark reference; the site's scan in the standard mode has `periodUs` and `currentUA`.
     /// `unmixing`: the detector's low window mixing (the calibration's), so that the densest
     /// tenth is judged by the photons the unmixed low window has, not by the counts recorded.
+    /// `boneNoise`: the calibration's noise per photon (`Calibration.boneNoise`), so that the
+    /// densest tenth's bone noise is judged as well as its photons.
     public func choose(scout: [ScanLine], scoutPeriodUs: UInt32, scoutCurrentUA: UInt32, dark: DarkReference,
-                       periodUs: UInt32, currentUA: UInt32, bmi: Double?, unmixing: Unmixing? = nil) -> Choice {
+                       periodUs: UInt32, currentUA: UInt32, bmi: Double?, unmixing: Unmixing? = nil, boneNoise: BoneNoise? = nil) -> Choice {
         let n = dark.means.channels
         let scale = Double(periodUs) * Double(currentUA) / max(1, Double(scoutPeriodUs) * Double(scoutCurrentUA))
         var low: [Double] = [], high: [Double] = [], bright: [Double] = []
@@ -159,15 +222,25 @@ public struct ExposureModeChooser: Sendable {
         let tenth = min(low.count - 1, Int(Double(low.count) * densestShare))
         let densest = unmixing.map { u in high.count == low.count ? u.photons(low: low[tenth], high: high[tenth]) : low[tenth] } ?? low[tenth]
         let brightest = bright[min(bright.count - 1, Int(Double(bright.count) * (1 - densestShare)))]
+        // The densest tenth's bone noise in the standard mode, and what a current factor makes
+        // of it (σ falls as the square root of the photons).
+        let msMA = Double(periodUs) / 1000 * Double(currentUA) / 1000
+        let boneSD = boneNoise?.boneSD(photons: densest, msMA: msMA)
+        func starved(_ factor: Double) -> Bool {
+            densest * factor < thickBelow || (boneSD.map { $0 / factor.squareRoot() > boneNoiseAbove } ?? false)
+        }
         let mode: ExposureMode
         var reason: String
         // A mode is taken only if it does not break the other limit: thick must not saturate
         // the brightest tenth, thin must not starve the densest.
         let thickFactor = ExposureMode.thick.currentFactor, thinFactor = ExposureMode.thin.currentFactor
-        if densest < thickBelow && brightest * thickFactor <= thinAbove {
+        if starved(1) && brightest * thickFactor <= thinAbove {
             mode = .thick
-            reason = String(format: "the densest tenth would get %.0f photons in the standard mode (fewer than %.0f)", densest, thickBelow)
-                + (unmixing == nil ? "" : " in its unmixed low window")
+            reason = densest < thickBelow
+                ? String(format: "the densest tenth would get %.0f photons in the standard mode (fewer than %.0f)", densest, thickBelow)
+                    + (unmixing == nil ? "" : " in its unmixed low window")
+                : String(format: "the densest tenth's bone signal would have a noise of %.2f g/cm² a pixel in the standard mode (more than %.2f) from its %.0f photons",
+                         boneSD ?? 0, boneNoiseAbove, densest) + (unmixing == nil ? "" : " in its unmixed low window")
         } else if brightest > thinAbove {
             // Saturation loses a pixel's number and the soft-tissue reference beside bone with it;
             // fewer photons only add noise (counted, and corrected below 25). So thin, even when
@@ -181,6 +254,10 @@ public struct ExposureModeChooser: Sendable {
             mode = .standard
             reason = String(format: "the densest tenth would get %.0f photons, the brightest tenth count %.0f", densest, brightest)
                 + (unmixing == nil ? "" : " (the densest tenth's photons in its unmixed low window)")
+                + (boneSD.map { String(format: "; its bone noise %.2f g/cm² a pixel", $0) } ?? "")
+            if starved(1) {
+                reason += String(format: "; the thick mode would bring the brightest tenth over %.0f", thinAbove)
+            }
         }
         // Thin: half the current, or less if half would still reach `thinAbove`. Thick: 2.5
         // times, or 5 or 7.5 where 2.5 would still leave the densest tenth under `thickBelow` (a
@@ -197,7 +274,7 @@ public struct ExposureModeChooser: Sendable {
         case .thick:
             let icd = Double(ExposureMode.maximumCurrentUA) / Double(max(currentUA, 1)), bright = thinAbove / max(brightest, 1)
             factor = thickFactor
-            for step in Self.thickSteps where factor < step && densest * factor < thickBelow {
+            for step in Self.thickSteps where factor < step && starved(factor) {
                 guard step <= min(icd, bright) else {
                     limit = step > icd ? " (the ICD's 3 mA allows no more)" : String(format: " (the brightest tenth would reach %.0f)", thinAbove)
                     break
@@ -209,7 +286,7 @@ public struct ExposureModeChooser: Sendable {
         let scaled = (mode == .thin && factor < thinFactor) || (mode == .thick && factor != thickFactor)
         if scaled { reason += String(format: "; current ×%.2f", factor) + limit } else if !limit.isEmpty { reason += limit }
         return Choice(mode: mode, predictedDensestCounts: densest.rounded(), predictedBrightestCounts: brightest.rounded(),
-                      reason: reason, currentFactor: factor)
+                      reason: reason, currentFactor: factor, predictedDensestBoneSD: boneSD.map { ($0 * 1000).rounded() / 1000 })
     }
 
     /// The channels of a line that see the body: all but a plateau at either field edge (air

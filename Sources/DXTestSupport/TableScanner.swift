@@ -68,7 +68,8 @@ public struct TableScanner: Sendable {
         let scout = ExposureModeChooser.scout(of: c)
         let choice = ExposureModeChooser().choose(scout: lines(scene, scout, armAngleX10: armAngleX10), scoutPeriodUs: scout.linePeriodUs,
                                                   scoutCurrentUA: scout.tubeCurrentUA, dark: stage.dark, periodUs: c.linePeriodUs,
-                                                  currentUA: c.tubeCurrentUA, bmi: nil, unmixing: calibration?.unmixing)
+                                                  currentUA: c.tubeCurrentUA, bmi: nil, unmixing: calibration?.unmixing,
+                                                  boneNoise: calibration?.boneNoise)
         var chosen = c
         chosen.tubeCurrentUA = choice.current(standard: c.tubeCurrentUA)
         return (chosen, choice)

@@ -59,7 +59,7 @@ struct QCStudyTests {
                 let c = plan.configuration(id: UInt32(i + 1))
                 return scanner.lines(PhantomScene(phantom), mode: c.mode, c)
             }
-            (plans, _) = try QCRun.exposed(plans, darkLines: scout[0], scoutLines: scout[1], unmixing: calibration.unmixing)
+            (plans, _) = try QCRun.exposed(plans, darkLines: scout[0], scoutLines: scout[1], unmixing: calibration.unmixing, boneNoise: calibration.boneNoise)
             let live = LiveSequenceAnalysis(calibration: calibration, geometry: scanner.geometry, rois: phantom.rois ?? [],
                                             scans: plans.map { .init(role: $0.role, configuration: $0.configuration(id: 0)) })
             for (i, plan) in plans.enumerated() {

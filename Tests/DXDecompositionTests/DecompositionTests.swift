@@ -119,7 +119,7 @@ struct Scanner {
                               stepUm: scout.lineStepUm, periodUs: scout.linePeriodUs, currentUA: scout.tubeCurrentUA)
         let choice = ExposureModeChooser().choose(scout: scoutLines, scoutPeriodUs: scout.linePeriodUs, scoutCurrentUA: scout.tubeCurrentUA,
                                                   dark: stage.dark, periodUs: standard.linePeriodUs, currentUA: standard.tubeCurrentUA, bmi: nil,
-                                                  unmixing: calibration.unmixing)
+                                                  unmixing: calibration.unmixing, boneNoise: calibration.boneNoise)
         return (try measure(phantom, stage: stage, calibration: calibration, periodUs: standard.linePeriodUs,
                             currentUA: choice.current(standard: standard.tubeCurrentUA), stepUm: standard.lineStepUm), choice)
     }

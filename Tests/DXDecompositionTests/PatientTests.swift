@@ -163,12 +163,13 @@ struct ExposureModeTests {
                                            linePeriodUs: Scanner.LineProtocol.examAPSpine.periodUs,
                                            tubeCurrentUA: Scanner.LineProtocol.examAPSpine.currentUA, linesPerFrame: 1)
 
-    static func choose(_ scene: any Scene, _ s: inout Scanner, stage: AttenuationStage, bmi: Double? = nil) -> ExposureModeChooser.Choice {
+    static func choose(_ scene: any Scene, _ s: inout Scanner, stage: AttenuationStage, bmi: Double? = nil, calibration: Calibration? = nil) -> ExposureModeChooser.Choice {
         let scout = ExposureModeChooser.scout(of: apSpine)
         let lines = s.scan(scene, y0: scout.yStartUm, y1: scout.yStartUm + Int32(scout.lineCount) * scout.lineStepUm, stepUm: scout.lineStepUm,
                            periodUs: scout.linePeriodUs, currentUA: scout.tubeCurrentUA)
         return ExposureModeChooser().choose(scout: lines, scoutPeriodUs: scout.linePeriodUs, scoutCurrentUA: scout.tubeCurrentUA, dark: stage.dark,
-                                            periodUs: apSpine.linePeriodUs, currentUA: apSpine.tubeCurrentUA, bmi: bmi)
+                                            periodUs: apSpine.linePeriodUs, currentUA: apSpine.tubeCurrentUA, bmi: bmi,
+                                            unmixing: calibration?.unmixing, boneNoise: calibration?.boneNoise)
     }
 
     /// L1–L4 of `spec` scanned in `current`, over whole bone pixels, against the scene's truth.
@@ -246,6 +247,59 @@ struct ExposureModeTests {
         #expect(none.mode == .thick && none.reason.contains("34.0"))
         #expect(ExposureMode.thick.current(standard: 2000) == ExposureMode.maximumCurrentUA)
     }
+
+    /// A patient of 30 g/cm² (lean 24, fat 6) on eight units of the second physics model's
+    /// detector (seeds 76–83: each its own channels' gains and trims and its own calibration;
+    /// pile-up and scatter off, as in the tissue matrix). The scout judges the unmixed low
+    /// window's photons and the bone noise they give with the unit's calibration
+    /// (`ExposureModeChooser.BoneNoise`): every unit is scanned thick, most for their bone noise
+    /// where their photons alone (150–360) pass the photon rule. Where the calibration kept its
+    /// models continued by the phantom's spectra, L1–L4 reads within 1 % (the standard mode
+    /// reads up to +2.5 %: the noise's selection). Where the calibration set the continuation
+    /// aside (its continued models failed the acceptance rule on the phantom's cells: seeds
+    /// 77, 79 and 83, 3 of 30 units in seeds 60–89) the cells alone read the patient low, by
+    /// −1.0 to −3.1 %: a known issue (docs/physics.md, "Bone noise, not photons").
+    @Test(arguments: Array(UInt64(76)...UInt64(83)))
+    func aThickPatientOnTheSecondModelsDetector(seed: UInt64) throws {
+        var s = SecondModelTissueTests.scanner(seed: seed)
+        let (stage, cal) = try s.calibrate()
+        #expect(cal.verdict.accepted, "\(cal.verdict)")
+        let continued = cal.extensionSetAside == nil
+        var thick = PatientSpec()
+        thick.softTissue = 30
+        thick.fatFractionLeft = 0.2
+        thick.fatFractionRight = 0.2
+        let choice = Self.choose(PatientScene(thick), &s, stage: stage, calibration: cal)
+        #expect(choice.mode == .thick, "\(choice.reason)")
+        let current = choice.current(standard: Self.apSpine.tubeCurrentUA)
+        let inThick = try Self.lumbar(thick, current: current, &s, stage: stage, cal: cal)
+        let inStandard = try Self.lumbar(thick, current: Self.apSpine.tubeCurrentUA, &s, stage: stage, cal: cal)
+        print(String(format: "second model's detector, seed %d (mixing %.3f, models %@): 30 g/cm², %@ ×%.1f (%.0f photons, bone SD %.2f g/cm²): L1–L4 %+.2f %% (%d pixels, %d photon-starved); standard mode %+.2f %%",
+                     Int(seed), cal.lowWindowMixing ?? 0, continued ? "continued" : "of the cells alone", choice.mode.rawValue, choice.currentFactor,
+                     choice.predictedDensestCounts ?? .nan, choice.predictedDensestBoneSD ?? .nan, inThick.error * 100, inThick.pixels, inThick.starved,
+                     inStandard.error * 100))
+        #expect(inThick.pixels > 1000)
+        if continued {
+            #expect(abs(inThick.error) <= 0.01)
+        } else {
+            // −0.8 to −1.0 % on seed 79 (its noise), −1.7 % on 77, −3.1 % on 83: within 5 %
+            // always, within 1 % a known issue that may pass.
+            #expect(abs(inThick.error) <= 0.05)
+            withKnownIssue("a calibration whose continuation was set aside reads the thick patient low (issue 10)", isIntermittent: true) {
+                #expect(abs(inThick.error) <= 0.01)
+            }
+        }
+    }
+
+    /// The default patient on that detector: not thick (it counts more photons than the first
+    /// model's: the brightest tenth passes 55,000 in the standard mode and it is scanned thin).
+    @Test func theDefaultPatientOnTheSecondModelsDetectorIsNotThick() throws {
+        var s = SecondModelTissueTests.scanner(seed: 81)
+        let (stage, cal) = try s.calibrate()
+        let choice = Self.choose(PatientScene(), &s, stage: stage, calibration: cal)
+        #expect(choice.mode != .thick, "\(choice.reason)")
+        #expect((choice.predictedDensestBoneSD ?? 1) < ExposureModeChooser().boneNoiseAbove)
+    }
 }
 
 @Suite("Exposure mode rules")
@@ -282,6 +336,38 @@ struct ExposureModeRuleTests {
         #expect(unmixed.currentFactor == 7.5 && unmixed.reason.contains("unmixed"), "\(unmixed.reason)")
         // A detector whose windows do not mix: the same choice as without.
         #expect(Self.choose(low: 300, high: 1000, unmixing: ExposureModeChooser.Unmixing(fraction: 0, airLowOverHigh: 1.2)).mode == .standard)
+    }
+
+    /// The bone noise decides where the photons do not: a detector of κ = 6 (g/cm² × √photon,
+    /// the second physics model's densest cells) at 321 photons has 0.33 g/cm² a pixel, over
+    /// the 0.25 allowed: thick, at 2.5 times (0.21). At 200 photons, 0.42: 2.5 times leaves
+    /// 0.27, so 5 (0.19). A detector of κ = 2.9 (the first model's) at the same photons:
+    /// standard (0.16, 0.21). The photon rule still holds where it is the stricter.
+    @Test func theBoneNoiseDecidesWherePhotonsDoNot() {
+        let noisy = ExposureModeChooser.BoneNoise(cells: [(1, 6)]), quiet = ExposureModeChooser.BoneNoise(cells: [(1, 2.9)])
+        func choose(_ photons: Double, _ noise: ExposureModeChooser.BoneNoise?) -> ExposureModeChooser.Choice {
+            let dark = try? DarkReference(lines: [ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [], samples: [UInt16](repeating: 200, count: 2 * 40))])
+            let line = ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [.xrayOn], samples: (0..<40).flatMap { _ in [UInt16(200 + photons), UInt16(200 + 3 * photons)] })
+            return ExposureModeChooser().choose(scout: [line], scoutPeriodUs: 1_000_000, scoutCurrentUA: 400, dark: dark ?? .empty,
+                                                periodUs: 1_000_000, currentUA: 400, bmi: nil, boneNoise: noise)
+        }
+        let a = choose(321, noisy), b = choose(200, noisy), c = choose(321, quiet), d = choose(200, quiet), e = choose(100, quiet)
+        #expect(a.mode == .thick && a.currentFactor == 2.5 && abs((a.predictedDensestBoneSD ?? 0) - 6 / 321.0.squareRoot()) < 0.001, "\(a.reason)")
+        #expect(a.reason.contains("bone signal") && a.reason.contains("0.33"), "\(a.reason)")
+        #expect(b.mode == .thick && b.currentFactor == 5, "\(b.reason)")
+        #expect(c.mode == .standard && d.mode == .standard, "\(c.reason) / \(d.reason)")
+        #expect(c.reason.contains("bone noise 0.16"), "\(c.reason)")
+        #expect(e.mode == .thick && e.currentFactor == 2.5 && e.reason.contains("fewer than 150"), "\(e.reason)")
+        // Without the calibration's noise per photon: the photons alone, as before.
+        #expect(choose(200, nil).mode == .standard && choose(200, nil).predictedDensestBoneSD == nil)
+        // κ between the cells by their photons per ms·mA (a Gaussian in the logarithm, half a
+        // factor of two wide), the nearest cells beyond them.
+        let two = ExposureModeChooser.BoneNoise(cells: [(1, 6), (100, 2)])
+        #expect(abs((two.kappa(photonsPerMsMA: 0.01) ?? 0) - 6) < 1e-6)
+        #expect(abs((two.kappa(photonsPerMsMA: 10_000) ?? 0) - 2) < 1e-6)
+        #expect(abs((two.kappa(photonsPerMsMA: 10) ?? 0) - 4) < 1e-6)
+        #expect(ExposureModeChooser.BoneNoise(cells: []).kappa(photonsPerMsMA: 1) == nil)
+        #expect(two.boneSD(photons: 0, msMA: 400) == nil && two.boneSD(photons: 100, msMA: 0) == nil)
     }
 
     /// The air beyond a body's edge is left out of the brightest tenth even with the channels'

@@ -224,17 +224,22 @@ public struct SiteExposure: Sendable, Codable, Equatable {
     public var reason: String
     public var predictedDensestCounts: Double?
     public var predictedBrightestCounts: Double?
+    /// The densest tenth's predicted bone noise in the standard mode (g/cm², a pixel's SD), where
+    /// the calibration says the noise per photon (`ExposureModeChooser.BoneNoise`).
+    public var predictedDensestBoneSD: Double?
     public var scoutCapture: String?
 
     public enum CodingKeys: String, CodingKey {
         case mode, reason
         case tubeCurrentUA = "tube_current_ua", predictedDensestCounts = "predicted_densest_counts"
         case predictedBrightestCounts = "predicted_brightest_counts", scoutCapture = "scout_capture"
+        case predictedDensestBoneSD = "predicted_densest_bone_sd_g_cm2"
     }
 
     public init(_ choice: ExposureModeChooser.Choice, tubeCurrentUA: UInt32, scoutCapture: String?) {
         mode = choice.mode; reason = choice.reason; self.tubeCurrentUA = tubeCurrentUA
         predictedDensestCounts = choice.predictedDensestCounts; predictedBrightestCounts = choice.predictedBrightestCounts
+        predictedDensestBoneSD = choice.predictedDensestBoneSD
         self.scoutCapture = scoutCapture
     }
 }

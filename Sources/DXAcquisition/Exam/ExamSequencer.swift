@@ -605,7 +605,7 @@ public actor ExamSequencer {
                 if whole, let dark = try? DarkReference(lines: darkLines) {
                     choice = ExposureModeChooser().choose(scout: scoutLines, scoutPeriodUs: scout.linePeriodUs, scoutCurrentUA: scout.tubeCurrentUA,
                                                           dark: dark, periodUs: scan.linePeriodUs, currentUA: scan.tubeCurrentUA, bmi: bmi,
-                                                          unmixing: cal.unmixing)
+                                                          unmixing: cal.unmixing, boneNoise: cal.boneNoise)
                 } else {
                     choice = ExposureModeChooser().choose(scout: [], scoutPeriodUs: 1, scoutCurrentUA: 1,
                                                           dark: DarkReference.empty, periodUs: 1, currentUA: 1, bmi: bmi)
