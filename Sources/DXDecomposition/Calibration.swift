@@ -200,19 +200,44 @@ public struct Calibration: Sendable, Equatable, Codable {
     /// What a scout needs to predict the bone signal's noise from photons: κ at each of the
     /// phantom's bone cells (`ExposureModeChooser.BoneNoise`), from the fitted bone model's
     /// derivatives and the cells' own variances. Nil for a calibration made before the cells'
-    /// variances were kept, or one without bone cells.
+    /// variances were kept, one without bone cells, and one whose windows mix without the air
+    /// ratio the scout needs to count the unmixed photons (format 6 files made before
+    /// `lowWindowAirRatio` was kept): its scout counts the recorded counts, up to four times the
+    /// unmixed photons behind thick tissue, against which a κ per unmixed photon would predict
+    /// half the noise.
+    ///
+    /// κ² = (∂B/∂u)² + (∂B/∂v)²·var v/var u + 2·(∂B/∂u)(∂B/∂v)·cov(u, v)/var u, with u, v the
+    /// low and high attenuations. Where the low window is unmixed (`LowWindowMixing`), its
+    /// estimate I_L' = I_L − k·I_H (k = f·g, `unmixing`) shares the high window's noise:
+    /// cov(u, v) = −k/I_L' and var u = (I_L' + k(1 + k)·I_H)/I_L'², so with N = 1/var u and
+    /// I_H = 1/var v a pixel, I_L' = (N + √(N² + 4N·k(1 + k)·I_H))/2 and cov/var u = −k·N/I_L'.
+    /// With ∂B/∂u > 0 > ∂B/∂v the term raises κ (about 10 % at the second physics model's
+    /// densest cells). The variance of the soft-tissue ratio R is left out: R comes from the
+    /// tissue averaged beside the bone, an error shared by an ROI's pixels rather than each
+    /// pixel's noise. A cell's variances also carry the channel maps' and the scatter
+    /// correction's share, which scale var u and var v alike and leave κ as it is; they make
+    /// the cell's photons (1/var u a pixel) a little lower than the scout's, which moves only
+    /// the cell a scout's transmission is compared with.
     public var boneNoise: ExposureModeChooser.BoneNoise? {
         guard isWellFormed else { return nil }
+        if let f = lowWindowMixing, f > 0, unmixing == nil { return nil }
+        let k = unmixing.map { $0.fraction * $0.airLowOverHigh } ?? 0
         let model = fastBoneModel
         let h = 1e-5
         let cells: [(photonsPerMsMA: Double, kappa: Double)] = points.compactMap { p in
             guard p.hydroxyapatite > 0, p.varianceLow > 0, p.varianceHigh > 0, p.pixels > 0, p.exposure > 0 else { return nil }
             let dU = (model.bone(p.lLow + h, p.lHigh, p.softRatio) - model.bone(p.lLow - h, p.lHigh, p.softRatio)) / (2 * h)
             let dV = (model.bone(p.lLow, p.lHigh + h, p.softRatio) - model.bone(p.lLow, p.lHigh - h, p.softRatio)) / (2 * h)
-            let kappa = (dU * dU + dV * dV * p.varianceHigh / p.varianceLow).squareRoot()
             // One pixel's photons (the cell's mean has the variance of one pixel over its count)
-            // over one pixel's exposure.
-            let photons = 1 / (p.varianceLow * Double(p.pixels)), msMA = p.exposure / Double(p.pixels)
+            // over one pixel's exposure, and its high window's counts.
+            let photons = 1 / (p.varianceLow * Double(p.pixels)), high = 1 / (p.varianceHigh * Double(p.pixels))
+            let msMA = p.exposure / Double(p.pixels)
+            var covOverVarU = 0.0
+            if k > 0 {
+                let own = (photons + (photons * photons + 4 * photons * k * (1 + k) * high).squareRoot()) / 2
+                if own > 0 { covOverVarU = -k * photons / own }
+            }
+            let kappa = max(0, dU * dU + dV * dV * p.varianceHigh / p.varianceLow + 2 * dU * dV * covOverVarU).squareRoot()
             guard kappa.isFinite, kappa > 0, photons.isFinite, msMA.isFinite else { return nil }
             return (photons / msMA, kappa)
         }

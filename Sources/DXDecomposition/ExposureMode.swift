@@ -36,7 +36,7 @@ public enum ExposureMode: String, Sendable, Codable, CaseIterable, CustomStringC
 ///   the low window (the densest tissue: bone under the most soft tissue). 150 photons keep those
 ///   pixels six times above the 25-photon low-count line and the log's bias under 0.01 %
 ///   (docs/physics.md); thick also when the bone signal there would be noisier than
-///   `boneNoiseAbove` (0.25 g/cm² a pixel), predicted from those photons with the
+///   `boneNoiseAbove` (0.20 g/cm² a pixel), predicted from those photons with the
 ///   calibration's own noise per photon (`BoneNoise`): a detector that separates bone from soft
 ///   tissue less per photon needs more photons for the same noise, which a rule in photons
 ///   alone cannot see;
@@ -51,13 +51,12 @@ public enum ExposureMode: String, Sendable, Codable, CaseIterable, CustomStringC
 public struct ExposureModeChooser: Sendable {
     public var thickBelow = 150.0
     /// The most bone-signal noise (g/cm², one pixel's standard deviation) the densest tenth may
-    /// have in the mode chosen. The photon rule above was set and shown on the first physics
-    /// model, whose thickest tissue reads within 1 % from 131 photons at the densest tenth,
-    /// where its calibration's noise per photon (κ, `BoneNoise`: 2.7–3.0 g/cm² × √photon at
-    /// its densest cells) gives 0.24–0.26 g/cm²; the same noise is asked of every detector
-    /// (docs/physics.md, "Bone noise, not photons"). On the first model the photon rule binds
-    /// (150 photons give 0.22–0.24); on a detector of κ 6 the noise rule asks for 576.
-    public var boneNoiseAbove = 0.25
+    /// have in the mode chosen. Measured (2026-12-07, docs/physics.md "Bone noise, not
+    /// photons"): the ESP under lean 30 g/cm² scanned at fixed currents, ten scans each, on both
+    /// physics models: the first model read L1 +1.77 ± 0.46 % at 0.245, +0.15 % at 0.200; the
+    /// second model's detector +2.05 % at 0.339, +0.80 % at 0.277, −0.08 % (L2, L3 +0.4 %) at
+    /// 0.214. Under about 0.20 the noise's selection stays within about half a percent on both.
+    public var boneNoiseAbove = 0.20
     public var thinAbove = 55_000.0
     /// The share of central pixels that must reach `thickBelow`.
     public var densestShare = 0.1
@@ -80,7 +79,8 @@ public struct ExposureModeChooser: Sendable {
         /// The tube current as a multiple of the protocol's: the mode's, or in the thin mode
         /// less when half the current would still saturate the brightest tenth (never under
         /// `ExposureModeChooser.leastThinFactor`), in the thick mode 5 or 7.5 when 2.5 would
-        /// still starve the densest tenth (never beyond the ICD's current).
+        /// still leave the densest tenth short of photons or with too noisy a bone signal (never
+        /// beyond the ICD's current).
         public var currentFactor: Double
 
         public enum CodingKeys: String, CodingKey {
@@ -113,7 +113,7 @@ public struct ExposureModeChooser: Sendable {
     }
 
     /// The thick mode's current factors: 2.5, or the next that brings the densest tenth to
-    /// `thickBelow` photons (`choose`).
+    /// `thickBelow` photons and its bone noise to `boneNoiseAbove` (`choose`).
     static let thickSteps = [2.5, 5, 7.5]
 
     /// The thin mode lowers the current below half as far as this, when half would still
@@ -146,8 +146,10 @@ public struct ExposureModeChooser: Sendable {
     /// window's photons (the unmixed window's where the windows mix), from the fitted bone
     /// model's derivatives and the cell's variances of (L_low, L_high):
     /// κ² = (∂B/∂L_low)² + (∂B/∂L_high)²·var L_high / var L_low (the cell's pixel count cancels).
-    /// It grows with the tissue (the first physics model 2.0 at its thinnest cell to 3.0 at
-    /// its densest; the second model's detector 3.1 to 6.3). The scout's densest tenth takes the
+    /// It grows with the tissue (the first physics model about 2.0 at its thinnest bone cell to
+    /// 3.0 at its densest; the second model's detector about 3.4 to 6.3, with its windows'
+    /// covariance more). Beyond the densest cell κ is continued along the cells' own trend
+    /// (`kappa(photonsPerMsMA:)`): a patient denser than the phantom is noisier per photon. The scout's densest tenth takes the
     /// κ of the cells that pass as many photons per ms·mA as it does (`kappa(photonsPerMsMA:)`).
     public struct BoneNoise: Sendable, Equatable {
         /// Per cell: the low window's photons one pixel gets per ms·mA of exposure, and κ.
@@ -160,11 +162,25 @@ public struct ExposureModeChooser: Sendable {
         }
 
         /// κ where a pixel gets `photonsPerMsMA`: the cells weighted by how near their
-        /// transmission is (a Gaussian in the logarithm, half a factor of two wide); beyond the
-        /// cells' range the nearest cells decide. Nil without cells.
+        /// transmission is (a Gaussian in the logarithm, half a factor of two wide). Beyond the
+        /// densest cell, that value continued by the least-squares slope of κ against the
+        /// logarithm over all cells where κ rises as the transmission falls; beyond the thinnest,
+        /// the nearest cells decide (κ falls that way: the prediction errs high). Nil without
+        /// cells.
         public func kappa(photonsPerMsMA: Double) -> Double? {
             guard !cells.isEmpty, photonsPerMsMA > 0, photonsPerMsMA.isFinite else { return cells.map(\.kappa).max() }
-            let target = log(photonsPerMsMA)
+            let logs = cells.map { log($0.photonsPerMsMA) }
+            if let least = logs.min(), log(photonsPerMsMA) < least, let at = interpolated(least) {
+                let n = Double(cells.count), mx = logs.reduce(0, +) / n, my = cells.reduce(0) { $0 + $1.kappa } / n
+                let sxx = logs.reduce(0) { $0 + ($1 - mx) * ($1 - mx) }
+                let sxy = zip(logs, cells).reduce(0) { $0 + ($1.0 - mx) * ($1.1.kappa - my) }
+                let slope = sxx > 0 ? sxy / sxx : 0
+                return slope < 0 ? at + slope * (log(photonsPerMsMA) - least) : at
+            }
+            return interpolated(log(photonsPerMsMA))
+        }
+
+        private func interpolated(_ target: Double) -> Double? {
             let nearest = cells.map { abs(log($0.photonsPerMsMA) - target) }.min() ?? 0
             let width = 0.5 * log(2.0)
             var sum = 0.0, total = 0.0
@@ -226,46 +242,54 @@ public struct ExposureModeChooser: Sendable {
         // of it (σ falls as the square root of the photons).
         let msMA = Double(periodUs) / 1000 * Double(currentUA) / 1000
         let boneSD = boneNoise?.boneSD(photons: densest, msMA: msMA)
-        func starved(_ factor: Double) -> Bool {
-            densest * factor < thickBelow || (boneSD.map { $0 / factor.squareRoot() > boneNoiseAbove } ?? false)
+        // What the densest tenth lacks at a current factor, in words (nil: nothing): the
+        // photons, the bone noise, or both.
+        func shortfall(_ factor: Double) -> String? {
+            let photons = densest * factor, sd = boneSD.map { $0 / factor.squareRoot() }
+            let few = photons < thickBelow, noisy = sd.map { $0 > boneNoiseAbove } ?? false
+            let window = unmixing == nil ? "" : " in its unmixed low window"
+            switch (few, noisy) {
+            case (false, false): return nil
+            case (true, false): return String(format: "%.0f photons (fewer than %.0f)%@", photons, thickBelow, window)
+            case (false, true): return String(format: "a bone noise of %.2f g/cm² a pixel (more than %.2f) from its %.0f photons%@", sd ?? 0, boneNoiseAbove, photons, window)
+            case (true, true): return String(format: "%.0f photons (fewer than %.0f)%@ and a bone noise of %.2f g/cm² a pixel (more than %.2f)",
+                                             photons, thickBelow, window, sd ?? 0, boneNoiseAbove)
+            }
         }
         let mode: ExposureMode
         var reason: String
         // A mode is taken only if it does not break the other limit: thick must not saturate
         // the brightest tenth, thin must not starve the densest.
         let thickFactor = ExposureMode.thick.currentFactor, thinFactor = ExposureMode.thin.currentFactor
-        if starved(1) && brightest * thickFactor <= thinAbove {
+        if let lack = shortfall(1), brightest * thickFactor <= thinAbove {
             mode = .thick
-            reason = densest < thickBelow
-                ? String(format: "the densest tenth would get %.0f photons in the standard mode (fewer than %.0f)", densest, thickBelow)
-                    + (unmixing == nil ? "" : " in its unmixed low window")
-                : String(format: "the densest tenth's bone signal would have a noise of %.2f g/cm² a pixel in the standard mode (more than %.2f) from its %.0f photons",
-                         boneSD ?? 0, boneNoiseAbove, densest) + (unmixing == nil ? "" : " in its unmixed low window")
+            reason = "the densest tenth would get " + lack + " in the standard mode"
         } else if brightest > thinAbove {
             // Saturation loses a pixel's number and the soft-tissue reference beside bone with it;
             // fewer photons only add noise (counted, and corrected below 25). So thin, even when
-            // it leaves the densest tenth under `thickBelow`, and the record says so.
+            // it leaves the densest tenth short, and the record says so.
             mode = .thin
-            reason = densest * thinFactor >= thickBelow
-                ? String(format: "the brightest tenth would count %.0f in the standard mode (more than %.0f)", brightest, thinAbove)
-                : String(format: "the brightest tenth would count %.0f in the standard mode (more than %.0f), and the densest tenth gets %.0f photons in the thin mode: no mode keeps both in range, and saturation would lose numbers where fewer photons only add noise",
-                         brightest, thinAbove, densest * thinFactor)
+            reason = String(format: "the brightest tenth would count %.0f in the standard mode (more than %.0f)", brightest, thinAbove)
+            if let lack = shortfall(thinFactor) {
+                reason += ", and the densest tenth gets " + lack + " in the thin mode: no mode keeps both in range, and saturation would lose numbers where fewer photons only add noise"
+            }
         } else {
             mode = .standard
             reason = String(format: "the densest tenth would get %.0f photons, the brightest tenth count %.0f", densest, brightest)
                 + (unmixing == nil ? "" : " (the densest tenth's photons in its unmixed low window)")
                 + (boneSD.map { String(format: "; its bone noise %.2f g/cm² a pixel", $0) } ?? "")
-            if starved(1) {
-                reason += String(format: "; the thick mode would bring the brightest tenth over %.0f", thinAbove)
+            if let lack = shortfall(1) {
+                reason += String(format: "; the densest tenth gets %@, but the thick mode would bring the brightest tenth over %.0f", lack, thinAbove)
             }
         }
         // Thin: half the current, or less if half would still reach `thinAbove`. Thick: 2.5
-        // times, or 5 or 7.5 where 2.5 would still leave the densest tenth under `thickBelow` (a
-        // patient of 34 g/cm² got 62 photons there at 2.5 times and read L1–L4 +6.1 %, +1.0 %
-        // at 7.5 times; docs/physics.md): steps, not a continuous factor, so that the scout's
-        // few counts (it takes a tenth of the period) do not give the same patient another
-        // current at every visit. Never beyond the ICD's highest current or what would bring the
-        // brightest tenth to `thinAbove`.
+        // times, or 5 or 7.5 where 2.5 would still leave the densest tenth short of photons or
+        // with too noisy a bone signal (a patient of 34 g/cm² got 62 photons there at 2.5 times
+        // and read L1–L4 +6.1 %, +1.0 % at 7.5 times; docs/physics.md): steps, not a continuous
+        // factor, so that the scout's few counts (it takes a tenth of the period) do not give
+        // the same patient another current at every visit. Never beyond the ICD's highest
+        // current or what would bring the brightest tenth to `thinAbove`; where the steps end
+        // short, the reason says what is still lacking.
         var factor: Double
         var limit = ""
         switch mode {
@@ -274,7 +298,7 @@ public struct ExposureModeChooser: Sendable {
         case .thick:
             let icd = Double(ExposureMode.maximumCurrentUA) / Double(max(currentUA, 1)), bright = thinAbove / max(brightest, 1)
             factor = thickFactor
-            for step in Self.thickSteps where factor < step && starved(factor) {
+            for step in Self.thickSteps where factor < step && shortfall(factor) != nil {
                 guard step <= min(icd, bright) else {
                     limit = step > icd ? " (the ICD's 3 mA allows no more)" : String(format: " (the brightest tenth would reach %.0f)", thinAbove)
                     break
@@ -282,6 +306,7 @@ public struct ExposureModeChooser: Sendable {
                 factor = step
             }
             factor = min(factor, icd)
+            if let lack = shortfall(factor) { limit += "; still " + lack + " at that current" }
         }
         let scaled = (mode == .thin && factor < thinFactor) || (mode == .thick && factor != thickFactor)
         if scaled { reason += String(format: "; current ×%.2f", factor) + limit } else if !limit.isEmpty { reason += limit }

@@ -279,26 +279,31 @@ struct ExposureModeTests {
                      choice.predictedDensestCounts ?? .nan, choice.predictedDensestBoneSD ?? .nan, inThick.error * 100, inThick.pixels, inThick.starved,
                      inStandard.error * 100))
         #expect(inThick.pixels > 1000)
+        // The units whose calibration sets its continuation aside are known (3 of 30 in seeds
+        // 60–89): another here means the calibration changed.
+        #expect(continued == ![77, 79, 83].contains(seed), "seed \(seed): continuation \(continued ? "kept" : "set aside")")
         if continued {
             #expect(abs(inThick.error) <= 0.01)
         } else {
-            // −0.8 to −1.0 % on seed 79 (its noise), −1.7 % on 77, −3.1 % on 83: within 5 %
-            // always, within 1 % a known issue that may pass.
+            // −1.7 % on seed 77 and −3.1 % on 83 every time; −0.8 to −1.0 % on 79, by its noise.
             #expect(abs(inThick.error) <= 0.05)
-            withKnownIssue("a calibration whose continuation was set aside reads the thick patient low (issue 10)", isIntermittent: true) {
+            withKnownIssue("a calibration whose continuation was set aside reads the thick patient low (issue 10)", isIntermittent: seed == 79) {
                 #expect(abs(inThick.error) <= 0.01)
             }
         }
     }
 
-    /// The default patient on that detector: not thick (it counts more photons than the first
-    /// model's: the brightest tenth passes 55,000 in the standard mode and it is scanned thin).
-    @Test func theDefaultPatientOnTheSecondModelsDetectorIsNotThick() throws {
+    /// The default patient (18 g/cm²) on that detector: thin (it counts more photons than the
+    /// first model's: the brightest tenth passes 55,000 in the standard mode), and its densest
+    /// tenth's bone noise within the limit at the thin mode's current.
+    @Test func theDefaultPatientOnTheSecondModelsDetectorIsThin() throws {
         var s = SecondModelTissueTests.scanner(seed: 81)
         let (stage, cal) = try s.calibrate()
         let choice = Self.choose(PatientScene(), &s, stage: stage, calibration: cal)
-        #expect(choice.mode != .thick, "\(choice.reason)")
-        #expect((choice.predictedDensestBoneSD ?? 1) < ExposureModeChooser().boneNoiseAbove)
+        #expect(choice.mode == .thin, "\(choice.reason)")
+        let sd = try #require(choice.predictedDensestBoneSD)
+        #expect(sd / choice.currentFactor.squareRoot() < ExposureModeChooser().boneNoiseAbove, "\(choice.reason)")
+        #expect(!choice.reason.contains("no mode keeps both"), "\(choice.reason)")
     }
 }
 
@@ -340,9 +345,9 @@ struct ExposureModeRuleTests {
 
     /// The bone noise decides where the photons do not: a detector of κ = 6 (g/cm² × √photon,
     /// the second physics model's densest cells) at 321 photons has 0.33 g/cm² a pixel, over
-    /// the 0.25 allowed: thick, at 2.5 times (0.21). At 200 photons, 0.42: 2.5 times leaves
-    /// 0.27, so 5 (0.19). A detector of κ = 2.9 (the first model's) at the same photons:
-    /// standard (0.16, 0.21). The photon rule still holds where it is the stricter.
+    /// the 0.20 allowed: thick, and at 5 times (2.5 leaves 0.21). At 600 photons, 0.24: 2.5
+    /// times (0.15). A detector of κ = 2.9 (the first model's) at 321 photons: standard (0.16);
+    /// at 200, 0.205: thick at 2.5 times. The photon rule still holds where it is the stricter.
     @Test func theBoneNoiseDecidesWherePhotonsDoNot() {
         let noisy = ExposureModeChooser.BoneNoise(cells: [(1, 6)]), quiet = ExposureModeChooser.BoneNoise(cells: [(1, 2.9)])
         func choose(_ photons: Double, _ noise: ExposureModeChooser.BoneNoise?) -> ExposureModeChooser.Choice {
@@ -351,23 +356,54 @@ struct ExposureModeRuleTests {
             return ExposureModeChooser().choose(scout: [line], scoutPeriodUs: 1_000_000, scoutCurrentUA: 400, dark: dark ?? .empty,
                                                 periodUs: 1_000_000, currentUA: 400, bmi: nil, boneNoise: noise)
         }
-        let a = choose(321, noisy), b = choose(200, noisy), c = choose(321, quiet), d = choose(200, quiet), e = choose(100, quiet)
-        #expect(a.mode == .thick && a.currentFactor == 2.5 && abs((a.predictedDensestBoneSD ?? 0) - 6 / 321.0.squareRoot()) < 0.001, "\(a.reason)")
-        #expect(a.reason.contains("bone signal") && a.reason.contains("0.33"), "\(a.reason)")
-        #expect(b.mode == .thick && b.currentFactor == 5, "\(b.reason)")
-        #expect(c.mode == .standard && d.mode == .standard, "\(c.reason) / \(d.reason)")
-        #expect(c.reason.contains("bone noise 0.16"), "\(c.reason)")
+        let a = choose(321, noisy), b = choose(600, noisy), c = choose(321, quiet), d = choose(200, quiet), e = choose(100, quiet)
+        #expect(a.mode == .thick && a.currentFactor == 5 && abs((a.predictedDensestBoneSD ?? 0) - 6 / 321.0.squareRoot()) < 0.001, "\(a.reason)")
+        #expect(a.reason.contains("bone noise of 0.33") && !a.reason.contains("fewer than"), "\(a.reason)")
+        #expect(b.mode == .thick && b.currentFactor == 2.5, "\(b.reason)")
+        #expect(c.mode == .standard && c.reason.contains("bone noise 0.16"), "\(c.reason)")
+        #expect(d.mode == .thick && d.currentFactor == 2.5 && d.reason.contains("bone noise of 0.21"), "\(d.reason)")
         #expect(e.mode == .thick && e.currentFactor == 2.5 && e.reason.contains("fewer than 150"), "\(e.reason)")
+        // Both short: 110 photons and κ 6 (0.57 g/cm²): both said; 2.5 times gives 275 photons
+        // but 0.36 g/cm², 5 times 0.26, 7.5 times 0.21: the noise raises the step to the last,
+        // and the reason says what is still lacking there.
+        let f = choose(110, noisy)
+        #expect(f.mode == .thick && f.currentFactor == 7.5, "\(f.reason)")
+        #expect(f.reason.contains("110 photons (fewer than 150)") && f.reason.contains("bone noise of 0.57") && f.reason.contains("still a bone noise of 0.21"),
+                "\(f.reason)")
+        // 30 photons of κ 6 (1.10 g/cm²): 7.5 times leaves 0.40: said.
+        let g = choose(30, noisy)
+        #expect(g.mode == .thick && g.currentFactor == 7.5 && g.reason.contains("still a bone noise of 0.40"), "\(g.reason)")
+        // The ICD's 3 mA: at 1 mA standard only 3 times is allowed (2.5): still short, said.
+        let dark = try? DarkReference(lines: [ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [], samples: [UInt16](repeating: 200, count: 2 * 40))])
+        let line = ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [.xrayOn], samples: (0..<40).flatMap { _ in [UInt16(200 + 200), UInt16(200 + 600)] })
+        let icd = ExposureModeChooser().choose(scout: [line], scoutPeriodUs: 400_000, scoutCurrentUA: 1000, dark: dark ?? .empty,
+                                               periodUs: 400_000, currentUA: 1000, bmi: nil, boneNoise: noisy)
+        #expect(icd.mode == .thick && icd.currentFactor == 2.5 && icd.reason.contains("3 mA") && icd.reason.contains("still a bone noise"), "\(icd.reason)")
         // Without the calibration's noise per photon: the photons alone, as before.
         #expect(choose(200, nil).mode == .standard && choose(200, nil).predictedDensestBoneSD == nil)
         // κ between the cells by their photons per ms·mA (a Gaussian in the logarithm, half a
-        // factor of two wide), the nearest cells beyond them.
+        // factor of two wide); beyond the densest cell continued along the cells' slope (here
+        // −4 per ln 100: 0.01 is as far beyond as 100 is from 1, so 6 + 4); beyond the thinnest
+        // the nearest.
         let two = ExposureModeChooser.BoneNoise(cells: [(1, 6), (100, 2)])
-        #expect(abs((two.kappa(photonsPerMsMA: 0.01) ?? 0) - 6) < 1e-6)
+        #expect(abs((two.kappa(photonsPerMsMA: 0.01) ?? 0) - 10) < 1e-6)
         #expect(abs((two.kappa(photonsPerMsMA: 10_000) ?? 0) - 2) < 1e-6)
+        // κ that falls as the transmission falls (not a detector's, but a calibration's noise
+        // may say so): not continued downwards.
+        let odd = ExposureModeChooser.BoneNoise(cells: [(1, 2), (100, 6)])
+        #expect(abs((odd.kappa(photonsPerMsMA: 0.01) ?? 0) - 2) < 1e-6)
         #expect(abs((two.kappa(photonsPerMsMA: 10) ?? 0) - 4) < 1e-6)
         #expect(ExposureModeChooser.BoneNoise(cells: []).kappa(photonsPerMsMA: 1) == nil)
         #expect(two.boneSD(photons: 0, msMA: 400) == nil && two.boneSD(photons: 100, msMA: 0) == nil)
+        // Thin when the brightest tenth saturates, even where the thin mode's photons leave the
+        // densest tenth's bone noise over the limit: said. A line of 60,000 counts in 20 channels
+        // and 300 in the other 20 (all central): brightest over 55,000; the densest 300 photons
+        // of κ 6 get 150 at half the current, 0.49 g/cm².
+        let mixed = ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [.xrayOn],
+                             samples: (0..<40).flatMap { c in c % 2 == 0 ? [UInt16(200 + 300), UInt16(200 + 900)] : [UInt16(60_200), UInt16(60_200)] })
+        let thin = ExposureModeChooser().choose(scout: [mixed], scoutPeriodUs: 1_000_000, scoutCurrentUA: 400, dark: dark ?? .empty,
+                                                periodUs: 1_000_000, currentUA: 400, bmi: nil, boneNoise: noisy)
+        #expect(thin.mode == .thin && thin.reason.contains("no mode keeps both") && thin.reason.contains("bone noise of 0.49"), "\(thin.reason)")
     }
 
     /// The air beyond a body's edge is left out of the brightest tenth even with the channels'

@@ -25,15 +25,15 @@ struct SecondModelTissueTests {
     /// "The matrix in the exam's own lines").
     static let notYetMet: [(Double, Double, Double)] = []
     /// The second model's detector, in the exam's own lines, ten scans each: lean 10 (L1 −1.04 %),
-    /// the fat gradients at lean 15 (L1 −1.19 and −1.29 %), lean 20 fat 6 (L1 −1.02 %), lean 30
-    /// (L1 +1.09 ± 0.46 % in the thick mode its bone noise asks for since 2026-12-07; +3.37 %
-    /// in the standard mode its photons alone had chosen) and lean 30 fat 6 (L1 −1.53 ± 0.41 %
-    /// at 7.5 times, where 2.5 times read +0.02 ± 0.76 %: the noise's selection, positive, had
-    /// hidden the model's bias there). Lean 10 (−1.04 ± 0.08) and lean 20 fat 6 (−1.02 ± 0.33)
-    /// are within their standard errors of the limit; lean 25 fat 3 is met because the noise's
-    /// selection (positive) offsets the model's bias (negative: −1.2 to −1.4 % with more photons).
+    /// the fat gradients at lean 15 (L1 −1.19 and −1.29 %), lean 20 fat 6 (L1 −1.02 %) and lean
+    /// 30 fat 6 (L1 −1.53 ± 0.41 % at 7.5 times, where 2.5 times read +0.02 ± 0.76 %: the noise's
+    /// selection, positive, had hidden the model's bias there). Lean 10 (−1.04 ± 0.08) and lean
+    /// 20 fat 6 (−1.02 ± 0.33) are within their standard errors of the limit. Since the bone
+    /// noise is judged (2026-12-07) lean 30 is scanned at 5 times (2.5 for some scouts) and met
+    /// (L1 −0.03 %, was +3.37 % in the standard mode), lean 25 fat 3 at 2.5 times (−0.97 ±
+    /// 0.29 %: the model's bias, no longer offset by the noise's selection).
     static let notYetMetSecond: [(Double, Double, Double)] = [
-        (10, 0, 0), (15, 6, 0), (15, 9, 3), (20, 6, 6), (30, 0, 0), (30, 6, 6),
+        (10, 0, 0), (15, 6, 0), (15, 9, 3), (20, 6, 6), (30, 6, 6),
     ]
 
     @Test(arguments: ["kramers", "cdte"])
@@ -75,16 +75,15 @@ struct SecondModelTissueTests {
         // The calibration's bone noise per photon (κ = σ_bone·√photons at its bone cells): the
         // second model's detector separates bone from soft tissue less per photon (its low
         // window counts higher energies), so needs more photons for the same noise; on the
-        // first model the photon rule (150) is always the stricter (κ/√150 under 0.25).
+        // first model the photon rule (150) is the stricter at all but its densest cells.
         let noise = try #require(cal.boneNoise)
         let kappas = noise.cells.map(\.kappa)
         let (least, most) = (kappas.min() ?? .nan, kappas.max() ?? .nan)
         print(String(format: "%@ bone noise per photon κ over %d bone cells: %.2f … %.2f g/cm²·√photon", model, kappas.count, least, most))
         if model == "cdte" {
-            #expect(least > 2.8 && most < 7.5 && most > 5, "\(kappas)")
+            #expect(least > 3.2 && most < 7.5 && most > 5.5, "\(kappas)")
         } else {
             #expect(least > 1.8 && most < 3.2, "\(kappas)")
-            #expect(most / ExposureModeChooser().thickBelow.squareRoot() < ExposureModeChooser().boneNoiseAbove)
         }
         // lean, fat left, fat right; each in the exposure mode the exam's scout chooses.
         let cases: [(Double, Double, Double)] = [
@@ -99,6 +98,7 @@ struct SecondModelTissueTests {
             var sums: [String: Double] = [:], squares: [String: Double] = [:]
             var mode = ""
             var modes = Set<String>()
+            var predictions: [(photons: Double, sd: Double)] = []
             // `DEXA_MATRIX_SCANS`: how many scans each case's mean takes (10).
             let scans = Int(ProcessInfo.processInfo.environment["DEXA_MATRIX_SCANS"] ?? "") ?? 10
             for _ in 0..<scans {
@@ -107,6 +107,7 @@ struct SecondModelTissueTests {
                 mode = String(format: "%@ ×%.2f, densest %.0f (bone SD %.2f), brightest %.0f", choice.mode.rawValue, choice.currentFactor,
                               choice.predictedDensestCounts ?? .nan, choice.predictedDensestBoneSD ?? .nan, choice.predictedBrightestCounts ?? .nan)
                 modes.insert(String(format: "%@ ×%.2f", choice.mode.rawValue, choice.currentFactor))
+                predictions.append((choice.predictedDensestCounts ?? .nan, choice.predictedDensestBoneSD ?? .nan))
                 for (k, v) in bmd { sums[k, default: 0] += v / Double(scans); squares[k, default: 0] += v * v / Double(scans) }
             }
             var line: [String] = []
@@ -123,7 +124,18 @@ struct SecondModelTissueTests {
             // issues, the rest are held to it.
             #expect(errors.allSatisfy { $0.isFinite }, "lean \(lean) fat \(left)→\(right): \(line)")
             // One mode for every scan of a case, so that its mean is of one exposure.
-            #expect(modes.count == 1, "lean \(lean) fat \(left)→\(right): \(modes)")
+            // One mode for every scan of a case, so that its mean is of one exposure; unless the
+            // scouts' predictions straddle one of the rule's limits (a case on the edge of a
+            // step: each scout's few counts decide it, as they would a patient's at each visit).
+            let rule = ExposureModeChooser()
+            var straddled = false
+            for f in [1.0, 2.5, 5.0] {
+                let photons = predictions.map { $0.photons * f }.filter(\.isFinite), sds = predictions.map { $0.sd / f.squareRoot() }.filter(\.isFinite)
+                if let lo = photons.min(), let hi = photons.max(), lo <= rule.thickBelow, rule.thickBelow <= hi { straddled = true }
+                if let lo = sds.min(), let hi = sds.max(), lo <= rule.boneNoiseAbove, rule.boneNoiseAbove <= hi { straddled = true }
+            }
+            #expect(modes.count == 1 || straddled, "lean \(lean) fat \(left)→\(right): \(modes), predictions \(predictions)")
+            if modes.count > 1 { print("lean \(lean) fat \(left)→\(right): scanned in \(modes.sorted()): the scouts' predictions straddle a limit (\(predictions.map { String(format: "%.0f / %.3f", $0.photons, $0.sd) }))") }
             let open = (model == "cdte" ? Self.notYetMetSecond : Self.notYetMet).contains { $0 == (lean, left, right) }
             if reduced {
                 // Printed only.
