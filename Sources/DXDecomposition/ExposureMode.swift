@@ -144,8 +144,8 @@ public struct ExposureModeChooser: Sendable {
     /// A detector's bone-signal noise per photon, from its calibration's cells: at each cell
     /// κ = σ_bone·√N_L, one pixel's bone standard deviation times the square root of its low
     /// window's photons (the unmixed window's where the windows mix), from the fitted bone
-    /// model's derivatives and the cell's variances of (L_low, L_high):
-    /// κ² = (∂B/∂L_low)² + (∂B/∂L_high)²·var L_high / var L_low (the cell's pixel count cancels).
+    /// model's derivatives and the cell's variances and covariance of (L_low, L_high)
+    /// (`Calibration.boneNoise`; the cell's pixel count cancels).
     /// It grows with the tissue (the first physics model about 2.0 at its thinnest bone cell to
     /// 3.0 at its densest; the second model's detector about 3.4 to 6.3, with its windows'
     /// covariance more). Beyond the densest cell κ is continued along the cells' own trend
@@ -270,7 +270,9 @@ public struct ExposureModeChooser: Sendable {
             // it leaves the densest tenth short, and the record says so.
             mode = .thin
             reason = String(format: "the brightest tenth would count %.0f in the standard mode (more than %.0f)", brightest, thinAbove)
-            if let lack = shortfall(thinFactor) {
+            // Judged at the current the thin mode takes (half, or less where half would still
+            // reach `thinAbove`; below).
+            if let lack = shortfall(max(leastThinFactor, min(thinFactor, thinAbove / max(brightest, 1)))) {
                 reason += ", and the densest tenth gets " + lack + " in the thin mode: no mode keeps both in range, and saturation would lose numbers where fewer photons only add noise"
             }
         } else {
@@ -297,8 +299,10 @@ public struct ExposureModeChooser: Sendable {
         case .standard: factor = 1
         case .thick:
             let icd = Double(ExposureMode.maximumCurrentUA) / Double(max(currentUA, 1)), bright = thinAbove / max(brightest, 1)
-            factor = thickFactor
-            for step in Self.thickSteps where factor < step && shortfall(factor) != nil {
+            // A protocol current over 1.2 mA leaves the ICD's 3 mA under 2.5 times.
+            factor = min(thickFactor, icd)
+            if icd < thickFactor { limit = " (the ICD's 3 mA allows no more)" }
+            for step in Self.thickSteps where factor < step && icd >= thickFactor && shortfall(factor) != nil {
                 guard step <= min(icd, bright) else {
                     limit = step > icd ? " (the ICD's 3 mA allows no more)" : String(format: " (the brightest tenth would reach %.0f)", thinAbove)
                     break

@@ -255,10 +255,11 @@ struct ExposureModeTests {
     /// (`ExposureModeChooser.BoneNoise`): every unit is scanned thick, most for their bone noise
     /// where their photons alone (150–360) pass the photon rule. Where the calibration kept its
     /// models continued by the phantom's spectra, L1–L4 reads within 1 % (the standard mode
-    /// reads up to +2.5 %: the noise's selection). Where the calibration set the continuation
+    /// reads up to +3.1 %: the noise's selection). Where the calibration set the continuation
     /// aside (its continued models failed the acceptance rule on the phantom's cells: seeds
     /// 77, 79 and 83, 3 of 30 units in seeds 60–89) the cells alone read the patient low, by
-    /// −1.0 to −3.1 %: a known issue (docs/physics.md, "Bone noise, not photons").
+    /// −1.3 to −3.1 % (seed 79 −0.8 to −1.3 % by its noise): a known issue (docs/physics.md,
+    /// "Bone noise, not photons").
     @Test(arguments: Array(UInt64(76)...UInt64(83)))
     func aThickPatientOnTheSecondModelsDetector(seed: UInt64) throws {
         var s = SecondModelTissueTests.scanner(seed: seed)
@@ -274,9 +275,10 @@ struct ExposureModeTests {
         let current = choice.current(standard: Self.apSpine.tubeCurrentUA)
         let inThick = try Self.lumbar(thick, current: current, &s, stage: stage, cal: cal)
         let inStandard = try Self.lumbar(thick, current: Self.apSpine.tubeCurrentUA, &s, stage: stage, cal: cal)
-        print(String(format: "second model's detector, seed %d (mixing %.3f, models %@): 30 g/cm², %@ ×%.1f (%.0f photons, bone SD %.2f g/cm²): L1–L4 %+.2f %% (%d pixels, %d photon-starved); standard mode %+.2f %%",
+        print(String(format: "second model's detector, seed %d (mixing %.3f, models %@): 30 g/cm², %@ ×%.1f (%.0f photons, bone SD %.2f g/cm², κ %.2f): L1–L4 %+.2f %% (%d pixels, %d photon-starved); standard mode %+.2f %%",
                      Int(seed), cal.lowWindowMixing ?? 0, continued ? "continued" : "of the cells alone", choice.mode.rawValue, choice.currentFactor,
-                     choice.predictedDensestCounts ?? .nan, choice.predictedDensestBoneSD ?? .nan, inThick.error * 100, inThick.pixels, inThick.starved,
+                     choice.predictedDensestCounts ?? .nan, choice.predictedDensestBoneSD ?? .nan,
+                     (choice.predictedDensestBoneSD ?? .nan) * (choice.predictedDensestCounts ?? .nan).squareRoot(), inThick.error * 100, inThick.pixels, inThick.starved,
                      inStandard.error * 100))
         #expect(inThick.pixels > 1000)
         // The units whose calibration sets its continuation aside are known (3 of 30 in seeds
@@ -285,7 +287,7 @@ struct ExposureModeTests {
         if continued {
             #expect(abs(inThick.error) <= 0.01)
         } else {
-            // −1.7 % on seed 77 and −3.1 % on 83 every time; −0.8 to −1.0 % on 79, by its noise.
+            // −1.7 % on seed 77 and −3.1 % on 83 every time; −0.8 to −1.3 % on 79, by its noise.
             #expect(abs(inThick.error) <= 0.05)
             withKnownIssue("a calibration whose continuation was set aside reads the thick patient low (issue 10)", isIntermittent: seed == 79) {
                 #expect(abs(inThick.error) <= 0.01)
@@ -397,13 +399,13 @@ struct ExposureModeRuleTests {
         #expect(two.boneSD(photons: 0, msMA: 400) == nil && two.boneSD(photons: 100, msMA: 0) == nil)
         // Thin when the brightest tenth saturates, even where the thin mode's photons leave the
         // densest tenth's bone noise over the limit: said. A line of 60,000 counts in 20 channels
-        // and 300 in the other 20 (all central): brightest over 55,000; the densest 300 photons
-        // of κ 6 get 150 at half the current, 0.49 g/cm².
+        // and 320 in the other 20 (all central): brightest over 55,000; the densest 320 photons
+        // of κ 6 get 160 at half the current, 0.47 g/cm².
         let mixed = ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [.xrayOn],
-                             samples: (0..<40).flatMap { c in c % 2 == 0 ? [UInt16(200 + 300), UInt16(200 + 900)] : [UInt16(60_200), UInt16(60_200)] })
+                             samples: (0..<40).flatMap { c in c % 2 == 0 ? [UInt16(200 + 320), UInt16(200 + 960)] : [UInt16(60_200), UInt16(60_200)] })
         let thin = ExposureModeChooser().choose(scout: [mixed], scoutPeriodUs: 1_000_000, scoutCurrentUA: 400, dark: dark ?? .empty,
                                                 periodUs: 1_000_000, currentUA: 400, bmi: nil, boneNoise: noisy)
-        #expect(thin.mode == .thin && thin.reason.contains("no mode keeps both") && thin.reason.contains("bone noise of 0.49"), "\(thin.reason)")
+        #expect(thin.mode == .thin && thin.reason.contains("no mode keeps both") && thin.reason.contains("bone noise of 0.47") && !thin.reason.contains("fewer than"), "\(thin.reason)")
     }
 
     /// The air beyond a body's edge is left out of the brightest tenth even with the channels'
