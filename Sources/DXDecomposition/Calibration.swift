@@ -223,11 +223,9 @@ public struct Calibration: Sendable, Equatable, Codable {
         if let f = lowWindowMixing, f > 0, unmixing == nil { return nil }
         let k = unmixing.map { $0.fraction * $0.airLowOverHigh } ?? 0
         let model = fastBoneModel
-        let h = 1e-5
         let cells: [(photonsPerMsMA: Double, kappa: Double)] = points.compactMap { p in
             guard p.hydroxyapatite > 0, p.varianceLow > 0, p.varianceHigh > 0, p.pixels > 0, p.exposure > 0 else { return nil }
-            let dU = (model.bone(p.lLow + h, p.lHigh, p.softRatio) - model.bone(p.lLow - h, p.lHigh, p.softRatio)) / (2 * h)
-            let dV = (model.bone(p.lLow, p.lHigh + h, p.softRatio) - model.bone(p.lLow, p.lHigh - h, p.softRatio)) / (2 * h)
+            let (dU, dV, _) = model.slopes(p.lLow, p.lHigh, p.softRatio)
             // One pixel's photons (the cell's mean has the variance of one pixel over its count)
             // over one pixel's exposure, and its high window's counts.
             let photons = 1 / (p.varianceLow * Double(p.pixels)), high = 1 / (p.varianceHigh * Double(p.pixels))
@@ -548,6 +546,16 @@ public struct Calibration: Sendable, Equatable, Codable {
             let fvv = x * (2 * b.5 + 2 * r * b.11 + 6 * v * b.13)
             let varX = varU + r * r * varV - 2 * r * covUV, covXV = covUV - r * varV
             return bone(u, v, r) - 0.5 * (fxx * varX + 2 * fxv * covXV + fvv * varV)
+        }
+
+        /// The bone model's slopes at (u, v, r) by central differences (step 1e-5): how a pixel's
+        /// noise in each attenuation and in the soft-tissue ratio carries into its bone mineral
+        /// (the acceptance rule's photon noise, `CalibrationVerdict`; a scout's noise per photon,
+        /// `Calibration.boneNoise`).
+        public func slopes(_ u: Double, _ v: Double, _ r: Double) -> (u: Double, v: Double, r: Double) {
+            let h = 1e-5
+            return ((bone(u + h, v, r) - bone(u - h, v, r)) / (2 * h), (bone(u, v + h, r) - bone(u, v - h, r)) / (2 * h),
+                    (bone(u, v, r + h) - bone(u, v, r - h)) / (2 * h))
         }
 
         /// Soft tissue (g/cm², lean and fat together) of the same pixel.

@@ -76,10 +76,7 @@ public struct CalibrationVerdict: Sendable, Equatable, Codable, CustomStringConv
         for p in points where p.hydroxyapatite == 0 { partner["\(p.lean)/\(p.fat)"] = p }
         var sum = 0.0
         for p in points {
-            let h = 1e-5
-            let dU = (model.bone(p.lLow + h, p.lHigh, p.softRatio) - model.bone(p.lLow - h, p.lHigh, p.softRatio)) / (2 * h)
-            let dV = (model.bone(p.lLow, p.lHigh + h, p.softRatio) - model.bone(p.lLow, p.lHigh - h, p.softRatio)) / (2 * h)
-            let dR = (model.bone(p.lLow, p.lHigh, p.softRatio + h) - model.bone(p.lLow, p.lHigh, p.softRatio - h)) / (2 * h)
+            let (dU, dV, dR) = model.slopes(p.lLow, p.lHigh, p.softRatio)
             var variance = dU * dU * p.varianceLow + dV * dV * p.varianceHigh
             if p.hydroxyapatite != 0, let s = partner["\(p.lean)/\(p.fat)"], s.lLow > 0, s.lHigh > 0 {
                 let varR = s.softRatio * s.softRatio * (s.varianceLow / (s.lLow * s.lLow) + s.varianceHigh / (s.lHigh * s.lHigh))

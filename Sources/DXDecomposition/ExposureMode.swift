@@ -146,11 +146,11 @@ public struct ExposureModeChooser: Sendable {
     /// window's photons (the unmixed window's where the windows mix), from the fitted bone
     /// model's derivatives and the cell's variances and covariance of (L_low, L_high)
     /// (`Calibration.boneNoise`; the cell's pixel count cancels).
-    /// It grows with the tissue (the first physics model about 2.0 at its thinnest bone cell to
-    /// 3.0 at its densest; the second model's detector about 3.4 to 6.3, with its windows'
-    /// covariance more). Beyond the densest cell κ is continued along the cells' own trend
-    /// (`kappa(photonsPerMsMA:)`): a patient denser than the phantom is noisier per photon. The scout's densest tenth takes the
-    /// κ of the cells that pass as many photons per ms·mA as it does (`kappa(photonsPerMsMA:)`).
+    /// It grows with the tissue (over the phantom's bone cells: the first physics model 2.0 to
+    /// 3.0, the second model's detector 3.6 to 6.6). The scout's densest tenth takes the κ of
+    /// the cells that pass as many photons per ms·mA as it does, continued along the cells' own
+    /// trend beyond the densest (`kappa(photonsPerMsMA:)`): a patient denser than the phantom is
+    /// noisier per photon.
     public struct BoneNoise: Sendable, Equatable {
         /// Per cell: the low window's photons one pixel gets per ms·mA of exposure, and κ.
         public var cells: [(photonsPerMsMA: Double, kappa: Double)]
@@ -261,6 +261,8 @@ public struct ExposureModeChooser: Sendable {
         // A mode is taken only if it does not break the other limit: thick must not saturate
         // the brightest tenth, thin must not starve the densest.
         let thickFactor = ExposureMode.thick.currentFactor, thinFactor = ExposureMode.thin.currentFactor
+        // Thin: half the current, or less where half would still reach `thinAbove`.
+        let thinCurrent = max(leastThinFactor, min(thinFactor, thinAbove / max(brightest, 1)))
         if let lack = shortfall(1), brightest * thickFactor <= thinAbove {
             mode = .thick
             reason = "the densest tenth would get " + lack + " in the standard mode"
@@ -270,9 +272,8 @@ public struct ExposureModeChooser: Sendable {
             // it leaves the densest tenth short, and the record says so.
             mode = .thin
             reason = String(format: "the brightest tenth would count %.0f in the standard mode (more than %.0f)", brightest, thinAbove)
-            // Judged at the current the thin mode takes (half, or less where half would still
-            // reach `thinAbove`; below).
-            if let lack = shortfall(max(leastThinFactor, min(thinFactor, thinAbove / max(brightest, 1)))) {
+            // Judged at the current the thin mode takes.
+            if let lack = shortfall(thinCurrent) {
                 reason += ", and the densest tenth gets " + lack + " in the thin mode: no mode keeps both in range, and saturation would lose numbers where fewer photons only add noise"
             }
         } else {
@@ -295,7 +296,7 @@ public struct ExposureModeChooser: Sendable {
         var factor: Double
         var limit = ""
         switch mode {
-        case .thin: factor = max(leastThinFactor, min(thinFactor, thinAbove / max(brightest, 1)))
+        case .thin: factor = thinCurrent
         case .standard: factor = 1
         case .thick:
             let icd = Double(ExposureMode.maximumCurrentUA) / Double(max(currentUA, 1)), bright = thinAbove / max(brightest, 1)
