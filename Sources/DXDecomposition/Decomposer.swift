@@ -101,6 +101,10 @@ public struct Decomposer: Sendable {
         defer { scratch.deallocate() }
         let marks = UnsafeMutablePointer<Bool>.allocate(capacity: 9 * n)
         defer { marks.deallocate() }
+        let final = UnsafeMutablePointer<Double>.allocate(capacity: 5 * n)
+        defer { final.deallocate() }
+        let answer = UnsafeMutablePointer<PixelAnswer>.allocate(capacity: n)
+        defer { answer.deallocate() }
         let queue = UnsafeMutablePointer<Int>.allocate(capacity: max(n, 1))
         defer { queue.deallocate() }
         let ratio = scratch, su = scratch + n, sv = scratch + 2 * n, sr = scratch + 3 * n, eroded = scratch + 4 * n, baseline = scratch + 5 * n
@@ -111,7 +115,11 @@ public struct Decomposer: Sendable {
         a.low.withUnsafeBufferPointer { low in a.high.withUnsafeBufferPointer { high in
         a.varianceLow.withUnsafeBufferPointer { varLow in a.varianceHigh.withUnsafeBufferPointer { varHigh in
         a.flags.withUnsafeBufferPointer { flags in
-            guard let lowBase = low.baseAddress, let highBase = high.baseAddress else { return }
+            guard let lowBase = low.baseAddress, let highBase = high.baseAddress,
+                  let varLowBase = varLow.baseAddress, let varHighBase = varHigh.baseAddress else { return }
+            // Each pixel's covariance of its two windows (0 where the line carries none).
+            let cov = final + 4 * n
+            for c in 0..<n { cov[c] = a.covariance(at: c) }
             for c in 0..<n {
                 tissue[c] = flags[c].isMeasured && high[c] > airThreshold
                 isBone[c] = false
@@ -158,19 +166,21 @@ public struct Decomposer: Sendable {
             // that tissue; none is fatter than fat (a fraction over 1 is noise's). The baseline's
             // ratio is the opened fat fraction's at the pixel's own high-window attenuation (NaN
             // where the fat model has no such ratio: the pixel is not classified).
-            for c in 0..<n where baseline[c].isFinite {
-                baseline[c] = fast.tissueRatio(highAttenuation: sv[c], fat: min(1, max(-baseline[c], leanestTissue))) ?? .nan
-            }
+            // Four at a time (the fat fractions and their ratios in `eroded`, free since the opening).
+            let baselineFat = eroded
+            for c in 0..<n { baselineFat[c] = baseline[c].isFinite ? min(1, max(-baseline[c], leanestTissue)) : .nan }
+            fast.tissueRatios(n, high: sv, fat: baselineFat, into: eroded)
+            for c in 0..<n where baseline[c].isFinite { baseline[c] = eroded[c] }
             // Noise of the smoothed bone signal: b ≈ (L_low − R·L_high)/k, k the bone's
             // sensitivity, here taken from the calibration at this pixel.
+            // Every pixel's readings four at a time (into `final`, free until the polynomials at the
+            // end), then the rule where it applies.
             let rootWindow = Double(2 * smoothing + 1).squareRoot()
-            for c in 0..<n where tissue[c] && baseline[c].isFinite && sr[c] > baseline[c] {
-                let r = baseline[c]
-                let signal = su[c] - r * sv[c]
-                guard signal > 0 else { continue }
-                let b = fast.bone(su[c], sv[c], r)
-                let sigma = max(0, varLow[c] + r * r * varHigh[c] - 2 * r * a.covariance(at: c)).squareRoot() * b / signal / rootWindow
-                isBone[c] = b > max(boneThreshold, noiseSigmas * sigma)
+            let signal = final, smoothedBone = final + n, smoothedSigma = final + 2 * n
+            fast.classificationReadings(n, u: su, v: sv, r: baseline, varU: varLowBase, varV: varHighBase, covUV: cov, rootWindow: rootWindow,
+                                        signal: signal, bone: smoothedBone, sigma: smoothedSigma)
+            for c in 0..<n where tissue[c] && baseline[c].isFinite && sr[c] > baseline[c] && signal[c] > 0 {
+                isBone[c] = smoothedBone[c] > max(boneThreshold, noiseSigmas * smoothedSigma[c])
             }
             Self.close(isBone, n, gap: 3)
             Self.dropShortRuns(isBone, n, shorterThan: 4)
@@ -205,14 +215,20 @@ public struct Decomposer: Sendable {
             // was (docs/physics.md, "Noise that the rules select").
             if let m = memory, let reach = m.reach(channels: n, yUm: a.yUm, pitchUm: pitchUm) {
                 let h = 1e-4, margin = -leanestTissue, window = Double(2 * smoothing + 1)
+                // Whether the previous line set tissue aside within `reach` of each channel (into
+                // `referable`, before it is written below at the same channel).
+                let leanNear = referable
+                m.lean.withUnsafeBufferPointer { lean in
+                    if let base = lean.baseAddress { TissueMemory.dilate(base, n, within: reach, into: leanNear) }
+                }
                 for c in 0..<n {
+                    let setAsideNear = leanNear[c]
                     referable[c] = plausible[c]
                     // (Leaving out the pixels of runs, and photon-starved ones, was tried after an
                     // outside review: the noise the rule selects is mostly theirs under lean 30,
                     // and the bias came back, +0.74 → +1.34 % on L1 at 2.5 times the exposure;
                     // docs/physics.md.)
-                    guard !plausible[c], tissue[c], sv[c] > 0,
-                          !m.any(m.lean, around: c, within: reach) else { continue }
+                    guard !plausible[c], tissue[c], sv[c] > 0, !setAsideNear else { continue }
                     // The smoothed fat fraction's noise, through the fat model's slopes.
                     let du = (fast.fatFraction(su[c] + h, sv[c]) - fast.fatFraction(su[c] - h, sv[c])) / (2 * h)
                     let dv = (fast.fatFraction(su[c], sv[c] + h) - fast.fatFraction(su[c], sv[c] - h)) / (2 * h)
@@ -259,53 +275,77 @@ public struct Decomposer: Sendable {
                 }
                 k = end + 1
             }
-            if memory?.ratio.count == n {
+            // The memory is taken out of the caller's optional while it is brought up to date, so
+            // that its arrays are this function's alone (no copy, no check of that per pixel).
+            if var m = memory, m.ratio.count == n {
+                memory = nil
                 // The tissue remembered is what no run covers and the lean rule keeps, noisy or not
                 // (bone not confirmed, or set aside by the rule in this line alone, is still not
                 // remembered as tissue: a hip's shaft at the field's edge takes its reference from
                 // the memory, and faint bone remembered there read it as tissue).
-                for c in 0..<n where usable[c] && !found[c] && plausible[c] && ratio[c].isFinite {
-                    let r = ratio[c]
-                    let sigma = max(0, varLow[c] + r * r * varHigh[c] - 2 * r * a.covariance(at: c)).squareRoot() / high[c]
-                    memory?.learn(at: c, ratio: r, high: high[c], sigma: sigma, noiseSigmas: noiseSigmas, yUm: a.yUm)
-                }
+                let ratioSigma = final, learning = referable  // (no longer needed)
+                fast.ratioNoise(n, ratio: ratio, high: highBase, varU: varLowBase, varV: varHighBase, covUV: cov, into: ratioSigma)
+                for c in 0..<n { learning[c] = usable[c] && !found[c] && plausible[c] && ratio[c].isFinite }
+                m.learn(n, taking: learning, ratio: ratio, high: highBase, sigma: ratioSigma, noiseSigmas: noiseSigmas, yUm: a.yUm)
                 // Where this line's window was bone, the tissue remembered there stays in force
                 // (it would otherwise expire after `reachUm` of such lines, and the bone become
                 // the reference again).
-                for c in 0..<n where rejected[c] && (memory?.ratio[c].isFinite ?? false) { memory?.yUm[c] = a.yUm }
+                for c in 0..<n where rejected[c] && m.ratio[c].isFinite { m.yUm[c] = a.yUm }
                 // What this line called bone and set aside, for the next line. A channel this line
                 // has no tissue at (air, no beam, saturated, metal) counts as both, so that the
                 // next line there is judged as before; a line with no tissue at all is passed
                 // over (the 3 mm reach then runs from the line before it).
-                if (0..<n).contains(where: { tissue[$0] }), memory?.bone.count == n, memory?.lean.count == n {
+                if (0..<n).contains(where: { tissue[$0] }), m.bone.count == n, m.lean.count == n {
                     for c in 0..<n {
-                        memory?.bone[c] = tissue[c] ? found[c] : true
-                        memory?.lean[c] = tissue[c] ? !plausible[c] : true
+                        m.bone[c] = tissue[c] ? found[c] : true
+                        m.lean[c] = tissue[c] ? !plausible[c] : true
                     }
-                    memory?.boneYUm = a.yUm
+                    m.boneYUm = a.yUm
                 }
+                memory = m
             }
             for c in 0..<n { usable[c] = tissue[c] && ratio[c].isFinite }
+            // The calibration's polynomials, four pixels at a time (`FastBoneModelLanes`): first
+            // each pixel's ratios (the soft tissue's under it for the bone, its own for the soft
+            // tissue; which of the bone's two readings it takes), then every pixel's polynomials,
+            // then each pixel's answer.
+            let rBone = eroded, rSoft = queued
+            let boneRead = final, unbiased = final + n, softRead = final + 2 * n, fatRead = final + 3 * n
+            for c in 0..<n {
+                rSoft[c] = ratio[c]
+                rBone[c] = ratio[c]
+                answer[c] = .none
+                guard flags[c].isMeasured else { continue }
+                guard usable[c] else { answer[c] = .nothing; continue }
+                if covered[c] {
+                    let r = softRatio[c]
+                    guard r.isFinite else { continue }
+                    // Under bone: against the tissue carried under it, moved to its thickness.
+                    rBone[c] = thicknessCorrected(ratio: r, sideHigh: sideHigh[c], u: low[c], v: high[c])
+                    rSoft[c] = rBone[c]
+                    answer[c] = .underBone
+                } else if localRatio[c].isFinite {
+                    // Against the tissue around it.
+                    rBone[c] = localRatio[c]
+                    answer[c] = .besideTissue
+                } else {
+                    // No tissue around it: only its own ratio, against which it reads 0 (no bias
+                    // to remove).
+                    answer[c] = .ownRatio
+                }
+            }
+            fast.evaluate(n, u: lowBase, v: highBase, rBone: rBone, rSoft: rSoft, varU: varLowBase, varV: varHighBase, covUV: cov,
+                          bone: boneRead, unbiased: unbiased, soft: softRead, fat: fatRead)
             bone.withUnsafeMutableBufferPointer { bone in soft.withUnsafeMutableBufferPointer { soft in fat.withUnsafeMutableBufferPointer { fat in
-                for c in 0..<n where flags[c].isMeasured {
-                    guard usable[c] else {
-                        bone[c] = 0; soft[c] = 0
-                        continue
-                    }
-                    let u = low[c], v = high[c]
-                    if covered[c] {
-                        var r = softRatio[c]
-                        guard r.isFinite else { continue }
-                        r = thicknessCorrected(ratio: r, sideHigh: sideHigh[c], u: u, v: v)
-                        bone[c] = fast.unbiasedBone(u, v, r, varU: varLow[c], varV: varHigh[c], covUV: a.covariance(at: c))
-                        soft[c] = fast.soft(u, v, r)
-                    } else {
-                        // Against the tissue around it; a pixel with no tissue around it has
-                        // only its own ratio, against which it reads 0 (no bias to remove).
-                        bone[c] = localRatio[c].isFinite
-                            ? fast.unbiasedBone(u, v, localRatio[c], varU: varLow[c], varV: varHigh[c], covUV: a.covariance(at: c)) : fast.bone(u, v, ratio[c])
-                        soft[c] = fast.soft(u, v, ratio[c])
-                        fat[c] = min(1, max(0, fast.fatFraction(u, v)))
+                for c in 0..<n {
+                    switch answer[c] {
+                    case .none: break
+                    case .nothing: bone[c] = 0; soft[c] = 0
+                    case .underBone: bone[c] = unbiased[c]; soft[c] = softRead[c]
+                    case .besideTissue, .ownRatio:
+                        bone[c] = answer[c] == .ownRatio ? boneRead[c] : unbiased[c]
+                        soft[c] = softRead[c]
+                        fat[c] = min(1, max(0, fatRead[c]))
                     }
                 }
             } } }
@@ -738,6 +778,20 @@ public struct ROIAccumulator: Sendable {
     public var result: ROIResult { result() }
 }
 
+/// Which of the calibration's readings a pixel's numbers are (`Decomposer.decompose`).
+enum PixelAnswer: UInt8 {
+    /// No number (not measured, or bone with no tissue to carry under it): NaN.
+    case none
+    /// Air or a pixel without tissue: 0.
+    case nothing
+    /// Bone (or a hole in it) against the soft tissue carried under it.
+    case underBone
+    /// Tissue against the tissue around it; its fat fraction too.
+    case besideTissue
+    /// Tissue with no tissue around it, against its own ratio; its fat fraction too.
+    case ownRatio
+}
+
 /// A soft-tissue reference beside a run of bone: the mean tissue ratio and high-window
 /// attenuation of a window's pixels, and the place they were measured (their mean channel).
 struct SideReference {
@@ -774,13 +828,35 @@ public struct TissueMemory: Sendable, Equatable {
     /// Bone only raises the ratio: tissue reading lower than what is remembered by more than
     /// `noiseSigmas` of its own noise says the memory learnt faint bone, and replaces it.
     mutating func learn(at c: Int, ratio r: Double, high v: Double, sigma: Double, noiseSigmas: Double, yUm y: Int32) {
-        let old = ratio[c], oldHigh = high[c]
-        var w = Self.weight(ofLineAt: y, after: sampledYUm[c])
-        if !old.isFinite || !oldHigh.isFinite || old - r > noiseSigmas * sigma { w = 1 }
-        ratio[c] = old.isFinite ? old + w * (r - old) : r
-        high[c] = oldHigh.isFinite ? oldHigh + w * (v - oldHigh) : v
+        (ratio[c], high[c]) = Self.learnt(ratio: ratio[c], high: high[c], sampledYUm: sampledYUm[c], r, v, sigma: sigma, noiseSigmas: noiseSigmas, yUm: y)
         yUm[c] = y
         sampledYUm[c] = y
+    }
+
+    /// `learn(at:...)` for every channel of an `n`-channel line where `take` holds, through
+    /// pointers (the same numbers; no copy or bounds check per pixel).
+    mutating func learn(_ n: Int, taking take: UnsafePointer<Bool>, ratio r: UnsafePointer<Double>, high v: UnsafePointer<Double>,
+                        sigma: UnsafePointer<Double>, noiseSigmas: Double, yUm y: Int32) {
+        guard ratio.count == n, high.count == n, yUm.count == n, sampledYUm.count == n else { return }
+        ratio.withUnsafeMutableBufferPointer { ratio in high.withUnsafeMutableBufferPointer { high in
+        yUm.withUnsafeMutableBufferPointer { yUm in sampledYUm.withUnsafeMutableBufferPointer { sampled in
+            for c in 0..<n where take[c] {
+                (ratio[c], high[c]) = Self.learnt(ratio: ratio[c], high: high[c], sampledYUm: sampled[c], r[c], v[c], sigma: sigma[c],
+                                                  noiseSigmas: noiseSigmas, yUm: y)
+                yUm[c] = y
+                sampled[c] = y
+            }
+        } } } }
+    }
+
+    /// What a channel remembers (ratio, high-window attenuation) after the tissue `r`, `v` of
+    /// noise `sigma` at `y` is averaged into it (`learn`).
+    @inline(__always)
+    static func learnt(ratio old: Double, high oldHigh: Double, sampledYUm: Int32, _ r: Double, _ v: Double, sigma: Double, noiseSigmas: Double,
+                       yUm y: Int32) -> (Double, Double) {
+        var w = weight(ofLineAt: y, after: sampledYUm)
+        if !old.isFinite || !oldHigh.isFinite || old - r > noiseSigmas * sigma { w = 1 }
+        return (old.isFinite ? old + w * (r - old) : r, oldHigh.isFinite ? oldHigh + w * (v - oldHigh) : v)
     }
 
     /// How far the line whose bone confirms this line's may lie (µm): 3 mm, two or three lines
@@ -818,7 +894,23 @@ public struct TissueMemory: Sendable, Equatable {
             for c in 0..<n { confirmed[c] = covered[c] }
             return
         }
-        for c in 0..<n { confirmed[c] = covered[c] && any(bone, around: c, within: reach) }
+        bone.withUnsafeBufferPointer { bone in
+            if let base = bone.baseAddress { Self.dilate(base, n, within: reach, into: confirmed) }
+        }
+        for c in 0..<n { confirmed[c] = confirmed[c] && covered[c] }
+    }
+
+    /// Whether `mask` holds at each of the first `n` channels or within `reach` of it (into
+    /// `out`), by a running count over the window: one pass for the whole line.
+    static func dilate(_ mask: UnsafePointer<Bool>, _ n: Int, within reach: Int, into out: UnsafeMutablePointer<Bool>) {
+        var count = 0
+        for k in 0..<min(n, reach) where mask[k] { count += 1 }
+        for c in 0..<n {
+            let entering = c + reach, leaving = c - reach - 1
+            if entering < n, mask[entering] { count += 1 }
+            if leaving >= 0, mask[leaving] { count -= 1 }
+            out[c] = count > 0
+        }
     }
 
     /// How many channels an edge may have moved since the previous line, for a line of `n`
@@ -832,9 +924,4 @@ public struct TissueMemory: Sendable, Equatable {
         return max(1, Int((d + p - 1) / p))
     }
 
-    /// Whether `mask` holds at channel `c` or within `reach` of it.
-    func any(_ mask: [Bool], around c: Int, within reach: Int) -> Bool {
-        for k in max(0, c - reach)...min(mask.count - 1, c + reach) where mask[k] { return true }
-        return false
-    }
 }

@@ -105,6 +105,12 @@ enum DecomposeBenchmark {
             }
             let decRate = Double(decPixels) / (clock.now - decStart).seconds
             print(String(format: "stages alone: attenuation %.1f M pixels/s, decomposition %.1f M pixels/s", attRate / 1e6, decRate / 1e6))
+            // Every output bit of one pass, so that a faster decomposition can show it computes the
+            // same numbers (a change of the arithmetic shows as another digest).
+            var memory: TissueMemory? = TissueMemory(channels: channels)
+            var digest = Digest()
+            for a in once { digest.add(decomposer.decompose(a, memory: &memory)) }
+            print("output digest \(digest.hex) (bone, soft tissue, fat fraction, bone mask and flags of \(once.count) lines)")
             // The memory limit on this core: the same input bytes (two 16-bit samples a pixel, the
             // 380 lines in turn) copied plainly to another buffer, as pixels per second.
             let copyRate = copyLimit(input, seconds: min(1, seconds))
@@ -120,5 +126,18 @@ enum DecomposeBenchmark {
             FileHandle.standardError.write(Data("dexa-bench decompose: \(error)\n".utf8))
             exit(1)
         }
+    }
+}
+
+/// FNV-1a over the bit patterns of decomposed lines.
+struct Digest {
+    private var h: UInt64 = 0xcbf2_9ce4_8422_2325
+    var hex: String { String(h, radix: 16) }
+    mutating func add(_ bits: UInt64) {
+        for k in 0..<8 { h = (h ^ ((bits >> (8 * UInt64(k))) & 0xff)) &* 0x100_0000_01b3 }
+    }
+    mutating func add(_ line: DecomposedLine) {
+        for plane in [line.bone, line.soft, line.fatFraction] { for x in plane { add(x.bitPattern) } }
+        for c in line.isBone.indices { add(UInt64(line.isBone[c] ? 1 : 0) | UInt64(line.flags[c].rawValue) << 8) }
     }
 }

@@ -207,3 +207,84 @@ struct BranchFreeLogTests {
         #expect(differing == 0)
     }
 }
+
+/// The calibration's polynomials four pixels at a time (`FastBoneModelLanes`) give the scalar
+/// functions' bits in every lane (a NaN for a NaN, whatever its sign), for values a line holds
+/// and far beyond them: NaN, infinities,
+/// zeros of either sign, negative variances, and both of the fat model's forms (a quadratic in
+/// the ratio, and without its square the linear one). The scenes above hold the decomposer that
+/// uses them; this holds the functions where the scenes do not reach.
+@Suite("The polynomials four pixels at a time")
+struct FastBoneModelLanesTests {
+    static func value(_ rng: inout SplitMix64, scale: Double) -> Double {
+        switch rng.next() % 16 {
+        case 0: .nan
+        case 1: .infinity
+        case 2: -.infinity
+        case 3: 0
+        case 4: -0.0
+        case 5: -scale * Double(rng.next() >> 11) * 0x1p-53
+        default: scale * Double(rng.next() >> 11) * 0x1p-53
+        }
+    }
+
+    static func compare(_ fast: Calibration.FastBoneModel, seed: UInt64) -> (compared: Int, differing: [String], ratios: Int) {
+        var rng = SplitMix64(seed: seed)
+        let n = 4 * 2_000 + 3  // a tail for the scalar functions too
+        func column(_ scale: Double) -> [Double] { (0..<n).map { _ in value(&rng, scale: scale) } }
+        let u = column(8), v = column(6), rBone = column(2), rSoft = column(2), varU = column(0.01), varV = column(0.01), cov = column(0.005)
+        let fat = column(2)
+        var bone = [Double](repeating: 0, count: n), unbiased = bone, soft = bone, fatOut = bone, ratios = bone
+        var signal = bone, smoothedBone = bone, sigma = bone, noise = bone
+        u.withUnsafeBufferPointer { u in v.withUnsafeBufferPointer { v in rBone.withUnsafeBufferPointer { rb in rSoft.withUnsafeBufferPointer { rs in
+        varU.withUnsafeBufferPointer { vu in varV.withUnsafeBufferPointer { vv in cov.withUnsafeBufferPointer { cv in fat.withUnsafeBufferPointer { ft in
+            fast.evaluate(n, u: u.baseAddress!, v: v.baseAddress!, rBone: rb.baseAddress!, rSoft: rs.baseAddress!, varU: vu.baseAddress!,
+                          varV: vv.baseAddress!, covUV: cv.baseAddress!, bone: &bone, unbiased: &unbiased, soft: &soft, fat: &fatOut)
+            fast.tissueRatios(n, high: v.baseAddress!, fat: ft.baseAddress!, into: &ratios)
+            fast.classificationReadings(n, u: u.baseAddress!, v: v.baseAddress!, r: rb.baseAddress!, varU: vu.baseAddress!, varV: vv.baseAddress!,
+                                        covUV: cv.baseAddress!, rootWindow: 7.0.squareRoot(), signal: &signal, bone: &smoothedBone, sigma: &sigma)
+            fast.ratioNoise(n, ratio: rb.baseAddress!, high: v.baseAddress!, varU: vu.baseAddress!, varV: vv.baseAddress!, covUV: cv.baseAddress!, into: &noise)
+        } } } } } } } }
+        var differing: [String] = []
+        var answered = 0
+        for c in 0..<n {
+            func check(_ name: String, _ lane: Double, _ scalar: Double) {
+                // Any NaN for a NaN: which operand's NaN an operation passes on, and its sign,
+                // depend on the operands' order, and nothing reads a NaN but as "no number".
+                if lane.bitPattern != scalar.bitPattern && !(lane.isNaN && scalar.isNaN) && differing.count < 10 {
+                    differing.append("\(name) at \(c) (u \(u[c]), v \(v[c]), r \(rBone[c])): \(lane) against \(scalar)")
+                }
+            }
+            check("bone", bone[c], fast.bone(u[c], v[c], rBone[c]))
+            check("unbiasedBone", unbiased[c], fast.unbiasedBone(u[c], v[c], rBone[c], varU: varU[c], varV: varV[c], covUV: cov[c]))
+            check("soft", soft[c], fast.soft(u[c], v[c], rSoft[c]))
+            check("fatFraction", fatOut[c], fast.fatFraction(u[c], v[c]))
+            let ratio = fast.tissueRatio(highAttenuation: v[c], fat: fat[c])
+            if ratio != nil { answered += 1 }
+            check("tissueRatio", ratios[c], ratio ?? .nan)
+            let r = rBone[c], s = u[c] - r * v[c], b = fast.bone(u[c], v[c], r)
+            check("signal", signal[c], s)
+            check("smoothed bone", smoothedBone[c], b)
+            check("sigma", sigma[c], max(0, varU[c] + r * r * varV[c] - 2 * r * cov[c]).squareRoot() * b / s / 7.0.squareRoot())
+            check("ratio noise", noise[c], max(0, varU[c] + r * r * varV[c] - 2 * r * cov[c]).squareRoot() / v[c])
+        }
+        return (n, differing, answered)
+    }
+
+    @Test func theScalarFunctionsBitsInEveryLane() throws {
+        var s = Scanner(seed: 8)
+        let (_, calibration) = try s.calibrate()
+        let fitted = calibration.fastBoneModel
+        let (compared, differing, answered) = Self.compare(fitted, seed: 11)
+        print("lanes against scalar, fitted model: \(compared) pixels, \(differing.count) differences, tissue ratio answered \(answered)")
+        #expect(differing.isEmpty, "\(differing.joined(separator: "\n"))")
+        #expect(answered > compared / 20, "both of the tissue ratio's branches are to be tried: \(answered) of \(compared) answered")
+        // The fat model without its square term: the linear branch of the tissue ratio.
+        let linear = Calibration.FastBoneModel(bone: calibration.hydroxyapatite.rawCoefficients, soft: calibration.softTissue.rawCoefficients,
+                                               fat: calibration.fatFraction.rawCoefficients.enumerated().map { $0.offset == 3 ? 0 : $0.element })
+        let second = Self.compare(linear, seed: 12)
+        print("lanes against scalar, linear fat model: \(second.compared) pixels, \(second.differing.count) differences, tissue ratio answered \(second.ratios)")
+        #expect(second.differing.isEmpty, "\(second.differing.joined(separator: "\n"))")
+        #expect(second.ratios > 0)
+    }
+}
