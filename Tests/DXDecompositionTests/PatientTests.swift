@@ -406,6 +406,17 @@ struct ExposureModeRuleTests {
         let thin = ExposureModeChooser().choose(scout: [mixed], scoutPeriodUs: 1_000_000, scoutCurrentUA: 400, dark: dark ?? .empty,
                                                 periodUs: 1_000_000, currentUA: 400, bmi: nil, boneNoise: noisy)
         #expect(thin.mode == .thin && thin.reason.contains("no mode keeps both") && thin.reason.contains("bone noise of 0.47") && !thin.reason.contains("fewer than"), "\(thin.reason)")
+        // Standard when the thick mode would bring the brightest tenth over `thinAbove`, even
+        // where the densest tenth's bone noise is over the limit: said. 30,000 counts in 20
+        // channels (75,000 at 2.5 times) and 321 photons of κ 6 (0.33 g/cm²) in the other 20.
+        let bright = ScanLine(index: 0, yUm: 0, xUm: 0, tUs: 0, flags: [.xrayOn],
+                              samples: (0..<40).flatMap { c in c % 2 == 0 ? [UInt16(200 + 321), UInt16(200 + 963)] : [UInt16(30_200), UInt16(30_200)] })
+        let kept = ExposureModeChooser().choose(scout: [bright], scoutPeriodUs: 1_000_000, scoutCurrentUA: 400, dark: dark ?? .empty,
+                                                periodUs: 1_000_000, currentUA: 400, bmi: nil, boneNoise: noisy)
+        #expect(kept.mode == .standard && kept.currentFactor == 1, "\(kept.reason)")
+        #expect(kept.reason.contains("bone noise of 0.33") && kept.reason.contains("thick mode would bring the brightest tenth over 55000")
+                && !kept.reason.contains("fewer than"), "\(kept.reason)")
+        #expect(abs((kept.predictedDensestBoneSD ?? 0) - 6 / 321.0.squareRoot()) < 0.001)
     }
 
     /// The air beyond a body's edge is left out of the brightest tenth even with the channels'
