@@ -514,6 +514,10 @@ struct VFAStudyTests {
         var byTruth = [Int: (n: Int, found: Int, exact: Int)]()
         var normal = 0, falsePositive = 0, unreadable = 0, vertebrae = 0, labelled = 0, labelsRight = 0, refused = 0, unreadFractures = 0
         var heightErrors: [Double] = [], typeRight = 0, typed = 0, partlyRead = 0
+        // Each height's error apart (anterior, middle, posterior) over the bodies of true grade 0
+        // at the rib-head levels (T4–T10) and below them: a corner read long against a middle
+        // read true is what calls a normal body biconcave.
+        var byHeight: [String: [Double]] = [:]
         var warnings: [String: Int] = [:]
         // `DEXA_VFA_FIRST`: the first seed (1), for a run on patients a choice was not made on.
         let first = UInt64(ProcessInfo.processInfo.environment["DEXA_VFA_FIRST"] ?? "") ?? 1
@@ -557,6 +561,12 @@ struct VFAStudyTests {
                     print(String(format: "seed %d %@ (grade %d): %@ height uncertain, read as grade %d %@", seed, truth.name, truth.grade, v.uncertainHeight ?? "", v.grade ?? 0, v.kind?.rawValue ?? ""))
                 }
                 heightErrors += [a - truth.anteriorMM, mid - truth.middleMM, p - truth.posteriorMM].filter(\.isFinite)
+                if truth.grade == 0 {
+                    let ribs = LateralImage.ribHeadLevels.contains(truth.name) ? "T4–T10" : "T11–L4"
+                    for (which, e) in [("anterior", a - truth.anteriorMM), ("middle", mid - truth.middleMM), ("posterior", p - truth.posteriorMM)] where e.isFinite {
+                        byHeight["\(ribs) \(which)", default: []].append(e)
+                    }
+                }
                 let grade = v.grade ?? 0
                 var t = byTruth[truth.grade] ?? (0, 0, 0)
                 t.n += 1
@@ -590,6 +600,11 @@ struct VFAStudyTests {
         print(String(format: "VFA study, %d patients, %d vertebrae: unreadable %d; labels right %d/%d; heights mean %+.2f mm, SD %.2f, 95th %.2f, worst %.2f, within 1.5 mm %.1f %%",
                      Self.patients, vertebrae, unreadable, labelsRight, labelled, mean, sd, sorted[Int(0.95 * Double(sorted.count))], sorted.last ?? .nan,
                      pct(sorted.filter { $0 <= 1.5 }.count, sorted.count)))
+        for key in byHeight.keys.sorted() {
+            let e = byHeight[key] ?? []
+            let m = e.reduce(0, +) / Double(max(1, e.count)), sd = (e.map { ($0 - m) * ($0 - m) }.reduce(0, +) / Double(max(1, e.count))).squareRoot()
+            print(String(format: "VFA study: normal bodies, %@ height: error mean %+.2f mm, SD %.2f (%d)", key, m, sd, e.count))
+        }
         for g in 0...3 {
             let t = byTruth[g] ?? (0, 0, 0)
             print(String(format: "VFA study: true grade %d: %d vertebrae, called fractured %d (%.1f %%), same grade %d (%.1f %%)", g, t.n, t.found, pct(t.found, t.n), t.exact, pct(t.exact, t.n)))
