@@ -91,7 +91,8 @@ public struct Decomposer: Sendable {
     /// give the same numbers.
     public func decompose(_ a: AttenuationLine, memory: inout TissueMemory?) -> DecomposedLine {
         let n = a.channels
-        guard n > 0, a.high.count == n, a.varianceLow.count == n, a.varianceHigh.count == n, a.flags.count == n else {
+        guard n > 0, a.high.count == n, a.varianceLow.count == n, a.varianceHigh.count == n, a.flags.count == n,
+              a.covariance.isEmpty || a.covariance.count == n else {
             let none = [Double](repeating: .nan, count: n)
             return DecomposedLine(index: a.index, yUm: a.yUm, xUm: a.xUm, bone: none, soft: none, fatFraction: none,
                                   isBone: [Bool](repeating: false, count: n), flags: a.flags)

@@ -139,6 +139,9 @@ extension Calibration.FastBoneModel {
         // A negative discriminant's square root is NaN, and so is every comparison after it.
         let root = disc.squareRoot()
         let first: Lanes = (-b - root) / (2 * a), second: Lanes = (-b + root) / (2 * a)
+        // The first root where it qualifies, else the second, as the scalar function tries them
+        // (2a·first + b is −root and 2a·second + b is +root: the second can qualify only where
+        // the root rounds to nothing, and then the first is preferred as there).
         var out = Lanes(repeating: .nan)
         out.replace(with: second, where: (second .> 0) .& ((2 * a) * second + b .< 0))
         out.replace(with: first, where: (first .> 0) .& ((2 * a) * first + b .< 0))

@@ -287,4 +287,48 @@ struct FastBoneModelLanesTests {
         #expect(second.differing.isEmpty, "\(second.differing.joined(separator: "\n"))")
         #expect(second.ratios > 0)
     }
+
+    /// `TissueMemory.dilate` says for every channel what a look at the window around it says:
+    /// any true within `reach` (the window cut at the line's ends), for lines of 0–20 channels and
+    /// reaches from 0 to beyond the line.
+    @Test func theDilatedMaskIsTheWindowsAny() {
+        var rng = SplitMix64(seed: 5)
+        var checked = 0, differing = 0
+        for n in 0...20 {
+            for reach in 0...25 {
+                for _ in 0..<8 {
+                    let mask = (0..<n).map { _ in rng.next() % 5 == 0 }
+                    var out = [Bool](repeating: false, count: n)
+                    mask.withUnsafeBufferPointer { m in out.withUnsafeMutableBufferPointer { o in
+                        if let mb = m.baseAddress, let ob = o.baseAddress { TissueMemory.dilate(mb, n, within: reach, into: ob) }
+                    } }
+                    for c in 0..<n {
+                        checked += 1
+                        if out[c] != mask[max(0, c - reach)...min(n - 1, c + reach)].contains(true) { differing += 1 }
+                    }
+                }
+            }
+        }
+        #expect(checked > 10_000)
+        #expect(differing == 0)
+    }
+
+    /// A line whose covariance does not match its channels (the field is public) is decomposed to
+    /// no numbers, as a line with mismatched variances is: never a trap, never numbers read past
+    /// its end.
+    @Test func aLineWithAShortCovarianceGivesNoNumbers() throws {
+        var s = Scanner(seed: 8)
+        let (stage, calibration) = try s.calibrate()
+        let prepared = stage.prepared(periodUs: 40_000, currentUA: 3000, calibration: calibration)
+        let lines = s.scan(PhantomScene(StandardPhantoms.esp), y0: 600_000, y1: 604_000, stepUm: 2000, periodUs: 40_000, currentUA: 3000)
+        var line = try prepared.process(try #require(lines.first))
+        let n = line.channels
+        line.covariance = [Double](repeating: 0.0001, count: n - 1)
+        var memory: TissueMemory? = TissueMemory(channels: n)
+        let out = Decomposer(calibration: calibration).decompose(line, memory: &memory)
+        #expect(out.bone.count == n && out.bone.allSatisfy(\.isNaN) && out.soft.allSatisfy(\.isNaN))
+        #expect(memory?.ratio.allSatisfy(\.isNaN) == true && memory?.boneYUm == nil, "nothing learnt from it")
+        line.covariance = []
+        #expect(Decomposer(calibration: calibration).decompose(line).bone.contains { $0.isFinite }, "without a covariance: numbers")
+    }
 }
